@@ -1,0 +1,1 @@
+namespace PvlrKernels.Benchmarks; class P{static void Main(){}}

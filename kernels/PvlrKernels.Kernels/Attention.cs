@@ -1,0 +1,95 @@
+// Multi-head self attention on a packed QKV tensor, as nn.MultiheadAttention's core:
+//   qkv (Nb, L, 3W) with q | k | v along the last axis, H heads of size hd = W / H,
+//   S = q k^T / sqrt(hd) (+ causal mask: j > i gets -inf), P = softmax_j S, out (Nb, L, W) = P v.
+// P (Nb, H, L, L) is saved for the backward.
+using ILGPU.Algorithms;
+
+namespace PvlrKernels.Kernels;
+
+public struct AttnParams { public int Nb, L, W, H, Causal; public float Scale; }
+
+/// One thread per (n, h, i) query row.
+public struct AttentionFwd<TMem> : IKernel where TMem : struct, IMem
+{
+    public TMem Out, P, Qkv; public AttnParams A;
+    public void Execute(int r)
+    {
+        int L = A.L, W = A.W, hd = W / A.H;
+        int i = r % L, nh = r / L, h = nh % A.H, n = nh / A.H;
+        int qb = (n * L + i) * 3 * W + h * hd, pb = r * L;
+        int jEnd = A.Causal != 0 ? i + 1 : L;
+        float mx = -3.0e38f;
+        for (int j = 0; j < jEnd; j++)
+        {
+            int kb = (n * L + j) * 3 * W + W + h * hd;
+            float s = 0f;
+            for (int d = 0; d < hd; d++) s += Qkv[qb + d] * Qkv[kb + d];
+            s *= A.Scale;
+            P[pb + j] = s;
+            mx = XMath.Max(mx, s);
+        }
+        float sum = 0f;
+        for (int j = 0; j < jEnd; j++) { float e = XMath.Exp(P[pb + j] - mx); P[pb + j] = e; sum += e; }
+        float inv = 1f / sum;
+        for (int j = 0; j < L; j++) P[pb + j] = j < jEnd ? P[pb + j] * inv : 0f;
+        int ob = (n * L + i) * W + h * hd;
+        for (int d = 0; d < hd; d++)
+        {
+            float s = 0f;
+            for (int j = 0; j < jEnd; j++) s += P[pb + j] * Qkv[(n * L + j) * 3 * W + 2 * W + h * hd + d];
+            Out[ob + d] = s;
+        }
+    }
+}
+/// Pass 1, one thread per (n, h, i): dS_ij = P_ij (dP_ij - sum_j P dP), dP_ij = dout_i . v_j;
+/// dq_i += scale * sum_j dS_ij k_j.  dS is written to a scratch buffer shaped like P.
+public struct AttentionBwdQ<TMem> : IKernel where TMem : struct, IMem
+{
+    public TMem DQkv, DS, DOut, P, Qkv; public AttnParams A;
+    public void Execute(int r)
+    {
+        int L = A.L, W = A.W, hd = W / A.H;
+        int i = r % L, nh = r / L, h = nh % A.H, n = nh / A.H, pb = r * L;
+        int ob = (n * L + i) * W + h * hd;
+        float dot = 0f;
+        for (int j = 0; j < L; j++)
+        {
+            int vb = (n * L + j) * 3 * W + 2 * W + h * hd;
+            float dp = 0f;
+            for (int d = 0; d < hd; d++) dp += DOut[ob + d] * Qkv[vb + d];
+            DS[pb + j] = dp;
+            dot += P[pb + j] * dp;
+        }
+        for (int j = 0; j < L; j++) DS[pb + j] = P[pb + j] * (DS[pb + j] - dot);
+        int qb = (n * L + i) * 3 * W + h * hd;
+        for (int d = 0; d < hd; d++)
+        {
+            float s = 0f;
+            for (int j = 0; j < L; j++) s += DS[pb + j] * Qkv[(n * L + j) * 3 * W + W + h * hd + d];
+            DQkv[qb + d] = DQkv[qb + d] + A.Scale * s;
+        }
+    }
+}
+/// Pass 2, one thread per (n, h, j): dk_j += scale * sum_i dS_ij q_i;  dv_j += sum_i P_ij dout_i.
+public struct AttentionBwdKV<TMem> : IKernel where TMem : struct, IMem
+{
+    public TMem DQkv, DS, DOut, P, Qkv; public AttnParams A;
+    public void Execute(int r)
+    {
+        int L = A.L, W = A.W, hd = W / A.H;
+        int j = r % L, nh = r / L, h = nh % A.H, n = nh / A.H;
+        int kb = (n * L + j) * 3 * W + W + h * hd, vb = kb + W;
+        for (int d = 0; d < hd; d++)
+        {
+            float sk = 0f, sv = 0f;
+            for (int i = 0; i < L; i++)
+            {
+                int pi = (nh * L + i) * L + j;
+                sk += DS[pi] * Qkv[(n * L + i) * 3 * W + h * hd + d];
+                sv += P[pi] * DOut[(n * L + i) * W + h * hd + d];
+            }
+            DQkv[kb + d] = DQkv[kb + d] + A.Scale * sk;
+            DQkv[vb + d] = DQkv[vb + d] + sv;
+        }
+    }
+}

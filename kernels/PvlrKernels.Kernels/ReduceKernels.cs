@@ -1,0 +1,88 @@
+// Reductions along one axis of a tensor viewed as [Outer, N, Inner] (contiguous), top-k index
+// selection, and gather/scatter along that axis. Indices are stored as float (exact below 2^24).
+using ILGPU.Algorithms;
+
+namespace PvlrKernels.Kernels;
+
+public static class ReduceMode { public const int Sum = 0, Max = 1, Min = 2; }
+
+/// y[o, j] (+)= Scale * sum_n x[o, n, j]   (Mode Sum), or max/min with the arg index in Idx.
+/// Ties in max/min go to the lowest index, as torch.min/max on CPU.
+public struct ReduceAxis<TMem> : IKernel where TMem : struct, IMem
+{
+    public TMem Y, X, Idx; public int N, Inner, Mode, Accumulate, WriteIdx; public float Scale;
+    public void Execute(int i)
+    {
+        int o = i / Inner, j = i - o * Inner, b = o * N * Inner + j;
+        if (Mode == ReduceMode.Sum)
+        {
+            float s = 0f;
+            for (int n = 0; n < N; n++) s += X[b + n * Inner];
+            s *= Scale;
+            Y[i] = Accumulate != 0 ? Y[i] + s : s;
+            return;
+        }
+        float best = X[b]; int bi = 0;
+        for (int n = 1; n < N; n++)
+        {
+            float v = X[b + n * Inner];
+            if (Mode == ReduceMode.Max ? v > best : v < best) { best = v; bi = n; }
+        }
+        Y[i] = best;
+        if (WriteIdx != 0) Idx[i] = bi;
+    }
+}
+
+/// Idx[o, m, j] = index of the m-th largest (Largest=1) or smallest x[o, :, j].
+/// Order: by value, then by LOWER index first among equal values (a stable sort). O(N*K) per column,
+/// no scratch: the m-th pick is the best element strictly after the (m-1)-th pick in that order.
+public struct ArgTopK<TMem> : IKernel where TMem : struct, IMem
+{
+    public TMem Idx, X; public int N, Inner, K, Largest;
+    public void Execute(int i)
+    {
+        int o = i / Inner, j = i - o * Inner, b = o * N * Inner + j;
+        float sign = Largest != 0 ? 1f : -1f;
+        float prevV = 0f; int prevI = -1;
+        for (int m = 0; m < K; m++)
+        {
+            float bestV = 0f; int bestI = -1;
+            for (int n = 0; n < N; n++)
+            {
+                float v = sign * X[b + n * Inner];
+                bool after = prevI < 0 || v < prevV || (v == prevV && n > prevI);
+                if (after && (bestI < 0 || v > bestV)) { bestV = v; bestI = n; }
+            }
+            Idx[(o * K + m) * Inner + j] = bestI;
+            prevV = bestV; prevI = bestI;
+        }
+    }
+}
+
+/// y[o, m, j] = x[o, idx, j]; idx = Idx[o, m, j] (PerInner=1) or Idx[o, m] (PerInner=0).
+public struct GatherAxis<TMem> : IKernel where TMem : struct, IMem
+{
+    public TMem Y, X, Idx; public int N, M, Inner, PerInner;
+    public void Execute(int i)
+    {
+        int j = i % Inner, om = i / Inner, o = om / M;
+        int n = (int)Idx[PerInner != 0 ? i : om];
+        Y[i] = X[(o * N + n) * Inner + j];
+    }
+}
+/// dx[o, idx, j] += dy[o, m, j]: one thread per (o, j) walks m, so repeated indices never race.
+public struct ScatterAxis<TMem> : IKernel where TMem : struct, IMem
+{
+    public TMem DX, DY, Idx; public int N, M, Inner, PerInner;
+    public void Execute(int i)
+    {
+        int o = i / Inner, j = i - o * Inner;
+        for (int m = 0; m < M; m++)
+        {
+            int om = o * M + m;
+            int n = (int)Idx[PerInner != 0 ? om * Inner + j : om];
+            int d = (o * N + n) * Inner + j;
+            DX[d] = DX[d] + DY[om * Inner + j];
+        }
+    }
+}

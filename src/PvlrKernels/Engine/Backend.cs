@@ -1,0 +1,307 @@
+// The backend interface: device memory plus the closed set of primitives every layer is built from.
+// Backend<TMem> writes each primitive once by filling a kernel body from kernels/ (generic over the
+// memory accessor); a concrete backend only supplies memory, Launch and GEMM. Shapes and extents are
+// checked on the host before every launch: an out-of-range access inside an ILGPU kernel kills the
+// process, so it must never get that far.
+using PvlrKernels.Kernels;
+
+namespace PvlrKernels.Engine;
+
+public abstract class Storage : IDisposable
+{
+    public long Length { get; protected set; }
+    public abstract void Dispose();
+}
+
+/// Thrown for any shape or extent mismatch; the message names the op and the shapes.
+public sealed class ShapeException(string message) : Exception(message);
+
+public abstract class Backend : IDisposable
+{
+    public abstract string Name { get; }
+    public abstract bool IsGpu { get; }
+    public abstract Storage Allocate(long n);                 // zero-filled
+    public abstract void Upload(Storage dst, long off, ReadOnlySpan<float> src);
+    public abstract void Download(Storage src, long off, Span<float> dst);
+    public abstract void Synchronize();
+    public abstract void Dispose();
+
+    public abstract void Fill(Storage y, long yo, long n, float v);
+    public abstract void Copy4(Storage dst, long dOff, Strides4 sd, Storage src, long sOff, Strides4 ss, Dims4 d, float scale, bool accumulate);
+    public abstract void SumTo(Storage dst, long dOff, Dims4 target, Storage src, long sOff, Dims4 full, bool accumulate);
+    public abstract void Unary<TOp>(Storage y, long yo, Storage x, long xo, long n, float p) where TOp : struct, IUnaryOp;
+    public abstract void UnaryBackward<TOp>(Storage dx, long dxo, Storage x, long xo, Storage y, long yo, Storage dy, long dyo, long n, float p, bool accumulate) where TOp : struct, IUnaryOp;
+    public abstract void Binary<TOp>(Storage o, long oo, Storage a, long ao, Strides4 sa, Storage b, long bo, Strides4 sb, Dims4 d) where TOp : struct, IBinaryOp;
+    public abstract void BinaryGrad<TOp>(Storage tmp, long to, Storage a, long ao, Strides4 sa, Storage b, long bo, Strides4 sb, Storage dy, long dyo, Dims4 d, int which) where TOp : struct, IBinaryOp;
+    public abstract void Reduce(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n, int inner, int mode, float scale, bool accumulate);
+    public abstract void ArgTopK(Storage idx, long io, Storage x, long xo, int outer, int n, int inner, int k, bool largest);
+    public abstract void Gather(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n, int m, int inner, bool perInner);
+    public abstract void Scatter(Storage dx, long dxo, Storage dy, long dyo, Storage idx, long io, int outer, int n, int m, int inner, bool perInner);
+    public abstract void Softmax(Storage y, long yo, Storage x, long xo, int outer, int n, int inner, bool log);
+    public abstract void SoftmaxBackward(Storage dx, long dxo, Storage y, long yo, Storage dy, long dyo, int outer, int n, int inner, bool log);
+    public abstract void LayerNorm(Storage y, long yo, Storage mean, long mo, Storage rstd, long ro, Storage x, long xo, Storage g, long go, Storage b, long bo, int rows, int n, float eps);
+    public abstract void LayerNormBackward(Storage dx, long dxo, Storage dg, long dgo, Storage db, long dbo, Storage dy, long dyo, Storage x, long xo, Storage g, long go, Storage mean, long mo, Storage rstd, long ro, int rows, int n, bool needDx, bool needParams);
+    public abstract void L2Normalize(Storage y, long yo, Storage norm, long no, Storage x, long xo, int outer, int n, int inner, float eps);
+    public abstract void L2NormalizeBackward(Storage dx, long dxo, Storage dy, long dyo, Storage y, long yo, Storage norm, long no, int outer, int n, int inner, float eps);
+    public abstract void Attention(Storage o, long oo, Storage p, long po, Storage qkv, long qo, AttnParams a);
+    public abstract void AttentionBackward(Storage dqkv, long dqo, Storage ds, long dso, Storage dout, long doo, Storage p, long po, Storage qkv, long qo, AttnParams a);
+    public abstract void PairwiseKl(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k);
+    public abstract void PairwiseKlBackward(Storage dMuP, long dmpo, Storage dVarP, long dvpo, Storage dMuQ, long dmqo, Storage dVarQ, long dvqo, Storage dKl, long dko,
+        Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k, bool needP, bool needQ);
+    public abstract void Adam(Storage theta, Storage grad, Storage m, Storage v, long off, long n, AdamParams a);
+    public abstract void DropoutMask(Storage y, long yo, long n, float p, RngKey key);
+    public abstract void Normal(Storage y, long yo, long n, float std, int samples, RngKey key);
+    public abstract void Gemm(Storage c, long co, Storage a, long ao, Storage b, long bo, GemmParams p);
+}
+
+public abstract class Backend<TMem> : Backend where TMem : struct, IMem
+{
+    protected abstract TMem Mem(Storage s, long off, long len);
+    protected abstract void Launch<TK>(long n, TK body) where TK : struct, IKernel;
+
+    protected TMem M(string op, Storage s, long off, long len)
+    {
+        if (s == null) throw new ShapeException($"{op}: missing buffer");
+        if (off < 0 || len < 0 || off + len > s.Length)
+            throw new ShapeException($"{op}: range [{off}, {off + len}) outside a buffer of {s.Length} floats");
+        if (len > int.MaxValue) throw new ShapeException($"{op}: {len} elements exceed the 2^31 kernel index range");
+        return Mem(s, off, Math.Max(len, 1));
+    }
+
+    static long Extent(Dims4 d, Strides4 s)
+    {
+        var (lo, hi) = Range(d, s);
+        if (lo < 0) throw new ShapeException("strided view with negative strides must go through Copy4");
+        return d.Total == 0 ? 0 : hi + 1;
+    }
+
+    /// Lowest and highest element offsets a strided view touches (strides may be negative).
+    static (long lo, long hi) Range(Dims4 d, Strides4 s)
+    {
+        long lo = 0, hi = 0;
+        void Add(int n, int st) { long v = (long)(n - 1) * st; if (v < 0) lo += v; else hi += v; }
+        Add(d.N0, s.S0); Add(d.N1, s.S1); Add(d.N2, s.S2); Add(d.N3, s.S3);
+        return (lo, hi);
+    }
+
+    public override void Fill(Storage y, long yo, long n, float v)
+    { if (n > 0) Launch(n, new FillKernel<TMem> { Y = M("fill", y, yo, n), Value = v }); }
+
+    public override void Copy4(Storage dst, long dOff, Strides4 sd, Storage src, long sOff, Strides4 ss, Dims4 d, float scale, bool accumulate)
+    {
+        if (d.Total == 0) return;
+        var (dlo, dhi) = Range(d, sd); var (slo, shi) = Range(d, ss);
+        Launch(d.Total, new Copy4<TMem>
+        {
+            Dst = M("copy", dst, dOff + dlo, dhi - dlo + 1), Src = M("copy", src, sOff + slo, shi - slo + 1), DstBase = (int)-dlo, SrcBase = (int)-slo,
+            D = d, SD = sd, SS = ss, Scale = scale, Accumulate = accumulate ? 1 : 0
+        });
+    }
+
+    public override void SumTo(Storage dst, long dOff, Dims4 target, Storage src, long sOff, Dims4 full, bool accumulate)
+    {
+        Launch(target.Total, new SumTo<TMem>
+        {
+            Dst = M("sum_to", dst, dOff, target.Total), Src = M("sum_to", src, sOff, full.Total),
+            D = full, T = target, Accumulate = accumulate ? 1 : 0
+        });
+    }
+
+    public override void Unary<TOp>(Storage y, long yo, Storage x, long xo, long n, float p)
+    {
+        string op = typeof(TOp).Name;
+        Launch(n, new UnaryFwd<TOp, TMem> { Y = M(op, y, yo, n), X = M(op, x, xo, n), P = p });
+    }
+
+    public override void UnaryBackward<TOp>(Storage dx, long dxo, Storage x, long xo, Storage y, long yo, Storage dy, long dyo, long n, float p, bool accumulate)
+    {
+        string op = typeof(TOp).Name + ".backward";
+        Launch(n, new UnaryBwd<TOp, TMem>
+        {
+            DX = M(op, dx, dxo, n), X = M(op, x, xo, n), Y = M(op, y, yo, n), DY = M(op, dy, dyo, n),
+            P = p, Accumulate = accumulate ? 1 : 0
+        });
+    }
+
+    public override void Binary<TOp>(Storage o, long oo, Storage a, long ao, Strides4 sa, Storage b, long bo, Strides4 sb, Dims4 d)
+    {
+        string op = typeof(TOp).Name;
+        Launch(d.Total, new BinaryFwd<TOp, TMem>
+        {
+            Out = M(op, o, oo, d.Total), A = M(op, a, ao, Extent(d, sa)), B = M(op, b, bo, Extent(d, sb)), D = d, SA = sa, SB = sb
+        });
+    }
+
+    public override void BinaryGrad<TOp>(Storage tmp, long to, Storage a, long ao, Strides4 sa, Storage b, long bo, Strides4 sb, Storage dy, long dyo, Dims4 d, int which)
+    {
+        string op = typeof(TOp).Name + ".backward";
+        Launch(d.Total, new BinaryGrad<TOp, TMem>
+        {
+            Tmp = M(op, tmp, to, d.Total), A = M(op, a, ao, Extent(d, sa)), B = M(op, b, bo, Extent(d, sb)),
+            DY = M(op, dy, dyo, d.Total), D = d, SA = sa, SB = sb, Which = which
+        });
+    }
+
+    public override void Reduce(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n, int inner, int mode, float scale, bool accumulate)
+    {
+        long r = (long)outer * inner;
+        Launch(r, new ReduceAxis<TMem>
+        {
+            Y = M("reduce", y, yo, r), X = M("reduce", x, xo, r * n), Idx = idx != null ? M("reduce", idx, io, r) : M("reduce", y, yo, r),
+            N = n, Inner = inner, Mode = mode, Scale = scale, Accumulate = accumulate ? 1 : 0, WriteIdx = idx != null ? 1 : 0
+        });
+    }
+
+    public override void ArgTopK(Storage idx, long io, Storage x, long xo, int outer, int n, int inner, int k, bool largest)
+    {
+        if (k < 1 || k > n) throw new ShapeException($"topk: k={k} outside [1, {n}]");
+        long r = (long)outer * inner;
+        Launch(r, new ArgTopK<TMem> { Idx = M("topk", idx, io, r * k), X = M("topk", x, xo, r * n), N = n, Inner = inner, K = k, Largest = largest ? 1 : 0 });
+    }
+
+    public override void Gather(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n, int m, int inner, bool perInner)
+    {
+        long total = (long)outer * m * inner;
+        Launch(total, new GatherAxis<TMem>
+        {
+            Y = M("gather", y, yo, total), X = M("gather", x, xo, (long)outer * n * inner),
+            Idx = M("gather", idx, io, perInner ? total : (long)outer * m), N = n, M = m, Inner = inner, PerInner = perInner ? 1 : 0
+        });
+    }
+
+    public override void Scatter(Storage dx, long dxo, Storage dy, long dyo, Storage idx, long io, int outer, int n, int m, int inner, bool perInner)
+    {
+        long total = (long)outer * m * inner;
+        Launch((long)outer * inner, new ScatterAxis<TMem>
+        {
+            DX = M("scatter", dx, dxo, (long)outer * n * inner), DY = M("scatter", dy, dyo, total),
+            Idx = M("scatter", idx, io, perInner ? total : (long)outer * m), N = n, M = m, Inner = inner, PerInner = perInner ? 1 : 0
+        });
+    }
+
+    public override void Softmax(Storage y, long yo, Storage x, long xo, int outer, int n, int inner, bool log)
+    {
+        long t = (long)outer * n * inner;
+        Launch((long)outer * inner, new SoftmaxFwd<TMem> { Y = M("softmax", y, yo, t), X = M("softmax", x, xo, t), N = n, Inner = inner, Log = log ? 1 : 0 });
+    }
+
+    public override void SoftmaxBackward(Storage dx, long dxo, Storage y, long yo, Storage dy, long dyo, int outer, int n, int inner, bool log)
+    {
+        long t = (long)outer * n * inner;
+        Launch((long)outer * inner, new SoftmaxBwd<TMem>
+        { DX = M("softmax.backward", dx, dxo, t), Y = M("softmax.backward", y, yo, t), DY = M("softmax.backward", dy, dyo, t), N = n, Inner = inner, Log = log ? 1 : 0 });
+    }
+
+    public override void LayerNorm(Storage y, long yo, Storage mean, long mo, Storage rstd, long ro, Storage x, long xo, Storage g, long go, Storage b, long bo, int rows, int n, float eps)
+    {
+        long t = (long)rows * n;
+        Launch(rows, new LayerNormFwd<TMem>
+        {
+            Y = M("layernorm", y, yo, t), Mean = M("layernorm", mean, mo, rows), Rstd = M("layernorm", rstd, ro, rows), X = M("layernorm", x, xo, t),
+            Gamma = M("layernorm", g, go, n), Beta = M("layernorm", b, bo, n), N = n, Eps = eps
+        });
+    }
+
+    public override void LayerNormBackward(Storage dx, long dxo, Storage dg, long dgo, Storage db, long dbo, Storage dy, long dyo, Storage x, long xo, Storage g, long go, Storage mean, long mo, Storage rstd, long ro, int rows, int n, bool needDx, bool needParams)
+    {
+        long t = (long)rows * n; const string op = "layernorm.backward";
+        if (needDx)
+            Launch(rows, new LayerNormBwdX<TMem>
+            {
+                DX = M(op, dx, dxo, t), DY = M(op, dy, dyo, t), X = M(op, x, xo, t), Gamma = M(op, g, go, n),
+                Mean = M(op, mean, mo, rows), Rstd = M(op, rstd, ro, rows), N = n
+            });
+        if (needParams)
+            Launch(n, new LayerNormBwdParams<TMem>
+            {
+                DGamma = M(op, dg, dgo, n), DBeta = M(op, db, dbo, n), DY = M(op, dy, dyo, t), X = M(op, x, xo, t),
+                Mean = M(op, mean, mo, rows), Rstd = M(op, rstd, ro, rows), N = n, Rows = rows
+            });
+    }
+
+    public override void L2Normalize(Storage y, long yo, Storage norm, long no, Storage x, long xo, int outer, int n, int inner, float eps)
+    {
+        long t = (long)outer * n * inner, r = (long)outer * inner;
+        Launch(r, new L2NormFwd<TMem> { Y = M("l2norm", y, yo, t), Norm = M("l2norm", norm, no, r), X = M("l2norm", x, xo, t), N = n, Inner = inner, Eps = eps });
+    }
+
+    public override void L2NormalizeBackward(Storage dx, long dxo, Storage dy, long dyo, Storage y, long yo, Storage norm, long no, int outer, int n, int inner, float eps)
+    {
+        long t = (long)outer * n * inner, r = (long)outer * inner; const string op = "l2norm.backward";
+        Launch(r, new L2NormBwd<TMem> { DX = M(op, dx, dxo, t), DY = M(op, dy, dyo, t), Y = M(op, y, yo, t), Norm = M(op, norm, no, r), N = n, Inner = inner, Eps = eps });
+    }
+
+    static void CheckAttn(AttnParams a)
+    {
+        if (a.H < 1 || a.W % a.H != 0) throw new ShapeException($"attention: width {a.W} not divisible by {a.H} heads");
+    }
+
+    public override void Attention(Storage o, long oo, Storage p, long po, Storage qkv, long qo, AttnParams a)
+    {
+        CheckAttn(a);
+        long rows = (long)a.Nb * a.H * a.L;
+        Launch(rows, new AttentionFwd<TMem>
+        {
+            Out = M("attention", o, oo, (long)a.Nb * a.L * a.W), P = M("attention", p, po, rows * a.L),
+            Qkv = M("attention", qkv, qo, (long)a.Nb * a.L * 3 * a.W), A = a
+        });
+    }
+
+    public override void AttentionBackward(Storage dqkv, long dqo, Storage ds, long dso, Storage dout, long doo, Storage p, long po, Storage qkv, long qo, AttnParams a)
+    {
+        CheckAttn(a); const string op = "attention.backward";
+        long rows = (long)a.Nb * a.H * a.L, nq = (long)a.Nb * a.L * 3 * a.W, no = (long)a.Nb * a.L * a.W;
+        var dq = M(op, dqkv, dqo, nq); var s = M(op, ds, dso, rows * a.L); var d = M(op, dout, doo, no);
+        var pp = M(op, p, po, rows * a.L); var q = M(op, qkv, qo, nq);
+        Launch(rows, new AttentionBwdQ<TMem> { DQkv = dq, DS = s, DOut = d, P = pp, Qkv = q, A = a });
+        Launch(rows, new AttentionBwdKV<TMem> { DQkv = dq, DS = s, DOut = d, P = pp, Qkv = q, A = a });
+    }
+
+    public override void PairwiseKl(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k)
+    {
+        long np = (long)k.Bt * k.Np * k.D, nq = (long)k.Bt * k.Nq * k.D, r = (long)k.Bt * k.Np * k.Nq;
+        Launch(r, new PairwiseKlFwd<TMem>
+        {
+            Kl = M("kl", kl, ko, r), MuP = M("kl", muP, mpo, np), VarP = M("kl", varP, vpo, np),
+            MuQ = M("kl", muQ, mqo, nq), VarQ = M("kl", varQ, vqo, nq), K = k
+        });
+    }
+
+    public override void PairwiseKlBackward(Storage dMuP, long dmpo, Storage dVarP, long dvpo, Storage dMuQ, long dmqo, Storage dVarQ, long dvqo, Storage dKl, long dko,
+        Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k, bool needP, bool needQ)
+    {
+        const string op = "kl.backward";
+        long np = (long)k.Bt * k.Np * k.D, nq = (long)k.Bt * k.Nq * k.D, r = (long)k.Bt * k.Np * k.Nq;
+        var g = M(op, dKl, dko, r); var mp = M(op, muP, mpo, np); var vp = M(op, varP, vpo, np); var mq = M(op, muQ, mqo, nq); var vq = M(op, varQ, vqo, nq);
+        if (needP) Launch(np, new PairwiseKlBwdP<TMem> { DMuP = M(op, dMuP, dmpo, np), DVarP = M(op, dVarP, dvpo, np), DKl = g, MuP = mp, VarP = vp, MuQ = mq, VarQ = vq, K = k });
+        if (needQ) Launch(nq, new PairwiseKlBwdQ<TMem> { DMuQ = M(op, dMuQ, dmqo, nq), DVarQ = M(op, dVarQ, dvqo, nq), DKl = g, MuP = mp, VarP = vp, MuQ = mq, VarQ = vq, K = k });
+    }
+
+    public override void Adam(Storage theta, Storage grad, Storage m, Storage v, long off, long n, AdamParams a)
+    {
+        Launch(n, new AdamStep<TMem> { Theta = M("adam", theta, off, n), Grad = M("adam", grad, off, n), M = M("adam", m, off, n), V = M("adam", v, off, n), A = a });
+    }
+
+    public override void DropoutMask(Storage y, long yo, long n, float p, RngKey key)
+    {
+        if (p < 0f || p >= 1f) throw new ArgumentOutOfRangeException(nameof(p), $"dropout probability {p} outside [0, 1)");
+        Launch(n, new DropoutMaskKernel<TMem> { Y = M("dropout", y, yo, n), Key = key, Threshold = (uint)Math.Min(p * 4294967296.0, uint.MaxValue), KeepScale = 1f / (1f - p) });
+    }
+
+    public override void Normal(Storage y, long yo, long n, float std, int samples, RngKey key)
+    {
+        Launch(n, new NormalKernel<TMem> { Y = M("normal", y, yo, n), Key = key, Std = std, Samples = samples, N = (int)n });
+    }
+
+    protected static void CheckGemm(GemmParams p, Storage c, long co, Storage a, long ao, Storage b, long bo)
+    {
+        if (p.M < 0 || p.N < 0 || p.K < 0 || p.Batch < 1) throw new ShapeException($"gemm: bad dims M={p.M} N={p.N} K={p.K} batch={p.Batch}");
+        long ea = (long)(p.Batch - 1) * p.BatchA + (long)(p.M - 1) * p.RsA + (long)(p.K - 1) * p.CsA + 1;
+        long eb = (long)(p.Batch - 1) * p.BatchB + (long)(p.K - 1) * p.RsB + (long)(p.N - 1) * p.CsB + 1;
+        long ec = (long)(p.Batch - 1) * p.BatchC + (long)(p.M - 1) * p.Ldc + p.N;
+        if (p.M == 0 || p.N == 0) return;
+        if (p.K > 0 && (ao < 0 || ao + ea > a.Length)) throw new ShapeException($"gemm: A extent {ea} at {ao} outside {a.Length} (M={p.M} K={p.K})");
+        if (p.K > 0 && (bo < 0 || bo + eb > b.Length)) throw new ShapeException($"gemm: B extent {eb} at {bo} outside {b.Length} (K={p.K} N={p.N})");
+        if (co < 0 || co + ec > c.Length) throw new ShapeException($"gemm: C extent {ec} at {co} outside {c.Length} (M={p.M} N={p.N})");
+    }
+}

@@ -1,0 +1,181 @@
+// Packed SGEMM for the managed CPU backend (Goto/BLIS blocking):
+//   C (M,N, row stride ldc) = alpha * A B + beta * C, with A and B given by (row stride, column stride),
+//   so transposed and overlapping-row operands are packed directly, with no im2col and no transpose copy.
+// Blocking: KC = 256 deep panels; B packed into NR = 32-column panels shared by all threads; each task
+// packs an MC x KC block of A into MR = 8-row panels and runs the 8x32 Vector512 FMA microkernel
+// (16 zmm accumulators). Tasks are (MC rows) x (NCT columns) tiles so both cores stay busy even for
+// short M. A Vector256 microkernel covers machines without AVX-512.
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace PvlrKernels.Engine;
+
+public static unsafe class CpuGemm
+{
+    const int MR = 8, NR = 32, KC = 256, MC = 128, NCT = 512;
+
+    [ThreadStatic] static float* tlsA;
+
+    public static void Sgemm(int M, int N, int K, float alpha, float* A, long rsA, long csA, float* B, long rsB, long csB, float beta, float* C, long ldc)
+    {
+        if (M <= 0 || N <= 0) return;
+        if (beta != 1f)
+            for (int i = 0; i < M; i++)
+            {
+                var row = new Span<float>(C + i * ldc, N);
+                if (beta == 0f) row.Clear(); else System.Numerics.Tensors.TensorPrimitives.Multiply(row, beta, row);
+            }
+        if (K <= 0 || alpha == 0f) return;
+        // Tiny products (attention heads, 21-class heads): a direct loop beats packing.
+        if ((long)M * N * K < 32768) { Small(M, N, K, alpha, A, rsA, csA, B, rsB, csB, C, ldc); return; }
+
+        int nPanels = (N + NR - 1) / NR;
+        float* bp = (float*)NativeMemory.AlignedAlloc((nuint)((long)nPanels * KC * NR * 4), 64);
+        try
+        {
+            int mBlocks = (M + MC - 1) / MC, nBlocks = (N + NCT - 1) / NCT, tasks = mBlocks * nBlocks;
+            for (int pc = 0; pc < K; pc += KC)
+            {
+                int kc = Math.Min(KC, K - pc);
+                float* bsrc = B + pc * rsB;
+                Parallel.For(0, nPanels, jp => PackB(kc, bsrc, rsB, csB, jp * NR, Math.Min(NR, N - jp * NR), bp + (long)jp * kc * NR));
+                float* asrc = A + pc * csA;
+                if (tasks == 1) Task(0, 1, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha);
+                else Parallel.For(0, tasks, t => Task(t, nBlocks, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha));
+            }
+        }
+        finally { NativeMemory.AlignedFree(bp); }
+    }
+
+    static void Task(int t, int nBlocks, int kc, float* A, long rsA, long csA, float* bp, float* C, long ldc, int M, int N, float alpha)
+    {
+        int ib = t / nBlocks, jb = t % nBlocks;
+        int ic = ib * MC, mc = Math.Min(MC, M - ic);
+        int jc = jb * NCT, nc = Math.Min(NCT, N - jc);
+        if (tlsA == null) tlsA = (float*)NativeMemory.AlignedAlloc((nuint)(MC * KC * 4), 64);
+        float* ap = tlsA;
+        for (int ir = 0; ir < mc; ir += MR)
+            PackA(kc, A + (ic + ir) * rsA, rsA, csA, Math.Min(MR, mc - ir), ap + ir * kc);
+        for (int jr = 0; jr < nc; jr += NR)
+        {
+            int j = jc + jr, nr = Math.Min(NR, N - j);
+            float* b = bp + (long)(j / NR) * kc * NR;
+            for (int ir = 0; ir < mc; ir += MR)
+            {
+                int mr = Math.Min(MR, mc - ir);
+                float* c = C + (ic + ir) * ldc + j;
+                if (Avx512F.IsSupported) Kernel512(kc, ap + ir * kc, b, c, ldc, alpha, mr, nr);
+                else Kernel256(kc, ap + ir * kc, b, c, ldc, alpha, mr, nr);
+            }
+        }
+    }
+
+    static void PackA(int kc, float* a, long rs, long cs, int mr, float* dst)
+    {
+        if (mr < MR) new Span<float>(dst, kc * MR).Clear();
+        for (int r = 0; r < mr; r++)
+        {
+            float* src = a + r * rs;
+            if (cs == 1) for (int p = 0; p < kc; p++) dst[p * MR + r] = src[p];
+            else for (int p = 0; p < kc; p++) dst[p * MR + r] = src[p * cs];
+        }
+    }
+
+    static void PackB(int kc, float* b, long rs, long cs, int j0, int nr, float* dst)
+    {
+        for (int p = 0; p < kc; p++)
+        {
+            float* src = b + p * rs + j0 * cs; float* d = dst + p * NR;
+            if (cs == 1 && nr == NR) { Vector512.Store(Vector512.Load(src), d); Vector512.Store(Vector512.Load(src + 16), d + 16); }
+            else
+            {
+                for (int j = 0; j < nr; j++) d[j] = src[j * cs];
+                for (int j = nr; j < NR; j++) d[j] = 0f;
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Kernel512(int kc, float* a, float* b, float* c, long ldc, float alpha, int mr, int nr)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default,
+                         c40 = default, c41 = default, c50 = default, c51 = default, c60 = default, c61 = default, c70 = default, c71 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + 16);
+            var a0 = Vector512.Create(a[0]); c00 = Avx512F.FusedMultiplyAdd(a0, b0, c00); c01 = Avx512F.FusedMultiplyAdd(a0, b1, c01);
+            var a1 = Vector512.Create(a[1]); c10 = Avx512F.FusedMultiplyAdd(a1, b0, c10); c11 = Avx512F.FusedMultiplyAdd(a1, b1, c11);
+            var a2 = Vector512.Create(a[2]); c20 = Avx512F.FusedMultiplyAdd(a2, b0, c20); c21 = Avx512F.FusedMultiplyAdd(a2, b1, c21);
+            var a3 = Vector512.Create(a[3]); c30 = Avx512F.FusedMultiplyAdd(a3, b0, c30); c31 = Avx512F.FusedMultiplyAdd(a3, b1, c31);
+            var a4 = Vector512.Create(a[4]); c40 = Avx512F.FusedMultiplyAdd(a4, b0, c40); c41 = Avx512F.FusedMultiplyAdd(a4, b1, c41);
+            var a5 = Vector512.Create(a[5]); c50 = Avx512F.FusedMultiplyAdd(a5, b0, c50); c51 = Avx512F.FusedMultiplyAdd(a5, b1, c51);
+            var a6 = Vector512.Create(a[6]); c60 = Avx512F.FusedMultiplyAdd(a6, b0, c60); c61 = Avx512F.FusedMultiplyAdd(a6, b1, c61);
+            var a7 = Vector512.Create(a[7]); c70 = Avx512F.FusedMultiplyAdd(a7, b0, c70); c71 = Avx512F.FusedMultiplyAdd(a7, b1, c71);
+            a += MR; b += NR;
+        }
+        var al = Vector512.Create(alpha);
+        if (mr == MR && nr == NR)
+        {
+            Acc(c, c00, c01, al); Acc(c + ldc, c10, c11, al); Acc(c + 2 * ldc, c20, c21, al); Acc(c + 3 * ldc, c30, c31, al);
+            Acc(c + 4 * ldc, c40, c41, al); Acc(c + 5 * ldc, c50, c51, al); Acc(c + 6 * ldc, c60, c61, al); Acc(c + 7 * ldc, c70, c71, al);
+            return;
+        }
+        float* t = stackalloc float[MR * NR];
+        Vector512.Store(c00, t); Vector512.Store(c01, t + 16); Vector512.Store(c10, t + 32); Vector512.Store(c11, t + 48);
+        Vector512.Store(c20, t + 64); Vector512.Store(c21, t + 80); Vector512.Store(c30, t + 96); Vector512.Store(c31, t + 112);
+        Vector512.Store(c40, t + 128); Vector512.Store(c41, t + 144); Vector512.Store(c50, t + 160); Vector512.Store(c51, t + 176);
+        Vector512.Store(c60, t + 192); Vector512.Store(c61, t + 208); Vector512.Store(c70, t + 224); Vector512.Store(c71, t + 240);
+        Edge(t, c, ldc, alpha, mr, nr);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Acc(float* c, Vector512<float> v0, Vector512<float> v1, Vector512<float> al)
+    {
+        Vector512.Store(Avx512F.FusedMultiplyAdd(v0, al, Vector512.Load(c)), c);
+        Vector512.Store(Avx512F.FusedMultiplyAdd(v1, al, Vector512.Load(c + 16)), c + 16);
+    }
+
+    static void Edge(float* t, float* c, long ldc, float alpha, int mr, int nr)
+    {
+        for (int r = 0; r < mr; r++)
+            for (int j = 0; j < nr; j++) c[r * ldc + j] += alpha * t[r * NR + j];
+    }
+
+    // Fallback for CPUs without AVX-512: the same packed panels, two 16-column halves of 8x16 each.
+    static void Kernel256(int kc, float* a, float* b, float* c, long ldc, float alpha, int mr, int nr)
+    {
+        float* t = stackalloc float[MR * NR];
+        for (int h = 0; h < 2; h++)
+        {
+            var acc = stackalloc Vector256<float>[16];
+            for (int q = 0; q < 16; q++) acc[q] = default;
+            float* ap = a, bp = b + h * 16;
+            for (int p = 0; p < kc; p++)
+            {
+                var b0 = Vector256.Load(bp); var b1 = Vector256.Load(bp + 8);
+                for (int r = 0; r < MR; r++)
+                {
+                    var av = Vector256.Create(ap[r]);
+                    acc[2 * r] = Vector256.Add(acc[2 * r], Vector256.Multiply(av, b0));
+                    acc[2 * r + 1] = Vector256.Add(acc[2 * r + 1], Vector256.Multiply(av, b1));
+                }
+                ap += MR; bp += NR;
+            }
+            for (int r = 0; r < MR; r++) { Vector256.Store(acc[2 * r], t + r * NR + h * 16); Vector256.Store(acc[2 * r + 1], t + r * NR + h * 16 + 8); }
+        }
+        Edge(t, c, ldc, alpha, mr, nr);
+    }
+
+    static void Small(int M, int N, int K, float alpha, float* A, long rsA, long csA, float* B, long rsB, long csB, float* C, long ldc)
+    {
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++)
+            {
+                float s = 0f;
+                for (int p = 0; p < K; p++) s += A[i * rsA + p * csA] * B[p * rsB + j * csB];
+                C[i * ldc + j] += alpha * s;
+            }
+    }
+}

@@ -1,0 +1,91 @@
+// Conv1d over time-major activations: x (B, T, Cin), torch weight (Cout, Cin, K), padding (K-1)/2,
+// y (B, T, Cout). With x zero-padded in time to xp (B, Tp = T + K - 1, Cin), row r of the "virtual"
+// matrix A[r] = xp_flat[r*Cin .. r*Cin + K*Cin) is exactly the receptive field of output row r, so
+//   forward   yv = A Wr,                     Wr[k*Cin+ci, co] = W[co, ci, k]
+//   dW        dWr = A^T dyv,                 dyv = dy padded the same way, viewed (K-1)/2 rows in
+//   dX        dxv = A(dyp) Wf,               Wf[j*Cout+co, ci] = W[co, ci, K-1-j]
+// all as ONE GEMM each over the B*Tp - (K-1) virtual rows (rows straddling two videos are computed
+// and dropped, < 1 % extra work), with no im2col buffer.
+using PvlrKernels.Kernels;
+
+namespace PvlrKernels.Engine;
+
+public sealed partial class Graph
+{
+    public Tensor Conv1d(Tensor x, Tensor w, Tensor bias)
+    {
+        if (x.Rank != 3 || w.Rank != 3 || w.Dim(1) != x.Dim(2) || w.Dim(2) % 2 != 1 || (bias != null && bias.Size != w.Dim(0)))
+            throw new ShapeException($"conv1d: x {x} (B,T,Cin), weight {w} (Cout,Cin,K odd), bias {bias?.ToString() ?? "none"}");
+        int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), k = w.Dim(2), pad = (k - 1) / 2, tp = t + 2 * pad;
+        int rows = b * tp - 2 * pad;
+        var xp = pad > 0 ? PadTime(x, pad) : x;
+        var wr = New(new[] { k * cin, cout });
+        B.Copy4(wr.Data, wr.Offset, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 }, w.Data, w.Offset, new Strides4 { S1 = 1, S2 = k, S3 = cin * k },
+            new Dims4 { N0 = 1, N1 = k, N2 = cin, N3 = cout }, 1f, false);
+        var yv = pad > 0 ? New(new[] { b * tp, cout }) : null;
+        var y = New(new[] { b, t, cout });
+        var dst = yv ?? y;
+        if (bias != null)
+            B.Copy4(dst.Data, dst.Offset, new Strides4 { S2 = cout, S3 = 1 }, bias.Data, bias.Offset, new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1, N2 = rows, N3 = cout }, 1f, false);
+        B.Gemm(dst.Data, dst.Offset, xp.Data, xp.Offset, wr.Data, wr.Offset, new GemmParams
+        { Batch = 1, M = rows, N = cout, K = k * cin, RsA = cin, CsA = 1, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1f, Beta = bias != null ? 1f : 0f });
+        if (yv != null) CopyRows(y, yv, b, t, tp, cout, false);
+        var e = new Entry { Op = Op.Conv1d, A = x, B = w, C = bias, D = xp };
+        Record(ref e, y, x, w, bias);
+        return y;
+    }
+
+    void Conv1dBackward(ref Entry e, Tensor dy)
+    {
+        var x = e.A; var w = e.B; var xp = e.D;
+        int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), k = w.Dim(2), pad = (k - 1) / 2, tp = t + 2 * pad, rows = b * tp - 2 * pad;
+        var dyp = pad > 0 ? PadTimeRaw(dy, pad) : dy;      // (B, Tp, Cout); dyv = dyp viewed from row pad
+        if (w.RequiresGrad)
+        {
+            var dwr = New(new[] { k * cin, cout });
+            B.Gemm(dwr.Data, dwr.Offset, xp.Data, xp.Offset, dyp.Data, dyp.Offset + (long)pad * cout, new GemmParams
+            { Batch = 1, M = k * cin, N = cout, K = rows, RsA = 1, CsA = cin, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1f, Beta = 0f });
+            var dw = GradOf(w);
+            B.Copy4(dw.Data, dw.Offset, new Strides4 { S1 = 1, S2 = k, S3 = cin * k }, dwr.Data, dwr.Offset, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 },
+                new Dims4 { N0 = 1, N1 = k, N2 = cin, N3 = cout }, 1f, true);
+        }
+        if (e.C != null && e.C.RequiresGrad)
+        {
+            var db = GradOf(e.C);
+            B.Reduce(db.Data, db.Offset, dy.Data, dy.Offset, null, 0, 1, b * t, cout, ReduceMode.Sum, 1f, true);
+        }
+        if (x.RequiresGrad)
+        {
+            var wf = New(new[] { k * cout, cin });         // wf[j*Cout+co, ci] = W[co, ci, K-1-j]
+            B.Copy4(wf.Data, wf.Offset, new Strides4 { S1 = cout * cin, S2 = cin, S3 = 1 }, w.Data, w.Offset + (k - 1), new Strides4 { S1 = -1, S2 = cin * k, S3 = k },
+                new Dims4 { N0 = 1, N1 = k, N2 = cout, N3 = cin }, 1f, false);
+            var dx = GradOf(x);
+            if (pad == 0)
+                B.Gemm(dx.Data, dx.Offset, dyp.Data, dyp.Offset, wf.Data, wf.Offset, new GemmParams
+                { Batch = 1, M = rows, N = cin, K = k * cout, RsA = cout, CsA = 1, RsB = cin, CsB = 1, Ldc = cin, Alpha = 1f, Beta = 1f });
+            else
+            {
+                var dxv = New(new[] { b * tp, cin });
+                B.Gemm(dxv.Data, dxv.Offset, dyp.Data, dyp.Offset, wf.Data, wf.Offset, new GemmParams
+                { Batch = 1, M = rows, N = cin, K = k * cout, RsA = cout, CsA = 1, RsB = cin, CsB = 1, Ldc = cin, Alpha = 1f, Beta = 0f });
+                CopyRows(dx, dxv, b, t, tp, cin, true);
+            }
+        }
+    }
+
+    /// (B, T, C) -> zero-padded (B, T + 2 pad, C), not recorded (the conv's backward handles it).
+    Tensor PadTimeRaw(Tensor x, int pad)
+    {
+        int b = x.Dim(0), t = x.Dim(1), c = x.Dim(2);
+        var y = New(new[] { b, t + 2 * pad, c }, zero: true);
+        B.Copy4(y.Data, y.Offset + (long)pad * c, new Strides4 { S1 = (t + 2 * pad) * c, S2 = c, S3 = 1 }, x.Data, x.Offset, new Strides4 { S1 = t * c, S2 = c, S3 = 1 },
+            new Dims4 { N0 = 1, N1 = b, N2 = t, N3 = c }, 1f, false);
+        return y;
+    }
+    Tensor PadTime(Tensor x, int pad) => PadTimeRaw(x, pad);
+
+    /// dst (B, T, C) (+)= the valid rows of a virtual-row buffer src (B*Tp, C).
+    void CopyRows(Tensor dst, Tensor src, int b, int t, int tp, int c, bool accumulate) =>
+        B.Copy4(dst.Data, dst.Offset, new Strides4 { S1 = t * c, S2 = c, S3 = 1 }, src.Data, src.Offset, new Strides4 { S1 = tp * c, S2 = c, S3 = 1 },
+            new Dims4 { N0 = 1, N1 = b, N2 = t, N3 = c }, 1f, accumulate);
+}

@@ -1,0 +1,59 @@
+// Reductions along one axis (dimension kept, size 1): sum, mean, max, min; and top-k values along an
+// axis. Max/min/top-k route the gradient to the selected index; ties go to the lowest index.
+using PvlrKernels.Kernels;
+
+namespace PvlrKernels.Engine;
+
+public sealed partial class Graph
+{
+    public Tensor Sum(Tensor x, int axis) => ReduceOp(x, axis, ReduceMode.Sum, 1f);
+    public Tensor Mean(Tensor x, int axis) => ReduceOp(x, axis, ReduceMode.Sum, 1f / x.Dim(axis));
+    public Tensor Max(Tensor x, int axis) => ReduceOp(x, axis, ReduceMode.Max, 1f);
+    public Tensor Min(Tensor x, int axis) => ReduceOp(x, axis, ReduceMode.Min, 1f);
+
+    /// Sum (or mean) of every element, as a one-element tensor.
+    public Tensor SumAll(Tensor x) => Sum(Reshape(x, (int)x.Size), 0);
+    public Tensor MeanAll(Tensor x) => Mean(Reshape(x, (int)x.Size), 0);
+
+    Tensor ReduceOp(Tensor x, int axis, int mode, float scale)
+    {
+        var (outer, n, inner) = Around(x, axis, "reduce");
+        if (n == 0) throw new ShapeException($"reduce: empty axis in {x}");
+        var y = New(WithDim(x.Shape, axis, 1));
+        Tensor idx = mode == ReduceMode.Sum ? null : New(y.Shape);
+        B.Reduce(y.Data, y.Offset, x.Data, x.Offset, idx?.Data, idx?.Offset ?? 0, outer, n, inner, mode, scale, false);
+        var e = new Entry { Op = Op.Reduce, A = x, C = idx, I0 = outer, I1 = n, I2 = inner, I3 = mode, F0 = scale };
+        Record(ref e, y, x);
+        return y;
+    }
+
+    void ReduceBackward(ref Entry e, Tensor dy)
+    {
+        var dx = GradOf(e.A);
+        int outer = e.I0, n = e.I1, inner = e.I2;
+        if (e.I3 == ReduceMode.Sum)
+        {
+            // dx[o, i, j] += scale * dy[o, j]: a broadcast copy (stride 0 over the reduced axis).
+            var d = new Dims4 { N0 = 1, N1 = outer, N2 = n, N3 = inner };
+            B.Copy4(dx.Data, dx.Offset, new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 }, dy.Data, dy.Offset, new Strides4 { S1 = inner, S2 = 0, S3 = 1 }, d, e.F0, true);
+        }
+        else B.Scatter(dx.Data, dx.Offset, dy.Data, dy.Offset, e.C.Data, e.C.Offset, outer, n, 1, inner, true);
+    }
+
+    /// Indices of the k largest (or smallest) entries along an axis, as floats, shape x with axis -> k.
+    /// Order: descending value; equal values in ascending index order (a stable sort).
+    public Tensor TopKIndices(Tensor x, int axis, int k, bool largest = true)
+    {
+        var (outer, n, inner) = Around(x, axis, "topk");
+        var idx = New(WithDim(x.Shape, axis, k));
+        B.ArgTopK(idx.Data, idx.Offset, x.Data, x.Offset, outer, n, inner, k, largest);
+        return Detach(idx);
+    }
+
+    /// (values, indices) of the top k along an axis; the gradient scatters back to the chosen positions.
+    public (Tensor values, Tensor indices) TopK(Tensor x, int axis, int k, bool largest = true)
+    {
+        var idx = TopKIndices(x, axis, k, largest);
+        return (Gather(x, axis, idx, perInner: true), idx);
+    }
+}

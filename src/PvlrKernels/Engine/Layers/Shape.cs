@@ -1,0 +1,104 @@
+// Data movement: strided copies (contiguous result) for transpose, slice, concat and padding; gather
+// along an axis. Backward of a copy is the transposed strided copy, accumulated.
+using PvlrKernels.Kernels;
+
+namespace PvlrKernels.Engine;
+
+public sealed partial class Graph
+{
+    static Strides4 Contig4(Dims4 d) => new() { S3 = 1, S2 = d.N3, S1 = d.N3 * d.N2, S0 = d.N3 * d.N2 * d.N1 };
+
+    /// y (dims d, contiguous) = x read through strides sx starting at x.Offset + off.
+    Tensor StridedCopy(Tensor x, long off, Dims4 d, Strides4 sx, int[] shape)
+    {
+        var y = New(shape);
+        if (Tensor.Numel(shape) != d.Total) throw new ShapeException("copy: internal shape mismatch");
+        B.Copy4(y.Data, y.Offset, Contig4(d), x.Data, x.Offset + off, sx, d, 1f, false);
+        var e = new Entry { Op = Op.Copy, A = x, Dims = d, S0 = sx, I0 = (int)off, S1 = Contig4(d), I1 = 0 };
+        Record(ref e, y, x);
+        return y;
+    }
+
+    // A copy entry maps element i of Dims from x (strides S0, offset I0) to y (strides S1, offset I1).
+    void CopyBackward(ref Entry e, Tensor dy)
+    {
+        var dx = GradOf(e.A);
+        B.Copy4(dx.Data, dx.Offset + e.I0, e.S0, dy.Data, dy.Offset + e.I1, e.S1, e.Dims, 1f, true);
+    }
+
+    /// Swap two axes of a tensor of rank <= 4 (materialized).
+    public Tensor Transpose(Tensor x, int a1, int a2)
+    {
+        int r = x.Rank; if (a1 < 0) a1 += r; if (a2 < 0) a2 += r;
+        if (r > 4 || a1 < 0 || a2 < 0 || a1 >= r || a2 >= r) throw new ShapeException($"transpose: axes ({a1},{a2}) invalid for {x}");
+        var strides = new int[r]; int s = 1;
+        for (int i = r - 1; i >= 0; i--) { strides[i] = s; s *= x.Shape[i]; }
+        var shape = (int[])x.Shape.Clone();
+        (shape[a1], shape[a2]) = (shape[a2], shape[a1]);
+        (strides[a1], strides[a2]) = (strides[a2], strides[a1]);
+        var d = Pad4(shape); var st = new int[4]; int k = 4 - r;
+        for (int i = 0; i < r; i++) st[i + k] = strides[i];
+        return StridedCopy(x, 0, d, new Strides4 { S0 = st[0], S1 = st[1], S2 = st[2], S3 = st[3] }, shape);
+    }
+
+    /// x[..., start:start+len, ...] along one axis (materialized).
+    public Tensor Slice(Tensor x, int axis, int start, int len)
+    {
+        var (outer, n, inner) = Around(x, axis, "slice");
+        if (start < 0 || len < 0 || start + len > n) throw new ShapeException($"slice: [{start}, {start + len}) outside axis {axis} of {x}");
+        var d = new Dims4 { N0 = 1, N1 = outer, N2 = len, N3 = inner };
+        return StridedCopy(x, (long)start * inner, d, new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 }, WithDim(x.Shape, axis, len));
+    }
+
+    /// Concatenate along one axis. Implemented as zero-init plus accumulated strided copies of each
+    /// part, each recorded as its own op so gradients flow to every part.
+    public Tensor Concat(int axis, params Tensor[] parts)
+    {
+        var first = parts[0]; if (axis < 0) axis += first.Rank;
+        int total = 0;
+        foreach (var p in parts)
+        {
+            if (p.Rank != first.Rank) throw new ShapeException($"concat: ranks differ, {first} vs {p}");
+            for (int i = 0; i < p.Rank; i++) if (i != axis && p.Shape[i] != first.Shape[i]) throw new ShapeException($"concat: {first} vs {p} along axis {axis}");
+            total += p.Shape[axis];
+        }
+        var shape = WithDim(first.Shape, axis, total);
+        var pieces = new Tensor[parts.Length]; int at = 0;
+        for (int i = 0; i < parts.Length; i++) { pieces[i] = Pad(parts[i], axis, at, total - at - parts[i].Shape[axis]); at += parts[i].Shape[axis]; }
+        var y = pieces[0];
+        for (int i = 1; i < pieces.Length; i++) y = Add(y, pieces[i]);
+        return y;
+    }
+
+    /// Zero padding along an axis: before zeros, x, after zeros.
+    public Tensor Pad(Tensor x, int axis, int before, int after)
+    {
+        var (outer, n, inner) = Around(x, axis, "pad");
+        var y = New(WithDim(x.Shape, axis, n + before + after), zero: true);
+        var d = new Dims4 { N0 = 1, N1 = outer, N2 = n, N3 = inner };
+        var sy = new Strides4 { S1 = (n + before + after) * inner, S2 = inner, S3 = 1 };
+        B.Copy4(y.Data, y.Offset + (long)before * inner, sy, x.Data, x.Offset, new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 }, d, 1f, false);
+        var e = new Entry { Op = Op.Copy, A = x, Dims = d, S0 = new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 }, I0 = 0, S1 = sy, I1 = before * inner };
+        Record(ref e, y, x);
+        return y;
+    }
+
+    /// y[o, m, j] = x[o, idx, j] along an axis; idx holds floats, either per (o, m, j) or per (o, m).
+    public Tensor Gather(Tensor x, int axis, Tensor idx, bool perInner)
+    {
+        var (outer, n, inner) = Around(x, axis, "gather");
+        var (io, m, ii) = Around(idx, axis < 0 ? axis + x.Rank : axis, "gather");
+        if (io != outer || (perInner ? ii != inner : ii != 1)) throw new ShapeException($"gather: index {idx} does not fit {x} along axis {axis}");
+        var y = New(WithDim(x.Shape, axis, m));
+        B.Gather(y.Data, y.Offset, x.Data, x.Offset, idx.Data, idx.Offset, outer, n, m, inner, perInner);
+        var e = new Entry { Op = Op.Gather, A = x, C = idx, I0 = outer, I1 = n, I2 = m, I3 = inner, I4 = perInner ? 1 : 0 };
+        Record(ref e, y, x);
+        return y;
+    }
+
+    void GatherBackward(ref Entry e, Tensor dy)
+    {
+        var dx = GradOf(e.A);
+        B.Scatter(dx.Data, dx.Offset, dy.Data, dy.Offset, e.C.Data, e.C.Offset, e.I0, e.I1, e.I2, e.I3, e.I4 != 0);
+    }
+}

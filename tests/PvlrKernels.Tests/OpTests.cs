@@ -1,0 +1,402 @@
+// Every op: forward against a naive float64 reference at ragged shapes, backward against central
+// finite differences of that float64 reference. loss = sum(R * y) with a fixed random R, so every
+// output element's gradient path is exercised. Run on every backend.
+using NUnit.Framework;
+using PvlrKernels.Engine;
+
+namespace PvlrKernels.Tests;
+
+[TestFixtureSource(typeof(Backends), nameof(Backends.All))]
+public sealed class OpTests(string backendName)
+{
+    // Tolerances: float32 forward against float64 reference; gradients against FD with h = 1e-5 in
+    // float64 (FD truncation error ~1e-9), so the float32 accumulation error dominates.
+    const double FwdAtol = 2e-5, FwdRtol = 2e-4, GradAtol = 5e-4, GradRtol = 5e-3;
+
+    Backend B => Backends.Get(backendName);
+
+    delegate Tensor OursFn(Graph g, Tensor[] x);
+    delegate double[] RefFn(double[][] x);
+
+    static float[] Rand(Random r, long n, double lo = -1, double hi = 1)
+    { var a = new float[n]; for (long i = 0; i < n; i++) a[i] = (float)(lo + (hi - lo) * r.NextDouble()); return a; }
+
+    void CheckOp(string name, int[][] shapes, OursFn ours, RefFn reference, int seed = 1, Func<Random, int, long, float[]> init = null,
+                 bool[] differentiable = null, double gradAtol = GradAtol, double gradRtol = GradRtol)
+    {
+        var rnd = new Random(seed);
+        var ps = new ParameterStore();
+        for (int i = 0; i < shapes.Length; i++) ps.Add("x" + i, shapes[i], trainable: differentiable == null || differentiable[i]);
+        ps.Allocate(B);
+        var data = new float[shapes.Length][];
+        for (int i = 0; i < shapes.Length; i++)
+        {
+            data[i] = init != null ? init(rnd, i, Tensor.Numel(shapes[i])) : Rand(rnd, Tensor.Numel(shapes[i]));
+            ps.Set("x" + i, data[i]);
+        }
+        using var g = new Graph(B, ps);
+        var inputs = ps.List.Select(p => p.Value).ToArray();
+        var y = ours(g, inputs);
+        var got = g.ToHost(y);
+        var xd = data.Select(a => a.Select(v => (double)v).ToArray()).ToArray();
+        var want = reference(xd);
+        Check.Close(got, want, FwdAtol, FwdRtol, $"{name} forward [{backendName}]");
+
+        var R = Rand(rnd, y.Size);
+        ps.ZeroGrad();
+        var loss = g.SumAll(g.Mul(y, g.FromHost(R, y.Shape)));
+        g.Backward(loss);
+        for (int i = 0; i < shapes.Length; i++)
+        {
+            if (differentiable != null && !differentiable[i]) continue;
+            var grad = ps.GetGrad("x" + i);
+            var fd = new double[grad.Length];
+            const double h = 1e-5;
+            for (int k = 0; k < fd.Length; k++)
+            {
+                double keep = xd[i][k];
+                xd[i][k] = keep + h; double fp = Dot(reference(xd), R);
+                xd[i][k] = keep - h; double fm = Dot(reference(xd), R);
+                xd[i][k] = keep;
+                fd[k] = (fp - fm) / (2 * h);
+            }
+            Check.Close(grad, fd, gradAtol, gradRtol, $"{name} d(input {i}) [{backendName}]");
+        }
+        ps.Dispose();
+    }
+
+    static double Dot(double[] a, float[] r) { double s = 0; for (int i = 0; i < a.Length; i++) s += a[i] * r[i]; return s; }
+    static double[] Map(double[] x, Func<double, double> f) => x.Select(f).ToArray();
+
+    // ---------------- unary ----------------
+    static IEnumerable<TestCaseData> UnaryCases()
+    {
+        yield return new TestCaseData(UOp.Scale, 1.7f, 0.0);
+        yield return new TestCaseData(UOp.AddScalar, -0.3f, 0.0);
+        yield return new TestCaseData(UOp.Sigmoid, 0f, 0.0);
+        yield return new TestCaseData(UOp.Relu, 0f, 0.0);
+        yield return new TestCaseData(UOp.LeakyRelu, 0.2f, 0.0);
+        yield return new TestCaseData(UOp.Exp, 0.5f, 0.0);
+        yield return new TestCaseData(UOp.Log, 0f, 0.5);
+        yield return new TestCaseData(UOp.Abs, 0f, 0.0);
+        yield return new TestCaseData(UOp.QuickGelu, 0f, 0.0);
+        yield return new TestCaseData(UOp.Sqrt, 0f, 0.5);
+        yield return new TestCaseData(UOp.Reciprocal, 0f, 0.5);
+        yield return new TestCaseData(UOp.Square, 0f, 0.0);
+    }
+
+    static double RefUnary(UOp op, double x, double p) => op switch
+    {
+        UOp.Scale => p * x, UOp.AddScalar => x + p, UOp.Sigmoid => 1 / (1 + Math.Exp(-x)), UOp.Relu => Math.Max(x, 0),
+        UOp.LeakyRelu => x > 0 ? x : p * x, UOp.Exp => Math.Exp(p * x), UOp.Log => Math.Log(x), UOp.Abs => Math.Abs(x),
+        UOp.QuickGelu => x / (1 + Math.Exp(-1.702 * x)), UOp.Sqrt => Math.Sqrt(x), UOp.Reciprocal => 1 / x, UOp.Square => x * x,
+        _ => throw new ArgumentException()
+    };
+
+    [TestCaseSource(nameof(UnaryCases))]
+    public void Unary(UOp op, float p, double positiveShift)
+    {
+        // keep |x| away from kinks (0) so finite differences are valid; positive domain for log/sqrt/1/x
+        CheckOp(op.ToString(), new[] { new[] { 3, 7 } }, (g, x) => g.Unary(op, x[0], p), x => Map(x[0], v => RefUnary(op, v, p)),
+            init: (r, _, n) => Enumerable.Range(0, (int)n).Select(_ => (float)(positiveShift > 0 ? 0.5 + r.NextDouble() : (r.NextDouble() < 0.5 ? -1 : 1) * (0.05 + r.NextDouble()))).ToArray());
+    }
+
+    // ---------------- binary with broadcasting ----------------
+    static IEnumerable<TestCaseData> BinaryCases()
+    {
+        foreach (var op in new[] { BOp.Add, BOp.Sub, BOp.Mul, BOp.Div })
+        {
+            yield return new TestCaseData(op, new[] { 2, 3, 5 }, new[] { 2, 3, 5 });
+            yield return new TestCaseData(op, new[] { 2, 3, 5 }, new[] { 2, 3, 1 });
+            yield return new TestCaseData(op, new[] { 2, 1, 5 }, new[] { 3, 1 });
+            yield return new TestCaseData(op, new[] { 1 }, new[] { 4, 3 });
+        }
+    }
+
+    [TestCaseSource(nameof(BinaryCases))]
+    public void Binary(BOp op, int[] sa, int[] sb)
+    {
+        int rank = Math.Max(sa.Length, sb.Length);
+        int[] Pad(int[] s) => Enumerable.Repeat(1, rank - s.Length).Concat(s).ToArray();
+        int[] pa = Pad(sa), pb = Pad(sb), po = pa.Zip(pb, Math.Max).ToArray();
+        double[] Ref(double[][] x)
+        {
+            long n = Tensor.Numel(po); var y = new double[n];
+            for (long i = 0; i < n; i++)
+            {
+                long rem = i, ia = 0, ib = 0, ma = 1, mb = 1;
+                for (int d = rank - 1; d >= 0; d--)
+                {
+                    long c = rem % po[d]; rem /= po[d];
+                    ia += (pa[d] == 1 ? 0 : c) * ma; ma *= pa[d];
+                    ib += (pb[d] == 1 ? 0 : c) * mb; mb *= pb[d];
+                }
+                double a = x[0][ia], b = x[1][ib];
+                y[i] = op switch { BOp.Add => a + b, BOp.Sub => a - b, BOp.Mul => a * b, _ => a / b };
+            }
+            return y;
+        }
+        CheckOp($"{op}{Tensor.ShapeStr(sa)}{Tensor.ShapeStr(sb)}", new[] { sa, sb }, (g, x) => g.Binary(op, x[0], x[1]), Ref,
+            init: (r, i, n) => Rand(r, n, i == 1 && op == BOp.Div ? 0.5 : -1, i == 1 && op == BOp.Div ? 1.5 : 1));
+    }
+
+    // ---------------- reductions ----------------
+    static double[] RefReduce(double[] x, int outer, int n, int inner, Func<IEnumerable<double>, double> f)
+    {
+        var y = new double[outer * inner];
+        for (int o = 0; o < outer; o++) for (int j = 0; j < inner; j++) y[o * inner + j] = f(Enumerable.Range(0, n).Select(k => x[(o * n + k) * inner + j]));
+        return y;
+    }
+
+    [TestCase("sum", 0)] [TestCase("sum", 1)] [TestCase("sum", 2)] [TestCase("mean", 1)] [TestCase("max", 1)] [TestCase("min", 2)] [TestCase("max", 0)]
+    public void Reduce(string kind, int axis)
+    {
+        int[] s = { 3, 5, 4 };
+        int outer = s.Take(axis).Aggregate(1, (a, b) => a * b), n = s[axis], inner = s.Skip(axis + 1).Aggregate(1, (a, b) => a * b);
+        Func<IEnumerable<double>, double> f = kind switch { "sum" => v => v.Sum(), "mean" => v => v.Average(), "max" => v => v.Max(), _ => v => v.Min() };
+        CheckOp($"{kind}@{axis}", new[] { s }, (g, x) => kind switch { "sum" => g.Sum(x[0], axis), "mean" => g.Mean(x[0], axis), "max" => g.Max(x[0], axis), _ => g.Min(x[0], axis) },
+            x => RefReduce(x[0], outer, n, inner, f));
+    }
+
+    [Test]
+    public void TopKValuesAndTieBreak()
+    {
+        // (2, 6, 3) top-3 along axis 1; distinct values for the gradient check
+        int[] s = { 2, 6, 3 };
+        CheckOp("topk", new[] { s }, (g, x) => g.TopK(x[0], 1, 3).values, x =>
+        {
+            var y = new double[2 * 3 * 3];
+            for (int o = 0; o < 2; o++) for (int j = 0; j < 3; j++)
+            {
+                var col = Enumerable.Range(0, 6).Select(k => x[0][(o * 6 + k) * 3 + j]).OrderByDescending(v => v).ToArray();
+                for (int m = 0; m < 3; m++) y[(o * 3 + m) * 3 + j] = col[m];
+            }
+            return y;
+        });
+        // ties: equal values are taken in ascending index order
+        var ps = new ParameterStore(); ps.Allocate(B);
+        using var gr = new Graph(B, ps);
+        var t = gr.FromHost(new float[] { 1, 3, 3, 0, 3, 2 }, 1, 6, 1);
+        var idx = gr.ToHost(gr.TopKIndices(t, 1, 4));
+        Assert.That(idx, Is.EqualTo(new float[] { 1, 2, 4, 5 }));
+        var low = gr.ToHost(gr.TopKIndices(t, 1, 2, largest: false));
+        Assert.That(low, Is.EqualTo(new float[] { 3, 0 }));
+    }
+
+    [Test]
+    public void GatherRowsWithRepeats()
+    {
+        var idx = new float[] { 2, 0, 2, 1, 1, 1 };   // (2 outer, 3 picks) with repeated indices
+        CheckOp("gather", new[] { new[] { 2, 3, 4 }, new[] { 2, 3 } }, (g, x) => g.Gather(x[0], 1, g.Detach(g.Reshape(x[1], 2, 3, 1)), perInner: false),
+            x =>
+            {
+                var y = new double[2 * 3 * 4];
+                for (int o = 0; o < 2; o++) for (int m = 0; m < 3; m++) for (int j = 0; j < 4; j++) y[(o * 3 + m) * 4 + j] = x[0][(o * 3 + (int)x[1][o * 3 + m]) * 4 + j];
+                return y;
+            }, init: (r, i, n) => i == 1 ? idx : Rand(r, n), differentiable: new[] { true, false });
+    }
+
+    // ---------------- softmax / norms ----------------
+    [TestCase(false, 1)] [TestCase(true, 1)] [TestCase(false, 2)] [TestCase(true, 0)]
+    public void Softmax(bool log, int axis)
+    {
+        int[] s = { 3, 5, 4 };
+        int outer = s.Take(axis).Aggregate(1, (a, b) => a * b), n = s[axis], inner = s.Skip(axis + 1).Aggregate(1, (a, b) => a * b);
+        CheckOp($"softmax(log={log})@{axis}", new[] { s }, (g, x) => log ? g.LogSoftmax(x[0], axis) : g.Softmax(x[0], axis), x =>
+        {
+            var y = new double[x[0].Length];
+            for (int o = 0; o < outer; o++) for (int j = 0; j < inner; j++)
+            {
+                double mx = double.MinValue, sum = 0;
+                for (int k = 0; k < n; k++) mx = Math.Max(mx, x[0][(o * n + k) * inner + j]);
+                for (int k = 0; k < n; k++) sum += Math.Exp(x[0][(o * n + k) * inner + j] - mx);
+                for (int k = 0; k < n; k++) { int a = (o * n + k) * inner + j; y[a] = log ? x[0][a] - mx - Math.Log(sum) : Math.Exp(x[0][a] - mx) / sum; }
+            }
+            return y;
+        });
+    }
+
+    [Test]
+    public void LayerNorm()
+    {
+        CheckOp("layernorm", new[] { new[] { 5, 7 }, new[] { 7 }, new[] { 7 } }, (g, x) => g.LayerNorm(x[0], x[1], x[2]), x =>
+        {
+            var y = new double[35];
+            for (int r = 0; r < 5; r++)
+            {
+                double m = 0, v = 0;
+                for (int n = 0; n < 7; n++) m += x[0][r * 7 + n];
+                m /= 7;
+                for (int n = 0; n < 7; n++) v += Math.Pow(x[0][r * 7 + n] - m, 2);
+                double rs = 1 / Math.Sqrt(v / 7 + 1e-5);
+                for (int n = 0; n < 7; n++) y[r * 7 + n] = (x[0][r * 7 + n] - m) * rs * x[1][n] + x[2][n];
+            }
+            return y;
+        });
+    }
+
+    [TestCase(2, 1e-12f)] [TestCase(1, 0f)]
+    public void L2Normalize(int axis, float eps)
+    {
+        int[] s = { 3, 4, 5 };
+        int outer = s.Take(axis).Aggregate(1, (a, b) => a * b), n = s[axis], inner = s.Skip(axis + 1).Aggregate(1, (a, b) => a * b);
+        CheckOp($"l2norm@{axis}", new[] { s }, (g, x) => g.L2Normalize(x[0], axis, eps), x =>
+        {
+            var y = new double[x[0].Length];
+            for (int o = 0; o < outer; o++) for (int j = 0; j < inner; j++)
+            {
+                double ss = 0; for (int k = 0; k < n; k++) ss += Math.Pow(x[0][(o * n + k) * inner + j], 2);
+                double d = Math.Max(Math.Sqrt(ss), eps);
+                for (int k = 0; k < n; k++) y[(o * n + k) * inner + j] = x[0][(o * n + k) * inner + j] / d;
+            }
+            return y;
+        });
+    }
+
+    // ---------------- attention ----------------
+    [TestCase(true)] [TestCase(false)]
+    public void Attention(bool causal)
+    {
+        int nb = 2, l = 5, w = 6, h = 2, hd = 3;
+        CheckOp($"attention(causal={causal})", new[] { new[] { nb, l, 3 * w } }, (g, x) => g.Attention(x[0], h, causal), x =>
+        {
+            var q = x[0]; var y = new double[nb * l * w];
+            for (int n = 0; n < nb; n++) for (int hh = 0; hh < h; hh++) for (int i = 0; i < l; i++)
+            {
+                int jEnd = causal ? i + 1 : l; var s = new double[jEnd];
+                for (int j = 0; j < jEnd; j++)
+                {
+                    double d = 0; for (int c = 0; c < hd; c++) d += q[(n * l + i) * 3 * w + hh * hd + c] * q[(n * l + j) * 3 * w + w + hh * hd + c];
+                    s[j] = d / Math.Sqrt(hd);
+                }
+                double mx = s.Max(), sum = s.Sum(v => Math.Exp(v - mx));
+                for (int c = 0; c < hd; c++)
+                {
+                    double acc = 0; for (int j = 0; j < jEnd; j++) acc += Math.Exp(s[j] - mx) / sum * q[(n * l + j) * 3 * w + 2 * w + hh * hd + c];
+                    y[(n * l + i) * w + hh * hd + c] = acc;
+                }
+            }
+            return y;
+        });
+    }
+
+    // ---------------- pairwise KL ----------------
+    [Test]
+    public void PairwiseKl()
+    {
+        int bt = 2, np = 3, nq = 4, d = 5;
+        CheckOp("kl", new[] { new[] { bt, np, d }, new[] { bt, np, d }, new[] { bt, nq, d }, new[] { bt, nq, d } },
+            (g, x) => g.PairwiseKl(x[0], x[1], x[2], x[3]), x =>
+            {
+                var y = new double[bt * np * nq];
+                for (int b = 0; b < bt; b++) for (int i = 0; i < np; i++) for (int j = 0; j < nq; j++)
+                {
+                    double s = 0;
+                    for (int c = 0; c < d; c++)
+                    {
+                        double mp = x[0][(b * np + i) * d + c], sp = x[1][(b * np + i) * d + c] + 1e-5, mq = x[2][(b * nq + j) * d + c], sq = x[3][(b * nq + j) * d + c] + 1e-5;
+                        s += (mq - mp) * (mq - mp) / sq + Math.Log(sq) - Math.Log(sp) + sp / sq;
+                    }
+                    y[(b * np + i) * nq + j] = 0.5 * s - 0.5 * d;
+                }
+                return y;
+            }, init: (r, i, n) => Rand(r, n, i % 2 == 1 ? 0.3 : -1, i % 2 == 1 ? 1.2 : 1));
+    }
+
+    // ---------------- matmul / linear / conv ----------------
+    [TestCase(false, false, 1)] [TestCase(true, false, 1)] [TestCase(false, true, 1)] [TestCase(true, true, 1)] [TestCase(false, false, 3)] [TestCase(true, true, 2)]
+    public void MatMul(bool ta, bool tb, int batch)
+    {
+        int m = 5, k = 7, n = 3;
+        int[] sa = ta ? new[] { k, m } : new[] { m, k }, sb = tb ? new[] { n, k } : new[] { k, n };
+        if (batch > 1) { sa = new[] { batch }.Concat(sa).ToArray(); sb = new[] { batch }.Concat(sb).ToArray(); }
+        CheckOp($"matmul(ta={ta},tb={tb},b={batch})", new[] { sa, sb }, (g, x) => g.MatMul(x[0], x[1], ta, tb), x =>
+        {
+            var y = new double[batch * m * n];
+            for (int bt = 0; bt < batch; bt++) for (int i = 0; i < m; i++) for (int j = 0; j < n; j++)
+            {
+                double s = 0;
+                for (int p = 0; p < k; p++)
+                    s += x[0][bt * m * k + (ta ? p * m + i : i * k + p)] * x[1][bt * k * n + (tb ? j * k + p : p * n + j)];
+                y[(bt * m + i) * n + j] = s;
+            }
+            return y;
+        });
+    }
+
+    [Test]
+    public void Linear()
+    {
+        CheckOp("linear", new[] { new[] { 2, 3, 5 }, new[] { 4, 5 }, new[] { 4 } }, (g, x) => g.Linear(x[0], x[1], x[2]), x =>
+        {
+            var y = new double[6 * 4];
+            for (int r = 0; r < 6; r++) for (int o = 0; o < 4; o++)
+            { double s = x[2][o]; for (int i = 0; i < 5; i++) s += x[0][r * 5 + i] * x[1][o * 5 + i]; y[r * 4 + o] = s; }
+            return y;
+        });
+    }
+
+    [TestCase(3, 5, 1)] [TestCase(1, 4, 3)] [TestCase(3, 1, 2)] [TestCase(3, 6, 3)]
+    public void Conv1d(int k, int t, int b)
+    {
+        int cin = 3, cout = 4, pad = (k - 1) / 2;
+        CheckOp($"conv1d(k={k},T={t},B={b})", new[] { new[] { b, t, cin }, new[] { cout, cin, k }, new[] { cout } }, (g, x) => g.Conv1d(x[0], x[1], x[2]), x =>
+        {
+            var y = new double[b * t * cout];
+            for (int bb = 0; bb < b; bb++) for (int tt = 0; tt < t; tt++) for (int co = 0; co < cout; co++)
+            {
+                double s = x[2][co];
+                for (int kk = 0; kk < k; kk++)
+                {
+                    int src = tt + kk - pad; if (src < 0 || src >= t) continue;
+                    for (int ci = 0; ci < cin; ci++) s += x[1][(co * cin + ci) * k + kk] * x[0][(bb * t + src) * cin + ci];
+                }
+                y[(bb * t + tt) * cout + co] = s;
+            }
+            return y;
+        });
+    }
+
+    // ---------------- data movement ----------------
+    [Test]
+    public void TransposeSliceConcatPad()
+    {
+        CheckOp("transpose", new[] { new[] { 2, 3, 4 } }, (g, x) => g.Transpose(x[0], 1, 2), x =>
+        {
+            var y = new double[24];
+            for (int a = 0; a < 2; a++) for (int b = 0; b < 3; b++) for (int c = 0; c < 4; c++) y[(a * 4 + c) * 3 + b] = x[0][(a * 3 + b) * 4 + c];
+            return y;
+        });
+        CheckOp("slice", new[] { new[] { 2, 3, 5 } }, (g, x) => g.Slice(x[0], 2, 1, 3), x =>
+        {
+            var y = new double[18];
+            for (int r = 0; r < 6; r++) for (int c = 0; c < 3; c++) y[r * 3 + c] = x[0][r * 5 + 1 + c];
+            return y;
+        });
+        CheckOp("concat", new[] { new[] { 2, 2 }, new[] { 2, 3 } }, (g, x) => g.Concat(1, x[0], x[1]), x =>
+        {
+            var y = new double[10];
+            for (int r = 0; r < 2; r++) { for (int c = 0; c < 2; c++) y[r * 5 + c] = x[0][r * 2 + c]; for (int c = 0; c < 3; c++) y[r * 5 + 2 + c] = x[1][r * 3 + c]; }
+            return y;
+        });
+        CheckOp("pad", new[] { new[] { 2, 3 } }, (g, x) => g.Pad(x[0], 0, 1, 2), x =>
+        {
+            var y = new double[15];
+            for (int r = 0; r < 2; r++) for (int c = 0; c < 3; c++) y[(r + 1) * 3 + c] = x[0][r * 3 + c];
+            return y;
+        });
+    }
+
+    [Test]
+    public void ShapeMismatchIsAClearException()
+    {
+        var ps = new ParameterStore(); ps.Allocate(B);
+        using var g = new Graph(B, ps);
+        var a = g.New(new[] { 2, 3 }); var b = g.New(new[] { 4, 5 });
+        var ex = Assert.Throws<ShapeException>(() => g.MatMul(a, b));
+        Assert.That(ex.Message, Does.Contain("matmul").And.Contain("(2,3)").And.Contain("(4,5)"));
+        Assert.Throws<ShapeException>(() => g.Add(a, b));
+        Assert.Throws<ShapeException>(() => g.Conv1d(g.New(new[] { 1, 4, 3 }), g.New(new[] { 2, 5, 3 }), null));
+        Assert.Throws<ShapeException>(() => B.Fill(a.Data, a.Data.Length - 2, 5, 0f));
+    }
+}
