@@ -1,1 +1,210 @@
-namespace PvlrKernels.Cli; public static class Program { public static int Main(string[] a) => 0; }
+// pvlr: train / eval / infer / score / gen-demo. Errors print one clear line and exit non-zero.
+using System.Globalization;
+using System.Text.Json;
+using PvlrKernels.Data;
+using PvlrKernels.Engine;
+using PvlrKernels.Eval;
+using PvlrKernels.Features;
+using PvlrKernels.Model;
+using PvlrKernels.Train;
+
+namespace PvlrKernels.Cli;
+
+public static class Program
+{
+    const string Usage = """
+usage:
+  pvlr train [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR]
+  pvlr eval --checkpoint FILE [--data DIR] [--clip-features DIR] [--device ...]
+  pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--device ...]
+  pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
+  pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
+With no --data, train and eval use the embedded demo dataset (generated on first use under features/demo).
+""";
+
+    public static int Main(string[] args)
+    {
+        if (args.Length == 0 || args[0] is "-h" or "--help") { Console.WriteLine(Usage); return args.Length == 0 ? 2 : 0; }
+        try
+        {
+            var o = Opts.Parse(args.Skip(1).ToArray());
+            return args[0] switch
+            {
+                "train" => TrainCmd(o), "eval" => EvalCmd(o), "infer" => InferCmd(o), "score" => ScoreCmd(o), "gen-demo" => GenDemoCmd(o),
+                _ => throw new ArgumentException($"unknown command '{args[0]}'\n{Usage}")
+            };
+        }
+        catch (Exception e) when (e is ArgumentException or DataFormatException or FileNotFoundException or DirectoryNotFoundException
+                                   or ShapeException or TrainingDivergedException or OutOfMemoryException or InvalidOperationException)
+        {
+            Console.Error.WriteLine($"pvlr: error: {e.Message}");
+            return 1;
+        }
+    }
+
+    public static Backend MakeBackend(string device)
+    {
+        switch (device ?? "auto")
+        {
+            case "cpu": return new CpuBackend();
+            case "cuda":
+                if (IlgpuBackend.CudaAvailable()) return IlgpuBackend.CreateCuda();
+                Console.Error.WriteLine("pvlr: no CUDA device found; falling back to the CPU backend");
+                return new CpuBackend();
+            case "auto": return IlgpuBackend.CudaAvailable() ? IlgpuBackend.CreateCuda() : new CpuBackend();
+            default: throw new ArgumentException($"--device must be auto, cpu or cuda, not '{device}'");
+        }
+    }
+
+    /// The demo dataset directory, generated on first use.
+    public static string DemoDir(PvlrConfig cfg)
+    {
+        var env = Environment.GetEnvironmentVariable("PVLR_DEMO_DIR");
+        string root = env ?? (Directory.Exists("features") ? Path.Combine("features", "demo") : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "pvlr-demo"));
+        root = Path.Combine(root, $"F{cfg.FeatDim}-D{cfg.EmbedDim}");
+        if (!File.Exists(Path.Combine(root, ThumosDataset.FeatFile)))
+        {
+            Console.WriteLine($"generating the demo dataset (real THUMOS14 annotations, synthetic features F={cfg.FeatDim}, CLIP {cfg.EmbedDim}) in {root} ...");
+            DemoData.Generate(root, new DemoOptions { FeatDim = cfg.FeatDim, ClipDim = cfg.EmbedDim }, new Progress<string>(Console.WriteLine));
+        }
+        return root;
+    }
+
+    static int TrainCmd(Opts o)
+    {
+        var cfg = PvlrConfig.FromPreset(o.Get("preset", "demo"));
+        if (o.Has("max-iter")) cfg.MaxIter = o.Int("max-iter");
+        string data = o.Get("data") ?? DemoDir(cfg);
+        var ds = ThumosDataset.Load(data, o.Get("clip-features"), log: new Progress<string>(Console.WriteLine));
+        using var backend = MakeBackend(o.Get("device"));
+        string outDir = o.Get("out", Path.Combine("runs", $"{cfg.Preset}-{DateTime.Now:yyyyMMdd-HHmmss}"));
+        Console.WriteLine($"training PVLR ({cfg.Preset}) on {backend.Name}: {ds.Train.Count} train / {ds.Test.Count} test videos, {cfg.MaxIter} steps, batch {cfg.BatchSize}x{cfg.MaxSeqLen}; output {outDir}");
+        using var tr = new Trainer(cfg, ds, backend);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var r = tr.Run(outDir, cfg.MaxIter);
+        Console.WriteLine($"trained {cfg.MaxIter} steps in {sw.Elapsed.TotalSeconds:F1} s ({sw.Elapsed.TotalSeconds / cfg.MaxIter:F3} s/step incl. evaluation)");
+        Console.WriteLine($"final THUMOS14-style detection mAP (test split, {ds.Test.Count} videos):");
+        Console.Write(r.Table());
+        return 0;
+    }
+
+    static int EvalCmd(Opts o)
+    {
+        using var backend = MakeBackend(o.Get("device"));
+        var (model, step, _) = Checkpoint.Load(o.Req("checkpoint"), backend);
+        string data = o.Get("data") ?? DemoDir(model.Cfg);
+        var ds = ThumosDataset.Load(data, o.Get("clip-features"), requireClip: false);
+        using var g = new Graph(backend, model.P);
+        var r = Inference.Evaluate(model, g, ds.Ann, ds.Test);
+        Console.WriteLine($"checkpoint {o.Req("checkpoint")} (step {step}), {ds.Test.Count} test videos:");
+        Console.Write(r.Table());
+        return 0;
+    }
+
+    static int InferCmd(Opts o)
+    {
+        using var backend = MakeBackend(o.Get("device"));
+        var (model, _, _) = Checkpoint.Load(o.Req("checkpoint"), backend);
+        var path = o.Req("features");
+        var nd = Npy.Load(path);
+        if (nd.Shape.Length != 2 || nd.Shape[1] != model.Cfg.FeatDim) throw new ShapeException($"{path}: shape ({string.Join(",", nd.Shape)}), expected (T, {model.Cfg.FeatDim})");
+        var feats = nd.AsFloat(path); ThumosDataset.CheckFinite(feats, path);
+        using var g = new Graph(backend, model.P);
+        var name = Path.GetFileNameWithoutExtension(path);
+        var (dets, _) = Inference.LocalizeVideo(model, g, name, feats, nd.Shape[0], Inference.Text(model, g));
+        var outPath = o.Req("out");
+        AtomicFile.WriteAllText(outPath, ActivityNetJson(dets, model.Classes));
+        Console.WriteLine($"{dets.Count} detections written to {outPath}");
+        return 0;
+    }
+
+    /// ActivityNet-format results JSON, times in seconds.
+    public static string ActivityNetJson(IEnumerable<Detection> dets, string[] classes)
+    {
+        var results = dets.GroupBy(d => d.Video).ToDictionary(g => g.Key, g => g.Select(d => new Dictionary<string, object>
+        {
+            ["label"] = classes[d.Label], ["score"] = d.Score,
+            ["segment"] = new[] { d.Start / Evaluator.SnippetsPerSecond, d.End / Evaluator.SnippetsPerSecond }
+        }).ToList());
+        return JsonSerializer.Serialize(new Dictionary<string, object> { ["version"] = "THUMOS14", ["results"] = results, ["external_data"] = new { } }, new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    static int ScoreCmd(Opts o)
+    {
+        var ann = Annotations.Load(o.Req("annotations"));
+        var path = o.Req("predictions");
+        bool seconds = o.Get("units", "snippets") switch { "snippets" => false, "seconds" => true, var u => throw new ArgumentException($"--units must be snippets or seconds, not '{u}'") };
+        var dets = PredictionCsv.Read(path, ann, seconds);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var r = Evaluator.Evaluate(Evaluator.GroundTruth(ann), dets, ann.Classes.Length);
+        sw.Stop();
+        if (o.Has("out-json")) AtomicFile.WriteAllText(o.Get("out-json"), ActivityNetJson(dets, ann.Classes));
+        if (o.Flag("json")) Console.WriteLine(r.Json());
+        else { Console.Write(r.Table()); Console.WriteLine($"{dets.Count} predictions scored in {sw.Elapsed.TotalMilliseconds:F0} ms"); }
+        return 0;
+    }
+
+    static int GenDemoCmd(Opts o)
+    {
+        var opt = new DemoOptions();
+        if (o.Has("videos")) opt.MaxVideos = o.Int("videos");
+        if (o.Has("max-length")) opt.MaxLength = o.Int("max-length");
+        if (o.Has("feat-dim")) opt.FeatDim = o.Int("feat-dim");
+        if (o.Has("clip-dim")) opt.ClipDim = o.Int("clip-dim");
+        DemoData.Generate(o.Get("out", Path.Combine("features", "demo", "custom")), opt, new Progress<string>(Console.WriteLine));
+        return 0;
+    }
+}
+
+/// Prediction CSV: header video-id,t-start,t-end,label,score; label is a class name or index.
+public static class PredictionCsv
+{
+    public static List<Detection> Read(string path, Annotations ann, bool seconds)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: predictions file not found", path);
+        var lines = File.ReadAllLines(path);
+        if (lines.Length == 0 || lines[0].Trim().Replace(" ", "") != "video-id,t-start,t-end,label,score")
+            throw new DataFormatException($"{path}: the header must be 'video-id,t-start,t-end,label,score'");
+        var list = new List<Detection>();
+        var known = ann.Videos.Select(v => v.Name).ToHashSet();
+        for (int i = 1; i < lines.Length; i++)
+        {
+            if (string.IsNullOrWhiteSpace(lines[i])) continue;
+            var f = lines[i].Split(',');
+            if (f.Length != 5) throw new DataFormatException($"{path}:{i + 1}: expected 5 fields, got {f.Length}");
+            var inv = CultureInfo.InvariantCulture;
+            if (!double.TryParse(f[1], NumberStyles.Float, inv, out var s) || !double.TryParse(f[2], NumberStyles.Float, inv, out var e) || !double.TryParse(f[4], NumberStyles.Float, inv, out var sc))
+                throw new DataFormatException($"{path}:{i + 1}: t-start, t-end and score must be numbers");
+            if (!double.IsFinite(s) || !double.IsFinite(e) || !double.IsFinite(sc)) throw new DataFormatException($"{path}:{i + 1}: non-finite value");
+            string lab = f[3].Trim();
+            int c = int.TryParse(lab, out var ci) ? ci : Array.IndexOf(ann.Classes, lab);
+            if (c < 0 || c >= ann.Classes.Length) throw new DataFormatException($"{path}:{i + 1}: unknown label '{lab}'");
+            var vid = f[0].Trim();
+            if (!known.Contains(vid)) throw new DataFormatException($"{path}:{i + 1}: video '{vid}' is not in the annotations");
+            double k = seconds ? Evaluator.SnippetsPerSecond : 1;
+            list.Add(new Detection(vid, s * k, e * k, c, sc));
+        }
+        return list;
+    }
+}
+
+public sealed class Opts
+{
+    readonly Dictionary<string, string> v = new();
+    public static Opts Parse(string[] a)
+    {
+        var o = new Opts();
+        for (int i = 0; i < a.Length; i++)
+        {
+            if (!a[i].StartsWith("--")) throw new ArgumentException($"unexpected argument '{a[i]}'");
+            string k = a[i][2..];
+            if (i + 1 < a.Length && !a[i + 1].StartsWith("--")) o.v[k] = a[++i]; else o.v[k] = "true";
+        }
+        return o;
+    }
+    public bool Has(string k) => v.ContainsKey(k);
+    public bool Flag(string k) => v.TryGetValue(k, out var s) && s == "true";
+    public string Get(string k, string d = null) => v.TryGetValue(k, out var s) ? s : d;
+    public string Req(string k) => Get(k) ?? throw new ArgumentException($"--{k} is required");
+    public int Int(string k) => int.TryParse(Get(k), out var n) && n >= 0 ? n : throw new ArgumentException($"--{k} must be a non-negative integer");
+}

@@ -25,7 +25,9 @@ public sealed class PhiloxSource(ulong seed) : IRandomSource
     RngKey Next() { ulong c = (ulong)Counter++; return new RngKey { K0 = (uint)Seed, K1 = (uint)(Seed >> 32), S0 = (uint)c, S1 = (uint)(c >> 32) }; }
 
     public void DropoutMask(Graph g, Tensor mask, float p, string tag) => g.B.DropoutMask(mask.Data, mask.Offset, mask.Size, p, Next());
-    public void NormalMean(Graph g, Tensor y, float std, int samples, string tag) => g.B.Normal(y.Data, y.Offset, y.Size, std, samples, Next());
+    /// The mean of `samples` iid N(0, std^2) draws is exactly N(0, std^2 / samples) in distribution, so
+    /// one draw per element at std / sqrt(samples) replaces P draws (20x fewer Philox calls per step).
+    public void NormalMean(Graph g, Tensor y, float std, int samples, string tag) => g.B.Normal(y.Data, y.Offset, y.Size, std / MathF.Sqrt(samples), 1, Next());
 }
 
 /// Replays recorded draws in order. Each recorded array must match the shape asked for.

@@ -1,0 +1,250 @@
+// .npy reading and writing: float32/64, int32/64, bool, |S and <U strings, and object arrays
+// (pickled; decoded by the safe Unpickler, with nested ndarrays rebuilt). Every error names the file.
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace PvlrKernels.Data;
+
+public sealed class NpyArray
+{
+    public string Descr;       // e.g. "<f4", "|S17", "|O"
+    public int[] Shape;
+    public Array Data;         // float[], double[], long[], int[], bool[], string[], object[]
+    public long Count => Shape.Aggregate(1L, (a, b) => a * b);
+
+    public float[] AsFloat(string what = "array")
+    {
+        return Data switch
+        {
+            float[] f => f,
+            double[] d => d.Select(v => (float)v).ToArray(),
+            long[] l => l.Select(v => (float)v).ToArray(),
+            int[] i => i.Select(v => (float)v).ToArray(),
+            _ => throw new DataFormatException($"{what}: dtype {Descr} is not numeric")
+        };
+    }
+    public double[] AsDouble(string what = "array") => Data switch
+    {
+        double[] d => d, float[] f => f.Select(v => (double)v).ToArray(), long[] l => l.Select(v => (double)v).ToArray(),
+        int[] i => i.Select(v => (double)v).ToArray(), _ => throw new DataFormatException($"{what}: dtype {Descr} is not numeric")
+    };
+    public string[] AsStrings(string what = "array") => Data switch
+    {
+        string[] s => s, object[] o => o.Select(PyText).ToArray(), _ => throw new DataFormatException($"{what}: dtype {Descr} is not text")
+    };
+
+    public static string PyText(object o) => o switch { string s => s, byte[] b => Encoding.UTF8.GetString(b).TrimEnd('\0'), _ => o?.ToString() };
+}
+
+public static class Npy
+{
+    const long MaxHeader = 1 << 20;
+
+    public static NpyArray Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        return Read(fs, path);
+    }
+
+    public static NpyArray Read(Stream s, string name)
+    {
+        Span<byte> magic = stackalloc byte[8];
+        if (s.Read(magic) != 8 || magic[0] != 0x93 || !magic.Slice(1, 5).SequenceEqual("NUMPY"u8))
+            throw new DataFormatException($"{name}: not a .npy file (bad magic)");
+        int major = magic[6];
+        long hlen;
+        if (major == 1) { var b = new byte[2]; if (s.Read(b) != 2) throw Trunc(name); hlen = BitConverter.ToUInt16(b); }
+        else if (major is 2 or 3) { var b = new byte[4]; if (s.Read(b) != 4) throw Trunc(name); hlen = BitConverter.ToUInt32(b); }
+        else throw new DataFormatException($"{name}: unsupported .npy version {major}");
+        if (hlen > MaxHeader || (s.CanSeek && hlen > s.Length - s.Position)) throw new DataFormatException($"{name}: header length {hlen} is larger than the file");
+        var hb = new byte[hlen]; s.ReadExactly(hb);
+        var header = Encoding.Latin1.GetString(hb);
+        var (descr, fortran, shape) = ParseHeader(header, name);
+        if (fortran && shape.Length > 1) throw new DataFormatException($"{name}: fortran_order arrays are not supported");
+        var arr = new NpyArray { Descr = descr, Shape = shape };
+        long count = arr.Count;
+        if (descr == "|O")
+        {
+            var obj = new Unpickler(s, name).Load();
+            arr.Data = ObjectArray(obj, count, name);
+            return arr;
+        }
+        int item = ItemSize(descr, name);
+        long left = s.CanSeek ? s.Length - s.Position : long.MaxValue;
+        if (count * item > left) throw new DataFormatException($"{name}: header says {Tensor(shape)} of {descr} ({count * item} bytes) but only {left} bytes follow (truncated?)");
+        arr.Data = ReadData(s, descr, count, name);
+        return arr;
+    }
+
+    static string Tensor(int[] s) => "(" + string.Join(",", s) + ")";
+    static Exception Trunc(string name) => new DataFormatException($"{name}: truncated .npy file");
+
+    static int ItemSize(string descr, string name)
+    {
+        if (descr.Length < 3) throw new DataFormatException($"{name}: bad dtype '{descr}'");
+        char kind = descr[1];
+        if (!int.TryParse(descr.AsSpan(2), out int n) || n <= 0 || n > 1 << 20) throw new DataFormatException($"{name}: bad dtype '{descr}'");
+        if (descr[0] == '>' && n > 1) throw new DataFormatException($"{name}: big-endian dtype '{descr}' is not supported");
+        return kind == 'U' ? 4 * n : n;
+    }
+
+    static Array ReadData(Stream s, string descr, long count, string name)
+    {
+        int item = ItemSize(descr, name);
+        char kind = descr[1];
+        if (count * item > int.MaxValue) throw new DataFormatException($"{name}: array of {count * item} bytes is too large");
+        var bytes = new byte[count * item];
+        try { s.ReadExactly(bytes); } catch (EndOfStreamException) { throw Trunc(name); }
+        return (kind, item) switch
+        {
+            ('f', 4) => MemoryMarshal.Cast<byte, float>(bytes).ToArray(),
+            ('f', 8) => MemoryMarshal.Cast<byte, double>(bytes).ToArray(),
+            ('f', 2) => MemoryMarshal.Cast<byte, Half>(bytes).ToArray().Select(h => (float)h).ToArray(),
+            ('i', 8) => MemoryMarshal.Cast<byte, long>(bytes).ToArray(),
+            ('i', 4) => MemoryMarshal.Cast<byte, int>(bytes).ToArray(),
+            ('u', 1) or ('b', 1) => bytes.Select(b => (int)b).ToArray(),
+            ('S', _) => Enumerable.Range(0, (int)count).Select(i => Encoding.UTF8.GetString(bytes, i * item, item).TrimEnd('\0')).ToArray(),
+            ('U', _) => Enumerable.Range(0, (int)count).Select(i => Encoding.UTF32.GetString(bytes, i * item, item).TrimEnd('\0')).ToArray(),
+            _ => throw new DataFormatException($"{name}: dtype '{descr}' is not supported")
+        };
+    }
+
+    /// Parses the Python dict literal {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }.
+    static (string, bool, int[]) ParseHeader(string h, string name)
+    {
+        string Field(string key)
+        {
+            int i = h.IndexOf("'" + key + "'", StringComparison.Ordinal);
+            if (i < 0) throw new DataFormatException($"{name}: header lacks '{key}'");
+            int c = h.IndexOf(':', i);
+            if (c < 0) throw new DataFormatException($"{name}: bad header");
+            return h.Substring(c + 1).TrimStart();
+        }
+        var d = Field("descr");
+        if (d.Length == 0 || d[0] != '\'') throw new DataFormatException($"{name}: structured dtypes are not supported");
+        int e = d.IndexOf('\'', 1);
+        if (e < 0) throw new DataFormatException($"{name}: bad descr");
+        string descr = d.Substring(1, e - 1);
+        bool fortran = Field("fortran_order").StartsWith("True");
+        var sh = Field("shape");
+        if (sh.Length == 0 || sh[0] != '(') throw new DataFormatException($"{name}: bad shape");
+        int close = sh.IndexOf(')');
+        if (close < 0) throw new DataFormatException($"{name}: bad shape");
+        var dims = sh.Substring(1, close - 1).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var shape = new int[dims.Length];
+        for (int i = 0; i < dims.Length; i++)
+            if (!int.TryParse(dims[i].TrimEnd('L'), out shape[i]) || shape[i] < 0) throw new DataFormatException($"{name}: bad shape dimension '{dims[i]}'");
+        return (descr, fortran, shape);
+    }
+
+    // ---- object arrays: numpy pickles the whole ndarray ----
+    static object[] ObjectArray(object obj, long count, string name)
+    {
+        var nd = ToNd(obj, name) as NpyArray ?? throw new DataFormatException($"{name}: object array pickle is not an ndarray");
+        if (nd.Data is not object[] o || o.Length != count) throw new DataFormatException($"{name}: object array holds {nd.Data?.Length} items, header says {count}");
+        return o;
+    }
+
+    /// Converts numpy reconstruction objects (and containers of them) into NpyArray / C# values.
+    public static object ToNd(object o, string name)
+    {
+        switch (o)
+        {
+            case PyObject p when p.Class.Name == "_reconstruct":
+            {
+                if (p.State is not object[] st || st.Length < 5) throw new DataFormatException($"{name}: bad ndarray state");
+                var shape = ((object[])st[1]).Select(v => checked((int)(long)v)).ToArray();
+                var dt = st[2] as PyObject ?? throw new DataFormatException($"{name}: bad ndarray dtype");
+                string descr = DtypeDescr(dt, name);
+                long count = shape.Aggregate(1L, (a, b) => a * b);
+                var arr = new NpyArray { Descr = descr, Shape = shape };
+                if (descr == "|O")
+                {
+                    var list = st[4] as List<object> ?? throw new DataFormatException($"{name}: object ndarray without a list");
+                    if (list.Count != count) throw new DataFormatException($"{name}: object ndarray of {list.Count} items, shape says {count}");
+                    arr.Data = list.Select(x => ToNd(x, name)).ToArray();
+                }
+                else
+                {
+                    var raw = st[4] as byte[] ?? (st[4] is string str ? Encoding.Latin1.GetBytes(str) : throw new DataFormatException($"{name}: ndarray data is not bytes"));
+                    if (raw.LongLength != count * ItemSize(descr, name)) throw new DataFormatException($"{name}: ndarray of shape {Tensor(shape)} {descr} has {raw.Length} data bytes");
+                    arr.Data = ReadData(new MemoryStream(raw), descr, count, name);
+                }
+                return arr;
+            }
+            case List<object> l: return l.Select(x => ToNd(x, name)).ToList();
+            case object[] t: return t.Select(x => ToNd(x, name)).ToArray();
+            case PyObject p when p.Class.Name == "scalar":
+            {
+                var dt = DtypeDescr(p.Args[0] as PyObject, name);
+                var raw = p.Args[1] as byte[] ?? Encoding.Latin1.GetBytes((string)p.Args[1]);
+                var a = ReadData(new MemoryStream(raw), dt, 1, name);
+                return a.GetValue(0);
+            }
+            default: return o;
+        }
+    }
+
+    static string DtypeDescr(PyObject dt, string name)
+    {
+        if (dt == null || dt.Args.Length < 1) throw new DataFormatException($"{name}: bad dtype");
+        string code = NpyArray.PyText(dt.Args[0]);              // 'f4', 'O8', 'S17', 'f8', ...
+        string order = dt.State is object[] st && st.Length > 1 ? NpyArray.PyText(st[1]) : "<";
+        if (code[0] == 'O') return "|O";
+        if (code[0] == 'S' || code.EndsWith("1")) return "|" + code;     // byte strings and 1-byte types have no order
+        return (order == ">" ? ">" : "<") + code;
+    }
+
+    // ---- writing ----
+    public static void Save(string path, float[] data, params int[] shape) => Write(path, "<f4", shape, MemoryMarshal.AsBytes(data.AsSpan()).ToArray());
+    public static void Save(string path, double[] data, params int[] shape) => Write(path, "<f8", shape, MemoryMarshal.AsBytes(data.AsSpan()).ToArray());
+    public static void Save(string path, long[] data, params int[] shape) => Write(path, "<i8", shape, MemoryMarshal.AsBytes(data.AsSpan()).ToArray());
+    public static void SaveStrings(string path, string[] items)
+    {
+        int w = Math.Max(1, items.Max(s => Encoding.UTF8.GetByteCount(s)));
+        var bytes = new byte[items.Length * w];
+        for (int i = 0; i < items.Length; i++) Encoding.UTF8.GetBytes(items[i], 0, items[i].Length, bytes, i * w);
+        Write(path, "|S" + w, new[] { items.Length }, bytes);
+    }
+
+    public static byte[] Encode(string descr, int[] shape, ReadOnlySpan<byte> data)
+    {
+        string shp = shape.Length == 1 ? $"({shape[0]},)" : "(" + string.Join(", ", shape) + ")";
+        string dict = $"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shp}, }}";
+        int total = 10 + dict.Length + 1;
+        int pad = (64 - total % 64) % 64;
+        var header = dict + new string(' ', pad) + "\n";
+        var ms = new MemoryStream();
+        ms.Write(new byte[] { 0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', 1, 0 });
+        ms.Write(BitConverter.GetBytes((ushort)header.Length));
+        ms.Write(Encoding.Latin1.GetBytes(header));
+        ms.Write(data);
+        return ms.ToArray();
+    }
+
+    static void Write(string path, string descr, int[] shape, byte[] data) => AtomicFile.WriteAllBytes(path, Encode(descr, shape, data));
+}
+
+/// Atomic writes: temp file in the same directory, flush to disk, then rename over the target.
+public static class AtomicFile
+{
+    public static void Write(string path, Action<Stream> write)
+    {
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        Directory.CreateDirectory(dir);
+        var tmp = Path.Combine(dir, "." + Path.GetFileName(path) + "." + Environment.ProcessId + ".tmp");
+        try
+        {
+            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+            {
+                write(fs);
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, path, overwrite: true);
+        }
+        catch { try { File.Delete(tmp); } catch { } throw; }
+    }
+    public static void WriteAllBytes(string path, byte[] data) => Write(path, s => s.Write(data));
+    public static void WriteAllText(string path, string text) => WriteAllBytes(path, Encoding.UTF8.GetBytes(text));
+}

@@ -1,0 +1,80 @@
+// safetensors (huggingface format): u64 header length, a JSON header {name: {dtype, shape,
+// data_offsets}, "__metadata__": {str: str}}, then the raw little-endian data. Written atomically.
+using System.Text;
+using System.Text.Json;
+using System.Runtime.InteropServices;
+
+namespace PvlrKernels.Data;
+
+public static class Safetensors
+{
+    public static void Save(string path, IEnumerable<(string name, int[] shape, float[] data)> tensors, Dictionary<string, string> metadata)
+    {
+        var list = tensors.ToList();
+        var header = new Dictionary<string, object>();
+        if (metadata != null) header["__metadata__"] = metadata;
+        long off = 0;
+        foreach (var (n, s, d) in list)
+        {
+            if (d.LongLength != s.Aggregate(1L, (a, b) => a * b)) throw new ArgumentException($"safetensors: {n} has {d.Length} values for shape ({string.Join(",", s)})");
+            header[n] = new { dtype = "F32", shape = s, data_offsets = new[] { off, off + d.LongLength * 4 } };
+            off += d.LongLength * 4;
+        }
+        var hb = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header));
+        int pad = (8 - hb.Length % 8) % 8;
+        hb = hb.Concat(Enumerable.Repeat((byte)' ', pad)).ToArray();
+        AtomicFile.Write(path, s =>
+        {
+            s.Write(BitConverter.GetBytes((ulong)hb.Length)); s.Write(hb);
+            foreach (var (_, _, d) in list) s.Write(MemoryMarshal.AsBytes(d.AsSpan()));
+        });
+    }
+
+    public static (Dictionary<string, (int[] shape, float[] data)> tensors, Dictionary<string, string> metadata) Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: checkpoint not found", path);
+        using var fs = File.OpenRead(path);
+        return Read(fs, path);
+    }
+
+    public static (Dictionary<string, (int[] shape, float[] data)>, Dictionary<string, string>) Read(Stream s, string name)
+    {
+        long total = s.Length;
+        var lb = new byte[8];
+        if (s.Read(lb) != 8) throw new DataFormatException($"{name}: truncated safetensors file");
+        ulong hlen = BitConverter.ToUInt64(lb);
+        if (hlen > (ulong)Math.Min(total - 8, 100 << 20)) throw new DataFormatException($"{name}: header length {hlen} exceeds the file");
+        var hb = new byte[hlen]; s.ReadExactly(hb);
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(hb); } catch (JsonException e) { throw new DataFormatException($"{name}: bad safetensors header: {e.Message}"); }
+        long dataStart = 8 + (long)hlen, dataLen = total - dataStart;
+        var tensors = new Dictionary<string, (int[], float[])>(); var meta = new Dictionary<string, string>();
+        if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new DataFormatException($"{name}: header is not an object");
+        foreach (var p in doc.RootElement.EnumerateObject())
+        {
+            try
+            {
+                if (p.Name == "__metadata__") { foreach (var m in p.Value.EnumerateObject()) meta[m.Name] = m.Value.GetString(); continue; }
+                string dtype = p.Value.GetProperty("dtype").GetString();
+                var shape = p.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+                var offs = p.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+                int item = dtype switch { "F32" => 4, "F16" => 2, "BF16" => 2, _ => throw new DataFormatException($"{name}: tensor {p.Name} has unsupported dtype {dtype}") };
+                long count = shape.Aggregate(1L, (a, b) => b < 0 ? throw new DataFormatException($"{name}: negative dimension in {p.Name}") : a * b);
+                if (offs.Length != 2 || offs[0] < 0 || offs[1] < offs[0] || offs[1] > dataLen || offs[1] - offs[0] != count * item)
+                    throw new DataFormatException($"{name}: tensor {p.Name} offsets [{string.Join(",", offs)}] do not fit shape ({string.Join(",", shape)}) {dtype} in {dataLen} data bytes");
+                var raw = new byte[count * item];
+                s.Position = dataStart + offs[0]; s.ReadExactly(raw);
+                float[] data = dtype switch
+                {
+                    "F32" => MemoryMarshal.Cast<byte, float>(raw).ToArray(),
+                    "F16" => MemoryMarshal.Cast<byte, Half>(raw).ToArray().Select(h => (float)h).ToArray(),
+                    _ => MemoryMarshal.Cast<byte, ushort>(raw).ToArray().Select(u => BitConverter.Int32BitsToSingle(u << 16)).ToArray(),
+                };
+                tensors[p.Name] = (shape, data);
+            }
+            catch (Exception e) when (e is KeyNotFoundException || e is InvalidOperationException || e is FormatException)
+            { throw new DataFormatException($"{name}: malformed entry {p.Name}: {e.Message}"); }
+        }
+        return (tensors, meta);
+    }
+}

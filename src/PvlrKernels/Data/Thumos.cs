@@ -1,0 +1,213 @@
+// THUMOS14 in the W-TALC / CO2-Net / PVLR layout (pvlr-spec.md §1):
+//   <data>/Thumos14reduced-Annotations/{classlist,videoname,subset,duration,labels,labels_all,segments}.npy
+//   <data>/Thumos14reduced-Annotations/Ambiguous_test.txt
+//   <data>/Thumos14reduced/Thumos14reduced-I3D-JOINTFeatures.npy   object (N,) of (T_i, 2048) float32
+//   <clip>/{train,test}/<videoname>.npy                              (T_i, 1024)
+// Train = subset 'validation' (200 videos), test = subset 'test' (212).
+namespace PvlrKernels.Data;
+
+public sealed class Video
+{
+    public int Index;
+    public string Name, Subset;
+    public double Duration;
+    public string[] Labels = Array.Empty<string>();        // distinct video-level labels
+    public (double start, double end, string label)[] Segments = Array.Empty<(double, double, string)>();
+    public float[] Features;                                // (T, F) row-major, null until loaded
+    public int T;
+    public float[] Clip;                                    // (T_clip, Dc) or null
+    public int ClipT;
+}
+
+public sealed class Annotations
+{
+    public string[] Classes;
+    public List<Video> Videos = new();
+    public Dictionary<string, List<(double start, double end)>> Ambiguous = new();
+    public string Dir;
+
+    public int ClassIndex(string name)
+    {
+        int i = Array.IndexOf(Classes, name);
+        return i >= 0 ? i : throw new DataFormatException($"{Dir}: label '{name}' is not in classlist.npy");
+    }
+
+    public static Annotations Load(string dir)
+    {
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"{dir}: annotation directory not found");
+        string P(string f) => Path.Combine(dir, f);
+        var a = new Annotations { Dir = dir };
+        a.Classes = Npy.Load(P("classlist.npy")).AsStrings(P("classlist.npy"));
+        var names = Npy.Load(P("videoname.npy")).AsStrings(P("videoname.npy"));
+        var subset = Npy.Load(P("subset.npy")).AsStrings(P("subset.npy"));
+        var dur = Npy.Load(P("duration.npy")).AsDouble(P("duration.npy"));
+        var labelsAll = (object[])Npy.Load(P("labels_all.npy")).Data;
+        var labels = (object[])Npy.Load(P("labels.npy")).Data;
+        var segs = (object[])Npy.Load(P("segments.npy")).Data;
+        int n = names.Length;
+        void Same(string f, long len) { if (len != n) throw new DataFormatException($"{P(f)}: {len} entries, videoname.npy has {n}"); }
+        Same("subset.npy", subset.Length); Same("duration.npy", dur.Length); Same("labels_all.npy", labelsAll.Length); Same("labels.npy", labels.Length); Same("segments.npy", segs.Length);
+        for (int i = 0; i < n; i++)
+        {
+            var v = new Video { Index = i, Name = names[i], Subset = subset[i], Duration = dur[i] };
+            v.Labels = ((List<object>)labelsAll[i]).Select(NpyArray.PyText).Distinct().ToArray();
+            var ls = (List<object>)labels[i]; var ss = (List<object>)segs[i];
+            if (ls.Count != ss.Count) throw new DataFormatException($"{P("segments.npy")}: video {v.Name} has {ss.Count} segments but {ls.Count} labels");
+            v.Segments = ss.Select((s, k) =>
+            {
+                var pair = s is List<object> l ? l.ToArray() : s is object[] t ? t : s is NpyArray nd ? nd.AsDouble().Cast<object>().ToArray() : throw new DataFormatException($"{P("segments.npy")}: video {v.Name} segment {k} is malformed");
+                return (Convert.ToDouble(pair[0]), Convert.ToDouble(pair[1]), NpyArray.PyText(ls[k]));
+            }).ToArray();
+            foreach (var l in v.Labels) a.ClassIndex(l);
+            a.Videos.Add(v);
+        }
+        var amb = P("Ambiguous_test.txt");
+        if (File.Exists(amb))
+            foreach (var (line, ln) in File.ReadAllLines(amb).Select((l, i) => (l, i + 1)))
+            {
+                if (string.IsNullOrWhiteSpace(line)) continue;
+                var f = line.Split(' ');      // "video  s e": two spaces, fields 2 and 3 (spec §1.3)
+                if (f.Length < 4 || !double.TryParse(f[2], System.Globalization.CultureInfo.InvariantCulture, out var s) || !double.TryParse(f[3], System.Globalization.CultureInfo.InvariantCulture, out var e))
+                    throw new DataFormatException($"{amb}:{ln}: expected 'video  start end'");
+                if (!a.Ambiguous.TryGetValue(f[0], out var list)) a.Ambiguous[f[0]] = list = new();
+                list.Add((s, e));
+            }
+        return a;
+    }
+
+    public IEnumerable<Video> Train => Videos.Where(v => v.Subset == "validation");
+    public IEnumerable<Video> Test => Videos.Where(v => v.Subset == "test");
+}
+
+public sealed class ThumosDataset
+{
+    public Annotations Ann;
+    public List<Video> Train, Test;
+    public int FeatureDim, ClipDim;
+    public string Root;
+
+    public const string AnnDir = "Thumos14reduced-Annotations";
+    public const string FeatFile = "Thumos14reduced/Thumos14reduced-I3D-JOINTFeatures.npy";
+
+    /// Loads annotations, the I3D feature file and (optionally) the CLIP features, validating every video.
+    public static ThumosDataset Load(string root, string clipRoot = null, bool requireClip = true, IProgress<string> log = null)
+    {
+        var ds = new ThumosDataset { Root = root, Ann = Annotations.Load(Path.Combine(root, AnnDir)) };
+        var featPath = Path.Combine(root, FeatFile);
+        log?.Report($"reading {featPath}");
+        var feats = Npy.Load(featPath);
+        if (feats.Data is not object[] items) throw new DataFormatException($"{featPath}: expected an object array of per-video features, got {feats.Descr}");
+        if (items.Length != ds.Ann.Videos.Count) throw new DataFormatException($"{featPath}: {items.Length} videos, the annotations list {ds.Ann.Videos.Count}");
+        for (int i = 0; i < items.Length; i++)
+        {
+            var v = ds.Ann.Videos[i];
+            var nd = items[i] as NpyArray ?? throw new DataFormatException($"{featPath}: entry {i} ({v.Name}) is not an array");
+            if (nd.Shape.Length != 2) throw new DataFormatException($"{featPath}: video {v.Name} has shape ({string.Join(",", nd.Shape)}), expected (T, F)");
+            if (nd.Shape[0] == 0) throw new DataFormatException($"{featPath}: video {v.Name} is empty (T = 0)");
+            if (ds.FeatureDim == 0) ds.FeatureDim = nd.Shape[1];
+            if (nd.Shape[1] != ds.FeatureDim || ds.FeatureDim % 2 != 0)
+                throw new DataFormatException($"{featPath}: video {v.Name} has feature width {nd.Shape[1]}, expected {ds.FeatureDim} (even: RGB | flow)");
+            v.Features = nd.AsFloat(featPath); v.T = nd.Shape[0];
+            CheckFinite(v.Features, $"{featPath}: video {v.Name}");
+        }
+        clipRoot ??= Path.Combine(root, "Thumos14_CLIP");
+        foreach (var v in ds.Ann.Videos.Where(v => v.Subset is "validation" or "test"))
+        {
+            var cp = Path.Combine(clipRoot, v.Subset == "validation" ? "train" : "test", v.Name + ".npy");
+            if (!File.Exists(cp))
+            {
+                if (requireClip && v.Subset == "validation") throw new FileNotFoundException($"{cp}: CLIP features missing for training video {v.Name}", cp);
+                continue;
+            }
+            var c = Npy.Load(cp);
+            if (c.Shape.Length != 2) throw new DataFormatException($"{cp}: shape ({string.Join(",", c.Shape)}), expected (T, D)");
+            if (ds.ClipDim == 0) ds.ClipDim = c.Shape[1];
+            if (c.Shape[1] != ds.ClipDim) throw new DataFormatException($"{cp}: width {c.Shape[1]}, other videos have {ds.ClipDim}");
+            if (v.Subset == "validation" && c.Shape[0] < v.T) throw new DataFormatException($"{cp}: {c.Shape[0]} rows but the I3D features of {v.Name} have {v.T} snippets");
+            v.Clip = c.AsFloat(cp); v.ClipT = c.Shape[0];
+            CheckFinite(v.Clip, cp);
+        }
+        ds.Train = ds.Ann.Train.ToList(); ds.Test = ds.Ann.Test.ToList();
+        if (ds.Train.Count == 0) throw new DataFormatException($"{root}: no training videos (subset 'validation')");
+        return ds;
+    }
+
+    public static void CheckFinite(float[] a, string what)
+    {
+        for (int i = 0; i < a.Length; i++)
+            if (!float.IsFinite(a[i])) throw new DataFormatException($"{what}: non-finite value {a[i]} at element {i}");
+    }
+
+    public float[] Labels(Video v)
+    {
+        var y = new float[Ann.Classes.Length];
+        foreach (var l in v.Labels) y[Ann.ClassIndex(l)] = 1f;
+        return y;
+    }
+}
+
+/// The PVLR training batch (spec §1.6): rows (0,1),(2,3),(4,5) are two distinct videos of each of 3
+/// classes drawn with replacement; the rest are uniform training videos with replacement; every video
+/// is temporally resampled to exactly T snippets with random_perturb.
+public sealed class BatchSampler
+{
+    readonly ThumosDataset ds;
+    readonly Random rng;
+    readonly List<Video>[] byClass;
+    public BatchSampler(ThumosDataset ds, int seed)
+    {
+        this.ds = ds; rng = new Random(seed);
+        byClass = Enumerable.Range(0, ds.Ann.Classes.Length).Select(c => ds.Train.Where(v => v.Labels.Contains(ds.Ann.Classes[c])).ToList()).ToArray();
+    }
+
+    public List<Video> Pick(int batch, int numSimilar = 3, int similarSize = 2)
+    {
+        var rows = new List<Video>();
+        var eligible = Enumerable.Range(0, byClass.Length).Where(c => byClass[c].Count >= similarSize).ToArray();
+        if (eligible.Length == 0) numSimilar = 0;
+        for (int s = 0; s < numSimilar && rows.Count + similarSize <= batch; s++)
+        {
+            var pool = byClass[eligible[rng.Next(eligible.Length)]];
+            var chosen = new HashSet<int>();
+            while (chosen.Count < similarSize) chosen.Add(rng.Next(pool.Count));
+            foreach (var i in chosen.OrderBy(x => x)) rows.Add(pool[i]);
+        }
+        while (rows.Count < batch) rows.Add(ds.Train[rng.Next(ds.Train.Count)]);
+        return rows;
+    }
+
+    /// random_perturb(L) to N indices (wsad_dataset.py:280-298), including the inclusive upper bound.
+    public static int[] RandomPerturb(int length, int n, Random rng)
+    {
+        var idx = new int[n];
+        if (length == n) { for (int i = 0; i < n; i++) idx[i] = i; return idx; }
+        for (int i = 0; i < n; i++)
+        {
+            int a = (int)(i * (double)length / n);
+            if (i < n - 1)
+            {
+                int b = (int)((i + 1) * (double)length / n);
+                idx[i] = a != b ? rng.Next(a, b + 1) : a;
+            }
+            else idx[i] = a < length - 1 ? rng.Next(a, length) : a;
+        }
+        return idx;
+    }
+
+    /// Fills feats (B, T, F), clip (B, T, Dc) and labels (B, C) for the chosen videos.
+    public void Fill(List<Video> rows, int t, float[] feats, float[] clip, float[] labels)
+    {
+        int f = ds.FeatureDim, c = ds.Ann.Classes.Length, dc = ds.ClipDim;
+        for (int b = 0; b < rows.Count; b++)
+        {
+            var v = rows[b];
+            var idx = RandomPerturb(v.T, t, rng);
+            for (int k = 0; k < t; k++)
+            {
+                Array.Copy(v.Features, (long)idx[k] * f, feats, ((long)b * t + k) * f, f);
+                if (clip != null && v.Clip != null) Array.Copy(v.Clip, (long)idx[k] * dc, clip, ((long)b * t + k) * dc, dc);
+            }
+            ds.Labels(v).CopyTo(labels, b * c);
+        }
+    }
+}

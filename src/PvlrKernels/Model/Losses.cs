@@ -1,0 +1,181 @@
+// Every PVLR loss (pvlr-spec.md §3, model/loss.py), total = VideoLoss + ProbLoss:
+//   cls (top-k MIL, plain and suppressed CAS), co-activity contrast, norm, guide,
+//   intra-distribution contrast (action and background), inter-distribution (video) contrast,
+//   VLP distillation, text orthogonalisation.
+using PvlrKernels.Engine;
+
+namespace PvlrKernels.Model;
+
+public sealed class LossTerms
+{
+    public static readonly string[] Names = { "cls_loss", "norm_loss", "guide_loss", "contra_loss", "distillation_loss",
+        "action_prob_contra_loss", "background_prob_contra_loss", "action_prob_vid_contra_loss", "ortho_loss" };
+    public Tensor Total;
+    public readonly Dictionary<string, Tensor> Terms = new();
+    public Dictionary<string, float[]> MiningIndices = new();
+}
+
+public static class PvlrLoss
+{
+    /// labels (B, C) multi-hot; clip (B, T, D). `mining` may inject the four index arrays (B, k) by name
+    /// (easy_act, easy_bkg, hard_act, hard_bkg), as a replay of a recorded step does.
+    public static LossTerms Compute(Graph g, PvlrConfig cfg, PvlrOutputs o, float[] labels, Tensor clip, Dictionary<string, float[]> mining = null)
+    {
+        var L = new LossTerms();
+        var al = cfg.Alpha;
+        var s = o.Cas; int b = s.Dim(0), t = s.Dim(1), c1 = s.Dim(2), c = c1 - 1;
+        if (labels.Length != b * c) throw new ShapeException($"loss: labels hold {labels.Length} values, expected (B={b}, C={c})");
+        if (clip != null && (clip.Dim(0) != b || clip.Dim(1) != t || clip.Dim(2) != o.Mu.Dim(2)))
+            throw new ShapeException($"loss: CLIP features {clip} do not match mu {o.Mu}");
+
+        // ---- VideoLoss ----
+        var mn = g.Min(s, 2);                                               // (B,T,1)
+        var ssup = g.Add(g.Mul(o.Attn, g.Sub(s, mn)), mn);
+        var cls = g.Add(TopKMil(g, cfg, s, labels, b, c, true), TopKMil(g, cfg, ssup, labels, b, c, false));
+        L.Terms["cls_loss"] = g.Scale(cls, al[0]);
+        L.Terms["contra_loss"] = g.Scale(CoActivity(g, o.Feat, ssup, labels, b, t, c), al[3]);
+        var norm = g.Add(g.Add(g.MeanAll(o.Attn), g.MeanAll(o.VAttn)), g.MeanAll(o.FAttn));
+        L.Terms["norm_loss"] = g.Scale(norm, al[1] / 3f);
+        var pbg = g.Slice(g.Softmax(s, 2), 2, c, 1);
+        Tensor Guide(Tensor a) => g.MeanAll(g.Abs(g.AddScalar(g.Scale(g.Add(a, pbg), -1f), 1f)));
+        L.Terms["guide_loss"] = g.Scale(g.Add(g.Add(Guide(o.Attn), Guide(o.VAttn)), Guide(o.FAttn)), al[2] / 3f);
+
+        // ---- ProbLoss ----
+        var a2 = g.Reshape(o.Attn, b, t);
+        var mask = g.New(new[] { b, t });
+        g.Rng.DropoutMask(g, mask, cfg.DropEasy, "easy_mining");
+        float[] ea, eb, ha, hb;
+        if (mining != null && mining.ContainsKey("easy_act"))
+        { ea = mining["easy_act"]; eb = mining["easy_bkg"]; ha = mining["hard_act"]; hb = mining["hard_bkg"]; }
+        else
+        {
+            var ah = g.ToHost(a2); var rh = g.ToHost(mask);
+            (ea, eb) = Mining.Easy(ah, rh, b, t, cfg.KEasy);
+            (ha, hb) = Mining.Hard(ah, b, t, cfg.KHard, cfg.BigM, cfg.SmallM);
+        }
+        L.MiningIndices["easy_act"] = ea; L.MiningIndices["easy_bkg"] = eb; L.MiningIndices["hard_act"] = ha; L.MiningIndices["hard_bkg"] = hb;
+        (Tensor mu, Tensor var) Pick(float[] idx, int k)
+        {
+            if (idx.Length != b * k) throw new ShapeException($"mining: {idx.Length} indices, expected (B={b}, k={k})");
+            foreach (var v in idx) if (v < 0 || v >= t || v != Math.Floor(v)) throw new ShapeException($"mining: index {v} outside [0, {t})");
+            var it = g.FromHost(idx, b, k);
+            return (g.Gather(o.Mu, 1, it, false), g.Gather(o.Var, 1, it, false));
+        }
+        var easyAct = Pick(ea, cfg.KEasy); var easyBkg = Pick(eb, cfg.KEasy); var hardAct = Pick(ha, cfg.KHard); var hardBkg = Pick(hb, cfg.KHard);
+
+        if (clip != null) L.Terms["distillation_loss"] = g.Scale(Distillation(g, o.Mu, clip), al[4]);
+        L.Terms["action_prob_contra_loss"] = g.Scale(Intra(g, hardAct, easyAct, easyBkg), al[5]);
+        L.Terms["background_prob_contra_loss"] = g.Scale(Intra(g, hardBkg, easyBkg, easyAct), al[6]);
+        L.Terms["action_prob_vid_contra_loss"] = g.Scale(Inter(g, o.Attn, o.Mu, o.Var, labels, b, t, c), al[7]);
+        L.Terms["ortho_loss"] = g.Scale(Ortho(g, o.Text), al[8]);
+
+        Tensor total = null;
+        foreach (var n in LossTerms.Names) if (L.Terms.TryGetValue(n, out var v)) total = total == null ? v : g.Add(total, v);
+        L.Total = total;
+        return L;
+    }
+
+    /// -mean_b sum_c yhat log_softmax(mean top-k_t S), yhat = y' / (sum y' + 1e-4), y' = [y, back].
+    static Tensor TopKMil(Graph g, PvlrConfig cfg, Tensor s, float[] labels, int b, int c, bool back)
+    {
+        int t = s.Dim(1), k = Math.Max(1, t / cfg.TrainTopK);
+        var mean = g.Mean(g.TopK(s, 1, k).values, 1);                      // (B,1,C+1)
+        var ls = g.LogSoftmax(mean, 2);
+        var yh = new float[b * (c + 1)];
+        for (int i = 0; i < b; i++)
+        {
+            float sum = back ? 1 : 0;
+            for (int j = 0; j < c; j++) sum += labels[i * c + j];
+            for (int j = 0; j < c; j++) yh[i * (c + 1) + j] = labels[i * c + j] / (sum + 1e-4f);
+            yh[i * (c + 1) + c] = (back ? 1 : 0) / (sum + 1e-4f);
+        }
+        return g.Scale(g.SumAll(g.Mul(ls, g.FromHost(yh, b, 1, c + 1))), -1f / b);
+    }
+
+    /// Co-activity similarity over the hard-coded pairs (0,1), (2,3), (4,5) (loss.py:43-81).
+    static Tensor CoActivity(Graph g, Tensor feat, Tensor ssup, float[] labels, int b, int t, int c)
+    {
+        int pairs = Math.Min(3, b / 2), f = feat.Dim(2), c1 = c + 1;
+        Tensor Half(Tensor x, int which, int width)
+        {
+            var rows = g.Reshape(g.SliceRows(x, 0, 2 * pairs), pairs, 2 * t * width);
+            return g.Reshape(g.Slice(rows, 1, which * t * width, t * width), pairs, t, width);
+        }
+        var fi = Half(feat, 0, f); var fj = Half(feat, 1, f);
+        var ai = g.Softmax(Half(ssup, 0, c1), 1); var aj = g.Softmax(Half(ssup, 1, c1), 1);
+        float inv = 1f / Math.Max(t - 1, 1);
+        Tensor Hf(Tensor x, Tensor a) => g.MatMul(x, a, transA: true);                                    // (pairs, F, C+1)
+        Tensor Lf(Tensor x, Tensor a) => g.Scale(g.MatMul(x, g.AddScalar(g.Scale(a, -1f), 1f), transA: true), inv);
+        Tensor Cos(Tensor x, Tensor y) => g.Sum(g.Mul(g.L2Normalize(x, 1, 0f), g.L2Normalize(y, 1, 0f)), 1);   // (pairs,1,C+1)
+        var hi = Hf(fi, ai); var hj = Hf(fj, aj);
+        var c1s = Cos(hi, hj); var c2s = Cos(hi, Lf(fj, aj)); var c3s = Cos(hj, Lf(fi, ai));
+        // d1 - d2 = c2 - c1 with d = 1 - cos
+        var term = g.Scale(g.Add(g.Hinge(g.AddScalar(g.Sub(c2s, c1s), 0.5f)), g.Hinge(g.AddScalar(g.Sub(c3s, c1s), 0.5f))), 0.5f);
+        var w = new float[pairs * c1]; float n = 0;
+        for (int p = 0; p < pairs; p++)
+            for (int j = 0; j < c; j++) { w[p * c1 + j] = labels[2 * p * c + j] * labels[(2 * p + 1) * c + j]; n += w[p * c1 + j]; }
+        if (n == 0) throw new InvalidOperationException("co-activity loss: no pair in rows (0,1),(2,3),(4,5) shares a class; the batch sampler must put same-class pairs there");
+        return g.Scale(g.SumAll(g.Mul(term, g.FromHost(w, pairs, 1, c1))), 1f / n);
+    }
+
+    /// mean over pairs of 1/(1 + KL(P_i || Q_j)) per video: (B).
+    static Tensor Sim(Graph g, (Tensor mu, Tensor var) p, (Tensor mu, Tensor var) q)
+    {
+        var kl = g.PairwiseKl(p.mu, p.var, q.mu, q.var, 1e-5f);                                         // (B, np, nq)
+        var sim = g.Reciprocal(g.AddScalar(kl, 1f));
+        return g.Mean(g.Reshape(sim, sim.Dim(0), -1), 1);                                                // (B,1)
+    }
+
+    static Tensor Intra(Graph g, (Tensor, Tensor) hard, (Tensor, Tensor) pos, (Tensor, Tensor) neg)
+    {
+        var ps = g.Scale(g.Add(Sim(g, hard, pos), Sim(g, pos, hard)), 0.5f);
+        var ns = g.Scale(g.Add(Sim(g, hard, neg), Sim(g, neg, hard)), 0.5f);
+        var l = g.Add(g.Log(ps), g.Log(g.AddScalar(g.Scale(ns, -1f), 1f)));
+        return g.Scale(g.MeanAll(l), -1f);
+    }
+
+    /// Video-level distributions: attention-weighted mean and variance ("definition"), pairwise KL.
+    static Tensor Inter(Graph g, Tensor attn, Tensor mu, Tensor var, float[] labels, int b, int t, int c)
+    {
+        int d = mu.Dim(2);
+        var at = g.Reshape(attn, b, 1, t);
+        var m = g.Scale(g.MatMul(at, mu), 1f / t);                                                        // (B,1,D)
+        var m2 = g.Scale(g.MatMul(at, g.Add(g.Square(mu), var)), 1f / t);
+        var v = g.Sub(m2, g.Square(m));
+        var mr = g.Reshape(m, 1, b, d); var vr = g.Reshape(v, 1, b, d);
+        var kl = g.PairwiseKl(mr, vr, mr, vr, 1e-5f);                                                     // (1,B,B)
+        var p = g.Reshape(g.Reciprocal(g.AddScalar(kl, 1f)), b * b);
+        var i1 = new List<float>(); var i0 = new List<float>();
+        for (int i = 0; i < b; i++)
+            for (int j = 0; j < b; j++)
+            {
+                float dot = 0; for (int k = 0; k < c; k++) dot += labels[i * c + k] * labels[j * c + k];
+                (dot >= 1 ? i1 : i0).Add(i * b + j);
+            }
+        // -mean_{Y=1} log P - mean_{Y=0} log(1-P), over exactly the selected pairs (masking by a product
+        // would turn the diagonal's log(1-1) = -inf into NaN). An empty Y=0 set gives NaN, as the
+        // original does (spec §12.8).
+        var pv = g.Reshape(p, 1, b * b, 1);
+        Tensor Pick(List<float> idx) => g.Reshape(g.Gather(pv, 1, g.FromHost(idx.ToArray(), 1, idx.Count), perInner: false), idx.Count);
+        var pos = g.Scale(g.MeanAll(g.Log(Pick(i1))), -1f);
+        var neg = i0.Count == 0 ? g.Scalar(float.NaN) : g.Scale(g.MeanAll(g.Log(g.AddScalar(g.Scale(Pick(i0), -1f), 1f))), -1f);
+        return g.Add(pos, neg);
+    }
+
+    /// -log( mean_{b,t} (1 + cos(mu, clip)) / 2 )
+    static Tensor Distillation(Graph g, Tensor mu, Tensor clip)
+    {
+        var cos = g.Sum(g.Mul(g.L2Normalize(mu, 2, 1e-12f), g.L2Normalize(clip, 2, 1e-12f)), 2);
+        return g.Scale(g.Log(g.Scale(g.AddScalar(g.MeanAll(cos), 1f), 0.5f)), -1f);
+    }
+
+    /// || N stopgrad(N)^T - I ||_F with N = row-normalised text features.
+    static Tensor Ortho(Graph g, Tensor text)
+    {
+        var n = g.L2Normalize(text, 1, 1e-12f);
+        int r = text.Dim(0);
+        var eye = new float[r * r]; for (int i = 0; i < r; i++) eye[i * r + i] = 1;
+        var sm = g.Sub(g.MatMul(n, g.Detach(n), transB: true), g.FromHost(eye, r, r));
+        return g.Sqrt(g.SumAll(g.Square(sm)));
+    }
+}

@@ -1,0 +1,198 @@
+// The PVLR network (pvlr-spec.md §2) on the engine's ops, time-major throughout:
+//   X (B,T,F) -> RGB V | flow Fl (B,T,F/2)
+//   two CO2-Net cross-modal attention modules  -> attention A (B,T,1), filtered features (B,T,F/2)
+//   fusion, fusion2 Conv3 F->F                  -> feat (B,T,F), feat_final
+//   Gaussian snippet encoder                    -> mu, var = ReLU(.) (B,T,D)
+//   CLIP text tower on the learnable prompt     -> text (C+1, D)
+//   CAS: train <mean_n emb, text>/8 (mean-first form), test cos(mu, text)/0.03      (B,T,C+1)
+// Parameter names are the PyTorch state_dict names of the original.
+using PvlrKernels.Engine;
+
+namespace PvlrKernels.Model;
+
+public sealed class PvlrOutputs
+{
+    public Tensor Cas, Attn, VAttn, FAttn, Feat, Mu, Var, Text;
+}
+
+public sealed class PvlrModel
+{
+    public readonly PvlrConfig Cfg;
+    public readonly ParameterStore P = new();
+    public readonly string[] Classes;
+    readonly int[][] tokens;
+    readonly int vocab;
+    readonly int promptLen;                 // tokens processed by the text tower (13 with truncation, 77 without)
+    readonly float[] promptIdx, promptMask; // (C+1, L): row of E to use, and 1 where E is used
+    readonly float[] tokenIdx;              // (C+1, L): token id used where E is not (0 elsewhere)
+    readonly float[] eotIdx;                // (C+1): EOT position per prompt row
+
+    public PvlrModel(PvlrConfig cfg, IReadOnlyList<string> classes)
+    {
+        cfg.Validate();
+        Cfg = cfg; Classes = classes.ToArray();
+        if (Classes.Length != cfg.NumClasses) throw new ArgumentException($"config has {cfg.NumClasses} classes, the class list {Classes.Length}");
+        (tokens, vocab) = ClassTokens.Build(Classes);
+        int maxEot = tokens.Max(t => cfg.Prefix + (t.Length - 1) + cfg.Postfix);
+        if (maxEot >= cfg.ClipContext) throw new ArgumentException($"prompt of {maxEot + 1} tokens exceeds the context {cfg.ClipContext}");
+        promptLen = cfg.TruncateText ? maxEot + 1 : cfg.ClipContext;
+        int r = Classes.Length + 1, l = promptLen;
+        promptIdx = new float[r * l]; promptMask = new float[r * l]; tokenIdx = new float[r * l]; eotIdx = new float[r];
+        for (int row = 0; row < r; row++)
+            for (int p = 0; p < l; p++) { promptIdx[row * l + p] = p; promptMask[row * l + p] = 1; }
+        for (int c = 0; c < Classes.Length; c++)
+        {
+            var t = tokens[c]; int ind = t.Length - 1;        // argmax(tok) = EOT position in the raw tokenization
+            void Tok(int pos, int id) { promptMask[c * l + pos] = 0; tokenIdx[c * l + pos] = id; }
+            Tok(0, t[0]);
+            for (int j = 1; j < ind; j++) Tok(cfg.Prefix + j, t[j]);
+            Tok(cfg.Prefix + ind + cfg.Postfix, t[ind]);
+            eotIdx[c] = cfg.Prefix + ind + cfg.Postfix;
+        }
+        eotIdx[Classes.Length] = 0;                             // background: all-zero tokens, argmax = 0
+        Register();
+    }
+
+    void Register()
+    {
+        int f = Cfg.FeatDim, h = Cfg.Half, a = Cfg.AttnHidden, d = Cfg.EmbedDim, w = Cfg.ClipWidth;
+        foreach (var m in new[] { "vAttn", "fAttn" })
+        {
+            Conv($"{m}.AE_e.0", a, h, 3); Conv($"{m}.AE_d.0", h, a, 3); Conv($"{m}.bit_wise_attn.0", h, a, 3);
+            Conv($"{m}.channel_conv.0", h, h, 3); Conv($"{m}.attention.0", a, h, 3); Conv($"{m}.attention.3", a, a, 3); Conv($"{m}.attention.5", 1, a, 1);
+        }
+        Conv("fusion.0", f, f, 3); Conv("fusion2.0", f, f, 3);
+        P.Add("snippet_prob_encoder.fc_mean.weight", new[] { d, f }); P.Add("snippet_prob_encoder.fc_mean.bias", new[] { d });
+        P.Add("snippet_prob_encoder.fc_var.weight", new[] { d, f }); P.Add("snippet_prob_encoder.fc_var.bias", new[] { d });
+        P.Add("embedding.weight", new[] { Cfg.ClipContext, w });
+        // frozen CLIP text tower
+        P.Add("clipmodel.token_embedding.weight", new[] { vocab, w }, false);
+        P.Add("clipmodel.positional_embedding", new[] { Cfg.ClipContext, w }, false);
+        for (int i = 0; i < Cfg.ClipLayers; i++)
+        {
+            string b = $"clipmodel.transformer.resblocks.{i}.";
+            P.Add(b + "ln_1.weight", new[] { w }, false); P.Add(b + "ln_1.bias", new[] { w }, false);
+            P.Add(b + "attn.in_proj_weight", new[] { 3 * w, w }, false); P.Add(b + "attn.in_proj_bias", new[] { 3 * w }, false);
+            P.Add(b + "attn.out_proj.weight", new[] { w, w }, false); P.Add(b + "attn.out_proj.bias", new[] { w }, false);
+            P.Add(b + "ln_2.weight", new[] { w }, false); P.Add(b + "ln_2.bias", new[] { w }, false);
+            P.Add(b + "mlp.c_fc.weight", new[] { 4 * w, w }, false); P.Add(b + "mlp.c_fc.bias", new[] { 4 * w }, false);
+            P.Add(b + "mlp.c_proj.weight", new[] { w, 4 * w }, false); P.Add(b + "mlp.c_proj.bias", new[] { w }, false);
+        }
+        P.Add("clipmodel.ln_final.weight", new[] { w }, false); P.Add("clipmodel.ln_final.bias", new[] { w }, false);
+        P.Add("clipmodel.text_projection", new[] { w, d }, false);
+    }
+
+    void Conv(string name, int cout, int cin, int k) { P.Add(name + ".weight", new[] { cout, cin, k }); P.Add(name + ".bias", new[] { cout }); }
+
+    /// Allocates the arenas and draws the PyTorch default init (U(+-1/sqrt(fan_in)) for conv/linear,
+    /// N(0, 0.01^2) for the prompt table) and a CLIP-style random init for the frozen text tower.
+    public void Initialize(Backend backend, int seed)
+    {
+        P.Allocate(backend);
+        var rng = new Random(seed);
+        float U(double bound) => (float)((rng.NextDouble() * 2 - 1) * bound);
+        float N(double std) { double u1 = 1 - rng.NextDouble(), u2 = rng.NextDouble(); return (float)(std * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2)); }
+        int w = Cfg.ClipWidth;
+        double projStd = Math.Pow(w, -0.5) * Math.Pow(2 * Cfg.ClipLayers, -0.5);
+        foreach (var p in P.List)
+        {
+            var a = new float[p.Size]; string n = p.Name;
+            if (n.EndsWith("ln_1.weight") || n.EndsWith("ln_2.weight") || n.EndsWith("ln_final.weight")) Array.Fill(a, 1f);
+            else if (n.StartsWith("clipmodel") && (n.EndsWith(".bias") || n.EndsWith("in_proj_bias"))) { }
+            else if (n == "embedding.weight") for (int i = 0; i < a.Length; i++) a[i] = N(0.01);
+            else if (n == "clipmodel.token_embedding.weight") for (int i = 0; i < a.Length; i++) a[i] = N(0.02);
+            else if (n == "clipmodel.positional_embedding") for (int i = 0; i < a.Length; i++) a[i] = N(0.01);
+            else if (n.EndsWith("in_proj_weight")) for (int i = 0; i < a.Length; i++) a[i] = N(Math.Pow(w, -0.5));
+            else if (n.EndsWith("out_proj.weight") || n.EndsWith("c_proj.weight")) for (int i = 0; i < a.Length; i++) a[i] = N(projStd);
+            else if (n.EndsWith("c_fc.weight")) for (int i = 0; i < a.Length; i++) a[i] = N(Math.Pow(2 * w, -0.5));
+            else if (n == "clipmodel.text_projection") for (int i = 0; i < a.Length; i++) a[i] = N(Math.Pow(w, -0.5));
+            else
+            {
+                string baseName = n.EndsWith(".bias") ? n[..^5] + ".weight" : n;
+                var ws = P[baseName].Shape;
+                long fanIn = ws.Length == 3 ? (long)ws[1] * ws[2] : ws[1];
+                for (int i = 0; i < a.Length; i++) a[i] = U(1 / Math.Sqrt(fanIn));
+            }
+            P.Set(n, a);
+        }
+    }
+
+    Tensor W(string n) => P[n].Value;
+
+    // ---------------- the cross-modal attention module (CO2-Net, wstal.py:11-50) ----------------
+    (Tensor attn, Tensor filtered) Attn(Graph g, string m, Tensor v, Tensor f)
+    {
+        float pd = Cfg.DropAttn;
+        Tensor Cv(Tensor x, string layer) => g.Conv1d(x, W($"{m}.{layer}.weight"), W($"{m}.{layer}.bias"));
+        var fz = g.Dropout(g.LeakyRelu(Cv(f, "AE_e.0")), pd, $"{m}.AE_e");
+        if (!g.Training || !Cfg.SkipAeDecoder) g.Dropout(g.LeakyRelu(Cv(fz, "AE_d.0")), pd, $"{m}.AE_d");   // output unused by every loss
+        var gpool = g.Mean(v, 1);                                                       // (B,1,H)
+        var c = g.Dropout(g.LeakyRelu(Cv(gpool, "channel_conv.0")), pd, $"{m}.channel_conv");
+        // eps 1e-12 instead of the original unguarded division: identical except where dropout zeroes every
+        // channel (probability ~2^-H, reachable only at tiny widths), where the original gives NaN.
+        var cn = g.L2Normalize(c, 2, 1e-12f);
+        var bw = g.Dropout(g.LeakyRelu(Cv(fz, "bit_wise_attn.0")), pd, $"{m}.bit_wise_attn");
+        var bwn = g.L2Normalize(bw, 2, 1e-12f);
+        var tau = g.MatMul(bwn, cn, transB: true);                                      // (B,T,1)
+        var ff = g.Mul(g.Sigmoid(g.Mul(bw, tau)), v);
+        var h1 = g.Dropout(g.LeakyRelu(Cv(ff, "attention.0")), pd, $"{m}.attention.2");
+        var h2 = g.LeakyRelu(Cv(h1, "attention.3"));
+        var a = g.Dropout(Cv(h2, "attention.5"), pd, $"{m}.attention.6");
+        return (g.Sigmoid(g.Scale(a, 1f / Cfg.SigTAttn)), ff);
+    }
+
+    // ---------------- CLIP text tower on the learnable prompt (wstal.py:125-163) ----------------
+    public Tensor TextFeatures(Graph g)
+    {
+        int r = Classes.Length + 1, l = promptLen, w = Cfg.ClipWidth;
+        var e = g.Reshape(W("embedding.weight"), 1, Cfg.ClipContext, w);
+        var fromE = g.Gather(e, 1, g.FromHost(promptIdx, 1, r * l), perInner: false);          // (1, R*L, W)
+        var tok = g.Gather(g.Reshape(W("clipmodel.token_embedding.weight"), 1, -1, w), 1, g.FromHost(tokenIdx, 1, r * l), perInner: false);
+        var x = g.Add(g.Mul(fromE, g.FromHost(promptMask, 1, r * l, 1)), g.Mul(tok, g.FromHost(promptMask.Select(v => 1 - v).ToArray(), 1, r * l, 1)));
+        x = g.Reshape(x, r, l, w);
+        var pos = g.Reshape(g.Slice(g.Reshape(W("clipmodel.positional_embedding"), 1, Cfg.ClipContext, w), 1, 0, l), l, w);
+        x = g.Add(x, pos);
+        for (int i = 0; i < Cfg.ClipLayers; i++)
+        {
+            string b = $"clipmodel.transformer.resblocks.{i}.";
+            var h = g.LayerNorm(x, W(b + "ln_1.weight"), W(b + "ln_1.bias"));
+            var qkv = g.Linear(h, W(b + "attn.in_proj_weight"), W(b + "attn.in_proj_bias"));
+            var att = g.Attention(qkv, Cfg.ClipHeads, causal: true);
+            x = g.Add(x, g.Linear(att, W(b + "attn.out_proj.weight"), W(b + "attn.out_proj.bias")));
+            h = g.LayerNorm(x, W(b + "ln_2.weight"), W(b + "ln_2.bias"));
+            h = g.QuickGelu(g.Linear(h, W(b + "mlp.c_fc.weight"), W(b + "mlp.c_fc.bias")));
+            x = g.Add(x, g.Linear(h, W(b + "mlp.c_proj.weight"), W(b + "mlp.c_proj.bias")));
+        }
+        x = g.LayerNorm(x, W("clipmodel.ln_final.weight"), W("clipmodel.ln_final.bias"));
+        var eot = g.Gather(x, 1, g.FromHost(eotIdx, r, 1), perInner: false);                     // (R,1,W)
+        return g.MatMul(g.Reshape(eot, r, w), W("clipmodel.text_projection"));                   // (R, D)
+    }
+
+    // ---------------- the whole forward ----------------
+    public PvlrOutputs Forward(Graph g, Tensor x, Tensor precomputedText = null)
+    {
+        if (x.Rank != 3 || x.Dim(2) != Cfg.FeatDim) throw new ShapeException($"pvlr: input must be (B, T, {Cfg.FeatDim}), got {x}");
+        int h = Cfg.Half;
+        var v = g.Slice(x, 2, 0, h); var fl = g.Slice(x, 2, h, h);
+        var (va, vfeat) = Attn(g, "vAttn", v, fl);
+        var (fa, ffeat) = Attn(g, "fAttn", fl, v);
+        var attn = g.Add(g.Scale(fa, Cfg.ConvexAlpha), g.Scale(va, 1 - Cfg.ConvexAlpha));
+        var nfeat = g.Concat(2, vfeat, ffeat);
+        var feat = g.Dropout(g.LeakyRelu(g.Conv1d(nfeat, W("fusion.0.weight"), W("fusion.0.bias"))), Cfg.DropFusion, "fusion");
+        var featFinal = g.Dropout(g.LeakyRelu(g.Conv1d(feat, W("fusion2.0.weight"), W("fusion2.0.bias"))), Cfg.DropFusion, "fusion2");
+        var mu = g.Linear(featFinal, W("snippet_prob_encoder.fc_mean.weight"), W("snippet_prob_encoder.fc_mean.bias"));
+        var var_ = g.Relu(g.Linear(featFinal, W("snippet_prob_encoder.fc_var.weight"), W("snippet_prob_encoder.fc_var.bias")));
+        var text = precomputedText ?? TextFeatures(g);
+        Tensor cas;
+        if (g.Training)
+        {
+            // mean_n emb = mu + exp(var/2) * mean_n eps; cas = <mean_n emb, text> / sig_T_train (spec §9.1)
+            var epsMean = g.New(mu.Shape);
+            g.Rng.NormalMean(g, epsMean, Cfg.EpsStd, Cfg.NumSamples, "eps");
+            var emb = g.Add(mu, g.Mul(g.Exp(var_, 0.5f), epsMean));
+            cas = g.Scale(g.Linear(emb, text), 1f / Cfg.SigTTrain);
+        }
+        else cas = g.Scale(g.Linear(g.L2Normalize(mu, 2, 1e-12f), g.L2Normalize(text, 1, 1e-12f)), 1f / Cfg.SigTInfer);
+        return new PvlrOutputs { Cas = cas, Attn = attn, VAttn = va, FAttn = fa, Feat = feat, Mu = mu, Var = var_, Text = text };
+    }
+}

@@ -1,0 +1,92 @@
+// Every dimension and hyper-parameter of PVLR (pvlr-spec.md §8). `Paper` is the spec's exact THUMOS14
+// configuration; `Demo` shrinks widths and steps so a full run fits in minutes on 2 CPU cores.
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace PvlrKernels.Model;
+
+public sealed class PvlrConfig
+{
+    // dimensions
+    public int FeatDim { get; set; } = 2048;          // I3D RGB | flow
+    public int AttnHidden { get; set; } = 512;
+    public int EmbedDim { get; set; } = 1024;         // D, = CLIP feature width
+    public int NumClasses { get; set; } = 20;
+    public int NumSamples { get; set; } = 20;         // P
+    public float EpsStd { get; set; } = 0.005f;
+    public int ClipWidth { get; set; } = 512;
+    public int ClipLayers { get; set; } = 12;
+    public int ClipHeads { get; set; } = 8;
+    public int ClipContext { get; set; } = 77;
+    public int Prefix { get; set; } = 4;
+    public int Postfix { get; set; } = 4;
+    // temperatures and mixing
+    public float SigTTrain { get; set; } = 8f;
+    public float SigTInfer { get; set; } = 0.03f;
+    public float SigTAttn { get; set; } = 1f;
+    public float ConvexAlpha { get; set; } = 0.5f;
+    // losses
+    public int TrainTopK { get; set; } = 7;
+    public int KEasy { get; set; } = 20;
+    public int KHard { get; set; } = 5;
+    public int BigM { get; set; } = 3;
+    public int SmallM { get; set; } = 24;
+    public float[] Alpha { get; set; } = { 0.8f, 0.8f, 0.8f, 1f, 200f, 0.005f, 0.005f, 0.005f, 0.5f };
+    public string Metric { get; set; } = "KL_div";    // KL_div | Bhatta | Mahala | Euclidean (intra)
+    // optimisation and schedule
+    public float Lr { get; set; } = 5e-5f;
+    public float WeightDecay { get; set; } = 1e-3f;
+    public int BatchSize { get; set; } = 10;
+    public int MaxSeqLen { get; set; } = 320;
+    public int MaxIter { get; set; } = 7001;
+    public int Interval { get; set; } = 50;
+    public int WarmupIter { get; set; } = 3500;
+    public int Seed { get; set; } = 123;
+    public int NumSimilar { get; set; } = 3;
+    public int SimilarSize { get; set; } = 2;
+    // exact algebraic savings (spec §9), all on by default
+    public bool MeanFirstCas { get; set; } = true;     // (always: the P^2 einsum is never materialised)
+    public bool TruncateText { get; set; } = true;     // run the text tower on tokens up to the last EOT only
+    public bool SkipAeDecoder { get; set; } = true;    // AE_d feeds no loss in training
+    public float DropAttn { get; set; } = 0.5f;
+    public float DropFusion { get; set; } = 0.7f;
+    public float DropEasy { get; set; } = 0.6f;
+
+    public string Preset { get; set; } = "paper";
+
+    public int Half => FeatDim / 2;
+
+    public static PvlrConfig Paper() => new();
+
+    /// Smaller widths (F=256, D=128, CLIP 64x2) and steps: trains on the demo data on 2 cores in minutes.
+    public static PvlrConfig Demo() => new()
+    {
+        Preset = "demo", FeatDim = 256, AttnHidden = 64, EmbedDim = 128, ClipWidth = 64, ClipLayers = 2, ClipHeads = 4,
+        MaxIter = 600, Interval = 100, WarmupIter = 200, Lr = 2e-4f, NumSamples = 20,
+    };
+
+    /// The tiny configuration used by tests and small replay dumps.
+    public static PvlrConfig Tiny() => new()
+    {
+        Preset = "tiny", FeatDim = 16, AttnHidden = 4, EmbedDim = 8, ClipWidth = 8, ClipLayers = 1, ClipHeads = 2, NumSamples = 3,
+        BatchSize = 6, MaxSeqLen = 32, KEasy = 4, KHard = 2, SmallM = 6, MaxIter = 5, Interval = 2, WarmupIter = 0,
+    };
+
+    public static PvlrConfig FromPreset(string name) => name switch
+    {
+        "paper" => Paper(), "demo" => Demo(), "tiny" => Tiny(),
+        _ => throw new ArgumentException($"unknown preset '{name}' (demo | paper | tiny)")
+    };
+
+    static readonly JsonSerializerOptions Opts = new() { WriteIndented = true };
+    public string ToJson() => JsonSerializer.Serialize(this, Opts);
+    public static PvlrConfig FromJson(string json) => JsonSerializer.Deserialize<PvlrConfig>(json, Opts) ?? throw new ArgumentException("empty config json");
+
+    public void Validate()
+    {
+        if (FeatDim % 2 != 0) throw new ArgumentException($"FeatDim {FeatDim} must be even (RGB | flow)");
+        if (ClipWidth % ClipHeads != 0) throw new ArgumentException($"ClipWidth {ClipWidth} must be divisible by ClipHeads {ClipHeads}");
+        if (Alpha.Length != 9) throw new ArgumentException("Alpha needs 9 values (alpha0..alpha8)");
+        if (BatchSize < 2) throw new ArgumentException("BatchSize must be at least 2");
+    }
+}

@@ -1,0 +1,66 @@
+// Minimal PNG plots with no dependency: a line chart rasterised into RGB and encoded with zlib.
+using System.IO.Compression;
+using PvlrKernels.Data;
+
+namespace PvlrKernels.Train;
+
+public static class Plots
+{
+    public static void LossCurve(string path, float[] values, int w = 640, int h = 320)
+    {
+        var img = new byte[w * h * 3]; Array.Fill(img, (byte)255);
+        var v = values.Where(float.IsFinite).ToArray();
+        if (v.Length >= 2)
+        {
+            float lo = v.Min(), hi = v.Max(); if (hi <= lo) hi = lo + 1;
+            int px(int i) => 20 + (int)((long)i * (w - 40) / (v.Length - 1));
+            int py(float y) => h - 20 - (int)((y - lo) / (hi - lo) * (h - 40));
+            for (int x = 20; x < w - 20; x++) Set(img, w, x, h - 20, 0, 0, 0);
+            for (int y = 20; y < h - 20; y++) Set(img, w, 20, y, 0, 0, 0);
+            for (int i = 1; i < v.Length; i++) Line(img, w, h, px(i - 1), py(v[i - 1]), px(i), py(v[i]));
+        }
+        AtomicFile.WriteAllBytes(path, Png(img, w, h));
+    }
+
+    static void Set(byte[] img, int w, int x, int y, byte r, byte g, byte b) { int o = (y * w + x) * 3; img[o] = r; img[o + 1] = g; img[o + 2] = b; }
+    static void Line(byte[] img, int w, int h, int x0, int y0, int x1, int y1)
+    {
+        int n = Math.Max(Math.Abs(x1 - x0), Math.Abs(y1 - y0)) + 1;
+        for (int k = 0; k <= n; k++)
+        {
+            int x = x0 + (x1 - x0) * k / n, y = y0 + (y1 - y0) * k / n;
+            if (x >= 0 && x < w && y >= 0 && y < h) Set(img, w, x, y, 30, 90, 200);
+        }
+    }
+
+    static byte[] Png(byte[] rgb, int w, int h)
+    {
+        var ms = new MemoryStream();
+        ms.Write(new byte[] { 137, 80, 78, 71, 13, 10, 26, 10 });
+        var ihdr = new byte[13];
+        BE(ihdr, 0, w); BE(ihdr, 4, h); ihdr[8] = 8; ihdr[9] = 2;
+        Chunk(ms, "IHDR", ihdr);
+        var raw = new MemoryStream();
+        for (int y = 0; y < h; y++) { raw.WriteByte(0); raw.Write(rgb, y * w * 3, w * 3); }
+        var z = new MemoryStream();
+        using (var zs = new ZLibStream(z, CompressionLevel.Optimal, true)) raw.WriteTo(zs);
+        Chunk(ms, "IDAT", z.ToArray());
+        Chunk(ms, "IEND", Array.Empty<byte>());
+        return ms.ToArray();
+    }
+    static void BE(byte[] b, int o, int v) { b[o] = (byte)(v >> 24); b[o + 1] = (byte)(v >> 16); b[o + 2] = (byte)(v >> 8); b[o + 3] = (byte)v; }
+    static void Chunk(Stream s, string type, byte[] data)
+    {
+        var len = new byte[4]; BE(len, 0, data.Length); s.Write(len);
+        var td = System.Text.Encoding.ASCII.GetBytes(type).Concat(data).ToArray();
+        s.Write(td);
+        var crc = new byte[4]; BE(crc, 0, (int)Crc32(td)); s.Write(crc);
+    }
+
+    static uint Crc32(byte[] d)
+    {
+        uint c = 0xFFFFFFFFu;
+        foreach (var b in d) { c ^= b; for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1; }
+        return ~c;
+    }
+}

@@ -1,0 +1,168 @@
+// The PVLR training loop (pvlr-spec.md §4): one batch per step, Adam (L2), evaluation on the test
+// split every `Interval` steps after `WarmupIter`, best checkpoint by sum(mAP@0.1:0.7) and last
+// checkpoint, a Performance.txt log, the run's config as JSON, a progress line with loss terms,
+// steps/s and ETA. A NaN/Inf loss stops the run naming the step and the term; the last good
+// checkpoint stays on disk (checkpoints are written atomically).
+using System.Diagnostics;
+using System.Globalization;
+using PvlrKernels.Data;
+using PvlrKernels.Engine;
+using PvlrKernels.Eval;
+using PvlrKernels.Model;
+
+namespace PvlrKernels.Train;
+
+public sealed class TrainingDivergedException(string m) : Exception(m);
+
+public sealed class Trainer : IDisposable
+{
+    public readonly PvlrConfig Cfg;
+    public readonly Backend B;
+    public readonly PvlrModel Model;
+    public readonly Graph G;
+    public readonly AdamOptimizer Adam;
+    public readonly PhiloxSource Rng;
+    readonly ThumosDataset ds;
+    readonly BatchSampler sampler;
+    readonly TextWriter log;
+    public int Step;
+    public List<Dictionary<string, float>> History = new();
+
+    public Trainer(PvlrConfig cfg, ThumosDataset ds, Backend backend, TextWriter log = null)
+    {
+        Cfg = cfg; this.ds = ds; B = backend; this.log = log ?? Console.Out;
+        if (ds.FeatureDim != cfg.FeatDim) throw new ShapeException($"data has feature width {ds.FeatureDim}, the '{cfg.Preset}' preset expects {cfg.FeatDim}");
+        if (ds.ClipDim != 0 && ds.ClipDim != cfg.EmbedDim) throw new ShapeException($"CLIP features have width {ds.ClipDim}, the model's embedding is {cfg.EmbedDim}");
+        Model = new PvlrModel(cfg, ds.Ann.Classes);
+        Model.Initialize(backend, cfg.Seed);
+        Rng = new PhiloxSource((ulong)cfg.Seed);
+        G = new Graph(backend, Model.P, Rng);
+        Adam = new AdamOptimizer(Model.P, backend, cfg.Lr, cfg.WeightDecay);
+        sampler = new BatchSampler(ds, cfg.Seed);
+    }
+
+    /// One training step; returns the loss terms as floats.
+    public Dictionary<string, float> TrainStep()
+    {
+        int b = Cfg.BatchSize, t = Cfg.MaxSeqLen, f = Cfg.FeatDim, d = Cfg.EmbedDim, c = Cfg.NumClasses;
+        var rows = sampler.Pick(b, Cfg.NumSimilar, Cfg.SimilarSize);
+        var feats = new float[b * t * f]; var clip = ds.ClipDim > 0 ? new float[b * t * d] : null; var labels = new float[b * c];
+        sampler.Fill(rows, t, feats, clip, labels);
+        G.Reset(); Model.P.ZeroGrad(); G.Training = true;
+        var x = G.FromHost(feats, b, t, f);
+        var z = clip != null ? G.FromHost(clip, b, t, d) : null;
+        var o = Model.Forward(G, x);
+        var L = PvlrLoss.Compute(G, Cfg, o, labels, z);
+        var vals = new Dictionary<string, float>();
+        foreach (var (k, v) in L.Terms) vals[k] = G.Item(v);
+        vals["total"] = G.Item(L.Total);
+        foreach (var (k, v) in vals)
+            if (!float.IsFinite(v)) throw new TrainingDivergedException($"step {Step}: loss term '{k}' is {v} (batch videos: {string.Join(",", rows.Select(r => r.Name))}); stopped, the last good checkpoint is kept");
+        G.Backward(L.Total);
+        CheckGradients();
+        Adam.Step();
+        Step++;
+        return vals;
+    }
+
+    void CheckGradients()
+    {
+        var g = new float[Model.P.Total];
+        B.Download(Model.P.Grads, 0, g);
+        foreach (var p in Model.P.List)
+        {
+            if (!p.GotGrad) continue;
+            for (long i = p.Offset; i < p.Offset + p.Size; i++)
+                if (!float.IsFinite(g[i])) throw new TrainingDivergedException($"step {Step}: gradient of '{p.Name}' is {g[i]}; stopped, the last good checkpoint is kept");
+        }
+    }
+
+    /// Trains to MaxIter, evaluating and checkpointing into outDir. Returns the final evaluation.
+    public EvalResult Run(string outDir, int maxIter, Action<int, EvalResult> onEval = null)
+    {
+        Directory.CreateDirectory(outDir);
+        AtomicFile.WriteAllText(Path.Combine(outDir, "config.json"), Cfg.ToJson());
+        var perf = new System.Text.StringBuilder();
+        var sw = Stopwatch.StartNew(); double best = double.NegativeInfinity; EvalResult last = null;
+        int start = Step;
+        while (Step < maxIter)
+        {
+            var v = TrainStep();
+            History.Add(v);
+            int itr = Step - 1;
+            double sps = (Step - start) / sw.Elapsed.TotalSeconds;
+            if (itr % 10 == 0 || Step == maxIter)
+            {
+                double eta = (maxIter - Step) / Math.Max(sps, 1e-9);
+                log.WriteLine(string.Format(CultureInfo.InvariantCulture, "step {0,5}/{1} | loss {2,9:F4} | cls {3:F3} contra {4:F3} distill {5:F3} ortho {6:F3} | {7:F2} steps/s | ETA {8}",
+                    itr, maxIter, v["total"], v["cls_loss"], v["contra_loss"], v.GetValueOrDefault("distillation_loss"), v["ortho_loss"], sps, TimeSpan.FromSeconds((int)eta)));
+            }
+            bool evalNow = (itr > Cfg.WarmupIter && itr % Cfg.Interval == 0) || Step == maxIter;
+            if (evalNow)
+            {
+                var r = Evaluate(ds.Test);
+                last = r;
+                onEval?.Invoke(itr, r);
+                SaveCheckpoint(Path.Combine(outDir, "last.safetensors"));
+                bool isBest = r.SumMap01_07 > best;
+                if (isBest) { best = r.SumMap01_07; SaveCheckpoint(Path.Combine(outDir, "best.safetensors")); }
+                perf.AppendLine($"itr {itr}{(isBest ? " (best)" : "")}");
+                perf.Append(r.Table());
+                AtomicFile.WriteAllText(Path.Combine(outDir, "Performance.txt"), perf.ToString());
+                log.WriteLine($"eval at step {itr}: AVG mAP@0.1:0.7 = {r.Avg01_07:F2}{(isBest ? " (best so far)" : "")}");
+                Plots.LossCurve(Path.Combine(outDir, "loss.png"), History.Select(h => h["total"]).ToArray());
+            }
+        }
+        return last;
+    }
+
+    public EvalResult Evaluate(List<Video> videos) => Inference.Evaluate(Model, G, ds.Ann, videos);
+
+    public void SaveCheckpoint(string path) => Checkpoint.Save(path, Model, B, Cfg, Step, Rng.Counter, includeOptimizer: true);
+
+    public void Dispose() { G.Dispose(); Model.P.Dispose(); }
+}
+
+/// Test-mode inference: per video, the cosine CAS and attention, proposals, and evaluation.
+public static class Inference
+{
+    public static (List<Detection> dets, float[] scores) LocalizeVideo(PvlrModel model, Graph g, string name, float[] features, int t, float[] textHost,
+        List<(double, double)> ambiguous = null, ProposalConfig pc = null)
+    {
+        var cfg = model.Cfg;
+        if (features.Length != (long)t * cfg.FeatDim) throw new ShapeException($"{name}: features hold {features.Length} values, expected (T={t}, {cfg.FeatDim})");
+        if (t == 0) throw new ShapeException($"{name}: empty video (T = 0)");
+        g.Reset(); g.Training = false;
+        using (g.NoGrad())
+        {
+            var x = g.FromHost(features, 1, t, cfg.FeatDim);
+            var text = g.FromHost(textHost, cfg.NumClasses + 1, cfg.EmbedDim);
+            var o = model.Forward(g, x, text);
+            var cas = g.ToHost(o.Cas); var attn = g.ToHost(o.Attn);
+            return Proposals.Generate(name, cas, attn, t, cfg.NumClasses, pc ?? new ProposalConfig(), ambiguous);
+        }
+    }
+
+    public static float[] Text(PvlrModel model, Graph g)
+    {
+        g.Reset();
+        using (g.NoGrad()) return g.ToHost(model.TextFeatures(g));
+    }
+
+    public static EvalResult Evaluate(PvlrModel model, Graph g, Annotations ann, List<Video> videos)
+    {
+        bool wasTraining = g.Training;
+        var text = Text(model, g);
+        var dets = new List<Detection>(); var scores = new List<float[]>(); var labels = new List<float[]>();
+        foreach (var v in videos)
+        {
+            var (d, s) = LocalizeVideo(model, g, v.Name, v.Features, v.T, text, ann.Ambiguous.GetValueOrDefault(v.Name));
+            dets.AddRange(d); scores.Add(s);
+            var y = new float[ann.Classes.Length]; foreach (var l in v.Labels) y[ann.ClassIndex(l)] = 1; labels.Add(y);
+        }
+        g.Training = wasTraining;
+        var r = Evaluator.Evaluate(Evaluator.GroundTruth(ann).Where(x => videos.Any(v => v.Name == x.Video)).ToList(), dets, ann.Classes.Length);
+        r.ClassificationMap = Evaluator.ClassificationMap(scores.ToArray(), labels.ToArray());
+        return r;
+    }
+}

@@ -1,0 +1,193 @@
+// Loaders on the real THUMOS14 annotations, the evaluator on hand-built cases with known AP,
+// proposals on small hand-built sequences, and clear errors on malformed inputs.
+using System.Text;
+using NUnit.Framework;
+using PvlrKernels.Data;
+using PvlrKernels.Eval;
+
+namespace PvlrKernels.Tests;
+
+public sealed class DataEvalTests
+{
+    static string AnnDir => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "thumos14");
+    static string Tmp() { var d = Path.Combine(Path.GetTempPath(), "pvlr-test-" + Guid.NewGuid().ToString("N")[..8]); Directory.CreateDirectory(d); return d; }
+
+    [Test]
+    public void RealAnnotationsLoad()
+    {
+        var a = Annotations.Load(AnnDir);
+        Assert.That(a.Classes, Has.Length.EqualTo(20));
+        Assert.That(a.Classes[0], Is.EqualTo("BaseballPitch"));
+        Assert.That(a.Videos, Has.Count.EqualTo(412));
+        Assert.That(a.Train.Count(), Is.EqualTo(200));
+        Assert.That(a.Test.Count(), Is.EqualTo(212));
+        Assert.That(a.Ambiguous.Values.Sum(l => l.Count), Is.EqualTo(99));
+        Assert.That(a.Videos[0].Name, Does.StartWith("video_validation_"));
+        Assert.That(a.Test.All(v => v.Segments.Length > 0), Is.True);
+        var gt = Evaluator.GroundTruth(a);
+        Assert.That(gt.Count, Is.EqualTo(a.Test.Sum(v => v.Segments.Length)));
+        Assert.That(gt.All(g => g.End >= g.Start && g.Label is >= 0 and < 20), Is.True);
+    }
+
+    [Test]
+    public void RoundHalfToEvenInGroundTruth()
+    {
+        // 1.6 s * 25/16 = 2.5 -> 2 (half to even); 2.24 s -> 3.5 -> 4
+        Assert.That(Math.Round(1.6 * Evaluator.SnippetsPerSecond, MidpointRounding.ToEven), Is.EqualTo(2));
+        Assert.That(Math.Round(2.24 * Evaluator.SnippetsPerSecond, MidpointRounding.ToEven), Is.EqualTo(4));
+    }
+
+    static List<GtSegment> Gt => new() { new("v1", 10, 20, 0), new("v1", 40, 50, 0), new("v2", 0, 10, 0), new("v2", 5, 15, 1) };
+
+    [Test]
+    public void PerfectPredictionsGiveApOne()
+    {
+        var preds = Gt.Select((g, i) => new Detection(g.Video, g.Start, g.End, g.Label, 1.0 - 0.1 * i)).ToList();
+        var r = Evaluator.Evaluate(Gt, preds, 2);
+        Assert.That(r.Map, Is.All.EqualTo(100.0).Within(1e-9));
+    }
+
+    [Test]
+    public void KnownApWithDuplicatesAndFalsePositives()
+    {
+        // class 0 has 3 GT. Ranked: TP(v1 10-20), duplicate of it (FP), FP in v3 (no GT), TP(v2 0-10).
+        // precision 1, 1/2, 1/3, 2/4; recall 1/3, 1/3, 1/3, 2/3 -> interpolated AP = 1/3*1 + 1/3*0.5 = 0.5
+        var preds = new List<Detection> { new("v1", 10, 20, 0, 0.9), new("v1", 10, 20, 0, 0.8), new("v3", 0, 5, 0, 0.7), new("v2", 0, 10, 0, 0.6) };
+        var ap = Evaluator.ApDetection(Gt.Where(g => g.Label == 0).ToList(), preds, new[] { 0.5 });
+        Assert.That(ap[0], Is.EqualTo(0.5).Within(1e-12));
+        // empty class (no predictions) -> 0; mAP averages over both classes
+        var r = Evaluator.Evaluate(Gt, preds, 2, new[] { 0.5 });
+        Assert.That(r.Map[0], Is.EqualTo(25.0).Within(1e-9));
+    }
+
+    [Test]
+    public void TiouThresholdAndTies()
+    {
+        // prediction [10,18] vs GT [10,20]: tIoU 0.8 -> TP at 0.8, FP at 0.9
+        var g = new List<GtSegment> { new("v", 10, 20, 0) };
+        var ap = Evaluator.ApDetection(g, new List<Detection> { new("v", 10, 18, 0, 1) }, new[] { 0.8, 0.9 });
+        Assert.That(ap, Is.EqualTo(new[] { 1.0, 0.0 }));
+        // tied scores between two TPs of the same status do not change AP
+        var g2 = new List<GtSegment> { new("v", 0, 10, 0), new("v", 20, 30, 0) };
+        var a1 = Evaluator.ApDetection(g2, new List<Detection> { new("v", 0, 10, 0, 0.5), new("v", 20, 30, 0, 0.5) }, new[] { 0.5 });
+        var a2 = Evaluator.ApDetection(g2, new List<Detection> { new("v", 20, 30, 0, 0.5), new("v", 0, 10, 0, 0.5) }, new[] { 0.5 });
+        Assert.That(a1[0], Is.EqualTo(1.0)); Assert.That(a2[0], Is.EqualTo(a1[0]));
+    }
+
+    [Test]
+    public void ClassificationMapKnownValue()
+    {
+        // one class, scores rank pos, neg, pos -> AP = (1/1 + 2/3)/2
+        var m = Evaluator.ClassificationMap(new[] { new[] { 0.9f }, new[] { 0.8f }, new[] { 0.7f } }, new[] { new[] { 1f }, new[] { 0f }, new[] { 1f } });
+        Assert.That(m, Is.EqualTo(100 * (1 + 2.0 / 3) / 2).Within(1e-9));
+    }
+
+    [Test]
+    public void SoftNmsDecaysOverlapsWithPlusOneConvention()
+    {
+        var boxes = new List<(double, double, double)> { (0.9, 0, 9), (0.8, 0, 9), (0.7, 20, 29) };
+        var o = Proposals.SoftNms(boxes, 0.2);
+        Assert.That(o.Select(b => b.s), Is.EqualTo(new[] { 0.0, 20.0, 0.0 }));   // identical box decays by exp(-1/0.2)
+        Assert.That(o[2].score, Is.EqualTo(0.8 * Math.Exp(-1 / 0.2)).Within(1e-12));
+        Assert.That(o[1].score, Is.EqualTo(0.7).Within(1e-12));                 // disjoint: inter = max(9-20+1, 0) = 0
+    }
+
+    [Test]
+    public void ProposalsFromHandBuiltCas()
+    {
+        // T = 20, 2 classes (+bg): class 1 active on snippets 5..9, attention high there.
+        int t = 20, c1 = 3;
+        var cas = new float[t * c1]; var attn = new float[t];
+        for (int i = 0; i < t; i++) { attn[i] = i is >= 5 and <= 9 ? 0.95f : 0.05f; cas[i * c1 + 1] = i is >= 5 and <= 9 ? 3f : 0.1f; cas[i * c1 + 2] = 0.5f; }
+        var (dets, scores) = Proposals.Generate("v", cas, attn, t, 2, new ProposalConfig());
+        Assert.That(scores[1], Is.GreaterThan(scores[0]));
+        Assert.That(dets, Is.Not.Empty);
+        Assert.That(dets.All(d => d.Label == 1), Is.True);
+        var top = dets.OrderByDescending(d => d.Score).First();
+        Assert.That((top.Start, top.End), Is.EqualTo((5.0, 10.0)));            // t_end = last + 1
+        // an ambiguous segment covering it removes those proposals
+        var (filtered, _) = Proposals.Generate("v", cas, attn, t, 2, new ProposalConfig(), new List<(double, double)> { (5 / Evaluator.SnippetsPerSecond, 10 / Evaluator.SnippetsPerSecond) });
+        Assert.That(filtered.Any(d => d.Start == 5 && d.End == 10), Is.False);
+    }
+
+    // ---------------- malformed inputs ----------------
+    [Test]
+    public void NpyRoundTripAndTruncation()
+    {
+        var d = Tmp(); var p = Path.Combine(d, "a.npy");
+        Npy.Save(p, new float[] { 1, 2, 3, 4, 5, 6 }, 2, 3);
+        var a = Npy.Load(p);
+        Assert.That(a.Shape, Is.EqualTo(new[] { 2, 3 })); Assert.That(a.AsFloat(), Is.EqualTo(new float[] { 1, 2, 3, 4, 5, 6 }));
+        var bytes = File.ReadAllBytes(p);
+        File.WriteAllBytes(p, bytes[..^5]);
+        var ex = Assert.Throws<DataFormatException>(() => Npy.Load(p));
+        Assert.That(ex.Message, Does.Contain(p).And.Contain("truncated"));
+        File.WriteAllBytes(p, Encoding.ASCII.GetBytes("not a numpy file at all"));
+        Assert.That(Assert.Throws<DataFormatException>(() => Npy.Load(p)).Message, Does.Contain(p).And.Contain("magic"));
+        var lying = Npy.Encode("<f4", new[] { 1000000, 1000 }, new byte[16]);
+        File.WriteAllBytes(p, lying);
+        Assert.That(Assert.Throws<DataFormatException>(() => Npy.Load(p)).Message, Does.Contain("only 16 bytes follow"));
+    }
+
+    [Test]
+    public void PickleRefusesForeignGlobals()
+    {
+        // protocol 2: GLOBAL os.system, ('echo hi',), REDUCE, STOP
+        var evil = new MemoryStream();
+        evil.Write(new byte[] { 0x80, 2 }); evil.Write(Encoding.ASCII.GetBytes("cos\nsystem\n")); evil.WriteByte((byte)'U'); evil.WriteByte(7);
+        evil.Write(Encoding.ASCII.GetBytes("echo hi")); evil.WriteByte(0x85); evil.WriteByte((byte)'R'); evil.WriteByte((byte)'.');
+        evil.Position = 0;
+        var ex = Assert.Throws<DataFormatException>(() => new Unpickler(evil, "evil.pkl").Load());
+        Assert.That(ex.Message, Does.Contain("evil.pkl").And.Contain("os.system").And.Contain("allowlist"));
+        var bad = new MemoryStream(new byte[] { 0x80, 2, 0xff });
+        Assert.That(Assert.Throws<DataFormatException>(() => new Unpickler(bad, "x.pkl").Load()).Message, Does.Contain("opcode"));
+    }
+
+    [Test]
+    public void DemoDataRoundTripsAndBadDataIsNamed()
+    {
+        var root = Tmp();
+        int n = Features.DemoData.Generate(root, new Features.DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = 412, MaxLength = 24 });
+        var ds = ThumosDataset.Load(root);
+        Assert.That(ds.Ann.Videos, Has.Count.EqualTo(n));
+        Assert.That(ds.FeatureDim, Is.EqualTo(16)); Assert.That(ds.ClipDim, Is.EqualTo(8));
+        Assert.That(ds.Train.All(v => v.T is > 0 and <= 24 && v.Features.Length == v.T * 16), Is.True);
+        // the object arrays our writer produces read back identically (annotations too)
+        var segs = (object[])Npy.Load(Path.Combine(root, ThumosDataset.AnnDir, "segments.npy")).Data;
+        Assert.That(segs.Length, Is.EqualTo(n));
+
+        // a NaN feature names the file and the video
+        var v = ds.Ann.Videos[3];
+        var feats = ds.Ann.Videos.Select(x => (new[] { x.T, 16 }, x.Features)).ToList();
+        feats[3].Features[5] = float.NaN;
+        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
+        var ex = Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root));
+        Assert.That(ex.Message, Does.Contain(v.Name).And.Contain("non-finite"));
+        // a shape mismatch (wrong width) names the video
+        feats[3] = (new[] { v.T, 12 }, new float[v.T * 12]);
+        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
+        Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message, Does.Contain(v.Name).And.Contain("width 12"));
+        // an empty video
+        feats[3] = (new[] { 0, 16 }, Array.Empty<float>());
+        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
+        Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message, Does.Contain(v.Name).And.Contain("empty"));
+        // a missing CLIP file of a training video
+        feats[3] = (new[] { v.T, 16 }, new float[v.T * 16]);
+        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
+        var train = ds.Train[0];
+        File.Delete(Path.Combine(root, "Thumos14_CLIP", "train", train.Name + ".npy"));
+        Assert.That(Assert.Throws<FileNotFoundException>(() => ThumosDataset.Load(root)).Message, Does.Contain(train.Name));
+    }
+
+    [Test]
+    public void RandomPerturbMatchesTheReferenceRule()
+    {
+        var r = new Random(5);
+        Assert.That(BatchSampler.RandomPerturb(320, 320, r), Is.EqualTo(Enumerable.Range(0, 320)));
+        var up = BatchSampler.RandomPerturb(10, 32, r);                 // short video: repeated indices, no padding
+        Assert.That(up, Has.Length.EqualTo(32)); Assert.That(up.All(i => i is >= 0 and < 10), Is.True);
+        Assert.That(up.Zip(up.Skip(1)).All(p => p.Second >= p.First), Is.True);
+        var down = BatchSampler.RandomPerturb(1000, 32, r);
+        for (int i = 0; i < 31; i++) Assert.That(down[i], Is.InRange(i * 1000 / 32, (i + 1) * 1000 / 32));
+    }
+}
