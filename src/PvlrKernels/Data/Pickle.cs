@@ -39,14 +39,12 @@ public sealed class Unpickler
     readonly Stream s;
     readonly string file;
     readonly HashSet<string> allowed;
-    readonly long maxBytes;
     readonly Func<PyGlobal, object[], object> call;
     readonly Func<object, object> persistentLoad;
 
     public Unpickler(Stream s, string file, HashSet<string> allowed = null, Func<PyGlobal, object[], object> call = null, Func<object, object> persistentLoad = null)
     {
         this.s = s; this.file = file; this.allowed = allowed ?? NumpyGlobals; this.call = call; this.persistentLoad = persistentLoad;
-        maxBytes = s.CanSeek ? s.Length - s.Position : long.MaxValue;
     }
 
     Exception Bad(string why) => new DataFormatException($"{file}: bad pickle: {why}");

@@ -161,7 +161,8 @@ public static class Inference
             var y = new float[ann.Classes.Length]; foreach (var l in v.Labels) y[ann.ClassIndex(l)] = 1; labels.Add(y);
         }
         g.Training = wasTraining;
-        var r = Evaluator.Evaluate(Evaluator.GroundTruth(ann).Where(x => videos.Any(v => v.Name == x.Video)).ToList(), dets, ann.Classes.Length);
+        var names = videos.Select(v => v.Name).ToHashSet();
+        var r = Evaluator.Evaluate(Evaluator.GroundTruth(ann).Where(x => names.Contains(x.Video)).ToList(), dets, ann.Classes.Length);
         r.ClassificationMap = Evaluator.ClassificationMap(scores.ToArray(), labels.ToArray());
         return r;
     }

@@ -18,7 +18,7 @@ public sealed partial class Graph
             throw new ShapeException($"conv1d: x {x} (B,T,Cin), weight {w} (Cout,Cin,K odd), bias {bias?.ToString() ?? "none"}");
         int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), k = w.Dim(2), pad = (k - 1) / 2, tp = t + 2 * pad;
         int rows = b * tp - 2 * pad;
-        var xp = pad > 0 ? PadTime(x, pad) : x;
+        var xp = pad > 0 ? PadTimeRaw(x, pad) : x;
         var wr = New(new[] { k * cin, cout });
         B.Copy4(wr.Data, wr.Offset, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 }, w.Data, w.Offset, new Strides4 { S1 = 1, S2 = k, S3 = cin * k },
             new Dims4 { N0 = 1, N1 = k, N2 = cin, N3 = cout }, 1f, false);
@@ -82,7 +82,6 @@ public sealed partial class Graph
             new Dims4 { N0 = 1, N1 = b, N2 = t, N3 = c }, 1f, false);
         return y;
     }
-    Tensor PadTime(Tensor x, int pad) => PadTimeRaw(x, pad);
 
     /// dst (B, T, C) (+)= the valid rows of a virtual-row buffer src (B*Tp, C).
     void CopyRows(Tensor dst, Tensor src, int b, int t, int tp, int c, bool accumulate) =>
