@@ -18,6 +18,7 @@ usage:
   pvlr eval --checkpoint FILE [--data DIR] [--clip-features DIR] [--device ...]
   pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--device ...]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
+  pvlr replay --state DIR --out DIR [--device ...] [--no-savings]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
 With no --data, train and eval use the embedded demo dataset (generated on first use under features/demo).
 """;
@@ -30,7 +31,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
             var o = Opts.Parse(args.Skip(1).ToArray());
             return args[0] switch
             {
-                "train" => TrainCmd(o), "eval" => EvalCmd(o), "infer" => InferCmd(o), "score" => ScoreCmd(o), "gen-demo" => GenDemoCmd(o),
+                "train" => TrainCmd(o), "eval" => EvalCmd(o), "infer" => InferCmd(o), "score" => ScoreCmd(o), "gen-demo" => GenDemoCmd(o), "replay" => ReplayCmd(o),
                 _ => throw new ArgumentException($"unknown command '{args[0]}'\n{Usage}")
             };
         }
@@ -141,6 +142,19 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         if (o.Has("out-json")) AtomicFile.WriteAllText(o.Get("out-json"), ActivityNetJson(dets, ann.Classes));
         if (o.Flag("json")) Console.WriteLine(r.Json());
         else { Console.Write(r.Table()); Console.WriteLine($"{dets.Count} predictions scored in {sw.Elapsed.TotalMilliseconds:F0} ms"); }
+        return 0;
+    }
+
+    static int ReplayCmd(Opts o)
+    {
+        using var backend = MakeBackend(o.Get("device", "cpu"));
+        bool exact = o.Flag("no-savings");
+        var r = Replay.Run(o.Req("state"), backend, c => { if (exact) { c.TruncateText = false; c.SkipAeDecoder = false; } });
+        var outDir = o.Req("out");
+        Replay.Write(r, outDir);
+        foreach (var (k, v) in r.Losses) Console.WriteLine($"{k,-30} {v,14:G9}");
+        foreach (var n in r.Notes) Console.WriteLine($"note: {n}");
+        Console.WriteLine($"wrote {outDir}/losses.json and {r.Grads.Count} gradients to {outDir}/grads/");
         return 0;
     }
 

@@ -30,31 +30,48 @@ public sealed class PhiloxSource(ulong seed) : IRandomSource
     public void NormalMean(Graph g, Tensor y, float std, int samples, string tag) => g.B.Normal(y.Data, y.Offset, y.Size, std / MathF.Sqrt(samples), 1, Next());
 }
 
-/// Replays recorded draws in order. Each recorded array must match the shape asked for.
-public sealed class ReplaySource(IReadOnlyList<(string tag, float[] data, int[] shape)> draws) : IRandomSource
+/// Replays recorded draws by tag (the names the model passes to Dropout / NormalMean). With
+/// `channelFirst` (the original's layout), a rank-3 mask is recorded (B,C,T) as its convolution's output
+/// and is transposed to our time-major (B,T,C); the shape alone cannot tell when T = C. Otherwise a
+/// recorded array must have the requested shape. Noise is the full (samples, ...) tensor, averaged here.
+public sealed class ReplaySource : IRandomSource
 {
-    int next;
-    public long Counter { get => next; set => next = (int)value; }
-    public int Remaining => draws.Count - next;
-
-    (string, float[], int[]) Take(string tag, long size, string what)
+    readonly Dictionary<string, (float[] data, int[] shape)> draws = new();
+    readonly HashSet<string> used = new();
+    readonly bool channelFirst;
+    public ReplaySource(IEnumerable<(string tag, float[] data, int[] shape)> recorded, bool channelFirst = false)
     {
-        if (next >= draws.Count) throw new InvalidOperationException($"replay: no recorded draw left for {what} '{tag}' (used {next})");
-        var d = draws[next++];
-        if (d.data.Length != size)
-            throw new ShapeException($"replay: recorded draw #{next - 1} '{d.tag}' has {d.data.Length} values {Tensor.ShapeStr(d.shape)}, {what} '{tag}' needs {size}");
-        return d;
+        this.channelFirst = channelFirst;
+        foreach (var (tag, data, shape) in recorded)
+            if (!draws.TryAdd(tag, (data, shape))) throw new ArgumentException($"replay: draw '{tag}' recorded twice");
+    }
+    public long Counter { get => used.Count; set => throw new NotSupportedException("a replay cannot be repositioned"); }
+    /// Recorded draws the model never asked for (AE_d's masks when the dead decoder is skipped).
+    public IEnumerable<string> Unused => draws.Keys.Where(k => !used.Contains(k));
+
+    float[] Take(string tag, int[] shape, string what)
+    {
+        if (!draws.TryGetValue(tag, out var d)) throw new InvalidOperationException($"replay: no recorded draw for {what} '{tag}' (recorded: {string.Join(", ", draws.Keys)})");
+        if (!used.Add(tag)) throw new InvalidOperationException($"replay: {what} '{tag}' asked for twice");
+        bool transpose = channelFirst && shape.Length == 3;
+        if (!transpose && d.shape.SequenceEqual(shape)) return d.data;
+        if (transpose && d.shape.Length == 3 && d.shape[0] == shape[0] && d.shape[1] == shape[2] && d.shape[2] == shape[1])
+        {
+            int b = shape[0], t = shape[1], c = shape[2];
+            var o = new float[d.data.Length];
+            for (int i = 0; i < b; i++)
+                for (int x = 0; x < t; x++)
+                    for (int y = 0; y < c; y++) o[((long)i * t + x) * c + y] = d.data[((long)i * c + y) * t + x];
+            return o;
+        }
+        throw new ShapeException($"replay: recorded draw '{tag}' has shape {Tensor.ShapeStr(d.shape)}, {what} needs {Tensor.ShapeStr(shape)}");
     }
 
-    public void DropoutMask(Graph g, Tensor mask, float p, string tag)
-    {
-        var (_, data, _) = Take(tag, mask.Size, "dropout mask");
-        g.B.Upload(mask.Data, mask.Offset, data);
-    }
+    public void DropoutMask(Graph g, Tensor mask, float p, string tag) => g.B.Upload(mask.Data, mask.Offset, Take(tag, mask.Shape, "dropout mask"));
 
     public void NormalMean(Graph g, Tensor y, float std, int samples, string tag)
     {
-        var (_, data, _) = Take(tag, y.Size * samples, "noise");
+        var data = Take(tag, new[] { samples }.Concat(y.Shape).ToArray(), "noise");
         var mean = new float[y.Size];
         for (int s = 0; s < samples; s++)
             for (long i = 0; i < y.Size; i++) mean[i] += data[s * y.Size + i];

@@ -27,12 +27,16 @@ public sealed class PvlrModel
     readonly float[] tokenIdx;              // (C+1, L): token id used where E is not (0 elsewhere)
     readonly float[] eotIdx;                // (C+1): EOT position per prompt row
 
-    public PvlrModel(PvlrConfig cfg, IReadOnlyList<string> classes)
+    /// `prompt` overrides the class tokens: per class [SOT, name tokens..., EOT] ids into a token table of
+    /// `vocab` rows (a replayed dump brings CLIP's own tokens this way); by default ClassTokens.Build.
+    public PvlrModel(PvlrConfig cfg, IReadOnlyList<string> classes, (int[][] tokens, int vocab)? prompt = null)
     {
         cfg.Validate();
         Cfg = cfg; Classes = classes.ToArray();
         if (Classes.Length != cfg.NumClasses) throw new ArgumentException($"config has {cfg.NumClasses} classes, the class list {Classes.Length}");
-        (tokens, vocab) = ClassTokens.Build(Classes);
+        (tokens, vocab) = prompt ?? ClassTokens.Build(Classes);
+        if (tokens.Length != Classes.Length || tokens.Any(t => t.Length < 2 || t.Any(id => id < 0 || id >= vocab)))
+            throw new ArgumentException($"prompt tokens: need {Classes.Length} rows of [SOT ... EOT] ids in [0, {vocab})");
         int maxEot = tokens.Max(t => cfg.Prefix + (t.Length - 1) + cfg.Postfix);
         if (maxEot >= cfg.ClipContext) throw new ArgumentException($"prompt of {maxEot + 1} tokens exceeds the context {cfg.ClipContext}");
         promptLen = cfg.TruncateText ? maxEot + 1 : cfg.ClipContext;
