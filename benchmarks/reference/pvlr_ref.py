@@ -336,7 +336,7 @@ def dump(args):
 
 
 def timing(args):
-    cfg = presets(args.preset); torch.set_num_threads(args.threads or torch.get_num_threads())
+    cfg = presets(args.preset); torch.set_num_threads(args.threads or os.cpu_count())
     gen = torch.Generator().manual_seed(0); dt = torch.float32
     p = init_params(cfg, gen, dt)
     toks = class_tokens(cfg, gen); actiondict = p['clipmodel.token_embedding.weight'][toks]

@@ -19,6 +19,7 @@ usage:
   pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--device ...]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
   pvlr replay --state DIR --out DIR [--device ...] [--no-savings]
+  pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer] [--steps N] [--peak GFLOPS] [--torch] [--out FILE.md]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
 With no --data, train and eval use the embedded demo dataset (generated on first use under features/demo).
 """;
@@ -31,7 +32,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
             var o = Opts.Parse(args.Skip(1).ToArray());
             return args[0] switch
             {
-                "train" => TrainCmd(o), "eval" => EvalCmd(o), "infer" => InferCmd(o), "score" => ScoreCmd(o), "gen-demo" => GenDemoCmd(o), "replay" => ReplayCmd(o),
+                "train" => TrainCmd(o), "eval" => EvalCmd(o), "infer" => InferCmd(o), "score" => ScoreCmd(o), "gen-demo" => GenDemoCmd(o), "replay" => ReplayCmd(o), "bench" => BenchCmd(o),
                 _ => throw new ArgumentException($"unknown command '{args[0]}'\n{Usage}")
             };
         }
@@ -156,6 +157,53 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         foreach (var n in r.Notes) Console.WriteLine($"note: {n}");
         Console.WriteLine($"wrote {outDir}/losses.json and {r.Grads.Count} gradients to {outDir}/grads/");
         return 0;
+    }
+
+    static int BenchCmd(Opts o)
+    {
+        using var backend = MakeBackend(o.Get("device", "auto"));
+        var cfg = PvlrConfig.FromPreset(o.Get("preset", "paper"));
+        var only = o.Get("only", "gemm,conv,clip,step,infer").Split(',').ToHashSet();
+        int steps = o.Has("steps") ? o.Int("steps") : 3;
+        // 2 cores x 2 AVX-512 FMA units x 16 lanes x 2 FLOP x ~3.4 GHz ~ 430 (docs/ilgpu.md); pass --peak elsewhere
+        double peak = o.Has("peak") ? double.Parse(o.Get("peak"), CultureInfo.InvariantCulture) : backend.IsGpu ? 51_000 : 430;
+        var classes = Enumerable.Range(0, cfg.NumClasses).Select(i => ClassTokens.Names.Keys.ElementAt(i % ClassTokens.Names.Count)).ToArray();
+        var rows = new List<BenchRow>();
+        void Add(string key, Func<BenchRow> f) { if (!only.Contains(key)) return; Console.Error.WriteLine($"bench: {key} ..."); rows.Add(f()); Console.Error.WriteLine($"bench: {key}: {rows[^1].Seconds:F4} s"); }
+        Add("gemm", () => Bench.Gemm(backend));
+        Add("conv", () => Bench.Conv(backend));
+        Add("clip", () => Bench.ClipTower(backend, cfg, classes));
+        Add("step", () => Bench.TrainStep(backend, cfg, classes, steps, Console.Error));
+        Add("infer", () => Bench.TestSetInference(backend, cfg));
+        var table = Bench.Table(rows, peak, $"{backend.Name} ({Environment.ProcessorCount} cores)");
+        if (o.Flag("torch") && rows.FirstOrDefault(r => r.Name.StartsWith("training step")) is { } ours)
+            table += TorchSideBySide(cfg.Preset, steps, ours.Seconds, o.Get("torch-script", Path.Combine("benchmarks", "reference", "pvlr_ref.py")));
+        Console.WriteLine(table);
+        if (CpuBackend.Profile) Console.Error.WriteLine(CpuBackend.ProfileReport());
+        if (o.Has("out")) AtomicFile.WriteAllText(o.Get("out"), table);
+        return 0;
+    }
+
+    /// Times benchmarks/reference/pvlr_ref.py (our PyTorch restatement) at the same shapes in this run,
+    /// as the original computes (P^2 einsum, 77-token tower, AE_d) and with the same savings as ours.
+    static string TorchSideBySide(string preset, int steps, double ours, string script)
+    {
+        if (!File.Exists(script)) throw new FileNotFoundException($"{script}: the PyTorch reference script (run from the repository root or pass --torch-script)");
+        var sb = new System.Text.StringBuilder("\n| PyTorch restatement (same run) | s/step | ours s/step | speed-up |\n|---|---|---|---|\n");
+        foreach (var savings in new[] { false, true })
+        {
+            Console.Error.WriteLine($"bench: torch {(savings ? "with" : "without")} savings ...");
+            var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3", $"\"{script}\" time --preset {preset} --steps {steps}{(savings ? " --savings" : "")}")
+            { RedirectStandardOutput = true, RedirectStandardError = true };
+            using var p = System.Diagnostics.Process.Start(psi) ?? throw new InvalidOperationException("could not start /usr/bin/python3");
+            var err = p.StandardError.ReadToEndAsync(); var outp = p.StandardOutput.ReadToEnd(); p.WaitForExit();
+            if (p.ExitCode != 0) throw new InvalidOperationException($"the PyTorch reference failed (is Debian's python3-torch installed?): {err.Result.Trim().Split('\n').Last()}");
+            using var doc = JsonDocument.Parse(outp.Trim().Split('\n').Last());
+            double t = doc.RootElement.GetProperty("seconds_per_step").GetDouble();
+            string torchV = doc.RootElement.GetProperty("torch").GetString();
+            sb.AppendLine($"| torch {torchV}, {(savings ? "same exact savings as ours" : "as the original computes")} | {t:F2} | {ours:F2} | {t / ours:F1}x |");
+        }
+        return sb.ToString();
     }
 
     static int GenDemoCmd(Opts o)

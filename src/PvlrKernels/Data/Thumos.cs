@@ -149,18 +149,37 @@ public sealed class ThumosDataset
 /// The PVLR training batch (spec §1.6): rows (0,1),(2,3),(4,5) are two distinct videos of each of 3
 /// classes drawn with replacement; the rest are uniform training videos with replacement; every video
 /// is temporally resampled to exactly T snippets with random_perturb.
+/// Counter-based: the draws of step s come from a generator seeded by (seed, s) alone, so a run resumed
+/// at step s samples exactly the batches the uninterrupted run would have.
 public sealed class BatchSampler
 {
     readonly ThumosDataset ds;
-    readonly Random rng;
+    readonly int seed;
     readonly List<Video>[] byClass;
     public BatchSampler(ThumosDataset ds, int seed)
     {
-        this.ds = ds; rng = new Random(seed);
+        this.ds = ds; this.seed = seed;
         byClass = Enumerable.Range(0, ds.Ann.Classes.Length).Select(c => ds.Train.Where(v => v.Labels.Contains(ds.Ann.Classes[c])).ToList()).ToArray();
     }
 
-    public List<Video> Pick(int batch, int numSimilar = 3, int similarSize = 2)
+    /// SplitMix64 of (seed, step): deterministic across processes (HashCode.Combine is randomized per process).
+    public Random ForStep(long step)
+    {
+        ulong z = ((ulong)(uint)seed << 32) ^ (ulong)step;
+        z += 0x9E3779B97F4A7C15UL; z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL; z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL; z ^= z >> 31;
+        return new Random((int)(z & 0x7FFFFFFF));
+    }
+
+    /// The batch of `step`: its videos, with feats (B, T, F), clip (B, T, Dc) and labels (B, C) filled.
+    public List<Video> Sample(long step, int batch, int t, float[] feats, float[] clip, float[] labels, int numSimilar = 3, int similarSize = 2)
+    {
+        var rng = ForStep(step);
+        var rows = Pick(rng, batch, numSimilar, similarSize);
+        Fill(rng, rows, t, feats, clip, labels);
+        return rows;
+    }
+
+    public List<Video> Pick(Random rng, int batch, int numSimilar = 3, int similarSize = 2)
     {
         var rows = new List<Video>();
         var eligible = Enumerable.Range(0, byClass.Length).Where(c => byClass[c].Count >= similarSize).ToArray();
@@ -195,7 +214,7 @@ public sealed class BatchSampler
     }
 
     /// Fills feats (B, T, F), clip (B, T, Dc) and labels (B, C) for the chosen videos.
-    public void Fill(List<Video> rows, int t, float[] feats, float[] clip, float[] labels)
+    public void Fill(Random rng, List<Video> rows, int t, float[] feats, float[] clip, float[] labels)
     {
         int f = ds.FeatureDim, c = ds.Ann.Classes.Length, dc = ds.ClipDim;
         for (int b = 0; b < rows.Count; b++)

@@ -20,6 +20,8 @@ public abstract class Backend : IDisposable
 {
     public abstract string Name { get; }
     public abstract bool IsGpu { get; }
+    /// FLOPs issued through Gemm so far (2·M·N·K per product): the matmul work a benchmark reports.
+    public long GemmFlops;
     public abstract Storage Allocate(long n);                 // zero-filled
     public abstract void Upload(Storage dst, long off, ReadOnlySpan<float> src);
     public abstract void Download(Storage src, long off, Span<float> dst);
@@ -76,7 +78,7 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     }
 
     /// Lowest and highest element offsets a strided view touches (strides may be negative).
-    static (long lo, long hi) Range(Dims4 d, Strides4 s)
+    protected static (long lo, long hi) Range(Dims4 d, Strides4 s)
     {
         long lo = 0, hi = 0;
         void Add(int n, int st) { long v = (long)(n - 1) * st; if (v < 0) lo += v; else hi += v; }
@@ -293,13 +295,14 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         Launch(n, new NormalKernel<TMem> { Y = M("normal", y, yo, n), Key = key, Std = std, Samples = samples, N = (int)n });
     }
 
-    protected static void CheckGemm(GemmParams p, Storage c, long co, Storage a, long ao, Storage b, long bo)
+    protected void CheckGemm(GemmParams p, Storage c, long co, Storage a, long ao, Storage b, long bo)
     {
         if (p.M < 0 || p.N < 0 || p.K < 0 || p.Batch < 1) throw new ShapeException($"gemm: bad dims M={p.M} N={p.N} K={p.K} batch={p.Batch}");
         long ea = (long)(p.Batch - 1) * p.BatchA + (long)(p.M - 1) * p.RsA + (long)(p.K - 1) * p.CsA + 1;
         long eb = (long)(p.Batch - 1) * p.BatchB + (long)(p.K - 1) * p.RsB + (long)(p.N - 1) * p.CsB + 1;
         long ec = (long)(p.Batch - 1) * p.BatchC + (long)(p.M - 1) * p.Ldc + p.N;
         if (p.M == 0 || p.N == 0) return;
+        System.Threading.Interlocked.Add(ref GemmFlops, 2L * p.M * p.N * p.K * p.Batch);
         if (p.K > 0 && (ao < 0 || ao + ea > a.Length)) throw new ShapeException($"gemm: A extent {ea} at {ao} outside {a.Length} (M={p.M} K={p.K})");
         if (p.K > 0 && (bo < 0 || bo + eb > b.Length)) throw new ShapeException($"gemm: B extent {eb} at {bo} outside {b.Length} (K={p.K} N={p.N})");
         if (co < 0 || co + ec > c.Length) throw new ShapeException($"gemm: C extent {ec} at {co} outside {c.Length} (M={p.M} N={p.N})");

@@ -28,39 +28,63 @@ public sealed class Trainer : IDisposable
     public int Step;
     public List<Dictionary<string, float>> History = new();
 
-    public Trainer(PvlrConfig cfg, ThumosDataset ds, Backend backend, TextWriter log = null)
+    public Trainer(PvlrConfig cfg, ThumosDataset ds, Backend backend, TextWriter log = null) : this(cfg, ds.Ann.Classes, backend, log)
     {
-        Cfg = cfg; this.ds = ds; B = backend; this.log = log ?? Console.Out;
+        this.ds = ds;
         if (ds.FeatureDim != cfg.FeatDim) throw new ShapeException($"data has feature width {ds.FeatureDim}, the '{cfg.Preset}' preset expects {cfg.FeatDim}");
         if (ds.ClipDim != 0 && ds.ClipDim != cfg.EmbedDim) throw new ShapeException($"CLIP features have width {ds.ClipDim}, the model's embedding is {cfg.EmbedDim}");
-        Model = new PvlrModel(cfg, ds.Ann.Classes);
+        sampler = new BatchSampler(ds, cfg.Seed);
+        batch = new float[cfg.BatchSize * cfg.MaxSeqLen * cfg.FeatDim];
+        clipBatch = ds.ClipDim > 0 ? new float[cfg.BatchSize * cfg.MaxSeqLen * cfg.EmbedDim] : null;
+    }
+
+    /// A trainer without a dataset (benchmarks, synthetic batches through StepOn).
+    public Trainer(PvlrConfig cfg, IReadOnlyList<string> classes, Backend backend, TextWriter log = null)
+    {
+        Cfg = cfg; B = backend; this.log = log ?? Console.Out;
+        Model = new PvlrModel(cfg, classes);
         Model.Initialize(backend, cfg.Seed);
         Rng = new PhiloxSource((ulong)cfg.Seed);
         G = new Graph(backend, Model.P, Rng);
         Adam = new AdamOptimizer(Model.P, backend, cfg.Lr, cfg.WeightDecay);
-        sampler = new BatchSampler(ds, cfg.Seed);
     }
 
-    /// One training step; returns the loss terms as floats.
+    readonly float[] batch, clipBatch;
+
+    /// One training step on the sampler's batch for this step number; returns the loss terms.
     public Dictionary<string, float> TrainStep()
     {
-        int b = Cfg.BatchSize, t = Cfg.MaxSeqLen, f = Cfg.FeatDim, d = Cfg.EmbedDim, c = Cfg.NumClasses;
-        var rows = sampler.Pick(b, Cfg.NumSimilar, Cfg.SimilarSize);
-        var feats = new float[b * t * f]; var clip = ds.ClipDim > 0 ? new float[b * t * d] : null; var labels = new float[b * c];
-        sampler.Fill(rows, t, feats, clip, labels);
+        var labels = new float[Cfg.BatchSize * Cfg.NumClasses];
+        var rows = sampler.Sample(Step, Cfg.BatchSize, Cfg.MaxSeqLen, batch, clipBatch, labels, Cfg.NumSimilar, Cfg.SimilarSize);
+        return StepOn(batch, clipBatch, labels, string.Join(",", rows.Select(r => r.Name)));
+    }
+
+    /// Forward, losses, backward, gradient check and Adam on one batch: feats (B,T,F), clip (B,T,D) or
+    /// null, labels (B,C).
+    public Dictionary<string, float> StepOn(float[] feats, float[] clip, float[] labels, string batchDesc = "synthetic")
+    {
+        int b = Cfg.BatchSize, t = Cfg.MaxSeqLen, f = Cfg.FeatDim, d = Cfg.EmbedDim;
+        var ph = Stopwatch.StartNew();
+        void Mark(string what) { if (CpuBackend.Profile) { B.Synchronize(); log.WriteLine($"  {what}: {ph.Elapsed.TotalSeconds:F3} s"); ph.Restart(); } }
         G.Reset(); Model.P.ZeroGrad(); G.Training = true;
+        Mark("reset+zero");
         var x = G.FromHost(feats, b, t, f);
         var z = clip != null ? G.FromHost(clip, b, t, d) : null;
         var o = Model.Forward(G, x);
+        Mark("forward");
         var L = PvlrLoss.Compute(G, Cfg, o, labels, z);
+        Mark("loss");
         var vals = new Dictionary<string, float>();
         foreach (var (k, v) in L.Terms) vals[k] = G.Item(v);
         vals["total"] = G.Item(L.Total);
         foreach (var (k, v) in vals)
-            if (!float.IsFinite(v)) throw new TrainingDivergedException($"step {Step}: loss term '{k}' is {v} (batch videos: {string.Join(",", rows.Select(r => r.Name))}); stopped, the last good checkpoint is kept");
+            if (!float.IsFinite(v)) throw new TrainingDivergedException($"step {Step}: loss term '{k}' is {v} (batch videos: {batchDesc}); stopped, the last good checkpoint is kept");
         G.Backward(L.Total);
+        Mark("backward");
         CheckGradients();
+        Mark("check");
         Adam.Step();
+        Mark("adam");
         Step++;
         return vals;
     }

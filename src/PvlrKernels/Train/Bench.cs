@@ -1,0 +1,130 @@
+// `pvlr bench`: the figures a kernel-throughput user asks for, measured in one process and printed as a
+// markdown table: the SGEMM at the fusion conv's shape, the fusion Conv1d forward+backward, the CLIP text
+// tower forward+backward, one full training step (forward, every loss, backward, Adam), and test-set
+// inference plus evaluation over 212 videos of the real THUMOS14 test lengths. GFLOP/s counts the GEMM
+// FLOPs issued (Backend.GemmFlops), which dominate every row; elementwise work is not counted.
+using System.Diagnostics;
+using PvlrKernels.Data;
+using PvlrKernels.Engine;
+using PvlrKernels.Kernels;
+using PvlrKernels.Model;
+
+namespace PvlrKernels.Train;
+
+public sealed record BenchRow(string Name, string Shape, double Seconds, double Flops, string Rate);
+
+public static class Bench
+{
+    /// Median wall time of `reps` runs after one warm-up, and the GEMM FLOPs of one run.
+    static (double sec, double flops) Time(Backend b, int reps, Action run)
+    {
+        run(); b.Synchronize();
+        var t = new List<double>(); long f0 = b.GemmFlops;
+        for (int i = 0; i < reps; i++)
+        {
+            var sw = Stopwatch.StartNew(); run(); b.Synchronize(); t.Add(sw.Elapsed.TotalSeconds);
+        }
+        t.Sort();
+        return (t[t.Count / 2], (double)(b.GemmFlops - f0) / reps);
+    }
+
+    static float[] Randn(int n, int seed)
+    {
+        var r = new Random(seed); var a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float)(r.NextDouble() * 2 - 1);
+        return a;
+    }
+
+    public static BenchRow Gemm(Backend b, int m = 3200, int k = 6144, int n = 2048, int reps = 5)
+    {
+        using var a = b.Allocate((long)m * k); using var w = b.Allocate((long)k * n); using var c = b.Allocate((long)m * n);
+        b.Upload(a, 0, Randn(m * k, 1)); b.Upload(w, 0, Randn(k * n, 2));
+        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = n, CsB = 1, Ldc = n, Alpha = 1, Beta = 0 };
+        var (s, f) = Time(b, reps, () => b.Gemm(c, 0, a, 0, w, 0, p));
+        return new BenchRow("SGEMM", $"({m}x{k})·({k}x{n})", s, f, "");
+    }
+
+    public static BenchRow Conv(Backend b, int bt = 10, int t = 320, int ch = 2048, int reps = 3)
+    {
+        using var ps = new ParameterStore(); ps.Add("w", new[] { ch, ch, 3 }); ps.Add("b", new[] { ch }); ps.Allocate(b);
+        ps.Set("w", Randn(ch * ch * 3, 3));
+        using var g = new Graph(b, ps); var x = Randn(bt * t * ch, 4);
+        var (s, f) = Time(b, reps, () =>
+        {
+            g.Reset(); ps.ZeroGrad();
+            var xt = g.FromHost(x, bt, t, ch); xt.RequiresGrad = true;
+            g.Backward(g.MeanAll(g.Conv1d(xt, ps["w"].Value, ps["b"].Value)));
+        });
+        return new BenchRow("fusion Conv1d fwd+bwd", $"B={bt} T={t} {ch}→{ch} k=3", s, f, "");
+    }
+
+    public static BenchRow ClipTower(Backend b, PvlrConfig cfg, string[] classes, int reps = 3)
+    {
+        var model = new PvlrModel(cfg, classes);
+        model.Initialize(b, 1);
+        using var store = model.P;
+        using var g = new Graph(b, model.P);
+        var (s, f) = Time(b, reps, () =>
+        {
+            g.Reset(); model.P.ZeroGrad();
+            g.Backward(g.MeanAll(g.Square(model.TextFeatures(g))));
+        });
+        return new BenchRow("CLIP text tower fwd+bwd", $"{classes.Length + 1} prompts, {cfg.ClipLayers}x{cfg.ClipWidth}, {cfg.ClipHeads} heads" + (cfg.TruncateText ? ", 13 tokens" : $", {cfg.ClipContext} tokens"), s, f, "");
+    }
+
+    /// Full training steps on synthetic batches of the config's shapes; returns s/step.
+    public static BenchRow TrainStep(Backend b, PvlrConfig cfg, string[] classes, int steps = 3, TextWriter log = null)
+    {
+        using var tr = new Trainer(cfg, classes, b, log ?? TextWriter.Null);
+        int bs = cfg.BatchSize, t = cfg.MaxSeqLen;
+        var feats = Randn(bs * t * cfg.FeatDim, 5); var clip = Randn(bs * t * cfg.EmbedDim, 6);
+        var labels = new float[bs * cfg.NumClasses]; var r = new Random(7);
+        for (int i = 0; i < bs; i++) labels[i * cfg.NumClasses + (i < 6 ? i / 2 : r.Next(cfg.NumClasses))] = 1;
+        int done = 0;
+        var (s, f) = Time(b, steps, () => { tr.StepOn(feats, clip, labels); log?.WriteLine($"  step {++done} done"); });
+        return new BenchRow($"training step ({cfg.Preset})", $"B={bs} T={t} F={cfg.FeatDim} D={cfg.EmbedDim} P={cfg.NumSamples}", s, f, $"{1 / s:F3} steps/s");
+    }
+
+    /// Test-mode inference on 212 videos with the real THUMOS14 test lengths (random features) and the
+    /// full evaluation against the real GT.
+    public static BenchRow TestSetInference(Backend b, PvlrConfig cfg)
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "pvlr-bench-ann-" + Environment.ProcessId);
+        Features.DemoData.WriteAnnotations(dir);
+        var ann = Annotations.Load(dir);
+        Directory.Delete(dir, true);
+        var videos = ann.Test.ToList();
+        var r = new Random(8);
+        foreach (var v in videos)
+        {
+            v.T = Math.Max(1, (int)Math.Round(v.Duration * Eval.Evaluator.SnippetsPerSecond));
+            v.Features = new float[(long)v.T * cfg.FeatDim];
+            for (long i = 0; i < v.Features.Length; i++) v.Features[i] = (float)(r.NextDouble() - 0.5);
+        }
+        var model = new PvlrModel(cfg, ann.Classes);
+        model.Initialize(b, 1);
+        using var store = model.P;
+        using var g = new Graph(b, model.P);
+        long f0 = b.GemmFlops;
+        var sw = Stopwatch.StartNew();
+        Inference.Evaluate(model, g, ann, videos);
+        b.Synchronize();
+        double s = sw.Elapsed.TotalSeconds;
+        return new BenchRow($"test-set inference + eval ({cfg.Preset})", $"{videos.Count} videos, {videos.Sum(v => v.T)} snippets", s, b.GemmFlops - f0, $"{videos.Count / s:F1} videos/s");
+    }
+
+    public static string Table(IEnumerable<BenchRow> rows, double peakGflops, string device)
+    {
+        var sb = new System.Text.StringBuilder();
+        sb.AppendLine($"device: {device}; peak used for %: {peakGflops:F0} GFLOP/s (fp32 FMA)");
+        sb.AppendLine();
+        sb.AppendLine("| benchmark | shape | time (s) | GFLOP/s | % of peak | rate |");
+        sb.AppendLine("|---|---|---|---|---|---|");
+        foreach (var r in rows)
+        {
+            double gf = r.Flops / r.Seconds / 1e9;
+            sb.AppendLine($"| {r.Name} | {r.Shape} | {r.Seconds:F4} | {gf:F1} | {100 * gf / peakGflops:F0}% | {r.Rate} |");
+        }
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,84 @@
+// The data-movement primitives at shapes that reach the CPU backend's fast paths (row copies, tiled
+// transposes with negative strides, column/row/identity SumTo, long contiguous sums split in parts),
+// against a float64 host reference, on every backend.
+using NUnit.Framework;
+using PvlrKernels.Engine;
+using PvlrKernels.Kernels;
+
+namespace PvlrKernels.Tests;
+
+[TestFixtureSource(typeof(Backends), nameof(Backends.All))]
+public sealed class DataMovementTests(string backendName)
+{
+    Backend B => Backends.Get(backendName);
+
+    static float[] Rand(int n, int seed) { var r = new Random(seed); return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray(); }
+
+    static IEnumerable<TestCaseData> Copies()
+    {
+        // (dims, dst strides, src strides, src offset): a row copy, a (1,T,C,1) copy, a conv weight repack, a flipped repack
+        yield return new TestCaseData(new[] { 1, 3, 5, 40 }, new[] { 0, 200, 40, 1 }, new[] { 0, 400, 80, 1 }, 0).SetName("rows");
+        yield return new TestCaseData(new[] { 1, 70, 33, 1 }, new[] { 0, 33, 1, 1 }, new[] { 0, 66, 1, 1 }, 0).SetName("trailing-1");
+        yield return new TestCaseData(new[] { 1, 3, 37, 45 }, new[] { 0, 37 * 45, 45, 1 }, new[] { 0, 1, 3, 37 * 3 }, 0).SetName("transpose");
+        yield return new TestCaseData(new[] { 1, 3, 45, 37 }, new[] { 0, 45 * 37, 37, 1 }, new[] { 0, -1, 37 * 3, 3 }, 2).SetName("flipped");
+    }
+
+    [TestCaseSource(nameof(Copies))]
+    public void Copy4MatchesReference(int[] d, int[] sd, int[] ss, int srcOff)
+    {
+        if (backendName == "ilgpu-cpu" && d.Aggregate(1, (a, b) => a * b) > 20000) Assert.Ignore("emulator: tiny shapes only");
+        var dims = new Dims4 { N0 = d[0], N1 = d[1], N2 = d[2], N3 = d[3] };
+        var sD = new Strides4 { S0 = sd[0], S1 = sd[1], S2 = sd[2], S3 = sd[3] }; var sS = new Strides4 { S0 = ss[0], S1 = ss[1], S2 = ss[2], S3 = ss[3] };
+        int nSrc = 3 * dims.Total + 16, nDst = dims.Total * 2 + 16;
+        var src = Rand(nSrc, 1); var dst0 = Rand(nDst, 2);
+        foreach (bool acc in new[] { false, true })
+        {
+            var expect = dst0.Select(v => (double)v).ToArray();
+            for (int a = 0; a < d[0]; a++) for (int b = 0; b < d[1]; b++) for (int c = 0; c < d[2]; c++) for (int e = 0; e < d[3]; e++)
+            {
+                int o = sD.At(a, b, c, e), i = srcOff + sS.At(a, b, c, e);
+                expect[o] = (acc ? expect[o] : 0) + 0.5 * src[i];
+            }
+            using var s = B.Allocate(nSrc); using var t = B.Allocate(nDst);
+            B.Upload(s, 0, src); B.Upload(t, 0, dst0);
+            B.Copy4(t, 0, sD, s, srcOff, sS, dims, 0.5f, acc);
+            var got = new float[nDst]; B.Download(t, 0, got);
+            Check.Close(got, expect, 1e-6, 1e-6, $"copy4 acc={acc}");
+        }
+    }
+
+    [TestCase(new[] { 1, 6, 50, 40 }, new[] { 1, 1, 1, 40 }, TestName = "column sums (bias grad)")]
+    [TestCase(new[] { 1, 6, 50, 40 }, new[] { 1, 6, 50, 1 }, TestName = "row sums")]
+    [TestCase(new[] { 1, 6, 50, 40 }, new[] { 1, 6, 50, 40 }, TestName = "identity")]
+    [TestCase(new[] { 4, 6, 5, 40 }, new[] { 4, 1, 5, 1 }, TestName = "mixed (generic)")]
+    public void SumToMatchesReference(int[] f, int[] t)
+    {
+        var full = new Dims4 { N0 = f[0], N1 = f[1], N2 = f[2], N3 = f[3] }; var tg = new Dims4 { N0 = t[0], N1 = t[1], N2 = t[2], N3 = t[3] };
+        var x = Rand(full.Total, 3); var y0 = Rand(tg.Total, 4);
+        var expect = y0.Select(v => (double)v).ToArray();
+        for (int a = 0; a < f[0]; a++) for (int b = 0; b < f[1]; b++) for (int c = 0; c < f[2]; c++) for (int e = 0; e < f[3]; e++)
+        {
+            int o = ((Math.Min(a, t[0] - 1) * t[1] + Math.Min(b, t[1] - 1)) * t[2] + Math.Min(c, t[2] - 1)) * t[3] + Math.Min(e, t[3] - 1);
+            expect[o] += x[((a * f[1] + b) * f[2] + c) * f[3] + e];
+        }
+        using var xs = B.Allocate(x.Length); using var ys = B.Allocate(y0.Length);
+        B.Upload(xs, 0, x); B.Upload(ys, 0, y0);
+        B.SumTo(ys, 0, tg, xs, 0, full, true);
+        var got = new float[y0.Length]; B.Download(ys, 0, got);
+        Check.Close(got, expect, 1e-5, 1e-5, "sum_to");
+    }
+
+    [TestCase(3, 1000)]
+    [TestCase(1, 600_000)]          // one long row: summed in parallel parts on the CPU
+    public void ContiguousSumMatchesReference(int outer, int n)
+    {
+        if (backendName == "ilgpu-cpu" && n > 10000) Assert.Ignore("emulator: tiny shapes only");
+        var x = Rand(outer * n, 5);
+        var expect = Enumerable.Range(0, outer).Select(o => 0.25 * x.Skip(o * n).Take(n).Sum(v => (double)v)).ToArray();
+        using var xs = B.Allocate(x.Length); using var ys = B.Allocate(outer);
+        B.Upload(xs, 0, x);
+        B.Reduce(ys, 0, xs, 0, null, 0, outer, n, 1, ReduceMode.Sum, 0.25f, false);
+        var got = new float[outer]; B.Download(ys, 0, got);
+        Check.Close(got, expect, 1e-3, 1e-4, "sum");
+    }
+}
