@@ -14,12 +14,14 @@ public static class Program
 {
     const string Usage = """
 usage:
-  pvlr train [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR]
+  pvlr train [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR]
   pvlr eval --checkpoint FILE [--data DIR] [--clip-features DIR] [--device ...]
   pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--device ...]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
   pvlr replay --state DIR --out DIR [--device ...] [--no-savings]
-  pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer] [--steps N] [--peak GFLOPS] [--torch] [--out FILE.md]
+  pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer] [--steps N] [--peak GFLOPS] [--torch [--torch-steps N]] [--out FILE.md]
+  pvlr export --checkpoint FILE --format safetensors|pth --out FILE
+  pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors] [--seed S]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
 With no --data, train and eval use the embedded demo dataset (generated on first use under features/demo).
 """;
@@ -32,7 +34,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
             var o = Opts.Parse(args.Skip(1).ToArray());
             return args[0] switch
             {
-                "train" => TrainCmd(o), "eval" => EvalCmd(o), "infer" => InferCmd(o), "score" => ScoreCmd(o), "gen-demo" => GenDemoCmd(o), "replay" => ReplayCmd(o), "bench" => BenchCmd(o),
+                "train" => TrainCmd(o), "eval" => EvalCmd(o), "infer" => InferCmd(o), "score" => ScoreCmd(o), "gen-demo" => GenDemoCmd(o), "replay" => ReplayCmd(o), "bench" => BenchCmd(o), "export" => ExportCmd(o), "fuzz" => FuzzCmd(o),
                 _ => throw new ArgumentException($"unknown command '{args[0]}'\n{Usage}")
             };
         }
@@ -74,14 +76,23 @@ With no --data, train and eval use the embedded demo dataset (generated on first
 
     static int TrainCmd(Opts o)
     {
-        var cfg = PvlrConfig.FromPreset(o.Get("preset", "demo"));
+        string resume = o.Get("resume");
+        if (resume != null && !File.Exists(Path.Combine(resume, "config.json"))) throw new FileNotFoundException($"{resume}: no config.json; --resume takes a run directory written by pvlr train");
+        var cfg = resume != null ? PvlrConfig.FromJson(File.ReadAllText(Path.Combine(resume, "config.json"))) : PvlrConfig.FromPreset(o.Get("preset", "demo"));
         if (o.Has("max-iter")) cfg.MaxIter = o.Int("max-iter");
         string data = o.Get("data") ?? DemoDir(cfg);
         var ds = ThumosDataset.Load(data, o.Get("clip-features"), log: new Progress<string>(Console.WriteLine));
         using var backend = MakeBackend(o.Get("device"));
-        string outDir = o.Get("out", Path.Combine("runs", $"{cfg.Preset}-{DateTime.Now:yyyyMMdd-HHmmss}"));
-        Console.WriteLine($"training PVLR ({cfg.Preset}) on {backend.Name}: {ds.Train.Count} train / {ds.Test.Count} test videos, {cfg.MaxIter} steps, batch {cfg.BatchSize}x{cfg.MaxSeqLen}; output {outDir}");
+        string outDir = resume ?? o.Get("out", Path.Combine("runs", $"{cfg.Preset}-{DateTime.Now:yyyyMMdd-HHmmss}"));
         using var tr = new Trainer(cfg, ds, backend);
+        if (resume != null)
+        {
+            var last = Path.Combine(resume, "last.safetensors");
+            if (!File.Exists(last)) throw new FileNotFoundException($"{resume}: no last.safetensors to resume from (one is written every {cfg.Interval} steps)", last);
+            tr.Resume(last);
+            Console.WriteLine($"resuming {resume} at step {tr.Step}");
+        }
+        Console.WriteLine($"training PVLR ({cfg.Preset}) on {backend.Name}: {ds.Train.Count} train / {ds.Test.Count} test videos, {cfg.MaxIter} steps, batch {cfg.BatchSize}x{cfg.MaxSeqLen}; output {outDir}");
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var r = tr.Run(outDir, cfg.MaxIter);
         Console.WriteLine($"trained {cfg.MaxIter} steps in {sw.Elapsed.TotalSeconds:F1} s ({sw.Elapsed.TotalSeconds / cfg.MaxIter:F3} s/step incl. evaluation)");
@@ -93,7 +104,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
     static int EvalCmd(Opts o)
     {
         using var backend = MakeBackend(o.Get("device"));
-        var (model, step, _) = Checkpoint.Load(o.Req("checkpoint"), backend);
+        var (model, step, _) = Checkpoint.Load(o.Req("checkpoint"), backend, report: Console.Out);
         string data = o.Get("data") ?? DemoDir(model.Cfg);
         var ds = ThumosDataset.Load(data, o.Get("clip-features"), requireClip: false);
         using var g = new Graph(backend, model.P);
@@ -106,7 +117,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
     static int InferCmd(Opts o)
     {
         using var backend = MakeBackend(o.Get("device"));
-        var (model, _, _) = Checkpoint.Load(o.Req("checkpoint"), backend);
+        var (model, _, _) = Checkpoint.Load(o.Req("checkpoint"), backend, report: Console.Error);
         var path = o.Req("features");
         var nd = Npy.Load(path);
         if (nd.Shape.Length != 2 || nd.Shape[1] != model.Cfg.FeatDim) throw new ShapeException($"{path}: shape ({string.Join(",", nd.Shape)}), expected (T, {model.Cfg.FeatDim})");
@@ -177,7 +188,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         Add("infer", () => Bench.TestSetInference(backend, cfg));
         var table = Bench.Table(rows, peak, $"{backend.Name} ({Environment.ProcessorCount} cores)");
         if (o.Flag("torch") && rows.FirstOrDefault(r => r.Name.StartsWith("training step")) is { } ours)
-            table += TorchSideBySide(cfg.Preset, steps, ours.Seconds, o.Get("torch-script", Path.Combine("benchmarks", "reference", "pvlr_ref.py")));
+            table += TorchSideBySide(cfg.Preset, o.Has("torch-steps") ? o.Int("torch-steps") : 1, ours.Seconds, o.Get("torch-script", Path.Combine("benchmarks", "reference", "pvlr_ref.py")));
         Console.WriteLine(table);
         if (CpuBackend.Profile) Console.Error.WriteLine(CpuBackend.ProfileReport());
         if (o.Has("out")) AtomicFile.WriteAllText(o.Get("out"), table);
@@ -204,6 +215,43 @@ With no --data, train and eval use the embedded demo dataset (generated on first
             sb.AppendLine($"| torch {torchV}, {(savings ? "same exact savings as ours" : "as the original computes")} | {t:F2} | {ours:F2} | {t / ours:F1}x |");
         }
         return sb.ToString();
+    }
+
+    /// Our checkpoint (or a .pth) out as safetensors (with Adam state and metadata when the source has
+    /// them: a plain copy) or as a PyTorch state_dict (weights only) that torch.load reads.
+    static int ExportCmd(Opts o)
+    {
+        string src = o.Req("checkpoint"), dst = o.Req("out"), fmt = o.Get("format", Path.GetExtension(dst).TrimStart('.'));
+        using var backend = new CpuBackend();
+        var (model, step, rng) = Checkpoint.Load(src, backend, report: Console.Error);
+        using var store = model.P;
+        switch (fmt)
+        {
+            case "safetensors": Checkpoint.Save(dst, model, backend, model.Cfg, step, rng, includeOptimizer: true); break;
+            case "pth": case "pt": TorchZip.Save(dst, model.P.List.Select(p => (p.Name, p.Shape, model.P.Get(p.Name)))); break;
+            default: throw new ArgumentException($"--format must be safetensors or pth, not '{fmt}'");
+        }
+        Console.WriteLine($"wrote {dst} ({model.P.List.Count} tensors, {fmt})");
+        return 0;
+    }
+
+    static int FuzzCmd(Opts o)
+    {
+        long cases = o.Has("cases") ? long.Parse(o.Get("cases"), CultureInfo.InvariantCulture) : 1_000_000;
+        int seed = o.Has("seed") ? o.Int("seed") : Environment.TickCount;
+        var targets = Fuzz.Targets().Where(t => !o.Has("target") || t.Name == o.Get("target")).ToList();
+        if (targets.Count == 0) throw new ArgumentException($"unknown --target '{o.Get("target")}' (npy, pickle, pth, safetensors)");
+        int findings = 0;
+        foreach (var t in targets)
+        {
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var rep = Fuzz.Run(t, cases, seed, TimeSpan.FromSeconds(5), r => Console.Error.Write($"\r{t.Name}: {r.Cases} cases, {r.Findings.Count} findings, {r.Cases / sw.Elapsed.TotalSeconds:F0}/s   "));
+            Console.Error.WriteLine();
+            Console.WriteLine($"{t.Name}: {rep} (seed {seed}, {sw.Elapsed.TotalSeconds:F0} s)");
+            foreach (var f in rep.Findings) Console.WriteLine("  " + f);
+            findings += rep.Findings.Count;
+        }
+        return findings == 0 ? 0 : 3;
     }
 
     static int GenDemoCmd(Opts o)

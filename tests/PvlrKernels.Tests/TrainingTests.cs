@@ -10,12 +10,15 @@ namespace PvlrKernels.Tests;
 
 public sealed class TrainingTests
 {
-    static readonly Lazy<ThumosDataset> Data = new(() =>
+    static readonly Lazy<string> Root = new(() =>
     {
         var root = Path.Combine(Path.GetTempPath(), "pvlr-tiny-demo-" + Environment.ProcessId);
         Features.DemoData.Generate(root, new Features.DemoOptions { FeatDim = 16, ClipDim = 8, MaxLength = 40 });
-        return ThumosDataset.Load(root);
+        return root;
     });
+    /// The tiny demo dataset (F=16, CLIP 8, at most 40 snippets per video), generated once per test run.
+    public static string TinyDataDir => Root.Value;
+    static readonly Lazy<ThumosDataset> Data = new(() => ThumosDataset.Load(TinyDataDir));
 
     static float[] Run(int steps, out Trainer trainer)
     {
@@ -52,5 +55,56 @@ public sealed class TrainingTests
         File.WriteAllBytes(path, File.ReadAllBytes(path)[..100]);
         Assert.That(Assert.Throws<DataFormatException>(() => Checkpoint.Load(path, tr.B)).Message, Does.Contain(path));
         tr.Dispose();
+    }
+
+    [Test]
+    public void ResumedRunReproducesTheUninterruptedLosses()
+    {
+        var full = Run(6, out var t1); t1.Dispose();
+        Run(3, out var t2);
+        var path = Path.Combine(Path.GetTempPath(), $"pvlr-resume-{Guid.NewGuid():N}.safetensors");
+        t2.SaveCheckpoint(path); t2.Dispose();
+        var cfg = PvlrConfig.Tiny(); cfg.Lr = 3e-3f;
+        using var t3 = new Trainer(cfg, Data.Value, new CpuBackend(), TextWriter.Null);
+        t3.Resume(path);
+        Assert.That(t3.Step, Is.EqualTo(3));
+        var rest = Enumerable.Range(0, 3).Select(_ => t3.TrainStep()["total"]).ToArray();
+        Assert.That(rest, Is.EqualTo(full.Skip(3).ToArray()), "bit-exact continuation");
+        var other = PvlrConfig.Tiny(); other.Lr = 1e-3f;                  // another configuration is refused
+        using var t4 = new Trainer(other, Data.Value, new CpuBackend(), TextWriter.Null);
+        Assert.That(Assert.Throws<DataFormatException>(() => t4.Resume(path)).Message, Does.Contain("another configuration"));
+        File.Delete(path);
+    }
+
+    /// SIGKILL a training run at random moments (it writes last.safetensors every 2 steps and
+    /// best.safetensors at evaluations): every checkpoint on disk must load, and the run must resume.
+    [Test]
+    public void KilledRunNeverLeavesACorruptCheckpoint()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"pvlr-kill-{Guid.NewGuid():N}");
+        string dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "pvlr.dll");
+        string dotnet = Environment.ProcessPath is { } pp && Path.GetFileNameWithoutExtension(pp) == "dotnet" ? pp : "dotnet";
+        var rng = new Random(4); int kills = 0, loaded = 0;
+        for (int round = 0; round < 4; round++)
+        {
+            var args = round == 0 ? $"\"{dll}\" train --preset tiny --max-iter 100000 --device cpu --data \"{TinyDataDir}\" --out \"{dir}\""
+                                  : $"\"{dll}\" train --resume \"{dir}\" --max-iter 100000 --device cpu --data \"{TinyDataDir}\"";
+            using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(dotnet, args) { RedirectStandardOutput = true, RedirectStandardError = true });
+            p.OutputDataReceived += (_, _) => { }; p.ErrorDataReceived += (_, _) => { }; p.BeginOutputReadLine(); p.BeginErrorReadLine();
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (!File.Exists(Path.Combine(dir, "last.safetensors")) && DateTime.UtcNow < deadline && !p.HasExited) Thread.Sleep(50);
+            Assert.That(p.HasExited, Is.False, "the training process ended early");
+            Thread.Sleep(rng.Next(200, 1500));                          // land somewhere inside the write loop
+            p.Kill(); p.WaitForExit(); kills++;
+            foreach (var f in new[] { "last.safetensors", "best.safetensors" })
+            {
+                var path = Path.Combine(dir, f);
+                if (!File.Exists(path)) continue;
+                var (model, _, _) = Checkpoint.Load(path, new CpuBackend());
+                model.P.Dispose(); loaded++;
+            }
+        }
+        Assert.That(kills, Is.EqualTo(4)); Assert.That(loaded, Is.GreaterThanOrEqualTo(4));
+        Directory.Delete(dir, true);
     }
 }

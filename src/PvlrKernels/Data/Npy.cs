@@ -47,7 +47,9 @@ public static class Npy
         return Read(fs, path);
     }
 
-    public static NpyArray Read(Stream s, string name)
+    public static NpyArray Read(Stream s, string name) => Malformed.Guard(name, () => ReadCore(s, name));
+
+    static NpyArray ReadCore(Stream s, string name)
     {
         Span<byte> magic = stackalloc byte[8];
         if (s.Read(magic) != 8 || magic[0] != 0x93 || !magic.Slice(1, 5).SequenceEqual("NUMPY"u8))

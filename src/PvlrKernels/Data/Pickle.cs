@@ -10,6 +10,19 @@ namespace PvlrKernels.Data;
 
 public sealed class DataFormatException(string message) : Exception(message);
 
+/// The reader boundary: any parse failure of malformed bytes (a bad number in a text opcode, invalid
+/// UTF-8, a truncated zip entry, ...) leaves a reader as a DataFormatException naming the file.
+public static class Malformed
+{
+    public static bool Is(Exception e) => e is FormatException or OverflowException or InvalidCastException or ArgumentException or InvalidOperationException
+        or EndOfStreamException or IndexOutOfRangeException or KeyNotFoundException or InvalidDataException or System.Text.Json.JsonException;
+    public static T Guard<T>(string name, Func<T> read)
+    {
+        try { return read(); }
+        catch (Exception e) when (Is(e)) { throw new DataFormatException($"{name}: malformed file ({e.GetType().Name}: {e.Message.Split('\n')[0]})"); }
+    }
+}
+
 public sealed class PyGlobal(string module, string name)
 {
     public readonly string Module = module, Name = name;
@@ -58,7 +71,9 @@ public sealed class Unpickler
     uint U32() { var b = Bytes(4); return BitConverter.ToUInt32(b); }
     string Line() { var sb = new StringBuilder(); int c; while ((c = U8()) != '\n') { sb.Append((char)c); if (sb.Length > 4096) throw Bad("line too long"); } return sb.ToString(); }
 
-    public object Load()
+    public object Load() => Malformed.Guard(file, LoadCore);
+
+    object LoadCore()
     {
         var stack = new List<object>();
         var marks = new Stack<int>();

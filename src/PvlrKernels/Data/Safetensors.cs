@@ -37,7 +37,9 @@ public static class Safetensors
         return Read(fs, path);
     }
 
-    public static (Dictionary<string, (int[] shape, float[] data)>, Dictionary<string, string>) Read(Stream s, string name)
+    public static (Dictionary<string, (int[] shape, float[] data)>, Dictionary<string, string>) Read(Stream s, string name) => Malformed.Guard(name, () => ReadCore(s, name));
+
+    static (Dictionary<string, (int[] shape, float[] data)>, Dictionary<string, string>) ReadCore(Stream s, string name)
     {
         long total = s.Length;
         var lb = new byte[8];

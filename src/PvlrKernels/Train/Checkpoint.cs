@@ -33,15 +33,38 @@ public static class Checkpoint
         Safetensors.Save(path, list, meta);
     }
 
-    /// Loads a checkpoint into a new model on the backend. Missing or unexpected names are reported.
-    public static (PvlrModel model, int step, long rng) Load(string path, Backend backend, bool strict = true)
+    /// Loads a checkpoint into a new model: our safetensors, or a PyTorch state_dict (torch.save zip,
+    /// detected by its magic), e.g. the official init_thumos.pth or Best_model.pkl. For PyTorch files the
+    /// report lists what was missing, unused or of another shape; `report` receives it.
+    public static (PvlrModel model, int step, long rng) Load(string path, Backend backend, bool strict = true, TextWriter report = null)
     {
+        if (IsZip(path)) { var m = LoadTorch(path, backend, out var rep); report?.Write(rep); return (m, 0, 0); }
         var (tensors, meta) = Safetensors.Load(path);
         if (!meta.TryGetValue("config", out var cj)) throw new DataFormatException($"{path}: no config in the checkpoint metadata");
         var cfg = PvlrConfig.FromJson(cj);
         var classes = meta.TryGetValue("classes", out var cl) ? JsonSerializer.Deserialize<string[]>(cl) : throw new DataFormatException($"{path}: no class list in the metadata");
         var model = new PvlrModel(cfg, classes);
         model.P.Allocate(backend);
+        var (step, rng) = Restore(path, tensors, meta, model, backend, strict);
+        return (model, step, rng);
+    }
+
+    /// Puts a checkpoint's weights, Adam moments and per-parameter Adam steps into an existing model
+    /// (same config); returns the saved step and RNG counter. A resumed run continues exactly.
+    public static (int step, long rng) Restore(string path, PvlrModel model, Backend backend)
+    {
+        var (tensors, meta) = Safetensors.Load(path);
+        if (meta.TryGetValue("config", out var cj))
+        {
+            var saved = PvlrConfig.FromJson(cj); saved.MaxIter = model.Cfg.MaxIter; saved.Preset = model.Cfg.Preset;
+            var mine = PvlrConfig.FromJson(model.Cfg.ToJson()); mine.MaxIter = model.Cfg.MaxIter;
+            if (saved.ToJson() != mine.ToJson()) throw new DataFormatException($"{path}: the checkpoint was written with another configuration than this run's");
+        }
+        return Restore(path, tensors, meta, model, backend, strict: true);
+    }
+
+    static (int, long) Restore(string path, Dictionary<string, (int[] shape, float[] data)> tensors, Dictionary<string, string> meta, PvlrModel model, Backend backend, bool strict)
+    {
         var missing = model.P.List.Where(p => !tensors.ContainsKey(p.Name)).Select(p => p.Name).ToList();
         var unexpected = tensors.Keys.Where(k => !k.StartsWith("adam_") && !model.P.Contains(k)).ToList();
         if (strict && (missing.Count > 0 || unexpected.Count > 0))
@@ -56,13 +79,58 @@ public static class Checkpoint
         var mArr = new float[model.P.Total]; var vArr = new float[model.P.Total];
         foreach (var p in model.P.List)
         {
-            if (steps.TryGetValue(p.Name, out var s)) p.Step = s;
+            p.Step = steps.TryGetValue(p.Name, out var s) ? s : 0;
             if (tensors.TryGetValue("adam_m." + p.Name, out var mt)) mt.data.CopyTo(mArr, p.Offset);
             if (tensors.TryGetValue("adam_v." + p.Name, out var vt)) vt.data.CopyTo(vArr, p.Offset);
         }
         backend.Upload(model.P.M, 0, mArr); backend.Upload(model.P.V, 0, vArr);
         int step = meta.TryGetValue("step", out var st) ? int.Parse(st) : 0;
         long rng = meta.TryGetValue("rng_counter", out var rc) ? long.Parse(rc) : 0;
-        return (model, step, rng);
+        return (step, rng);
+    }
+
+    static bool IsZip(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: checkpoint not found", path);
+        using var f = File.OpenRead(path); Span<byte> m = stackalloc byte[4];
+        return f.Read(m) == 4 && m[0] == (byte)'P' && m[1] == (byte)'K' && m[2] == 3 && m[3] == 4;
+    }
+
+    /// A PyTorch state_dict onto a new model. Dimensions come from the tensors' shapes (heads = width/64,
+    /// CLIP's convention); classes default to THUMOS14's 20. Missing trainable weights are an error;
+    /// everything else (missing frozen weights, unused entries, other shapes) goes into the report.
+    public static PvlrModel LoadTorch(string path, Backend backend, out string report, IReadOnlyList<string> classes = null)
+    {
+        var sd = TorchZip.Load(path);
+        var strip = sd.Keys.All(k => k.StartsWith("module.")) ? "module." : "";      // DataParallel prefix
+        var t = sd.ToDictionary(kv => kv.Key[strip.Length..], kv => kv.Value);
+        int[] S(string n) => t.TryGetValue(n, out var v) ? v.shape : throw new DataFormatException($"{path}: no '{n}' in the state_dict: not a PVLR checkpoint");
+        classes ??= ClassTokens.Names.Keys.ToArray();
+        var emb = S("embedding.weight");
+        var cfg = new PvlrConfig
+        {
+            Preset = "pth", FeatDim = S("fusion.0.weight")[0], AttnHidden = S("vAttn.AE_e.0.weight")[0], EmbedDim = S("snippet_prob_encoder.fc_mean.weight")[0],
+            ClipContext = emb[0], ClipWidth = emb[1], NumClasses = classes.Count,
+            ClipLayers = t.Keys.Count(k => k.StartsWith("clipmodel.transformer.resblocks.") && k.EndsWith(".ln_1.weight")),
+        };
+        cfg.ClipHeads = Math.Max(1, cfg.ClipWidth / 64);
+        var model = new PvlrModel(cfg, classes);
+        model.Initialize(backend, cfg.Seed);
+        var sb = new System.Text.StringBuilder(); var missing = new List<string>(); var shape = new List<string>(); var badTrainable = new List<string>();
+        foreach (var p in model.P.List)
+        {
+            string why = !t.TryGetValue(p.Name, out var v) ? null : v.shape.SequenceEqual(p.Shape) ? "" : $"{p.Name} ({string.Join(",", v.shape)}) vs ours ({string.Join(",", p.Shape)})";
+            if (why == "") { model.P.Set(p.Name, v.data); continue; }
+            (why == null ? missing : shape).Add(why ?? p.Name);
+            if (p.Trainable) badTrainable.Add(why ?? p.Name + " (missing)");
+        }
+        if (badTrainable.Count > 0) { model.P.Dispose(); throw new DataFormatException($"{path}: trainable weights missing or of another shape: {string.Join("; ", badTrainable)}"); }
+        var unused = t.Keys.Where(k => !model.P.Contains(k)).ToList();
+        sb.AppendLine($"{path}: loaded {model.P.List.Count - missing.Count - shape.Count} of {model.P.List.Count} tensors (F={cfg.FeatDim}, D={cfg.EmbedDim}, CLIP {cfg.ClipLayers}x{cfg.ClipWidth}).");
+        if (missing.Count > 0) sb.AppendLine($"  missing (kept at our init): {string.Join(", ", missing)}");
+        if (shape.Count > 0) sb.AppendLine($"  other shape (kept at our init): {string.Join("; ", shape)}" + (shape.Any(x => x.StartsWith("clipmodel.token_embedding")) ? " (the prompt uses our word-level class tokens, not CLIP's BPE ids)" : ""));
+        if (unused.Count > 0) sb.AppendLine($"  unused by the text/snippet model: {unused.Count} tensors ({string.Join(", ", unused.Take(5))}{(unused.Count > 5 ? ", ..." : "")})");
+        report = sb.ToString();
+        return model;
     }
 }

@@ -122,6 +122,7 @@ public sealed class Trainer : IDisposable
                     itr, maxIter, v["total"], v["cls_loss"], v["contra_loss"], v.GetValueOrDefault("distillation_loss"), v["ortho_loss"], sps, TimeSpan.FromSeconds((int)eta)));
             }
             bool evalNow = (itr > Cfg.WarmupIter && itr % Cfg.Interval == 0) || Step == maxIter;
+            if (!evalNow && Step % Cfg.Interval == 0) SaveCheckpoint(Path.Combine(outDir, "last.safetensors"));   // resumable before warm-up ends
             if (evalNow)
             {
                 var r = Evaluate(ds.Test);
@@ -141,6 +142,14 @@ public sealed class Trainer : IDisposable
     }
 
     public EvalResult Evaluate(List<Video> videos) => Inference.Evaluate(Model, G, ds.Ann, videos);
+
+    /// Continues from a checkpoint of this configuration: weights, Adam state, step, RNG counter (the
+    /// batch sampler is counter-based), so the losses continue exactly as the uninterrupted run's.
+    public void Resume(string path)
+    {
+        var (step, rng) = Checkpoint.Restore(path, Model, B);
+        Step = step; Rng.Counter = rng;
+    }
 
     public void SaveCheckpoint(string path) => Checkpoint.Save(path, Model, B, Cfg, Step, Rng.Counter, includeOptimizer: true);
 

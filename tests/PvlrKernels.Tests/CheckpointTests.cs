@@ -1,0 +1,103 @@
+// PyTorch checkpoints in (fixtures made by tests/reference/make_pth_fixtures.py with Debian's
+// python3-torch), .pth and safetensors out, refusal of a pickle that calls os.system.
+using System.Diagnostics;
+using NUnit.Framework;
+using PvlrKernels.Data;
+using PvlrKernels.Engine;
+using PvlrKernels.Train;
+
+namespace PvlrKernels.Tests;
+
+public sealed class CheckpointTests
+{
+    static string Fx => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "pth");
+    static string Tmp(string ext) => Path.Combine(Path.GetTempPath(), "pvlr-ckpt-" + Guid.NewGuid().ToString("N")[..8] + ext);
+
+    static void AssertSameAs(Dictionary<string, (int[] shape, float[] data)> got, string expectedDir)
+    {
+        var files = Directory.GetFiles(Path.Combine(Fx, expectedDir), "*.npy");
+        Assert.That(got.Keys, Is.EquivalentTo(files.Select(Path.GetFileNameWithoutExtension)));
+        foreach (var f in files)
+        {
+            var e = Npy.Load(f); var name = Path.GetFileNameWithoutExtension(f);
+            Assert.That(got[name].shape, Is.EqualTo(e.Shape), name);
+            Assert.That(got[name].data, Is.EqualTo(e.AsFloat()), name);       // exact: fp32 copied, fp16 widened
+        }
+    }
+
+    [Test]
+    public void LoadsAPlainFp32StateDict() => AssertSameAs(TorchZip.Load(Path.Combine(Fx, "tiny_state_dict.pth")), "expected");
+
+    [Test]
+    public void LoadsAWrappedFp16StateDictWithViews() => AssertSameAs(TorchZip.Load(Path.Combine(Fx, "tiny_wrapped_fp16.pth")), "expected_fp16");
+
+    [Test]
+    public void RefusesAPickleThatCallsOsSystem()
+    {
+        var e = Assert.Throws<DataFormatException>(() => TorchZip.Load(Path.Combine(Fx, "evil.pth")));
+        Assert.That(e.Message, Does.Contain("system").And.Contain("not on the allowlist").And.Contain("evil.pth"));
+        Assert.That(File.Exists("/tmp/pvlr-pwned"), Is.False);
+    }
+
+    [Test]
+    public void MapsOntoTheModelWithAReport()
+    {
+        using var b = new CpuBackend();
+        var model = Checkpoint.LoadTorch(Path.Combine(Fx, "tiny_state_dict.pth"), b, out var report);
+        using var store = model.P;
+        Assert.That(model.Cfg.FeatDim, Is.EqualTo(16)); Assert.That(model.Cfg.ClipLayers, Is.EqualTo(1)); Assert.That(model.Cfg.ClipHeads, Is.EqualTo(1));
+        Assert.That(report, Does.Contain("clipmodel.logit_scale").And.Contain("unused"));
+        Assert.That(report, Does.Contain("clipmodel.token_embedding.weight"), "our word-level token table has another vocabulary size");
+        var want = Npy.Load(Path.Combine(Fx, "expected", "fusion2.0.weight.npy")).AsFloat();
+        Assert.That(model.P.Get("fusion2.0.weight"), Is.EqualTo(want));
+    }
+
+    [Test]
+    public void AMissingTrainableWeightIsAnError()
+    {
+        var sd = TorchZip.Load(Path.Combine(Fx, "tiny_state_dict.pth"));
+        var path = Tmp(".pth");
+        TorchZip.Save(path, sd.Where(kv => kv.Key != "fAttn.attention.3.weight").Select(kv => (kv.Key, kv.Value.shape, kv.Value.data)));
+        using var b = new CpuBackend();
+        var e = Assert.Throws<DataFormatException>(() => Checkpoint.LoadTorch(path, b, out _));
+        Assert.That(e.Message, Does.Contain("fAttn.attention.3.weight").And.Contain(path));
+        File.Delete(path);
+    }
+
+    [Test]
+    public void ExportedPthReadsBackExactly()
+    {
+        var sd = TorchZip.Load(Path.Combine(Fx, "tiny_wrapped_fp16.pth"));
+        var path = Tmp(".pth");
+        TorchZip.Save(path, sd.Select(kv => (kv.Key, kv.Value.shape, kv.Value.data)));
+        var back = TorchZip.Load(path);
+        foreach (var (k, v) in sd) { Assert.That(back[k].shape, Is.EqualTo(v.shape), k); Assert.That(back[k].data, Is.EqualTo(v.data), k); }
+        // where python3-torch is installed, torch.load must read it too
+        const string py = "/usr/bin/python3";
+        if (File.Exists(py))
+        {
+            var psi = new ProcessStartInfo(py, $"-c \"import torch,sys; sd=torch.load(sys.argv[1]); print(len(sd), float(sd['fusion.0.bias'].sum()))\" \"{path}\"") { RedirectStandardOutput = true, RedirectStandardError = true };
+            using var p = Process.Start(psi);
+            var so = p.StandardOutput.ReadToEnd(); var se = p.StandardError.ReadToEnd(); p.WaitForExit();
+            if (!se.Contains("No module named"))
+            {
+                Assert.That(p.ExitCode, Is.EqualTo(0), se);
+                Assert.That(so.Split(' ')[0], Is.EqualTo(sd.Count.ToString()));
+                Assert.That(double.Parse(so.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture), Is.EqualTo(sd["fusion.0.bias"].data.Sum(x => (double)x)).Within(1e-4));
+            }
+        }
+        File.Delete(path);
+    }
+
+    [Test]
+    public void CliExportsBothFormatsAndEvalsAPth()
+    {
+        var st = Tmp(".safetensors"); var pth = Tmp(".pth");
+        Assert.That(Cli.Program.Main(new[] { "export", "--checkpoint", Path.Combine(Fx, "tiny_state_dict.pth"), "--format", "safetensors", "--out", st }), Is.EqualTo(0));
+        Assert.That(Cli.Program.Main(new[] { "export", "--checkpoint", st, "--format", "pth", "--out", pth }), Is.EqualTo(0));
+        var a = TorchZip.Load(pth);
+        Assert.That(a["fusion2.0.weight"].data, Is.EqualTo(Npy.Load(Path.Combine(Fx, "expected", "fusion2.0.weight.npy")).AsFloat()));
+        Assert.That(Cli.Program.Main(new[] { "eval", "--checkpoint", Path.Combine(Fx, "tiny_state_dict.pth"), "--data", TrainingTests.TinyDataDir, "--device", "cpu" }), Is.EqualTo(0));
+        File.Delete(st); File.Delete(pth);
+    }
+}
