@@ -107,4 +107,21 @@ public sealed class TrainingTests
         Assert.That(kills, Is.EqualTo(4)); Assert.That(loaded, Is.GreaterThanOrEqualTo(4));
         Directory.Delete(dir, true);
     }
+
+    [Test]
+    public void RunWritesLogCheckpointsAndPlots()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"pvlr-run-{Guid.NewGuid():N}");
+        Run(0, out var tr);
+        var r = tr.Run(dir, 2);
+        tr.Dispose();
+        foreach (var f in new[] { "config.json", "Performance.txt", "best.safetensors", "last.safetensors", "loss.png" }) Assert.That(File.Exists(Path.Combine(dir, f)), f);
+        var png = File.ReadAllBytes(Path.Combine(dir, "cas_attn_00001.png"));
+        Assert.That(png[1..4], Is.EqualTo("PNG"u8.ToArray()));
+        int BE(int o) => png[o] << 24 | png[o + 1] << 16 | png[o + 2] << 8 | png[o + 3];
+        Assert.That((BE(16), BE(20)), Is.EqualTo((800, 4 * 120)), "one 120-px panel per plotted test video");
+        Assert.That(File.ReadAllText(Path.Combine(dir, "Performance.txt")), Does.Contain("mAP@0.1"));
+        Assert.That(r.Map, Has.Length.EqualTo(9));
+        Directory.Delete(dir, true);
+    }
 }

@@ -22,14 +22,42 @@ public static class Plots
         AtomicFile.WriteAllBytes(path, Png(img, w, h));
     }
 
-    static void Set(byte[] img, int w, int x, int y, byte r, byte g, byte b) { int o = (y * w + x) * 3; img[o] = r; img[o + 1] = g; img[o + 2] = b; }
-    static void Line(byte[] img, int w, int h, int x0, int y0, int x1, int y1)
+    /// One panel per video: GT segments of `label` as green bands, that class's CAS (min-max normalised)
+    /// in blue and the attention in red, both over time in snippets.
+    public static void CasAttention(string path, IReadOnlyList<(string video, float[] cas, float[] attn, (double s, double e)[] gt)> panels, int w = 800, int ph = 120)
     {
+        int h = ph * Math.Max(1, panels.Count);
+        var img = new byte[w * h * 3]; Array.Fill(img, (byte)255);
+        for (int k = 0; k < panels.Count; k++)
+        {
+            var (_, cas, attn, gt) = panels[k];
+            int t = cas.Length, top = k * ph + 8, bot = (k + 1) * ph - 8;
+            if (t < 2) continue;
+            int px(double i) => 10 + (int)(i * (w - 20) / (t - 1));
+            int py(float y) => bot - (int)(Math.Clamp(y, 0f, 1f) * (bot - top));
+            foreach (var (s0, e0) in gt)
+                for (int x = Math.Max(10, px(s0)); x <= Math.Min(w - 10, px(Math.Min(e0, t - 1))); x++)
+                    for (int y = top; y < bot; y++) Set(img, w, x, y, 200, 240, 200);
+            for (int x = 10; x < w - 10; x++) Set(img, w, x, bot, 0, 0, 0);
+            float lo = cas.Min(), hi = cas.Max(); float span = hi > lo ? hi - lo : 1;
+            for (int i = 1; i < t; i++)
+            {
+                Line(img, w, h, px(i - 1), py((cas[i - 1] - lo) / span), px(i), py((cas[i] - lo) / span), (30, 90, 200));
+                Line(img, w, h, px(i - 1), py(attn[i - 1]), px(i), py(attn[i]), (210, 40, 40));
+            }
+        }
+        AtomicFile.WriteAllBytes(path, Png(img, w, h));
+    }
+
+    static void Set(byte[] img, int w, int x, int y, byte r, byte g, byte b) { int o = (y * w + x) * 3; img[o] = r; img[o + 1] = g; img[o + 2] = b; }
+    static void Line(byte[] img, int w, int h, int x0, int y0, int x1, int y1, (byte r, byte g, byte b)? color = null)
+    {
+        var (cr, cg, cb) = color ?? ((byte)30, (byte)90, (byte)200);
         int n = Math.Max(Math.Abs(x1 - x0), Math.Abs(y1 - y0)) + 1;
         for (int k = 0; k <= n; k++)
         {
             int x = x0 + (x1 - x0) * k / n, y = y0 + (y1 - y0) * k / n;
-            if (x >= 0 && x < w && y >= 0 && y < h) Set(img, w, x, y, 30, 90, 200);
+            if (x >= 0 && x < w && y >= 0 && y < h) Set(img, w, x, y, cr, cg, cb);
         }
     }
 

@@ -136,6 +136,7 @@ public sealed class Trainer : IDisposable
                 AtomicFile.WriteAllText(Path.Combine(outDir, "Performance.txt"), perf.ToString());
                 log.WriteLine($"eval at step {itr}: AVG mAP@0.1:0.7 = {r.Avg01_07:F2}{(isBest ? " (best so far)" : "")}");
                 Plots.LossCurve(Path.Combine(outDir, "loss.png"), History.Select(h => h["total"]).ToArray());
+                Inference.PlotVideos(Path.Combine(outDir, $"cas_attn_{itr:D5}.png"), Model, G, ds.Ann, ds.Test.Take(4));
             }
         }
         return last;
@@ -165,15 +166,38 @@ public static class Inference
         var cfg = model.Cfg;
         if (features.Length != (long)t * cfg.FeatDim) throw new ShapeException($"{name}: features hold {features.Length} values, expected (T={t}, {cfg.FeatDim})");
         if (t == 0) throw new ShapeException($"{name}: empty video (T = 0)");
+        var (cas, attn) = Signals(model, g, features, t, textHost);
+        return Proposals.Generate(name, cas, attn, t, cfg.NumClasses, pc ?? new ProposalConfig(), ambiguous);
+    }
+
+    /// Test-mode CAS (T, C+1) and attention (T) of one video.
+    public static (float[] cas, float[] attn) Signals(PvlrModel model, Graph g, float[] features, int t, float[] textHost)
+    {
+        var cfg = model.Cfg;
         g.Reset(); g.Training = false;
         using (g.NoGrad())
         {
-            var x = g.FromHost(features, 1, t, cfg.FeatDim);
-            var text = g.FromHost(textHost, cfg.NumClasses + 1, cfg.EmbedDim);
-            var o = model.Forward(g, x, text);
-            var cas = g.ToHost(o.Cas); var attn = g.ToHost(o.Attn);
-            return Proposals.Generate(name, cas, attn, t, cfg.NumClasses, pc ?? new ProposalConfig(), ambiguous);
+            var o = model.Forward(g, g.FromHost(features, 1, t, cfg.FeatDim), g.FromHost(textHost, cfg.NumClasses + 1, cfg.EmbedDim));
+            return (g.ToHost(o.Cas), g.ToHost(o.Attn));
         }
+    }
+
+    /// The CAS of each video's first GT class and the attention against its GT, as a PNG.
+    public static void PlotVideos(string path, PvlrModel model, Graph g, Annotations ann, IEnumerable<Video> videos)
+    {
+        bool wasTraining = g.Training;
+        var text = Text(model, g); int c1 = model.Cfg.NumClasses + 1;
+        var panels = new List<(string, float[], float[], (double, double)[])>();
+        foreach (var v in videos)
+        {
+            var (cas, attn) = Signals(model, g, v.Features, v.T, text);
+            string label = v.Segments.Length > 0 ? v.Segments[0].label : v.Labels.FirstOrDefault();
+            int c = label != null ? ann.ClassIndex(label) : 0;
+            var gt = v.Segments.Where(s => s.label == label).Select(s => (s.start * Evaluator.SnippetsPerSecond, s.end * Evaluator.SnippetsPerSecond)).ToArray();
+            panels.Add((v.Name, Enumerable.Range(0, v.T).Select(i => cas[i * c1 + c]).ToArray(), attn, gt));
+        }
+        g.Training = wasTraining;
+        Plots.CasAttention(path, panels);
     }
 
     public static float[] Text(PvlrModel model, Graph g)
