@@ -12,7 +12,8 @@ public sealed unsafe class CpuStorage : Storage
     public CpuStorage(long n)
     {
         Length = n;
-        Ptr = (float*)NativeMemory.AlignedAlloc((nuint)(Math.Max(n, 16) * 4), 64);
+        try { Ptr = (float*)NativeMemory.AlignedAlloc((nuint)(Math.Max(n, 16) * 4), 64); }
+        catch (OutOfMemoryException e) { throw new OutOfMemoryException($"cpu: out of host memory allocating {n * 4L >> 20} MiB; use a smaller batch or preset", e); }
         NativeMemory.Clear(Ptr, (nuint)(Math.Max(n, 16) * 4));
         GC.AddMemoryPressure(Math.Max(n, 16) * 4);
     }

@@ -78,6 +78,20 @@ public sealed class PvlrConfig
         _ => throw new ArgumentException($"unknown preset '{name}' (demo | paper | tiny)")
     };
 
+    /// The dimensions of a PyTorch PVLR state_dict, read off its tensor shapes (heads = width/64, CLIP's
+    /// convention, unless given); every other field keeps the paper default.
+    public static PvlrConfig FromShapes(Func<string, int[]> shapeOf, int clipLayers, int numClasses, string preset, int? heads = null)
+    {
+        var emb = shapeOf("embedding.weight");
+        var c = new PvlrConfig
+        {
+            Preset = preset, FeatDim = shapeOf("fusion.0.weight")[0], AttnHidden = shapeOf("vAttn.AE_e.0.weight")[0],
+            EmbedDim = shapeOf("snippet_prob_encoder.fc_mean.weight")[0], ClipContext = emb[0], ClipWidth = emb[1], ClipLayers = clipLayers, NumClasses = numClasses,
+        };
+        c.ClipHeads = heads ?? Math.Max(1, c.ClipWidth / 64);
+        return c;
+    }
+
     static readonly JsonSerializerOptions Opts = new() { WriteIndented = true };
     public string ToJson() => JsonSerializer.Serialize(this, Opts);
     public static PvlrConfig FromJson(string json) => JsonSerializer.Deserialize<PvlrConfig>(json, Opts) ?? throw new ArgumentException("empty config json");

@@ -106,14 +106,7 @@ public static class Checkpoint
         var t = sd.ToDictionary(kv => kv.Key[strip.Length..], kv => kv.Value);
         int[] S(string n) => t.TryGetValue(n, out var v) ? v.shape : throw new DataFormatException($"{path}: no '{n}' in the state_dict: not a PVLR checkpoint");
         classes ??= ClassTokens.Names.Keys.ToArray();
-        var emb = S("embedding.weight");
-        var cfg = new PvlrConfig
-        {
-            Preset = "pth", FeatDim = S("fusion.0.weight")[0], AttnHidden = S("vAttn.AE_e.0.weight")[0], EmbedDim = S("snippet_prob_encoder.fc_mean.weight")[0],
-            ClipContext = emb[0], ClipWidth = emb[1], NumClasses = classes.Count,
-            ClipLayers = t.Keys.Count(k => k.StartsWith("clipmodel.transformer.resblocks.") && k.EndsWith(".ln_1.weight")),
-        };
-        cfg.ClipHeads = Math.Max(1, cfg.ClipWidth / 64);
+        var cfg = PvlrConfig.FromShapes(S, t.Keys.Count(k => k.StartsWith("clipmodel.transformer.resblocks.") && k.EndsWith(".ln_1.weight")), classes.Count, "pth");
         var model = new PvlrModel(cfg, classes);
         model.Initialize(backend, cfg.Seed);
         var sb = new System.Text.StringBuilder(); var missing = new List<string>(); var shape = new List<string>(); var badTrainable = new List<string>();

@@ -40,18 +40,11 @@ public static class Replay
         int[] S(string name) => Load(dir, Path.Combine("weights", name + ".npy")).Shape;
         var feats = Load(dir, "inputs/features.npy").Shape; var labels = Load(dir, "inputs/labels.npy").Shape;
         if (feats.Length != 3) throw new ShapeException($"replay dump {dir}: inputs/features.npy must be (B,T,F), got {Tensor.ShapeStr(feats)}");
-        var emb = S("embedding.weight");
         int layers = Directory.GetFiles(Path.Combine(dir, "weights"), "clipmodel.transformer.resblocks.*.ln_1.weight.npy").Length;
         int Meta(string k, int dflt) => meta.TryGetProperty(k, out var v) ? v.GetInt32() : dflt;
-        var cfg = new PvlrConfig
-        {
-            Preset = "replay",
-            FeatDim = S("fusion.0.weight")[0], AttnHidden = S("vAttn.AE_e.0.weight")[0], EmbedDim = S("snippet_prob_encoder.fc_mean.weight")[0],
-            ClipContext = emb[0], ClipWidth = emb[1], ClipLayers = layers,
-            NumClasses = labels[1], BatchSize = feats[0], MaxSeqLen = feats[1],
-            KEasy = Load(dir, "mining/easy_act_idx.npy").Shape[1], KHard = Load(dir, "mining/hard_act_idx.npy").Shape[1],
-        };
-        cfg.ClipHeads = Meta("heads", Math.Max(1, cfg.ClipWidth / 64));
+        var cfg = PvlrConfig.FromShapes(S, layers, labels[1], "replay", meta.TryGetProperty("heads", out var h) ? h.GetInt32() : (int?)null);
+        cfg.BatchSize = feats[0]; cfg.MaxSeqLen = feats[1];
+        cfg.KEasy = Load(dir, "mining/easy_act_idx.npy").Shape[1]; cfg.KHard = Load(dir, "mining/hard_act_idx.npy").Shape[1];
         cfg.NumSamples = Meta("num_samples", Load(dir, "random/eps.npy").Shape[0]);
         cfg.TrainTopK = Meta("train_topk", cfg.TrainTopK); cfg.BigM = Meta("M", cfg.BigM); cfg.SmallM = Meta("m", cfg.SmallM);
         if (meta.TryGetProperty("eps_std", out var e)) cfg.EpsStd = e.GetSingle();
