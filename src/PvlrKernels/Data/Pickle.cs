@@ -15,7 +15,7 @@ public sealed class DataFormatException(string message) : Exception(message);
 public static class Malformed
 {
     public static bool Is(Exception e) => e is FormatException or OverflowException or InvalidCastException or ArgumentException or InvalidOperationException
-        or EndOfStreamException or IndexOutOfRangeException or KeyNotFoundException or InvalidDataException or System.Text.Json.JsonException;
+        or EndOfStreamException or IndexOutOfRangeException or KeyNotFoundException or NullReferenceException or InvalidDataException or System.Text.Json.JsonException;
     public static T Guard<T>(string name, Func<T> read)
     {
         try { return read(); }

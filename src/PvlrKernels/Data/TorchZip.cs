@@ -79,6 +79,9 @@ public static class TorchZip
 
     static byte[] ReadEntry(ZipArchiveEntry e, string name)
     {
+        // deflate expands at most ~1032x; a larger declared size is a lying header, not a reason to allocate it
+        if (e.Length < 0 || e.Length > e.CompressedLength * 1032 + 1024)
+            throw new DataFormatException($"{name}: {e.FullName} declares {e.Length} bytes from {e.CompressedLength} compressed");
         try
         {
             using var es = e.Open(); var b = new byte[e.Length]; es.ReadExactly(b); return b;
