@@ -3,7 +3,6 @@
 // and every parameter gradient within |got - ref| <= 1e-4 + 1e-3 |ref| (the tolerance; the
 // committed dump passes with the worst element at ~1 % of it). The dump has T = F = 32, so it also
 // checks that channel-first masks are transposed by layout, not guessed from the shape.
-using System.Diagnostics;
 using System.Text.Json;
 using NUnit.Framework;
 using PvlrKernels.Data;
@@ -85,16 +84,9 @@ public sealed class ReplayTests(string backend)
     public void ReplayMatchesALiveDumpWhenTorchIsInstalled()
     {
         if (backend != "cpu") Assert.Ignore("one backend is enough for the live dump");
-        var script = Path.GetFullPath(Path.Combine(TestContext.CurrentContext.TestDirectory, "..", "..", "..", "..", "..", "benchmarks", "reference", "pvlr_ref.py"));
         var d = Path.Combine(Path.GetTempPath(), "pvlr-livereplay-" + Guid.NewGuid().ToString("N")[..8]);
-        var psi = new ProcessStartInfo("/usr/bin/python3", $"\"{script}\" dump \"{d}\" --seed 21") { RedirectStandardOutput = true, RedirectStandardError = true };
-        if (!File.Exists(psi.FileName) || !File.Exists(script)) Assert.Ignore("no /usr/bin/python3 or reference script");
-        using (var p = Process.Start(psi))
-        {
-            var err = p.StandardError.ReadToEndAsync(); p.StandardOutput.ReadToEnd(); p.WaitForExit();
-            if (p.ExitCode != 0 && err.Result.Contains("No module named")) Assert.Ignore("python3 lacks torch/numpy/scipy: " + err.Result.Trim().Split('\n').Last());
-            Assert.That(p.ExitCode, Is.EqualTo(0), err.Result);
-        }
+        var (rc, _, err) = ReferencePython.Run($"\"{ReferencePython.RepoPath("benchmarks", "reference", "pvlr_ref.py")}\" dump \"{d}\" --seed 21");
+        Assert.That(rc, Is.EqualTo(0), err);
         AssertMatches(d, Replay.Run(d, Backends.Get(backend)));
         Directory.Delete(d, true);
     }

@@ -53,26 +53,11 @@ public sealed class ScoreParityTests
     [Test]
     public void ScoreMatchesLiveReferenceWhenPythonIsInstalled()
     {
-        var script = Path.GetFullPath(Path.Combine(Dir, "..", "..", "..", "..", "reference", "make_score_fixture.py"));
-        string py = new[] { "/usr/bin/python3", "python3" }.FirstOrDefault(p => Run(p, "-c \"import numpy\"").rc == 0);
-        if (py == null || !File.Exists(script)) Assert.Ignore("python3 with numpy (or the reference script) is not available here");
         var tmp = Path.Combine(Path.GetTempPath(), "pvlr-score-" + Guid.NewGuid().ToString("N")[..8]);
-        var (rc, output) = Run(py, $"\"{script}\" \"{AnnDir}\" \"{tmp}\" --rows 3000 --seed 11");
-        Assert.That(rc, Is.EqualTo(0), output);
+        var (rc, so, se) = ReferencePython.Run($"\"{ReferencePython.RepoPath("tests", "reference", "make_score_fixture.py")}\" \"{AnnDir}\" \"{tmp}\" --rows 3000 --seed 11");
+        Assert.That(rc, Is.EqualTo(0), so + se);
         AssertSame(ScoreJson(Path.Combine(tmp, "predictions.csv")), File.ReadAllText(Path.Combine(tmp, "expected.json")));
         Directory.Delete(tmp, true);
-    }
-
-    static (int rc, string output) Run(string exe, string args)
-    {
-        try
-        {
-            using var p = Process.Start(new ProcessStartInfo(exe, args) { RedirectStandardOutput = true, RedirectStandardError = true });
-            var so = p.StandardOutput.ReadToEndAsync(); var se = p.StandardError.ReadToEndAsync();
-            p.WaitForExit();
-            return (p.ExitCode, so.Result + se.Result);
-        }
-        catch (System.ComponentModel.Win32Exception) { return (-1, "not found"); }
     }
 
     /// A full test-set prediction list (212 videos x 20 classes x 12 proposals, the order of a PVLR run)

@@ -132,6 +132,6 @@ public static class Replay
         Directory.CreateDirectory(Path.Combine(outDir, "grads"));
         AtomicFile.WriteAllText(Path.Combine(outDir, "losses.json"), JsonSerializer.Serialize(r.Losses, new JsonSerializerOptions { WriteIndented = true }));
         foreach (var (name, (grad, shape)) in r.Grads)
-            AtomicFile.WriteAllBytes(Path.Combine(outDir, "grads", name + ".npy"), Npy.Encode("<f4", shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(grad.AsSpan())));
+            Npy.Save(Path.Combine(outDir, "grads", name + ".npy"), grad, shape);
     }
 }
