@@ -176,8 +176,8 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         var cfg = PvlrConfig.FromPreset(o.Get("preset", "paper"));
         var only = o.Get("only", "gemm,conv,clip,step,infer").Split(',').ToHashSet();
         int steps = o.Has("steps") ? o.Int("steps") : 3;
-        // 2 cores x 2 AVX-512 FMA units x 16 lanes x 2 FLOP x ~3.4 GHz ~ 430 (docs/ilgpu.md); pass --peak elsewhere
-        double peak = o.Has("peak") ? double.Parse(o.Get("peak"), CultureInfo.InvariantCulture) : backend.IsGpu ? 51_000 : 430;
+        // the backend's fp32 FMA peak (CPU: cores x ~215; CUDA: from the device's SMs and clock); --peak overrides
+        double peak = o.Has("peak") ? double.Parse(o.Get("peak"), CultureInfo.InvariantCulture) : backend.PeakGflops;
         var classes = Enumerable.Range(0, cfg.NumClasses).Select(i => ClassTokens.Names.Keys.ElementAt(i % ClassTokens.Names.Count)).ToArray();
         var rows = new List<BenchRow>();
         void Add(string key, Func<BenchRow> f) { if (!only.Contains(key)) return; Console.Error.WriteLine($"bench: {key} ..."); rows.Add(f()); Console.Error.WriteLine($"bench: {key}: {rows[^1].Seconds:F4} s"); }
@@ -190,7 +190,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         if (o.Flag("torch") && rows.FirstOrDefault(r => r.Name.StartsWith("training step")) is { } ours)
             table += TorchSideBySide(cfg.Preset, o.Has("torch-steps") ? o.Int("torch-steps") : 1, ours.Seconds, o.Get("torch-script", Path.Combine("benchmarks", "reference", "pvlr_ref.py")));
         Console.WriteLine(table);
-        if (CpuBackend.Profile) Console.Error.WriteLine(CpuBackend.ProfileReport());
+        if (Profiler.Enabled) Console.Error.WriteLine(Profiler.Report());
         if (o.Has("out")) AtomicFile.WriteAllText(o.Get("out"), table);
         return 0;
     }

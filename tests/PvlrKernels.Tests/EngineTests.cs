@@ -75,4 +75,28 @@ public sealed class EngineTests(string backendName)
         }
         Assert.That(g.Act.Allocations, Is.EqualTo(after), "steps after the first grew the arena");
     }
+    /// Inside FrozenWeights, Conv1d derives its GEMM layout of a weight once and reuses it across Reset()
+    /// (a changed weight is not seen until the scope ends, which is the scope's contract); outside it,
+    /// and while recording a tape, every call reads the weight afresh.
+    [Test]
+    public void FrozenWeightsCachesConvLayoutForTheScope()
+    {
+        var ps = new ParameterStore(); ps.Add("w", new[] { 4, 3, 3 }); ps.Add("b", new[] { 4 }); ps.Allocate(B);
+        var r = new Random(3); float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)r.NextDouble() - 0.5f).ToArray();
+        var w0 = R(36); ps.Set("w", w0); ps.Set("b", R(4)); var x = R(2 * 5 * 3);
+        using var g = new Graph(B, ps);
+        float[] Conv() { g.Reset(); using (g.NoGrad()) return g.ToHost(g.Conv1d(g.FromHost(x, 2, 5, 3), ps["w"].Value, ps["b"].Value)); }
+        var before = Conv();
+        float[] inScope, stale;
+        using (g.FrozenWeights())
+        {
+            inScope = Conv();
+            ps.Set("w", w0.Select(v => v * 2).ToArray());
+            stale = Conv();
+        }
+        var after = Conv();
+        Assert.That(inScope, Is.EqualTo(before));
+        Assert.That(stale, Is.EqualTo(before), "the cached layout is reused within the scope");
+        Assert.That(after, Is.Not.EqualTo(before), "the scope's end drops the cache");
+    }
 }

@@ -3,6 +3,7 @@
 // output element's gradient path is exercised. Run on every backend.
 using NUnit.Framework;
 using PvlrKernels.Engine;
+using PvlrKernels.Kernels;
 
 namespace PvlrKernels.Tests;
 
@@ -158,6 +159,21 @@ public sealed class OpTests(string backendName)
             x => RefReduce(x[0], outer, n, inner, f));
     }
 
+    /// Long sums over few columns (a loss's mean over every element; a bias gradient): the GPU splits
+    /// these into partial sums, including a ragged tail, with scale and accumulation applied once.
+    [TestCase(100_003, 1)] [TestCase(20_011, 3)] [TestCase(4_096, 2)]
+    public void LongSum(int n, int inner)
+    {
+        var r = new Random(5); var x = new float[(long)n * inner]; for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 2 - 0.5);
+        using var sx = B.Allocate(x.Length); using var sy = B.Allocate(inner);
+        B.Upload(sx, 0, x); B.Upload(sy, 0, Enumerable.Repeat(1f, inner).ToArray());
+        B.Reduce(sy, 0, sx, 0, null, 0, 1, n, inner, ReduceMode.Sum, 0.5f, true);
+        var got = new float[inner]; B.Download(sy, 0, got);
+        var want = new double[inner];
+        for (int j = 0; j < inner; j++) { double s = 0; for (int i = 0; i < n; i++) s += x[(long)i * inner + j]; want[j] = 1 + 0.5 * s; }
+        Check.Close(got, want, 1e-5 * n, 1e-5, $"sum of {n} x {inner} [{backendName}]");
+    }
+
     [Test]
     public void TopKValuesAndTieBreak()
     {
@@ -235,10 +251,11 @@ public sealed class OpTests(string backendName)
         });
     }
 
-    [TestCase(2, 1e-12f)] [TestCase(1, 0f)]
-    public void L2Normalize(int axis, float eps)
+    // the last case has contiguous rows of 70: the GPU's one-warp-per-row path (n >= 64)
+    [TestCase(2, 1e-12f, 5)] [TestCase(1, 0f, 5)] [TestCase(2, 1e-12f, 70)]
+    public void L2Normalize(int axis, float eps, int last)
     {
-        int[] s = { 3, 4, 5 };
+        int[] s = { 3, 4, last };
         int outer = s.Take(axis).Aggregate(1, (a, b) => a * b), n = s[axis], inner = s.Skip(axis + 1).Aggregate(1, (a, b) => a * b);
         CheckOp($"l2norm@{axis}", new[] { s }, (g, x) => g.L2Normalize(x[0], axis, eps), x =>
         {

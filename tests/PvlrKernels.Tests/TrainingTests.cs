@@ -29,6 +29,20 @@ public sealed class TrainingTests
         return losses;
     }
 
+    /// The gradient check is one device-side sum; a non-finite gradient still stops the run and names the
+    /// parameter (found on the host only then). Finite gradients pass.
+    [TestCase("cpu", float.NaN)] [TestCase("cpu", float.PositiveInfinity)] [TestCase("cuda", float.NaN)]
+    public void NonFiniteGradientStopsTheRunAndNamesTheParameter(string backend, float bad)
+    {
+        using var tr = new Trainer(PvlrConfig.Tiny(), Data.Value, Backends.Get(backend), TextWriter.Null);
+        tr.TrainStep();
+        Assert.DoesNotThrow(tr.CheckGradients);
+        var p = tr.Model.P["fusion.0.weight"];
+        tr.B.Upload(tr.Model.P.Grads, p.Offset + 5, new[] { bad });
+        var e = Assert.Throws<TrainingDivergedException>(tr.CheckGradients);
+        Assert.That(e.Message, Does.Contain("fusion.0.weight").And.Contain(bad.ToString()));
+    }
+
     [Test]
     public void LossFallsAndRunIsDeterministic()
     {

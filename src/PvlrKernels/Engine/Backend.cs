@@ -20,6 +20,8 @@ public abstract class Backend : IDisposable
 {
     public abstract string Name { get; }
     public abstract bool IsGpu { get; }
+    /// The fp32 FMA peak in GFLOP/s that `pvlr bench` reports "% of peak" against (0 where unknown).
+    public virtual double PeakGflops => 0;
     /// FLOPs issued through Gemm so far (2·M·N·K per product): the matmul work a benchmark reports.
     public long GemmFlops;
     public abstract Storage Allocate(long n);                 // zero-filled

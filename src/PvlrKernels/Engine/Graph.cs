@@ -43,6 +43,35 @@ public sealed partial class Graph : IDisposable
     /// Drops the tape and recycles the activation arena (every tensor of the last step becomes invalid).
     public void Reset() { tape.Clear(); Act.Reset(); }
 
+    // Weight layouts derived once per FrozenWeights scope (the Conv1d GEMM layout), outside the arena.
+    Dictionary<(Storage, long), (Tensor t, Storage own)> frozen;
+
+    /// A scope in which the caller promises that no parameter changes (test-time inference over many
+    /// videos): ops may then cache what they derive from a weight (Conv1d's GEMM layout of its kernel)
+    /// across Reset() calls instead of re-deriving it per video. The cache is freed when the scope ends.
+    public IDisposable FrozenWeights() { frozen ??= new(); return new FrozenScope(this); }
+    sealed class FrozenScope(Graph g) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (g.frozen == null) return;
+            foreach (var v in g.frozen.Values) v.own.Dispose();
+            g.frozen = null;
+        }
+    }
+
+    /// The cached derived tensor for `w` inside a FrozenWeights scope, else a fresh arena tensor that `derive` fills.
+    Tensor Derived(Tensor w, int[] shape, Action<Tensor> derive)
+    {
+        if (frozen == null || Recording) { var t = New(shape); derive(t); return t; }
+        if (frozen.TryGetValue((w.Data, w.Offset), out var hit)) return hit.t;
+        var own = B.Allocate(Tensor.Numel(shape));
+        var c = new Tensor(own, 0, shape);
+        derive(c);
+        frozen[(w.Data, w.Offset)] = (c, own);
+        return c;
+    }
+
     public Tensor New(int[] shape, bool zero = false)
     {
         foreach (var d in shape) if (d < 0) throw new ShapeException($"negative dimension in {Tensor.ShapeStr(shape)}");
@@ -177,5 +206,9 @@ public sealed partial class Graph : IDisposable
         if (!a.Shape.AsSpan().SequenceEqual(b.Shape)) throw new ShapeException($"{op}: shapes differ, {a} vs {b}");
     }
 
-    public void Dispose() { Act.Dispose(); }
+    public void Dispose()
+    {
+        if (frozen != null) foreach (var v in frozen.Values) v.own.Dispose();
+        frozen = null; Act.Dispose();
+    }
 }

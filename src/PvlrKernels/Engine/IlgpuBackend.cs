@@ -1,6 +1,7 @@
 // The ILGPU backend: CUDA when a device exists, else ILGPU's CPU accelerator (an emulator, for tests on
 // tiny shapes only). Every IKernel body is compiled once per accelerator through Launcher.Run<TK> and
-// the launcher delegate is cached; GEMM is the shared-memory tiled kernel.
+// the launcher delegate is cached. GEMM is the register-blocked kernel (GemmKernels.Blocked): 128x128
+// tiles when they fill the GPU, 64x64 tiles when a product is too small to, 32x32 on the emulator.
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
@@ -27,14 +28,27 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     static Context shared;
     readonly Accelerator acc;
     readonly Dictionary<Type, Delegate> kernels = new();
-    readonly bool tile16;
-    Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>> gemm;
+    readonly bool gpu;
+    Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>> gemm16, gemm16k16, gemm8, gemm4;
 
     public override string Name { get; }
     public override bool IsGpu => acc.AcceleratorType == AcceleratorType.Cuda;
+
+    /// fp32 FMA peak: multiprocessors x fp32 lanes per multiprocessor (64 up to sm_80, 128 from sm_86 on)
+    /// x 2 FLOP x the boost clock. 0 on the emulator.
+    public override double PeakGflops
+    {
+        get
+        {
+            if (acc is not CudaAccelerator cu) return 0;
+            var arch = cu.Architecture;
+            int lanes = arch.Major > 8 || (arch.Major == 8 && arch.Minor >= 6) ? 128 : 64;
+            return (double)cu.NumMultiprocessors * lanes * 2 * cu.ClockRate / 1e3;   // ClockRate in MHz (1980 on an H100 SXM)
+        }
+    }
     public Accelerator Accelerator => acc;
 
-    IlgpuBackend(Accelerator acc, string name) { this.acc = acc; Name = name; tile16 = acc.MaxNumThreadsPerGroup >= 256; }
+    IlgpuBackend(Accelerator acc, string name) { this.acc = acc; Name = name; gpu = acc.AcceleratorType == AcceleratorType.Cuda && acc.MaxNumThreadsPerGroup >= 256; }
 
     static Context Ctx()
     {
@@ -53,7 +67,7 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         return new IlgpuBackend(devs[0].CreateAccelerator(Ctx()), "cuda:" + devs[0].Name);
     }
 
-    /// The emulator: 4 threads/warp x 4 warps = 16-thread groups (enough for Tile4 GEMM), one multiprocessor.
+    /// The emulator: 4 threads/warp x 4 warps = 16-thread groups (enough for the Gemm4 shape), one multiprocessor.
     public static IlgpuBackend CreateCpuEmulator()
     {
         var dev = new CPUDevice(4, 4, 1);
@@ -84,7 +98,7 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         S(src).Buffer.View.BaseView.SubView(off, dst.Length).CopyToCPU(dst);
     }
     public override void Synchronize() => acc.Synchronize();
-    public override void Dispose() { acc.Dispose(); }
+    public override void Dispose() { scratch?.Dispose(); acc.Dispose(); }
 
     protected override ViewMem Mem(Storage s, long off, long len) => new(S(s).Buffer.View.SubView(off, len));
 
@@ -93,19 +107,89 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         if (n <= 0) return;
         if (!kernels.TryGetValue(typeof(TK), out var d))
             kernels[typeof(TK)] = d = acc.LoadAutoGroupedStreamKernel<Index1D, TK>(Launcher.Run);
+        long t0 = Profiler.Enabled ? Profiler.Now() : 0;
         ((Action<Index1D, TK>)d)((int)n, body);
+        if (Profiler.Enabled) { acc.Synchronize(); Profiler.Record(Profiler.KernelName(typeof(TK)), t0, n); }
+    }
+
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float> l2rows;
+
+    /// Contiguous rows (inner = 1) go one warp per row (L2NormWarp); strided ones one thread per column.
+    public override void L2Normalize(Storage y, long yo, Storage norm, long no, Storage x, long xo, int outer, int n, int inner, float eps)
+    {
+        if (inner != 1 || n < 64) { base.L2Normalize(y, yo, norm, no, x, xo, outer, n, inner, eps); return; }
+        long t = (long)outer * n;
+        M("l2norm", y, yo, t); M("l2norm", x, xo, t); M("l2norm", norm, no, outer);
+        int warp = acc.WarpSize, per = Math.Max(1, Math.Min(8, acc.MaxNumThreadsPerGroup / warp));
+        l2rows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float>(L2NormWarp.Rows);
+        long t0 = Profiler.Enabled ? Profiler.Now() : 0;
+        l2rows(new KernelConfig(new Index2D((outer + per - 1) / per, 1), new Index2D(warp, per)), S(y).Buffer.View.SubView(yo, t), S(norm).Buffer.View.SubView(no, outer),
+            S(x).Buffer.View.SubView(xo, t), outer, n, eps);
+        if (Profiler.Enabled) { acc.Synchronize(); Profiler.Record("L2NormWarp", t0, outer); }
+    }
+
+    Storage scratch;
+    Storage Scratch(long n)
+    {
+        if (scratch == null || scratch.Length < n) { scratch?.Dispose(); scratch = Allocate(Math.Max(n, 1 << 16)); }
+        return scratch;
+    }
+
+    /// One thread per output column sums n values serially, which leaves a GPU idle when there are few
+    /// columns (a loss's mean over every element: one thread). A long sum over few columns goes in two
+    /// passes instead: P partial sums per column over contiguous slices (plus the ragged tail), then the
+    /// P partials. The scratch buffer grows once and is kept (no allocation per step).
+    public override void Reduce(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n, int inner, int mode, float scale, bool accumulate)
+    {
+        long cols = (long)outer * inner;
+        if (mode != ReduceMode.Sum || outer != 1 || cols >= 8192 || n < 4096)
+        {
+            base.Reduce(y, yo, x, xo, idx, io, outer, n, inner, mode, scale, accumulate);
+            return;
+        }
+        M("reduce", x, xo, (long)n * inner); M("reduce", y, yo, inner);
+        int parts = (int)Math.Clamp(65536 / cols, 2, n / 64), len = n / parts, tail = n - parts * len;
+        var tmp = Scratch((long)(parts + 1) * inner);
+        base.Reduce(tmp, 0, x, xo, null, 0, parts, len, inner, mode, 1f, false);
+        if (tail > 0) base.Reduce(tmp, (long)parts * inner, x, xo + (long)parts * len * inner, null, 0, 1, tail, inner, mode, 1f, false);
+        base.Reduce(y, yo, tmp, 0, null, 0, 1, parts + (tail > 0 ? 1 : 0), inner, mode, scale, accumulate);
     }
 
     public override void Gemm(Storage c, long co, Storage a, long ao, Storage b, long bo, GemmParams p)
     {
         CheckGemm(p, c, co, a, ao, b, bo);
         if (p.M == 0 || p.N == 0) return;
-        int t = tile16 ? 16 : 4;
-        gemm ??= tile16
-            ? acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmKernels.Tiled<Tile16>)
-            : acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmKernels.Tiled<Tile4>);
-        var grid = new Index3D((p.N + t - 1) / t, (p.M + t - 1) / t, p.Batch);
         var view = (Storage s, long o) => S(s).Buffer.View.SubView(o, s.Length - o);
-        gemm(new KernelConfig(grid, new Index3D(t, t, 1)), p, view(a, ao), view(b, bo), view(c, co));
+        var (run, tx, ty) = PickGemm(p);
+        var grid = new Index3D((p.N + 8 * tx - 1) / (8 * tx), (p.M + 8 * ty - 1) / (8 * ty), p.Batch);
+        long t0 = Profiler.Enabled ? Profiler.Now() : 0;
+        run(new KernelConfig(grid, new Index3D(tx, ty, 1)), p, view(a, ao), view(b, bo), view(c, co));
+        if (Profiler.Enabled) { acc.Synchronize(); Profiler.Record($"Gemm {8 * tx}x{8 * ty} tiles", t0, 2L * p.M * p.N * p.K * p.Batch); }
+    }
+
+    Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>> Load<TS>() where TS : struct, IGemmShape
+    {
+        int nt = TS.TX * TS.TY;
+        if (TS.BK * 8 * Math.Max(TS.TX, TS.TY) > 8 * nt || TS.BK * 8 * Math.Max(TS.TX, TS.TY) > GemmKernels.SlabFloats || TS.BK * 8 % TS.TX != 0)
+            throw new InvalidOperationException($"{typeof(TS).Name}: a slab must stage at most 8 values per thread and fit {GemmKernels.SlabFloats} floats");
+        return acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmKernels.Blocked<TS>);
+    }
+
+    /// 128x128 tiles when there are at least two per multiprocessor, else 64x64 (more groups in flight).
+    /// PVLR_GEMM_TILE=128 | 128k16 | 64 forces one GEMM variant on a GPU (for tuning sweeps); unset: automatic.
+    static readonly string ForcedTile = Environment.GetEnvironmentVariable("PVLR_GEMM_TILE");
+
+    (Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>, int, int) PickGemm(GemmParams p)
+    {
+        if (!gpu) return (gemm4 ??= Load<Gemm4>(), Gemm4.TX, Gemm4.TY);
+        switch (ForcedTile)
+        {
+            case "128": return (gemm16 ??= Load<Gemm16>(), Gemm16.TX, Gemm16.TY);
+            case "128k16": return (gemm16k16 ??= Load<Gemm16K16>(), Gemm16K16.TX, Gemm16K16.TY);
+            case "64": return (gemm8 ??= Load<Gemm8>(), Gemm8.TX, Gemm8.TY);
+        }
+        long tiles = (long)((p.M + 127) / 128) * ((p.N + 127) / 128) * p.Batch;
+        if (tiles >= 2L * acc.NumMultiprocessors) return (gemm16 ??= Load<Gemm16>(), Gemm16.TX, Gemm16.TY);
+        return (gemm8 ??= Load<Gemm8>(), Gemm8.TX, Gemm8.TY);
     }
 }

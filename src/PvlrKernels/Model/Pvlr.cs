@@ -2,7 +2,7 @@
 //   X (B,T,F) -> RGB V | flow Fl (B,T,F/2)
 //   two CO2-Net cross-modal attention modules  -> attention A (B,T,1), filtered features (B,T,F/2)
 //   fusion, fusion2 Conv3 F->F                  -> feat (B,T,F), feat_final
-//   Gaussian snippet encoder                    -> mu, var = ReLU(.) (B,T,D)
+//   Gaussian snippet encoder                    -> mu, var = ReLU(.) (B,T,D) (var in training only)
 //   CLIP text tower on the learnable prompt     -> text (C+1, D)
 //   CAS: train <mean_n emb, text>/8 (mean-first form), test cos(mu, text)/0.03      (B,T,C+1)
 // Parameter names are the PyTorch state_dict names of the original.
@@ -129,7 +129,8 @@ public sealed class PvlrModel
         float pd = Cfg.DropAttn;
         Tensor Cv(Tensor x, string layer) => g.Conv1d(x, W($"{m}.{layer}.weight"), W($"{m}.{layer}.bias"));
         var fz = g.Dropout(g.LeakyRelu(Cv(f, "AE_e.0")), pd, $"{m}.AE_e");
-        if (!g.Training || !Cfg.SkipAeDecoder) g.Dropout(g.LeakyRelu(Cv(fz, "AE_d.0")), pd, $"{m}.AE_d");   // output unused by every loss
+        // AE_d's output feeds no loss and no test-time output: computed only in training with the saving off
+        if (g.Training && !Cfg.SkipAeDecoder) g.Dropout(g.LeakyRelu(Cv(fz, "AE_d.0")), pd, $"{m}.AE_d");
         var gpool = g.Mean(v, 1);                                                       // (B,1,H)
         var c = g.Dropout(g.LeakyRelu(Cv(gpool, "channel_conv.0")), pd, $"{m}.channel_conv");
         // eps 1e-12 instead of the original unguarded division: identical except where dropout zeroes every
@@ -185,7 +186,8 @@ public sealed class PvlrModel
         var feat = g.Dropout(g.LeakyRelu(g.Conv1d(nfeat, W("fusion.0.weight"), W("fusion.0.bias"))), Cfg.DropFusion, "fusion");
         var featFinal = g.Dropout(g.LeakyRelu(g.Conv1d(feat, W("fusion2.0.weight"), W("fusion2.0.bias"))), Cfg.DropFusion, "fusion2");
         var mu = g.Linear(featFinal, W("snippet_prob_encoder.fc_mean.weight"), W("snippet_prob_encoder.fc_mean.bias"));
-        var var_ = g.Relu(g.Linear(featFinal, W("snippet_prob_encoder.fc_var.weight"), W("snippet_prob_encoder.fc_var.bias")));
+        // the variance feeds the training losses only; test mode (CAS and attention) leaves it null
+        var var_ = g.Training ? g.Relu(g.Linear(featFinal, W("snippet_prob_encoder.fc_var.weight"), W("snippet_prob_encoder.fc_var.bias"))) : null;
         var text = precomputedText ?? TextFeatures(g);
         Tensor cas;
         if (g.Training)

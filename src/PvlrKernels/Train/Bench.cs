@@ -123,7 +123,7 @@ public static class Bench
         foreach (var r in rows)
         {
             double gf = r.Flops / r.Seconds / 1e9;
-            sb.AppendLine($"| {r.Name} | {r.Shape} | {r.Seconds:F4} | {gf:F1} | {100 * gf / peakGflops:F0}% | {r.Rate} |");
+            sb.AppendLine($"| {r.Name} | {r.Shape} | {r.Seconds:F4} | {gf:F1} | {(peakGflops > 0 ? $"{100 * gf / peakGflops:F0}%" : "n/a")} | {r.Rate} |");
         }
         return sb.ToString();
     }

@@ -1,0 +1,83 @@
+// The GEMM primitive directly, at ragged shapes that span several tiles and K slabs in every layout
+// (NN, NT, TN, TT), batched, with beta accumulation and the overlapping-row view a k=3 conv uses.
+// On CUDA a large case also takes the 128x128-tile path (it needs two tiles per multiprocessor).
+using NUnit.Framework;
+using PvlrKernels.Engine;
+using PvlrKernels.Kernels;
+
+namespace PvlrKernels.Tests;
+
+[TestFixtureSource(typeof(Backends), nameof(Backends.All))]
+public sealed class GemmTests(string backendName)
+{
+    Backend B => Backends.Get(backendName);
+
+    static float[] Rand(int n, int seed)
+    {
+        var r = new Random(seed); var a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float)(r.NextDouble() * 2 - 1);
+        return a;
+    }
+
+    /// C = alpha A B + beta C through Backend.Gemm against a float64 loop over the same strided views.
+    void Run(GemmParams p, int lenA, int lenB, int lenC, long offA = 0)
+    {
+        var a = Rand(lenA, 1); var b = Rand(lenB, 2); var c = Rand(lenC, 3);
+        using var sa = B.Allocate(lenA); using var sb = B.Allocate(lenB); using var sc = B.Allocate(lenC);
+        B.Upload(sa, 0, a); B.Upload(sb, 0, b); B.Upload(sc, 0, c);
+        B.Gemm(sc, 0, sa, offA, sb, 0, p);
+        var got = new float[lenC]; B.Download(sc, 0, got);
+        var want = c.Select(v => (double)v).ToArray();
+        for (int bt = 0; bt < p.Batch; bt++)
+            for (int i = 0; i < p.M; i++)
+                for (int j = 0; j < p.N; j++)
+                {
+                    double s = 0;
+                    for (int k = 0; k < p.K; k++)
+                        s += (double)a[offA + (long)bt * p.BatchA + (long)i * p.RsA + (long)k * p.CsA] * b[(long)bt * p.BatchB + (long)k * p.RsB + (long)j * p.CsB];
+                    long ci = (long)bt * p.BatchC + (long)i * p.Ldc + j;
+                    want[ci] = p.Alpha * s + p.Beta * c[ci];
+                }
+        double tol = 1e-5 * Math.Sqrt(p.K) + 1e-6;
+        Check.Close(got, want, tol, 1e-4, $"gemm M={p.M} N={p.N} K={p.K} batch={p.Batch} strides A({p.RsA},{p.CsA}) B({p.RsB},{p.CsB}) [{backendName}]");
+    }
+
+    [TestCase(false, false)] [TestCase(true, false)] [TestCase(false, true)] [TestCase(true, true)]
+    public void Layouts(bool ta, bool tb)
+    {
+        int m = 70, n = 45, k = 19, batch = 2;
+        var p = new GemmParams
+        {
+            Batch = batch, M = m, N = n, K = k, Alpha = 0.75f, Beta = 0.5f,
+            BatchA = m * k, RsA = ta ? 1 : k, CsA = ta ? m : 1,
+            BatchB = k * n, RsB = tb ? 1 : n, CsB = tb ? k : 1,
+            BatchC = m * (n + 1) + 3, Ldc = n + 1,
+        };
+        Run(p, batch * m * k, batch * k * n, batch * (m * (n + 1) + 3));
+    }
+
+    [Test]
+    public void OverlappingRowsAsInConv()
+    {
+        // 30 padded rows of 11 channels, k = 3: virtual row r = flat[r*11 .. r*11 + 33).
+        int rows = 28, cin = 11, cout = 37;
+        var p = new GemmParams { Batch = 1, M = rows, N = cout, K = 3 * cin, RsA = cin, CsA = 1, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1, Beta = 0 };
+        Run(p, 30 * cin + 5, 3 * cin * cout, rows * cout, offA: 5);
+    }
+
+    [Test]
+    public void LargeTilesOnGpu()
+    {
+        if (!B.IsGpu) Assert.Ignore("the 128x128-tile path runs only on a GPU");
+        int m = 2100, n = 2090, k = 70;
+        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = 1, CsB = k, Ldc = n, Alpha = 1, Beta = 0 };
+        Run(p, m * k, k * n, m * n);
+    }
+
+    [Test]
+    public void ZeroK()
+    {
+        var p = new GemmParams { Batch = 1, M = 9, N = 5, K = 0, RsA = 1, CsA = 1, RsB = 5, CsB = 1, Ldc = 5, Alpha = 1, Beta = 0.5f };
+        Run(p, 1, 1, 45);
+    }
+}
