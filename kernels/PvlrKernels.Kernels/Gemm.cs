@@ -3,10 +3,11 @@
 // overlapping-row view that turns a k=3 Conv1d over time-major padded input into one GEMM.
 //
 // Blocked<TS>: a shared-memory tiled, register-blocked kernel. A group of TX x TY threads owns a
-// (8 TY) x (8 TX) tile of C; each thread accumulates an 8x8 block in registers (eight Row8 values),
-// rows ty + TY i and columns tx + TX j, so the shared-memory reads of a warp are broadcast (A) or
-// consecutive (B) and conflict-free, and the stores are coalesced along a row. Per k step a thread
-// does 16 shared loads for 64 FMAs. K advances in slabs of BK; each slab of A and B is staged in
+// (8 TY) x (8 TX) tile of C; each thread accumulates an 8x8 block in registers (eight Row8 values):
+// rows 4ty..4ty+3 of each half of the tile, and columns 4tx..4tx+3 of each half. Per k step a thread
+// reads its 8 A values and 8 B values as four 128-bit shared loads (ld.shared.v4: the slabs are viewed
+// as Vec4), which a warp serves without bank conflicts (A is a broadcast, B consecutive 16-byte
+// words), for 64 FMAs; stores are coalesced along a row. K advances in slabs of BK; each slab of A and B is staged in
 // shared memory with consecutive threads walking whichever axis of the operand is contiguous (the
 // K axis for row-major A, the M axis for a transposed A), so global loads coalesce in every layout.
 // The next slab is prefetched into registers (at most 8 values per thread and operand) while the
@@ -35,21 +36,19 @@ public struct Gemm8 : IGemmShape { public static int TX => 8; public static int 
 /// 16 threads, 32x32 tiles, BK 4: the CPU emulator (tests on tiny shapes).
 public struct Gemm4 : IGemmShape { public static int TX => 4; public static int TY => 4; public static int BK => 4; }
 
+/// Four floats loaded as one 128-bit word (ILGPU emits ld.shared.v4.f32 for a Vec4 view of shared memory).
+public struct Vec4 { public float X, Y, Z, W; }
+
 /// Eight accumulators of one C row (registers; a value type so ILGPU keeps it out of memory).
 public struct Row8
 {
     public float X0, X1, X2, X3, X4, X5, X6, X7;
 
-    public static Row8 Fma(Row8 r, float a, Row8 b)
+    /// r += a * [lo, hi]: one row's eight columns (two groups of four).
+    public static Row8 Fma(Row8 r, float a, Vec4 lo, Vec4 hi)
     {
-        r.X0 += a * b.X0;
-        r.X1 += a * b.X1;
-        r.X2 += a * b.X2;
-        r.X3 += a * b.X3;
-        r.X4 += a * b.X4;
-        r.X5 += a * b.X5;
-        r.X6 += a * b.X6;
-        r.X7 += a * b.X7;
+        r.X0 += a * lo.X; r.X1 += a * lo.Y; r.X2 += a * lo.Z; r.X3 += a * lo.W;
+        r.X4 += a * hi.X; r.X5 += a * hi.Y; r.X6 += a * hi.Z; r.X7 += a * hi.W;
         return r;
     }
 }
@@ -59,18 +58,13 @@ public static class GemmKernels
     /// Shared slab capacity per operand: BK x 128 floats for the largest tile and slab (Gemm16K16).
     public const int SlabFloats = 2048;
 
-    static Row8 LoadB(ArrayView<float> bs, int o, int s) => new()
-    {
-        X0 = bs[o], X1 = bs[o + s], X2 = bs[o + 2 * s], X3 = bs[o + 3 * s],
-        X4 = bs[o + 4 * s], X5 = bs[o + 5 * s], X6 = bs[o + 6 * s], X7 = bs[o + 7 * s],
-    };
-
-    static void Store(GemmParams p, ArrayView<float> c, long ci, int row, int col0, int s, Row8 r)
+    /// Row `row` of C: columns c0..c0+3 from X0..X3, c1..c1+3 from X4..X7.
+    static void Store(GemmParams p, ArrayView<float> c, long ci, int row, int c0, int c1, Row8 r)
     {
         if (row >= p.M) return;
         long o = ci + (long)row * p.Ldc;
-        Put(p, c, o, col0, r.X0); Put(p, c, o, col0 + s, r.X1); Put(p, c, o, col0 + 2 * s, r.X2); Put(p, c, o, col0 + 3 * s, r.X3);
-        Put(p, c, o, col0 + 4 * s, r.X4); Put(p, c, o, col0 + 5 * s, r.X5); Put(p, c, o, col0 + 6 * s, r.X6); Put(p, c, o, col0 + 7 * s, r.X7);
+        Put(p, c, o, c0, r.X0); Put(p, c, o, c0 + 1, r.X1); Put(p, c, o, c0 + 2, r.X2); Put(p, c, o, c0 + 3, r.X3);
+        Put(p, c, o, c1, r.X4); Put(p, c, o, c1 + 1, r.X5); Put(p, c, o, c1 + 2, r.X6); Put(p, c, o, c1 + 3, r.X7);
     }
 
     static void Put(GemmParams p, ArrayView<float> c, long o, int col, float v)
@@ -125,6 +119,7 @@ public static class GemmKernels
         int nt = sx * sy, tid = ty * sx + tx, bm = 8 * sy, bn = 8 * sx;
         var As = SharedMemory.Allocate<float>(SlabFloats);       // [BK][bm]
         var Bs = SharedMemory.Allocate<float>(SlabFloats);       // [BK][bn]
+        var As4 = As.Cast<Vec4>(); var Bs4 = Bs.Cast<Vec4>();
         int bt = Grid.IdxZ;
         // A slab: k along K, w along M; B slab: k along K, w along N.
         var sa = new Slab { Width = bm, Bk = bk, Nt = nt, Count = bk * bm / nt, Rows = p.K, Cols = p.M, AlongK = p.CsA == 1,
@@ -140,20 +135,20 @@ public static class GemmKernels
             if (k0 + bk < p.K) { sa.K0 = k0 + bk; sb.K0 = k0 + bk; pa = sa.Fetch(a, tid); pb = sb.Fetch(b, tid); }
             for (int k = 0; k < bk; k++)
             {
-                var bv = LoadB(Bs, k * bn + tx, sx);
-                int ar = k * bm + ty;
-                r0 = Row8.Fma(r0, As[ar], bv); r1 = Row8.Fma(r1, As[ar + sy], bv);
-                r2 = Row8.Fma(r2, As[ar + 2 * sy], bv); r3 = Row8.Fma(r3, As[ar + 3 * sy], bv);
-                r4 = Row8.Fma(r4, As[ar + 4 * sy], bv); r5 = Row8.Fma(r5, As[ar + 5 * sy], bv);
-                r6 = Row8.Fma(r6, As[ar + 6 * sy], bv); r7 = Row8.Fma(r7, As[ar + 7 * sy], bv);
+                int ab = k * (bm / 4) + ty, bb = k * (bn / 4) + tx;
+                Vec4 alo = As4[ab], ahi = As4[ab + sy], blo = Bs4[bb], bhi = Bs4[bb + sx];
+                r0 = Row8.Fma(r0, alo.X, blo, bhi); r1 = Row8.Fma(r1, alo.Y, blo, bhi);
+                r2 = Row8.Fma(r2, alo.Z, blo, bhi); r3 = Row8.Fma(r3, alo.W, blo, bhi);
+                r4 = Row8.Fma(r4, ahi.X, blo, bhi); r5 = Row8.Fma(r5, ahi.Y, blo, bhi);
+                r6 = Row8.Fma(r6, ahi.Z, blo, bhi); r7 = Row8.Fma(r7, ahi.W, blo, bhi);
             }
             Group.Barrier();
         }
         long ci = (long)bt * p.BatchC;
-        int col = Grid.IdxX * bn + tx, row = Grid.IdxY * bm + ty;
-        Store(p, c, ci, row, col, sx, r0); Store(p, c, ci, row + sy, col, sx, r1);
-        Store(p, c, ci, row + 2 * sy, col, sx, r2); Store(p, c, ci, row + 3 * sy, col, sx, r3);
-        Store(p, c, ci, row + 4 * sy, col, sx, r4); Store(p, c, ci, row + 5 * sy, col, sx, r5);
-        Store(p, c, ci, row + 6 * sy, col, sx, r6); Store(p, c, ci, row + 7 * sy, col, sx, r7);
+        int c0 = Grid.IdxX * bn + 4 * tx, c1 = c0 + bn / 2, row = Grid.IdxY * bm + 4 * ty, row1 = row + bm / 2;
+        Store(p, c, ci, row, c0, c1, r0); Store(p, c, ci, row + 1, c0, c1, r1);
+        Store(p, c, ci, row + 2, c0, c1, r2); Store(p, c, ci, row + 3, c0, c1, r3);
+        Store(p, c, ci, row1, c0, c1, r4); Store(p, c, ci, row1 + 1, c0, c1, r5);
+        Store(p, c, ci, row1 + 2, c0, c1, r6); Store(p, c, ci, row1 + 3, c0, c1, r7);
     }
 }
