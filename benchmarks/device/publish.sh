@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds what the GPU machine runs: the CLI and the test suite (as a program, see
-# tests/PvlrKernels.Tests/DeviceRunner.cs) published self-contained for linux-x64, untrimmed (trimming
+# Builds what the GPU machine runs: the CLI, the test suite (as a program, see
+# tests/PvlrKernels.Tests/DeviceRunner.cs) and the BenchmarkDotNet benchmarks published self-contained for linux-x64, untrimmed (trimming
 # breaks ILGPU), into one folder, packed as .device/pvlr.tar.gz (git-ignored; about 40 MB, under the
 # device tool's 64 MiB carry limit). Then, with the device tool:
 #   run  command="bash benchmarks/device/run.sh"  carry=[".device/pvlr.tar.gz"]
@@ -9,5 +9,6 @@ cd "$(dirname "$0")/../.."
 rm -rf .pub/pvlr && mkdir -p .device
 dotnet publish src/PvlrKernels.Cli -c Release -r linux-x64 --self-contained -p:PublishTrimmed=false -o .pub/pvlr
 dotnet publish tests/PvlrKernels.Tests -c Release -r linux-x64 --self-contained -p:PublishTrimmed=false -p:UseAppHost=true -o .pub/pvlr
+dotnet publish benchmarks/PvlrKernels.Benchmarks -c Release -r linux-x64 --self-contained -p:PublishTrimmed=false -o .pub/pvlr
 tar czf .device/pvlr.tar.gz -C .pub pvlr
 ls -l .device/pvlr.tar.gz

@@ -3,7 +3,8 @@
 # test case on the "cuda" backend, then `pvlr bench` on CUDA at the paper and demo shapes, a sweep of the
 # GEMM tile variants, and one profiled step and inference (PVLR_PROFILE=1, per-kernel times).
 # Results go to $OUT when the device tool sets it, else out/device.
-# Usage: bash benchmarks/device/run.sh [tests|bench|sweep|profile|all]...
+# `bdn` runs the BenchmarkDotNet benchmarks in-process on CPU and CUDA (not part of `all`).
+# Usage: bash benchmarks/device/run.sh [tests|bench|sweep|profile|bdn|all]...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-out/device}; mkdir -p "$out" .pub
@@ -29,6 +30,10 @@ for what in "${@:-all}"; do
   if [ "$what" = profile ] || [ "$what" = all ]; then
     PVLR_PROFILE=1 $pvlr bench --device cuda --preset paper --only step,infer --steps 2 > "$out/profile-cuda-paper.txt" 2>&1 || rc=1
     grep -v '^  step' "$out/profile-cuda-paper.txt" | tail -n 45
+  fi
+  if [ "$what" = bdn ]; then
+    (cd "$out" && "$OLDPWD/.pub/pvlr/PvlrKernels.Benchmarks" --inprocess --filter '*' > bdn.txt 2>&1) || rc=1
+    grep -E '^\|' "$out/bdn.txt" | tail -n 12
   fi
 done
 exit $rc
