@@ -7,9 +7,10 @@
 // rows 4ty..4ty+3 of each half of the tile, and columns 4tx..4tx+3 of each half. Per k step a thread
 // reads its 8 A values and 8 B values as four 128-bit shared loads (ld.shared.v4: the slabs are viewed
 // as Vec4), which a warp serves without bank conflicts (A is a broadcast, B consecutive 16-byte
-// words), for 64 FMAs; stores are coalesced along a row. K advances in slabs of BK; each slab of A and B is staged in
-// shared memory with consecutive threads walking whichever axis of the operand is contiguous (the
-// K axis for row-major A, the M axis for a transposed A), so global loads coalesce in every layout.
+// words), for 64 FMAs; stores are coalesced along a row. K advances in slabs of BK; each slab of A
+// and B is staged in shared memory with consecutive threads walking whichever axis of the operand is
+// contiguous (the K axis for row-major A, the M axis for a transposed A), so global loads coalesce in
+// every layout.
 // The next slab is prefetched into registers (at most 8 values per thread and operand) while the
 // current one is multiplied, so global latency hides behind the FMAs.
 using ILGPU;
@@ -25,11 +26,12 @@ public struct GemmParams
 }
 
 /// Thread-group shape of the blocked GEMM: TX x TY threads, a (8 TY) x (8 TX) tile of C, K slabs of BK.
-/// BK x 8 TY / (TX TY) and BK x 8 TX / (TX TY) (the values each thread stages per slab) must be <= 8.
+/// BK x 8 TY / (TX TY) and BK x 8 TX / (TX TY) (the values each thread stages per slab) must be whole
+/// numbers <= 8 (IlgpuBackend checks this when it compiles a shape).
 public interface IGemmShape { static abstract int TX { get; } static abstract int TY { get; } static abstract int BK { get; } }
 /// 256 threads, 128x128 tiles, BK 8: large GEMMs on a GPU.
 public struct Gemm16 : IGemmShape { public static int TX => 16; public static int TY => 16; public static int BK => 8; }
-/// 256 threads, 128x128 tiles, BK 16 (half the barriers per FLOP; a `pvlr bench --gemm-variants` candidate).
+/// 256 threads, 128x128 tiles, BK 16 (half the barriers per FLOP; PVLR_GEMM_TILE=128k16 selects it for a sweep).
 public struct Gemm16K16 : IGemmShape { public static int TX => 16; public static int TY => 16; public static int BK => 16; }
 /// 64 threads, 64x64 tiles: GEMMs too small to fill the GPU with 128x128 tiles.
 public struct Gemm8 : IGemmShape { public static int TX => 8; public static int TY => 8; public static int BK => 8; }

@@ -12,6 +12,14 @@ public sealed class CheckpointTests
     static string Fx => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "pth");
     static string Tmp(string ext) => Path.Combine(Path.GetTempPath(), "pvlr-ckpt-" + Guid.NewGuid().ToString("N")[..8] + ext);
 
+    /// Writes `entries` (a loaded state dict, possibly filtered) to a new temporary .pth; returns its path.
+    static string SavePth(IEnumerable<KeyValuePair<string, (int[] shape, float[] data)>> entries)
+    {
+        var path = Tmp(".pth");
+        TorchZip.Save(path, entries.Select(kv => (kv.Key, kv.Value.shape, kv.Value.data)));
+        return path;
+    }
+
     static void AssertSameAs(Dictionary<string, (int[] shape, float[] data)> got, string expectedDir)
     {
         var files = Directory.GetFiles(Path.Combine(Fx, expectedDir), "*.npy");
@@ -55,8 +63,7 @@ public sealed class CheckpointTests
     public void AMissingTrainableWeightIsAnError()
     {
         var sd = TorchZip.Load(Path.Combine(Fx, "tiny_state_dict.pth"));
-        var path = Tmp(".pth");
-        TorchZip.Save(path, sd.Where(kv => kv.Key != "fAttn.attention.3.weight").Select(kv => (kv.Key, kv.Value.shape, kv.Value.data)));
+        var path = SavePth(sd.Where(kv => kv.Key != "fAttn.attention.3.weight"));
         using var b = new CpuBackend();
         var e = Assert.Throws<DataFormatException>(() => Checkpoint.LoadTorch(path, b, out _));
         Assert.That(e.Message, Does.Contain("fAttn.attention.3.weight").And.Contain(path));
@@ -67,8 +74,7 @@ public sealed class CheckpointTests
     public void ExportedPthReadsBackExactly()
     {
         var sd = TorchZip.Load(Path.Combine(Fx, "tiny_wrapped_fp16.pth"));
-        var path = Tmp(".pth");
-        TorchZip.Save(path, sd.Select(kv => (kv.Key, kv.Value.shape, kv.Value.data)));
+        var path = SavePth(sd);
         var back = TorchZip.Load(path);
         foreach (var (k, v) in sd) { Assert.That(back[k].shape, Is.EqualTo(v.shape), k); Assert.That(back[k].data, Is.EqualTo(v.data), k); }
         File.Delete(path);
@@ -79,8 +85,7 @@ public sealed class CheckpointTests
     public void TorchLoadsOurPth()
     {
         var sd = TorchZip.Load(Path.Combine(Fx, "tiny_wrapped_fp16.pth"));
-        var path = Tmp(".pth");
-        TorchZip.Save(path, sd.Select(kv => (kv.Key, kv.Value.shape, kv.Value.data)));
+        var path = SavePth(sd);
         var (rc, so, se) = ReferencePython.Run($"-c \"import torch,sys; sd=torch.load(sys.argv[1]); print(len(sd), float(sd['fusion.0.bias'].sum()))\" \"{path}\"");
         Assert.That(rc, Is.EqualTo(0), se);
         Assert.That(so.Split(' ')[0], Is.EqualTo(sd.Count.ToString()));

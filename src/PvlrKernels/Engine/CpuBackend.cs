@@ -55,10 +55,8 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
 
     protected override void Launch<TK>(long n, TK body)
     {
-        if (!Profiler.Enabled) { Run(n, body); return; }
-        long t0 = Profiler.Now();
+        using var _ = Profiler.Time(typeof(TK), n);
         Run(n, body);
-        Profiler.Record(Profiler.KernelName(typeof(TK)), t0, n);
     }
 
     void Run<TK>(long n, TK body) where TK : struct, IKernel
@@ -90,15 +88,11 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
 
     public override void Fill(Storage y, long yo, long n, float v)
     {
-        long t0 = Profiler.Enabled ? Profiler.Now() : 0;
-        try
-        {
-            if (n <= 0) return;
-            M("fill", y, yo, n);
-            var p = S(y).Ptr + yo;
-            Rows((n + 65535) / 65536, n, (s, e) => { long a = s * 65536, b = Math.Min(n, e * 65536); new Span<float>(p + a, (int)(b - a)).Fill(v); });
-        }
-        finally { if (Profiler.Enabled) Profiler.Record("Fill", t0, n); }
+        using var _ = Profiler.Time("Fill", n);
+        if (n <= 0) return;
+        M("fill", y, yo, n);
+        var p = S(y).Ptr + yo;
+        Rows((n + 65535) / 65536, n, (s, e) => { long a = s * 65536, b = Math.Min(n, e * 65536); new Span<float>(p + a, (int)(b - a)).Fill(v); });
     }
 
     /// Drops size-1 dims (front-padding back to rank 4), so e.g. (1,T,C,1) copies become row copies.
@@ -113,140 +107,128 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
 
     public override void Copy4(Storage dst, long dOff, Strides4 sd, Storage src, long sOff, Strides4 ss, Dims4 d, float scale, bool accumulate)
     {
-        long t0 = Profiler.Enabled ? Profiler.Now() : 0;
-        try
+        using var _ = Profiler.Time("Copy4", d.Total);
+        if (d.Total == 0) return;
+        var (dlo, dhi) = Range(d, sd); var (slo, shi) = Range(d, ss);
+        M("copy", dst, dOff + dlo, dhi - dlo + 1); M("copy", src, sOff + slo, shi - slo + 1);   // extent checks
+        Canonical(ref d, ref sd, ref ss);
+        float* dp = S(dst).Ptr + dOff, sp = S(src).Ptr + sOff;
+        if (sd.S3 == 1 && ss.S3 == 1 && d.N3 >= 16)
         {
-            if (d.Total == 0) return;
-            var (dlo, dhi) = Range(d, sd); var (slo, shi) = Range(d, ss);
-            M("copy", dst, dOff + dlo, dhi - dlo + 1); M("copy", src, sOff + slo, shi - slo + 1);   // extent checks
-            Canonical(ref d, ref sd, ref ss);
-            float* dp = S(dst).Ptr + dOff, sp = S(src).Ptr + sOff;
-            if (sd.S3 == 1 && ss.S3 == 1 && d.N3 >= 16)
+            int w = d.N3;
+            Rows((long)d.N0 * d.N1 * d.N2, d.Total, (r0, r1) =>
             {
-                int w = d.N3;
-                Rows((long)d.N0 * d.N1 * d.N2, d.Total, (r0, r1) =>
+                for (long r = r0; r < r1; r++)
                 {
-                    for (long r = r0; r < r1; r++)
-                    {
-                        int i2 = (int)(r % d.N2), i1 = (int)(r / d.N2 % d.N1), i0 = (int)(r / d.N2 / d.N1);
-                        var o = new Span<float>(dp + sd.At(i0, i1, i2, 0), w); var x = new ReadOnlySpan<float>(sp + ss.At(i0, i1, i2, 0), w);
-                        if (!accumulate) { if (scale == 1f) x.CopyTo(o); else System.Numerics.Tensors.TensorPrimitives.Multiply(x, scale, o); }
-                        else if (scale == 1f) System.Numerics.Tensors.TensorPrimitives.Add(o, x, o);
-                        else System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(x, scale, o, o);
-                    }
-                });
-                return;
-            }
-            // transposes and other strided copies: 32x32 tiles over the last two dims, pointer arithmetic only
-            const int Tile = 32;
-            int tiles2 = (d.N2 + Tile - 1) / Tile;
-            Rows((long)d.N0 * d.N1 * tiles2, d.Total, (u0, u1) =>
-            {
-                for (long u = u0; u < u1; u++)
-                {
-                    int t2 = (int)(u % tiles2), i1 = (int)(u / tiles2 % d.N1), i0 = (int)(u / tiles2 / d.N1);
-                    int a2 = t2 * Tile, b2 = Math.Min(d.N2, a2 + Tile);
-                    for (int a3 = 0; a3 < d.N3; a3 += Tile)
-                    {
-                        int b3 = Math.Min(d.N3, a3 + Tile);
-                        for (int i2 = a2; i2 < b2; i2++)
-                        {
-                            float* o = dp + sd.At(i0, i1, i2, 0); float* x = sp + ss.At(i0, i1, i2, 0);
-                            if (accumulate) for (int i3 = a3; i3 < b3; i3++) o[(long)i3 * sd.S3] += scale * x[(long)i3 * ss.S3];
-                            else for (int i3 = a3; i3 < b3; i3++) o[(long)i3 * sd.S3] = scale * x[(long)i3 * ss.S3];
-                        }
-                    }
+                    int i2 = (int)(r % d.N2), i1 = (int)(r / d.N2 % d.N1), i0 = (int)(r / d.N2 / d.N1);
+                    var o = new Span<float>(dp + sd.At(i0, i1, i2, 0), w); var x = new ReadOnlySpan<float>(sp + ss.At(i0, i1, i2, 0), w);
+                    if (!accumulate) { if (scale == 1f) x.CopyTo(o); else System.Numerics.Tensors.TensorPrimitives.Multiply(x, scale, o); }
+                    else if (scale == 1f) System.Numerics.Tensors.TensorPrimitives.Add(o, x, o);
+                    else System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(x, scale, o, o);
                 }
             });
+            return;
         }
-        finally { if (Profiler.Enabled) Profiler.Record("Copy4", t0, d.Total); }
+        // transposes and other strided copies: 32x32 tiles over the last two dims, pointer arithmetic only
+        const int Tile = 32;
+        int tiles2 = (d.N2 + Tile - 1) / Tile;
+        Rows((long)d.N0 * d.N1 * tiles2, d.Total, (u0, u1) =>
+        {
+            for (long u = u0; u < u1; u++)
+            {
+                int t2 = (int)(u % tiles2), i1 = (int)(u / tiles2 % d.N1), i0 = (int)(u / tiles2 / d.N1);
+                int a2 = t2 * Tile, b2 = Math.Min(d.N2, a2 + Tile);
+                for (int a3 = 0; a3 < d.N3; a3 += Tile)
+                {
+                    int b3 = Math.Min(d.N3, a3 + Tile);
+                    for (int i2 = a2; i2 < b2; i2++)
+                    {
+                        float* o = dp + sd.At(i0, i1, i2, 0); float* x = sp + ss.At(i0, i1, i2, 0);
+                        if (accumulate) for (int i3 = a3; i3 < b3; i3++) o[(long)i3 * sd.S3] += scale * x[(long)i3 * ss.S3];
+                        else for (int i3 = a3; i3 < b3; i3++) o[(long)i3 * sd.S3] = scale * x[(long)i3 * ss.S3];
+                    }
+                }
+            }
+        });
     }
 
     /// SumTo whose reduced dims, after dropping size-1 dims and merging neighbours, form a
     /// [reduced, kept] (column sums: bias gradients) or [kept, reduced] (row sums) pattern.
     public override void SumTo(Storage dst, long dOff, Dims4 target, Storage src, long sOff, Dims4 full, bool accumulate)
     {
-        long t0 = Profiler.Enabled ? Profiler.Now() : 0;
-        try
+        using var _ = Profiler.Time("SumTo", full.Total);
+        var segs = new List<(long n, bool red)>();
+        int[] fd = { full.N0, full.N1, full.N2, full.N3 }, td = { target.N0, target.N1, target.N2, target.N3 };
+        for (int k = 0; k < 4; k++)
         {
-            var segs = new List<(long n, bool red)>();
-            int[] fd = { full.N0, full.N1, full.N2, full.N3 }, td = { target.N0, target.N1, target.N2, target.N3 };
-            for (int k = 0; k < 4; k++)
-            {
-                if (fd[k] == 1) continue;
-                bool red = td[k] == 1;
-                if (segs.Count > 0 && segs[^1].red == red) segs[^1] = (segs[^1].n * fd[k], red); else segs.Add((fd[k], red));
-            }
-            if (segs.TrueForAll(x => !x.red))          // nothing reduced: a (+)= copy
-            {
-                Copy4(dst, dOff, new Strides4 { S3 = 1 }, src, sOff, new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1, N2 = 1, N3 = full.Total }, 1f, accumulate);
-                return;
-            }
-            bool colSums = segs.Count == 2 && segs[0].red && !segs[1].red, rowSums = segs.Count == 2 && !segs[0].red && segs[1].red;
-            if (!colSums && !rowSums) { base.SumTo(dst, dOff, target, src, sOff, full, accumulate); return; }
-            M("sum_to", dst, dOff, target.Total); M("sum_to", src, sOff, full.Total);
-            float* dp = S(dst).Ptr + dOff, sp = S(src).Ptr + sOff;
-            if (rowSums)
-            {
-                long w = segs[0].n; int r = (int)segs[1].n;
-                Rows(w, full.Total, (a, b) =>
-                {
-                    for (long i = a; i < b; i++) { float v = System.Numerics.Tensors.TensorPrimitives.Sum(new ReadOnlySpan<float>(sp + i * r, r)); dp[i] = accumulate ? dp[i] + v : v; }
-                });
-                return;
-            }
-            long rows = segs[0].n; int width = (int)segs[1].n;
-            const int Block = 512;                      // columns per task: independent outputs, no reduction across threads
-            Rows((width + Block - 1) / Block, full.Total, (a, b) =>
-            {
-                for (long blk = a; blk < b; blk++)
-                {
-                    int c0 = (int)blk * Block, cw = Math.Min(Block, width - c0);
-                    var o = new Span<float>(dp + c0, cw);
-                    if (!accumulate) o.Clear();
-                    for (long r = 0; r < rows; r++) System.Numerics.Tensors.TensorPrimitives.Add(o, new ReadOnlySpan<float>(sp + r * width + c0, cw), o);
-                }
-            });
+            if (fd[k] == 1) continue;
+            bool red = td[k] == 1;
+            if (segs.Count > 0 && segs[^1].red == red) segs[^1] = (segs[^1].n * fd[k], red); else segs.Add((fd[k], red));
         }
-        finally { if (Profiler.Enabled) Profiler.Record("SumTo", t0, full.Total); }
+        if (segs.TrueForAll(x => !x.red))          // nothing reduced: a (+)= copy
+        {
+            Copy4(dst, dOff, new Strides4 { S3 = 1 }, src, sOff, new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1, N2 = 1, N3 = full.Total }, 1f, accumulate);
+            return;
+        }
+        bool colSums = segs.Count == 2 && segs[0].red && !segs[1].red, rowSums = segs.Count == 2 && !segs[0].red && segs[1].red;
+        if (!colSums && !rowSums) { base.SumTo(dst, dOff, target, src, sOff, full, accumulate); return; }
+        M("sum_to", dst, dOff, target.Total); M("sum_to", src, sOff, full.Total);
+        float* dp = S(dst).Ptr + dOff, sp = S(src).Ptr + sOff;
+        if (rowSums)
+        {
+            long w = segs[0].n; int r = (int)segs[1].n;
+            Rows(w, full.Total, (a, b) =>
+            {
+                for (long i = a; i < b; i++) { float v = System.Numerics.Tensors.TensorPrimitives.Sum(new ReadOnlySpan<float>(sp + i * r, r)); dp[i] = accumulate ? dp[i] + v : v; }
+            });
+            return;
+        }
+        long rows = segs[0].n; int width = (int)segs[1].n;
+        const int Block = 512;                      // columns per task: independent outputs, no reduction across threads
+        Rows((width + Block - 1) / Block, full.Total, (a, b) =>
+        {
+            for (long blk = a; blk < b; blk++)
+            {
+                int c0 = (int)blk * Block, cw = Math.Min(Block, width - c0);
+                var o = new Span<float>(dp + c0, cw);
+                if (!accumulate) o.Clear();
+                for (long r = 0; r < rows; r++) System.Numerics.Tensors.TensorPrimitives.Add(o, new ReadOnlySpan<float>(sp + r * width + c0, cw), o);
+            }
+        });
     }
 
     /// Sums over a contiguous axis (inner = 1) row by row, vectorized; long single rows in parallel parts.
     public override void Reduce(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n, int inner, int mode, float scale, bool accumulate)
     {
-        long t0 = Profiler.Enabled ? Profiler.Now() : 0;
-        try
+        using var _ = Profiler.Time("Reduce", (long)outer * n * inner);
+        if (mode != ReduceMode.Sum || inner != 1 || n < 64) { base.Reduce(y, yo, x, xo, idx, io, outer, n, inner, mode, scale, accumulate); return; }
+        M("reduce", y, yo, outer); M("reduce", x, xo, (long)outer * n);
+        float* yp = S(y).Ptr + yo, xp = S(x).Ptr + xo;
+        if (outer >= Threads * 2 || (long)n < (1 << 18))
         {
-            if (mode != ReduceMode.Sum || inner != 1 || n < 64) { base.Reduce(y, yo, x, xo, idx, io, outer, n, inner, mode, scale, accumulate); return; }
-            M("reduce", y, yo, outer); M("reduce", x, xo, (long)outer * n);
-            float* yp = S(y).Ptr + yo, xp = S(x).Ptr + xo;
-            if (outer >= Threads * 2 || (long)n < (1 << 18))
+            Rows(outer, (long)outer * n, (a, b) =>
             {
-                Rows(outer, (long)outer * n, (a, b) =>
-                {
-                    for (long o = a; o < b; o++) { float v = scale * System.Numerics.Tensors.TensorPrimitives.Sum(new ReadOnlySpan<float>(xp + o * n, n)); yp[o] = accumulate ? yp[o] + v : v; }
-                });
-                return;
-            }
-            for (int o = 0; o < outer; o++)
-            {
-                const int Part = 1 << 16; int parts = (n + Part - 1) / Part; var partial = new double[parts];
-                float* row = xp + (long)o * n;
-                Parallel.For(0, parts, k => partial[k] = System.Numerics.Tensors.TensorPrimitives.Sum(new ReadOnlySpan<float>(row + (long)k * Part, Math.Min(Part, n - k * Part))));
-                float v = scale * (float)partial.Sum();
-                yp[o] = accumulate ? yp[o] + v : v;
-            }
+                for (long o = a; o < b; o++) { float v = scale * System.Numerics.Tensors.TensorPrimitives.Sum(new ReadOnlySpan<float>(xp + o * n, n)); yp[o] = accumulate ? yp[o] + v : v; }
+            });
+            return;
         }
-        finally { if (Profiler.Enabled) Profiler.Record("Reduce", t0, (long)outer * n * inner); }
+        for (int o = 0; o < outer; o++)
+        {
+            const int Part = 1 << 16; int parts = (n + Part - 1) / Part; var partial = new double[parts];
+            float* row = xp + (long)o * n;
+            Parallel.For(0, parts, k => partial[k] = System.Numerics.Tensors.TensorPrimitives.Sum(new ReadOnlySpan<float>(row + (long)k * Part, Math.Min(Part, n - k * Part))));
+            float v = scale * (float)partial.Sum();
+            yp[o] = accumulate ? yp[o] + v : v;
+        }
     }
 
     public override void Gemm(Storage c, long co, Storage a, long ao, Storage b, long bo, GemmParams p)
     {
         CheckGemm(p, c, co, a, ao, b, bo);
-        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        long flops = 2L * p.M * p.N * p.K * p.Batch;
+        using var _ = Profiler.Time(flops > 200_000_000 ? "Gemm large" : "Gemm small", flops);
         for (int bt = 0; bt < p.Batch; bt++)
             CpuGemm.Sgemm(p.M, p.N, p.K, p.Alpha, S(a).Ptr + ao + (long)bt * p.BatchA, p.RsA, p.CsA,
                 S(b).Ptr + bo + (long)bt * p.BatchB, p.RsB, p.CsB, p.Beta, S(c).Ptr + co + (long)bt * p.BatchC, p.Ldc);
-        if (Profiler.Enabled) Profiler.Record($"Gemm {(p.M * (long)p.N * p.K * p.Batch > 100_000_000 ? "large" : "small")}", t0, 2L * p.M * p.N * p.K * p.Batch);
     }
 }

@@ -52,12 +52,14 @@ public sealed partial class Graph : IDisposable
     public IDisposable FrozenWeights() { frozen ??= new(); return new FrozenScope(this); }
     sealed class FrozenScope(Graph g) : IDisposable
     {
-        public void Dispose()
-        {
-            if (g.frozen == null) return;
-            foreach (var v in g.frozen.Values) v.own.Dispose();
-            g.frozen = null;
-        }
+        public void Dispose() => g.DropFrozen();
+    }
+
+    void DropFrozen()
+    {
+        if (frozen == null) return;
+        foreach (var v in frozen.Values) v.own.Dispose();
+        frozen = null;
     }
 
     /// The cached derived tensor for `w` inside a FrozenWeights scope, else a fresh arena tensor that `derive` fills.
@@ -206,9 +208,5 @@ public sealed partial class Graph : IDisposable
         if (!a.Shape.AsSpan().SequenceEqual(b.Shape)) throw new ShapeException($"{op}: shapes differ, {a} vs {b}");
     }
 
-    public void Dispose()
-    {
-        if (frozen != null) foreach (var v in frozen.Values) v.own.Dispose();
-        frozen = null; Act.Dispose();
-    }
+    public void Dispose() { DropFrozen(); Act.Dispose(); }
 }

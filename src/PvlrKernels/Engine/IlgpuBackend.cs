@@ -28,8 +28,7 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     static Context shared;
     readonly Accelerator acc;
     readonly Dictionary<Type, Delegate> kernels = new();
-    readonly bool gpu;
-    Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>> gemm16, gemm16k16, gemm8, gemm4;
+    readonly Dictionary<Type, Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>> gemms = new();
 
     public override string Name { get; }
     public override bool IsGpu => acc.AcceleratorType == AcceleratorType.Cuda;
@@ -48,7 +47,7 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     }
     public Accelerator Accelerator => acc;
 
-    IlgpuBackend(Accelerator acc, string name) { this.acc = acc; Name = name; gpu = acc.AcceleratorType == AcceleratorType.Cuda && acc.MaxNumThreadsPerGroup >= 256; }
+    IlgpuBackend(Accelerator acc, string name) { this.acc = acc; Name = name; }
 
     static Context Ctx()
     {
@@ -107,9 +106,8 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         if (n <= 0) return;
         if (!kernels.TryGetValue(typeof(TK), out var d))
             kernels[typeof(TK)] = d = acc.LoadAutoGroupedStreamKernel<Index1D, TK>(Launcher.Run);
-        long t0 = Profiler.Enabled ? Profiler.Now() : 0;
+        using var _ = Profiler.Time(typeof(TK), n, this);
         ((Action<Index1D, TK>)d)((int)n, body);
-        if (Profiler.Enabled) { acc.Synchronize(); Profiler.Record(Profiler.KernelName(typeof(TK)), t0, n); }
     }
 
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float> l2rows;
@@ -122,10 +120,9 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         M("l2norm", y, yo, t); M("l2norm", x, xo, t); M("l2norm", norm, no, outer);
         int warp = acc.WarpSize, per = Math.Max(1, Math.Min(8, acc.MaxNumThreadsPerGroup / warp));
         l2rows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float>(L2NormWarp.Rows);
-        long t0 = Profiler.Enabled ? Profiler.Now() : 0;
+        using var _ = Profiler.Time("L2NormWarp", outer, this);
         l2rows(new KernelConfig(new Index2D((outer + per - 1) / per, 1), new Index2D(warp, per)), S(y).Buffer.View.SubView(yo, t), S(norm).Buffer.View.SubView(no, outer),
             S(x).Buffer.View.SubView(xo, t), outer, n, eps);
-        if (Profiler.Enabled) { acc.Synchronize(); Profiler.Record("L2NormWarp", t0, outer); }
     }
 
     Storage scratch;
@@ -162,34 +159,39 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         var view = (Storage s, long o) => S(s).Buffer.View.SubView(o, s.Length - o);
         var (run, tx, ty) = PickGemm(p);
         var grid = new Index3D((p.N + 8 * tx - 1) / (8 * tx), (p.M + 8 * ty - 1) / (8 * ty), p.Batch);
-        long t0 = Profiler.Enabled ? Profiler.Now() : 0;
+        using var _ = Profiler.Time(Profiler.Enabled ? $"Gemm {8 * tx}x{8 * ty} tiles" : null, 2L * p.M * p.N * p.K * p.Batch, this);
         run(new KernelConfig(grid, new Index3D(tx, ty, 1)), p, view(a, ao), view(b, bo), view(c, co));
-        if (Profiler.Enabled) { acc.Synchronize(); Profiler.Record($"Gemm {8 * tx}x{8 * ty} tiles", t0, 2L * p.M * p.N * p.K * p.Batch); }
     }
 
-    Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>> Load<TS>() where TS : struct, IGemmShape
+    /// The blocked GEMM for one thread-group shape, compiled on first use, with its group size.
+    (Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>, int, int) Use<TS>() where TS : struct, IGemmShape
     {
-        int nt = TS.TX * TS.TY;
-        if (TS.BK * 8 * Math.Max(TS.TX, TS.TY) > 8 * nt || TS.BK * 8 * Math.Max(TS.TX, TS.TY) > GemmKernels.SlabFloats || TS.BK * 8 % TS.TX != 0)
-            throw new InvalidOperationException($"{typeof(TS).Name}: a slab must stage at most 8 values per thread and fit {GemmKernels.SlabFloats} floats");
-        return acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmKernels.Blocked<TS>);
+        if (!gemms.TryGetValue(typeof(TS), out var k))
+        {
+            // each thread stages BK x 8 TY / (TX TY) values of A and BK x 8 TX / (TX TY) of B per slab
+            int nt = TS.TX * TS.TY, perA = TS.BK * 8 * TS.TY, perB = TS.BK * 8 * TS.TX;
+            if (perA % nt != 0 || perB % nt != 0 || perA / nt > 8 || perB / nt > 8 || Math.Max(perA, perB) > GemmKernels.SlabFloats)
+                throw new InvalidOperationException($"{typeof(TS).Name}: a slab must stage a whole number of at most 8 values per thread and fit {GemmKernels.SlabFloats} floats");
+            gemms[typeof(TS)] = k = acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmKernels.Blocked<TS>);
+        }
+        return (k, TS.TX, TS.TY);
     }
 
-    /// 128x128 tiles when there are at least two per multiprocessor, else 64x64 (more groups in flight).
     /// PVLR_GEMM_TILE=128 | 128k16 | 64 forces one GEMM variant on a GPU (for tuning sweeps); unset: automatic.
     static readonly string ForcedTile = Environment.GetEnvironmentVariable("PVLR_GEMM_TILE");
 
+    /// 32x32 tiles on the emulator; on a GPU 128x128 tiles when there are at least two per multiprocessor,
+    /// else 64x64 (more groups in flight).
     (Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>, int, int) PickGemm(GemmParams p)
     {
-        if (!gpu) return (gemm4 ??= Load<Gemm4>(), Gemm4.TX, Gemm4.TY);
+        if (!IsGpu) return Use<Gemm4>();
         switch (ForcedTile)
         {
-            case "128": return (gemm16 ??= Load<Gemm16>(), Gemm16.TX, Gemm16.TY);
-            case "128k16": return (gemm16k16 ??= Load<Gemm16K16>(), Gemm16K16.TX, Gemm16K16.TY);
-            case "64": return (gemm8 ??= Load<Gemm8>(), Gemm8.TX, Gemm8.TY);
+            case "128": return Use<Gemm16>();
+            case "128k16": return Use<Gemm16K16>();
+            case "64": return Use<Gemm8>();
         }
         long tiles = (long)((p.M + 127) / 128) * ((p.N + 127) / 128) * p.Batch;
-        if (tiles >= 2L * acc.NumMultiprocessors) return (gemm16 ??= Load<Gemm16>(), Gemm16.TX, Gemm16.TY);
-        return (gemm8 ??= Load<Gemm8>(), Gemm8.TX, Gemm8.TY);
+        return tiles >= 2L * acc.NumMultiprocessors ? Use<Gemm16>() : Use<Gemm8>();
     }
 }

@@ -11,12 +11,12 @@ public static class Profiler
     public static readonly bool Enabled = Environment.GetEnvironmentVariable("PVLR_PROFILE") == "1";
     static readonly ConcurrentDictionary<string, (long ticks, long calls, long items)> entries = new();
 
-    public static long Now() => Stopwatch.GetTimestamp();
+    static long Now() => Stopwatch.GetTimestamp();
 
-    public static void Record(string key, long t0, long items) =>
+    static void Record(string key, long t0, long items) =>
         entries.AddOrUpdate(key, (Stopwatch.GetTimestamp() - t0, 1, items), (_, v) => (v.ticks + Stopwatch.GetTimestamp() - t0, v.calls + 1, v.items + items));
 
-    public static string KernelName(Type t) =>
+    static string KernelName(Type t) =>
         t.Name + (t.IsGenericType ? "<" + string.Join(",", t.GetGenericArguments().Select(a => a.Name)) + ">" : "");
 
     public static string Report()
@@ -27,4 +27,25 @@ public static class Profiler
     }
 
     public static void Reset() => entries.Clear();
+
+    /// `using var _ = Profiler.Time(...)`: records the enclosed work under `key` (or the kernel type's
+    /// name, built only when profiling) when the scope ends, after synchronizing `sync` if given (a GPU
+    /// backend, so the time is the kernel's and not its enqueue's). Free when profiling is off.
+    public static Scope Time(string key, long items, Backend sync = null) => new(key, null, items, sync);
+    public static Scope Time(Type kernel, long items, Backend sync = null) => new(null, kernel, items, sync);
+
+    public readonly struct Scope : IDisposable
+    {
+        readonly string key; readonly Type kernel; readonly long items, t0; readonly Backend sync;
+        internal Scope(string key, Type kernel, long items, Backend sync)
+        {
+            this.key = key; this.kernel = kernel; this.items = items; this.sync = sync; t0 = Enabled ? Now() : 0;
+        }
+        public void Dispose()
+        {
+            if (!Enabled) return;
+            sync?.Synchronize();
+            Record(key ?? KernelName(kernel), t0, items);
+        }
+    }
 }

@@ -174,9 +174,8 @@ public static class Inference
         if (features.Length != (long)t * cfg.FeatDim) throw new ShapeException($"{name}: features hold {features.Length} values, expected (T={t}, {cfg.FeatDim})");
         if (t == 0) throw new ShapeException($"{name}: empty video (T = 0)");
         var (cas, attn) = Signals(model, g, features, t, textHost);
-        long t0 = Profiler.Enabled ? Profiler.Now() : 0;
-        try { return Proposals.Generate(name, cas, attn, t, cfg.NumClasses, pc ?? new ProposalConfig(), ambiguous); }
-        finally { if (Profiler.Enabled) Profiler.Record("phase inference: proposals", t0, t); }
+        using var _ = Profiler.Time("phase inference: proposals", t);
+        return Proposals.Generate(name, cas, attn, t, cfg.NumClasses, pc ?? new ProposalConfig(), ambiguous);
     }
 
     /// Test-mode CAS (T, C+1) and attention (T) of one video.
@@ -223,18 +222,17 @@ public static class Inference
         using var frozen = g.FrozenWeights();
         foreach (var v in videos)
         {
-            long t0 = Profiler.Enabled ? Profiler.Now() : 0;
-            var (d, s) = LocalizeVideo(model, g, v.Name, v.Features, v.T, text, ann.Ambiguous.GetValueOrDefault(v.Name));
-            if (Profiler.Enabled) Profiler.Record("phase inference: forward + proposals", t0, v.T);
+            List<Detection> d; float[] s;
+            using (Profiler.Time("phase inference: forward + proposals", v.T))
+                (d, s) = LocalizeVideo(model, g, v.Name, v.Features, v.T, text, ann.Ambiguous.GetValueOrDefault(v.Name));
             dets.AddRange(d); scores.Add(s);
             var y = new float[ann.Classes.Length]; foreach (var l in v.Labels) y[ann.ClassIndex(l)] = 1; labels.Add(y);
         }
         g.Training = wasTraining;
         var names = videos.Select(v => v.Name).ToHashSet();
-        long te = Profiler.Enabled ? Profiler.Now() : 0;
+        using var _ = Profiler.Time("phase inference: evaluation", dets.Count);
         var r = Evaluator.Evaluate(Evaluator.GroundTruth(ann).Where(x => names.Contains(x.Video)).ToList(), dets, ann.Classes.Length);
         r.ClassificationMap = Evaluator.ClassificationMap(scores.ToArray(), labels.ToArray());
-        if (Profiler.Enabled) Profiler.Record("phase inference: evaluation", te, dets.Count);
         return r;
     }
 }
