@@ -66,6 +66,17 @@ public sealed class GemmTests(string backendName)
     }
 
     [Test]
+    public void TallRowMajorA()
+    {
+        // On the CPU: enough rows for tasks that span all columns, A packed by 8x8 register transposes
+        // from rows padded to 304 floats, and a K of two slabs with a tail that is not a multiple of 8.
+        int m = 1100, n = 70, k = 301, lda = 304;
+        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = lda, CsA = 1, RsB = n, CsB = 1, Ldc = n, Alpha = 1, Beta = 1 };
+        Run(p, m * lda, k * n, m * n);
+        if (!B.IsGpu) Assert.That(CpuGemm.Blocks(m, n, 2), Is.EqualTo((112, 96)), "row blocks evened over 2 threads, full-width tasks");
+    }
+
+    [Test]
     public void LargeTilesOnGpu()
     {
         if (!B.IsGpu) Assert.Ignore("the 128x128-tile path runs only on a GPU");

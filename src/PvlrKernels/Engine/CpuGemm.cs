@@ -2,9 +2,11 @@
 //   C (M,N, row stride ldc) = alpha * A B + beta * C, with A and B given by (row stride, column stride),
 //   so transposed and overlapping-row operands are packed directly, with no im2col and no transpose copy.
 // Blocking: KC = 256 deep panels; B packed into NR = 32-column panels shared by all threads; each task
-// packs an MC x KC block of A into MR = 8-row panels and runs the 8x32 Vector512 FMA microkernel
-// (16 zmm accumulators). Tasks are (MC rows) x (NCT columns) tiles so both cores stay busy even for
-// short M. A Vector256 microkernel covers machines without AVX-512.
+// packs an mc x KC block of A into MR = 8-row panels (8x8 register transposes when A is row-major) and
+// runs the 8x32 Vector512 FMA microkernel (16 zmm accumulators, the C tile prefetched while it runs).
+// Tasks: when M has enough row blocks, each task owns rows across all of N (A packed once per slab,
+// row blocks sized so the cores get equal shares); otherwise (mc rows) x (NCT columns) tiles keep both
+// cores busy for short M. A Vector256 microkernel covers machines without AVX-512.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -35,25 +37,37 @@ public static unsafe class CpuGemm
         float* bp = (float*)NativeMemory.AlignedAlloc((nuint)((long)nPanels * KC * NR * 4), 64);
         try
         {
-            int mBlocks = (M + MC - 1) / MC, nBlocks = (N + NCT - 1) / NCT, tasks = mBlocks * nBlocks;
+            var (mc, nc) = Blocks(M, N, Environment.ProcessorCount);
+            int mBlocks = (M + mc - 1) / mc, nBlocks = (N + nc - 1) / nc, tasks = mBlocks * nBlocks;
             for (int pc = 0; pc < K; pc += KC)
             {
                 int kc = Math.Min(KC, K - pc);
                 float* bsrc = B + pc * rsB;
                 Parallel.For(0, nPanels, jp => PackB(kc, bsrc, rsB, csB, jp * NR, Math.Min(NR, N - jp * NR), bp + (long)jp * kc * NR));
                 float* asrc = A + pc * csA;
-                if (tasks == 1) Task(0, 1, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha);
-                else Parallel.For(0, tasks, t => Task(t, nBlocks, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha));
+                if (tasks == 1) Task(0, 1, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha);
+                else Parallel.For(0, tasks, t => Task(t, nBlocks, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha));
             }
         }
         finally { NativeMemory.AlignedFree(bp); }
     }
 
-    static void Task(int t, int nBlocks, int kc, float* A, long rsA, long csA, float* bp, float* C, long ldc, int M, int N, float alpha)
+    /// Rows and columns per task. With at least 2 row blocks per thread, tasks span all of N and the row
+    /// blocks are evened out to a multiple of the thread count (at most MC rows, a multiple of MR).
+    public static (int mc, int nc) Blocks(int M, int N, int threads)
+    {
+        int mBlocks = (M + MC - 1) / MC;
+        if (mBlocks < 2 * threads) return (MC, NCT);
+        int want = (mBlocks + threads - 1) / threads * threads;
+        int mc = ((M + want - 1) / want + MR - 1) / MR * MR;
+        return (Math.Min(MC, mc), (N + NR - 1) / NR * NR);
+    }
+
+    static void Task(int t, int nBlocks, int mcb, int ncb, int kc, float* A, long rsA, long csA, float* bp, float* C, long ldc, int M, int N, float alpha)
     {
         int ib = t / nBlocks, jb = t % nBlocks;
-        int ic = ib * MC, mc = Math.Min(MC, M - ic);
-        int jc = jb * NCT, nc = Math.Min(NCT, N - jc);
+        int ic = ib * mcb, mc = Math.Min(mcb, M - ic);
+        int jc = jb * ncb, nc = Math.Min(ncb, N - jc);
         if (tlsA == null) tlsA = (float*)NativeMemory.AlignedAlloc((nuint)(MC * KC * 4), 64);
         float* ap = tlsA;
         for (int ir = 0; ir < mc; ir += MR)
@@ -74,6 +88,7 @@ public static unsafe class CpuGemm
 
     static void PackA(int kc, float* a, long rs, long cs, int mr, float* dst)
     {
+        if (mr == MR && cs == 1 && Avx.IsSupported) { PackRows8(kc, a, rs, dst); return; }
         if (mr < MR) new Span<float>(dst, kc * MR).Clear();
         for (int r = 0; r < mr; r++)
         {
@@ -81,6 +96,29 @@ public static unsafe class CpuGemm
             if (cs == 1) for (int p = 0; p < kc; p++) dst[p * MR + r] = src[p];
             else for (int p = 0; p < kc; p++) dst[p * MR + r] = src[p * cs];
         }
+    }
+
+    /// dst[p*8 + r] = a[r*rs + p] for 8 row-major rows: 8x8 blocks transposed in registers (unpack,
+    /// shuffle, 128-bit permute), so rows are read 32 bytes at a time instead of one float per row.
+    static void PackRows8(int kc, float* a, long rs, float* dst)
+    {
+        int p = 0;
+        for (; p + 8 <= kc; p += 8)
+        {
+            float* s = a + p;
+            var r0 = Vector256.Load(s); var r1 = Vector256.Load(s + rs); var r2 = Vector256.Load(s + 2 * rs); var r3 = Vector256.Load(s + 3 * rs);
+            var r4 = Vector256.Load(s + 4 * rs); var r5 = Vector256.Load(s + 5 * rs); var r6 = Vector256.Load(s + 6 * rs); var r7 = Vector256.Load(s + 7 * rs);
+            var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1); var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+            var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5); var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+            var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE); var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+            var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE); var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+            float* d = dst + p * MR;
+            Vector256.Store(Avx.Permute2x128(u0, u4, 0x20), d); Vector256.Store(Avx.Permute2x128(u1, u5, 0x20), d + 8);
+            Vector256.Store(Avx.Permute2x128(u2, u6, 0x20), d + 16); Vector256.Store(Avx.Permute2x128(u3, u7, 0x20), d + 24);
+            Vector256.Store(Avx.Permute2x128(u0, u4, 0x31), d + 32); Vector256.Store(Avx.Permute2x128(u1, u5, 0x31), d + 40);
+            Vector256.Store(Avx.Permute2x128(u2, u6, 0x31), d + 48); Vector256.Store(Avx.Permute2x128(u3, u7, 0x31), d + 56);
+        }
+        for (; p < kc; p++) for (int r = 0; r < MR; r++) dst[p * MR + r] = a[r * rs + p];
     }
 
     static void PackB(int kc, float* b, long rs, long cs, int j0, int nr, float* dst)
@@ -102,6 +140,7 @@ public static unsafe class CpuGemm
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default,
                          c40 = default, c41 = default, c50 = default, c51 = default, c60 = default, c61 = default, c70 = default, c71 = default;
+        for (int r = 0; r < mr; r++) { Sse.Prefetch0(c + r * ldc); Sse.Prefetch0(c + r * ldc + 16); }   // C is needed only after the k loop
         for (int p = 0; p < kc; p++)
         {
             var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + 16);
