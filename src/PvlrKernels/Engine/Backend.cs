@@ -56,6 +56,10 @@ public abstract class Backend : IDisposable
     public abstract void DropoutMask(Storage y, long yo, long n, float p, RngKey key);
     public abstract void Normal(Storage y, long yo, long n, float std, int samples, RngKey key);
     public abstract void Gemm(Storage c, long co, Storage a, long ao, Storage b, long bo, GemmParams p);
+    /// Winograd F(m,3) input transform: v (n, tiles, C) from x (Batch, T, C); mat = Bt then At (kernels/Winograd.cs).
+    public abstract void WinogradIn(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p);
+    /// Output transform with bias, LeakyReLU(p.Slope) and a (Batch, T) row mask fused: y (Batch, T, C) from mm (n, tiles, C).
+    public abstract void WinogradOut(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias, long bo, Storage mask, long mko, WinoParams p);
 }
 
 public abstract class Backend<TMem> : Backend where TMem : struct, IMem
@@ -295,6 +299,35 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     public override void Normal(Storage y, long yo, long n, float std, int samples, RngKey key)
     {
         Launch(n, new NormalKernel<TMem> { Y = M("normal", y, yo, n), Key = key, Std = std, Samples = samples, N = (int)n });
+    }
+
+    protected static void CheckWino(WinoParams p)
+    {
+        if (p.Batch < 1 || p.T < 1 || p.C < 1 || p.M < 1 || p.N != p.M + 2 || p.Tiles != (p.T + p.M - 1) / p.M)
+            throw new ShapeException($"winograd: bad params batch={p.Batch} T={p.T} C={p.C} m={p.M} n={p.N} tiles={p.Tiles}");
+    }
+
+    public override void WinogradIn(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p)
+    {
+        CheckWino(p); const string op = "winograd_in";
+        long work = (long)p.TotalTiles * p.C;
+        Launch(work, new WinogradIn<TMem>
+        {
+            V = M(op, v, vo, work * p.N), X = M(op, x, xo, (long)p.Batch * p.T * p.C), Mat = M(op, mat, mo, p.N * p.N + p.M * p.N), P = p
+        });
+    }
+
+    public override void WinogradOut(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias, long bo, Storage mask, long mko, WinoParams p)
+    {
+        CheckWino(p); const string op = "winograd_out";
+        long work = (long)p.TotalTiles * p.C, rows = (long)p.Batch * p.T;
+        var yv = M(op, y, yo, rows * p.C);
+        p.HasBias = bias != null ? 1 : 0; p.HasMask = mask != null ? 1 : 0;
+        Launch(work, new WinogradOut<TMem>
+        {
+            Y = yv, Mm = M(op, mm, mmo, work * p.N), Mat = M(op, mat, mo, p.N * p.N + p.M * p.N),
+            Bias = bias != null ? M(op, bias, bo, p.C) : yv, Mask = mask != null ? M(op, mask, mko, rows) : yv, P = p
+        });
     }
 
     protected void CheckGemm(GemmParams p, Storage c, long co, Storage a, long ao, Storage b, long bo)

@@ -2,6 +2,7 @@
 // chunked Parallel.For, and the packed Vector512 SGEMM. This is the real CPU path; ILGPU's CPU
 // accelerator is an emulator (0.1-0.3 GFLOP/s) and serves only to test the ILGPU kernels.
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using PvlrKernels.Kernels;
 
 namespace PvlrKernels.Engine;
@@ -220,6 +221,96 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
             float v = scale * (float)partial.Sum();
             yp[o] = accumulate ? yp[o] + v : v;
         }
+    }
+
+    // ---- Winograd transforms (kernels/Winograd.cs) vectorized over channels: 16 channels of one tile at a
+    // time, zero coefficients of Bt/At skipped. Same sums as the kernel bodies, in the same order.
+
+    public override void WinogradIn(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p)
+    {
+        CheckWino(p); const string op = "winograd_in";
+        int n = p.N, c = p.C, total = p.TotalTiles;
+        long work = (long)total * c;
+        using var _ = Profiler.Time("WinogradIn", work * n);
+        M(op, v, vo, work * n); M(op, x, xo, (long)p.Batch * p.T * c); M(op, mat, mo, n * n + p.M * n);
+        float* vp = S(v).Ptr + vo, xp = S(x).Ptr + xo, bt = S(mat).Ptr + mo;
+        Rows(total, work * n, (a, e) =>
+        {
+            float** rows = stackalloc float*[n];
+            Vector512<float>* d = stackalloc Vector512<float>[n];
+            for (long tile = a; tile < e; tile++)
+            {
+                int b = (int)(tile / p.Tiles), t0 = (int)(tile % p.Tiles) * p.M - 1;
+                for (int j = 0; j < n; j++) { int t = t0 + j; rows[j] = t >= 0 && t < p.T ? xp + ((long)b * p.T + t) * c : null; }
+                int ch = 0;
+                for (; ch + 16 <= c; ch += 16)
+                {
+                    for (int j = 0; j < n; j++) d[j] = rows[j] != null ? Vector512.Load(rows[j] + ch) : Vector512<float>.Zero;
+                    for (int xi = 0; xi < n; xi++)
+                    {
+                        var sum = Vector512<float>.Zero;
+                        for (int j = 0; j < n; j++) { float w = bt[xi * n + j]; if (w != 0f) sum += Vector512.Create(w) * d[j]; }
+                        Vector512.Store(sum, vp + ((long)xi * total + tile) * c + ch);
+                    }
+                }
+                for (; ch < c; ch++)
+                    for (int xi = 0; xi < n; xi++)
+                    {
+                        float sum = 0f;
+                        for (int j = 0; j < n; j++) if (rows[j] != null) sum += bt[xi * n + j] * rows[j][ch];
+                        vp[((long)xi * total + tile) * c + ch] = sum;
+                    }
+            }
+        });
+    }
+
+    public override void WinogradOut(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias, long bo, Storage mask, long mko, WinoParams p)
+    {
+        CheckWino(p); const string op = "winograd_out";
+        int n = p.N, m = p.M, c = p.C, total = p.TotalTiles;
+        long work = (long)total * c;
+        using var _ = Profiler.Time("WinogradOut", work * n);
+        M(op, y, yo, (long)p.Batch * p.T * c); M(op, mm, mmo, work * n); M(op, mat, mo, n * n + m * n);
+        if (bias != null) M(op, bias, bo, c);
+        if (mask != null) M(op, mask, mko, (long)p.Batch * p.T);
+        float* yp = S(y).Ptr + yo, mp = S(mm).Ptr + mmo, at = S(mat).Ptr + mo + n * n;
+        float* bp = bias != null ? S(bias).Ptr + bo : null, kp = mask != null ? S(mask).Ptr + mko : null;
+        float slope = p.Slope;
+        Rows(total, work * n, (a, e) =>
+        {
+            Vector512<float>* mv = stackalloc Vector512<float>[n];
+            var vslope = Vector512.Create(slope);
+            for (long tile = a; tile < e; tile++)
+            {
+                int b = (int)(tile / p.Tiles), t0 = (int)(tile % p.Tiles) * m, count = Math.Min(m, p.T - t0);
+                int ch = 0;
+                for (; ch + 16 <= c; ch += 16)
+                {
+                    for (int xi = 0; xi < n; xi++) mv[xi] = Vector512.Load(mp + ((long)xi * total + tile) * c + ch);
+                    for (int r = 0; r < count; r++)
+                    {
+                        var sum = Vector512<float>.Zero;
+                        for (int xi = 0; xi < n; xi++) { float w = at[r * n + xi]; if (w != 0f) sum += Vector512.Create(w) * mv[xi]; }
+                        if (bp != null) sum += Vector512.Load(bp + ch);
+                        sum = Vector512.ConditionalSelect(Vector512.GreaterThan(sum, Vector512<float>.Zero), sum, sum * vslope);
+                        long row = (long)b * p.T + t0 + r;
+                        if (kp != null) sum *= Vector512.Create(kp[row]);
+                        Vector512.Store(sum, yp + row * c + ch);
+                    }
+                }
+                for (; ch < c; ch++)
+                    for (int r = 0; r < count; r++)
+                    {
+                        float sum = 0f;
+                        for (int xi = 0; xi < n; xi++) sum += at[r * n + xi] * mp[((long)xi * total + tile) * c + ch];
+                        if (bp != null) sum += bp[ch];
+                        sum = LeakyReluOp.Forward(sum, slope);
+                        long row = (long)b * p.T + t0 + r;
+                        if (kp != null) sum *= kp[row];
+                        yp[row * c + ch] = sum;
+                    }
+            }
+        });
     }
 
     public override void Gemm(Storage c, long co, Storage a, long ao, Storage b, long bo, GemmParams p)

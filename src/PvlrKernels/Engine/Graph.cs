@@ -43,8 +43,9 @@ public sealed partial class Graph : IDisposable
     /// Drops the tape and recycles the activation arena (every tensor of the last step becomes invalid).
     public void Reset() { tape.Clear(); Act.Reset(); }
 
-    // Weight layouts derived once per FrozenWeights scope (the Conv1d GEMM layout), outside the arena.
-    Dictionary<(Storage, long), (Tensor t, Storage own)> frozen;
+    // Weight layouts derived once per FrozenWeights scope (the Conv1d GEMM layout, Winograd's U), outside
+    // the arena, keyed by the weight and which derivation (0 = conv layout, m = Winograd F(m,3)).
+    Dictionary<(Storage, long, int), (Tensor t, Storage own)> frozen;
 
     /// A scope in which the caller promises that no parameter changes (test-time inference over many
     /// videos): ops may then cache what they derive from a weight (Conv1d's GEMM layout of its kernel)
@@ -63,14 +64,14 @@ public sealed partial class Graph : IDisposable
     }
 
     /// The cached derived tensor for `w` inside a FrozenWeights scope, else a fresh arena tensor that `derive` fills.
-    Tensor Derived(Tensor w, int[] shape, Action<Tensor> derive)
+    Tensor Derived(Tensor w, int kind, int[] shape, Action<Tensor> derive)
     {
         if (frozen == null || Recording) { var t = New(shape); derive(t); return t; }
-        if (frozen.TryGetValue((w.Data, w.Offset), out var hit)) return hit.t;
+        if (frozen.TryGetValue((w.Data, w.Offset, kind), out var hit)) return hit.t;
         var own = B.Allocate(Tensor.Numel(shape));
         var c = new Tensor(own, 0, shape);
         derive(c);
-        frozen[(w.Data, w.Offset)] = (c, own);
+        frozen[(w.Data, w.Offset, kind)] = (c, own);
         return c;
     }
 
@@ -208,5 +209,5 @@ public sealed partial class Graph : IDisposable
         if (!a.Shape.AsSpan().SequenceEqual(b.Shape)) throw new ShapeException($"{op}: shapes differ, {a} vs {b}");
     }
 
-    public void Dispose() { DropFrozen(); Act.Dispose(); }
+    public void Dispose() { DropFrozen(); DropWinograd(); Act.Dispose(); }
 }

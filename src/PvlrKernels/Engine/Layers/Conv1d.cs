@@ -19,7 +19,7 @@ public sealed partial class Graph
         int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), k = w.Dim(2), pad = (k - 1) / 2, tp = t + 2 * pad;
         int rows = b * tp - 2 * pad;
         var xp = pad > 0 ? PadTimeRaw(x, pad) : x;
-        var wr = Derived(w, new[] { k * cin, cout }, wr =>
+        var wr = Derived(w, 0, new[] { k * cin, cout }, wr =>
             B.Copy4(wr.Data, wr.Offset, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 }, w.Data, w.Offset, new Strides4 { S1 = 1, S2 = k, S3 = cin * k },
                 new Dims4 { N0 = 1, N1 = k, N2 = cin, N3 = cout }, 1f, false));
         var yv = pad > 0 ? New(new[] { b * tp, cout }) : null;

@@ -1,0 +1,78 @@
+// y = LeakyReLU_slope(conv1d(x, w) + bias) * rowMask: the convolution block of the CO2-Net modules
+// and the fusion layers. slope 1 is no activation; rowMask (B, T, 1) is optional (a ragged batch zeroes
+// the rows between its videos with it).
+//   Recording (training): Conv1d, LeakyRelu and Mul on the tape, exactly the unfused ops.
+//   Not recording, k = 3 and WinogradTile = m > 0: Winograd F(m,3) (kernels/Winograd.cs): the input
+//   transform, n = m + 2 GEMMs (tiles x Cin)(Cin x Cout), and the output transform with bias, activation
+//   and mask fused. The GEMMs do n/(3m) of the direct multiplies (8/18 at m = 6). The results equal the
+//   direct convolution up to fp32 rounding; U = G w is derived once per FrozenWeights scope.
+using PvlrKernels.Kernels;
+
+namespace PvlrKernels.Engine;
+
+public sealed partial class Graph
+{
+    /// Winograd tile size for test-time k = 3 convolutions (2, 4 or 6); 0 = direct convolution.
+    public int WinogradTile;
+
+    Dictionary<int, Storage> winoMats;   // Bt | At | G per tile size, uploaded once per graph
+
+    public Tensor ConvAct(Tensor x, Tensor w, Tensor bias, float slope, Tensor rowMask = null)
+    {
+        if (rowMask != null && (rowMask.Size != (long)x.Dim(0) * x.Dim(1)))
+            throw new ShapeException($"conv_act: row mask {rowMask} does not match the rows of {x}");
+        int m = WinogradTile;
+        if (Needs(x, w, bias) || w.Rank != 3 || w.Dim(2) != 3 || m == 0)
+        {
+            var y = Conv1d(x, w, bias);
+            if (slope != 1f) y = LeakyRelu(y, slope);
+            return rowMask != null ? Mul(y, Reshape(rowMask, x.Dim(0), x.Dim(1), 1)) : y;
+        }
+        if (x.Rank != 3 || w.Dim(1) != x.Dim(2) || (bias != null && bias.Size != w.Dim(0)))
+            throw new ShapeException($"conv_act: x {x} (B,T,Cin), weight {w} (Cout,Cin,3), bias {bias?.ToString() ?? "none"}");
+        int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), n = m + 2, tiles = (t + m - 1) / m;
+        var mat = WinogradMats(m);
+        var u = Derived(w, m, new[] { n, cin, cout }, u => WinogradWeight(u, w, mat, m));
+        var p = new WinoParams { Batch = b, T = t, C = cin, M = m, N = n, Tiles = tiles, Slope = slope };
+        var v = New(new[] { n, b * tiles, cin });
+        B.WinogradIn(v.Data, v.Offset, x.Data, x.Offset, mat, 0, p);
+        var mm = New(new[] { n, b * tiles, cout });
+        B.Gemm(mm.Data, mm.Offset, v.Data, v.Offset, u.Data, u.Offset, new GemmParams
+        {
+            Batch = n, M = b * tiles, N = cout, K = cin, BatchA = b * tiles * cin, RsA = cin, CsA = 1,
+            BatchB = cin * cout, RsB = cout, CsB = 1, BatchC = b * tiles * cout, Ldc = cout, Alpha = 1f, Beta = 0f
+        });
+        var yo = New(new[] { b, t, cout });
+        p.C = cout;
+        B.WinogradOut(yo.Data, yo.Offset, mm.Data, mm.Offset, mat, 0, bias?.Data, bias?.Offset ?? 0, rowMask?.Data, rowMask?.Offset ?? 0, p);
+        return yo;
+    }
+
+    /// U (n, Cin, Cout) = G w: one GEMM of w viewed (Cout*Cin, 3) by G^T (3, n), then one transposing copy.
+    void WinogradWeight(Tensor u, Tensor w, Storage mat, int m)
+    {
+        int cout = w.Dim(0), cin = w.Dim(1), n = m + 2;
+        var uw = New(new[] { cout * cin, n });
+        B.Gemm(uw.Data, uw.Offset, w.Data, w.Offset, mat, n * n + m * n, new GemmParams
+        { Batch = 1, M = cout * cin, N = n, K = 3, RsA = 3, CsA = 1, RsB = 1, CsB = 3, Ldc = n, Alpha = 1f, Beta = 0f });
+        B.Copy4(u.Data, u.Offset, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 }, uw.Data, uw.Offset, new Strides4 { S1 = 1, S2 = n, S3 = cin * n },
+            new Dims4 { N0 = 1, N1 = n, N2 = cin, N3 = cout }, 1f, false);
+    }
+
+    Storage WinogradMats(int m)
+    {
+        winoMats ??= new();
+        if (winoMats.TryGetValue(m, out var s)) return s;
+        var (mat, g) = Winograd.Matrices(m);
+        s = B.Allocate(mat.Length + g.Length);
+        B.Upload(s, 0, mat); B.Upload(s, mat.Length, g);
+        return winoMats[m] = s;
+    }
+
+    void DropWinograd()
+    {
+        if (winoMats == null) return;
+        foreach (var s in winoMats.Values) s.Dispose();
+        winoMats = null;
+    }
+}
