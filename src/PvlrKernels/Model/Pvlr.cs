@@ -124,25 +124,30 @@ public sealed class PvlrModel
     Tensor W(string n) => P[n].Value;
 
     // ---------------- the cross-modal attention module (CO2-Net, wstal.py:11-50) ----------------
-    (Tensor attn, Tensor filtered) Attn(Graph g, string m, Tensor v, Tensor f)
+    (Tensor attn, Tensor filtered) Attn(Graph g, string m, Tensor v, Tensor f, RaggedBatch rag)
     {
         float pd = Cfg.DropAttn;
-        Tensor Cv(Tensor x, string layer) => g.Conv1d(x, W($"{m}.{layer}.weight"), W($"{m}.{layer}.bias"));
-        var fz = g.Dropout(g.LeakyRelu(Cv(f, "AE_e.0")), pd, $"{m}.AE_e");
+        // conv + LeakyReLU(0.2) (slope 1: none); over a ragged batch the rows between videos are re-zeroed
+        Tensor Cv(Tensor x, string layer, float slope = 0.2f, bool mask = true) =>
+            g.ConvAct(x, W($"{m}.{layer}.weight"), W($"{m}.{layer}.bias"), slope, mask ? rag?.Mask : null);
+        var fz = g.Dropout(Cv(f, "AE_e.0"), pd, $"{m}.AE_e");
         // AE_d's output feeds no loss and no test-time output: computed only in training with the saving off
-        if (g.Training && !Cfg.SkipAeDecoder) g.Dropout(g.LeakyRelu(Cv(fz, "AE_d.0")), pd, $"{m}.AE_d");
-        var gpool = g.Mean(v, 1);                                                       // (B,1,H)
-        var c = g.Dropout(g.LeakyRelu(Cv(gpool, "channel_conv.0")), pd, $"{m}.channel_conv");
+        if (g.Training && !Cfg.SkipAeDecoder) g.Dropout(Cv(fz, "AE_d.0"), pd, $"{m}.AE_d");
+        int h = v.Dim(2);
+        var gpool = rag == null ? g.Mean(v, 1)                                          // (B,1,H)
+            : g.Reshape(g.MatMul(rag.SegMean, g.Reshape(v, rag.Rows, h)), rag.Count, 1, h);
+        var c = g.Dropout(Cv(gpool, "channel_conv.0", mask: false), pd, $"{m}.channel_conv");
         // eps 1e-12 instead of the original unguarded division: identical except where dropout zeroes every
         // channel (probability ~2^-H, reachable only at tiny widths), where the original gives NaN.
         var cn = g.L2Normalize(c, 2, 1e-12f);
-        var bw = g.Dropout(g.LeakyRelu(Cv(fz, "bit_wise_attn.0")), pd, $"{m}.bit_wise_attn");
+        var bw = g.Dropout(Cv(fz, "bit_wise_attn.0"), pd, $"{m}.bit_wise_attn");
         var bwn = g.L2Normalize(bw, 2, 1e-12f);
-        var tau = g.MatMul(bwn, cn, transB: true);                                      // (B,T,1)
+        var tau = rag == null ? g.MatMul(bwn, cn, transB: true)                         // (B,T,1)
+            : g.Sum(g.Mul(bwn, g.Gather(g.Reshape(cn, 1, rag.Count, h), 1, rag.RowVideo, perInner: false)), 2);
         var ff = g.Mul(g.Sigmoid(g.Mul(bw, tau)), v);
-        var h1 = g.Dropout(g.LeakyRelu(Cv(ff, "attention.0")), pd, $"{m}.attention.2");
-        var h2 = g.LeakyRelu(Cv(h1, "attention.3"));
-        var a = g.Dropout(Cv(h2, "attention.5"), pd, $"{m}.attention.6");
+        var h1 = g.Dropout(Cv(ff, "attention.0"), pd, $"{m}.attention.2");
+        var h2 = Cv(h1, "attention.3", mask: false);                                    // feeds only the k=1 conv
+        var a = g.Dropout(Cv(h2, "attention.5", 1f, mask: false), pd, $"{m}.attention.6");
         return (g.Sigmoid(g.Scale(a, 1f / Cfg.SigTAttn)), ff);
     }
 
@@ -174,17 +179,19 @@ public sealed class PvlrModel
     }
 
     // ---------------- the whole forward ----------------
-    public PvlrOutputs Forward(Graph g, Tensor x, Tensor precomputedText = null)
+    /// x (B, T, F); with `rag`, x is the ragged batch's packed (1, R, F) (test mode) and every output is (1, R, .).
+    public PvlrOutputs Forward(Graph g, Tensor x, Tensor precomputedText = null, RaggedBatch rag = null)
     {
         if (x.Rank != 3 || x.Dim(2) != Cfg.FeatDim) throw new ShapeException($"pvlr: input must be (B, T, {Cfg.FeatDim}), got {x}");
+        if (rag != null && (x.Dim(0) != 1 || x.Dim(1) != rag.Rows)) throw new ShapeException($"pvlr: a ragged batch of {rag.Rows} rows needs x (1, {rag.Rows}, F), got {x}");
         int h = Cfg.Half;
         var v = g.Slice(x, 2, 0, h); var fl = g.Slice(x, 2, h, h);
-        var (va, vfeat) = Attn(g, "vAttn", v, fl);
-        var (fa, ffeat) = Attn(g, "fAttn", fl, v);
+        var (va, vfeat) = Attn(g, "vAttn", v, fl, rag);
+        var (fa, ffeat) = Attn(g, "fAttn", fl, v, rag);
         var attn = g.Add(g.Scale(fa, Cfg.ConvexAlpha), g.Scale(va, 1 - Cfg.ConvexAlpha));
         var nfeat = g.Concat(2, vfeat, ffeat);
-        var feat = g.Dropout(g.LeakyRelu(g.Conv1d(nfeat, W("fusion.0.weight"), W("fusion.0.bias"))), Cfg.DropFusion, "fusion");
-        var featFinal = g.Dropout(g.LeakyRelu(g.Conv1d(feat, W("fusion2.0.weight"), W("fusion2.0.bias"))), Cfg.DropFusion, "fusion2");
+        var feat = g.Dropout(g.ConvAct(nfeat, W("fusion.0.weight"), W("fusion.0.bias"), 0.2f, rag?.Mask), Cfg.DropFusion, "fusion");
+        var featFinal = g.Dropout(g.ConvAct(feat, W("fusion2.0.weight"), W("fusion2.0.bias"), 0.2f), Cfg.DropFusion, "fusion2");
         var mu = g.Linear(featFinal, W("snippet_prob_encoder.fc_mean.weight"), W("snippet_prob_encoder.fc_mean.bias"));
         // the variance feeds the training losses only; test mode (CAS and attention) leaves it null
         var var_ = g.Training ? g.Relu(g.Linear(featFinal, W("snippet_prob_encoder.fc_var.weight"), W("snippet_prob_encoder.fc_var.bias"))) : null;

@@ -48,6 +48,9 @@ public sealed class PvlrConfig
     public bool MeanFirstCas { get; set; } = true;     // (always: the P^2 einsum is never materialised)
     public bool TruncateText { get; set; } = true;     // run the text tower on tokens up to the last EOT only
     public bool SkipAeDecoder { get; set; } = true;    // AE_d feeds no loss in training
+    // test-time speed; the outputs equal the plain per-video forward up to fp32 rounding
+    public int WinogradTile { get; set; } = 6;        // Winograd F(m,3) for the k=3 convs at test time (2, 4, 6; 0 = direct)
+    public int InferRows { get; set; } = 4096;        // snippet rows per ragged inference batch (several videos per forward)
     public float DropAttn { get; set; } = 0.5f;
     public float DropFusion { get; set; } = 0.7f;
     public float DropEasy { get; set; } = 0.6f;
@@ -102,5 +105,7 @@ public sealed class PvlrConfig
         if (ClipWidth % ClipHeads != 0) throw new ArgumentException($"ClipWidth {ClipWidth} must be divisible by ClipHeads {ClipHeads}");
         if (Alpha.Length != 9) throw new ArgumentException("Alpha needs 9 values (alpha0..alpha8)");
         if (BatchSize < 2) throw new ArgumentException("BatchSize must be at least 2");
+        if (WinogradTile != 0 && !Engine.Winograd.Supported(WinogradTile)) throw new ArgumentException($"WinogradTile {WinogradTile}: use 0 (direct), 2, 4 or 6");
+        if (InferRows < 1) throw new ArgumentException($"InferRows {InferRows} must be at least 1");
     }
 }

@@ -164,30 +164,52 @@ public sealed class Trainer : IDisposable
     public void Dispose() { G.Dispose(); Model.P.Dispose(); }
 }
 
-/// Test-mode inference: per video, the cosine CAS and attention, proposals, and evaluation.
+/// Test-mode inference: the cosine CAS and attention of ragged batches of videos, proposals per video,
+/// and evaluation.
 public static class Inference
 {
     public static (List<Detection> dets, float[] scores) LocalizeVideo(PvlrModel model, Graph g, string name, float[] features, int t, float[] textHost,
         List<(double, double)> ambiguous = null, ProposalConfig pc = null)
     {
-        var cfg = model.Cfg;
-        if (features.Length != (long)t * cfg.FeatDim) throw new ShapeException($"{name}: features hold {features.Length} values, expected (T={t}, {cfg.FeatDim})");
-        if (t == 0) throw new ShapeException($"{name}: empty video (T = 0)");
-        var (cas, attn) = Signals(model, g, features, t, textHost);
+        var (cas, attn) = Signals(model, g, new[] { (name, features, t) }, textHost)[0];
         using var _ = Profiler.Time("phase inference: proposals", t);
-        return Proposals.Generate(name, cas, attn, t, cfg.NumClasses, pc ?? new ProposalConfig(), ambiguous);
+        return Proposals.Generate(name, cas, attn, t, model.Cfg.NumClasses, pc ?? new ProposalConfig(), ambiguous);
     }
 
     /// Test-mode CAS (T, C+1) and attention (T) of one video.
-    public static (float[] cas, float[] attn) Signals(PvlrModel model, Graph g, float[] features, int t, float[] textHost)
+    public static (float[] cas, float[] attn) Signals(PvlrModel model, Graph g, float[] features, int t, float[] textHost) =>
+        Signals(model, g, new[] { ("video", features, t) }, textHost)[0];
+
+    /// Test-mode CAS and attention of each video, forwarded as one ragged batch (RaggedBatch); the caller
+    /// keeps a batch within Cfg.InferRows rows (Batches). Names appear in errors only.
+    public static (float[] cas, float[] attn)[] Signals(PvlrModel model, Graph g, IReadOnlyList<(string name, float[] features, int t)> videos, float[] textHost)
     {
         var cfg = model.Cfg;
-        g.Reset(); g.Training = false;
+        foreach (var (name, f, t) in videos)
+        {
+            if (t == 0) throw new ShapeException($"{name}: empty video (T = 0)");
+            if (f.Length != (long)t * cfg.FeatDim) throw new ShapeException($"{name}: features hold {f.Length} values, expected (T={t}, {cfg.FeatDim})");
+        }
+        g.Reset(); g.Training = false; g.WinogradTile = cfg.WinogradTile;
         using (g.NoGrad())
         {
-            var o = model.Forward(g, g.FromHost(features, 1, t, cfg.FeatDim), g.FromHost(textHost, cfg.NumClasses + 1, cfg.EmbedDim));
-            return (g.ToHost(o.Cas), g.ToHost(o.Attn));
+            var rag = new RaggedBatch(g, videos.Select(v => v.t).ToArray());
+            var o = model.Forward(g, rag.Pack(g, videos.Select(v => v.features).ToArray(), cfg.FeatDim), g.FromHost(textHost, cfg.NumClasses + 1, cfg.EmbedDim), rag);
+            float[] cas = g.ToHost(o.Cas), attn = g.ToHost(o.Attn);
+            return Enumerable.Range(0, rag.Count).Select(i => (rag.Unpack(cas, i, cfg.NumClasses + 1), rag.Unpack(attn, i, 1))).ToArray();
         }
+    }
+
+    /// Consecutive groups of videos of at most maxRows packed rows (a longer video forms its own group).
+    public static IEnumerable<List<Video>> Batches(IEnumerable<Video> videos, int maxRows)
+    {
+        var cur = new List<Video>(); int rows = 1;
+        foreach (var v in videos)
+        {
+            if (cur.Count > 0 && rows + v.T + 1 > maxRows) { yield return cur; cur = new List<Video>(); rows = 1; }
+            cur.Add(v); rows += v.T + 1;
+        }
+        if (cur.Count > 0) yield return cur;
     }
 
     /// The CAS of each video's first GT class and the attention against its GT, as a PNG.
@@ -220,13 +242,20 @@ public static class Inference
         var text = Text(model, g);
         var dets = new List<Detection>(); var scores = new List<float[]>(); var labels = new List<float[]>();
         using var frozen = g.FrozenWeights();
-        foreach (var v in videos)
+        foreach (var batch in Batches(videos, model.Cfg.InferRows))
         {
-            List<Detection> d; float[] s;
-            using (Profiler.Time("phase inference: forward + proposals", v.T))
-                (d, s) = LocalizeVideo(model, g, v.Name, v.Features, v.T, text, ann.Ambiguous.GetValueOrDefault(v.Name));
-            dets.AddRange(d); scores.Add(s);
-            var y = new float[ann.Classes.Length]; foreach (var l in v.Labels) y[ann.ClassIndex(l)] = 1; labels.Add(y);
+            (float[] cas, float[] attn)[] sig;
+            using (Profiler.Time("phase inference: forward", batch.Sum(v => v.T)))
+                sig = Signals(model, g, batch.Select(v => (v.Name, v.Features, v.T)).ToArray(), text);
+            for (int i = 0; i < batch.Count; i++)
+            {
+                var v = batch[i];
+                List<Detection> d; float[] s;
+                using (Profiler.Time("phase inference: proposals", v.T))
+                    (d, s) = Proposals.Generate(v.Name, sig[i].cas, sig[i].attn, v.T, model.Cfg.NumClasses, new ProposalConfig(), ann.Ambiguous.GetValueOrDefault(v.Name));
+                dets.AddRange(d); scores.Add(s);
+                var y = new float[ann.Classes.Length]; foreach (var l in v.Labels) y[ann.ClassIndex(l)] = 1; labels.Add(y);
+            }
         }
         g.Training = wasTraining;
         var names = videos.Select(v => v.Name).ToHashSet();

@@ -1,0 +1,47 @@
+// Several test videos of different lengths as one sequence (1, R, F):
+//   [0 | video 1 | 0 | video 2 | ... | video n | 0]
+// with one zero row before, between and after the videos. A k = 3, padding 1 convolution over it equals
+// each video's own convolution at its rows as long as the zero rows stay zero, which Mask (1, R, 1)
+// enforces after each convolution (fused into Winograd's output transform). Per-video means use SegMean
+// (n, R: 1/T at a video's rows), per-video broadcasts gather by RowVideo (1, R). The batch turns 212
+// per-video forwards into a few large GEMMs (PvlrModel.Forward with a RaggedBatch).
+using PvlrKernels.Engine;
+
+namespace PvlrKernels.Model;
+
+public sealed class RaggedBatch
+{
+    public readonly int[] Lengths, Starts;   // Starts[i]: the first row of video i
+    public readonly int Rows;
+    public readonly Tensor Mask, SegMean, RowVideo;
+
+    public RaggedBatch(Graph g, IReadOnlyList<int> lengths)
+    {
+        if (lengths.Count == 0) throw new ArgumentException("ragged batch: no videos");
+        Lengths = lengths.ToArray(); Starts = new int[Lengths.Length];
+        int r = 1;
+        for (int i = 0; i < Lengths.Length; i++)
+        {
+            if (Lengths[i] < 1) throw new ShapeException($"ragged batch: video {i} is empty (T = 0)");
+            Starts[i] = r; r += Lengths[i] + 1;
+        }
+        Rows = r;
+        var mask = new float[Rows]; var seg = new float[Lengths.Length * Rows]; var rowVideo = new float[Rows];
+        for (int i = 0; i < Lengths.Length; i++)
+            for (int t = Starts[i]; t < Starts[i] + Lengths[i]; t++) { mask[t] = 1; seg[i * Rows + t] = 1f / Lengths[i]; rowVideo[t] = i; }
+        Mask = g.FromHost(mask, 1, Rows, 1); SegMean = g.FromHost(seg, Lengths.Length, Rows); RowVideo = g.FromHost(rowVideo, 1, Rows);
+    }
+
+    public int Count => Lengths.Length;
+
+    /// The packed input (1, R, width), zero rows included, uploaded video by video.
+    public Tensor Pack(Graph g, IReadOnlyList<float[]> features, int width)
+    {
+        var x = g.New(new[] { 1, Rows, width }, zero: true);
+        for (int i = 0; i < Count; i++) g.B.Upload(x.Data, x.Offset + (long)Starts[i] * width, features[i].AsSpan(0, Lengths[i] * width));
+        return x;
+    }
+
+    /// Video i's rows of a downloaded (1, R, width) output.
+    public float[] Unpack(float[] packed, int i, int width) => packed.AsSpan(Starts[i] * width, Lengths[i] * width).ToArray();
+}

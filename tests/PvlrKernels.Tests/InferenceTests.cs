@@ -1,0 +1,56 @@
+// Test-time inference over ragged batches (RaggedBatch + Winograd convolutions) against the plain
+// per-video forward with direct convolutions, on every backend: several videos of different lengths
+// (one of a single snippet) in one sequence give each video's own CAS and attention.
+using NUnit.Framework;
+using PvlrKernels.Data;
+using PvlrKernels.Engine;
+using PvlrKernels.Model;
+using PvlrKernels.Train;
+
+namespace PvlrKernels.Tests;
+
+[TestFixtureSource(typeof(Backends), nameof(Backends.All))]
+public sealed class InferenceTests(string backendName)
+{
+    Backend B => Backends.Get(backendName);
+
+    [TestCase(6)] [TestCase(0)]
+    public void RaggedBatchesMatchThePerVideoForward(int winograd)
+    {
+        var cfg = PvlrConfig.Tiny(); cfg.InferRows = 15; cfg.WinogradTile = winograd;
+        using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
+        var r = new Random(3);
+        var videos = new[] { 1, 7, 12, 3 }.Select((t, i) => new Video
+        {
+            Name = $"v{i}", T = t, Features = Enumerable.Range(0, t * cfg.FeatDim).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray()
+        }).ToList();
+        var batches = Inference.Batches(videos, cfg.InferRows).ToList();
+        Assert.That(batches.Select(b => b.Count), Is.EqualTo(new[] { 2, 1, 1 }), "1 + (1+1) + (7+1) = 11 rows, then 12 alone, then 3");
+
+        var text = Inference.Text(tr.Model, tr.G);
+        var got = batches.SelectMany(b => Inference.Signals(tr.Model, tr.G, b.Select(v => (v.Name, v.Features, v.T)).ToArray(), text)).ToArray();
+        for (int i = 0; i < videos.Count; i++)
+        {
+            var v = videos[i]; var g = tr.G;
+            g.Reset(); g.WinogradTile = 0;
+            using (g.NoGrad())
+            {
+                var o = tr.Model.Forward(g, g.FromHost(v.Features, 1, v.T, cfg.FeatDim), g.FromHost(text, cfg.NumClasses + 1, cfg.EmbedDim));
+                Check.Close(got[i].cas, g.ToHost(o.Cas), 1e-4, 1e-4, $"{v.Name} cas, winograd {winograd} [{backendName}]");
+                Check.Close(got[i].attn, g.ToHost(o.Attn), 1e-6, 1e-5, $"{v.Name} attention [{backendName}]");
+            }
+        }
+    }
+
+    [Test]
+    public void EmptyVideoAndShortFeaturesAreNamed()
+    {
+        var cfg = PvlrConfig.Tiny();
+        using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
+        var text = Inference.Text(tr.Model, tr.G);
+        var e = Assert.Throws<ShapeException>(() => Inference.Signals(tr.Model, tr.G, new[] { ("ok", new float[2 * cfg.FeatDim], 2), ("video_test_0000004", Array.Empty<float>(), 0) }, text));
+        Assert.That(e.Message, Does.Contain("video_test_0000004").And.Contain("empty"));
+        e = Assert.Throws<ShapeException>(() => Inference.Signals(tr.Model, tr.G, new[] { ("video_test_0000007", new float[5], 2) }, text));
+        Assert.That(e.Message, Does.Contain("video_test_0000007").And.Contain("expected (T=2"));
+    }
+}
