@@ -111,6 +111,11 @@ public sealed class OpTests(string backendName)
             yield return new TestCaseData(op, new[] { 2, 3, 5 }, new[] { 2, 3, 1 });
             yield return new TestCaseData(op, new[] { 2, 1, 5 }, new[] { 3, 1 });
             yield return new TestCaseData(op, new[] { 1 }, new[] { 4, 3 });
+            // rows of >= 16: the CPU's row-wise path (span op span, span op scalar, scalar op span)
+            yield return new TestCaseData(op, new[] { 3, 20 }, new[] { 3, 20 });
+            yield return new TestCaseData(op, new[] { 1, 3, 20 }, new[] { 1, 3, 1 });
+            yield return new TestCaseData(op, new[] { 3, 1 }, new[] { 2, 3, 17 });
+            yield return new TestCaseData(op, new[] { 4, 1, 18 }, new[] { 3, 18 });
         }
     }
 

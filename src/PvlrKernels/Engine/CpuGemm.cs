@@ -34,8 +34,7 @@ public static unsafe class CpuGemm
         if ((long)M * N * K < 32768) { Small(M, N, K, alpha, A, rsA, csA, B, rsB, csB, C, ldc); return; }
 
         int nPanels = (N + NR - 1) / NR;
-        float* bp = (float*)NativeMemory.AlignedAlloc((nuint)((long)nPanels * KC * NR * 4), 64);
-        try
+        float* bp = PanelBuffer((long)nPanels * KC * NR);
         {
             var (mc, nc) = Blocks(M, N, Environment.ProcessorCount);
             int mBlocks = (M + mc - 1) / mc, nBlocks = (N + nc - 1) / nc, tasks = mBlocks * nBlocks;
@@ -49,7 +48,22 @@ public static unsafe class CpuGemm
                 else Parallel.For(0, tasks, t => Task(t, nBlocks, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha));
             }
         }
-        finally { NativeMemory.AlignedFree(bp); }
+    }
+
+    // The packed-B buffer of the calling thread, kept and grown, never freed per call: fresh pages cost a
+    // page fault each, which on these VMs took more time than the packing (perf: clear_page, memset).
+    [ThreadStatic] static float* tlsB;
+    [ThreadStatic] static long tlsBLength;
+
+    static float* PanelBuffer(long floats)
+    {
+        if (floats > tlsBLength)
+        {
+            if (tlsB != null) NativeMemory.AlignedFree(tlsB);
+            tlsB = (float*)NativeMemory.AlignedAlloc((nuint)(floats * 4), 64);
+            tlsBLength = floats;
+        }
+        return tlsB;
     }
 
     /// Rows and columns per task. With at least 2 row blocks per thread, tasks span all of N and the row

@@ -143,7 +143,8 @@ public sealed class PvlrModel
         var bw = g.Dropout(Cv(fz, "bit_wise_attn.0"), pd, $"{m}.bit_wise_attn");
         var bwn = g.L2Normalize(bw, 2, 1e-12f);
         var tau = rag == null ? g.MatMul(bwn, cn, transB: true)                         // (B,T,1)
-            : g.Sum(g.Mul(bwn, g.Gather(g.Reshape(cn, 1, rag.Count, h), 1, rag.RowVideo, perInner: false)), 2);
+            : g.Reshape(g.Gather(g.MatMul(g.Reshape(bwn, rag.Rows, h), g.Reshape(cn, rag.Count, h), transB: true),  // (R, videos):
+                1, g.Reshape(rag.RowVideo, rag.Rows, 1), perInner: false), 1, rag.Rows, 1);                        // each row's own video
         var ff = g.Mul(g.Sigmoid(g.Mul(bw, tau)), v);
         var h1 = g.Dropout(Cv(ff, "attention.0"), pd, $"{m}.attention.2");
         var h2 = Cv(h1, "attention.3", mask: false);                                    // feeds only the k=1 conv
