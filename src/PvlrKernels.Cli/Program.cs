@@ -19,7 +19,7 @@ usage:
   pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--device ...]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
   pvlr replay --state DIR --out DIR [--device ...] [--no-savings]
-  pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer] [--steps N] [--peak GFLOPS] [--torch [--torch-steps N]] [--out FILE.md]
+  pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer] [--steps N] [--peak GFLOPS] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N]] [--out FILE.md]
   pvlr export --checkpoint FILE --format safetensors|pth --out FILE
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors] [--seed S]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
@@ -174,6 +174,9 @@ With no --data, train and eval use the embedded demo dataset (generated on first
     {
         using var backend = MakeBackend(o.Get("device", "auto"));
         var cfg = PvlrConfig.FromPreset(o.Get("preset", "paper"));
+        if (o.Has("winograd")) cfg.WinogradTile = o.Int("winograd");
+        if (o.Has("infer-rows")) cfg.InferRows = o.Int("infer-rows");
+        cfg.Validate();
         var only = o.Get("only", "gemm,conv,clip,step,infer").Split(',').ToHashSet();
         int steps = o.Has("steps") ? o.Int("steps") : 3;
         // the backend's fp32 FMA peak (CPU: cores x ~215; CUDA: from the device's SMs and clock); --peak overrides

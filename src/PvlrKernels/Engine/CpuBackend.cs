@@ -189,6 +189,39 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         });
     }
 
+    /// Contiguous rows (inner = 1): the sum of squares and the division vectorized per row.
+    public override void L2Normalize(Storage y, long yo, Storage norm, long no, Storage x, long xo, int outer, int n, int inner, float eps)
+    {
+        if (inner != 1 || n < 16) { base.L2Normalize(y, yo, norm, no, x, xo, outer, n, inner, eps); return; }
+        using var _ = Profiler.Time("L2Normalize", (long)outer * n);
+        M("l2norm", y, yo, (long)outer * n); M("l2norm", norm, no, outer); M("l2norm", x, xo, (long)outer * n);
+        float* yp = S(y).Ptr + yo, np = S(norm).Ptr + no, xp = S(x).Ptr + xo;
+        Rows(outer, (long)outer * n, (a, e) =>
+        {
+            for (long r = a; r < e; r++)
+            {
+                var row = new ReadOnlySpan<float>(xp + r * n, n);
+                float nr = MathF.Sqrt(TP.SumOfSquares(row));
+                TP.Divide(row, MathF.Max(nr, eps), new Span<float>(yp + r * n, n));
+                np[r] = nr;
+            }
+        });
+    }
+
+    /// The sigmoid through TensorPrimitives (vectorized exp); other unary ops take the kernel body.
+    public override void Unary<TOp>(Storage y, long yo, Storage x, long xo, long n, float p)
+    {
+        if (typeof(TOp) != typeof(SigmoidOp) || n < 4096) { base.Unary<TOp>(y, yo, x, xo, n, p); return; }
+        using var _ = Profiler.Time("Sigmoid", n);
+        M("sigmoid", y, yo, n); M("sigmoid", x, xo, n);
+        float* yp = S(y).Ptr + yo, xp = S(x).Ptr + xo;
+        Rows((n + 65535) / 65536, n, (a, e) =>
+        {
+            long s0 = a * 65536, s1 = Math.Min(n, e * 65536);
+            TP.Sigmoid(new ReadOnlySpan<float>(xp + s0, (int)(s1 - s0)), new Span<float>(yp + s0, (int)(s1 - s0)));
+        });
+    }
+
     /// Broadcasting binary ops whose last dimension (after dropping size-1 dims) is contiguous or broadcast
     /// in both inputs: one TensorPrimitives call per output row (span op span, span op scalar, scalar op
     /// span). Other stride patterns take the generic kernel body.

@@ -254,14 +254,14 @@ public static class Inference
             (float[] cas, float[] attn)[] sig;
             using (Profiler.Time("phase inference: forward", batch.Sum(v => v.T)))
                 sig = Signals(model, g, batch.Select(v => (v.Name, v.Features, v.T)).ToArray(), text);
+            var found = new (List<Detection> d, float[] s)[batch.Count];
+            using (Profiler.Time("phase inference: proposals", batch.Sum(v => v.T)))
+                Parallel.For(0, batch.Count, i => found[i] = Proposals.Generate(batch[i].Name, sig[i].cas, sig[i].attn, batch[i].T, model.Cfg.NumClasses,
+                    new ProposalConfig(), ann.Ambiguous.GetValueOrDefault(batch[i].Name)));
             for (int i = 0; i < batch.Count; i++)
             {
-                var v = batch[i];
-                List<Detection> d; float[] s;
-                using (Profiler.Time("phase inference: proposals", v.T))
-                    (d, s) = Proposals.Generate(v.Name, sig[i].cas, sig[i].attn, v.T, model.Cfg.NumClasses, new ProposalConfig(), ann.Ambiguous.GetValueOrDefault(v.Name));
-                dets.AddRange(d); scores.Add(s);
-                var y = new float[ann.Classes.Length]; foreach (var l in v.Labels) y[ann.ClassIndex(l)] = 1; labels.Add(y);
+                dets.AddRange(found[i].d); scores.Add(found[i].s);
+                var y = new float[ann.Classes.Length]; foreach (var l in batch[i].Labels) y[ann.ClassIndex(l)] = 1; labels.Add(y);
             }
         }
         g.Training = wasTraining;

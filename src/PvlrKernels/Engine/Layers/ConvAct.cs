@@ -16,6 +16,14 @@ public sealed partial class Graph
     public int WinogradTile;
 
     Dictionary<int, Storage> winoMats;   // Bt | At | G per tile size, uploaded once per graph
+    Storage winoScratch;                 // V and M of the current Winograd convolution, grown as needed
+
+    Storage WinogradScratch(long floats)
+    {
+        floats += 16;
+        if (winoScratch == null || winoScratch.Length < floats) { winoScratch?.Dispose(); winoScratch = B.Allocate(floats); }
+        return winoScratch;
+    }
 
     public Tensor ConvAct(Tensor x, Tensor w, Tensor bias, float slope, Tensor rowMask = null)
     {
@@ -34,9 +42,13 @@ public sealed partial class Graph
         var mat = WinogradMats(m);
         var u = Derived(w, m, new[] { n, cin, cout }, u => WinogradWeight(u, w, mat, m));
         var p = new WinoParams { Batch = b, T = t, C = cin, M = m, N = n, Tiles = tiles, Slope = slope };
-        var v = New(new[] { n, b * tiles, cin });
+        // V and M die with this call: they live in one reused scratch buffer, not the arena (at 4096 rows
+        // of paper widths they would otherwise add ~26k floats per row to every forward's footprint)
+        long vLen = (long)n * b * tiles * cin;
+        var scratch = WinogradScratch(vLen + (long)n * b * tiles * cout);
+        var v = new Tensor(scratch, 0, new[] { n, b * tiles, cin });
         B.WinogradIn(v.Data, v.Offset, x.Data, x.Offset, mat, 0, p);
-        var mm = New(new[] { n, b * tiles, cout });
+        var mm = new Tensor(scratch, (vLen + 15) / 16 * 16, new[] { n, b * tiles, cout });
         B.Gemm(mm.Data, mm.Offset, v.Data, v.Offset, u.Data, u.Offset, new GemmParams
         {
             Batch = n, M = b * tiles, N = cout, K = cin, BatchA = b * tiles * cin, RsA = cin, CsA = 1,
@@ -71,6 +83,7 @@ public sealed partial class Graph
 
     void DropWinograd()
     {
+        winoScratch?.Dispose(); winoScratch = null;
         if (winoMats == null) return;
         foreach (var s in winoMats.Values) s.Dispose();
         winoMats = null;
