@@ -15,8 +15,8 @@ public static class Program
     const string Usage = """
 usage:
   pvlr train [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR]
-  pvlr eval --checkpoint FILE [--data DIR] [--clip-features DIR] [--device ...]
-  pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--device ...]
+  pvlr eval --checkpoint FILE [--data DIR] [--clip-features DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
+  pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--device ...] [--winograd 0|2|4|6]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
   pvlr replay --state DIR --out DIR [--device ...] [--no-savings]
   pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer] [--steps N] [--peak GFLOPS] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N]] [--out FILE.md]
@@ -101,10 +101,19 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         return 0;
     }
 
+    /// --winograd 0|2|4|6 and --infer-rows N: how test-time inference runs (results equal up to rounding).
+    static void TestTime(Opts o, PvlrConfig cfg)
+    {
+        if (o.Has("winograd")) cfg.WinogradTile = o.Int("winograd");
+        if (o.Has("infer-rows")) cfg.InferRows = o.Int("infer-rows");
+        cfg.Validate();
+    }
+
     static int EvalCmd(Opts o)
     {
         using var backend = MakeBackend(o.Get("device"));
         var (model, step, _) = Checkpoint.Load(o.Req("checkpoint"), backend, report: Console.Out);
+        TestTime(o, model.Cfg);
         string data = o.Get("data") ?? DemoDir(model.Cfg);
         var ds = ThumosDataset.Load(data, o.Get("clip-features"), requireClip: false);
         using var g = new Graph(backend, model.P);
@@ -118,6 +127,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
     {
         using var backend = MakeBackend(o.Get("device"));
         var (model, _, _) = Checkpoint.Load(o.Req("checkpoint"), backend, report: Console.Error);
+        TestTime(o, model.Cfg);
         var path = o.Req("features");
         var nd = Npy.Load(path);
         if (nd.Shape.Length != 2 || nd.Shape[1] != model.Cfg.FeatDim) throw new ShapeException($"{path}: shape ({string.Join(",", nd.Shape)}), expected (T, {model.Cfg.FeatDim})");
@@ -174,9 +184,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
     {
         using var backend = MakeBackend(o.Get("device", "auto"));
         var cfg = PvlrConfig.FromPreset(o.Get("preset", "paper"));
-        if (o.Has("winograd")) cfg.WinogradTile = o.Int("winograd");
-        if (o.Has("infer-rows")) cfg.InferRows = o.Int("infer-rows");
-        cfg.Validate();
+        TestTime(o, cfg);
         var only = o.Get("only", "gemm,conv,clip,step,infer").Split(',').ToHashSet();
         int steps = o.Has("steps") ? o.Int("steps") : 3;
         // the backend's fp32 FMA peak (CPU: cores x ~215; CUDA: from the device's SMs and clock); --peak overrides

@@ -200,9 +200,9 @@ public static unsafe class CpuGemm
     static void Kernel256(int kc, float* a, float* b, float* c, long ldc, float alpha, int mr, int nr)
     {
         float* t = stackalloc float[MR * NR];
+        var acc = stackalloc Vector256<float>[16];
         for (int h = 0; h < 2; h++)
         {
-            var acc = stackalloc Vector256<float>[16];
             for (int q = 0; q < 16; q++) acc[q] = default;
             float* ap = a, bp = b + h * 16;
             for (int p = 0; p < kc; p++)
