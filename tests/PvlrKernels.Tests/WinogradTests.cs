@@ -82,6 +82,16 @@ public sealed class WinogradTests(string backendName)
     }
 
     [Test]
+    public void SequencesShorterThanATileGoDirect()
+    {
+        int b = 3, t = 1, cin = 20, cout = 17;
+        var x = Rand(b * t * cin, 9); var w = Rand(cout * cin * 3, 10, 0.2); var bias = Rand(cout, 11);
+        var (y, flops) = Run(6, x, w, bias, null, b, t, cin, cout, 0.2f);
+        Check.Close(y, Reference(x, w, bias, null, b, t, cin, cout, 0.2f), 2e-6, 2e-5, $"conv_act T=1 [{backendName}]");
+        Assert.That(flops, Is.EqualTo(2L * (b * (t + 2) - 2) * cout * 3 * cin), "the direct conv's one GEMM");
+    }
+
+    [Test]
     public void FrozenScopeDerivesTheWeightTransformOnce()
     {
         int b = 1, t = 20, cin = 16, cout = 8, m = 4;

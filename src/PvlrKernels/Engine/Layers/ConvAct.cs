@@ -30,7 +30,9 @@ public sealed partial class Graph
         if (rowMask != null && (rowMask.Size != (long)x.Dim(0) * x.Dim(1)))
             throw new ShapeException($"conv_act: row mask {rowMask} does not match the rows of {x}");
         int m = WinogradTile;
-        if (Needs(x, w, bias) || w.Rank != 3 || w.Dim(2) != 3 || m == 0)
+        // sequences shorter than one tile (the per-video pooled channel_conv input, T = 1) go direct:
+        // one GEMM instead of m + 2 that each pack a whole weight slice for a handful of rows
+        if (Needs(x, w, bias) || w.Rank != 3 || w.Dim(2) != 3 || m == 0 || x.Rank != 3 || x.Dim(1) < m)
         {
             var y = Conv1d(x, w, bias);
             if (slope != 1f) y = LeakyRelu(y, slope);
