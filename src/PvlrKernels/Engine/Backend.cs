@@ -307,28 +307,36 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
             throw new ShapeException($"winograd: bad params batch={p.Batch} T={p.T} C={p.C} m={p.M} n={p.N} tiles={p.Tiles}");
     }
 
-    public override void WinogradIn(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p)
+    /// The checked kernel bodies of the two transforms: launched here, and run for the channel tails by the
+    /// CPU backend's vectorized paths, so the scalar math has one source.
+    protected WinogradIn<TMem> WinogradInBody(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p)
     {
         CheckWino(p); const string op = "winograd_in";
         long work = (long)p.TotalTiles * p.C;
-        Launch(work, new WinogradIn<TMem>
+        return new WinogradIn<TMem>
         {
             V = M(op, v, vo, work * p.N), X = M(op, x, xo, (long)p.Batch * p.T * p.C), Mat = M(op, mat, mo, p.N * p.N + p.M * p.N), P = p
-        });
+        };
     }
 
-    public override void WinogradOut(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias, long bo, Storage mask, long mko, WinoParams p)
+    protected WinogradOut<TMem> WinogradOutBody(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias, long bo, Storage mask, long mko, WinoParams p)
     {
         CheckWino(p); const string op = "winograd_out";
         long work = (long)p.TotalTiles * p.C, rows = (long)p.Batch * p.T;
         var yv = M(op, y, yo, rows * p.C);
         p.HasBias = bias != null ? 1 : 0; p.HasMask = mask != null ? 1 : 0;
-        Launch(work, new WinogradOut<TMem>
+        return new WinogradOut<TMem>
         {
             Y = yv, Mm = M(op, mm, mmo, work * p.N), Mat = M(op, mat, mo, p.N * p.N + p.M * p.N),
             Bias = bias != null ? M(op, bias, bo, p.C) : yv, Mask = mask != null ? M(op, mask, mko, rows) : yv, P = p
-        });
+        };
     }
+
+    public override void WinogradIn(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p) =>
+        Launch((long)p.TotalTiles * p.C, WinogradInBody(v, vo, x, xo, mat, mo, p));
+
+    public override void WinogradOut(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias, long bo, Storage mask, long mko, WinoParams p) =>
+        Launch((long)p.TotalTiles * p.C, WinogradOutBody(y, yo, mm, mmo, mat, mo, bias, bo, mask, mko, p));
 
     protected void CheckGemm(GemmParams p, Storage c, long co, Storage a, long ao, Storage b, long bo)
     {

@@ -159,9 +159,9 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
                 {
                     int i2 = (int)(r % d.N2), i1 = (int)(r / d.N2 % d.N1), i0 = (int)(r / d.N2 / d.N1);
                     var o = new Span<float>(dp + sd.At(i0, i1, i2, 0), w); var x = new ReadOnlySpan<float>(sp + ss.At(i0, i1, i2, 0), w);
-                    if (!accumulate) { if (scale == 1f) x.CopyTo(o); else System.Numerics.Tensors.TensorPrimitives.Multiply(x, scale, o); }
-                    else if (scale == 1f) System.Numerics.Tensors.TensorPrimitives.Add(o, x, o);
-                    else System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(x, scale, o, o);
+                    if (!accumulate) { if (scale == 1f) x.CopyTo(o); else TP.Multiply(x, scale, o); }
+                    else if (scale == 1f) TP.Add(o, x, o);
+                    else TP.MultiplyAdd(x, scale, o, o);
                 }
             });
             return;
@@ -290,7 +290,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
             long w = segs[0].n; int r = (int)segs[1].n;
             Rows(w, full.Total, (a, b) =>
             {
-                for (long i = a; i < b; i++) { float v = System.Numerics.Tensors.TensorPrimitives.Sum(new ReadOnlySpan<float>(sp + i * r, r)); dp[i] = accumulate ? dp[i] + v : v; }
+                for (long i = a; i < b; i++) { float v = TP.Sum(new ReadOnlySpan<float>(sp + i * r, r)); dp[i] = accumulate ? dp[i] + v : v; }
             });
             return;
         }
@@ -303,7 +303,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
                 int c0 = (int)blk * Block, cw = Math.Min(Block, width - c0);
                 var o = new Span<float>(dp + c0, cw);
                 if (!accumulate) o.Clear();
-                for (long r = 0; r < rows; r++) System.Numerics.Tensors.TensorPrimitives.Add(o, new ReadOnlySpan<float>(sp + r * width + c0, cw), o);
+                for (long r = 0; r < rows; r++) TP.Add(o, new ReadOnlySpan<float>(sp + r * width + c0, cw), o);
             }
         });
     }
@@ -319,7 +319,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         {
             Rows(outer, (long)outer * n, (a, b) =>
             {
-                for (long o = a; o < b; o++) { float v = scale * System.Numerics.Tensors.TensorPrimitives.Sum(new ReadOnlySpan<float>(xp + o * n, n)); yp[o] = accumulate ? yp[o] + v : v; }
+                for (long o = a; o < b; o++) { float v = scale * TP.Sum(new ReadOnlySpan<float>(xp + o * n, n)); yp[o] = accumulate ? yp[o] + v : v; }
             });
             return;
         }
@@ -327,22 +327,21 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         {
             const int Part = 1 << 16; int parts = (n + Part - 1) / Part; var partial = new double[parts];
             float* row = xp + (long)o * n;
-            Parallel.For(0, parts, k => partial[k] = System.Numerics.Tensors.TensorPrimitives.Sum(new ReadOnlySpan<float>(row + (long)k * Part, Math.Min(Part, n - k * Part))));
+            Parallel.For(0, parts, k => partial[k] = TP.Sum(new ReadOnlySpan<float>(row + (long)k * Part, Math.Min(Part, n - k * Part))));
             float v = scale * (float)partial.Sum();
             yp[o] = accumulate ? yp[o] + v : v;
         }
     }
 
     // ---- Winograd transforms (kernels/Winograd.cs) vectorized over channels: 16 channels of one tile at a
-    // time, zero coefficients of Bt/At skipped. Same sums as the kernel bodies, in the same order.
+    // time, zero coefficients of Bt/At skipped; the channel tail runs the kernel body itself.
 
     public override void WinogradIn(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p)
     {
-        CheckWino(p); const string op = "winograd_in";
+        var body = WinogradInBody(v, vo, x, xo, mat, mo, p);      // checks every extent
         int n = p.N, c = p.C, total = p.TotalTiles;
         long work = (long)total * c;
         using var _ = Profiler.Time("WinogradIn", work * n);
-        M(op, v, vo, work * n); M(op, x, xo, (long)p.Batch * p.T * c); M(op, mat, mo, n * n + p.M * n);
         float* vp = S(v).Ptr + vo, xp = S(x).Ptr + xo, bt = S(mat).Ptr + mo;
         Rows(total, work * n, (a, e) =>
         {
@@ -363,33 +362,23 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
                         Vector512.Store(sum, vp + ((long)xi * total + tile) * c + ch);
                     }
                 }
-                for (; ch < c; ch++)
-                    for (int xi = 0; xi < n; xi++)
-                    {
-                        float sum = 0f;
-                        for (int j = 0; j < n; j++) if (rows[j] != null) sum += bt[xi * n + j] * rows[j][ch];
-                        vp[((long)xi * total + tile) * c + ch] = sum;
-                    }
+                for (; ch < c; ch++) body.Execute((int)(tile * c + ch));
             }
         });
     }
 
     public override void WinogradOut(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias, long bo, Storage mask, long mko, WinoParams p)
     {
-        CheckWino(p); const string op = "winograd_out";
+        var body = WinogradOutBody(y, yo, mm, mmo, mat, mo, bias, bo, mask, mko, p);      // checks every extent
         int n = p.N, m = p.M, c = p.C, total = p.TotalTiles;
         long work = (long)total * c;
         using var _ = Profiler.Time("WinogradOut", work * n);
-        M(op, y, yo, (long)p.Batch * p.T * c); M(op, mm, mmo, work * n); M(op, mat, mo, n * n + m * n);
-        if (bias != null) M(op, bias, bo, c);
-        if (mask != null) M(op, mask, mko, (long)p.Batch * p.T);
         float* yp = S(y).Ptr + yo, mp = S(mm).Ptr + mmo, at = S(mat).Ptr + mo + n * n;
         float* bp = bias != null ? S(bias).Ptr + bo : null, kp = mask != null ? S(mask).Ptr + mko : null;
-        float slope = p.Slope;
+        var vslope = Vector512.Create(p.Slope);
         Rows(total, work * n, (a, e) =>
         {
             Vector512<float>* mv = stackalloc Vector512<float>[n];
-            var vslope = Vector512.Create(slope);
             for (long tile = a; tile < e; tile++)
             {
                 int b = (int)(tile / p.Tiles), t0 = (int)(tile % p.Tiles) * m, count = Math.Min(m, p.T - t0);
@@ -408,17 +397,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
                         Vector512.Store(sum, yp + row * c + ch);
                     }
                 }
-                for (; ch < c; ch++)
-                    for (int r = 0; r < count; r++)
-                    {
-                        float sum = 0f;
-                        for (int xi = 0; xi < n; xi++) sum += at[r * n + xi] * mp[((long)xi * total + tile) * c + ch];
-                        if (bp != null) sum += bp[ch];
-                        sum = LeakyReluOp.Forward(sum, slope);
-                        long row = (long)b * p.T + t0 + r;
-                        if (kp != null) sum *= kp[row];
-                        yp[row * c + ch] = sum;
-                    }
+                for (; ch < c; ch++) body.Execute((int)(tile * c + ch));
             }
         });
     }

@@ -35,18 +35,16 @@ public static unsafe class CpuGemm
 
         int nPanels = (N + NR - 1) / NR;
         float* bp = PanelBuffer((long)nPanels * KC * NR);
+        var (mc, nc) = Blocks(M, N, Environment.ProcessorCount);
+        int mBlocks = (M + mc - 1) / mc, nBlocks = (N + nc - 1) / nc, tasks = mBlocks * nBlocks;
+        for (int pc = 0; pc < K; pc += KC)
         {
-            var (mc, nc) = Blocks(M, N, Environment.ProcessorCount);
-            int mBlocks = (M + mc - 1) / mc, nBlocks = (N + nc - 1) / nc, tasks = mBlocks * nBlocks;
-            for (int pc = 0; pc < K; pc += KC)
-            {
-                int kc = Math.Min(KC, K - pc);
-                float* bsrc = B + pc * rsB;
-                Parallel.For(0, nPanels, jp => PackB(kc, bsrc, rsB, csB, jp * NR, Math.Min(NR, N - jp * NR), bp + (long)jp * kc * NR));
-                float* asrc = A + pc * csA;
-                if (tasks == 1) Task(0, 1, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha);
-                else Parallel.For(0, tasks, t => Task(t, nBlocks, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha));
-            }
+            int kc = Math.Min(KC, K - pc);
+            float* bsrc = B + pc * rsB;
+            Parallel.For(0, nPanels, jp => PackB(kc, bsrc, rsB, csB, jp * NR, Math.Min(NR, N - jp * NR), bp + (long)jp * kc * NR));
+            float* asrc = A + pc * csA;
+            if (tasks == 1) Task(0, 1, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha);
+            else Parallel.For(0, tasks, t => Task(t, nBlocks, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha));
         }
     }
 

@@ -38,7 +38,7 @@ public sealed partial class Graph
             if (slope != 1f) y = LeakyRelu(y, slope);
             return rowMask != null ? Mul(y, Reshape(rowMask, x.Dim(0), x.Dim(1), 1)) : y;
         }
-        if (x.Rank != 3 || w.Dim(1) != x.Dim(2) || (bias != null && bias.Size != w.Dim(0)))
+        if (w.Dim(1) != x.Dim(2) || (bias != null && bias.Size != w.Dim(0)))
             throw new ShapeException($"conv_act: x {x} (B,T,Cin), weight {w} (Cout,Cin,3), bias {bias?.ToString() ?? "none"}");
         int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), n = m + 2, tiles = (t + m - 1) / m;
         var mat = WinogradMats(m);
