@@ -44,6 +44,17 @@ public sealed class GlobalSetup
     [OneTimeSetUp] public void Setup() { Trace.Listeners.Clear(); Trace.Listeners.Add(new Throwing()); }
 }
 
+public static class TestData
+{
+    /// n floats uniform in [-scale, scale), reproducible from the seed.
+    public static float[] Rand(int n, int seed, double scale = 1)
+    {
+        var r = new Random(seed); var a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float)((r.NextDouble() * 2 - 1) * scale);
+        return a;
+    }
+}
+
 public static class Check
 {
     /// |got - ref| <= atol + rtol |ref| elementwise, with the first failures reported.

@@ -2,6 +2,7 @@
 // transposes with negative strides, column/row/identity SumTo, long contiguous sums split in parts),
 // against a float64 host reference, on every backend.
 using NUnit.Framework;
+using static PvlrKernels.Tests.TestData;
 using PvlrKernels.Engine;
 using PvlrKernels.Kernels;
 
@@ -11,8 +12,6 @@ namespace PvlrKernels.Tests;
 public sealed class DataMovementTests(string backendName)
 {
     Backend B => Backends.Get(backendName);
-
-    static float[] Rand(int n, int seed) { var r = new Random(seed); return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray(); }
 
     static IEnumerable<TestCaseData> Copies()
     {

@@ -2,6 +2,7 @@
 // (NN, NT, TN, TT), batched, with beta accumulation and the overlapping-row view a k=3 conv uses.
 // On CUDA a large case also takes the 128x128-tile path (it needs two tiles per multiprocessor).
 using NUnit.Framework;
+using static PvlrKernels.Tests.TestData;
 using PvlrKernels.Engine;
 using PvlrKernels.Kernels;
 
@@ -11,13 +12,6 @@ namespace PvlrKernels.Tests;
 public sealed class GemmTests(string backendName)
 {
     Backend B => Backends.Get(backendName);
-
-    static float[] Rand(int n, int seed)
-    {
-        var r = new Random(seed); var a = new float[n];
-        for (int i = 0; i < n; i++) a[i] = (float)(r.NextDouble() * 2 - 1);
-        return a;
-    }
 
     /// C = alpha A B + beta C through Backend.Gemm against a float64 loop over the same strided views.
     void Run(GemmParams p, int lenA, int lenB, int lenC, long offA = 0)

@@ -3,6 +3,7 @@
 // plus scalar tails on the CPU); the FLOP count proves which path ran; the rounding error at a paper-like
 // width stays within a small factor of the direct convolution's.
 using NUnit.Framework;
+using static PvlrKernels.Tests.TestData;
 using PvlrKernels.Engine;
 
 namespace PvlrKernels.Tests;
@@ -11,13 +12,6 @@ namespace PvlrKernels.Tests;
 public sealed class WinogradTests(string backendName)
 {
     Backend B => Backends.Get(backendName);
-
-    static float[] Rand(int n, int seed, double scale = 1)
-    {
-        var r = new Random(seed); var a = new float[n];
-        for (int i = 0; i < n; i++) a[i] = (float)((r.NextDouble() * 2 - 1) * scale);
-        return a;
-    }
 
     /// float64 act(conv1d(x, w) + b) * mask, padding 1, x (b, t, cin), w (cout, cin, 3).
     static double[] Reference(float[] x, float[] w, float[] bias, float[] mask, int b, int t, int cin, int cout, float slope)
