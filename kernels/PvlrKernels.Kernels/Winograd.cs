@@ -17,6 +17,20 @@ public struct WinoParams
     public readonly int TotalTiles => Batch * Tiles;
 }
 
+/// U (n, Cin, Cout) = G w from w (Cout, Cin, 3), G (n x 3): one thread per (ci, co). Derived once per
+/// frozen weight, so the transposed read of w is not worth tiling on the GPU.
+public struct WinogradWeight<TMem> : IKernel where TMem : struct, IMem
+{
+    public TMem U, W, G; public int Cin, Cout, N;
+    public void Execute(int i)
+    {
+        int ci = i / Cout, co = i % Cout, plane = Cin * Cout;
+        int w = (co * Cin + ci) * 3;
+        float w0 = W[w], w1 = W[w + 1], w2 = W[w + 2];
+        for (int xi = 0; xi < N; xi++) U[xi * plane + i] = G[xi * 3] * w0 + G[xi * 3 + 1] * w1 + G[xi * 3 + 2] * w2;
+    }
+}
+
 /// V (n, Batch*Tiles, C) from x (Batch, T, C): one thread per (tile, channel).
 public struct WinogradIn<TMem> : IKernel where TMem : struct, IMem
 {

@@ -71,8 +71,33 @@ public sealed class WinogradTests(string backendName)
         var mask = withMask ? Enumerable.Range(0, b * t).Select(i => i % 5 == 4 ? 0f : 1f).ToArray() : null;
         var (y, flops) = Run(m, x, w, bias, mask, b, t, cin, cout, slope);
         Check.Close(y, Reference(x, w, bias, mask, b, t, cin, cout, slope), 2e-6, 2e-5, $"conv_act m={m} [{backendName}]");
-        long expect = m == 0 ? 2L * (b * (t + 2) - 2) * cout * 3 * cin : 2L * (m + 2) * b * ((t + m - 1) / m) * cin * cout + 2L * cout * cin * (m + 2) * 3;
-        Assert.That(flops, Is.EqualTo(expect), m == 0 ? "direct conv GEMM" : "Winograd: weight transform + n channel GEMMs");
+        long expect = m == 0 ? 2L * (b * (t + 2) - 2) * cout * 3 * cin : 2L * (m + 2) * b * ((t + m - 1) / m) * cin * cout;
+        Assert.That(flops, Is.EqualTo(expect), m == 0 ? "direct conv GEMM" : "Winograd: the n channel GEMMs (the weight transform is its own kernel)");
+    }
+
+    /// U (n, Cin, Cout) = G w: 40 output channels are two 16-wide gathered blocks and an 8-channel tail on the
+    /// CPU; every value matches the float64 product (a GPU compiler may contract the sum into FMAs).
+    [TestCase(2)]
+    [TestCase(6)]
+    public void WeightTransformIsGTimesW(int m)
+    {
+        int cin = 5, cout = 40, n = m + 2;
+        var w = Rand(cout * cin * 3, 4);
+        var (_, g) = Winograd.Matrices(m);
+        using var ws = B.Allocate(w.Length); using var gs = B.Allocate(g.Length); using var us = B.Allocate((long)n * cin * cout + 1);
+        B.Upload(ws, 0, w); B.Upload(gs, 0, g);
+        B.WinogradWeight(us, 1, ws, 0, gs, 0, cin, cout, n);
+        var u = new float[n * cin * cout]; B.Download(us, 1, u);
+        var want = new double[u.Length];
+        for (int xi = 0; xi < n; xi++)
+            for (int ci = 0; ci < cin; ci++)
+                for (int co = 0; co < cout; co++)
+                {
+                    int wi = (co * cin + ci) * 3;
+                    want[(xi * cin + ci) * cout + co] = (double)g[xi * 3] * w[wi] + (double)g[xi * 3 + 1] * w[wi + 1] + (double)g[xi * 3 + 2] * w[wi + 2];
+                }
+        Check.Close(u, want, 1e-6, 1e-6, $"winograd U m={m} [{backendName}]");
+        Assert.Throws<ShapeException>(() => B.WinogradWeight(us, 2, ws, 0, gs, 0, cin, cout, n), "U one float past its buffer");
     }
 
     [Test]

@@ -58,6 +58,8 @@ public abstract class Backend : IDisposable
     public abstract void Gemm(Storage c, long co, Storage a, long ao, Storage b, long bo, GemmParams p);
     /// Winograd F(m,3) input transform: v (n, tiles, C) from x (Batch, T, C); mat = Bt then At (kernels/Winograd.cs).
     public abstract void WinogradIn(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p);
+    /// Winograd F(m,3) weight transform: u (n, Cin, Cout) = G w from w (Cout, Cin, 3); g = G (n x 3).
+    public abstract void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n);
     /// Output transform with bias, LeakyReLU(p.Slope) and a (Batch, T) row mask fused: y (Batch, T, C) from mm (n, tiles, C).
     public abstract void WinogradOut(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias, long bo, Storage mask, long mko, WinoParams p);
 }
@@ -331,6 +333,18 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
             Bias = bias != null ? M(op, bias, bo, p.C) : yv, Mask = mask != null ? M(op, mask, mko, rows) : yv, P = p
         };
     }
+
+    protected WinogradWeight<TMem> WinogradWeightBody(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n)
+    {
+        const string op = "winograd_weight";
+        if (cin < 1 || cout < 1 || n < 3) throw new ShapeException($"winograd: bad weight transform cin={cin} cout={cout} n={n}");
+        long plane = (long)cin * cout;
+        if (plane * n > int.MaxValue) throw new ShapeException($"winograd: weight {cout}x{cin}x3 too large for one transform");
+        return new WinogradWeight<TMem> { U = M(op, u, uo, plane * n), W = M(op, w, wo, plane * 3), G = M(op, g, go, n * 3), Cin = cin, Cout = cout, N = n };
+    }
+
+    public override void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n) =>
+        Launch((long)cin * cout, WinogradWeightBody(u, uo, w, wo, g, go, cin, cout, n));
 
     public override void WinogradIn(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p) =>
         Launch((long)p.TotalTiles * p.C, WinogradInBody(v, vo, x, xo, mat, mo, p));

@@ -3,6 +3,7 @@
 // accelerator is an emulator (0.1-0.3 GFLOP/s) and serves only to test the ILGPU kernels.
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using PvlrKernels.Kernels;
 using TP = System.Numerics.Tensors.TensorPrimitives;
 
@@ -363,6 +364,37 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
                     }
                 }
                 for (; ch < c; ch++) body.Execute((int)(tile * c + ch));
+            }
+        });
+    }
+
+    public override void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n)
+    {
+        var body = WinogradWeightBody(u, uo, w, wo, g, go, cin, cout, n);      // checks every extent
+        long work = (long)cin * cout;
+        using var _ = Profiler.Time("WinogradWeight", work * n);
+        float* up = S(u).Ptr + uo, wp = S(w).Ptr + wo, gp = S(g).Ptr + go;
+        int blocks = Avx2.IsSupported ? cout / 16 : 0;
+        long plane = (long)cin * cout;
+        // 16 output channels of one input channel at a time: w[co.., ci, k] gathered (stride Cin*3), each U
+        // row written 64 bytes at a time; the co tail runs the kernel body
+        Rows(blocks + 1, work * n, (a, e) =>
+        {
+            for (long blk = a; blk < e; blk++)
+            {
+                if (blk == blocks) { for (int ci = 0; ci < cin; ci++) for (int co = blocks * 16; co < cout; co++) body.Execute(ci * cout + co); continue; }
+                int co0 = (int)blk * 16;
+                var idx = Vector256.Create(0, 3 * cin, 6 * cin, 9 * cin, 12 * cin, 15 * cin, 18 * cin, 21 * cin);
+                for (int ci = 0; ci < cin; ci++)
+                {
+                    float* src = wp + ((long)co0 * cin + ci) * 3, src8 = src + 24L * cin;
+                    var w0 = Vector512.Create(Avx2.GatherVector256(src, idx, 4), Avx2.GatherVector256(src8, idx, 4));
+                    var w1 = Vector512.Create(Avx2.GatherVector256(src + 1, idx, 4), Avx2.GatherVector256(src8 + 1, idx, 4));
+                    var w2 = Vector512.Create(Avx2.GatherVector256(src + 2, idx, 4), Avx2.GatherVector256(src8 + 2, idx, 4));
+                    for (int xi = 0; xi < n; xi++)
+                        Vector512.Store(Vector512.Create(gp[xi * 3]) * w0 + Vector512.Create(gp[xi * 3 + 1]) * w1 + Vector512.Create(gp[xi * 3 + 2]) * w2,
+                            up + xi * plane + (long)ci * cout + co0);
+                }
             }
         });
     }

@@ -20,6 +20,7 @@ public static unsafe class CpuGemm
 
     [ThreadStatic] static float* tlsA;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Sgemm(int M, int N, int K, float alpha, float* A, long rsA, long csA, float* B, long rsB, long csB, float beta, float* C, long ldc)
     {
         if (M <= 0 || N <= 0) return;
@@ -75,6 +76,7 @@ public static unsafe class CpuGemm
         return (Math.Min(MC, mc), (N + NR - 1) / NR * NR);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Task(int t, int nBlocks, int mcb, int ncb, int kc, float* A, long rsA, long csA, float* bp, float* C, long ldc, int M, int N, float alpha)
     {
         int ib = t / nBlocks, jb = t % nBlocks;
@@ -98,6 +100,7 @@ public static unsafe class CpuGemm
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackA(int kc, float* a, long rs, long cs, int mr, float* dst)
     {
         if (mr == MR && cs == 1 && Avx.IsSupported) { PackRows8(kc, a, rs, dst); return; }
@@ -112,6 +115,7 @@ public static unsafe class CpuGemm
 
     /// dst[p*8 + r] = a[r*rs + p] for 8 row-major rows: 8x8 blocks transposed in registers (unpack,
     /// shuffle, 128-bit permute), so rows are read 32 bytes at a time instead of one float per row.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackRows8(int kc, float* a, long rs, float* dst)
     {
         int p = 0;
@@ -133,6 +137,7 @@ public static unsafe class CpuGemm
         for (; p < kc; p++) for (int r = 0; r < MR; r++) dst[p * MR + r] = a[r * rs + p];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackB(int kc, float* b, long rs, long cs, int j0, int nr, float* dst)
     {
         for (int p = 0; p < kc; p++)

@@ -62,15 +62,11 @@ public sealed partial class Graph
         return yo;
     }
 
-    /// U (n, Cin, Cout) = G w: one GEMM of w viewed (Cout*Cin, 3) by G^T (3, n), then one transposing copy.
+    /// U (n, Cin, Cout) = G w, one weight-transform kernel (G follows Bt and At in the uploaded matrices).
     void WinogradWeight(Tensor u, Tensor w, Storage mat, int m)
     {
-        int cout = w.Dim(0), cin = w.Dim(1), n = m + 2;
-        var uw = New(new[] { cout * cin, n });
-        B.Gemm(uw.Data, uw.Offset, w.Data, w.Offset, mat, n * n + m * n, new GemmParams
-        { Batch = 1, M = cout * cin, N = n, K = 3, RsA = 3, CsA = 1, RsB = 1, CsB = 3, Ldc = n, Alpha = 1f, Beta = 0f });
-        B.Copy4(u.Data, u.Offset, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 }, uw.Data, uw.Offset, new Strides4 { S1 = 1, S2 = n, S3 = cin * n },
-            new Dims4 { N0 = 1, N1 = n, N2 = cin, N3 = cout }, 1f, false);
+        int n = m + 2;
+        B.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset, mat, n * n + m * n, w.Dim(1), w.Dim(0), n);
     }
 
     Storage WinogradMats(int m)
