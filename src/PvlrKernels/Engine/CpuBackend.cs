@@ -371,20 +371,19 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
     public override void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n)
     {
         var body = WinogradWeightBody(u, uo, w, wo, g, go, cin, cout, n);      // checks every extent
-        long work = (long)cin * cout;
-        using var _ = Profiler.Time("WinogradWeight", work * n);
+        long plane = (long)cin * cout;
+        using var _ = Profiler.Time("WinogradWeight", plane * n);
         float* up = S(u).Ptr + uo, wp = S(w).Ptr + wo, gp = S(g).Ptr + go;
         int blocks = Avx2.IsSupported ? cout / 16 : 0;
-        long plane = (long)cin * cout;
         // 16 output channels of one input channel at a time: w[co.., ci, k] gathered (stride Cin*3), each U
         // row written 64 bytes at a time; the co tail runs the kernel body
-        Rows(blocks + 1, work * n, (a, e) =>
+        var idx = Vector256.Create(0, 3 * cin, 6 * cin, 9 * cin, 12 * cin, 15 * cin, 18 * cin, 21 * cin);
+        Rows(blocks + 1, plane * n, (a, e) =>
         {
             for (long blk = a; blk < e; blk++)
             {
                 if (blk == blocks) { for (int ci = 0; ci < cin; ci++) for (int co = blocks * 16; co < cout; co++) body.Execute(ci * cout + co); continue; }
                 int co0 = (int)blk * 16;
-                var idx = Vector256.Create(0, 3 * cin, 6 * cin, 9 * cin, 12 * cin, 15 * cin, 18 * cin, 21 * cin);
                 for (int ci = 0; ci < cin; ci++)
                 {
                     float* src = wp + ((long)co0 * cin + ci) * 3, src8 = src + 24L * cin;
