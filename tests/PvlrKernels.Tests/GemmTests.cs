@@ -71,6 +71,33 @@ public sealed class GemmTests(string backendName)
     }
 
     [Test]
+    public void BatchOfLargeProducts()
+    {
+        // Four products above the one-core-per-product threshold, with beta accumulation and padded C rows.
+        int m = 150, n = 130, k = 300, ldc = 133, batch = 4;
+        var p = new GemmParams
+        {
+            Batch = batch, M = m, N = n, K = k, Alpha = 1.5f, Beta = 0.5f, BatchA = m * k, RsA = k, CsA = 1,
+            BatchB = k * n, RsB = n, CsB = 1, BatchC = m * ldc, Ldc = ldc,
+        };
+        Run(p, batch * m * k, batch * k * n, batch * m * ldc);
+        if (B.IsGpu || backendName != "cpu") return;
+        // on the CPU, the cores-take-whole-products schedule must give bitwise the one-product-at-a-time result
+        var a = Rand(batch * m * k, 4); var b = Rand(batch * k * n, 5); var c0 = Rand(batch * m * ldc, 6);
+        var split = (float[])c0.Clone(); var serial = (float[])c0.Clone();
+        unsafe
+        {
+            fixed (float* pa = a, pb = b, ps = split, pq = serial)
+            {
+                CpuGemm.SgemmBatch(batch, m, n, k, 1.5f, pa, m * k, k, 1, pb, k * n, n, 1, 0.5f, ps, m * ldc, ldc, threads: 2);
+                for (int i = 0; i < batch; i++)
+                    CpuGemm.Sgemm(m, n, k, 1.5f, pa + i * m * k, k, 1, pb + i * k * n, n, 1, 0.5f, pq + i * m * ldc, ldc);
+            }
+        }
+        Assert.That(split, Is.EqualTo(serial), "batch-parallel and per-product GEMM differ");
+    }
+
+    [Test]
     public void LargeTilesOnGpu()
     {
         if (!B.IsGpu) Assert.Ignore("the 128x128-tile path runs only on a GPU");

@@ -438,8 +438,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         CheckGemm(p, c, co, a, ao, b, bo);
         long flops = 2L * p.M * p.N * p.K * p.Batch;
         using var _ = Profiler.Time(flops > 200_000_000 ? "Gemm large" : "Gemm small", flops);
-        for (int bt = 0; bt < p.Batch; bt++)
-            CpuGemm.Sgemm(p.M, p.N, p.K, p.Alpha, S(a).Ptr + ao + (long)bt * p.BatchA, p.RsA, p.CsA,
-                S(b).Ptr + bo + (long)bt * p.BatchB, p.RsB, p.CsB, p.Beta, S(c).Ptr + co + (long)bt * p.BatchC, p.Ldc);
+        CpuGemm.SgemmBatch(p.Batch, p.M, p.N, p.K, p.Alpha, S(a).Ptr + ao, p.BatchA, p.RsA, p.CsA,
+            S(b).Ptr + bo, p.BatchB, p.RsB, p.CsB, p.Beta, S(c).Ptr + co, p.BatchC, p.Ldc);
     }
 }
