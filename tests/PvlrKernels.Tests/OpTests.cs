@@ -102,6 +102,24 @@ public sealed class OpTests(string backendName)
             init: (r, _, n) => Enumerable.Range(0, (int)n).Select(_ => (float)(positiveShift > 0 ? 0.5 + r.NextDouble() : (r.NextDouble() < 0.5 ? -1 : 1) * (0.05 + r.NextDouble()))).ToArray());
     }
 
+    [Test]
+    public void SigmoidOfLongVectors()
+    {
+        // 5003 values over [-100, 100]: on the CPU the 16-lane path (n >= 4096), its scalar tail, both
+        // saturated ends, and relative accuracy where sigmoid is tiny (down to the clamp at -87)
+        int n = 5003;
+        var x = Enumerable.Range(0, n).Select(i => (float)(-100 + 200.0 * i / (n - 1))).ToArray();
+        var ps = new ParameterStore(); ps.Allocate(B);
+        using var g = new Graph(B, ps);
+        var got = g.ToHost(g.Sigmoid(g.FromHost(x, n)));
+        for (int i = 0; i < n; i++)
+        {
+            double want = 1 / (1 + Math.Exp(-(double)x[i]));
+            Assert.That(Math.Abs(got[i] - want), Is.LessThanOrEqualTo(3e-7 * want + 2e-38), $"sigmoid({x[i]}) [{backendName}]");
+        }
+        ps.Dispose();
+    }
+
     // ---------------- binary with broadcasting ----------------
     static IEnumerable<TestCaseData> BinaryCases()
     {

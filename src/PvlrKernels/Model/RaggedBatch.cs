@@ -37,8 +37,13 @@ public sealed class RaggedBatch
     /// The packed input (1, R, width), zero rows included, uploaded video by video.
     public Tensor Pack(Graph g, IReadOnlyList<float[]> features, int width)
     {
-        var x = g.New(new[] { 1, Rows, width }, zero: true);
-        for (int i = 0; i < Count; i++) g.B.Upload(x.Data, x.Offset + (long)Starts[i] * width, features[i].AsSpan(0, Lengths[i] * width));
+        var x = g.New(new[] { 1, Rows, width });
+        for (int i = 0; i < Count; i++)
+        {
+            g.B.Fill(x.Data, x.Offset + (long)(Starts[i] - 1) * width, width, 0f);            // the zero row before video i
+            g.B.Upload(x.Data, x.Offset + (long)Starts[i] * width, features[i].AsSpan(0, Lengths[i] * width));
+        }
+        g.B.Fill(x.Data, x.Offset + (long)(Rows - 1) * width, width, 0f);
         return x;
     }
 

@@ -50,8 +50,8 @@ public sealed partial class Graph
         return StridedCopy(x, (long)start * inner, d, new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 }, WithDim(x.Shape, axis, len));
     }
 
-    /// Concatenate along one axis. Implemented as zero-init plus accumulated strided copies of each
-    /// part, each recorded as its own op so gradients flow to every part.
+    /// Concatenate along one axis: each part copied into its range of the result, each copy recorded as
+    /// its own op so gradients flow to every part.
     public Tensor Concat(int axis, params Tensor[] parts)
     {
         var first = parts[0]; if (axis < 0) axis += first.Rank;
@@ -62,25 +62,32 @@ public sealed partial class Graph
             for (int i = 0; i < p.Rank; i++) if (i != axis && p.Shape[i] != first.Shape[i]) throw new ShapeException($"concat: {first} vs {p} along axis {axis}");
             total += p.Shape[axis];
         }
-        var shape = WithDim(first.Shape, axis, total);
-        var pieces = new Tensor[parts.Length]; int at = 0;
-        for (int i = 0; i < parts.Length; i++) { pieces[i] = Pad(parts[i], axis, at, total - at - parts[i].Shape[axis]); at += parts[i].Shape[axis]; }
-        var y = pieces[0];
-        for (int i = 1; i < pieces.Length; i++) y = Add(y, pieces[i]);
+        var y = New(WithDim(first.Shape, axis, total));
+        int at = 0;
+        foreach (var p in parts) { CopyInto(y, p, axis, at); at += p.Shape[axis]; }
         return y;
     }
 
     /// Zero padding along an axis: before zeros, x, after zeros.
     public Tensor Pad(Tensor x, int axis, int before, int after)
     {
-        var (outer, n, inner) = Around(x, axis, "pad");
+        var (_, n, _) = Around(x, axis, "pad");
         var y = New(WithDim(x.Shape, axis, n + before + after), zero: true);
-        var d = new Dims4 { N0 = 1, N1 = outer, N2 = n, N3 = inner };
-        var sy = new Strides4 { S1 = (n + before + after) * inner, S2 = inner, S3 = 1 };
-        B.Copy4(y.Data, y.Offset + (long)before * inner, sy, x.Data, x.Offset, new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 }, d, 1f, false);
-        var e = new Entry { Op = Op.Copy, A = x, Dims = d, S0 = new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 }, I0 = 0, S1 = sy, I1 = before * inner };
-        Record(ref e, y, x);
+        CopyInto(y, x, axis, before);
         return y;
+    }
+
+    /// y[.., at:at+n, ..] = x along `axis` (y is larger only along it), recorded as a copy.
+    void CopyInto(Tensor y, Tensor x, int axis, int at)
+    {
+        var (outer, n, inner) = Around(x, axis, "copy");
+        int total = y.Shape[axis < 0 ? axis + y.Rank : axis];
+        var d = new Dims4 { N0 = 1, N1 = outer, N2 = n, N3 = inner };
+        var sx = new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 };
+        var sy = new Strides4 { S1 = total * inner, S2 = inner, S3 = 1 };
+        B.Copy4(y.Data, y.Offset + (long)at * inner, sy, x.Data, x.Offset, sx, d, 1f, false);
+        var e = new Entry { Op = Op.Copy, A = x, Dims = d, S0 = sx, I0 = 0, S1 = sy, I1 = at * inner };
+        Record(ref e, y, x);
     }
 
     /// y[o, m, j] = x[o, idx, j] along an axis; idx holds floats, either per (o, m, j) or per (o, m).
