@@ -75,6 +75,20 @@ public sealed class DataEvalTests
     }
 
     [Test]
+    public void EqualTiouWalksTheLaterGtFirst()
+    {
+        // [10,20] has tIoU 1/3 with both GT; it takes the later one (GT 1), so [15,25], whose only match
+        // is GT 1, becomes a false positive: AP = 0.5 (it would be 1 had the earlier GT been taken)
+        var g = new List<GtSegment> { new("v", 5, 15, 0), new("v", 15, 25, 0) };
+        var ap = Evaluator.ApDetection(g, new List<Detection> { new("v", 10, 20, 0, 0.9), new("v", 15, 25, 0, 0.8) }, new[] { 0.3 });
+        Assert.That(ap[0], Is.EqualTo(0.5).Within(1e-12));
+        // a 0/0 tIoU (zero-length prediction on a zero-length GT) sorts last and, as in numpy, is not
+        // below the threshold: it matches
+        var z = Evaluator.ApDetection(new List<GtSegment> { new("v", 5, 5, 0) }, new List<Detection> { new("v", 5, 5, 0, 1) }, new[] { 0.5 });
+        Assert.That(z[0], Is.EqualTo(1.0));
+    }
+
+    [Test]
     public void ClassificationMapKnownValue()
     {
         // one class, scores rank pos, neg, pos -> AP = (1/1 + 2/3)/2

@@ -95,23 +95,28 @@ public static class Evaluator
         int nT = thresholds.Length, nP = preds.Count;
         var tp = new byte[nT, nP]; var fp = new byte[nT, nP];
         var locked = new bool[nT, npos];
-        var tiou = new List<(double v, int g)>();
+        var sorted = new (double v, int g)[gtByVideo.Values.Max(l => l.Count)];
         for (int r = 0; r < nP; r++)
         {
             var p = preds[order[r]];
             if (!gtByVideo.TryGetValue(p.Video, out var gl)) { for (int t = 0; t < nT; t++) fp[t, r] = 1; continue; }
-            tiou.Clear();
+            // tIoU against the video's GT, in decreasing tIoU with ties walked from the later GT first and a
+            // NaN (0/0) last, as numpy's argsort: an insertion sort (a few GT per video) by double.CompareTo
+            // that puts each new entry ahead of equal ones
+            int n = 0;
             foreach (var gi in gl)
             {
                 double inter = Math.Max(0, Math.Min(p.End, gt[gi].End) - Math.Max(p.Start, gt[gi].Start));
                 double union = (p.End - p.Start) + (gt[gi].End - gt[gi].Start) - inter;
-                tiou.Add((inter / union, gi));
+                double v = inter / union; int at = n++;
+                while (at > 0 && sorted[at - 1].v.CompareTo(v) <= 0) { sorted[at] = sorted[at - 1]; at--; }
+                sorted[at] = (v, gi);
             }
-            var sorted = tiou.Select((x, k) => (x.v, x.g, k)).OrderByDescending(x => x.v).ThenByDescending(x => x.k).ToArray();
             for (int t = 0; t < nT; t++)
             {
-                foreach (var (v, g, _) in sorted)
+                for (int q = 0; q < n; q++)
                 {
+                    var (v, g) = sorted[q];
                     if (v < thresholds[t]) { fp[t, r] = 1; break; }
                     if (locked[t, g]) continue;
                     tp[t, r] = 1; locked[t, g] = true; break;

@@ -93,6 +93,7 @@ public static class Proposals
             {
                 var r = rest[i];
                 double inter = Math.Max(Math.Min(b.e, r.e) - Math.Max(b.s, r.s) + 1, 0);
+                if (inter == 0) continue;                   // IoU 0: the decay is exp(0) = 1 exactly
                 double iou = inter / ((b.e - b.s + 1) + (r.e - r.s + 1) - inter);
                 rest[i] = (r.score * Math.Exp(-iou * iou / sigma), r.s, r.e);
             }
