@@ -23,6 +23,9 @@ public struct GemmParams
     public int Batch, M, N, K;
     public int BatchA, RsA, CsA, BatchB, RsB, CsB, BatchC, Ldc;
     public float Alpha, Beta;
+    /// 1: each B is stored in the CPU GEMM's own panel layout (CpuGemm.PanelIndex; written by a weight
+    /// transform for Backend.WeightPanel), RsB and CsB then describe the plain (K, N) it holds. CPU only.
+    public int PanelB;
 }
 
 /// Thread-group shape of the blocked GEMM: TX x TY threads, a (8 TY) x (8 TX) tile of C, K slabs of BK.

@@ -98,6 +98,43 @@ public sealed class GemmTests(string backendName)
     }
 
     [Test]
+    public void PanelLayoutB()
+    {
+        // B written in the CPU GEMM's panel layout (two K slabs, the second a partial one) is read in place;
+        // a backend without panels refuses it
+        int m = 70, n = 64, k = 300, batch = 2;
+        var p = new GemmParams
+        {
+            Batch = batch, M = m, N = n, K = k, Alpha = 1f, Beta = 0.5f, BatchA = m * k, RsA = k, CsA = 1,
+            BatchB = k * n, RsB = n, CsB = 1, BatchC = m * n, Ldc = n, PanelB = 1,
+        };
+        using var sa = B.Allocate(batch * m * k); using var sb = B.Allocate(batch * k * n); using var sc = B.Allocate(batch * m * n);
+        if (B.WeightPanel == 0 || n % B.WeightPanel != 0)
+        {
+            Assert.Throws<ShapeException>(() => B.Gemm(sc, 0, sa, 0, sb, 0, p));
+            return;
+        }
+        var a = Rand(batch * m * k, 7); var b = Rand(batch * k * n, 8); var c = Rand(batch * m * n, 9);
+        var packed = new float[b.Length];
+        for (int bt = 0; bt < batch; bt++)
+            for (int kk = 0; kk < k; kk++)
+                for (int j = 0; j < n; j++) packed[bt * k * n + CpuGemm.PanelIndex(kk, j, k, n)] = b[bt * k * n + kk * n + j];
+        B.Upload(sa, 0, a); B.Upload(sb, 0, packed); B.Upload(sc, 0, c);
+        B.Gemm(sc, 0, sa, 0, sb, 0, p);
+        var got = new float[c.Length]; B.Download(sc, 0, got);
+        var want = new double[c.Length];
+        for (int bt = 0; bt < batch; bt++)
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                {
+                    double s = 0;
+                    for (int kk = 0; kk < k; kk++) s += (double)a[bt * m * k + i * k + kk] * b[bt * k * n + kk * n + j];
+                    want[bt * m * n + i * n + j] = s + 0.5 * c[bt * m * n + i * n + j];
+                }
+        Check.Close(got, want, 1e-5 * Math.Sqrt(k) + 1e-6, 1e-4, $"gemm with a panel-layout B [{backendName}]");
+    }
+
+    [Test]
     public void LargeTilesOnGpu()
     {
         if (!B.IsGpu) Assert.Ignore("the 128x128-tile path runs only on a GPU");

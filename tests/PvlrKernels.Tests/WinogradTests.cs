@@ -63,9 +63,10 @@ public sealed class WinogradTests(string backendName)
     [TestCase(6, true, false, 1f)]
     [TestCase(6, true, true, 0.2f)]
     [TestCase(0, true, true, 0.2f)]
-    public void MatchesFloat64DirectConvolution(int m, bool withBias, bool withMask, float slope)
+    [TestCase(6, true, true, 0.2f, 64)]         // on the CPU: U in the GEMM's panel layout
+    public void MatchesFloat64DirectConvolution(int m, bool withBias, bool withMask, float slope, int cout = 21)
     {
-        int b = 2, t = 13, cin = 37, cout = 21;
+        int b = 2, t = 13, cin = 37;
         var x = Rand(b * t * cin, 1); var w = Rand(cout * cin * 3, 2, 1 / Math.Sqrt(3 * cin));
         var bias = withBias ? Rand(cout, 3) : null;
         var mask = withMask ? Enumerable.Range(0, b * t).Select(i => i % 5 == 4 ? 0f : 1f).ToArray() : null;
@@ -77,26 +78,35 @@ public sealed class WinogradTests(string backendName)
 
     /// U (n, Cin, Cout) = G w: 40 output channels are two 16-wide gathered blocks and an 8-channel tail on the
     /// CPU; every value matches the float64 product (a GPU compiler may contract the sum into FMAs).
-    [TestCase(2)]
-    [TestCase(6)]
-    public void WeightTransformIsGTimesW(int m)
+    /// With panels (CPU), 64 output channels of 300 input channels: two K slabs of the GEMM's panel layout.
+    [TestCase(2, false)]
+    [TestCase(6, false)]
+    [TestCase(6, true)]
+    public void WeightTransformIsGTimesW(int m, bool panels)
     {
-        int cin = 5, cout = 40, n = m + 2;
+        if (panels && B.WeightPanel == 0)
+        {
+            using var s = B.Allocate(64);
+            Assert.Throws<NotSupportedException>(() => B.WinogradWeight(s, 0, s, 0, s, 0, 1, 1, 3, panels: true));
+            return;
+        }
+        int cin = panels ? 300 : 5, cout = panels ? 2 * B.WeightPanel : 40, n = m + 2;
         var w = Rand(cout * cin * 3, 4);
         var (_, g) = Winograd.Matrices(m);
         using var ws = B.Allocate(w.Length); using var gs = B.Allocate(g.Length); using var us = B.Allocate((long)n * cin * cout + 1);
         B.Upload(ws, 0, w); B.Upload(gs, 0, g);
-        B.WinogradWeight(us, 1, ws, 0, gs, 0, cin, cout, n);
+        B.WinogradWeight(us, 1, ws, 0, gs, 0, cin, cout, n, panels);
         var u = new float[n * cin * cout]; B.Download(us, 1, u);
+        long At(int ci, int co) => panels ? CpuGemm.PanelIndex(ci, co, cin, cout) : (long)ci * cout + co;
         var want = new double[u.Length];
         for (int xi = 0; xi < n; xi++)
             for (int ci = 0; ci < cin; ci++)
                 for (int co = 0; co < cout; co++)
                 {
                     int wi = (co * cin + ci) * 3;
-                    want[(xi * cin + ci) * cout + co] = (double)g[xi * 3] * w[wi] + (double)g[xi * 3 + 1] * w[wi + 1] + (double)g[xi * 3 + 2] * w[wi + 2];
+                    want[(long)xi * cin * cout + At(ci, co)] = (double)g[xi * 3] * w[wi] + (double)g[xi * 3 + 1] * w[wi + 1] + (double)g[xi * 3 + 2] * w[wi + 2];
                 }
-        Check.Close(u, want, 1e-6, 1e-6, $"winograd U m={m} [{backendName}]");
+        Check.Close(u, want, 1e-6, 1e-6, $"winograd U m={m} panels={panels} [{backendName}]");
         Assert.Throws<ShapeException>(() => B.WinogradWeight(us, 2, ws, 0, gs, 0, cin, cout, n), "U one float past its buffer");
     }
 

@@ -58,8 +58,11 @@ public abstract class Backend : IDisposable
     public abstract void Gemm(Storage c, long co, Storage a, long ao, Storage b, long bo, GemmParams p);
     /// Winograd F(m,3) input transform: v (n, tiles, C) from x (Batch, T, C); mat = Bt then At (kernels/Winograd.cs).
     public abstract void WinogradIn(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p);
-    /// Winograd F(m,3) weight transform: u (n, Cin, Cout) = G w from w (Cout, Cin, 3); g = G (n x 3).
-    public abstract void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n);
+    /// Winograd F(m,3) weight transform: u (n, Cin, Cout) = G w from w (Cout, Cin, 3); g = G (n x 3). With
+    /// `panels`, each (Cin, Cout) plane is written in the GEMM's B panel layout (GemmParams.PanelB).
+    public abstract void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n, bool panels = false);
+    /// The panel width of a GEMM that takes B pre-packed (GemmParams.PanelB) when N is a multiple of it; 0: none.
+    public virtual int WeightPanel => 0;
     /// Output transform with bias, LeakyReLU(p.Slope) and a (Batch, T) row mask fused: y (Batch, T, C) from mm (n, tiles, C).
     public abstract void WinogradOut(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias, long bo, Storage mask, long mko, WinoParams p);
 }
@@ -343,8 +346,11 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         return new WinogradWeight<TMem> { U = M(op, u, uo, plane * n), W = M(op, w, wo, plane * 3), G = M(op, g, go, n * 3), Cin = cin, Cout = cout, N = n };
     }
 
-    public override void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n) =>
+    public override void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n, bool panels = false)
+    {
+        if (panels) throw new NotSupportedException($"{Name}: no panel-layout weights (WeightPanel is 0)");
         Launch((long)cin * cout, WinogradWeightBody(u, uo, w, wo, g, go, cin, cout, n));
+    }
 
     public override void WinogradIn(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p) =>
         Launch((long)p.TotalTiles * p.C, WinogradInBody(v, vo, x, xo, mat, mo, p));
@@ -355,6 +361,8 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     protected void CheckGemm(GemmParams p, Storage c, long co, Storage a, long ao, Storage b, long bo)
     {
         if (p.M < 0 || p.N < 0 || p.K < 0 || p.Batch < 1) throw new ShapeException($"gemm: bad dims M={p.M} N={p.N} K={p.K} batch={p.Batch}");
+        if (p.PanelB != 0 && (WeightPanel == 0 || p.N % WeightPanel != 0 || p.RsB != p.N || p.CsB != 1))
+            throw new ShapeException($"gemm: a panel-layout B needs a backend with panels (width {WeightPanel}), N a multiple of it and the plain strides (N, 1); got N={p.N} strides ({p.RsB},{p.CsB})");
         long ea = (long)(p.Batch - 1) * p.BatchA + (long)(p.M - 1) * p.RsA + (long)(p.K - 1) * p.CsA + 1;
         long eb = (long)(p.Batch - 1) * p.BatchB + (long)(p.K - 1) * p.RsB + (long)(p.N - 1) * p.CsB + 1;
         long ec = (long)(p.Batch - 1) * p.BatchC + (long)(p.M - 1) * p.Ldc + p.N;

@@ -392,15 +392,20 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         });
     }
 
-    public override void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n)
+    /// B panels of the packed GEMM: a Winograd weight written in them (cout a multiple of 32) skips B packing
+    /// (written by the gathered path, so only where AVX2 is).
+    public override int WeightPanel => Avx2.IsSupported ? CpuGemm.PanelWidth : 0;
+
+    public override void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n, bool panels = false)
     {
         var body = WinogradWeightBody(u, uo, w, wo, g, go, cin, cout, n);      // checks every extent
         long plane = (long)cin * cout;
+        if (panels && (WeightPanel == 0 || cout % WeightPanel != 0)) throw new ShapeException($"winograd: panel-layout U needs Cout a multiple of {CpuGemm.PanelWidth}, got {cout}");
         using var _ = Profiler.Time("WinogradWeight", plane * n);
         float* up = S(u).Ptr + uo, wp = S(w).Ptr + wo, gp = S(g).Ptr + go;
         int blocks = Avx2.IsSupported ? cout / 16 : 0;
         // 16 output channels of one input channel at a time: w[co.., ci, k] gathered (stride Cin*3), each U
-        // row written 64 bytes at a time; the co tail runs the kernel body
+        // row (or 16 columns of a panel row) written 64 bytes at a time; the co tail runs the kernel body
         var idx = Vector256.Create(0, 3 * cin, 6 * cin, 9 * cin, 12 * cin, 15 * cin, 18 * cin, 21 * cin);
         Rows(blocks + 1, plane * n, (a, e) =>
         {
@@ -414,9 +419,10 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
                     var w0 = Vector512.Create(Avx2.GatherVector256(src, idx, 4), Avx2.GatherVector256(src8, idx, 4));
                     var w1 = Vector512.Create(Avx2.GatherVector256(src + 1, idx, 4), Avx2.GatherVector256(src8 + 1, idx, 4));
                     var w2 = Vector512.Create(Avx2.GatherVector256(src + 2, idx, 4), Avx2.GatherVector256(src8 + 2, idx, 4));
+                    long at = panels ? CpuGemm.PanelIndex(ci, co0, cin, cout) : (long)ci * cout + co0;
                     for (int xi = 0; xi < n; xi++)
                         Vector512.Store(Vector512.Create(gp[xi * 3]) * w0 + Vector512.Create(gp[xi * 3 + 1]) * w1 + Vector512.Create(gp[xi * 3 + 2]) * w2,
-                            up + xi * plane + (long)ci * cout + co0);
+                            up + xi * plane + at);
                 }
             }
         });
@@ -463,6 +469,6 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         long flops = 2L * p.M * p.N * p.K * p.Batch;
         using var _ = Profiler.Time(flops > 200_000_000 ? "Gemm large" : "Gemm small", flops);
         CpuGemm.SgemmBatch(p.Batch, p.M, p.N, p.K, p.Alpha, S(a).Ptr + ao, p.BatchA, p.RsA, p.CsA,
-            S(b).Ptr + bo, p.BatchB, p.RsB, p.CsB, p.Beta, S(c).Ptr + co, p.BatchC, p.Ldc);
+            S(b).Ptr + bo, p.BatchB, p.RsB, p.CsB, p.Beta, S(c).Ptr + co, p.BatchC, p.Ldc, panelB: p.PanelB != 0);
     }
 }

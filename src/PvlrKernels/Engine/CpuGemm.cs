@@ -17,37 +17,49 @@ namespace PvlrKernels.Engine;
 public static unsafe class CpuGemm
 {
     const int MR = 8, NR = 32, KC = 256, MC = 128, NCT = 512;
+    public const int PanelWidth = NR;
+
+    /// Where B[k, j] of a (K, N) matrix lives in the panel layout the driver packs B into (N a multiple of
+    /// NR): K slabs of KC rows one after another, each slab NR-column panels of kc x NR, row-major.
+    /// A frozen weight written this way (GemmParams.PanelB) is multiplied with no packing of B at all.
+    public static long PanelIndex(int k, int j, int K, int N)
+    {
+        int pc = k / KC * KC, kc = Math.Min(KC, K - pc);
+        return (long)pc * N + (long)(j / NR) * kc * NR + (long)(k - pc) * NR + j % NR;
+    }
 
     [ThreadStatic] static float* tlsA;
 
     /// One product, its row blocks (or tiles) shared by all cores.
     public static void Sgemm(int M, int N, int K, float alpha, float* A, long rsA, long csA, float* B, long rsB, long csB, float beta, float* C, long ldc) =>
-        Run(M, N, K, alpha, A, rsA, csA, B, rsB, csB, beta, C, ldc, Environment.ProcessorCount);
+        Run(M, N, K, alpha, A, rsA, csA, B, rsB, csB, false, beta, C, ldc, Environment.ProcessorCount);
 
     /// `batch` products of the same shape, operand i at A + i*strideA (B, C alike). With at least one large
     /// product per core and a batch that divides evenly, each core runs whole products alone: no shared
     /// panels and no barrier per KC slab. The Winograd GEMMs (8 products of 683 x 2048 x 2048 at paper
     /// widths) ran at 365-377 GFLOP/s this way against 320-330 sharing each product (a scratch harness,
     /// alternated runs). Each product's sums run in the same order either way, so C is bitwise the same.
+    /// `panelB`: each B is already in the panel layout (PanelIndex) and is read in place.
     public static void SgemmBatch(int batch, int M, int N, int K, float alpha, float* A, long strideA, long rsA, long csA,
-        float* B, long strideB, long rsB, long csB, float beta, float* C, long strideC, long ldc, int threads = 0)
+        float* B, long strideB, long rsB, long csB, float beta, float* C, long strideC, long ldc, int threads = 0, bool panelB = false)
     {
         if (threads <= 0) threads = Environment.ProcessorCount;
         bool split = threads > 1 && batch >= threads && (batch % threads == 0 || batch >= 4 * threads) && (long)M * N * K >= SerialMin;
         if (!split)
         {
-            for (int i = 0; i < batch; i++) Run(M, N, K, alpha, A + i * strideA, rsA, csA, B + i * strideB, rsB, csB, beta, C + i * strideC, ldc, threads);
+            for (int i = 0; i < batch; i++) Run(M, N, K, alpha, A + i * strideA, rsA, csA, B + i * strideB, rsB, csB, panelB, beta, C + i * strideC, ldc, threads);
             return;
         }
         Parallel.For(0, batch, new ParallelOptions { MaxDegreeOfParallelism = threads },
-            i => Run(M, N, K, alpha, A + i * strideA, rsA, csA, B + i * strideB, rsB, csB, beta, C + i * strideC, ldc, 1));
+            i => Run(M, N, K, alpha, A + i * strideA, rsA, csA, B + i * strideB, rsB, csB, panelB, beta, C + i * strideC, ldc, 1));
     }
 
     const long SerialMin = 1L << 22;        // multiply-adds per product below which one core per product idles the rest
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Run(int M, int N, int K, float alpha, float* A, long rsA, long csA, float* B, long rsB, long csB, float beta, float* C, long ldc, int threads)
+    static void Run(int M, int N, int K, float alpha, float* A, long rsA, long csA, float* B, long rsB, long csB, bool panelB, float beta, float* C, long ldc, int threads)
     {
+        if (panelB && N % NR != 0) throw new ArgumentException($"gemm: a panel-layout B needs N a multiple of {NR}, got {N}");
         if (M <= 0 || N <= 0) return;
         if (beta != 1f)
             for (int i = 0; i < M; i++)
@@ -57,10 +69,10 @@ public static unsafe class CpuGemm
             }
         if (K <= 0 || alpha == 0f) return;
         // Tiny products (attention heads, 21-class heads): a direct loop beats packing.
-        if ((long)M * N * K < 32768) { Small(M, N, K, alpha, A, rsA, csA, B, rsB, csB, C, ldc); return; }
+        if ((long)M * N * K < 32768 && !panelB) { Small(M, N, K, alpha, A, rsA, csA, B, rsB, csB, C, ldc); return; }
 
         int nPanels = (N + NR - 1) / NR;
-        float* bp = PanelBuffer((long)nPanels * KC * NR);
+        float* bp = panelB ? null : PanelBuffer((long)nPanels * KC * NR);
         var (mc, nc) = Blocks(M, N, threads);
         int mBlocks = (M + mc - 1) / mc, nBlocks = (N + nc - 1) / nc, tasks = mBlocks * nBlocks;
         for (int pc = 0; pc < K; pc += KC)
@@ -68,13 +80,14 @@ public static unsafe class CpuGemm
             int kc = Math.Min(KC, K - pc);
             float* bsrc = B + pc * rsB;
             float* asrc = A + pc * csA;
+            if (panelB) bp = B + (long)pc * N;
             if (threads == 1)
             {
-                for (int jp = 0; jp < nPanels; jp++) PackB(kc, bsrc, rsB, csB, jp * NR, Math.Min(NR, N - jp * NR), bp + (long)jp * kc * NR);
+                if (!panelB) for (int jp = 0; jp < nPanels; jp++) PackB(kc, bsrc, rsB, csB, jp * NR, Math.Min(NR, N - jp * NR), bp + (long)jp * kc * NR);
                 for (int t = 0; t < tasks; t++) Task(t, nBlocks, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha);
                 continue;
             }
-            Parallel.For(0, nPanels, jp => PackB(kc, bsrc, rsB, csB, jp * NR, Math.Min(NR, N - jp * NR), bp + (long)jp * kc * NR));
+            if (!panelB) Parallel.For(0, nPanels, jp => PackB(kc, bsrc, rsB, csB, jp * NR, Math.Min(NR, N - jp * NR), bp + (long)jp * kc * NR));
             if (tasks == 1) Task(0, 1, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha);
             else Parallel.For(0, tasks, t => Task(t, nBlocks, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha));
         }

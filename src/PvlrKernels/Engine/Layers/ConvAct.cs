@@ -42,7 +42,10 @@ public sealed partial class Graph
             throw new ShapeException($"conv_act: x {x} (B,T,Cin), weight {w} (Cout,Cin,3), bias {bias?.ToString() ?? "none"}");
         int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), n = m + 2, tiles = (t + m - 1) / m;
         var mat = WinogradMats(m);
-        var u = Derived(w, m, new[] { n, cin, cout }, u => WinogradWeight(u, w, mat, m));
+        // U = G w (G follows Bt and At in mat), in the GEMM's own B panels where the backend has them: the n
+        // products then pack no B at all
+        bool panels = B.WeightPanel > 0 && cout % B.WeightPanel == 0;
+        var u = Derived(w, m, new[] { n, cin, cout }, u => B.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset, mat, n * n + m * n, cin, cout, n, panels));
         var p = new WinoParams { Batch = b, T = t, C = cin, M = m, N = n, Tiles = tiles, Slope = slope };
         // V and M die with this call: they live in one reused scratch buffer, not the arena (at 4096 rows
         // of paper widths they would otherwise add ~26k floats per row to every forward's footprint)
@@ -54,19 +57,12 @@ public sealed partial class Graph
         B.Gemm(mm.Data, mm.Offset, v.Data, v.Offset, u.Data, u.Offset, new GemmParams
         {
             Batch = n, M = b * tiles, N = cout, K = cin, BatchA = b * tiles * cin, RsA = cin, CsA = 1,
-            BatchB = cin * cout, RsB = cout, CsB = 1, BatchC = b * tiles * cout, Ldc = cout, Alpha = 1f, Beta = 0f
+            BatchB = cin * cout, RsB = cout, CsB = 1, BatchC = b * tiles * cout, Ldc = cout, Alpha = 1f, Beta = 0f, PanelB = panels ? 1 : 0
         });
         var yo = New(new[] { b, t, cout });
         p.C = cout;
         B.WinogradOut(yo.Data, yo.Offset, mm.Data, mm.Offset, mat, 0, bias?.Data, bias?.Offset ?? 0, rowMask?.Data, rowMask?.Offset ?? 0, p);
         return yo;
-    }
-
-    /// U (n, Cin, Cout) = G w, one weight-transform kernel (G follows Bt and At in the uploaded matrices).
-    void WinogradWeight(Tensor u, Tensor w, Storage mat, int m)
-    {
-        int n = m + 2;
-        B.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset, mat, n * n + m * n, w.Dim(1), w.Dim(0), n);
     }
 
     Storage WinogradMats(int m)
