@@ -191,11 +191,16 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         double peak = o.Has("peak") ? double.Parse(o.Get("peak"), CultureInfo.InvariantCulture) : backend.PeakGflops;
         var classes = Enumerable.Range(0, cfg.NumClasses).Select(i => ClassTokens.Names.Keys.ElementAt(i % ClassTokens.Names.Count)).ToArray();
         var rows = new List<BenchRow>();
-        void Add(string key, Func<BenchRow> f) { if (!only.Contains(key)) return; Console.Error.WriteLine($"bench: {key} ..."); rows.Add(f()); Console.Error.WriteLine($"bench: {key}: {rows[^1].Seconds:F4} s"); }
-        Add("gemm", () => Bench.Gemm(backend));
-        Add("conv", () => Bench.Conv(backend));
-        Add("clip", () => Bench.ClipTower(backend, cfg, classes));
-        Add("step", () => Bench.TrainStep(backend, cfg, classes, steps, Console.Error));
+        void Add(string key, Func<IEnumerable<BenchRow>> f)
+        {
+            if (!only.Contains(key)) return;
+            Console.Error.WriteLine($"bench: {key} ...");
+            foreach (var r in f()) { rows.Add(r); Console.Error.WriteLine($"bench: {r.Name}: {r.Seconds:F4} s"); }
+        }
+        Add("gemm", () => [Bench.Gemm(backend)]);
+        Add("conv", () => [Bench.Conv(backend)]);
+        Add("clip", () => [Bench.ClipTower(backend, cfg, classes)]);
+        Add("step", () => [Bench.TrainStep(backend, cfg, classes, steps, Console.Error)]);
         Add("infer", () => Bench.TestSetInference(backend, cfg));
         var table = Bench.Table(rows, peak, $"{backend.Name} ({Environment.ProcessorCount} cores)");
         if (o.Flag("torch") && rows.FirstOrDefault(r => r.Name.StartsWith("training step")) is { } ours)

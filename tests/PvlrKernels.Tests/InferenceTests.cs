@@ -53,4 +53,15 @@ public sealed class InferenceTests(string backendName)
         e = Assert.Throws<ShapeException>(() => Inference.Signals(tr.Model, tr.G, new[] { ("video_test_0000007", new float[5], 2) }, text));
         Assert.That(e.Message, Does.Contain("video_test_0000007").And.Contain("expected (T=2"));
     }
+
+    [Test]
+    public void BenchTimesAFirstAndASteadyPass()
+    {
+        // the same inference twice on one graph: two rows, the same GEMM work, the steady one last
+        if (backendName != "cpu") Assert.Ignore("the bench row is the CPU path's; the emulator would take minutes over 212 videos");
+        var rows = Bench.TestSetInference(B, PvlrConfig.Tiny());
+        Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "test-set inference + eval (tiny), first pass", "test-set inference + eval (tiny)" }));
+        Assert.That(rows[0].Flops, Is.GreaterThan(0).And.EqualTo(rows[1].Flops));
+        Assert.That(rows.All(r => r.Seconds > 0 && r.Shape == "212 videos, 71804 snippets"));
+    }
 }

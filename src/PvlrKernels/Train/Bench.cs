@@ -86,8 +86,10 @@ public static class Bench
     }
 
     /// Test-mode inference on 212 videos with the real THUMOS14 test lengths (random features) and the
-    /// full evaluation against the real GT.
-    public static BenchRow TestSetInference(Backend b, PvlrConfig cfg)
+    /// full evaluation against the real GT, twice with the same graph: the first pass (JIT compilation,
+    /// first touch of the activation arena and of the transformed weights) and the steady state that the
+    /// other rows report after their warm-up run (a trainer's periodic evaluation, a service).
+    public static BenchRow[] TestSetInference(Backend b, PvlrConfig cfg)
     {
         var dir = Path.Combine(Path.GetTempPath(), "pvlr-bench-ann-" + Environment.ProcessId);
         Features.DemoData.WriteAnnotations(dir);
@@ -105,12 +107,18 @@ public static class Bench
         model.Initialize(b, 1);
         using var store = model.P;
         using var g = new Graph(b, model.P);
-        long f0 = b.GemmFlops;
-        var sw = Stopwatch.StartNew();
-        Inference.Evaluate(model, g, ann, videos);
-        b.Synchronize();
-        double s = sw.Elapsed.TotalSeconds;
-        return new BenchRow($"test-set inference + eval ({cfg.Preset})", $"{videos.Count} videos, {videos.Sum(v => v.T)} snippets", s, b.GemmFlops - f0, $"{videos.Count / s:F1} videos/s");
+        string shape = $"{videos.Count} videos, {videos.Sum(v => v.T)} snippets";
+        BenchRow Pass(string name)
+        {
+            long f0 = b.GemmFlops;
+            var sw = Stopwatch.StartNew();
+            Inference.Evaluate(model, g, ann, videos);
+            b.Synchronize();
+            double s = sw.Elapsed.TotalSeconds;
+            return new BenchRow(name, shape, s, b.GemmFlops - f0, $"{videos.Count / s:F1} videos/s");
+        }
+        var first = Pass($"test-set inference + eval ({cfg.Preset}), first pass");
+        return new[] { first, Pass($"test-set inference + eval ({cfg.Preset})") };
     }
 
     public static string Table(IEnumerable<BenchRow> rows, double peakGflops, string device)
