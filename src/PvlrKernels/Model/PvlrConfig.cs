@@ -50,7 +50,7 @@ public sealed class PvlrConfig
     public bool SkipAeDecoder { get; set; } = true;    // AE_d feeds no loss in training
     // test-time speed; the outputs equal the plain per-video forward up to fp32 rounding
     public int WinogradTile { get; set; } = 6;        // Winograd F(m,3) for the k=3 convs at test time (2, 4, 6; 0 = direct)
-    public int InferRows { get; set; } = 4096;        // snippet rows per ragged inference batch (several videos per forward)
+    public int InferRows { get; set; } = 2048;        // snippet rows per ragged inference batch (several videos per forward)
     public float DropAttn { get; set; } = 0.5f;
     public float DropFusion { get; set; } = 0.7f;
     public float DropEasy { get; set; } = 0.6f;
