@@ -83,6 +83,13 @@ public struct UnaryFwd<TOp, TMem> : IKernel where TOp : struct, IUnaryOp where T
     public TMem Y, X; public float P;
     public void Execute(int i) => Y[i] = TOp.Forward(X[i], P);
 }
+/// y[i] = v[i] * sigmoid(a[i] * s[i / Cols]): the cross-modal gate of the attention module at test
+/// time (no gradient), one pass instead of a product, a sigmoid and a product, in the same order.
+public struct SigmoidGate<TMem> : IKernel where TMem : struct, IMem
+{
+    public TMem Y, A, S, V; public int Cols;
+    public void Execute(int i) => Y[i] = SigmoidOp.Forward(A[i] * S[i / Cols], 0f) * V[i];
+}
 /// dx[i] (+)= Op'(x[i], y[i]) dy[i]
 public struct UnaryBwd<TOp, TMem> : IKernel where TOp : struct, IUnaryOp where TMem : struct, IMem
 {

@@ -120,6 +120,27 @@ public sealed class OpTests(string backendName)
         ps.Dispose();
     }
 
+    [TestCase(300, 37)]     // column tails on the CPU path
+    [TestCase(40, 64)]      // whole 16-lane blocks
+    public void SigmoidGateWithoutGradientIsOnePass(int rows, int cols)
+    {
+        // sigmoid(a * s[row]) * v: without gradient one fused kernel against float64; with a gradient the
+        // recorded Mul, Sigmoid, Mul (checked against finite differences like every op)
+        var r = new Random(3);
+        var a = Rand(r, rows * cols, -3, 3); var sc = Rand(r, rows, -2, 2); var v = Rand(r, rows * cols);
+        var ps = new ParameterStore(); ps.Allocate(B);
+        using var g = new Graph(B, ps);
+        float[] got;
+        using (g.NoGrad()) got = g.ToHost(g.SigmoidGate(g.FromHost(a, 1, rows, cols), g.FromHost(sc, 1, rows, 1), g.FromHost(v, 1, rows, cols)));
+        var want = new double[got.Length];
+        for (int i = 0; i < got.Length; i++) want[i] = v[i] / (1 + Math.Exp(-(double)a[i] * sc[i / cols]));
+        Check.Close(got, want, 1e-6, 1e-5, $"sigmoid_gate {rows}x{cols} [{backendName}]");
+        Assert.Throws<ShapeException>(() => { using (g.NoGrad()) g.SigmoidGate(g.FromHost(a, 1, rows, cols), g.FromHost(sc, 1, rows, 1), g.FromHost(v, rows, cols, 1)); });
+        ps.Dispose();
+        CheckOp("sigmoid_gate", new[] { new[] { 3, 20 }, new[] { 3, 1 }, new[] { 3, 20 } }, (gg, x) => gg.SigmoidGate(x[0], x[1], x[2]),
+            x => Enumerable.Range(0, 60).Select(i => x[2][i] / (1 + Math.Exp(-x[0][i] * x[1][i / 20]))).ToArray());
+    }
+
     // ---------------- binary with broadcasting ----------------
     static IEnumerable<TestCaseData> BinaryCases()
     {

@@ -34,6 +34,8 @@ public abstract class Backend : IDisposable
     public abstract void Copy4(Storage dst, long dOff, Strides4 sd, Storage src, long sOff, Strides4 ss, Dims4 d, float scale, bool accumulate);
     public abstract void SumTo(Storage dst, long dOff, Dims4 target, Storage src, long sOff, Dims4 full, bool accumulate);
     public abstract void Unary<TOp>(Storage y, long yo, Storage x, long xo, long n, float p) where TOp : struct, IUnaryOp;
+    /// y (rows, cols) = sigmoid(a * s[row]) * v, without gradient (kernels/UnaryOps.cs SigmoidGate).
+    public abstract void SigmoidGate(Storage y, long yo, Storage a, long ao, Storage s, long so, Storage v, long vo, int rows, int cols);
     public abstract void UnaryBackward<TOp>(Storage dx, long dxo, Storage x, long xo, Storage y, long yo, Storage dy, long dyo, long n, float p, bool accumulate) where TOp : struct, IUnaryOp;
     public abstract void Binary<TOp>(Storage o, long oo, Storage a, long ao, Strides4 sa, Storage b, long bo, Strides4 sb, Dims4 d) where TOp : struct, IBinaryOp;
     public abstract void BinaryGrad<TOp>(Storage tmp, long to, Storage a, long ao, Strides4 sa, Storage b, long bo, Strides4 sb, Storage dy, long dyo, Dims4 d, int which) where TOp : struct, IBinaryOp;
@@ -125,6 +127,17 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         string op = typeof(TOp).Name;
         Launch(n, new UnaryFwd<TOp, TMem> { Y = M(op, y, yo, n), X = M(op, x, xo, n), P = p });
     }
+
+    protected SigmoidGate<TMem> SigmoidGateBody(Storage y, long yo, Storage a, long ao, Storage s, long so, Storage v, long vo, int rows, int cols)
+    {
+        const string op = "sigmoid_gate";
+        long n = (long)rows * cols;
+        if (rows < 0 || cols < 1 || n > int.MaxValue) throw new ShapeException($"sigmoid_gate: bad shape {rows}x{cols}");
+        return new SigmoidGate<TMem> { Y = M(op, y, yo, n), A = M(op, a, ao, n), S = M(op, s, so, rows), V = M(op, v, vo, n), Cols = cols };
+    }
+
+    public override void SigmoidGate(Storage y, long yo, Storage a, long ao, Storage s, long so, Storage v, long vo, int rows, int cols) =>
+        Launch((long)rows * cols, SigmoidGateBody(y, yo, a, ao, s, so, v, vo, rows, cols));
 
     public override void UnaryBackward<TOp>(Storage dx, long dxo, Storage x, long xo, Storage y, long yo, Storage dy, long dyo, long n, float p, bool accumulate)
     {

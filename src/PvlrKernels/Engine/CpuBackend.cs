@@ -226,6 +226,30 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         });
     }
 
+    /// The test-time gate row by row, 16 lanes at a time with Sigmoid512 (the same products and sigmoid as
+    /// the unfused Mul, Sigmoid, Mul of long vectors); column tails run the kernel body.
+    public override void SigmoidGate(Storage y, long yo, Storage a, long ao, Storage s, long so, Storage v, long vo, int rows, int cols)
+    {
+        var body = SigmoidGateBody(y, yo, a, ao, s, so, v, vo, rows, cols);     // checks every extent
+        using var _ = Profiler.Time("SigmoidGate", (long)rows * cols);
+        float* yp = S(y).Ptr + yo, ap = S(a).Ptr + ao, sp = S(s).Ptr + so, vp = S(v).Ptr + vo;
+        bool wide = Vector512.IsHardwareAccelerated;
+        Rows(rows, (long)rows * cols, (r0, r1) =>
+        {
+            for (long r = r0; r < r1; r++)
+            {
+                long o = r * cols; int j = 0;
+                if (wide)
+                {
+                    var sv = Vector512.Create(sp[r]);
+                    for (; j + 16 <= cols; j += 16)
+                        Vector512.Store(Sigmoid512(Vector512.Load(ap + o + j) * sv) * Vector512.Load(vp + o + j), yp + o + j);
+                }
+                for (; j < cols; j++) body.Execute((int)(o + j));
+            }
+        });
+    }
+
     /// 1 / (1 + e^-x) with e^t = 2^k e^r, k = round(t log2 e), r = t - k ln 2 (ln 2 split in two for an
     /// exact product) and e^r a degree-6 Taylor polynomial (|r| <= ln2/2: relative error ~2e-8).
     /// TensorPrimitives.Sigmoid ran at 0.2-0.3 G values/s here; this runs at several per ns.

@@ -145,7 +145,7 @@ public sealed class PvlrModel
         var tau = rag == null ? g.MatMul(bwn, cn, transB: true)                         // (B,T,1)
             : g.Reshape(g.Gather(g.MatMul(g.Reshape(bwn, rag.Rows, h), g.Reshape(cn, rag.Count, h), transB: true),  // (R, videos):
                 1, g.Reshape(rag.RowVideo, rag.Rows, 1), perInner: false), 1, rag.Rows, 1);                        // each row's own video
-        var ff = g.Mul(g.Sigmoid(g.Mul(bw, tau)), v);
+        var ff = g.SigmoidGate(bw, tau, v);
         var h1 = g.Dropout(Cv(ff, "attention.0"), pd, $"{m}.attention.2");
         var h2 = Cv(h1, "attention.3", mask: false);                                    // feeds only the k=1 conv
         var a = g.Dropout(Cv(h2, "attention.5", 1f, mask: false), pd, $"{m}.attention.6");

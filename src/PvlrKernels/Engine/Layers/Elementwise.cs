@@ -56,6 +56,19 @@ public sealed partial class Graph
     public Tensor Scale(Tensor x, float s) => Unary(UOp.Scale, x, s);
     public Tensor AddScalar(Tensor x, float s) => Unary(UOp.AddScalar, x, s);
     public Tensor Sigmoid(Tensor x) => Unary(UOp.Sigmoid, x);
+
+    /// sigmoid(a * s) * v, s (.., 1) one value per row of a and v: the recorded Mul, Sigmoid, Mul when a
+    /// gradient is needed, else one fused pass (no intermediate tensors).
+    public Tensor SigmoidGate(Tensor a, Tensor s, Tensor v)
+    {
+        if (Needs(a, s, v)) return Mul(Sigmoid(Mul(a, s)), v);
+        int cols = a.Dim(a.Rank - 1);
+        if (!a.Shape.SequenceEqual(v.Shape) || s.Dim(s.Rank - 1) != 1 || s.Size * cols != a.Size)
+            throw new ShapeException($"sigmoid_gate: a {a} and v {v} must match, s {s} one value per row");
+        var y = New(a.Shape);
+        B.SigmoidGate(y.Data, y.Offset, a.Data, a.Offset, s.Data, s.Offset, v.Data, v.Offset, (int)s.Size, cols);
+        return y;
+    }
     public Tensor Relu(Tensor x) => Unary(UOp.Relu, x);
     public Tensor LeakyRelu(Tensor x, float slope = 0.2f) => Unary(UOp.LeakyRelu, x, slope);
     public Tensor Exp(Tensor x, float scale = 1f) => Unary(UOp.Exp, x, scale);
