@@ -1,12 +1,14 @@
 // Packed SGEMM for the managed CPU backend (Goto/BLIS blocking):
 //   C (M,N, row stride ldc) = alpha * A B + beta * C, with A and B given by (row stride, column stride),
 //   so transposed and overlapping-row operands are packed directly, with no im2col and no transpose copy.
-// Blocking: KC = 256 deep panels; B packed into NR = 32-column panels shared by all threads; each task
-// packs an mc x KC block of A into MR = 8-row panels (8x8 register transposes when A is row-major) and
-// runs the 8x32 Vector512 FMA microkernel (16 zmm accumulators, the C tile prefetched while it runs).
+// Blocking: KC = 256 deep panels; B packed into NR = 32-column panels shared by all threads (or already
+// written in that layout: GemmParams.PanelB); each task packs an mc x KC block of A into MR = 8-row
+// panels (8x8 register transposes when A is row-major) and runs the 8x32 Vector512 FMA microkernel
+// (16 zmm accumulators, the C tile prefetched while it runs).
 // Tasks: when M has enough row blocks, each task owns rows across all of N (A packed once per slab,
 // row blocks sized so the cores get equal shares); otherwise (mc rows) x (NCT columns) tiles keep both
-// cores busy for short M. Batches of large products (SgemmBatch) give each core whole products instead. A Vector256 microkernel covers machines without AVX-512.
+// cores busy for short M. Batches of large products (SgemmBatch) give each core whole products instead.
+// A Vector256 microkernel covers machines without AVX-512.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -81,16 +83,15 @@ public static unsafe class CpuGemm
             float* bsrc = B + pc * rsB;
             float* asrc = A + pc * csA;
             if (panelB) bp = B + (long)pc * N;
-            if (threads == 1)
-            {
-                if (!panelB) for (int jp = 0; jp < nPanels; jp++) PackB(kc, bsrc, rsB, csB, jp * NR, Math.Min(NR, N - jp * NR), bp + (long)jp * kc * NR);
-                for (int t = 0; t < tasks; t++) Task(t, nBlocks, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha);
-                continue;
-            }
-            if (!panelB) Parallel.For(0, nPanels, jp => PackB(kc, bsrc, rsB, csB, jp * NR, Math.Min(NR, N - jp * NR), bp + (long)jp * kc * NR));
-            if (tasks == 1) Task(0, 1, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha);
-            else Parallel.For(0, tasks, t => Task(t, nBlocks, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha));
+            else For(nPanels, threads, jp => PackB(kc, bsrc, rsB, csB, jp * NR, Math.Min(NR, N - jp * NR), bp + (long)jp * kc * NR));
+            For(tasks, threads, t => Task(t, nBlocks, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha));
         }
+    }
+
+    static void For(int n, int threads, Action<int> body)
+    {
+        if (threads == 1 || n == 1) for (int i = 0; i < n; i++) body(i);
+        else Parallel.For(0, n, body);
     }
 
     // The packed-B buffer of the calling thread, kept and grown, never freed per call: fresh pages cost a
