@@ -110,14 +110,19 @@ public sealed class WinogradTests(string backendName)
         Assert.Throws<ShapeException>(() => B.WinogradWeight(us, 2, ws, 0, gs, 0, cin, cout, n), "U one float past its buffer");
     }
 
-    [Test]
-    public void SequencesShorterThanATileGoDirect()
+    /// T = 3 < m goes direct; T = 1 (the pooled channel_conv input) multiplies by the centre tap alone,
+    /// cached in a frozen scope (at 64 output channels in the CPU GEMM's panel layout).
+    [TestCase(3, 17, false)]
+    [TestCase(1, 17, false)]
+    [TestCase(1, 64, true)]
+    public void SequencesShorterThanATileGoDirect(int t, int cout, bool frozen)
     {
-        int b = 3, t = 1, cin = 20, cout = 17;
+        int b = 3, cin = 20;
         var x = Rand(b * t * cin, 9); var w = Rand(cout * cin * 3, 10, 0.2); var bias = Rand(cout, 11);
-        var (y, flops) = Run(6, x, w, bias, null, b, t, cin, cout, 0.2f);
-        Check.Close(y, Reference(x, w, bias, null, b, t, cin, cout, 0.2f), 2e-6, 2e-5, $"conv_act T=1 [{backendName}]");
-        Assert.That(flops, Is.EqualTo(2L * (b * (t + 2) - 2) * cout * 3 * cin), "the direct conv's one GEMM");
+        var mask = Enumerable.Range(0, b * t).Select(i => i == 1 ? 0f : 1f).ToArray();
+        var (y, flops) = Run(6, x, w, bias, mask, b, t, cin, cout, 0.2f, frozen);
+        Check.Close(y, Reference(x, w, bias, mask, b, t, cin, cout, 0.2f), 2e-6, 2e-5, $"conv_act T={t} [{backendName}]");
+        Assert.That(flops, Is.EqualTo(t == 1 ? 2L * b * cin * cout : 2L * (b * (t + 2) - 2) * cout * 3 * cin), t == 1 ? "the centre tap's GEMM" : "the direct conv's one GEMM");
     }
 
     [Test]

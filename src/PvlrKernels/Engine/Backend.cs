@@ -353,7 +353,7 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     protected WinogradWeight<TMem> WinogradWeightBody(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n)
     {
         const string op = "winograd_weight";
-        if (cin < 1 || cout < 1 || n < 3) throw new ShapeException($"winograd: bad weight transform cin={cin} cout={cout} n={n}");
+        if (cin < 1 || cout < 1 || n < 1) throw new ShapeException($"winograd: bad weight transform cin={cin} cout={cout} n={n}");
         long plane = (long)cin * cout;
         if (plane * n > int.MaxValue) throw new ShapeException($"winograd: weight {cout}x{cin}x3 too large for one transform");
         return new WinogradWeight<TMem> { U = M(op, u, uo, plane * n), W = M(op, w, wo, plane * 3), G = M(op, g, go, n * 3), Cin = cin, Cout = cout, N = n };

@@ -6,6 +6,7 @@
 //   transform, n = m + 2 GEMMs (tiles x Cin)(Cin x Cout), and the output transform with bias, activation
 //   and mask fused. The GEMMs do n/(3m) of the direct multiplies (8/18 at m = 6). The results equal the
 //   direct convolution up to fp32 rounding; U = G w is derived once per FrozenWeights scope.
+//   Not recording, one step (T = 1) and m > 0: only the centre tap meets data, one (B x Cin)(Cin x Cout) GEMM.
 using PvlrKernels.Kernels;
 
 namespace PvlrKernels.Engine;
@@ -30,8 +31,9 @@ public sealed partial class Graph
         if (rowMask != null && (rowMask.Size != (long)x.Dim(0) * x.Dim(1)))
             throw new ShapeException($"conv_act: row mask {rowMask} does not match the rows of {x}");
         int m = WinogradTile;
-        // sequences shorter than one tile (the per-video pooled channel_conv input, T = 1) go direct:
-        // one GEMM instead of m + 2 that each pack a whole weight slice for a handful of rows
+        if (m > 0 && !Needs(x, w, bias) && x.Rank == 3 && x.Dim(1) == 1 && w.Rank == 3 && w.Dim(2) == 3) return CentreTap(x, w, bias, slope, rowMask);
+        // sequences shorter than one tile go direct: one GEMM instead of m + 2 that each pack a whole
+        // weight slice for a handful of rows
         if (Needs(x, w, bias) || w.Rank != 3 || w.Dim(2) != 3 || m == 0 || x.Rank != 3 || x.Dim(1) < m)
         {
             var y = Conv1d(x, w, bias);
@@ -65,6 +67,30 @@ public sealed partial class Graph
         return yo;
     }
 
+    /// One step (the per-video pooled channel_conv input, T = 1): zero padding meets every tap but the
+    /// centre one, so y = x w[:, :, 1] + bias exactly. The centre tap is derived once per FrozenWeights
+    /// scope by the weight-transform kernel with G = [0 1 0] (in the GEMM's panel layout where the backend
+    /// has one), instead of packing all three taps (12 MB at 1024 channels) for a few rows per call.
+    Tensor CentreTap(Tensor x, Tensor w, Tensor bias, float slope, Tensor rowMask)
+    {
+        int b = x.Dim(0), cin = x.Dim(2), cout = w.Dim(0);
+        if (w.Dim(1) != cin || (bias != null && bias.Size != cout))
+            throw new ShapeException($"conv_act: x {x} (B,T,Cin), weight {w} (Cout,Cin,3), bias {bias?.ToString() ?? "none"}");
+        if (centreG == null) { centreG = B.Allocate(3); B.Upload(centreG, 0, new[] { 0f, 1f, 0f }); }
+        bool panels = B.WeightPanel > 0 && cout % B.WeightPanel == 0;
+        var wc = Derived(w, 1, new[] { 1, cin, cout }, u => B.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset, centreG, 0, cin, cout, 1, panels));
+        var y = New(new[] { b, 1, cout });
+        B.Gemm(y.Data, y.Offset, x.Data, x.Offset, wc.Data, wc.Offset, new GemmParams
+        {
+            Batch = 1, M = b, N = cout, K = cin, RsA = cin, CsA = 1, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1f, Beta = 0f, PanelB = panels ? 1 : 0
+        });
+        if (bias != null) y = Add(y, Reshape(bias, 1, 1, cout));
+        if (slope != 1f) y = LeakyRelu(y, slope);
+        return rowMask != null ? Mul(y, Reshape(rowMask, b, 1, 1)) : y;
+    }
+
+    Storage centreG;                     // G = [0 1 0]: the centre tap of a k = 3 weight
+
     Storage WinogradMats(int m)
     {
         winoMats ??= new();
@@ -78,6 +104,7 @@ public sealed partial class Graph
     void DropWinograd()
     {
         winoScratch?.Dispose(); winoScratch = null;
+        centreG?.Dispose(); centreG = null;
         if (winoMats == null) return;
         foreach (var s in winoMats.Values) s.Dispose();
         winoMats = null;
