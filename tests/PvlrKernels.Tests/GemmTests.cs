@@ -109,7 +109,7 @@ public sealed class GemmTests(string backendName)
             BatchB = k * n, RsB = n, CsB = 1, BatchC = m * n, Ldc = n, PanelB = 1,
         };
         using var sa = B.Allocate(batch * m * k); using var sb = B.Allocate(batch * k * n); using var sc = B.Allocate(batch * m * n);
-        if (B.WeightPanel == 0 || n % B.WeightPanel != 0)
+        if (!B.PanelsFit(n))
         {
             Assert.Throws<ShapeException>(() => B.Gemm(sc, 0, sa, 0, sb, 0, p));
             return;

@@ -65,6 +65,8 @@ public abstract class Backend : IDisposable
     public abstract void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n, bool panels = false);
     /// The panel width of a GEMM that takes B pre-packed (GemmParams.PanelB) when N is a multiple of it; 0: none.
     public virtual int WeightPanel => 0;
+    /// Whether a B with n columns can be written and read in the panel layout.
+    public bool PanelsFit(int n) => WeightPanel > 0 && n % WeightPanel == 0;
     /// Output transform with bias, LeakyReLU(p.Slope) and a (Batch, T) row mask fused: y (Batch, T, C) from mm (n, tiles, C).
     public abstract void WinogradOut(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias, long bo, Storage mask, long mko, WinoParams p);
 }
@@ -374,7 +376,7 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     protected void CheckGemm(GemmParams p, Storage c, long co, Storage a, long ao, Storage b, long bo)
     {
         if (p.M < 0 || p.N < 0 || p.K < 0 || p.Batch < 1) throw new ShapeException($"gemm: bad dims M={p.M} N={p.N} K={p.K} batch={p.Batch}");
-        if (p.PanelB != 0 && (WeightPanel == 0 || p.N % WeightPanel != 0 || p.RsB != p.N || p.CsB != 1))
+        if (p.PanelB != 0 && (!PanelsFit(p.N) || p.RsB != p.N || p.CsB != 1))
             throw new ShapeException($"gemm: a panel-layout B needs a backend with panels (width {WeightPanel}), N a multiple of it and the plain strides (N, 1); got N={p.N} strides ({p.RsB},{p.CsB})");
         long ea = (long)(p.Batch - 1) * p.BatchA + (long)(p.M - 1) * p.RsA + (long)(p.K - 1) * p.CsA + 1;
         long eb = (long)(p.Batch - 1) * p.BatchB + (long)(p.K - 1) * p.RsB + (long)(p.N - 1) * p.CsB + 1;

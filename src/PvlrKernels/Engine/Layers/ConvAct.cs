@@ -40,13 +40,12 @@ public sealed partial class Graph
             if (slope != 1f) y = LeakyRelu(y, slope);
             return rowMask != null ? Mul(y, Reshape(rowMask, x.Dim(0), x.Dim(1), 1)) : y;
         }
-        if (w.Dim(1) != x.Dim(2) || (bias != null && bias.Size != w.Dim(0)))
-            throw new ShapeException($"conv_act: x {x} (B,T,Cin), weight {w} (Cout,Cin,3), bias {bias?.ToString() ?? "none"}");
+        CheckWeight(x, w, bias);
         int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), n = m + 2, tiles = (t + m - 1) / m;
         var mat = WinogradMats(m);
         // U = G w (G follows Bt and At in mat), in the GEMM's own B panels where the backend has them: the n
         // products then pack no B at all
-        bool panels = B.WeightPanel > 0 && cout % B.WeightPanel == 0;
+        bool panels = B.PanelsFit(cout);
         var u = Derived(w, m, new[] { n, cin, cout }, u => B.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset, mat, n * n + m * n, cin, cout, n, panels));
         var p = new WinoParams { Batch = b, T = t, C = cin, M = m, N = n, Tiles = tiles, Slope = slope };
         // V and M die with this call: they live in one reused scratch buffer, not the arena (at 4096 rows
@@ -73,11 +72,10 @@ public sealed partial class Graph
     /// has one), instead of packing all three taps (12 MB at 1024 channels) for a few rows per call.
     Tensor CentreTap(Tensor x, Tensor w, Tensor bias, float slope, Tensor rowMask)
     {
+        CheckWeight(x, w, bias);
         int b = x.Dim(0), cin = x.Dim(2), cout = w.Dim(0);
-        if (w.Dim(1) != cin || (bias != null && bias.Size != cout))
-            throw new ShapeException($"conv_act: x {x} (B,T,Cin), weight {w} (Cout,Cin,3), bias {bias?.ToString() ?? "none"}");
         if (centreG == null) { centreG = B.Allocate(3); B.Upload(centreG, 0, new[] { 0f, 1f, 0f }); }
-        bool panels = B.WeightPanel > 0 && cout % B.WeightPanel == 0;
+        bool panels = B.PanelsFit(cout);
         var wc = Derived(w, 1, new[] { 1, cin, cout }, u => B.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset, centreG, 0, cin, cout, 1, panels));
         var y = New(new[] { b, 1, cout });
         B.Gemm(y.Data, y.Offset, x.Data, x.Offset, wc.Data, wc.Offset, new GemmParams
@@ -90,6 +88,12 @@ public sealed partial class Graph
     }
 
     Storage centreG;                     // G = [0 1 0]: the centre tap of a k = 3 weight
+
+    static void CheckWeight(Tensor x, Tensor w, Tensor bias)
+    {
+        if (w.Dim(1) != x.Dim(2) || (bias != null && bias.Size != w.Dim(0)))
+            throw new ShapeException($"conv_act: x {x} (B,T,Cin), weight {w} (Cout,Cin,3), bias {bias?.ToString() ?? "none"}");
+    }
 
     Storage WinogradMats(int m)
     {
