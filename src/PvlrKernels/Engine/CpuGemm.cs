@@ -38,9 +38,9 @@ public static unsafe class CpuGemm
 
     /// `batch` products of the same shape, operand i at A + i*strideA (B, C alike). With at least one large
     /// product per core and a batch that divides evenly, each core runs whole products alone: no shared
-    /// panels and no barrier per KC slab. The Winograd GEMMs (8 products of 683 x 2048 x 2048 at paper
-    /// widths) ran at 365-377 GFLOP/s this way against 320-330 sharing each product (a scratch harness,
-    /// alternated runs). Each product's sums run in the same order either way, so C is bitwise the same.
+    /// panels and no barrier per KC slab. For the Winograd GEMMs (8 products per convolution) this took
+    /// `pvlr bench --preset paper --only infer` from 12.85, 12.24, 12.48 s to 11.50, 11.37, 11.35 s
+    /// (alternated runs). Each product's sums run in the same order either way, so C is bitwise the same.
     /// `panelB`: each B is already in the panel layout (PanelIndex) and is read in place.
     public static void SgemmBatch(int batch, int M, int N, int K, float alpha, float* A, long strideA, long rsA, long csA,
         float* B, long strideB, long rsB, long csB, float beta, float* C, long strideC, long ldc, int threads = 0, bool panelB = false)
@@ -201,8 +201,8 @@ public static unsafe class CpuGemm
 
     /// tile (MR x NR) = the kc-deep product of an A and a B micro-panel. The kernel ends in plain stores:
     /// with the C update (and its edge call) in the same method, the JIT without PGO data (TieredPGO off,
-    /// tiering off, or an AOT build) spilled all 16 accumulators to the stack on every k step
-    /// (85-95 GFLOP/s instead of 360-390 for 8 x 683 x 2048 x 2048 in a scratch harness).
+    /// tiering off, or an AOT build) spilled all 16 accumulators to the stack on every k step: with
+    /// DOTNET_TieredPGO=0, `pvlr bench --preset paper --only infer` took 25.1 and 26.8 s, now 11.0 and 10.8 s.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Kernel512(int kc, float* a, float* b, float* c, long ldc, int mr, float* t)
     {
