@@ -144,6 +144,45 @@ public sealed class GemmTests(string backendName)
     }
 
     [Test]
+    public void TransposedBAcrossSlabs()
+    {
+        // a Linear's weight as B (column stride K): on the CPU full 32-column panels are packed by register
+        // transposes, over two K slabs (the second with a tail that is not a multiple of 8) and a column tail
+        int m = 40, n = 100, k = 301;
+        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = 1, CsB = k, Ldc = n, Alpha = 1f, Beta = 1f };
+        Run(p, m * k, k * n, m * n);
+    }
+
+    [TestCase(false)] [TestCase(true)]
+    public void BetaZeroIgnoresWhatCHeld(bool panelB)
+    {
+        // beta = 0 over a C full of NaN: every slab after the first adds to what the first stored, edge tiles
+        // included (M, N not multiples of the tile), and the padding between C's rows keeps its values
+        int m = 70, n = panelB ? 64 : 45, k = 300, ldc = n + 3;
+        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = n, CsB = 1, Ldc = ldc, Alpha = 0.5f, Beta = 0f, PanelB = panelB ? 1 : 0 };
+        if (panelB && !B.PanelsFit(n)) Assert.Ignore("this backend has no panel layout");
+        var a = Rand(m * k, 10); var b = Rand(k * n, 11);
+        var bl = b;
+        if (panelB) { bl = new float[b.Length]; for (int kk = 0; kk < k; kk++) for (int j = 0; j < n; j++) bl[CpuGemm.PanelIndex(kk, j, k, n)] = b[kk * n + j]; }
+        var c = new float[m * ldc];
+        for (int i = 0; i < m; i++) for (int j = 0; j < ldc; j++) c[i * ldc + j] = j < n ? float.NaN : 7f;
+        using var sa = B.Allocate(a.Length); using var sb = B.Allocate(b.Length); using var sc = B.Allocate(c.Length);
+        B.Upload(sa, 0, a); B.Upload(sb, 0, bl); B.Upload(sc, 0, c);
+        B.Gemm(sc, 0, sa, 0, sb, 0, p);
+        var got = new float[c.Length]; B.Download(sc, 0, got);
+        var want = new double[c.Length];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < ldc; j++)
+            {
+                if (j >= n) { want[i * ldc + j] = 7; continue; }
+                double s = 0;
+                for (int kk = 0; kk < k; kk++) s += (double)a[i * k + kk] * b[kk * n + j];
+                want[i * ldc + j] = 0.5 * s;
+            }
+        Check.Close(got, want, 1e-5 * Math.Sqrt(k) + 1e-6, 1e-4, $"gemm beta = 0 over NaN, panel B {panelB} [{backendName}]");
+    }
+
+    [Test]
     public void ZeroK()
     {
         var p = new GemmParams { Batch = 1, M = 9, N = 5, K = 0, RsA = 1, CsA = 1, RsB = 5, CsB = 1, Ldc = 5, Alpha = 1, Beta = 0.5f };

@@ -384,7 +384,22 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
     }
 
     // ---- Winograd transforms (kernels/Winograd.cs) vectorized over channels: 16 channels of one tile at a
-    // time, zero coefficients of Bt/At skipped; the channel tail runs the kernel body itself.
+    // time, the zero coefficients of Bt/At dropped once per call (Terms), FMAs over the rest in row order;
+    // the channel tail runs the kernel body itself.
+
+    /// The nonzero entries of each row of a rows x cols matrix: row r's terms are idx/coef[start[r] ..
+    /// start[r+1]), in column order (the order the kernel body sums in).
+    static (int[] start, int[] idx, float[] coef) Terms(float* mat, int rows, int cols)
+    {
+        var start = new int[rows + 1]; var idx = new List<int>(); var coef = new List<float>();
+        for (int r = 0; r < rows; r++)
+        {
+            start[r] = idx.Count;
+            for (int j = 0; j < cols; j++) if (mat[r * cols + j] != 0f) { idx.Add(j); coef.Add(mat[r * cols + j]); }
+        }
+        start[rows] = idx.Count;
+        return (start, idx.ToArray(), coef.ToArray());
+    }
 
     public override void WinogradIn(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p)
     {
@@ -392,7 +407,8 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         int n = p.N, c = p.C, total = p.TotalTiles;
         long work = (long)total * c;
         using var _ = Profiler.Time("WinogradIn", work * n);
-        float* vp = S(v).Ptr + vo, xp = S(x).Ptr + xo, bt = S(mat).Ptr + mo;
+        float* vp = S(v).Ptr + vo, xp = S(x).Ptr + xo;
+        var (start, idx, coef) = Terms(S(mat).Ptr + mo, n, n);
         Rows(total, work * n, (a, e) =>
         {
             float** rows = stackalloc float*[n];
@@ -400,16 +416,23 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
             for (long tile = a; tile < e; tile++)
             {
                 int b = (int)(tile / p.Tiles), t0 = (int)(tile % p.Tiles) * p.M - 1;
-                for (int j = 0; j < n; j++) { int t = t0 + j; rows[j] = t >= 0 && t < p.T ? xp + ((long)b * p.T + t) * c : null; }
+                bool inner = true;
+                for (int j = 0; j < n; j++)
+                {
+                    int t = t0 + j;
+                    if (t >= 0 && t < p.T) rows[j] = xp + ((long)b * p.T + t) * c; else { rows[j] = null; inner = false; }
+                }
+                float* dst = vp + tile * c;
                 int ch = 0;
                 for (; ch + 16 <= c; ch += 16)
                 {
-                    for (int j = 0; j < n; j++) d[j] = rows[j] != null ? Vector512.Load(rows[j] + ch) : Vector512<float>.Zero;
-                    for (int xi = 0; xi < n; xi++)
+                    if (inner) for (int j = 0; j < n; j++) d[j] = Vector512.Load(rows[j] + ch);
+                    else for (int j = 0; j < n; j++) d[j] = rows[j] != null ? Vector512.Load(rows[j] + ch) : Vector512<float>.Zero;
+                    for (int xi = 0, k = 0; xi < n; xi++)
                     {
                         var sum = Vector512<float>.Zero;
-                        for (int j = 0; j < n; j++) { float w = bt[xi * n + j]; if (w != 0f) sum += Vector512.Create(w) * d[j]; }
-                        Vector512.Store(sum, vp + ((long)xi * total + tile) * c + ch);
+                        for (int end = start[xi + 1]; k < end; k++) sum = Vector512.FusedMultiplyAdd(Vector512.Create(coef[k]), d[idx[k]], sum);
+                        Vector512.Store(sum, dst + (long)xi * total * c + ch);
                     }
                 }
                 for (; ch < c; ch++) body.Execute((int)(tile * c + ch));
@@ -459,8 +482,9 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         int n = p.N, m = p.M, c = p.C, total = p.TotalTiles;
         long work = (long)total * c;
         using var _ = Profiler.Time("WinogradOut", work * n);
-        float* yp = S(y).Ptr + yo, mp = S(mm).Ptr + mmo, at = S(mat).Ptr + mo + n * n;
+        float* yp = S(y).Ptr + yo, mp = S(mm).Ptr + mmo;
         float* bp = bias != null ? S(bias).Ptr + bo : null, kp = mask != null ? S(mask).Ptr + mko : null;
+        var (start, idx, coef) = Terms(S(mat).Ptr + mo + n * n, m, n);
         var vslope = Vector512.Create(p.Slope);
         Rows(total, work * n, (a, e) =>
         {
@@ -468,19 +492,20 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
             for (long tile = a; tile < e; tile++)
             {
                 int b = (int)(tile / p.Tiles), t0 = (int)(tile % p.Tiles) * m, count = Math.Min(m, p.T - t0);
+                float* src = mp + tile * c, dst = yp + ((long)b * p.T + t0) * c;
                 int ch = 0;
                 for (; ch + 16 <= c; ch += 16)
                 {
-                    for (int xi = 0; xi < n; xi++) mv[xi] = Vector512.Load(mp + ((long)xi * total + tile) * c + ch);
-                    for (int r = 0; r < count; r++)
+                    for (int xi = 0; xi < n; xi++) mv[xi] = Vector512.Load(src + (long)xi * total * c + ch);
+                    var bv = bp != null ? Vector512.Load(bp + ch) : Vector512<float>.Zero;
+                    for (int r = 0, k = 0; r < count; r++)
                     {
                         var sum = Vector512<float>.Zero;
-                        for (int xi = 0; xi < n; xi++) { float w = at[r * n + xi]; if (w != 0f) sum += Vector512.Create(w) * mv[xi]; }
-                        if (bp != null) sum += Vector512.Load(bp + ch);
+                        for (int end = start[r + 1]; k < end; k++) sum = Vector512.FusedMultiplyAdd(Vector512.Create(coef[k]), mv[idx[k]], sum);
+                        if (bp != null) sum += bv;
                         sum = Vector512.ConditionalSelect(Vector512.GreaterThan(sum, Vector512<float>.Zero), sum, sum * vslope);
-                        long row = (long)b * p.T + t0 + r;
-                        if (kp != null) sum *= Vector512.Create(kp[row]);
-                        Vector512.Store(sum, yp + row * c + ch);
+                        if (kp != null) sum *= Vector512.Create(kp[(long)b * p.T + t0 + r]);
+                        Vector512.Store(sum, dst + (long)r * c + ch);
                     }
                 }
                 for (; ch < c; ch++) body.Execute((int)(tile * c + ch));

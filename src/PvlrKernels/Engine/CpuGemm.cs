@@ -3,7 +3,7 @@
 //   so transposed and overlapping-row operands are packed directly, with no im2col and no transpose copy.
 // Blocking: KC = 256 deep panels; B packed into NR = 32-column panels shared by all threads (or already
 // written in that layout: GemmParams.PanelB); each task packs an mc x KC block of A into MR = 8-row
-// panels (8x8 register transposes when A is row-major) and runs the 8x32 Vector512 FMA microkernel
+// panels (8x8 register transposes when A is row-major, and for the columns of a transposed B) and runs the 8x32 Vector512 FMA microkernel
 // (16 zmm accumulators, the C tile prefetched while it runs).
 // Tasks: when M has enough row blocks, each task owns rows across all of N (A packed once per slab,
 // row blocks sized so the cores get equal shares); otherwise (mc rows) x (NCT columns) tiles keep both
@@ -63,7 +63,10 @@ public static unsafe class CpuGemm
     {
         if (panelB && N % NR != 0) throw new ArgumentException($"gemm: a panel-layout B needs N a multiple of {NR}, got {N}");
         if (M <= 0 || N <= 0) return;
-        if (beta != 1f)
+        bool packed = K > 0 && alpha != 0f && ((long)M * N * K >= 32768 || panelB);
+        // beta = 0 on the packed path: the first KC slab stores its tiles instead of adding them, so C is
+        // neither cleared nor read first
+        if (beta != 1f && !(packed && beta == 0f))
             for (int i = 0; i < M; i++)
             {
                 var row = new Span<float>(C + i * ldc, N);
@@ -71,7 +74,7 @@ public static unsafe class CpuGemm
             }
         if (K <= 0 || alpha == 0f) return;
         // Tiny products (attention heads, 21-class heads): a direct loop beats packing.
-        if ((long)M * N * K < 32768 && !panelB) { Small(M, N, K, alpha, A, rsA, csA, B, rsB, csB, C, ldc); return; }
+        if (!packed) { Small(M, N, K, alpha, A, rsA, csA, B, rsB, csB, C, ldc); return; }
 
         int nPanels = (N + NR - 1) / NR;
         float* bp = panelB ? null : PanelBuffer((long)nPanels * KC * NR);
@@ -84,7 +87,8 @@ public static unsafe class CpuGemm
             float* asrc = A + pc * csA;
             if (panelB) bp = B + (long)pc * N;
             else For(nPanels, threads, jp => PackB(kc, bsrc, rsB, csB, jp * NR, Math.Min(NR, N - jp * NR), bp + (long)jp * kc * NR));
-            For(tasks, threads, t => Task(t, nBlocks, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha));
+            bool store = pc == 0 && beta == 0f;
+            For(tasks, threads, t => Task(t, nBlocks, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha, store));
         }
     }
 
@@ -122,7 +126,7 @@ public static unsafe class CpuGemm
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Task(int t, int nBlocks, int mcb, int ncb, int kc, float* A, long rsA, long csA, float* bp, float* C, long ldc, int M, int N, float alpha)
+    static void Task(int t, int nBlocks, int mcb, int ncb, int kc, float* A, long rsA, long csA, float* bp, float* C, long ldc, int M, int N, float alpha, bool store)
     {
         int ib = t / nBlocks, jb = t % nBlocks;
         int ic = ib * mcb, mc = Math.Min(mcb, M - ic);
@@ -142,7 +146,7 @@ public static unsafe class CpuGemm
                 float* c = C + (ic + ir) * ldc + j;
                 if (Avx512F.IsSupported) Kernel512(kc, ap + ir * kc, b, c, ldc, mr, tile);
                 else Kernel256(kc, ap + ir * kc, b, tile);
-                Update(tile, c, ldc, alpha, mr, nr);
+                Update(tile, c, ldc, alpha, mr, nr, store);
             }
         }
     }
@@ -150,7 +154,7 @@ public static unsafe class CpuGemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackA(int kc, float* a, long rs, long cs, int mr, float* dst)
     {
-        if (mr == MR && cs == 1 && Avx.IsSupported) { PackRows8(kc, a, rs, dst); return; }
+        if (mr == MR && cs == 1 && Avx.IsSupported) { PackRows8(kc, a, rs, dst, MR); return; }
         if (mr < MR) new Span<float>(dst, kc * MR).Clear();
         for (int r = 0; r < mr; r++)
         {
@@ -160,10 +164,11 @@ public static unsafe class CpuGemm
         }
     }
 
-    /// dst[p*8 + r] = a[r*rs + p] for 8 row-major rows: 8x8 blocks transposed in registers (unpack,
+    /// dst[p*ds + r] = a[r*rs + p] for 8 row-major rows: 8x8 blocks transposed in registers (unpack,
     /// shuffle, 128-bit permute), so rows are read 32 bytes at a time instead of one float per row.
+    /// ds = MR packs an A micro-panel; ds = NR packs 8 columns of a B panel from a transposed B.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void PackRows8(int kc, float* a, long rs, float* dst)
+    static void PackRows8(int kc, float* a, long rs, float* dst, int ds)
     {
         int p = 0;
         for (; p + 8 <= kc; p += 8)
@@ -175,18 +180,23 @@ public static unsafe class CpuGemm
             var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5); var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
             var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE); var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
             var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE); var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
-            float* d = dst + p * MR;
-            Vector256.Store(Avx.Permute2x128(u0, u4, 0x20), d); Vector256.Store(Avx.Permute2x128(u1, u5, 0x20), d + 8);
-            Vector256.Store(Avx.Permute2x128(u2, u6, 0x20), d + 16); Vector256.Store(Avx.Permute2x128(u3, u7, 0x20), d + 24);
-            Vector256.Store(Avx.Permute2x128(u0, u4, 0x31), d + 32); Vector256.Store(Avx.Permute2x128(u1, u5, 0x31), d + 40);
-            Vector256.Store(Avx.Permute2x128(u2, u6, 0x31), d + 48); Vector256.Store(Avx.Permute2x128(u3, u7, 0x31), d + 56);
+            float* d = dst + p * ds;
+            Vector256.Store(Avx.Permute2x128(u0, u4, 0x20), d); Vector256.Store(Avx.Permute2x128(u1, u5, 0x20), d + ds);
+            Vector256.Store(Avx.Permute2x128(u2, u6, 0x20), d + 2 * ds); Vector256.Store(Avx.Permute2x128(u3, u7, 0x20), d + 3 * ds);
+            Vector256.Store(Avx.Permute2x128(u0, u4, 0x31), d + 4 * ds); Vector256.Store(Avx.Permute2x128(u1, u5, 0x31), d + 5 * ds);
+            Vector256.Store(Avx.Permute2x128(u2, u6, 0x31), d + 6 * ds); Vector256.Store(Avx.Permute2x128(u3, u7, 0x31), d + 7 * ds);
         }
-        for (; p < kc; p++) for (int r = 0; r < MR; r++) dst[p * MR + r] = a[r * rs + p];
+        for (; p < kc; p++) for (int r = 0; r < 8; r++) dst[p * ds + r] = a[r * rs + p];
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackB(int kc, float* b, long rs, long cs, int j0, int nr, float* dst)
     {
+        if (rs == 1 && nr == NR && Avx.IsSupported)
+        {   // a transposed B (a Linear's weight): its columns are contiguous rows, packed 8 at a time
+            for (int q = 0; q < NR; q += 8) PackRows8(kc, b + (j0 + q) * cs, cs, dst + q, NR);
+            return;
+        }
         for (int p = 0; p < kc; p++)
         {
             float* src = b + p * rs + j0 * cs; float* d = dst + p * NR;
@@ -228,22 +238,30 @@ public static unsafe class CpuGemm
         Vector512.Store(c60, t + 192); Vector512.Store(c61, t + 208); Vector512.Store(c70, t + 224); Vector512.Store(c71, t + 240);
     }
 
-    /// C (mr x nr) += alpha * tile: 16 FMAs for a full tile, a scalar loop at the edges.
+    /// C (mr x nr) += alpha * tile, or C = alpha * tile (`store`: the first slab of a beta = 0 product):
+    /// 16 vector ops for a full tile, a scalar loop at the edges.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Update(float* t, float* c, long ldc, float alpha, int mr, int nr)
+    static void Update(float* t, float* c, long ldc, float alpha, int mr, int nr, bool store)
     {
         if (mr == MR && nr == NR && Vector512.IsHardwareAccelerated)
         {
             var al = Vector512.Create(alpha);
-            for (int r = 0; r < MR; r++, c += ldc, t += NR)
-            {
-                Vector512.Store(Vector512.FusedMultiplyAdd(Vector512.Load(t), al, Vector512.Load(c)), c);
-                Vector512.Store(Vector512.FusedMultiplyAdd(Vector512.Load(t + 16), al, Vector512.Load(c + 16)), c + 16);
-            }
+            if (store)
+                for (int r = 0; r < MR; r++, c += ldc, t += NR)
+                {
+                    Vector512.Store(Vector512.Load(t) * al, c);
+                    Vector512.Store(Vector512.Load(t + 16) * al, c + 16);
+                }
+            else
+                for (int r = 0; r < MR; r++, c += ldc, t += NR)
+                {
+                    Vector512.Store(Vector512.FusedMultiplyAdd(Vector512.Load(t), al, Vector512.Load(c)), c);
+                    Vector512.Store(Vector512.FusedMultiplyAdd(Vector512.Load(t + 16), al, Vector512.Load(c + 16)), c + 16);
+                }
             return;
         }
         for (int r = 0; r < mr; r++)
-            for (int j = 0; j < nr; j++) c[r * ldc + j] += alpha * t[r * NR + j];
+            for (int j = 0; j < nr; j++) c[r * ldc + j] = (store ? 0f : c[r * ldc + j]) + alpha * t[r * NR + j];
     }
 
     // Fallback for CPUs without AVX-512: the same packed panels, two 16-column halves of 8x16 each.
