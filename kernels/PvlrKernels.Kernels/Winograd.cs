@@ -13,8 +13,11 @@ public struct WinoParams
     public int Batch, T, C, M, N, Tiles;   // Tiles per batch element = ceil(T / M); C = channels of this side
     public float Slope;                     // LeakyReLU slope of the output (1 = identity)
     public int HasBias, HasMask;
+    public int VWidth;                      // WinogradIn: V's row width (0 = C); a wider V takes C of its columns,
+                                            // from the offset given, so the parts of a channel concat go straight in
 
     public readonly int TotalTiles => Batch * Tiles;
+    public readonly int VRow => VWidth > 0 ? VWidth : C;
 }
 
 /// U (n, Cin, Cout) = G w from w (Cout, Cin, 3), G (n x 3): one thread per (ci, co). Derived once per
@@ -31,7 +34,7 @@ public struct WinogradWeight<TMem> : IKernel where TMem : struct, IMem
     }
 }
 
-/// V (n, Batch*Tiles, C) from x (Batch, T, C): one thread per (tile, channel).
+/// V (n, Batch*Tiles, VRow) from x (Batch, T, C): one thread per (tile, channel).
 public struct WinogradIn<TMem> : IKernel where TMem : struct, IMem
 {
     public TMem V, X, Mat; public WinoParams P;
@@ -47,7 +50,7 @@ public struct WinogradIn<TMem> : IKernel where TMem : struct, IMem
                 int t = t0 + j;
                 if (t >= 0 && t < P.T) s += Mat[xi * P.N + j] * X[(b * P.T + t) * P.C + c];
             }
-            V[(xi * total + tile) * P.C + c] = s;
+            V[(xi * total + tile) * P.VRow + c] = s;
         }
     }
 }

@@ -76,6 +76,30 @@ public sealed class WinogradTests(string backendName)
         Assert.That(flops, Is.EqualTo(expect), m == 0 ? "direct conv GEMM" : "Winograd: the n channel GEMMs (the weight transform is its own kernel)");
     }
 
+    [TestCase(6)]
+    [TestCase(0)]
+    public void PartsOfAChannelConcat(int m)
+    {
+        // x = [x1 | x2] along channels (20 + 17: a vector block and tails on the CPU) given as two tensors:
+        // Winograd writes each part into its columns of V; the direct path (m = 0) concatenates
+        int b = 2, t = 13, c1 = 20, c2 = 17, cin = c1 + c2, cout = 21;
+        var x = Rand(b * t * cin, 4); var w = Rand(cout * cin * 3, 5, 1 / Math.Sqrt(3 * cin)); var bias = Rand(cout, 6);
+        var mask = Enumerable.Range(0, b * t).Select(i => i % 4 == 3 ? 0f : 1f).ToArray();
+        float[] Part(int from, int n) => Enumerable.Range(0, b * t * n).Select(i => x[i / n * cin + from + i % n]).ToArray();
+        var ps = new ParameterStore(); ps.Add("w", new[] { cout, cin, 3 }); ps.Add("b", new[] { cout }); ps.Allocate(B);
+        using var _ = ps;
+        ps.Set("w", w); ps.Set("b", bias);
+        using var g = new Graph(B, ps) { WinogradTile = m };
+        using var ng = g.NoGrad();
+        long f0 = B.GemmFlops;
+        var y = g.ConvAct(new[] { g.FromHost(Part(0, c1), b, t, c1), g.FromHost(Part(c1, c2), b, t, c2) }, ps["w"].Value, ps["b"].Value, 0.2f, g.FromHost(mask, b, t, 1));
+        Check.Close(g.ToHost(y), Reference(x, w, bias, mask, b, t, cin, cout, 0.2f), 2e-6, 2e-5, $"conv_act of two parts m={m} [{backendName}]");
+        long expect = m == 0 ? 2L * (b * (t + 2) - 2) * cout * 3 * cin : 2L * (m + 2) * b * ((t + m - 1) / m) * cin * cout;
+        Assert.That(B.GemmFlops - f0, Is.EqualTo(expect), m == 0 ? "direct conv GEMM" : "one set of Winograd GEMMs over all the channels");
+        Assert.Throws<ShapeException>(() => g.ConvAct(new[] { g.FromHost(Part(0, c1), b, t, c1), g.FromHost(Part(0, c1), b, t, c1) }, ps["w"].Value, ps["b"].Value, 0.2f),
+            "parts whose channels do not add up to the weight's Cin");
+    }
+
     /// U (n, Cin, Cout) = G w: 40 output channels are two 16-wide gathered blocks and an 8-channel tail on the
     /// CPU; every value matches the float64 product (a GPU compiler may contract the sum into FMAs).
     /// With panels (CPU), 64 output channels of 300 input channels: two K slabs of the GEMM's panel layout.

@@ -323,8 +323,8 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
 
     protected static void CheckWino(WinoParams p)
     {
-        if (p.Batch < 1 || p.T < 1 || p.C < 1 || p.M < 1 || p.N != p.M + 2 || p.Tiles != (p.T + p.M - 1) / p.M)
-            throw new ShapeException($"winograd: bad params batch={p.Batch} T={p.T} C={p.C} m={p.M} n={p.N} tiles={p.Tiles}");
+        if (p.Batch < 1 || p.T < 1 || p.C < 1 || p.M < 1 || p.N != p.M + 2 || p.Tiles != (p.T + p.M - 1) / p.M || (p.VWidth != 0 && p.VWidth < p.C))
+            throw new ShapeException($"winograd: bad params batch={p.Batch} T={p.T} C={p.C} m={p.M} n={p.N} tiles={p.Tiles} V width={p.VWidth}");
     }
 
     /// The checked kernel bodies of the two transforms: launched here, and run for the channel tails by the
@@ -335,7 +335,7 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         long work = (long)p.TotalTiles * p.C;
         return new WinogradIn<TMem>
         {
-            V = M(op, v, vo, work * p.N), X = M(op, x, xo, (long)p.Batch * p.T * p.C), Mat = M(op, mat, mo, p.N * p.N + p.M * p.N), P = p
+            V = M(op, v, vo, ((long)p.N * p.TotalTiles - 1) * p.VRow + p.C), X = M(op, x, xo, (long)p.Batch * p.T * p.C), Mat = M(op, mat, mo, p.N * p.N + p.M * p.N), P = p
         };
     }
 

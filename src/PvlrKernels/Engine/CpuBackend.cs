@@ -409,6 +409,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         using var _ = Profiler.Time("WinogradIn", work * n);
         float* vp = S(v).Ptr + vo, xp = S(x).Ptr + xo;
         var (start, idx, coef) = Terms(S(mat).Ptr + mo, n, n);
+        long vw = p.VRow;
         Rows(total, work * n, (a, e) =>
         {
             float** rows = stackalloc float*[n];
@@ -422,7 +423,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
                     int t = t0 + j;
                     if (t >= 0 && t < p.T) rows[j] = xp + ((long)b * p.T + t) * c; else { rows[j] = null; inner = false; }
                 }
-                float* dst = vp + tile * c;
+                float* dst = vp + tile * vw;
                 int ch = 0;
                 for (; ch + 16 <= c; ch += 16)
                 {
@@ -432,7 +433,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
                     {
                         var sum = Vector512<float>.Zero;
                         for (int end = start[xi + 1]; k < end; k++) sum = Vector512.FusedMultiplyAdd(Vector512.Create(coef[k]), d[idx[k]], sum);
-                        Vector512.Store(sum, dst + (long)xi * total * c + ch);
+                        Vector512.Store(sum, dst + (long)xi * total * vw + ch);
                     }
                 }
                 for (; ch < c; ch++) body.Execute((int)(tile * c + ch));

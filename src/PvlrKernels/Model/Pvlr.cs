@@ -186,12 +186,21 @@ public sealed class PvlrModel
         if (x.Rank != 3 || x.Dim(2) != Cfg.FeatDim) throw new ShapeException($"pvlr: input must be (B, T, {Cfg.FeatDim}), got {x}");
         if (rag != null && (x.Dim(0) != 1 || x.Dim(1) != rag.Rows)) throw new ShapeException($"pvlr: a ragged batch of {rag.Rows} rows needs x (1, {rag.Rows}, F), got {x}");
         int h = Cfg.Half;
-        var v = g.Slice(x, 2, 0, h); var fl = g.Slice(x, 2, h, h);
+        return Forward(g, g.Slice(x, 2, 0, h), g.Slice(x, 2, h, h), precomputedText, rag);
+    }
+
+    /// The same with the RGB (v) and flow (fl) halves of the features given apart, (B, T, F/2) each:
+    /// inference packs its ragged batches that way (RaggedBatch.PackHalves), so nothing is sliced.
+    public PvlrOutputs Forward(Graph g, Tensor v, Tensor fl, Tensor precomputedText, RaggedBatch rag)
+    {
+        int h = Cfg.Half;
+        if (v.Rank != 3 || v.Dim(2) != h || !v.Shape.SequenceEqual(fl.Shape))
+            throw new ShapeException($"pvlr: the RGB and flow halves must both be (B, T, {h}), got {v} and {fl}");
+        if (rag != null && (v.Dim(0) != 1 || v.Dim(1) != rag.Rows)) throw new ShapeException($"pvlr: a ragged batch of {rag.Rows} rows needs halves (1, {rag.Rows}, {h}), got {v}");
         var (va, vfeat) = Attn(g, "vAttn", v, fl, rag);
         var (fa, ffeat) = Attn(g, "fAttn", fl, v, rag);
         var attn = g.Add(g.Scale(fa, Cfg.ConvexAlpha), g.Scale(va, 1 - Cfg.ConvexAlpha));
-        var nfeat = g.Concat(2, vfeat, ffeat);
-        var feat = g.Dropout(g.ConvAct(nfeat, W("fusion.0.weight"), W("fusion.0.bias"), 0.2f, rag?.Mask), Cfg.DropFusion, "fusion");
+        var feat = g.Dropout(g.ConvAct(new[] { vfeat, ffeat }, W("fusion.0.weight"), W("fusion.0.bias"), 0.2f, rag?.Mask), Cfg.DropFusion, "fusion");   // of nfeat = [vfeat | ffeat]
         var featFinal = g.Dropout(g.ConvAct(feat, W("fusion2.0.weight"), W("fusion2.0.bias"), 0.2f), Cfg.DropFusion, "fusion2");
         var mu = g.Linear(featFinal, W("snippet_prob_encoder.fc_mean.weight"), W("snippet_prob_encoder.fc_mean.bias"));
         // the variance feeds the training losses only; test mode (CAS and attention) leaves it null

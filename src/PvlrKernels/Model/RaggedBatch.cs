@@ -1,4 +1,5 @@
-// Several test videos of different lengths as one sequence (1, R, F):
+// Several test videos of different lengths as one sequence (1, R, F), packed as its two feature halves
+// (RGB and flow, (1, R, F/2) each):
 //   [0 | video 1 | 0 | video 2 | ... | video n | 0]
 // with one zero row before, between and after the videos. A k = 3, padding 1 convolution over it equals
 // each video's own convolution at its rows as long as the zero rows stay zero, which Mask (1, R, 1)
@@ -34,17 +35,29 @@ public sealed class RaggedBatch
 
     public int Count => Lengths.Length;
 
-    /// The packed input (1, R, width), zero rows included, uploaded video by video.
-    public Tensor Pack(Graph g, IReadOnlyList<float[]> features, int width)
+    /// The packed input split at `half` columns into two (1, R, ·) tensors, the first `half` features of
+    /// each row in one and the rest in the other (PVLR's RGB and flow streams), zero rows included: the
+    /// model then takes its two streams without slicing copies.
+    public (Tensor lo, Tensor hi) PackHalves(Graph g, IReadOnlyList<float[]> features, int width, int half)
     {
-        var x = g.New(new[] { 1, Rows, width });
+        if (half <= 0 || half >= width) throw new ShapeException($"ragged batch: split at {half} of {width} features");
+        var lo = g.New(new[] { 1, Rows, half }); var hi = g.New(new[] { 1, Rows, width - half });
         for (int i = 0; i < Count; i++)
         {
-            g.B.Fill(x.Data, x.Offset + (long)(Starts[i] - 1) * width, width, 0f);            // the zero row before video i
-            g.B.Upload(x.Data, x.Offset + (long)Starts[i] * width, features[i].AsSpan(0, Lengths[i] * width));
+            if (features[i].Length < (long)Lengths[i] * width) throw new ShapeException($"ragged batch: video {i} holds {features[i].Length} values, expected (T={Lengths[i]}, {width})");
+            g.B.Fill(lo.Data, lo.Offset + (long)(Starts[i] - 1) * half, half, 0f);             // the zero row before video i
+            g.B.Fill(hi.Data, hi.Offset + (long)(Starts[i] - 1) * (width - half), width - half, 0f);
+            var f = features[i].AsSpan();
+            for (int t = 0; t < Lengths[i]; t++)
+            {
+                long row = Starts[i] + t;
+                g.B.Upload(lo.Data, lo.Offset + row * half, f.Slice(t * width, half));
+                g.B.Upload(hi.Data, hi.Offset + row * (width - half), f.Slice(t * width + half, width - half));
+            }
         }
-        g.B.Fill(x.Data, x.Offset + (long)(Rows - 1) * width, width, 0f);
-        return x;
+        g.B.Fill(lo.Data, lo.Offset + (long)(Rows - 1) * half, half, 0f);
+        g.B.Fill(hi.Data, hi.Offset + (long)(Rows - 1) * (width - half), width - half, 0f);
+        return (lo, hi);
     }
 
     /// Video i's rows of a downloaded (1, R, width) output.

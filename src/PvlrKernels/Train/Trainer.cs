@@ -193,14 +193,14 @@ public static class Inference
         g.Reset(); g.Training = false; g.WinogradTile = cfg.WinogradTile;
         using (g.NoGrad())
         {
-            RaggedBatch rag; Tensor x; PvlrOutputs o; float[] cas, attn;
+            RaggedBatch rag; Tensor xv, xf; PvlrOutputs o; float[] cas, attn;
             using (Profiler.Time("phase inference: pack", videos.Count))
             {
                 rag = new RaggedBatch(g, videos.Select(v => v.t).ToArray());
-                x = rag.Pack(g, videos.Select(v => v.features).ToArray(), cfg.FeatDim);
+                (xv, xf) = rag.PackHalves(g, videos.Select(v => v.features).ToArray(), cfg.FeatDim, cfg.Half);
             }
             using (Profiler.Time("phase inference: network", rag.Rows, g.B))
-                o = model.Forward(g, x, g.FromHost(textHost, cfg.NumClasses + 1, cfg.EmbedDim), rag);
+                o = model.Forward(g, xv, xf, g.FromHost(textHost, cfg.NumClasses + 1, cfg.EmbedDim), rag);
             using (Profiler.Time("phase inference: download", rag.Rows))
             { cas = g.ToHost(o.Cas); attn = g.ToHost(o.Attn); }
             return Enumerable.Range(0, rag.Count).Select(i => (rag.Unpack(cas, i, cfg.NumClasses + 1), rag.Unpack(attn, i, 1))).ToArray();

@@ -7,6 +7,8 @@
 //   and mask fused. The GEMMs do n/(3m) of the direct multiplies (8/18 at m = 6). The results equal the
 //   direct convolution up to fp32 rounding; U = G w is derived once per FrozenWeights scope.
 //   Not recording, one step (T = 1) and m > 0: only the centre tap meets data, one (B x Cin)(Cin x Cout) GEMM.
+//   The input may be given as the parts of a channel concatenation: Winograd's input transform reads each
+//   part into its own columns of V (PVLR's fusion input [vfeat | ffeat] is never written whole).
 using PvlrKernels.Kernels;
 
 namespace PvlrKernels.Engine;
@@ -28,32 +30,63 @@ public sealed partial class Graph
 
     public Tensor ConvAct(Tensor x, Tensor w, Tensor bias, float slope, Tensor rowMask = null)
     {
-        if (rowMask != null && (rowMask.Size != (long)x.Dim(0) * x.Dim(1)))
-            throw new ShapeException($"conv_act: row mask {rowMask} does not match the rows of {x}");
+        CheckMask(x, rowMask);
         int m = WinogradTile;
         if (m > 0 && !Needs(x, w, bias) && x.Rank == 3 && x.Dim(1) == 1 && w.Rank == 3 && w.Dim(2) == 3) return CentreTap(x, w, bias, slope, rowMask);
-        // sequences shorter than one tile go direct: one GEMM instead of m + 2 that each pack a whole
-        // weight slice for a handful of rows
-        if (Needs(x, w, bias) || w.Rank != 3 || w.Dim(2) != 3 || m == 0 || x.Rank != 3 || x.Dim(1) < m)
-        {
-            var y = Conv1d(x, w, bias);
-            if (slope != 1f) y = LeakyRelu(y, slope);
-            return rowMask != null ? Mul(y, Reshape(rowMask, x.Dim(0), x.Dim(1), 1)) : y;
-        }
-        CheckWeight(x, w, bias);
-        int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), n = m + 2, tiles = (t + m - 1) / m;
+        if (TakesWinograd(x, w, bias)) return WinogradConv(new[] { x }, w, bias, slope, rowMask);
+        var y = Conv1d(x, w, bias);
+        if (slope != 1f) y = LeakyRelu(y, slope);
+        return rowMask != null ? Mul(y, Reshape(rowMask, x.Dim(0), x.Dim(1), 1)) : y;
+    }
+
+    /// conv_act of the channel concatenation of `parts` ((B, T, C_i) each). On the Winograd path the
+    /// input transform reads each part into its own columns of V, so the concatenation is never written;
+    /// otherwise the parts are concatenated first.
+    public Tensor ConvAct(Tensor[] parts, Tensor w, Tensor bias, float slope, Tensor rowMask = null)
+    {
+        var x = parts[0];
+        bool direct = !TakesWinograd(x, w, bias);
+        foreach (var p in parts)
+            direct |= Needs(p) || p.Rank != 3 || p.Dim(0) != x.Dim(0) || p.Dim(1) != x.Dim(1);
+        if (direct || parts.Length == 1) return ConvAct(parts.Length == 1 ? x : Concat(2, parts), w, bias, slope, rowMask);
+        CheckMask(x, rowMask);
+        return WinogradConv(parts, w, bias, slope, rowMask);
+    }
+
+    static void CheckMask(Tensor x, Tensor rowMask)
+    {
+        if (rowMask != null && (rowMask.Size != (long)x.Dim(0) * x.Dim(1)))
+            throw new ShapeException($"conv_act: row mask {rowMask} does not match the rows of {x}");
+    }
+
+    // sequences shorter than one tile go direct: one GEMM instead of m + 2 that each pack a whole weight
+    // slice for a handful of rows
+    bool TakesWinograd(Tensor x, Tensor w, Tensor bias) =>
+        !Needs(x, w, bias) && w.Rank == 3 && w.Dim(2) == 3 && WinogradTile > 0 && x.Rank == 3 && x.Dim(1) >= WinogradTile;
+
+    Tensor WinogradConv(Tensor[] parts, Tensor w, Tensor bias, float slope, Tensor rowMask)
+    {
+        var x = parts[0];
+        int m = WinogradTile, b = x.Dim(0), t = x.Dim(1), cin = parts.Sum(p => p.Dim(2)), cout = w.Dim(0), n = m + 2, tiles = (t + m - 1) / m;
+        CheckWeight(string.Join(" ++ ", parts.Select(p => p.ToString())), cin, w, bias);
         var mat = WinogradMats(m);
         // U = G w (G follows Bt and At in mat), in the GEMM's own B panels where the backend has them: the n
         // products then pack no B at all
         bool panels = B.PanelsFit(cout);
         var u = Derived(w, m, new[] { n, cin, cout }, u => B.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset, mat, n * n + m * n, cin, cout, n, panels));
-        var p = new WinoParams { Batch = b, T = t, C = cin, M = m, N = n, Tiles = tiles, Slope = slope };
+        var p = new WinoParams { Batch = b, T = t, C = cin, M = m, N = n, Tiles = tiles, Slope = slope, VWidth = cin };
         // V and M die with this call: they live in one reused scratch buffer, not the arena (at 4096 rows
         // of paper widths they would otherwise add ~26k floats per row to every forward's footprint)
         long vLen = (long)n * b * tiles * cin;
         var scratch = WinogradScratch(vLen + (long)n * b * tiles * cout);
         var v = new Tensor(scratch, 0, new[] { n, b * tiles, cin });
-        B.WinogradIn(v.Data, v.Offset, x.Data, x.Offset, mat, 0, p);
+        int col = 0;
+        foreach (var part in parts)
+        {
+            p.C = part.Dim(2);
+            B.WinogradIn(v.Data, v.Offset + col, part.Data, part.Offset, mat, 0, p);
+            col += p.C;
+        }
         var mm = new Tensor(scratch, (vLen + 15) / 16 * 16, new[] { n, b * tiles, cout });
         B.Gemm(mm.Data, mm.Offset, v.Data, v.Offset, u.Data, u.Offset, new GemmParams
         {
@@ -61,7 +94,7 @@ public sealed partial class Graph
             BatchB = cin * cout, RsB = cout, CsB = 1, BatchC = b * tiles * cout, Ldc = cout, Alpha = 1f, Beta = 0f, PanelB = panels ? 1 : 0
         });
         var yo = New(new[] { b, t, cout });
-        p.C = cout;
+        p.C = cout; p.VWidth = 0;
         B.WinogradOut(yo.Data, yo.Offset, mm.Data, mm.Offset, mat, 0, bias?.Data, bias?.Offset ?? 0, rowMask?.Data, rowMask?.Offset ?? 0, p);
         return yo;
     }
@@ -72,7 +105,7 @@ public sealed partial class Graph
     /// has one), instead of packing all three taps (12 MB at 1024 channels) for a few rows per call.
     Tensor CentreTap(Tensor x, Tensor w, Tensor bias, float slope, Tensor rowMask)
     {
-        CheckWeight(x, w, bias);
+        CheckWeight(x.ToString(), x.Dim(2), w, bias);
         int b = x.Dim(0), cin = x.Dim(2), cout = w.Dim(0);
         if (centreG == null) { centreG = B.Allocate(3); B.Upload(centreG, 0, new[] { 0f, 1f, 0f }); }
         bool panels = B.PanelsFit(cout);
@@ -89,9 +122,9 @@ public sealed partial class Graph
 
     Storage centreG;                     // G = [0 1 0]: the centre tap of a k = 3 weight
 
-    static void CheckWeight(Tensor x, Tensor w, Tensor bias)
+    static void CheckWeight(string x, int cin, Tensor w, Tensor bias)
     {
-        if (w.Dim(1) != x.Dim(2) || (bias != null && bias.Size != w.Dim(0)))
+        if (w.Dim(1) != cin || (bias != null && bias.Size != w.Dim(0)))
             throw new ShapeException($"conv_act: x {x} (B,T,Cin), weight {w} (Cout,Cin,3), bias {bias?.ToString() ?? "none"}");
     }
 
