@@ -13,14 +13,31 @@ public sealed class GemmTests(string backendName)
 {
     Backend B => Backends.Get(backendName);
 
+    /// C after Backend.Gemm on uploaded copies of a, b and c.
+    float[] Gemm(GemmParams p, float[] a, float[] b, float[] c, long offA = 0)
+    {
+        using var sa = B.Allocate(a.Length); using var sb = B.Allocate(b.Length); using var sc = B.Allocate(c.Length);
+        B.Upload(sa, 0, a); B.Upload(sb, 0, b); B.Upload(sc, 0, c);
+        B.Gemm(sc, 0, sa, offA, sb, 0, p);
+        var got = new float[c.Length]; B.Download(sc, 0, got);
+        return got;
+    }
+
+    /// `batch` row-major (k, n) matrices in the CPU GEMM's B panel layout (CpuGemm.PanelIndex).
+    static float[] Panels(float[] b, int batch, int k, int n)
+    {
+        var packed = new float[b.Length];
+        for (int bt = 0; bt < batch; bt++)
+            for (int kk = 0; kk < k; kk++)
+                for (int j = 0; j < n; j++) packed[bt * k * n + CpuGemm.PanelIndex(kk, j, k, n)] = b[bt * k * n + kk * n + j];
+        return packed;
+    }
+
     /// C = alpha A B + beta C through Backend.Gemm against a float64 loop over the same strided views.
     void Run(GemmParams p, int lenA, int lenB, int lenC, long offA = 0)
     {
         var a = Rand(lenA, 1); var b = Rand(lenB, 2); var c = Rand(lenC, 3);
-        using var sa = B.Allocate(lenA); using var sb = B.Allocate(lenB); using var sc = B.Allocate(lenC);
-        B.Upload(sa, 0, a); B.Upload(sb, 0, b); B.Upload(sc, 0, c);
-        B.Gemm(sc, 0, sa, offA, sb, 0, p);
-        var got = new float[lenC]; B.Download(sc, 0, got);
+        var got = Gemm(p, a, b, c, offA);
         var want = c.Select(v => (double)v).ToArray();
         for (int bt = 0; bt < p.Batch; bt++)
             for (int i = 0; i < p.M; i++)
@@ -115,13 +132,7 @@ public sealed class GemmTests(string backendName)
             return;
         }
         var a = Rand(batch * m * k, 7); var b = Rand(batch * k * n, 8); var c = Rand(batch * m * n, 9);
-        var packed = new float[b.Length];
-        for (int bt = 0; bt < batch; bt++)
-            for (int kk = 0; kk < k; kk++)
-                for (int j = 0; j < n; j++) packed[bt * k * n + CpuGemm.PanelIndex(kk, j, k, n)] = b[bt * k * n + kk * n + j];
-        B.Upload(sa, 0, a); B.Upload(sb, 0, packed); B.Upload(sc, 0, c);
-        B.Gemm(sc, 0, sa, 0, sb, 0, p);
-        var got = new float[c.Length]; B.Download(sc, 0, got);
+        var got = Gemm(p, a, Panels(b, batch, k, n), c);
         var want = new double[c.Length];
         for (int bt = 0; bt < batch; bt++)
             for (int i = 0; i < m; i++)
@@ -162,14 +173,9 @@ public sealed class GemmTests(string backendName)
         var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = n, CsB = 1, Ldc = ldc, Alpha = 0.5f, Beta = 0f, PanelB = panelB ? 1 : 0 };
         if (panelB && !B.PanelsFit(n)) Assert.Ignore("this backend has no panel layout");
         var a = Rand(m * k, 10); var b = Rand(k * n, 11);
-        var bl = b;
-        if (panelB) { bl = new float[b.Length]; for (int kk = 0; kk < k; kk++) for (int j = 0; j < n; j++) bl[CpuGemm.PanelIndex(kk, j, k, n)] = b[kk * n + j]; }
         var c = new float[m * ldc];
         for (int i = 0; i < m; i++) for (int j = 0; j < ldc; j++) c[i * ldc + j] = j < n ? float.NaN : 7f;
-        using var sa = B.Allocate(a.Length); using var sb = B.Allocate(b.Length); using var sc = B.Allocate(c.Length);
-        B.Upload(sa, 0, a); B.Upload(sb, 0, bl); B.Upload(sc, 0, c);
-        B.Gemm(sc, 0, sa, 0, sb, 0, p);
-        var got = new float[c.Length]; B.Download(sc, 0, got);
+        var got = Gemm(p, a, panelB ? Panels(b, 1, k, n) : b, c);
         var want = new double[c.Length];
         for (int i = 0; i < m; i++)
             for (int j = 0; j < ldc; j++)
