@@ -332,7 +332,6 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     protected WinogradIn<TMem> WinogradInBody(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p)
     {
         CheckWino(p); const string op = "winograd_in";
-        long work = (long)p.TotalTiles * p.C;
         return new WinogradIn<TMem>
         {
             V = M(op, v, vo, ((long)p.N * p.TotalTiles - 1) * p.VRow + p.C), X = M(op, x, xo, (long)p.Batch * p.T * p.C), Mat = M(op, mat, mo, p.N * p.N + p.M * p.N), P = p

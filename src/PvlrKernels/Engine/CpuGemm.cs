@@ -2,9 +2,10 @@
 //   C (M,N, row stride ldc) = alpha * A B + beta * C, with A and B given by (row stride, column stride),
 //   so transposed and overlapping-row operands are packed directly, with no im2col and no transpose copy.
 // Blocking: KC = 256 deep panels; B packed into NR = 32-column panels shared by all threads (or already
-// written in that layout: GemmParams.PanelB); each task packs an mc x KC block of A into MR = 8-row
-// panels (8x8 register transposes when A is row-major, and for the columns of a transposed B) and runs the 8x32 Vector512 FMA microkernel
-// (16 zmm accumulators, the C tile prefetched while it runs).
+// written in that layout: GemmParams.PanelB; a transposed B's columns are packed by 8x8 register
+// transposes); each task packs an mc x KC block of A into MR = 8-row panels (the same transposes when A
+// is row-major) and runs the 8x32 Vector512 FMA microkernel (16 zmm accumulators, the C tile prefetched
+// while it runs).
 // Tasks: when M has enough row blocks, each task owns rows across all of N (A packed once per slab,
 // row blocks sized so the cores get equal shares); otherwise (mc rows) x (NCT columns) tiles keep both
 // cores busy for short M. Batches of large products (SgemmBatch) give each core whole products instead.

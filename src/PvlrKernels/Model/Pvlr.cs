@@ -184,7 +184,6 @@ public sealed class PvlrModel
     public PvlrOutputs Forward(Graph g, Tensor x, Tensor precomputedText = null, RaggedBatch rag = null)
     {
         if (x.Rank != 3 || x.Dim(2) != Cfg.FeatDim) throw new ShapeException($"pvlr: input must be (B, T, {Cfg.FeatDim}), got {x}");
-        if (rag != null && (x.Dim(0) != 1 || x.Dim(1) != rag.Rows)) throw new ShapeException($"pvlr: a ragged batch of {rag.Rows} rows needs x (1, {rag.Rows}, F), got {x}");
         int h = Cfg.Half;
         return Forward(g, g.Slice(x, 2, 0, h), g.Slice(x, 2, h, h), precomputedText, rag);
     }

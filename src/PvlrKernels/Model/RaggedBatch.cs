@@ -41,23 +41,21 @@ public sealed class RaggedBatch
     public (Tensor lo, Tensor hi) PackHalves(Graph g, IReadOnlyList<float[]> features, int width, int half)
     {
         if (half <= 0 || half >= width) throw new ShapeException($"ragged batch: split at {half} of {width} features");
-        var lo = g.New(new[] { 1, Rows, half }); var hi = g.New(new[] { 1, Rows, width - half });
         for (int i = 0; i < Count; i++)
-        {
             if (features[i].Length < (long)Lengths[i] * width) throw new ShapeException($"ragged batch: video {i} holds {features[i].Length} values, expected (T={Lengths[i]}, {width})");
-            g.B.Fill(lo.Data, lo.Offset + (long)(Starts[i] - 1) * half, half, 0f);             // the zero row before video i
-            g.B.Fill(hi.Data, hi.Offset + (long)(Starts[i] - 1) * (width - half), width - half, 0f);
-            var f = features[i].AsSpan();
-            for (int t = 0; t < Lengths[i]; t++)
+        // columns [from, from + w) of every feature row, with the zero rows before, between and after the videos
+        Tensor Columns(int from, int w)
+        {
+            var x = g.New(new[] { 1, Rows, w });
+            for (int i = 0; i < Count; i++)
             {
-                long row = Starts[i] + t;
-                g.B.Upload(lo.Data, lo.Offset + row * half, f.Slice(t * width, half));
-                g.B.Upload(hi.Data, hi.Offset + row * (width - half), f.Slice(t * width + half, width - half));
+                g.B.Fill(x.Data, x.Offset + (long)(Starts[i] - 1) * w, w, 0f);
+                for (int t = 0; t < Lengths[i]; t++) g.B.Upload(x.Data, x.Offset + (long)(Starts[i] + t) * w, features[i].AsSpan(t * width + from, w));
             }
+            g.B.Fill(x.Data, x.Offset + (long)(Rows - 1) * w, w, 0f);
+            return x;
         }
-        g.B.Fill(lo.Data, lo.Offset + (long)(Rows - 1) * half, half, 0f);
-        g.B.Fill(hi.Data, hi.Offset + (long)(Rows - 1) * (width - half), width - half, 0f);
-        return (lo, hi);
+        return (Columns(0, half), Columns(half, width - half));
     }
 
     /// Video i's rows of a downloaded (1, R, width) output.
