@@ -115,6 +115,7 @@ public static class Bench
             Inference.Evaluate(model, g, ann, videos);
             b.Synchronize();
             double s = sw.Elapsed.TotalSeconds;
+            if (Profiler.Enabled) { Console.Error.WriteLine($"profile of {name}:\n{Profiler.Report()}\n"); Profiler.Reset(); }   // each pass apart
             return new BenchRow(name, shape, s, b.GemmFlops - f0, $"{videos.Count / s:F1} videos/s");
         }
         var first = Pass($"test-set inference + eval ({cfg.Preset}), first pass");
