@@ -19,7 +19,7 @@ usage:
   pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--device ...] [--winograd 0|2|4|6]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
   pvlr replay --state DIR --out DIR [--device ...] [--no-savings]
-  pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer] [--steps N] [--peak GFLOPS] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N]] [--out FILE.md]
+  pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory] [--steps N] [--peak GFLOPS] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N]] [--out FILE.md]
   pvlr export --checkpoint FILE --format safetensors|pth --out FILE
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors] [--seed S]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
@@ -186,6 +186,8 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         var cfg = PvlrConfig.FromPreset(o.Get("preset", "paper"));
         TestTime(o, cfg);
         var only = o.Get("only", "gemm,conv,clip,step,infer").Split(',').ToHashSet();
+        string[] known = ["gemm", "conv", "clip", "step", "infer", "memory"];
+        if (only.Except(known).FirstOrDefault() is { } bad) throw new ArgumentException($"--only: unknown benchmark '{bad}' (use {string.Join(",", known)})");
         int steps = o.Has("steps") ? o.Int("steps") : 3;
         // the backend's fp32 FMA peak (CPU: cores x ~215; CUDA: from the device's SMs and clock); --peak overrides
         double peak = o.Has("peak") ? double.Parse(o.Get("peak"), CultureInfo.InvariantCulture) : backend.PeakGflops;
@@ -202,6 +204,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         Add("clip", () => [Bench.ClipTower(backend, cfg, classes)]);
         Add("step", () => [Bench.TrainStep(backend, cfg, classes, steps, Console.Error)]);
         Add("infer", () => Bench.TestSetInference(backend, cfg));
+        Add("memory", () => Bench.FirstTouch(backend));
         var table = Bench.Table(rows, peak, $"{backend.Name} ({Environment.ProcessorCount} cores)");
         if (o.Flag("torch") && rows.FirstOrDefault(r => r.Name.StartsWith("training step")) is { } ours)
             table += TorchSideBySide(cfg.Preset, o.Has("torch-steps") ? o.Int("torch-steps") : 1, ours.Seconds, o.Get("torch-script", Path.Combine("benchmarks", "reference", "pvlr_ref.py")));

@@ -64,4 +64,17 @@ public sealed class InferenceTests(string backendName)
         Assert.That(rows[0].Flops, Is.GreaterThan(0).And.EqualTo(rows[1].Flops));
         Assert.That(rows.All(r => r.Seconds > 0 && r.Shape == "212 videos, 71804 snippets"));
     }
+
+    [Test]
+    public void BenchWritesNewThenFreedMemory()
+    {
+        // two timed writes of the same size, the second in a buffer allocated after the first was freed;
+        // a row without FLOPs shows n/a, not 0 GFLOP/s; bad sizes and unknown --only keys are refused
+        var rows = Bench.FirstTouch(B, 4);
+        Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "first write of new memory", "the same, in memory freed before" }));
+        Assert.That(rows.All(r => r.Seconds > 0 && r.Flops == 0 && r.Shape == "4 MiB" && r.Rate.EndsWith(" GiB/s")));
+        Assert.That(Bench.Table(rows, 100, "x"), Does.Contain("| first write of new memory | 4 MiB | ").And.Contain("| n/a | n/a |"));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Bench.FirstTouch(B, 0));
+        if (backendName == "cpu") Assert.That(Cli.Program.Main(new[] { "bench", "--device", "cpu", "--only", "memry" }), Is.EqualTo(1));
+    }
 }

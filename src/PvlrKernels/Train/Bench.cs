@@ -122,6 +122,26 @@ public static class Bench
         return new[] { first, Pass($"test-set inference + eval ({cfg.Preset})") };
     }
 
+    /// What new memory costs, apart from any compute: writing `mib` MiB of a freshly allocated buffer (as
+    /// the first inference pass writes the transformed weights and the activation arena), then the same
+    /// in a buffer allocated after freeing the first (as the steady state does). On a VM whose host backs
+    /// guest pages on first use, the first row is many times the second.
+    public static BenchRow[] FirstTouch(Backend b, int mib = 384)
+    {
+        if (mib < 1) throw new ArgumentOutOfRangeException(nameof(mib), $"first-touch size {mib} MiB must be at least 1");
+        long n = (long)mib << 18;                                        // floats
+        BenchRow Write(string name)
+        {
+            using var s = b.Allocate(n);
+            var sw = Stopwatch.StartNew();
+            b.Fill(s, 0, n, 1f);
+            b.Synchronize();
+            double t = sw.Elapsed.TotalSeconds;
+            return new BenchRow(name, $"{mib} MiB", t, 0, $"{mib / 1024.0 / t:F2} GiB/s");
+        }
+        return new[] { Write("first write of new memory"), Write("the same, in memory freed before") };
+    }
+
     public static string Table(IEnumerable<BenchRow> rows, double peakGflops, string device)
     {
         var sb = new System.Text.StringBuilder();
@@ -132,7 +152,8 @@ public static class Bench
         foreach (var r in rows)
         {
             double gf = r.Flops / r.Seconds / 1e9;
-            sb.AppendLine($"| {r.Name} | {r.Shape} | {r.Seconds:F4} | {gf:F1} | {(peakGflops > 0 ? $"{100 * gf / peakGflops:F0}%" : "n/a")} | {r.Rate} |");
+            string rate = r.Flops > 0 ? $"{gf:F1}" : "n/a", pct = r.Flops > 0 && peakGflops > 0 ? $"{100 * gf / peakGflops:F0}%" : "n/a";
+            sb.AppendLine($"| {r.Name} | {r.Shape} | {r.Seconds:F4} | {rate} | {pct} | {r.Rate} |");
         }
         return sb.ToString();
     }
