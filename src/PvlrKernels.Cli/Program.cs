@@ -186,25 +186,27 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         var cfg = PvlrConfig.FromPreset(o.Get("preset", "paper"));
         TestTime(o, cfg);
         var only = o.Get("only", "gemm,conv,clip,step,infer").Split(',').ToHashSet();
-        string[] known = ["gemm", "conv", "clip", "step", "infer", "memory"];
-        if (only.Except(known).FirstOrDefault() is { } bad) throw new ArgumentException($"--only: unknown benchmark '{bad}' (use {string.Join(",", known)})");
         int steps = o.Has("steps") ? o.Int("steps") : 3;
         // the backend's fp32 FMA peak (CPU: cores x ~215; CUDA: from the device's SMs and clock); --peak overrides
         double peak = o.Has("peak") ? double.Parse(o.Get("peak"), CultureInfo.InvariantCulture) : backend.PeakGflops;
         var classes = Enumerable.Range(0, cfg.NumClasses).Select(i => ClassTokens.Names.Keys.ElementAt(i % ClassTokens.Names.Count)).ToArray();
+        (string key, Func<IEnumerable<BenchRow>> run)[] benches =
+        [
+            ("gemm", () => [Bench.Gemm(backend)]),
+            ("conv", () => [Bench.Conv(backend)]),
+            ("clip", () => [Bench.ClipTower(backend, cfg, classes)]),
+            ("step", () => [Bench.TrainStep(backend, cfg, classes, steps, Console.Error)]),
+            ("infer", () => Bench.TestSetInference(backend, cfg)),
+            ("memory", () => Bench.FirstTouch(backend)),
+        ];
+        if (only.Except(benches.Select(b => b.key)).FirstOrDefault() is { } bad)
+            throw new ArgumentException($"--only: unknown benchmark '{bad}' (use {string.Join(",", benches.Select(b => b.key))})");
         var rows = new List<BenchRow>();
-        void Add(string key, Func<IEnumerable<BenchRow>> f)
+        foreach (var (key, run) in benches.Where(b => only.Contains(b.key)))
         {
-            if (!only.Contains(key)) return;
             Console.Error.WriteLine($"bench: {key} ...");
-            foreach (var r in f()) { rows.Add(r); Console.Error.WriteLine($"bench: {r.Name}: {r.Seconds:F4} s"); }
+            foreach (var r in run()) { rows.Add(r); Console.Error.WriteLine($"bench: {r.Name}: {r.Seconds:F4} s"); }
         }
-        Add("gemm", () => [Bench.Gemm(backend)]);
-        Add("conv", () => [Bench.Conv(backend)]);
-        Add("clip", () => [Bench.ClipTower(backend, cfg, classes)]);
-        Add("step", () => [Bench.TrainStep(backend, cfg, classes, steps, Console.Error)]);
-        Add("infer", () => Bench.TestSetInference(backend, cfg));
-        Add("memory", () => Bench.FirstTouch(backend));
         var table = Bench.Table(rows, peak, $"{backend.Name} ({Environment.ProcessorCount} cores)");
         if (o.Flag("torch") && rows.FirstOrDefault(r => r.Name.StartsWith("training step")) is { } ours)
             table += TorchSideBySide(cfg.Preset, o.Has("torch-steps") ? o.Int("torch-steps") : 1, ours.Seconds, o.Get("torch-script", Path.Combine("benchmarks", "reference", "pvlr_ref.py")));

@@ -34,9 +34,14 @@ public sealed partial class Graph
         int m = WinogradTile;
         if (m > 0 && !Needs(x, w, bias) && x.Rank == 3 && x.Dim(1) == 1 && w.Rank == 3 && w.Dim(2) == 3) return CentreTap(x, w, bias, slope, rowMask);
         if (TakesWinograd(x, w, bias)) return WinogradConv(new[] { x }, w, bias, slope, rowMask);
-        var y = Conv1d(x, w, bias);
+        return ActMask(Conv1d(x, w, bias), slope, rowMask);
+    }
+
+    /// LeakyReLU_slope(y) * rowMask on the recorded ops, y (B, T, C): the unfused paths' tail.
+    Tensor ActMask(Tensor y, float slope, Tensor rowMask)
+    {
         if (slope != 1f) y = LeakyRelu(y, slope);
-        return rowMask != null ? Mul(y, Reshape(rowMask, x.Dim(0), x.Dim(1), 1)) : y;
+        return rowMask != null ? Mul(y, Reshape(rowMask, y.Dim(0), y.Dim(1), 1)) : y;
     }
 
     /// conv_act of the channel concatenation of `parts` ((B, T, C_i) each). On the Winograd path the
@@ -115,9 +120,7 @@ public sealed partial class Graph
         {
             Batch = 1, M = b, N = cout, K = cin, RsA = cin, CsA = 1, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1f, Beta = 0f, PanelB = panels ? 1 : 0
         });
-        if (bias != null) y = Add(y, Reshape(bias, 1, 1, cout));
-        if (slope != 1f) y = LeakyRelu(y, slope);
-        return rowMask != null ? Mul(y, Reshape(rowMask, b, 1, 1)) : y;
+        return ActMask(bias != null ? Add(y, Reshape(bias, 1, 1, cout)) : y, slope, rowMask);
     }
 
     Storage centreG;                     // G = [0 1 0]: the centre tap of a k = 3 weight
