@@ -42,6 +42,53 @@ public sealed class InferenceTests(string backendName)
         }
     }
 
+    /// The test-time forward hands its dead intermediates back to the arena (Graph.Release). Against the
+    /// same forward while recording (where Release does nothing), it must give the same outputs in less
+    /// arena: a block released while something still reads it would show here as a changed CAS.
+    [Test]
+    public void TestTimeForwardReleasesItsIntermediates()
+    {
+        var cfg = PvlrConfig.Tiny(); cfg.WinogradTile = 0;                  // both ways the same direct convolutions
+        using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
+        var r = new Random(5); int t = 400;
+        var x = Enumerable.Range(0, t * cfg.FeatDim).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray();
+        var text = Inference.Text(tr.Model, tr.G);
+        (float[] cas, float[] attn, long touched) Run(bool recording)
+        {
+            using var g = new Graph(B, tr.Model.P);
+            g.Training = false;
+            using var _ = recording ? null : g.NoGrad();
+            var o = tr.Model.Forward(g, g.FromHost(x, 1, t, cfg.FeatDim), g.FromHost(text, cfg.NumClasses + 1, cfg.EmbedDim));
+            return (g.ToHost(o.Cas), g.ToHost(o.Attn), g.Act.Touched);
+        }
+        var kept = Run(true); var freed = Run(false);
+        Check.Close(freed.cas, kept.cas, 1e-6, 1e-6, $"cas [{backendName}]");
+        Check.Close(freed.attn, kept.attn, 1e-6, 1e-6, $"attention [{backendName}]");
+        Assert.That(freed.touched, Is.LessThan(kept.touched / 2), $"the released blocks were not reused: {freed.touched} vs {kept.touched} floats");
+    }
+
+    /// The arena's free list: best fit, merging of neighbours, the bump pointer lowered by a block at the
+    /// top, and refusals for a block that is not a live allocation.
+    [Test]
+    public void ArenaReusesReleasedBlocks()
+    {
+        using var a = new Arena(B, 1024);
+        var (s, p) = a.Alloc(64); var (_, q) = a.Alloc(32); var (_, u) = a.Alloc(64); var (_, v) = a.Alloc(16);
+        Assert.That(new[] { p, q, u, v }, Is.EqualTo(new long[] { 0, 64, 96, 160 }));
+        a.Release(s, p); a.Release(s, u);                                  // holes of 64 at 0 and at 96
+        Assert.That(a.Alloc(20).Item2, Is.EqualTo(0), "first of two equal holes");      // 32 of the 64 at 0
+        Assert.That(a.Alloc(32).Item2, Is.EqualTo(32), "the 32 left at 32 fit exactly, before the 64 at 96");
+        a.Release(s, v);                                                   // 96..176 free and at the top: bump back to 96
+        Assert.That(a.Alloc(80).Item2, Is.EqualTo(96), "merged with the block below and taken from the top");
+        Assert.That(a.Touched, Is.EqualTo(176));
+        Assert.Throws<InvalidOperationException>(() => a.Release(s, 96 + 16), "not the start of a block");
+        a.Release(s, 96);
+        Assert.Throws<InvalidOperationException>(() => a.Release(s, 96), "released twice");
+        a.Reset();
+        Assert.That(a.Alloc(16).Item2, Is.EqualTo(0));
+        Assert.Throws<InvalidOperationException>(() => a.Release(s, 64), "a block of the step before the reset");
+    }
+
     [Test]
     public void EmptyVideoAndShortFeaturesAreNamed()
     {

@@ -3,6 +3,10 @@
 // 1 GiB, or the request) is appended and kept; the next step reuses the same chunks in the same order,
 // so a steady-state step allocates no device memory. (Merging into one chunk at reset would re-zero
 // gigabytes at paper shapes: 10 s on 2 cores.)
+// A block may be released before the reset (Graph.Release: a no-grad forward's dead intermediates); a
+// later allocation of the same step then takes the smallest free block that fits, and a block at the top
+// of the current chunk lowers the bump pointer. At test time this keeps the arena's footprint, and the
+// new memory a first pass must fault in, near the live set instead of the sum of all activations.
 namespace PvlrKernels.Engine;
 
 public sealed class Arena : IDisposable
@@ -23,9 +27,26 @@ public sealed class Arena : IDisposable
 
     public long Capacity => chunks.Sum(c => c.Length);
 
+    readonly List<long> peak = new();                                    // per chunk: the highest `used`
+    /// Floats of the arena ever written (each chunk up to its high-water mark): the memory it touched.
+    public long Touched => peak.Sum();
+
+    readonly Dictionary<(int chunk, long off), long> live = new();      // allocations of this step: length
+    readonly List<(int chunk, long off, long len)> free = new();        // released blocks, by chunk and offset
+
     public (Storage, long) Alloc(long n)
     {
         long need = (n + Align - 1) / Align * Align;
+        int best = -1;
+        for (int i = 0; i < free.Count; i++)
+            if (free[i].len >= need && (best < 0 || free[i].len < free[best].len)) best = i;
+        if (best >= 0)
+        {
+            var (c, o, len) = free[best];
+            if (len == need) free.RemoveAt(best); else free[best] = (c, o + need, len - need);
+            live[(c, o)] = need;
+            return (chunks[c], o);
+        }
         while (used + need > chunks[cur].Length)
         {
             cur++; used = 0;
@@ -37,10 +58,34 @@ public sealed class Arena : IDisposable
         }
         long off = used;
         used += need;
+        while (peak.Count <= cur) peak.Add(0);
+        peak[cur] = Math.Max(peak[cur], used);
+        live[(cur, off)] = need;
         return (chunks[cur], off);
     }
 
-    public void Reset() { cur = 0; used = 0; }
+    /// Returns the block at (s, off), an allocation of this step, to the arena. Neighbouring free blocks
+    /// merge; a free block that ends at the bump pointer lowers it.
+    public void Release(Storage s, long off)
+    {
+        int c = chunks.IndexOf(s);
+        if (c < 0 || !live.Remove((c, off), out long len))
+            throw new InvalidOperationException($"arena: no live allocation at offset {off} to release (released twice, a view, or not from this step)");
+        int i = 0;
+        while (i < free.Count && (free[i].chunk < c || (free[i].chunk == c && free[i].off < off))) i++;
+        free.Insert(i, (c, off, len));
+        if (i + 1 < free.Count && free[i + 1].chunk == c && free[i + 1].off == off + len)
+        {
+            free[i] = (c, off, len + free[i + 1].len); free.RemoveAt(i + 1);
+        }
+        if (i > 0 && free[i - 1].chunk == c && free[i - 1].off + free[i - 1].len == off)
+        {
+            free[i - 1] = (c, free[i - 1].off, free[i - 1].len + free[i].len); free.RemoveAt(i); i--;
+        }
+        if (c == cur && free[i].off + free[i].len == used) { used = free[i].off; free.RemoveAt(i); }
+    }
+
+    public void Reset() { cur = 0; used = 0; live.Clear(); free.Clear(); }
 
     public void Dispose() { foreach (var c in chunks) c.Dispose(); chunks.Clear(); }
 }

@@ -84,6 +84,15 @@ public sealed partial class Graph : IDisposable
         return t;
     }
 
+    /// Outside recording (a test-time forward), hands the arena blocks of tensors that nothing reads any
+    /// more back for the rest of the step; each must be a whole allocation (New's result or a Reshape of
+    /// it). While recording, a no-op: the tape still holds them for backward.
+    public void Release(params Tensor[] ts)
+    {
+        if (Recording) return;
+        foreach (var t in ts) Act.Release(t.Data, t.Offset);
+    }
+
     public Tensor FromHost(ReadOnlySpan<float> data, params int[] shape)
     {
         if (data.Length != Tensor.Numel(shape)) throw new ShapeException($"from_host: {data.Length} values for shape {Tensor.ShapeStr(shape)}");

@@ -141,14 +141,19 @@ public sealed class PvlrModel
         // channel (probability ~2^-H, reachable only at tiny widths), where the original gives NaN.
         var cn = g.L2Normalize(c, 2, 1e-12f);
         var bw = g.Dropout(Cv(fz, "bit_wise_attn.0"), pd, $"{m}.bit_wise_attn");
+        g.Release(fz);                                                                  // test time: dead from here on
         var bwn = g.L2Normalize(bw, 2, 1e-12f);
         var tau = rag == null ? g.MatMul(bwn, cn, transB: true)                         // (B,T,1)
             : g.Reshape(g.Gather(g.MatMul(g.Reshape(bwn, rag.Rows, h), g.Reshape(cn, rag.Count, h), transB: true),  // (R, videos):
                 1, g.Reshape(rag.RowVideo, rag.Rows, 1), perInner: false), 1, rag.Rows, 1);                        // each row's own video
+        g.Release(bwn);
         var ff = g.SigmoidGate(bw, tau, v);
+        g.Release(bw);
         var h1 = g.Dropout(Cv(ff, "attention.0"), pd, $"{m}.attention.2");
         var h2 = Cv(h1, "attention.3", mask: false);                                    // feeds only the k=1 conv
+        g.Release(h1);
         var a = g.Dropout(Cv(h2, "attention.5", 1f, mask: false), pd, $"{m}.attention.6");
+        g.Release(h2);
         return (g.Sigmoid(g.Scale(a, 1f / Cfg.SigTAttn)), ff);
     }
 
@@ -200,10 +205,12 @@ public sealed class PvlrModel
         var (fa, ffeat) = Attn(g, "fAttn", fl, v, rag);
         var attn = g.Add(g.Scale(fa, Cfg.ConvexAlpha), g.Scale(va, 1 - Cfg.ConvexAlpha));
         var feat = g.Dropout(g.ConvAct(new[] { vfeat, ffeat }, W("fusion.0.weight"), W("fusion.0.bias"), 0.2f, rag?.Mask), Cfg.DropFusion, "fusion");   // of nfeat = [vfeat | ffeat]
+        g.Release(vfeat, ffeat);                                                        // test time: the fusion consumed them
         var featFinal = g.Dropout(g.ConvAct(feat, W("fusion2.0.weight"), W("fusion2.0.bias"), 0.2f), Cfg.DropFusion, "fusion2");
         var mu = g.Linear(featFinal, W("snippet_prob_encoder.fc_mean.weight"), W("snippet_prob_encoder.fc_mean.bias"));
         // the variance feeds the training losses only; test mode (CAS and attention) leaves it null
         var var_ = g.Training ? g.Relu(g.Linear(featFinal, W("snippet_prob_encoder.fc_var.weight"), W("snippet_prob_encoder.fc_var.bias"))) : null;
+        g.Release(featFinal);
         var text = precomputedText ?? TextFeatures(g);
         Tensor cas;
         if (g.Training)

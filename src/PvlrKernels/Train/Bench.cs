@@ -116,7 +116,7 @@ public static class Bench
             b.Synchronize();
             double s = sw.Elapsed.TotalSeconds;
             if (Profiler.Enabled) { Console.Error.WriteLine($"profile of {name}:\n{Profiler.Report()}\n"); Profiler.Reset(); }   // each pass apart
-            return new BenchRow(name, shape, s, b.GemmFlops - f0, $"{videos.Count / s:F1} videos/s");
+            return new BenchRow(name, shape, s, b.GemmFlops - f0, $"{videos.Count / s:F1} videos/s, arena {g.Act.Touched * 4 >> 20} MiB");
         }
         var first = Pass($"test-set inference + eval ({cfg.Preset}), first pass");
         return new[] { first, Pass($"test-set inference + eval ({cfg.Preset})") };

@@ -30,6 +30,7 @@ public sealed partial class Graph
         B.Gemm(dst.Data, dst.Offset, xp.Data, xp.Offset, wr.Data, wr.Offset, new GemmParams
         { Batch = 1, M = rows, N = cout, K = k * cin, RsA = cin, CsA = 1, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1f, Beta = bias != null ? 1f : 0f });
         if (yv != null) CopyRows(y, yv, b, t, tp, cout, false);
+        if (pad > 0) Release(xp, yv);                                   // test time: only y outlives the call
         var e = new Entry { Op = Op.Conv1d, A = x, B = w, C = bias, D = xp };
         Record(ref e, y, x, w, bias);
         return y;

@@ -37,11 +37,15 @@ public sealed partial class Graph
         return ActMask(Conv1d(x, w, bias), slope, rowMask);
     }
 
-    /// LeakyReLU_slope(y) * rowMask on the recorded ops, y (B, T, C): the unfused paths' tail.
+    /// LeakyReLU_slope(y) * rowMask on the recorded ops, y (B, T, C): the unfused paths' tail. y is the
+    /// caller's fresh result; at test time each step's input goes back to the arena.
     Tensor ActMask(Tensor y, float slope, Tensor rowMask)
     {
-        if (slope != 1f) y = LeakyRelu(y, slope);
-        return rowMask != null ? Mul(y, Reshape(rowMask, y.Dim(0), y.Dim(1), 1)) : y;
+        if (slope != 1f) { var a = LeakyRelu(y, slope); Release(y); y = a; }
+        if (rowMask == null) return y;
+        var m = Mul(y, Reshape(rowMask, y.Dim(0), y.Dim(1), 1));
+        Release(y);
+        return m;
     }
 
     /// conv_act of the channel concatenation of `parts` ((B, T, C_i) each). On the Winograd path the
