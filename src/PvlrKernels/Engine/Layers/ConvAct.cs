@@ -19,14 +19,6 @@ public sealed partial class Graph
     public int WinogradTile;
 
     Dictionary<int, Storage> winoMats;   // Bt | At | G per tile size, uploaded once per graph
-    Storage winoScratch;                 // V and M of the current Winograd convolution, grown as needed
-
-    Storage WinogradScratch(long floats)
-    {
-        floats += 16;
-        if (winoScratch == null || winoScratch.Length < floats) { winoScratch?.Dispose(); winoScratch = B.Allocate(floats); }
-        return winoScratch;
-    }
 
     public Tensor ConvAct(Tensor x, Tensor w, Tensor bias, float slope, Tensor rowMask = null)
     {
@@ -84,11 +76,9 @@ public sealed partial class Graph
         bool panels = B.PanelsFit(cout);
         var u = Derived(w, m, new[] { n, cin, cout }, u => B.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset, mat, n * n + m * n, cin, cout, n, panels));
         var p = new WinoParams { Batch = b, T = t, C = cin, M = m, N = n, Tiles = tiles, Slope = slope, VWidth = cin };
-        // V and M die with this call: they live in one reused scratch buffer, not the arena (at 4096 rows
-        // of paper widths they would otherwise add ~26k floats per row to every forward's footprint)
-        long vLen = (long)n * b * tiles * cin;
-        var scratch = WinogradScratch(vLen + (long)n * b * tiles * cout);
-        var v = new Tensor(scratch, 0, new[] { n, b * tiles, cin });
+        // V and M die with this call (this path never records): each goes back to the arena as soon as
+        // it is read, so the output and the layers after reuse their memory
+        var v = New(new[] { n, b * tiles, cin });
         int col = 0;
         foreach (var part in parts)
         {
@@ -96,15 +86,17 @@ public sealed partial class Graph
             B.WinogradIn(v.Data, v.Offset + col, part.Data, part.Offset, mat, 0, p);
             col += p.C;
         }
-        var mm = new Tensor(scratch, (vLen + 15) / 16 * 16, new[] { n, b * tiles, cout });
+        var mm = New(new[] { n, b * tiles, cout });
         B.Gemm(mm.Data, mm.Offset, v.Data, v.Offset, u.Data, u.Offset, new GemmParams
         {
             Batch = n, M = b * tiles, N = cout, K = cin, BatchA = b * tiles * cin, RsA = cin, CsA = 1,
             BatchB = cin * cout, RsB = cout, CsB = 1, BatchC = b * tiles * cout, Ldc = cout, Alpha = 1f, Beta = 0f, PanelB = panels ? 1 : 0
         });
+        Release(v);
         var yo = New(new[] { b, t, cout });
         p.C = cout; p.VWidth = 0;
         B.WinogradOut(yo.Data, yo.Offset, mm.Data, mm.Offset, mat, 0, bias?.Data, bias?.Offset ?? 0, rowMask?.Data, rowMask?.Offset ?? 0, p);
+        Release(mm);
         return yo;
     }
 
@@ -147,7 +139,6 @@ public sealed partial class Graph
 
     void DropWinograd()
     {
-        winoScratch?.Dispose(); winoScratch = null;
         centreG?.Dispose(); centreG = null;
         if (winoMats == null) return;
         foreach (var s in winoMats.Values) s.Dispose();
