@@ -22,6 +22,24 @@ public sealed class DataMovementTests(string backendName)
         yield return new TestCaseData(new[] { 1, 3, 45, 37 }, new[] { 0, 45 * 37, 37, 1 }, new[] { 0, -1, 37 * 3, 3 }, 2).SetName("flipped");
     }
 
+    /// Columns of a host matrix into contiguous rows (the feature halves of a ragged batch): 200 rows of
+    /// 96 reach the CPU backend's split over cores; the values around the target stay untouched.
+    [TestCase(3, 5, 1, 3)] [TestCase(200, 96, 40, 56)] [TestCase(0, 4, 0, 4)]
+    public void UploadColumnsCopiesTheBlock(int rows, int srcWidth, int from, int width)
+    {
+        var src = Rand(rows * srcWidth, 3); long off = 7, n = off + (long)rows * width + 5;
+        using var dst = B.Allocate(n);
+        B.Fill(dst, 0, n, -1f);
+        B.UploadColumns(dst, off, src, rows, srcWidth, from, width);
+        var got = new float[n]; B.Download(dst, 0, got);
+        var want = Enumerable.Repeat(-1f, (int)n).ToArray();
+        for (int r = 0; r < rows; r++) for (int c = 0; c < width; c++) want[off + r * width + c] = src[r * srcWidth + from + c];
+        Assert.That(got, Is.EqualTo(want));
+        var e = Assert.Throws<ShapeException>(() => B.UploadColumns(dst, off, src, rows + 1, srcWidth, from, width));
+        Assert.That(e.Message, Does.Contain("upload columns"));
+        Assert.Throws<ShapeException>(() => B.UploadColumns(dst, off, src, rows, srcWidth, srcWidth - width + 1, width));
+    }
+
     [TestCaseSource(nameof(Copies))]
     public void Copy4MatchesReference(int[] d, int[] sd, int[] ss, int srcOff)
     {

@@ -50,7 +50,7 @@ public sealed class RaggedBatch
             for (int i = 0; i < Count; i++)
             {
                 g.B.Fill(x.Data, x.Offset + (long)(Starts[i] - 1) * w, w, 0f);
-                for (int t = 0; t < Lengths[i]; t++) g.B.Upload(x.Data, x.Offset + (long)(Starts[i] + t) * w, features[i].AsSpan(t * width + from, w));
+                g.B.UploadColumns(x.Data, x.Offset + (long)Starts[i] * w, features[i], Lengths[i], width, from, w);
             }
             g.B.Fill(x.Data, x.Offset + (long)(Rows - 1) * w, w, 0f);
             return x;
