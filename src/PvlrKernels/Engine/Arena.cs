@@ -19,10 +19,11 @@ public sealed class Arena : IDisposable
     const long MaxGrow = 1L << 28;
     public long Allocations { get; private set; }   // device allocations made so far (for tests)
 
-    public Arena(Backend backend, long initial = 1 << 20)
+    /// `initial` floats in the first chunk; 0: the backend's choice (Backend.ArenaChunkFloats).
+    public Arena(Backend backend, long initial = 0)
     {
         this.backend = backend;
-        chunks.Add(backend.Allocate(initial)); Allocations = 1;
+        chunks.Add(backend.Allocate(initial > 0 ? initial : backend.ArenaChunkFloats)); Allocations = 1;
     }
 
     public long Capacity => chunks.Sum(c => c.Length);

@@ -25,6 +25,8 @@ public abstract class Backend : IDisposable
     /// FLOPs issued through Gemm so far (2·M·N·K per product): the matmul work a benchmark reports.
     public long GemmFlops;
     public abstract Storage Allocate(long n);                 // zero-filled
+    /// The activation arena's first chunk, in floats (Arena): 4 MiB where memory is committed when allocated.
+    public virtual long ArenaChunkFloats => 1 << 20;
     public abstract void Upload(Storage dst, long off, ReadOnlySpan<float> src);
     public abstract void Download(Storage src, long off, Span<float> dst);
     /// Columns [from, from + width) of the host matrix src (rows, srcWidth), row-major, into `rows`

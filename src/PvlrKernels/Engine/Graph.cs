@@ -29,7 +29,7 @@ public sealed partial class Graph : IDisposable
     readonly List<Entry> tape = new(1024);
     int noGrad;
 
-    public Graph(Backend backend, ParameterStore parameters, IRandomSource rng = null, long arenaFloats = 1 << 20)
+    public Graph(Backend backend, ParameterStore parameters, IRandomSource rng = null, long arenaFloats = 0)
     {
         B = backend; Params = parameters; Rng = rng; Act = new Arena(backend, arenaFloats);
     }
