@@ -14,6 +14,7 @@ public sealed class Arena : IDisposable
     const long Align = 16;                 // 64 bytes
     readonly Backend backend;
     readonly List<Storage> chunks = new();
+    readonly List<long> peak = new();      // per chunk: the highest `used`
     int cur;                               // chunk being filled
     long used;                             // floats used in chunks[cur]
     const long MaxGrow = 1L << 28;
@@ -23,12 +24,11 @@ public sealed class Arena : IDisposable
     public Arena(Backend backend, long initial = 0)
     {
         this.backend = backend;
-        chunks.Add(backend.Allocate(initial > 0 ? initial : backend.ArenaChunkFloats)); Allocations = 1;
+        chunks.Add(backend.Allocate(initial > 0 ? initial : backend.ArenaChunkFloats)); peak.Add(0); Allocations = 1;
     }
 
     public long Capacity => chunks.Sum(c => c.Length);
 
-    readonly List<long> peak = new();                                    // per chunk: the highest `used`
     /// Floats of the arena ever written (each chunk up to its high-water mark): the memory it touched.
     public long Touched => peak.Sum();
 
@@ -53,13 +53,12 @@ public sealed class Arena : IDisposable
             cur++; used = 0;
             if (cur == chunks.Count)
             {
-                chunks.Add(backend.Allocate(Math.Max(need, Math.Min(2 * chunks[cur - 1].Length, MaxGrow))));
+                chunks.Add(backend.Allocate(Math.Max(need, Math.Min(2 * chunks[cur - 1].Length, MaxGrow)))); peak.Add(0);
                 Allocations++;
             }
         }
         long off = used;
         used += need;
-        while (peak.Count <= cur) peak.Add(0);
         peak[cur] = Math.Max(peak[cur], used);
         live[(cur, off)] = need;
         return (chunks[cur], off);
