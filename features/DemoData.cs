@@ -62,7 +62,7 @@ public static class DemoData
         var projClip = Enumerable.Range(0, dc).Select(_ => Unit(latent)).ToArray();
         var rgbGain = Enumerable.Range(0, nc).Select(_ => 0.4f + 1.2f * (float)rng.NextDouble()).ToArray();
         var flowGain = rgbGain.Select(g => 2f - g).ToArray();
-        var videos = ann.Videos.Take(o.MaxVideos).ToList();
+        var videos = Pick(ann.Videos, o.MaxVideos);
         var feats = new List<(int[] shape, float[] data)>();
         var clipRoot = Path.Combine(root, "Thumos14_CLIP");
         foreach (var v in videos)
@@ -114,7 +114,7 @@ public static class DemoData
                 Npy.Save(Path.Combine(dir, v.Name + ".npy"), z, t, dc);
             }
         }
-        if (videos.Count < ann.Videos.Count) TrimAnnotations(annDir, videos.Count);
+        if (videos.Count < ann.Videos.Count) TrimAnnotations(annDir, videos.Select(v => v.Index).ToArray());
         var featPath = Path.Combine(root, ThumosDataset.FeatFile);
         Directory.CreateDirectory(Path.GetDirectoryName(featPath)!);
         AtomicFile.Write(featPath, s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
@@ -122,16 +122,30 @@ public static class DemoData
         return videos.Count;
     }
 
-    /// Keeps only the first n videos in every per-video annotation file (for tiny test datasets).
-    static void TrimAnnotations(string dir, int n)
+    /// At most n videos, both splits kept in their real proportion (200 validation : 213 test), at least one
+    /// of each from n = 2 on, each split's first videos in annotation order. (The annotations list the
+    /// validation videos first: the first n alone would leave a small dataset without a test split.)
+    public static List<Video> Pick(IReadOnlyList<Video> all, int n)
+    {
+        if (n < 1) throw new ArgumentOutOfRangeException(nameof(n), $"demo data: {n} videos; at least 1");
+        if (n >= all.Count) return all.ToList();
+        var test = all.Where(v => v.Subset == "test").ToList(); var train = all.Where(v => v.Subset == "validation").ToList();
+        int nTest = n < 2 ? 0 : Math.Clamp((int)Math.Round((double)n * test.Count / all.Count), 1, n - 1);
+        nTest = Math.Min(nTest, test.Count); int nTrain = Math.Min(n - nTest, train.Count); nTest = Math.Min(n - nTrain, test.Count);
+        return train.Take(nTrain).Concat(test.Take(nTest)).OrderBy(v => v.Index).ToList();
+    }
+
+    /// Keeps only the videos at `keep` (ascending) in every per-video annotation file (for small datasets).
+    static void TrimAnnotations(string dir, int[] keep)
     {
         string P(string x) => Path.Combine(dir, x);
-        Npy.SaveStrings(P("videoname.npy"), Npy.Load(P("videoname.npy")).AsStrings().Take(n).ToArray());
-        Npy.SaveStrings(P("subset.npy"), Npy.Load(P("subset.npy")).AsStrings().Take(n).ToArray());
-        Npy.Save(P("duration.npy"), Npy.Load(P("duration.npy")).AsDouble().Take(n).ToArray(), n, 1);
+        T[] Kept<T>(IReadOnlyList<T> a) => keep.Select(i => a[i]).ToArray();
+        Npy.SaveStrings(P("videoname.npy"), Kept(Npy.Load(P("videoname.npy")).AsStrings()));
+        Npy.SaveStrings(P("subset.npy"), Kept(Npy.Load(P("subset.npy")).AsStrings()));
+        Npy.Save(P("duration.npy"), Kept(Npy.Load(P("duration.npy")).AsDouble()), keep.Length, 1);
         foreach (var f in new[] { "labels.npy", "labels_all.npy", "segments.npy" })
         {
-            var items = ((object[])Npy.Load(P(f)).Data).Take(n).ToList();
+            var items = Kept((object[])Npy.Load(P(f)).Data).ToList();
             AtomicFile.Write(P(f), s => NumpyPickle.WriteObjectArray(s, items));
         }
     }

@@ -116,6 +116,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         TestTime(o, model.Cfg);
         string data = o.Get("data") ?? DemoDir(model.Cfg);
         var ds = ThumosDataset.Load(data, o.Get("clip-features"), requireClip: false);
+        ds.RequireTest("pvlr eval scores the test split");
         using var g = new Graph(backend, model.P);
         var r = Inference.Evaluate(model, g, ds.Ann, ds.Test);
         Console.WriteLine($"checkpoint {o.Req("checkpoint")} (step {step}), {ds.Test.Count} test videos:");

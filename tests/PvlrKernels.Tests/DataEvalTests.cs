@@ -157,6 +157,29 @@ public sealed class DataEvalTests
         Assert.That(Assert.Throws<DataFormatException>(() => new Unpickler(bad, "x.pkl").Load()).Message, Does.Contain("opcode"));
     }
 
+    /// `gen-demo --videos N` keeps both splits in their real proportion (the annotations list all 200
+    /// validation videos first, so the first N alone had no test video), each split's first videos.
+    [Test]
+    public void DemoDataOfFewVideosKeepsBothSplits()
+    {
+        var dir = Tmp(); Features.DemoData.WriteAnnotations(dir);
+        var all = Annotations.Load(dir).Videos;
+        foreach (var (n, train, test) in new[] { (12, 6, 6), (2, 1, 1), (1, 1, 0) })
+        {
+            var root = Tmp();
+            Assert.That(Features.DemoData.Generate(root, new Features.DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = n, MaxLength = 8 }), Is.EqualTo(n));
+            var ds = ThumosDataset.Load(root);
+            Assert.That(ds.Train.Select(v => v.Name).ToArray(), Is.EqualTo(all.Where(v => v.Subset == "validation").Take(train).Select(v => v.Name).ToArray()), $"{n} videos");
+            Assert.That(ds.Test.Select(v => v.Name).ToArray(), Is.EqualTo(all.Where(v => v.Subset == "test").Take(test).Select(v => v.Name).ToArray()), $"{n} videos");
+            foreach (var v in ds.Ann.Videos)                                 // every per-video file trimmed alike
+            {
+                var orig = all.Single(x => x.Name == v.Name);
+                Assert.That((v.Subset, v.Duration, v.Labels, v.Segments), Is.EqualTo((orig.Subset, orig.Duration, orig.Labels, orig.Segments)), v.Name);
+            }
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => Features.DemoData.Pick(all, 0));
+    }
+
     [Test]
     public void DemoDataRoundTripsAndBadDataIsNamed()
     {

@@ -90,6 +90,49 @@ public sealed class TrainingTests
         File.Delete(path);
     }
 
+    /// A batch whose videos all share a class leaves the video-level contrast without a negative pair: NaN,
+    /// as in the original (spec §12.8). The run stops and says why; one unrelated video makes it finite.
+    [Test]
+    public void ABatchOfVideosThatAllShareAClassIsExplained()
+    {
+        var cfg = PvlrConfig.Tiny();
+        using var tr = new Trainer(cfg, Data.Value, new CpuBackend(), TextWriter.Null);
+        int b = cfg.BatchSize, rows = b * cfg.MaxSeqLen, c = cfg.NumClasses;
+        var r = new Random(1);
+        var feats = Enumerable.Range(0, rows * cfg.FeatDim).Select(_ => (float)r.NextDouble() - 0.5f).ToArray();
+        var clip = Enumerable.Range(0, rows * cfg.EmbedDim).Select(_ => (float)r.NextDouble() - 0.5f).ToArray();
+        var labels = new float[b * c];
+        for (int i = 0; i < b; i++) labels[i * c + i % 2] = labels[i * c + 2] = 1;          // all share class 2
+        var e = Assert.Throws<TrainingDivergedException>(() => tr.StepOn(feats, clip, labels));
+        Assert.That(e.Message, Does.Contain("'action_prob_vid_contra_loss' is NaN").And.Contain("no negative pair").And.Contain("§12.8"));
+        labels[2] = 0;                                                                       // video 0: class 0 only
+        Assert.That(tr.StepOn(feats, clip, labels)["action_prob_vid_contra_loss"], Is.Not.NaN);
+    }
+
+    /// A dataset without a test split is refused before any step (the run would stop at its first
+    /// evaluation), and an evaluation that fails keeps the checkpoint of the steps before it.
+    [Test]
+    public void EvaluationNeedsATestSplitAndItsFailureLosesNoTraining()
+    {
+        var root = Path.Combine(Path.GetTempPath(), $"pvlr-notest-{Guid.NewGuid():N}");
+        Features.DemoData.Generate(root, new Features.DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = 1, MaxLength = 24 });
+        var noTest = ThumosDataset.Load(root);
+        Assert.That(noTest.Test, Is.Empty);
+        var e = Assert.Throws<DataFormatException>(() => new Trainer(PvlrConfig.Tiny(), noTest, new CpuBackend(), TextWriter.Null));
+        Assert.That(e.Message, Does.Contain(root).And.Contain("no test videos"));
+        Directory.Delete(root, true);
+
+        var dir = Path.Combine(Path.GetTempPath(), $"pvlr-evalfail-{Guid.NewGuid():N}");
+        using var tr = new Trainer(PvlrConfig.Tiny(), Data.Value, new CpuBackend(), TextWriter.Null);
+        Assert.Throws<InvalidOperationException>(() => tr.Run(dir, 2, (_, _) => throw new InvalidOperationException("evaluation failed")));
+        var (model, step, _) = Checkpoint.Load(Path.Combine(dir, "last.safetensors"), tr.B);
+        Assert.That(step, Is.EqualTo(2));
+        foreach (var p in tr.Model.P.List) Assert.That(model.P.Get(p.Name), Is.EqualTo(tr.Model.P.Get(p.Name)), p.Name);
+        model.P.Dispose();
+        Assert.That(Assert.Throws<ArgumentException>(() => tr.Evaluate(new List<Video>())).Message, Does.Contain("no videos"));
+        Directory.Delete(dir, true);
+    }
+
     /// SIGKILL a training run at random moments (it writes last.safetensors every 2 steps and
     /// best.safetensors at evaluations): every checkpoint on disk must load, and the run must resume.
     [Test]

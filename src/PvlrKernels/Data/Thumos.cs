@@ -132,6 +132,12 @@ public sealed class ThumosDataset
         return ds;
     }
 
+    /// Evaluation needs the test split: a dataset without one is refused before any work is done.
+    public void RequireTest(string why)
+    {
+        if (Test.Count == 0) throw new DataFormatException($"{Root}: no test videos (subset 'test' in {AnnDir}/subset.npy); {why}");
+    }
+
     public static void CheckFinite(float[] a, string what)
     {
         for (int i = 0; i < a.Length; i++)

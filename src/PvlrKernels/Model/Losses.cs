@@ -135,6 +135,13 @@ public static class PvlrLoss
     }
 
     /// Video-level distributions: attention-weighted mean and variance ("definition"), pairwise KL.
+    /// Y_ij of the video-level contrast: videos i and j of a (B, C) label batch share a class.
+    public static bool SharesClass(float[] labels, int i, int j, int c)
+    {
+        float dot = 0; for (int k = 0; k < c; k++) dot += labels[i * c + k] * labels[j * c + k];
+        return dot >= 1;
+    }
+
     static Tensor Inter(Graph g, Tensor attn, Tensor mu, Tensor var, float[] labels, int b, int t, int c)
     {
         int d = mu.Dim(2);
@@ -147,11 +154,7 @@ public static class PvlrLoss
         var p = g.Reshape(g.Reciprocal(g.AddScalar(kl, 1f)), b * b);
         var i1 = new List<float>(); var i0 = new List<float>();
         for (int i = 0; i < b; i++)
-            for (int j = 0; j < b; j++)
-            {
-                float dot = 0; for (int k = 0; k < c; k++) dot += labels[i * c + k] * labels[j * c + k];
-                (dot >= 1 ? i1 : i0).Add(i * b + j);
-            }
+            for (int j = 0; j < b; j++) (SharesClass(labels, i, j, c) ? i1 : i0).Add(i * b + j);
         // -mean_{Y=1} log P - mean_{Y=0} log(1-P), over exactly the selected pairs (masking by a product
         // would turn the diagonal's log(1-1) = -inf into NaN). An empty Y=0 set gives NaN, as the
         // original does (spec §12.8).

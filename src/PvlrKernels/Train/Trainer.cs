@@ -29,14 +29,21 @@ public sealed class Trainer : IDisposable
     public int Step;
     public List<Dictionary<string, float>> History = new();
 
-    public Trainer(PvlrConfig cfg, ThumosDataset ds, Backend backend, TextWriter log = null) : this(cfg, ds.Ann.Classes, backend, log)
+    public Trainer(PvlrConfig cfg, ThumosDataset ds, Backend backend, TextWriter log = null) : this(cfg, Checked(cfg, ds).Ann.Classes, backend, log)
     {
         this.ds = ds;
-        if (ds.FeatureDim != cfg.FeatDim) throw new ShapeException($"data has feature width {ds.FeatureDim}, the '{cfg.Preset}' preset expects {cfg.FeatDim}");
-        if (ds.ClipDim != 0 && ds.ClipDim != cfg.EmbedDim) throw new ShapeException($"CLIP features have width {ds.ClipDim}, the model's embedding is {cfg.EmbedDim}");
         sampler = new BatchSampler(ds, cfg.Seed);
         batch = new float[cfg.BatchSize * cfg.MaxSeqLen * cfg.FeatDim];
         clipBatch = ds.ClipDim > 0 ? new float[cfg.BatchSize * cfg.MaxSeqLen * cfg.EmbedDim] : null;
+    }
+
+    /// What the run needs of the dataset, refused before any model memory is allocated.
+    static ThumosDataset Checked(PvlrConfig cfg, ThumosDataset ds)
+    {
+        if (ds.FeatureDim != cfg.FeatDim) throw new ShapeException($"data has feature width {ds.FeatureDim}, the '{cfg.Preset}' preset expects {cfg.FeatDim}");
+        if (ds.ClipDim != 0 && ds.ClipDim != cfg.EmbedDim) throw new ShapeException($"CLIP features have width {ds.ClipDim}, the model's embedding is {cfg.EmbedDim}");
+        ds.RequireTest($"training evaluates on them every {cfg.Interval} steps and at the end");
+        return ds;
     }
 
     /// A trainer without a dataset (benchmarks, synthetic batches through StepOn).
@@ -79,7 +86,14 @@ public sealed class Trainer : IDisposable
         foreach (var (k, v) in L.Terms) vals[k] = G.Item(v);
         vals["total"] = G.Item(L.Total);
         foreach (var (k, v) in vals)
-            if (!float.IsFinite(v)) throw new TrainingDivergedException($"step {Step}: loss term '{k}' is {v} (batch videos: {batchDesc}); stopped, the last good checkpoint is kept");
+            if (!float.IsFinite(v))
+            {
+                bool noNegative = Enumerable.Range(0, b).All(i => Enumerable.Range(0, b).All(j => PvlrLoss.SharesClass(labels, i, j, Cfg.NumClasses)));
+                string why = k == "action_prob_vid_contra_loss" && noNegative
+                    ? ". Every pair of this batch's videos shares a class, so the video-level contrast has no negative pair; the original is NaN here too (pvlr-spec.md §12.8). A dataset with more videos and classes avoids such batches"
+                    : "";
+                throw new TrainingDivergedException($"step {Step}: loss term '{k}' is {v} (batch videos: {batchDesc}); stopped, the last good checkpoint is kept{why}");
+            }
         G.Backward(L.Total);
         Mark("backward");
         CheckGradients();
@@ -132,10 +146,10 @@ public sealed class Trainer : IDisposable
             if (!evalNow && Step % Cfg.Interval == 0) SaveCheckpoint(Path.Combine(outDir, "last.safetensors"));   // resumable before warm-up ends
             if (evalNow)
             {
+                SaveCheckpoint(Path.Combine(outDir, "last.safetensors"));      // first: a failing evaluation loses no training
                 var r = Evaluate(ds.Test);
                 last = r;
                 onEval?.Invoke(itr, r);
-                SaveCheckpoint(Path.Combine(outDir, "last.safetensors"));
                 bool isBest = r.SumMap01_07 > best;
                 if (isBest) { best = r.SumMap01_07; SaveCheckpoint(Path.Combine(outDir, "best.safetensors")); }
                 perf.AppendLine($"itr {itr}{(isBest ? " (best)" : "")}");
@@ -245,6 +259,7 @@ public static class Inference
 
     public static EvalResult Evaluate(PvlrModel model, Graph g, Annotations ann, List<Video> videos)
     {
+        if (videos.Count == 0) throw new ArgumentException("evaluation: no videos to evaluate");
         bool wasTraining = g.Training;
         var text = Text(model, g);
         var dets = new List<Detection>(); var scores = new List<float[]>(); var labels = new List<float[]>();
