@@ -112,7 +112,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
     static int EvalCmd(Opts o)
     {
         using var backend = MakeBackend(o.Get("device"));
-        var (model, step, _) = Checkpoint.Load(o.Req("checkpoint"), backend, report: Console.Out);
+        var (model, step, _) = LoadForInference(o.Req("checkpoint"), backend, Console.Out);
         TestTime(o, model.Cfg);
         string data = o.Get("data") ?? DemoDir(model.Cfg);
         var ds = ThumosDataset.Load(data, o.Get("clip-features"), requireClip: false);
@@ -124,10 +124,19 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         return 0;
     }
 
+    /// The weights of a checkpoint, without its Adam moments, with the time it took.
+    static (PvlrModel model, int step, long rng) LoadForInference(string path, Backend backend, TextWriter log)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var r = Checkpoint.Load(path, backend, report: log, optimizer: false);
+        log.WriteLine($"loaded {path} ({r.model.P.Total * 4 / 1e6:F0} MB of weights) in {sw.Elapsed.TotalSeconds:F2} s");
+        return r;
+    }
+
     static int InferCmd(Opts o)
     {
         using var backend = MakeBackend(o.Get("device"));
-        var (model, _, _) = Checkpoint.Load(o.Req("checkpoint"), backend, report: Console.Error);
+        var (model, _, _) = LoadForInference(o.Req("checkpoint"), backend, Console.Error);
         TestTime(o, model.Cfg);
         var path = o.Req("features");
         var nd = Npy.Load(path);

@@ -1,5 +1,6 @@
 // Loaders on the real THUMOS14 annotations, the evaluator on hand-built cases with known AP,
 // proposals on small hand-built sequences, and clear errors on malformed inputs.
+using System.Runtime.InteropServices;
 using System.Text;
 using NUnit.Framework;
 using PvlrKernels.Data;
@@ -141,6 +142,39 @@ public sealed class DataEvalTests
         var lying = Npy.Encode("<f4", new[] { 1000000, 1000 }, new byte[16]);
         File.WriteAllBytes(p, lying);
         Assert.That(Assert.Throws<DataFormatException>(() => Npy.Load(p)).Message, Does.Contain("only 16 bytes follow"));
+    }
+
+    /// safetensors values stream in chunks of the caller's buffer (a checkpoint load uploads 1M at a time):
+    /// F32, F16 and BF16 entries give the same floats chunked as whole, and an entry's offsets are checked
+    /// against the file before any value is read.
+    [Test]
+    public void SafetensorsStreamsValuesInChunks()
+    {
+        var f32 = Enumerable.Range(0, 23).Select(i => i * 0.37f - 3f).ToArray();
+        var f16 = Enumerable.Range(0, 19).Select(i => (Half)(i * 0.5f - 4f)).ToArray();
+        var bf16 = Enumerable.Range(0, 17).Select(i => (ushort)(BitConverter.SingleToInt32Bits(i * 1.5f - 7f) >> 16)).ToArray();
+        var data = new List<byte>();
+        string Entry(string n, string dt, int count, byte[] bytes) { string e = $"\"{n}\": {{\"dtype\": \"{dt}\", \"shape\": [{count}], \"data_offsets\": [{data.Count}, {data.Count + bytes.Length}]}}"; data.AddRange(bytes); return e; }
+        var header = "{" + string.Join(", ", Entry("a", "F32", 23, MemoryMarshal.AsBytes(f32.AsSpan()).ToArray()), Entry("h", "F16", 19, MemoryMarshal.AsBytes(f16.AsSpan()).ToArray()),
+            Entry("b", "BF16", 17, MemoryMarshal.AsBytes(bf16.AsSpan()).ToArray())) + "}";
+        byte[] File(string h) { var hb = Encoding.UTF8.GetBytes(h); return BitConverter.GetBytes((ulong)hb.Length).Concat(hb).Concat(data).ToArray(); }
+        var file = new MemoryStream(File(header));
+        var (whole, _) = Safetensors.Read(file, "t.safetensors");
+        Assert.That(whole["a"].data, Is.EqualTo(f32));
+        Assert.That(whole["h"].data, Is.EqualTo(f16.Select(x => (float)x).ToArray()));
+        Assert.That(whole["b"].data, Is.EqualTo(bf16.Select(u => BitConverter.Int32BitsToSingle(u << 16)).ToArray()));
+        var (entries, _) = Safetensors.ReadHeader(file, "t.safetensors");
+        foreach (var e in entries)
+        {
+            var got = new float[e.Count]; var buffer = new float[5]; int chunks = 0;
+            Safetensors.ReadValues(file, e, buffer, (v, at) => { Assert.That(v.Length, Is.LessThanOrEqualTo(5)); v.CopyTo(got.AsSpan((int)at)); chunks++; });
+            Assert.That(got, Is.EqualTo(whole[e.Name].data), e.Name);
+            Assert.That(chunks, Is.EqualTo((e.Count + 4) / 5), e.Name);
+        }
+        var bad = header.Replace("[0, 92]", "[0, 96]");                                   // a's end moved: no longer 23 F32 values
+        Assert.That(bad, Is.Not.EqualTo(header));
+        Assert.That(Assert.Throws<DataFormatException>(() => Safetensors.ReadHeader(new MemoryStream(File(bad)), "bad.safetensors")).Message,
+            Does.Contain("bad.safetensors").And.Contain("tensor a"));
     }
 
     [Test]

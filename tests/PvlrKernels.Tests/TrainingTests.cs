@@ -62,6 +62,15 @@ public sealed class TrainingTests
         var (model, step, rng) = Checkpoint.Load(path, tr.B);
         Assert.That(step, Is.EqualTo(3)); Assert.That(rng, Is.EqualTo(tr.Rng.Counter));
         foreach (var p in tr.Model.P.List) Assert.That(model.P.Get(p.Name), Is.EqualTo(tr.Model.P.Get(p.Name)), p.Name);
+        float[] Moments(PvlrModel m) { var a = new float[m.P.Total]; tr.B.Download(m.P.M, 0, a); return a; }
+        Assert.That(Moments(model), Is.EqualTo(Moments(tr.Model)).And.Not.All.EqualTo(0f));
+        // an inference load reads the weights only: the same weights, moments left at zero
+        var (infer, _, _) = Checkpoint.Load(path, tr.B, optimizer: false);
+        foreach (var p in tr.Model.P.List) Assert.That(infer.P.Get(p.Name), Is.EqualTo(tr.Model.P.Get(p.Name)), p.Name);
+        Assert.That(Moments(infer), Is.All.EqualTo(0f));
+        var (weights, _) = Safetensors.Load(path, n => !n.StartsWith("adam_"));
+        Assert.That(weights.Keys, Is.EquivalentTo(tr.Model.P.List.Select(p => p.Name)));
+        model.P.Dispose(); infer.P.Dispose();
         var r = tr.Evaluate(Data.Value.Test);
         Assert.That(r.Map, Has.Length.EqualTo(9));
         Assert.That(r.Map, Is.All.InRange(0.0, 100.0));

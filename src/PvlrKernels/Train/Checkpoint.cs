@@ -35,55 +35,60 @@ public static class Checkpoint
 
     /// Loads a checkpoint into a new model: our safetensors, or a PyTorch state_dict (torch.save zip,
     /// detected by its magic), e.g. the official init_thumos.pth or Best_model.pkl. For PyTorch files the
-    /// report lists what was missing, unused or of another shape; `report` receives it.
-    public static (PvlrModel model, int step, long rng) Load(string path, Backend backend, bool strict = true, TextWriter report = null)
+    /// report lists what was missing, unused or of another shape; `report` receives it. Without `optimizer`
+    /// (inference) the Adam moments are neither read nor uploaded: the model's moments stay zero.
+    public static (PvlrModel model, int step, long rng) Load(string path, Backend backend, bool strict = true, TextWriter report = null, bool optimizer = true)
     {
         if (IsZip(path)) { var m = LoadTorch(path, backend, out var rep); report?.Write(rep); return (m, 0, 0); }
-        var (tensors, meta) = Safetensors.Load(path);
+        using var fs = File.OpenRead(path);
+        var (entries, meta) = Safetensors.ReadHeader(fs, path);
         if (!meta.TryGetValue("config", out var cj)) throw new DataFormatException($"{path}: no config in the checkpoint metadata");
         var cfg = PvlrConfig.FromJson(cj);
         var classes = meta.TryGetValue("classes", out var cl) ? JsonSerializer.Deserialize<string[]>(cl) : throw new DataFormatException($"{path}: no class list in the metadata");
         var model = new PvlrModel(cfg, classes);
         model.P.Allocate(backend);
-        var (step, rng) = Restore(path, tensors, meta, model, backend, strict);
-        return (model, step, rng);
+        try { var (step, rng) = Restore(path, fs, entries, meta, model, backend, strict, optimizer); return (model, step, rng); }
+        catch { model.P.Dispose(); throw; }
     }
 
     /// Puts a checkpoint's weights, Adam moments and per-parameter Adam steps into an existing model
     /// (same config); returns the saved step and RNG counter. A resumed run continues exactly.
     public static (int step, long rng) Restore(string path, PvlrModel model, Backend backend)
     {
-        var (tensors, meta) = Safetensors.Load(path);
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: checkpoint not found", path);
+        using var fs = File.OpenRead(path);
+        var (entries, meta) = Safetensors.ReadHeader(fs, path);
         if (meta.TryGetValue("config", out var cj))
         {
             var saved = PvlrConfig.FromJson(cj); saved.MaxIter = model.Cfg.MaxIter; saved.Preset = model.Cfg.Preset;
             var mine = PvlrConfig.FromJson(model.Cfg.ToJson()); mine.MaxIter = model.Cfg.MaxIter;
             if (saved.ToJson() != mine.ToJson()) throw new DataFormatException($"{path}: the checkpoint was written with another configuration than this run's");
         }
-        return Restore(path, tensors, meta, model, backend, strict: true);
+        return Restore(path, fs, entries, meta, model, backend, strict: true, optimizer: true);
     }
 
-    static (int, long) Restore(string path, Dictionary<string, (int[] shape, float[] data)> tensors, Dictionary<string, string> meta, PvlrModel model, Backend backend, bool strict)
+    /// Streams each tensor from the file into the parameter (and, with `optimizer`, Adam) storage in
+    /// chunks of 1M values: no array of the whole file or of a whole tensor. Without `optimizer` the Adam
+    /// moments are not read and stay as they are.
+    static (int, long) Restore(string path, Stream fs, List<Safetensors.Entry> entries, Dictionary<string, string> meta, PvlrModel model, Backend backend, bool strict, bool optimizer)
     {
-        var missing = model.P.List.Where(p => !tensors.ContainsKey(p.Name)).Select(p => p.Name).ToList();
-        var unexpected = tensors.Keys.Where(k => !k.StartsWith("adam_") && !model.P.Contains(k)).ToList();
+        var byName = entries.ToDictionary(e => e.Name);
+        var missing = model.P.List.Where(p => !byName.ContainsKey(p.Name)).Select(p => p.Name).ToList();
+        var unexpected = byName.Keys.Where(k => !k.StartsWith("adam_") && !model.P.Contains(k)).ToList();
         if (strict && (missing.Count > 0 || unexpected.Count > 0))
             throw new DataFormatException($"{path}: missing parameters [{string.Join(", ", missing.Take(10))}{(missing.Count > 10 ? ", ..." : "")}], unexpected [{string.Join(", ", unexpected.Take(10))}]");
-        foreach (var p in model.P.List)
-            if (tensors.TryGetValue(p.Name, out var tv))
-            {
-                if (!tv.shape.SequenceEqual(p.Shape)) throw new DataFormatException($"{path}: {p.Name} has shape ({string.Join(",", tv.shape)}), the model expects ({string.Join(",", p.Shape)})");
-                model.P.Set(p.Name, tv.data);
-            }
-        var steps = meta.TryGetValue("adam_steps", out var asj) ? JsonSerializer.Deserialize<Dictionary<string, long>>(asj) : new();
-        var mArr = new float[model.P.Total]; var vArr = new float[model.P.Total];
-        foreach (var p in model.P.List)
+        var buffer = new float[(int)Math.Min(1 << 20, Math.Max(1, entries.Count == 0 ? 1 : entries.Max(e => e.Count)))];
+        void Into(string name, Parameter p, Storage dst)
         {
-            p.Step = steps.TryGetValue(p.Name, out var s) ? s : 0;
-            if (tensors.TryGetValue("adam_m." + p.Name, out var mt)) mt.data.CopyTo(mArr, p.Offset);
-            if (tensors.TryGetValue("adam_v." + p.Name, out var vt)) vt.data.CopyTo(vArr, p.Offset);
+            if (!byName.TryGetValue(name, out var e)) { if (dst != model.P.Values) backend.Fill(dst, p.Offset, p.Size, 0f); return; }   // no moments: zero
+            if (!e.Shape.SequenceEqual(p.Shape)) throw new DataFormatException($"{path}: {name} has shape ({string.Join(",", e.Shape)}), the model expects ({string.Join(",", p.Shape)})");
+            Malformed.Guard(path, () => { Safetensors.ReadValues(fs, e, buffer, (v, at) => backend.Upload(dst, p.Offset + at, v)); return 0; });
         }
-        backend.Upload(model.P.M, 0, mArr); backend.Upload(model.P.V, 0, vArr);
+        foreach (var p in model.P.List) Into(p.Name, p, model.P.Values);
+        var steps = meta.TryGetValue("adam_steps", out var asj) ? JsonSerializer.Deserialize<Dictionary<string, long>>(asj) : new();
+        foreach (var p in model.P.List) p.Step = steps.TryGetValue(p.Name, out var s) ? s : 0;
+        if (optimizer)
+            foreach (var p in model.P.List) { Into("adam_m." + p.Name, p, model.P.M); Into("adam_v." + p.Name, p, model.P.V); }
         int step = meta.TryGetValue("step", out var st) ? int.Parse(st) : 0;
         long rng = meta.TryGetValue("rng_counter", out var rc) ? long.Parse(rc) : 0;
         return (step, rng);
