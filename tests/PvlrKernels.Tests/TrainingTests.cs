@@ -80,6 +80,20 @@ public sealed class TrainingTests
         tr.Dispose();
     }
 
+    /// `pvlr bench --only load`: both loads of a checkpoint it writes and removes again.
+    [Test]
+    public void BenchTimesBothCheckpointLoads()
+    {
+        var cfg = PvlrConfig.Tiny();
+        var before = Directory.GetFiles(Path.GetTempPath(), $"pvlr-bench-{Environment.ProcessId}.*");
+        var rows = Bench.CheckpointLoad(new CpuBackend(), cfg, Data.Value.Ann.Classes);
+        Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "checkpoint load, weights (tiny)", "checkpoint load, with Adam moments (tiny)" }));
+        Assert.That(rows, Is.All.Matches<BenchRow>(r => r.Seconds > 0 && r.Rate.EndsWith("MB/s")));
+        var mb = rows.Select(r => double.Parse(r.Shape.Split(" ")[0], System.Globalization.CultureInfo.CurrentCulture)).ToArray();
+        Assert.That(mb[1], Is.GreaterThan(2 * mb[0]), "the whole file holds the weights and two moments");
+        Assert.That(Directory.GetFiles(Path.GetTempPath(), $"pvlr-bench-{Environment.ProcessId}.*"), Is.EqualTo(before), "the temporary checkpoint is removed");
+    }
+
     [Test]
     public void ResumedRunReproducesTheUninterruptedLosses()
     {

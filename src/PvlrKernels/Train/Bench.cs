@@ -122,6 +122,32 @@ public static class Bench
         return new[] { first, Pass($"test-set inference + eval ({cfg.Preset})") };
     }
 
+    /// Loading a checkpoint of the config's model, written with its Adam moments to a temporary file (so
+    /// read from the page cache, not the disk): the weights only, as pvlr eval and infer load it, and
+    /// whole, as a resumed run does. The rate is MB of the file read per second.
+    public static BenchRow[] CheckpointLoad(Backend b, PvlrConfig cfg, string[] classes)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"pvlr-bench-{Environment.ProcessId}.safetensors");
+        var model = new PvlrModel(cfg, classes);
+        model.Initialize(b, 1);
+        try
+        {
+            Checkpoint.Save(path, model, b, cfg, 0, 0, includeOptimizer: true);
+            double file = new FileInfo(path).Length / 1e6, weights = model.P.List.Sum(p => p.Size) * 4 / 1e6;
+            BenchRow Load(string name, bool optimizer, double mb)
+            {
+                var sw = Stopwatch.StartNew();
+                var (m, _, _) = Checkpoint.Load(path, b, optimizer: optimizer);
+                b.Synchronize();
+                double s = sw.Elapsed.TotalSeconds;
+                m.P.Dispose();
+                return new BenchRow(name, $"{mb:0.##} MB of a {file:0.##} MB file", s, 0, $"{mb / s:0} MB/s");
+            }
+            return new[] { Load($"checkpoint load, weights ({cfg.Preset})", false, weights), Load($"checkpoint load, with Adam moments ({cfg.Preset})", true, file) };
+        }
+        finally { model.P.Dispose(); File.Delete(path); }
+    }
+
     /// What new memory costs, apart from any compute: writing `mib` MiB of a freshly allocated buffer (as
     /// the first inference pass writes the transformed weights and the activation arena), then the same
     /// in a buffer allocated after freeing the first (as the steady state does). On a VM whose host backs
