@@ -122,7 +122,7 @@ public static class DemoData
         return videos.Count;
     }
 
-    /// At most n videos, both splits kept in their real proportion (200 validation : 213 test), at least one
+    /// At most n videos, both splits kept in their real proportion (200 validation : 212 test), at least one
     /// of each from n = 2 on, each split's first videos in annotation order. (The annotations list the
     /// validation videos first: the first n alone would leave a small dataset without a test split.)
     public static List<Video> Pick(IReadOnlyList<Video> all, int n)

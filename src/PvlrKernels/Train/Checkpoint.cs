@@ -77,7 +77,7 @@ public static class Checkpoint
         var unexpected = byName.Keys.Where(k => !k.StartsWith("adam_") && !model.P.Contains(k)).ToList();
         if (strict && (missing.Count > 0 || unexpected.Count > 0))
             throw new DataFormatException($"{path}: missing parameters [{string.Join(", ", missing.Take(10))}{(missing.Count > 10 ? ", ..." : "")}], unexpected [{string.Join(", ", unexpected.Take(10))}]");
-        var buffer = new float[(int)Math.Min(1 << 20, Math.Max(1, entries.Count == 0 ? 1 : entries.Max(e => e.Count)))];
+        var buffer = new float[(int)Math.Clamp(entries.Select(e => e.Count).DefaultIfEmpty(1).Max(), 1, 1 << 20)];
         void Into(string name, Parameter p, Storage dst)
         {
             if (!byName.TryGetValue(name, out var e)) { if (dst != model.P.Values) backend.Fill(dst, p.Offset, p.Size, 0f); return; }   // no moments: zero
