@@ -144,6 +144,31 @@ public sealed class DataEvalTests
         Assert.That(Assert.Throws<DataFormatException>(() => Npy.Load(p)).Message, Does.Contain("only 16 bytes follow"));
     }
 
+    /// Pickled payloads from 64 KiB on (the per-video features of an object .npy) are read straight into
+    /// float storage, which a float32 ndarray then takes as its array: the values, odd-length bytes and a
+    /// truncated payload behave as with small ones.
+    [Test]
+    public void ObjectArraysOfLargeArraysRoundTrip()
+    {
+        var r = new Random(3);
+        var items = new[] { (new[] { 5000, 16 }, new float[80000]), (new[] { 3, 16 }, new float[48]) };
+        foreach (var (_, data) in items) for (int i = 0; i < data.Length; i++) data[i] = (float)r.NextDouble() - 0.5f;
+        var d = Tmp(); var p = Path.Combine(d, "feats.npy");
+        AtomicFile.Write(p, st => NumpyPickle.WriteObjectArrayOfFloat32(st, items));
+        var back = (object[])Npy.Load(p).Data;
+        for (int k = 0; k < items.Length; k++)
+        {
+            var nd = (NpyArray)back[k];
+            Assert.That(nd.Shape, Is.EqualTo(items[k].Item1)); Assert.That(nd.AsFloat(), Is.EqualTo(items[k].Item2));
+        }
+        var text = new string('a', 65537);                                                  // not a multiple of 4
+        var q = Path.Combine(d, "bytes.npy");
+        AtomicFile.Write(q, st => NumpyPickle.WriteObjectArray(st, new object[] { Encoding.UTF8.GetBytes(text) }));
+        Assert.That(NpyArray.PyText(((object[])Npy.Load(q).Data)[0]), Is.EqualTo(text));
+        File.WriteAllBytes(p, File.ReadAllBytes(p)[..200000]);                              // inside the large payload
+        Assert.That(Assert.Throws<DataFormatException>(() => Npy.Load(p)).Message, Does.Contain(p).And.Contain("exceeds"));
+    }
+
     /// safetensors values stream in chunks of the caller's buffer (a checkpoint load uploads 1M at a time):
     /// F32, F16 and BF16 entries give the same floats chunked as whole, and an entry's offsets are checked
     /// against the file before any value is read.

@@ -33,7 +33,10 @@ public sealed class NpyArray
         string[] s => s, object[] o => o.Select(PyText).ToArray(), _ => throw new DataFormatException($"{what}: dtype {Descr} is not text")
     };
 
-    public static string PyText(object o) => o switch { string s => s, byte[] b => Encoding.UTF8.GetString(b).TrimEnd('\0'), _ => o?.ToString() };
+    public static string PyText(object o) => o switch
+    {
+        string s => s, byte[] b => Encoding.UTF8.GetString(b).TrimEnd('\0'), LargeBytes lb => Encoding.UTF8.GetString(lb.Span).TrimEnd('\0'), _ => o?.ToString()
+    };
 }
 
 public static class Npy
@@ -94,10 +97,23 @@ public static class Npy
     static Array ReadData(Stream s, string descr, long count, string name)
     {
         int item = ItemSize(descr, name);
-        char kind = descr[1];
         if (count * item > int.MaxValue) throw new DataFormatException($"{name}: array of {count * item} bytes is too large");
+        if (descr == "<f4")                                                     // straight into the floats
+        {
+            var f = GC.AllocateUninitializedArray<float>((int)count);
+            try { s.ReadExactly(MemoryMarshal.AsBytes(f.AsSpan())); } catch (EndOfStreamException) { throw Trunc(name); }
+            return f;
+        }
         var bytes = new byte[count * item];
         try { s.ReadExactly(bytes); } catch (EndOfStreamException) { throw Trunc(name); }
+        return Convert(bytes, descr, count, name);
+    }
+
+    /// count items of dtype descr from their little-endian bytes.
+    static Array Convert(ReadOnlySpan<byte> bytes, string descr, long count, string name)
+    {
+        int item = ItemSize(descr, name);
+        char kind = descr[1];
         return (kind, item) switch
         {
             ('f', 4) => MemoryMarshal.Cast<byte, float>(bytes).ToArray(),
@@ -105,11 +121,25 @@ public static class Npy
             ('f', 2) => MemoryMarshal.Cast<byte, Half>(bytes).ToArray().Select(h => (float)h).ToArray(),
             ('i', 8) => MemoryMarshal.Cast<byte, long>(bytes).ToArray(),
             ('i', 4) => MemoryMarshal.Cast<byte, int>(bytes).ToArray(),
-            ('u', 1) or ('b', 1) => bytes.Select(b => (int)b).ToArray(),
-            ('S', _) => Enumerable.Range(0, (int)count).Select(i => Encoding.UTF8.GetString(bytes, i * item, item).TrimEnd('\0')).ToArray(),
-            ('U', _) => Enumerable.Range(0, (int)count).Select(i => Encoding.UTF32.GetString(bytes, i * item, item).TrimEnd('\0')).ToArray(),
+            ('u', 1) or ('b', 1) => Ints(bytes),
+            ('S', _) => Strings(bytes, count, item, Encoding.UTF8),
+            ('U', _) => Strings(bytes, count, item, Encoding.UTF32),
             _ => throw new DataFormatException($"{name}: dtype '{descr}' is not supported")
         };
+    }
+
+    static string[] Strings(ReadOnlySpan<byte> bytes, long count, int item, Encoding e)
+    {
+        var r = new string[count];
+        for (int i = 0; i < count; i++) r[i] = e.GetString(bytes.Slice(i * item, item)).TrimEnd('\0');
+        return r;
+    }
+
+    static int[] Ints(ReadOnlySpan<byte> bytes)
+    {
+        var r = new int[bytes.Length];
+        for (int i = 0; i < r.Length; i++) r[i] = bytes[i];
+        return r;
     }
 
     /// Parses the Python dict literal {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }.
@@ -169,9 +199,14 @@ public static class Npy
                 }
                 else
                 {
-                    var raw = st[4] as byte[] ?? (st[4] is string str ? Encoding.Latin1.GetBytes(str) : throw new DataFormatException($"{name}: ndarray data is not bytes"));
-                    if (raw.LongLength != count * ItemSize(descr, name)) throw new DataFormatException($"{name}: ndarray of shape {Tensor(shape)} {descr} has {raw.Length} data bytes");
-                    arr.Data = ReadData(new MemoryStream(raw), descr, count, name);
+                    ReadOnlySpan<byte> raw = st[4] switch
+                    {
+                        byte[] b => b, LargeBytes lb => lb.Span, string str => Encoding.Latin1.GetBytes(str),
+                        _ => throw new DataFormatException($"{name}: ndarray data is not bytes")
+                    };
+                    if (raw.Length != count * ItemSize(descr, name)) throw new DataFormatException($"{name}: ndarray of shape {Tensor(shape)} {descr} has {raw.Length} data bytes");
+                    // float32 data read into float storage by the unpickler becomes the array itself
+                    arr.Data = st[4] is LargeBytes big && descr == "<f4" ? big.Store : Convert(raw, descr, count, name);
                 }
                 return arr;
             }
@@ -181,7 +216,9 @@ public static class Npy
             {
                 var dt = DtypeDescr(p.Args[0] as PyObject, name);
                 var raw = p.Args[1] as byte[] ?? Encoding.Latin1.GetBytes((string)p.Args[1]);
-                var a = ReadData(new MemoryStream(raw), dt, 1, name);
+                int item = ItemSize(dt, name);
+                if (raw.Length < item) throw new DataFormatException($"{name}: numpy scalar {dt} of {raw.Length} bytes");
+                var a = Convert(raw.AsSpan(0, item), dt, 1, name);
                 return a.GetValue(0);
             }
             default: return o;

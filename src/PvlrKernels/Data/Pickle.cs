@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 // A small safe unpickler (protocols 0-5 opcodes that data files use). It builds only lists, tuples,
 // dicts, str, bytes, ints, floats, bools, None, and objects of an explicit allowlist of globals
 // (numpy array/dtype reconstruction by default; the .pth loader adds the torch rebuild functions).
@@ -21,6 +22,15 @@ public static class Malformed
         try { return read(); }
         catch (Exception e) when (Is(e)) { throw new DataFormatException($"{name}: malformed file ({e.GetType().Name}: {e.Message.Split('\n')[0]})"); }
     }
+}
+
+/// A large pickled bytes object, held in float storage: an ndarray of float32 takes Store as its array
+/// with no copy (Npy.ToNd); Span is the bytes themselves.
+public sealed class LargeBytes(float[] store, int length)
+{
+    public readonly float[] Store = store;
+    public readonly int Length = length;
+    public ReadOnlySpan<byte> Span => MemoryMarshal.AsBytes(Store.AsSpan())[..Length];
 }
 
 public sealed class PyGlobal(string module, string name)
@@ -68,6 +78,16 @@ public sealed class Unpickler
         if (n < 0 || (s.CanSeek && n > s.Length - s.Position)) throw Bad($"length {n} exceeds the {(s.CanSeek ? s.Length - s.Position : 0)} bytes left");
         var b = new byte[n]; s.ReadExactly(b); return b;
     }
+    /// A bytes payload: from 64 KiB on (ndarray data) read straight into float storage (LargeBytes).
+    object Payload(long n)
+    {
+        if (n < 1 << 16) return Bytes(n);
+        if (s.CanSeek && n > s.Length - s.Position) throw Bad($"length {n} exceeds the {s.Length - s.Position} bytes left");
+        if ((n + 3) / 4 > Array.MaxLength) throw Bad($"bytes of length {n} are too large");
+        var store = GC.AllocateUninitializedArray<float>((int)((n + 3) / 4));
+        s.ReadExactly(MemoryMarshal.AsBytes(store.AsSpan())[..(int)n]);
+        return new LargeBytes(store, (int)n);
+    }
     uint U32() { var b = Bytes(4); return BitConverter.ToUInt32(b); }
     string Line() { var sb = new StringBuilder(); int c; while ((c = U8()) != '\n') { sb.Append((char)c); if (sb.Length > 4096) throw Bad("line too long"); } return sb.ToString(); }
 
@@ -108,10 +128,10 @@ public sealed class Unpickler
                 case 'G': { var b = Bytes(8); Array.Reverse(b); stack.Add(BitConverter.ToDouble(b)); break; }
                 case 'F': stack.Add(double.Parse(Line(), System.Globalization.CultureInfo.InvariantCulture)); break;
                 case 'U': stack.Add(Bytes(U8())); break;                  // SHORT_BINSTRING (py2 str = bytes)
-                case 'T': stack.Add(Bytes(U32())); break;                 // BINSTRING
+                case 'T': stack.Add(Payload(U32())); break;               // BINSTRING
                 case 'C': stack.Add(Bytes(U8())); break;                  // SHORT_BINBYTES
-                case 'B': stack.Add(Bytes(U32())); break;                 // BINBYTES
-                case 0x8e: { var b = Bytes(8); stack.Add(Bytes(BitConverter.ToInt64(b))); break; }   // BINBYTES8
+                case 'B': stack.Add(Payload(U32())); break;               // BINBYTES
+                case 0x8e: { var b = Bytes(8); stack.Add(Payload(BitConverter.ToInt64(b))); break; }   // BINBYTES8
                 case 'X': stack.Add(Encoding.UTF8.GetString(Bytes(U32()))); break;                    // BINUNICODE
                 case 0x8c: stack.Add(Encoding.UTF8.GetString(Bytes(U8()))); break;                    // SHORT_BINUNICODE
                 case 0x8d: { var b = Bytes(8); stack.Add(Encoding.UTF8.GetString(Bytes(BitConverter.ToInt64(b)))); break; }
