@@ -15,7 +15,7 @@ public static class Program
     const string Usage = """
 usage:
   pvlr train [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR]
-  pvlr eval --checkpoint FILE [--data DIR] [--clip-features DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
+  pvlr eval --checkpoint FILE [--data DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
   pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--device ...] [--winograd 0|2|4|6]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
   pvlr replay --state DIR --out DIR [--device ...] [--no-savings]
@@ -115,7 +115,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         var (model, step, _) = LoadForInference(o.Req("checkpoint"), backend, Console.Out);
         TestTime(o, model.Cfg);
         string data = o.Get("data") ?? DemoDir(model.Cfg);
-        var ds = ThumosDataset.Load(data, o.Get("clip-features"), requireClip: false);
+        var ds = ThumosDataset.Load(data, clip: false);
         ds.RequireTest("pvlr eval scores the test split");
         using var g = new Graph(backend, model.P);
         var r = Inference.Evaluate(model, g, ds.Ann, ds.Test);

@@ -273,6 +273,10 @@ public sealed class DataEvalTests
         var train = ds.Train[0];
         File.Delete(Path.Combine(root, "Thumos14_CLIP", "train", train.Name + ".npy"));
         Assert.That(Assert.Throws<FileNotFoundException>(() => ThumosDataset.Load(root)).Message, Does.Contain(train.Name));
+        // evaluation reads no CLIP features at all
+        var noClip = ThumosDataset.Load(root, clip: false);
+        Assert.That(noClip.ClipDim, Is.EqualTo(0)); Assert.That(noClip.Ann.Videos.All(x => x.Clip == null), Is.True);
+        Assert.That(noClip.Test.Select(x => x.Features), Is.EqualTo(ds.Test.Select(x => x.Features)));
     }
 
     [Test]

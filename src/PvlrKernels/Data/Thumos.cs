@@ -90,7 +90,8 @@ public sealed class ThumosDataset
     public const string FeatFile = "Thumos14reduced/Thumos14reduced-I3D-JOINTFeatures.npy";
 
     /// Loads annotations, the I3D feature file and (optionally) the CLIP features, validating every video.
-    public static ThumosDataset Load(string root, string clipRoot = null, bool requireClip = true, IProgress<string> log = null)
+    /// `clip` false (evaluation, which never reads them): the CLIP features are not loaded at all.
+    public static ThumosDataset Load(string root, string clipRoot = null, bool clip = true, IProgress<string> log = null)
     {
         var ds = new ThumosDataset { Root = root, Ann = Annotations.Load(Path.Combine(root, AnnDir)) };
         var featPath = Path.Combine(root, FeatFile);
@@ -111,12 +112,12 @@ public sealed class ThumosDataset
             CheckFinite(v.Features, $"{featPath}: video {v.Name}");
         }
         clipRoot ??= Path.Combine(root, "Thumos14_CLIP");
-        foreach (var v in ds.Ann.Videos.Where(v => v.Subset is "validation" or "test"))
+        foreach (var v in clip ? ds.Ann.Videos.Where(v => v.Subset is "validation" or "test") : [])
         {
             var cp = Path.Combine(clipRoot, v.Subset == "validation" ? "train" : "test", v.Name + ".npy");
             if (!File.Exists(cp))
             {
-                if (requireClip && v.Subset == "validation") throw new FileNotFoundException($"{cp}: CLIP features missing for training video {v.Name}", cp);
+                if (v.Subset == "validation") throw new FileNotFoundException($"{cp}: CLIP features missing for training video {v.Name}", cp);
                 continue;
             }
             var c = Npy.Load(cp);
