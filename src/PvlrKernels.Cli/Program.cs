@@ -19,7 +19,7 @@ usage:
   pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--device ...] [--winograd 0|2|4|6]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
   pvlr replay --state DIR --out DIR [--device ...] [--no-savings]
-  pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,load] [--steps N] [--peak GFLOPS] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N]] [--out FILE.md]
+  pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,load] [--steps N] [--peak GFLOPS] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--out FILE.md]
   pvlr export --checkpoint FILE --format safetensors|pth --out FILE
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors] [--seed S]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
@@ -32,6 +32,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         try
         {
             var o = Opts.Parse(args.Skip(1).ToArray());
+            o.Allow(args[0], Options(args[0]));
             return args[0] switch
             {
                 "train" => TrainCmd(o), "eval" => EvalCmd(o), "infer" => InferCmd(o), "score" => ScoreCmd(o), "gen-demo" => GenDemoCmd(o), "replay" => ReplayCmd(o), "bench" => BenchCmd(o), "export" => ExportCmd(o), "fuzz" => FuzzCmd(o),
@@ -45,6 +46,10 @@ With no --data, train and eval use the embedded demo dataset (generated on first
             return 1;
         }
     }
+
+    /// A command's options, as its usage line lists them (none for an unknown command, which fails anyway).
+    static string[] Options(string cmd) =>
+        Usage.Split('\n').Where(l => l.StartsWith($"  pvlr {cmd} ")).SelectMany(l => System.Text.RegularExpressions.Regex.Matches(l, "--([a-z][a-z0-9-]*)").Select(m => m.Groups[1].Value)).ToArray();
 
     public static Backend MakeBackend(string device)
     {
@@ -343,6 +348,13 @@ public sealed class Opts
             if (i + 1 < a.Length && !a[i + 1].StartsWith("--")) o.v[k] = a[++i]; else o.v[k] = "true";
         }
         return o;
+    }
+    /// Refuses an option the command does not take (a misspelt option would otherwise be ignored).
+    public void Allow(string cmd, string[] options)
+    {
+        if (options.Length == 0) return;
+        if (v.Keys.FirstOrDefault(k => !options.Contains(k)) is { } bad)
+            throw new ArgumentException($"pvlr {cmd}: unknown option --{bad}; it takes {string.Join(", ", options.Select(x => "--" + x))}");
     }
     public bool Has(string k) => v.ContainsKey(k);
     public bool Flag(string k) => v.TryGetValue(k, out var s) && s == "true";

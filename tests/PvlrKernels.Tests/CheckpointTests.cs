@@ -104,4 +104,21 @@ public sealed class CheckpointTests
         Assert.That(Cli.Program.Main(new[] { "eval", "--checkpoint", Path.Combine(Fx, "tiny_state_dict.pth"), "--data", TrainingTests.TinyDataDir, "--device", "cpu" }), Is.EqualTo(0));
         File.Delete(st); File.Delete(pth);
     }
+
+    /// An option the command does not take is an error that lists the command's options, before any work
+    /// (a misspelt --max-iter would otherwise train for the default count).
+    [Test]
+    public void CliRefusesOptionsTheCommandDoesNotTake()
+    {
+        var err = new StringWriter(); var old = Console.Error;
+        Console.SetError(err);
+        try
+        {
+            Assert.That(Cli.Program.Main(new[] { "train", "--max-iters", "5" }), Is.EqualTo(1));
+            Assert.That(Cli.Program.Main(new[] { "export", "--checkpoint", Path.Combine(Fx, "tiny_state_dict.pth"), "--format", "pth", "--out", Tmp(".pth"), "--device", "cpu" }), Is.EqualTo(1));
+        }
+        finally { Console.SetError(old); }
+        Assert.That(err.ToString(), Does.Contain("pvlr train: unknown option --max-iters").And.Contain("--max-iter,"));
+        Assert.That(err.ToString(), Does.Contain("pvlr export: unknown option --device"));
+    }
 }
