@@ -85,6 +85,37 @@ public sealed class DataMovementTests(string backendName)
         Check.Close(got, expect, 1e-5, 1e-5, "sum_to");
     }
 
+    /// The gradient kernels of the binary ops at shapes that reach the CPU's row-wise path (a row or one
+    /// value of each operand per output row) give exactly the kernel bodies' values (GradA/GradB).
+    static IEnumerable<TestCaseData> GradRows()
+    {
+        var full = new Strides4 { S2 = 20, S3 = 1 }; var perRow = new Strides4 { S2 = 1, S3 = 0 }; var perCol = new Strides4 { S2 = 0, S3 = 1 };
+        foreach (var (sa, sb, name) in new[] { (full, full, "rows"), (full, perRow, "row by value"), (perRow, full, "value by row"), (perCol, full, "shared row") })
+            for (int which = 0; which < 2; which++) yield return new TestCaseData(sa, sb, which).SetName($"binary grad {name}, operand {which}");
+    }
+
+    [TestCaseSource(nameof(GradRows))]
+    public void BinaryGradMatchesTheKernelBodies(Strides4 sa, Strides4 sb, int which)
+    {
+        var d = new Dims4 { N0 = 1, N1 = 1, N2 = 3, N3 = 20 };
+        var a = Rand(60, 7).Select(v => v + 2f).ToArray(); var b = Rand(60, 8).Select(v => v - 2f).ToArray(); var dy = Rand(60, 9);
+        using var sA = B.Allocate(60); using var sB = B.Allocate(60); using var sD = B.Allocate(60); using var t = B.Allocate(60);
+        B.Upload(sA, 0, a); B.Upload(sB, 0, b); B.Upload(sD, 0, dy);
+        void Check<TOp>() where TOp : struct, IBinaryOp
+        {
+            B.BinaryGrad<TOp>(t, 0, sA, 0, sa, sB, 0, sb, sD, 0, d, which);
+            var got = new float[60]; B.Download(t, 0, got);
+            var expect = new float[60];
+            for (int i = 0; i < 60; i++)
+            {
+                float x = a[sa.At(0, 0, i / 20, i % 20)], y = b[sb.At(0, 0, i / 20, i % 20)];
+                expect[i] = which == 0 ? TOp.GradA(x, y, dy[i]) : TOp.GradB(x, y, dy[i]);
+            }
+            Assert.That(got, Is.EqualTo(expect), typeof(TOp).Name);
+        }
+        Check<AddOp>(); Check<SubOp>(); Check<MulOp>(); Check<DivOp>();
+    }
+
     [TestCase(3, 1000)]
     [TestCase(1, 600_000)]          // one long row: summed in parallel parts on the CPU
     public void ContiguousSumMatchesReference(int outer, int n)

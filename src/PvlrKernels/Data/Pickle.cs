@@ -1,10 +1,10 @@
-using System.Runtime.InteropServices;
 // A small safe unpickler (protocols 0-5 opcodes that data files use). It builds only lists, tuples,
 // dicts, str, bytes, ints, floats, bools, None, and objects of an explicit allowlist of globals
 // (numpy array/dtype reconstruction by default; the .pth loader adds the torch rebuild functions).
 // It never imports or calls anything else: an unknown global or opcode is an error naming the file.
 // Length fields are checked against the bytes left, so a lying header cannot trigger a huge allocation.
 using System.Numerics;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace PvlrKernels.Data;
@@ -83,7 +83,7 @@ public sealed class Unpickler
     {
         if (n < 1 << 16) return Bytes(n);
         if (s.CanSeek && n > s.Length - s.Position) throw Bad($"length {n} exceeds the {s.Length - s.Position} bytes left");
-        if ((n + 3) / 4 > Array.MaxLength) throw Bad($"bytes of length {n} are too large");
+        if (n > int.MaxValue) throw Bad($"bytes of length {n} are too large");
         var store = GC.AllocateUninitializedArray<float>((int)((n + 3) / 4));
         s.ReadExactly(MemoryMarshal.AsBytes(store.AsSpan())[..(int)n]);
         return new LargeBytes(store, (int)n);

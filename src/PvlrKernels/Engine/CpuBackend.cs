@@ -290,40 +290,83 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
     /// Broadcasting binary ops whose last dimension (after dropping size-1 dims) is contiguous or broadcast
     /// in both inputs: one TensorPrimitives call per output row (span op span, span op scalar, scalar op
     /// span). Other stride patterns take the generic kernel body.
-    public override void Binary<TOp>(Storage o, long oo, Storage a, long ao, Strides4 sa, Storage b, long bo, Strides4 sb, Dims4 d)
+    /// The row-wise shape of an elementwise op with a dense output: after dropping size-1 dims and merging
+    /// neighbours, each output row of the last dim (width w, at r * w) reads a row (stride 1) or one value
+    /// (stride 0) of each operand. False where the strides do not fit; the generic kernel runs then.
+    static bool Rowwise(Dims4 d, ref Strides4 sa, ref Strides4 sb, out Dims4 dc)
     {
-        var dc = d; var ca = sa; var cb = sb;
-        Canonical(ref dc, ref ca, ref cb);
+        dc = d; Canonical(ref dc, ref sa, ref sb);
+        return !(sa.S3 > 1 || sb.S3 > 1 || sa.S3 < 0 || sb.S3 < 0 || (sa.S3 == 0 && sb.S3 == 0) || dc.N3 < 16);
+    }
+
+    /// body(row start in the output, width, A's row or value, A is a row, B's row or value, B is a row) over
+    /// the rows of Rowwise, split over the cores.
+    void EachRow(Dims4 dc, Strides4 ca, Strides4 cb, long work, float* ap, float* bp, Action<long, int, nint, bool, nint, bool> body)
+    {
         int w = dc.N3;
-        if (ca.S3 > 1 || cb.S3 > 1 || ca.S3 < 0 || cb.S3 < 0 || (ca.S3 == 0 && cb.S3 == 0) || w < 16) { base.Binary<TOp>(o, oo, a, ao, sa, b, bo, sb, d); return; }
-        using var _ = Profiler.Time(typeof(TOp).Name, d.Total);
-        string op = typeof(TOp).Name;
-        M(op, o, oo, d.Total); M(op, a, ao, Range(d, sa).hi + 1); M(op, b, bo, Range(d, sb).hi + 1);
-        float* op0 = S(o).Ptr + oo, ap = S(a).Ptr + ao, bp = S(b).Ptr + bo;
-        int kind = typeof(TOp) == typeof(AddOp) ? 0 : typeof(TOp) == typeof(SubOp) ? 1 : typeof(TOp) == typeof(MulOp) ? 2 : typeof(TOp) == typeof(DivOp) ? 3 : -1;
-        if (kind < 0) { base.Binary<TOp>(o, oo, a, ao, sa, b, bo, sb, d); return; }
-        Rows((long)dc.N0 * dc.N1 * dc.N2, d.Total, (r0, r1) =>
+        Rows((long)dc.N0 * dc.N1 * dc.N2, work, (r0, r1) =>
         {
             for (long r = r0; r < r1; r++)
             {
                 int i2 = (int)(r % dc.N2), i1 = (int)(r / dc.N2 % dc.N1), i0 = (int)(r / dc.N2 / dc.N1);
-                float* x = ap + ca.At(i0, i1, i2, 0), y = bp + cb.At(i0, i1, i2, 0);
-                var dst = new Span<float>(op0 + r * w, w);
-                if (ca.S3 == 1 && cb.S3 == 1)
-                {
-                    var xs = new ReadOnlySpan<float>(x, w); var ys = new ReadOnlySpan<float>(y, w);
-                    switch (kind) { case 0: TP.Add(xs, ys, dst); break; case 1: TP.Subtract(xs, ys, dst); break; case 2: TP.Multiply(xs, ys, dst); break; default: TP.Divide(xs, ys, dst); break; }
-                }
-                else if (ca.S3 == 1)
-                {
-                    var xs = new ReadOnlySpan<float>(x, w); float ys = *y;
-                    switch (kind) { case 0: TP.Add(xs, ys, dst); break; case 1: TP.Subtract(xs, ys, dst); break; case 2: TP.Multiply(xs, ys, dst); break; default: TP.Divide(xs, ys, dst); break; }
-                }
-                else
-                {
-                    float xs = *x; var ys = new ReadOnlySpan<float>(y, w);
-                    switch (kind) { case 0: TP.Add(ys, xs, dst); break; case 1: TP.Subtract(xs, ys, dst); break; case 2: TP.Multiply(ys, xs, dst); break; default: TP.Divide(xs, ys, dst); break; }
-                }
+                body(r * w, w, (nint)(ap + ca.At(i0, i1, i2, 0)), ca.S3 == 1, (nint)(bp + cb.At(i0, i1, i2, 0)), cb.S3 == 1);
+            }
+        });
+    }
+
+    static int Kind<TOp>() => typeof(TOp) == typeof(AddOp) ? 0 : typeof(TOp) == typeof(SubOp) ? 1 : typeof(TOp) == typeof(MulOp) ? 2 : typeof(TOp) == typeof(DivOp) ? 3 : -1;
+
+    public override void Binary<TOp>(Storage o, long oo, Storage a, long ao, Strides4 sa, Storage b, long bo, Strides4 sb, Dims4 d)
+    {
+        var ca = sa; var cb = sb; int kind = Kind<TOp>();
+        if (kind < 0 || !Rowwise(d, ref ca, ref cb, out var dc)) { base.Binary<TOp>(o, oo, a, ao, sa, b, bo, sb, d); return; }
+        using var _ = Profiler.Time(typeof(TOp).Name, d.Total);
+        string op = typeof(TOp).Name;
+        M(op, o, oo, d.Total); M(op, a, ao, Range(d, sa).hi + 1); M(op, b, bo, Range(d, sb).hi + 1);
+        float* op0 = S(o).Ptr + oo;
+        EachRow(dc, ca, cb, d.Total, S(a).Ptr + ao, S(b).Ptr + bo, (at, w, xa, xRow, ya, yRow) =>
+        {
+            float* x = (float*)xa, y = (float*)ya;
+            var dst = new Span<float>(op0 + at, w);
+            if (xRow && yRow)
+            {
+                var xs = new ReadOnlySpan<float>(x, w); var ys = new ReadOnlySpan<float>(y, w);
+                switch (kind) { case 0: TP.Add(xs, ys, dst); break; case 1: TP.Subtract(xs, ys, dst); break; case 2: TP.Multiply(xs, ys, dst); break; default: TP.Divide(xs, ys, dst); break; }
+            }
+            else if (xRow)
+            {
+                var xs = new ReadOnlySpan<float>(x, w); float ys = *y;
+                switch (kind) { case 0: TP.Add(xs, ys, dst); break; case 1: TP.Subtract(xs, ys, dst); break; case 2: TP.Multiply(xs, ys, dst); break; default: TP.Divide(xs, ys, dst); break; }
+            }
+            else
+            {
+                float xs = *x; var ys = new ReadOnlySpan<float>(y, w);
+                switch (kind) { case 0: TP.Add(ys, xs, dst); break; case 1: TP.Subtract(xs, ys, dst); break; case 2: TP.Multiply(ys, xs, dst); break; default: TP.Divide(xs, ys, dst); break; }
+            }
+        });
+    }
+
+    /// The gradients of Add, Sub, Mul and of Div's numerator row-wise, as the kernel bodies compute them
+    /// (dy, -dy, dy * other, dy / b): at demo shapes the generic kernel's index arithmetic made the
+    /// dropout and gating gradients the largest kernel of a training step.
+    public override void BinaryGrad<TOp>(Storage tmp, long to, Storage a, long ao, Strides4 sa, Storage b, long bo, Strides4 sb, Storage dy, long dyo, Dims4 d, int which)
+    {
+        var ca = sa; var cb = sb; int kind = Kind<TOp>();
+        if (kind < 0 || (kind == 3 && which == 1) || !Rowwise(d, ref ca, ref cb, out var dc)) { base.BinaryGrad<TOp>(tmp, to, a, ao, sa, b, bo, sb, dy, dyo, d, which); return; }
+        using var _ = Profiler.Time(typeof(TOp).Name + ".backward", d.Total);
+        string op = typeof(TOp).Name + ".backward";
+        M(op, tmp, to, d.Total); M(op, dy, dyo, d.Total); M(op, a, ao, Range(d, sa).hi + 1); M(op, b, bo, Range(d, sb).hi + 1);
+        float* tp = S(tmp).Ptr + to, dp = S(dy).Ptr + dyo;
+        EachRow(dc, ca, cb, d.Total, S(a).Ptr + ao, S(b).Ptr + bo, (at, w, xa, xRow, ya, yRow) =>
+        {
+            var g = new ReadOnlySpan<float>(dp + at, w); var dst = new Span<float>(tp + at, w);
+            float* other = (float*)(which == 0 ? ya : xa); bool otherRow = which == 0 ? yRow : xRow;
+            switch (kind)
+            {
+                case 0: g.CopyTo(dst); break;
+                case 1: if (which == 0) g.CopyTo(dst); else TP.Negate(g, dst); break;
+                case 2: if (otherRow) TP.Multiply(g, new ReadOnlySpan<float>(other, w), dst); else TP.Multiply(g, *other, dst); break;
+                default: if (yRow) TP.Divide(g, new ReadOnlySpan<float>((float*)ya, w), dst); else TP.Divide(g, *(float*)ya, dst); break;
             }
         });
     }
