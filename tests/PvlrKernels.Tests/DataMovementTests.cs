@@ -116,6 +116,29 @@ public sealed class DataMovementTests(string backendName)
         Check<AddOp>(); Check<SubOp>(); Check<MulOp>(); Check<DivOp>();
     }
 
+    /// Sums over a middle axis that keep 16 or more columns (bias gradients; a row-wise path on the CPU)
+    /// give exactly the kernel body's sequential sums, scaled and accumulated alike.
+    [TestCase(1, 300, 40, false)]
+    [TestCase(2, 50, 600, true)]        // 600 columns: three blocks of 256 on the CPU
+    public void ColumnSumsMatchTheKernelBody(int outer, int n, int inner, bool accumulate)
+    {
+        var x = Rand(outer * n * inner, 11); var y0 = Rand(outer * inner, 12);
+        var expect = new float[outer * inner];
+        for (int o = 0; o < outer; o++)
+            for (int j = 0; j < inner; j++)
+            {
+                float s = 0f;
+                for (int k = 0; k < n; k++) s += x[(o * n + k) * inner + j];
+                s *= 0.25f;
+                expect[o * inner + j] = accumulate ? y0[o * inner + j] + s : s;
+            }
+        using var xs = B.Allocate(x.Length); using var ys = B.Allocate(y0.Length);
+        B.Upload(xs, 0, x); B.Upload(ys, 0, y0);
+        B.Reduce(ys, 0, xs, 0, null, 0, outer, n, inner, ReduceMode.Sum, 0.25f, accumulate);
+        var got = new float[y0.Length]; B.Download(ys, 0, got);
+        Assert.That(got, Is.EqualTo(expect));
+    }
+
     [TestCase(3, 1000)]
     [TestCase(1, 600_000)]          // one long row: summed in parallel parts on the CPU
     public void ContiguousSumMatchesReference(int outer, int n)
