@@ -10,7 +10,8 @@ public struct RngKey { public uint K0, K1, S0, S1; }
 
 public static class Philox
 {
-    const uint M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+    /// The round multipliers and the Weyl key increments (the CPU's vectorized dropout uses them too).
+    public const uint M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static uint MulHi(uint a, uint b) => (uint)(((ulong)a * b) >> 32);

@@ -328,10 +328,13 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         Launch(n, new AdamStep<TMem> { Theta = M("adam", theta, off, n), Grad = M("adam", grad, off, n), M = M("adam", m, off, n), V = M("adam", v, off, n), A = a });
     }
 
-    public override void DropoutMask(Storage y, long yo, long n, float p, RngKey key)
+    public override void DropoutMask(Storage y, long yo, long n, float p, RngKey key) => Launch(n, DropoutMaskBody(y, yo, n, p, key));
+
+    /// The checked dropout kernel: launched here, and run for the tail by the CPU's vectorized path.
+    protected DropoutMaskKernel<TMem> DropoutMaskBody(Storage y, long yo, long n, float p, RngKey key)
     {
         if (p < 0f || p >= 1f) throw new ArgumentOutOfRangeException(nameof(p), $"dropout probability {p} outside [0, 1)");
-        Launch(n, new DropoutMaskKernel<TMem> { Y = M("dropout", y, yo, n), Key = key, Threshold = (uint)Math.Min(p * 4294967296.0, uint.MaxValue), KeepScale = 1f / (1f - p) });
+        return new DropoutMaskKernel<TMem> { Y = M("dropout", y, yo, n), Key = key, Threshold = (uint)Math.Min(p * 4294967296.0, uint.MaxValue), KeepScale = 1f / (1f - p) };
     }
 
     public override void Normal(Storage y, long yo, long n, float std, int samples, RngKey key)

@@ -467,6 +467,49 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         });
     }
 
+    /// Dropout masks 16 elements at a time: Philox4x32-10 (kernels/Philox.cs) on 16 counters in two
+    /// Vector512<ulong> of 8 (each 32-bit word in a 64-bit lane, so the 32x32->64 products are plain
+    /// multiplies), the same words as the kernel body's Next2; the tail runs the body. At paper shapes the
+    /// scalar kernel took 0.32 s of a training step.
+    public override void DropoutMask(Storage y, long yo, long n, float p, RngKey key)
+    {
+        var body = DropoutMaskBody(y, yo, n, p, key);                       // checks p and the extent
+        if (!Avx512DQ.IsSupported) { Launch(n, body); return; }
+        using var _ = Profiler.Time("DropoutMask", n);
+        float* yp = S(y).Ptr + yo;
+        var threshold = Vector512.Create(body.Threshold); var keep = Vector512.Create(body.KeepScale);
+        long blocks = n / 16;
+        Rows(blocks + 1, n * 32, (a, e) =>
+        {
+            for (long blk = a; blk < e; blk++)
+            {
+                if (blk == blocks) { for (long i = blocks * 16; i < n; i++) body.Execute((int)i); continue; }
+                var r0 = PhiloxR0(key, (uint)(blk * 16));
+                Vector512.ConditionalSelect(Vector512.LessThan(r0, threshold).AsSingle(), Vector512<float>.Zero, keep).Store(yp + blk * 16);
+            }
+        });
+    }
+
+    /// The first output word of Philox4x32-10 at counters (c0 + lane, S0, S1, 0) for 16 lanes.
+    static Vector512<uint> PhiloxR0(RngKey key, uint c0)
+    {
+        var mask = Vector512.Create(0xFFFFFFFFul); var m0 = Vector512.Create((ulong)Philox.M0); var m1 = Vector512.Create((ulong)Philox.M1);
+        var lane = Vector512.Create(0ul, 1, 2, 3, 4, 5, 6, 7);
+        Vector512<ulong> a0 = (Vector512.Create((ulong)c0) + lane) & mask, b0 = (Vector512.Create((ulong)c0 + 8) + lane) & mask;
+        Vector512<ulong> a1 = Vector512.Create((ulong)key.S0), a2 = Vector512.Create((ulong)key.S1), a3 = Vector512<ulong>.Zero;
+        Vector512<ulong> b1 = a1, b2 = a2, b3 = a3;
+        uint k0 = key.K0, k1 = key.K1;
+        for (int round = 0; round < 10; round++)
+        {
+            var kv0 = Vector512.Create((ulong)k0); var kv1 = Vector512.Create((ulong)k1);
+            var pa0 = a0 * m0; var pa1 = a2 * m1; var pb0 = b0 * m0; var pb1 = b2 * m1;
+            a0 = (pa1 >> 32) ^ a1 ^ kv0; a1 = pa1 & mask; a2 = (pa0 >> 32) ^ a3 ^ kv1; a3 = pa0 & mask;
+            b0 = (pb1 >> 32) ^ b1 ^ kv0; b1 = pb1 & mask; b2 = (pb0 >> 32) ^ b3 ^ kv1; b3 = pb0 & mask;
+            k0 += Philox.W0; k1 += Philox.W1;
+        }
+        return Vector512.Narrow(a0, b0);
+    }
+
     // ---- Winograd transforms (kernels/Winograd.cs) vectorized over channels: 16 channels of one tile at a
     // time, the zero coefficients of Bt/At dropped once per call (Terms), FMAs over the rest in row order;
     // the channel tail runs the kernel body itself.
