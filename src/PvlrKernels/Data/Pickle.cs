@@ -73,16 +73,21 @@ public sealed class Unpickler
     Exception Bad(string why) => new DataFormatException($"{file}: bad pickle: {why}");
 
     int U8() { int b = s.ReadByte(); if (b < 0) throw Bad("truncated"); return b; }
-    byte[] Bytes(long n)
+    /// A length field checked against the bytes left, before anything of that size is allocated.
+    void CheckLength(long n)
     {
         if (n < 0 || (s.CanSeek && n > s.Length - s.Position)) throw Bad($"length {n} exceeds the {(s.CanSeek ? s.Length - s.Position : 0)} bytes left");
+    }
+    byte[] Bytes(long n)
+    {
+        CheckLength(n);
         var b = new byte[n]; s.ReadExactly(b); return b;
     }
     /// A bytes payload: from 64 KiB on (ndarray data) read straight into float storage (LargeBytes).
     object Payload(long n)
     {
         if (n < 1 << 16) return Bytes(n);
-        if (s.CanSeek && n > s.Length - s.Position) throw Bad($"length {n} exceeds the {s.Length - s.Position} bytes left");
+        CheckLength(n);
         if (n > int.MaxValue) throw Bad($"bytes of length {n} are too large");
         var store = GC.AllocateUninitializedArray<float>((int)((n + 3) / 4));
         s.ReadExactly(MemoryMarshal.AsBytes(store.AsSpan())[..(int)n]);

@@ -111,8 +111,16 @@ public sealed class ThumosDataset
             v.Features = nd.AsFloat(featPath); v.T = nd.Shape[0];
             CheckFinite(v.Features, $"{featPath}: video {v.Name}");
         }
-        clipRoot ??= Path.Combine(root, "Thumos14_CLIP");
-        foreach (var v in clip ? ds.Ann.Videos.Where(v => v.Subset is "validation" or "test") : [])
+        if (clip) LoadClip(ds, clipRoot ?? Path.Combine(root, "Thumos14_CLIP"));
+        ds.Train = ds.Ann.Train.ToList(); ds.Test = ds.Ann.Test.ToList();
+        if (ds.Train.Count == 0) throw new DataFormatException($"{root}: no training videos (subset 'validation')");
+        return ds;
+    }
+
+    /// The CLIP features of the training (required) and test (optional) videos, under clipRoot/{train,test}.
+    static void LoadClip(ThumosDataset ds, string clipRoot)
+    {
+        foreach (var v in ds.Ann.Videos.Where(v => v.Subset is "validation" or "test"))
         {
             var cp = Path.Combine(clipRoot, v.Subset == "validation" ? "train" : "test", v.Name + ".npy");
             if (!File.Exists(cp))
@@ -128,9 +136,6 @@ public sealed class ThumosDataset
             v.Clip = c.AsFloat(cp); v.ClipT = c.Shape[0];
             CheckFinite(v.Clip, cp);
         }
-        ds.Train = ds.Ann.Train.ToList(); ds.Test = ds.Ann.Test.ToList();
-        if (ds.Train.Count == 0) throw new DataFormatException($"{root}: no training videos (subset 'validation')");
-        return ds;
     }
 
     /// Evaluation needs the test split: a dataset without one is refused before any work is done.

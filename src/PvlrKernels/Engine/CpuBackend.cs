@@ -287,9 +287,6 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         return Vector512<float>.One / (Vector512<float>.One + q * scale);
     }
 
-    /// Broadcasting binary ops whose last dimension (after dropping size-1 dims) is contiguous or broadcast
-    /// in both inputs: one TensorPrimitives call per output row (span op span, span op scalar, scalar op
-    /// span). Other stride patterns take the generic kernel body.
     /// The row-wise shape of an elementwise op with a dense output: after dropping size-1 dims and merging
     /// neighbours, each output row of the last dim (width w, at r * w) reads a row (stride 1) or one value
     /// (stride 0) of each operand. False where the strides do not fit; the generic kernel runs then.
@@ -316,6 +313,9 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
 
     static int Kind<TOp>() => typeof(TOp) == typeof(AddOp) ? 0 : typeof(TOp) == typeof(SubOp) ? 1 : typeof(TOp) == typeof(MulOp) ? 2 : typeof(TOp) == typeof(DivOp) ? 3 : -1;
 
+    /// Broadcasting binary ops whose last dimension (after dropping size-1 dims) is contiguous or broadcast
+    /// in both inputs: one TensorPrimitives call per output row (span op span, span op scalar, scalar op
+    /// span). Other stride patterns take the generic kernel body.
     public override void Binary<TOp>(Storage o, long oo, Storage a, long ao, Strides4 sa, Storage b, long bo, Strides4 sb, Dims4 d)
     {
         var ca = sa; var cb = sb; int kind = Kind<TOp>();
