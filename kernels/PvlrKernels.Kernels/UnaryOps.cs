@@ -1,6 +1,7 @@
 // Elementwise unary ops: y = f(x; p), dx = f'(x, y; p) * dy.
 // Conventions match PyTorch: relu'(0) = 0, leaky'(0) = slope, |x|'(0) = 0, hinge = relu.
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using ILGPU.Algorithms;
 
 namespace PvlrKernels.Kernels;
@@ -9,6 +10,15 @@ public interface IUnaryOp
 {
     static abstract float Forward(float x, float p);
     static abstract float Backward(float x, float y, float dy, float p);
+}
+
+/// An op whose 16-lane form the CPU backend runs on long vectors: the same comparison and product per
+/// lane as the scalar form (a select instead of a branch, which random signs mispredict), so the same bits.
+/// Its gradient reads x and dy, not y.
+public interface IUnaryOp512 : IUnaryOp
+{
+    static abstract Vector512<float> Forward(Vector512<float> x, float p);
+    static abstract Vector512<float> Backward(Vector512<float> x, Vector512<float> dy, float p);
 }
 
 public struct ScaleOp : IUnaryOp          // y = p * x
@@ -26,15 +36,23 @@ public struct SigmoidOp : IUnaryOp
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x, float p) => 1f / (1f + XMath.Exp(-x));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy, float p) => dy * y * (1f - y);
 }
-public struct ReluOp : IUnaryOp           // also the hinge max(x, 0)
+public struct ReluOp : IUnaryOp512        // also the hinge max(x, 0)
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x, float p) => x > 0f ? x : 0f;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy, float p) => x > 0f ? dy : 0f;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Forward(Vector512<float> x, float p) =>
+        Vector512.ConditionalSelect(Vector512.GreaterThan(x, Vector512<float>.Zero), x, Vector512<float>.Zero);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Backward(Vector512<float> x, Vector512<float> dy, float p) =>
+        Vector512.ConditionalSelect(Vector512.GreaterThan(x, Vector512<float>.Zero), dy, Vector512<float>.Zero);
 }
-public struct LeakyReluOp : IUnaryOp      // slope p (0.2 in PVLR)
+public struct LeakyReluOp : IUnaryOp512   // slope p (0.2 in PVLR)
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x, float p) => x > 0f ? x : p * x;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy, float p) => x > 0f ? dy : p * dy;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Forward(Vector512<float> x, float p) =>
+        Vector512.ConditionalSelect(Vector512.GreaterThan(x, Vector512<float>.Zero), x, Vector512.Create(p) * x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Backward(Vector512<float> x, Vector512<float> dy, float p) =>
+        Vector512.ConditionalSelect(Vector512.GreaterThan(x, Vector512<float>.Zero), dy, Vector512.Create(p) * dy);
 }
 public struct ExpOp : IUnaryOp            // y = exp(p * x)
 {

@@ -20,6 +20,11 @@ public sealed class DataMovementTests(string backendName)
         yield return new TestCaseData(new[] { 1, 70, 33, 1 }, new[] { 0, 33, 1, 1 }, new[] { 0, 66, 1, 1 }, 0).SetName("trailing-1");
         yield return new TestCaseData(new[] { 1, 3, 37, 45 }, new[] { 0, 37 * 45, 45, 1 }, new[] { 0, 1, 3, 37 * 3 }, 0).SetName("transpose");
         yield return new TestCaseData(new[] { 1, 3, 45, 37 }, new[] { 0, 45 * 37, 37, 1 }, new[] { 0, -1, 37 * 3, 3 }, 2).SetName("flipped");
+        // a conv weight gradient back into (Cout, Cin, K): the taps interleaved on the destination side, tiles past 32
+        yield return new TestCaseData(new[] { 1, 3, 45, 70 }, new[] { 0, 1, 3, 45 * 3 }, new[] { 0, 45 * 70, 70, 1 }, 0).SetName("weight-grad");
+        // taps folded into the tiles under a leading dim, and six of them (more than a tile takes: one pass each)
+        yield return new TestCaseData(new[] { 2, 3, 33, 40 }, new[] { 3 * 33 * 40, 33 * 40, 40, 1 }, new[] { 3 * 33 * 40, 1, 3, 33 * 3 }, 0).SetName("batched-taps");
+        yield return new TestCaseData(new[] { 1, 6, 20, 40 }, new[] { 0, 20 * 40, 40, 1 }, new[] { 0, 1, 6, 20 * 6 }, 0).SetName("six-taps");
     }
 
     /// Columns of a host matrix into contiguous rows (the feature halves of a ragged batch): 200 rows of
@@ -62,6 +67,36 @@ public sealed class DataMovementTests(string backendName)
             var got = new float[nDst]; B.Download(t, 0, got);
             Check.Close(got, expect, 1e-6, 1e-6, $"copy4 acc={acc}");
         }
+    }
+
+    /// ReLU and leaky ReLU (the CPU's 16-lane IUnaryOp512 path beyond 4096 values, then a tail) give the
+    /// kernel bodies' bits, signed zeros, infinities and NaN included; the gradient set and accumulated.
+    [Test]
+    public void ReluForwardAndGradientMatchTheKernelBodies()
+    {
+        const int n = 5003;
+        var x = Rand(n, 21); var dy = Rand(n, 22); var dx0 = Rand(n, 23);
+        float[] special = { 0f, -0f, float.NaN, float.PositiveInfinity, float.NegativeInfinity, 1e-45f, -1e-45f };
+        for (int i = 0; i < special.Length; i++) { x[i * 701] = special[i]; x[n - 1 - i] = special[i]; }
+        using var xs = B.Allocate(n); using var ys = B.Allocate(n); using var ds = B.Allocate(n); using var gs = B.Allocate(n);
+        B.Upload(xs, 0, x); B.Upload(ds, 0, dy);
+        static int[] Bits(float[] a) => a.Select(BitConverter.SingleToInt32Bits).ToArray();
+        void Check<TOp>(float p) where TOp : struct, IUnaryOp
+        {
+            B.Unary<TOp>(ys, 0, xs, 0, n, p);
+            var got = new float[n]; B.Download(ys, 0, got);
+            Assert.That(Bits(got), Is.EqualTo(Bits(x.Select(v => TOp.Forward(v, p)).ToArray())), typeof(TOp).Name);
+            foreach (bool acc in new[] { false, true })
+            {
+                B.Upload(gs, 0, dx0);
+                B.UnaryBackward<TOp>(gs, 0, xs, 0, ys, 0, ds, 0, n, p, acc);
+                B.Download(gs, 0, got);
+                var want = new float[n];
+                for (int i = 0; i < n; i++) { float g = TOp.Backward(x[i], 0f, dy[i], p); want[i] = acc ? dx0[i] + g : g; }
+                Assert.That(Bits(got), Is.EqualTo(Bits(want)), $"{typeof(TOp).Name} backward, accumulate={acc}");
+            }
+        }
+        Check<LeakyReluOp>(0.2f); Check<ReluOp>(0f);
     }
 
     [TestCase(new[] { 1, 6, 50, 40 }, new[] { 1, 1, 1, 40 }, TestName = "column sums (bias grad)")]

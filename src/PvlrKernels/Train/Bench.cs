@@ -19,6 +19,7 @@ public static class Bench
     static (double sec, double flops) Time(Backend b, int reps, Action run)
     {
         run(); b.Synchronize();
+        if (Profiler.Enabled) Profiler.Reset();     // PVLR_PROFILE=1 reports the timed reps, not the warm-up's first touch and JIT
         var t = new List<double>(); long f0 = b.GemmFlops;
         for (int i = 0; i < reps; i++)
         {
