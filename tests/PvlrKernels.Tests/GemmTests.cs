@@ -77,6 +77,17 @@ public sealed class GemmTests(string backendName)
     }
 
     [Test]
+    public void TransposedOverlappingAAsInConvWeightGradient()
+    {
+        // dW = A^T dy with A the padded input seen by columns (row stride 1, column stride Cin, rows of the
+        // transposed view overlapping): on the CPU its 8-row micro-panels are packed a column at a time,
+        // over two K slabs, with a row tail (M = 3 * 11 = 33)
+        int rows = 300, cin = 11, cout = 37;
+        var p = new GemmParams { Batch = 1, M = 3 * cin, N = cout, K = rows, RsA = 1, CsA = cin, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1, Beta = 1 };
+        Run(p, (rows + 2) * cin, rows * cout, 3 * cin * cout);
+    }
+
+    [Test]
     public void TallRowMajorA()
     {
         // On the CPU: enough rows for tasks that span all columns, A packed by 8x8 register transposes

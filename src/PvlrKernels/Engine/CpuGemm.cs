@@ -156,6 +156,13 @@ public static unsafe class CpuGemm
     static void PackA(int kc, float* a, long rs, long cs, int mr, float* dst)
     {
         if (mr == MR && cs == 1 && Avx.IsSupported) { PackRows8(kc, a, rs, dst, MR); return; }
+        if (mr == MR && rs == 1 && Avx.IsSupported)
+        {   // a transposed A (a conv's weight gradient: A = the padded input, columns are time steps): the 8
+            // rows' values of each column are contiguous. Read one column at a time, not one row along its
+            // stride (Cin floats, a multiple of 4 KB apart: every read in one L1 set)
+            for (int p = 0; p < kc; p++) Vector256.Store(Vector256.Load(a + p * cs), dst + p * MR);
+            return;
+        }
         if (mr < MR) new Span<float>(dst, kc * MR).Clear();
         for (int r = 0; r < mr; r++)
         {
