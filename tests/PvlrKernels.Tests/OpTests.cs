@@ -243,6 +243,29 @@ public sealed class OpTests(string backendName)
         Assert.That(low, Is.EqualTo(new float[] { 3, 0 }));
     }
 
+    /// Top-k indices over 21 columns (the CPU's 16-lane path and its tail) with ties, signed zeros, infinities
+    /// and NaN, largest and smallest: the kernel body's indices, run here on host memory.
+    [TestCase(true)] [TestCase(false)]
+    public unsafe void TopKIndicesMatchTheKernelBody(bool largest)
+    {
+        int outer = 2, n = 30, inner = 21, k = 7;
+        var x = Rand(new Random(31), outer * n * inner).Select(v => MathF.Round(v * 4) / 4).ToArray();   // many ties
+        float[] special = { float.NaN, -0f, 0f, float.PositiveInfinity, float.NegativeInfinity };
+        for (int i = 0; i < 40; i++) x[(i * 97) % x.Length] = special[i % special.Length];
+        var want = new float[outer * k * inner];
+        fixed (float* xp = x, wp = want)
+        {
+            var body = new ArgTopK<PtrMem> { Idx = new PtrMem(wp), X = new PtrMem(xp), N = n, Inner = inner, K = k, Largest = largest ? 1 : 0 };
+            for (int i = 0; i < outer * inner; i++) body.Execute(i);
+        }
+        using var xs = B.Allocate(x.Length); using var ix = B.Allocate(want.Length);
+        B.Upload(xs, 0, x);
+        B.ArgTopK(ix, 0, xs, 0, outer, n, inner, k, largest);
+        var got = new float[want.Length]; B.Download(ix, 0, got);
+        Assert.That(got, Is.EqualTo(want));
+        Assert.That(want.Count(v => v < 0), Is.GreaterThan(0), "the NaN cases reach the body's unselected (-1) outcome");
+    }
+
     [Test]
     public void GatherRowsWithRepeats()
     {
