@@ -88,6 +88,20 @@ public sealed class GemmTests(string backendName)
     }
 
     [Test]
+    public void ShortMSplitsColumnsAcrossCores()
+    {
+        // On the CPU: one row block of 100 rows, its 100 columns cut into panel-aligned blocks (the last one
+        // partial) so both cores get tasks; two K slabs
+        int m = 100, n = 100, k = 300;
+        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = n, CsB = 1, Ldc = n, Alpha = 1, Beta = 1 };
+        Run(p, m * k, k * n, m * n);
+        if (B.IsGpu) return;
+        Assert.That(CpuGemm.Blocks(m, n, 2), Is.EqualTo((104, 32)), "100 rows in one block, 4 panels in 4 column tasks");
+        Assert.That(CpuGemm.Blocks(273, 512, 2), Is.EqualTo((96, 256)), "CLIP's 273 rows: 3 even row blocks x 2 column blocks");
+        Assert.That(CpuGemm.Blocks(128, 4096, 2), Is.EqualTo((128, 512)), "column blocks at most NCT wide");
+    }
+
+    [Test]
     public void TallRowMajorA()
     {
         // On the CPU: enough rows for tasks that span all columns, A packed by 8x8 register transposes

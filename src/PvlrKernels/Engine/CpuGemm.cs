@@ -117,10 +117,20 @@ public static unsafe class CpuGemm
 
     /// Rows and columns per task. With at least 2 row blocks per thread, tasks span all of N and the row
     /// blocks are evened out to a multiple of the thread count (at most MC rows, a multiple of MR).
+    /// Otherwise (a short M: a conv weight gradient's 3 Cin rows at small widths, the CLIP tower's 273
+    /// token rows) the row blocks are evened out and N is cut into enough column blocks (whole panels, at
+    /// most NCT wide) for 2 tasks per thread: one 128-row block with NCT columns ran on one core. Each C
+    /// value still sums its K in the same order, so the product is bitwise the same.
     public static (int mc, int nc) Blocks(int M, int N, int threads)
     {
         int mBlocks = (M + MC - 1) / MC;
-        if (mBlocks < 2 * threads) return (MC, NCT);
+        if (mBlocks < 2 * threads)
+        {
+            int rows = ((M + mBlocks - 1) / mBlocks + MR - 1) / MR * MR;
+            int panels = (N + NR - 1) / NR, colBlocks = (2 * threads + mBlocks - 1) / mBlocks;
+            int per = Math.Clamp((panels + colBlocks - 1) / colBlocks, 1, NCT / NR);
+            return (rows, per * NR);
+        }
         int want = (mBlocks + threads - 1) / threads * threads;
         int mc = ((M + want - 1) / want + MR - 1) / MR * MR;
         return (Math.Min(MC, mc), (N + NR - 1) / NR * NR);
