@@ -1,6 +1,7 @@
 // KL divergence between every pair of diagonal Gaussians of two sets (PVLR loss.py KL_divergence):
 //   s2 = var + 1e-5,  KL(p||q) = 1/2 sum_d [ (mq-mp)^2/s2q + log s2q - log s2p + s2p/s2q ] - D/2
 //   P sets (Bt, Np, D), Q sets (Bt, Nq, D)  ->  KL (Bt, Np, Nq)
+using System.Runtime.CompilerServices;
 using ILGPU.Algorithms;
 
 namespace PvlrKernels.Kernels;
@@ -18,11 +19,18 @@ public struct PairwiseKlFwd<TMem> : IKernel where TMem : struct, IMem
         float s = 0f;
         for (int d = 0; d < K.D; d++)
         {
-            float sp = VarP[pb + d] + K.VarEps, sq = VarQ[qb + d] + K.VarEps, dm = MuQ[qb + d] - MuP[pb + d];
-            s += dm * dm / sq + XMath.Log(sq) - XMath.Log(sp) + sp / sq;
+            float sp = VarP[pb + d] + K.VarEps, sq = VarQ[qb + d] + K.VarEps;
+            s += Term(MuQ[qb + d] - MuP[pb + d], sp, sq, XMath.Log(sp), XMath.Log(sq));
         }
-        Kl[r] = 0.5f * s - 0.5f * K.D;
+        Kl[r] = Finish(s, K.D);
     }
+
+    /// One dimension's summand given both logs (the CPU backend takes them from a table made once per call).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Term(float dm, float sp, float sq, float logSp, float logSq) => dm * dm / sq + logSq - logSp + sp / sq;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Finish(float s, int d) => 0.5f * s - 0.5f * d;
 }
 /// Side P, one thread per (b, i, d): dmuP += sum_j g (mp-mq)/s2q;  dvarP += sum_j g/2 (1/s2q - 1/s2p).
 public struct PairwiseKlBwdP<TMem> : IKernel where TMem : struct, IMem

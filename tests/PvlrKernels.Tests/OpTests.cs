@@ -266,6 +266,33 @@ public sealed class OpTests(string backendName)
         Assert.That(want.Count(v => v < 0), Is.GreaterThan(0), "the NaN cases reach the body's unselected (-1) outcome");
     }
 
+    /// Pairwise KL (the CPU's log table) against the kernel body run on host memory, bit for bit: two sets,
+    /// and one set against itself as the video-level contrast uses it.
+    [TestCase(false)] [TestCase(true)]
+    public unsafe void PairwiseKlMatchesTheKernelBody(bool self)
+    {
+        var k = new KlParams { Bt = 3, Np = 4, Nq = self ? 4 : 5, D = 37, VarEps = 1e-5f };
+        var r = new Random(41);
+        var mp = Rand(r, k.Bt * k.Np * k.D); var vp = Rand(r, k.Bt * k.Np * k.D, 0, 2);
+        var mq = self ? mp : Rand(r, k.Bt * k.Nq * k.D); var vq = self ? vp : Rand(r, k.Bt * k.Nq * k.D, 0, 2);
+        vp[5] = 0f; vq[7] = 0f;                                   // s2 = eps
+        var want = new float[k.Bt * k.Np * k.Nq];
+        fixed (float* a = mp, b = vp, c = mq, d = vq, w = want)
+        {
+            var body = new PairwiseKlFwd<PtrMem> { Kl = new PtrMem(w), MuP = new PtrMem(a), VarP = new PtrMem(b), MuQ = new PtrMem(c), VarQ = new PtrMem(d), K = k };
+            for (int i = 0; i < want.Length; i++) body.Execute(i);
+        }
+        using var smp = B.Allocate(mp.Length); using var svp = B.Allocate(vp.Length); using var smq = B.Allocate(mq.Length); using var svq = B.Allocate(vq.Length);
+        using var skl = B.Allocate(want.Length);
+        B.Upload(smp, 0, mp); B.Upload(svp, 0, vp); B.Upload(smq, 0, mq); B.Upload(svq, 0, vq);
+        if (self) B.PairwiseKl(skl, 0, smp, 0, svp, 0, smp, 0, svp, 0, k);
+        else B.PairwiseKl(skl, 0, smp, 0, svp, 0, smq, 0, svq, 0, k);
+        var got = new float[want.Length]; B.Download(skl, 0, got);
+        if (B.IsGpu) { Check.Close(got, want.Select(v => (double)v).ToArray(), 1e-4, 1e-5, "kl"); return; }
+        Assert.That(got.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(want.Select(BitConverter.SingleToInt32Bits)));
+        if (self) for (int b = 0; b < k.Bt; b++) for (int i = 0; i < k.Np; i++) Assert.That(got[(b * k.Np + i) * k.Nq + i], Is.EqualTo(0f).Within(1e-4f), "KL(p||p) = 0");
+    }
+
     [Test]
     public void GatherRowsWithRepeats()
     {

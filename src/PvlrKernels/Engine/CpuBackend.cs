@@ -355,6 +355,38 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         });
     }
 
+    /// Pairwise KL with log s2 of every distribution and dimension taken once per call, into a table, instead
+    /// of twice per pair and dimension; each pair then sums the kernel body's terms (PairwiseKlFwd.Term) in
+    /// its order, so the same bits.
+    public override void PairwiseKl(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k)
+    {
+        long np = (long)k.Bt * k.Np * k.D, nq = (long)k.Bt * k.Nq * k.D, r = (long)k.Bt * k.Np * k.Nq;
+        M("kl", kl, ko, r); M("kl", muP, mpo, np); M("kl", varP, vpo, np); M("kl", muQ, mqo, nq); M("kl", varQ, vqo, nq);
+        using var _ = Profiler.Time(typeof(PairwiseKlFwd<PtrMem>), r);
+        float* kp = S(kl).Ptr + ko, mp = S(muP).Ptr + mpo, vp = S(varP).Ptr + vpo, mq = S(muQ).Ptr + mqo, vq = S(varQ).Ptr + vqo;
+        float* lp = (float*)NativeMemory.Alloc((nuint)(np + nq), sizeof(float)), lq = lp + np;
+        try
+        {
+            float eps = k.VarEps; int dim = k.D;
+            Rows(np + nq, np + nq, (a, e) =>
+            {
+                for (long i = a; i < e; i++) lp[i] = ILGPU.Algorithms.XMath.Log((i < np ? vp[i] : vq[i - np]) + eps);
+            });
+            Rows(r, r * dim, (a, e) =>
+            {
+                for (long q = a; q < e; q++)
+                {
+                    long j = q % k.Nq, bi = q / k.Nq, b = bi / k.Np, pb = bi * dim, qb = (b * k.Nq + j) * dim;
+                    float s = 0f;
+                    for (int d = 0; d < dim; d++)
+                        s += PairwiseKlFwd<PtrMem>.Term(mq[qb + d] - mp[pb + d], vp[pb + d] + eps, vq[qb + d] + eps, lp[pb + d], lq[qb + d]);
+                    kp[q] = PairwiseKlFwd<PtrMem>.Finish(s, dim);
+                }
+            });
+        }
+        finally { NativeMemory.Free(lp); }
+    }
+
     /// The test-time gate row by row, 16 lanes at a time with Sigmoid512 (the same products and sigmoid as
     /// the unfused Mul, Sigmoid, Mul of long vectors); column tails run the kernel body.
     public override void SigmoidGate(Storage y, long yo, Storage a, long ao, Storage s, long so, Storage v, long vo, int rows, int cols)
