@@ -30,10 +30,18 @@ public static class Philox
         r0 = x0; r1 = x1;
     }
 
-    /// Standard normal by Box-Muller from the two outputs: u1 in (0, 1], u2 in [0, 1).
+    /// Standard normal by Box-Muller from the two outputs at counter (c0, s0, s1, c3).
     public static float Normal(RngKey key, uint c0, uint c3)
     {
         Next2(key, c0, c3, out uint a, out uint b);
+        return BoxMuller(a, b);
+    }
+
+    /// Standard normal from two output words (the CPU backend draws the words 16 counters at a time):
+    /// u1 in (0, 1], u2 in [0, 1).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float BoxMuller(uint a, uint b)
+    {
         float u1 = ((float)a + 1f) * 2.3283064e-10f, u2 = (float)b * 2.3283064e-10f;
         if (u1 > 1f) u1 = 1f;
         return XMath.Sqrt(-2f * XMath.Log(u1)) * XMath.Cos(6.2831855f * u2);

@@ -59,6 +59,26 @@ public sealed class EngineTests(string backendName)
         Assert.That(Math.Sqrt(n1.Select(x => x * x).Average()), Is.EqualTo(1).Within(0.1));
     }
 
+    /// Normal draws of one sample per value (the CPU draws Philox 16 counters at a time) and of several
+    /// (the kernel body on every backend) against the body run on host memory: the same bits on the CPU.
+    [TestCase(1)] [TestCase(3)]
+    public unsafe void NormalDrawsMatchTheKernelBody(int samples)
+    {
+        const int n = 1003;
+        var key = new RngKey { K0 = 99, K1 = 5, S0 = 11, S1 = 2 };
+        var want = new float[n];
+        fixed (float* w = want)
+        {
+            var body = new NormalKernel<PtrMem> { Y = new PtrMem(w), Key = key, Std = 0.5f, Samples = samples, N = n };
+            for (int i = 0; i < n; i++) body.Execute(i);
+        }
+        using var s = B.Allocate(n);
+        B.Normal(s, 0, n, 0.5f, samples, key);
+        var got = new float[n]; B.Download(s, 0, got);
+        if (B.IsGpu) { Check.Close(got, want.Select(v => (double)v).ToArray(), 1e-5, 1e-5, "normal"); return; }
+        Assert.That(got.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(want.Select(BitConverter.SingleToInt32Bits)));
+    }
+
     [Test]
     public void SteadyStateStepAllocatesNothing()
     {

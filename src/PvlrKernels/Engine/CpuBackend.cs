@@ -630,14 +630,42 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
             for (long blk = a; blk < e; blk++)
             {
                 if (blk == blocks) { for (long i = blocks * 16; i < n; i++) body.Execute((int)i); continue; }
-                var r0 = PhiloxR0(key, (uint)(blk * 16));
+                var (r0, _) = PhiloxWords(key, (uint)(blk * 16));
                 Vector512.ConditionalSelect(Vector512.LessThan(r0, threshold).AsSingle(), Vector512<float>.Zero, keep).Store(yp + blk * 16);
             }
         });
     }
 
-    /// The first output word of Philox4x32-10 at counters (c0 + lane, S0, S1, 0) for 16 lanes.
-    static Vector512<uint> PhiloxR0(RngKey key, uint c0)
+    /// Single-sample normal draws (the model's NormalMean): Philox for 16 counters at once (PhiloxWords),
+    /// then the kernel's own Box-Muller (Philox.BoxMuller) and scaling per lane, so the same bits as
+    /// NormalKernel; several samples per value and the tail run the kernel body.
+    public override void Normal(Storage y, long yo, long n, float std, int samples, RngKey key)
+    {
+        var body = new NormalKernel<PtrMem> { Y = M("normal", y, yo, n), Key = key, Std = std, Samples = samples, N = (int)n };
+        if (samples != 1 || !Avx512DQ.IsSupported) { Launch(n, body); return; }
+        using var _ = Profiler.Time(typeof(NormalKernel<PtrMem>), n);
+        float* yp = S(y).Ptr + yo;
+        long blocks = n / 16;
+        Rows(blocks + 1, n * 32, (a, e) =>
+        {
+            uint* w = stackalloc uint[32];
+            for (long blk = a; blk < e; blk++)
+            {
+                if (blk == blocks) { for (long i = blocks * 16; i < n; i++) body.Execute((int)i); continue; }
+                var (r0, r1) = PhiloxWords(key, (uint)(blk * 16));
+                r0.Store(w); r1.Store(w + 16);
+                for (int l = 0; l < 16; l++)
+                {
+                    float s = 0f;
+                    s += Philox.BoxMuller(w[l], w[16 + l]);
+                    yp[blk * 16 + l] = std * s / samples;            // NormalKernel's mean of one sample
+                }
+            }
+        });
+    }
+
+    /// The first two output words of Philox4x32-10 at counters (c0 + lane, S0, S1, 0) for 16 lanes.
+    static (Vector512<uint> r0, Vector512<uint> r1) PhiloxWords(RngKey key, uint c0)
     {
         var mask = Vector512.Create(0xFFFFFFFFul); var m0 = Vector512.Create((ulong)Philox.M0); var m1 = Vector512.Create((ulong)Philox.M1);
         var lane = Vector512.Create(0ul, 1, 2, 3, 4, 5, 6, 7);
@@ -653,7 +681,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
             b0 = (pb1 >> 32) ^ b1 ^ kv0; b1 = pb1 & mask; b2 = (pb0 >> 32) ^ b3 ^ kv1; b3 = pb0 & mask;
             k0 += Philox.W0; k1 += Philox.W1;
         }
-        return Vector512.Narrow(a0, b0);
+        return (Vector512.Narrow(a0, b0), Vector512.Narrow(a1, b1));
     }
 
     // ---- Winograd transforms (kernels/Winograd.cs) vectorized over channels: 16 channels of one tile at a
