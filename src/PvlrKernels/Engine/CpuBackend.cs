@@ -139,13 +139,17 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         Parallel.For(0, chunks, c => { long s = c * per, e = Math.Min(n, s + per); if (s < e) body(s, e); });
     }
 
+    /// Runs body(start, end) over [0, n) in ranges of whole 64K-element blocks, split over the cores.
+    void Elements(long n, Action<long, long> body) =>
+        Rows((n + 65535) / 65536, n, (a, e) => body(a * 65536, Math.Min(n, e * 65536)));
+
     public override void Fill(Storage y, long yo, long n, float v)
     {
         using var _ = Profiler.Time("Fill", n);
         if (n <= 0) return;
         M("fill", y, yo, n);
         var p = S(y).Ptr + yo;
-        Rows((n + 65535) / 65536, n, (s, e) => { long a = s * 65536, b = Math.Min(n, e * 65536); new Span<float>(p + a, (int)(b - a)).Fill(v); });
+        Elements(n, (a, b) => new Span<float>(p + a, (int)(b - a)).Fill(v));
     }
 
     /// Drops size-1 dims (front-padding back to rank 4), so e.g. (1,T,C,1) copies become row copies.
@@ -262,9 +266,8 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         using var _ = Profiler.Time("Sigmoid", n);
         M("sigmoid", y, yo, n); M("sigmoid", x, xo, n);
         float* yp = S(y).Ptr + yo, xp = S(x).Ptr + xo;
-        Rows((n + 65535) / 65536, n, (a, e) =>
+        Elements(n, (s0, s1) =>
         {
-            long s0 = a * 65536, s1 = Math.Min(n, e * 65536);
             if (!Vector512.IsHardwareAccelerated) { TP.Sigmoid(new ReadOnlySpan<float>(xp + s0, (int)(s1 - s0)), new Span<float>(yp + s0, (int)(s1 - s0))); return; }
             long i = s0;
             for (; i + 16 <= s1; i += 16) Vector512.Store(Sigmoid512(Vector512.Load(xp + i)), yp + i);
@@ -278,9 +281,8 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         string op = typeof(TOp).Name;
         M(op, y, yo, n); M(op, x, xo, n);
         float* yp = S(y).Ptr + yo, xp = S(x).Ptr + xo;
-        Rows((n + 65535) / 65536, n, (a, e) =>
+        Elements(n, (i, end) =>
         {
-            long i = a * 65536, end = Math.Min(n, e * 65536);
             for (; i + 16 <= end; i += 16) Vector512.Store(TOp.Forward(Vector512.Load(xp + i), p), yp + i);
             for (; i < end; i++) yp[i] = TOp.Forward(xp[i], p);
         });
@@ -304,9 +306,8 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         string op = typeof(TOp).Name + ".backward";
         M(op, dx, dxo, n); M(op, x, xo, n); M(op, dy, dyo, n);
         float* dxp = S(dx).Ptr + dxo, xp = S(x).Ptr + xo, dyp = S(dy).Ptr + dyo;
-        Rows((n + 65535) / 65536, n, (a, e) =>
+        Elements(n, (i, end) =>
         {
-            long i = a * 65536, end = Math.Min(n, e * 65536);
             for (; i + 16 <= end; i += 16)
             {
                 var g = TOp.Backward(Vector512.Load(xp + i), Vector512.Load(dyp + i), p);
@@ -624,14 +625,22 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         using var _ = Profiler.Time("DropoutMask", n);
         float* yp = S(y).Ptr + yo;
         var threshold = Vector512.Create(body.Threshold); var keep = Vector512.Create(body.KeepScale);
+        PhiloxBlocks(n, key, body, (at, r0, _) =>
+            Vector512.ConditionalSelect(Vector512.LessThan(r0, threshold).AsSingle(), Vector512<float>.Zero, keep).Store(yp + at));
+    }
+
+    /// block(at, r0, r1) with the Philox words of counters at .. at + 15 (PhiloxWords) for every whole 16
+    /// below n, over the cores; the kernel body for the tail.
+    void PhiloxBlocks<TK>(long n, RngKey key, TK body, Action<long, Vector512<uint>, Vector512<uint>> block) where TK : struct, IKernel
+    {
         long blocks = n / 16;
         Rows(blocks + 1, n * 32, (a, e) =>
         {
             for (long blk = a; blk < e; blk++)
             {
                 if (blk == blocks) { for (long i = blocks * 16; i < n; i++) body.Execute((int)i); continue; }
-                var (r0, _) = PhiloxWords(key, (uint)(blk * 16));
-                Vector512.ConditionalSelect(Vector512.LessThan(r0, threshold).AsSingle(), Vector512<float>.Zero, keep).Store(yp + blk * 16);
+                var (r0, r1) = PhiloxWords(key, (uint)(blk * 16));
+                block(blk * 16, r0, r1);
             }
         });
     }
@@ -645,21 +654,15 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         if (samples != 1 || !Avx512DQ.IsSupported) { Launch(n, body); return; }
         using var _ = Profiler.Time(typeof(NormalKernel<PtrMem>), n);
         float* yp = S(y).Ptr + yo;
-        long blocks = n / 16;
-        Rows(blocks + 1, n * 32, (a, e) =>
+        PhiloxBlocks(n, key, body, (at, r0, r1) =>
         {
-            uint* w = stackalloc uint[32];
-            for (long blk = a; blk < e; blk++)
+            uint* w = stackalloc uint[32];                  // the words as scalars (GetElement per lane was slower)
+            r0.Store(w); r1.Store(w + 16);
+            for (int l = 0; l < 16; l++)
             {
-                if (blk == blocks) { for (long i = blocks * 16; i < n; i++) body.Execute((int)i); continue; }
-                var (r0, r1) = PhiloxWords(key, (uint)(blk * 16));
-                r0.Store(w); r1.Store(w + 16);
-                for (int l = 0; l < 16; l++)
-                {
-                    float s = 0f;
-                    s += Philox.BoxMuller(w[l], w[16 + l]);
-                    yp[blk * 16 + l] = std * s / samples;            // NormalKernel's mean of one sample
-                }
+                float s = 0f;
+                s += Philox.BoxMuller(w[l], w[16 + l]);
+                yp[at + l] = std * s / samples;            // NormalKernel's mean of one sample
             }
         });
     }
