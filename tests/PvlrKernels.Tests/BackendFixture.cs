@@ -57,6 +57,10 @@ public static class TestData
 
 public static class Check
 {
+    /// got holds expect's floats bit for bit (signed zeros and NaN included).
+    public static void SameBits(float[] got, float[] expect, string what = null) =>
+        Assert.That(got.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(expect.Select(BitConverter.SingleToInt32Bits)), what);
+
     /// |got - ref| <= atol + rtol |ref| elementwise, with the first failures reported.
     public static void Close(ReadOnlySpan<float> got, ReadOnlySpan<double> expect, double atol, double rtol, string what)
     {

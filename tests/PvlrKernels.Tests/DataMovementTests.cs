@@ -80,12 +80,11 @@ public sealed class DataMovementTests(string backendName)
         for (int i = 0; i < special.Length; i++) { x[i * 701] = special[i]; x[n - 1 - i] = special[i]; }
         using var xs = B.Allocate(n); using var ys = B.Allocate(n); using var ds = B.Allocate(n); using var gs = B.Allocate(n);
         B.Upload(xs, 0, x); B.Upload(ds, 0, dy);
-        static int[] Bits(float[] a) => a.Select(BitConverter.SingleToInt32Bits).ToArray();
-        void Check<TOp>(float p) where TOp : struct, IUnaryOp
+        void Verify<TOp>(float p) where TOp : struct, IUnaryOp
         {
             B.Unary<TOp>(ys, 0, xs, 0, n, p);
             var got = new float[n]; B.Download(ys, 0, got);
-            Assert.That(Bits(got), Is.EqualTo(Bits(x.Select(v => TOp.Forward(v, p)).ToArray())), typeof(TOp).Name);
+            Check.SameBits(got, x.Select(v => TOp.Forward(v, p)).ToArray(), typeof(TOp).Name);
             foreach (bool acc in new[] { false, true })
             {
                 B.Upload(gs, 0, dx0);
@@ -93,10 +92,10 @@ public sealed class DataMovementTests(string backendName)
                 B.Download(gs, 0, got);
                 var want = new float[n];
                 for (int i = 0; i < n; i++) { float g = TOp.Backward(x[i], 0f, dy[i], p); want[i] = acc ? dx0[i] + g : g; }
-                Assert.That(Bits(got), Is.EqualTo(Bits(want)), $"{typeof(TOp).Name} backward, accumulate={acc}");
+                Check.SameBits(got, want, $"{typeof(TOp).Name} backward, accumulate={acc}");
             }
         }
-        Check<LeakyReluOp>(0.2f); Check<ReluOp>(0f);
+        Verify<LeakyReluOp>(0.2f); Verify<ReluOp>(0f);
     }
 
     [TestCase(new[] { 1, 6, 50, 40 }, new[] { 1, 1, 1, 40 }, TestName = "column sums (bias grad)")]
