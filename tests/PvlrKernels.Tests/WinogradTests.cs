@@ -5,6 +5,7 @@
 using NUnit.Framework;
 using static PvlrKernels.Tests.TestData;
 using PvlrKernels.Engine;
+using PvlrKernels.Kernels;
 
 namespace PvlrKernels.Tests;
 
@@ -132,6 +133,39 @@ public sealed class WinogradTests(string backendName)
                 }
         Check.Close(u, want, 1e-6, 1e-6, $"winograd U m={m} panels={panels} [{backendName}]");
         Assert.Throws<ShapeException>(() => B.WinogradWeight(us, 2, ws, 0, gs, 0, cin, cout, n), "U one float past its buffer");
+    }
+
+    /// V = Bt d for 48 channels (three 16-wide blocks) over two batch elements with a partial last tile,
+    /// written at offset 0 (64-byte aligned: the CPU streams the stores past the cache) and at offset 1
+    /// (plain stores): both give the same bits and match the float64 transform.
+    [Test]
+    public void InputTransformIsBtTimesD()
+    {
+        int m = 6, n = m + 2, b = 2, t = 17, c = 48, tiles = (t + m - 1) / m, total = b * tiles;
+        var x = Rand(b * t * c, 12);
+        var (mat, _) = Winograd.Matrices(m);
+        var p = new WinoParams { Batch = b, T = t, C = c, M = m, N = n, Tiles = tiles, Slope = 1f };
+        using var xs = B.Allocate(x.Length); using var ms = B.Allocate(mat.Length); using var vs = B.Allocate((long)n * total * c + 1);
+        B.Upload(xs, 0, x); B.Upload(ms, 0, mat);
+        float[] At(long offset)
+        {
+            B.Fill(vs, 0, vs.Length, float.NaN);
+            B.WinogradIn(vs, offset, xs, 0, ms, 0, p);
+            var v = new float[n * total * c]; B.Download(vs, offset, v);
+            return v;
+        }
+        var aligned = At(0);
+        Check.SameBits(At(1), aligned);
+        var want = new double[aligned.Length];
+        for (int xi = 0; xi < n; xi++)
+            for (int tile = 0; tile < total; tile++)
+                for (int ch = 0; ch < c; ch++)
+                {
+                    int bi = tile / tiles, t0 = tile % tiles * m - 1; double s = 0;
+                    for (int j = 0; j < n; j++) if (t0 + j >= 0 && t0 + j < t) s += (double)mat[xi * n + j] * x[(bi * t + t0 + j) * c + ch];
+                    want[((long)xi * total + tile) * c + ch] = s;
+                }
+        Check.Close(aligned, want, 1e-5, 1e-5, $"winograd V [{backendName}]");
     }
 
     /// T = 3 < m goes direct; T = 1 (the pooled channel_conv input) multiplies by the centre tap alone,

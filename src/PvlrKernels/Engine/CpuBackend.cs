@@ -714,6 +714,9 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         float* vp = S(v).Ptr + vo, xp = S(x).Ptr + xo;
         var (start, idx, coef) = Terms(S(mat).Ptr + mo, n, n);
         long vw = p.VRow;
+        // V is read back only by the GEMMs after the whole transform (MBs later): streaming stores skip the
+        // read-for-ownership of every line, where V's planes are 64-byte aligned
+        bool nt = Avx512F.IsSupported && (nint)vp % 64 == 0 && vw % 16 == 0;
         Rows(total, work * n, (a, e) =>
         {
             float** rows = stackalloc float*[n];
@@ -737,11 +740,13 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
                     {
                         var sum = Vector512<float>.Zero;
                         for (int end = start[xi + 1]; k < end; k++) sum = Vector512.FusedMultiplyAdd(Vector512.Create(coef[k]), d[idx[k]], sum);
-                        Vector512.Store(sum, dst + (long)xi * total * vw + ch);
+                        if (nt) Avx512F.StoreAlignedNonTemporal(dst + (long)xi * total * vw + ch, sum);
+                        else Vector512.Store(sum, dst + (long)xi * total * vw + ch);
                     }
                 }
                 for (; ch < c; ch++) body.Execute((int)(tile * c + ch));
             }
+            if (nt) Sse.StoreFence();
         });
     }
 
