@@ -112,12 +112,14 @@ public static class Bench
         BenchRow Pass(string name)
         {
             long f0 = b.GemmFlops;
+            var jit0 = System.Runtime.JitInfo.GetCompilationTime();
             var sw = Stopwatch.StartNew();
             Inference.Evaluate(model, g, ann, videos);
             b.Synchronize();
             double s = sw.Elapsed.TotalSeconds;
+            double jit = (System.Runtime.JitInfo.GetCompilationTime() - jit0).TotalSeconds;
             if (Profiler.Enabled) { Console.Error.WriteLine($"profile of {name}:\n{Profiler.Report()}\n"); Profiler.Reset(); }   // each pass apart
-            return new BenchRow(name, shape, s, b.GemmFlops - f0, $"{videos.Count / s:F1} videos/s, arena {g.Act.Touched * 4 >> 20} MiB");
+            return new BenchRow(name, shape, s, b.GemmFlops - f0, $"{videos.Count / s:F1} videos/s, arena {g.Act.Touched * 4 >> 20} MiB, JIT {jit:F2} s");
         }
         var first = Pass($"test-set inference + eval ({cfg.Preset}), first pass");
         return new[] { first, Pass($"test-set inference + eval ({cfg.Preset})") };

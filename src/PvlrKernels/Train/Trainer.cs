@@ -261,7 +261,8 @@ public static class Inference
     {
         if (videos.Count == 0) throw new ArgumentException("evaluation: no videos to evaluate");
         bool wasTraining = g.Training;
-        var text = Text(model, g);
+        float[] text;
+        using (Profiler.Time("phase inference: text", 1)) text = Text(model, g);
         var dets = new List<Detection>(); var scores = new List<float[]>(); var labels = new List<float[]>();
         using var frozen = g.FrozenWeights();
         foreach (var batch in Batches(videos, model.Cfg.InferRows))
