@@ -198,11 +198,16 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         });
     }
 
-    public override void ArgTopK(Storage idx, long io, Storage x, long xo, int outer, int n, int inner, int k, bool largest)
+    public override void ArgTopK(Storage idx, long io, Storage x, long xo, int outer, int n, int inner, int k, bool largest) =>
+        Launch((long)outer * inner, ArgTopKBody(idx, io, x, xo, outer, n, inner, k, largest));
+
+    /// The checked top-k kernel (one thread per outer x inner column): launched here, and checked by the
+    /// CPU's 16-column path before it reads the same memory.
+    protected ArgTopK<TMem> ArgTopKBody(Storage idx, long io, Storage x, long xo, int outer, int n, int inner, int k, bool largest)
     {
         if (k < 1 || k > n) throw new ShapeException($"topk: k={k} outside [1, {n}]");
         long r = (long)outer * inner;
-        Launch(r, new ArgTopK<TMem> { Idx = M("topk", idx, io, r * k), X = M("topk", x, xo, r * n), N = n, Inner = inner, K = k, Largest = largest ? 1 : 0 });
+        return new ArgTopK<TMem> { Idx = M("topk", idx, io, r * k), X = M("topk", x, xo, r * n), N = n, Inner = inner, K = k, Largest = largest ? 1 : 0 };
     }
 
     public override void Gather(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n, int m, int inner, bool perInner)
@@ -303,14 +308,19 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         Launch(rows, new AttentionBwdKV<TMem> { DQkv = dq, DS = s, DOut = d, P = pp, Qkv = q, A = a });
     }
 
-    public override void PairwiseKl(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k)
+    public override void PairwiseKl(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k) =>
+        Launch((long)k.Bt * k.Np * k.Nq, PairwiseKlBody(kl, ko, muP, mpo, varP, vpo, muQ, mqo, varQ, vqo, k));
+
+    /// The checked pairwise-KL kernel (one thread per pair): launched here, and checked by the CPU's
+    /// log-table path before it reads the same memory.
+    protected PairwiseKlFwd<TMem> PairwiseKlBody(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k)
     {
         long np = (long)k.Bt * k.Np * k.D, nq = (long)k.Bt * k.Nq * k.D, r = (long)k.Bt * k.Np * k.Nq;
-        Launch(r, new PairwiseKlFwd<TMem>
+        return new PairwiseKlFwd<TMem>
         {
             Kl = M("kl", kl, ko, r), MuP = M("kl", muP, mpo, np), VarP = M("kl", varP, vpo, np),
             MuQ = M("kl", muQ, mqo, nq), VarQ = M("kl", varQ, vqo, nq), K = k
-        });
+        };
     }
 
     public override void PairwiseKlBackward(Storage dMuP, long dmpo, Storage dVarP, long dvpo, Storage dMuQ, long dmqo, Storage dVarQ, long dvqo, Storage dKl, long dko,
@@ -337,10 +347,11 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         return new DropoutMaskKernel<TMem> { Y = M("dropout", y, yo, n), Key = key, Threshold = (uint)Math.Min(p * 4294967296.0, uint.MaxValue), KeepScale = 1f / (1f - p) };
     }
 
-    public override void Normal(Storage y, long yo, long n, float std, int samples, RngKey key)
-    {
-        Launch(n, new NormalKernel<TMem> { Y = M("normal", y, yo, n), Key = key, Std = std, Samples = samples, N = (int)n });
-    }
+    public override void Normal(Storage y, long yo, long n, float std, int samples, RngKey key) => Launch(n, NormalBody(y, yo, n, std, samples, key));
+
+    /// The checked normal-draw kernel: launched here, and run for the tail by the CPU's vectorized path.
+    protected NormalKernel<TMem> NormalBody(Storage y, long yo, long n, float std, int samples, RngKey key) =>
+        new() { Y = M("normal", y, yo, n), Key = key, Std = std, Samples = samples, N = (int)n };
 
     protected static void CheckWino(WinoParams p)
     {

@@ -323,10 +323,9 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
     /// same values). The scalar passes took 5 ms a call at demo shapes.
     public override void ArgTopK(Storage idx, long io, Storage x, long xo, int outer, int n, int inner, int k, bool largest)
     {
-        if (inner < 16 || !Vector512.IsHardwareAccelerated) { base.ArgTopK(idx, io, x, xo, outer, n, inner, k, largest); return; }
-        if (k < 1 || k > n) throw new ShapeException($"topk: k={k} outside [1, {n}]");
+        var body = ArgTopKBody(idx, io, x, xo, outer, n, inner, k, largest);      // checks k and both extents
         long r = (long)outer * inner;
-        M("topk", idx, io, r * k); M("topk", x, xo, r * n);
+        if (inner < 16 || !Vector512.IsHardwareAccelerated) { Launch(r, body); return; }
         using var _ = Profiler.Time(typeof(ArgTopK<PtrMem>), r);
         float* ip = S(idx).Ptr + io, xp = S(x).Ptr + xo;
         int per = (inner + 15) / 16;
@@ -361,8 +360,8 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
     /// its order, so the same bits.
     public override void PairwiseKl(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k)
     {
+        PairwiseKlBody(kl, ko, muP, mpo, varP, vpo, muQ, mqo, varQ, vqo, k);     // checks every extent
         long np = (long)k.Bt * k.Np * k.D, nq = (long)k.Bt * k.Nq * k.D, r = (long)k.Bt * k.Np * k.Nq;
-        M("kl", kl, ko, r); M("kl", muP, mpo, np); M("kl", varP, vpo, np); M("kl", muQ, mqo, nq); M("kl", varQ, vqo, nq);
         using var _ = Profiler.Time(typeof(PairwiseKlFwd<PtrMem>), r);
         float* kp = S(kl).Ptr + ko, mp = S(muP).Ptr + mpo, vp = S(varP).Ptr + vpo, mq = S(muQ).Ptr + mqo, vq = S(varQ).Ptr + vqo;
         float* lp = (float*)NativeMemory.Alloc((nuint)(np + nq), sizeof(float)), lq = lp + np;
@@ -650,7 +649,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
     /// NormalKernel; several samples per value and the tail run the kernel body.
     public override void Normal(Storage y, long yo, long n, float std, int samples, RngKey key)
     {
-        var body = new NormalKernel<PtrMem> { Y = M("normal", y, yo, n), Key = key, Std = std, Samples = samples, N = (int)n };
+        var body = NormalBody(y, yo, n, std, samples, key);                       // checks the extent
         if (samples != 1 || !Avx512DQ.IsSupported) { Launch(n, body); return; }
         using var _ = Profiler.Time(typeof(NormalKernel<PtrMem>), n);
         float* yp = S(y).Ptr + yo;

@@ -134,7 +134,6 @@ public static class PvlrLoss
         return g.Scale(g.MeanAll(l), -1f);
     }
 
-    /// Video-level distributions: attention-weighted mean and variance ("definition"), pairwise KL.
     /// Y_ij of the video-level contrast: videos i and j of a (B, C) label batch share a class.
     public static bool SharesClass(float[] labels, int i, int j, int c)
     {
@@ -142,6 +141,7 @@ public static class PvlrLoss
         return dot >= 1;
     }
 
+    /// Video-level distributions: attention-weighted mean and variance ("definition"), pairwise KL.
     static Tensor Inter(Graph g, Tensor attn, Tensor mu, Tensor var, float[] labels, int b, int t, int c)
     {
         int d = mu.Dim(2);
