@@ -19,7 +19,7 @@ usage:
   pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--device ...] [--winograd 0|2|4|6]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
   pvlr replay --state DIR --out DIR [--device ...] [--no-savings]
-  pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,load] [--steps N] [--peak GFLOPS] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--out FILE.md]
+  pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--out FILE.md]
   pvlr export --checkpoint FILE --format safetensors|pth --out FILE
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors] [--seed S]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
@@ -211,7 +211,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
             ("conv", () => [Bench.Conv(backend)]),
             ("clip", () => [Bench.ClipTower(backend, cfg, classes)]),
             ("step", () => [Bench.TrainStep(backend, cfg, classes, steps, Console.Error)]),
-            ("infer", () => Bench.TestSetInference(backend, cfg)),
+            ("infer", () => Bench.TestSetInference(backend, cfg, o.Has("infer-passes") ? o.Int("infer-passes") : 1)),
             ("memory", () => Bench.FirstTouch(backend)),
             ("load", () => Bench.CheckpointLoad(backend, cfg, classes)),
         ];
