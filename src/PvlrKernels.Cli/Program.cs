@@ -202,6 +202,8 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         TestTime(o, cfg);
         var only = o.Get("only", "gemm,conv,clip,step,infer").Split(',').ToHashSet();
         int steps = o.Has("steps") ? o.Int("steps") : 3;
+        int passes = o.Has("infer-passes") ? o.Int("infer-passes") : 1;      // refused here, before any row runs
+        if (passes < 1) throw new ArgumentException("--infer-passes must be at least 1 (the steady passes after the first)");
         // the backend's fp32 FMA peak (CPU: cores x ~215; CUDA: from the device's SMs and clock); --peak overrides
         double peak = o.Has("peak") ? double.Parse(o.Get("peak"), CultureInfo.InvariantCulture) : backend.PeakGflops;
         var classes = Enumerable.Range(0, cfg.NumClasses).Select(i => ClassTokens.Names.Keys.ElementAt(i % ClassTokens.Names.Count)).ToArray();
@@ -211,7 +213,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
             ("conv", () => [Bench.Conv(backend)]),
             ("clip", () => [Bench.ClipTower(backend, cfg, classes)]),
             ("step", () => [Bench.TrainStep(backend, cfg, classes, steps, Console.Error)]),
-            ("infer", () => Bench.TestSetInference(backend, cfg, o.Has("infer-passes") ? o.Int("infer-passes") : 1)),
+            ("infer", () => Bench.TestSetInference(backend, cfg, passes)),
             ("memory", () => Bench.FirstTouch(backend)),
             ("load", () => Bench.CheckpointLoad(backend, cfg, classes)),
         ];
