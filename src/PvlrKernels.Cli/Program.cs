@@ -201,9 +201,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         var cfg = PvlrConfig.FromPreset(o.Get("preset", "paper"));
         TestTime(o, cfg);
         var only = o.Get("only", "gemm,conv,clip,step,infer").Split(',').ToHashSet();
-        int steps = o.Has("steps") ? o.Int("steps") : 3;
-        int passes = o.Has("infer-passes") ? o.Int("infer-passes") : 1;      // refused here, before any row runs
-        if (passes < 1) throw new ArgumentException("--infer-passes must be at least 1 (the steady passes after the first)");
+        int steps = o.Count("steps", 3), passes = o.Count("infer-passes", 1), torchSteps = o.Count("torch-steps", 1);   // refused here, before any row runs
         // the backend's fp32 FMA peak (CPU: cores x ~215; CUDA: from the device's SMs and clock); --peak overrides
         double peak = o.Has("peak") ? double.Parse(o.Get("peak"), CultureInfo.InvariantCulture) : backend.PeakGflops;
         var classes = Enumerable.Range(0, cfg.NumClasses).Select(i => ClassTokens.Names.Keys.ElementAt(i % ClassTokens.Names.Count)).ToArray();
@@ -227,7 +225,7 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         }
         var table = Bench.Table(rows, peak, $"{backend.Name} ({Environment.ProcessorCount} cores)");
         if (o.Flag("torch") && rows.FirstOrDefault(r => r.Name.StartsWith("training step")) is { } ours)
-            table += TorchSideBySide(cfg.Preset, o.Has("torch-steps") ? o.Int("torch-steps") : 1, ours.Seconds, o.Get("torch-script", Path.Combine("benchmarks", "reference", "pvlr_ref.py")));
+            table += TorchSideBySide(cfg.Preset, torchSteps, ours.Seconds, o.Get("torch-script", Path.Combine("benchmarks", "reference", "pvlr_ref.py")));
         Console.WriteLine(table);
         if (Profiler.Enabled) Console.Error.WriteLine(Profiler.Report());
         if (o.Has("out")) AtomicFile.WriteAllText(o.Get("out"), table);
@@ -358,6 +356,8 @@ public sealed class Opts
         if (v.Keys.FirstOrDefault(k => !options.Contains(k)) is { } bad)
             throw new ArgumentException($"pvlr {cmd}: unknown option --{bad}; it takes {string.Join(", ", options.Select(x => "--" + x))}");
     }
+    /// A repeat count (steps, passes): at least 1, else `d` when the option is absent.
+    public int Count(string k, int d) => !Has(k) ? d : Int(k) is var n && n >= 1 ? n : throw new ArgumentException($"--{k} must be at least 1");
     public bool Has(string k) => v.ContainsKey(k);
     public bool Flag(string k) => v.TryGetValue(k, out var s) && s == "true";
     public string Get(string k, string d = null) => v.TryGetValue(k, out var s) ? s : d;

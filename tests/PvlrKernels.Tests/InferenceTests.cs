@@ -125,8 +125,8 @@ public sealed class InferenceTests(string backendName)
     public void BenchWritesNewThenFreedMemory()
     {
         // two timed writes of the same size, the second in a buffer allocated after the first was freed;
-        // a row without FLOPs shows n/a, not 0 GFLOP/s; bad sizes, unknown --only keys and --infer-passes 0
-        // are refused (the last before the GEMM row, which runs before inference)
+        // a row without FLOPs shows n/a, not 0 GFLOP/s; bad sizes, unknown --only keys and a repeat count of 0
+        // are refused (the last before the GEMM row, the first to run)
         var rows = Bench.FirstTouch(B, 4);
         Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "first write of new memory", "the same, in memory freed before" }));
         Assert.That(rows.All(r => r.Seconds > 0 && r.Flops == 0 && r.Shape == "4 MiB" && r.Rate.EndsWith(" GiB/s")));
@@ -134,10 +134,13 @@ public sealed class InferenceTests(string backendName)
         Assert.Throws<ArgumentOutOfRangeException>(() => Bench.FirstTouch(B, 0));
         if (backendName != "cpu") return;
         Assert.That(Cli.Program.Main(new[] { "bench", "--device", "cpu", "--only", "memry" }), Is.EqualTo(1));
-        var err = Console.Error; var log = new StringWriter();
-        Console.SetError(log);
-        try { Assert.That(Cli.Program.Main(new[] { "bench", "--device", "cpu", "--only", "gemm,infer", "--infer-passes", "0" }), Is.EqualTo(1)); }
-        finally { Console.SetError(err); }
-        Assert.That(log.ToString(), Does.Contain("--infer-passes").And.Not.Contain("bench: gemm"));
+        foreach (var count in new[] { "--infer-passes", "--steps", "--torch-steps" })
+        {
+            var err = Console.Error; var log = new StringWriter();
+            Console.SetError(log);
+            try { Assert.That(Cli.Program.Main(new[] { "bench", "--device", "cpu", "--only", "gemm,step,infer", count, "0" }), Is.EqualTo(1)); }
+            finally { Console.SetError(err); }
+            Assert.That(log.ToString(), Does.Contain(count + " must be at least 1").And.Not.Contain("bench: gemm"));
+        }
     }
 }
