@@ -1,4 +1,6 @@
-// BenchmarkDotNet benchmarks at PVLR's hot shapes, on the CPU and (where a device exists) on CUDA.
+// BenchmarkDotNet benchmarks at PVLR's hot shapes, on the CPU and (where a device exists) on CUDA: the
+// SGEMM and fusion Conv1d, the CLIP text tower fwd+bwd, one paper training step, and test-set inference
+// plus evaluation. Each times the same Bench.Workload as the matching `pvlr bench` row.
 // GFLOP/s = FLOPs / mean time, printed by the GFlops column with the % of the backend's fp32 FMA peak
 // (Backend.PeakGflops: ~430 on the 2-core AVX-512 machine, ~66,900 on an H100 SXM).
 //   dotnet run -c Release --project benchmarks/PvlrKernels.Benchmarks -- --filter '*'
@@ -12,6 +14,8 @@ using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 using PvlrKernels.Engine;
 using PvlrKernels.Kernels;
+using PvlrKernels.Model;
+using PvlrKernels.Train;
 
 namespace PvlrKernels.Benchmarks;
 
@@ -29,14 +33,37 @@ public static class Program
 
 public interface IFlops { double Flops(string method); }
 
-/// The devices a benchmark runs on: the CPU, and CUDA where ILGPU finds a device.
+/// The devices a benchmark runs on (the CPU, and CUDA where ILGPU finds a device), and the workload it
+/// times: one of `pvlr bench`'s (Bench.Workload), set up once per device; each [Benchmark] is one Run.
 public abstract class OnDevices
 {
     public static IEnumerable<string> Devices => IlgpuBackend.CudaAvailable() ? new[] { "cpu", "cuda" } : new[] { "cpu" };
     [ParamsSource(nameof(Devices))] public string Device { get; set; } = "cpu";
+    /// The PVLR shapes of the model benchmarks; not a BenchmarkDotNet parameter (the tests set "tiny").
+    public string Preset { get; set; } = "paper";
     protected Backend b;
-    protected void Open() => b = Device == "cuda" ? IlgpuBackend.CreateCuda() : new CpuBackend();
-    [GlobalCleanup] public void Close() => b?.Dispose();
+    readonly List<Bench.Workload> work = new();
+
+    protected Bench.Workload Open(Func<Backend, PvlrConfig, Bench.Workload> make)
+    {
+        b ??= Device == "cuda" ? IlgpuBackend.CreateCuda() : new CpuBackend();
+        var w = make(b, PvlrConfig.FromPreset(Preset));
+        work.Add(w);
+        return w;
+    }
+
+    protected void Run(Bench.Workload w) { w.Run(); b.Synchronize(); }
+
+    /// GEMM FLOPs issued on this benchmark's device so far: the tests check with it that each benchmark
+    /// does the work its GFLOP/s column counts, and the same work as `pvlr bench`'s row.
+    public long GemmFlops => b?.GemmFlops ?? 0;
+
+    [GlobalCleanup] public void Close()
+    {
+        foreach (var w in work) w.Dispose();
+        work.Clear();
+        b?.Dispose(); b = null;
+    }
 }
 
 public sealed class GflopsColumn : IColumn
@@ -50,7 +77,9 @@ public sealed class GflopsColumn : IColumn
     {
         var r = s[b]; if (r?.ResultStatistics == null) return "-";
         var inst = (IFlops)Activator.CreateInstance(b.Descriptor.Type)!;
-        double gf = inst.Flops(b.Descriptor.WorkloadMethod.Name) / r.ResultStatistics.Mean;   // ns -> GFLOP/s
+        double flops = inst.Flops(b.Descriptor.WorkloadMethod.Name);
+        if (flops <= 0) return "-";                                                        // a whole step or pass: see Mean
+        double gf = flops / r.ResultStatistics.Mean;                                       // ns -> GFLOP/s
         bool cuda = b.Parameters.Items.Any(p => p.Name == "Device" && (string)p.Value == "cuda");
         double peak = cuda ? GpuPeak.Value : new CpuBackend().PeakGflops;
         return peak > 0 ? $"{gf:F1} ({100 * gf / peak:F0}%)" : $"{gf:F1}";
@@ -63,39 +92,56 @@ public sealed class GflopsColumn : IColumn
 public class GemmHotShape : OnDevices, IFlops
 {
     const int M = 3200, K = 6144, N = 2048;
-    Storage a, w, c;
+    Bench.Workload gemm;
     public double Flops(string m) => 2.0 * M * N * K;
-    [GlobalSetup] public void Setup()
-    {
-        Open(); a = b.Allocate((long)M * K); w = b.Allocate((long)K * N); c = b.Allocate((long)M * N);
-        var r = new Random(1); var h = new float[(long)K * N]; for (int i = 0; i < h.Length; i++) h[i] = (float)r.NextDouble() - 0.5f;
-        b.Upload(w, 0, h); b.Upload(a, 0, h.AsSpan(0, M * K > h.Length ? h.Length : M * K));
-    }
-    [Benchmark] public void Sgemm()
-    {
-        b.Gemm(c, 0, a, 0, w, 0, new GemmParams { Batch = 1, M = M, N = N, K = K, RsA = K, CsA = 1, RsB = N, CsB = 1, Ldc = N, Alpha = 1, Beta = 0 });
-        b.Synchronize();
-    }
+    [GlobalSetup] public void Setup() => gemm = Open((b, _) => Bench.GemmWork(b, M, K, N));
+    [Benchmark] public void Sgemm() => Run(gemm);
 }
 
-/// fusion Conv1d 2048->2048, k=3, B=10, T=320, forward and forward+backward through the tape.
+/// fusion Conv1d 2048->2048, k=3, B=10, T=320, forward and forward+backward through the tape. The GEMMs
+/// run over the zero-padded batch as one sequence, B (T + 2) - 2 rows (the 18 rows that straddle two
+/// videos are computed and dropped), and GFLOP/s counts that issued work, as `pvlr bench` does.
 public class Conv1dHotShape : OnDevices, IFlops
 {
     const int Bt = 10, T = 320, C = 2048;
-    ParameterStore ps; Graph g; float[] x;
-    public double Flops(string m) => (m == nameof(Forward) ? 1 : 3) * 2.0 * Bt * T * C * C * 3;
+    Bench.Workload fwd, fwdBwd;
+    public double Flops(string m) => (m == nameof(Forward) ? 1 : 3) * 2.0 * (Bt * (T + 2) - 2) * C * C * 3;
     [GlobalSetup] public void Setup()
     {
-        Open(); ps = new ParameterStore(); ps.Add("w", new[] { C, C, 3 }); ps.Add("b", new[] { C }); ps.Allocate(b);
-        g = new Graph(b, ps); x = new float[Bt * T * C]; var r = new Random(2); for (int i = 0; i < x.Length; i++) x[i] = (float)r.NextDouble();
+        fwd = Open((b, _) => Bench.ConvWork(b, Bt, T, C, backward: false));
+        fwdBwd = Open((b, _) => Bench.ConvWork(b, Bt, T, C));
     }
-    [Benchmark] public void Forward() { g.Reset(); using (g.NoGrad()) g.Conv1d(g.FromHost(x, Bt, T, C), ps["w"].Value, ps["b"].Value); b.Synchronize(); }
-    [Benchmark] public void ForwardBackward()
-    {
-        g.Reset(); ps.ZeroGrad();
-        var xt = g.FromHost(x, Bt, T, C); xt.RequiresGrad = true;
-        var y = g.Conv1d(xt, ps["w"].Value, ps["b"].Value);
-        g.Backward(g.MeanAll(y));
-        b.Synchronize();
-    }
+    [Benchmark] public void Forward() => Run(fwd);
+    [Benchmark] public void ForwardBackward() => Run(fwdBwd);
+}
+
+/// The CLIP text tower on the learnable prompt (21 prompts of 13 tokens, 12 layers x 512), forward and
+/// backward. GFLOP/s is left to `pvlr bench`, which counts the GEMM work issued.
+public class ClipTextTower : OnDevices, IFlops
+{
+    Bench.Workload tower;
+    public double Flops(string m) => 0;
+    [GlobalSetup] public void Setup() => tower = Open(Bench.ClipTowerWork);
+    [Benchmark] public void ForwardBackward() => Run(tower);
+}
+
+/// One full PVLR training step at the paper shapes (B=10, T=320): forward, every loss, backward, Adam.
+/// Mean = s/step.
+public class TrainingStep : OnDevices, IFlops
+{
+    Bench.Workload step;
+    public double Flops(string m) => 0;
+    [GlobalSetup] public void Setup() => step = Open((b, cfg) => Bench.TrainStepWork(b, cfg));
+    [Benchmark] public void Step() => Run(step);
+}
+
+/// Test-set inference over 212 videos of the real THUMOS14 test lengths, plus the THUMOS evaluation
+/// against the real ground truth. Mean = seconds per pass after BenchmarkDotNet's warm-up (a steady pass;
+/// `pvlr bench` also reports the first one).
+public class TestSetInference : OnDevices, IFlops
+{
+    Bench.Workload pass;
+    public double Flops(string m) => 0;
+    [GlobalSetup] public void Setup() => pass = Open(Bench.InferenceWork);
+    [Benchmark] public void InferenceAndEvaluation() => Run(pass);
 }

@@ -204,16 +204,15 @@ With no --data, train and eval use the embedded demo dataset (generated on first
         int steps = o.Count("steps", 3), passes = o.Count("infer-passes", 1), torchSteps = o.Count("torch-steps", 1);   // refused here, before any row runs
         // the backend's fp32 FMA peak (CPU: cores x ~215; CUDA: from the device's SMs and clock); --peak overrides
         double peak = o.Has("peak") ? double.Parse(o.Get("peak"), CultureInfo.InvariantCulture) : backend.PeakGflops;
-        var classes = Enumerable.Range(0, cfg.NumClasses).Select(i => ClassTokens.Names.Keys.ElementAt(i % ClassTokens.Names.Count)).ToArray();
         (string key, Func<IEnumerable<BenchRow>> run)[] benches =
         [
             ("gemm", () => [Bench.Gemm(backend)]),
             ("conv", () => [Bench.Conv(backend)]),
-            ("clip", () => [Bench.ClipTower(backend, cfg, classes)]),
-            ("step", () => [Bench.TrainStep(backend, cfg, classes, steps, Console.Error)]),
+            ("clip", () => [Bench.ClipTower(backend, cfg)]),
+            ("step", () => [Bench.TrainStep(backend, cfg, steps, Console.Error)]),
             ("infer", () => Bench.TestSetInference(backend, cfg, passes)),
             ("memory", () => Bench.FirstTouch(backend)),
-            ("load", () => Bench.CheckpointLoad(backend, cfg, classes)),
+            ("load", () => Bench.CheckpointLoad(backend, cfg, Bench.Classes(cfg))),
         ];
         if (only.Except(benches.Select(b => b.key)).FirstOrDefault() is { } bad)
             throw new ArgumentException($"--only: unknown benchmark '{bad}' (use {string.Join(",", benches.Select(b => b.key))})");

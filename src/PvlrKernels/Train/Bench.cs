@@ -36,64 +36,77 @@ public static class Bench
         return a;
     }
 
-    public static BenchRow Gemm(Backend b, int m = 3200, int k = 6144, int n = 2048, int reps = 5)
+    /// One benchmark's prepared state and its repeatable body: one product, one conv pass, one step, one
+    /// test-set pass. `pvlr bench` times Run here; the BenchmarkDotNet classes (benchmarks/) call it from
+    /// their [Benchmark] methods, so both measure the same work. Dispose frees what the setup allocated.
+    public sealed class Workload(string name, string shape, Action run, params IDisposable[] owned) : IDisposable
     {
-        using var a = b.Allocate((long)m * k); using var w = b.Allocate((long)k * n); using var c = b.Allocate((long)m * n);
+        public string Name => name;
+        public string Shape => shape;
+        public void Run() => run();
+        public void Dispose() { foreach (var d in owned.Reverse()) d.Dispose(); }
+    }
+
+    /// The class list the benchmarks build models with: the THUMOS names, repeated past 20 classes.
+    public static string[] Classes(PvlrConfig cfg) =>
+        Enumerable.Range(0, cfg.NumClasses).Select(i => ClassTokens.Names.Keys.ElementAt(i % ClassTokens.Names.Count)).ToArray();
+
+    /// The fusion conv's GEMM, C (m x n) = A (m x k) · W (k x n).
+    public static Workload GemmWork(Backend b, int m = 3200, int k = 6144, int n = 2048)
+    {
+        var a = b.Allocate((long)m * k); var w = b.Allocate((long)k * n); var c = b.Allocate((long)m * n);
         b.Upload(a, 0, Randn(m * k, 1)); b.Upload(w, 0, Randn(k * n, 2));
         var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = n, CsB = 1, Ldc = n, Alpha = 1, Beta = 0 };
-        var (s, f) = Time(b, reps, () => b.Gemm(c, 0, a, 0, w, 0, p));
-        return new BenchRow("SGEMM", $"({m}x{k})·({k}x{n})", s, f, "");
+        return new Workload("SGEMM", $"({m}x{k})·({k}x{n})", () => b.Gemm(c, 0, a, 0, w, 0, p), a, w, c);
     }
 
-    public static BenchRow Conv(Backend b, int bt = 10, int t = 320, int ch = 2048, int reps = 3)
+    /// The fusion Conv1d ch -> ch, k = 3, through the tape: forward and backward, or forward alone.
+    public static Workload ConvWork(Backend b, int bt = 10, int t = 320, int ch = 2048, bool backward = true)
     {
-        using var ps = new ParameterStore(); ps.Add("w", new[] { ch, ch, 3 }); ps.Add("b", new[] { ch }); ps.Allocate(b);
+        var ps = new ParameterStore(); ps.Add("w", new[] { ch, ch, 3 }); ps.Add("b", new[] { ch }); ps.Allocate(b);
         ps.Set("w", Randn(ch * ch * 3, 3));
-        using var g = new Graph(b, ps); var x = Randn(bt * t * ch, 4);
-        var (s, f) = Time(b, reps, () =>
+        var g = new Graph(b, ps); var x = Randn(bt * t * ch, 4);
+        void Run()
         {
             g.Reset(); ps.ZeroGrad();
+            if (!backward) { using (g.NoGrad()) g.Conv1d(g.FromHost(x, bt, t, ch), ps["w"].Value, ps["b"].Value); return; }
             var xt = g.FromHost(x, bt, t, ch); xt.RequiresGrad = true;
             g.Backward(g.MeanAll(g.Conv1d(xt, ps["w"].Value, ps["b"].Value)));
-        });
-        return new BenchRow("fusion Conv1d fwd+bwd", $"B={bt} T={t} {ch}→{ch} k=3", s, f, "");
+        }
+        return new Workload(backward ? "fusion Conv1d fwd+bwd" : "fusion Conv1d fwd", $"B={bt} T={t} {ch}→{ch} k=3", Run, g, ps);
     }
 
-    public static BenchRow ClipTower(Backend b, PvlrConfig cfg, string[] classes, int reps = 3)
+    /// The CLIP text tower on the learnable prompt, forward and backward (into the prompt table).
+    public static Workload ClipTowerWork(Backend b, PvlrConfig cfg)
     {
+        var classes = Classes(cfg);
         var model = new PvlrModel(cfg, classes);
         model.Initialize(b, 1);
-        using var store = model.P;
-        using var g = new Graph(b, model.P);
-        var (s, f) = Time(b, reps, () =>
-        {
-            g.Reset(); model.P.ZeroGrad();
-            g.Backward(g.MeanAll(g.Square(model.TextFeatures(g))));
-        });
-        return new BenchRow("CLIP text tower fwd+bwd", $"{classes.Length + 1} prompts, {cfg.ClipLayers}x{cfg.ClipWidth}, {cfg.ClipHeads} heads" + (cfg.TruncateText ? ", 13 tokens" : $", {cfg.ClipContext} tokens"), s, f, "");
+        var g = new Graph(b, model.P);
+        return new Workload("CLIP text tower fwd+bwd", $"{classes.Length + 1} prompts, {cfg.ClipLayers}x{cfg.ClipWidth}, {cfg.ClipHeads} heads" + (cfg.TruncateText ? ", 13 tokens" : $", {cfg.ClipContext} tokens"),
+            () => { g.Reset(); model.P.ZeroGrad(); g.Backward(g.MeanAll(g.Square(model.TextFeatures(g)))); }, model.P, g);
     }
 
-    /// Full training steps on synthetic batches of the config's shapes; returns s/step.
-    public static BenchRow TrainStep(Backend b, PvlrConfig cfg, string[] classes, int steps = 3, TextWriter log = null)
+    /// One full training step (forward, every loss, backward, Adam) on a synthetic batch of the config's
+    /// shapes; each step is logged as done.
+    public static Workload TrainStepWork(Backend b, PvlrConfig cfg, TextWriter log = null)
     {
-        using var tr = new Trainer(cfg, classes, b, log ?? TextWriter.Null);
+        var tr = new Trainer(cfg, Classes(cfg), b, TextWriter.Null);
         int bs = cfg.BatchSize, t = cfg.MaxSeqLen;
         var feats = Randn(bs * t * cfg.FeatDim, 5); var clip = Randn(bs * t * cfg.EmbedDim, 6);
         var labels = new float[bs * cfg.NumClasses]; var r = new Random(7);
         for (int i = 0; i < bs; i++) labels[i * cfg.NumClasses + (i < 6 ? i / 2 : r.Next(cfg.NumClasses))] = 1;
         int done = 0;
-        var (s, f) = Time(b, steps, () => { tr.StepOn(feats, clip, labels); log?.WriteLine($"  step {++done} done"); });
-        return new BenchRow($"training step ({cfg.Preset})", $"B={bs} T={t} F={cfg.FeatDim} D={cfg.EmbedDim} P={cfg.NumSamples}", s, f, $"{1 / s:F3} steps/s");
+        return new Workload($"training step ({cfg.Preset})", $"B={bs} T={t} F={cfg.FeatDim} D={cfg.EmbedDim} P={cfg.NumSamples}",
+            () => { tr.StepOn(feats, clip, labels); log?.WriteLine($"  step {++done} done"); }, tr);
     }
 
     /// Test-mode inference on 212 videos with the real THUMOS14 test lengths (random features) and the
-    /// full evaluation against the real GT, with the same graph: the first pass (JIT compilation, first
-    /// touch of the activation arena and of the transformed weights), then `passes` steady passes (a
-    /// trainer's periodic evaluation, a service), reported as their median with the range beside it, as
-    /// the training-step row reports its steps: on a shared VM one pass can land in a slow phase.
-    public static BenchRow[] TestSetInference(Backend b, PvlrConfig cfg, int passes = 1)
+    /// full evaluation against the real GT (the annotations embedded with the demo data); one pass per Run.
+    public static Workload InferenceWork(Backend b, PvlrConfig cfg) => InferenceWork(b, cfg, out _, out _);
+
+    static Workload InferenceWork(Backend b, PvlrConfig cfg, out Graph graph, out int videoCount)
     {
-        if (passes < 1) throw new ArgumentOutOfRangeException(nameof(passes), $"--infer-passes {passes}: at least one steady pass is needed");
         var dir = Path.Combine(Path.GetTempPath(), "pvlr-bench-ann-" + Environment.ProcessId);
         Features.DemoData.WriteAnnotations(dir);
         var ann = Annotations.Load(dir);
@@ -108,23 +121,54 @@ public static class Bench
         }
         var model = new PvlrModel(cfg, ann.Classes);
         model.Initialize(b, 1);
-        using var store = model.P;
-        using var g = new Graph(b, model.P);
-        string shape = $"{videos.Count} videos, {videos.Sum(v => v.T)} snippets";
+        var g = new Graph(b, model.P);
+        graph = g; videoCount = videos.Count;
+        return new Workload($"test-set inference + eval ({cfg.Preset})", $"{videos.Count} videos, {videos.Sum(v => v.T)} snippets",
+            () => Inference.Evaluate(model, g, ann, videos), model.P, g);
+    }
+
+    /// A row of a workload's median time over `reps` runs after a warm-up run.
+    static BenchRow Row(Backend b, Workload w, int reps, Func<double, string> rate = null)
+    {
+        using (w)
+        {
+            var (s, f) = Time(b, reps, w.Run);
+            return new BenchRow(w.Name, w.Shape, s, f, rate?.Invoke(s) ?? "");
+        }
+    }
+
+    public static BenchRow Gemm(Backend b, int m = 3200, int k = 6144, int n = 2048, int reps = 5) => Row(b, GemmWork(b, m, k, n), reps);
+
+    public static BenchRow Conv(Backend b, int bt = 10, int t = 320, int ch = 2048, int reps = 3) => Row(b, ConvWork(b, bt, t, ch), reps);
+
+    public static BenchRow ClipTower(Backend b, PvlrConfig cfg, int reps = 3) => Row(b, ClipTowerWork(b, cfg), reps);
+
+    /// Full training steps on synthetic batches of the config's shapes; the row's time is s/step.
+    public static BenchRow TrainStep(Backend b, PvlrConfig cfg, int steps = 3, TextWriter log = null) =>
+        Row(b, TrainStepWork(b, cfg, log), steps, s => $"{1 / s:F3} steps/s");
+
+    /// Test-set inference plus evaluation (InferenceWork) with one graph: the first pass (JIT compilation,
+    /// first touch of the activation arena and of the transformed weights), then `passes` steady passes (a
+    /// trainer's periodic evaluation, a service), reported as their median with the range beside it, as
+    /// the training-step row reports its steps: on a shared VM one pass can land in a slow phase.
+    public static BenchRow[] TestSetInference(Backend b, PvlrConfig cfg, int passes = 1)
+    {
+        if (passes < 1) throw new ArgumentOutOfRangeException(nameof(passes), $"--infer-passes {passes}: at least one steady pass is needed");
+        using var w = InferenceWork(b, cfg, out var g, out int count);
         BenchRow Pass(string name)
         {
             long f0 = b.GemmFlops;
             var jit0 = System.Runtime.JitInfo.GetCompilationTime();
             var sw = Stopwatch.StartNew();
-            Inference.Evaluate(model, g, ann, videos);
+            w.Run();
             b.Synchronize();
             double s = sw.Elapsed.TotalSeconds;
             double jit = (System.Runtime.JitInfo.GetCompilationTime() - jit0).TotalSeconds;
             if (Profiler.Enabled) { Console.Error.WriteLine($"profile of {name}:\n{Profiler.Report()}\n"); Profiler.Reset(); }   // each pass apart
-            return new BenchRow(name, shape, s, b.GemmFlops - f0, $"{videos.Count / s:F1} videos/s, arena {g.Act.Touched * 4 >> 20} MiB, JIT {jit:F2} s");
+            return new BenchRow(name, w.Shape, s, b.GemmFlops - f0, $"{count / s:F1} videos/s, arena {g.Act.Touched * 4 >> 20} MiB, JIT {jit:F2} s");
         }
-        var first = Pass($"test-set inference + eval ({cfg.Preset}), first pass");
-        var steady = Enumerable.Range(0, passes).Select(_ => Pass($"test-set inference + eval ({cfg.Preset})")).OrderBy(r => r.Seconds).ToArray();
+        var first = Pass($"{w.Name}, first pass");
+        var steady = Enumerable.Range(0, passes).Select(_ => Pass(w.Name)).OrderBy(r => r.Seconds).ToArray();
         var median = steady[steady.Length / 2];
         if (passes > 1) median = median with { Rate = median.Rate + $", median of {passes} passes ({steady[0].Seconds:F2} to {steady[^1].Seconds:F2} s)" };
         return new[] { first, median };

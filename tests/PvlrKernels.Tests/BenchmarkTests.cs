@@ -1,0 +1,78 @@
+// The BenchmarkDotNet classes (benchmarks/) run pvlr bench's workloads: each benchmark method issues the
+// GEMM work its GFLOP/s column counts, or, for the model benchmarks, the same work as the bench row.
+using NUnit.Framework;
+using PvlrKernels.Benchmarks;
+using PvlrKernels.Engine;
+using PvlrKernels.Model;
+using PvlrKernels.Train;
+
+namespace PvlrKernels.Tests;
+
+public sealed class BenchmarkTests
+{
+    /// The GEMM FLOPs one call of `method` issues after `setup` (the class's [GlobalSetup]).
+    static long FlopsOfOneCall(OnDevices bench, Action setup, Action method)
+    {
+        setup();
+        try
+        {
+            long f0 = bench.GemmFlops;
+            method();
+            return bench.GemmFlops - f0;
+        }
+        finally { bench.Close(); }
+    }
+
+    [Test]
+    public void HotShapesDoTheWorkTheirColumnCounts()
+    {
+        // the paper shapes (fixed in the classes): about 200 GFLOP on the CPU
+        var gemm = new GemmHotShape();
+        Assert.That(FlopsOfOneCall(gemm, gemm.Setup, gemm.Sgemm), Is.EqualTo(gemm.Flops(nameof(gemm.Sgemm))));
+        var conv = new Conv1dHotShape();
+        Assert.That(FlopsOfOneCall(conv, conv.Setup, conv.Forward), Is.EqualTo(conv.Flops(nameof(conv.Forward))));
+        Assert.That(FlopsOfOneCall(conv, conv.Setup, conv.ForwardBackward), Is.EqualTo(conv.Flops(nameof(conv.ForwardBackward))));
+        Assert.That(conv.GemmFlops, Is.Zero, "Close hands the backend back");
+    }
+
+    [Test]
+    public void ModelBenchmarksDoWhatPvlrBenchTimes()
+    {
+        // the CLIP tower, the training step and test-set inference at the tiny preset, against the rows
+        // pvlr bench gives for the same preset (GEMM FLOPs per step or pass)
+        var cfg = PvlrConfig.Tiny();
+        using var cpu = new CpuBackend();
+        var clip = new ClipTextTower { Preset = "tiny" };
+        Assert.That(FlopsOfOneCall(clip, clip.Setup, clip.ForwardBackward), Is.GreaterThan(0).And.EqualTo(Bench.ClipTower(cpu, cfg, 1).Flops));
+        var step = new TrainingStep { Preset = "tiny" };
+        Assert.That(FlopsOfOneCall(step, step.Setup, step.Step), Is.GreaterThan(0).And.EqualTo(Bench.TrainStep(cpu, cfg, 1).Flops));
+        var infer = new TestSetInference { Preset = "tiny" };
+        Assert.That(FlopsOfOneCall(infer, infer.Setup, infer.InferenceAndEvaluation), Is.GreaterThan(0).And.EqualTo(Bench.TestSetInference(cpu, cfg)[1].Flops));
+    }
+
+    sealed class Owned(List<string> freed, string name) : IDisposable { public void Dispose() => freed.Add(name); }
+
+    [Test]
+    public void WorkloadsRunTheirBodyAndFreeWhatTheyOwn()
+    {
+        // Run is the body, once per call; Dispose frees what the setup made, the last made first
+        var freed = new List<string>(); int runs = 0;
+        using (var w = new Bench.Workload("n", "s", () => runs++, new Owned(freed, "store"), new Owned(freed, "graph")))
+        {
+            w.Run(); w.Run();
+            Assert.That(runs, Is.EqualTo(2));
+            Assert.That(freed, Is.Empty);
+        }
+        Assert.That(freed, Is.EqualTo(new[] { "graph", "store" }));
+
+        using var cpu = new CpuBackend();
+        var log = new StringWriter();
+        using (var step = Bench.TrainStepWork(cpu, PvlrConfig.Tiny(), log)) { step.Run(); step.Run(); }
+        Assert.That(log.ToString(), Is.EqualTo("  step 1 done" + Environment.NewLine + "  step 2 done" + Environment.NewLine));
+        using var gemm = Bench.GemmWork(cpu, 8, 16, 32);
+        long f0 = cpu.GemmFlops;
+        gemm.Run();
+        Assert.That(cpu.GemmFlops - f0, Is.EqualTo(2L * 8 * 16 * 32));
+        Assert.That((gemm.Name, gemm.Shape), Is.EqualTo(("SGEMM", "(8x16)·(16x32)")));
+    }
+}
