@@ -115,33 +115,37 @@ public class Conv1dHotShape : OnDevices, IFlops
     [Benchmark] public void ForwardBackward() => Run(fwdBwd);
 }
 
-/// The CLIP text tower on the learnable prompt (21 prompts of 13 tokens, 12 layers x 512), forward and
-/// backward. GFLOP/s is left to `pvlr bench`, which counts the GEMM work issued.
-public class ClipTextTower : OnDevices, IFlops
+/// A benchmark of one whole model workload of the preset (a tower pass, a step, a test-set pass). Its
+/// GFLOP/s is left to `pvlr bench`, which counts the GEMM work issued; BenchmarkDotNet's Mean is the figure.
+public abstract class ModelWorkload : OnDevices, IFlops
 {
-    Bench.Workload tower;
+    protected Bench.Workload work;
+    protected abstract Bench.Workload Make(Backend b, PvlrConfig cfg);
     public double Flops(string m) => 0;
-    [GlobalSetup] public void Setup() => tower = Open(Bench.ClipTowerWork);
-    [Benchmark] public void ForwardBackward() => Run(tower);
+    [GlobalSetup] public void Setup() => work = Open(Make);
+}
+
+/// The CLIP text tower on the learnable prompt (21 prompts of 13 tokens, 12 layers x 512), forward and
+/// backward.
+public class ClipTextTower : ModelWorkload
+{
+    protected override Bench.Workload Make(Backend b, PvlrConfig cfg) => Bench.ClipTowerWork(b, cfg);
+    [Benchmark] public void ForwardBackward() => Run(work);
 }
 
 /// One full PVLR training step at the paper shapes (B=10, T=320): forward, every loss, backward, Adam.
 /// Mean = s/step.
-public class TrainingStep : OnDevices, IFlops
+public class TrainingStep : ModelWorkload
 {
-    Bench.Workload step;
-    public double Flops(string m) => 0;
-    [GlobalSetup] public void Setup() => step = Open((b, cfg) => Bench.TrainStepWork(b, cfg));
-    [Benchmark] public void Step() => Run(step);
+    protected override Bench.Workload Make(Backend b, PvlrConfig cfg) => Bench.TrainStepWork(b, cfg);
+    [Benchmark] public void Step() => Run(work);
 }
 
 /// Test-set inference over 212 videos of the real THUMOS14 test lengths, plus the THUMOS evaluation
 /// against the real ground truth. Mean = seconds per pass after BenchmarkDotNet's warm-up (a steady pass;
 /// `pvlr bench` also reports the first one).
-public class TestSetInference : OnDevices, IFlops
+public class TestSetInference : ModelWorkload
 {
-    Bench.Workload pass;
-    public double Flops(string m) => 0;
-    [GlobalSetup] public void Setup() => pass = Open(Bench.InferenceWork);
-    [Benchmark] public void InferenceAndEvaluation() => Run(pass);
+    protected override Bench.Workload Make(Backend b, PvlrConfig cfg) => Bench.InferenceWork(b, cfg);
+    [Benchmark] public void InferenceAndEvaluation() => Run(work);
 }
