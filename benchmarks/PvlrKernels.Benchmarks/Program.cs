@@ -21,11 +21,18 @@ namespace PvlrKernels.Benchmarks;
 
 public static class Program
 {
+    /// --inprocess: the benchmarks run in this process (no fresh process per launch, so no cold-start job).
+    public static bool InProcess { get; private set; }
+
+    /// The benchmark processes run under the CLI's JIT setting (TieredCompilationQuickJit false, set in both
+    /// csproj files): methods compiled fully optimized on first use, as `pvlr eval` runs them.
+    public static readonly EnvironmentVariable AsTheCli = new("DOTNET_TC_QuickJit", "0");
+
     public static void Main(string[] args)
     {
-        bool inProcess = args.Contains("--inprocess");
-        var job = Job.ShortRun.WithWarmupCount(2).WithIterationCount(5);
-        if (inProcess) job = job.WithToolchain(BenchmarkDotNet.Toolchains.InProcess.Emit.InProcessEmitToolchain.Instance);
+        InProcess = args.Contains("--inprocess");
+        var job = Job.ShortRun.WithWarmupCount(2).WithIterationCount(5).WithEnvironmentVariables(AsTheCli);
+        if (InProcess) job = job.WithToolchain(BenchmarkDotNet.Toolchains.InProcess.Emit.InProcessEmitToolchain.Instance);
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args.Where(a => a != "--inprocess").ToArray(),
             DefaultConfig.Instance.AddJob(job).AddColumn(new GflopsColumn()));
     }
@@ -142,10 +149,25 @@ public class TrainingStep : ModelWorkload
 }
 
 /// Test-set inference over 212 videos of the real THUMOS14 test lengths, plus the THUMOS evaluation
-/// against the real ground truth. Mean = seconds per pass after BenchmarkDotNet's warm-up (a steady pass;
-/// `pvlr bench` also reports the first one).
+/// against the real ground truth. The ShortRun job's Mean is seconds per pass after BenchmarkDotNet's
+/// warm-up (a steady pass: a trainer's periodic evaluation, a service); the ColdStart job times the first
+/// pass alone in each of 3 fresh processes (a one-shot `pvlr eval`: JIT, the first writes of the
+/// transformed weights and the arena).
+[Config(typeof(ColdStartConfig))]
 public class TestSetInference : ModelWorkload
 {
     protected override Bench.Workload Make(Backend b, PvlrConfig cfg) => Bench.InferenceWork(b, cfg);
     [Benchmark] public void InferenceAndEvaluation() => Run(work);
+}
+
+/// The cold-start job: 3 fresh processes, one call each, no warm-up. Left out with --inprocess, where no
+/// call after the first is cold.
+public sealed class ColdStartConfig : ManualConfig
+{
+    public ColdStartConfig()
+    {
+        if (!Program.InProcess)
+            AddJob(Job.Default.WithStrategy(BenchmarkDotNet.Engines.RunStrategy.ColdStart).WithLaunchCount(3).WithWarmupCount(0).WithIterationCount(1)
+                .WithEnvironmentVariables(Program.AsTheCli).WithId("ColdStart"));
+    }
 }

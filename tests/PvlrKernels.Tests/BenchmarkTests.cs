@@ -50,6 +50,18 @@ public sealed class BenchmarkTests
         Assert.That(FlopsOfOneCall(infer, infer.Setup, infer.InferenceAndEvaluation), Is.GreaterThan(0).And.EqualTo(Bench.TestSetInference(cpu, cfg)[1].Flops));
     }
 
+    [Test]
+    public void InferenceAlsoRunsColdInFreshProcesses()
+    {
+        // the inference benchmark's extra job: the first pass alone in 3 fresh processes, under the CLI's
+        // JIT setting (as the ShortRun job)
+        var job = new ColdStartConfig().GetJobs().Single();
+        Assert.That(job.Run.RunStrategy, Is.EqualTo(BenchmarkDotNet.Engines.RunStrategy.ColdStart));
+        Assert.That((job.Run.LaunchCount, job.Run.WarmupCount, job.Run.IterationCount), Is.EqualTo((3, 0, 1)));
+        Assert.That(job.Environment.EnvironmentVariables, Does.Contain(PvlrKernels.Benchmarks.Program.AsTheCli));
+        Assert.That(typeof(TestSetInference).GetCustomAttributes(typeof(BenchmarkDotNet.Attributes.ConfigAttribute), false), Has.Length.EqualTo(1));
+    }
+
     sealed class Owned(List<string> freed, string name) : IDisposable { public void Dispose() => freed.Add(name); }
 
     [Test]
