@@ -88,10 +88,10 @@ public static class Bench
     }
 
     /// One full training step (forward, every loss, backward, Adam) on a synthetic batch of the config's
-    /// shapes; each step is logged as done.
+    /// shapes; each step is logged as done (with PVLR_PROFILE=1, after its phases).
     public static Workload TrainStepWork(Backend b, PvlrConfig cfg, TextWriter log = null)
     {
-        var tr = new Trainer(cfg, Classes(cfg), b, TextWriter.Null);
+        var tr = new Trainer(cfg, Classes(cfg), b, log ?? TextWriter.Null);    // PVLR_PROFILE=1: its per-phase lines too
         int bs = cfg.BatchSize, t = cfg.MaxSeqLen;
         var feats = Randn(bs * t * cfg.FeatDim, 5); var clip = Randn(bs * t * cfg.EmbedDim, 6);
         var labels = new float[bs * cfg.NumClasses]; var r = new Random(7);
