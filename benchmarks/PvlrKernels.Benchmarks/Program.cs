@@ -24,9 +24,12 @@ public static class Program
     /// --inprocess: the benchmarks run in this process (no fresh process per launch, so no cold-start job).
     public static bool InProcess { get; private set; }
 
-    /// The benchmark processes run under the CLI's JIT setting (TieredCompilationQuickJit false, set in both
-    /// csproj files): methods compiled fully optimized on first use, as `pvlr eval` runs them.
-    public static readonly EnvironmentVariable AsTheCli = new("DOTNET_TC_QuickJit", "0");
+    /// The benchmark processes run under the CLI's JIT settings: TieredCompilationQuickJit false (set in both
+    /// csproj files), so methods are compiled fully optimized on first use, as `pvlr eval` runs them; and a
+    /// multicore JIT profile per benchmark class (JitProfile), as each CLI command keeps one. BenchmarkDotNet
+    /// runs its own entry point in these processes, so OnDevices starts the profile when it sees JitVariable.
+    public const string JitVariable = "PVLR_BENCH_JIT_PROFILE";
+    public static readonly EnvironmentVariable[] AsTheCli = { new("DOTNET_TC_QuickJit", "0"), new(JitVariable, "1") };
 
     public static void Main(string[] args)
     {
@@ -50,9 +53,11 @@ public abstract class OnDevices
     public string Preset { get; set; } = "paper";
     protected Backend b;
     readonly List<Bench.Workload> work = new();
+    static bool profiled;
 
     protected Bench.Workload Open(Func<Backend, PvlrConfig, Bench.Workload> make)
     {
+        if (!profiled && Environment.GetEnvironmentVariable(Program.JitVariable) == "1") { JitProfile.Start("bdn-" + GetType().Name); profiled = true; }
         b ??= Device == "cuda" ? IlgpuBackend.CreateCuda() : new CpuBackend();
         var w = make(b, PvlrConfig.FromPreset(Preset));
         work.Add(w);

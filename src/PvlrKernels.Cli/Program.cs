@@ -24,11 +24,18 @@ usage:
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors] [--seed S]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
 With no --data, train and eval use the embedded demo dataset (generated on first use under features/demo).
+Each command keeps a multicore-JIT profile of its last run, so the next run compiles on an idle core: under
+$PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvlr/jit.
 """;
+
+    static readonly HashSet<string> Commands = new() { "train", "eval", "infer", "score", "gen-demo", "replay", "bench", "export", "fuzz" };
 
     public static int Main(string[] args)
     {
         if (args.Length == 0 || args[0] is "-h" or "--help") { Console.WriteLine(Usage); return args.Length == 0 ? 2 : 0; }
+        // multicore JIT from the last run of this command (Engine/JitProfile.cs); only as the process's own
+        // entry point, not when a test host calls Main
+        if (System.Reflection.Assembly.GetEntryAssembly() == typeof(Program).Assembly && Commands.Contains(args[0])) JitProfile.Start(args[0]);
         try
         {
             var o = Opts.Parse(args.Skip(1).ToArray());

@@ -54,11 +54,13 @@ public sealed class BenchmarkTests
     public void InferenceAlsoRunsColdInFreshProcesses()
     {
         // the inference benchmark's extra job: the first pass alone in 3 fresh processes, under the CLI's
-        // JIT setting (as the ShortRun job)
+        // JIT settings (as the ShortRun job): full optimization on first use, and a multicore JIT profile
         var job = new ColdStartConfig().GetJobs().Single();
         Assert.That(job.Run.RunStrategy, Is.EqualTo(BenchmarkDotNet.Engines.RunStrategy.ColdStart));
         Assert.That((job.Run.LaunchCount, job.Run.WarmupCount, job.Run.IterationCount), Is.EqualTo((3, 0, 1)));
-        Assert.That(job.Environment.EnvironmentVariables, Does.Contain(PvlrKernels.Benchmarks.Program.AsTheCli));
+        Assert.That(job.Environment.EnvironmentVariables, Is.SupersetOf(PvlrKernels.Benchmarks.Program.AsTheCli));
+        Assert.That(PvlrKernels.Benchmarks.Program.AsTheCli.Select(v => (v.Key, v.Value)),
+            Is.EquivalentTo(new[] { ("DOTNET_TC_QuickJit", "0"), (PvlrKernels.Benchmarks.Program.JitVariable, "1") }));
         Assert.That(typeof(TestSetInference).GetCustomAttributes(typeof(BenchmarkDotNet.Attributes.ConfigAttribute), false), Has.Length.EqualTo(1));
     }
 
