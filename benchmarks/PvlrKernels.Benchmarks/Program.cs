@@ -57,11 +57,18 @@ public abstract class OnDevices
 
     protected Bench.Workload Open(Func<Backend, PvlrConfig, Bench.Workload> make)
     {
-        if (!profiled && Environment.GetEnvironmentVariable(Program.JitVariable) == "1") { JitProfile.Start("bdn-" + GetType().Name); profiled = true; }
+        if (!profiled && Environment.GetEnvironmentVariable(Program.JitVariable) == "1") { JitProfile.Start("bdn-" + BenchmarkName(GetType())); profiled = true; }
         b ??= Device == "cuda" ? IlgpuBackend.CreateCuda() : new CpuBackend();
         var w = make(b, PvlrConfig.FromPreset(Preset));
         work.Add(w);
         return w;
+    }
+
+    /// The benchmark class itself, not the Runnable_N class that BenchmarkDotNet generates from it.
+    public static string BenchmarkName(Type t)
+    {
+        while (t.Assembly != typeof(OnDevices).Assembly) t = t.BaseType;
+        return t.Name;
     }
 
     protected void Run(Bench.Workload w) { w.Run(); b.Synchronize(); }

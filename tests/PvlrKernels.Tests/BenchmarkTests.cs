@@ -64,6 +64,16 @@ public sealed class BenchmarkTests
         Assert.That(typeof(TestSetInference).GetCustomAttributes(typeof(BenchmarkDotNet.Attributes.ConfigAttribute), false), Has.Length.EqualTo(1));
     }
 
+    /// BenchmarkDotNet runs a generated subclass of each benchmark class; its JIT profile is named after ours.
+    sealed class Runnable_0 : TestSetInference { }
+
+    [Test]
+    public void JitProfileIsNamedAfterTheBenchmarkClass()
+    {
+        Assert.That(OnDevices.BenchmarkName(typeof(Runnable_0)), Is.EqualTo("TestSetInference"));
+        Assert.That(OnDevices.BenchmarkName(typeof(GemmHotShape)), Is.EqualTo("GemmHotShape"));
+    }
+
     sealed class Owned(List<string> freed, string name) : IDisposable { public void Dispose() => freed.Add(name); }
 
     [Test]
