@@ -2,8 +2,8 @@
 // methods it compiled, and the next run of the same command compiles them on an idle core ahead of their
 // first call, while the checkpoint and the features load. Without it, a one-shot `pvlr eval` or the first
 // inference pass of `pvlr bench` spends about 0.4-0.5 s compiling on the critical path.
-// The profile is a cache: the runtime ignores one written by another build of the assemblies, and a
-// lost or torn file costs only that run's head start. Where it lives:
+// The profile only says which methods to compile early, never what code to run: a lost profile, a torn
+// one or one left by another build can cost that run its head start, not its results. Where it lives:
 //   PVLR_JIT_PROFILE_DIR=DIR   that folder; "off" (or empty) turns the profile off
 //   otherwise                  $XDG_CACHE_HOME/pvlr/jit, else ~/.cache/pvlr/jit
 namespace PvlrKernels.Engine;
