@@ -34,8 +34,8 @@ public sealed class JitProfileTests
             Assert.Throws<ArgumentException>(() => JitProfile.Start(bad, Env((JitProfile.Variable, "off"))), bad);
     }
 
-    /// A `pvlr` process (here one that fails fast on a missing folder) leaves its command's profile behind;
-    /// with the variable off it leaves nothing.
+    /// A `pvlr` process (here one that fails fast on a missing folder) leaves its command's profile behind,
+    /// also over a corrupt one; with the variable off it leaves nothing.
     [Test]
     public void ThePvlrProcessWritesItsCommandsProfile()
     {
@@ -59,6 +59,11 @@ public sealed class JitProfileTests
             Assert.That(Score(dir), Is.EqualTo(1));
             var profile = new FileInfo(Path.Combine(dir, "score.jitprofile"));
             Assert.That(profile.Exists && profile.Length > 0, Is.True, $"no profile at {profile.FullName}");
+            // a torn or foreign profile: the run is the same, and leaves a profile of its own
+            var junk = new byte[4000]; new Random(3).NextBytes(junk);
+            File.WriteAllBytes(profile.FullName, junk);
+            Assert.That(Score(dir), Is.EqualTo(1));
+            Assert.That(File.ReadAllBytes(profile.FullName), Is.Not.EqualTo(junk));
         }
         finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
     }
