@@ -28,23 +28,24 @@ Each command keeps a multicore-JIT profile of its last run, so the next run comp
 $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvlr/jit.
 """;
 
-    static readonly HashSet<string> Commands = new() { "train", "eval", "infer", "score", "gen-demo", "replay", "bench", "export", "fuzz" };
+    static readonly Dictionary<string, Func<Opts, int>> Commands = new()
+    {
+        ["train"] = TrainCmd, ["eval"] = EvalCmd, ["infer"] = InferCmd, ["score"] = ScoreCmd, ["gen-demo"] = GenDemoCmd,
+        ["replay"] = ReplayCmd, ["bench"] = BenchCmd, ["export"] = ExportCmd, ["fuzz"] = FuzzCmd,
+    };
 
     public static int Main(string[] args)
     {
         if (args.Length == 0 || args[0] is "-h" or "--help") { Console.WriteLine(Usage); return args.Length == 0 ? 2 : 0; }
         // multicore JIT from the last run of this command (Engine/JitProfile.cs); only as the process's own
         // entry point, not when a test host calls Main
-        if (System.Reflection.Assembly.GetEntryAssembly() == typeof(Program).Assembly && Commands.Contains(args[0])) JitProfile.Start(args[0]);
+        bool known = Commands.TryGetValue(args[0], out var command);
+        if (known && System.Reflection.Assembly.GetEntryAssembly() == typeof(Program).Assembly) JitProfile.Start(args[0]);
         try
         {
             var o = Opts.Parse(args.Skip(1).ToArray());
             o.Allow(args[0], Options(args[0]));
-            return args[0] switch
-            {
-                "train" => TrainCmd(o), "eval" => EvalCmd(o), "infer" => InferCmd(o), "score" => ScoreCmd(o), "gen-demo" => GenDemoCmd(o), "replay" => ReplayCmd(o), "bench" => BenchCmd(o), "export" => ExportCmd(o), "fuzz" => FuzzCmd(o),
-                _ => throw new ArgumentException($"unknown command '{args[0]}'\n{Usage}")
-            };
+            return known ? command(o) : throw new ArgumentException($"unknown command '{args[0]}'\n{Usage}");
         }
         catch (Exception e) when (e is ArgumentException or DataFormatException or FileNotFoundException or DirectoryNotFoundException
                                    or ShapeException or TrainingDivergedException or OutOfMemoryException or InvalidOperationException)
