@@ -216,7 +216,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         [
             ("gemm", () => [Bench.Gemm(backend)]),
             ("conv", () => [Bench.Conv(backend)]),
-            ("clip", () => [Bench.ClipTower(backend, cfg)]),
+            ("clip", () => Bench.ClipTower(backend, cfg)),
             ("step", () => [Bench.TrainStep(backend, cfg, steps, Console.Error)]),
             ("infer", () => Bench.TestSetInference(backend, cfg, passes)),
             ("memory", () => Bench.FirstTouch(backend)),

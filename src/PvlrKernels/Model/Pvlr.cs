@@ -22,10 +22,19 @@ public sealed class PvlrModel
     public readonly string[] Classes;
     readonly int[][] tokens;
     readonly int vocab;
-    readonly int promptLen;                 // tokens processed by the text tower (13 with truncation, 77 without)
-    readonly float[] promptIdx, promptMask; // (C+1, L): row of E to use, and 1 where E is used
-    readonly float[] tokenIdx;              // (C+1, L): token id used where E is not (0 elsewhere)
-    readonly float[] eotIdx;                // (C+1): EOT position per prompt row
+    readonly int promptLen;                 // positions per prompt row in the attention layout (13 with truncation, 77 without)
+    // The text tower's token rows ("nodes"). With SharePromptPrefix, one node per distinct prefix of a
+    // prompt row up to its EOT: under the causal mask a position's state depends only on the tokens up to
+    // it, so SOT and the 4 prefix rows of E, shared by every class, run once (as do words that classes
+    // share at the same place), and no row runs past its EOT: 144 rows instead of 21 x 13 for THUMOS.
+    // Otherwise one node per (row, position). The linears and LayerNorms run on the nodes; attention
+    // runs on the (C+1, L) layout gathered from them (nodeOf) and its output is read back per node at
+    // the node's first (row, position) (nodeAt). Each node's values are those of the (row, position)
+    // it stands for, bit for bit.
+    readonly float[] nodeE, nodeMask;       // per node: row of E to use, and 1 where E is used
+    readonly float[] nodeToken, nodePos;    // per node: token id where E is not (0 elsewhere), position
+    readonly float[] nodeOf, nodeAt;        // (C+1, L) -> node; node -> its first (row, position), flat
+    readonly float[] eotNode;               // (C+1): the node of each row's EOT
 
     /// `prompt` overrides the class tokens: per class [SOT, name tokens..., EOT] ids into a token table of
     /// `vocab` rows (a replayed dump brings CLIP's own tokens this way); by default ClassTokens.Build.
@@ -41,19 +50,40 @@ public sealed class PvlrModel
         if (maxEot >= cfg.ClipContext) throw new ArgumentException($"prompt of {maxEot + 1} tokens exceeds the context {cfg.ClipContext}");
         promptLen = cfg.TruncateText ? maxEot + 1 : cfg.ClipContext;
         int r = Classes.Length + 1, l = promptLen;
-        promptIdx = new float[r * l]; promptMask = new float[r * l]; tokenIdx = new float[r * l]; eotIdx = new float[r];
-        for (int row = 0; row < r; row++)
-            for (int p = 0; p < l; p++) { promptIdx[row * l + p] = p; promptMask[row * l + p] = 1; }
+        var useE = new bool[r * l]; var token = new int[r * l]; var eot = new int[r];
+        Array.Fill(useE, true);
         for (int c = 0; c < Classes.Length; c++)
         {
             var t = tokens[c]; int ind = t.Length - 1;        // argmax(tok) = EOT position in the raw tokenization
-            void Tok(int pos, int id) { promptMask[c * l + pos] = 0; tokenIdx[c * l + pos] = id; }
+            void Tok(int pos, int id) { useE[c * l + pos] = false; token[c * l + pos] = id; }
             Tok(0, t[0]);
             for (int j = 1; j < ind; j++) Tok(cfg.Prefix + j, t[j]);
             Tok(cfg.Prefix + ind + cfg.Postfix, t[ind]);
-            eotIdx[c] = cfg.Prefix + ind + cfg.Postfix;
+            eot[c] = cfg.Prefix + ind + cfg.Postfix;
         }
-        eotIdx[Classes.Length] = 0;                             // background: all-zero tokens, argmax = 0
+        eot[Classes.Length] = 0;                                // background: all-zero tokens, argmax = 0
+        bool share = cfg.TruncateText && cfg.SharePromptPrefix;
+        var node = new Dictionary<(int parent, int row, int input), int>();   // row = -1 when shared
+        var nE = new List<float>(); var nMask = new List<float>(); var nTok = new List<float>(); var nPos = new List<float>(); var nAt = new List<float>();
+        nodeOf = new float[r * l]; eotNode = new float[r];
+        for (int row = 0; row < r; row++)
+        {
+            int parent = -1;
+            for (int p = 0; p < l; p++)
+            {
+                int at = row * l + p;
+                if (share && p > eot[row]) { nodeOf[at] = nodeOf[row * l + eot[row]]; continue; }   // never read
+                var key = (parent, share ? -1 : row, useE[at] ? p : -1 - token[at]);
+                if (!node.TryGetValue(key, out int id))
+                {
+                    node[key] = id = nE.Count;
+                    nE.Add(useE[at] ? p : 0); nMask.Add(useE[at] ? 1 : 0); nTok.Add(useE[at] ? 0 : token[at]); nPos.Add(p); nAt.Add(at);
+                }
+                nodeOf[at] = parent = id;
+            }
+            eotNode[row] = nodeOf[row * l + eot[row]];
+        }
+        nodeE = nE.ToArray(); nodeMask = nMask.ToArray(); nodeToken = nTok.ToArray(); nodePos = nPos.ToArray(); nodeAt = nAt.ToArray();
         Register();
     }
 
@@ -123,6 +153,9 @@ public sealed class PvlrModel
 
     Tensor W(string n) => P[n].Value;
 
+    /// Token rows the text tower's linears run on (the nodes above).
+    public int TextRows => nodeE.Length;
+
     // ---------------- the cross-modal attention module (CO2-Net, wstal.py:11-50) ----------------
     (Tensor attn, Tensor filtered) Attn(Graph g, string m, Tensor v, Tensor f, RaggedBatch rag)
     {
@@ -160,28 +193,27 @@ public sealed class PvlrModel
     // ---------------- CLIP text tower on the learnable prompt (wstal.py:125-163) ----------------
     public Tensor TextFeatures(Graph g)
     {
-        int r = Classes.Length + 1, l = promptLen, w = Cfg.ClipWidth;
-        var e = g.Reshape(W("embedding.weight"), 1, Cfg.ClipContext, w);
-        var fromE = g.Gather(e, 1, g.FromHost(promptIdx, 1, r * l), perInner: false);          // (1, R*L, W)
-        var tok = g.Gather(g.Reshape(W("clipmodel.token_embedding.weight"), 1, -1, w), 1, g.FromHost(tokenIdx, 1, r * l), perInner: false);
-        var x = g.Add(g.Mul(fromE, g.FromHost(promptMask, 1, r * l, 1)), g.Mul(tok, g.FromHost(promptMask.Select(v => 1 - v).ToArray(), 1, r * l, 1)));
-        x = g.Reshape(x, r, l, w);
-        var pos = g.Reshape(g.Slice(g.Reshape(W("clipmodel.positional_embedding"), 1, Cfg.ClipContext, w), 1, 0, l), l, w);
-        x = g.Add(x, pos);
+        int r = Classes.Length + 1, l = promptLen, w = Cfg.ClipWidth, u = nodeE.Length;
+        Tensor Rows(Tensor table, float[] idx) => g.Gather(table, 1, g.FromHost(idx, 1, idx.Length), perInner: false);
+        var fromE = Rows(g.Reshape(W("embedding.weight"), 1, Cfg.ClipContext, w), nodeE);                 // (1, U, W)
+        var tok = Rows(g.Reshape(W("clipmodel.token_embedding.weight"), 1, -1, w), nodeToken);
+        var x = g.Add(g.Mul(fromE, g.FromHost(nodeMask, 1, u, 1)), g.Mul(tok, g.FromHost(nodeMask.Select(v => 1 - v).ToArray(), 1, u, 1)));
+        x = g.Add(x, Rows(g.Reshape(W("clipmodel.positional_embedding"), 1, Cfg.ClipContext, w), nodePos));
+        var toLayout = g.FromHost(nodeOf, 1, r * l); var toNodes = g.FromHost(nodeAt, 1, u);
         for (int i = 0; i < Cfg.ClipLayers; i++)
         {
             string b = $"clipmodel.transformer.resblocks.{i}.";
             var h = g.LayerNorm(x, W(b + "ln_1.weight"), W(b + "ln_1.bias"));
-            var qkv = g.Linear(h, W(b + "attn.in_proj_weight"), W(b + "attn.in_proj_bias"));
-            var att = g.Attention(qkv, Cfg.ClipHeads, causal: true);
+            var qkv = g.Linear(h, W(b + "attn.in_proj_weight"), W(b + "attn.in_proj_bias"));                // (1, U, 3W)
+            var att = g.Attention(g.Reshape(g.Gather(qkv, 1, toLayout, perInner: false), r, l, 3 * w), Cfg.ClipHeads, causal: true);
+            att = g.Gather(g.Reshape(att, 1, r * l, w), 1, toNodes, perInner: false);                           // (1, U, W)
             x = g.Add(x, g.Linear(att, W(b + "attn.out_proj.weight"), W(b + "attn.out_proj.bias")));
             h = g.LayerNorm(x, W(b + "ln_2.weight"), W(b + "ln_2.bias"));
             h = g.QuickGelu(g.Linear(h, W(b + "mlp.c_fc.weight"), W(b + "mlp.c_fc.bias")));
             x = g.Add(x, g.Linear(h, W(b + "mlp.c_proj.weight"), W(b + "mlp.c_proj.bias")));
         }
         x = g.LayerNorm(x, W("clipmodel.ln_final.weight"), W("clipmodel.ln_final.bias"));
-        var eot = g.Gather(x, 1, g.FromHost(eotIdx, r, 1), perInner: false);                     // (R,1,W)
-        return g.MatMul(g.Reshape(eot, r, w), W("clipmodel.text_projection"));                   // (R, D)
+        return g.MatMul(g.Reshape(Rows(x, eotNode), r, w), W("clipmodel.text_projection"));                  // (R, D)
     }
 
     // ---------------- the whole forward ----------------

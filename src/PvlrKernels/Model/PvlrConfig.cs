@@ -47,6 +47,7 @@ public sealed class PvlrConfig
     // exact algebraic savings (spec §9), all on by default
     public bool MeanFirstCas { get; set; } = true;     // (always: the P^2 einsum is never materialised)
     public bool TruncateText { get; set; } = true;     // run the text tower on tokens up to the last EOT only
+    public bool SharePromptPrefix { get; set; } = true; // with TruncateText: each distinct prompt prefix once, up to its row's EOT
     public bool SkipAeDecoder { get; set; } = true;    // AE_d feeds no loss in training
     // test-time speed; the outputs equal the plain per-video forward up to fp32 rounding
     public int WinogradTile { get; set; } = 6;        // Winograd F(m,3) for the k=3 convs at test time (2, 4, 6; 0 = direct)

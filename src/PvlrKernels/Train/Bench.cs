@@ -83,7 +83,8 @@ public static class Bench
         var model = new PvlrModel(cfg, classes);
         model.Initialize(b, 1);
         var g = new Graph(b, model.P);
-        return new Workload("CLIP text tower fwd+bwd", $"{classes.Length + 1} prompts, {cfg.ClipLayers}x{cfg.ClipWidth}, {cfg.ClipHeads} heads" + (cfg.TruncateText ? ", 13 tokens" : $", {cfg.ClipContext} tokens"),
+        string rows = !cfg.TruncateText ? $"{cfg.ClipContext} tokens each" : cfg.SharePromptPrefix ? "shared prefixes" : "every position to the last EOT";
+        return new Workload("CLIP text tower fwd+bwd", $"{classes.Length + 1} prompts, {cfg.ClipLayers}x{cfg.ClipWidth}, {cfg.ClipHeads} heads, {model.TextRows} token rows ({rows})",
             () => { g.Reset(); model.P.ZeroGrad(); g.Backward(g.MeanAll(g.Square(model.TextFeatures(g)))); }, model.P, g);
     }
 
@@ -141,7 +142,18 @@ public static class Bench
 
     public static BenchRow Conv(Backend b, int bt = 10, int t = 320, int ch = 2048, int reps = 3) => Row(b, ConvWork(b, bt, t, ch), reps);
 
-    public static BenchRow ClipTower(Backend b, PvlrConfig cfg, int reps = 3) => Row(b, ClipTowerWork(b, cfg), reps);
+    /// The text tower as configured; with shared prompt prefixes (the default), then also on every prompt
+    /// position up to the last EOT, so that the saving is measured in the same run.
+    public static BenchRow[] ClipTower(Backend b, PvlrConfig cfg, int reps = 3)
+    {
+        var rows = new List<BenchRow> { Row(b, ClipTowerWork(b, cfg), reps) };
+        if (cfg.TruncateText && cfg.SharePromptPrefix)
+        {
+            var all = PvlrConfig.FromJson(cfg.ToJson()); all.SharePromptPrefix = false;
+            rows.Add(Row(b, ClipTowerWork(b, all), reps));
+        }
+        return rows.ToArray();
+    }
 
     /// Full training steps on synthetic batches of the config's shapes; the row's time is s/step.
     public static BenchRow TrainStep(Backend b, PvlrConfig cfg, int steps = 3, TextWriter log = null) =>

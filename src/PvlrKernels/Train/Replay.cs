@@ -53,7 +53,7 @@ public static class Replay
         return cfg;
     }
 
-    /// Runs the step. `configure` may change the savings switches (TruncateText, SkipAeDecoder).
+    /// Runs the step. `configure` may change the savings switches (TruncateText, and with it SharePromptPrefix; SkipAeDecoder).
     public static ReplayResult Run(string dir, Backend backend, Action<PvlrConfig> configure = null)
     {
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"replay dump {dir} not found");

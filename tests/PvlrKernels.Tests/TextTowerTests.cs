@@ -1,0 +1,46 @@
+// The text tower with each distinct prompt prefix run once (PvlrConfig.SharePromptPrefix) against the
+// tower on every (prompt, position) up to the last EOT, on every backend: the same text features bit for
+// bit, and the same gradient into the learnable prompt table E up to the order of its sums.
+using NUnit.Framework;
+using PvlrKernels.Engine;
+using PvlrKernels.Model;
+
+namespace PvlrKernels.Tests;
+
+[TestFixtureSource(typeof(Backends), nameof(Backends.All))]
+public sealed class TextTowerTests(string backendName)
+{
+    Backend B => Backends.Get(backendName);
+
+    (float[] text, float[] dE, int rows) Run(bool share)
+    {
+        var cfg = PvlrConfig.Demo(); cfg.SharePromptPrefix = share; cfg.ClipWidth = 32; cfg.ClipHeads = 2;    // 2 layers; small for the emulator
+        var model = new PvlrModel(cfg, ClassTokens.Names.Keys.ToArray());    // the 20 THUMOS classes
+        model.Initialize(B, 1);
+        try
+        {
+            using var g = new Graph(B, model.P);
+            var text = model.TextFeatures(g);
+            var r = new Random(4);
+            var weights = Enumerable.Range(0, (int)text.Size).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray();
+            model.P.ZeroGrad();
+            g.Backward(g.SumAll(g.Mul(text, g.FromHost(weights, text.Shape))));
+            return (g.ToHost(text), model.P.GetGrad("embedding.weight"), model.TextRows);
+        }
+        finally { model.P.Dispose(); }
+    }
+
+    [Test]
+    public void SharedPromptPrefixesGiveTheSameTower()
+    {
+        var all = Run(share: false);
+        var shared = Run(share: true);
+        // 21 prompts x 13 positions; shared: SOT and E[1..4] once, every class up to its own EOT (11, 12 or
+        // 13 positions), "cricket" once for its two classes, and the background's position 0
+        Assert.That(all.rows, Is.EqualTo(21 * 13));
+        Assert.That(shared.rows, Is.EqualTo(5 + (2 * 6 + 17 * 7 + 8) - 1 + 1));
+        Check.SameBits(shared.text, all.text, $"text features [{backendName}]");
+        Assert.That(all.dE.Any(v => v != 0), "the prompt table gets a gradient");
+        Check.Close(shared.dE, all.dE.Select(v => (double)v).ToArray(), 1e-7, 1e-4, $"d embedding.weight [{backendName}]");
+    }
+}
