@@ -1,6 +1,8 @@
 // The text tower with each distinct prompt prefix run once (PvlrConfig.SharePromptPrefix) against the
 // tower on every (prompt, position) up to the last EOT, on every backend: the same text features bit for
-// bit, and the same gradient into the learnable prompt table E up to the order of its sums.
+// bit, and the same gradient into the learnable prompt table E up to the order of its sums. Both layouts
+// run the same gathers, so a fault common to both shows in ReplayTests (the step against the PyTorch
+// dump, with sharing on there) instead: a node read back from the wrong position fails it.
 using NUnit.Framework;
 using PvlrKernels.Engine;
 using PvlrKernels.Model;
