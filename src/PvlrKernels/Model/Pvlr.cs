@@ -35,6 +35,7 @@ public sealed class PvlrModel
     readonly float[] nodeToken, nodePos;    // per node: token id where E is not (0 elsewhere), position
     readonly float[] nodeOf, nodeAt;        // (C+1, L) -> node; node -> its first (row, position), flat
     readonly float[] eotNode;               // (C+1): the node of each row's EOT
+    readonly bool nodesAreLayout;           // one node per (row, position), in layout order: no gathers around attention
 
     /// `prompt` overrides the class tokens: per class [SOT, name tokens..., EOT] ids into a token table of
     /// `vocab` rows (a replayed dump brings CLIP's own tokens this way); by default ClassTokens.Build.
@@ -84,6 +85,7 @@ public sealed class PvlrModel
             eotNode[row] = nodeOf[row * l + eot[row]];
         }
         nodeE = nE.ToArray(); nodeMask = nMask.ToArray(); nodeToken = nTok.ToArray(); nodePos = nPos.ToArray(); nodeAt = nAt.ToArray();
+        nodesAreLayout = nodeAt.Length == r * l && nodeAt.Select((a, i) => a == i).All(x => x);     // sharing off
         Register();
     }
 
@@ -199,14 +201,14 @@ public sealed class PvlrModel
         var tok = Rows(g.Reshape(W("clipmodel.token_embedding.weight"), 1, -1, w), nodeToken);
         var x = g.Add(g.Mul(fromE, g.FromHost(nodeMask, 1, u, 1)), g.Mul(tok, g.FromHost(nodeMask.Select(v => 1 - v).ToArray(), 1, u, 1)));
         x = g.Add(x, Rows(g.Reshape(W("clipmodel.positional_embedding"), 1, Cfg.ClipContext, w), nodePos));
-        var toLayout = g.FromHost(nodeOf, 1, r * l); var toNodes = g.FromHost(nodeAt, 1, u);
+        var toLayout = nodesAreLayout ? null : g.FromHost(nodeOf, 1, r * l); var toNodes = nodesAreLayout ? null : g.FromHost(nodeAt, 1, u);
         for (int i = 0; i < Cfg.ClipLayers; i++)
         {
             string b = $"clipmodel.transformer.resblocks.{i}.";
             var h = g.LayerNorm(x, W(b + "ln_1.weight"), W(b + "ln_1.bias"));
             var qkv = g.Linear(h, W(b + "attn.in_proj_weight"), W(b + "attn.in_proj_bias"));                // (1, U, 3W)
-            var att = g.Attention(g.Reshape(g.Gather(qkv, 1, toLayout, perInner: false), r, l, 3 * w), Cfg.ClipHeads, causal: true);
-            att = g.Gather(g.Reshape(att, 1, r * l, w), 1, toNodes, perInner: false);                           // (1, U, W)
+            var att = g.Attention(g.Reshape(nodesAreLayout ? qkv : g.Gather(qkv, 1, toLayout, perInner: false), r, l, 3 * w), Cfg.ClipHeads, causal: true);
+            att = nodesAreLayout ? g.Reshape(att, 1, u, w) : g.Gather(g.Reshape(att, 1, r * l, w), 1, toNodes, perInner: false);   // (1, U, W)
             x = g.Add(x, g.Linear(att, W(b + "attn.out_proj.weight"), W(b + "attn.out_proj.bias")));
             h = g.LayerNorm(x, W(b + "ln_2.weight"), W(b + "ln_2.bias"));
             h = g.QuickGelu(g.Linear(h, W(b + "mlp.c_fc.weight"), W(b + "mlp.c_fc.bias")));
