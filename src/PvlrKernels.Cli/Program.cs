@@ -128,10 +128,15 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         var (model, step, _) = LoadForInference(o.Req("checkpoint"), backend, Console.Out);
         TestTime(o, model.Cfg);
         string data = o.Get("data") ?? DemoDir(model.Cfg);
-        var ds = ThumosDataset.Load(data, clip: false);
+        // the test videos' features are read one batch at a time during the evaluation, the training
+        // videos' never: no copy of the whole feature file in memory
+        var ds = ThumosDataset.Load(data, clip: false, load: _ => false);
         ds.RequireTest("pvlr eval scores the test split");
         using var g = new Graph(backend, model.P);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
         var r = Inference.Evaluate(model, g, ds.Ann, ds.Test);
+        Console.WriteLine($"inference + evaluation of {ds.Test.Count} test videos ({ds.Test.Sum(v => (long)v.T)} snippets) in {sw.Elapsed.TotalSeconds:F2} s");
+        if (Profiler.Enabled) Console.Error.WriteLine($"profile of the evaluation:\n{Profiler.Report()}");
         Console.WriteLine($"checkpoint {o.Req("checkpoint")} (step {step}), {ds.Test.Count} test videos:");
         Console.Write(r.Table());
         return 0;

@@ -89,6 +89,24 @@ public sealed class InferenceTests(string backendName)
         Assert.Throws<InvalidOperationException>(() => a.Release(s, 64), "a block of the step before the reset");
     }
 
+    /// The evaluation of videos left in their file (as `pvlr eval` loads them: each batch read into one
+    /// reused buffer when it runs) equals the evaluation of the loaded videos, number for number.
+    [Test]
+    public void VideosReadDuringTheEvaluationScoreAsLoadedOnes()
+    {
+        var cfg = PvlrConfig.Tiny(); cfg.InferRows = 600;
+        var loaded = ThumosDataset.Load(LazyFeaturesTests.MixedDataDir, clip: false);
+        var lazy = ThumosDataset.Load(LazyFeaturesTests.MixedDataDir, clip: false, load: _ => false);
+        Assert.That(Inference.Batches(lazy.Test, cfg.InferRows).Count(b => b.Count > 1), Is.GreaterThan(0), "batches of several videos");
+        using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
+        var want = Inference.Evaluate(tr.Model, tr.G, loaded.Ann, loaded.Test);
+        var got = Inference.Evaluate(tr.Model, tr.G, lazy.Ann, lazy.Test);
+        Assert.That(got.Map, Is.EqualTo(want.Map), $"[{backendName}]");
+        Assert.That(got.Ap, Is.EqualTo(want.Ap), $"[{backendName}]");
+        Assert.That(got.ClassificationMap, Is.EqualTo(want.ClassificationMap), $"[{backendName}]");
+        Assert.That(lazy.Test.All(v => v.Features == null), Is.True, "read for the evaluation, not kept");
+    }
+
     [Test]
     public void EmptyVideoAndShortFeaturesAreNamed()
     {

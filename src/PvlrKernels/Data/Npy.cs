@@ -9,11 +9,19 @@ public sealed class NpyArray
 {
     public string Descr;       // e.g. "<f4", "|S17", "|O"
     public int[] Shape;
-    public Array Data;         // float[], double[], long[], int[], bool[], string[], object[]
+    public Array Data;         // float[], double[], long[], int[], bool[], string[], object[]; null while Lazy
+    public FilePayload Lazy;   // float32 data still in the file (Npy.Load(path, lazy: true))
     public long Count => Shape.Aggregate(1L, (a, b) => a * b);
 
+    /// The values as floats; lazy data is read from its file now, into a new array that is not kept.
     public float[] AsFloat(string what = "array")
     {
+        if (Data == null && Lazy != null)
+        {
+            var f = GC.AllocateUninitializedArray<float>(checked((int)Count));
+            ReadInto(f, what);
+            return f;
+        }
         return Data switch
         {
             float[] f => f,
@@ -22,6 +30,13 @@ public sealed class NpyArray
             int[] i => i.Select(v => (float)v).ToArray(),
             _ => throw new DataFormatException($"{what}: dtype {Descr} is not numeric")
         };
+    }
+    /// The values into dst (Count floats): lazy data straight from its file, other data copied.
+    public void ReadInto(Span<float> dst, string what = "array")
+    {
+        if (dst.Length != Count) throw new ArgumentException($"{what}: a buffer of {dst.Length} values for {Count}");
+        if (Data == null && Lazy != null) Lazy.ReadInto(MemoryMarshal.AsBytes(dst), what);
+        else AsFloat(what).CopyTo(dst);
     }
     public double[] AsDouble(string what = "array") => Data switch
     {
@@ -43,16 +58,18 @@ public static class Npy
 {
     const long MaxHeader = 1 << 20;
 
-    public static NpyArray Load(string path)
+    /// `lazy`: the float32 arrays of an object array (from 64 KiB) are not read, only located
+    /// (NpyArray.Lazy); AsFloat reads one when it is needed.
+    public static NpyArray Load(string path, bool lazy = false)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
-        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
-        return Read(fs, path);
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, lazy ? 1 << 16 : 1 << 20);
+        return Malformed.Guard(path, () => ReadCore(fs, path, lazy ? path : null));
     }
 
-    public static NpyArray Read(Stream s, string name) => Malformed.Guard(name, () => ReadCore(s, name));
+    public static NpyArray Read(Stream s, string name) => Malformed.Guard(name, () => ReadCore(s, name, null));
 
-    static NpyArray ReadCore(Stream s, string name)
+    static NpyArray ReadCore(Stream s, string name, string lazyPath)
     {
         Span<byte> magic = stackalloc byte[8];
         if (s.Read(magic) != 8 || magic[0] != 0x93 || !magic.Slice(1, 5).SequenceEqual("NUMPY"u8))
@@ -71,7 +88,7 @@ public static class Npy
         long count = arr.Count;
         if (descr == "|O")
         {
-            var obj = new Unpickler(s, name).Load();
+            var obj = new Unpickler(s, name, lazyPath: lazyPath).Load();
             arr.Data = ObjectArray(obj, count, name);
             return arr;
         }
@@ -196,6 +213,12 @@ public static class Npy
                     var list = st[4] as List<object> ?? throw new DataFormatException($"{name}: object ndarray without a list");
                     if (list.Count != count) throw new DataFormatException($"{name}: object ndarray of {list.Count} items, shape says {count}");
                     arr.Data = list.Select(x => ToNd(x, name)).ToArray();
+                }
+                else if (st[4] is FilePayload lazy)
+                {
+                    if (lazy.Length != count * ItemSize(descr, name)) throw new DataFormatException($"{name}: ndarray of shape {Tensor(shape)} {descr} has {lazy.Length} data bytes");
+                    if (descr == "<f4") arr.Lazy = lazy;
+                    else { var raw = new byte[lazy.Length]; lazy.ReadInto(raw, name); arr.Data = Convert(raw, descr, count, name); }
                 }
                 else
                 {

@@ -33,6 +33,28 @@ public sealed class LargeBytes(float[] store, int length)
     public ReadOnlySpan<byte> Span => MemoryMarshal.AsBytes(Store.AsSpan())[..Length];
 }
 
+/// A large bytes payload left in its file by a lazy Unpickler (Npy.Load(path, lazy: true)): the file,
+/// where the bytes start and how many. ReadInto reads them when they are needed, so a caller that needs
+/// a few arrays of a large object array reads only those.
+public sealed class FilePayload(string path, long offset, int length)
+{
+    public readonly string Path = path;
+    public readonly long Offset = offset;
+    public readonly int Length = length;
+
+    public void ReadInto(Span<byte> dst, string what)
+    {
+        if (dst.Length != Length) throw new ArgumentException($"{what}: a buffer of {dst.Length} bytes for {Length}");
+        using var h = File.OpenHandle(Path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        for (int done = 0; done < dst.Length;)
+        {
+            int n = RandomAccess.Read(h, dst[done..], Offset + done);
+            if (n <= 0) throw new DataFormatException($"{what}: {Path} ends before the array's data (did the file change after it was opened?)");
+            done += n;
+        }
+    }
+}
+
 public sealed class PyGlobal(string module, string name)
 {
     public readonly string Module = module, Name = name;
@@ -64,10 +86,14 @@ public sealed class Unpickler
     readonly HashSet<string> allowed;
     readonly Func<PyGlobal, object[], object> call;
     readonly Func<object, object> persistentLoad;
+    readonly string lazyPath;
 
-    public Unpickler(Stream s, string file, HashSet<string> allowed = null, Func<PyGlobal, object[], object> call = null, Func<object, object> persistentLoad = null)
+    /// `lazyPath`: the file `s` reads (seekable); large payloads then stay there as FilePayload records.
+    public Unpickler(Stream s, string file, HashSet<string> allowed = null, Func<PyGlobal, object[], object> call = null, Func<object, object> persistentLoad = null,
+        string lazyPath = null)
     {
         this.s = s; this.file = file; this.allowed = allowed ?? NumpyGlobals; this.call = call; this.persistentLoad = persistentLoad;
+        this.lazyPath = lazyPath != null && s.CanSeek ? lazyPath : null;
     }
 
     Exception Bad(string why) => new DataFormatException($"{file}: bad pickle: {why}");
@@ -83,12 +109,14 @@ public sealed class Unpickler
         CheckLength(n);
         var b = new byte[n]; s.ReadExactly(b); return b;
     }
-    /// A bytes payload: from 64 KiB on (ndarray data) read straight into float storage (LargeBytes).
+    /// A bytes payload: from 64 KiB on (ndarray data) read straight into float storage (LargeBytes), or
+    /// in a lazy unpickler skipped and recorded (FilePayload).
     object Payload(long n)
     {
         if (n < 1 << 16) return Bytes(n);
         CheckLength(n);
         if (n > int.MaxValue) throw Bad($"bytes of length {n} are too large");
+        if (lazyPath != null) { var at = new FilePayload(lazyPath, s.Position, (int)n); s.Seek(n, SeekOrigin.Current); return at; }
         var store = GC.AllocateUninitializedArray<float>((int)((n + 3) / 4));
         s.ReadExactly(MemoryMarshal.AsBytes(store.AsSpan())[..(int)n]);
         return new LargeBytes(store, (int)n);

@@ -17,6 +17,34 @@ public sealed class Video
     public int T;
     public float[] Clip;                                    // (T_clip, Dc) or null
     public int ClipT;
+    NpyArray source; string sourceName;                     // where Features are read on demand, when not loaded
+
+    /// Features whose reading is left for later (ThumosDataset.Load's `load`): ReadFeatures reads them.
+    internal void ReadLater(NpyArray nd, string name) { source = nd; sourceName = name; }
+
+    /// The features: the loaded array, or else (a video left in its file) read now, checked for non-finite
+    /// values and not kept.
+    public float[] ReadFeatures()
+    {
+        if (Features != null) return Features;
+        var f = GC.AllocateUninitializedArray<float>(checked(T * Width()));
+        ReadFeatures(f, 0);
+        return f;
+    }
+
+    /// The same into buffer[offset..] (T x F values), unless they are loaded, when that array is returned:
+    /// a caller that runs batch after batch (test-set evaluation) reuses one buffer instead of
+    /// first-touching new memory for every video.
+    public ReadOnlyMemory<float> ReadFeatures(float[] buffer, long offset)
+    {
+        if (Features != null) return Features;
+        var dst = buffer.AsMemory(checked((int)offset), checked(T * Width()));
+        source.ReadInto(dst.Span, sourceName);
+        ThumosDataset.CheckFinite(dst.Span, sourceName);
+        return dst;
+    }
+
+    int Width() => source?.Shape[1] ?? throw new InvalidOperationException($"video {Name}: its features are not loaded");
 }
 
 public sealed class Annotations
@@ -91,12 +119,15 @@ public sealed class ThumosDataset
 
     /// Loads annotations, the I3D feature file and (optionally) the CLIP features, validating every video.
     /// `clip` false (evaluation, which never reads them): the CLIP features are not loaded at all.
-    public static ThumosDataset Load(string root, string clipRoot = null, bool clip = true, IProgress<string> log = null)
+    /// `load`: the videos whose features are read now (default all). The others keep their shape and
+    /// their place in the file, and Video.ReadFeatures reads them when they are needed: `pvlr eval` reads
+    /// each test video during the evaluation and never reads the training videos' features.
+    public static ThumosDataset Load(string root, string clipRoot = null, bool clip = true, IProgress<string> log = null, Func<Video, bool> load = null)
     {
         var ds = new ThumosDataset { Root = root, Ann = Annotations.Load(Path.Combine(root, AnnDir)) };
         var featPath = Path.Combine(root, FeatFile);
         log?.Report($"reading {featPath}");
-        var feats = Npy.Load(featPath);
+        var feats = Npy.Load(featPath, lazy: true);
         if (feats.Data is not object[] items) throw new DataFormatException($"{featPath}: expected an object array of per-video features, got {feats.Descr}");
         if (items.Length != ds.Ann.Videos.Count) throw new DataFormatException($"{featPath}: {items.Length} videos, the annotations list {ds.Ann.Videos.Count}");
         for (int i = 0; i < items.Length; i++)
@@ -108,8 +139,9 @@ public sealed class ThumosDataset
             if (ds.FeatureDim == 0) ds.FeatureDim = nd.Shape[1];
             if (nd.Shape[1] != ds.FeatureDim || ds.FeatureDim % 2 != 0)
                 throw new DataFormatException($"{featPath}: video {v.Name} has feature width {nd.Shape[1]}, expected {ds.FeatureDim} (even: RGB | flow)");
-            v.Features = nd.AsFloat(featPath); v.T = nd.Shape[0];
-            CheckFinite(v.Features, $"{featPath}: video {v.Name}");
+            v.T = nd.Shape[0];
+            v.ReadLater(nd, $"{featPath}: video {v.Name}");
+            if (load == null || load(v)) v.Features = v.ReadFeatures();
         }
         if (clip) LoadClip(ds, clipRoot ?? Path.Combine(root, "Thumos14_CLIP"));
         ds.Train = ds.Ann.Train.ToList(); ds.Test = ds.Ann.Test.ToList();
@@ -144,9 +176,16 @@ public sealed class ThumosDataset
         if (Test.Count == 0) throw new DataFormatException($"{Root}: no test videos (subset 'test' in {AnnDir}/subset.npy); {why}");
     }
 
-    public static void CheckFinite(float[] a, string what)
+    public static void CheckFinite(ReadOnlySpan<float> a, string what)
     {
-        for (int i = 0; i < a.Length; i++)
+        int i = 0;
+        if (System.Numerics.Vector.IsHardwareAccelerated)         // x * 0 is 0 (or -0) exactly when x is finite
+            for (int w = System.Numerics.Vector<float>.Count; i + w <= a.Length; i += w)
+            {
+                var v = new System.Numerics.Vector<float>(a[i..]);
+                if (!System.Numerics.Vector.EqualsAll(v * 0f, System.Numerics.Vector<float>.Zero)) break;   // the loop below names it
+            }
+        for (; i < a.Length; i++)
             if (!float.IsFinite(a[i])) throw new DataFormatException($"{what}: non-finite value {a[i]} at element {i}");
     }
 

@@ -32,15 +32,15 @@ public abstract class Backend : IDisposable
     /// Columns [from, from + width) of the host matrix src (rows, srcWidth), row-major, into `rows`
     /// contiguous rows of `width` at dst[off..]: one half of each feature row (RaggedBatch.PackHalves).
     /// Here one staging copy and one upload; the CPU backend copies the rows in place on every core.
-    public virtual void UploadColumns(Storage dst, long off, float[] src, int rows, int srcWidth, int from, int width)
+    public virtual void UploadColumns(Storage dst, long off, ReadOnlyMemory<float> src, int rows, int srcWidth, int from, int width)
     {
         CheckColumns(dst, off, src, rows, srcWidth, from, width);
         var stage = new float[(long)rows * width];
-        for (int r = 0; r < rows; r++) Array.Copy(src, (long)r * srcWidth + from, stage, (long)r * width, width);
+        for (int r = 0; r < rows; r++) src.Span.Slice(r * srcWidth + from, width).CopyTo(stage.AsSpan(r * width, width));
         Upload(dst, off, stage);
     }
 
-    protected static void CheckColumns(Storage dst, long off, float[] src, int rows, int srcWidth, int from, int width)
+    protected static void CheckColumns(Storage dst, long off, ReadOnlyMemory<float> src, int rows, int srcWidth, int from, int width)
     {
         if (rows < 0 || from < 0 || width < 0 || from + width > srcWidth || src.Length < (long)rows * srcWidth || off < 0 || off + (long)rows * width > dst.Length)
             throw new ShapeException($"upload columns: [{from}, {from + width}) of {rows} rows of {srcWidth} from {src.Length} values into [{off}, {off + (long)rows * width}) of {dst.Length}");

@@ -85,7 +85,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         if (off < 0 || off + src.Length > dst.Length) throw new ShapeException($"upload: [{off}, {off + src.Length}) outside {dst.Length}");
         src.CopyTo(new Span<float>(S(dst).Ptr + off, src.Length));
     }
-    public override void UploadColumns(Storage dst, long off, float[] src, int rows, int srcWidth, int from, int width)
+    public override void UploadColumns(Storage dst, long off, ReadOnlyMemory<float> src, int rows, int srcWidth, int from, int width)
     {
         CheckColumns(dst, off, src, rows, srcWidth, from, width);
         float* d = S(dst).Ptr + off;
@@ -93,7 +93,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, p =>
         {
             for (int r = (int)((long)rows * p / parts), end = (int)((long)rows * (p + 1) / parts); r < end; r++)
-                src.AsSpan((int)((long)r * srcWidth + from), width).CopyTo(new Span<float>(d + (long)r * width, width));
+                src.Span.Slice(r * srcWidth + from, width).CopyTo(new Span<float>(d + (long)r * width, width));
         });
     }
     public override void Download(Storage src, long off, Span<float> dst)

@@ -38,7 +38,7 @@ public sealed class RaggedBatch
     /// The packed input split at `half` columns into two (1, R, ·) tensors, the first `half` features of
     /// each row in one and the rest in the other (PVLR's RGB and flow streams), zero rows included: the
     /// model then takes its two streams without slicing copies.
-    public (Tensor lo, Tensor hi) PackHalves(Graph g, IReadOnlyList<float[]> features, int width, int half)
+    public (Tensor lo, Tensor hi) PackHalves(Graph g, IReadOnlyList<ReadOnlyMemory<float>> features, int width, int half)
     {
         if (half <= 0 || half >= width) throw new ShapeException($"ragged batch: split at {half} of {width} features");
         for (int i = 0; i < Count; i++)

@@ -196,7 +196,10 @@ public static class Inference
 
     /// Test-mode CAS and attention of each video, forwarded as one ragged batch (RaggedBatch); the caller
     /// keeps a batch within Cfg.InferRows rows (Batches). Names appear in errors only.
-    public static (float[] cas, float[] attn)[] Signals(PvlrModel model, Graph g, IReadOnlyList<(string name, float[] features, int t)> videos, float[] textHost)
+    public static (float[] cas, float[] attn)[] Signals(PvlrModel model, Graph g, IReadOnlyList<(string name, float[] features, int t)> videos, float[] textHost) =>
+        Signals(model, g, videos.Select(v => (v.name, (ReadOnlyMemory<float>)v.features, v.t)).ToArray(), textHost);
+
+    public static (float[] cas, float[] attn)[] Signals(PvlrModel model, Graph g, IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos, float[] textHost)
     {
         var cfg = model.Cfg;
         foreach (var (name, f, t) in videos)
@@ -241,7 +244,7 @@ public static class Inference
         var panels = new List<(string, float[], float[], (double, double)[])>();
         foreach (var v in videos)
         {
-            var (cas, attn) = Signals(model, g, v.Features, v.T, text);
+            var (cas, attn) = Signals(model, g, v.ReadFeatures(), v.T, text);
             string label = v.Segments.Length > 0 ? v.Segments[0].label : v.Labels.FirstOrDefault();
             int c = label != null ? ann.ClassIndex(label) : 0;
             var gt = v.Segments.Where(s => s.label == label).Select(s => (s.start * Evaluator.SnippetsPerSecond, s.end * Evaluator.SnippetsPerSecond)).ToArray();
@@ -265,11 +268,18 @@ public static class Inference
         using (Profiler.Time("phase inference: text", 1)) text = Text(model, g);
         var dets = new List<Detection>(); var scores = new List<float[]>(); var labels = new List<float[]>();
         using var frozen = g.FrozenWeights();
+        float[] buffer = null;                  // the batch's videos, when they are read from their file now
         foreach (var batch in Batches(videos, model.Cfg.InferRows))
         {
             (float[] cas, float[] attn)[] sig;
+            var feats = new ReadOnlyMemory<float>[batch.Count];
+            var at = new long[batch.Count + 1];
+            for (int i = 0; i < batch.Count; i++) at[i + 1] = at[i] + (batch[i].Features != null ? 0 : (long)batch[i].T * model.Cfg.FeatDim);
+            if (at[^1] > (buffer?.Length ?? 0)) buffer = GC.AllocateUninitializedArray<float>(checked((int)Math.Max(at[^1], (long)model.Cfg.InferRows * model.Cfg.FeatDim)));
+            using (Profiler.Time("phase inference: read", batch.Count))
+                Parallel.For(0, batch.Count, i => feats[i] = batch[i].ReadFeatures(buffer, at[i]));
             using (Profiler.Time("phase inference: forward", batch.Sum(v => v.T)))
-                sig = Signals(model, g, batch.Select(v => (v.Name, v.Features, v.T)).ToArray(), text);
+                sig = Signals(model, g, batch.Select((v, i) => (v.Name, feats[i], v.T)).ToArray(), text);
             var found = new (List<Detection> d, float[] s)[batch.Count];
             using (Profiler.Time("phase inference: proposals", batch.Sum(v => v.T)))
                 Parallel.For(0, batch.Count, i => found[i] = Proposals.Generate(batch[i].Name, sig[i].cas, sig[i].attn, batch[i].T, model.Cfg.NumClasses,
