@@ -28,12 +28,13 @@ public sealed class LazyFeaturesTests
         return root;
     });
 
-    static string Copy()
+    static string Copy(string from = null)
     {
+        from ??= MixedDataDir;
         var dir = Path.Combine(Path.GetTempPath(), "pvlr-lazy-" + Guid.NewGuid().ToString("N")[..8]);
-        foreach (var f in Directory.GetFiles(MixedDataDir, "*", SearchOption.AllDirectories))
+        foreach (var f in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
         {
-            var to = Path.Combine(dir, Path.GetRelativePath(MixedDataDir, f));
+            var to = Path.Combine(dir, Path.GetRelativePath(from, f));
             Directory.CreateDirectory(Path.GetDirectoryName(to)!);
             File.Copy(f, to);
         }
@@ -88,6 +89,27 @@ public sealed class LazyFeaturesTests
         using (var f = new FileStream(path, FileMode.Open)) f.SetLength(f.Length / 2);
         var last = lazy.Ann.Videos.Last(x => x.T * 16 * 4 >= 1 << 16);
         Assert.That(Assert.Throws<DataFormatException>(() => last.ReadFeatures()).Message, Does.Contain(path).And.Contain(last.Name).And.Contain("ends before"));
+    }
+
+    /// The features and the CLIP files are read on every core; an error still names the first bad video
+    /// in file order, as the one-by-one load did.
+    [Test]
+    public void ParallelLoadsNameTheFirstBadVideo()
+    {
+        var root = Copy(TrainingTests.TinyDataDir);
+        var ds = ThumosDataset.Load(root);
+        var feats = ds.Ann.Videos.Select(x => (new[] { x.T, 16 }, x.Features)).ToList();
+        foreach (int i in new[] { 20, 2, 13 }) feats[i].Features[1] = float.NaN;
+        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
+        for (int rep = 0; rep < 5; rep++)
+            Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message, Does.Contain(ds.Ann.Videos[2].Name + ":"));
+        foreach (int i in new[] { 20, 2, 13 }) feats[i].Features[1] = 0f;
+        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
+        var clips = ds.Ann.Videos.Where(v => v.Clip != null).ToList();
+        foreach (int i in new[] { 9, 3, 7 }) File.WriteAllBytes(Path.Combine(root, "Thumos14_CLIP", clips[i].Subset == "validation" ? "train" : "test", clips[i].Name + ".npy"), new byte[] { 1, 2, 3 });
+        for (int rep = 0; rep < 5; rep++)
+            Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message, Does.Contain(clips[3].Name + ".npy"));
+        Assert.That(ThumosDataset.Load(root, clip: false).Ann.Videos.All(v => v.Features != null), Is.True, "without CLIP the load succeeds");
     }
 
     [Test]

@@ -124,6 +124,7 @@ public sealed class ThumosDataset
     /// each test video during the evaluation and never reads the training videos' features.
     public static ThumosDataset Load(string root, string clipRoot = null, bool clip = true, IProgress<string> log = null, Func<Video, bool> load = null)
     {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
         var ds = new ThumosDataset { Root = root, Ann = Annotations.Load(Path.Combine(root, AnnDir)) };
         var featPath = Path.Combine(root, FeatFile);
         log?.Report($"reading {featPath}");
@@ -141,26 +142,50 @@ public sealed class ThumosDataset
                 throw new DataFormatException($"{featPath}: video {v.Name} has feature width {nd.Shape[1]}, expected {ds.FeatureDim} (even: RGB | flow)");
             v.T = nd.Shape[0];
             v.ReadLater(nd, $"{featPath}: video {v.Name}");
-            if (load == null || load(v)) v.Features = v.ReadFeatures();
         }
-        if (clip) LoadClip(ds, clipRoot ?? Path.Combine(root, "Thumos14_CLIP"));
+        // the videos to load, read on every core (most of a read is the first write of new memory, which
+        // scales with cores); a failure is reported for the first such video in file order
+        var failed = new Exception[items.Length];
+        Parallel.For(0, items.Length, i =>
+        {
+            var v = ds.Ann.Videos[i];
+            if (load != null && !load(v)) return;
+            try { v.Features = v.ReadFeatures(); } catch (Exception e) { failed[i] = e; }
+        });
+        if (failed.FirstOrDefault(e => e != null) is { } first) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
+        var loaded = ds.Ann.Videos.Where(v => v.Features != null).ToList();
+        log?.Report($"read the features of {loaded.Count} of {items.Length} videos ({loaded.Sum(v => (long)v.T)} snippets, {loaded.Sum(v => 4L * v.Features.Length) / 1e6:F0} MB) in {sw.Elapsed.TotalSeconds:F2} s");
+        if (clip)
+        {
+            sw.Restart();
+            LoadClip(ds, clipRoot ?? Path.Combine(root, "Thumos14_CLIP"));
+            log?.Report($"read the CLIP features of {ds.Ann.Videos.Count(v => v.Clip != null)} videos ({ds.Ann.Videos.Where(v => v.Clip != null).Sum(v => 4L * v.Clip.Length) / 1e6:F0} MB) in {sw.Elapsed.TotalSeconds:F2} s");
+        }
         ds.Train = ds.Ann.Train.ToList(); ds.Test = ds.Ann.Test.ToList();
         if (ds.Train.Count == 0) throw new DataFormatException($"{root}: no training videos (subset 'validation')");
         return ds;
     }
 
-    /// The CLIP features of the training (required) and test (optional) videos, under clipRoot/{train,test}.
+    /// The CLIP features of the training (required) and test (optional) videos, under clipRoot/{train,test}:
+    /// the files read on every core, then checked in file order (the first bad video is the one named).
     static void LoadClip(ThumosDataset ds, string clipRoot)
     {
-        foreach (var v in ds.Ann.Videos.Where(v => v.Subset is "validation" or "test"))
+        var videos = ds.Ann.Videos.Where(v => v.Subset is "validation" or "test").ToArray();
+        var read = new (string path, NpyArray nd, Exception failed)[videos.Length];
+        Parallel.For(0, videos.Length, i =>
         {
-            var cp = Path.Combine(clipRoot, v.Subset == "validation" ? "train" : "test", v.Name + ".npy");
-            if (!File.Exists(cp))
+            var cp = Path.Combine(clipRoot, videos[i].Subset == "validation" ? "train" : "test", videos[i].Name + ".npy");
+            try { read[i] = (cp, File.Exists(cp) ? Npy.Load(cp) : null, null); } catch (Exception e) { read[i] = (cp, null, e); }
+        });
+        for (int i = 0; i < videos.Length; i++)
+        {
+            var (v, (cp, c, failed)) = (videos[i], read[i]);
+            if (failed != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
+            if (c == null)
             {
                 if (v.Subset == "validation") throw new FileNotFoundException($"{cp}: CLIP features missing for training video {v.Name}", cp);
                 continue;
             }
-            var c = Npy.Load(cp);
             if (c.Shape.Length != 2) throw new DataFormatException($"{cp}: shape ({string.Join(",", c.Shape)}), expected (T, D)");
             if (ds.ClipDim == 0) ds.ClipDim = c.Shape[1];
             if (c.Shape[1] != ds.ClipDim) throw new DataFormatException($"{cp}: width {c.Shape[1]}, other videos have {ds.ClipDim}");
