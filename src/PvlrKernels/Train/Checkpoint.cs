@@ -47,6 +47,9 @@ public static class Checkpoint
         var classes = meta.TryGetValue("classes", out var cl) ? JsonSerializer.Deserialize<string[]>(cl) : throw new DataFormatException($"{path}: no class list in the metadata");
         var model = new PvlrModel(cfg, classes);
         model.P.Allocate(backend);
+        // the weights' memory written once on every core before the one-stream read below fills it: on the
+        // CPU most of a load is the first write of new memory, which scales with cores
+        foreach (var arena in optimizer ? new[] { model.P.Values, model.P.M, model.P.V } : new[] { model.P.Values }) backend.Fill(arena, 0, model.P.Total, 0f);
         try { var (step, rng) = Restore(path, fs, entries, meta, model, backend, strict, optimizer); return (model, step, rng); }
         catch { model.P.Dispose(); throw; }
     }
