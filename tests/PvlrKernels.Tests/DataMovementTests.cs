@@ -27,6 +27,62 @@ public sealed class DataMovementTests(string backendName)
         yield return new TestCaseData(new[] { 1, 6, 20, 40 }, new[] { 0, 20 * 40, 40, 1 }, new[] { 0, 1, 6, 20 * 6 }, 0).SetName("six-taps");
     }
 
+    /// Row kernels (attention, LayerNorm) at sizes whose work splits them over the CPU's cores though their
+    /// row counts are below Launch's threshold (CpuBackend.LaunchRows), against the kernel bodies run row
+    /// after row on the host: the same bits on the CPU (each row writes only its own outputs).
+    [TestCase(true)] [TestCase(false)]
+    public unsafe void RowKernelsGiveTheBodiesResults(bool causal)
+    {
+        void Same(float[] got, float[] want, string what)
+        {
+            if (backendName == "cpu") Assert.That(got, Is.EqualTo(want), what);
+            else Check.Close(got, want.Select(v => (double)v).ToArray(), 1e-5, 1e-5, $"{what} [{backendName}]");
+        }
+        float[] Get(Storage s, int n) { var h = new float[n]; B.Download(s, 0, h); return h; }
+        Storage Put(float[] h) { var s = B.Allocate(h.Length); B.Upload(s, 0, h); return s; }
+
+        var a = new AttnParams { Nb = 2, L = 13, W = 128, H = 2, Causal = causal ? 1 : 0, Scale = 0.125f };   // 52 rows of 13 x 64 x 3
+        int rows = a.Nb * a.H * a.L, nq = a.Nb * a.L * 3 * a.W, no = a.Nb * a.L * a.W, np = rows * a.L;
+        var qkv = Rand(nq, 21); var dout = Rand(no, 22); var dq0 = Rand(nq, 23);
+        var o = new float[no]; var p = new float[np]; var ds = new float[np]; var dq = (float[])dq0.Clone();
+        fixed (float* po = o, pp = p, pq = qkv, pd = dout, pds = ds, pdq = dq)
+        {
+            var f = new AttentionFwd<PtrMem> { Out = new(po), P = new(pp), Qkv = new(pq), A = a };
+            for (int r = 0; r < rows; r++) f.Execute(r);
+            var bq = new AttentionBwdQ<PtrMem> { DQkv = new(pdq), DS = new(pds), DOut = new(pd), P = new(pp), Qkv = new(pq), A = a };
+            for (int r = 0; r < rows; r++) bq.Execute(r);
+            var bkv = new AttentionBwdKV<PtrMem> { DQkv = new(pdq), DS = new(pds), DOut = new(pd), P = new(pp), Qkv = new(pq), A = a };
+            for (int r = 0; r < rows; r++) bkv.Execute(r);
+        }
+        using (var sq = Put(qkv)) using (var so = B.Allocate(no)) using (var sp = B.Allocate(np)) using (var sd = Put(dout)) using (var sds = B.Allocate(np)) using (var sdq = Put(dq0))
+        {
+            B.Attention(so, 0, sp, 0, sq, 0, a);
+            B.AttentionBackward(sdq, 0, sds, 0, sd, 0, sp, 0, sq, 0, a);
+            Same(Get(so, no), o, "attention out"); Same(Get(sp, np), p, "attention P"); Same(Get(sdq, nq), dq, "attention dqkv");
+        }
+
+        int lr = 100, n = 1024;                                                        // 100 rows of 1024; 1024 columns of 100
+        var x = Rand(lr * n, 24); var gamma = Rand(n, 25); var beta = Rand(n, 26); var dy = Rand(lr * n, 27);
+        var y = new float[lr * n]; var mean = new float[lr]; var rstd = new float[lr]; var dx = new float[lr * n]; var dg = new float[n]; var db = new float[n];
+        fixed (float* px = x, pg = gamma, pb = beta, pdy = dy, py = y, pm = mean, pr = rstd, pdx = dx, pdg = dg, pdb = db)
+        {
+            var f = new LayerNormFwd<PtrMem> { Y = new(py), Mean = new(pm), Rstd = new(pr), X = new(px), Gamma = new(pg), Beta = new(pb), N = n, Eps = 1e-5f };
+            for (int r = 0; r < lr; r++) f.Execute(r);
+            var bx = new LayerNormBwdX<PtrMem> { DX = new(pdx), DY = new(pdy), X = new(px), Gamma = new(pg), Mean = new(pm), Rstd = new(pr), N = n };
+            for (int r = 0; r < lr; r++) bx.Execute(r);
+            var bp = new LayerNormBwdParams<PtrMem> { DGamma = new(pdg), DBeta = new(pdb), DY = new(pdy), X = new(px), Mean = new(pm), Rstd = new(pr), N = n, Rows = lr };
+            for (int c = 0; c < n; c++) bp.Execute(c);
+        }
+        using (var sx = Put(x)) using (var sg = Put(gamma)) using (var sb = Put(beta)) using (var sdy = Put(dy))
+        using (var sy = B.Allocate(lr * n)) using (var sm = B.Allocate(lr)) using (var sr = B.Allocate(lr)) using (var sdx = B.Allocate(lr * n)) using (var sdg = B.Allocate(n)) using (var sdb = B.Allocate(n))
+        {
+            B.LayerNorm(sy, 0, sm, 0, sr, 0, sx, 0, sg, 0, sb, 0, lr, n, 1e-5f);
+            B.LayerNormBackward(sdx, 0, sdg, 0, sdb, 0, sdy, 0, sx, 0, sg, 0, sm, 0, sr, 0, lr, n, true, true);
+            Same(Get(sy, lr * n), y, "layernorm y"); Same(Get(sm, lr), mean, "layernorm mean"); Same(Get(sr, lr), rstd, "layernorm rstd");
+            Same(Get(sdx, lr * n), dx, "layernorm dx"); Same(Get(sdg, n), dg, "layernorm dgamma"); Same(Get(sdb, n), db, "layernorm dbeta");
+        }
+    }
+
     /// Columns of a host matrix into contiguous rows (the feature halves of a ragged batch): 200 rows of
     /// 96 reach the CPU backend's split over cores; the values around the target stay untouched.
     [TestCase(3, 5, 1, 3)] [TestCase(200, 96, 40, 56)] [TestCase(0, 4, 0, 4)]

@@ -93,6 +93,9 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
 {
     protected abstract TMem Mem(Storage s, long off, long len);
     protected abstract void Launch<TK>(long n, TK body) where TK : struct, IKernel;
+    /// A kernel of one row per item, each row `perRow` values of work (attention, LayerNorm, L2 norm):
+    /// where the launch would split its items by count (the CPU), it splits these by the work instead.
+    protected virtual void LaunchRows<TK>(long rows, long perRow, TK body) where TK : struct, IKernel => Launch(rows, body);
 
     protected TMem M(string op, Storage s, long off, long len)
     {
@@ -246,7 +249,7 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     public override void LayerNorm(Storage y, long yo, Storage mean, long mo, Storage rstd, long ro, Storage x, long xo, Storage g, long go, Storage b, long bo, int rows, int n, float eps)
     {
         long t = (long)rows * n;
-        Launch(rows, new LayerNormFwd<TMem>
+        LaunchRows(rows, n, new LayerNormFwd<TMem>
         {
             Y = M("layernorm", y, yo, t), Mean = M("layernorm", mean, mo, rows), Rstd = M("layernorm", rstd, ro, rows), X = M("layernorm", x, xo, t),
             Gamma = M("layernorm", g, go, n), Beta = M("layernorm", b, bo, n), N = n, Eps = eps
@@ -257,13 +260,13 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     {
         long t = (long)rows * n; const string op = "layernorm.backward";
         if (needDx)
-            Launch(rows, new LayerNormBwdX<TMem>
+            LaunchRows(rows, n, new LayerNormBwdX<TMem>
             {
                 DX = M(op, dx, dxo, t), DY = M(op, dy, dyo, t), X = M(op, x, xo, t), Gamma = M(op, g, go, n),
                 Mean = M(op, mean, mo, rows), Rstd = M(op, rstd, ro, rows), N = n
             });
         if (needParams)
-            Launch(n, new LayerNormBwdParams<TMem>
+            LaunchRows(n, rows, new LayerNormBwdParams<TMem>
             {
                 DGamma = M(op, dg, dgo, n), DBeta = M(op, db, dbo, n), DY = M(op, dy, dyo, t), X = M(op, x, xo, t),
                 Mean = M(op, mean, mo, rows), Rstd = M(op, rstd, ro, rows), N = n, Rows = rows
@@ -273,13 +276,13 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     public override void L2Normalize(Storage y, long yo, Storage norm, long no, Storage x, long xo, int outer, int n, int inner, float eps)
     {
         long t = (long)outer * n * inner, r = (long)outer * inner;
-        Launch(r, new L2NormFwd<TMem> { Y = M("l2norm", y, yo, t), Norm = M("l2norm", norm, no, r), X = M("l2norm", x, xo, t), N = n, Inner = inner, Eps = eps });
+        LaunchRows(r, n, new L2NormFwd<TMem> { Y = M("l2norm", y, yo, t), Norm = M("l2norm", norm, no, r), X = M("l2norm", x, xo, t), N = n, Inner = inner, Eps = eps });
     }
 
     public override void L2NormalizeBackward(Storage dx, long dxo, Storage dy, long dyo, Storage y, long yo, Storage norm, long no, int outer, int n, int inner, float eps)
     {
         long t = (long)outer * n * inner, r = (long)outer * inner; const string op = "l2norm.backward";
-        Launch(r, new L2NormBwd<TMem> { DX = M(op, dx, dxo, t), DY = M(op, dy, dyo, t), Y = M(op, y, yo, t), Norm = M(op, norm, no, r), N = n, Inner = inner, Eps = eps });
+        LaunchRows(r, n, new L2NormBwd<TMem> { DX = M(op, dx, dxo, t), DY = M(op, dy, dyo, t), Y = M(op, y, yo, t), Norm = M(op, norm, no, r), N = n, Inner = inner, Eps = eps });
     }
 
     static void CheckAttn(AttnParams a)
@@ -291,7 +294,7 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     {
         CheckAttn(a);
         long rows = (long)a.Nb * a.H * a.L;
-        Launch(rows, new AttentionFwd<TMem>
+        LaunchRows(rows, 3L * a.L * (a.W / a.H), new AttentionFwd<TMem>
         {
             Out = M("attention", o, oo, (long)a.Nb * a.L * a.W), P = M("attention", p, po, rows * a.L),
             Qkv = M("attention", qkv, qo, (long)a.Nb * a.L * 3 * a.W), A = a
@@ -304,8 +307,8 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         long rows = (long)a.Nb * a.H * a.L, nq = (long)a.Nb * a.L * 3 * a.W, no = (long)a.Nb * a.L * a.W;
         var dq = M(op, dqkv, dqo, nq); var s = M(op, ds, dso, rows * a.L); var d = M(op, dout, doo, no);
         var pp = M(op, p, po, rows * a.L); var q = M(op, qkv, qo, nq);
-        Launch(rows, new AttentionBwdQ<TMem> { DQkv = dq, DS = s, DOut = d, P = pp, Qkv = q, A = a });
-        Launch(rows, new AttentionBwdKV<TMem> { DQkv = dq, DS = s, DOut = d, P = pp, Qkv = q, A = a });
+        LaunchRows(rows, 3L * a.L * (a.W / a.H), new AttentionBwdQ<TMem> { DQkv = dq, DS = s, DOut = d, P = pp, Qkv = q, A = a });
+        LaunchRows(rows, 3L * a.L * (a.W / a.H), new AttentionBwdKV<TMem> { DQkv = dq, DS = s, DOut = d, P = pp, Qkv = q, A = a });
     }
 
     public override void PairwiseKl(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k) =>

@@ -112,11 +112,20 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         Run(n, body);
     }
 
-    void Run<TK>(long n, TK body) where TK : struct, IKernel
+    /// Rows of work (attention's query rows, LayerNorm's rows) go over the cores once their work is that of
+    /// 64K values, whatever their count: one CLIP attention call is 2184 rows of 13 x 64 x 3 values, which
+    /// Launch's count threshold ran on one core. Each row writes only its own outputs: the same bits.
+    protected override void LaunchRows<TK>(long rows, long perRow, TK body)
+    {
+        using var _ = Profiler.Time(typeof(TK), rows);
+        Run(rows, body, rows * Math.Max(perRow, 1) >= 1 << 16);
+    }
+
+    void Run<TK>(long n, TK body, bool split = false) where TK : struct, IKernel
     {
         if (n <= 0) return;
         int total = (int)n;
-        if (total < 4096 || Threads == 1) { for (int i = 0; i < total; i++) body.Execute(i); return; }
+        if ((total < 4096 && !(split && total > 1)) || Threads == 1) { for (int i = 0; i < total; i++) body.Execute(i); return; }
         int chunks = Math.Min(total, Threads * 8), per = (total + chunks - 1) / chunks;
         Parallel.For(0, chunks, c =>
         {
