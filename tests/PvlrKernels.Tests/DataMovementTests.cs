@@ -81,6 +81,21 @@ public sealed class DataMovementTests(string backendName)
             Same(Get(sy, lr * n), y, "layernorm y"); Same(Get(sm, lr), mean, "layernorm mean"); Same(Get(sr, lr), rstd, "layernorm rstd");
             Same(Get(sdx, lr * n), dx, "layernorm dx"); Same(Get(sdg, n), dg, "layernorm dgamma"); Same(Get(sdb, n), db, "layernorm dbeta");
         }
+
+        int co = 4, cn = 50, cm = 300, ci = 64;                                        // 256 columns of 300 scattered values
+        var sdy0 = Rand(co * cm * ci, 28); var dx0 = Rand(co * cn * ci, 29);
+        var idx = Enumerable.Range(0, co * cm).Select(i => (float)((i * 7919) % cn)).ToArray();
+        var sdx0 = (float[])dx0.Clone();
+        fixed (float* pdx = sdx0, pdy = sdy0, pi = idx)
+        {
+            var sc = new ScatterAxis<PtrMem> { DX = new(pdx), DY = new(pdy), Idx = new(pi), N = cn, M = cm, Inner = ci, PerInner = 0 };
+            for (int c = 0; c < co * ci; c++) sc.Execute(c);
+        }
+        using (var sdx = Put(dx0)) using (var sdy = Put(sdy0)) using (var cidx = Put(idx))
+        {
+            B.Scatter(sdx, 0, sdy, 0, cidx, 0, co, cn, cm, ci, false);
+            Same(Get(sdx, co * cn * ci), sdx0, "scatter");
+        }
     }
 
     /// Columns of a host matrix into contiguous rows (the feature halves of a ragged batch): 200 rows of

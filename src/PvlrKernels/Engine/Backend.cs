@@ -226,7 +226,7 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     public override void Scatter(Storage dx, long dxo, Storage dy, long dyo, Storage idx, long io, int outer, int n, int m, int inner, bool perInner)
     {
         long total = (long)outer * m * inner;
-        Launch((long)outer * inner, new ScatterAxis<TMem>
+        LaunchRows((long)outer * inner, m, new ScatterAxis<TMem>
         {
             DX = M("scatter", dx, dxo, (long)outer * n * inner), DY = M("scatter", dy, dyo, total),
             Idx = M("scatter", idx, io, perInner ? total : (long)outer * m), N = n, M = m, Inner = inner, PerInner = perInner ? 1 : 0
