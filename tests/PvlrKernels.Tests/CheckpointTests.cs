@@ -121,4 +121,17 @@ public sealed class CheckpointTests
         Assert.That(err.ToString(), Does.Contain("pvlr train: unknown option --max-iters").And.Contain("--max-iter,"));
         Assert.That(err.ToString(), Does.Contain("pvlr export: unknown option --device"));
     }
+
+    /// `pvlr eval` on data of another feature width than the checkpoint's stops before the evaluation,
+    /// naming the feature file, the checkpoint and both widths.
+    [Test]
+    public void CliEvalNamesAFeatureWidthTheCheckpointDoesNotRead()
+    {
+        var err = new StringWriter(); var old = Console.Error;
+        Console.SetError(err);
+        var ckpt = Path.Combine(Fx, "tiny_state_dict.pth");
+        try { Assert.That(Cli.Program.Main(new[] { "eval", "--checkpoint", ckpt, "--data", InferenceTests.WideDataDir, "--device", "cpu" }), Is.EqualTo(1)); }
+        finally { Console.SetError(old); }
+        Assert.That(err.ToString(), Does.Contain($"{Path.Combine(InferenceTests.WideDataDir, ThumosDataset.FeatFile)}: feature width 32, the checkpoint {ckpt} expects 16"));
+    }
 }

@@ -107,6 +107,29 @@ public sealed class InferenceTests(string backendName)
         Assert.That(lazy.Test.All(v => v.Features == null), Is.True, "read for the evaluation, not kept");
     }
 
+    /// 12 demo videos whose features are 32 wide, twice what the tiny model reads.
+    internal static string WideDataDir => Wide.Value;
+    static readonly Lazy<string> Wide = new(() =>
+    {
+        var root = Path.Combine(Path.GetTempPath(), "pvlr-wide-demo-" + Environment.ProcessId);
+        Features.DemoData.Generate(root, new Features.DemoOptions { FeatDim = 32, ClipDim = 8, MaxVideos = 12, MaxLength = 40 });
+        return root;
+    });
+
+    /// Videos read during the evaluation from a file wider than the model: each is read into its own
+    /// slot of the batch buffer (sized by the stored width, not the model's) and the error names a video,
+    /// instead of reads running past the buffer or into each other.
+    [Test]
+    public void VideosWiderThanTheModelAreNamed()
+    {
+        var cfg = PvlrConfig.Tiny(); cfg.InferRows = 100;
+        var lazy = ThumosDataset.Load(WideDataDir, clip: false, load: _ => false);
+        Assert.That(lazy.FeatureDim, Is.EqualTo(2 * cfg.FeatDim));
+        using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
+        var e = Assert.Throws<ShapeException>(() => Inference.Evaluate(tr.Model, tr.G, lazy.Ann, lazy.Test));
+        Assert.That(e!.Message, Does.Match(@"^video_test_\d+: features hold \d+ values, expected \(T=\d+, 16\)"));
+    }
+
     [Test]
     public void EmptyVideoAndShortFeaturesAreNamed()
     {

@@ -3,6 +3,7 @@
 // the errors and the evaluation must be those of the eager load.
 using NUnit.Framework;
 using PvlrKernels.Data;
+using PvlrKernels.Model;
 using PvlrKernels.Train;
 
 namespace PvlrKernels.Tests;
@@ -89,6 +90,29 @@ public sealed class LazyFeaturesTests
         using (var f = new FileStream(path, FileMode.Open)) f.SetLength(f.Length / 2);
         var last = lazy.Ann.Videos.Last(x => x.T * 16 * 4 >= 1 << 16);
         Assert.That(Assert.Throws<DataFormatException>(() => last.ReadFeatures()).Message, Does.Contain(path).And.Contain(last.Name).And.Contain("ends before"));
+    }
+
+    /// A non-finite value met during the evaluation (`pvlr eval` reads each batch then, on every core) is the
+    /// reader's own error, naming the file and the first bad video of the batch, not an AggregateException
+    /// of the parallel reads, which the CLI would not report as a data error.
+    [Test]
+    public void ANonFiniteValueMetDuringTheEvaluationIsNamed()
+    {
+        var root = Copy();
+        var ds = ThumosDataset.Load(root, clip: false);
+        var cfg = PvlrConfig.Tiny(); cfg.InferRows = 4000;
+        var batch = Inference.Batches(ds.Test, cfg.InferRows).First(b => b.Count >= 3);
+        var feats = ds.Ann.Videos.Select(x => (new[] { x.T, 16 }, x.Features)).ToList();
+        foreach (var v in new[] { batch[2], batch[1] }) feats[v.Index].Features[v.T * 16 - 1] = float.NaN;
+        var path = Path.Combine(root, ThumosDataset.FeatFile);
+        AtomicFile.Write(path, s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
+        var lazy = ThumosDataset.Load(root, clip: false, load: _ => false);
+        using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), new Engine.CpuBackend(), TextWriter.Null);
+        for (int rep = 0; rep < 3; rep++)
+        {
+            var e = Assert.Throws<DataFormatException>(() => Inference.Evaluate(tr.Model, tr.G, lazy.Ann, lazy.Test));
+            Assert.That(e!.Message, Does.Contain($"{path}: video {batch[1].Name}:").And.Contain("non-finite"));
+        }
     }
 
     /// The features and the CLIP files are read on every core; an error still names the first bad video

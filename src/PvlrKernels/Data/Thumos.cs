@@ -45,6 +45,9 @@ public sealed class Video
     }
 
     int Width() => source?.Shape[1] ?? throw new InvalidOperationException($"video {Name}: its features are not loaded");
+
+    /// Values per snippet of the features as stored (loaded or in the file), whatever width a model expects.
+    internal int StoredWidth => Features != null ? (T > 0 ? Features.Length / T : 0) : Width();
 }
 
 public sealed class Annotations
@@ -145,14 +148,11 @@ public sealed class ThumosDataset
         }
         // the videos to load, read on every core (most of a read is the first write of new memory, which
         // scales with cores); a failure is reported for the first such video in file order
-        var failed = new Exception[items.Length];
-        Parallel.For(0, items.Length, i =>
+        Ordered.For(items.Length, i =>
         {
             var v = ds.Ann.Videos[i];
-            if (load != null && !load(v)) return;
-            try { v.Features = v.ReadFeatures(); } catch (Exception e) { failed[i] = e; }
+            if (load == null || load(v)) v.Features = v.ReadFeatures();
         });
-        if (failed.FirstOrDefault(e => e != null) is { } first) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
         var loaded = ds.Ann.Videos.Where(v => v.Features != null).ToList();
         log?.Report($"read the features of {loaded.Count} of {items.Length} videos ({loaded.Sum(v => (long)v.T)} snippets, {loaded.Sum(v => 4L * v.Features.Length) / 1e6:F0} MB) in {sw.Elapsed.TotalSeconds:F2} s");
         if (clip)
@@ -304,5 +304,18 @@ public sealed class BatchSampler
             }
             ds.Labels(v).CopyTo(labels, b * c);
         }
+    }
+}
+
+/// Parallel.For over n items whose failure is the lowest failing item's own exception, not an
+/// AggregateException of whichever items failed: an error names the first bad video in file order, and
+/// callers see the DataFormatException or ShapeException they report.
+public static class Ordered
+{
+    public static void For(int n, Action<int> body)
+    {
+        var failed = new Exception[n];
+        Parallel.For(0, n, i => { try { body(i); } catch (Exception e) { failed[i] = e; } });
+        foreach (var e in failed) if (e != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
     }
 }

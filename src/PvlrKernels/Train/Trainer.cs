@@ -274,10 +274,12 @@ public static class Inference
             (float[] cas, float[] attn)[] sig;
             var feats = new ReadOnlyMemory<float>[batch.Count];
             var at = new long[batch.Count + 1];
-            for (int i = 0; i < batch.Count; i++) at[i + 1] = at[i] + (batch[i].Features != null ? 0 : (long)batch[i].T * model.Cfg.FeatDim);
+            // each video's slot holds its stored width, so a file wider than the model still reads into
+            // its own slot, and Signals names the video whose width is wrong
+            for (int i = 0; i < batch.Count; i++) at[i + 1] = at[i] + (batch[i].Features != null ? 0 : (long)batch[i].T * batch[i].StoredWidth);
             if (at[^1] > (buffer?.Length ?? 0)) buffer = GC.AllocateUninitializedArray<float>(checked((int)Math.Max(at[^1], (long)model.Cfg.InferRows * model.Cfg.FeatDim)));
             using (Profiler.Time("phase inference: read", batch.Count))
-                Parallel.For(0, batch.Count, i => feats[i] = batch[i].ReadFeatures(buffer, at[i]));
+                Ordered.For(batch.Count, i => feats[i] = batch[i].ReadFeatures(buffer, at[i]));
             using (Profiler.Time("phase inference: forward", batch.Sum(v => v.T)))
                 sig = Signals(model, g, batch.Select((v, i) => (v.Name, feats[i], v.T)).ToArray(), text);
             var found = new (List<Detection> d, float[] s)[batch.Count];
