@@ -132,8 +132,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         // videos' never: no copy of the whole feature file in memory
         var ds = ThumosDataset.Load(data, clip: false, load: _ => false);
         ds.RequireTest("pvlr eval scores the test split");
-        if (ds.FeatureDim != model.Cfg.FeatDim)
-            throw new ShapeException($"{Path.Combine(data, ThumosDataset.FeatFile)}: feature width {ds.FeatureDim}, the checkpoint {o.Req("checkpoint")} expects {model.Cfg.FeatDim}");
+        ds.RequireFeatureWidth(model.Cfg.FeatDim, $"the checkpoint {o.Req("checkpoint")}");
         using var g = new Graph(backend, model.P);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var r = Inference.Evaluate(model, g, ds.Ann, ds.Test);

@@ -27,7 +27,7 @@ public sealed class Video
     public float[] ReadFeatures()
     {
         if (Features != null) return Features;
-        var f = GC.AllocateUninitializedArray<float>(checked(T * Width()));
+        var f = GC.AllocateUninitializedArray<float>(checked(T * StoredWidth));
         ReadFeatures(f, 0);
         return f;
     }
@@ -38,16 +38,15 @@ public sealed class Video
     public ReadOnlyMemory<float> ReadFeatures(float[] buffer, long offset)
     {
         if (Features != null) return Features;
-        var dst = buffer.AsMemory(checked((int)offset), checked(T * Width()));
+        var dst = buffer.AsMemory(checked((int)offset), checked(T * StoredWidth));
         source.ReadInto(dst.Span, sourceName);
         ThumosDataset.CheckFinite(dst.Span, sourceName);
         return dst;
     }
 
-    int Width() => source?.Shape[1] ?? throw new InvalidOperationException($"video {Name}: its features are not loaded");
-
     /// Values per snippet of the features as stored (loaded or in the file), whatever width a model expects.
-    internal int StoredWidth => Features != null ? (T > 0 ? Features.Length / T : 0) : Width();
+    internal int StoredWidth => Features != null ? (T > 0 ? Features.Length / T : 0)
+        : source?.Shape[1] ?? throw new InvalidOperationException($"video {Name}: its features are not loaded");
 }
 
 public sealed class Annotations
@@ -199,6 +198,12 @@ public sealed class ThumosDataset
     public void RequireTest(string why)
     {
         if (Test.Count == 0) throw new DataFormatException($"{Root}: no test videos (subset 'test' in {AnnDir}/subset.npy); {why}");
+    }
+
+    /// The features are `width` wide, as `whose` (a preset, a checkpoint) reads them; else the error names the file.
+    public void RequireFeatureWidth(int width, string whose)
+    {
+        if (FeatureDim != width) throw new Engine.ShapeException($"{Path.Combine(Root, FeatFile)}: feature width {FeatureDim}, {whose} expects {width}");
     }
 
     public static void CheckFinite(ReadOnlySpan<float> a, string what)

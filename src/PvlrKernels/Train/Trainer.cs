@@ -40,7 +40,7 @@ public sealed class Trainer : IDisposable
     /// What the run needs of the dataset, refused before any model memory is allocated.
     static ThumosDataset Checked(PvlrConfig cfg, ThumosDataset ds)
     {
-        if (ds.FeatureDim != cfg.FeatDim) throw new ShapeException($"data has feature width {ds.FeatureDim}, the '{cfg.Preset}' preset expects {cfg.FeatDim}");
+        ds.RequireFeatureWidth(cfg.FeatDim, $"the '{cfg.Preset}' preset");
         if (ds.ClipDim != 0 && ds.ClipDim != cfg.EmbedDim) throw new ShapeException($"CLIP features have width {ds.ClipDim}, the model's embedding is {cfg.EmbedDim}");
         ds.RequireTest($"training evaluates on them every {cfg.Interval} steps and at the end");
         return ds;
