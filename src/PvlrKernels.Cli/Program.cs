@@ -160,7 +160,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         var path = o.Req("features");
         var nd = Npy.Load(path);
         if (nd.Shape.Length != 2 || nd.Shape[1] != model.Cfg.FeatDim) throw new ShapeException($"{path}: shape ({string.Join(",", nd.Shape)}), expected (T, {model.Cfg.FeatDim})");
-        var feats = nd.AsFloat(path); ThumosDataset.CheckFinite(feats, path);
+        if (nd.Shape[0] == 0) throw new ShapeException($"{path}: shape (0,{nd.Shape[1]}), no snippets to localize");
+        var feats = nd.AsFloat(path); ThumosDataset.CheckFinite(feats, path, nd.Shape[1]);
         using var g = new Graph(backend, model.P);
         var name = Path.GetFileNameWithoutExtension(path);
         var (dets, _) = Inference.LocalizeVideo(model, g, name, feats, nd.Shape[0], Inference.Text(model, g));

@@ -124,6 +124,58 @@ public sealed class CheckpointTests
 
     /// `pvlr eval` on data of another feature width than the checkpoint's stops before the evaluation,
     /// naming the feature file, the checkpoint and both widths.
+    /// `pvlr infer`, the one-video deployment path: its JSON holds what Inference.LocalizeVideo finds for the
+    /// same features, and each bad input names the file (a NaN also its snippet and feature) and leaves an
+    /// earlier output file as it was.
+    [Test]
+    public void CliInferWritesTheVideosDetectionsAndNamesBadFeatures()
+    {
+        var ckpt = Path.Combine(Fx, "tiny_state_dict.pth");
+        using var b = new CpuBackend();
+        var model = Checkpoint.Load(ckpt, b, optimizer: false).model;
+        int t = 40, f = model.Cfg.FeatDim;
+        var x = new float[t * f];
+        for (int i = 0; i < x.Length; i++) x[i] = MathF.Sin(0.37f * i) * (1 + i % 5);
+        var dir = Tmp(""); Directory.CreateDirectory(dir);
+        var video = Path.Combine(dir, "video_test_0000004.npy"); Npy.Save(video, x, t, f);
+        var json = Path.Combine(dir, "detections.json");
+        string Run(string features)
+        {
+            var err = new StringWriter(); var old = Console.Error; var oldOut = Console.Out;
+            Console.SetError(err); Console.SetOut(new StringWriter());
+            try { return Cli.Program.Main(new[] { "infer", "--checkpoint", ckpt, "--features", features, "--out", json, "--device", "cpu" }) + " " + err; }
+            finally { Console.SetError(old); Console.SetOut(oldOut); }
+        }
+        Assert.That(Run(video), Does.StartWith("0 "));
+        using (var g = new Graph(b, model.P))
+        {
+            var (dets, _) = Inference.LocalizeVideo(model, g, "video_test_0000004", x, t, Inference.Text(model, g));
+            var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json)).RootElement.GetProperty("results");
+            var got = doc.EnumerateObject().Single();
+            Assert.That(got.Name, Is.EqualTo("video_test_0000004"));
+            var rows = got.Value.EnumerateArray().ToList();
+            Assert.That(rows, Has.Count.EqualTo(dets.Count).And.Count.GreaterThan(0));
+            for (int i = 0; i < rows.Count; i++)
+            {
+                Assert.That(rows[i].GetProperty("label").GetString(), Is.EqualTo(model.Classes[dets[i].Label]));
+                Assert.That(rows[i].GetProperty("score").GetDouble(), Is.EqualTo(dets[i].Score));
+                Assert.That(rows[i].GetProperty("segment")[0].GetDouble(), Is.EqualTo(dets[i].Start / Eval.Evaluator.SnippetsPerSecond).Within(1e-12));
+            }
+        }
+        var written = File.ReadAllText(json);
+
+        var bad = (float[])x.Clone(); bad[7 * f + 3] = float.NaN;
+        var nan = Path.Combine(dir, "nan.npy"); Npy.Save(nan, bad, t, f);
+        Assert.That(Run(nan), Does.StartWith("1 ").And.Contain($"{nan}: non-finite value NaN at snippet 7, feature 3"));
+        var empty = Path.Combine(dir, "empty.npy"); Npy.Save(empty, Array.Empty<float>(), 0, f);
+        Assert.That(Run(empty), Does.StartWith("1 ").And.Contain($"{empty}: shape (0,{f}), no snippets"));
+        var wide = Path.Combine(dir, "wide.npy"); Npy.Save(wide, new float[t * (f + 1)], t, f + 1);
+        Assert.That(Run(wide), Does.StartWith("1 ").And.Contain($"{wide}: shape ({t},{f + 1}), expected (T, {f})"));
+        var torn = Path.Combine(dir, "torn.npy"); File.WriteAllBytes(torn, File.ReadAllBytes(video)[..200]);
+        Assert.That(Run(torn), Does.StartWith("1 ").And.Contain(torn).And.Contain("truncated"));
+        Assert.That(File.ReadAllText(json), Is.EqualTo(written), "a failed run leaves the earlier output");
+    }
+
     [Test]
     public void CliEvalNamesAFeatureWidthTheCheckpointDoesNotRead()
     {

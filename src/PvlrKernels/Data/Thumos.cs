@@ -40,7 +40,7 @@ public sealed class Video
         if (Features != null) return Features;
         var dst = buffer.AsMemory(checked((int)offset), checked(T * StoredWidth));
         source.ReadInto(dst.Span, sourceName);
-        ThumosDataset.CheckFinite(dst.Span, sourceName);
+        ThumosDataset.CheckFinite(dst.Span, sourceName, StoredWidth);
         return dst;
     }
 
@@ -190,7 +190,7 @@ public sealed class ThumosDataset
             if (c.Shape[1] != ds.ClipDim) throw new DataFormatException($"{cp}: width {c.Shape[1]}, other videos have {ds.ClipDim}");
             if (v.Subset == "validation" && c.Shape[0] < v.T) throw new DataFormatException($"{cp}: {c.Shape[0]} rows but the I3D features of {v.Name} have {v.T} snippets");
             v.Clip = c.AsFloat(cp); v.ClipT = c.Shape[0];
-            CheckFinite(v.Clip, cp);
+            CheckFinite(v.Clip, cp, ds.ClipDim);
         }
     }
 
@@ -206,7 +206,9 @@ public sealed class ThumosDataset
         if (FeatureDim != width) throw new Engine.ShapeException($"{Path.Combine(Root, FeatFile)}: feature width {FeatureDim}, {whose} expects {width}");
     }
 
-    public static void CheckFinite(ReadOnlySpan<float> a, string what)
+    /// Every value is finite; else the error names `what` and, for rows `width` values wide, the snippet
+    /// and the feature of the first bad value as well as its element.
+    public static void CheckFinite(ReadOnlySpan<float> a, string what, int width = 0)
     {
         int i = 0;
         if (System.Numerics.Vector.IsHardwareAccelerated)         // x * 0 is 0 (or -0) exactly when x is finite
@@ -216,7 +218,8 @@ public sealed class ThumosDataset
                 if (!System.Numerics.Vector.EqualsAll(v * 0f, System.Numerics.Vector<float>.Zero)) break;   // the loop below names it
             }
         for (; i < a.Length; i++)
-            if (!float.IsFinite(a[i])) throw new DataFormatException($"{what}: non-finite value {a[i]} at element {i}");
+            if (!float.IsFinite(a[i]))
+                throw new DataFormatException($"{what}: non-finite value {a[i]} at " + (width > 0 ? $"snippet {i / width}, feature {i % width} (element {i})" : $"element {i}"));
     }
 
     public float[] Labels(Video v)
