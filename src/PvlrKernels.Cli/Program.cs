@@ -135,7 +135,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         ds.RequireFeatureWidth(model.Cfg.FeatDim, $"the checkpoint {o.Req("checkpoint")}");
         using var g = new Graph(backend, model.P);
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var r = Inference.Evaluate(model, g, ds.Ann, ds.Test);
+        var r = Inference.Evaluate(model, g, ds.Ann, ds.Test, Console.Error.WriteLine);      // progress every 2 s
         Console.WriteLine($"inference + evaluation of {ds.Test.Count} test videos ({ds.Test.Sum(v => (long)v.T)} snippets) in {sw.Elapsed.TotalSeconds:F2} s");
         if (Profiler.Enabled) Console.Error.WriteLine($"profile of the evaluation:\n{Profiler.Report()}");
         Console.WriteLine($"checkpoint {o.Req("checkpoint")} (step {step}), {ds.Test.Count} test videos:");

@@ -100,7 +100,16 @@ public sealed class InferenceTests(string backendName)
         Assert.That(Inference.Batches(lazy.Test, cfg.InferRows).Count(b => b.Count > 1), Is.GreaterThan(0), "batches of several videos");
         using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
         var want = Inference.Evaluate(tr.Model, tr.G, loaded.Ann, loaded.Test);
-        var got = Inference.Evaluate(tr.Model, tr.G, lazy.Ann, lazy.Test);
+        var reports = new List<string>();
+        var got = Inference.Evaluate(tr.Model, tr.G, lazy.Ann, lazy.Test, reports.Add, TimeSpan.Zero);
+        // with no interval, one report after each batch but the last, counting the videos done so far
+        var batches = Inference.Batches(lazy.Test, cfg.InferRows).Select(x => x.Count).ToArray();
+        var counts = batches.Select((n, i) => batches.Take(i + 1).Sum()).SkipLast(1).ToArray();
+        Assert.That(reports, Has.Count.EqualTo(counts.Length).And.Count.GreaterThan(0), string.Join("\n", reports));
+        for (int i = 0; i < counts.Length; i++) Assert.That(reports[i], Does.StartWith($"evaluation: {counts[i]}/{lazy.Test.Count} videos ("));
+        var quiet = new List<string>();
+        Inference.Evaluate(tr.Model, tr.G, lazy.Ann, lazy.Test, quiet.Add, TimeSpan.FromHours(1));
+        Assert.That(quiet, Is.Empty, "a run shorter than the interval reports nothing");
         Assert.That(got.Map, Is.EqualTo(want.Map), $"[{backendName}]");
         Assert.That(got.Ap, Is.EqualTo(want.Ap), $"[{backendName}]");
         Assert.That(got.ClassificationMap, Is.EqualTo(want.ClassificationMap), $"[{backendName}]");

@@ -260,9 +260,14 @@ public static class Inference
         using (g.NoGrad()) return g.ToHost(model.TextFeatures(g));
     }
 
-    public static EvalResult Evaluate(PvlrModel model, Graph g, Annotations ann, List<Video> videos)
+    /// The THUMOS evaluation of `videos`. `progress`, if given, hears how many videos are done (and their
+    /// snippets and the time so far) after each batch once `every` has passed since the last report, so a
+    /// long run shows it is moving and a short one stays quiet.
+    public static EvalResult Evaluate(PvlrModel model, Graph g, Annotations ann, List<Video> videos, Action<string> progress = null, TimeSpan? every = null)
     {
         if (videos.Count == 0) throw new ArgumentException("evaluation: no videos to evaluate");
+        var clock = System.Diagnostics.Stopwatch.StartNew(); var lastReport = TimeSpan.Zero; var interval = every ?? TimeSpan.FromSeconds(2);
+        int done = 0; long doneSnippets = 0, allSnippets = videos.Sum(v => (long)v.T);
         bool wasTraining = g.Training;
         float[] text;
         using (Profiler.Time("phase inference: text", 1)) text = Text(model, g);
@@ -290,6 +295,12 @@ public static class Inference
             {
                 dets.AddRange(found[i].d); scores.Add(found[i].s);
                 var y = new float[ann.Classes.Length]; foreach (var l in batch[i].Labels) y[ann.ClassIndex(l)] = 1; labels.Add(y);
+            }
+            done += batch.Count; doneSnippets += batch.Sum(v => (long)v.T);
+            if (progress != null && done < videos.Count && clock.Elapsed - lastReport >= interval)
+            {
+                lastReport = clock.Elapsed;
+                progress($"evaluation: {done}/{videos.Count} videos ({doneSnippets}/{allSnippets} snippets) in {lastReport.TotalSeconds:F1} s");
             }
         }
         g.Training = wasTraining;
