@@ -19,7 +19,7 @@ usage:
   pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--device ...] [--winograd 0|2|4|6]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
   pvlr replay --state DIR --out DIR [--device ...] [--no-savings]
-  pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--out FILE.md]
+  pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--out FILE.md]
   pvlr export --checkpoint FILE --format safetensors|pth --out FILE
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors] [--seed S]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
@@ -216,6 +216,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         var cfg = PvlrConfig.FromPreset(o.Get("preset", "paper"));
         TestTime(o, cfg);
         var only = o.Get("only", "gemm,conv,clip,step,infer").Split(',').ToHashSet();
+        CpuGemm.Vector256Only = o.Flag("vector256");           // the CPU GEMMs on the AVX2 microkernel, as without AVX-512
         int steps = o.Count("steps", 3), passes = o.Count("infer-passes", 1), torchSteps = o.Count("torch-steps", 1);   // refused here, before any row runs
         // the backend's fp32 FMA peak (CPU: cores x ~215; CUDA: from the device's SMs and clock); --peak overrides
         double peak = o.Has("peak") ? double.Parse(o.Get("peak"), CultureInfo.InvariantCulture) : backend.PeakGflops;
@@ -237,7 +238,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             Console.Error.WriteLine($"bench: {key} ...");
             foreach (var r in run()) { rows.Add(r); Console.Error.WriteLine($"bench: {r.Name}: {r.Seconds:F4} s"); }
         }
-        var table = Bench.Table(rows, peak, $"{backend.Name} ({Environment.ProcessorCount} cores)");
+        var table = Bench.Table(rows, peak, $"{backend.Name} ({Environment.ProcessorCount} cores{(CpuGemm.Vector256Only ? ", Vector256 GEMM microkernel" : "")})");
         if (o.Flag("torch") && rows.FirstOrDefault(r => r.Name.StartsWith("training step")) is { } ours)
             table += TorchSideBySide(cfg.Preset, torchSteps, ours.Seconds, o.Get("torch-script", Path.Combine("benchmarks", "reference", "pvlr_ref.py")));
         Console.WriteLine(table);

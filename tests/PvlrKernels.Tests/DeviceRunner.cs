@@ -44,6 +44,7 @@ public static class DeviceRunner
         ITestFilter filter = args.Length > 0 ? new NameFilter(args[0]) : TestFilter.Empty;
         var listener = new Listener();
         var sw = System.Diagnostics.Stopwatch.StartNew();
+        Console.WriteLine($"Vector512 hardware-accelerated: {System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated}");
         runner.Run(listener, filter);
         Console.WriteLine($"{listener.Passed} passed, {listener.Failed} failed, {listener.Skipped} skipped ({sw.Elapsed.TotalSeconds:F1} s)");
         return listener.Failed == 0 && listener.Passed > 0 ? 0 : 1;

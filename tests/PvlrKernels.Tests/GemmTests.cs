@@ -220,3 +220,73 @@ public sealed class GemmTests(string backendName)
         Run(p, 1, 1, 45);
     }
 }
+
+/// The Vector256 microkernel (what machines without AVX-512 run) against the Vector512 one and a float64
+/// loop, on the CPU GEMM directly: ragged M, N and K over several slabs, each operand layout, a panel-layout
+/// B. Both kernels sum each C value's K products in the same order with FMAs, so C is bitwise the same.
+public sealed unsafe class CpuGemmVector256Tests
+{
+    [TestCase(70, 45, 300, false, false, false)]
+    [TestCase(70, 45, 300, true, false, false)]
+    [TestCase(70, 45, 300, false, true, false)]
+    [TestCase(133, 96, 520, false, false, true)]
+    [TestCase(9, 1000, 64, false, false, false)]
+    public void GivesTheVector512KernelsBits(int m, int n, int k, bool ta, bool tb, bool panel)
+    {
+        var a = TestData.Rand(m * k, 1); var b = TestData.Rand(k * n, 2); var c0 = TestData.Rand(m * n, 3);
+        var bp = b;
+        if (panel) { bp = new float[b.Length]; for (int kk = 0; kk < k; kk++) for (int j = 0; j < n; j++) bp[CpuGemm.PanelIndex(kk, j, k, n)] = b[kk * n + j]; }
+        long rsA = ta ? 1 : k, csA = ta ? m : 1, rsB = tb ? 1 : n, csB = tb ? k : 1;
+        float[] Run(bool v256)
+        {
+            var c = (float[])c0.Clone();
+            bool was = CpuGemm.Vector256Only; CpuGemm.Vector256Only = v256;
+            try
+            {
+                fixed (float* pa = a, pb = bp, pc = c)
+                    if (panel) CpuGemm.SgemmBatch(1, m, n, k, 0.5f, pa, 0, rsA, csA, pb, 0, n, 1, 1f, pc, 0, n, panelB: true);
+                    else CpuGemm.Sgemm(m, n, k, 0.5f, pa, rsA, csA, pb, rsB, csB, 1f, pc, n);
+            }
+            finally { CpuGemm.Vector256Only = was; }
+            return c;
+        }
+        var v256 = Run(true);
+        Assert.That(v256, Is.EqualTo(Run(false)), "the Vector256 kernel gives the Vector512 kernel's bits");
+        var want = new double[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = 0;
+                for (int kk = 0; kk < k; kk++) s += (double)a[i * rsA + kk * csA] * b[tb ? j * k + kk : kk * n + j];
+                want[i * n + j] = 0.5 * s + c0[i * n + j];
+            }
+        Check.Close(v256, want, 1e-5 * Math.Sqrt(k) + 1e-6, 1e-4, $"vector256 gemm M={m} N={n} K={k}");
+    }
+}
+
+/// Every CPU test case again in a child process with AVX-512 turned off (DOTNET_EnableAVX512=0), as on a
+/// machine that has only AVX2: the Vector256 GEMM microkernel, the Vector256 C update and the software
+/// Vector512 of the other kernels. The child is this assembly as a program (DeviceRunner).
+public sealed class CpuWithoutAvx512Tests
+{
+    [Test]
+    public void TheCpuCasesPassWithoutAvx512()
+    {
+        string self = typeof(DeviceRunner).Assembly.Location, host = Environment.ProcessPath!;
+        var psi = new System.Diagnostics.ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(host) == "dotnet") psi.ArgumentList.Add(self);   // else the self-contained test program itself
+        psi.ArgumentList.Add(@"\(""cpu""\)|CpuGemmVector256Tests");                         // not this test: no recursion
+        psi.Environment["DOTNET_EnableAVX512"] = "0"; psi.Environment["DOTNET_EnableAVX512F"] = "0";
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        string output = p.StandardOutput.ReadToEnd();
+        Assert.That(p.WaitForExit(TimeSpan.FromMinutes(5)), Is.True, "the child run took over 5 minutes");
+        string failures = string.Join("\n", output.Split('\n').Where(l => l.Contains("FAIL") || l.StartsWith("        ")).Take(40));
+        Assert.That(output, Does.Contain("Vector512 hardware-accelerated: False"), "the child ran without AVX-512\n" + output[..Math.Min(2000, output.Length)] + err.Result);
+        var summary = System.Text.RegularExpressions.Regex.Match(output, @"(\d+) passed, (\d+) failed");
+        Assert.That(summary.Success, Is.True, output + err.Result);
+        Assert.That(int.Parse(summary.Groups[2].Value), Is.EqualTo(0), failures);
+        Assert.That(int.Parse(summary.Groups[1].Value), Is.GreaterThan(100), "the child ran the CPU cases");
+        Assert.That(p.ExitCode, Is.EqualTo(0));
+    }
+}

@@ -9,7 +9,8 @@
 // Tasks: when M has enough row blocks, each task owns rows across all of N (A packed once per slab,
 // row blocks sized so the cores get equal shares); otherwise (mc rows) x (NCT columns) tiles keep both
 // cores busy for short M. Batches of large products (SgemmBatch) give each core whole products instead.
-// A Vector256 microkernel covers machines without AVX-512.
+// A Vector256 microkernel covers machines without AVX-512: the same tile as four 4x16 blocks, each with its
+// 8 accumulators in registers (AVX2 has 16 ymm registers, too few for the 8x32 tile's 32).
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -32,6 +33,10 @@ public static unsafe class CpuGemm
     }
 
     [ThreadStatic] static float* tlsA;
+
+    /// Run the Vector256 microkernel even where AVX-512 is there: for tests and for timing the fallback
+    /// (`pvlr bench --only gemm --vector256`). Machines without AVX-512 always run it.
+    public static bool Vector256Only { get; set; }
 
     /// One product, its row blocks (or tiles) shared by all cores.
     public static void Sgemm(int M, int N, int K, float alpha, float* A, long rsA, long csA, float* B, long rsB, long csB, float beta, float* C, long ldc) =>
@@ -155,8 +160,9 @@ public static unsafe class CpuGemm
             {
                 int mr = Math.Min(MR, mc - ir);
                 float* c = C + (ic + ir) * ldc + j;
-                if (Avx512F.IsSupported) Kernel512(kc, ap + ir * kc, b, c, ldc, mr, tile);
-                else Kernel256(kc, ap + ir * kc, b, tile);
+                if (Avx512F.IsSupported && !Vector256Only) Kernel512(kc, ap + ir * kc, b, c, ldc, mr, tile);
+                else if (Fma.IsSupported) { Kernel256(kc, ap + ir * kc, b, tile, 0); Kernel256(kc, ap + ir * kc, b, tile, 4); }
+                else Kernel256NoFma(kc, ap + ir * kc, b, tile);
                 Update(tile, c, ldc, alpha, mr, nr, store);
             }
         }
@@ -257,10 +263,18 @@ public static unsafe class CpuGemm
     }
 
     /// C (mr x nr) += alpha * tile, or C = alpha * tile (`store`: the first slab of a beta = 0 product):
-    /// 16 vector ops for a full tile, a scalar loop at the edges.
+    /// 16 vector ops for a full tile (32 with Vector256), a scalar loop at the edges.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Update(float* t, float* c, long ldc, float alpha, int mr, int nr, bool store)
     {
+        if (mr == MR && nr == NR && !Vector512.IsHardwareAccelerated && Vector256.IsHardwareAccelerated)
+        {
+            var al = Vector256.Create(alpha);
+            for (int r = 0; r < MR; r++, c += ldc, t += NR)
+                for (int q = 0; q < NR; q += 8)
+                    Vector256.Store(store ? Vector256.Load(t + q) * al : Vector256.FusedMultiplyAdd(Vector256.Load(t + q), al, Vector256.Load(c + q)), c + q);
+            return;
+        }
         if (mr == MR && nr == NR && Vector512.IsHardwareAccelerated)
         {
             var al = Vector512.Create(alpha);
@@ -282,8 +296,33 @@ public static unsafe class CpuGemm
             for (int j = 0; j < nr; j++) c[r * ldc + j] = (store ? 0f : c[r * ldc + j]) + alpha * t[r * NR + j];
     }
 
-    // Fallback for CPUs without AVX-512: the same packed panels, two 16-column halves of 8x16 each.
-    static void Kernel256(int kc, float* a, float* b, float* t)
+    /// Rows r0..r0+3 of the tile, in two 4 x 16 blocks (left and right half of the panel): per k step two
+    /// B loads and four broadcasts feed 8 FMAs, and the 8 accumulators stay in registers. Ends in plain
+    /// stores, as Kernel512 does.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Kernel256(int kc, float* a, float* b, float* t, int r0)
+    {
+        for (int h = 0; h < NR; h += 16)
+        {
+            Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default;
+            float* ap = a + r0, bp = b + h;
+            for (int p = 0; p < kc; p++)
+            {
+                var b0 = Vector256.Load(bp); var b1 = Vector256.Load(bp + 8);
+                var a0 = Vector256.Create(ap[0]); c00 = Fma.MultiplyAdd(a0, b0, c00); c01 = Fma.MultiplyAdd(a0, b1, c01);
+                var a1 = Vector256.Create(ap[1]); c10 = Fma.MultiplyAdd(a1, b0, c10); c11 = Fma.MultiplyAdd(a1, b1, c11);
+                var a2 = Vector256.Create(ap[2]); c20 = Fma.MultiplyAdd(a2, b0, c20); c21 = Fma.MultiplyAdd(a2, b1, c21);
+                var a3 = Vector256.Create(ap[3]); c30 = Fma.MultiplyAdd(a3, b0, c30); c31 = Fma.MultiplyAdd(a3, b1, c31);
+                ap += MR; bp += NR;
+            }
+            float* d = t + r0 * NR + h;
+            Vector256.Store(c00, d); Vector256.Store(c01, d + 8); Vector256.Store(c10, d + NR); Vector256.Store(c11, d + NR + 8);
+            Vector256.Store(c20, d + 2 * NR); Vector256.Store(c21, d + 2 * NR + 8); Vector256.Store(c30, d + 3 * NR); Vector256.Store(c31, d + 3 * NR + 8);
+        }
+    }
+
+    // Without FMA (AVX only): the same packed panels, two 16-column halves of 8x16 each.
+    static void Kernel256NoFma(int kc, float* a, float* b, float* t)
     {
         var acc = stackalloc Vector256<float>[16];
         for (int h = 0; h < 2; h++)
