@@ -70,6 +70,10 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
     public override string Name => "cpu";
     public override bool IsGpu => false;
     public int Threads { get; } = Environment.ProcessorCount;
+
+    /// The 16-lane paths (ReLU, top-k, the sigmoid gate, Philox) run in AVX-512, or without it as the two
+    /// Vector256 halves the runtime gives Vector512 then; the same bits either way.
+    static readonly bool Lanes16 = Avx512DQ.IsSupported || Avx2.IsSupported;
     /// 2 AVX-512 FMA units x 16 lanes x 2 FLOP x ~3.4 GHz per core: ~430 on the 2-core Zen 5 CI machine (docs/ilgpu.md).
     public override double PeakGflops => 215.0 * Threads;
 
@@ -266,7 +270,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
     /// other unary ops take the kernel body.
     public override void Unary<TOp>(Storage y, long yo, Storage x, long xo, long n, float p)
     {
-        if (n >= 4096 && Vector512.IsHardwareAccelerated)
+        if (n >= 4096 && Lanes16)
         {
             if (typeof(TOp) == typeof(LeakyReluOp)) { Unary512<LeakyReluOp>(y, yo, x, xo, n, p); return; }
             if (typeof(TOp) == typeof(ReluOp)) { Unary512<ReluOp>(y, yo, x, xo, n, p); return; }
@@ -301,7 +305,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
     /// as in UnaryBwd; other ops take the kernel body.
     public override void UnaryBackward<TOp>(Storage dx, long dxo, Storage x, long xo, Storage y, long yo, Storage dy, long dyo, long n, float p, bool accumulate)
     {
-        if (n >= 4096 && Vector512.IsHardwareAccelerated)
+        if (n >= 4096 && Lanes16)
         {
             if (typeof(TOp) == typeof(LeakyReluOp)) { UnaryBackward512<LeakyReluOp>(dx, dxo, x, xo, dy, dyo, n, p, accumulate); return; }
             if (typeof(TOp) == typeof(ReluOp)) { UnaryBackward512<ReluOp>(dx, dxo, x, xo, dy, dyo, n, p, accumulate); return; }
@@ -334,7 +338,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
     {
         var body = ArgTopKBody(idx, io, x, xo, outer, n, inner, k, largest);      // checks k and both extents
         long r = (long)outer * inner;
-        if (inner < 16 || !Vector512.IsHardwareAccelerated) { Launch(r, body); return; }
+        if (inner < 16 || !Lanes16) { Launch(r, body); return; }
         using var _ = Profiler.Time(typeof(ArgTopK<PtrMem>), r);
         float* ip = S(idx).Ptr + io, xp = S(x).Ptr + xo;
         int per = (inner + 15) / 16;
@@ -403,7 +407,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         var body = SigmoidGateBody(y, yo, a, ao, s, so, v, vo, rows, cols);     // checks every extent
         using var _ = Profiler.Time("SigmoidGate", (long)rows * cols);
         float* yp = S(y).Ptr + yo, ap = S(a).Ptr + ao, sp = S(s).Ptr + so, vp = S(v).Ptr + vo;
-        bool wide = Vector512.IsHardwareAccelerated;
+        bool wide = Lanes16;
         Rows(rows, (long)rows * cols, (r0, r1) =>
         {
             for (long r = r0; r < r1; r++)
@@ -629,7 +633,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
     public override void DropoutMask(Storage y, long yo, long n, float p, RngKey key)
     {
         var body = DropoutMaskBody(y, yo, n, p, key);                       // checks p and the extent
-        if (!Avx512DQ.IsSupported) { Launch(n, body); return; }
+        if (!Lanes16) { Launch(n, body); return; }
         using var _ = Profiler.Time("DropoutMask", n);
         float* yp = S(y).Ptr + yo;
         var threshold = Vector512.Create(body.Threshold); var keep = Vector512.Create(body.KeepScale);
@@ -659,7 +663,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
     public override void Normal(Storage y, long yo, long n, float std, int samples, RngKey key)
     {
         var body = NormalBody(y, yo, n, std, samples, key);                       // checks the extent
-        if (samples != 1 || !Avx512DQ.IsSupported) { Launch(n, body); return; }
+        if (samples != 1 || !Lanes16) { Launch(n, body); return; }
         using var _ = Profiler.Time(typeof(NormalKernel<PtrMem>), n);
         float* yp = S(y).Ptr + yo;
         PhiloxBlocks(n, key, body, (at, r0, r1) =>
