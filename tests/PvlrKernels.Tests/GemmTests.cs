@@ -272,7 +272,11 @@ public sealed class CpuWithoutAvx512Tests
     [Test]
     public void TheCpuCasesPassWithoutAvx512()
     {
-        string self = typeof(DeviceRunner).Assembly.Location, host = Environment.ProcessPath!;
+        // as a program (DeviceRunner) this process is the host; under a test host (testhost.dll, or testhost.exe
+        // on Windows) the dotnet muxer runs this assembly
+        string self = typeof(DeviceRunner).Assembly.Location;
+        bool asProgram = System.Reflection.Assembly.GetEntryAssembly() == typeof(DeviceRunner).Assembly;
+        string host = asProgram ? Environment.ProcessPath! : Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
         var psi = new System.Diagnostics.ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         if (Path.GetFileNameWithoutExtension(host) == "dotnet") psi.ArgumentList.Add(self);   // else the self-contained test program itself
         psi.ArgumentList.Add(@"\(""cpu""\)|CpuGemmVector256Tests");                         // not this test: no recursion
