@@ -12,7 +12,9 @@ namespace PvlrKernels.Tests;
 
 public static class DeviceRunner
 {
-    sealed class Listener : ITestListener
+    // Writes to the process's own stdout: NUnit redirects Console.Out while a test runs, and TestFinished is
+    // called inside that redirection, so Console.WriteLine here printed nothing (every ok and FAIL line lost).
+    sealed class Listener(TextWriter stdout) : ITestListener
     {
         public int Passed, Failed, Skipped;
         public void TestStarted(ITest test) { }
@@ -23,8 +25,8 @@ public static class DeviceRunner
             if (r.Test.IsSuite) return;
             switch (r.ResultState.Status)
             {
-                case TestStatus.Passed: Passed++; Console.WriteLine($"  ok    {r.FullName} ({r.Duration:F2} s)"); break;
-                case TestStatus.Failed: Failed++; Console.WriteLine($"  FAIL  {r.FullName}\n        {r.Message?.Replace("\n", "\n        ")}"); break;
+                case TestStatus.Passed: Passed++; stdout.WriteLine($"  ok    {r.FullName} ({r.Duration:F2} s)"); break;
+                case TestStatus.Failed: Failed++; stdout.WriteLine($"  FAIL  {r.FullName}\n        {r.Message?.Replace("\n", "\n        ")}"); break;
                 default: Skipped++; break;
             }
         }
@@ -42,9 +44,10 @@ public static class DeviceRunner
         var runner = new NUnitTestAssemblyRunner(new DefaultTestAssemblyBuilder());
         runner.Load(typeof(DeviceRunner).Assembly, new Dictionary<string, object>());
         ITestFilter filter = args.Length > 0 ? new NameFilter(args[0]) : TestFilter.Empty;
-        var listener = new Listener();
+        var stdout = new StreamWriter(Console.OpenStandardOutput()) { AutoFlush = true };
+        var listener = new Listener(stdout);
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        Console.WriteLine($"Vector512 hardware-accelerated: {System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated}");
+        Console.WriteLine($"Vector512 hardware-accelerated: {System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated}, AVX2: {System.Runtime.Intrinsics.X86.Avx2.IsSupported}");
         runner.Run(listener, filter);
         Console.WriteLine($"{listener.Passed} passed, {listener.Failed} failed, {listener.Skipped} skipped ({sw.Elapsed.TotalSeconds:F1} s)");
         return listener.Failed == 0 && listener.Passed > 0 ? 0 : 1;

@@ -770,6 +770,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
     {
         var body = WinogradWeightBody(u, uo, w, wo, g, go, cin, cout, n);      // checks every extent
         long plane = (long)cin * cout;
+        if (panels && WeightPanel == 0) throw new NotSupportedException($"{Name}: no panel-layout weights without AVX2 (WeightPanel is 0)");
         if (panels && !PanelsFit(cout)) throw new ShapeException($"winograd: panel-layout U needs Cout a multiple of {CpuGemm.PanelWidth}, got {cout}");
         using var _ = Profiler.Time("WinogradWeight", plane * n);
         float* up = S(u).Ptr + uo, wp = S(w).Ptr + wo, gp = S(g).Ptr + go;
