@@ -53,6 +53,15 @@ public static class TestData
         for (int i = 0; i < n; i++) a[i] = (float)((r.NextDouble() * 2 - 1) * scale);
         return a;
     }
+
+    /// The CLI run in this process: its exit code and what it wrote to stderr (its stdout is dropped).
+    public static (int rc, string err) RunCli(params string[] args)
+    {
+        var err = new StringWriter(); var oldErr = Console.Error; var oldOut = Console.Out;
+        Console.SetError(err); Console.SetOut(new StringWriter());
+        try { return (Cli.Program.Main(args), err.ToString()); }
+        finally { Console.SetError(oldErr); Console.SetOut(oldOut); }
+    }
 }
 
 public static class Check

@@ -110,20 +110,13 @@ public sealed class CheckpointTests
     [Test]
     public void CliRefusesOptionsTheCommandDoesNotTake()
     {
-        var err = new StringWriter(); var old = Console.Error;
-        Console.SetError(err);
-        try
-        {
-            Assert.That(Cli.Program.Main(new[] { "train", "--max-iters", "5" }), Is.EqualTo(1));
-            Assert.That(Cli.Program.Main(new[] { "export", "--checkpoint", Path.Combine(Fx, "tiny_state_dict.pth"), "--format", "pth", "--out", Tmp(".pth"), "--device", "cpu" }), Is.EqualTo(1));
-        }
-        finally { Console.SetError(old); }
-        Assert.That(err.ToString(), Does.Contain("pvlr train: unknown option --max-iters").And.Contain("--max-iter,"));
-        Assert.That(err.ToString(), Does.Contain("pvlr export: unknown option --device"));
+        var train = TestData.RunCli("train", "--max-iters", "5");
+        var export = TestData.RunCli("export", "--checkpoint", Path.Combine(Fx, "tiny_state_dict.pth"), "--format", "pth", "--out", Tmp(".pth"), "--device", "cpu");
+        Assert.That(train.rc, Is.EqualTo(1)); Assert.That(export.rc, Is.EqualTo(1));
+        Assert.That(train.err, Does.Contain("pvlr train: unknown option --max-iters").And.Contain("--max-iter,"));
+        Assert.That(export.err, Does.Contain("pvlr export: unknown option --device"));
     }
 
-    /// `pvlr eval` on data of another feature width than the checkpoint's stops before the evaluation,
-    /// naming the feature file, the checkpoint and both widths.
     /// `pvlr infer`, the one-video deployment path: its JSON holds what Inference.LocalizeVideo finds for the
     /// same features, and each bad input names the file (a NaN also its snippet and feature) and leaves an
     /// earlier output file as it was.
@@ -141,10 +134,8 @@ public sealed class CheckpointTests
         var json = Path.Combine(dir, "detections.json");
         string Run(string features)
         {
-            var err = new StringWriter(); var old = Console.Error; var oldOut = Console.Out;
-            Console.SetError(err); Console.SetOut(new StringWriter());
-            try { return Cli.Program.Main(new[] { "infer", "--checkpoint", ckpt, "--features", features, "--out", json, "--device", "cpu" }) + " " + err; }
-            finally { Console.SetError(old); Console.SetOut(oldOut); }
+            var (rc, err) = TestData.RunCli("infer", "--checkpoint", ckpt, "--features", features, "--out", json, "--device", "cpu");
+            return rc + " " + err;
         }
         Assert.That(Run(video), Does.StartWith("0 "));
         using (var g = new Graph(b, model.P))
@@ -176,14 +167,14 @@ public sealed class CheckpointTests
         Assert.That(File.ReadAllText(json), Is.EqualTo(written), "a failed run leaves the earlier output");
     }
 
+    /// `pvlr eval` on data of another feature width than the checkpoint's stops before the evaluation,
+    /// naming the feature file, the checkpoint and both widths.
     [Test]
     public void CliEvalNamesAFeatureWidthTheCheckpointDoesNotRead()
     {
-        var err = new StringWriter(); var old = Console.Error;
-        Console.SetError(err);
         var ckpt = Path.Combine(Fx, "tiny_state_dict.pth");
-        try { Assert.That(Cli.Program.Main(new[] { "eval", "--checkpoint", ckpt, "--data", InferenceTests.WideDataDir, "--device", "cpu" }), Is.EqualTo(1)); }
-        finally { Console.SetError(old); }
-        Assert.That(err.ToString(), Does.Contain($"{Path.Combine(InferenceTests.WideDataDir, ThumosDataset.FeatFile)}: feature width 32, the checkpoint {ckpt} expects 16"));
+        var (rc, err) = TestData.RunCli("eval", "--checkpoint", ckpt, "--data", InferenceTests.WideDataDir, "--device", "cpu");
+        Assert.That(rc, Is.EqualTo(1));
+        Assert.That(err, Does.Contain($"{Path.Combine(InferenceTests.WideDataDir, ThumosDataset.FeatFile)}: feature width 32, the checkpoint {ckpt} expects 16"));
     }
 }
