@@ -267,14 +267,6 @@ public static unsafe class CpuGemm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Update(float* t, float* c, long ldc, float alpha, int mr, int nr, bool store)
     {
-        if (mr == MR && nr == NR && !Vector512.IsHardwareAccelerated && Vector256.IsHardwareAccelerated)
-        {
-            var al = Vector256.Create(alpha);
-            for (int r = 0; r < MR; r++, c += ldc, t += NR)
-                for (int q = 0; q < NR; q += 8)
-                    Vector256.Store(store ? Vector256.Load(t + q) * al : Vector256.FusedMultiplyAdd(Vector256.Load(t + q), al, Vector256.Load(c + q)), c + q);
-            return;
-        }
         if (mr == MR && nr == NR && Vector512.IsHardwareAccelerated)
         {
             var al = Vector512.Create(alpha);
@@ -290,6 +282,14 @@ public static unsafe class CpuGemm
                     Vector512.Store(Vector512.FusedMultiplyAdd(Vector512.Load(t), al, Vector512.Load(c)), c);
                     Vector512.Store(Vector512.FusedMultiplyAdd(Vector512.Load(t + 16), al, Vector512.Load(c + 16)), c + 16);
                 }
+            return;
+        }
+        if (mr == MR && nr == NR && Vector256.IsHardwareAccelerated)
+        {
+            var al = Vector256.Create(alpha);
+            for (int r = 0; r < MR; r++, c += ldc, t += NR)
+                for (int q = 0; q < NR; q += 8)
+                    Vector256.Store(store ? Vector256.Load(t + q) * al : Vector256.FusedMultiplyAdd(Vector256.Load(t + q), al, Vector256.Load(c + q)), c + q);
             return;
         }
         for (int r = 0; r < mr; r++)
