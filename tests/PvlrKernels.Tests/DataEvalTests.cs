@@ -107,6 +107,63 @@ public sealed class DataEvalTests
         Assert.That(o[1].score, Is.EqualTo(0.7).Within(1e-12));                 // disjoint: inter = max(9-20+1, 0) = 0
     }
 
+    /// The video score's top-k mean, from a heap, is bit for bit what sorting each column and summing its k
+    /// largest (largest first) gives: with ties, signed zeros, NaN (below every number, as Array.Sort has
+    /// it) and k from 1 to t.
+    [Test]
+    public void TopKMeanIsTheSortedColumnsLargestKSummedLargestFirst()
+    {
+        var rng = new Random(7);
+        for (int trial = 0; trial < 400; trial++)
+        {
+            int t = 1 + rng.Next(120), c1 = 1 + rng.Next(4), k = trial % 4 == 0 ? t : 1 + rng.Next(t);
+            var lam = new double[t * c1];
+            for (int i = 0; i < lam.Length; i++)
+                lam[i] = rng.Next(10) switch { 0 => double.NaN, 1 => -0.0, 2 => 0.0, 3 => Math.Round(rng.NextDouble(), 1), _ => rng.NextDouble() * 4 - 2 };
+            for (int c = 0; c < c1; c++)
+            {
+                var col = Enumerable.Range(0, t).Select(i => lam[i * c1 + c]).ToArray();
+                Array.Sort(col);
+                double want = 0; foreach (var v in col.Reverse().Take(k)) want += v;
+                want /= k;
+                double got = Proposals.TopKMean(lam, t, c1, c, new double[k]);
+                Assert.That(BitConverter.DoubleToInt64Bits(got), Is.EqualTo(BitConverter.DoubleToInt64Bits(want)), $"trial {trial}: t={t}, k={k}, column {c}: {got} vs {want}");
+            }
+        }
+    }
+
+    /// Soft-NMS on random boxes with tied scores equals the rule stated directly: repeatedly take the first
+    /// box of highest score among those left (in input order), then scale each other overlapping box's
+    /// score by exp(-IoU^2 / sigma), +1 lengths.
+    [Test]
+    public void SoftNmsTakesTheFirstMaximumAndDecaysTheOverlaps()
+    {
+        var rng = new Random(11);
+        for (int trial = 0; trial < 100; trial++)
+        {
+            var boxes = new List<(double score, double s, double e)>();
+            for (int i = rng.Next(60); i > 0; i--)
+            {
+                double s = rng.Next(50);
+                boxes.Add((rng.Next(5) == 0 ? 0.5 : rng.NextDouble(), s, s + 1 + rng.Next(15)));
+            }
+            var left = boxes.Select((b, i) => (b.score, b.s, b.e, i)).ToList();
+            var want = new List<(double, double, double)>();
+            while (left.Count > 0)
+            {
+                var top = left.OrderByDescending(b => b.score).ThenBy(b => b.i).First();
+                want.Add((top.score, top.s, top.e));
+                left = left.Where(b => b.i != top.i).Select(b =>
+                {
+                    double inter = Math.Max(Math.Min(top.e, b.e) - Math.Max(top.s, b.s) + 1, 0);
+                    double iou = inter / ((top.e - top.s + 1) + (b.e - b.s + 1) - inter);
+                    return (inter == 0 ? b.score : b.score * Math.Exp(-iou * iou / 0.2), b.s, b.e, b.i);
+                }).ToList();
+            }
+            Assert.That(Proposals.SoftNms(boxes, 0.2), Is.EqualTo(want), $"trial {trial}");
+        }
+    }
+
     [Test]
     public void ProposalsFromHandBuiltCas()
     {

@@ -24,12 +24,8 @@ public static class Proposals
         var lam = new double[t * c1];
         for (int i = 0; i < t; i++) for (int c = 0; c < c1; c++) lam[i * c1 + c] = cas[i * c1 + c] * attn[i];
         int k = Math.Max(1, t / cfg.TestTopK);
-        var mean = new double[c1];
-        for (int c = 0; c < c1; c++)
-        {
-            var col = new double[t]; for (int i = 0; i < t; i++) col[i] = lam[i * c1 + c];
-            Array.Sort(col); double s = 0; for (int j = 0; j < k; j++) s += col[t - 1 - j]; mean[c] = s / k;
-        }
+        var mean = new double[c1]; var top = new double[k];
+        for (int c = 0; c < c1; c++) mean[c] = TopKMean(lam, t, c1, c, top);
         double mx = mean.Max(), z = mean.Sum(v => Math.Exp(v - mx));
         var score = new float[numClasses];
         for (int c = 0; c < numClasses; c++) score[c] = (float)(Math.Exp(mean[c] - mx) / z);
@@ -37,6 +33,7 @@ public static class Proposals
         var pred = Enumerable.Range(0, numClasses).Where(c => score[c] >= cfg.VidThresh).ToList();
         if (pred.Count == 0) pred.Add(Array.IndexOf(score, score.Max()));
         var dets = new List<Detection>();
+        var act = Array.ConvertAll(attn, v => (double)v);
         foreach (var c in pred)
         {
             var raw = new double[t]; for (int i = 0; i < t; i++) raw[i] = lam[i * c1 + c];
@@ -45,11 +42,7 @@ public static class Proposals
             var props = new List<(double score, double s, double e)>();
             foreach (var th in cfg.CasThresholds)
                 Group(mm, th, mm, cfg.CasLambda, cfg.CasGamma * score[c], props);
-            foreach (var th in cfg.ActThresholds)
-            {
-                var a = attn.Select(v => (double)v).ToArray();
-                Group(a, th, raw, cfg.ActLambda, cfg.ActGamma * score[c], props);
-            }
+            foreach (var th in cfg.ActThresholds) Group(act, th, raw, cfg.ActLambda, cfg.ActGamma * score[c], props);
             foreach (var (s, st, en) in SoftNms(props, cfg.NmsSigma))
                 if (!Ambiguous(st, en, ambiguous)) dets.Add(new Detection(video, st, en, c, s));
         }
@@ -79,23 +72,63 @@ public static class Proposals
         }
     }
 
-    /// Gaussian soft-NMS: emit the max, decay the rest by exp(-IoU^2 / sigma); nothing is removed.
+    /// The mean of the k = top.Length largest values of column c of lam (t rows, c1 columns), summed largest
+    /// first: what sorting the column and summing its last k gives, bit for bit (NaN sorts below every
+    /// number, as Array.Sort puts it), from a k-element min-heap instead of a sort of all t.
+    public static double TopKMean(double[] lam, int t, int c1, int c, double[] top)
+    {
+        int k = top.Length;
+        static bool Below(double a, double b) => a < b || (double.IsNaN(a) && !double.IsNaN(b));
+        for (int i = 0; i < t; i++)
+        {
+            double v = lam[i * c1 + c];
+            if (i < k)
+            {   // sift up
+                int j = i;
+                while (j > 0 && Below(v, top[(j - 1) / 2])) { top[j] = top[(j - 1) / 2]; j = (j - 1) / 2; }
+                top[j] = v;
+            }
+            else if (Below(top[0], v))
+            {   // replace the smallest kept value, sift down
+                int j = 0;
+                while (true)
+                {
+                    int l = 2 * j + 1;
+                    if (l >= k) break;
+                    if (l + 1 < k && Below(top[l + 1], top[l])) l++;
+                    if (!Below(top[l], v)) break;
+                    top[j] = top[l]; j = l;
+                }
+                top[j] = v;
+            }
+        }
+        Array.Sort(top);
+        double s = 0; for (int j = k - 1; j >= 0; j--) s += top[j];
+        return s / k;
+    }
+
+    /// Gaussian soft-NMS: emit the max (the first of equal maxima), decay the rest by exp(-IoU^2 / sigma);
+    /// nothing is removed. The boxes live in three arrays, kept in their input order.
     public static List<(double score, double s, double e)> SoftNms(List<(double score, double s, double e)> boxes, double sigma)
     {
-        var rest = new List<(double score, double s, double e)>(boxes);
-        var outp = new List<(double, double, double)>();
-        while (rest.Count > 0)
+        int m = boxes.Count;
+        var sc = new double[m]; var bs = new double[m]; var be = new double[m];
+        for (int i = 0; i < m; i++) (sc[i], bs[i], be[i]) = boxes[i];
+        var outp = new List<(double, double, double)>(m);
+        while (m > 0)
         {
             int bi = 0;
-            for (int i = 1; i < rest.Count; i++) if (rest[i].score > rest[bi].score) bi = i;
-            var b = rest[bi]; rest.RemoveAt(bi); outp.Add(b);
-            for (int i = 0; i < rest.Count; i++)
+            for (int i = 1; i < m; i++) if (sc[i] > sc[bi]) bi = i;
+            double s = bs[bi], e = be[bi], len = e - s + 1;
+            outp.Add((sc[bi], s, e));
+            m--;
+            Array.Copy(sc, bi + 1, sc, bi, m - bi); Array.Copy(bs, bi + 1, bs, bi, m - bi); Array.Copy(be, bi + 1, be, bi, m - bi);
+            for (int i = 0; i < m; i++)
             {
-                var r = rest[i];
-                double inter = Math.Max(Math.Min(b.e, r.e) - Math.Max(b.s, r.s) + 1, 0);
+                double inter = Math.Max(Math.Min(e, be[i]) - Math.Max(s, bs[i]) + 1, 0);
                 if (inter == 0) continue;                   // IoU 0: the decay is exp(0) = 1 exactly
-                double iou = inter / ((b.e - b.s + 1) + (r.e - r.s + 1) - inter);
-                rest[i] = (r.score * Math.Exp(-iou * iou / sigma), r.s, r.e);
+                double iou = inter / (len + (be[i] - bs[i] + 1) - inter);
+                sc[i] *= Math.Exp(-iou * iou / sigma);
             }
         }
         return outp;
