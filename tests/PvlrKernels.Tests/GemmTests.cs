@@ -67,6 +67,21 @@ public sealed class GemmTests(string backendName)
         Run(p, batch * m * k, batch * k * n, batch * (m * (n + 1) + 3));
     }
 
+    /// Fewer than 32 columns of a transposed B against row-major A (the per-video tau, the cosine CAS, a
+    /// 1-output conv): on the CPU a dot product per output (CpuGemm.Narrow), K with and without a 16-float
+    /// tail, beta 0 and not, C with a row gap; the last case is large enough to be split across cores.
+    [TestCase(37, 1, 64, 0.5f)] [TestCase(37, 3, 100, 0f)] [TestCase(37, 4, 1029, 0.5f)] [TestCase(5, 5, 64, 1f)]
+    [TestCase(37, 21, 300, 0f)] [TestCase(37, 31, 77, 0.5f)] [TestCase(601, 9, 1024, 0.5f)]
+    public void NarrowTransposedB(int m, int n, int k, float beta)
+    {
+        var p = new GemmParams
+        {
+            Batch = 1, M = m, N = n, K = k, Alpha = 0.75f, Beta = beta,
+            BatchA = m * k, RsA = k, CsA = 1, BatchB = k * n, RsB = 1, CsB = k, BatchC = m * (n + 2), Ldc = n + 2,
+        };
+        Run(p, m * k, k * n, m * (n + 2));
+    }
+
     [Test]
     public void OverlappingRowsAsInConv()
     {

@@ -69,7 +69,9 @@ public static unsafe class CpuGemm
     {
         if (panelB && N % NR != 0) throw new ArgumentException($"gemm: a panel-layout B needs N a multiple of {NR}, got {N}");
         if (M <= 0 || N <= 0) return;
-        bool packed = K > 0 && alpha != 0f && ((long)M * N * K >= 32768 || panelB);
+        // few columns, each a contiguous run of K in B, against contiguous rows of A: a dot product per output
+        bool narrow = !panelB && N < NR && rsB == 1 && csA == 1 && K >= 64 && Vector512.IsHardwareAccelerated;
+        bool packed = K > 0 && alpha != 0f && ((long)M * N * K >= 32768 || panelB) && !narrow;
         // beta = 0 on the packed path: the first KC slab stores its tiles instead of adding them, so C is
         // neither cleared nor read first
         if (beta != 1f && !(packed && beta == 0f))
@@ -80,7 +82,12 @@ public static unsafe class CpuGemm
             }
         if (K <= 0 || alpha == 0f) return;
         // Tiny products (attention heads, 21-class heads): a direct loop beats packing.
-        if (!packed) { Small(M, N, K, alpha, A, rsA, csA, B, rsB, csB, C, ldc); return; }
+        if (!packed)
+        {
+            if (narrow) Narrow(M, N, K, alpha, A, rsA, B, csB, C, ldc, (long)M * N * K >= SerialMin ? threads : 1);
+            else Small(M, N, K, alpha, A, rsA, csA, B, rsB, csB, C, ldc);
+            return;
+        }
 
         int nPanels = (N + NR - 1) / NR;
         float* bp = panelB ? null : PanelBuffer((long)nPanels * KC * NR);
@@ -342,6 +349,43 @@ public static unsafe class CpuGemm
             }
             for (int r = 0; r < MR; r++) { Vector256.Store(acc[2 * r], t + r * NR + h * 16); Vector256.Store(acc[2 * r + 1], t + r * NR + h * 16 + 8); }
         }
+    }
+
+    /// C[i, j] += alpha * <row i of A, column j of B> for N < NR columns, each contiguous in B, and contiguous
+    /// rows of A (the per-video attention weights tau, the test-time cosine CAS, a 1-output conv): packing
+    /// would pad N to a 32-column panel and copy all of A, where this reads A once. Four columns at a time
+    /// share each 16-float load of A; every sum runs in the same order whatever the thread count.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Narrow(int M, int N, int K, float alpha, float* A, long rsA, float* B, long csB, float* C, long ldc, int threads)
+    {
+        int chunks = threads == 1 ? 1 : Math.Min(M, 4 * threads), per = (M + chunks - 1) / chunks;
+        For(chunks, threads, ch =>
+        {
+            for (int i = ch * per, end = Math.Min(M, i + per); i < end; i++)
+            {
+                float* a = A + i * rsA;
+                for (int j = 0; j < N; j += 4)
+                {
+                    int w = Math.Min(4, N - j);
+                    float* b0 = B + j * csB, b1 = B + (j + Math.Min(1, w - 1)) * csB, b2 = B + (j + Math.Min(2, w - 1)) * csB, b3 = B + (j + w - 1) * csB;
+                    Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
+                    int p = 0;
+                    for (; p + 16 <= K; p += 16)
+                    {
+                        var x = Vector512.Load(a + p);
+                        s0 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b0 + p), s0); s1 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b1 + p), s1);
+                        s2 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b2 + p), s2); s3 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b3 + p), s3);
+                    }
+                    float t0 = Vector512.Sum(s0), t1 = Vector512.Sum(s1), t2 = Vector512.Sum(s2), t3 = Vector512.Sum(s3);
+                    for (; p < K; p++) { t0 += a[p] * b0[p]; t1 += a[p] * b1[p]; t2 += a[p] * b2[p]; t3 += a[p] * b3[p]; }
+                    float* c = C + i * ldc + j;
+                    c[0] += alpha * t0;
+                    if (w > 1) c[1] += alpha * t1;
+                    if (w > 2) c[2] += alpha * t2;
+                    if (w > 3) c[3] += alpha * t3;
+                }
+            }
+        });
     }
 
     static void Small(int M, int N, int K, float alpha, float* A, long rsA, long csA, float* B, long rsB, long csB, float* C, long ldc)
