@@ -11,6 +11,7 @@
 // cores busy for short M. Batches of large products (SgemmBatch) give each core whole products instead.
 // A Vector256 microkernel covers machines without AVX-512: the same tile as four 4x16 blocks, each with its
 // 8 accumulators in registers (AVX2 has 16 ymm registers, too few for the 8x32 tile's 32).
+// Fewer than NR columns of a transposed B against row-major A run unpacked, a dot product per output (Narrow).
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
