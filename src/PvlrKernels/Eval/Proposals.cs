@@ -78,6 +78,7 @@ public static class Proposals
     public static double TopKMean(double[] lam, int t, int c1, int c, double[] top)
     {
         int k = top.Length;
+        if (k < 1 || k > t) throw new ArgumentException($"top-k mean: k = {k} of T = {t} values");
         static bool Below(double a, double b) => a < b || (double.IsNaN(a) && !double.IsNaN(b));
         for (int i = 0; i < t; i++)
         {
