@@ -368,7 +368,7 @@ public static unsafe class CpuGemm
                 for (int j = 0; j < N; j += 4)
                 {
                     int w = Math.Min(4, N - j);
-                    float* b0 = B + j * csB, b1 = B + (j + Math.Min(1, w - 1)) * csB, b2 = B + (j + Math.Min(2, w - 1)) * csB, b3 = B + (j + w - 1) * csB;
+                    float* b0 = B + j * csB, b1 = B + Math.Min(j + 1, N - 1) * csB, b2 = B + Math.Min(j + 2, N - 1) * csB, b3 = B + Math.Min(j + 3, N - 1) * csB;   // past N: the last column again, its sums unused
                     Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
                     int p = 0;
                     for (; p + 16 <= K; p += 16)
