@@ -99,4 +99,23 @@ public sealed class BenchmarkTests
         Assert.That(cpu.GemmFlops - f0, Is.EqualTo(2L * 8 * 16 * 32));
         Assert.That((gemm.Name, gemm.Shape), Is.EqualTo(("SGEMM", "(8x16)·(16x32)")));
     }
+
+    [Test]
+    public void ProcessCpuTimeCountsWorkNotSleep()
+    {
+        // the profiler's and the inference row's "busy": CPU time of the process, so 150 ms of spinning on
+        // one thread counts (at least 100 ms of it, allowing for a preempted thread) and 150 ms of sleep
+        // does not (under 50 ms, whatever other threads ran meanwhile); Busy is CPU time over wall x cores
+        long c0 = Profiler.CpuNanoseconds();
+        var sw = System.Diagnostics.Stopwatch.StartNew(); double x = 0;
+        while (sw.ElapsedMilliseconds < 150) x += Math.Sqrt(x + 1);
+        long spun = Profiler.CpuNanoseconds() - c0;
+        Assert.That(spun, Is.GreaterThan(100_000_000L), $"spinning 150 ms counted {spun / 1e6:F1} ms ({x:F0})");
+        c0 = Profiler.CpuNanoseconds();
+        Thread.Sleep(150);
+        long slept = Profiler.CpuNanoseconds() - c0;
+        Assert.That(slept, Is.GreaterThanOrEqualTo(0).And.LessThan(50_000_000L), $"sleeping 150 ms counted {slept / 1e6:F1} ms");
+        Assert.That(Profiler.Busy(2.0, (long)(1e9 * Environment.ProcessorCount)), Is.EqualTo(0.5).Within(1e-12));
+        Assert.That(Profiler.Busy(0, 123), Is.EqualTo(0));
+    }
 }

@@ -164,6 +164,11 @@ public sealed class InferenceTests(string backendName)
         Assert.That(rows[0].Flops, Is.GreaterThan(0).And.EqualTo(rows[1].Flops));
         Assert.That(rows.All(r => r.Seconds > 0 && r.Shape == "212 videos, 71804 snippets"));
         Assert.That(rows[0].Rate, Does.Not.Contain("median"));
+        foreach (var r in rows)
+        {
+            var busy = System.Text.RegularExpressions.Regex.Match(r.Rate, @"cores busy (\d+) %");
+            Assert.That(busy.Success && int.Parse(busy.Groups[1].Value) is > 0 and <= 100, r.Rate);
+        }
         var range = System.Text.RegularExpressions.Regex.Match(rows[1].Rate, @"median of 2 passes \((\d+\.\d+) to (\d+\.\d+) s\)$");
         Assert.That(range.Success, rows[1].Rate);
         double lo = double.Parse(range.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), hi = double.Parse(range.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);

@@ -162,7 +162,9 @@ public static class Bench
     /// Test-set inference plus evaluation (InferenceWork) with one graph: the first pass (JIT compilation,
     /// first touch of the activation arena and of the transformed weights), then `passes` steady passes (a
     /// trainer's periodic evaluation, a service), reported as their median with the range beside it, as
-    /// the training-step row reports its steps: on a shared VM one pass can land in a slow phase.
+    /// the training-step row reports its steps: on a shared VM one pass can land in a slow phase. Each row
+    /// also says how busy the pass kept the cores (Profiler.Busy), so time lost to waiting shows apart from
+    /// time lost to slow cores.
     public static BenchRow[] TestSetInference(Backend b, PvlrConfig cfg, int passes = 1)
     {
         if (passes < 1) throw new ArgumentOutOfRangeException(nameof(passes), $"--infer-passes {passes}: at least one steady pass is needed");
@@ -171,13 +173,15 @@ public static class Bench
         {
             long f0 = b.GemmFlops;
             var jit0 = System.Runtime.JitInfo.GetCompilationTime();
+            long cpu0 = Profiler.CpuNanoseconds();
             var sw = Stopwatch.StartNew();
             w.Run();
             b.Synchronize();
             double s = sw.Elapsed.TotalSeconds;
             double jit = (System.Runtime.JitInfo.GetCompilationTime() - jit0).TotalSeconds;
+            double busy = Profiler.Busy(s, Profiler.CpuNanoseconds() - cpu0);
             if (Profiler.Enabled) { Console.Error.WriteLine($"profile of {name}:\n{Profiler.Report()}\n"); Profiler.Reset(); }   // each pass apart
-            return new BenchRow(name, w.Shape, s, b.GemmFlops - f0, $"{count / s:F1} videos/s, arena {g.Act.Touched * 4 >> 20} MiB, JIT {jit:F2} s");
+            return new BenchRow(name, w.Shape, s, b.GemmFlops - f0, $"{count / s:F1} videos/s, arena {g.Act.Touched * 4 >> 20} MiB, JIT {jit:F2} s, cores busy {100 * busy:F0} %");
         }
         var first = Pass($"{w.Name}, first pass");
         var steady = Enumerable.Range(0, passes).Select(_ => Pass(w.Name)).OrderBy(r => r.Seconds).ToArray();
