@@ -139,19 +139,28 @@ public sealed class GemmTests(string backendName)
         };
         Run(p, batch * m * k, batch * k * n, batch * m * ldc);
         if (B.IsGpu || backendName != "cpu") return;
-        // on the CPU, the cores-take-whole-products schedule must give bitwise the one-product-at-a-time result
-        var a = Rand(batch * m * k, 4); var b = Rand(batch * k * n, 5); var c0 = Rand(batch * m * ldc, 6);
-        var split = (float[])c0.Clone(); var serial = (float[])c0.Clone();
-        unsafe
+        // on the CPU, the cores-take-whole-products schedule must give bitwise the one-product-at-a-time
+        // result: B row-major, transposed (a Linear's weight) and in the panel layout (the Winograd weights);
+        // 2 and 3 cores; beta 0, 1 and other
+        foreach (var (bn, layout, threads, beta, bb) in new[] { (130, "row-major", 2, 0.5f, 4), (130, "transposed", 2, 0f, 4), (128, "panels", 2, 0.5f, 4),
+                                                             (128, "panels", 3, 0f, 6), (130, "row-major", 3, 1f, 6) })
         {
-            fixed (float* pa = a, pb = b, ps = split, pq = serial)
+            var a = Rand(bb * m * k, 4); var b = Rand(bb * k * bn, 5); var c0 = Rand(bb * m * ldc, 6);
+            var split = (float[])c0.Clone(); var serial = (float[])c0.Clone();
+            var stored = layout == "panels" ? Panels(b, bb, k, bn) : b;
+            long rsB = layout == "transposed" ? 1 : bn, csB = layout == "transposed" ? k : 1;
+            unsafe
             {
-                CpuGemm.SgemmBatch(batch, m, n, k, 1.5f, pa, m * k, k, 1, pb, k * n, n, 1, 0.5f, ps, m * ldc, ldc, threads: 2);
-                for (int i = 0; i < batch; i++)
-                    CpuGemm.Sgemm(m, n, k, 1.5f, pa + i * m * k, k, 1, pb + i * k * n, n, 1, 0.5f, pq + i * m * ldc, ldc);
+                fixed (float* pa = a, pb = b, pp = stored, ps = split, pq = serial)
+                {
+                    CpuGemm.SgemmBatch(bb, m, bn, k, 1.5f, pa, m * k, k, 1, pp, k * bn, rsB, csB, beta, ps, m * ldc, ldc, threads, panelB: layout == "panels");
+                    for (int i = 0; i < bb; i++)
+                        CpuGemm.Sgemm(m, bn, k, 1.5f, pa + i * m * k, k, 1, pb + i * k * bn, rsB, csB, beta, pq + i * m * ldc, ldc);
+                }
             }
+            Assert.That(split.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(serial.Select(BitConverter.SingleToInt32Bits)),
+                $"batch-parallel and per-product GEMM differ: B {layout}, {threads} cores, beta {beta}");
         }
-        Assert.That(split, Is.EqualTo(serial), "batch-parallel and per-product GEMM differ");
     }
 
     [Test]
