@@ -105,16 +105,22 @@ public sealed class BenchmarkTests
     {
         // the profiler's and the inference row's "busy": CPU time of the process, so 150 ms of spinning on
         // one thread counts (at least 100 ms of it, allowing for a preempted thread) and 150 ms of sleep
-        // does not (under 50 ms, whatever other threads ran meanwhile); Busy is CPU time over wall x cores
+        // does not. Other threads of the test process (the JIT's background tier, the GC, work an earlier
+        // test left) also count, so the sleep is tried up to 5 times and its quietest try must count under
+        // 50 ms; a wall clock would count 150 ms every time. Busy is CPU time over wall x cores.
         long c0 = Profiler.CpuNanoseconds();
         var sw = System.Diagnostics.Stopwatch.StartNew(); double x = 0;
         while (sw.ElapsedMilliseconds < 150) x += Math.Sqrt(x + 1);
         long spun = Profiler.CpuNanoseconds() - c0;
         Assert.That(spun, Is.GreaterThan(100_000_000L), $"spinning 150 ms counted {spun / 1e6:F1} ms ({x:F0})");
-        c0 = Profiler.CpuNanoseconds();
-        Thread.Sleep(150);
-        long slept = Profiler.CpuNanoseconds() - c0;
-        Assert.That(slept, Is.GreaterThanOrEqualTo(0).And.LessThan(50_000_000L), $"sleeping 150 ms counted {slept / 1e6:F1} ms");
+        long quietest = long.MaxValue;
+        for (int i = 0; i < 5 && quietest >= 50_000_000L; i++)
+        {
+            c0 = Profiler.CpuNanoseconds();
+            Thread.Sleep(150);
+            quietest = Math.Min(quietest, Profiler.CpuNanoseconds() - c0);
+        }
+        Assert.That(quietest, Is.GreaterThanOrEqualTo(0).And.LessThan(50_000_000L), $"sleeping 150 ms counted {quietest / 1e6:F1} ms at the least");
         Assert.That(Profiler.Busy(2.0, (long)(1e9 * Environment.ProcessorCount)), Is.EqualTo(0.5).Within(1e-12));
         Assert.That(Profiler.Busy(0, 123), Is.EqualTo(0));
     }
