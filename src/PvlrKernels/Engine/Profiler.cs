@@ -27,10 +27,10 @@ public static class Profiler
     [DllImport("libc", EntryPoint = "clock_gettime")] static extern int ClockGettime(int clock, out Timespec t);
     const int ClockProcessCputimeId = 2;
 
-    /// CPU time of the whole process (all threads) in ns: clock_gettime on Linux, else Process's.
+    /// CPU time of the whole process (all threads) in ns: clock_gettime on 64-bit Linux (two 64-bit fields), else Process's.
     public static long CpuNanoseconds()
     {
-        if (OperatingSystem.IsLinux() && ClockGettime(ClockProcessCputimeId, out var t) == 0) return t.Sec * 1_000_000_000 + t.Nsec;
+        if (OperatingSystem.IsLinux() && Environment.Is64BitProcess && ClockGettime(ClockProcessCputimeId, out var t) == 0) return t.Sec * 1_000_000_000 + t.Nsec;
         return Process.GetCurrentProcess().TotalProcessorTime.Ticks * 100;
     }
 
