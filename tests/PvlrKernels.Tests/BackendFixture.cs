@@ -54,12 +54,12 @@ public static class TestData
         return a;
     }
 
-    /// The CLI run in this process: its exit code and what it wrote to stderr (its stdout is dropped).
-    public static (int rc, string err) RunCli(params string[] args)
+    /// The CLI run in this process: its exit code and what it wrote to stderr and to stdout.
+    public static (int rc, string err, string output) RunCli(params string[] args)
     {
-        var err = new StringWriter(); var oldErr = Console.Error; var oldOut = Console.Out;
-        Console.SetError(err); Console.SetOut(new StringWriter());
-        try { return (Cli.Program.Main(args), err.ToString()); }
+        var err = new StringWriter(); var output = new StringWriter(); var oldErr = Console.Error; var oldOut = Console.Out;
+        Console.SetError(err); Console.SetOut(output);
+        try { return (Cli.Program.Main(args), err.ToString(), output.ToString()); }
         finally { Console.SetError(oldErr); Console.SetOut(oldOut); }
     }
 }

@@ -134,7 +134,7 @@ public sealed class CheckpointTests
         var json = Path.Combine(dir, "detections.json");
         string Run(string features)
         {
-            var (rc, err) = TestData.RunCli("infer", "--checkpoint", ckpt, "--features", features, "--out", json, "--device", "cpu");
+            var (rc, err, _) = TestData.RunCli("infer", "--checkpoint", ckpt, "--features", features, "--out", json, "--device", "cpu");
             return rc + " " + err;
         }
         Assert.That(Run(video), Does.StartWith("0 "));
@@ -173,7 +173,7 @@ public sealed class CheckpointTests
     public void CliEvalNamesAFeatureWidthTheCheckpointDoesNotRead()
     {
         var ckpt = Path.Combine(Fx, "tiny_state_dict.pth");
-        var (rc, err) = TestData.RunCli("eval", "--checkpoint", ckpt, "--data", InferenceTests.WideDataDir, "--device", "cpu");
+        var (rc, err, _) = TestData.RunCli("eval", "--checkpoint", ckpt, "--data", InferenceTests.WideDataDir, "--device", "cpu");
         Assert.That(rc, Is.EqualTo(1));
         Assert.That(err, Does.Contain($"{Path.Combine(InferenceTests.WideDataDir, ThumosDataset.FeatFile)}: feature width 32, the checkpoint {ckpt} expects 16"));
     }

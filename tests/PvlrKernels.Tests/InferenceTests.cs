@@ -191,7 +191,7 @@ public sealed class InferenceTests(string backendName)
         Assert.That(Cli.Program.Main(new[] { "bench", "--device", "cpu", "--only", "memry" }), Is.EqualTo(1));
         foreach (var count in new[] { "--infer-passes", "--steps", "--torch-steps" })
         {
-            var (rc, err) = TestData.RunCli("bench", "--device", "cpu", "--only", "gemm,step,infer", count, "0");
+            var (rc, err, _) = TestData.RunCli("bench", "--device", "cpu", "--only", "gemm,step,infer", count, "0");
             Assert.That(rc, Is.EqualTo(1));
             Assert.That(err, Does.Contain(count + " must be at least 1").And.Not.Contain("bench: gemm"));
         }

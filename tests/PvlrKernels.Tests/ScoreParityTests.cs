@@ -4,7 +4,6 @@
 using System.Diagnostics;
 using System.Text.Json;
 using NUnit.Framework;
-using PvlrKernels.Cli;
 using PvlrKernels.Data;
 using PvlrKernels.Eval;
 
@@ -27,11 +26,9 @@ public sealed class ScoreParityTests
 
     static string ScoreJson(string csv)
     {
-        var o = new StringWriter(); var old = Console.Out;
-        Console.SetOut(o);
-        try { Assert.That(Program.Main(new[] { "score", "--annotations", AnnDir, "--predictions", csv, "--json" }), Is.EqualTo(0)); }
-        finally { Console.SetOut(old); }
-        return o.ToString();
+        var (rc, err, output) = TestData.RunCli("score", "--annotations", AnnDir, "--predictions", csv, "--json");
+        Assert.That(rc, Is.EqualTo(0), err);
+        return output;
     }
 
     static void AssertSame(string ours, string reference)
