@@ -95,11 +95,11 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         CheckColumns(dst, off, src, rows, srcWidth, from, width);
         float* d = S(dst).Ptr + off;
         int parts = (long)rows * width >= 1 << 16 ? Threads : 1;             // below 256 KiB one core copies
-        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, p =>
+        CpuPool.For(parts, p =>
         {
             for (int r = (int)((long)rows * p / parts), end = (int)((long)rows * (p + 1) / parts); r < end; r++)
                 src.Span.Slice(r * srcWidth + from, width).CopyTo(new Span<float>(d + (long)r * width, width));
-        });
+        }, parts);
     }
     public override void Download(Storage src, long off, Span<float> dst)
     {
@@ -132,12 +132,12 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         int total = (int)n;
         if ((total < 4096 && !(split && total > 1)) || Threads == 1) { for (int i = 0; i < total; i++) body.Execute(i); return; }
         int chunks = Math.Min(total, Threads * 8), per = (total + chunks - 1) / chunks;
-        Parallel.For(0, chunks, c =>
+        CpuPool.For(chunks, c =>
         {
             var k = body;
             int s = c * per, e = Math.Min(total, s + per);
             for (int i = s; i < e; i++) k.Execute(i);
-        });
+        }, Threads);
     }
 
     // ---- CPU fast paths for data movement and plain sums: the same results as the generic kernel bodies
@@ -150,7 +150,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         if (n <= 0) return;
         if (work < (1 << 16) || Threads == 1 || n == 1) { body(0, n); return; }
         int chunks = (int)Math.Min(n, Threads * 4); long per = (n + chunks - 1) / chunks;
-        Parallel.For(0, chunks, c => { long s = c * per, e = Math.Min(n, s + per); if (s < e) body(s, e); });
+        CpuPool.For(chunks, c => { long s = c * per, e = Math.Min(n, s + per); if (s < e) body(s, e); }, Threads);
     }
 
     /// Runs body(start, end) over [0, n) in ranges of whole 64K-element blocks, split over the cores.
@@ -596,7 +596,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         {
             const int Part = 1 << 16; int parts = (n + Part - 1) / Part; var partial = new double[parts];
             float* row = xp + (long)o * n;
-            Parallel.For(0, parts, k => partial[k] = TP.Sum(new ReadOnlySpan<float>(row + (long)k * Part, Math.Min(Part, n - k * Part))));
+            CpuPool.For(parts, k => partial[k] = TP.Sum(new ReadOnlySpan<float>(row + (long)k * Part, Math.Min(Part, n - k * Part))), Threads);
             float v = scale * (float)partial.Sum();
             yp[o] = accumulate ? yp[o] + v : v;
         }

@@ -59,8 +59,7 @@ public static unsafe class CpuGemm
             for (int i = 0; i < batch; i++) Run(M, N, K, alpha, A + i * strideA, rsA, csA, B + i * strideB, rsB, csB, panelB, beta, C + i * strideC, ldc, threads);
             return;
         }
-        Parallel.For(0, batch, new ParallelOptions { MaxDegreeOfParallelism = threads },
-            i => Run(M, N, K, alpha, A + i * strideA, rsA, csA, B + i * strideB, rsB, csB, panelB, beta, C + i * strideC, ldc, 1));
+        CpuPool.For(batch, i => Run(M, N, K, alpha, A + i * strideA, rsA, csA, B + i * strideB, rsB, csB, panelB, beta, C + i * strideC, ldc, 1), threads);
     }
 
     const long SerialMin = 1L << 22;        // multiply-adds per product below which one core per product idles the rest
@@ -109,7 +108,7 @@ public static unsafe class CpuGemm
     static void For(int n, int threads, Action<int> body)
     {
         if (threads == 1 || n == 1) for (int i = 0; i < n; i++) body(i);
-        else Parallel.For(0, n, body);
+        else CpuPool.For(n, body, threads);
     }
 
     // The packed-B buffer of the calling thread, kept and grown, never freed per call: fresh pages cost a

@@ -3,7 +3,8 @@
 // so the times are per kernel rather than per enqueue (and the run is slower than an unprofiled one).
 // Each line also gives how busy the process kept the cores while that work ran (the process's CPU time
 // over the wall time times the cores): for a scope on the calling thread that runs parallel work, the
-// share of the cores its parallel loops used; spinning counts as busy, sleeping as idle.
+// share of the cores its parallel loops used. A thread that sleeps or spin-waits in CpuPool counts as
+// idle (WorkNanoseconds); other spinning counts as busy.
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
@@ -19,7 +20,7 @@ public static class Profiler
 
     static void Record(string key, long t0, long cpu0, long items)
     {
-        long ticks = Stopwatch.GetTimestamp() - t0, cpu = CpuNanoseconds() - cpu0;
+        long ticks = Stopwatch.GetTimestamp() - t0, cpu = WorkNanoseconds() - cpu0;
         entries.AddOrUpdate(key, (ticks, cpu, 1, items), (_, v) => (v.ticks + ticks, v.cpuNs + cpu, v.calls + 1, v.items + items));
     }
 
@@ -33,6 +34,9 @@ public static class Profiler
         if (OperatingSystem.IsLinux() && Environment.Is64BitProcess && ClockGettime(ClockProcessCputimeId, out var t) == 0) return t.Sec * 1_000_000_000 + t.Nsec;
         return Process.GetCurrentProcess().TotalProcessorTime.Ticks * 100;
     }
+
+    /// CPU time that did work: the process's, less the time CpuPool's threads spent spin-waiting.
+    public static long WorkNanoseconds() => CpuNanoseconds() - CpuPool.SpinNanoseconds;
 
     /// The share of the cores the process kept busy: `cpuNs` of CPU time over `wallSeconds` on every core
     /// (0 for no wall time). Other threads' CPU time is counted at the scheduler's granularity, so a scope
@@ -67,7 +71,7 @@ public static class Profiler
         internal Scope(string key, Type kernel, long items, Backend sync)
         {
             this.key = key; this.kernel = kernel; this.items = items; this.sync = sync;
-            t0 = Enabled ? Now() : 0; cpu0 = Enabled ? CpuNanoseconds() : 0;
+            t0 = Enabled ? Now() : 0; cpu0 = Enabled ? WorkNanoseconds() : 0;
         }
         public void Dispose()
         {

@@ -173,13 +173,13 @@ public static class Bench
         {
             long f0 = b.GemmFlops;
             var jit0 = System.Runtime.JitInfo.GetCompilationTime();
-            long cpu0 = Profiler.CpuNanoseconds();
+            long cpu0 = Profiler.WorkNanoseconds();
             var sw = Stopwatch.StartNew();
             w.Run();
             b.Synchronize();
             double s = sw.Elapsed.TotalSeconds;
             double jit = (System.Runtime.JitInfo.GetCompilationTime() - jit0).TotalSeconds;
-            double busy = Profiler.Busy(s, Profiler.CpuNanoseconds() - cpu0);
+            double busy = Profiler.Busy(s, Profiler.WorkNanoseconds() - cpu0);
             if (Profiler.Enabled) { Console.Error.WriteLine($"profile of {name}:\n{Profiler.Report()}\n"); Profiler.Reset(); }   // each pass apart
             return new BenchRow(name, w.Shape, s, b.GemmFlops - f0, $"{count / s:F1} videos/s, arena {g.Act.Touched * 4 >> 20} MiB, JIT {jit:F2} s, cores busy {100 * busy:F0} %");
         }
@@ -234,6 +234,31 @@ public static class Bench
             return new BenchRow(name, $"{mib} MiB", t, 0, $"{mib / 1024.0 / t:F2} GiB/s");
         }
         return new[] { Write("first write of new memory"), Write("the same, in memory freed before") };
+    }
+
+    /// What starting a parallel loop costs the CPU backend: `loops` loops of one `workUs` item per core,
+    /// each after `gapUs` of serial work on the calling thread (as between a model's kernels), run on
+    /// CpuPool and on Parallel.For in alternating rounds. Each row is the mean time a loop took beyond its
+    /// items' own. After a gap, Parallel.For's workers have blocked and wait for their cores to wake.
+    public static BenchRow[] LoopOverhead(int loops = 1000, double workUs = 1000, double gapUs = 500)
+    {
+        if (loops < 1) throw new ArgumentOutOfRangeException(nameof(loops), $"{loops} loops: at least one is needed");
+        int width = CpuPool.Width; const int Rounds = 4;
+        static void Spin(double us) { long end = Stopwatch.GetTimestamp() + (long)(us * Stopwatch.Frequency / 1e6); while (Stopwatch.GetTimestamp() < end) Thread.SpinWait(8); }
+        var extra = new double[2];
+        for (int round = 0; round < Rounds; round++)
+            for (int way = 0; way < 2; way++)
+                for (int l = round * loops / Rounds; l < (round + 1) * loops / Rounds; l++)
+                {
+                    Spin(gapUs);
+                    long t0 = Stopwatch.GetTimestamp();
+                    if (way == 0) CpuPool.For(width, _ => Spin(workUs));
+                    else Parallel.For(0, width, _ => Spin(workUs));
+                    extra[way] += Stopwatch.GetElapsedTime(t0).TotalSeconds - workUs * 1e-6;
+                }
+        string shape = $"{width} items of {workUs / 1000:0.###} ms after {gapUs / 1000:0.###} ms serial, {loops} loops";
+        BenchRow Row(string name, double total) => new(name, shape, total / loops, 0, $"{total / loops * 1e6:F1} us per loop");
+        return new[] { Row("parallel loop overhead, CpuPool", extra[0]), Row("parallel loop overhead, Parallel.For", extra[1]) };
     }
 
     public static string Table(IEnumerable<BenchRow> rows, double peakGflops, string device)

@@ -1,0 +1,102 @@
+// CpuPool: the CPU backend's parallel loops (Engine/CpuPool.cs). Every item runs once, on more than one
+// thread, exceptions come back, loops inside loops and loops from two threads at once complete, and the
+// pool's spin-waiting is kept out of the profiler's busy column.
+using System.Collections.Concurrent;
+using NUnit.Framework;
+using PvlrKernels.Engine;
+
+namespace PvlrKernels.Tests;
+
+[NonParallelizable]
+public sealed class CpuPoolTests
+{
+    double spin;
+    [SetUp] public void KeepSpin() => spin = CpuPool.SpinMicroseconds;
+    [TearDown] public void RestoreSpin() => CpuPool.SpinMicroseconds = spin;
+
+    [TestCase(0)] [TestCase(1)] [TestCase(2)] [TestCase(3)] [TestCase(7)] [TestCase(1000)] [TestCase(100_000)]
+    public void EveryItemRunsOnce(int n)
+    {
+        var runs = new int[n];
+        CpuPool.For(n, i => Interlocked.Increment(ref runs[i]));
+        Assert.That(runs, Is.All.EqualTo(1));
+        Array.Clear(runs);
+        int caller = Environment.CurrentManagedThreadId; var threads = new ConcurrentDictionary<int, bool>();
+        CpuPool.For(n, i => { Interlocked.Increment(ref runs[i]); threads[Environment.CurrentManagedThreadId] = true; }, threads: 1);
+        Assert.That(runs, Is.All.EqualTo(1));
+        if (n > 0) Assert.That(threads.Keys, Is.EqualTo(new[] { caller }), "one thread: the caller runs every item");
+    }
+
+    /// Each item waits until another thread has entered the loop too, so a pool that ran its items on the
+    /// caller alone would fail here (after 10 s, not hang). Also with workers that block at once (spin 0)
+    /// and after they have gone to sleep.
+    [TestCase(2000.0, 0)]
+    [TestCase(0.0, 0)]
+    [TestCase(0.0, 30)]
+    public void ItemsRunOnTwoThreadsAtOnce(double spinUs, int idleMs)
+    {
+        if (CpuPool.Width < 2) Assert.Ignore("one core");
+        CpuPool.SpinMicroseconds = spinUs;
+        CpuPool.For(2, _ => { });
+        Thread.Sleep(idleMs);
+        for (int rep = 0; rep < 20; rep++)
+        {
+            var entered = new CountdownEvent(2); var threads = new ConcurrentDictionary<int, bool>();
+            CpuPool.For(2, _ =>
+            {
+                threads[Environment.CurrentManagedThreadId] = true;
+                entered.Signal();
+                if (!entered.Wait(TimeSpan.FromSeconds(10))) throw new TimeoutException("the other item never started");
+            });
+            Assert.That(threads.Count, Is.EqualTo(2));
+        }
+    }
+
+    [Test]
+    public void ExceptionsComeBackAndThePoolStillWorks()
+    {
+        var e = Assert.Throws<AggregateException>(() => CpuPool.For(64, i => { if (i == 5) throw new InvalidOperationException("item 5"); }));
+        Assert.That(e!.InnerExceptions.Select(x => x.Message), Does.Contain("item 5"));
+        var runs = new int[64];
+        CpuPool.For(64, i => Interlocked.Increment(ref runs[i]));
+        Assert.That(runs, Is.All.EqualTo(1));
+    }
+
+    [Test]
+    public void LoopsInsideLoopsAndFromTwoThreadsComplete()
+    {
+        var runs = new int[16 * 16];
+        CpuPool.For(16, i => CpuPool.For(16, j => Interlocked.Increment(ref runs[i * 16 + j])));
+        Assert.That(runs, Is.All.EqualTo(1), "a loop inside an item");
+        var both = new int[2, 200 * 50];
+        var callers = Enumerable.Range(0, 2).Select(c => Task.Run(() =>
+        {
+            for (int l = 0; l < 200; l++) CpuPool.For(50, i => Interlocked.Increment(ref both[c, l * 50 + i]));
+        })).ToArray();
+        Assert.That(Task.WaitAll(callers, TimeSpan.FromSeconds(60)), Is.True, "two callers at once finished");
+        Assert.That(both.Cast<int>(), Is.All.EqualTo(1), "two callers at once");
+    }
+
+    /// A worker left spinning after a loop burns CPU time that did no work: SpinNanoseconds counts it while
+    /// it happens, and Profiler.WorkNanoseconds (the busy column) leaves it out. A worker that blocks
+    /// at once (spin 0) adds nothing.
+    [Test]
+    public void SpinWaitingIsNotCountedAsWork()
+    {
+        if (CpuPool.Width < 2) Assert.Ignore("one core");
+        CpuPool.SpinMicroseconds = 1_000_000;
+        CpuPool.For(2, _ => { });
+        long s0 = CpuPool.SpinNanoseconds, c0 = Profiler.CpuNanoseconds(), w0 = Profiler.WorkNanoseconds();
+        Thread.Sleep(200);
+        long spun = CpuPool.SpinNanoseconds - s0, cpu = Profiler.CpuNanoseconds() - c0, work = Profiler.WorkNanoseconds() - w0;
+        CpuPool.SpinMicroseconds = 0;
+        CpuPool.For(2, _ => { });                               // the worker goes back to the loop and blocks
+        Assert.That(spun, Is.GreaterThan(150_000_000L), $"a worker spinning through a 200 ms sleep counted {spun / 1e6:F1} ms");
+        Assert.That(cpu, Is.GreaterThan(100_000_000L), $"the process's CPU time grew by {cpu / 1e6:F1} ms");
+        Assert.That(work, Is.LessThan(cpu - 100_000_000L), $"work {work / 1e6:F1} ms of {cpu / 1e6:F1} ms CPU time");
+        Thread.Sleep(20);
+        s0 = CpuPool.SpinNanoseconds;
+        Thread.Sleep(100);
+        Assert.That(CpuPool.SpinNanoseconds - s0, Is.LessThan(10_000_000L), "a blocked worker does not spin");
+    }
+}
