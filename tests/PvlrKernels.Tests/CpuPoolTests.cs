@@ -55,8 +55,18 @@ public sealed class CpuPoolTests
     [Test]
     public void ExceptionsComeBackAndThePoolStillWorks()
     {
-        var e = Assert.Throws<AggregateException>(() => CpuPool.For(64, i => { if (i == 5) throw new InvalidOperationException("item 5"); }));
-        Assert.That(e!.InnerExceptions.Select(x => x.Message), Does.Contain("item 5"));
+        // one item's exception as it was (the CLI catches ShapeException and the like by type), several
+        // as an AggregateException; a loop inside an item (Parallel.For underneath) alike
+        var e = Assert.Throws<ShapeException>(() => CpuPool.For(64, i => { if (i == 5) throw new ShapeException("item 5"); }));
+        Assert.That(e!.Message, Is.EqualTo("item 5"));
+        Assert.Throws<ShapeException>(() => CpuPool.For(2, i => CpuPool.For(8, j => { if (i == 0 && j == 3) throw new ShapeException("inner item 3"); })));
+        Assert.Throws<ShapeException>(() => CpuPool.For(4, i => { if (i == 2) throw new ShapeException("item 2"); }, threads: 1));
+        if (CpuPool.Width >= 2)
+        {
+            var started = new CountdownEvent(2);                  // both items under way before either throws
+            var all = Assert.Throws<AggregateException>(() => CpuPool.For(2, i => { started.Signal(); started.Wait(TimeSpan.FromSeconds(10)); throw new InvalidOperationException($"item {i}"); }));
+            Assert.That(all!.InnerExceptions.Select(x => x.Message), Is.EquivalentTo(new[] { "item 0", "item 1" }));
+        }
         var runs = new int[64];
         CpuPool.For(64, i => Interlocked.Increment(ref runs[i]));
         Assert.That(runs, Is.All.EqualTo(1));

@@ -10,6 +10,7 @@
 // (or while another thread holds the workers) runs on Parallel.For instead, so loops never wait on
 // each other.
 using System.Diagnostics;
+using System.Runtime.ExceptionServices;
 
 namespace PvlrKernels.Engine;
 
@@ -33,8 +34,9 @@ public static class CpuPool
     /// The number of threads that run a loop: the caller and the workers.
     public static int Width => Environment.ProcessorCount;
 
-    /// body(i) for every i in [0, n), on up to `threads` cores (0: all). Exceptions come back as one
-    /// AggregateException once every started item has finished, as with Parallel.For.
+    /// body(i) for every i in [0, n), on up to `threads` cores (0: all). Once every started item has
+    /// finished, an item's exception is thrown as it was (a ShapeException stays one, for the CLI's
+    /// error line), or an AggregateException when several items threw.
     public static void For(int n, Action<int> body, int threads = 0)
     {
         if (n <= 0) return;
@@ -42,7 +44,8 @@ public static class CpuPool
         if (n == 1 || threads == 1) { for (int i = 0; i < n; i++) body(i); return; }
         if (inLoop || !Monitor.TryEnter(start))
         {
-            Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
+            try { Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = threads }, body); }
+            catch (AggregateException e) when (e.InnerExceptions.Count == 1) { ExceptionDispatchInfo.Throw(e.InnerExceptions[0]); }
             return;
         }
         try
@@ -59,6 +62,7 @@ public static class CpuPool
             while (Volatile.Read(ref pending) > 0) wait.SpinOnce(-1);
             SpinEnd(0);
             job = null;
+            if (errors is [var one]) ExceptionDispatchInfo.Throw(one);
             if (errors != null) throw new AggregateException(errors);
         }
         finally { Monitor.Exit(start); }

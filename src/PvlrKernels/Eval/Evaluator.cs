@@ -63,7 +63,7 @@ public static class Evaluator
         var ap = new double[numClasses, thresholds.Length];
         var gtByClass = gt.GroupBy(g => g.Label).ToDictionary(g => g.Key, g => g.ToList());
         var predByClass = preds.Select((p, i) => (p, i)).GroupBy(x => x.p.Label).ToDictionary(g => g.Key, g => g.Select(x => x.p).ToList());
-        Parallel.For(0, numClasses, c =>
+        Engine.CpuPool.For(numClasses, c =>
         {
             var g = gtByClass.TryGetValue(c, out var gl) ? gl : new List<GtSegment>();
             var p = predByClass.TryGetValue(c, out var pl) ? pl : new List<Detection>();

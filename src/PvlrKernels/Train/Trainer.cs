@@ -289,7 +289,7 @@ public static class Inference
                 sig = Signals(model, g, batch.Select((v, i) => (v.Name, feats[i], v.T)).ToArray(), text);
             var found = new (List<Detection> d, float[] s)[batch.Count];
             using (Profiler.Time("phase inference: proposals", batch.Sum(v => v.T)))
-                Parallel.For(0, batch.Count, i => found[i] = Proposals.Generate(batch[i].Name, sig[i].cas, sig[i].attn, batch[i].T, model.Cfg.NumClasses,
+                CpuPool.For(batch.Count, i => found[i] = Proposals.Generate(batch[i].Name, sig[i].cas, sig[i].attn, batch[i].T, model.Cfg.NumClasses,
                     new ProposalConfig(), ann.Ambiguous.GetValueOrDefault(batch[i].Name)));
             for (int i = 0; i < batch.Count; i++)
             {
