@@ -102,8 +102,9 @@ public sealed class CpuPoolTests
         CpuPool.SpinMicroseconds = 0;
         CpuPool.For(2, _ => { });                               // the worker goes back to the loop and blocks
         Assert.That(spun, Is.GreaterThan(150_000_000L), $"a worker spinning through a 200 ms sleep counted {spun / 1e6:F1} ms");
-        Assert.That(cpu, Is.GreaterThan(100_000_000L), $"the process's CPU time grew by {cpu / 1e6:F1} ms");
-        Assert.That(work, Is.LessThan(cpu - 100_000_000L), $"work {work / 1e6:F1} ms of {cpu / 1e6:F1} ms CPU time");
+        // (a preempted worker spins in wall time without CPU time, hence the margins)
+        Assert.That(cpu, Is.GreaterThan(60_000_000L), $"the process's CPU time grew by {cpu / 1e6:F1} ms");
+        Assert.That(work, Is.LessThan(cpu - 50_000_000L), $"work {work / 1e6:F1} ms of {cpu / 1e6:F1} ms CPU time");
         Thread.Sleep(20);
         s0 = CpuPool.SpinNanoseconds;
         Thread.Sleep(100);
