@@ -110,4 +110,20 @@ public sealed class CpuPoolTests
         Thread.Sleep(100);
         Assert.That(CpuPool.SpinNanoseconds - s0, Is.LessThan(10_000_000L), "a blocked worker does not spin");
     }
+
+    /// `pvlr bench --only pool`: a row per way, each the mean time a loop took beyond its items' own
+    /// (at least the time to hand out two items, never the items themselves).
+    [Test]
+    public void LoopOverheadRowsTimeBothWays()
+    {
+        var rows = PvlrKernels.Train.Bench.LoopOverhead(loops: 8, workUs: 200, gapUs: 100);
+        Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "parallel loop overhead, CpuPool", "parallel loop overhead, Parallel.For" }));
+        Assert.That(rows.Select(r => r.Shape), Is.All.EqualTo($"{CpuPool.Width} items of 0.2 ms after 0.1 ms serial, 8 loops"));
+        foreach (var r in rows)
+        {
+            Assert.That(r.Seconds, Is.GreaterThanOrEqualTo(-1e-9).And.LessThan(0.1), r.Name);   // the items spin their 0.2 ms in full
+            Assert.That(r.Rate, Is.EqualTo($"{r.Seconds * 1e6:F1} us per loop"));
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => PvlrKernels.Train.Bench.LoopOverhead(loops: 0));
+    }
 }
