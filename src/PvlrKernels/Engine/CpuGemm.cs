@@ -99,16 +99,10 @@ public static unsafe class CpuGemm
             float* bsrc = B + pc * rsB;
             float* asrc = A + pc * csA;
             if (panelB) bp = B + (long)pc * N;
-            else For(nPanels, threads, jp => PackB(kc, bsrc, rsB, csB, jp * NR, Math.Min(NR, N - jp * NR), bp + (long)jp * kc * NR));
+            else CpuPool.For(nPanels, jp => PackB(kc, bsrc, rsB, csB, jp * NR, Math.Min(NR, N - jp * NR), bp + (long)jp * kc * NR), threads);
             bool store = pc == 0 && beta == 0f;
-            For(tasks, threads, t => Task(t, nBlocks, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha, store));
+            CpuPool.For(tasks, t => Task(t, nBlocks, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha, store), threads);
         }
-    }
-
-    static void For(int n, int threads, Action<int> body)
-    {
-        if (threads == 1 || n == 1) for (int i = 0; i < n; i++) body(i);
-        else CpuPool.For(n, body, threads);
     }
 
     // The packed-B buffer of the calling thread, kept and grown, never freed per call: fresh pages cost a
@@ -359,7 +353,7 @@ public static unsafe class CpuGemm
     static void Narrow(int M, int N, int K, float alpha, float* A, long rsA, float* B, long csB, float* C, long ldc, int threads)
     {
         int chunks = threads == 1 ? 1 : Math.Min(M, 4 * threads), per = (M + chunks - 1) / chunks;
-        For(chunks, threads, ch =>
+        CpuPool.For(chunks, ch =>
         {
             for (int i = ch * per, end = Math.Min(M, i + per); i < end; i++)
             {
@@ -385,7 +379,7 @@ public static unsafe class CpuGemm
                     if (w > 3) c[3] += alpha * t3;
                 }
             }
-        });
+        }, threads);
     }
 
     static void Small(int M, int N, int K, float alpha, float* A, long rsA, long csA, float* B, long rsB, long csB, float* C, long ldc)
