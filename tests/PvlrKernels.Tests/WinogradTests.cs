@@ -168,6 +168,43 @@ public sealed class WinogradTests(string backendName)
         Check.Close(aligned, want, 1e-5, 1e-5, $"winograd V [{backendName}]");
     }
 
+    /// Each channel of the transforms is its own computation, so a run of channels must get the same bits
+    /// whichever body the CPU gives it: 83 = 64 + 16 + 3 channels run the 64-channel body (four sums per
+    /// term) on [0, 64), the 16-channel body on [64, 80) and the scalar kernel body on the tail; each slice
+    /// is checked against the same channels transformed alone, at a width (16, or 3) that runs them in the
+    /// 16-channel body (or the tail). Other backends run one body for all and must agree the same way.
+    [Test]
+    public void SixtyFourChannelBodiesGiveTheSixteenChannelBits()
+    {
+        int m = 6, n = m + 2, b = 2, t = 17, c = 83, tiles = (t + m - 1) / m, total = b * tiles;
+        var (mat, _) = Winograd.Matrices(m);
+        var x = Rand(b * t * c, 31); var mm = Rand(n * total * c, 32); var bias = Rand(c, 33); var mask = Rand(b * t, 34);
+        using var ms = B.Allocate(mat.Length); B.Upload(ms, 0, mat);
+        float[] In(float[] xs, int ch)
+        {
+            var p = new WinoParams { Batch = b, T = t, C = ch, M = m, N = n, Tiles = tiles, Slope = 1f };
+            using var xd = B.Allocate(xs.Length); using var vd = B.Allocate((long)n * total * ch);
+            B.Upload(xd, 0, xs); B.WinogradIn(vd, 0, xd, 0, ms, 0, p);
+            var v = new float[n * total * ch]; B.Download(vd, 0, v); return v;
+        }
+        float[] Out(float[] ms2, float[] bs, int ch)
+        {
+            var p = new WinoParams { Batch = b, T = t, C = ch, M = m, N = n, Tiles = tiles, Slope = 0.2f };
+            using var md = B.Allocate(ms2.Length); using var bd = B.Allocate(bs.Length); using var kd = B.Allocate(mask.Length); using var yd = B.Allocate((long)b * t * ch);
+            B.Upload(md, 0, ms2); B.Upload(bd, 0, bs); B.Upload(kd, 0, mask);
+            B.WinogradOut(yd, 0, md, 0, ms, 0, bd, 0, kd, 0, p);
+            var y = new float[b * t * ch]; B.Download(yd, 0, y); return y;
+        }
+        static float[] Slice(float[] a, int rows, int width, int from, int count) =>
+            Enumerable.Range(0, rows * count).Select(i => a[i / count * width + from + i % count]).ToArray();
+        var v = In(x, c); var y = Out(mm, bias, c);
+        foreach (var (from, count) in new[] { (0, 16), (16, 16), (32, 16), (48, 16), (64, 16), (80, 3) })
+        {
+            Check.SameBits(In(Slice(x, b * t, c, from, count), count), Slice(v, n * total, c, from, count), $"V, channels {from}+{count} [{backendName}]");
+            Check.SameBits(Out(Slice(mm, n * total, c, from, count), bias[from..(from + count)], count), Slice(y, b * t, c, from, count), $"y, channels {from}+{count} [{backendName}]");
+        }
+    }
+
     /// T = 3 < m goes direct; T = 1 (the pooled channel_conv input) multiplies by the centre tap alone,
     /// cached in a frozen scope (at 64 output channels in the CPU GEMM's panel layout).
     [TestCase(3, 17, false)]

@@ -700,9 +700,11 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         return (Vector512.Narrow(a0, b0), Vector512.Narrow(a1, b1));
     }
 
-    // ---- Winograd transforms (kernels/Winograd.cs) vectorized over channels: 16 channels of one tile at a
-    // time, the zero coefficients of Bt/At dropped once per call (Terms), FMAs over the rest in row order;
-    // the channel tail runs the kernel body itself.
+    // ---- Winograd transforms (kernels/Winograd.cs) vectorized over channels: 64 channels of one tile at a
+    // time (then 16), the zero coefficients of Bt/At dropped once per call (Terms), FMAs over the rest in
+    // row order; the channel tail runs the kernel body itself. With 16 channels each output's sum was one
+    // chain of dependent FMAs; four independent sums per term overlap their latency, in the same order, so
+    // the bits do not change (WinogradTests.SixtyFourChannelBodiesGiveTheSixteenChannelBits).
 
     /// The nonzero entries of each row of a rows x cols matrix: row r's terms are idx/coef[start[r] ..
     /// start[r+1]), in column order (the order the kernel body sums in).
@@ -733,7 +735,7 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         Rows(total, work * n, (a, e) =>
         {
             float** rows = stackalloc float*[n];
-            Vector512<float>* d = stackalloc Vector512<float>[n];
+            Vector512<float>* d = stackalloc Vector512<float>[n], dw = stackalloc Vector512<float>[4 * n];
             for (long tile = a; tile < e; tile++)
             {
                 int b = (int)(tile / p.Tiles), t0 = (int)(tile % p.Tiles) * p.M - 1;
@@ -745,6 +747,34 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
                 }
                 float* dst = vp + tile * vw;
                 int ch = 0;
+                // 64 channels at a time: four independent sums per term, as in WinogradOut
+                for (; ch + 64 <= c; ch += 64)
+                {
+                    for (int j = 0; j < n; j++)
+                        if (rows[j] != null)
+                        {
+                            float* s = rows[j] + ch;
+                            dw[4 * j] = Vector512.Load(s); dw[4 * j + 1] = Vector512.Load(s + 16); dw[4 * j + 2] = Vector512.Load(s + 32); dw[4 * j + 3] = Vector512.Load(s + 48);
+                        }
+                        else dw[4 * j] = dw[4 * j + 1] = dw[4 * j + 2] = dw[4 * j + 3] = Vector512<float>.Zero;
+                    for (int xi = 0, k = 0; xi < n; xi++)
+                    {
+                        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
+                        for (int end = start[xi + 1]; k < end; k++)
+                        {
+                            var cf = Vector512.Create(coef[k]); var d4 = dw + 4 * idx[k];
+                            s0 = Vector512.FusedMultiplyAdd(cf, d4[0], s0); s1 = Vector512.FusedMultiplyAdd(cf, d4[1], s1);
+                            s2 = Vector512.FusedMultiplyAdd(cf, d4[2], s2); s3 = Vector512.FusedMultiplyAdd(cf, d4[3], s3);
+                        }
+                        float* o = dst + (long)xi * total * vw + ch;
+                        if (nt)
+                        {
+                            Avx512F.StoreAlignedNonTemporal(o, s0); Avx512F.StoreAlignedNonTemporal(o + 16, s1);
+                            Avx512F.StoreAlignedNonTemporal(o + 32, s2); Avx512F.StoreAlignedNonTemporal(o + 48, s3);
+                        }
+                        else { Vector512.Store(s0, o); Vector512.Store(s1, o + 16); Vector512.Store(s2, o + 32); Vector512.Store(s3, o + 48); }
+                    }
+                }
                 for (; ch + 16 <= c; ch += 16)
                 {
                     if (inner) for (int j = 0; j < n; j++) d[j] = Vector512.Load(rows[j] + ch);
@@ -812,12 +842,42 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         var vslope = Vector512.Create(p.Slope);
         Rows(total, work * n, (a, e) =>
         {
-            Vector512<float>* mv = stackalloc Vector512<float>[n];
+            Vector512<float>* mv = stackalloc Vector512<float>[n], mw = stackalloc Vector512<float>[4 * n];
             for (long tile = a; tile < e; tile++)
             {
                 int b = (int)(tile / p.Tiles), t0 = (int)(tile % p.Tiles) * m, count = Math.Min(m, p.T - t0);
                 float* src = mp + tile * c, dst = yp + ((long)b * p.T + t0) * c;
                 int ch = 0;
+                // 64 channels at a time: each term's FMA feeds four independent sums, so the sums' FMA latency
+                // overlaps (16 at a time, each output's sum was one dependent chain of its At terms)
+                for (; ch + 64 <= c; ch += 64)
+                {
+                    for (int xi = 0; xi < n; xi++)
+                    {
+                        float* s = src + (long)xi * total * c + ch;
+                        mw[4 * xi] = Vector512.Load(s); mw[4 * xi + 1] = Vector512.Load(s + 16); mw[4 * xi + 2] = Vector512.Load(s + 32); mw[4 * xi + 3] = Vector512.Load(s + 48);
+                    }
+                    Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
+                    if (bp != null) { b0 = Vector512.Load(bp + ch); b1 = Vector512.Load(bp + ch + 16); b2 = Vector512.Load(bp + ch + 32); b3 = Vector512.Load(bp + ch + 48); }
+                    for (int r = 0, k = 0; r < count; r++)
+                    {
+                        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
+                        for (int end = start[r + 1]; k < end; k++)
+                        {
+                            var cf = Vector512.Create(coef[k]); var m4 = mw + 4 * idx[k];
+                            s0 = Vector512.FusedMultiplyAdd(cf, m4[0], s0); s1 = Vector512.FusedMultiplyAdd(cf, m4[1], s1);
+                            s2 = Vector512.FusedMultiplyAdd(cf, m4[2], s2); s3 = Vector512.FusedMultiplyAdd(cf, m4[3], s3);
+                        }
+                        if (bp != null) { s0 += b0; s1 += b1; s2 += b2; s3 += b3; }
+                        s0 = Vector512.ConditionalSelect(Vector512.GreaterThan(s0, Vector512<float>.Zero), s0, s0 * vslope);
+                        s1 = Vector512.ConditionalSelect(Vector512.GreaterThan(s1, Vector512<float>.Zero), s1, s1 * vslope);
+                        s2 = Vector512.ConditionalSelect(Vector512.GreaterThan(s2, Vector512<float>.Zero), s2, s2 * vslope);
+                        s3 = Vector512.ConditionalSelect(Vector512.GreaterThan(s3, Vector512<float>.Zero), s3, s3 * vslope);
+                        if (kp != null) { var kv = Vector512.Create(kp[(long)b * p.T + t0 + r]); s0 *= kv; s1 *= kv; s2 *= kv; s3 *= kv; }
+                        float* o = dst + (long)r * c + ch;
+                        Vector512.Store(s0, o); Vector512.Store(s1, o + 16); Vector512.Store(s2, o + 32); Vector512.Store(s3, o + 48);
+                    }
+                }
                 for (; ch + 16 <= c; ch += 16)
                 {
                     for (int xi = 0; xi < n; xi++) mv[xi] = Vector512.Load(src + (long)xi * total * c + ch);
