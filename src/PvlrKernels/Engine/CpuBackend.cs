@@ -1,6 +1,7 @@
 // The managed CPU backend: 64-byte aligned native buffers, kernel bodies run over raw pointers in a
 // chunked Parallel.For, and the packed Vector512 SGEMM. This is the real CPU path; ILGPU's CPU
 // accelerator is an emulator (0.1-0.3 GFLOP/s) and serves only to test the ILGPU kernels.
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -720,6 +721,28 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
         return (start, idx.ToArray(), coef.ToArray());
     }
 
+    /// The 64 channels at s as four vectors at d.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Load4(float* s, Vector512<float>* d)
+    {
+        d[0] = Vector512.Load(s); d[1] = Vector512.Load(s + 16); d[2] = Vector512.Load(s + 32); d[3] = Vector512.Load(s + 48);
+    }
+
+    /// One output row of a transform over a 64-channel block (x: four vectors per input row): its terms
+    /// [from, end) summed into four independent FMA chains, in the terms' order as the 16-channel body sums.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void TermSums4(Vector512<float>* x, int from, int end, int[] idx, float[] coef,
+        out Vector512<float> s0, out Vector512<float> s1, out Vector512<float> s2, out Vector512<float> s3)
+    {
+        s0 = s1 = s2 = s3 = Vector512<float>.Zero;
+        for (int k = from; k < end; k++)
+        {
+            var cf = Vector512.Create(coef[k]); var x4 = x + 4 * idx[k];
+            s0 = Vector512.FusedMultiplyAdd(cf, x4[0], s0); s1 = Vector512.FusedMultiplyAdd(cf, x4[1], s1);
+            s2 = Vector512.FusedMultiplyAdd(cf, x4[2], s2); s3 = Vector512.FusedMultiplyAdd(cf, x4[3], s3);
+        }
+    }
+
     public override void WinogradIn(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p)
     {
         var body = WinogradInBody(v, vo, x, xo, mat, mo, p);      // checks every extent
@@ -751,21 +774,11 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
                 for (; ch + 64 <= c; ch += 64)
                 {
                     for (int j = 0; j < n; j++)
-                        if (rows[j] != null)
-                        {
-                            float* s = rows[j] + ch;
-                            dw[4 * j] = Vector512.Load(s); dw[4 * j + 1] = Vector512.Load(s + 16); dw[4 * j + 2] = Vector512.Load(s + 32); dw[4 * j + 3] = Vector512.Load(s + 48);
-                        }
+                        if (rows[j] != null) Load4(rows[j] + ch, dw + 4 * j);
                         else dw[4 * j] = dw[4 * j + 1] = dw[4 * j + 2] = dw[4 * j + 3] = Vector512<float>.Zero;
-                    for (int xi = 0, k = 0; xi < n; xi++)
+                    for (int xi = 0; xi < n; xi++)
                     {
-                        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
-                        for (int end = start[xi + 1]; k < end; k++)
-                        {
-                            var cf = Vector512.Create(coef[k]); var d4 = dw + 4 * idx[k];
-                            s0 = Vector512.FusedMultiplyAdd(cf, d4[0], s0); s1 = Vector512.FusedMultiplyAdd(cf, d4[1], s1);
-                            s2 = Vector512.FusedMultiplyAdd(cf, d4[2], s2); s3 = Vector512.FusedMultiplyAdd(cf, d4[3], s3);
-                        }
+                        TermSums4(dw, start[xi], start[xi + 1], idx, coef, out var s0, out var s1, out var s2, out var s3);
                         float* o = dst + (long)xi * total * vw + ch;
                         if (nt)
                         {
@@ -852,22 +865,12 @@ public sealed unsafe class CpuBackend : Backend<PtrMem>
                 // overlaps (16 at a time, each output's sum was one dependent chain of its At terms)
                 for (; ch + 64 <= c; ch += 64)
                 {
-                    for (int xi = 0; xi < n; xi++)
-                    {
-                        float* s = src + (long)xi * total * c + ch;
-                        mw[4 * xi] = Vector512.Load(s); mw[4 * xi + 1] = Vector512.Load(s + 16); mw[4 * xi + 2] = Vector512.Load(s + 32); mw[4 * xi + 3] = Vector512.Load(s + 48);
-                    }
+                    for (int xi = 0; xi < n; xi++) Load4(src + (long)xi * total * c + ch, mw + 4 * xi);
                     Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
                     if (bp != null) { b0 = Vector512.Load(bp + ch); b1 = Vector512.Load(bp + ch + 16); b2 = Vector512.Load(bp + ch + 32); b3 = Vector512.Load(bp + ch + 48); }
-                    for (int r = 0, k = 0; r < count; r++)
+                    for (int r = 0; r < count; r++)
                     {
-                        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
-                        for (int end = start[r + 1]; k < end; k++)
-                        {
-                            var cf = Vector512.Create(coef[k]); var m4 = mw + 4 * idx[k];
-                            s0 = Vector512.FusedMultiplyAdd(cf, m4[0], s0); s1 = Vector512.FusedMultiplyAdd(cf, m4[1], s1);
-                            s2 = Vector512.FusedMultiplyAdd(cf, m4[2], s2); s3 = Vector512.FusedMultiplyAdd(cf, m4[3], s3);
-                        }
+                        TermSums4(mw, start[r], start[r + 1], idx, coef, out var s0, out var s1, out var s2, out var s3);
                         if (bp != null) { s0 += b0; s1 += b1; s2 += b2; s3 += b3; }
                         s0 = Vector512.ConditionalSelect(Vector512.GreaterThan(s0, Vector512<float>.Zero), s0, s0 * vslope);
                         s1 = Vector512.ConditionalSelect(Vector512.GreaterThan(s1, Vector512<float>.Zero), s1, s1 * vslope);
