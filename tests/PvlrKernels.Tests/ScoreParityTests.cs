@@ -24,9 +24,9 @@ public sealed class ScoreParityTests
         return (map, doc.RootElement.GetProperty("avg_0.1_0.7").GetDouble());
     }
 
-    static string ScoreJson(string csv)
+    static string ScoreJson(string csv, string annotations = null)
     {
-        var (rc, err, output) = TestData.RunCli("score", "--annotations", AnnDir, "--predictions", csv, "--json");
+        var (rc, err, output) = TestData.RunCli("score", "--annotations", annotations ?? AnnDir, "--predictions", csv, "--json");
         Assert.That(rc, Is.EqualTo(0), err);
         return output;
     }
@@ -47,13 +47,26 @@ public sealed class ScoreParityTests
         AssertSame(ScoreJson(Path.Combine(fx, "predictions.csv")), File.ReadAllText(Path.Combine(fx, "expected.json")));
     }
 
+    /// Scores rounded to two decimals (ties everywhere), zero-length predictions and GT (tIoU 0/0, which
+    /// the reference walks first and matches), duplicated GT, predictions in videos without GT: the
+    /// reference's numpy argsort orders decide these, and a stable sort or NaN-last walk moves mAP by
+    /// tenths of a point (make_score_fixture.py --ties).
     [Test]
-    public void ScoreMatchesLiveReferenceWhenPythonIsInstalled()
+    public void ScoreMatchesCommittedReferenceAnswerOnTiesAndZeroLengthSegments()
+    {
+        var fx = Path.Combine(Dir, "Fixtures", "score_ties");
+        AssertSame(ScoreJson(Path.Combine(fx, "predictions.csv"), Path.Combine(fx, "annotations")), File.ReadAllText(Path.Combine(fx, "expected.json")));
+    }
+
+    [TestCase("")]
+    [TestCase(" --ties")]
+    public void ScoreMatchesLiveReferenceWhenPythonIsInstalled(string mode)
     {
         var tmp = Path.Combine(Path.GetTempPath(), "pvlr-score-" + Guid.NewGuid().ToString("N")[..8]);
-        var (rc, so, se) = ReferencePython.Run($"\"{ReferencePython.RepoPath("tests", "reference", "make_score_fixture.py")}\" \"{AnnDir}\" \"{tmp}\" --rows 3000 --seed 11");
+        var (rc, so, se) = ReferencePython.Run($"\"{ReferencePython.RepoPath("tests", "reference", "make_score_fixture.py")}\" \"{AnnDir}\" \"{tmp}\" --rows 3000 --seed 11{mode}");
         Assert.That(rc, Is.EqualTo(0), so + se);
-        AssertSame(ScoreJson(Path.Combine(tmp, "predictions.csv")), File.ReadAllText(Path.Combine(tmp, "expected.json")));
+        var ann = mode == "" ? null : Path.Combine(tmp, "annotations");
+        AssertSame(ScoreJson(Path.Combine(tmp, "predictions.csv"), ann), File.ReadAllText(Path.Combine(tmp, "expected.json")));
         Directory.Delete(tmp, true);
     }
 
@@ -75,5 +88,39 @@ public sealed class ScoreParityTests
         TestContext.Out.WriteLine($"{dets.Count} predictions scored in {sw.Elapsed.TotalMilliseconds:F1} ms");
         Assert.That(r.Map[0], Is.GreaterThan(0));
         Assert.That(sw.Elapsed.TotalSeconds, Is.LessThan(0.5));
+    }
+
+    static double ClassificationOf(string dir)
+    {
+        var scores = Npy.Load(Path.Combine(dir, "scores.npy")); var labels = Npy.Load(Path.Combine(dir, "labels.npy"));
+        int v = scores.Shape[0], c1 = scores.Shape[1], c = labels.Shape[1];
+        var sf = scores.AsFloat(); var lf = labels.AsFloat();
+        return Evaluator.ClassificationMap(Enumerable.Range(0, v).Select(i => sf.AsSpan(i * c1, c1).ToArray()).ToArray(),
+            Enumerable.Range(0, v).Select(i => lf.AsSpan(i * c, c).ToArray()).ToArray());
+    }
+
+    static double ExpectedCmap(string dir)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
+        return doc.RootElement.GetProperty("cmap").GetDouble();
+    }
+
+    /// Classification mAP on tied video scores (two decimals) equals classificationMAP.py's to float64
+    /// rounding: the same argsort order and the same float32 sums (make_cmap_fixture.py).
+    [Test]
+    public void ClassificationMapMatchesCommittedReferenceAnswer()
+    {
+        var fx = Path.Combine(Dir, "Fixtures", "cmap");
+        Assert.That(ClassificationOf(fx), Is.EqualTo(ExpectedCmap(fx)).Within(1e-12));
+    }
+
+    [Test]
+    public void ClassificationMapMatchesLiveReferenceWhenPythonIsInstalled()
+    {
+        var tmp = Path.Combine(Path.GetTempPath(), "pvlr-cmap-" + Guid.NewGuid().ToString("N")[..8]);
+        var (rc, so, se) = ReferencePython.Run($"\"{ReferencePython.RepoPath("tests", "reference", "make_cmap_fixture.py")}\" \"{tmp}\" --videos 400 --seed 9");
+        Assert.That(rc, Is.EqualTo(0), so + se);
+        try { Assert.That(ClassificationOf(tmp), Is.EqualTo(ExpectedCmap(tmp)).Within(1e-12)); }
+        finally { Directory.Delete(tmp, true); }
     }
 }

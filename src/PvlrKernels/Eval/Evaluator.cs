@@ -1,9 +1,11 @@
 // The THUMOS14 detection evaluator of PVLR / CO2-Net (ActivityNet-style, docs/eval.md), in snippet
 // units: GT t = round_half_even(seconds * 25/16); per class, predictions sorted by score descending;
 // greedy matching in decreasing tIoU (no +1); interpolated (VOC2011 all-point) AP; mAP over 20 classes.
-// Tie rules (stated, since numpy's argsort order is implementation-defined): equal scores keep their
-// input order; equal tIoUs against several GT are walked higher GT index first (numpy's
-// insertion-sort-then-reverse order for small arrays).
+// Tie rules: the reference's own. Predictions are ordered by `scores.argsort()[::-1]` and each
+// prediction's GT by `tiou.argsort()[::-1]` (eval_detection.py compute_average_precision_detection), with
+// numpy 1.24's unstable introsort (Util/ReferenceSorts.cs), so equal scores come out in numpy's order and
+// a NaN tIoU (0/0, a zero-length prediction on a zero-length GT) is walked FIRST: argsort puts NaN last,
+// the reversal puts it first, and `NaN < thr` is false, so it matches as a true positive.
 namespace PvlrKernels.Eval;
 
 public readonly record struct Detection(string Video, double Start, double End, int Label, double Score);
@@ -85,7 +87,9 @@ public static class Evaluator
         var ap = new double[thresholds.Length];
         int npos = gt.Count;
         if (preds.Count == 0 || npos == 0) return ap;          // no prediction (or no GT): AP 0
-        var order = Enumerable.Range(0, preds.Count).OrderByDescending(i => preds[i].Score).ToArray();   // stable
+        var scores = new double[preds.Count];
+        for (int i = 0; i < scores.Length; i++) scores[i] = preds[i].Score;
+        var order = Util.NumpySort.ArgsortReversed<double>(scores);
         var gtByVideo = new Dictionary<string, List<int>>();
         for (int i = 0; i < gt.Count; i++)
         {
@@ -95,29 +99,25 @@ public static class Evaluator
         int nT = thresholds.Length, nP = preds.Count;
         var tp = new byte[nT, nP]; var fp = new byte[nT, nP];
         var locked = new bool[nT, npos];
-        var sorted = new (double v, int g)[gtByVideo.Values.Max(l => l.Count)];
         for (int r = 0; r < nP; r++)
         {
             var p = preds[order[r]];
             if (!gtByVideo.TryGetValue(p.Video, out var gl)) { for (int t = 0; t < nT; t++) fp[t, r] = 1; continue; }
-            // tIoU against the video's GT, in decreasing tIoU with ties walked from the later GT first and a
-            // NaN (0/0) last, as numpy's argsort: an insertion sort (a few GT per video) by double.CompareTo
-            // that puts each new entry ahead of equal ones
-            int n = 0;
-            foreach (var gi in gl)
+            var tiou = new double[gl.Count];
+            for (int q = 0; q < gl.Count; q++)
             {
-                double inter = Math.Max(0, Math.Min(p.End, gt[gi].End) - Math.Max(p.Start, gt[gi].Start));
-                double union = (p.End - p.Start) + (gt[gi].End - gt[gi].Start) - inter;
-                double v = inter / union; int at = n++;
-                while (at > 0 && sorted[at - 1].v.CompareTo(v) <= 0) { sorted[at] = sorted[at - 1]; at--; }
-                sorted[at] = (v, gi);
+                var g = gt[gl[q]];
+                double inter = Math.Max(0, Math.Min(p.End, g.End) - Math.Max(p.Start, g.Start));
+                double union = (p.End - p.Start) + (g.End - g.Start) - inter;
+                tiou[q] = inter / union;
             }
+            var walk = Util.NumpySort.ArgsortReversed<double>(tiou);
             for (int t = 0; t < nT; t++)
             {
-                for (int q = 0; q < n; q++)
+                foreach (var q in walk)
                 {
-                    var (v, g) = sorted[q];
-                    if (v < thresholds[t]) { fp[t, r] = 1; break; }
+                    double v = tiou[q]; int g = gl[q];
+                    if (v < thresholds[t]) { fp[t, r] = 1; break; }       // false for NaN
                     if (locked[t, g]) continue;
                     tp[t, r] = 1; locked[t, g] = true; break;
                 }
@@ -147,24 +147,56 @@ public static class Evaluator
         return ap;
     }
 
-    /// Classification mAP (eval/classificationMAP.py): non-interpolated AP per class of the video
-    /// scores against the multi-hot labels, mean over classes, percent.
+    /// Classification mAP (classificationMAP.py getAP / getClassificationMAP): per class, the video scores
+    /// (float32 softmax outputs) ordered by `np.argsort(-conf)`, cumulative TP/FP counts and precision in
+    /// float32, `np.sum(tmp * prec)` in float32 (numpy's pairwise sum), divided by the float64 count of
+    /// positives; then 100 * sum(AP) / C in float64. One departure: a class without positives counts as
+    /// AP 0 (the reference divides 0 by 0 and prints nan).
     public static double ClassificationMap(float[][] scores, float[][] labels)
     {
-        int c = labels[0].Length; double sum = 0; int used = 0;
+        int c = labels[0].Length, n = scores.Length; double sum = 0;
+        var negated = new float[n]; var terms = new float[n];
         for (int k = 0; k < c; k++)
         {
-            var order = Enumerable.Range(0, scores.Length).OrderByDescending(i => scores[i][k]).ToArray();
-            double npos = labels.Sum(l => l[k]);
+            for (int i = 0; i < n; i++) negated[i] = -scores[i][k];
+            var order = Util.NumpySort.Argsort<float>(negated);
+            double npos = 0; foreach (var l in labels) npos += l[k];
             if (npos == 0) continue;
-            double tp = 0, fp = 0, ap = 0;
-            foreach (var i in order)
+            float tp = 0, fp = 0;
+            for (int r = 0; r < n; r++)
             {
-                bool pos = labels[i][k] == 1; if (pos) tp++; else fp++;
-                if (pos) ap += tp / (tp + fp);
+                bool pos = labels[order[r]][k] == 1;
+                if (pos) tp++; else fp++;
+                terms[r] = pos ? tp / (fp + tp) : 0f;        // tmp * prec, tmp in {0, 1}
             }
-            sum += ap / npos; used++;
+            sum += PairwiseSum(terms.AsSpan(0, n)) / npos;
         }
-        return used == 0 ? 0 : 100 * sum / c;
+        return 100 * sum / c;
+    }
+
+    /// numpy's float32 `add.reduce` over a contiguous array (loops_utils.h pairwise_sum): under 8 values
+    /// in order, up to 128 in eight interleaved partial sums, above that split in halves of multiples of 8.
+    public static float PairwiseSum(ReadOnlySpan<float> a)
+    {
+        int n = a.Length;
+        if (n < 8)
+        {
+            float res = 0f;
+            for (int i = 0; i < n; i++) res += a[i];
+            return res;
+        }
+        if (n <= 128)
+        {
+            Span<float> r = stackalloc float[8];
+            a[..8].CopyTo(r);
+            int i = 8;
+            for (; i < n - n % 8; i += 8)
+                for (int j = 0; j < 8; j++) r[j] += a[i + j];
+            float res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+            for (; i < n; i++) res += a[i];
+            return res;
+        }
+        int n2 = n / 2; n2 -= n2 % 8;
+        return PairwiseSum(a[..n2]) + PairwiseSum(a[n2..]);
     }
 }

@@ -108,23 +108,31 @@ public static class Proposals
         return s / k;
     }
 
-    /// Gaussian soft-NMS: emit the max (the first of equal maxima), decay the rest by exp(-IoU^2 / sigma);
-    /// nothing is removed. The boxes live in three arrays, kept in their input order.
+    /// Gaussian soft-NMS (wsad_utils.py soft_nms): emit the row `np.argmax` picks (the first maximum, or the
+    /// first NaN), decay the rest by exp(-IoU^2 / sigma); nothing is removed. The order of the rows left
+    /// is the reference's too, since it decides which of equal scores the next argmax picks: the emitted
+    /// row is swapped with row 0 (`dets[[0, max_idx]] = dets[[max_idx, 0]]`) and row 0 dropped, so the
+    /// first row takes the emitted row's place.
     public static List<(double score, double s, double e)> SoftNms(List<(double score, double s, double e)> boxes, double sigma)
     {
         int m = boxes.Count;
         var sc = new double[m]; var bs = new double[m]; var be = new double[m];
         for (int i = 0; i < m; i++) (sc[i], bs[i], be[i]) = boxes[i];
         var outp = new List<(double, double, double)>(m);
+        int first = 0;                                  // rows first..first+m-1 are the reference's dets
         while (m > 0)
         {
-            int bi = 0;
-            for (int i = 1; i < m; i++) if (sc[i] > sc[bi]) bi = i;
+            int bi = first;
+            for (int i = first; i < first + m; i++)
+            {
+                if (double.IsNaN(sc[i])) { bi = i; break; }
+                if (sc[i] > sc[bi]) bi = i;
+            }
             double s = bs[bi], e = be[bi], len = e - s + 1;
             outp.Add((sc[bi], s, e));
-            m--;
-            Array.Copy(sc, bi + 1, sc, bi, m - bi); Array.Copy(bs, bi + 1, bs, bi, m - bi); Array.Copy(be, bi + 1, be, bi, m - bi);
-            for (int i = 0; i < m; i++)
+            (sc[bi], bs[bi], be[bi]) = (sc[first], bs[first], be[first]);
+            first++; m--;
+            for (int i = first; i < first + m; i++)
             {
                 double inter = Math.Max(Math.Min(e, be[i]) - Math.Max(s, bs[i]) + 1, 0);
                 if (inter == 0) continue;                   // IoU 0: the decay is exp(0) = 1 exactly
