@@ -278,7 +278,7 @@ def losses(o, y, Z, cfg, dr):
     L['action_prob_vid_contra_loss'] = ALPHA[7] * inter(a, o['mu'], o['var'], y)
     N = F.normalize(o['text'], dim=-1)
     L['ortho_loss'] = ALPHA[8] * torch.norm(N @ N.detach().t() - torch.eye(N.shape[0], dtype=N.dtype))
-    return L, idx
+    return L, idx, a.detach()
 
 
 def make_batch(cfg, gen, dtype):
@@ -309,7 +309,7 @@ def dump(args):
     X, Z, y = make_batch(cfg, gen, dt)
     dr = Draws(gen, dt, record=True)
     o = forward(p, cfg, X, actiondict, toks, dr, savings=False)
-    L, idx = losses(o, y, Z, cfg, dr)
+    L, idx, attention = losses(o, y, Z, cfg, dr)
     total = sum(L.values()); total.backward()
     out = args.out
     for k, v in p.items():
@@ -323,6 +323,7 @@ def dump(args):
         save(f'{out}/random/{tag}.npy', t.float())
     for k, v in idx.items():
         save(f'{out}/mining/{k}_idx.npy', v)
+    save(f'{out}/mining/attention.npy', attention)                 # float64 (B,T): what was mined
     vals = {k: float(v) for k, v in L.items()}; vals['total_loss'] = float(total)
     with open(f'{out}/losses.json', 'w') as f:
         json.dump(vals, f, indent=1)
@@ -349,7 +350,7 @@ def timing(args):
         opt.zero_grad(set_to_none=True)
         dr = Draws(gen, dt, record=False)
         o = forward(p, cfg, X, actiondict, toks, dr, args.savings)
-        L, _ = losses(o, y, Z, cfg, dr)
+        L, _, _ = losses(o, y, Z, cfg, dr)
         sum(L.values()).backward()
         opt.step()
         if s >= args.warmup:

@@ -14,11 +14,11 @@ public static class Program
 {
     const string Usage = """
 usage:
-  pvlr train [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR]
+  pvlr train [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--mining-ties torch|stable]
   pvlr eval --checkpoint FILE [--data DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
   pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--device ...] [--winograd 0|2|4|6]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
-  pvlr replay --state DIR --out DIR [--device ...] [--no-savings]
+  pvlr replay --state DIR --out DIR [--device ...] [--no-savings] [--mining-ties torch|stable]
   pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--out FILE.md]
   pvlr export --checkpoint FILE --format safetensors|pth --out FILE
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors] [--seed S]
@@ -87,12 +87,20 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         return root;
     }
 
+    /// --mining-ties torch|stable: the tie order of the snippet mining's sorts (Model/Mining.cs).
+    static MiningTies? MiningTiesOption(Opts o) => o.Get("mining-ties") switch
+    {
+        null => null, "torch" => MiningTies.Torch, "stable" => MiningTies.Stable,
+        var v => throw new ArgumentException($"--mining-ties must be torch or stable, not '{v}'"),
+    };
+
     static int TrainCmd(Opts o)
     {
         string resume = o.Get("resume");
         if (resume != null && !File.Exists(Path.Combine(resume, "config.json"))) throw new FileNotFoundException($"{resume}: no config.json; --resume takes a run directory written by pvlr train");
         var cfg = resume != null ? PvlrConfig.FromJson(File.ReadAllText(Path.Combine(resume, "config.json"))) : PvlrConfig.FromPreset(o.Get("preset", "demo"));
         if (o.Has("max-iter")) cfg.MaxIter = o.Int("max-iter");
+        cfg.MiningTies = MiningTiesOption(o) ?? cfg.MiningTies;
         string data = o.Get("data") ?? DemoDir(cfg);
         var ds = ThumosDataset.Load(data, o.Get("clip-features"), log: new Progress<string>(Console.WriteLine));
         using var backend = MakeBackend(o.Get("device"));
@@ -201,12 +209,15 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     {
         using var backend = MakeBackend(o.Get("device", "cpu"));
         bool exact = o.Flag("no-savings");
-        var r = Replay.Run(o.Req("state"), backend, c => { if (exact) { c.TruncateText = false; c.SkipAeDecoder = false; } });
+        var ties = MiningTiesOption(o);
+        var r = Replay.Run(o.Req("state"), backend, c => { if (exact) { c.TruncateText = false; c.SkipAeDecoder = false; } c.MiningTies = ties ?? c.MiningTies; });
         var outDir = o.Req("out");
         Replay.Write(r, outDir);
         foreach (var (k, v) in r.Losses) Console.WriteLine($"{k,-30} {v,14:G9}");
         foreach (var n in r.Notes) Console.WriteLine($"note: {n}");
-        Console.WriteLine($"wrote {outDir}/losses.json and {r.Grads.Count} gradients to {outDir}/grads/");
+        Console.WriteLine($"our mining ({r.Config.MiningTies.ToString().ToLowerInvariant()} tie order) on {r.MiningSource}, picks equal to the dump's: " +
+            string.Join(", ", r.Mining.Select(kv => $"{kv.Key} {kv.Value.same}/{kv.Value.total}")));
+        Console.WriteLine($"wrote {outDir}/losses.json, {outDir}/mining.json and {r.Grads.Count} gradients to {outDir}/grads/");
         return 0;
     }
 

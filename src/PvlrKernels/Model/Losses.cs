@@ -50,8 +50,8 @@ public static class PvlrLoss
         else
         {
             var ah = g.ToHost(a2); var rh = g.ToHost(mask);
-            (ea, eb) = Mining.Easy(ah, rh, b, t, cfg.KEasy);
-            (ha, hb) = Mining.Hard(ah, b, t, cfg.KHard, cfg.BigM, cfg.SmallM);
+            (ea, eb) = Mining.Easy(ah, rh, b, t, cfg.KEasy, cfg.MiningTies);
+            (ha, hb) = Mining.Hard(ah, b, t, cfg.KHard, cfg.BigM, cfg.SmallM, cfg.MiningTies);
         }
         L.MiningIndices["easy_act"] = ea; L.MiningIndices["easy_bkg"] = eb; L.MiningIndices["hard_act"] = ha; L.MiningIndices["hard_bkg"] = hb;
         (Tensor mu, Tensor var) Pick(float[] idx, int k)

@@ -33,6 +33,8 @@ public sealed class PvlrConfig
     public int SmallM { get; set; } = 24;
     public float[] Alpha { get; set; } = { 0.8f, 0.8f, 0.8f, 1f, 200f, 0.005f, 0.005f, 0.005f, 0.5f };
     public string Metric { get; set; } = "KL_div";    // KL_div | Bhatta | Mahala | Euclidean (intra)
+    [JsonConverter(typeof(JsonStringEnumConverter<MiningTies>))]
+    public MiningTies MiningTies { get; set; } = MiningTies.Torch;   // how the mining's sorts order equal scores (Mining.cs)
     // optimisation and schedule
     public float Lr { get; set; } = 5e-5f;
     public float WeightDecay { get; set; } = 1e-3f;

@@ -6,10 +6,15 @@
 //       derived from clipmodel.token_embedding.weight when absent)
 //   random/<tag>.npy                dropout masks (channel-first (B,C,T) or time-major) and eps (P,B,T,D)
 //   mining/<easy|hard>_<act|bkg>_idx.npy   (B,k) snippet indices
+//   mining/attention.npy            (B,T) the attention the dump mined (optional; without it the replay's
+//                                   own attention is mined)
 //   meta.json                       random_order, heads, mask_layout (channel_first, the default, or
 //                                   time_major), and optional hyper-parameters
 // and writes losses.json (the same keys, plus total_loss) and grads/<name>.npy for every trainable
-// parameter that receives a gradient. Every dimension comes from the dump's shapes.
+// parameter that receives a gradient. Every dimension comes from the dump's shapes. The step itself
+// uses the dump's mining indices; the project's own mining (Model/Mining.cs, in the config's tie order)
+// is also run on the dump's attention and dropout mask, and its picks are compared with the dump's
+// (mining.json).
 using System.Text.Json;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
@@ -23,6 +28,9 @@ public sealed class ReplayResult
     public Dictionary<string, (float[] grad, int[] shape)> Grads = new();
     public List<string> Notes = new();
     public PvlrConfig Config;
+    /// Per mining set (easy_act, ...): how many of the (B, k) picks equal the dump's, position by position.
+    public Dictionary<string, (int same, int total)> Mining = new();
+    public string MiningSource;
 }
 
 public static class Replay
@@ -118,6 +126,7 @@ public static class Replay
         var z = g.FromHost(clip.AsFloat("clip"), b, t, cfg.EmbedDim);
         var o = model.Forward(g, x);
         var L = PvlrLoss.Compute(g, cfg, o, Load(dir, "inputs/labels.npy").AsFloat("labels"), z, mining);
+        CompareMining(dir, cfg, g.ToHost(o.Attn), mining, res);
         foreach (var (k, v) in L.Terms) res.Losses[k] = g.Item(v);
         res.Losses["total_loss"] = g.Item(L.Total);
         g.Backward(L.Total);
@@ -127,10 +136,47 @@ public static class Replay
         return res;
     }
 
+    /// Runs Mining.Easy/Hard on the dump's attention (float64, mining/attention.npy) or else on the replay's
+    /// own (float32), with the dump's easy-mining dropout mask, and counts the picks equal to the dump's.
+    static void CompareMining(string dir, PvlrConfig cfg, float[] ownAttention, Dictionary<string, float[]> dumped, ReplayResult res)
+    {
+        int b = cfg.BatchSize, t = cfg.MaxSeqLen;
+        var mask = Load(dir, "random/easy_mining.npy");
+        if (mask.Count != (long)b * t) throw new ShapeException($"replay dump {dir}: random/easy_mining.npy {Tensor.ShapeStr(mask.Shape)}, expected ({b}, {t})");
+        Dictionary<string, float[]> ours;
+        if (File.Exists(Path.Combine(dir, "mining", "attention.npy")))
+        {
+            var att = Load(dir, "mining/attention.npy");
+            if (att.Count != (long)b * t) throw new ShapeException($"replay dump {dir}: mining/attention.npy {Tensor.ShapeStr(att.Shape)}, expected ({b}, {t})");
+            ours = Mine(att.AsDouble("attention"), mask.AsDouble("easy_mining"), cfg, b, t);
+            res.MiningSource = "the dump's float64 attention";
+        }
+        else
+        {
+            ours = Mine(ownAttention, mask.AsFloat("easy_mining"), cfg, b, t);
+            res.MiningSource = "the replay's float32 attention";
+        }
+        foreach (var (k, want) in dumped)
+        {
+            var got = ours[k];
+            int same = 0; for (int i = 0; i < want.Length; i++) if (got[i] == want[i]) same++;
+            res.Mining[k] = (same, want.Length);
+        }
+    }
+
+    static Dictionary<string, float[]> Mine<T>(T[] a, T[] r, PvlrConfig cfg, int b, int t) where T : System.Numerics.IFloatingPointIeee754<T>
+    {
+        var (ea, eb) = Mining.Easy(a, r, b, t, cfg.KEasy, cfg.MiningTies);
+        var (ha, hb) = Mining.Hard(a, b, t, cfg.KHard, cfg.BigM, cfg.SmallM, cfg.MiningTies);
+        return new() { ["easy_act"] = ea, ["easy_bkg"] = eb, ["hard_act"] = ha, ["hard_bkg"] = hb };
+    }
+
     public static void Write(ReplayResult r, string outDir)
     {
         Directory.CreateDirectory(Path.Combine(outDir, "grads"));
         AtomicFile.WriteAllText(Path.Combine(outDir, "losses.json"), JsonSerializer.Serialize(r.Losses, new JsonSerializerOptions { WriteIndented = true }));
+        var mining = r.Mining.ToDictionary(kv => kv.Key, kv => new { same = kv.Value.same, total = kv.Value.total });
+        AtomicFile.WriteAllText(Path.Combine(outDir, "mining.json"), JsonSerializer.Serialize(new { source = r.MiningSource, ties = r.Config.MiningTies.ToString().ToLowerInvariant(), picks = mining }, new JsonSerializerOptions { WriteIndented = true }));
         foreach (var (name, (grad, shape)) in r.Grads)
             Npy.Save(Path.Combine(outDir, "grads", name + ".npy"), grad, shape);
     }
