@@ -292,7 +292,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         switch (fmt)
         {
             case "safetensors": Checkpoint.Save(dst, model, backend, model.Cfg, step, rng, includeOptimizer: true); break;
-            case "pth": case "pt": TorchZip.Save(dst, model.P.List.Select(p => (p.Name, p.Shape, model.P.Get(p.Name)))); break;
+            case "pth": case "pt": Checkpoint.SaveTorch(dst, model); break;
             default: throw new ArgumentException($"--format must be safetensors or pth, not '{fmt}'");
         }
         Console.WriteLine($"wrote {dst} ({model.P.List.Count} tensors, {fmt})");

@@ -3,6 +3,7 @@
 using NUnit.Framework;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
+using PvlrKernels.Model;
 using PvlrKernels.Train;
 
 namespace PvlrKernels.Tests;
@@ -80,12 +81,14 @@ public sealed class CheckpointTests
         File.Delete(path);
     }
 
-    /// Where python3-torch is installed, torch.load reads our .pth.
+    /// Where python3-torch is installed, torch.load reads our .pth, also with the export's config records.
     [Test]
     public void TorchLoadsOurPth()
     {
         var sd = TorchZip.Load(Path.Combine(Fx, "tiny_wrapped_fp16.pth"));
-        var path = SavePth(sd);
+        var path = Tmp(".pth");
+        TorchZip.Save(path, sd.Select(kv => (kv.Key, kv.Value.shape, kv.Value.data)), new Dictionary<string, string> { [Checkpoint.ConfigRecord] = "{}" });
+        Assert.That(TorchZip.ReadTextRecord(path, Checkpoint.ConfigRecord), Is.EqualTo("{}"));
         var (rc, so, se) = ReferencePython.Run($"-c \"import torch,sys; sd=torch.load(sys.argv[1]); print(len(sd), float(sd['fusion.0.bias'].sum()))\" \"{path}\"");
         Assert.That(rc, Is.EqualTo(0), se);
         Assert.That(so.Split(' ')[0], Is.EqualTo(sd.Count.ToString()));
@@ -103,6 +106,65 @@ public sealed class CheckpointTests
         Assert.That(a["fusion2.0.weight"].data, Is.EqualTo(Npy.Load(Path.Combine(Fx, "expected", "fusion2.0.weight.npy")).AsFloat()));
         Assert.That(Cli.Program.Main(new[] { "eval", "--checkpoint", Path.Combine(Fx, "tiny_state_dict.pth"), "--data", TrainingTests.TinyDataDir, "--device", "cpu" }), Is.EqualTo(0));
         File.Delete(st); File.Delete(pth);
+    }
+
+    static readonly Dictionary<string, string> PresetData = new();
+
+    /// Demo data with a preset's widths and short videos (so even the paper preset evaluates in seconds).
+    static string DataFor(PvlrConfig cfg)
+    {
+        lock (PresetData)
+        {
+            if (PresetData.TryGetValue(cfg.Preset, out var d)) return d;
+            d = Path.Combine(Path.GetTempPath(), $"pvlr-export-{cfg.Preset}-{Environment.ProcessId}");
+            Features.DemoData.Generate(d, new Features.DemoOptions { FeatDim = cfg.FeatDim, ClipDim = cfg.EmbedDim, MaxLength = 24, MaxVideos = 40 });
+            return PresetData[cfg.Preset] = d;
+        }
+    }
+
+    /// `pvlr export` to either format and back changes no configuration value: eval of each export prints
+    /// the checkpoint's own table, for every preset. The presets' CLIP head counts are not width/64 (tiny
+    /// 8/2, demo 64/4) and the classes are the data's, so a config guessed from tensor shapes evaluates
+    /// differently.
+    [TestCase("tiny")]
+    [TestCase("demo")]
+    [TestCase("paper")]
+    public void ExportedCheckpointsEvaluateAsTheCheckpoint(string preset)
+    {
+        var cfg = PvlrConfig.FromPreset(preset);
+        cfg.WinogradTile = 4; cfg.SigTInfer = 0.05f;                      // test-time settings a guess would not restore
+        var data = DataFor(cfg);
+        var classes = Annotations.Load(Path.Combine(data, ThumosDataset.AnnDir)).Classes;
+        string st = Tmp(".safetensors"), pth = Tmp(".pth"), back = Tmp(".safetensors");
+        using (var b = new CpuBackend())
+        {
+            var model = new PvlrModel(cfg, classes);
+            model.Initialize(b, 17);
+            using var store = model.P;
+            Checkpoint.Save(st, model, b, cfg, 3, 0, includeOptimizer: false);
+        }
+        try
+        {
+            Assert.That(TestData.RunCli("export", "--checkpoint", st, "--format", "pth", "--out", pth).rc, Is.EqualTo(0));
+            Assert.That(TestData.RunCli("export", "--checkpoint", pth, "--format", "safetensors", "--out", back).rc, Is.EqualTo(0));
+            string Table(string ckpt)
+            {
+                var (rc, err, output) = TestData.RunCli("eval", "--checkpoint", ckpt, "--data", data, "--device", "cpu");
+                Assert.That(rc, Is.EqualTo(0), err);
+                return output[output.IndexOf("| mAP@0.1", StringComparison.Ordinal)..];
+            }
+            var want = Table(st);
+            Assert.That(want, Does.Contain("classification mAP"));
+            Assert.That(Table(pth), Is.EqualTo(want), "eval of the .pth export");
+            Assert.That(Table(back), Is.EqualTo(want), "eval of the safetensors export of the .pth");
+            using var b2 = new CpuBackend();
+            var loaded = Checkpoint.LoadTorch(pth, b2, out _);
+            using var s2 = loaded.P;
+            var c = PvlrConfig.FromJson(cfg.ToJson());
+            Assert.That(loaded.Cfg.ToJson(), Is.EqualTo(c.ToJson()), "every configuration value");
+            Assert.That(loaded.Classes, Is.EqualTo(classes));
+        }
+        finally { foreach (var f in new[] { st, pth, back }) if (File.Exists(f)) File.Delete(f); }
     }
 
     /// An option the command does not take is an error that lists the command's options, before any work

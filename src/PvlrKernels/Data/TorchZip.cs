@@ -135,8 +135,20 @@ public static class TorchZip
         return (shape, data);
     }
 
+    /// A text record of the archive (e.g. "pvlr/config.json", written by Save's `records`), or null.
+    public static string ReadTextRecord(string path, string record) => Malformed.Guard(path, () =>
+    {
+        using var fs = File.OpenRead(path);
+        using var zip = new ZipArchive(fs, ZipArchiveMode.Read);
+        var e = zip.Entries.FirstOrDefault(x => x.FullName.EndsWith("/" + record));
+        if (e == null) return null;
+        if (e.Length > 16 << 20) throw new DataFormatException($"{path}: {e.FullName} claims {e.Length} bytes");
+        return Encoding.UTF8.GetString(ReadEntry(e, path));
+    });
+
     /// Writes an fp32 state_dict that torch.load reads (zip, protocol-2 data.pkl, one storage per tensor).
-    public static void Save(string path, IEnumerable<(string name, int[] shape, float[] data)> tensors)
+    /// `records` are extra text files in the archive (torch.load ignores them): the export's config.
+    public static void Save(string path, IEnumerable<(string name, int[] shape, float[] data)> tensors, IReadOnlyDictionary<string, string> records = null)
     {
         var list = tensors.ToList();
         string prefix = "archive/";
@@ -147,6 +159,7 @@ public static class TorchZip
             Entry("data.pkl", StateDictPickle(list));
             for (int i = 0; i < list.Count; i++) Entry("data/" + i, System.Runtime.InteropServices.MemoryMarshal.AsBytes(list[i].data.AsSpan()).ToArray());
             Entry("version", Encoding.ASCII.GetBytes("3\n"));
+            foreach (var (n, text) in records ?? new Dictionary<string, string>()) Entry(n, Encoding.UTF8.GetBytes(text));
         });
     }
 

@@ -104,8 +104,19 @@ public static class Checkpoint
         return f.Read(m) == 4 && m[0] == (byte)'P' && m[1] == (byte)'K' && m[2] == 3 && m[3] == 4;
     }
 
-    /// A PyTorch state_dict onto a new model. Dimensions come from the tensors' shapes (heads = width/64,
-    /// CLIP's convention); classes default to THUMOS14's 20. Missing trainable weights are an error;
+    /// The archive records `pvlr export --format pth` adds beside the state_dict: the whole configuration
+    /// and the class list, which the tensor shapes alone do not determine (the CLIP head count, test-time
+    /// settings, the class names).
+    public const string ConfigRecord = "pvlr/config.json", ClassesRecord = "pvlr/classes.json";
+
+    /// Writes the model as a PyTorch state_dict with its configuration records.
+    public static void SaveTorch(string path, PvlrModel model) =>
+        TorchZip.Save(path, model.P.List.Select(p => (p.Name, p.Shape, model.P.Get(p.Name))),
+            new Dictionary<string, string> { [ConfigRecord] = model.Cfg.ToJson(), [ClassesRecord] = JsonSerializer.Serialize(model.Classes) });
+
+    /// A PyTorch state_dict onto a new model. With our export's records the configuration and classes are
+    /// those; otherwise dimensions come from the tensors' shapes (heads = width/64, CLIP's convention) and
+    /// classes default to THUMOS14's 20. Missing trainable weights are an error;
     /// everything else (missing frozen weights, unused entries, other shapes) goes into the report.
     public static PvlrModel LoadTorch(string path, Backend backend, out string report, IReadOnlyList<string> classes = null)
     {
@@ -113,8 +124,17 @@ public static class Checkpoint
         var strip = sd.Keys.All(k => k.StartsWith("module.")) ? "module." : "";      // DataParallel prefix
         var t = sd.ToDictionary(kv => kv.Key[strip.Length..], kv => kv.Value);
         int[] S(string n) => t.TryGetValue(n, out var v) ? v.shape : throw new DataFormatException($"{path}: no '{n}' in the state_dict: not a PVLR checkpoint");
+        var savedConfig = TorchZip.ReadTextRecord(path, ConfigRecord);
+        var savedClasses = TorchZip.ReadTextRecord(path, ClassesRecord);
+        PvlrConfig cfg;
+        if (savedConfig != null)
+        {
+            cfg = Malformed.Guard(path, () => PvlrConfig.FromJson(savedConfig));
+            classes ??= savedClasses != null ? Malformed.Guard(path, () => JsonSerializer.Deserialize<string[]>(savedClasses)) : null;
+        }
+        else cfg = null;
         classes ??= ClassTokens.Names.Keys.ToArray();
-        var cfg = PvlrConfig.FromShapes(S, t.Keys.Count(k => k.StartsWith("clipmodel.transformer.resblocks.") && k.EndsWith(".ln_1.weight")), classes.Count, "pth");
+        cfg ??= PvlrConfig.FromShapes(S, t.Keys.Count(k => k.StartsWith("clipmodel.transformer.resblocks.") && k.EndsWith(".ln_1.weight")), classes.Count, "pth");
         var model = new PvlrModel(cfg, classes);
         model.Initialize(backend, cfg.Seed);
         var sb = new System.Text.StringBuilder(); var missing = new List<string>(); var shape = new List<string>(); var badTrainable = new List<string>();
