@@ -14,7 +14,7 @@ public static class Program
 {
     const string Usage = """
 usage:
-  pvlr train [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--mining-ties torch|stable]
+  pvlr train [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--clip-weights FILE] [--mining-ties torch|stable]
   pvlr eval --checkpoint FILE [--data DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
   pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--device ...] [--winograd 0|2|4|6]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
@@ -101,11 +101,20 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         var cfg = resume != null ? PvlrConfig.FromJson(File.ReadAllText(Path.Combine(resume, "config.json"))) : PvlrConfig.FromPreset(o.Get("preset", "demo"));
         if (o.Has("max-iter")) cfg.MaxIter = o.Int("max-iter");
         cfg.MiningTies = MiningTiesOption(o) ?? cfg.MiningTies;
+        ClipWeights clip = null;
+        if (o.Has("clip-weights"))
+        {
+            if (resume != null) throw new ArgumentException("--clip-weights starts a run; a resumed run keeps the text tower its checkpoint holds");
+            clip = ClipWeights.Load(o.Get("clip-weights"));
+            clip.Configure(cfg);
+            Console.WriteLine($"CLIP text tower from {clip.Path}: width {clip.Width}, {clip.Layers} layers, {cfg.ClipHeads} heads, projection {clip.ProjectionWidth}");
+        }
         string data = o.Get("data") ?? DemoDir(cfg);
         var ds = ThumosDataset.Load(data, o.Get("clip-features"), log: new Progress<string>(Console.WriteLine));
         using var backend = MakeBackend(o.Get("device"));
         string outDir = resume ?? o.Get("out", Path.Combine("runs", $"{cfg.Preset}-{DateTime.Now:yyyyMMdd-HHmmss}"));
         using var tr = new Trainer(cfg, ds, backend);
+        clip?.Apply(tr.Model);
         if (resume != null)
         {
             var last = Path.Combine(resume, "last.safetensors");

@@ -37,10 +37,11 @@ public sealed class TextTowerTests(string backendName)
     {
         var all = Run(share: false);
         var shared = Run(share: true);
-        // 21 prompts x 13 positions; shared: SOT and E[1..4] once, every class up to its own EOT (11, 12 or
-        // 13 positions), "cricket" once for its two classes, and the background's position 0
+        // 21 prompts x 13 positions; shared: SOT and E[1..4] once, every class up to its own EOT (its 1, 2 or 3
+        // BPE tokens, 4 postfix rows, the EOT: "diving" 1 token, "clean and jerk" and "volleyball spiking" 3,
+        // the others 2), "cricket" once for its two classes, and the background's position 0
         Assert.That(all.rows, Is.EqualTo(21 * 13));
-        Assert.That(shared.rows, Is.EqualTo(5 + (2 * 6 + 17 * 7 + 8) - 1 + 1));
+        Assert.That(shared.rows, Is.EqualTo(5 + (1 * 6 + 17 * 7 + 2 * 8) - 1 + 1));
         Check.SameBits(shared.text, all.text, $"text features [{backendName}]");
         Assert.That(all.dE.Any(v => v != 0), "the prompt table gets a gradient");
         Check.Close(shared.dE, all.dE.Select(v => (double)v).ToArray(), 1e-7, 1e-4, $"d embedding.weight [{backendName}]");

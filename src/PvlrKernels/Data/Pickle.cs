@@ -87,11 +87,15 @@ public sealed class Unpickler
     readonly Func<PyGlobal, object[], object> call;
     readonly Func<object, object> persistentLoad;
     readonly string lazyPath;
+    readonly string allowedPrefix;
 
     /// `lazyPath`: the file `s` reads (seekable); large payloads then stay there as FilePayload records.
+    /// `allowedPrefix`: globals under it are allowed too, as plain attribute holders (NEWOBJ makes an empty
+    /// PyObject, BUILD stores its state; nothing of theirs runs): TorchScript's `__torch__.` module classes.
     public Unpickler(Stream s, string file, HashSet<string> allowed = null, Func<PyGlobal, object[], object> call = null, Func<object, object> persistentLoad = null,
-        string lazyPath = null)
+        string lazyPath = null, string allowedPrefix = null)
     {
+        this.allowedPrefix = allowedPrefix;
         this.s = s; this.file = file; this.allowed = allowed ?? NumpyGlobals; this.call = call; this.persistentLoad = persistentLoad;
         this.lazyPath = lazyPath != null && s.CanSeek ? lazyPath : null;
     }
@@ -218,7 +222,8 @@ public sealed class Unpickler
     PyGlobal Global(string mod, string name)
     {
         var g = new PyGlobal(mod, name);
-        if (!allowed.Contains(g.Full)) throw Bad($"global '{g.Full}' is not on the allowlist; refusing to load it");
+        if (!allowed.Contains(g.Full) && !(allowedPrefix != null && g.Full.StartsWith(allowedPrefix, StringComparison.Ordinal)))
+            throw Bad($"global '{g.Full}' is not on the allowlist; refusing to load it");
         return g;
     }
 

@@ -4,6 +4,10 @@
 // little-endian entry <prefix>/data/<key>. Read: a state_dict (OrderedDict of tensors), or a dict
 // holding one (e.g. {'model': state_dict, ...}), fp32/fp16/bf16/fp64/int64 converted to float32.
 // Only the globals a state_dict needs are allowed; anything else is refused and nothing is executed.
+// A TorchScript archive (torch.jit.save, e.g. OpenAI's RN50.pt) pickles the module tree instead: objects
+// of `__torch__.*` classes, made by NEWOBJ and filled by BUILD with their attribute dict. Those classes
+// are read as attribute holders only, and the tree is flattened to state_dict names ("transformer.
+// resblocks.0.attn.in_proj_weight"): every tensor attribute, depth-first in attribute order.
 // Write: the same format (protocol 2, fp32, contiguous), which torch.load reads.
 using System.IO.Compression;
 using System.Text;
@@ -48,7 +52,7 @@ public static class TorchZip
             if (pkl.Length > 256L << 20) throw new DataFormatException($"{name}: data.pkl claims {pkl.Length} bytes");
             var pbytes = ReadEntry(pkl, name);
             object root;
-            var loader = new Unpickler(new MemoryStream(pbytes), $"{name}:data.pkl", Allowed, call: null, persistentLoad: pid =>
+            var loader = new Unpickler(new MemoryStream(pbytes), $"{name}:data.pkl", Allowed, call: null, allowedPrefix: TorchScriptPrefix, persistentLoad: pid =>
             {
                 if (pid is not object[] t || t.Length < 5 || t[0] as string != "storage" || t[1] is not PyGlobal g || t[2] is not string key || t[4] is not long numel)
                     throw new DataFormatException($"{name}: unexpected persistent id in data.pkl");
@@ -56,7 +60,8 @@ public static class TorchZip
                 return new StorageRef(g.Full, key, numel);
             });
             root = loader.Load();
-            var sd = StateDict(root, name);
+            var sd = root is PyObject module && module.Class.Full.StartsWith(TorchScriptPrefix, StringComparison.Ordinal)
+                ? ModuleTree(module, name) : StateDict(root, name);
             var storages = new Dictionary<string, byte[]>();
             byte[] Storage(StorageRef r)
             {
@@ -90,11 +95,37 @@ public static class TorchZip
         { throw new DataFormatException($"{name}: cannot read {e.FullName} ({ex.Message})"); }
     }
 
+    const string TorchScriptPrefix = "__torch__.";
+    const int MaxModuleDepth = 64;
+
+    static bool IsTensor(object o) => o is PyObject p && p.Class.Full is "torch._utils._rebuild_tensor_v2" or "torch._utils._rebuild_parameter";
+
+    /// A TorchScript module tree as a state_dict: each tensor attribute under its dotted path.
+    static Dictionary<object, object> ModuleTree(PyObject root, string name)
+    {
+        var sd = new Dictionary<object, object>();
+        var seen = new HashSet<PyObject>(ReferenceEqualityComparer.Instance);
+        void Walk(PyObject m, string prefix, int depth)
+        {
+            if (depth > MaxModuleDepth) throw new DataFormatException($"{name}: modules nested deeper than {MaxModuleDepth} at '{prefix}'");
+            if (!seen.Add(m)) return;                                  // a module shared or reached again
+            if (m.State is not Dictionary<object, object> attrs) return;
+            foreach (var (k, v) in attrs)
+            {
+                if (k is not string key) continue;
+                if (IsTensor(v)) sd[prefix + key] = v;
+                else if (v is PyObject sub && sub.Class.Full.StartsWith(TorchScriptPrefix, StringComparison.Ordinal)) Walk(sub, prefix + key + ".", depth + 1);
+            }
+        }
+        Walk(root, "", 0);
+        if (sd.Count == 0) throw new DataFormatException($"{name}: the TorchScript module {root.Class.Full} holds no tensors");
+        return sd;
+    }
+
     /// The state_dict: the root OrderedDict/dict of tensors, or the first dict value that is one.
     static Dictionary<object, object> StateDict(object root, string name)
     {
         Dictionary<object, object> Items(object o) => o switch { PyObject p when p.Class.Name == "OrderedDict" => p.DictItems ?? new(), Dictionary<object, object> d => d, _ => null };
-        bool IsTensor(object o) => o is PyObject p && p.Class.Full is "torch._utils._rebuild_tensor_v2" or "torch._utils._rebuild_parameter";
         var top = Items(root) ?? throw new DataFormatException($"{name}: data.pkl holds a {root?.GetType().Name ?? "None"}, not a state_dict");
         if (top.Count > 0 && top.Values.All(IsTensor)) return top;
         foreach (var key in new object[] { "state_dict", "model", "model_state_dict", "net" }.Concat(top.Keys))

@@ -1,8 +1,8 @@
-// Class-name tokens for the prompt (pvlr-spec.md §1.5, §2.4). The official code tokenizes the
-// lower-case class names with CLIP's BPE: [SOT] name-tokens [EOT]. Every THUMOS name is 1-3 tokens
-// (EOT argmax positions 10/11/12 after the 4+4 prompt), which a word-level tokenization reproduces:
-// each word is one token. Token ids index our frozen token-embedding table: 0 = pad, 1..V words,
-// V+1 = SOT, V+2 = EOT (the largest id, so argmax finds the EOT as with CLIP's 49407).
+// Class-name tokens for the prompt (pvlr-spec.md §1.5, §2.4): as the official code, CLIP's BPE ids of the
+// lower-case class names (model/prompt.py's `classes` names), [SOT] name-tokens [EOT], indexing CLIP's
+// 49,408-row token table (clipmodel.token_embedding.weight), so OpenAI's weights or init_thumos.pth fill
+// the rows the prompt reads. Every THUMOS name is 1-3 tokens (EOT argmax positions 10/11/12 after the
+// 4+4 prompt).
 namespace PvlrKernels.Model;
 
 public static class ClassTokens
@@ -17,15 +17,16 @@ public static class ClassTokens
         ["ThrowDiscus"] = "throw discus", ["VolleyballSpiking"] = "volleyball spiking",
     };
 
-    /// Returns per class the token ids [SOT, words..., EOT] and the vocabulary size (ids 0..V+2).
+    /// The text a class name is tokenized from: the original's name ("CleanAndJerk" -> "clean and jerk"),
+    /// else the camel-case name split into lower-case words.
+    public static string Text(string cls) => Names.TryGetValue(cls, out var n) ? n : SplitCamel(cls);
+
+    /// Per class the token ids [SOT, BPE ids..., EOT], and the token table's size (49,408).
     public static (int[][] tokens, int vocab) Build(IReadOnlyList<string> classes)
     {
-        var words = new List<string>();
-        var perClass = classes.Select(c => (Names.TryGetValue(c, out var n) ? n : SplitCamel(c)).Split(' ', StringSplitOptions.RemoveEmptyEntries)).ToArray();
-        foreach (var w in perClass.SelectMany(x => x)) if (!words.Contains(w)) words.Add(w);
-        int sot = words.Count + 1, eot = words.Count + 2;
-        var tokens = perClass.Select(ws => new[] { sot }.Concat(ws.Select(w => words.IndexOf(w) + 1)).Append(eot).ToArray()).ToArray();
-        return (tokens, eot + 1);
+        var tok = ClipTokenizer.Default;
+        var tokens = classes.Select(c => tok.Encode(Text(c)).Prepend(ClipTokenizer.Sot).Append(ClipTokenizer.Eot).ToArray()).ToArray();
+        return (tokens, ClipTokenizer.VocabSize);
     }
 
     static string SplitCamel(string s) => string.Concat(s.Select((ch, i) => i > 0 && char.IsUpper(ch) ? " " + char.ToLowerInvariant(ch) : char.ToLowerInvariant(ch).ToString()));

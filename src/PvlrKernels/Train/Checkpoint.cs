@@ -149,7 +149,7 @@ public static class Checkpoint
         var unused = t.Keys.Where(k => !model.P.Contains(k)).ToList();
         sb.AppendLine($"{path}: loaded {model.P.List.Count - missing.Count - shape.Count} of {model.P.List.Count} tensors (F={cfg.FeatDim}, D={cfg.EmbedDim}, CLIP {cfg.ClipLayers}x{cfg.ClipWidth}).");
         if (missing.Count > 0) sb.AppendLine($"  missing (kept at our init): {string.Join(", ", missing)}");
-        if (shape.Count > 0) sb.AppendLine($"  other shape (kept at our init): {string.Join("; ", shape)}" + (shape.Any(x => x.StartsWith("clipmodel.token_embedding")) ? " (the prompt uses our word-level class tokens, not CLIP's BPE ids)" : ""));
+        if (shape.Count > 0) sb.AppendLine($"  other shape (kept at our init): {string.Join("; ", shape)}");
         if (unused.Count > 0) sb.AppendLine($"  unused by the text/snippet model: {unused.Count} tensors ({string.Join(", ", unused.Take(5))}{(unused.Count > 5 ? ", ..." : "")})");
         report = sb.ToString();
         return model;
