@@ -45,19 +45,35 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         {
             var o = Opts.Parse(args.Skip(1).ToArray());
             o.Allow(args[0], Options(args[0]));
+            foreach (var sw in Switches(args[0])) o.Flag(sw);          // "--json yes" is refused before any work
             return known ? command(o) : throw new ArgumentException($"unknown command '{args[0]}'\n{Usage}");
         }
         catch (Exception e) when (e is ArgumentException or DataFormatException or FileNotFoundException or DirectoryNotFoundException
-                                   or ShapeException or TrainingDivergedException or OutOfMemoryException or InvalidOperationException)
+                                   or ShapeException or TrainingDivergedException or OutOfMemoryException or InvalidOperationException
+                                   or IOException or UnauthorizedAccessException)
         {
-            Console.Error.WriteLine($"pvlr: error: {e.Message}");
+            Console.Error.WriteLine($"pvlr: error: {OneLine(e.Message)}");
             return 1;
         }
+        catch (Exception e)
+        {
+            // anything else is a fault of ours: one line here, the trace in a report file for a bug report
+            string report = Path.Combine(Path.GetTempPath(), $"pvlr-crash-{Environment.ProcessId}.txt");
+            try { File.WriteAllText(report, $"pvlr {string.Join(" ", args)}\n{e}\n"); } catch { report = null; }
+            Console.Error.WriteLine($"pvlr: error: {e.GetType().Name}: {OneLine(e.Message)}" + (report != null ? $" (details in {report})" : ""));
+            return 70;
+        }
     }
+
+    static string OneLine(string m) => m.Replace('\n', ' ').Replace('\r', ' ').Trim();
 
     /// A command's options, as its usage line lists them (none for an unknown command, which fails anyway).
     static string[] Options(string cmd) =>
         Usage.Split('\n').Where(l => l.StartsWith($"  pvlr {cmd} ")).SelectMany(l => System.Text.RegularExpressions.Regex.Matches(l, "--([a-z][a-z0-9-]*)").Select(m => m.Groups[1].Value)).ToArray();
+
+    /// A command's switches: the options its usage line shows without a value ("[--json]", "[--torch [...").
+    static string[] Switches(string cmd) =>
+        Usage.Split('\n').Where(l => l.StartsWith($"  pvlr {cmd} ")).SelectMany(l => System.Text.RegularExpressions.Regex.Matches(l, @"--([a-z][a-z0-9-]*)(?=\]| \[)").Select(m => m.Groups[1].Value)).ToArray();
 
     public static Backend MakeBackend(string device)
     {
@@ -99,7 +115,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         string resume = o.Get("resume");
         if (resume != null && !File.Exists(Path.Combine(resume, "config.json"))) throw new FileNotFoundException($"{resume}: no config.json; --resume takes a run directory written by pvlr train");
         var cfg = resume != null ? PvlrConfig.FromJson(File.ReadAllText(Path.Combine(resume, "config.json"))) : PvlrConfig.FromPreset(o.Get("preset", "demo"));
-        if (o.Has("max-iter")) cfg.MaxIter = o.Int("max-iter");
+        if (o.Has("max-iter")) cfg.MaxIter = o.Count("max-iter", cfg.MaxIter);
         cfg.MiningTies = MiningTiesOption(o) ?? cfg.MiningTies;
         ClipWeights clip = null;
         if (o.Has("clip-weights"))
@@ -109,10 +125,14 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             clip.Configure(cfg);
             Console.WriteLine($"CLIP text tower from {clip.Path}: width {clip.Width}, {clip.Layers} layers, {cfg.ClipHeads} heads, projection {clip.ProjectionWidth}");
         }
+        string outDir = resume ?? o.Get("out", Path.Combine("runs", $"{cfg.Preset}-{DateTime.Now:yyyyMMdd-HHmmss}"));
+        // the output directory is checked and locked before any data is read: a read-only or full disk, a
+        // file in its place or a second training into it is found at once
+        using var runDir = RunDirectory.Open(outDir, resume != null ? "--resume" : "--out");
+        foreach (var t in runDir.RemovedTemp) Console.WriteLine($"removed {Path.Combine(outDir, t)}, left by an interrupted write");
         string data = o.Get("data") ?? DemoDir(cfg);
         var ds = ThumosDataset.Load(data, o.Get("clip-features"), log: new Progress<string>(Console.WriteLine));
         using var backend = MakeBackend(o.Get("device"));
-        string outDir = resume ?? o.Get("out", Path.Combine("runs", $"{cfg.Preset}-{DateTime.Now:yyyyMMdd-HHmmss}"));
         using var tr = new Trainer(cfg, ds, backend);
         clip?.Apply(tr.Model);
         if (resume != null)
@@ -120,7 +140,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             var last = Path.Combine(resume, "last.safetensors");
             if (!File.Exists(last)) throw new FileNotFoundException($"{resume}: no last.safetensors to resume from (one is written every {cfg.Interval} steps)", last);
             tr.Resume(last);
-            Console.WriteLine($"resuming {resume} at step {tr.Step}");
+            if (tr.Step >= cfg.MaxIter) throw new ArgumentException($"{resume} is already at step {tr.Step} of --max-iter {cfg.MaxIter}; pass a larger --max-iter to continue it");
+            Console.WriteLine($"resuming {resume} at step {tr.Step}" + (tr.BestStep >= 0 ? $" (best so far at step {tr.BestStep}: sum mAP@0.1:0.7 {tr.BestSum:F2})" : ""));
         }
         Console.WriteLine($"training PVLR ({cfg.Preset}) on {backend.Name}: {ds.Train.Count} train / {ds.Test.Count} test videos, {cfg.MaxIter} steps, batch {cfg.BatchSize}x{cfg.MaxSeqLen}; output {outDir}");
         var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -135,7 +156,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     static void TestTime(Opts o, PvlrConfig cfg)
     {
         if (o.Has("winograd")) cfg.WinogradTile = o.Int("winograd");
-        if (o.Has("infer-rows")) cfg.InferRows = o.Int("infer-rows");
+        if (o.Has("infer-rows")) cfg.InferRows = o.Count("infer-rows", cfg.InferRows) is var n && n <= PvlrConfig.MaxInferRows ? n
+            : throw new ArgumentException($"--infer-rows must be at most {PvlrConfig.MaxInferRows}, not {o.Get("infer-rows")}");
         cfg.Validate();
     }
 
@@ -239,7 +261,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         CpuGemm.Vector256Only = o.Flag("vector256");           // the CPU GEMMs on the AVX2 microkernel, as without AVX-512
         int steps = o.Count("steps", 3), passes = o.Count("infer-passes", 1), torchSteps = o.Count("torch-steps", 1);   // refused here, before any row runs
         // the backend's fp32 FMA peak (CPU: cores x ~215; CUDA: from the device's SMs and clock); --peak overrides
-        double peak = o.Has("peak") ? double.Parse(o.Get("peak"), CultureInfo.InvariantCulture) : backend.PeakGflops;
+        double peak = o.Has("peak") ? o.Positive("peak") : backend.PeakGflops;
         (string key, Func<IEnumerable<BenchRow>> run)[] benches =
         [
             ("gemm", () => [Bench.Gemm(backend)]),
@@ -310,7 +332,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
 
     static int FuzzCmd(Opts o)
     {
-        long cases = o.Has("cases") ? long.Parse(o.Get("cases"), CultureInfo.InvariantCulture) : 1_000_000;
+        long cases = o.Has("cases") ? o.CountLong("cases") : 1_000_000;
         int seed = o.Has("seed") ? o.Int("seed") : Environment.TickCount;
         var targets = Fuzz.Targets().Where(t => !o.Has("target") || t.Name == o.Get("target")).ToList();
         if (targets.Count == 0) throw new ArgumentException($"unknown --target '{o.Get("target")}' (npy, pickle, pth, safetensors)");
@@ -330,10 +352,11 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     static int GenDemoCmd(Opts o)
     {
         var opt = new DemoOptions();
-        if (o.Has("videos")) opt.MaxVideos = o.Int("videos");
-        if (o.Has("max-length")) opt.MaxLength = o.Int("max-length");
-        if (o.Has("feat-dim")) opt.FeatDim = o.Int("feat-dim");
-        if (o.Has("clip-dim")) opt.ClipDim = o.Int("clip-dim");
+        if (o.Has("videos")) opt.MaxVideos = o.Count("videos", 0);
+        if (o.Has("max-length")) opt.MaxLength = o.Count("max-length", 0);
+        if (o.Has("feat-dim")) opt.FeatDim = o.Count("feat-dim", 0);
+        if (o.Has("clip-dim")) opt.ClipDim = o.Count("clip-dim", 0);
+        if (opt.FeatDim % 2 != 0) throw new ArgumentException($"--feat-dim {opt.FeatDim} must be even: the features are RGB | flow halves");
         DemoData.Generate(o.Get("out", Path.Combine("features", "demo", "custom")), opt, new Progress<string>(Console.WriteLine));
         return 0;
     }
@@ -393,9 +416,12 @@ public sealed class Opts
             throw new ArgumentException($"pvlr {cmd}: unknown option --{bad}; it takes {string.Join(", ", options.Select(x => "--" + x))}");
     }
     /// A repeat count (steps, passes): at least 1, else `d` when the option is absent.
-    public int Count(string k, int d) => !Has(k) ? d : Int(k) is var n && n >= 1 ? n : throw new ArgumentException($"--{k} must be at least 1");
+    public int Count(string k, int d) => !Has(k) ? d : int.TryParse(Get(k), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= 1 ? n : throw new ArgumentException($"--{k} must be a whole number of at least 1, not '{Get(k)}'");
+    public long CountLong(string k) => long.TryParse(Get(k), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= 1 ? n : throw new ArgumentException($"--{k} must be a whole number of at least 1, not '{Get(k)}'");
+    public double Positive(string k) => double.TryParse(Get(k), NumberStyles.Float, CultureInfo.InvariantCulture, out var x) && double.IsFinite(x) && x > 0 ? x : throw new ArgumentException($"--{k} must be a positive number, not '{Get(k)}'");
     public bool Has(string k) => v.ContainsKey(k);
-    public bool Flag(string k) => v.TryGetValue(k, out var s) && s == "true";
+    /// A switch: present or not. A value after it ("--json yes") is refused, not read as absent.
+    public bool Flag(string k) => v.TryGetValue(k, out var s) && (s == "true" ? true : throw new ArgumentException($"--{k} is a switch and takes no value (got '{s}')"));
     public string Get(string k, string d = null) => v.TryGetValue(k, out var s) ? s : d;
     public string Req(string k) => Get(k) ?? throw new ArgumentException($"--{k} is required");
     public int Int(string k) => int.TryParse(Get(k), out var n) && n >= 0 ? n : throw new ArgumentException($"--{k} must be a non-negative integer");

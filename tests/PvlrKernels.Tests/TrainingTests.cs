@@ -98,6 +98,44 @@ public sealed class TrainingTests
         Assert.That(Directory.GetFiles(Path.GetTempPath(), $"pvlr-bench-{Environment.ProcessId}.*"), Is.EqualTo(before), "the temporary checkpoint is removed");
     }
 
+    /// A run stopped after an evaluation and resumed writes the Performance.txt of the uninterrupted run
+    /// and keeps its best step: the resumed leg compares against the first leg's best (an evaluation
+    /// below it must not replace best.safetensors). Also when the stop fell between the checkpoint and
+    /// the evaluation's entry (the entry is missing): the evaluation is done again on resuming.
+    [TestCase(false)]
+    [TestCase(true)]
+    public void ResumedRunKeepsTheBestAndThePerformanceLog(bool lostLastEntry)
+    {
+        PvlrConfig Cfg() { var c = PvlrConfig.Tiny(); c.Lr = 3e-3f; c.Interval = 2; c.WarmupIter = 0; return c; }
+        string a = Path.Combine(Path.GetTempPath(), "pvlr-full-" + Guid.NewGuid().ToString("N")[..8]), b = a.Replace("pvlr-full-", "pvlr-legs-");
+        try
+        {
+            int bestFull;
+            using (var t = new Trainer(Cfg(), Data.Value, new CpuBackend(), TextWriter.Null)) { t.Run(a, 9); bestFull = t.BestStep; }
+            using (var t = new Trainer(Cfg(), Data.Value, new CpuBackend(), TextWriter.Null)) t.Run(b, 5);    // evaluates at 2 and 4, stops
+            if (lostLastEntry)
+            {
+                var perf = File.ReadAllText(Path.Combine(b, "Performance.txt"));
+                File.WriteAllText(Path.Combine(b, "Performance.txt"), perf[..perf.IndexOf("itr 4", StringComparison.Ordinal)]);
+            }
+            using (var t = new Trainer(Cfg(), Data.Value, new CpuBackend(), TextWriter.Null))
+            {
+                t.Resume(Path.Combine(b, "last.safetensors"));
+                Assert.That(t.Step, Is.EqualTo(5));
+                t.Run(b, 9);
+                Assert.That(t.BestStep, Is.EqualTo(bestFull), "the best step of the whole run");
+            }
+            var full = File.ReadAllText(Path.Combine(a, "Performance.txt"));
+            Assert.That(File.ReadAllText(Path.Combine(b, "Performance.txt")), Is.EqualTo(full));
+            Assert.That(full, Does.Contain("itr 2").And.Contain("itr 8").And.Contain("(best)"));
+            using var cb = new CpuBackend();
+            var (ma, sa, _) = Checkpoint.Load(Path.Combine(a, "best.safetensors"), cb, optimizer: false);
+            var (mb, sb, _) = Checkpoint.Load(Path.Combine(b, "best.safetensors"), cb, optimizer: false);
+            using (ma.P) using (mb.P) Assert.That((sb, mb.P.Get("fusion.0.weight")), Is.EqualTo((sa, ma.P.Get("fusion.0.weight"))), "best.safetensors");
+        }
+        finally { foreach (var d in new[] { a, b }) if (Directory.Exists(d)) Directory.Delete(d, true); }
+    }
+
     [Test]
     public void ResumedRunReproducesTheUninterruptedLosses()
     {

@@ -90,6 +90,11 @@ public static class Safetensors
             catch (Exception e) when (e is KeyNotFoundException || e is InvalidOperationException || e is FormatException)
             { throw new DataFormatException($"{name}: malformed entry {p.Name}: {e.Message}"); }
         }
+        // no two tensors may share bytes (a hand-made header could alias one tensor's data into another)
+        var byStart = entries.Where(e => e.Bytes > 0).OrderBy(e => e.Start).ToList();
+        for (int i = 1; i < byStart.Count; i++)
+            if (byStart[i].Start < byStart[i - 1].Start + byStart[i - 1].Bytes)
+                throw new DataFormatException($"{name}: tensors {byStart[i - 1].Name} and {byStart[i].Name} overlap in the data section");
         return (entries, meta);
     });
 

@@ -71,21 +71,28 @@ public sealed class Annotations
         var names = Npy.Load(P("videoname.npy")).AsStrings(P("videoname.npy"));
         var subset = Npy.Load(P("subset.npy")).AsStrings(P("subset.npy"));
         var dur = Npy.Load(P("duration.npy")).AsDouble(P("duration.npy"));
-        var labelsAll = (object[])Npy.Load(P("labels_all.npy")).Data;
-        var labels = (object[])Npy.Load(P("labels.npy")).Data;
-        var segs = (object[])Npy.Load(P("segments.npy")).Data;
+        object[] Objects(string f) => Npy.Load(P(f)).Data as object[] ?? throw new DataFormatException($"{P(f)}: expected an object array (one list per video)");
+        var labelsAll = Objects("labels_all.npy");
+        var labels = Objects("labels.npy");
+        var segs = Objects("segments.npy");
         int n = names.Length;
+        var firstIndex = new Dictionary<string, int>();
+        for (int i = 0; i < n; i++)
+            if (!firstIndex.TryAdd(names[i], i)) throw new DataFormatException($"{P("videoname.npy")}: video '{names[i]}' appears twice, at indices {firstIndex[names[i]]} and {i}");
         void Same(string f, long len) { if (len != n) throw new DataFormatException($"{P(f)}: {len} entries, videoname.npy has {n}"); }
         Same("subset.npy", subset.Length); Same("duration.npy", dur.Length); Same("labels_all.npy", labelsAll.Length); Same("labels.npy", labels.Length); Same("segments.npy", segs.Length);
+        List<object> ListOf(object[] arr, int i, string f) => arr[i] as List<object> ?? throw new DataFormatException($"{P(f)}: video {i} ('{names[i]}') holds {arr[i]?.GetType().Name ?? "None"}, not a list");
         for (int i = 0; i < n; i++)
         {
             var v = new Video { Index = i, Name = names[i], Subset = subset[i], Duration = dur[i] };
-            v.Labels = ((List<object>)labelsAll[i]).Select(NpyArray.PyText).Distinct().ToArray();
-            var ls = (List<object>)labels[i]; var ss = (List<object>)segs[i];
+            v.Labels = ListOf(labelsAll, i, "labels_all.npy").Select(NpyArray.PyText).Distinct().ToArray();
+            var ls = ListOf(labels, i, "labels.npy"); var ss = ListOf(segs, i, "segments.npy");
             if (ls.Count != ss.Count) throw new DataFormatException($"{P("segments.npy")}: video {v.Name} has {ss.Count} segments but {ls.Count} labels");
             v.Segments = ss.Select((s, k) =>
             {
-                var pair = s is List<object> l ? l.ToArray() : s is object[] t ? t : s is NpyArray nd ? nd.AsDouble().Cast<object>().ToArray() : throw new DataFormatException($"{P("segments.npy")}: video {v.Name} segment {k} is malformed");
+                var pair = s is List<object> l ? l.ToArray() : s is object[] t ? t : s is NpyArray nd ? nd.AsDouble().Cast<object>().ToArray() : null;
+                if (pair is not { Length: 2 } || pair[0] is not (double or long or float or int) || pair[1] is not (double or long or float or int))
+                    throw new DataFormatException($"{P("segments.npy")}: video {v.Name} segment {k} is not a [start, end] pair of numbers");
                 return (Convert.ToDouble(pair[0]), Convert.ToDouble(pair[1]), NpyArray.PyText(ls[k]));
             }).ToArray();
             foreach (var l in v.Labels) a.ClassIndex(l);

@@ -100,15 +100,27 @@ public sealed class PvlrConfig
 
     static readonly JsonSerializerOptions Opts = new() { WriteIndented = true };
     public string ToJson() => JsonSerializer.Serialize(this, Opts);
-    public static PvlrConfig FromJson(string json) => JsonSerializer.Deserialize<PvlrConfig>(json, Opts) ?? throw new ArgumentException("empty config json");
+    public static PvlrConfig FromJson(string json)
+    {
+        try { return JsonSerializer.Deserialize<PvlrConfig>(json, Opts) ?? throw new ArgumentException("an empty config"); }
+        catch (JsonException e) { throw new ArgumentException($"a config that is not valid JSON ({e.Message.Split('\n')[0]})"); }
+    }
+
+    public const int MaxInferRows = 1 << 20;
 
     public void Validate()
     {
+        foreach (var (name, v) in new[] { ("FeatDim", FeatDim), ("AttnHidden", AttnHidden), ("EmbedDim", EmbedDim), ("NumClasses", NumClasses), ("NumSamples", NumSamples),
+                     ("ClipWidth", ClipWidth), ("ClipLayers", ClipLayers), ("ClipHeads", ClipHeads), ("ClipContext", ClipContext), ("MaxSeqLen", MaxSeqLen),
+                     ("KEasy", KEasy), ("KHard", KHard), ("BigM", BigM), ("SmallM", SmallM), ("TrainTopK", TrainTopK), ("Interval", Interval) })
+            if (v < 1) throw new ArgumentException($"{name} {v} must be at least 1");
+        if (Prefix < 0 || Postfix < 0 || MaxIter < 0 || WarmupIter < 0) throw new ArgumentException("Prefix, Postfix, MaxIter and WarmupIter must not be negative");
         if (FeatDim % 2 != 0) throw new ArgumentException($"FeatDim {FeatDim} must be even (RGB | flow)");
         if (ClipWidth % ClipHeads != 0) throw new ArgumentException($"ClipWidth {ClipWidth} must be divisible by ClipHeads {ClipHeads}");
         if (Alpha.Length != 9) throw new ArgumentException("Alpha needs 9 values (alpha0..alpha8)");
         if (BatchSize < 2) throw new ArgumentException("BatchSize must be at least 2");
         if (WinogradTile != 0 && !Engine.Winograd.Supported(WinogradTile)) throw new ArgumentException($"WinogradTile {WinogradTile}: use 0 (direct), 2, 4 or 6");
-        if (InferRows < 1) throw new ArgumentException($"InferRows {InferRows} must be at least 1");
+        if (InferRows < 1 || InferRows > MaxInferRows) throw new ArgumentException($"InferRows {InferRows} must be between 1 and {MaxInferRows}");
+        if (Alpha.Any(a => !float.IsFinite(a)) || !float.IsFinite(Lr) || !float.IsFinite(EpsStd)) throw new ArgumentException("Alpha, Lr and EpsStd must be finite");
     }
 }

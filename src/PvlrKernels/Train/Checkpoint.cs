@@ -10,7 +10,8 @@ namespace PvlrKernels.Train;
 
 public static class Checkpoint
 {
-    public static void Save(string path, PvlrModel model, Backend be, PvlrConfig cfg, int step, long rngCounter, bool includeOptimizer)
+    public static void Save(string path, PvlrModel model, Backend be, PvlrConfig cfg, int step, long rngCounter, bool includeOptimizer,
+        IReadOnlyDictionary<string, string> extraMeta = null)
     {
         var ps = model.P;
         var list = new List<(string, int[], float[])>();
@@ -30,6 +31,7 @@ public static class Checkpoint
             ["format"] = "pvlrkernels-1", ["config"] = cfg.ToJson(), ["step"] = step.ToString(), ["rng_counter"] = rngCounter.ToString(),
             ["adam_steps"] = JsonSerializer.Serialize(ps.List.ToDictionary(p => p.Name, p => p.Step)), ["classes"] = JsonSerializer.Serialize(model.Classes),
         };
+        foreach (var (k, v) in extraMeta ?? new Dictionary<string, string>()) meta[k] = v;
         Safetensors.Save(path, list, meta);
     }
 
@@ -43,15 +45,28 @@ public static class Checkpoint
         using var fs = File.OpenRead(path);
         var (entries, meta) = Safetensors.ReadHeader(fs, path);
         if (!meta.TryGetValue("config", out var cj)) throw new DataFormatException($"{path}: no config in the checkpoint metadata");
-        var cfg = PvlrConfig.FromJson(cj);
-        var classes = meta.TryGetValue("classes", out var cl) ? JsonSerializer.Deserialize<string[]>(cl) : throw new DataFormatException($"{path}: no class list in the metadata");
-        var model = new PvlrModel(cfg, classes);
+        PvlrConfig cfg; string[] classes; PvlrModel model;
+        try
+        {
+            cfg = PvlrConfig.FromJson(cj);
+            classes = meta.TryGetValue("classes", out var cl) ? JsonSerializer.Deserialize<string[]>(cl) : throw new DataFormatException($"{path}: no class list in the metadata");
+            model = new PvlrModel(cfg, classes);
+        }
+        catch (Exception e) when (e is ArgumentException or JsonException) { throw new DataFormatException($"{path}: the checkpoint's metadata holds {e.Message}"); }
         model.P.Allocate(backend);
         // the weights' memory written once on every core before the one-stream read below fills it: on the
         // CPU most of a load is the first write of new memory, which scales with cores
         foreach (var arena in optimizer ? new[] { model.P.Values, model.P.M, model.P.V } : new[] { model.P.Values }) backend.Fill(arena, 0, model.P.Total, 0f);
         try { var (step, rng) = Restore(path, fs, entries, meta, model, backend, strict, optimizer); return (model, step, rng); }
         catch { model.P.Dispose(); throw; }
+    }
+
+    /// A checkpoint's metadata (config, step, and what the trainer keeps there: the best evaluation so far).
+    public static Dictionary<string, string> ReadMeta(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: checkpoint not found", path);
+        using var fs = File.OpenRead(path);
+        return Safetensors.ReadHeader(fs, path).metadata;
     }
 
     /// Puts a checkpoint's weights, Adam moments and per-parameter Adam steps into an existing model
@@ -85,7 +100,16 @@ public static class Checkpoint
         {
             if (!byName.TryGetValue(name, out var e)) { if (dst != model.P.Values) backend.Fill(dst, p.Offset, p.Size, 0f); return; }   // no moments: zero
             if (!e.Shape.SequenceEqual(p.Shape)) throw new DataFormatException($"{path}: {name} has shape ({string.Join(",", e.Shape)}), the model expects ({string.Join(",", p.Shape)})");
-            Malformed.Guard(path, () => { Safetensors.ReadValues(fs, e, buffer, (v, at) => backend.Upload(dst, p.Offset + at, v)); return 0; });
+            Malformed.Guard(path, () =>
+            {
+                Safetensors.ReadValues(fs, e, buffer, (v, at) =>
+                {
+                    int bad = FirstNonFinite(v);
+                    if (bad >= 0) throw new DataFormatException($"{path}: {name} holds {v[bad]} at element {at + bad}; refusing a checkpoint with non-finite values");
+                    backend.Upload(dst, p.Offset + at, v);
+                });
+                return 0;
+            });
         }
         foreach (var p in model.P.List) Into(p.Name, p, model.P.Values);
         var steps = meta.TryGetValue("adam_steps", out var asj) ? JsonSerializer.Deserialize<Dictionary<string, long>>(asj) : new();
@@ -95,6 +119,12 @@ public static class Checkpoint
         int step = meta.TryGetValue("step", out var st) ? int.Parse(st) : 0;
         long rng = meta.TryGetValue("rng_counter", out var rc) ? long.Parse(rc) : 0;
         return (step, rng);
+    }
+
+    static int FirstNonFinite(ReadOnlySpan<float> v)
+    {
+        for (int i = 0; i < v.Length; i++) if (!float.IsFinite(v[i])) return i;
+        return -1;
     }
 
     static bool IsZip(string path)
@@ -141,7 +171,12 @@ public static class Checkpoint
         foreach (var p in model.P.List)
         {
             string why = !t.TryGetValue(p.Name, out var v) ? null : v.shape.SequenceEqual(p.Shape) ? "" : $"{p.Name} ({string.Join(",", v.shape)}) vs ours ({string.Join(",", p.Shape)})";
-            if (why == "") { model.P.Set(p.Name, v.data); continue; }
+            if (why == "")
+            {
+                int bad = FirstNonFinite(v.data);
+                if (bad >= 0) { model.P.Dispose(); throw new DataFormatException($"{path}: {p.Name} holds {v.data[bad]} at element {bad}; refusing a checkpoint with non-finite values"); }
+                model.P.Set(p.Name, v.data); continue;
+            }
             (why == null ? missing : shape).Add(why ?? p.Name);
             if (p.Trainable) badTrainable.Add(why ?? p.Name + " (missing)");
         }

@@ -66,9 +66,9 @@ public static class Replay
     {
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"replay dump {dir} not found");
         var metaPath = Path.Combine(dir, "meta.json");
-        using var metaDoc = JsonDocument.Parse(File.Exists(metaPath) ? File.ReadAllText(metaPath) : "{}");
+        using var metaDoc = Malformed.Guard(metaPath, () => JsonDocument.Parse(File.Exists(metaPath) ? File.ReadAllText(metaPath) : "{}"));
         var meta = metaDoc.RootElement;
-        var cfg = ConfigOf(dir, meta);
+        var cfg = Malformed.Guard(metaPath, () => ConfigOf(dir, meta));
         configure?.Invoke(cfg);
         var res = new ReplayResult { Config = cfg };
 

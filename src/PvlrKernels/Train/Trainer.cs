@@ -122,14 +122,67 @@ public sealed class Trainer : IDisposable
         }
     }
 
-    /// Trains to MaxIter, evaluating and checkpointing into outDir. Returns the final evaluation.
+    /// The best evaluation so far (sum of mAP@0.1..0.7, main.py:223-230's criterion) and its iteration;
+    /// kept in every checkpoint, so a resumed run compares against the whole run's best.
+    public double BestSum { get; private set; } = double.NegativeInfinity;
+    public int BestStep { get; private set; } = -1;
+
+    bool IsEvalIteration(int itr, int maxIter) => (itr > Cfg.WarmupIter && itr % Cfg.Interval == 0) || itr + 1 == maxIter;
+
+    /// Performance.txt's blocks ("itr N[ (best)]" and its table) of iterations before `step`: a resumed run
+    /// keeps the evaluations its checkpoint had seen and redoes none of them.
+    static (System.Text.StringBuilder text, HashSet<int> itrs) PerformanceBefore(string path, int step)
+    {
+        var sb = new System.Text.StringBuilder(); var itrs = new HashSet<int>();
+        if (step == 0 || !File.Exists(path)) return (sb, itrs);
+        bool keep = false;
+        foreach (var line in File.ReadAllLines(path))
+        {
+            if (line.StartsWith("itr ") && int.TryParse(line[4..].Split(' ')[0], out int itr)) { keep = itr < step; if (keep) itrs.Add(itr); }
+            if (keep) sb.AppendLine(line);
+        }
+        return (sb, itrs);
+    }
+
+    /// Trains to MaxIter, evaluating and checkpointing into outDir. Returns the final evaluation. A resumed
+    /// run continues Performance.txt and the best-so-far of the run it resumes; an evaluation its checkpoint
+    /// was written for but that had not reached Performance.txt (a kill in between) is done first.
     public EvalResult Run(string outDir, int maxIter, Action<int, EvalResult> onEval = null)
     {
         Directory.CreateDirectory(outDir);
         AtomicFile.WriteAllText(Path.Combine(outDir, "config.json"), Cfg.ToJson());
-        var perf = new System.Text.StringBuilder();
-        var sw = Stopwatch.StartNew(); double best = double.NegativeInfinity; EvalResult last = null;
+        var perfPath = Path.Combine(outDir, "Performance.txt"); var bestPath = Path.Combine(outDir, "best.json");
+        var (perf, done) = PerformanceBefore(perfPath, Step);
+        if (Step > 0 && File.Exists(bestPath))
+        {   // last.safetensors is written before its evaluation: the best that evaluation found is in best.json
+            var b = Data.Malformed.Guard(bestPath, () => System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(bestPath)));
+            if (b.TryGetValue("best_step", out var bstep) && bstep < Step && done.Contains((int)bstep) && b.TryGetValue("best_sum_map_0.1_0.7", out var bsum) && bsum > BestSum)
+                (BestSum, BestStep) = (bsum, (int)bstep);
+        }
+        var sw = Stopwatch.StartNew(); EvalResult last = null;
         int start = Step;
+        void EvaluateAt(int itr)
+        {
+            var r = Evaluate(ds.Test);
+            last = r;
+            onEval?.Invoke(itr, r);
+            bool isBest = r.SumMap01_07 > BestSum;
+            if (isBest)
+            {
+                BestSum = r.SumMap01_07; BestStep = itr;
+                SaveCheckpoint(Path.Combine(outDir, "best.safetensors"));
+                AtomicFile.WriteAllText(bestPath, System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, double> { ["best_sum_map_0.1_0.7"] = BestSum, ["best_step"] = BestStep }));
+            }
+            perf.AppendLine($"itr {itr}{(isBest ? " (best)" : "")}");
+            perf.Append(r.Table());
+            AtomicFile.WriteAllText(perfPath, perf.ToString());
+            log.WriteLine($"eval at step {itr}: AVG mAP@0.1:0.7 = {r.Avg01_07:F2}{(isBest ? " (best so far)" : "")}");
+        }
+        if (Step > 0 && (Step - 1 > Cfg.WarmupIter && (Step - 1) % Cfg.Interval == 0) && !done.Contains(Step - 1))
+        {
+            log.WriteLine($"the evaluation at step {Step - 1} did not reach Performance.txt before the run stopped; doing it now");
+            EvaluateAt(Step - 1);
+        }
         while (Step < maxIter)
         {
             var v = TrainStep();
@@ -142,20 +195,12 @@ public sealed class Trainer : IDisposable
                 log.WriteLine(string.Format(CultureInfo.InvariantCulture, "step {0,5}/{1} | loss {2,9:F4} | cls {3:F3} contra {4:F3} distill {5:F3} ortho {6:F3} | {7:F2} steps/s | ETA {8}",
                     itr, maxIter, v["total"], v["cls_loss"], v["contra_loss"], v.GetValueOrDefault("distillation_loss"), v["ortho_loss"], sps, TimeSpan.FromSeconds((int)eta)));
             }
-            bool evalNow = (itr > Cfg.WarmupIter && itr % Cfg.Interval == 0) || Step == maxIter;
+            bool evalNow = IsEvalIteration(itr, maxIter);
             if (!evalNow && Step % Cfg.Interval == 0) SaveCheckpoint(Path.Combine(outDir, "last.safetensors"));   // resumable before warm-up ends
             if (evalNow)
             {
                 SaveCheckpoint(Path.Combine(outDir, "last.safetensors"));      // first: a failing evaluation loses no training
-                var r = Evaluate(ds.Test);
-                last = r;
-                onEval?.Invoke(itr, r);
-                bool isBest = r.SumMap01_07 > best;
-                if (isBest) { best = r.SumMap01_07; SaveCheckpoint(Path.Combine(outDir, "best.safetensors")); }
-                perf.AppendLine($"itr {itr}{(isBest ? " (best)" : "")}");
-                perf.Append(r.Table());
-                AtomicFile.WriteAllText(Path.Combine(outDir, "Performance.txt"), perf.ToString());
-                log.WriteLine($"eval at step {itr}: AVG mAP@0.1:0.7 = {r.Avg01_07:F2}{(isBest ? " (best so far)" : "")}");
+                EvaluateAt(itr);
                 Plots.LossCurve(Path.Combine(outDir, "loss.png"), History.Select(h => h["total"]).ToArray());
                 Inference.PlotVideos(Path.Combine(outDir, $"cas_attn_{itr:D5}.png"), Model, G, ds.Ann, ds.Test.Take(4));
             }
@@ -171,9 +216,16 @@ public sealed class Trainer : IDisposable
     {
         var (step, rng) = Checkpoint.Restore(path, Model, B);
         Step = step; Rng.Counter = rng;
+        var meta = Checkpoint.ReadMeta(path);
+        var inv = CultureInfo.InvariantCulture;
+        BestSum = meta.TryGetValue("best_sum_map_0.1_0.7", out var bs) && double.TryParse(bs, NumberStyles.Float, inv, out var v) ? v : double.NegativeInfinity;
+        BestStep = meta.TryGetValue("best_step", out var bt) && int.TryParse(bt, NumberStyles.Integer, inv, out var i) ? i : -1;
     }
 
-    public void SaveCheckpoint(string path) => Checkpoint.Save(path, Model, B, Cfg, Step, Rng.Counter, includeOptimizer: true);
+    public void SaveCheckpoint(string path) => Checkpoint.Save(path, Model, B, Cfg, Step, Rng.Counter, includeOptimizer: true, new Dictionary<string, string>
+    {
+        ["best_sum_map_0.1_0.7"] = BestSum.ToString("R", CultureInfo.InvariantCulture), ["best_step"] = BestStep.ToString(CultureInfo.InvariantCulture),
+    });
 
     public void Dispose() { G.Dispose(); Model.P.Dispose(); }
 }
