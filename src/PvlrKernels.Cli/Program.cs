@@ -21,7 +21,7 @@ usage:
   pvlr replay --state DIR --out DIR [--device ...] [--no-savings] [--mining-ties torch|stable]
   pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--out FILE.md]
   pvlr export --checkpoint FILE --format safetensors|pth --out FILE
-  pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors] [--seed S]
+  pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors|structure|strides] [--seed S]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
 With no --data, train and eval use the embedded demo dataset (generated on first use under features/demo).
 Each command keeps a multicore-JIT profile of its last run, so the next run compiles on an idle core: under
@@ -335,7 +335,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         long cases = o.Has("cases") ? o.CountLong("cases") : 1_000_000;
         int seed = o.Has("seed") ? o.Int("seed") : Environment.TickCount;
         var targets = Fuzz.Targets().Where(t => !o.Has("target") || t.Name == o.Get("target")).ToList();
-        if (targets.Count == 0) throw new ArgumentException($"unknown --target '{o.Get("target")}' (npy, pickle, pth, safetensors)");
+        if (targets.Count == 0) throw new ArgumentException($"unknown --target '{o.Get("target")}' (npy, pickle, pth, safetensors, structure, strides)");
         int findings = 0;
         foreach (var t in targets)
         {

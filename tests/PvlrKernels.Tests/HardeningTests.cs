@@ -192,4 +192,94 @@ public sealed class HardeningTests
         }
         finally { Directory.Delete(d, true); }
     }
+
+    static string Hostile(string f) => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "hostile", f);
+
+    /// Tiny files that describe huge or endless structures (make_hostile_fixtures.py) are refused at once,
+    /// with the file named, in bounded memory, and without a stack overflow.
+    [TestCase("laughs_labels.npy", "shared references")]
+    [TestCase("selfref_labels.npy", "contains itself")]
+    [TestCase("deep_labels.npy", "nested deeper than 64")]
+    public void HostileObjectArraysAreRefused(string file, string why)
+    {
+        long before = GC.GetTotalAllocatedBytes();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var e = Assert.Throws<DataFormatException>(() => Npy.Load(Hostile(file)));
+        Assert.That(e.Message, Does.Contain(file).And.Contain(why));
+        Assert.That(sw.Elapsed.TotalSeconds, Is.LessThan(5));
+        Assert.That(GC.GetTotalAllocatedBytes() - before, Is.LessThan(200L << 20), "bounded memory");
+    }
+
+    /// Shared references within the budget keep their sharing: a list used twice is one converted list.
+    [Test]
+    public void SharedListsStayShared()
+    {
+        var ms = new MemoryStream();
+        var inner = new List<object> { "a", "b" };
+        NumpyPickle.WriteObjectArray(ms, new object[] { inner, inner });
+        File.WriteAllBytes(Hostile("../../shared.tmp.npy"), ms.ToArray());
+        var a = (object[])Npy.Load(Hostile("../../shared.tmp.npy")).Data;
+        Assert.That(a[0], Is.EqualTo(new List<object> { "a", "b" }));
+        File.Delete(Hostile("../../shared.tmp.npy"));
+    }
+
+    [Test]
+    public void AZeroStrideTensorIsRefusedBeforeItIsMaterialised()
+    {
+        long before = GC.GetTotalAllocatedBytes();
+        var e = Assert.Throws<DataFormatException>(() => TorchZip.Load(Hostile("stride0.pth")));
+        Assert.That(e.Message, Does.Contain("stride0.pth").And.Contain("fusion.0.bias").And.Contain("overlap"));
+        Assert.That(GC.GetTotalAllocatedBytes() - before, Is.LessThan(64L << 20));
+        AssertOneLineError(new[] { "export", "--checkpoint", Hostile("stride0.pth"), "--format", "safetensors", "--out", Tmp("x") + ".safetensors" }, "overlap");
+    }
+
+    /// A data.pkl of a .pth in a zip, from raw pickle bytes.
+    static string PthOf(byte[] pickle)
+    {
+        var path = Tmp("pkl") + ".pth";
+        using var fs = File.Create(path);
+        using var zip = new System.IO.Compression.ZipArchive(fs, System.IO.Compression.ZipArchiveMode.Create);
+        using (var es = zip.CreateEntry("archive/data.pkl", System.IO.Compression.CompressionLevel.NoCompression).Open()) es.Write(pickle);
+        return path;
+    }
+
+    /// 120k dict keys i | i << 32, which all share one 32-bit hash under long.GetHashCode: read in well
+    /// under a second (the keys are hashed over all their bits with a random seed), then refused as no
+    /// state_dict.
+    [Test]
+    public void CollidingDictKeysStayFast()
+    {
+        var ms = new MemoryStream(); var w = new BinaryWriter(ms);
+        w.Write((byte)0x80); w.Write((byte)2); w.Write((byte)'}'); w.Write((byte)'(');
+        for (long i = 1; i <= 120_000; i++) { w.Write((byte)0x8a); w.Write((byte)8); w.Write(i | (i << 32)); w.Write((byte)'K'); w.Write((byte)0); }
+        w.Write((byte)'u'); w.Write((byte)'.');
+        var path = PthOf(ms.ToArray());
+        try
+        {
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var e = Assert.Throws<DataFormatException>(() => TorchZip.Load(path));
+            Assert.That(sw.Elapsed.TotalSeconds, Is.LessThan(3), "a quadratic dict takes a minute here");
+            Assert.That(e.Message, Does.Contain(path));
+        }
+        finally { File.Delete(path); }
+    }
+
+    /// Tuples nested 200,000 deep in a .pth: read iteratively, refused as no state_dict; the process lives.
+    [Test]
+    public void DeeplyNestedPthDoesNotOverflowTheStack()
+    {
+        var ms = new MemoryStream();
+        ms.Write(new byte[] { 0x80, 2, (byte)'}', (byte)'X', 1, 0, 0, 0, (byte)'k' });
+        for (int i = 0; i < 200_000; i++) ms.WriteByte((byte)'(');
+        for (int i = 0; i < 200_000; i++) ms.WriteByte((byte)'t');
+        ms.Write(new byte[] { (byte)'s', (byte)'.' });
+        var path = PthOf(ms.ToArray());
+        try
+        {
+            var e = Assert.Throws<DataFormatException>(() => TorchZip.Load(path));
+            Assert.That(e.Message, Does.Contain(path));
+            AssertOneLineError(new[] { "eval", "--checkpoint", path }, path);
+        }
+        finally { File.Delete(path); }
+    }
 }

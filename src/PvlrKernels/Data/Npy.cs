@@ -88,8 +88,9 @@ public static class Npy
         long count = arr.Count;
         if (descr == "|O")
         {
+            long pickleBytes = s.CanSeek ? s.Length - s.Position : 1 << 20;
             var obj = new Unpickler(s, name, lazyPath: lazyPath).Load();
-            arr.Data = ObjectArray(obj, count, name);
+            arr.Data = ObjectArray(obj, count, name, pickleBytes);
             return arr;
         }
         int item = ItemSize(descr, name);
@@ -188,18 +189,49 @@ public static class Npy
     }
 
     // ---- object arrays: numpy pickles the whole ndarray ----
-    static object[] ObjectArray(object obj, long count, string name)
+    static object[] ObjectArray(object obj, long count, string name, long pickleBytes)
     {
-        var nd = ToNd(obj, name) as NpyArray ?? throw new DataFormatException($"{name}: object array pickle is not an ndarray");
+        var nd = new NdConverter(name, pickleBytes).Nd(obj, 0) as NpyArray ?? throw new DataFormatException($"{name}: object array pickle is not an ndarray");
         if (nd.Data is not object[] o || o.Length != count) throw new DataFormatException($"{name}: object array holds {nd.Data?.Length} items, header says {count}");
         return o;
     }
 
-    /// Converts numpy reconstruction objects (and containers of them) into NpyArray / C# values.
-    public static object ToNd(object o, string name)
+    /// Converts numpy reconstruction objects (and containers of them) into NpyArray / C# values. A pickle can
+    /// share one list many times over (memo references) or put a list inside itself; converted as a tree
+    /// that would grow exponentially or without end. So each container is converted once (sharing kept),
+    /// one that contains itself is refused, nesting is limited, and the elements the result holds when
+    /// read as a tree (what a consumer walking it visits) are budgeted from the pickle's size.
+    sealed class NdConverter(string name, long pickleBytes)
     {
-        switch (o)
+        const int MaxDepth = 64;
+        readonly long budget = 1_000_000 + 64 * pickleBytes;
+        readonly Dictionary<object, (object value, long size)> done = new(ReferenceEqualityComparer.Instance);
+        readonly HashSet<object> open = new(ReferenceEqualityComparer.Instance);
+        long Size(object o) => o != null && done.TryGetValue(o, out var d) ? d.size : 1;
+
+        public object Nd(object o, int depth)
         {
+            if (o is not (List<object> or object[] or PyObject)) return o;
+            if (done.TryGetValue(o, out var hit)) return hit.value;
+            if (depth > MaxDepth) throw new DataFormatException($"{name}: objects nested deeper than {MaxDepth}");
+            if (!open.Add(o)) throw new DataFormatException($"{name}: a list or tuple contains itself");
+            object value; long size = 1;
+            switch (o)
+            {
+                case List<object> l: { var r = new List<object>(l.Count); foreach (var x in l) { r.Add(Nd(x, depth + 1)); size += Size(x); } value = r; break; }
+                case object[] t: { var r = new object[t.Length]; for (int i = 0; i < t.Length; i++) { r[i] = Nd(t[i], depth + 1); size += Size(t[i]); } value = r; break; }
+                default: value = One(o, depth, ref size); break;
+            }
+            if (size > budget) throw new DataFormatException($"{name}: the pickle describes {size} elements when read as a tree, more than {budget} for a {pickleBytes}-byte pickle (shared references)");
+            open.Remove(o);
+            done[o] = (value, size);
+            return value;
+        }
+
+        object One(object o, int depth, ref long size)
+        {
+            switch (o)
+            {
             case PyObject p when p.Class.Name == "_reconstruct":
             {
                 if (p.State is not object[] st || st.Length < 5) throw new DataFormatException($"{name}: bad ndarray state");
@@ -212,13 +244,15 @@ public static class Npy
                 {
                     var list = st[4] as List<object> ?? throw new DataFormatException($"{name}: object ndarray without a list");
                     if (list.Count != count) throw new DataFormatException($"{name}: object ndarray of {list.Count} items, shape says {count}");
-                    arr.Data = list.Select(x => ToNd(x, name)).ToArray();
+                    var items = new object[list.Count];
+                    for (int i = 0; i < items.Length; i++) { items[i] = Nd(list[i], depth + 1); size += Size(list[i]); }
+                    arr.Data = items;
                 }
                 else if (st[4] is FilePayload lazy)
                 {
                     if (lazy.Length != count * ItemSize(descr, name)) throw new DataFormatException($"{name}: ndarray of shape {Tensor(shape)} {descr} has {lazy.Length} data bytes");
                     if (descr == "<f4") arr.Lazy = lazy;
-                    else { var raw = new byte[lazy.Length]; lazy.ReadInto(raw, name); arr.Data = Convert(raw, descr, count, name); }
+                    else { var raw = new byte[lazy.Length]; lazy.ReadInto(raw, name); arr.Data = Npy.Convert(raw, descr, count, name); }
                 }
                 else
                 {
@@ -229,23 +263,22 @@ public static class Npy
                     };
                     if (raw.Length != count * ItemSize(descr, name)) throw new DataFormatException($"{name}: ndarray of shape {Tensor(shape)} {descr} has {raw.Length} data bytes");
                     // float32 data read into float storage by the unpickler becomes the array itself
-                    arr.Data = st[4] is LargeBytes big && descr == "<f4" ? big.Store : Convert(raw, descr, count, name);
+                    arr.Data = st[4] is LargeBytes big && descr == "<f4" ? big.Store : Npy.Convert(raw, descr, count, name);
                 }
                 return arr;
             }
-            case List<object> l: return l.Select(x => ToNd(x, name)).ToList();
-            case object[] t: return t.Select(x => ToNd(x, name)).ToArray();
             case PyObject p when p.Class.Name == "scalar":
             {
                 var dt = DtypeDescr(p.Args[0] as PyObject, name);
                 var raw = p.Args[1] as byte[] ?? Encoding.Latin1.GetBytes((string)p.Args[1]);
                 int item = ItemSize(dt, name);
                 if (raw.Length < item) throw new DataFormatException($"{name}: numpy scalar {dt} of {raw.Length} bytes");
-                var a = Convert(raw.AsSpan(0, item), dt, 1, name);
+                var a = Npy.Convert(raw.AsSpan(0, item), dt, 1, name);
                 return a.GetValue(0);
             }
             default: return o;
         }
+    }
     }
 
     static string DtypeDescr(PyObject dt, string name)

@@ -64,6 +64,7 @@ public static class NumpyPickle
         switch (o)
         {
             case NpyArray nd: WriteNd(w, nd); break;
+            case RawPickle raw: w.Write(raw.Ops); break;
             case List<object> l: w.Write((byte)']'); if (l.Count > 0) { w.Write((byte)'('); foreach (var x in l) WriteValue(w, x); w.Write((byte)'e'); } break;
             case object[] t: w.Write((byte)'('); foreach (var x in t) WriteValue(w, x); w.Write((byte)'t'); break;
             case byte[] b: Bytes(w, b); break;
@@ -77,3 +78,7 @@ public static class NumpyPickle
         }
     }
 }
+
+/// Pickle opcodes written as they are in place of one value (they must leave exactly one object on the
+/// stack): the structure-aware fuzzer's shared references, cycles and deep nesting.
+public sealed record RawPickle(byte[] Ops);

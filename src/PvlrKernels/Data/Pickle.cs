@@ -134,7 +134,7 @@ public sealed class Unpickler
     {
         var stack = new List<object>();
         var marks = new Stack<int>();
-        var memo = new Dictionary<long, object>();
+        var memo = new Dictionary<long, object>(MemoKeys.Instance);
         object Pop() { if (stack.Count == 0) throw Bad("stack underflow"); var o = stack[^1]; stack.RemoveAt(stack.Count - 1); return o; }
         List<object> PopMark()
         {
@@ -206,10 +206,31 @@ public sealed class Unpickler
         }
     }
 
+    /// Dict keys from a file are chosen by whoever wrote it: hashed over all their bits with the process's
+    /// random seed (HashCode), so no file can make them collide (a long's own hash folds its halves, so
+    /// i | i << 32 all hash to 0; 120k such keys made a dict quadratic).
     sealed class KeyComparer : IEqualityComparer<object>
     {
         public new bool Equals(object a, object b) => a is byte[] x && b is byte[] y ? x.AsSpan().SequenceEqual(y) : object.Equals(a, b);
-        public int GetHashCode(object o) => o is byte[] b ? (b.Length > 0 ? b[0] * 31 + b.Length : 0) : o?.GetHashCode() ?? 0;
+        public int GetHashCode(object o)
+        {
+            switch (o)
+            {
+                case byte[] b: { var h = new HashCode(); h.AddBytes(b); return h.ToHashCode(); }
+                case long l: return HashCode.Combine((int)l, (int)(l >> 32));
+                case double d: { long l = BitConverter.DoubleToInt64Bits(d); return HashCode.Combine((int)l, (int)(l >> 32)); }
+                case string str: return str.GetHashCode();                 // randomized per process already
+                case null: return 0;
+                default: return o.GetHashCode();
+            }
+        }
+    }
+
+    sealed class MemoKeys : IEqualityComparer<long>
+    {
+        public static readonly MemoKeys Instance = new();
+        public bool Equals(long a, long b) => a == b;
+        public int GetHashCode(long l) => HashCode.Combine((int)l, (int)(l >> 32));
     }
 
     void SetItem(object target, object k, object v)

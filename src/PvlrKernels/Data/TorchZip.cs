@@ -142,9 +142,22 @@ public static class TorchZip
             throw new DataFormatException($"{name}: '{key}': bad _rebuild_tensor_v2 arguments");
         var shape = size.Select(x => x is long l && l >= 0 && l <= int.MaxValue ? (int)l : throw new DataFormatException($"{name}: '{key}': bad size")).ToArray();
         var st = stride.Select(x => x is long l && l >= 0 ? l : throw new DataFormatException($"{name}: '{key}': bad stride")).ToArray();
-        long n = shape.Aggregate(1L, (p, q) => p * q), maxIdx = off;
-        for (int i = 0; i < shape.Length; i++) if (shape[i] > 0) maxIdx += (shape[i] - 1) * st[i];
+        long n, maxIdx = off;
+        try
+        {
+            n = shape.Aggregate(1L, (p, q) => checked(p * q));
+            for (int i = 0; i < shape.Length; i++) if (shape[i] > 0) maxIdx = checked(maxIdx + (shape[i] - 1) * st[i]);
+        }
+        catch (OverflowException) { throw new DataFormatException($"{name}: '{key}': shape ({string.Join(",", shape)}) with strides ({string.Join(",", st)}) overflows"); }
         if (off < 0 || (n > 0 && maxIdx >= sr.Numel)) throw new DataFormatException($"{name}: '{key}' (shape ({string.Join(",", shape)})) reaches element {maxIdx} of a {sr.Numel}-element storage");
+        // a view whose elements overlap (a stride 0 or smaller than the extent of the dimensions inside it)
+        // would let a few stored bytes stand for any number of values: refused, as torch.save never writes one
+        long extent = 1;
+        foreach (var d in Enumerable.Range(0, shape.Length).Where(d => shape[d] > 1).OrderBy(d => st[d]))
+        {
+            if (st[d] < extent) throw new DataFormatException($"{name}: '{key}': strides ({string.Join(",", st)}) make elements of shape ({string.Join(",", shape)}) overlap");
+            extent = st[d] * shape[d];
+        }
         var raw = storage(sr);
         var data = new float[n];
         var idx = new int[shape.Length];
