@@ -56,6 +56,29 @@ public sealed class HardeningTests
         AssertOneLineError(new[] { "train", "--preset", "tiny", "--max-iter", "1", "--data", "/nonexistent", "--out", "/proc/pvlr-out" }, "--out /proc/pvlr-out");
     }
 
+    static int Sh(string cmd)
+    {
+        using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("/bin/sh", new[] { "-c", cmd }) { RedirectStandardError = true, RedirectStandardOutput = true });
+        p.WaitForExit();
+        return p.ExitCode;
+    }
+
+    /// A full disk under --out is found by the probe write, before the dataset is read (where root may
+    /// mount a 64 KiB tmpfs; elsewhere the case is skipped).
+    [Test]
+    public void AFullDiskUnderOutIsNamedBeforeAnyWork()
+    {
+        var mnt = Tmp("full");
+        Directory.CreateDirectory(mnt);
+        if (Sh($"mount -t tmpfs -o size=64k tmpfs '{mnt}'") != 0) { Directory.Delete(mnt); Assert.Ignore("cannot mount a tmpfs here"); }
+        try
+        {
+            Sh($"dd if=/dev/zero of='{mnt}/fill' bs=4k count=64 2>/dev/null");
+            AssertOneLineError(new[] { "train", "--preset", "tiny", "--max-iter", "1", "--data", "/nonexistent", "--out", Path.Combine(mnt, "run") }, "cannot write there");
+        }
+        finally { Sh($"umount '{mnt}'"); Directory.Delete(mnt, true); }
+    }
+
     [Test]
     public void ASecondTrainingIntoTheSameOutIsRefusedNamingTheHolder()
     {

@@ -30,7 +30,7 @@ public sealed class RunDirectory : IDisposable
         var lockPath = System.IO.Path.Combine(dir, LockName);
         try
         {
-            held = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 4096, FileOptions.DeleteOnClose);
+            held = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
         }
         catch (UnauthorizedAccessException e) { throw new ArgumentException($"{option} {dir}: cannot write there ({e.Message})"); }
         catch (IOException e) when (File.Exists(lockPath))
@@ -71,6 +71,6 @@ public sealed class RunDirectory : IDisposable
     public void Dispose()
     {
         try { File.Delete(System.IO.Path.Combine(Path, HolderName)); } catch (IOException) { }
-        lockStream.Dispose();
+        try { lockStream.Dispose(); } catch (IOException) { }            // a full disk: nothing of ours is left to flush
     }
 }
