@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Our own PyTorch restatement of one PVLR training step (pvlr-spec.md §2-§4), written from the spec,
+"""Our own PyTorch restatement of one PVLR training step (model/wstal.py, model/loss.py, main.py), written from the original's semantics,
 channel-first like the original. Two uses:
 
   dump OUT  [--seed S] [...dims]   one step in float64 at small shapes, written in the fixture layout
@@ -9,7 +9,7 @@ channel-first like the original. Two uses:
                                    times full steps (forward, loss, backward, Adam) in float32.
                                    Without --savings it computes what the original computes (the
                                    (B,21,T,P,P) einsum, the text tower on all 77 tokens, AE_d);
-                                   --savings applies the exact savings of spec §9 that our engine uses.
+                                   --savings applies the exact savings (docs/design.md) that our engine uses.
                                    Prints one JSON line: {"seconds_per_step": ..., ...}.
 
 Needs Debian's python3-torch (1.13), numpy and scipy. Nothing here is the original code.
@@ -129,7 +129,7 @@ def attn_module(p, m, V, Fx, dr, train, skip_ae_d):
 
 
 def text_features(p, cfg, actiondict, actiontoken, truncate):
-    """Prompt (spec §2.4): E everywhere, class rows get SOT at 0, name tokens at 5.., EOT at ind+8."""
+    """Prompt (model/wstal.py:125-144): E everywhere, class rows get SOT at 0, name tokens at 5.., EOT at ind+8."""
     E = p['embedding.weight']; C, L = actiontoken.shape; pre = post = 4
     X = E.unsqueeze(0).repeat(C + 1, 1, 1)
     toks = torch.zeros((C + 1, L), dtype=torch.long)
@@ -177,7 +177,7 @@ def forward(p, cfg, X, actiondict, actiontoken, dr, savings):
     B, T, D = mu.shape; P = cfg['P']
     eps = dr.normal((P, B, T, D), 0.005, 'eps')
     text = text_features(p, cfg, actiondict, actiontoken, savings)
-    if savings:   # mean over n first (spec §9): exact
+    if savings:   # mean over n first (docs/design.md): exact
         cas = (mu + eps.mean(0) * torch.exp(0.5 * var)) @ text.t() / 8.0
     else:
         emb = mu.unsqueeze(1) + eps.transpose(0, 1) * torch.exp(0.5 * var).unsqueeze(1)      # (B,P,T,D)

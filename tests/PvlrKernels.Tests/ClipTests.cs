@@ -106,16 +106,12 @@ public sealed class ClipTests
     [Test]
     public void TextFeaturesEqualTorchsWithRn50ShapesWhereTorchIsInstalled()
     {
-        var dir = Path.Combine(Path.GetTempPath(), "pvlr-rn50-" + Guid.NewGuid().ToString("N")[..8]);
-        var (rc, so, se) = ReferencePython.Run($"\"{ReferencePython.RepoPath("tests", "reference", "make_clip_fixtures.py")}\" \"{dir}\" \"{Vocab}\" --width 512 --layers 12 --proj 1024 --seed 8");
-        Assert.That(rc, Is.EqualTo(0), so + se);
-        try
+        ReferencePython.WithFixture("make_clip_fixtures.py", $"\"{Vocab}\" --width 512 --layers 12 --proj 1024 --seed 8", dir =>
         {
             var sd = TorchZip.Load(Path.Combine(dir, "clip.pt"));
             Assert.That(sd["token_embedding.weight"].shape, Is.EqualTo(new[] { 49408, 512 }));
             Check.Close(TextFeatures(dir, compact: false), Npy.Load(Path.Combine(dir, "text_features.npy")).AsDouble(), 1e-5, 1e-5, "text features, RN50 shapes");
-        }
-        finally { Directory.Delete(dir, true); }
+        });
     }
 
     /// `pvlr train --clip-weights` on a CLIP-shaped archive with the tiny preset's feature width: the tower
@@ -123,10 +119,7 @@ public sealed class ClipTests
     [Test]
     public void TrainTakesClipWeightsWhereTorchIsInstalled()
     {
-        var dir = Path.Combine(Path.GetTempPath(), "pvlr-cliptrain-" + Guid.NewGuid().ToString("N")[..8]);
-        var (rc, so, se) = ReferencePython.Run($"\"{ReferencePython.RepoPath("tests", "reference", "make_clip_fixtures.py")}\" \"{dir}\" \"{Vocab}\" --width 64 --layers 1 --proj 8 --seed 4");
-        Assert.That(rc, Is.EqualTo(0), so + se);
-        try
+        ReferencePython.WithFixture("make_clip_fixtures.py", $"\"{Vocab}\" --width 64 --layers 1 --proj 8 --seed 4", dir =>
         {
             var run = Path.Combine(dir, "run");
             var r = TestData.RunCli("train", "--preset", "tiny", "--max-iter", "2", "--device", "cpu", "--data", TrainingTests.TinyDataDir, "--out", run, "--clip-weights", Path.Combine(dir, "clip.pt"));
@@ -138,8 +131,7 @@ public sealed class ClipTests
             var sd = TorchZip.Load(Path.Combine(dir, "clip.pt"));
             Assert.That(model.P.Get("clipmodel.transformer.resblocks.0.mlp.c_fc.weight"), Is.EqualTo(sd["transformer.resblocks.0.mlp.c_fc.weight"].data));
             Assert.That(model.P.Get("clipmodel.token_embedding.weight"), Is.EqualTo(sd["token_embedding.weight"].data));
-        }
-        finally { Directory.Delete(dir, true); }
+        });
     }
 
     /// A compact token table (or a projection of the wrong width) is refused with one line naming the file.

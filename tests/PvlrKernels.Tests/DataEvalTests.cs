@@ -163,10 +163,7 @@ public sealed class DataEvalTests
     [Test]
     public void SoftNmsEqualsTheLiveReferenceWhenPythonIsInstalled()
     {
-        var tmp = Tmp();
-        var (rc, so, se) = ReferencePython.Run($"\"{ReferencePython.RepoPath("tests", "reference", "make_softnms_fixture.py")}\" \"{tmp}\" --seed 21 --lists 200");
-        Assert.That(rc, Is.EqualTo(0), so + se);
-        try { CheckSoftNms(tmp); } finally { Directory.Delete(tmp, true); }
+        ReferencePython.WithFixture("make_softnms_fixture.py", "--seed 21 --lists 200", CheckSoftNms);
     }
 
     [Test]

@@ -193,7 +193,7 @@ public sealed class InferenceTests(string backendName)
         {
             var (rc, err, _) = TestData.RunCli("bench", "--device", "cpu", "--only", "gemm,step,infer", count, "0");
             Assert.That(rc, Is.EqualTo(1));
-            Assert.That(err, Does.Contain(count + " must be at least 1").And.Not.Contain("bench: gemm"));
+            Assert.That(err, Does.Contain(count + " must be a whole number of at least 1").And.Not.Contain("bench: gemm"));
         }
     }
 }

@@ -22,4 +22,15 @@ public static class ReferencePython
         if (p.ExitCode != 0 && se.Result.Contains("No module named")) Assert.Ignore("python3 lacks a module: " + se.Result.Trim().Split('\n').Last());
         return (p.ExitCode, so.Result, se.Result);
     }
+
+    /// Runs tests/reference/SCRIPT with a fresh temporary output directory as its first argument, then
+    /// `check` on that directory, and removes it. The case is ignored where python3 or a module is missing.
+    public static void WithFixture(string script, string args, Action<string> check)
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "pvlr-ref-" + Guid.NewGuid().ToString("N")[..8]);
+        var (rc, so, se) = Run($"\"{RepoPath("tests", "reference", script)}\" \"{dir}\" {args}");
+        Assert.That(rc, Is.EqualTo(0), so + se);
+        try { check(dir); }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
 }

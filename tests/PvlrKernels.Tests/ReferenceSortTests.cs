@@ -51,15 +51,11 @@ public sealed class ReferenceSortTests
     [Test]
     public void OrdersEqualTheLiveReferenceWhereTorchIsInstalled()
     {
-        var tmp = Path.Combine(Path.GetTempPath(), "pvlr-sort-" + Guid.NewGuid().ToString("N")[..8]);
-        var (rc, so, se) = ReferencePython.Run($"\"{ReferencePython.RepoPath("tests", "reference", "make_sort_fixtures.py")}\" \"{tmp}\" --seed 12345 --rows 60");
-        Assert.That(rc, Is.EqualTo(0), so + se);
-        try
+        ReferencePython.WithFixture("make_sort_fixtures.py", "--seed 12345 --rows 60", tmp =>
         {
             foreach (var lib in new[] { "numpy", "heap", "torch" })
                 foreach (var dtype in new[] { "float64", "float32" }) CheckRows(tmp, lib, dtype);
-        }
-        finally { Directory.Delete(tmp, true); }
+        });
     }
 
     /// The fact the mining depends on: 32 equal scores, torch 1.13's CPU sort puts index 16 first, then 31, 30.

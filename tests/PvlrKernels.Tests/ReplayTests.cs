@@ -72,7 +72,7 @@ public sealed class ReplayTests(string backend)
         finally { Directory.Delete(d, true); }
     }
 
-    /// The savings of spec §9 (text tower truncated at the last EOT, AE_d skipped; the CAS is always
+    /// The exact savings (docs/design.md) (text tower truncated at the last EOT, AE_d skipped; the CAS is always
     /// mean-first, while the dump used the full einsum) change neither the losses nor the gradients.
     [Test]
     public void SavingsOffGivesTheSameStep()

@@ -117,10 +117,6 @@ public sealed class ScoreParityTests
     [Test]
     public void ClassificationMapMatchesLiveReferenceWhenPythonIsInstalled()
     {
-        var tmp = Path.Combine(Path.GetTempPath(), "pvlr-cmap-" + Guid.NewGuid().ToString("N")[..8]);
-        var (rc, so, se) = ReferencePython.Run($"\"{ReferencePython.RepoPath("tests", "reference", "make_cmap_fixture.py")}\" \"{tmp}\" --videos 400 --seed 9");
-        Assert.That(rc, Is.EqualTo(0), so + se);
-        try { Assert.That(ClassificationOf(tmp), Is.EqualTo(ExpectedCmap(tmp)).Within(1e-12)); }
-        finally { Directory.Delete(tmp, true); }
+        ReferencePython.WithFixture("make_cmap_fixture.py", "--videos 400 --seed 9", tmp => Assert.That(ClassificationOf(tmp), Is.EqualTo(ExpectedCmap(tmp)).Within(1e-12)));
     }
 }

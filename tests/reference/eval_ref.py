@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A restatement, in numpy, of the THUMOS14 evaluator that PVLR / CO2-Net use
 (src/thumos/eval/eval_detection.py: ANETdetection, compute_average_precision_detection;
-utils_eval.py: segment_iou, interpolated_prec_rec), written from docs/eval.md.
+utils_eval.py: segment_iou, interpolated_prec_rec), written from the reference's semantics.
 
 It follows the reference line for line where the order matters: predictions sorted with
 `argsort()[::-1]`, GT walked in `tiou.argsort()[::-1]` order, lock_gt per threshold, all-point

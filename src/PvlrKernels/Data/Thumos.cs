@@ -1,4 +1,4 @@
-// THUMOS14 in the W-TALC / CO2-Net / PVLR layout (pvlr-spec.md §1):
+// THUMOS14 in the W-TALC / CO2-Net / PVLR layout (PVLR's wsad_dataset.py):
 //   <data>/Thumos14reduced-Annotations/{classlist,videoname,subset,duration,labels,labels_all,segments}.npy
 //   <data>/Thumos14reduced-Annotations/Ambiguous_test.txt
 //   <data>/Thumos14reduced/Thumos14reduced-I3D-JOINTFeatures.npy   object (N,) of (T_i, 2048) float32
@@ -103,7 +103,7 @@ public sealed class Annotations
             foreach (var (line, ln) in File.ReadAllLines(amb).Select((l, i) => (l, i + 1)))
             {
                 if (string.IsNullOrWhiteSpace(line)) continue;
-                var f = line.Split(' ');      // "video  s e": two spaces, fields 2 and 3 (spec §1.3)
+                var f = line.Split(' ');      // "video  s e": two spaces, fields 2 and 3 (Ambiguous_test.txt's format)
                 if (f.Length < 4 || !double.TryParse(f[2], System.Globalization.CultureInfo.InvariantCulture, out var s) || !double.TryParse(f[3], System.Globalization.CultureInfo.InvariantCulture, out var e))
                     throw new DataFormatException($"{amb}:{ln}: expected 'video  start end'");
                 if (!a.Ambiguous.TryGetValue(f[0], out var list)) a.Ambiguous[f[0]] = list = new();
@@ -237,7 +237,7 @@ public sealed class ThumosDataset
     }
 }
 
-/// The PVLR training batch (spec §1.6): rows (0,1),(2,3),(4,5) are two distinct videos of each of 3
+/// The PVLR training batch (wsad_dataset.py:144-207): rows (0,1),(2,3),(4,5) are two distinct videos of each of 3
 /// classes drawn with replacement; the rest are uniform training videos with replacement; every video
 /// is temporally resampled to exactly T snippets with random_perturb.
 /// Counter-based: the draws of step s come from a generator seeded by (seed, s) alone, so a run resumed

@@ -17,7 +17,7 @@ public sealed unsafe class CpuStorage : Storage
 
     /// Buffers of 4 MiB and more are mapped on Linux with transparent huge pages requested: the kernel
     /// hands them out zeroed (no memset), and first touch faults once per 2 MiB instead of per 4 KiB. On
-    /// these VMs first-touching 2 GiB took 5.7-7.5 s with 4 KiB pages and 1.3-2.0 s with huge pages.
+    /// virtualized hosts first-touching 2 GiB took 5.7-7.5 s with 4 KiB pages and 1.3-2.0 s with huge pages.
     public CpuStorage(long n)
     {
         Length = n;

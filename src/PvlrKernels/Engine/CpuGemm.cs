@@ -106,7 +106,7 @@ public static unsafe class CpuGemm
     }
 
     // The packed-B buffer of the calling thread, kept and grown, never freed per call: fresh pages cost a
-    // page fault each, which on these VMs took more time than the packing (perf: clear_page, memset).
+    // page fault each, which on virtualized hosts took more time than the packing (perf: clear_page, memset).
     [ThreadStatic] static float* tlsB;
     [ThreadStatic] static long tlsBLength;
 

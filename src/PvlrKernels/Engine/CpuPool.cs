@@ -1,6 +1,6 @@
 // The CPU backend's parallel loops: the calling thread and ProcessorCount - 1 workers of our own, which
 // spin for the next loop before they block (as an OpenMP runtime's threads do).
-// Why not Parallel.For: on these VMs a core that has gone idle takes ~0.3 ms to wake (the guest halts it,
+// Why not Parallel.For: on virtualized hosts a core that has gone idle takes ~0.3 ms to wake (the guest halts it,
 // and the host must schedule it again), and the thread pool's workers block almost at once. A paper
 // inference pass runs thousands of parallel loops, many right after a stretch of serial work, so the
 // second core started late in most of them. `pvlr bench --device cpu --only pool` measures one loop's

@@ -1,4 +1,4 @@
-// The THUMOS14 detection evaluator of PVLR / CO2-Net (ActivityNet-style, docs/eval.md), in snippet
+// The THUMOS14 detection evaluator of PVLR / CO2-Net (ActivityNet-style; PVLR's eval/eval_detection.py and eval/utils_eval.py), in snippet
 // units: GT t = round_half_even(seconds * 25/16); per class, predictions sorted by score descending;
 // greedy matching in decreasing tIoU (no +1); interpolated (VOC2011 all-point) AP; mAP over 20 classes.
 // Tie rules: the reference's own. Predictions are ordered by `scores.argsort()[::-1]` and each

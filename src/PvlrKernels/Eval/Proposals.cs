@@ -1,4 +1,4 @@
-// From the test-mode outputs of one video to detections (pvlr-spec.md §5, eval/proposal_methods.py):
+// From the test-mode outputs of one video to detections (PVLR's eval/proposal_methods.py:44-169, utils/wsad_utils.py):
 // video scores from the attention-weighted CAS, multi-threshold grouping of the min-max CAS and of the
 // actionness, outer-inner-contrast scores, Gaussian soft-NMS (+1 area convention, exp(-IoU^2/sigma))
 // and ambiguous-segment filtering. Times are in snippets.

@@ -1,4 +1,4 @@
-// Class-name tokens for the prompt (pvlr-spec.md §1.5, §2.4): as the official code, CLIP's BPE ids of the
+// Class-name tokens for the prompt (PVLR's model/prompt.py, model/wstal.py:125-144): as the official code, CLIP's BPE ids of the
 // lower-case class names (model/prompt.py's `classes` names), [SOT] name-tokens [EOT], indexing CLIP's
 // 49,408-row token table (clipmodel.token_embedding.weight), so OpenAI's weights or init_thumos.pth fill
 // the rows the prompt reads. Every THUMOS name is 1-3 tokens (EOT argmax positions 10/11/12 after the

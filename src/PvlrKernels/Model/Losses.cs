@@ -1,4 +1,4 @@
-// Every PVLR loss (pvlr-spec.md §3, model/loss.py), total = VideoLoss + ProbLoss:
+// Every PVLR loss (PVLR's model/loss.py), total = VideoLoss + ProbLoss:
 //   cls (top-k MIL, plain and suppressed CAS), co-activity contrast, norm, guide,
 //   intra-distribution contrast (action and background), inter-distribution (video) contrast,
 //   VLP distillation, text orthogonalisation.
@@ -157,7 +157,7 @@ public static class PvlrLoss
             for (int j = 0; j < b; j++) (SharesClass(labels, i, j, c) ? i1 : i0).Add(i * b + j);
         // -mean_{Y=1} log P - mean_{Y=0} log(1-P), over exactly the selected pairs (masking by a product
         // would turn the diagonal's log(1-1) = -inf into NaN). An empty Y=0 set gives NaN, as the
-        // original does (spec §12.8).
+        // original does (its loss.py video-level contrast has no negative pair then).
         var pv = g.Reshape(p, 1, b * b, 1);
         Tensor Pick(List<float> idx) => g.Reshape(g.Gather(pv, 1, g.FromHost(idx.ToArray(), 1, idx.Count), perInner: false), idx.Count);
         var pos = g.Scale(g.MeanAll(g.Log(Pick(i1))), -1f);

@@ -1,4 +1,4 @@
-// The PVLR network (pvlr-spec.md §2) on the engine's ops, time-major throughout:
+// The PVLR network (PVLR's model/wstal.py, model/prob_encoder.py) on the engine's ops, time-major throughout:
 //   X (B,T,F) -> RGB V | flow Fl (B,T,F/2)
 //   two CO2-Net cross-modal attention modules  -> attention A (B,T,1), filtered features (B,T,F/2)
 //   fusion, fusion2 Conv3 F->F                  -> feat (B,T,F), feat_final
@@ -249,7 +249,7 @@ public sealed class PvlrModel
         Tensor cas;
         if (g.Training)
         {
-            // mean_n emb = mu + exp(var/2) * mean_n eps; cas = <mean_n emb, text> / sig_T_train (spec §9.1)
+            // mean_n emb = mu + exp(var/2) * mean_n eps; cas = <mean_n emb, text> / sig_T_train (the mean-first form, docs/design.md)
             var epsMean = g.New(mu.Shape);
             g.Rng.NormalMean(g, epsMean, Cfg.EpsStd, Cfg.NumSamples, "eps");
             var emb = g.Add(mu, g.Mul(g.Exp(var_, 0.5f), epsMean));

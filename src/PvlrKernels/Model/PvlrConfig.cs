@@ -1,4 +1,4 @@
-// Every dimension and hyper-parameter of PVLR (pvlr-spec.md §8). `Paper` is the spec's exact THUMOS14
+// Every dimension and hyper-parameter of PVLR (PVLR's options.py). `Paper` is the original's exact THUMOS14
 // configuration; `Demo` shrinks widths and steps so a full run fits in minutes on 2 CPU cores.
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -46,7 +46,7 @@ public sealed class PvlrConfig
     public int Seed { get; set; } = 123;
     public int NumSimilar { get; set; } = 3;
     public int SimilarSize { get; set; } = 2;
-    // exact algebraic savings (spec §9), all on by default
+    // exact algebraic savings (docs/design.md), all on by default
     public bool MeanFirstCas { get; set; } = true;     // (always: the P^2 einsum is never materialised)
     public bool TruncateText { get; set; } = true;     // run the text tower on tokens up to the last EOT only
     public bool SharePromptPrefix { get; set; } = true; // with TruncateText: each distinct prompt prefix once, up to its row's EOT

@@ -73,7 +73,7 @@ public static class Replay
         var res = new ReplayResult { Config = cfg };
 
         // CLIP's own class tokens: class c's [SOT .. EOT] ids become rows c*L+p of a token table built from
-        // actiondict, so the prompt positions (spec §2.4) follow the dump's tokenization exactly.
+        // actiondict, so the prompt positions (model/wstal.py:125-144) follow the dump's tokenization exactly.
         var tok = Load(dir, "inputs/actiontoken.npy"); int c = cfg.NumClasses, l = tok.Shape[^1], w = cfg.ClipWidth;
         if (tok.Count != (long)c * l) throw new ShapeException($"replay dump {dir}: actiontoken {Tensor.ShapeStr(tok.Shape)} does not hold {c} classes");
         var ids = tok.AsDouble("actiontoken");

@@ -1,4 +1,4 @@
-// The PVLR training loop (pvlr-spec.md §4): one batch per step, Adam (L2), evaluation on the test
+// The PVLR training loop (PVLR's main.py): one batch per step, Adam (L2), evaluation on the test
 // split every `Interval` steps after `WarmupIter`, best checkpoint by sum(mAP@0.1:0.7) and last
 // checkpoint, a Performance.txt log, the run's config as JSON, a progress line with loss terms,
 // steps/s and ETA. A NaN/Inf loss stops the run naming the step and the term; the last good
@@ -90,7 +90,7 @@ public sealed class Trainer : IDisposable
             {
                 bool noNegative = Enumerable.Range(0, b).All(i => Enumerable.Range(0, b).All(j => PvlrLoss.SharesClass(labels, i, j, Cfg.NumClasses)));
                 string why = k == "action_prob_vid_contra_loss" && noNegative
-                    ? ". Every pair of this batch's videos shares a class, so the video-level contrast has no negative pair; the original is NaN here too (pvlr-spec.md §12.8). A dataset with more videos and classes avoids such batches"
+                    ? ". Every pair of this batch's videos shares a class, so the video-level contrast has no negative pair; the original's model/loss.py is NaN here too. A dataset with more videos and classes avoids such batches"
                     : "";
                 throw new TrainingDivergedException($"step {Step}: loss term '{k}' is {v} (batch videos: {batchDesc}); stopped, the last good checkpoint is kept{why}");
             }
