@@ -336,6 +336,27 @@ def dump(args):
     print(json.dumps(vals))
 
 
+def blas_library():
+    """The BLAS torch's matmuls run on, as the process maps it: Debian's torch links the libblas.so.3 of
+    the alternatives system, OpenBLAS where libopenblas0-pthread is installed, else the reference BLAS."""
+    torch.randn(64, 64) @ torch.randn(64, 64)
+    with open('/proc/self/maps') as f:
+        libs = {line.split()[-1] for line in f if 'blas' in line.lower() or 'mkl' in line.lower()}
+    libs = sorted(l for l in libs if os.path.basename(l).startswith(('libblas', 'libopenblas', 'libmkl', 'libblis', 'libcblas')))
+    return ', '.join(libs) if libs else 'none mapped'
+
+
+def blas_gflops():
+    """torch's fp32 matmul rate at 1024^3 with the threads set: the reference BLAS gives a few GFLOP/s,
+    OpenBLAS or MKL tens to hundreds, whatever the libraries' names say."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(3):
+        a @ b
+    return 3 * 2 * 1024 ** 3 / (time.perf_counter() - t0) / 1e9
+
+
 def timing(args):
     cfg = presets(args.preset); torch.set_num_threads(args.threads or os.cpu_count())
     gen = torch.Generator().manual_seed(0); dt = torch.float32
@@ -356,7 +377,8 @@ def timing(args):
         if s >= args.warmup:
             times.append(time.perf_counter() - t0)
     print(json.dumps(dict(preset=args.preset, savings=args.savings, threads=torch.get_num_threads(), steps=len(times),
-                          seconds_per_step=float(np.median(times)), all=times, torch=torch.__version__)))
+                          seconds_per_step=float(np.median(times)), all=times, torch=torch.__version__,
+                          blas=blas_library(), blas_gflops=blas_gflops(), openblas_coretype=os.environ.get('OPENBLAS_CORETYPE'))))
 
 
 if __name__ == '__main__':

@@ -291,11 +291,14 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     }
 
     /// Times benchmarks/reference/pvlr_ref.py (our PyTorch restatement) at the same shapes in this run,
-    /// as the original computes (P^2 einsum, 77-token tower, AE_d) and with the same savings as ours.
+    /// as the original computes (P^2 einsum, 77-token tower, AE_d) and with the same savings as ours. It
+    /// says which BLAS torch ran on; against Debian's single-threaded reference BLAS no ratio is printed,
+    /// since no user timing torch would run it so.
     static string TorchSideBySide(string preset, int steps, double ours, string script)
     {
         if (!File.Exists(script)) throw new FileNotFoundException($"{script}: the PyTorch reference script (run from the repository root or pass --torch-script)");
         var sb = new System.Text.StringBuilder("\n| PyTorch restatement (same run) | s/step | ours s/step | speed-up |\n|---|---|---|---|\n");
+        string blasNote = null;
         foreach (var savings in new[] { false, true })
         {
             Console.Error.WriteLine($"bench: torch {(savings ? "with" : "without")} savings ...");
@@ -307,10 +310,24 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             using var doc = JsonDocument.Parse(outp.Trim().Split('\n').Last());
             double t = doc.RootElement.GetProperty("seconds_per_step").GetDouble();
             string torchV = doc.RootElement.GetProperty("torch").GetString();
-            sb.AppendLine($"| torch {torchV}, {(savings ? "same exact savings as ours" : "as the original computes")} | {t:F2} | {ours:F2} | {t / ours:F1}x |");
+            string blas = doc.RootElement.TryGetProperty("blas", out var b) ? b.GetString() : "unknown";
+            double rate = doc.RootElement.TryGetProperty("blas_gflops", out var g) ? g.GetDouble() : double.NaN;
+            string coretype = doc.RootElement.TryGetProperty("openblas_coretype", out var ct) && ct.ValueKind == JsonValueKind.String ? ct.GetString() : null;
+            bool reference = TorchBlasIsReference(blas, rate);
+            blasNote = $"torch's BLAS: {blas}, {rate:F1} GFLOP/s on a 1024^3 matmul" + (coretype != null ? $" (OPENBLAS_CORETYPE={coretype}: OpenBLAS runs that core's kernels)" : "") +
+                (reference ? ". That is the speed of Debian's reference BLAS (libblas3, one thread): no speed-up is printed; install libopenblas0-pthread" : "");
+            sb.AppendLine($"| torch {torchV}, {(savings ? "same exact savings as ours" : "as the original computes")} | {t:F2} | {ours:F2} | {(reference ? "—" : $"{t / ours:F1}x")} |");
         }
+        sb.AppendLine().AppendLine(blasNote);
         return sb.ToString();
     }
+
+    /// The reference BLAS by its rate (a few GFLOP/s where OpenBLAS or MKL give tens to hundreds, whatever
+    /// else is mapped beside it) or, without a rate, by its path (Debian's .../blas/libblas.so.3 alone).
+    public const double ReferenceBlasGflops = 20;
+    public static bool TorchBlasIsReference(string mapped, double gflops) =>
+        double.IsFinite(gflops) ? gflops < ReferenceBlasGflops
+            : mapped.Split(", ").Any(l => l.Contains("/blas/libblas", StringComparison.Ordinal)) && !mapped.Contains("openblas", StringComparison.OrdinalIgnoreCase) && !mapped.Contains("mkl", StringComparison.OrdinalIgnoreCase);
 
     /// Our checkpoint (or a .pth) out as safetensors (with Adam state and metadata when the source has
     /// them: a plain copy) or as a PyTorch state_dict (weights only) that torch.load reads.

@@ -124,4 +124,31 @@ public sealed class BenchmarkTests
         Assert.That(Profiler.Busy(2.0, (long)(1e9 * Environment.ProcessorCount)), Is.EqualTo(0.5).Within(1e-12));
         Assert.That(Profiler.Busy(0, 123), Is.EqualTo(0));
     }
+
+    /// Which BLAS torch ran on decides whether a ratio is printed: Debian's reference BLAS (one thread, what
+    /// a torch without libopenblas0-pthread gets) gives none.
+    [Test]
+    public void TorchRatioNeedsARealBlas()
+    {
+        Assert.That(Cli.Program.TorchBlasIsReference("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3", double.NaN), Is.True);
+        Assert.That(Cli.Program.TorchBlasIsReference("/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3, /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so", double.NaN), Is.False);
+        Assert.That(Cli.Program.TorchBlasIsReference("none mapped", double.NaN), Is.False);
+        // a preloaded reference libblas beside OpenBLAS: the names mislead, the rate does not
+        Assert.That(Cli.Program.TorchBlasIsReference("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0, /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so", 3.1), Is.True);
+        Assert.That(Cli.Program.TorchBlasIsReference("/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3", 140), Is.False);
+    }
+
+    /// `bench --torch` (demo shapes) names torch's BLAS and prints a ratio only against a real one.
+    [Test]
+    public void BenchTorchNamesTheBlasWhereTorchIsInstalled()
+    {
+        var (rc0, _, _) = ReferencePython.Run("-c \"import torch, scipy\"");
+        Assert.That(rc0, Is.EqualTo(0));
+        var (rc, err, output) = TestData.RunCli("bench", "--device", "cpu", "--preset", "demo", "--only", "step", "--steps", "1", "--torch", "--torch-steps", "1",
+            "--torch-script", ReferencePython.RepoPath("benchmarks", "reference", "pvlr_ref.py"));
+        Assert.That(rc, Is.EqualTo(0), err);
+        Assert.That(output, Does.Contain("torch's BLAS: /"));
+        bool reference = output.Contains("speed of Debian's reference BLAS");
+        Assert.That(output, reference ? Does.Contain("| — |") : Does.Match(@"\| \d+\.\dx \|"));
+    }
 }
