@@ -133,7 +133,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         string data = o.Get("data") ?? DemoDir(cfg);
         var ds = ThumosDataset.Load(data, o.Get("clip-features"), log: new Progress<string>(Console.WriteLine));
         using var backend = MakeBackend(o.Get("device"));
-        using var tr = new Trainer(cfg, ds, backend);
+        using var tr = new Trainer(cfg, ds, backend) { Plotter = new ScottRunPlotter() };
         clip?.Apply(tr.Model);
         if (resume != null)
         {

@@ -136,6 +136,34 @@ public sealed class TrainingTests
         finally { foreach (var d in new[] { a, b }) if (Directory.Exists(d)) Directory.Delete(d, true); }
     }
 
+    static (int w, int h) PngSize(string path)
+    {
+        var b = File.ReadAllBytes(path);
+        Assert.That(b.Take(8), Is.EqualTo(new byte[] { 137, 80, 78, 71, 13, 10, 26, 10 }), path);
+        int Be(int o) => (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
+        return (Be(16), Be(20));
+    }
+
+    /// `pvlr train` draws its plots with ScottPlot (titles, axes, legends): a panel per loss term and one
+    /// per test video, not the library's bare fallback (640x320 and 800x480).
+    [Test]
+    public void CliPlotsAPanelPerLossTermAndPerVideo()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "pvlr-plots-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            var (rc, err, _) = TestData.RunCli("train", "--preset", "tiny", "--max-iter", "3", "--device", "cpu", "--data", TinyDataDir, "--out", dir);
+            Assert.That(rc, Is.EqualTo(0), err);
+            Assert.That(err, Does.Not.Contain("plots without axes"));
+            int terms = PvlrKernels.Model.LossTerms.Names.Count(n => n != "distillation_loss") + 2;     // + distillation (CLIP features present) + total
+            Assert.That(PngSize(Path.Combine(dir, "loss.png")), Is.EqualTo((900, 170 * terms)));
+            var cas = Directory.GetFiles(dir, "cas_attn_*.png");
+            Assert.That(cas, Is.Not.Empty);
+            Assert.That(PngSize(cas[0]), Is.EqualTo((1000, 260 * 4)));
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
     [Test]
     public void ResumedRunReproducesTheUninterruptedLosses()
     {

@@ -1,8 +1,32 @@
-// Minimal PNG plots with no dependency: a line chart rasterised into RGB and encoded with zlib.
+// A training run's plots: the loss terms over the steps and, at each evaluation, a few test videos'
+// class activation and attention against their ground truth. The library draws them through
+// IRunPlotter so that it needs no plotting package: the CLI plugs in ScottPlot (titles, axes, ticks,
+// legends); MinimalPlotter, the default, rasterises bare lines into a PNG with no dependency.
 using System.IO.Compression;
 using PvlrKernels.Data;
 
 namespace PvlrKernels.Train;
+
+/// One test video's panel: the class's CAS (time-major, per snippet), the attention, the GT segments of
+/// that class in snippets.
+public sealed record VideoPanel(string Video, string Class, float[] Cas, float[] Attention, (double start, double end)[] Gt);
+
+public interface IRunPlotter
+{
+    /// Each loss term against the step; history[i] holds step firstStep + i's terms.
+    void Losses(string path, IReadOnlyList<IReadOnlyDictionary<string, float>> history, int firstStep);
+    /// One panel per video at this evaluation step.
+    void Videos(string path, int step, IReadOnlyList<VideoPanel> panels);
+}
+
+/// No text, no axes: the total loss as a line, the videos as bands and lines (Plots).
+public sealed class MinimalPlotter : IRunPlotter
+{
+    public void Losses(string path, IReadOnlyList<IReadOnlyDictionary<string, float>> history, int firstStep) =>
+        Plots.LossCurve(path, history.Select(h => h.TryGetValue("total", out var v) ? v : float.NaN).ToArray());
+    public void Videos(string path, int step, IReadOnlyList<VideoPanel> panels) =>
+        Plots.CasAttention(path, panels.Select(p => (p.Video, p.Cas, p.Attention, p.Gt)).ToList());
+}
 
 public static class Plots
 {

@@ -28,6 +28,8 @@ public sealed class Trainer : IDisposable
     readonly TextWriter log;
     public int Step;
     public List<Dictionary<string, float>> History = new();
+    /// Draws loss.png and cas_attn_<step>.png; the CLI sets a ScottPlot one.
+    public IRunPlotter Plotter { get; set; } = new MinimalPlotter();
 
     public Trainer(PvlrConfig cfg, ThumosDataset ds, Backend backend, TextWriter log = null) : this(cfg, Checked(cfg, ds).Ann.Classes, backend, log)
     {
@@ -201,8 +203,8 @@ public sealed class Trainer : IDisposable
             {
                 SaveCheckpoint(Path.Combine(outDir, "last.safetensors"));      // first: a failing evaluation loses no training
                 EvaluateAt(itr);
-                Plots.LossCurve(Path.Combine(outDir, "loss.png"), History.Select(h => h["total"]).ToArray());
-                Inference.PlotVideos(Path.Combine(outDir, $"cas_attn_{itr:D5}.png"), Model, G, ds.Ann, ds.Test.Take(4));
+                Plotter.Losses(Path.Combine(outDir, "loss.png"), History, start);
+                Plotter.Videos(Path.Combine(outDir, $"cas_attn_{itr:D5}.png"), itr, Inference.VideoPanels(Model, G, ds.Ann, ds.Test.Take(4)));
             }
         }
         return last;
@@ -288,22 +290,22 @@ public static class Inference
         if (cur.Count > 0) yield return cur;
     }
 
-    /// The CAS of each video's first GT class and the attention against its GT, as a PNG.
-    public static void PlotVideos(string path, PvlrModel model, Graph g, Annotations ann, IEnumerable<Video> videos)
+    /// The CAS of each video's first GT class and the attention, with that class's GT segments.
+    public static List<VideoPanel> VideoPanels(PvlrModel model, Graph g, Annotations ann, IEnumerable<Video> videos)
     {
         bool wasTraining = g.Training;
         var text = Text(model, g); int c1 = model.Cfg.NumClasses + 1;
-        var panels = new List<(string, float[], float[], (double, double)[])>();
+        var panels = new List<VideoPanel>();
         foreach (var v in videos)
         {
             var (cas, attn) = Signals(model, g, v.ReadFeatures(), v.T, text);
             string label = v.Segments.Length > 0 ? v.Segments[0].label : v.Labels.FirstOrDefault();
             int c = label != null ? ann.ClassIndex(label) : 0;
             var gt = v.Segments.Where(s => s.label == label).Select(s => (s.start * Evaluator.SnippetsPerSecond, s.end * Evaluator.SnippetsPerSecond)).ToArray();
-            panels.Add((v.Name, Enumerable.Range(0, v.T).Select(i => cas[i * c1 + c]).ToArray(), attn, gt));
+            panels.Add(new VideoPanel(v.Name, label ?? ann.Classes[c], Enumerable.Range(0, v.T).Select(i => cas[i * c1 + c]).ToArray(), attn, gt));
         }
         g.Training = wasTraining;
-        Plots.CasAttention(path, panels);
+        return panels;
     }
 
     public static float[] Text(PvlrModel model, Graph g)
