@@ -13,6 +13,7 @@
 // What they are not: real video features. mAP on them measures the engine and the method's
 // mechanics, not THUMOS accuracy. A good model lands well below 100 mAP (noise, clutter, context and
 // shared components make the classes and the boundaries ambiguous).
+using PvlrKernels.Util;
 using System.Reflection;
 using System.Text;
 using PvlrKernels.Data;

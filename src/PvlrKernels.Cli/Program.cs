@@ -1,4 +1,5 @@
 // pvlr: train / eval / infer / score / gen-demo. Errors print one clear line and exit non-zero.
+using PvlrKernels.Util;
 using System.Globalization;
 using System.Text.Json;
 using PvlrKernels.Data;

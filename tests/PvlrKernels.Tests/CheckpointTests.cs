@@ -1,6 +1,7 @@
 // PyTorch checkpoints in (fixtures made by tests/reference/make_pth_fixtures.py with Debian's
 // python3-torch), .pth and safetensors out, refusal of a pickle that calls os.system.
 using NUnit.Framework;
+using PvlrKernels.Eval;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
 using PvlrKernels.Model;

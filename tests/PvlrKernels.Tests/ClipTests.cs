@@ -5,6 +5,7 @@
 // RN50's text shapes (width 512, 12 layers, 8 heads, 49,408 tokens, projection 1024).
 using System.Text.Json;
 using NUnit.Framework;
+using PvlrKernels.Eval;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
 using PvlrKernels.Model;
@@ -92,7 +93,7 @@ public sealed class ClipTests
         clip.Apply(model);
         model.P.Set("embedding.weight", Npy.Load(Path.Combine(dir, "embedding.npy")).AsFloat());
         using var g = new Graph(backend, model.P);
-        return Train.Inference.Text(model, g);
+        return Inference.Text(model, g);
     }
 
     [Test]

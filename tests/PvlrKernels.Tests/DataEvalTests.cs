@@ -1,5 +1,6 @@
 // Loaders on the real THUMOS14 annotations, the evaluator on hand-built cases with known AP,
 // proposals on small hand-built sequences, and clear errors on malformed inputs.
+using PvlrKernels.Util;
 using System.Runtime.InteropServices;
 using System.Text;
 using NUnit.Framework;

@@ -2,6 +2,7 @@
 // per-video forward with direct convolutions, on every backend: several videos of different lengths
 // (one of a single snippet) in one sequence give each video's own CAS and attention.
 using NUnit.Framework;
+using PvlrKernels.Eval;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
 using PvlrKernels.Model;

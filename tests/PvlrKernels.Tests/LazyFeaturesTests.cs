@@ -1,7 +1,9 @@
 // The feature file read lazily (Npy.Load(path, lazy: true), ThumosDataset.Load's `load`): `pvlr eval`
 // reads each test video's features when its batch runs and never the training videos'. The values,
 // the errors and the evaluation must be those of the eager load.
+using PvlrKernels.Util;
 using NUnit.Framework;
+using PvlrKernels.Eval;
 using PvlrKernels.Data;
 using PvlrKernels.Model;
 using PvlrKernels.Train;

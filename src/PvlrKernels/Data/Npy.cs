@@ -1,5 +1,6 @@
 // .npy reading and writing: float32/64, int32/64, bool, |S and <U strings, and object arrays
 // (pickled; decoded by the safe Unpickler, with nested ndarrays rebuilt). Every error names the file.
+using PvlrKernels.Util;
 using System.Runtime.InteropServices;
 using System.Text;
 
@@ -319,27 +320,4 @@ public static class Npy
     }
 
     static void Write(string path, string descr, int[] shape, byte[] data) => AtomicFile.WriteAllBytes(path, Encode(descr, shape, data));
-}
-
-/// Atomic writes: temp file in the same directory, flush to disk, then rename over the target.
-public static class AtomicFile
-{
-    public static void Write(string path, Action<Stream> write)
-    {
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        Directory.CreateDirectory(dir);
-        var tmp = Path.Combine(dir, "." + Path.GetFileName(path) + "." + Environment.ProcessId + ".tmp");
-        try
-        {
-            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                write(fs);
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, path, overwrite: true);
-        }
-        catch { try { File.Delete(tmp); } catch { } throw; }
-    }
-    public static void WriteAllBytes(string path, byte[] data) => Write(path, s => s.Write(data));
-    public static void WriteAllText(string path, string text) => WriteAllBytes(path, Encoding.UTF8.GetBytes(text));
 }

@@ -1,5 +1,6 @@
 // safetensors (huggingface format): u64 header length, a JSON header {name: {dtype, shape,
 // data_offsets}, "__metadata__": {str: str}}, then the raw little-endian data. Written atomically.
+using PvlrKernels.Util;
 using System.Text;
 using System.Text.Json;
 using System.Runtime.InteropServices;

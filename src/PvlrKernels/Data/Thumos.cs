@@ -154,7 +154,7 @@ public sealed class ThumosDataset
         }
         // the videos to load, read on every core (most of a read is the first write of new memory, which
         // scales with cores); a failure is reported for the first such video in file order
-        Ordered.For(items.Length, i =>
+        Engine.CpuPool.ForOrdered(items.Length, i =>
         {
             var v = ds.Ann.Videos[i];
             if (load == null || load(v)) v.Features = v.ReadFeatures();
@@ -319,18 +319,5 @@ public sealed class BatchSampler
             }
             ds.Labels(v).CopyTo(labels, b * c);
         }
-    }
-}
-
-/// Parallel.For over n items whose failure is the lowest failing item's own exception, not an
-/// AggregateException of whichever items failed: an error names the first bad video in file order, and
-/// callers see the DataFormatException or ShapeException they report.
-public static class Ordered
-{
-    public static void For(int n, Action<int> body)
-    {
-        var failed = new Exception[n];
-        Parallel.For(0, n, i => { try { body(i); } catch (Exception e) { failed[i] = e; } });
-        foreach (var e in failed) if (e != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
     }
 }

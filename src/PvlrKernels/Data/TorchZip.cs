@@ -9,6 +9,7 @@
 // are read as attribute holders only, and the tree is flattened to state_dict names ("transformer.
 // resblocks.0.attn.in_proj_weight"): every tensor attribute, depth-first in attribute order.
 // Write: the same format (protocol 2, fp32, contiguous), which torch.load reads.
+using PvlrKernels.Util;
 using System.IO.Compression;
 using System.Text;
 

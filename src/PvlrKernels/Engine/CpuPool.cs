@@ -37,6 +37,15 @@ public static class CpuPool
     /// body(i) for every i in [0, n), on up to `threads` cores (0: all). Once every started item has
     /// finished, an item's exception is thrown as it was (a ShapeException stays one, for the CLI's
     /// error line), or an AggregateException when several items threw.
+    /// As For, but every item runs even when some throw, and the failure is the lowest failing item's own
+    /// exception, not whichever came first: an error names the first bad item (a video) in file order.
+    public static void ForOrdered(int n, Action<int> body)
+    {
+        var failed = new Exception[Math.Max(0, n)];
+        For(n, i => { try { body(i); } catch (Exception e) { failed[i] = e; } });
+        foreach (var e in failed) if (e != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
+    }
+
     public static void For(int n, Action<int> body, int threads = 0)
     {
         if (n <= 0) return;

@@ -4,6 +4,7 @@
 // inference plus evaluation over 212 videos of the real THUMOS14 test lengths. GFLOP/s counts the GEMM
 // FLOPs issued (Backend.GemmFlops), which dominate every row; elementwise work is not counted.
 using System.Diagnostics;
+using PvlrKernels.Eval;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
 using PvlrKernels.Kernels;

@@ -2,6 +2,7 @@
 // class activation and attention against their ground truth. The library draws them through
 // IRunPlotter so that it needs no plotting package: the CLI plugs in ScottPlot (titles, axes, ticks,
 // legends); MinimalPlotter, the default, rasterises bare lines into a PNG with no dependency.
+using PvlrKernels.Util;
 using System.IO.Compression;
 using PvlrKernels.Data;
 

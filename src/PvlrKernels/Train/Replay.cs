@@ -15,6 +15,7 @@
 // uses the dump's mining indices; the project's own mining (Model/Mining.cs, in the config's tie order)
 // is also run on the dump's attention and dropout mask, and its picks are compared with the dump's
 // (mining.json).
+using PvlrKernels.Util;
 using System.Text.Json;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
