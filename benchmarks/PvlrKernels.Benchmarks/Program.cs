@@ -12,6 +12,7 @@ using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
+using PvlrKernels.Tools;
 using PvlrKernels.Engine;
 using PvlrKernels.Kernels;
 using PvlrKernels.Model;

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Builds what the GPU machine runs: the CLI, the test suite (as a program, see
 # tests/PvlrKernels.Tests/DeviceRunner.cs) and the BenchmarkDotNet benchmarks published self-contained for linux-x64, untrimmed (trimming
-# breaks ILGPU), into one folder, packed as .device/pvlr.tar.gz (git-ignored; 60 MB, i.e. 57 MiB, under the
-# device tool's 64 MiB carry limit). Then, with the device tool:
-#   run  command="bash benchmarks/device/run.sh"  carry=[".device/pvlr.tar.gz"]
+# breaks ILGPU), into one folder, packed as .device/pvlr.tar.gz (git-ignored, about 60 MB). Copy the
+# repository with that file to the GPU machine and run `bash benchmarks/device/run.sh` from its root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rm -rf .pub/pvlr && mkdir -p .device

@@ -2,7 +2,7 @@
 # Runs on the GPU machine (no .NET there): unpacks the self-contained build from publish.sh, runs every
 # test case on the "cuda" backend, then `pvlr bench` on CUDA at the paper and demo shapes, a sweep of the
 # GEMM tile variants, and one profiled step and inference (PVLR_PROFILE=1, per-kernel times).
-# Results go to $OUT when the device tool sets it, else out/device.
+# Results go to $OUT when it is set, else out/device.
 # `bdn` runs the BenchmarkDotNet benchmarks in-process on CPU and CUDA (not part of `all`).
 # Usage: bash benchmarks/device/run.sh [tests|bench|sweep|profile|bdn|all]...
 set -uo pipefail

@@ -1,11 +1,11 @@
 // pvlr: train / eval / infer / score / gen-demo. Errors print one clear line and exit non-zero.
+using PvlrKernels.Tools;
 using PvlrKernels.Util;
 using System.Globalization;
 using System.Text.Json;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
 using PvlrKernels.Eval;
-using PvlrKernels.Features;
 using PvlrKernels.Model;
 using PvlrKernels.Train;
 

@@ -1,6 +1,7 @@
 // The BenchmarkDotNet classes (benchmarks/) run pvlr bench's workloads: each benchmark method issues the
 // GEMM work its GFLOP/s column counts, or, for the model benchmarks, the same work as the bench row.
 using NUnit.Framework;
+using PvlrKernels.Tools;
 using PvlrKernels.Benchmarks;
 using PvlrKernels.Engine;
 using PvlrKernels.Model;

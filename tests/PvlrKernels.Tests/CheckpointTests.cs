@@ -118,7 +118,7 @@ public sealed class CheckpointTests
         {
             if (PresetData.TryGetValue(cfg.Preset, out var d)) return d;
             d = Path.Combine(Path.GetTempPath(), $"pvlr-export-{cfg.Preset}-{Environment.ProcessId}");
-            Features.DemoData.Generate(d, new Features.DemoOptions { FeatDim = cfg.FeatDim, ClipDim = cfg.EmbedDim, MaxLength = 24, MaxVideos = 40 });
+            DemoData.Generate(d, new DemoOptions { FeatDim = cfg.FeatDim, ClipDim = cfg.EmbedDim, MaxLength = 24, MaxVideos = 40 });
             return PresetData[cfg.Preset] = d;
         }
     }

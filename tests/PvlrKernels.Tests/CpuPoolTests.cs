@@ -3,6 +3,7 @@
 // pool's spin-waiting is kept out of the profiler's busy column.
 using System.Collections.Concurrent;
 using NUnit.Framework;
+using PvlrKernels.Tools;
 using PvlrKernels.Engine;
 
 namespace PvlrKernels.Tests;
@@ -116,7 +117,7 @@ public sealed class CpuPoolTests
     [Test]
     public void LoopOverheadRowsTimeBothWays()
     {
-        var rows = PvlrKernels.Train.Bench.LoopOverhead(loops: 8, workUs: 200, gapUs: 100);
+        var rows = PvlrKernels.Tools.Bench.LoopOverhead(loops: 8, workUs: 200, gapUs: 100);
         Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "parallel loop overhead, CpuPool", "parallel loop overhead, Parallel.For" }));
         Assert.That(rows.Select(r => r.Shape), Is.All.EqualTo($"{CpuPool.Width} items of 0.2 ms after 0.1 ms serial, 8 loops"));
         foreach (var r in rows)
@@ -124,6 +125,6 @@ public sealed class CpuPoolTests
             Assert.That(r.Seconds, Is.GreaterThanOrEqualTo(-1e-9).And.LessThan(0.1), r.Name);   // the items spin their 0.2 ms in full
             Assert.That(r.Rate, Is.EqualTo($"{r.Seconds * 1e6:F1} us per loop"));
         }
-        Assert.Throws<ArgumentOutOfRangeException>(() => PvlrKernels.Train.Bench.LoopOverhead(loops: 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => PvlrKernels.Tools.Bench.LoopOverhead(loops: 0));
     }
 }

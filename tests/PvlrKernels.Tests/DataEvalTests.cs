@@ -281,12 +281,12 @@ public sealed class DataEvalTests
     [Test]
     public void DemoDataOfFewVideosKeepsBothSplits()
     {
-        var dir = Tmp(); Features.DemoData.WriteAnnotations(dir);
+        var dir = Tmp(); DemoData.WriteAnnotations(dir);
         var all = Annotations.Load(dir).Videos;
         foreach (var (n, train, test) in new[] { (12, 6, 6), (2, 1, 1), (1, 1, 0) })
         {
             var root = Tmp();
-            Assert.That(Features.DemoData.Generate(root, new Features.DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = n, MaxLength = 8 }), Is.EqualTo(n));
+            Assert.That(DemoData.Generate(root, new DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = n, MaxLength = 8 }), Is.EqualTo(n));
             var ds = ThumosDataset.Load(root);
             Assert.That(ds.Train.Select(v => v.Name).ToArray(), Is.EqualTo(all.Where(v => v.Subset == "validation").Take(train).Select(v => v.Name).ToArray()), $"{n} videos");
             Assert.That(ds.Test.Select(v => v.Name).ToArray(), Is.EqualTo(all.Where(v => v.Subset == "test").Take(test).Select(v => v.Name).ToArray()), $"{n} videos");
@@ -296,14 +296,14 @@ public sealed class DataEvalTests
                 Assert.That((v.Subset, v.Duration, v.Labels, v.Segments), Is.EqualTo((orig.Subset, orig.Duration, orig.Labels, orig.Segments)), v.Name);
             }
         }
-        Assert.Throws<ArgumentOutOfRangeException>(() => Features.DemoData.Pick(all, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => DemoData.Pick(all, 0));
     }
 
     [Test]
     public void DemoDataRoundTripsAndBadDataIsNamed()
     {
         var root = Tmp();
-        int n = Features.DemoData.Generate(root, new Features.DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = 412, MaxLength = 24 });
+        int n = DemoData.Generate(root, new DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = 412, MaxLength = 24 });
         var ds = ThumosDataset.Load(root);
         Assert.That(ds.Ann.Videos, Has.Count.EqualTo(n));
         Assert.That(ds.FeatureDim, Is.EqualTo(16)); Assert.That(ds.ClipDim, Is.EqualTo(8));

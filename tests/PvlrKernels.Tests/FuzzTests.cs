@@ -2,6 +2,7 @@
 // self-containing lists, deep nesting, colliding keys, overlapping strides): only DataFormatException may
 // come out, no hang, no huge allocation. CI runs 3000 cases per target; `pvlr fuzz --cases N` runs more.
 using NUnit.Framework;
+using PvlrKernels.Tools;
 using PvlrKernels.Data;
 
 namespace PvlrKernels.Tests;

@@ -2,6 +2,7 @@
 // per-video forward with direct convolutions, on every backend: several videos of different lengths
 // (one of a single snippet) in one sequence give each video's own CAS and attention.
 using NUnit.Framework;
+using PvlrKernels.Tools;
 using PvlrKernels.Eval;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
@@ -122,7 +123,7 @@ public sealed class InferenceTests(string backendName)
     static readonly Lazy<string> Wide = new(() =>
     {
         var root = Path.Combine(Path.GetTempPath(), "pvlr-wide-demo-" + Environment.ProcessId);
-        Features.DemoData.Generate(root, new Features.DemoOptions { FeatDim = 32, ClipDim = 8, MaxVideos = 12, MaxLength = 40 });
+        DemoData.Generate(root, new DemoOptions { FeatDim = 32, ClipDim = 8, MaxVideos = 12, MaxLength = 40 });
         return root;
     });
 

@@ -19,7 +19,7 @@ public sealed class LazyFeaturesTests
     static readonly Lazy<string> Root = new(() =>
     {
         var root = Path.Combine(Path.GetTempPath(), "pvlr-lazy-demo-" + Environment.ProcessId);
-        Features.DemoData.Generate(root, new Features.DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = 24, MaxLength = 40 });
+        DemoData.Generate(root, new DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = 24, MaxLength = 40 });
         var videos = Annotations.Load(Path.Combine(root, ThumosDataset.AnnDir)).Videos;
         var r = new Random(11);
         var feats = videos.Select(v =>

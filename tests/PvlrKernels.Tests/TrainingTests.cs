@@ -1,6 +1,7 @@
 // A short PVLR trajectory on the tiny configuration over a tiny demo dataset: the loss falls, the run
 // is deterministic, a checkpoint round-trips and evaluation on the demo test split runs.
 using NUnit.Framework;
+using PvlrKernels.Tools;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
 using PvlrKernels.Model;
@@ -13,7 +14,7 @@ public sealed class TrainingTests
     static readonly Lazy<string> Root = new(() =>
     {
         var root = Path.Combine(Path.GetTempPath(), "pvlr-tiny-demo-" + Environment.ProcessId);
-        Features.DemoData.Generate(root, new Features.DemoOptions { FeatDim = 16, ClipDim = 8, MaxLength = 40 });
+        DemoData.Generate(root, new DemoOptions { FeatDim = 16, ClipDim = 8, MaxLength = 40 });
         return root;
     });
     /// The tiny demo dataset (F=16, CLIP 8, at most 40 snippets per video), generated once per test run.
@@ -208,7 +209,7 @@ public sealed class TrainingTests
     public void EvaluationNeedsATestSplitAndItsFailureLosesNoTraining()
     {
         var root = Path.Combine(Path.GetTempPath(), $"pvlr-notest-{Guid.NewGuid():N}");
-        Features.DemoData.Generate(root, new Features.DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = 1, MaxLength = 24 });
+        DemoData.Generate(root, new DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = 1, MaxLength = 24 });
         var noTest = ThumosDataset.Load(root);
         Assert.That(noTest.Test, Is.Empty);
         var e = Assert.Throws<DataFormatException>(() => new Trainer(PvlrConfig.Tiny(), noTest, new CpuBackend(), TextWriter.Null));

@@ -10,8 +10,9 @@
 // or more than 64 MiB allocated for a small input (a lying header) is a finding.
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using PvlrKernels.Data;
 
-namespace PvlrKernels.Data;
+namespace PvlrKernels.Tools;
 
 public sealed record FuzzTarget(string Name, byte[][] Seeds, Action<byte[]> Parse, Func<Random, byte[]> Generate = null);
 

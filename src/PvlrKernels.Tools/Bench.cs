@@ -9,8 +9,9 @@ using PvlrKernels.Data;
 using PvlrKernels.Engine;
 using PvlrKernels.Kernels;
 using PvlrKernels.Model;
+using PvlrKernels.Train;
 
-namespace PvlrKernels.Train;
+namespace PvlrKernels.Tools;
 
 public sealed record BenchRow(string Name, string Shape, double Seconds, double Flops, string Rate);
 
@@ -110,7 +111,7 @@ public static class Bench
     static Workload InferenceWork(Backend b, PvlrConfig cfg, out Graph graph, out int videoCount)
     {
         var dir = Path.Combine(Path.GetTempPath(), "pvlr-bench-ann-" + Environment.ProcessId);
-        Features.DemoData.WriteAnnotations(dir);
+        DemoData.WriteAnnotations(dir);
         var ann = Annotations.Load(dir);
         Directory.Delete(dir, true);
         var videos = ann.Test.ToList();
@@ -163,7 +164,7 @@ public static class Bench
     /// Test-set inference plus evaluation (InferenceWork) with one graph: the first pass (JIT compilation,
     /// first touch of the activation arena and of the transformed weights), then `passes` steady passes (a
     /// trainer's periodic evaluation, a service), reported as their median with the range beside it, as
-    /// the training-step row reports its steps: on a shared VM one pass can land in a slow phase. Each row
+    /// the training-step row reports its steps: on a shared host one pass can land in a slow phase. Each row
     /// also says how busy the pass kept the cores (Profiler.Busy), so time lost to waiting shows apart from
     /// time lost to slow cores.
     public static BenchRow[] TestSetInference(Backend b, PvlrConfig cfg, int passes = 1)
@@ -219,7 +220,7 @@ public static class Bench
 
     /// What new memory costs, apart from any compute: writing `mib` MiB of a freshly allocated buffer (as
     /// the first inference pass writes the transformed weights and the activation arena), then the same
-    /// in a buffer allocated after freeing the first (as the steady state does). On a VM whose host backs
+    /// in a buffer allocated after freeing the first (as the steady state does). On a host that backs
     /// guest pages on first use, the first row is many times the second.
     public static BenchRow[] FirstTouch(Backend b, int mib = 384)
     {

@@ -18,7 +18,7 @@ using System.Reflection;
 using System.Text;
 using PvlrKernels.Data;
 
-namespace PvlrKernels.Features;
+namespace PvlrKernels.Data;
 
 public sealed class DemoOptions
 {
