@@ -1,4 +1,4 @@
-// CpuPool: the CPU backend's parallel loops (Engine/CpuPool.cs). Every item runs once, on more than one
+// CpuPool: the CPU backend's parallel loops (Engine/Cpu/CpuPool.cs). Every item runs once, on more than one
 // thread, exceptions come back, loops inside loops and loops from two threads at once complete, and the
 // pool's spin-waiting is kept out of the profiler's busy column.
 using System.Collections.Concurrent;
