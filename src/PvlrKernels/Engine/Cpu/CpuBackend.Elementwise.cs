@@ -1,8 +1,5 @@
 // The CPU backend: unary and binary elementwise ops and their gradients, 16 lanes or one row at a time.
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using PvlrKernels.Kernels;
 using TP = System.Numerics.Tensors.TensorPrimitives;
 

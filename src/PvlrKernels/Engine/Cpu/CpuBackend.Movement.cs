@@ -1,8 +1,4 @@
 // The CPU backend: copies, fills and re-layouts, row-wise instead of per-element index arithmetic.
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using PvlrKernels.Kernels;
 using TP = System.Numerics.Tensors.TensorPrimitives;
 

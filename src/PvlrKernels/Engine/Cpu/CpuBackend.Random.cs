@@ -1,10 +1,6 @@
 // The CPU backend: dropout masks and normal draws, Philox on 16 counters at once.
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using PvlrKernels.Kernels;
-using TP = System.Numerics.Tensors.TensorPrimitives;
 
 namespace PvlrKernels.Engine;
 

@@ -1,8 +1,6 @@
 // The CPU backend: row operations and reductions (L2-normalize, top-k, pairwise KL, SumTo, Reduce).
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using PvlrKernels.Kernels;
 using TP = System.Numerics.Tensors.TensorPrimitives;
 

@@ -1,10 +1,8 @@
 // The CPU backend: the Winograd transforms, vectorized over channels.
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using PvlrKernels.Kernels;
-using TP = System.Numerics.Tensors.TensorPrimitives;
 
 namespace PvlrKernels.Engine;
 
