@@ -112,10 +112,13 @@ public sealed class OpTests(string backendName)
         var ps = new ParameterStore(); ps.Allocate(B);
         using var g = new Graph(B, ps);
         var got = g.ToHost(g.Sigmoid(g.FromHost(x, n)));
+        // on CUDA, ILGPU lowers Exp to ex2.approx of x * log2(e): the rounding of that product alone is up
+        // to ~5e-6 relative at |x| = 87, and denormal results flush to zero (inside the 2e-38 floor)
+        double rel = backendName == "cuda" ? 1e-5 : 3e-7;
         for (int i = 0; i < n; i++)
         {
             double want = 1 / (1 + Math.Exp(-(double)x[i]));
-            Assert.That(Math.Abs(got[i] - want), Is.LessThanOrEqualTo(3e-7 * want + 2e-38), $"sigmoid({x[i]}) [{backendName}]");
+            Assert.That(Math.Abs(got[i] - want), Is.LessThanOrEqualTo(rel * want + 2e-38), $"sigmoid({x[i]}) [{backendName}]");
         }
         ps.Dispose();
     }
