@@ -180,15 +180,21 @@ public static class TorchZip
         return (shape, data);
     }
 
-    /// A text record of the archive (e.g. "pvlr/config.json", written by Save's `records`), or null.
-    public static string ReadTextRecord(string path, string record) => Malformed.Guard(path, () =>
+    /// The archive's text records of these names (e.g. "pvlr/config.json", written by Save's `records`)
+    /// that it holds, read in one pass over the archive.
+    public static Dictionary<string, string> ReadTextRecords(string path, params string[] records) => Malformed.Guard(path, () =>
     {
         using var fs = File.OpenRead(path);
         using var zip = new ZipArchive(fs, ZipArchiveMode.Read);
-        var e = zip.Entries.FirstOrDefault(x => x.FullName.EndsWith("/" + record));
-        if (e == null) return null;
-        if (e.Length > 16 << 20) throw new DataFormatException($"{path}: {e.FullName} claims {e.Length} bytes");
-        return Encoding.UTF8.GetString(ReadEntry(e, path));
+        var found = new Dictionary<string, string>();
+        foreach (var record in records)
+        {
+            var e = zip.Entries.FirstOrDefault(x => x.FullName.EndsWith("/" + record));
+            if (e == null) continue;
+            if (e.Length > 16 << 20) throw new DataFormatException($"{path}: {e.FullName} claims {e.Length} bytes");
+            found[record] = Encoding.UTF8.GetString(ReadEntry(e, path));
+        }
+        return found;
     });
 
     /// Writes an fp32 state_dict that torch.load reads (zip, protocol-2 data.pkl, one storage per tensor).

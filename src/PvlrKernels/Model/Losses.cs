@@ -44,16 +44,9 @@ public static class PvlrLoss
         var a2 = g.Reshape(o.Attn, b, t);
         var mask = g.New(new[] { b, t });
         g.Rng.DropoutMask(g, mask, cfg.DropEasy, "easy_mining");
-        float[] ea, eb, ha, hb;
-        if (mining != null && mining.ContainsKey("easy_act"))
-        { ea = mining["easy_act"]; eb = mining["easy_bkg"]; ha = mining["hard_act"]; hb = mining["hard_bkg"]; }
-        else
-        {
-            var ah = g.ToHost(a2); var rh = g.ToHost(mask);
-            (ea, eb) = Mining.Easy(ah, rh, b, t, cfg.KEasy, cfg.MiningTies);
-            (ha, hb) = Mining.Hard(ah, b, t, cfg.KHard, cfg.BigM, cfg.SmallM, cfg.MiningTies);
-        }
-        L.MiningIndices["easy_act"] = ea; L.MiningIndices["easy_bkg"] = eb; L.MiningIndices["hard_act"] = ha; L.MiningIndices["hard_bkg"] = hb;
+        var picks = mining != null && mining.ContainsKey("easy_act") ? mining : Mining.All(g.ToHost(a2), g.ToHost(mask), cfg, b, t);
+        float[] ea = picks["easy_act"], eb = picks["easy_bkg"], ha = picks["hard_act"], hb = picks["hard_bkg"];
+        foreach (var k in new[] { "easy_act", "easy_bkg", "hard_act", "hard_bkg" }) L.MiningIndices[k] = picks[k];
         (Tensor mu, Tensor var) Pick(float[] idx, int k)
         {
             if (idx.Length != b * k) throw new ShapeException($"mining: {idx.Length} indices, expected (B={b}, k={k})");

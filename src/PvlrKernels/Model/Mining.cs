@@ -71,6 +71,15 @@ public static class Mining
         return (TopK(inner, b, t, k, ties), TopK(outer, b, t, k, ties));
     }
 
+    /// The four mining sets of loss.py:134-174 (easy_act, easy_bkg, hard_act, hard_bkg) under the config's
+    /// k, windows and tie order: what the loss gathers, and what the replay compares with a dump's picks.
+    public static Dictionary<string, float[]> All<T>(T[] a, T[] r, PvlrConfig cfg, int b, int t) where T : IFloatingPointIeee754<T>
+    {
+        var (ea, eb) = Easy(a, r, b, t, cfg.KEasy, cfg.MiningTies);
+        var (ha, hb) = Hard(a, b, t, cfg.KHard, cfg.BigM, cfg.SmallM, cfg.MiningTies);
+        return new() { ["easy_act"] = ea, ["easy_bkg"] = eb, ["hard_act"] = ha, ["hard_bkg"] = hb };
+    }
+
     /// np.median of one row in its own precision: the middle value, or for even T np.mean of the two middle
     /// values, (a + b) / 2 rounded in T (float32 attention gives a float32 median).
     public static T Median<T>(T[] row) where T : IFloatingPointIeee754<T>

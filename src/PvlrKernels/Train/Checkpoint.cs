@@ -10,8 +10,7 @@ namespace PvlrKernels.Train;
 
 public static class Checkpoint
 {
-    public static void Save(string path, PvlrModel model, Backend be, PvlrConfig cfg, int step, long rngCounter, bool includeOptimizer,
-        IReadOnlyDictionary<string, string> extraMeta = null)
+    public static void Save(string path, PvlrModel model, Backend be, PvlrConfig cfg, int step, long rngCounter, bool includeOptimizer)
     {
         var ps = model.P;
         var list = new List<(string, int[], float[])>();
@@ -31,7 +30,6 @@ public static class Checkpoint
             ["format"] = "pvlrkernels-1", ["config"] = cfg.ToJson(), ["step"] = step.ToString(), ["rng_counter"] = rngCounter.ToString(),
             ["adam_steps"] = JsonSerializer.Serialize(ps.List.ToDictionary(p => p.Name, p => p.Step)), ["classes"] = JsonSerializer.Serialize(model.Classes),
         };
-        foreach (var (k, v) in extraMeta ?? new Dictionary<string, string>()) meta[k] = v;
         Safetensors.Save(path, list, meta);
     }
 
@@ -59,14 +57,6 @@ public static class Checkpoint
         foreach (var arena in optimizer ? new[] { model.P.Values, model.P.M, model.P.V } : new[] { model.P.Values }) backend.Fill(arena, 0, model.P.Total, 0f);
         try { var (step, rng) = Restore(path, fs, entries, meta, model, backend, strict, optimizer); return (model, step, rng); }
         catch { model.P.Dispose(); throw; }
-    }
-
-    /// A checkpoint's metadata (config, step, and what the trainer keeps there: the best evaluation so far).
-    public static Dictionary<string, string> ReadMeta(string path)
-    {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: checkpoint not found", path);
-        using var fs = File.OpenRead(path);
-        return Safetensors.ReadHeader(fs, path).metadata;
     }
 
     /// Puts a checkpoint's weights, Adam moments and per-parameter Adam steps into an existing model
@@ -154,15 +144,9 @@ public static class Checkpoint
         var strip = sd.Keys.All(k => k.StartsWith("module.")) ? "module." : "";      // DataParallel prefix
         var t = sd.ToDictionary(kv => kv.Key[strip.Length..], kv => kv.Value);
         int[] S(string n) => t.TryGetValue(n, out var v) ? v.shape : throw new DataFormatException($"{path}: no '{n}' in the state_dict: not a PVLR checkpoint");
-        var savedConfig = TorchZip.ReadTextRecord(path, ConfigRecord);
-        var savedClasses = TorchZip.ReadTextRecord(path, ClassesRecord);
-        PvlrConfig cfg;
-        if (savedConfig != null)
-        {
-            cfg = Malformed.Guard(path, () => PvlrConfig.FromJson(savedConfig));
-            classes ??= savedClasses != null ? Malformed.Guard(path, () => JsonSerializer.Deserialize<string[]>(savedClasses)) : null;
-        }
-        else cfg = null;
+        var saved = TorchZip.ReadTextRecords(path, ConfigRecord, ClassesRecord);
+        var cfg = saved.TryGetValue(ConfigRecord, out var cj) ? Malformed.Guard(path, () => PvlrConfig.FromJson(cj)) : null;
+        if (cfg != null && saved.TryGetValue(ClassesRecord, out var cl)) classes ??= Malformed.Guard(path, () => JsonSerializer.Deserialize<string[]>(cl));
         classes ??= ClassTokens.Names.Keys.ToArray();
         cfg ??= PvlrConfig.FromShapes(S, t.Keys.Count(k => k.StartsWith("clipmodel.transformer.resblocks.") && k.EndsWith(".ln_1.weight")), classes.Count, "pth");
         var model = new PvlrModel(cfg, classes);

@@ -149,12 +149,12 @@ public static class Replay
         {
             var att = Load(dir, "mining/attention.npy");
             if (att.Count != (long)b * t) throw new ShapeException($"replay dump {dir}: mining/attention.npy {Tensor.ShapeStr(att.Shape)}, expected ({b}, {t})");
-            ours = Mine(att.AsDouble("attention"), mask.AsDouble("easy_mining"), cfg, b, t);
+            ours = Mining.All(att.AsDouble("attention"), mask.AsDouble("easy_mining"), cfg, b, t);
             res.MiningSource = "the dump's float64 attention";
         }
         else
         {
-            ours = Mine(ownAttention, mask.AsFloat("easy_mining"), cfg, b, t);
+            ours = Mining.All(ownAttention, mask.AsFloat("easy_mining"), cfg, b, t);
             res.MiningSource = "the replay's float32 attention";
         }
         foreach (var (k, want) in dumped)
@@ -163,13 +163,6 @@ public static class Replay
             int same = 0; for (int i = 0; i < want.Length; i++) if (got[i] == want[i]) same++;
             res.Mining[k] = (same, want.Length);
         }
-    }
-
-    static Dictionary<string, float[]> Mine<T>(T[] a, T[] r, PvlrConfig cfg, int b, int t) where T : System.Numerics.IFloatingPointIeee754<T>
-    {
-        var (ea, eb) = Mining.Easy(a, r, b, t, cfg.KEasy, cfg.MiningTies);
-        var (ha, hb) = Mining.Hard(a, b, t, cfg.KHard, cfg.BigM, cfg.SmallM, cfg.MiningTies);
-        return new() { ["easy_act"] = ea, ["easy_bkg"] = eb, ["hard_act"] = ha, ["hard_bkg"] = hb };
     }
 
     public static void Write(ReplayResult r, string outDir)

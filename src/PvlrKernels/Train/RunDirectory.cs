@@ -30,7 +30,7 @@ public sealed class RunDirectory : IDisposable
         var lockPath = System.IO.Path.Combine(dir, LockName);
         try
         {
-            held = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
+            held = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 4096, FileOptions.DeleteOnClose);
         }
         catch (UnauthorizedAccessException e) { throw new ArgumentException($"{option} {dir}: cannot write there ({e.Message})"); }
         catch (IOException e) when (File.Exists(lockPath))
@@ -44,9 +44,7 @@ public sealed class RunDirectory : IDisposable
         var run = new RunDirectory(dir, held);
         try
         {
-            var stamp = System.Text.Encoding.UTF8.GetBytes($"pid {Environment.ProcessId} on {Environment.MachineName}, since {DateTime.Now:yyyy-MM-dd HH:mm:ss}\n");
-            held.SetLength(0); held.Write(stamp); held.Flush(flushToDisk: true);
-            File.WriteAllBytes(System.IO.Path.Combine(dir, HolderName), stamp);     // readable while the lock is held
+            File.WriteAllText(System.IO.Path.Combine(dir, HolderName), $"pid {Environment.ProcessId} on {Environment.MachineName}, since {DateTime.Now:yyyy-MM-dd HH:mm:ss}\n");
             // a write that must reach the disk: a full or read-only file system fails here, not after the data is read
             var probe = System.IO.Path.Combine(dir, $".pvlr-probe.{Environment.ProcessId}.tmp");
             using (var f = new FileStream(probe, FileMode.Create, FileAccess.Write, FileShare.None, 4096, FileOptions.DeleteOnClose))
@@ -71,6 +69,6 @@ public sealed class RunDirectory : IDisposable
     public void Dispose()
     {
         try { File.Delete(System.IO.Path.Combine(Path, HolderName)); } catch (IOException) { }
-        try { lockStream.Dispose(); } catch (IOException) { }            // a full disk: nothing of ours is left to flush
+        lockStream.Dispose();
     }
 }

@@ -126,11 +126,11 @@ public sealed class Trainer : IDisposable
     }
 
     /// The best evaluation so far (sum of mAP@0.1..0.7, main.py:223-230's criterion) and its iteration;
-    /// kept in every checkpoint, so a resumed run compares against the whole run's best.
+    /// kept in the run directory's best.json, so a resumed run compares against the whole run's best.
     public double BestSum { get; private set; } = double.NegativeInfinity;
     public int BestStep { get; private set; } = -1;
 
-    bool IsEvalIteration(int itr, int maxIter) => (itr > Cfg.WarmupIter && itr % Cfg.Interval == 0) || itr + 1 == maxIter;
+    bool IsPeriodicEval(int itr) => itr > Cfg.WarmupIter && itr % Cfg.Interval == 0;
 
     /// Performance.txt's blocks ("itr N[ (best)]" and its table) of iterations before `step`: a resumed run
     /// keeps the evaluations its checkpoint had seen and redoes none of them.
@@ -181,7 +181,7 @@ public sealed class Trainer : IDisposable
             AtomicFile.WriteAllText(perfPath, perf.ToString());
             log.WriteLine($"eval at step {itr}: AVG mAP@0.1:0.7 = {r.Avg01_07:F2}{(isBest ? " (best so far)" : "")}");
         }
-        if (Step > 0 && (Step - 1 > Cfg.WarmupIter && (Step - 1) % Cfg.Interval == 0) && !done.Contains(Step - 1))
+        if (Step > 0 && IsPeriodicEval(Step - 1) && !done.Contains(Step - 1))
         {
             log.WriteLine($"the evaluation at step {Step - 1} did not reach Performance.txt before the run stopped; doing it now");
             EvaluateAt(Step - 1);
@@ -198,7 +198,7 @@ public sealed class Trainer : IDisposable
                 log.WriteLine(string.Format(CultureInfo.InvariantCulture, "step {0,5}/{1} | loss {2,9:F4} | cls {3:F3} contra {4:F3} distill {5:F3} ortho {6:F3} | {7:F2} steps/s | ETA {8}",
                     itr, maxIter, v["total"], v["cls_loss"], v["contra_loss"], v.GetValueOrDefault("distillation_loss"), v["ortho_loss"], sps, TimeSpan.FromSeconds((int)eta)));
             }
-            bool evalNow = IsEvalIteration(itr, maxIter);
+            bool evalNow = IsPeriodicEval(itr) || Step == maxIter;
             if (!evalNow && Step % Cfg.Interval == 0) SaveCheckpoint(Path.Combine(outDir, "last.safetensors"));   // resumable before warm-up ends
             if (evalNow)
             {
@@ -219,16 +219,9 @@ public sealed class Trainer : IDisposable
     {
         var (step, rng) = Checkpoint.Restore(path, Model, B);
         Step = step; Rng.Counter = rng;
-        var meta = Checkpoint.ReadMeta(path);
-        var inv = CultureInfo.InvariantCulture;
-        BestSum = meta.TryGetValue("best_sum_map_0.1_0.7", out var bs) && double.TryParse(bs, NumberStyles.Float, inv, out var v) ? v : double.NegativeInfinity;
-        BestStep = meta.TryGetValue("best_step", out var bt) && int.TryParse(bt, NumberStyles.Integer, inv, out var i) ? i : -1;
     }
 
-    public void SaveCheckpoint(string path) => Checkpoint.Save(path, Model, B, Cfg, Step, Rng.Counter, includeOptimizer: true, new Dictionary<string, string>
-    {
-        ["best_sum_map_0.1_0.7"] = BestSum.ToString("R", CultureInfo.InvariantCulture), ["best_step"] = BestStep.ToString(CultureInfo.InvariantCulture),
-    });
+    public void SaveCheckpoint(string path) => Checkpoint.Save(path, Model, B, Cfg, Step, Rng.Counter, includeOptimizer: true);
 
     public void Dispose() { G.Dispose(); Model.P.Dispose(); }
 }

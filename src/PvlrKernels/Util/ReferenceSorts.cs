@@ -29,8 +29,7 @@ public static class NumpySort
     /// np.argsort(v) with numpy 1.24's default kind: indices that sort v ascending, NaN last.
     public static int[] Argsort<T>(ReadOnlySpan<T> v) where T : IFloatingPointIeee754<T>
     {
-        var idx = new int[v.Length];
-        for (int i = 0; i < idx.Length; i++) idx[i] = i;
+        var idx = Identity(v.Length);
         if (idx.Length > 1) Quicksort(v, idx);
         return idx;
     }
@@ -38,8 +37,7 @@ public static class NumpySort
     /// np.argsort(v, kind='heapsort'): the fallback the introsort takes past its depth limit, whole.
     public static int[] ArgsortHeap<T>(ReadOnlySpan<T> v) where T : IFloatingPointIeee754<T>
     {
-        var idx = new int[v.Length];
-        for (int i = 0; i < idx.Length; i++) idx[i] = i;
+        var idx = Identity(v.Length);
         HeapSort(v, idx);
         return idx;
     }
@@ -133,6 +131,14 @@ public static class NumpySort
         }
     }
 
+    /// 0, 1, ..., n - 1: the index array both sorts permute.
+    internal static int[] Identity(int n)
+    {
+        var idx = new int[n];
+        for (int i = 0; i < n; i++) idx[i] = i;
+        return idx;
+    }
+
     /// npy_get_msb: floor(log2 n) for n >= 1.
     static int MostSignificantBit(int n) { int d = 0; while ((n >>= 1) != 0) d++; return d; }
 
@@ -150,8 +156,7 @@ public static class TorchSort
     public static int[] DescendingOrder<T>(ReadOnlySpan<T> x) where T : IFloatingPointIeee754<T>
     {
         var key = x.ToArray();
-        var idx = new int[key.Length];
-        for (int i = 0; i < idx.Length; i++) idx[i] = i;
+        var idx = NumpySort.Identity(key.Length);
         var p = new Pairs<T>(key, idx);
         if (key.Length > 0)
         {
