@@ -4,6 +4,7 @@
 // video, the class and the step. If drawing fails (no usable font, a native library missing) the run
 // goes on with the library's minimal plots and says so once.
 using PvlrKernels.Train;
+using PvlrKernels.Util;
 using ScottPlot;
 
 namespace PvlrKernels.Cli;
@@ -13,25 +14,33 @@ public sealed class ScottRunPlotter : IRunPlotter
     readonly IRunPlotter fallback = new MinimalPlotter();
     bool failed;
 
-    void Draw(string path, Action<string> scott, Action<string> minimal)
+    /// The PNG from ScottPlot, written atomically; the minimal plot where ScottPlot cannot render.
+    void Draw(string path, Func<Multiplot> scott, int width, int height, Action<string> minimal)
     {
+        byte[] png = null;
         if (!failed)
-        {
-            var tmp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, "." + Path.GetFileName(path) + "." + Environment.ProcessId + ".tmp.png");
-            try { scott(tmp); File.Move(tmp, path, overwrite: true); return; }
+            try
+            {
+                using var image = scott().Render(width, height);
+                png = image.GetImageBytes(ImageFormat.Png, 100);
+            }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
-                try { File.Delete(tmp); } catch (IOException) { }
                 failed = true;
                 Console.Error.WriteLine($"pvlr: plots without axes from now on: ScottPlot could not draw {path} ({e.GetType().Name}: {e.Message.Split('\n')[0]})");
             }
-        }
-        minimal(path);
+        if (png != null) AtomicFile.WriteAllBytes(path, png);
+        else minimal(path);
     }
 
-    public void Losses(string path, IReadOnlyList<IReadOnlyDictionary<string, float>> history, int firstStep) => Draw(path, tmp =>
+    public void Losses(string path, IReadOnlyList<IReadOnlyDictionary<string, float>> history, int firstStep)
     {
         var terms = history.SelectMany(h => h.Keys).Distinct().OrderBy(k => k == "total" ? "" : k).ToList();
+        Draw(path, () => LossPanels(terms, history, firstStep), 900, 170 * terms.Count, p => fallback.Losses(p, history, firstStep));
+    }
+
+    static Multiplot LossPanels(List<string> terms, IReadOnlyList<IReadOnlyDictionary<string, float>> history, int firstStep)
+    {
         var mp = new Multiplot();
         mp.AddPlots(terms.Count);
         double[] steps = Enumerable.Range(0, history.Count).Select(i => (double)(firstStep + i)).ToArray();
@@ -44,10 +53,13 @@ public sealed class ScottRunPlotter : IRunPlotter
             plot.YLabel("loss");
             plot.XLabel(k == terms.Count - 1 ? "step" : "");
         }
-        mp.SavePng(tmp, 900, 170 * terms.Count);
-    }, p => fallback.Losses(p, history, firstStep));
+        return mp;
+    }
 
-    public void Videos(string path, int step, IReadOnlyList<VideoPanel> panels) => Draw(path, tmp =>
+    public void Videos(string path, int step, IReadOnlyList<VideoPanel> panels) =>
+        Draw(path, () => VideoPanels(step, panels), 1000, 260 * Math.Max(1, panels.Count), p => fallback.Videos(p, step, panels));
+
+    static Multiplot VideoPanels(int step, IReadOnlyList<VideoPanel> panels)
     {
         var mp = new Multiplot();
         mp.AddPlots(Math.Max(1, panels.Count));
@@ -56,9 +68,9 @@ public sealed class ScottRunPlotter : IRunPlotter
             var p = panels[k]; var plot = mp.GetPlot(k);
             double[] t = Enumerable.Range(0, p.Cas.Length).Select(i => (double)i).ToArray();
             bool first = true;
-            foreach (var (s, e) in p.Gt)
+            foreach (var (s, e) in p.Gt.Where(g => g.start < t.Length))     // as the minimal plot: GT within the snippets drawn
             {
-                var span = plot.Add.HorizontalSpan(s, e);
+                var span = plot.Add.HorizontalSpan(s, Math.Min(e, t.Length - 1));
                 span.FillStyle.Color = Colors.Green.WithAlpha(0.2);
                 span.LineStyle.Width = 0;
                 if (first) { span.LegendText = "ground truth"; first = false; }
@@ -74,6 +86,6 @@ public sealed class ScottRunPlotter : IRunPlotter
             plot.Axes.SetLimitsY(-0.05, 1.05);
             plot.ShowLegend(Alignment.UpperRight);
         }
-        mp.SavePng(tmp, 1000, 260 * Math.Max(1, panels.Count));
-    }, p => fallback.Videos(p, step, panels));
+        return mp;
+    }
 }
