@@ -142,7 +142,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             if (!File.Exists(last)) throw new FileNotFoundException($"{resume}: no last.safetensors to resume from (one is written every {cfg.Interval} steps)", last);
             tr.Resume(last);
             if (tr.Step >= cfg.MaxIter) throw new ArgumentException($"{resume} is already at step {tr.Step} of --max-iter {cfg.MaxIter}; pass a larger --max-iter to continue it");
-            Console.WriteLine($"resuming {resume} at step {tr.Step}" + (tr.BestStep >= 0 ? $" (best so far at step {tr.BestStep}: sum mAP@0.1:0.7 {tr.BestSum:F2})" : ""));
+            Console.WriteLine($"resuming {resume} at step {tr.Step}");
         }
         Console.WriteLine($"training PVLR ({cfg.Preset}) on {backend.Name}: {ds.Train.Count} train / {ds.Test.Count} test videos, {cfg.MaxIter} steps, batch {cfg.BatchSize}x{cfg.MaxSeqLen}; output {outDir}");
         var sw = System.Diagnostics.Stopwatch.StartNew();

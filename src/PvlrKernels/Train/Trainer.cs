@@ -161,6 +161,7 @@ public sealed class Trainer : IDisposable
             var b = Data.Malformed.Guard(bestPath, () => System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(bestPath)));
             if (b.TryGetValue("best_step", out var bstep) && bstep < Step && done.Contains((int)bstep) && b.TryGetValue("best_sum_map_0.1_0.7", out var bsum) && bsum > BestSum)
                 (BestSum, BestStep) = (bsum, (int)bstep);
+            if (BestStep >= 0) log.WriteLine($"best so far: step {BestStep}, sum of mAP@0.1:0.7 {BestSum:F2}");
         }
         var sw = Stopwatch.StartNew(); EvalResult last = null;
         int start = Step;
