@@ -2,38 +2,56 @@
 // broadcast dimensions have stride 0; the gradient of a broadcast input is first written at the
 // output's shape and then summed down with SumTo.
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace PvlrKernels.Kernels;
 
+/// One broadcasting binary op in one place: its forward, both partial derivatives, and the same three in
+/// 16 lanes for the CPU's row-wise path (each lane computed as the scalar form computes it: same bits).
 public interface IBinaryOp
 {
     static abstract float Forward(float a, float b);
     static abstract float GradA(float a, float b, float dy);
     static abstract float GradB(float a, float b, float dy);
+    static abstract Vector512<float> Forward(Vector512<float> a, Vector512<float> b);
+    static abstract Vector512<float> GradA(Vector512<float> a, Vector512<float> b, Vector512<float> dy);
+    static abstract Vector512<float> GradB(Vector512<float> a, Vector512<float> b, Vector512<float> dy);
 }
 public struct AddOp : IBinaryOp
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float a, float b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GradA(float a, float b, float dy) => dy;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GradB(float a, float b, float dy) => dy;
+    public static Vector512<float> Forward(Vector512<float> a, Vector512<float> b) => a + b;
+    public static Vector512<float> GradA(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => dy;
+    public static Vector512<float> GradB(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => dy;
 }
 public struct SubOp : IBinaryOp
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float a, float b) => a - b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GradA(float a, float b, float dy) => dy;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GradB(float a, float b, float dy) => -dy;
+    public static Vector512<float> Forward(Vector512<float> a, Vector512<float> b) => a - b;
+    public static Vector512<float> GradA(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => dy;
+    public static Vector512<float> GradB(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => -dy;
 }
 public struct MulOp : IBinaryOp
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float a, float b) => a * b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GradA(float a, float b, float dy) => dy * b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GradB(float a, float b, float dy) => dy * a;
+    public static Vector512<float> Forward(Vector512<float> a, Vector512<float> b) => a * b;
+    public static Vector512<float> GradA(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => dy * b;
+    public static Vector512<float> GradB(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => dy * a;
 }
 public struct DivOp : IBinaryOp
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float a, float b) => a / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GradA(float a, float b, float dy) => dy / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GradB(float a, float b, float dy) => -dy * a / (b * b);
+    public static Vector512<float> Forward(Vector512<float> a, Vector512<float> b) => a / b;
+    public static Vector512<float> GradA(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => dy / b;
+    public static Vector512<float> GradB(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => -dy * a / (b * b);
 }
 
 /// Rank-4 index space with strides for up to three operands (out, a, b).

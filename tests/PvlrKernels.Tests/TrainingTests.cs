@@ -39,7 +39,7 @@ public sealed class TrainingTests
         tr.TrainStep();
         Assert.DoesNotThrow(tr.CheckGradients);
         var p = tr.Model.P["fusion.0.weight"];
-        tr.B.Upload(tr.Model.P.Grads, p.Offset + 5, new[] { bad });
+        tr.Backend.Upload(tr.Model.P.Grads, p.Offset + 5, new[] { bad });
         var e = Assert.Throws<TrainingDivergedException>(tr.CheckGradients);
         Assert.That(e.Message, Does.Contain("fusion.0.weight").And.Contain(bad.ToString()));
     }
@@ -60,13 +60,13 @@ public sealed class TrainingTests
         Run(3, out var tr);
         var path = Path.Combine(Path.GetTempPath(), $"pvlr-ckpt-{Guid.NewGuid():N}.safetensors");
         tr.SaveCheckpoint(path);
-        var (model, step, rng) = Checkpoint.Load(path, tr.B);
+        var (model, step, rng) = Checkpoint.Load(path, tr.Backend);
         Assert.That(step, Is.EqualTo(3)); Assert.That(rng, Is.EqualTo(tr.Rng.Counter));
         foreach (var p in tr.Model.P.List) Assert.That(model.P.Get(p.Name), Is.EqualTo(tr.Model.P.Get(p.Name)), p.Name);
-        float[] Moments(PvlrModel m) { var a = new float[m.P.Total]; tr.B.Download(m.P.M, 0, a); return a; }
+        float[] Moments(PvlrModel m) { var a = new float[m.P.Total]; tr.Backend.Download(m.P.M, 0, a); return a; }
         Assert.That(Moments(model), Is.EqualTo(Moments(tr.Model)).And.Not.All.EqualTo(0f));
         // an inference load reads the weights only: the same weights, moments left at zero
-        var (infer, _, _) = Checkpoint.Load(path, tr.B, optimizer: false);
+        var (infer, _, _) = Checkpoint.Load(path, tr.Backend, optimizer: false);
         foreach (var p in tr.Model.P.List) Assert.That(infer.P.Get(p.Name), Is.EqualTo(tr.Model.P.Get(p.Name)), p.Name);
         Assert.That(Moments(infer), Is.All.EqualTo(0f));
         var (weights, _) = Safetensors.Load(path, n => !n.StartsWith("adam_"));
@@ -77,7 +77,7 @@ public sealed class TrainingTests
         Assert.That(r.Map, Is.All.InRange(0.0, 100.0));
         // a corrupt checkpoint is a clear error naming the file
         File.WriteAllBytes(path, File.ReadAllBytes(path)[..100]);
-        Assert.That(Assert.Throws<DataFormatException>(() => Checkpoint.Load(path, tr.B)).Message, Does.Contain(path));
+        Assert.That(Assert.Throws<DataFormatException>(() => Checkpoint.Load(path, tr.Backend)).Message, Does.Contain(path));
         tr.Dispose();
     }
 
@@ -219,7 +219,7 @@ public sealed class TrainingTests
         var dir = Path.Combine(Path.GetTempPath(), $"pvlr-evalfail-{Guid.NewGuid():N}");
         using var tr = new Trainer(PvlrConfig.Tiny(), Data.Value, new CpuBackend(), TextWriter.Null);
         Assert.Throws<InvalidOperationException>(() => tr.Run(dir, 2, (_, _) => throw new InvalidOperationException("evaluation failed")));
-        var (model, step, _) = Checkpoint.Load(Path.Combine(dir, "last.safetensors"), tr.B);
+        var (model, step, _) = Checkpoint.Load(Path.Combine(dir, "last.safetensors"), tr.Backend);
         Assert.That(step, Is.EqualTo(2));
         foreach (var p in tr.Model.P.List) Assert.That(model.P.Get(p.Name), Is.EqualTo(tr.Model.P.Get(p.Name)), p.Name);
         model.P.Dispose();

@@ -1,17 +1,20 @@
 // The autograd tape. The forward runs eagerly and appends one Entry per op; Backward replays the
 // entries in reverse. Entries are plain structs naming the op plus the tensors and scalars it saved,
-// so no closure is allocated per op. Conventions (as llm.c): parameter and activation gradients
+// so no closure is allocated per op. Each layer file writes and reads its entries only through a small
+// named record next to its forward (Conv1dSaved: X, Weight, Bias, XPadded), never by slot. Conventions (as llm.c): parameter and activation gradients
 // always accumulate (+=), so fan-out needs no special case.
 namespace PvlrKernels.Engine;
 
 public enum Op
 {
-    Unary, Binary, Copy, Reduce, Gather, Softmax, LayerNorm, L2Norm, Attention, Kl, MatMul, Linear, Conv1d
+    Generic, Copy, Reduce, Gather, Softmax, LayerNorm, L2Norm, Attention, Kl, MatMul, Linear, Conv1d
 }
 
+/// Storage slots of one tape entry; each op's `...Saved` record gives them names (Save/Load).
 public struct Entry
 {
     public Op Op;
+    public GenericRule Rule;        // Op.Generic: the op's backward (Unary<TOp>, Binary<TOp>)
     public Tensor Out, A, B, C, D, E, F;
     public int I0, I1, I2, I3, I4;
     public float F0;
@@ -21,7 +24,7 @@ public struct Entry
 
 public sealed partial class Graph : IDisposable
 {
-    public readonly Backend B;
+    public readonly Backend Backend;
     public readonly Arena Act;
     public readonly ParameterStore Params;
     public IRandomSource Rng;
@@ -31,7 +34,7 @@ public sealed partial class Graph : IDisposable
 
     public Graph(Backend backend, ParameterStore parameters, IRandomSource rng = null, long arenaFloats = 0)
     {
-        B = backend; Params = parameters; Rng = rng; Act = new Arena(backend, arenaFloats);
+        Backend = backend; Params = parameters; Rng = rng; Act = new Arena(backend, arenaFloats);
     }
 
     public int TapeLength => tape.Count;
@@ -68,7 +71,7 @@ public sealed partial class Graph : IDisposable
     {
         if (frozen == null || Recording) { var t = New(shape); derive(t); return t; }
         if (frozen.TryGetValue((w.Data, w.Offset, kind), out var hit)) return hit.t;
-        var own = B.Allocate(Tensor.Numel(shape));
+        var own = Backend.Allocate(Tensor.Numel(shape));
         var c = new Tensor(own, 0, shape);
         derive(c);
         frozen[(w.Data, w.Offset, kind)] = (c, own);
@@ -80,7 +83,7 @@ public sealed partial class Graph : IDisposable
         foreach (var d in shape) if (d < 0) throw new ShapeException($"negative dimension in {Tensor.ShapeStr(shape)}");
         var (s, o) = Act.Alloc(Tensor.Numel(shape));
         var t = new Tensor(s, o, (int[])shape.Clone());
-        if (zero) B.Fill(s, o, t.Size, 0f);
+        if (zero) Backend.Fill(s, o, t.Size, 0f);
         return t;
     }
 
@@ -97,15 +100,15 @@ public sealed partial class Graph : IDisposable
     {
         if (data.Length != Tensor.Numel(shape)) throw new ShapeException($"from_host: {data.Length} values for shape {Tensor.ShapeStr(shape)}");
         var t = New(shape);
-        B.Upload(t.Data, t.Offset, data);
+        Backend.Upload(t.Data, t.Offset, data);
         return t;
     }
 
     public Tensor Scalar(float v) => FromHost(new[] { v }, 1);
-    public Tensor Full(float v, params int[] shape) { var t = New(shape); B.Fill(t.Data, t.Offset, t.Size, v); return t; }
+    public Tensor Full(float v, params int[] shape) { var t = New(shape); Backend.Fill(t.Data, t.Offset, t.Size, v); return t; }
 
-    public float[] ToHost(Tensor t) { var a = new float[t.Size]; B.Download(t.Data, t.Offset, a); return a; }
-    public float Item(Tensor t) { Span<float> a = stackalloc float[1]; B.Download(t.Data, t.Offset, a); return a[0]; }
+    public float[] ToHost(Tensor t) { var a = new float[t.Size]; Backend.Download(t.Data, t.Offset, a); return a; }
+    public float Item(Tensor t) { Span<float> a = stackalloc float[1]; Backend.Download(t.Data, t.Offset, a); return a[0]; }
 
     /// A new shape over the same data (one dimension may be -1); shares the gradient with its base.
     public Tensor Reshape(Tensor x, params int[] shape)
@@ -174,7 +177,7 @@ public sealed partial class Graph : IDisposable
     {
         if (loss.Size != 1) throw new ShapeException($"backward: loss must have one element, got {loss}");
         if (!loss.RequiresGrad) throw new InvalidOperationException("backward: the loss does not depend on any trainable tensor");
-        B.Fill(GradOf(loss).Data, GradOf(loss).Offset, 1, 1f);
+        Backend.Fill(GradOf(loss).Data, GradOf(loss).Offset, 1, 1f);
         for (int i = tape.Count - 1; i >= 0; i--)
         {
             var e = tape[i];
@@ -182,19 +185,18 @@ public sealed partial class Graph : IDisposable
             var dy = GradOf(e.Out);
             switch (e.Op)
             {
-                case Op.Unary: UnaryBackward(ref e, dy); break;
-                case Op.Binary: BinaryBackward(ref e, dy); break;
-                case Op.Copy: CopyBackward(ref e, dy); break;
-                case Op.Reduce: ReduceBackward(ref e, dy); break;
-                case Op.Gather: GatherBackward(ref e, dy); break;
-                case Op.Softmax: SoftmaxBackward(ref e, dy); break;
-                case Op.LayerNorm: LayerNormBackward(ref e, dy); break;
-                case Op.L2Norm: L2NormBackward(ref e, dy); break;
-                case Op.Attention: AttentionBackward(ref e, dy); break;
-                case Op.Kl: KlBackward(ref e, dy); break;
-                case Op.MatMul: MatMulBackward(ref e, dy); break;
-                case Op.Linear: LinearBackward(ref e, dy); break;
-                case Op.Conv1d: Conv1dBackward(ref e, dy); break;
+                case Op.Generic: e.Rule.Backward(this, ref e, dy); break;
+                case Op.Copy: CopyBackward(CopySaved.Load(e), dy); break;
+                case Op.Reduce: ReduceBackward(ReduceSaved.Load(e), dy); break;
+                case Op.Gather: GatherBackward(GatherSaved.Load(e), dy); break;
+                case Op.Softmax: SoftmaxBackward(SoftmaxSaved.Load(e), e.Out, dy); break;
+                case Op.LayerNorm: LayerNormBackward(LayerNormSaved.Load(e), dy); break;
+                case Op.L2Norm: L2NormBackward(L2NormSaved.Load(e), e.Out, dy); break;
+                case Op.Attention: AttentionBackward(AttentionSaved.Load(e), dy); break;
+                case Op.Kl: KlBackward(KlSaved.Load(e), dy); break;
+                case Op.MatMul: MatMulBackward(MatMulSaved.Load(e), dy); break;
+                case Op.Linear: LinearBackward(LinearSaved.Load(e), dy); break;
+                case Op.Conv1d: Conv1dBackward(Conv1dSaved.Load(e), dy); break;
                 default: throw new InvalidOperationException($"no backward for {e.Op}");
             }
         }

@@ -46,7 +46,7 @@ public static class Inference
                 rag = new RaggedBatch(g, videos.Select(v => v.t).ToArray());
                 (xv, xf) = rag.PackHalves(g, videos.Select(v => v.features).ToArray(), cfg.FeatDim, cfg.Half);
             }
-            using (Profiler.Time("phase inference: network", rag.Rows, g.B))
+            using (Profiler.Time("phase inference: network", rag.Rows, g.Backend))
                 o = model.Forward(g, xv, xf, g.FromHost(textHost, cfg.NumClasses + 1, cfg.EmbedDim), rag);
             using (Profiler.Time("phase inference: download", rag.Rows))
             { cas = g.ToHost(o.Cas); attn = g.ToHost(o.Attn); }

@@ -19,7 +19,7 @@ public sealed class TrainingDivergedException(string m) : Exception(m);
 public sealed class Trainer : IDisposable
 {
     public readonly PvlrConfig Cfg;
-    public readonly Backend B;
+    public readonly Backend Backend;
     public readonly PvlrModel Model;
     public readonly Graph G;
     public readonly AdamOptimizer Adam;
@@ -52,7 +52,7 @@ public sealed class Trainer : IDisposable
     /// A trainer without a dataset (benchmarks, synthetic batches through StepOn).
     public Trainer(PvlrConfig cfg, IReadOnlyList<string> classes, Backend backend, TextWriter log = null)
     {
-        Cfg = cfg; B = backend; this.log = log ?? Console.Out;
+        Cfg = cfg; Backend = backend; this.log = log ?? Console.Out;
         Model = new PvlrModel(cfg, classes);
         Model.Initialize(backend, cfg.Seed);
         Rng = new PhiloxSource((ulong)cfg.Seed);
@@ -76,7 +76,7 @@ public sealed class Trainer : IDisposable
     {
         int b = Cfg.BatchSize, t = Cfg.MaxSeqLen, f = Cfg.FeatDim, d = Cfg.EmbedDim;
         var ph = Stopwatch.StartNew();
-        void Mark(string what) { if (Profiler.Enabled) { B.Synchronize(); log.WriteLine($"  {what}: {ph.Elapsed.TotalSeconds:F3} s"); ph.Restart(); } }
+        void Mark(string what) { if (Profiler.Enabled) { Backend.Synchronize(); log.WriteLine($"  {what}: {ph.Elapsed.TotalSeconds:F3} s"); ph.Restart(); } }
         G.Reset(); Model.P.ZeroGrad(); G.Training = true;
         Mark("reset+zero");
         var x = G.FromHost(feats, b, t, f);
@@ -113,10 +113,10 @@ public sealed class Trainer : IDisposable
     public void CheckGradients()
     {
         var sum = G.New(new[] { 1 });
-        B.Reduce(sum.Data, sum.Offset, Model.P.Grads, 0, null, 0, 1, checked((int)Model.P.Total), 1, ReduceMode.Sum, 1f, false);
+        Backend.Reduce(sum.Data, sum.Offset, Model.P.Grads, 0, null, 0, 1, checked((int)Model.P.Total), 1, ReduceMode.Sum, 1f, false);
         if (float.IsFinite(G.Item(sum))) return;
         var g = new float[Model.P.Total];
-        B.Download(Model.P.Grads, 0, g);
+        Backend.Download(Model.P.Grads, 0, g);
         foreach (var p in Model.P.List)
         {
             if (!p.GotGrad) continue;
@@ -218,11 +218,11 @@ public sealed class Trainer : IDisposable
     /// batch sampler is counter-based), so the losses continue exactly as the uninterrupted run's.
     public void Resume(string path)
     {
-        var (step, rng) = Checkpoint.Restore(path, Model, B);
+        var (step, rng) = Checkpoint.Restore(path, Model, Backend);
         Step = step; Rng.Counter = rng;
     }
 
-    public void SaveCheckpoint(string path) => Checkpoint.Save(path, Model, B, Cfg, Step, Rng.Counter, includeOptimizer: true);
+    public void SaveCheckpoint(string path) => Checkpoint.Save(path, Model, Backend, Cfg, Step, Rng.Counter, includeOptimizer: true);
 
     public void Dispose() { G.Dispose(); Model.P.Dispose(); }
 }

@@ -12,6 +12,13 @@ namespace PvlrKernels.Engine;
 
 public sealed partial class Graph
 {
+    /// What the backward reads: the input, the weight, the bias (or null) and the input padded in time.
+    readonly record struct Conv1dSaved(Tensor X, Tensor Weight, Tensor Bias, Tensor XPadded)
+    {
+        public Entry Save() => new() { Op = Op.Conv1d, A = X, B = Weight, C = Bias, D = XPadded };
+        public static Conv1dSaved Load(in Entry e) => new(e.A, e.B, e.C, e.D);
+    }
+
     public Tensor Conv1d(Tensor x, Tensor w, Tensor bias)
     {
         if (x.Rank != 3 || w.Rank != 3 || w.Dim(1) != x.Dim(2) || w.Dim(2) % 2 != 1 || (bias != null && bias.Size != w.Dim(0)))
@@ -20,54 +27,54 @@ public sealed partial class Graph
         int rows = b * tp - 2 * pad;
         var xp = pad > 0 ? PadTimeRaw(x, pad) : x;
         var wr = Derived(w, 0, new[] { k * cin, cout }, wr =>
-            B.Copy4(wr.Data, wr.Offset, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 }, w.Data, w.Offset, new Strides4 { S1 = 1, S2 = k, S3 = cin * k },
+            Backend.Copy4(wr.Data, wr.Offset, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 }, w.Data, w.Offset, new Strides4 { S1 = 1, S2 = k, S3 = cin * k },
                 new Dims4 { N0 = 1, N1 = k, N2 = cin, N3 = cout }, 1f, false));
         var yv = pad > 0 ? New(new[] { b * tp, cout }) : null;
         var y = New(new[] { b, t, cout });
         var dst = yv ?? y;
         if (bias != null)
-            B.Copy4(dst.Data, dst.Offset, new Strides4 { S2 = cout, S3 = 1 }, bias.Data, bias.Offset, new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1, N2 = rows, N3 = cout }, 1f, false);
-        B.Gemm(dst.Data, dst.Offset, xp.Data, xp.Offset, wr.Data, wr.Offset, new GemmParams
+            Backend.Copy4(dst.Data, dst.Offset, new Strides4 { S2 = cout, S3 = 1 }, bias.Data, bias.Offset, new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1, N2 = rows, N3 = cout }, 1f, false);
+        Backend.Gemm(dst.Data, dst.Offset, xp.Data, xp.Offset, wr.Data, wr.Offset, new GemmParams
         { Batch = 1, M = rows, N = cout, K = k * cin, RsA = cin, CsA = 1, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1f, Beta = bias != null ? 1f : 0f });
         if (yv != null) CopyRows(y, yv, b, t, tp, cout, false);
         if (pad > 0) Release(xp, yv);                                   // test time: only y outlives the call
-        var e = new Entry { Op = Op.Conv1d, A = x, B = w, C = bias, D = xp };
+        var e = new Conv1dSaved(x, w, bias, xp).Save();
         Record(ref e, y, x, w, bias);
         return y;
     }
 
-    void Conv1dBackward(ref Entry e, Tensor dy)
+    void Conv1dBackward(Conv1dSaved saved, Tensor dy)
     {
-        var x = e.A; var w = e.B; var xp = e.D;
+        var x = saved.X; var w = saved.Weight; var xp = saved.XPadded;
         int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), k = w.Dim(2), pad = (k - 1) / 2, tp = t + 2 * pad, rows = b * tp - 2 * pad;
         var dyp = pad > 0 ? PadTimeRaw(dy, pad) : dy;      // (B, Tp, Cout); dyv = dyp viewed from row pad
         if (w.RequiresGrad)
         {
             var dwr = New(new[] { k * cin, cout });
-            B.Gemm(dwr.Data, dwr.Offset, xp.Data, xp.Offset, dyp.Data, dyp.Offset + (long)pad * cout, new GemmParams
+            Backend.Gemm(dwr.Data, dwr.Offset, xp.Data, xp.Offset, dyp.Data, dyp.Offset + (long)pad * cout, new GemmParams
             { Batch = 1, M = k * cin, N = cout, K = rows, RsA = 1, CsA = cin, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1f, Beta = 0f });
             var dw = GradOf(w);
-            B.Copy4(dw.Data, dw.Offset, new Strides4 { S1 = 1, S2 = k, S3 = cin * k }, dwr.Data, dwr.Offset, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 },
+            Backend.Copy4(dw.Data, dw.Offset, new Strides4 { S1 = 1, S2 = k, S3 = cin * k }, dwr.Data, dwr.Offset, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 },
                 new Dims4 { N0 = 1, N1 = k, N2 = cin, N3 = cout }, 1f, true);
         }
-        if (e.C != null && e.C.RequiresGrad)
+        if (saved.Bias != null && saved.Bias.RequiresGrad)
         {
-            var db = GradOf(e.C);
-            B.Reduce(db.Data, db.Offset, dy.Data, dy.Offset, null, 0, 1, b * t, cout, ReduceMode.Sum, 1f, true);
+            var db = GradOf(saved.Bias);
+            Backend.Reduce(db.Data, db.Offset, dy.Data, dy.Offset, null, 0, 1, b * t, cout, ReduceMode.Sum, 1f, true);
         }
         if (x.RequiresGrad)
         {
             var wf = New(new[] { k * cout, cin });         // wf[j*Cout+co, ci] = W[co, ci, K-1-j]
-            B.Copy4(wf.Data, wf.Offset, new Strides4 { S1 = cout * cin, S2 = cin, S3 = 1 }, w.Data, w.Offset + (k - 1), new Strides4 { S1 = -1, S2 = cin * k, S3 = k },
+            Backend.Copy4(wf.Data, wf.Offset, new Strides4 { S1 = cout * cin, S2 = cin, S3 = 1 }, w.Data, w.Offset + (k - 1), new Strides4 { S1 = -1, S2 = cin * k, S3 = k },
                 new Dims4 { N0 = 1, N1 = k, N2 = cout, N3 = cin }, 1f, false);
             var dx = GradOf(x);
             if (pad == 0)
-                B.Gemm(dx.Data, dx.Offset, dyp.Data, dyp.Offset, wf.Data, wf.Offset, new GemmParams
+                Backend.Gemm(dx.Data, dx.Offset, dyp.Data, dyp.Offset, wf.Data, wf.Offset, new GemmParams
                 { Batch = 1, M = rows, N = cin, K = k * cout, RsA = cout, CsA = 1, RsB = cin, CsB = 1, Ldc = cin, Alpha = 1f, Beta = 1f });
             else
             {
                 var dxv = New(new[] { b * tp, cin });
-                B.Gemm(dxv.Data, dxv.Offset, dyp.Data, dyp.Offset, wf.Data, wf.Offset, new GemmParams
+                Backend.Gemm(dxv.Data, dxv.Offset, dyp.Data, dyp.Offset, wf.Data, wf.Offset, new GemmParams
                 { Batch = 1, M = rows, N = cin, K = k * cout, RsA = cout, CsA = 1, RsB = cin, CsB = 1, Ldc = cin, Alpha = 1f, Beta = 0f });
                 CopyRows(dx, dxv, b, t, tp, cin, true);
             }
@@ -79,13 +86,13 @@ public sealed partial class Graph
     {
         int b = x.Dim(0), t = x.Dim(1), c = x.Dim(2);
         var y = New(new[] { b, t + 2 * pad, c }, zero: true);
-        B.Copy4(y.Data, y.Offset + (long)pad * c, new Strides4 { S1 = (t + 2 * pad) * c, S2 = c, S3 = 1 }, x.Data, x.Offset, new Strides4 { S1 = t * c, S2 = c, S3 = 1 },
+        Backend.Copy4(y.Data, y.Offset + (long)pad * c, new Strides4 { S1 = (t + 2 * pad) * c, S2 = c, S3 = 1 }, x.Data, x.Offset, new Strides4 { S1 = t * c, S2 = c, S3 = 1 },
             new Dims4 { N0 = 1, N1 = b, N2 = t, N3 = c }, 1f, false);
         return y;
     }
 
     /// dst (B, T, C) (+)= the valid rows of a virtual-row buffer src (B*Tp, C).
     void CopyRows(Tensor dst, Tensor src, int b, int t, int tp, int c, bool accumulate) =>
-        B.Copy4(dst.Data, dst.Offset, new Strides4 { S1 = t * c, S2 = c, S3 = 1 }, src.Data, src.Offset, new Strides4 { S1 = tp * c, S2 = c, S3 = 1 },
+        Backend.Copy4(dst.Data, dst.Offset, new Strides4 { S1 = t * c, S2 = c, S3 = 1 }, src.Data, src.Offset, new Strides4 { S1 = tp * c, S2 = c, S3 = 1 },
             new Dims4 { N0 = 1, N1 = b, N2 = t, N3 = c }, 1f, accumulate);
 }

@@ -73,8 +73,8 @@ public sealed partial class Graph
         var mat = WinogradMats(m);
         // U = G w (G follows Bt and At in mat), in the GEMM's own B panels where the backend has them: the n
         // products then pack no B at all
-        bool panels = B.PanelsFit(cout);
-        var u = Derived(w, m, new[] { n, cin, cout }, u => B.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset, mat, n * n + m * n, cin, cout, n, panels));
+        bool panels = Backend.PanelsFit(cout);
+        var u = Derived(w, m, new[] { n, cin, cout }, u => Backend.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset, mat, n * n + m * n, cin, cout, n, panels));
         var p = new WinoParams { Batch = b, T = t, C = cin, M = m, N = n, Tiles = tiles, Slope = slope, VWidth = cin };
         // V and M die with this call (this path never records): each goes back to the arena as soon as
         // it is read, so the output and the layers after reuse their memory
@@ -83,11 +83,11 @@ public sealed partial class Graph
         foreach (var part in parts)
         {
             p.C = part.Dim(2);
-            B.WinogradIn(v.Data, v.Offset + col, part.Data, part.Offset, mat, 0, p);
+            Backend.WinogradIn(v.Data, v.Offset + col, part.Data, part.Offset, mat, 0, p);
             col += p.C;
         }
         var mm = New(new[] { n, b * tiles, cout });
-        B.Gemm(mm.Data, mm.Offset, v.Data, v.Offset, u.Data, u.Offset, new GemmParams
+        Backend.Gemm(mm.Data, mm.Offset, v.Data, v.Offset, u.Data, u.Offset, new GemmParams
         {
             Batch = n, M = b * tiles, N = cout, K = cin, BatchA = b * tiles * cin, RsA = cin, CsA = 1,
             BatchB = cin * cout, RsB = cout, CsB = 1, BatchC = b * tiles * cout, Ldc = cout, Alpha = 1f, Beta = 0f, PanelB = panels ? 1 : 0
@@ -95,7 +95,7 @@ public sealed partial class Graph
         Release(v);
         var yo = New(new[] { b, t, cout });
         p.C = cout; p.VWidth = 0;
-        B.WinogradOut(yo.Data, yo.Offset, mm.Data, mm.Offset, mat, 0, bias?.Data, bias?.Offset ?? 0, rowMask?.Data, rowMask?.Offset ?? 0, p);
+        Backend.WinogradOut(yo.Data, yo.Offset, mm.Data, mm.Offset, mat, 0, bias?.Data, bias?.Offset ?? 0, rowMask?.Data, rowMask?.Offset ?? 0, p);
         Release(mm);
         return yo;
     }
@@ -108,11 +108,11 @@ public sealed partial class Graph
     {
         CheckWeight(x.ToString(), x.Dim(2), w, bias);
         int b = x.Dim(0), cin = x.Dim(2), cout = w.Dim(0);
-        if (centreG == null) { centreG = B.Allocate(3); B.Upload(centreG, 0, new[] { 0f, 1f, 0f }); }
-        bool panels = B.PanelsFit(cout);
-        var wc = Derived(w, 1, new[] { 1, cin, cout }, u => B.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset, centreG, 0, cin, cout, 1, panels));
+        if (centreG == null) { centreG = Backend.Allocate(3); Backend.Upload(centreG, 0, new[] { 0f, 1f, 0f }); }
+        bool panels = Backend.PanelsFit(cout);
+        var wc = Derived(w, 1, new[] { 1, cin, cout }, u => Backend.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset, centreG, 0, cin, cout, 1, panels));
         var y = New(new[] { b, 1, cout });
-        B.Gemm(y.Data, y.Offset, x.Data, x.Offset, wc.Data, wc.Offset, new GemmParams
+        Backend.Gemm(y.Data, y.Offset, x.Data, x.Offset, wc.Data, wc.Offset, new GemmParams
         {
             Batch = 1, M = b, N = cout, K = cin, RsA = cin, CsA = 1, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1f, Beta = 0f, PanelB = panels ? 1 : 0
         });
@@ -132,8 +132,8 @@ public sealed partial class Graph
         winoMats ??= new();
         if (winoMats.TryGetValue(m, out var s)) return s;
         var (mat, g) = Winograd.Matrices(m);
-        s = B.Allocate(mat.Length + g.Length);
-        B.Upload(s, 0, mat); B.Upload(s, mat.Length, g);
+        s = Backend.Allocate(mat.Length + g.Length);
+        Backend.Upload(s, 0, mat); Backend.Upload(s, mat.Length, g);
         return winoMats[m] = s;
     }
 

@@ -1,61 +1,51 @@
-// Elementwise unary and broadcasting binary ops. Derivative rules live in kernels/UnaryOps.cs and
-// BinaryOps.cs; this file only wires them to the tape.
+// Elementwise unary and broadcasting binary ops, generic over the op struct. Each op's forward and
+// derivative rule (scalar and 16-lane) live in kernels/UnaryOps.cs and BinaryOps.cs; this file only wires
+// them to the tape. Adding an op is one struct there and one line in OpTests.
 using PvlrKernels.Kernels;
 
 namespace PvlrKernels.Engine;
 
-public enum UOp { Scale, AddScalar, Sigmoid, Relu, LeakyRelu, Exp, Log, Abs, QuickGelu, Sqrt, Reciprocal, Square }
-public enum BOp { Add, Sub, Mul, Div }
+/// The backward of one generic op (Unary<TOp>, Binary<TOp>): one shared instance per op type, so a tape
+/// entry names its op without an enum switch and without an allocation.
+public abstract class GenericRule
+{
+    internal abstract void Backward(Graph g, ref Entry e, Tensor dy);
+}
 
 public sealed partial class Graph
 {
-    // ---- unary: y = f(x; p) ----
-    public Tensor Unary(UOp op, Tensor x, float p = 0f)
+    // ---- unary: y = f(x; p); the rule is TOp's (kernels/UnaryOps.cs) ----
+    sealed class UnaryRule<TOp> : GenericRule where TOp : struct, IUnaryOp
+    {
+        public static readonly UnaryRule<TOp> Instance = new();
+        internal override void Backward(Graph g, ref Entry e, Tensor dy) => g.UnaryBackward<TOp>(UnarySaved.Load(e), e.Out, dy);
+    }
+
+    /// What a unary op's backward reads besides its output: the input and the op's scalar.
+    readonly record struct UnarySaved(Tensor X, float P)
+    {
+        public Entry Save(GenericRule rule) => new() { Op = Op.Generic, Rule = rule, A = X, F0 = P };
+        public static UnarySaved Load(in Entry e) => new(e.A, e.F0);
+    }
+
+    public Tensor Unary<TOp>(Tensor x, float p = 0f) where TOp : struct, IUnaryOp
     {
         var y = New(x.Shape);
-        switch (op)
-        {
-            case UOp.Scale: B.Unary<ScaleOp>(y.Data, y.Offset, x.Data, x.Offset, x.Size, p); break;
-            case UOp.AddScalar: B.Unary<AddScalarOp>(y.Data, y.Offset, x.Data, x.Offset, x.Size, p); break;
-            case UOp.Sigmoid: B.Unary<SigmoidOp>(y.Data, y.Offset, x.Data, x.Offset, x.Size, p); break;
-            case UOp.Relu: B.Unary<ReluOp>(y.Data, y.Offset, x.Data, x.Offset, x.Size, p); break;
-            case UOp.LeakyRelu: B.Unary<LeakyReluOp>(y.Data, y.Offset, x.Data, x.Offset, x.Size, p); break;
-            case UOp.Exp: B.Unary<ExpOp>(y.Data, y.Offset, x.Data, x.Offset, x.Size, p); break;
-            case UOp.Log: B.Unary<LogOp>(y.Data, y.Offset, x.Data, x.Offset, x.Size, p); break;
-            case UOp.Abs: B.Unary<AbsOp>(y.Data, y.Offset, x.Data, x.Offset, x.Size, p); break;
-            case UOp.QuickGelu: B.Unary<QuickGeluOp>(y.Data, y.Offset, x.Data, x.Offset, x.Size, p); break;
-            case UOp.Sqrt: B.Unary<SqrtOp>(y.Data, y.Offset, x.Data, x.Offset, x.Size, p); break;
-            case UOp.Reciprocal: B.Unary<ReciprocalOp>(y.Data, y.Offset, x.Data, x.Offset, x.Size, p); break;
-            case UOp.Square: B.Unary<SquareOp>(y.Data, y.Offset, x.Data, x.Offset, x.Size, p); break;
-        }
-        var e = new Entry { Op = Op.Unary, A = x, I0 = (int)op, F0 = p };
+        Backend.Unary<TOp>(y.Data, y.Offset, x.Data, x.Offset, x.Size, p);
+        var e = new UnarySaved(x, p).Save(UnaryRule<TOp>.Instance);
         Record(ref e, y, x);
         return y;
     }
 
-    void UnaryBackward(ref Entry e, Tensor dy)
+    void UnaryBackward<TOp>(UnarySaved saved, Tensor y, Tensor dy) where TOp : struct, IUnaryOp
     {
-        var x = e.A; var y = e.Out; var dx = GradOf(x); float p = e.F0;
-        switch ((UOp)e.I0)
-        {
-            case UOp.Scale: B.UnaryBackward<ScaleOp>(dx.Data, dx.Offset, x.Data, x.Offset, y.Data, y.Offset, dy.Data, dy.Offset, x.Size, p, true); break;
-            case UOp.AddScalar: B.UnaryBackward<AddScalarOp>(dx.Data, dx.Offset, x.Data, x.Offset, y.Data, y.Offset, dy.Data, dy.Offset, x.Size, p, true); break;
-            case UOp.Sigmoid: B.UnaryBackward<SigmoidOp>(dx.Data, dx.Offset, x.Data, x.Offset, y.Data, y.Offset, dy.Data, dy.Offset, x.Size, p, true); break;
-            case UOp.Relu: B.UnaryBackward<ReluOp>(dx.Data, dx.Offset, x.Data, x.Offset, y.Data, y.Offset, dy.Data, dy.Offset, x.Size, p, true); break;
-            case UOp.LeakyRelu: B.UnaryBackward<LeakyReluOp>(dx.Data, dx.Offset, x.Data, x.Offset, y.Data, y.Offset, dy.Data, dy.Offset, x.Size, p, true); break;
-            case UOp.Exp: B.UnaryBackward<ExpOp>(dx.Data, dx.Offset, x.Data, x.Offset, y.Data, y.Offset, dy.Data, dy.Offset, x.Size, p, true); break;
-            case UOp.Log: B.UnaryBackward<LogOp>(dx.Data, dx.Offset, x.Data, x.Offset, y.Data, y.Offset, dy.Data, dy.Offset, x.Size, p, true); break;
-            case UOp.Abs: B.UnaryBackward<AbsOp>(dx.Data, dx.Offset, x.Data, x.Offset, y.Data, y.Offset, dy.Data, dy.Offset, x.Size, p, true); break;
-            case UOp.QuickGelu: B.UnaryBackward<QuickGeluOp>(dx.Data, dx.Offset, x.Data, x.Offset, y.Data, y.Offset, dy.Data, dy.Offset, x.Size, p, true); break;
-            case UOp.Sqrt: B.UnaryBackward<SqrtOp>(dx.Data, dx.Offset, x.Data, x.Offset, y.Data, y.Offset, dy.Data, dy.Offset, x.Size, p, true); break;
-            case UOp.Reciprocal: B.UnaryBackward<ReciprocalOp>(dx.Data, dx.Offset, x.Data, x.Offset, y.Data, y.Offset, dy.Data, dy.Offset, x.Size, p, true); break;
-            case UOp.Square: B.UnaryBackward<SquareOp>(dx.Data, dx.Offset, x.Data, x.Offset, y.Data, y.Offset, dy.Data, dy.Offset, x.Size, p, true); break;
-        }
+        var x = saved.X; var dx = GradOf(x);
+        Backend.UnaryBackward<TOp>(dx.Data, dx.Offset, x.Data, x.Offset, y.Data, y.Offset, dy.Data, dy.Offset, x.Size, saved.P, true);
     }
 
-    public Tensor Scale(Tensor x, float s) => Unary(UOp.Scale, x, s);
-    public Tensor AddScalar(Tensor x, float s) => Unary(UOp.AddScalar, x, s);
-    public Tensor Sigmoid(Tensor x) => Unary(UOp.Sigmoid, x);
+    public Tensor Scale(Tensor x, float s) => Unary<ScaleOp>(x, s);
+    public Tensor AddScalar(Tensor x, float s) => Unary<AddScalarOp>(x, s);
+    public Tensor Sigmoid(Tensor x) => Unary<SigmoidOp>(x);
 
     /// sigmoid(a * s) * v, s (.., 1) one value per row of a and v: the recorded Mul, Sigmoid, Mul when a
     /// gradient is needed, else one fused pass (no intermediate tensors).
@@ -66,19 +56,19 @@ public sealed partial class Graph
         if (!a.Shape.SequenceEqual(v.Shape) || s.Dim(s.Rank - 1) != 1 || s.Size * cols != a.Size)
             throw new ShapeException($"sigmoid_gate: a {a} and v {v} must match, s {s} one value per row");
         var y = New(a.Shape);
-        B.SigmoidGate(y.Data, y.Offset, a.Data, a.Offset, s.Data, s.Offset, v.Data, v.Offset, (int)s.Size, cols);
+        Backend.SigmoidGate(y.Data, y.Offset, a.Data, a.Offset, s.Data, s.Offset, v.Data, v.Offset, (int)s.Size, cols);
         return y;
     }
-    public Tensor Relu(Tensor x) => Unary(UOp.Relu, x);
-    public Tensor LeakyRelu(Tensor x, float slope = 0.2f) => Unary(UOp.LeakyRelu, x, slope);
-    public Tensor Exp(Tensor x, float scale = 1f) => Unary(UOp.Exp, x, scale);
-    public Tensor Log(Tensor x) => Unary(UOp.Log, x);
-    public Tensor Abs(Tensor x) => Unary(UOp.Abs, x);
-    public Tensor QuickGelu(Tensor x) => Unary(UOp.QuickGelu, x);
-    public Tensor Sqrt(Tensor x) => Unary(UOp.Sqrt, x);
-    public Tensor Reciprocal(Tensor x) => Unary(UOp.Reciprocal, x);
-    public Tensor Square(Tensor x) => Unary(UOp.Square, x);
-    public Tensor Hinge(Tensor x) => Unary(UOp.Relu, x);
+    public Tensor Relu(Tensor x) => Unary<ReluOp>(x);
+    public Tensor LeakyRelu(Tensor x, float slope = 0.2f) => Unary<LeakyReluOp>(x, slope);
+    public Tensor Exp(Tensor x, float scale = 1f) => Unary<ExpOp>(x, scale);
+    public Tensor Log(Tensor x) => Unary<LogOp>(x);
+    public Tensor Abs(Tensor x) => Unary<AbsOp>(x);
+    public Tensor QuickGelu(Tensor x) => Unary<QuickGeluOp>(x);
+    public Tensor Sqrt(Tensor x) => Unary<SqrtOp>(x);
+    public Tensor Reciprocal(Tensor x) => Unary<ReciprocalOp>(x);
+    public Tensor Square(Tensor x) => Unary<SquareOp>(x);
+    public Tensor Hinge(Tensor x) => Unary<ReluOp>(x);
 
     // ---- binary with numpy broadcasting (rank <= 4) ----
     static Dims4 Pad4(int[] s)
@@ -92,56 +82,63 @@ public sealed partial class Graph
     static Strides4 BroadcastStrides(Dims4 x, Dims4 o)
     {
         int s3 = 1, s2 = x.N3, s1 = x.N3 * x.N2, s0 = x.N3 * x.N2 * x.N1;
-        return new Strides4 { S0 = x.N0 == 1 && o.N0 > 1 ? 0 : s0, S1 = x.N1 == 1 && o.N1 > 1 ? 0 : s1, S2 = x.N2 == 1 && o.N2 > 1 ? 0 : s2, S3 = x.N3 == 1 && o.N3 > 1 ? 0 : s3 };
+        return new Strides4
+        {
+            S0 = x.N0 == 1 && o.N0 > 1 ? 0 : s0, S1 = x.N1 == 1 && o.N1 > 1 ? 0 : s1,
+            S2 = x.N2 == 1 && o.N2 > 1 ? 0 : s2, S3 = x.N3 == 1 && o.N3 > 1 ? 0 : s3
+        };
     }
 
-    public Tensor Binary(BOp op, Tensor a, Tensor b)
+    sealed class BinaryRule<TOp> : GenericRule where TOp : struct, IBinaryOp
+    {
+        public static readonly BinaryRule<TOp> Instance = new();
+        internal override void Backward(Graph g, ref Entry e, Tensor dy) => g.BinaryBackward<TOp>(BinarySaved.Load(e), e.Out, dy);
+    }
+
+    /// What a binary op's backward reads: both inputs, the rank-4 output dims and each input's broadcast strides.
+    readonly record struct BinarySaved(Tensor A, Tensor B, Dims4 Dims, Strides4 StridesA, Strides4 StridesB)
+    {
+        public Entry Save(GenericRule rule) => new() { Op = Op.Generic, Rule = rule, A = A, B = B, Dims = Dims, S0 = StridesA, S1 = StridesB };
+        public static BinarySaved Load(in Entry e) => new(e.A, e.B, e.Dims, e.S0, e.S1);
+    }
+
+    public Tensor Binary<TOp>(Tensor a, Tensor b) where TOp : struct, IBinaryOp
     {
         int rank = Math.Max(a.Rank, b.Rank);
-        var os = new int[rank];
+        var outShape = new int[rank];
         for (int i = 0; i < rank; i++)
         {
-            int da = i - (rank - a.Rank) >= 0 ? a.Shape[i - (rank - a.Rank)] : 1, db = i - (rank - b.Rank) >= 0 ? b.Shape[i - (rank - b.Rank)] : 1;
-            if (da != db && da != 1 && db != 1) throw new ShapeException($"{op}: cannot broadcast {a} with {b}");
-            os[i] = Math.Max(da, db);
+            int ia = i - (rank - a.Rank), ib = i - (rank - b.Rank);
+            int na = ia >= 0 ? a.Shape[ia] : 1, nb = ib >= 0 ? b.Shape[ib] : 1;
+            if (na != nb && na != 1 && nb != 1) throw new ShapeException($"{typeof(TOp).Name}: cannot broadcast {a} with {b}");
+            outShape[i] = Math.Max(na, nb);
         }
-        var y = New(os);
-        Dims4 d = Pad4(os), da4 = Pad4(a.Shape), db4 = Pad4(b.Shape);
-        var sa = BroadcastStrides(da4, d); var sb = BroadcastStrides(db4, d);
-        switch (op)
-        {
-            case BOp.Add: B.Binary<AddOp>(y.Data, y.Offset, a.Data, a.Offset, sa, b.Data, b.Offset, sb, d); break;
-            case BOp.Sub: B.Binary<SubOp>(y.Data, y.Offset, a.Data, a.Offset, sa, b.Data, b.Offset, sb, d); break;
-            case BOp.Mul: B.Binary<MulOp>(y.Data, y.Offset, a.Data, a.Offset, sa, b.Data, b.Offset, sb, d); break;
-            case BOp.Div: B.Binary<DivOp>(y.Data, y.Offset, a.Data, a.Offset, sa, b.Data, b.Offset, sb, d); break;
-        }
-        var e = new Entry { Op = Op.Binary, A = a, B = b, I0 = (int)op, Dims = d, S0 = sa, S1 = sb };
+        var y = New(outShape);
+        Dims4 d = Pad4(outShape);
+        var sa = BroadcastStrides(Pad4(a.Shape), d); var sb = BroadcastStrides(Pad4(b.Shape), d);
+        Backend.Binary<TOp>(y.Data, y.Offset, a.Data, a.Offset, sa, b.Data, b.Offset, sb, d);
+        var e = new BinarySaved(a, b, d, sa, sb).Save(BinaryRule<TOp>.Instance);
         Record(ref e, y, a, b);
         return y;
     }
 
-    void BinaryBackward(ref Entry e, Tensor dy)
+    void BinaryBackward<TOp>(BinarySaved saved, Tensor y, Tensor dy) where TOp : struct, IBinaryOp
     {
-        var d = e.Dims;
+        var d = saved.Dims;
         for (int which = 0; which < 2; which++)
         {
-            var x = which == 0 ? e.A : e.B;
+            var x = which == 0 ? saved.A : saved.B;
             if (!x.RequiresGrad) continue;
-            var tmp = New(e.Out.Shape);
-            switch ((BOp)e.I0)
-            {
-                case BOp.Add: B.BinaryGrad<AddOp>(tmp.Data, tmp.Offset, e.A.Data, e.A.Offset, e.S0, e.B.Data, e.B.Offset, e.S1, dy.Data, dy.Offset, d, which); break;
-                case BOp.Sub: B.BinaryGrad<SubOp>(tmp.Data, tmp.Offset, e.A.Data, e.A.Offset, e.S0, e.B.Data, e.B.Offset, e.S1, dy.Data, dy.Offset, d, which); break;
-                case BOp.Mul: B.BinaryGrad<MulOp>(tmp.Data, tmp.Offset, e.A.Data, e.A.Offset, e.S0, e.B.Data, e.B.Offset, e.S1, dy.Data, dy.Offset, d, which); break;
-                case BOp.Div: B.BinaryGrad<DivOp>(tmp.Data, tmp.Offset, e.A.Data, e.A.Offset, e.S0, e.B.Data, e.B.Offset, e.S1, dy.Data, dy.Offset, d, which); break;
-            }
+            var atOutputShape = New(y.Shape);
+            Backend.BinaryGrad<TOp>(atOutputShape.Data, atOutputShape.Offset, saved.A.Data, saved.A.Offset, saved.StridesA,
+                saved.B.Data, saved.B.Offset, saved.StridesB, dy.Data, dy.Offset, d, which);
             var dx = GradOf(x);
-            B.SumTo(dx.Data, dx.Offset, Pad4(x.Shape), tmp.Data, tmp.Offset, d, true);
+            Backend.SumTo(dx.Data, dx.Offset, Pad4(x.Shape), atOutputShape.Data, atOutputShape.Offset, d, true);
         }
     }
 
-    public Tensor Add(Tensor a, Tensor b) => Binary(BOp.Add, a, b);
-    public Tensor Sub(Tensor a, Tensor b) => Binary(BOp.Sub, a, b);
-    public Tensor Mul(Tensor a, Tensor b) => Binary(BOp.Mul, a, b);
-    public Tensor Div(Tensor a, Tensor b) => Binary(BOp.Div, a, b);
+    public Tensor Add(Tensor a, Tensor b) => Binary<AddOp>(a, b);
+    public Tensor Sub(Tensor a, Tensor b) => Binary<SubOp>(a, b);
+    public Tensor Mul(Tensor a, Tensor b) => Binary<MulOp>(a, b);
+    public Tensor Div(Tensor a, Tensor b) => Binary<DivOp>(a, b);
 }

@@ -6,6 +6,13 @@ namespace PvlrKernels.Engine;
 
 public sealed partial class Graph
 {
+    /// What the backward reads: both sets' means and variances and the variance guard.
+    readonly record struct KlSaved(Tensor MuP, Tensor VarP, Tensor MuQ, Tensor VarQ, float VarEps)
+    {
+        public Entry Save() => new() { Op = Op.Kl, A = MuP, B = VarP, C = MuQ, D = VarQ, F0 = VarEps };
+        public static KlSaved Load(in Entry e) => new(e.A, e.B, e.C, e.D, e.F0);
+    }
+
     public Tensor PairwiseKl(Tensor muP, Tensor varP, Tensor muQ, Tensor varQ, float varEps = 1e-5f)
     {
         SameShape("kl", muP, varP); SameShape("kl", muQ, varQ);
@@ -13,20 +20,23 @@ public sealed partial class Graph
             throw new ShapeException($"kl: sets must be (Bt, N, D) with equal Bt and D, got {muP} and {muQ}");
         var k = new KlParams { Bt = muP.Dim(0), Np = muP.Dim(1), Nq = muQ.Dim(1), D = muP.Dim(2), VarEps = varEps };
         var y = New(new[] { k.Bt, k.Np, k.Nq });
-        B.PairwiseKl(y.Data, y.Offset, muP.Data, muP.Offset, varP.Data, varP.Offset, muQ.Data, muQ.Offset, varQ.Data, varQ.Offset, k);
-        var e = new Entry { Op = Op.Kl, A = muP, B = varP, C = muQ, D = varQ, F0 = varEps };
+        Backend.PairwiseKl(y.Data, y.Offset, muP.Data, muP.Offset, varP.Data, varP.Offset, muQ.Data, muQ.Offset, varQ.Data, varQ.Offset, k);
+        var e = new KlSaved(muP, varP, muQ, varQ, varEps).Save();
         Record(ref e, y, muP, varP, muQ, varQ);
         return y;
     }
 
-    void KlBackward(ref Entry e, Tensor dy)
+    void KlBackward(KlSaved saved, Tensor dy)
     {
-        var k = new KlParams { Bt = e.A.Dim(0), Np = e.A.Dim(1), Nq = e.C.Dim(1), D = e.A.Dim(2), VarEps = e.F0 };
-        bool needP = e.A.RequiresGrad || e.B.RequiresGrad, needQ = e.C.RequiresGrad || e.D.RequiresGrad;
+        var (muP, varP, muQ, varQ) = (saved.MuP, saved.VarP, saved.MuQ, saved.VarQ);
+        var k = new KlParams { Bt = muP.Dim(0), Np = muP.Dim(1), Nq = muQ.Dim(1), D = muP.Dim(2), VarEps = saved.VarEps };
+        bool needP = muP.RequiresGrad || varP.RequiresGrad, needQ = muQ.RequiresGrad || varQ.RequiresGrad;
         // GradOf on a non-trainable input would allocate a gradient nobody reads; use scratch instead.
-        Tensor G(Tensor t, bool need) => need ? (t.RequiresGrad ? GradOf(t) : New(t.Shape, zero: true)) : null;
-        var dmp = G(e.A, needP); var dvp = G(e.B, needP); var dmq = G(e.C, needQ); var dvq = G(e.D, needQ);
-        B.PairwiseKlBackward(dmp?.Data, dmp?.Offset ?? 0, dvp?.Data, dvp?.Offset ?? 0, dmq?.Data, dmq?.Offset ?? 0, dvq?.Data, dvq?.Offset ?? 0,
-            dy.Data, dy.Offset, e.A.Data, e.A.Offset, e.B.Data, e.B.Offset, e.C.Data, e.C.Offset, e.D.Data, e.D.Offset, k, needP, needQ);
+        Tensor GradOrScratch(Tensor t, bool need) => need ? (t.RequiresGrad ? GradOf(t) : New(t.Shape, zero: true)) : null;
+        var dMuP = GradOrScratch(muP, needP); var dVarP = GradOrScratch(varP, needP);
+        var dMuQ = GradOrScratch(muQ, needQ); var dVarQ = GradOrScratch(varQ, needQ);
+        Backend.PairwiseKlBackward(dMuP?.Data, dMuP?.Offset ?? 0, dVarP?.Data, dVarP?.Offset ?? 0, dMuQ?.Data, dMuQ?.Offset ?? 0,
+            dVarQ?.Data, dVarQ?.Offset ?? 0, dy.Data, dy.Offset, muP.Data, muP.Offset, varP.Data, varP.Offset,
+            muQ.Data, muQ.Offset, varQ.Data, varQ.Offset, k, needP, needQ);
     }
 }

@@ -7,6 +7,13 @@ namespace PvlrKernels.Engine;
 
 public sealed partial class Graph
 {
+    /// What the backward reads: both operands and which of them the product read transposed.
+    readonly record struct MatMulSaved(Tensor A, Tensor B, bool TransA, bool TransB)
+    {
+        public Entry Save() => new() { Op = Op.MatMul, A = A, B = B, I0 = TransA ? 1 : 0, I1 = TransB ? 1 : 0 };
+        public static MatMulSaved Load(in Entry e) => new(e.A, e.B, e.I0 != 0, e.I1 != 0);
+    }
+
     public Tensor MatMul(Tensor a, Tensor b, bool transA = false, bool transB = false)
     {
         if (a.Rank != b.Rank || (a.Rank != 2 && a.Rank != 3) || (a.Rank == 3 && a.Dim(0) != b.Dim(0)))
@@ -16,19 +23,19 @@ public sealed partial class Graph
         int m = transA ? ac : ar, k = transA ? ar : ac, k2 = transB ? bc : br, n = transB ? br : bc;
         if (k != k2) throw new ShapeException($"matmul: inner dimensions differ, {a}{(transA ? "^T" : "")} x {b}{(transB ? "^T" : "")}");
         var y = New(a.Rank == 3 ? new[] { bt, m, n } : new[] { m, n });
-        B.Gemm(y.Data, y.Offset, a.Data, a.Offset, b.Data, b.Offset, new GemmParams
+        Backend.Gemm(y.Data, y.Offset, a.Data, a.Offset, b.Data, b.Offset, new GemmParams
         {
             Batch = bt, M = m, N = n, K = k, BatchA = ar * ac, RsA = transA ? 1 : ac, CsA = transA ? ac : 1,
             BatchB = br * bc, RsB = transB ? 1 : bc, CsB = transB ? bc : 1, BatchC = m * n, Ldc = n, Alpha = 1f, Beta = 0f
         });
-        var e = new Entry { Op = Op.MatMul, A = a, B = b, I0 = transA ? 1 : 0, I1 = transB ? 1 : 0 };
+        var e = new MatMulSaved(a, b, transA, transB).Save();
         Record(ref e, y, a, b);
         return y;
     }
 
-    void MatMulBackward(ref Entry e, Tensor dy)
+    void MatMulBackward(MatMulSaved saved, Tensor dy)
     {
-        var a = e.A; var b = e.B; bool ta = e.I0 != 0, tb = e.I1 != 0;
+        var a = saved.A; var b = saved.B; bool ta = saved.TransA, tb = saved.TransB;
         int bt = a.Rank == 3 ? a.Dim(0) : 1, ar = a.Dim(-2), ac = a.Dim(-1), br = b.Dim(-2), bc = b.Dim(-1);
         int m = ta ? ac : ar, k = ta ? ar : ac, n = tb ? br : bc;
         if (a.RequiresGrad)
@@ -39,12 +46,12 @@ public sealed partial class Graph
             if (!ta)
             {   // dA (m,k) = dY (m,n) op(B)^T
                 p.M = m; p.N = k; p.K = n; p.BatchA = m * n; p.RsA = n; p.CsA = 1; p.BatchB = br * bc; p.RsB = tb ? bc : 1; p.CsB = tb ? 1 : bc;
-                B.Gemm(da.Data, da.Offset, dy.Data, dy.Offset, b.Data, b.Offset, p);
+                Backend.Gemm(da.Data, da.Offset, dy.Data, dy.Offset, b.Data, b.Offset, p);
             }
             else
             {   // A stored (k,m): dA = op(B) (k,n) dY^T (n,m)
                 p.M = k; p.N = m; p.K = n; p.BatchA = br * bc; p.RsA = tb ? 1 : bc; p.CsA = tb ? bc : 1; p.BatchB = m * n; p.RsB = 1; p.CsB = n;
-                B.Gemm(da.Data, da.Offset, b.Data, b.Offset, dy.Data, dy.Offset, p);
+                Backend.Gemm(da.Data, da.Offset, b.Data, b.Offset, dy.Data, dy.Offset, p);
             }
         }
         if (b.RequiresGrad)
@@ -54,14 +61,21 @@ public sealed partial class Graph
             if (!tb)
             {   // dB (k,n) = op(A)^T (k,m) dY (m,n)
                 p.M = k; p.N = n; p.K = m; p.BatchA = ar * ac; p.RsA = ta ? ac : 1; p.CsA = ta ? 1 : ac; p.BatchB = m * n; p.RsB = n; p.CsB = 1;
-                B.Gemm(db.Data, db.Offset, a.Data, a.Offset, dy.Data, dy.Offset, p);
+                Backend.Gemm(db.Data, db.Offset, a.Data, a.Offset, dy.Data, dy.Offset, p);
             }
             else
             {   // B stored (n,k): dB = dY^T (n,m) op(A) (m,k)
                 p.M = n; p.N = k; p.K = m; p.BatchA = m * n; p.RsA = 1; p.CsA = n; p.BatchB = ar * ac; p.RsB = ta ? 1 : ac; p.CsB = ta ? ac : 1;
-                B.Gemm(db.Data, db.Offset, dy.Data, dy.Offset, a.Data, a.Offset, p);
+                Backend.Gemm(db.Data, db.Offset, dy.Data, dy.Offset, a.Data, a.Offset, p);
             }
         }
+    }
+
+    /// What the backward reads: the input, the weight (Out, In) and the bias (or null).
+    readonly record struct LinearSaved(Tensor X, Tensor Weight, Tensor Bias)
+    {
+        public Entry Save() => new() { Op = Op.Linear, A = X, B = Weight, C = Bias };
+        public static LinearSaved Load(in Entry e) => new(e.A, e.B, e.C);
     }
 
     public Tensor Linear(Tensor x, Tensor w, Tensor bias = null)
@@ -72,33 +86,33 @@ public sealed partial class Graph
         int outF = w.Dim(0);
         var y = New(WithDim(x.Shape, -1, outF));
         if (bias != null)
-            B.Copy4(y.Data, y.Offset, new Strides4 { S2 = outF, S3 = 1 }, bias.Data, bias.Offset, new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1, N2 = rows, N3 = outF }, 1f, false);
-        B.Gemm(y.Data, y.Offset, x.Data, x.Offset, w.Data, w.Offset, new GemmParams
+            Backend.Copy4(y.Data, y.Offset, new Strides4 { S2 = outF, S3 = 1 }, bias.Data, bias.Offset, new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1, N2 = rows, N3 = outF }, 1f, false);
+        Backend.Gemm(y.Data, y.Offset, x.Data, x.Offset, w.Data, w.Offset, new GemmParams
         { Batch = 1, M = rows, N = outF, K = inF, RsA = inF, CsA = 1, RsB = 1, CsB = inF, Ldc = outF, Alpha = 1f, Beta = bias != null ? 1f : 0f });
-        var e = new Entry { Op = Op.Linear, A = x, B = w, C = bias };
+        var e = new LinearSaved(x, w, bias).Save();
         Record(ref e, y, x, w, bias);
         return y;
     }
 
-    void LinearBackward(ref Entry e, Tensor dy)
+    void LinearBackward(LinearSaved saved, Tensor dy)
     {
-        var x = e.A; var w = e.B; int inF = x.Dim(-1), rows = (int)(x.Size / inF), outF = w.Dim(0);
+        var x = saved.X; var w = saved.Weight; int inF = x.Dim(-1), rows = (int)(x.Size / inF), outF = w.Dim(0);
         if (x.RequiresGrad)
         {
             var dx = GradOf(x);
-            B.Gemm(dx.Data, dx.Offset, dy.Data, dy.Offset, w.Data, w.Offset, new GemmParams
+            Backend.Gemm(dx.Data, dx.Offset, dy.Data, dy.Offset, w.Data, w.Offset, new GemmParams
             { Batch = 1, M = rows, N = inF, K = outF, RsA = outF, CsA = 1, RsB = inF, CsB = 1, Ldc = inF, Alpha = 1f, Beta = 1f });
         }
         if (w.RequiresGrad)
         {
             var dw = GradOf(w);
-            B.Gemm(dw.Data, dw.Offset, dy.Data, dy.Offset, x.Data, x.Offset, new GemmParams
+            Backend.Gemm(dw.Data, dw.Offset, dy.Data, dy.Offset, x.Data, x.Offset, new GemmParams
             { Batch = 1, M = outF, N = inF, K = rows, RsA = 1, CsA = outF, RsB = inF, CsB = 1, Ldc = inF, Alpha = 1f, Beta = 1f });
         }
-        if (e.C != null && e.C.RequiresGrad)
+        if (saved.Bias != null && saved.Bias.RequiresGrad)
         {
-            var db = GradOf(e.C);
-            B.Reduce(db.Data, db.Offset, dy.Data, dy.Offset, null, 0, 1, rows, outF, ReduceMode.Sum, 1f, true);
+            var db = GradOf(saved.Bias);
+            Backend.Reduce(db.Data, db.Offset, dy.Data, dy.Offset, null, 0, 1, rows, outF, ReduceMode.Sum, 1f, true);
         }
     }
 }

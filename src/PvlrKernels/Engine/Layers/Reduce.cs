@@ -15,29 +15,38 @@ public sealed partial class Graph
     public Tensor SumAll(Tensor x) => Sum(Reshape(x, (int)x.Size), 0);
     public Tensor MeanAll(Tensor x) => Mean(Reshape(x, (int)x.Size), 0);
 
+    /// What the backward reads: the input, the chosen index per output (max/min; null for sums), the
+    /// [outer, n, inner] view around the axis, the mode and the scale (1/n for a mean).
+    readonly record struct ReduceSaved(Tensor X, Tensor Index, int Outer, int N, int Inner, int Mode, float Scale)
+    {
+        public Entry Save() => new() { Op = Op.Reduce, A = X, C = Index, I0 = Outer, I1 = N, I2 = Inner, I3 = Mode, F0 = Scale };
+        public static ReduceSaved Load(in Entry e) => new(e.A, e.C, e.I0, e.I1, e.I2, e.I3, e.F0);
+    }
+
     Tensor ReduceOp(Tensor x, int axis, int mode, float scale)
     {
         var (outer, n, inner) = Around(x, axis, "reduce");
         if (n == 0) throw new ShapeException($"reduce: empty axis in {x}");
         var y = New(WithDim(x.Shape, axis, 1));
         Tensor idx = mode == ReduceMode.Sum ? null : New(y.Shape);
-        B.Reduce(y.Data, y.Offset, x.Data, x.Offset, idx?.Data, idx?.Offset ?? 0, outer, n, inner, mode, scale, false);
-        var e = new Entry { Op = Op.Reduce, A = x, C = idx, I0 = outer, I1 = n, I2 = inner, I3 = mode, F0 = scale };
+        Backend.Reduce(y.Data, y.Offset, x.Data, x.Offset, idx?.Data, idx?.Offset ?? 0, outer, n, inner, mode, scale, false);
+        var e = new ReduceSaved(x, idx, outer, n, inner, mode, scale).Save();
         Record(ref e, y, x);
         return y;
     }
 
-    void ReduceBackward(ref Entry e, Tensor dy)
+    void ReduceBackward(ReduceSaved saved, Tensor dy)
     {
-        var dx = GradOf(e.A);
-        int outer = e.I0, n = e.I1, inner = e.I2;
-        if (e.I3 == ReduceMode.Sum)
+        var dx = GradOf(saved.X);
+        int outer = saved.Outer, n = saved.N, inner = saved.Inner;
+        if (saved.Mode == ReduceMode.Sum)
         {
             // dx[o, i, j] += scale * dy[o, j]: a broadcast copy (stride 0 over the reduced axis).
             var d = new Dims4 { N0 = 1, N1 = outer, N2 = n, N3 = inner };
-            B.Copy4(dx.Data, dx.Offset, new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 }, dy.Data, dy.Offset, new Strides4 { S1 = inner, S2 = 0, S3 = 1 }, d, e.F0, true);
+            Backend.Copy4(dx.Data, dx.Offset, new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 }, dy.Data, dy.Offset,
+                new Strides4 { S1 = inner, S2 = 0, S3 = 1 }, d, saved.Scale, true);
         }
-        else B.Scatter(dx.Data, dx.Offset, dy.Data, dy.Offset, e.C.Data, e.C.Offset, outer, n, 1, inner, true);
+        else Backend.Scatter(dx.Data, dx.Offset, dy.Data, dy.Offset, saved.Index.Data, saved.Index.Offset, outer, n, 1, inner, true);
     }
 
     /// Indices of the k largest (or smallest) entries along an axis, as floats, shape x with axis -> k.
@@ -46,7 +55,7 @@ public sealed partial class Graph
     {
         var (outer, n, inner) = Around(x, axis, "topk");
         var idx = New(WithDim(x.Shape, axis, k));
-        B.ArgTopK(idx.Data, idx.Offset, x.Data, x.Offset, outer, n, inner, k, largest);
+        Backend.ArgTopK(idx.Data, idx.Offset, x.Data, x.Offset, outer, n, inner, k, largest);
         return Detach(idx);
     }
 

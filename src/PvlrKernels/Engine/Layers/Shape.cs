@@ -8,22 +8,29 @@ public sealed partial class Graph
 {
     static Strides4 Contig4(Dims4 d) => new() { S3 = 1, S2 = d.N3, S1 = d.N3 * d.N2, S0 = d.N3 * d.N2 * d.N1 };
 
+    /// A strided copy maps element i of Dims from x (strides FromX, at XOffset) to y (strides ToY, at
+    /// YOffset); its backward is the same map in reverse, accumulated.
+    readonly record struct CopySaved(Tensor X, Dims4 Dims, Strides4 FromX, int XOffset, Strides4 ToY, int YOffset)
+    {
+        public Entry Save() => new() { Op = Op.Copy, A = X, Dims = Dims, S0 = FromX, I0 = XOffset, S1 = ToY, I1 = YOffset };
+        public static CopySaved Load(in Entry e) => new(e.A, e.Dims, e.S0, e.I0, e.S1, e.I1);
+    }
+
     /// y (dims d, contiguous) = x read through strides sx starting at x.Offset + off.
     Tensor StridedCopy(Tensor x, long off, Dims4 d, Strides4 sx, int[] shape)
     {
         var y = New(shape);
         if (Tensor.Numel(shape) != d.Total) throw new ShapeException("copy: internal shape mismatch");
-        B.Copy4(y.Data, y.Offset, Contig4(d), x.Data, x.Offset + off, sx, d, 1f, false);
-        var e = new Entry { Op = Op.Copy, A = x, Dims = d, S0 = sx, I0 = (int)off, S1 = Contig4(d), I1 = 0 };
+        Backend.Copy4(y.Data, y.Offset, Contig4(d), x.Data, x.Offset + off, sx, d, 1f, false);
+        var e = new CopySaved(x, d, sx, (int)off, Contig4(d), 0).Save();
         Record(ref e, y, x);
         return y;
     }
 
-    // A copy entry maps element i of Dims from x (strides S0, offset I0) to y (strides S1, offset I1).
-    void CopyBackward(ref Entry e, Tensor dy)
+    void CopyBackward(CopySaved saved, Tensor dy)
     {
-        var dx = GradOf(e.A);
-        B.Copy4(dx.Data, dx.Offset + e.I0, e.S0, dy.Data, dy.Offset + e.I1, e.S1, e.Dims, 1f, true);
+        var dx = GradOf(saved.X);
+        Backend.Copy4(dx.Data, dx.Offset + saved.XOffset, saved.FromX, dy.Data, dy.Offset + saved.YOffset, saved.ToY, saved.Dims, 1f, true);
     }
 
     /// Swap two axes of a tensor of rank <= 4 (materialized).
@@ -85,27 +92,35 @@ public sealed partial class Graph
         var d = new Dims4 { N0 = 1, N1 = outer, N2 = n, N3 = inner };
         var sx = new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 };
         var sy = new Strides4 { S1 = total * inner, S2 = inner, S3 = 1 };
-        B.Copy4(y.Data, y.Offset + (long)at * inner, sy, x.Data, x.Offset, sx, d, 1f, false);
-        var e = new Entry { Op = Op.Copy, A = x, Dims = d, S0 = sx, I0 = 0, S1 = sy, I1 = at * inner };
+        Backend.Copy4(y.Data, y.Offset + (long)at * inner, sy, x.Data, x.Offset, sx, d, 1f, false);
+        var e = new CopySaved(x, d, sx, 0, sy, at * inner).Save();
         Record(ref e, y, x);
     }
 
     /// y[o, m, j] = x[o, idx, j] along an axis; idx holds floats, either per (o, m, j) or per (o, m).
+    /// What the backward reads: the input, the indices (floats) and the gather's shape.
+    readonly record struct GatherSaved(Tensor X, Tensor Index, int Outer, int N, int M, int Inner, bool PerInner)
+    {
+        public Entry Save() => new() { Op = Op.Gather, A = X, C = Index, I0 = Outer, I1 = N, I2 = M, I3 = Inner, I4 = PerInner ? 1 : 0 };
+        public static GatherSaved Load(in Entry e) => new(e.A, e.C, e.I0, e.I1, e.I2, e.I3, e.I4 != 0);
+    }
+
     public Tensor Gather(Tensor x, int axis, Tensor idx, bool perInner)
     {
         var (outer, n, inner) = Around(x, axis, "gather");
         var (io, m, ii) = Around(idx, axis < 0 ? axis + x.Rank : axis, "gather");
         if (io != outer || (perInner ? ii != inner : ii != 1)) throw new ShapeException($"gather: index {idx} does not fit {x} along axis {axis}");
         var y = New(WithDim(x.Shape, axis, m));
-        B.Gather(y.Data, y.Offset, x.Data, x.Offset, idx.Data, idx.Offset, outer, n, m, inner, perInner);
-        var e = new Entry { Op = Op.Gather, A = x, C = idx, I0 = outer, I1 = n, I2 = m, I3 = inner, I4 = perInner ? 1 : 0 };
+        Backend.Gather(y.Data, y.Offset, x.Data, x.Offset, idx.Data, idx.Offset, outer, n, m, inner, perInner);
+        var e = new GatherSaved(x, idx, outer, n, m, inner, perInner).Save();
         Record(ref e, y, x);
         return y;
     }
 
-    void GatherBackward(ref Entry e, Tensor dy)
+    void GatherBackward(GatherSaved saved, Tensor dy)
     {
-        var dx = GradOf(e.A);
-        B.Scatter(dx.Data, dx.Offset, dy.Data, dy.Offset, e.C.Data, e.C.Offset, e.I0, e.I1, e.I2, e.I3, e.I4 != 0);
+        var dx = GradOf(saved.X);
+        Backend.Scatter(dx.Data, dx.Offset, dy.Data, dy.Offset, saved.Index.Data, saved.Index.Offset, saved.Outer, saved.N, saved.M,
+            saved.Inner, saved.PerInner);
     }
 }
