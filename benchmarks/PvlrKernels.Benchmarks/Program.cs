@@ -16,6 +16,7 @@ using PvlrKernels.Tools;
 using PvlrKernels.Engine;
 using PvlrKernels.Kernels;
 using PvlrKernels.Model;
+using PvlrKernels.Methods.Pvlr;
 using PvlrKernels.Train;
 
 namespace PvlrKernels.Benchmarks;

@@ -6,7 +6,8 @@ using System.Text.Json;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
 using PvlrKernels.Eval;
-using PvlrKernels.Model;
+using PvlrKernels.Methods;
+using PvlrKernels.Methods.Pvlr;
 using PvlrKernels.Train;
 
 namespace PvlrKernels.Cli;
@@ -15,15 +16,16 @@ public static class Program
 {
     const string Usage = """
 usage:
-  pvlr train [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--clip-weights FILE] [--mining-ties torch|stable]
-  pvlr eval --checkpoint FILE [--data DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
-  pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--device ...] [--winograd 0|2|4|6]
+  pvlr train [--method pvlr] [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--clip-weights FILE] [--mining-ties torch|stable]
+  pvlr eval --checkpoint FILE [--method pvlr] [--data DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
+  pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--method pvlr] [--device ...] [--winograd 0|2|4|6]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
-  pvlr replay --state DIR --out DIR [--device ...] [--no-savings] [--mining-ties torch|stable]
-  pvlr bench [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--out FILE.md]
-  pvlr export --checkpoint FILE --format safetensors|pth --out FILE
+  pvlr replay --state DIR --out DIR [--method pvlr] [--device ...] [--no-savings] [--mining-ties torch|stable]
+  pvlr bench [--method pvlr] [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--out FILE.md]
+  pvlr export --checkpoint FILE --format safetensors|pth --out FILE [--method pvlr]
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors|structure|strides] [--seed S]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
+--method picks the method (pvlr; a checkpoint names its own, and --method there only checks it).
 With no --data, train and eval use the embedded demo dataset (generated on first use under features/demo).
 Each command keeps a multicore-JIT profile of its last run, so the next run compiles on an idle core: under
 $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvlr/jit.
@@ -91,20 +93,27 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     }
 
     /// The demo dataset directory, generated on first use.
-    public static string DemoDir(PvlrConfig cfg)
+    public static string DemoDir(MethodConfig cfg)
     {
         var env = Environment.GetEnvironmentVariable("PVLR_DEMO_DIR");
         string root = env ?? (Directory.Exists("features") ? Path.Combine("features", "demo") : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "pvlr-demo"));
-        root = Path.Combine(root, $"F{cfg.FeatDim}-D{cfg.EmbedDim}");
+        root = Path.Combine(root, $"F{cfg.FeatDim}-D{cfg.ClipFeatureWidth}");
         if (!File.Exists(Path.Combine(root, ThumosDataset.FeatFile)))
         {
-            Console.WriteLine($"generating the demo dataset (real THUMOS14 annotations, synthetic features F={cfg.FeatDim}, CLIP {cfg.EmbedDim}) in {root} ...");
-            DemoData.Generate(root, new DemoOptions { FeatDim = cfg.FeatDim, ClipDim = cfg.EmbedDim }, new Progress<string>(Console.WriteLine));
+            Console.WriteLine($"generating the demo dataset (real THUMOS14 annotations, synthetic features F={cfg.FeatDim}, CLIP {cfg.ClipFeatureWidth}) in {root} ...");
+            DemoData.Generate(root, new DemoOptions { FeatDim = cfg.FeatDim, ClipDim = cfg.ClipFeatureWidth }, new Progress<string>(Console.WriteLine));
         }
         return root;
     }
 
-    /// --mining-ties torch|stable: the tie order of the snippet mining's sorts (Model/Mining.cs).
+    /// --method NAME, when given (null: the default or what a checkpoint names).
+    static IMethod MethodOption(Opts o) => o.Has("method") ? MethodRegistry.Get(o.Get("method")) : null;
+
+    /// The PVLR config behind an option only PVLR has (its snippet mining, CLIP text tower, Winograd convs).
+    static PvlrConfig PvlrOnly(MethodConfig cfg, string option) =>
+        cfg as PvlrConfig ?? throw new ArgumentException($"{option} applies to PVLR, not to the {cfg.Method} method");
+
+    /// --mining-ties torch|stable: the tie order of the snippet mining's sorts (Methods/Pvlr/Mining.cs).
     static MiningTies? MiningTiesOption(Opts o) => o.Get("mining-ties") switch
     {
         null => null, "torch" => MiningTies.Torch, "stable" => MiningTies.Stable,
@@ -115,16 +124,24 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     {
         string resume = o.Get("resume");
         if (resume != null && !File.Exists(Path.Combine(resume, "config.json"))) throw new FileNotFoundException($"{resume}: no config.json; --resume takes a run directory written by pvlr train");
-        var cfg = resume != null ? PvlrConfig.FromJson(File.ReadAllText(Path.Combine(resume, "config.json"))) : PvlrConfig.FromPreset(o.Get("preset", "demo"));
+        var method = MethodOption(o);
+        MethodConfig cfg;
+        if (resume != null)
+        {
+            cfg = MethodRegistry.ConfigFromJson(File.ReadAllText(Path.Combine(resume, "config.json")));
+            if (method != null && method.Name != cfg.Method) throw new ArgumentException($"--method {method.Name}: {resume} is a {cfg.Method} run");
+        }
+        else cfg = (method ?? MethodRegistry.Get("pvlr")).Preset(o.Get("preset", "demo"));
         if (o.Has("max-iter")) cfg.MaxIter = o.Count("max-iter", cfg.MaxIter);
-        cfg.MiningTies = MiningTiesOption(o) ?? cfg.MiningTies;
+        if (MiningTiesOption(o) is { } ties) PvlrOnly(cfg, "--mining-ties").MiningTies = ties;
         ClipWeights clip = null;
         if (o.Has("clip-weights"))
         {
             if (resume != null) throw new ArgumentException("--clip-weights starts a run; a resumed run keeps the text tower its checkpoint holds");
+            var pvlrCfg = PvlrOnly(cfg, "--clip-weights");
             clip = ClipWeights.Load(o.Get("clip-weights"));
-            clip.Configure(cfg);
-            Console.WriteLine($"CLIP text tower from {clip.Path}: width {clip.Width}, {clip.Layers} layers, {cfg.ClipHeads} heads, projection {clip.ProjectionWidth}");
+            clip.Configure(pvlrCfg);
+            Console.WriteLine($"CLIP text tower from {clip.Path}: width {clip.Width}, {clip.Layers} layers, {pvlrCfg.ClipHeads} heads, projection {clip.ProjectionWidth}");
         }
         string outDir = resume ?? o.Get("out", Path.Combine("runs", $"{cfg.Preset}-{DateTime.Now:yyyyMMdd-HHmmss}"));
         // the output directory is checked and locked before any data is read: a read-only or full disk, a
@@ -135,7 +152,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         var ds = ThumosDataset.Load(data, o.Get("clip-features"), log: new Progress<string>(Console.WriteLine));
         using var backend = MakeBackend(o.Get("device"));
         using var tr = new Trainer(cfg, ds, backend) { Plotter = new ScottRunPlotter() };
-        clip?.Apply(tr.Model);
+        clip?.Apply((PvlrModel)tr.Model);
         if (resume != null)
         {
             var last = Path.Combine(resume, "last.safetensors");
@@ -144,7 +161,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             if (tr.Step >= cfg.MaxIter) throw new ArgumentException($"{resume} is already at step {tr.Step} of --max-iter {cfg.MaxIter}; pass a larger --max-iter to continue it");
             Console.WriteLine($"resuming {resume} at step {tr.Step}");
         }
-        Console.WriteLine($"training PVLR ({cfg.Preset}) on {backend.Name}: {ds.Train.Count} train / {ds.Test.Count} test videos, {cfg.MaxIter} steps, batch {cfg.BatchSize}x{cfg.MaxSeqLen}; output {outDir}");
+        Console.WriteLine($"training {cfg.Method} ({cfg.Preset}) on {backend.Name}: {ds.Train.Count} train / {ds.Test.Count} test videos, {cfg.MaxIter} steps, batch {cfg.BatchSize}x{cfg.MaxSeqLen}; output {outDir}");
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var r = tr.Run(outDir, cfg.MaxIter);
         Console.WriteLine($"trained {cfg.MaxIter} steps in {sw.Elapsed.TotalSeconds:F1} s ({sw.Elapsed.TotalSeconds / cfg.MaxIter:F3} s/step incl. evaluation)");
@@ -154,26 +171,26 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     }
 
     /// --winograd 0|2|4|6 and --infer-rows N: how test-time inference runs (results equal up to rounding).
-    static void TestTime(Opts o, PvlrConfig cfg)
+    static void TestTime(Opts o, MethodConfig cfg)
     {
-        if (o.Has("winograd")) cfg.WinogradTile = o.Int("winograd");
-        if (o.Has("infer-rows")) cfg.InferRows = o.Count("infer-rows", cfg.InferRows) is var n && n <= PvlrConfig.MaxInferRows ? n
-            : throw new ArgumentException($"--infer-rows must be at most {PvlrConfig.MaxInferRows}, not {o.Get("infer-rows")}");
+        if (o.Has("winograd")) PvlrOnly(cfg, "--winograd").WinogradTile = o.Int("winograd");
+        if (o.Has("infer-rows")) cfg.InferRows = o.Count("infer-rows", cfg.InferRows) is var n && n <= MethodConfig.MaxInferRows ? n
+            : throw new ArgumentException($"--infer-rows must be at most {MethodConfig.MaxInferRows}, not {o.Get("infer-rows")}");
         cfg.Validate();
     }
 
     static int EvalCmd(Opts o)
     {
         using var backend = MakeBackend(o.Get("device"));
-        var (model, step, _) = LoadForInference(o.Req("checkpoint"), backend, Console.Out);
-        TestTime(o, model.Cfg);
-        string data = o.Get("data") ?? DemoDir(model.Cfg);
+        var (model, step, _) = LoadForInference(o.Req("checkpoint"), backend, Console.Out, MethodOption(o));
+        TestTime(o, model.Config);
+        string data = o.Get("data") ?? DemoDir(model.Config);
         // the test videos' features are read one batch at a time during the evaluation, the training
         // videos' never: no copy of the whole feature file in memory
         var ds = ThumosDataset.Load(data, clip: false, load: _ => false);
         ds.RequireTest("pvlr eval scores the test split");
-        ds.RequireFeatureWidth(model.Cfg.FeatDim, $"the checkpoint {o.Req("checkpoint")}");
-        using var g = new Graph(backend, model.P);
+        ds.RequireFeatureWidth(model.Config.FeatDim, $"the checkpoint {o.Req("checkpoint")}");
+        using var g = new Graph(backend, model.Parameters);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var r = Inference.Evaluate(model, g, ds.Ann, ds.Test, Console.Error.WriteLine);      // progress every 2 s
         Console.WriteLine($"inference + evaluation of {ds.Test.Count} test videos ({ds.Test.Sum(v => (long)v.T)} snippets) in {sw.Elapsed.TotalSeconds:F2} s");
@@ -184,27 +201,28 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     }
 
     /// The weights of a checkpoint, without its Adam moments, with the time it took.
-    static (PvlrModel model, int step, long rng) LoadForInference(string path, Backend backend, TextWriter log)
+    static (IMethodModel model, int step, long rng) LoadForInference(string path, Backend backend, TextWriter log, IMethod method)
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var r = Checkpoint.Load(path, backend, report: log, optimizer: false);
-        log.WriteLine($"loaded {path} ({r.model.P.Total * 4 / 1e6:F0} MB of weights) in {sw.Elapsed.TotalSeconds:F2} s");
+        var r = Checkpoint.Load(path, backend, report: log, optimizer: false, method: method);
+        log.WriteLine($"loaded {path} ({r.model.Config.Method}, {r.model.Parameters.Total * 4 / 1e6:F0} MB of weights) in {sw.Elapsed.TotalSeconds:F2} s");
         return r;
     }
 
     static int InferCmd(Opts o)
     {
         using var backend = MakeBackend(o.Get("device"));
-        var (model, _, _) = LoadForInference(o.Req("checkpoint"), backend, Console.Error);
-        TestTime(o, model.Cfg);
+        var (model, _, _) = LoadForInference(o.Req("checkpoint"), backend, Console.Error, MethodOption(o));
+        TestTime(o, model.Config);
         var path = o.Req("features");
         var nd = Npy.Load(path);
-        if (nd.Shape.Length != 2 || nd.Shape[1] != model.Cfg.FeatDim) throw new ShapeException($"{path}: shape ({string.Join(",", nd.Shape)}), expected (T, {model.Cfg.FeatDim})");
+        if (nd.Shape.Length != 2 || nd.Shape[1] != model.Config.FeatDim)
+            throw new ShapeException($"{path}: shape ({string.Join(",", nd.Shape)}), expected (T, {model.Config.FeatDim})");
         if (nd.Shape[0] == 0) throw new ShapeException($"{path}: shape (0,{nd.Shape[1]}), no snippets to localize");
         var feats = nd.AsFloat(path); ThumosDataset.CheckFinite(feats, path, nd.Shape[1]);
-        using var g = new Graph(backend, model.P);
+        using var g = new Graph(backend, model.Parameters);
         var name = Path.GetFileNameWithoutExtension(path);
-        var (dets, _) = Inference.LocalizeVideo(model, g, name, feats, nd.Shape[0], Inference.Text(model, g));
+        var (dets, _) = Inference.LocalizeVideo(model, g, name, feats, nd.Shape[0], Inference.TestConstants(model, g));
         var outPath = o.Req("out");
         AtomicFile.WriteAllText(outPath, ActivityNetJson(dets, model.Classes));
         Console.WriteLine($"{dets.Count} detections written to {outPath}");
@@ -242,13 +260,19 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         using var backend = MakeBackend(o.Get("device", "cpu"));
         bool exact = o.Flag("no-savings");
         var ties = MiningTiesOption(o);
-        var r = Replay.Run(o.Req("state"), backend, c => { if (exact) { c.TruncateText = false; c.SkipAeDecoder = false; } c.MiningTies = ties ?? c.MiningTies; });
+        var method = MethodOption(o) ?? MethodRegistry.Get("pvlr");
+        var r = method.Replay(o.Req("state"), backend, c =>
+        {
+            if (exact) { var p = PvlrOnly(c, "--no-savings"); p.TruncateText = false; p.SkipAeDecoder = false; }
+            if (ties != null) PvlrOnly(c, "--mining-ties").MiningTies = ties.Value;
+        });
         var outDir = o.Req("out");
         Replay.Write(r, outDir);
         foreach (var (k, v) in r.Losses) Console.WriteLine($"{k,-30} {v,14:G9}");
         foreach (var n in r.Notes) Console.WriteLine($"note: {n}");
-        Console.WriteLine($"our mining ({r.Config.MiningTies.ToString().ToLowerInvariant()} tie order) on {r.MiningSource}, picks equal to the dump's: " +
-            string.Join(", ", r.Mining.Select(kv => $"{kv.Key} {kv.Value.same}/{kv.Value.total}")));
+        if (r.Mining.Count > 0)
+            Console.WriteLine($"our mining ({r.MiningTies} tie order) on {r.MiningSource}, picks equal to the dump's: " +
+                string.Join(", ", r.Mining.Select(kv => $"{kv.Key} {kv.Value.same}/{kv.Value.total}")));
         Console.WriteLine($"wrote {outDir}/losses.json, {outDir}/mining.json and {r.Grads.Count} gradients to {outDir}/grads/");
         return 0;
     }
@@ -256,7 +280,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     static int BenchCmd(Opts o)
     {
         using var backend = MakeBackend(o.Get("device", "auto"));
-        var cfg = PvlrConfig.FromPreset(o.Get("preset", "paper"));
+        var cfg = (MethodOption(o) ?? MethodRegistry.Get("pvlr")).Preset(o.Get("preset", "paper"));
         TestTime(o, cfg);
         var only = o.Get("only", "gemm,conv,clip,step,infer").Split(',').ToHashSet();
         CpuGemm.Vector256Only = o.Flag("vector256");           // the CPU GEMMs on the AVX2 microkernel, as without AVX-512
@@ -267,7 +291,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         [
             ("gemm", () => [Bench.Gemm(backend)]),
             ("conv", () => [Bench.Conv(backend)]),
-            ("clip", () => Bench.ClipTower(backend, cfg)),
+            ("clip", () => cfg is PvlrConfig p ? Bench.ClipTower(backend, p) : []),
             ("step", () => [Bench.TrainStep(backend, cfg, steps, Console.Error)]),
             ("infer", () => Bench.TestSetInference(backend, cfg, passes)),
             ("memory", () => Bench.FirstTouch(backend)),
@@ -283,6 +307,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             foreach (var r in run()) { rows.Add(r); Console.Error.WriteLine($"bench: {r.Name}: {r.Seconds:F4} s"); }
         }
         var table = Bench.Table(rows, peak, $"{backend.Name} ({Environment.ProcessorCount} cores{(CpuGemm.Vector256Only ? ", Vector256 GEMM microkernel" : "")})");
+        if (o.Flag("torch") && cfg is not PvlrConfig) throw new ArgumentException($"--torch: the PyTorch side-by-side exists for PVLR, not for {cfg.Method}");
         if (o.Flag("torch") && rows.FirstOrDefault(r => r.Name.StartsWith("training step")) is { } ours)
             table += TorchSideBySide(cfg.Preset, torchSteps, ours.Seconds, o.Get("torch-script", Path.Combine("benchmarks", "reference", "pvlr_ref.py")));
         Console.WriteLine(table);
@@ -336,15 +361,15 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     {
         string src = o.Req("checkpoint"), dst = o.Req("out"), fmt = o.Get("format", Path.GetExtension(dst).TrimStart('.'));
         using var backend = new CpuBackend();
-        var (model, step, rng) = Checkpoint.Load(src, backend, report: Console.Error);
-        using var store = model.P;
+        var (model, step, rng) = Checkpoint.Load(src, backend, report: Console.Error, method: MethodOption(o));
+        using var store = model.Parameters;
         switch (fmt)
         {
-            case "safetensors": Checkpoint.Save(dst, model, backend, model.Cfg, step, rng, includeOptimizer: true); break;
+            case "safetensors": Checkpoint.Save(dst, model, backend, step, rng, includeOptimizer: true); break;
             case "pth": case "pt": Checkpoint.SaveTorch(dst, model); break;
             default: throw new ArgumentException($"--format must be safetensors or pth, not '{fmt}'");
         }
-        Console.WriteLine($"wrote {dst} ({model.P.List.Count} tensors, {fmt})");
+        Console.WriteLine($"wrote {dst} ({model.Parameters.List.Count} tensors, {fmt})");
         return 0;
     }
 

@@ -9,6 +9,8 @@ using PvlrKernels.Data;
 using PvlrKernels.Engine;
 using PvlrKernels.Kernels;
 using PvlrKernels.Model;
+using PvlrKernels.Methods;
+using PvlrKernels.Methods.Pvlr;
 using PvlrKernels.Train;
 
 namespace PvlrKernels.Tools;
@@ -50,7 +52,7 @@ public static class Bench
     }
 
     /// The class list the benchmarks build models with: the THUMOS names, repeated past 20 classes.
-    public static string[] Classes(PvlrConfig cfg) =>
+    public static string[] Classes(MethodConfig cfg) =>
         Enumerable.Range(0, cfg.NumClasses).Select(i => ClassTokens.Names.Keys.ElementAt(i % ClassTokens.Names.Count)).ToArray();
 
     /// The fusion conv's GEMM, C (m x n) = A (m x k) · W (k x n).
@@ -92,23 +94,24 @@ public static class Bench
 
     /// One full training step (forward, every loss, backward, Adam) on a synthetic batch of the config's
     /// shapes; each step is logged as done (with PVLR_PROFILE=1, after its phases).
-    public static Workload TrainStepWork(Backend b, PvlrConfig cfg, TextWriter log = null)
+    public static Workload TrainStepWork(Backend b, MethodConfig cfg, TextWriter log = null)
     {
         var tr = new Trainer(cfg, Classes(cfg), b, log ?? TextWriter.Null);    // PVLR_PROFILE=1: its per-phase lines too
         int bs = cfg.BatchSize, t = cfg.MaxSeqLen;
-        var feats = Randn(bs * t * cfg.FeatDim, 5); var clip = Randn(bs * t * cfg.EmbedDim, 6);
+        var feats = Randn(bs * t * cfg.FeatDim, 5); var clip = cfg.ClipFeatureWidth > 0 ? Randn(bs * t * cfg.ClipFeatureWidth, 6) : null;
         var labels = new float[bs * cfg.NumClasses]; var r = new Random(7);
         for (int i = 0; i < bs; i++) labels[i * cfg.NumClasses + (i < 6 ? i / 2 : r.Next(cfg.NumClasses))] = 1;
         int done = 0;
-        return new Workload($"training step ({cfg.Preset})", $"B={bs} T={t} F={cfg.FeatDim} D={cfg.EmbedDim} P={cfg.NumSamples}",
+        string shape = $"B={bs} T={t} F={cfg.FeatDim}" + (cfg is PvlrConfig pv ? $" D={pv.EmbedDim} P={pv.NumSamples}" : "");
+        return new Workload($"training step ({cfg.Method} {cfg.Preset})", shape,
             () => { tr.StepOn(feats, clip, labels); log?.WriteLine($"  step {++done} done"); }, tr);
     }
 
     /// Test-mode inference on 212 videos with the real THUMOS14 test lengths (random features) and the
     /// full evaluation against the real GT (the annotations embedded with the demo data); one pass per Run.
-    public static Workload InferenceWork(Backend b, PvlrConfig cfg) => InferenceWork(b, cfg, out _, out _);
+    public static Workload InferenceWork(Backend b, MethodConfig cfg) => InferenceWork(b, cfg, out _, out _);
 
-    static Workload InferenceWork(Backend b, PvlrConfig cfg, out Graph graph, out int videoCount)
+    static Workload InferenceWork(Backend b, MethodConfig cfg, out Graph graph, out int videoCount)
     {
         var dir = Path.Combine(Path.GetTempPath(), "pvlr-bench-ann-" + Environment.ProcessId);
         DemoData.WriteAnnotations(dir);
@@ -122,12 +125,12 @@ public static class Bench
             v.Features = new float[(long)v.T * cfg.FeatDim];
             for (long i = 0; i < v.Features.Length; i++) v.Features[i] = (float)(r.NextDouble() - 0.5);
         }
-        var model = new PvlrModel(cfg, ann.Classes);
+        var model = MethodRegistry.Get(cfg.Method).Build(cfg, ann.Classes);
         model.Initialize(b, 1);
-        var g = new Graph(b, model.P);
+        var g = new Graph(b, model.Parameters);
         graph = g; videoCount = videos.Count;
-        return new Workload($"test-set inference + eval ({cfg.Preset})", $"{videos.Count} videos, {videos.Sum(v => v.T)} snippets",
-            () => Inference.Evaluate(model, g, ann, videos), model.P, g);
+        return new Workload($"test-set inference + eval ({cfg.Method} {cfg.Preset})", $"{videos.Count} videos, {videos.Sum(v => v.T)} snippets",
+            () => Inference.Evaluate(model, g, ann, videos), model.Parameters, g);
     }
 
     /// A row of a workload's median time over `reps` runs after a warm-up run.
@@ -158,7 +161,7 @@ public static class Bench
     }
 
     /// Full training steps on synthetic batches of the config's shapes; the row's time is s/step.
-    public static BenchRow TrainStep(Backend b, PvlrConfig cfg, int steps = 3, TextWriter log = null) =>
+    public static BenchRow TrainStep(Backend b, MethodConfig cfg, int steps = 3, TextWriter log = null) =>
         Row(b, TrainStepWork(b, cfg, log), steps, s => $"{1 / s:F3} steps/s");
 
     /// Test-set inference plus evaluation (InferenceWork) with one graph: the first pass (JIT compilation,
@@ -167,7 +170,7 @@ public static class Bench
     /// the training-step row reports its steps: on a shared host one pass can land in a slow phase. Each row
     /// also says how busy the pass kept the cores (Profiler.Busy), so time lost to waiting shows apart from
     /// time lost to slow cores.
-    public static BenchRow[] TestSetInference(Backend b, PvlrConfig cfg, int passes = 1)
+    public static BenchRow[] TestSetInference(Backend b, MethodConfig cfg, int passes = 1)
     {
         if (passes < 1) throw new ArgumentOutOfRangeException(nameof(passes), $"--infer-passes {passes}: at least one steady pass is needed");
         using var w = InferenceWork(b, cfg, out var g, out int count);
@@ -195,27 +198,27 @@ public static class Bench
     /// Loading a checkpoint of the config's model, written with its Adam moments to a temporary file (so
     /// read from the page cache, not the disk): the weights only, as pvlr eval and infer load it, and
     /// whole, as a resumed run does. The rate is MB of the file read per second.
-    public static BenchRow[] CheckpointLoad(Backend b, PvlrConfig cfg, string[] classes)
+    public static BenchRow[] CheckpointLoad(Backend b, MethodConfig cfg, string[] classes)
     {
         var path = Path.Combine(Path.GetTempPath(), $"pvlr-bench-{Environment.ProcessId}.safetensors");
-        var model = new PvlrModel(cfg, classes);
+        var model = MethodRegistry.Get(cfg.Method).Build(cfg, classes);
         model.Initialize(b, 1);
         try
         {
-            Checkpoint.Save(path, model, b, cfg, 0, 0, includeOptimizer: true);
-            double file = new FileInfo(path).Length / 1e6, weights = model.P.List.Sum(p => p.Size) * 4 / 1e6;
+            Checkpoint.Save(path, model, b, 0, 0, includeOptimizer: true);
+            double file = new FileInfo(path).Length / 1e6, weights = model.Parameters.List.Sum(p => p.Size) * 4 / 1e6;
             BenchRow Load(string name, bool optimizer, double mb)
             {
                 var sw = Stopwatch.StartNew();
                 var (m, _, _) = Checkpoint.Load(path, b, optimizer: optimizer);
                 b.Synchronize();
                 double s = sw.Elapsed.TotalSeconds;
-                m.P.Dispose();
+                m.Parameters.Dispose();
                 return new BenchRow(name, $"{mb:0.##} MB of a {file:0.##} MB file", s, 0, $"{mb / s:0} MB/s");
             }
             return new[] { Load($"checkpoint load, weights ({cfg.Preset})", false, weights), Load($"checkpoint load, with Adam moments ({cfg.Preset})", true, file) };
         }
-        finally { model.P.Dispose(); File.Delete(path); }
+        finally { model.Parameters.Dispose(); File.Delete(path); }
     }
 
     /// What new memory costs, apart from any compute: writing `mib` MiB of a freshly allocated buffer (as

@@ -5,6 +5,7 @@ using PvlrKernels.Tools;
 using PvlrKernels.Benchmarks;
 using PvlrKernels.Engine;
 using PvlrKernels.Model;
+using PvlrKernels.Methods.Pvlr;
 using PvlrKernels.Train;
 
 namespace PvlrKernels.Tests;

@@ -5,6 +5,8 @@ using PvlrKernels.Eval;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
 using PvlrKernels.Model;
+using PvlrKernels.Methods;
+using PvlrKernels.Methods.Pvlr;
 using PvlrKernels.Train;
 
 namespace PvlrKernels.Tests;
@@ -53,12 +55,12 @@ public sealed class CheckpointTests
     {
         using var b = new CpuBackend();
         var model = Checkpoint.LoadTorch(Path.Combine(Fx, "tiny_state_dict.pth"), b, out var report);
-        using var store = model.P;
-        Assert.That(model.Cfg.FeatDim, Is.EqualTo(16)); Assert.That(model.Cfg.ClipLayers, Is.EqualTo(1)); Assert.That(model.Cfg.ClipHeads, Is.EqualTo(1));
+        using var store = model.Parameters;
+        Assert.That(((PvlrConfig)model.Config).FeatDim, Is.EqualTo(16)); Assert.That(((PvlrConfig)model.Config).ClipLayers, Is.EqualTo(1)); Assert.That(((PvlrConfig)model.Config).ClipHeads, Is.EqualTo(1));
         Assert.That(report, Does.Contain("clipmodel.logit_scale").And.Contain("unused"));
         Assert.That(report, Does.Contain("clipmodel.token_embedding.weight"), "our word-level token table has another vocabulary size");
         var want = Npy.Load(Path.Combine(Fx, "expected", "fusion2.0.weight.npy")).AsFloat();
-        Assert.That(model.P.Get("fusion2.0.weight"), Is.EqualTo(want));
+        Assert.That(model.Parameters.Get("fusion2.0.weight"), Is.EqualTo(want));
     }
 
     [Test]
@@ -141,8 +143,8 @@ public sealed class CheckpointTests
         {
             var model = new PvlrModel(cfg, classes);
             model.Initialize(b, 17);
-            using var store = model.P;
-            Checkpoint.Save(st, model, b, cfg, 3, 0, includeOptimizer: false);
+            using var store = model.Parameters;
+            Checkpoint.Save(st, model, b, 3, 0, includeOptimizer: false);
         }
         try
         {
@@ -160,9 +162,9 @@ public sealed class CheckpointTests
             Assert.That(Table(back), Is.EqualTo(want), "eval of the safetensors export of the .pth");
             using var b2 = new CpuBackend();
             var loaded = Checkpoint.LoadTorch(pth, b2, out _);
-            using var s2 = loaded.P;
+            using var s2 = loaded.Parameters;
             var c = PvlrConfig.FromJson(cfg.ToJson());
-            Assert.That(loaded.Cfg.ToJson(), Is.EqualTo(c.ToJson()), "every configuration value");
+            Assert.That(((PvlrConfig)loaded.Config).ToJson(), Is.EqualTo(c.ToJson()), "every configuration value");
             Assert.That(loaded.Classes, Is.EqualTo(classes));
         }
         finally { foreach (var f in new[] { st, pth, back }) if (File.Exists(f)) File.Delete(f); }
@@ -189,7 +191,7 @@ public sealed class CheckpointTests
         var ckpt = Path.Combine(Fx, "tiny_state_dict.pth");
         using var b = new CpuBackend();
         var model = Checkpoint.Load(ckpt, b, optimizer: false).model;
-        int t = 40, f = model.Cfg.FeatDim;
+        int t = 40, f = ((PvlrConfig)model.Config).FeatDim;
         var x = new float[t * f];
         for (int i = 0; i < x.Length; i++) x[i] = MathF.Sin(0.37f * i) * (1 + i % 5);
         var dir = Tmp(""); Directory.CreateDirectory(dir);
@@ -201,9 +203,9 @@ public sealed class CheckpointTests
             return rc + " " + err;
         }
         Assert.That(Run(video), Does.StartWith("0 "));
-        using (var g = new Graph(b, model.P))
+        using (var g = new Graph(b, model.Parameters))
         {
-            var (dets, _) = Inference.LocalizeVideo(model, g, "video_test_0000004", x, t, Inference.Text(model, g));
+            var (dets, _) = Inference.LocalizeVideo(model, g, "video_test_0000004", x, t, Inference.TestConstants(model, g));
             var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json)).RootElement.GetProperty("results");
             var got = doc.EnumerateObject().Single();
             Assert.That(got.Name, Is.EqualTo("video_test_0000004"));

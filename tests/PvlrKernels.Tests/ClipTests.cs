@@ -9,6 +9,8 @@ using PvlrKernels.Eval;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
 using PvlrKernels.Model;
+using PvlrKernels.Methods;
+using PvlrKernels.Methods.Pvlr;
 
 namespace PvlrKernels.Tests;
 
@@ -89,11 +91,11 @@ public sealed class ClipTests
         using var backend = new CpuBackend();
         var model = new PvlrModel(cfg, classes, prompt);
         model.Initialize(backend, 1);
-        using var store = model.P;
+        using var store = model.Parameters;
         clip.Apply(model);
-        model.P.Set("embedding.weight", Npy.Load(Path.Combine(dir, "embedding.npy")).AsFloat());
-        using var g = new Graph(backend, model.P);
-        return Inference.Text(model, g);
+        model.Parameters.Set("embedding.weight", Npy.Load(Path.Combine(dir, "embedding.npy")).AsFloat());
+        using var g = new Graph(backend, model.Parameters);
+        return Inference.TestConstants(model, g);
     }
 
     [Test]
@@ -128,10 +130,10 @@ public sealed class ClipTests
             Assert.That(r.output, Does.Contain("width 64, 1 layers, 1 heads, projection 8"));
             using var b = new CpuBackend();
             var (model, _, _) = Train.Checkpoint.Load(Path.Combine(run, "last.safetensors"), b, optimizer: false);
-            using var store = model.P;
+            using var store = model.Parameters;
             var sd = TorchZip.Load(Path.Combine(dir, "clip.pt"));
-            Assert.That(model.P.Get("clipmodel.transformer.resblocks.0.mlp.c_fc.weight"), Is.EqualTo(sd["transformer.resblocks.0.mlp.c_fc.weight"].data));
-            Assert.That(model.P.Get("clipmodel.token_embedding.weight"), Is.EqualTo(sd["token_embedding.weight"].data));
+            Assert.That(model.Parameters.Get("clipmodel.transformer.resblocks.0.mlp.c_fc.weight"), Is.EqualTo(sd["transformer.resblocks.0.mlp.c_fc.weight"].data));
+            Assert.That(model.Parameters.Get("clipmodel.token_embedding.weight"), Is.EqualTo(sd["token_embedding.weight"].data));
         });
     }
 
@@ -148,7 +150,7 @@ public sealed class ClipTests
         using var b = new CpuBackend();
         var model = new PvlrModel(cfg, Enumerable.Range(0, cfg.NumClasses).Select(i => ClassTokens.Names.Keys.ElementAt(i)).ToArray());
         model.Initialize(b, 1);
-        using var store = model.P;
+        using var store = model.Parameters;
         var e = Assert.Throws<DataFormatException>(() => w.Apply(model));
         Assert.That(e.Message, Does.Contain("token_embedding.weight").And.Contain("49408 rows"));
     }

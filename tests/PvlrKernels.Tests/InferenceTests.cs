@@ -7,6 +7,8 @@ using PvlrKernels.Eval;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
 using PvlrKernels.Model;
+using PvlrKernels.Methods;
+using PvlrKernels.Methods.Pvlr;
 using PvlrKernels.Train;
 
 namespace PvlrKernels.Tests;
@@ -29,7 +31,7 @@ public sealed class InferenceTests(string backendName)
         var batches = Inference.Batches(videos, cfg.InferRows).ToList();
         Assert.That(batches.Select(b => b.Count), Is.EqualTo(new[] { 2, 1, 1 }), "1 + (1+1) + (7+1) = 11 rows, then 12 alone, then 3");
 
-        var text = Inference.Text(tr.Model, tr.G);
+        var text = Inference.TestConstants(tr.Model, tr.G);
         var got = batches.SelectMany(b => Inference.Signals(tr.Model, tr.G, b.Select(v => (v.Name, v.Features, v.T)).ToArray(), text)).ToArray();
         for (int i = 0; i < videos.Count; i++)
         {
@@ -37,7 +39,7 @@ public sealed class InferenceTests(string backendName)
             g.Reset(); g.WinogradTile = 0;
             using (g.NoGrad())
             {
-                var o = tr.Model.Forward(g, g.FromHost(v.Features, 1, v.T, cfg.FeatDim), g.FromHost(text, cfg.NumClasses + 1, cfg.EmbedDim));
+                var o = ((PvlrModel)tr.Model).Forward(g, g.FromHost(v.Features, 1, v.T, cfg.FeatDim), g.FromHost(text, cfg.NumClasses + 1, cfg.EmbedDim));
                 Check.Close(got[i].cas, g.ToHost(o.Cas), 1e-4, 1e-4, $"{v.Name} cas, winograd {winograd} [{backendName}]");
                 Check.Close(got[i].attn, g.ToHost(o.Attn), 1e-6, 1e-5, $"{v.Name} attention [{backendName}]");
             }
@@ -54,13 +56,13 @@ public sealed class InferenceTests(string backendName)
         using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
         var r = new Random(5); int t = 400;
         var x = Enumerable.Range(0, t * cfg.FeatDim).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray();
-        var text = Inference.Text(tr.Model, tr.G);
+        var text = Inference.TestConstants(tr.Model, tr.G);
         (float[] cas, float[] attn, long touched) Run(bool recording)
         {
-            using var g = new Graph(B, tr.Model.P);
+            using var g = new Graph(B, tr.Model.Parameters);
             g.Training = false;
             using var _ = recording ? null : g.NoGrad();
-            var o = tr.Model.Forward(g, g.FromHost(x, 1, t, cfg.FeatDim), g.FromHost(text, cfg.NumClasses + 1, cfg.EmbedDim));
+            var o = ((PvlrModel)tr.Model).Forward(g, g.FromHost(x, 1, t, cfg.FeatDim), g.FromHost(text, cfg.NumClasses + 1, cfg.EmbedDim));
             return (g.ToHost(o.Cas), g.ToHost(o.Attn), g.Act.Touched);
         }
         var kept = Run(true); var freed = Run(false);
@@ -146,7 +148,7 @@ public sealed class InferenceTests(string backendName)
     {
         var cfg = PvlrConfig.Tiny();
         using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
-        var text = Inference.Text(tr.Model, tr.G);
+        var text = Inference.TestConstants(tr.Model, tr.G);
         var e = Assert.Throws<ShapeException>(() => Inference.Signals(tr.Model, tr.G, new[] { ("ok", new float[2 * cfg.FeatDim], 2), ("video_test_0000004", Array.Empty<float>(), 0) }, text));
         Assert.That(e.Message, Does.Contain("video_test_0000004").And.Contain("empty"));
         e = Assert.Throws<ShapeException>(() => Inference.Signals(tr.Model, tr.G, new[] { ("video_test_0000007", new float[5], 2) }, text));
@@ -162,7 +164,7 @@ public sealed class InferenceTests(string backendName)
         if (backendName != "cpu") Assert.Ignore("the bench row is the CPU path's; the emulator would take minutes over 212 videos");
         Assert.Throws<ArgumentOutOfRangeException>(() => Bench.TestSetInference(B, PvlrConfig.Tiny(), 0));
         var rows = Bench.TestSetInference(B, PvlrConfig.Tiny(), 2);
-        Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "test-set inference + eval (tiny), first pass", "test-set inference + eval (tiny)" }));
+        Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "test-set inference + eval (pvlr tiny), first pass", "test-set inference + eval (pvlr tiny)" }));
         Assert.That(rows[0].Flops, Is.GreaterThan(0).And.EqualTo(rows[1].Flops));
         Assert.That(rows.All(r => r.Seconds > 0 && r.Shape == "212 videos, 71804 snippets"));
         Assert.That(rows[0].Rate, Does.Not.Contain("median"));

@@ -6,6 +6,7 @@ using NUnit.Framework;
 using PvlrKernels.Eval;
 using PvlrKernels.Data;
 using PvlrKernels.Model;
+using PvlrKernels.Methods.Pvlr;
 using PvlrKernels.Train;
 
 namespace PvlrKernels.Tests;

@@ -7,6 +7,7 @@ using System.Text.Json;
 using NUnit.Framework;
 using PvlrKernels.Data;
 using PvlrKernels.Train;
+using PvlrKernels.Methods.Pvlr;
 
 namespace PvlrKernels.Tests;
 
@@ -36,7 +37,7 @@ public sealed class ReplayTests(string backend)
     {
         // ~100 s on the emulator (one OS thread per simulated GPU thread); every op it uses is tested there.
         if (backend == "ilgpu-cpu") Assert.Ignore("a whole step is too slow for the emulator; the op suite covers its kernels");
-        var r = Replay.Run(Fixture, Backends.Get(backend));
+        var r = PvlrReplay.Run(Fixture, Backends.Get(backend));
         AssertMatches(Fixture, r);
         Assert.That(r.Notes, Has.Some.Contains("vAttn.AE_d"), "AE_d's recorded masks are reported as unused");
         AssertOwnMiningPicksTheDumps(r);
@@ -54,7 +55,7 @@ public sealed class ReplayTests(string backend)
     public void StableTieOrderPicksOtherHardSnippetsThanTorch()
     {
         if (backend != "cpu") Assert.Ignore("the mining runs on the host");
-        var stable = Replay.Run(Fixture, Backends.Get(backend), c => c.MiningTies = PvlrKernels.Model.MiningTies.Stable);
+        var stable = PvlrReplay.Run(Fixture, Backends.Get(backend), c => c.MiningTies = MiningTies.Stable);
         Assert.That(stable.Mining["hard_act"].same, Is.LessThan(stable.Mining["hard_act"].total / 2));
         Assert.That(stable.Mining["hard_bkg"].same, Is.LessThan(stable.Mining["hard_bkg"].total / 2));
         var d = Path.Combine(Path.GetTempPath(), "pvlr-noatt-" + Guid.NewGuid().ToString("N")[..8]);
@@ -65,7 +66,7 @@ public sealed class ReplayTests(string backend)
         File.Delete(Path.Combine(d, "mining", "attention.npy"));
         try
         {
-            var own = Replay.Run(d, Backends.Get(backend));
+            var own = PvlrReplay.Run(d, Backends.Get(backend));
             Assert.That(own.MiningSource, Does.Contain("float32"));
             AssertOwnMiningPicksTheDumps(own);
         }
@@ -78,7 +79,7 @@ public sealed class ReplayTests(string backend)
     public void SavingsOffGivesTheSameStep()
     {
         if (backend == "ilgpu-cpu") Assert.Ignore("a whole step is too slow for the emulator; the cpu and cuda cases cover it");
-        var r = Replay.Run(Fixture, Backends.Get(backend), c => { c.TruncateText = false; c.SkipAeDecoder = false; });
+        var r = PvlrReplay.Run(Fixture, Backends.Get(backend), c => { c.TruncateText = false; c.SkipAeDecoder = false; });
         AssertMatches(Fixture, r);
         Assert.That(r.Notes, Has.None.Contains("not needed"), "with AE_d on, every recorded draw is used");
     }
@@ -106,7 +107,7 @@ public sealed class ReplayTests(string backend)
             var t = Path.Combine(d, Path.GetRelativePath(Fixture, f)); Directory.CreateDirectory(Path.GetDirectoryName(t)); File.Copy(f, t);
         }
         File.Delete(Path.Combine(d, "random", "fusion.npy"));
-        var e = Assert.Throws<FileNotFoundException>(() => Replay.Run(d, Backends.Get(backend)));
+        var e = Assert.Throws<FileNotFoundException>(() => PvlrReplay.Run(d, Backends.Get(backend)));
         Assert.That(e.Message, Does.Contain("random/fusion.npy").Or.Contain("random" + Path.DirectorySeparatorChar + "fusion.npy"));
         Directory.Delete(d, true);
     }
@@ -119,7 +120,7 @@ public sealed class ReplayTests(string backend)
         var d = Path.Combine(Path.GetTempPath(), "pvlr-livereplay-" + Guid.NewGuid().ToString("N")[..8]);
         var (rc, _, err) = ReferencePython.Run($"\"{ReferencePython.RepoPath("benchmarks", "reference", "pvlr_ref.py")}\" dump \"{d}\" --seed 21");
         Assert.That(rc, Is.EqualTo(0), err);
-        var r = Replay.Run(d, Backends.Get(backend));
+        var r = PvlrReplay.Run(d, Backends.Get(backend));
         AssertMatches(d, r);
         Assert.That(r.MiningSource, Does.Contain("float64"));
         AssertOwnMiningPicksTheDumps(r);

@@ -6,6 +6,7 @@
 using NUnit.Framework;
 using PvlrKernels.Engine;
 using PvlrKernels.Model;
+using PvlrKernels.Methods.Pvlr;
 
 namespace PvlrKernels.Tests;
 

@@ -5,6 +5,8 @@ using PvlrKernels.Tools;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
 using PvlrKernels.Model;
+using PvlrKernels.Methods;
+using PvlrKernels.Methods.Pvlr;
 using PvlrKernels.Train;
 
 namespace PvlrKernels.Tests;
@@ -38,8 +40,8 @@ public sealed class TrainingTests
         using var tr = new Trainer(PvlrConfig.Tiny(), Data.Value, Backends.Get(backend), TextWriter.Null);
         tr.TrainStep();
         Assert.DoesNotThrow(tr.CheckGradients);
-        var p = tr.Model.P["fusion.0.weight"];
-        tr.Backend.Upload(tr.Model.P.Grads, p.Offset + 5, new[] { bad });
+        var p = tr.Model.Parameters["fusion.0.weight"];
+        tr.Backend.Upload(tr.Model.Parameters.Grads, p.Offset + 5, new[] { bad });
         var e = Assert.Throws<TrainingDivergedException>(tr.CheckGradients);
         Assert.That(e.Message, Does.Contain("fusion.0.weight").And.Contain(bad.ToString()));
     }
@@ -62,16 +64,16 @@ public sealed class TrainingTests
         tr.SaveCheckpoint(path);
         var (model, step, rng) = Checkpoint.Load(path, tr.Backend);
         Assert.That(step, Is.EqualTo(3)); Assert.That(rng, Is.EqualTo(tr.Rng.Counter));
-        foreach (var p in tr.Model.P.List) Assert.That(model.P.Get(p.Name), Is.EqualTo(tr.Model.P.Get(p.Name)), p.Name);
-        float[] Moments(PvlrModel m) { var a = new float[m.P.Total]; tr.Backend.Download(m.P.M, 0, a); return a; }
+        foreach (var p in tr.Model.Parameters.List) Assert.That(model.Parameters.Get(p.Name), Is.EqualTo(tr.Model.Parameters.Get(p.Name)), p.Name);
+        float[] Moments(IMethodModel m) { var a = new float[m.Parameters.Total]; tr.Backend.Download(m.Parameters.M, 0, a); return a; }
         Assert.That(Moments(model), Is.EqualTo(Moments(tr.Model)).And.Not.All.EqualTo(0f));
         // an inference load reads the weights only: the same weights, moments left at zero
         var (infer, _, _) = Checkpoint.Load(path, tr.Backend, optimizer: false);
-        foreach (var p in tr.Model.P.List) Assert.That(infer.P.Get(p.Name), Is.EqualTo(tr.Model.P.Get(p.Name)), p.Name);
+        foreach (var p in tr.Model.Parameters.List) Assert.That(infer.Parameters.Get(p.Name), Is.EqualTo(tr.Model.Parameters.Get(p.Name)), p.Name);
         Assert.That(Moments(infer), Is.All.EqualTo(0f));
         var (weights, _) = Safetensors.Load(path, n => !n.StartsWith("adam_"));
-        Assert.That(weights.Keys, Is.EquivalentTo(tr.Model.P.List.Select(p => p.Name)));
-        model.P.Dispose(); infer.P.Dispose();
+        Assert.That(weights.Keys, Is.EquivalentTo(tr.Model.Parameters.List.Select(p => p.Name)));
+        model.Parameters.Dispose(); infer.Parameters.Dispose();
         var r = tr.Evaluate(Data.Value.Test);
         Assert.That(r.Map, Has.Length.EqualTo(9));
         Assert.That(r.Map, Is.All.InRange(0.0, 100.0));
@@ -94,7 +96,7 @@ public sealed class TrainingTests
         // the whole file holds the weights and two moments of the trainable ones (the frozen CLIP tower, with
         // its 49,408-row token table, has none)
         var model = new PvlrModel(cfg, Data.Value.Ann.Classes);
-        double weights = model.P.List.Sum(p => (double)p.Size), trainable = model.P.List.Where(p => p.Trainable).Sum(p => (double)p.Size);
+        double weights = model.Parameters.List.Sum(p => (double)p.Size), trainable = model.Parameters.List.Where(p => p.Trainable).Sum(p => (double)p.Size);
         Assert.That(mb[1] / mb[0], Is.EqualTo((weights + 2 * trainable) / weights).Within(0.05), "the whole file holds the weights and two moments");
         Assert.That(Directory.GetFiles(Path.GetTempPath(), $"pvlr-bench-{Environment.ProcessId}.*"), Is.EqualTo(before), "the temporary checkpoint is removed");
     }
@@ -132,7 +134,7 @@ public sealed class TrainingTests
             using var cb = new CpuBackend();
             var (ma, sa, _) = Checkpoint.Load(Path.Combine(a, "best.safetensors"), cb, optimizer: false);
             var (mb, sb, _) = Checkpoint.Load(Path.Combine(b, "best.safetensors"), cb, optimizer: false);
-            using (ma.P) using (mb.P) Assert.That((sb, mb.P.Get("fusion.0.weight")), Is.EqualTo((sa, ma.P.Get("fusion.0.weight"))), "best.safetensors");
+            using (ma.Parameters) using (mb.Parameters) Assert.That((sb, mb.Parameters.Get("fusion.0.weight")), Is.EqualTo((sa, ma.Parameters.Get("fusion.0.weight"))), "best.safetensors");
         }
         finally { foreach (var d in new[] { a, b }) if (Directory.Exists(d)) Directory.Delete(d, true); }
     }
@@ -156,7 +158,7 @@ public sealed class TrainingTests
             var (rc, err, _) = TestData.RunCli("train", "--preset", "tiny", "--max-iter", "3", "--device", "cpu", "--data", TinyDataDir, "--out", dir);
             Assert.That(rc, Is.EqualTo(0), err);
             Assert.That(err, Does.Not.Contain("plots without axes"));
-            int terms = PvlrKernels.Model.LossTerms.Names.Count(n => n != "distillation_loss") + 2;     // + distillation (CLIP features present) + total
+            int terms = PvlrLoss.Names.Count(n => n != "distillation_loss") + 2;     // + distillation (CLIP features present) + total
             Assert.That(PngSize(Path.Combine(dir, "loss.png")), Is.EqualTo((900, 170 * terms)));
             var cas = Directory.GetFiles(dir, "cas_attn_*.png");
             Assert.That(cas, Is.Not.Empty);
@@ -221,8 +223,8 @@ public sealed class TrainingTests
         Assert.Throws<InvalidOperationException>(() => tr.Run(dir, 2, (_, _) => throw new InvalidOperationException("evaluation failed")));
         var (model, step, _) = Checkpoint.Load(Path.Combine(dir, "last.safetensors"), tr.Backend);
         Assert.That(step, Is.EqualTo(2));
-        foreach (var p in tr.Model.P.List) Assert.That(model.P.Get(p.Name), Is.EqualTo(tr.Model.P.Get(p.Name)), p.Name);
-        model.P.Dispose();
+        foreach (var p in tr.Model.Parameters.List) Assert.That(model.Parameters.Get(p.Name), Is.EqualTo(tr.Model.Parameters.Get(p.Name)), p.Name);
+        model.Parameters.Dispose();
         Assert.That(Assert.Throws<ArgumentException>(() => tr.Evaluate(new List<Video>())).Message, Does.Contain("no videos"));
         Directory.Delete(dir, true);
     }
@@ -252,7 +254,7 @@ public sealed class TrainingTests
                 var path = Path.Combine(dir, f);
                 if (!File.Exists(path)) continue;
                 var (model, _, _) = Checkpoint.Load(path, new CpuBackend());
-                model.P.Dispose(); loaded++;
+                model.Parameters.Dispose(); loaded++;
             }
         }
         Assert.That(kills, Is.EqualTo(4)); Assert.That(loaded, Is.GreaterThanOrEqualTo(4));

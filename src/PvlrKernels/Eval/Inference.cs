@@ -3,56 +3,35 @@ using System.Globalization;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
 using PvlrKernels.Kernels;
-using PvlrKernels.Model;
+using PvlrKernels.Methods;
 using PvlrKernels.Train;
 
 namespace PvlrKernels.Eval;
 
-/// Test-mode inference: the cosine CAS and attention of ragged batches of videos, proposals per video,
-/// the THUMOS evaluation, and the panels of a run's video plots.
+/// Test-mode inference of any method (Methods/Method.cs): the signals of ragged batches of videos,
+/// detections per video, the THUMOS evaluation, and the panels of a run's video plots.
 public static class Inference
 {
-    public static (List<Detection> dets, float[] scores) LocalizeVideo(PvlrModel model, Graph g, string name, float[] features, int t, float[] textHost,
-        List<(double, double)> ambiguous = null, ProposalConfig pc = null)
+    public static (List<Detection> dets, float[] scores) LocalizeVideo(IMethodModel model, Graph g, string name, float[] features, int t,
+        float[] testConstants, List<(double, double)> ambiguous = null)
     {
-        var (cas, attn) = Signals(model, g, new[] { (name, features, t) }, textHost)[0];
+        var (cas, attn) = Signals(model, g, new[] { (name, features, t) }, testConstants)[0];
         using var _ = Profiler.Time("phase inference: proposals", t);
-        return Proposals.Generate(name, cas, attn, t, model.Cfg.NumClasses, pc ?? new ProposalConfig(), ambiguous);
+        return model.Detect(name, cas, attn, t, ambiguous);
     }
 
     /// Test-mode CAS (T, C+1) and attention (T) of one video.
-    public static (float[] cas, float[] attn) Signals(PvlrModel model, Graph g, float[] features, int t, float[] textHost) =>
-        Signals(model, g, new[] { ("video", features, t) }, textHost)[0];
+    public static (float[] cas, float[] attn) Signals(IMethodModel model, Graph g, float[] features, int t, float[] testConstants) =>
+        Signals(model, g, new[] { ("video", features, t) }, testConstants)[0];
 
-    /// Test-mode CAS and attention of each video, forwarded as one ragged batch (RaggedBatch); the caller
-    /// keeps a batch within Cfg.InferRows rows (Batches). Names appear in errors only.
-    public static (float[] cas, float[] attn)[] Signals(PvlrModel model, Graph g, IReadOnlyList<(string name, float[] features, int t)> videos, float[] textHost) =>
-        Signals(model, g, videos.Select(v => (v.name, (ReadOnlyMemory<float>)v.features, v.t)).ToArray(), textHost);
+    /// Test-mode CAS and attention of each video, forwarded as one ragged batch; the caller keeps a batch
+    /// within Config.InferRows rows (Batches). Names appear in errors only.
+    public static (float[] cas, float[] attn)[] Signals(IMethodModel model, Graph g, IReadOnlyList<(string name, float[] features, int t)> videos,
+        float[] testConstants) =>
+        model.Signals(g, testConstants, videos.Select(v => (v.name, (ReadOnlyMemory<float>)v.features, v.t)).ToArray());
 
-    public static (float[] cas, float[] attn)[] Signals(PvlrModel model, Graph g, IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos, float[] textHost)
-    {
-        var cfg = model.Cfg;
-        foreach (var (name, f, t) in videos)
-        {
-            if (t == 0) throw new ShapeException($"{name}: empty video (T = 0)");
-            if (f.Length != (long)t * cfg.FeatDim) throw new ShapeException($"{name}: features hold {f.Length} values, expected (T={t}, {cfg.FeatDim})");
-        }
-        g.Reset(); g.Training = false; g.WinogradTile = cfg.WinogradTile;
-        using (g.NoGrad())
-        {
-            RaggedBatch rag; Tensor xv, xf; PvlrOutputs o; float[] cas, attn;
-            using (Profiler.Time("phase inference: pack", videos.Count))
-            {
-                rag = new RaggedBatch(g, videos.Select(v => v.t).ToArray());
-                (xv, xf) = rag.PackHalves(g, videos.Select(v => v.features).ToArray(), cfg.FeatDim, cfg.Half);
-            }
-            using (Profiler.Time("phase inference: network", rag.Rows, g.Backend))
-                o = model.Forward(g, xv, xf, g.FromHost(textHost, cfg.NumClasses + 1, cfg.EmbedDim), rag);
-            using (Profiler.Time("phase inference: download", rag.Rows))
-            { cas = g.ToHost(o.Cas); attn = g.ToHost(o.Attn); }
-            return Enumerable.Range(0, rag.Count).Select(i => (rag.Unpack(cas, i, cfg.NumClasses + 1), rag.Unpack(attn, i, 1))).ToArray();
-        }
-    }
+    /// What every test video's forward reads, computed once (PVLR: the class text features).
+    public static float[] TestConstants(IMethodModel model, Graph g) => model.TestConstants(g);
 
     /// Consecutive groups of videos of at most maxRows packed rows (a longer video forms its own group).
     public static IEnumerable<List<Video>> Batches(IEnumerable<Video> videos, int maxRows)
@@ -67,10 +46,10 @@ public static class Inference
     }
 
     /// The CAS of each video's first GT class and the attention, with that class's GT segments.
-    public static List<VideoPanel> VideoPanels(PvlrModel model, Graph g, Annotations ann, IEnumerable<Video> videos)
+    public static List<VideoPanel> VideoPanels(IMethodModel model, Graph g, Annotations ann, IEnumerable<Video> videos)
     {
         bool wasTraining = g.Training;
-        var text = Text(model, g); int c1 = model.Cfg.NumClasses + 1;
+        var text = model.TestConstants(g); int c1 = model.Config.NumClasses + 1;
         var panels = new List<VideoPanel>();
         foreach (var v in videos)
         {
@@ -84,27 +63,21 @@ public static class Inference
         return panels;
     }
 
-    public static float[] Text(PvlrModel model, Graph g)
-    {
-        g.Reset();
-        using (g.NoGrad()) return g.ToHost(model.TextFeatures(g));
-    }
-
     /// The THUMOS evaluation of `videos`. `progress`, if given, hears how many videos are done (and their
     /// snippets and the time so far) after each batch once `every` has passed since the last report, so a
     /// long run shows it is moving and a short one stays quiet.
-    public static EvalResult Evaluate(PvlrModel model, Graph g, Annotations ann, List<Video> videos, Action<string> progress = null, TimeSpan? every = null)
+    public static EvalResult Evaluate(IMethodModel model, Graph g, Annotations ann, List<Video> videos, Action<string> progress = null, TimeSpan? every = null)
     {
         if (videos.Count == 0) throw new ArgumentException("evaluation: no videos to evaluate");
         var clock = System.Diagnostics.Stopwatch.StartNew(); var lastReport = TimeSpan.Zero; var interval = every ?? TimeSpan.FromSeconds(2);
         int done = 0; long doneSnippets = 0, allSnippets = videos.Sum(v => (long)v.T);
         bool wasTraining = g.Training;
         float[] text;
-        using (Profiler.Time("phase inference: text", 1)) text = Text(model, g);
+        using (Profiler.Time("phase inference: text", 1)) text = model.TestConstants(g);
         var dets = new List<Detection>(); var scores = new List<float[]>(); var labels = new List<float[]>();
         using var frozen = g.FrozenWeights();
         float[] buffer = null;                  // the batch's videos, when they are read from their file now
-        foreach (var batch in Batches(videos, model.Cfg.InferRows))
+        foreach (var batch in Batches(videos, model.Config.InferRows))
         {
             (float[] cas, float[] attn)[] sig;
             var feats = new ReadOnlyMemory<float>[batch.Count];
@@ -112,15 +85,15 @@ public static class Inference
             // each video's slot holds its stored width, so a file wider than the model still reads into
             // its own slot, and Signals names the video whose width is wrong
             for (int i = 0; i < batch.Count; i++) at[i + 1] = at[i] + (batch[i].Features != null ? 0 : (long)batch[i].T * batch[i].StoredWidth);
-            if (at[^1] > (buffer?.Length ?? 0)) buffer = GC.AllocateUninitializedArray<float>(checked((int)Math.Max(at[^1], (long)model.Cfg.InferRows * model.Cfg.FeatDim)));
+            if (at[^1] > (buffer?.Length ?? 0)) buffer = GC.AllocateUninitializedArray<float>(checked((int)Math.Max(at[^1], (long)model.Config.InferRows * model.Config.FeatDim)));
             using (Profiler.Time("phase inference: read", batch.Count))
                 CpuPool.ForOrdered(batch.Count, i => feats[i] = batch[i].ReadFeatures(buffer, at[i]));
             using (Profiler.Time("phase inference: forward", batch.Sum(v => v.T)))
-                sig = Signals(model, g, batch.Select((v, i) => (v.Name, feats[i], v.T)).ToArray(), text);
+                sig = model.Signals(g, text, batch.Select((v, i) => (v.Name, feats[i], v.T)).ToArray());
             var found = new (List<Detection> d, float[] s)[batch.Count];
             using (Profiler.Time("phase inference: proposals", batch.Sum(v => v.T)))
-                CpuPool.For(batch.Count, i => found[i] = Proposals.Generate(batch[i].Name, sig[i].cas, sig[i].attn, batch[i].T, model.Cfg.NumClasses,
-                    new ProposalConfig(), ann.Ambiguous.GetValueOrDefault(batch[i].Name)));
+                CpuPool.For(batch.Count, i => found[i] = model.Detect(batch[i].Name, sig[i].cas, sig[i].attn, batch[i].T,
+                    ann.Ambiguous.GetValueOrDefault(batch[i].Name)));
             for (int i = 0; i < batch.Count; i++)
             {
                 dets.AddRange(found[i].d); scores.Add(found[i].s);

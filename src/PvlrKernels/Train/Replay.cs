@@ -1,25 +1,11 @@
-// Replays ONE training step recorded from a PyTorch implementation of PVLR (the fixture layout of
-// ../shared/fixtures/README.md, also written by benchmarks/reference/pvlr_ref.py dump):
-//   weights/<state_dict name>.npy   every parameter (torch layouts: conv (Cout,Cin,K), linear (out,in))
-//   inputs/features.npy (B,T,F), labels.npy (B,C), clip.npy (B,T,D);
-//   inputs/actiontoken.npy (C,L) CLIP token ids, actiondict.npy (C,L,W) their embeddings (optional:
-//       derived from clipmodel.token_embedding.weight when absent)
-//   random/<tag>.npy                dropout masks (channel-first (B,C,T) or time-major) and eps (P,B,T,D)
-//   mining/<easy|hard>_<act|bkg>_idx.npy   (B,k) snippet indices
-//   mining/attention.npy            (B,T) the attention the dump mined (optional; without it the replay's
-//                                   own attention is mined)
-//   meta.json                       random_order, heads, mask_layout (channel_first, the default, or
-//                                   time_major), and optional hyper-parameters
-// and writes losses.json (the same keys, plus total_loss) and grads/<name>.npy for every trainable
-// parameter that receives a gradient. Every dimension comes from the dump's shapes. The step itself
-// uses the dump's mining indices; the project's own mining (Model/Mining.cs, in the config's tie order)
-// is also run on the dump's attention and dropout mask, and its picks are compared with the dump's
-// (mining.json).
+// The result of replaying one dumped training step of a method's reference restatement (each method's
+// replay is IMethod.Replay; PVLR's is Methods/Pvlr/PvlrReplay.cs) and how it is written:
+// losses.json (every term, plus total_loss), mining.json (the method's own host-side picks against the
+// dump's, where it has any) and grads/<name>.npy for every trainable parameter that got a gradient.
 using PvlrKernels.Util;
 using System.Text.Json;
 using PvlrKernels.Data;
-using PvlrKernels.Engine;
-using PvlrKernels.Model;
+using PvlrKernels.Methods;
 
 namespace PvlrKernels.Train;
 
@@ -28,149 +14,22 @@ public sealed class ReplayResult
     public Dictionary<string, double> Losses = new();
     public Dictionary<string, (float[] grad, int[] shape)> Grads = new();
     public List<string> Notes = new();
-    public PvlrConfig Config;
+    public MethodConfig Config;
     /// Per mining set (easy_act, ...): how many of the (B, k) picks equal the dump's, position by position.
     public Dictionary<string, (int same, int total)> Mining = new();
     public string MiningSource;
+    /// The tie order the method's own mining used ("torch", "stable"), where it mines.
+    public string MiningTies;
 }
 
 public static class Replay
 {
-    static NpyArray Load(string dir, string rel)
-    {
-        var p = Path.Combine(dir, rel);
-        if (!File.Exists(p)) throw new FileNotFoundException($"replay dump {dir}: missing {rel}", p);
-        return Npy.Load(p);
-    }
-
-    /// The dimensions of the dump, from its shapes; hyper-parameters from meta.json where given.
-    public static PvlrConfig ConfigOf(string dir, JsonElement meta)
-    {
-        int[] S(string name) => Load(dir, Path.Combine("weights", name + ".npy")).Shape;
-        var feats = Load(dir, "inputs/features.npy").Shape; var labels = Load(dir, "inputs/labels.npy").Shape;
-        if (feats.Length != 3) throw new ShapeException($"replay dump {dir}: inputs/features.npy must be (B,T,F), got {Tensor.ShapeStr(feats)}");
-        int layers = Directory.GetFiles(Path.Combine(dir, "weights"), "clipmodel.transformer.resblocks.*.ln_1.weight.npy").Length;
-        int Meta(string k, int dflt) => meta.TryGetProperty(k, out var v) ? v.GetInt32() : dflt;
-        var cfg = PvlrConfig.FromShapes(S, layers, labels[1], "replay", meta.TryGetProperty("heads", out var h) ? h.GetInt32() : (int?)null);
-        cfg.BatchSize = feats[0]; cfg.MaxSeqLen = feats[1];
-        cfg.KEasy = Load(dir, "mining/easy_act_idx.npy").Shape[1]; cfg.KHard = Load(dir, "mining/hard_act_idx.npy").Shape[1];
-        cfg.NumSamples = Meta("num_samples", Load(dir, "random/eps.npy").Shape[0]);
-        cfg.TrainTopK = Meta("train_topk", cfg.TrainTopK); cfg.BigM = Meta("M", cfg.BigM); cfg.SmallM = Meta("m", cfg.SmallM);
-        if (meta.TryGetProperty("eps_std", out var e)) cfg.EpsStd = e.GetSingle();
-        if (meta.TryGetProperty("alpha", out var a)) cfg.Alpha = a.EnumerateArray().Select(x => x.GetSingle()).ToArray();
-        if (feats[2] != cfg.FeatDim) throw new ShapeException($"replay dump {dir}: features have width {feats[2]}, fusion.0.weight {cfg.FeatDim}");
-        return cfg;
-    }
-
-    /// Runs the step. `configure` may change the savings switches (TruncateText, and with it SharePromptPrefix; SkipAeDecoder).
-    public static ReplayResult Run(string dir, Backend backend, Action<PvlrConfig> configure = null)
-    {
-        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"replay dump {dir} not found");
-        var metaPath = Path.Combine(dir, "meta.json");
-        using var metaDoc = Malformed.Guard(metaPath, () => JsonDocument.Parse(File.Exists(metaPath) ? File.ReadAllText(metaPath) : "{}"));
-        var meta = metaDoc.RootElement;
-        var cfg = Malformed.Guard(metaPath, () => ConfigOf(dir, meta));
-        configure?.Invoke(cfg);
-        var res = new ReplayResult { Config = cfg };
-
-        // CLIP's own class tokens: class c's [SOT .. EOT] ids become rows c*L+p of a token table built from
-        // actiondict, so the prompt positions (model/wstal.py:125-144) follow the dump's tokenization exactly.
-        var tok = Load(dir, "inputs/actiontoken.npy"); int c = cfg.NumClasses, l = tok.Shape[^1], w = cfg.ClipWidth;
-        if (tok.Count != (long)c * l) throw new ShapeException($"replay dump {dir}: actiontoken {Tensor.ShapeStr(tok.Shape)} does not hold {c} classes");
-        var ids = tok.AsDouble("actiontoken");
-        float[] table;
-        if (File.Exists(Path.Combine(dir, "inputs/actiondict.npy")))
-        {
-            var ad = Load(dir, "inputs/actiondict.npy");
-            if (ad.Count != (long)c * l * w) throw new ShapeException($"replay dump {dir}: actiondict {Tensor.ShapeStr(ad.Shape)}, expected ({c}, {l}, {w})");
-            table = ad.AsFloat("actiondict");
-        }
-        else
-        {
-            var te = Load(dir, "weights/clipmodel.token_embedding.weight.npy").AsFloat(); table = new float[c * l * w];
-            for (int i = 0; i < c * l; i++) Array.Copy(te, (long)ids[i] * w, table, (long)i * w, w);
-            res.Notes.Add("actiondict derived from clipmodel.token_embedding.weight");
-        }
-        var tokens = new int[c][];
-        for (int i = 0; i < c; i++)
-        {
-            int eot = 0; for (int p = 1; p < l; p++) if (ids[i * l + p] > ids[i * l + eot]) eot = p;   // argmax, first maximum
-            tokens[i] = Enumerable.Range(0, eot + 1).Select(p => i * l + p).ToArray();
-        }
-        var model = new PvlrModel(cfg, Enumerable.Range(0, c).Select(i => $"class{i}").ToArray(), (tokens, c * l));
-        using var store = model.P;
-        store.Allocate(backend);
-        foreach (var p in model.P.List)
-        {
-            if (p.Name == "clipmodel.token_embedding.weight") { model.P.Set(p.Name, table); continue; }
-            var a = Load(dir, Path.Combine("weights", p.Name + ".npy"));
-            if (!a.Shape.SequenceEqual(p.Shape)) throw new ShapeException($"replay dump {dir}: weights/{p.Name}.npy has shape {Tensor.ShapeStr(a.Shape)}, the model expects {Tensor.ShapeStr(p.Shape)}");
-            model.P.Set(p.Name, a.AsFloat(p.Name));
-        }
-        var known = model.P.List.Select(p => p.Name).ToHashSet();
-        var extra = Directory.GetFiles(Path.Combine(dir, "weights"), "*.npy").Select(f => Path.GetFileNameWithoutExtension(f)).Where(n => !known.Contains(n) && n != "clipmodel.token_embedding.weight").ToList();
-        if (extra.Count > 0) res.Notes.Add($"weights not used by the text/snippet model: {string.Join(", ", extra)}");
-
-        var order = meta.TryGetProperty("random_order", out var ro) ? ro.EnumerateArray().Select(x => x.GetString()).ToList()
-            : Directory.GetFiles(Path.Combine(dir, "random"), "*.npy").Select(f => Path.GetFileNameWithoutExtension(f)).Order().ToList();
-        bool channelFirst = !meta.TryGetProperty("mask_layout", out var ml) || ml.GetString() != "time_major";
-        var rng = new ReplaySource(order.Select(tag => { var a = Load(dir, Path.Combine("random", tag + ".npy")); return (tag, a.AsFloat(tag), a.Shape); }), channelFirst);
-        var mining = new Dictionary<string, float[]>();
-        foreach (var k in new[] { "easy_act", "easy_bkg", "hard_act", "hard_bkg" }) mining[k] = Load(dir, $"mining/{k}_idx.npy").AsFloat(k);
-
-        using var g = new Graph(backend, model.P, rng) { Training = true };
-        model.P.ZeroGrad();
-        int b = cfg.BatchSize, t = cfg.MaxSeqLen;
-        var x = g.FromHost(Load(dir, "inputs/features.npy").AsFloat("features"), b, t, cfg.FeatDim);
-        var clip = Load(dir, "inputs/clip.npy");
-        if (clip.Count != (long)b * t * cfg.EmbedDim) throw new ShapeException($"replay dump {dir}: clip.npy {Tensor.ShapeStr(clip.Shape)}, expected ({b}, {t}, {cfg.EmbedDim})");
-        var z = g.FromHost(clip.AsFloat("clip"), b, t, cfg.EmbedDim);
-        var o = model.Forward(g, x);
-        var L = PvlrLoss.Compute(g, cfg, o, Load(dir, "inputs/labels.npy").AsFloat("labels"), z, mining);
-        CompareMining(dir, cfg, g.ToHost(o.Attn), mining, res);
-        foreach (var (k, v) in L.Terms) res.Losses[k] = g.Item(v);
-        res.Losses["total_loss"] = g.Item(L.Total);
-        g.Backward(L.Total);
-        foreach (var p in model.P.List.Where(p => p.Trainable && p.GotGrad)) res.Grads[p.Name] = (model.P.GetGrad(p.Name), p.Shape);
-        var unused = rng.Unused.ToList();
-        if (unused.Count > 0) res.Notes.Add($"recorded draws not needed: {string.Join(", ", unused)}" + (cfg.SkipAeDecoder ? " (AE_d is skipped in training; it feeds no loss)" : ""));
-        return res;
-    }
-
-    /// Runs Mining.Easy/Hard on the dump's attention (float64, mining/attention.npy) or else on the replay's
-    /// own (float32), with the dump's easy-mining dropout mask, and counts the picks equal to the dump's.
-    static void CompareMining(string dir, PvlrConfig cfg, float[] ownAttention, Dictionary<string, float[]> dumped, ReplayResult res)
-    {
-        int b = cfg.BatchSize, t = cfg.MaxSeqLen;
-        var mask = Load(dir, "random/easy_mining.npy");
-        if (mask.Count != (long)b * t) throw new ShapeException($"replay dump {dir}: random/easy_mining.npy {Tensor.ShapeStr(mask.Shape)}, expected ({b}, {t})");
-        Dictionary<string, float[]> ours;
-        if (File.Exists(Path.Combine(dir, "mining", "attention.npy")))
-        {
-            var att = Load(dir, "mining/attention.npy");
-            if (att.Count != (long)b * t) throw new ShapeException($"replay dump {dir}: mining/attention.npy {Tensor.ShapeStr(att.Shape)}, expected ({b}, {t})");
-            ours = Mining.All(att.AsDouble("attention"), mask.AsDouble("easy_mining"), cfg, b, t);
-            res.MiningSource = "the dump's float64 attention";
-        }
-        else
-        {
-            ours = Mining.All(ownAttention, mask.AsFloat("easy_mining"), cfg, b, t);
-            res.MiningSource = "the replay's float32 attention";
-        }
-        foreach (var (k, want) in dumped)
-        {
-            var got = ours[k];
-            int same = 0; for (int i = 0; i < want.Length; i++) if (got[i] == want[i]) same++;
-            res.Mining[k] = (same, want.Length);
-        }
-    }
-
     public static void Write(ReplayResult r, string outDir)
     {
         Directory.CreateDirectory(Path.Combine(outDir, "grads"));
         AtomicFile.WriteAllText(Path.Combine(outDir, "losses.json"), JsonSerializer.Serialize(r.Losses, new JsonSerializerOptions { WriteIndented = true }));
         var mining = r.Mining.ToDictionary(kv => kv.Key, kv => new { same = kv.Value.same, total = kv.Value.total });
-        AtomicFile.WriteAllText(Path.Combine(outDir, "mining.json"), JsonSerializer.Serialize(new { source = r.MiningSource, ties = r.Config.MiningTies.ToString().ToLowerInvariant(), picks = mining }, new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(outDir, "mining.json"), JsonSerializer.Serialize(new { source = r.MiningSource, ties = r.MiningTies, picks = mining }, new JsonSerializerOptions { WriteIndented = true }));
         foreach (var (name, (grad, shape)) in r.Grads)
             Npy.Save(Path.Combine(outDir, "grads", name + ".npy"), grad, shape);
     }

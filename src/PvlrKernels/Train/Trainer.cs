@@ -1,4 +1,4 @@
-// The PVLR training loop (PVLR's main.py): one batch per step, Adam (L2), evaluation on the test
+// The training loop of every method (PVLR's main.py, which CO2-Net's and W-TALC's share): one batch per step, Adam (L2), evaluation on the test
 // split every `Interval` steps after `WarmupIter`, best checkpoint by sum(mAP@0.1:0.7) and last
 // checkpoint, a Performance.txt log, the run's config as JSON, a progress line with loss terms,
 // steps/s and ETA. A NaN/Inf loss stops the run naming the step and the term; the last good
@@ -10,7 +10,7 @@ using PvlrKernels.Data;
 using PvlrKernels.Engine;
 using PvlrKernels.Kernels;
 using PvlrKernels.Eval;
-using PvlrKernels.Model;
+using PvlrKernels.Methods;
 
 namespace PvlrKernels.Train;
 
@@ -18,9 +18,9 @@ public sealed class TrainingDivergedException(string m) : Exception(m);
 
 public sealed class Trainer : IDisposable
 {
-    public readonly PvlrConfig Cfg;
+    public readonly MethodConfig Cfg;
     public readonly Backend Backend;
-    public readonly PvlrModel Model;
+    public readonly IMethodModel Model;
     public readonly Graph G;
     public readonly AdamOptimizer Adam;
     public readonly PhiloxSource Rng;
@@ -32,32 +32,34 @@ public sealed class Trainer : IDisposable
     /// Draws loss.png and cas_attn_<step>.png; the CLI sets a ScottPlot one.
     public IRunPlotter Plotter { get; set; } = new MinimalPlotter();
 
-    public Trainer(PvlrConfig cfg, ThumosDataset ds, Backend backend, TextWriter log = null) : this(cfg, Checked(cfg, ds).Ann.Classes, backend, log)
+    public Trainer(MethodConfig cfg, ThumosDataset ds, Backend backend, TextWriter log = null) : this(cfg, Checked(cfg, ds).Ann.Classes, backend, log)
     {
         this.ds = ds;
         sampler = new BatchSampler(ds, cfg.Seed);
         batch = new float[cfg.BatchSize * cfg.MaxSeqLen * cfg.FeatDim];
-        clipBatch = ds.ClipDim > 0 ? new float[cfg.BatchSize * cfg.MaxSeqLen * cfg.EmbedDim] : null;
+        clipBatch = ds.ClipDim > 0 && cfg.ClipFeatureWidth > 0 ? new float[cfg.BatchSize * cfg.MaxSeqLen * cfg.ClipFeatureWidth] : null;
     }
 
     /// What the run needs of the dataset, refused before any model memory is allocated.
-    static ThumosDataset Checked(PvlrConfig cfg, ThumosDataset ds)
+    static ThumosDataset Checked(MethodConfig cfg, ThumosDataset ds)
     {
         ds.RequireFeatureWidth(cfg.FeatDim, $"the '{cfg.Preset}' preset");
-        if (ds.ClipDim != 0 && ds.ClipDim != cfg.EmbedDim) throw new ShapeException($"CLIP features have width {ds.ClipDim}, the model's embedding is {cfg.EmbedDim}");
+        if (ds.ClipDim != 0 && cfg.ClipFeatureWidth != 0 && ds.ClipDim != cfg.ClipFeatureWidth)
+            throw new ShapeException($"CLIP features have width {ds.ClipDim}, the model's embedding is {cfg.ClipFeatureWidth}");
         ds.RequireTest($"training evaluates on them every {cfg.Interval} steps and at the end");
         return ds;
     }
 
-    /// A trainer without a dataset (benchmarks, synthetic batches through StepOn).
-    public Trainer(PvlrConfig cfg, IReadOnlyList<string> classes, Backend backend, TextWriter log = null)
+    /// A trainer without a dataset (benchmarks, synthetic batches through StepOn). The config names the
+    /// method (MethodConfig.Method) whose model it builds.
+    public Trainer(MethodConfig cfg, IReadOnlyList<string> classes, Backend backend, TextWriter log = null)
     {
         Cfg = cfg; Backend = backend; this.log = log ?? Console.Out;
-        Model = new PvlrModel(cfg, classes);
+        Model = MethodRegistry.Get(cfg.Method).Build(cfg, classes);
         Model.Initialize(backend, cfg.Seed);
         Rng = new PhiloxSource((ulong)cfg.Seed);
-        G = new Graph(backend, Model.P, Rng);
-        Adam = new AdamOptimizer(Model.P, backend, cfg.Lr, cfg.WeightDecay);
+        G = new Graph(backend, Model.Parameters, Rng);
+        Adam = new AdamOptimizer(Model.Parameters, backend, cfg.Lr, cfg.WeightDecay);
     }
 
     readonly float[] batch, clipBatch;
@@ -71,31 +73,27 @@ public sealed class Trainer : IDisposable
     }
 
     /// Forward, losses, backward, gradient check and Adam on one batch: feats (B,T,F), clip (B,T,D) or
-    /// null, labels (B,C).
+    /// null (D = Cfg.ClipFeatureWidth), labels (B,C).
     public Dictionary<string, float> StepOn(float[] feats, float[] clip, float[] labels, string batchDesc = "synthetic")
     {
-        int b = Cfg.BatchSize, t = Cfg.MaxSeqLen, f = Cfg.FeatDim, d = Cfg.EmbedDim;
+        int b = Cfg.BatchSize, t = Cfg.MaxSeqLen, f = Cfg.FeatDim, d = Cfg.ClipFeatureWidth;
         var ph = Stopwatch.StartNew();
         void Mark(string what) { if (Profiler.Enabled) { Backend.Synchronize(); log.WriteLine($"  {what}: {ph.Elapsed.TotalSeconds:F3} s"); ph.Restart(); } }
-        G.Reset(); Model.P.ZeroGrad(); G.Training = true;
+        G.Reset(); Model.Parameters.ZeroGrad(); G.Training = true;
         Mark("reset+zero");
         var x = G.FromHost(feats, b, t, f);
-        var z = clip != null ? G.FromHost(clip, b, t, d) : null;
-        var o = Model.Forward(G, x);
-        Mark("forward");
-        var L = PvlrLoss.Compute(G, Cfg, o, labels, z);
-        Mark("loss");
+        var z = clip != null && d > 0 ? G.FromHost(clip, b, t, d) : null;
+        var L = Model.Losses(G, x, z, labels);
+        Mark("forward and losses");
         var vals = new Dictionary<string, float>();
         foreach (var (k, v) in L.Terms) vals[k] = G.Item(v);
         vals["total"] = G.Item(L.Total);
         foreach (var (k, v) in vals)
             if (!float.IsFinite(v))
             {
-                bool noNegative = Enumerable.Range(0, b).All(i => Enumerable.Range(0, b).All(j => PvlrLoss.SharesClass(labels, i, j, Cfg.NumClasses)));
-                string why = k == "action_prob_vid_contra_loss" && noNegative
-                    ? ". Every pair of this batch's videos shares a class, so the video-level contrast has no negative pair; the original's model/loss.py is NaN here too. A dataset with more videos and classes avoids such batches"
-                    : "";
-                throw new TrainingDivergedException($"step {Step}: loss term '{k}' is {v} (batch videos: {batchDesc}); stopped, the last good checkpoint is kept{why}");
+                string why = Model.NonFiniteReason(k, labels);
+                throw new TrainingDivergedException($"step {Step}: loss term '{k}' is {v} (batch videos: {batchDesc}); stopped, the last good checkpoint is kept" +
+                    (why.Length > 0 ? ". " + why : ""));
             }
         G.Backward(L.Total);
         Mark("backward");
@@ -113,11 +111,11 @@ public sealed class Trainer : IDisposable
     public void CheckGradients()
     {
         var sum = G.New(new[] { 1 });
-        Backend.Reduce(sum.Data, sum.Offset, Model.P.Grads, 0, null, 0, 1, checked((int)Model.P.Total), 1, ReduceMode.Sum, 1f, false);
+        Backend.Reduce(sum.Data, sum.Offset, Model.Parameters.Grads, 0, null, 0, 1, checked((int)Model.Parameters.Total), 1, ReduceMode.Sum, 1f, false);
         if (float.IsFinite(G.Item(sum))) return;
-        var g = new float[Model.P.Total];
-        Backend.Download(Model.P.Grads, 0, g);
-        foreach (var p in Model.P.List)
+        var g = new float[Model.Parameters.Total];
+        Backend.Download(Model.Parameters.Grads, 0, g);
+        foreach (var p in Model.Parameters.List)
         {
             if (!p.GotGrad) continue;
             for (long i = p.Offset; i < p.Offset + p.Size; i++)
@@ -196,8 +194,9 @@ public sealed class Trainer : IDisposable
             if (itr % 10 == 0 || Step == maxIter)
             {
                 double eta = (maxIter - Step) / Math.Max(sps, 1e-9);
-                log.WriteLine(string.Format(CultureInfo.InvariantCulture, "step {0,5}/{1} | loss {2,9:F4} | cls {3:F3} contra {4:F3} distill {5:F3} ortho {6:F3} | {7:F2} steps/s | ETA {8}",
-                    itr, maxIter, v["total"], v["cls_loss"], v["contra_loss"], v.GetValueOrDefault("distillation_loss"), v["ortho_loss"], sps, TimeSpan.FromSeconds((int)eta)));
+                var terms = string.Join(" ", Model.ProgressTerms.Select(p => string.Format(CultureInfo.InvariantCulture, "{0} {1:F3}", p.label, v.GetValueOrDefault(p.term))));
+                log.WriteLine(string.Format(CultureInfo.InvariantCulture, "step {0,5}/{1} | loss {2,9:F4} | {3} | {4:F2} steps/s | ETA {5}",
+                    itr, maxIter, v["total"], terms, sps, TimeSpan.FromSeconds((int)eta)));
             }
             bool evalNow = IsPeriodicEval(itr) || Step == maxIter;
             if (!evalNow && Step % Cfg.Interval == 0) SaveCheckpoint(Path.Combine(outDir, "last.safetensors"));   // resumable before warm-up ends
@@ -222,7 +221,7 @@ public sealed class Trainer : IDisposable
         Step = step; Rng.Counter = rng;
     }
 
-    public void SaveCheckpoint(string path) => Checkpoint.Save(path, Model, Backend, Cfg, Step, Rng.Counter, includeOptimizer: true);
+    public void SaveCheckpoint(string path) => Checkpoint.Save(path, Model, Backend, Step, Rng.Counter, includeOptimizer: true);
 
-    public void Dispose() { G.Dispose(); Model.P.Dispose(); }
+    public void Dispose() { G.Dispose(); Model.Parameters.Dispose(); }
 }

@@ -9,7 +9,9 @@
 // build_model: transformer_heads = transformer_width // 64; a traced archive does not store it).
 using PvlrKernels.Data;
 
-namespace PvlrKernels.Model;
+using PvlrKernels.Model;
+
+namespace PvlrKernels.Methods.Pvlr;
 
 public sealed class ClipWeights
 {

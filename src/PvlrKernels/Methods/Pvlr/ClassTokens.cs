@@ -3,7 +3,9 @@
 // 49,408-row token table (clipmodel.token_embedding.weight), so OpenAI's weights or init_thumos.pth fill
 // the rows the prompt reads. Every THUMOS name is 1-3 tokens (EOT argmax positions 10/11/12 after the
 // 4+4 prompt).
-namespace PvlrKernels.Model;
+using PvlrKernels.Model;
+
+namespace PvlrKernels.Methods.Pvlr;
 
 public static class ClassTokens
 {

@@ -13,7 +13,9 @@
 using System.Numerics;
 using PvlrKernels.Util;
 
-namespace PvlrKernels.Model;
+using PvlrKernels.Model;
+
+namespace PvlrKernels.Methods.Pvlr;
 
 public enum MiningTies { Torch, Stable }
 

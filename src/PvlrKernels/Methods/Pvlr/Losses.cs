@@ -4,19 +4,16 @@
 //   VLP distillation, text orthogonalisation.
 using PvlrKernels.Engine;
 
-namespace PvlrKernels.Model;
+using PvlrKernels.Model;
 
-public sealed class LossTerms
-{
-    public static readonly string[] Names = { "cls_loss", "norm_loss", "guide_loss", "contra_loss", "distillation_loss",
-        "action_prob_contra_loss", "background_prob_contra_loss", "action_prob_vid_contra_loss", "ortho_loss" };
-    public Tensor Total;
-    public readonly Dictionary<string, Tensor> Terms = new();
-    public Dictionary<string, float[]> MiningIndices = new();
-}
+namespace PvlrKernels.Methods.Pvlr;
 
 public static class PvlrLoss
 {
+    /// The terms in the order the original sums them (model/loss.py).
+    public static readonly string[] Names = { "cls_loss", "norm_loss", "guide_loss", "contra_loss", "distillation_loss",
+        "action_prob_contra_loss", "background_prob_contra_loss", "action_prob_vid_contra_loss", "ortho_loss" };
+
     /// labels (B, C) multi-hot; clip (B, T, D). `mining` may inject the four index arrays (B, k) by name
     /// (easy_act, easy_bkg, hard_act, hard_bkg), as a replay of a recorded step does.
     public static LossTerms Compute(Graph g, PvlrConfig cfg, PvlrOutputs o, float[] labels, Tensor clip, Dictionary<string, float[]> mining = null)
@@ -63,7 +60,7 @@ public static class PvlrLoss
         L.Terms["ortho_loss"] = g.Scale(Ortho(g, o.Text), al[8]);
 
         Tensor total = null;
-        foreach (var n in LossTerms.Names) if (L.Terms.TryGetValue(n, out var v)) total = total == null ? v : g.Add(total, v);
+        foreach (var n in Names) if (L.Terms.TryGetValue(n, out var v)) total = total == null ? v : g.Add(total, v);
         L.Total = total;
         return L;
     }

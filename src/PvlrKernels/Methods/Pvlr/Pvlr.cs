@@ -8,14 +8,16 @@
 // Parameter names are the PyTorch state_dict names of the original.
 using PvlrKernels.Engine;
 
-namespace PvlrKernels.Model;
+using PvlrKernels.Model;
+
+namespace PvlrKernels.Methods.Pvlr;
 
 public sealed class PvlrOutputs
 {
     public Tensor Cas, Attn, VAttn, FAttn, Feat, Mu, Var, Text;
 }
 
-public sealed class PvlrModel
+public sealed partial class PvlrModel
 {
     public readonly PvlrConfig Cfg;
     public readonly ParameterStore P = new();

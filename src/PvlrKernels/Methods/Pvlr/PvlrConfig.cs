@@ -3,15 +3,17 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace PvlrKernels.Model;
+using PvlrKernels.Model;
 
-public sealed class PvlrConfig
+namespace PvlrKernels.Methods.Pvlr;
+
+public sealed class PvlrConfig : MethodConfig
 {
+    [JsonPropertyOrder(-2)] public override string Method => "pvlr";
+
     // dimensions
-    public int FeatDim { get; set; } = 2048;          // I3D RGB | flow
     public int AttnHidden { get; set; } = 512;
     public int EmbedDim { get; set; } = 1024;         // D, = CLIP feature width
-    public int NumClasses { get; set; } = 20;
     public int NumSamples { get; set; } = 20;         // P
     public float EpsStd { get; set; } = 0.005f;
     public int ClipWidth { get; set; } = 512;
@@ -35,17 +37,6 @@ public sealed class PvlrConfig
     public string Metric { get; set; } = "KL_div";    // KL_div | Bhatta | Mahala | Euclidean (intra)
     [JsonConverter(typeof(JsonStringEnumConverter<MiningTies>))]
     public MiningTies MiningTies { get; set; } = MiningTies.Torch;   // how the mining's sorts order equal scores (Mining.cs)
-    // optimisation and schedule
-    public float Lr { get; set; } = 5e-5f;
-    public float WeightDecay { get; set; } = 1e-3f;
-    public int BatchSize { get; set; } = 10;
-    public int MaxSeqLen { get; set; } = 320;
-    public int MaxIter { get; set; } = 7001;
-    public int Interval { get; set; } = 50;
-    public int WarmupIter { get; set; } = 3500;
-    public int Seed { get; set; } = 123;
-    public int NumSimilar { get; set; } = 3;
-    public int SimilarSize { get; set; } = 2;
     // exact algebraic savings (docs/design.md), all on by default
     public bool MeanFirstCas { get; set; } = true;     // (always: the P^2 einsum is never materialised)
     public bool TruncateText { get; set; } = true;     // run the text tower on tokens up to the last EOT only
@@ -53,14 +44,9 @@ public sealed class PvlrConfig
     public bool SkipAeDecoder { get; set; } = true;    // AE_d feeds no loss in training
     // test-time speed; the outputs equal the plain per-video forward up to fp32 rounding
     public int WinogradTile { get; set; } = 6;        // Winograd F(m,3) for the k=3 convs at test time (2, 4, 6; 0 = direct)
-    public int InferRows { get; set; } = 2048;        // snippet rows per ragged inference batch (several videos per forward)
     public float DropAttn { get; set; } = 0.5f;
     public float DropFusion { get; set; } = 0.7f;
     public float DropEasy { get; set; } = 0.6f;
-
-    public string Preset { get; set; } = "paper";
-
-    public int Half => FeatDim / 2;
 
     public static PvlrConfig Paper() => new();
 
@@ -99,28 +85,25 @@ public sealed class PvlrConfig
     }
 
     static readonly JsonSerializerOptions Opts = new() { WriteIndented = true };
-    public string ToJson() => JsonSerializer.Serialize(this, Opts);
+    public override string ToJson() => JsonSerializer.Serialize(this, Opts);
+    [JsonIgnore] public override int ClipFeatureWidth => EmbedDim;
     public static PvlrConfig FromJson(string json)
     {
         try { return JsonSerializer.Deserialize<PvlrConfig>(json, Opts) ?? throw new ArgumentException("an empty config"); }
         catch (JsonException e) { throw new ArgumentException($"a config that is not valid JSON ({e.Message.Split('\n')[0]})"); }
     }
 
-    public const int MaxInferRows = 1 << 20;
-
-    public void Validate()
+    public override void Validate()
     {
-        foreach (var (name, v) in new[] { ("FeatDim", FeatDim), ("AttnHidden", AttnHidden), ("EmbedDim", EmbedDim), ("NumClasses", NumClasses), ("NumSamples", NumSamples),
-                     ("ClipWidth", ClipWidth), ("ClipLayers", ClipLayers), ("ClipHeads", ClipHeads), ("ClipContext", ClipContext), ("MaxSeqLen", MaxSeqLen),
-                     ("KEasy", KEasy), ("KHard", KHard), ("BigM", BigM), ("SmallM", SmallM), ("TrainTopK", TrainTopK), ("Interval", Interval) })
+        base.Validate();
+        foreach (var (name, v) in new[] { ("AttnHidden", AttnHidden), ("EmbedDim", EmbedDim), ("NumSamples", NumSamples), ("ClipWidth", ClipWidth),
+                     ("ClipLayers", ClipLayers), ("ClipHeads", ClipHeads), ("ClipContext", ClipContext), ("KEasy", KEasy), ("KHard", KHard),
+                     ("BigM", BigM), ("SmallM", SmallM), ("TrainTopK", TrainTopK) })
             if (v < 1) throw new ArgumentException($"{name} {v} must be at least 1");
-        if (Prefix < 0 || Postfix < 0 || MaxIter < 0 || WarmupIter < 0) throw new ArgumentException("Prefix, Postfix, MaxIter and WarmupIter must not be negative");
-        if (FeatDim % 2 != 0) throw new ArgumentException($"FeatDim {FeatDim} must be even (RGB | flow)");
+        if (Prefix < 0 || Postfix < 0) throw new ArgumentException("Prefix and Postfix must not be negative");
         if (ClipWidth % ClipHeads != 0) throw new ArgumentException($"ClipWidth {ClipWidth} must be divisible by ClipHeads {ClipHeads}");
         if (Alpha.Length != 9) throw new ArgumentException("Alpha needs 9 values (alpha0..alpha8)");
-        if (BatchSize < 2) throw new ArgumentException("BatchSize must be at least 2");
         if (WinogradTile != 0 && !Engine.Winograd.Supported(WinogradTile)) throw new ArgumentException($"WinogradTile {WinogradTile}: use 0 (direct), 2, 4 or 6");
-        if (InferRows < 1 || InferRows > MaxInferRows) throw new ArgumentException($"InferRows {InferRows} must be between 1 and {MaxInferRows}");
-        if (Alpha.Any(a => !float.IsFinite(a)) || !float.IsFinite(Lr) || !float.IsFinite(EpsStd)) throw new ArgumentException("Alpha, Lr and EpsStd must be finite");
+        if (Alpha.Any(a => !float.IsFinite(a)) || !float.IsFinite(EpsStd)) throw new ArgumentException("Alpha and EpsStd must be finite");
     }
 }

@@ -1,0 +1,164 @@
+// The method layer: what the shared training loop (Train/Trainer.cs), evaluation and inference
+// (Eval/Inference.cs), checkpoints and export (Train/Checkpoint.cs), `pvlr bench` and `pvlr replay`
+// need of one weakly supervised localization method. PVLR (Methods/Pvlr/) is the first; each further
+// method is a folder beside it that implements IMethod and IMethodModel and is listed in Methods.All.
+using System.Text.Json.Serialization;
+using PvlrKernels.Engine;
+using PvlrKernels.Eval;
+using PvlrKernels.Train;
+
+namespace PvlrKernels.Methods;
+
+/// The settings every method has: the data's widths, the batch sampler, the optimizer and the schedule,
+/// test-time batching. A method's config derives from it and adds its own; `Method` names the method in
+/// every config.json and checkpoint.
+public abstract class MethodConfig
+{
+    [JsonPropertyOrder(-2)] public abstract string Method { get; }
+    [JsonPropertyOrder(-1)] public string Preset { get; set; } = "paper";
+    // the data
+    public int FeatDim { get; set; } = 2048;          // I3D RGB | flow
+    public int NumClasses { get; set; } = 20;
+    // the batch sampler (W-TALC's: similar-class pairs first)
+    public int BatchSize { get; set; } = 10;
+    public int MaxSeqLen { get; set; } = 320;
+    public int NumSimilar { get; set; } = 3;
+    public int SimilarSize { get; set; } = 2;
+    // optimisation and schedule
+    public float Lr { get; set; } = 5e-5f;
+    public float WeightDecay { get; set; } = 1e-3f;
+    public int MaxIter { get; set; } = 7001;
+    public int Interval { get; set; } = 50;
+    public int WarmupIter { get; set; } = 3500;
+    public int Seed { get; set; } = 123;
+    // test time
+    public int InferRows { get; set; } = 2048;        // snippet rows per ragged inference batch (several videos per forward)
+
+    public const int MaxInferRows = 1 << 20;
+
+    /// RGB | flow halves of a feature row.
+    [JsonIgnore] public int Half => FeatDim / 2;
+    /// The width of the per-snippet CLIP features a training batch carries (0: the method reads none).
+    [JsonIgnore] public virtual int ClipFeatureWidth => 0;
+
+    public abstract string ToJson();
+
+    /// Refuses settings no run can use, naming the field.
+    public virtual void Validate()
+    {
+        foreach (var (name, v) in new[] { ("FeatDim", FeatDim), ("NumClasses", NumClasses), ("MaxSeqLen", MaxSeqLen), ("Interval", Interval) })
+            if (v < 1) throw new ArgumentException($"{name} {v} must be at least 1");
+        if (MaxIter < 0 || WarmupIter < 0) throw new ArgumentException("MaxIter and WarmupIter must not be negative");
+        if (FeatDim % 2 != 0) throw new ArgumentException($"FeatDim {FeatDim} must be even (RGB | flow)");
+        if (BatchSize < 2) throw new ArgumentException("BatchSize must be at least 2");
+        if (InferRows < 1 || InferRows > MaxInferRows) throw new ArgumentException($"InferRows {InferRows} must be between 1 and {MaxInferRows}");
+        if (!float.IsFinite(Lr) || !float.IsFinite(WeightDecay)) throw new ArgumentException("Lr and WeightDecay must be finite");
+    }
+}
+
+/// The loss of one training batch: the total that backward starts from and each named term (the terms
+/// the original logs), plus any indices the method chose on the host (a replay compares them).
+public sealed class LossTerms
+{
+    public Tensor Total;
+    public readonly Dictionary<string, Tensor> Terms = new();
+    public Dictionary<string, float[]> MiningIndices = new();
+}
+
+/// A built model of one method: its parameters, the losses of a batch and its test-time path.
+public interface IMethodModel
+{
+    MethodConfig Config { get; }
+    string[] Classes { get; }
+    ParameterStore Parameters { get; }
+
+    /// Allocates the parameters on `backend` and draws their initial values from `seed`. (Every parameter,
+    /// name and shape, is declared when the model is built, so a checkpoint can be loaded instead.)
+    void Initialize(Backend backend, int seed);
+
+    /// The training forward and every loss term of one batch: features (B, T, F), CLIP features
+    /// (B, T, ClipFeatureWidth) or null, multi-hot labels (B, C).
+    LossTerms Losses(Graph g, Tensor features, Tensor clip, float[] labels);
+
+    /// The terms the progress line shows, as (short label, term name).
+    IReadOnlyList<(string label, string term)> ProgressTerms { get; }
+
+    /// A sentence on why a loss term can be non-finite for this batch when the original is too (or "").
+    string NonFiniteReason(string term, float[] labels);
+
+    /// What every test video's forward reads and that is computed once per evaluation (PVLR: the class
+    /// text features); null where nothing is.
+    float[] TestConstants(Graph g);
+
+    /// The test-time signals of a ragged batch of videos in one forward (Inference.Batches keeps a batch
+    /// within Config.InferRows rows): per video the class activation sequence (T, C+1, background last)
+    /// and the attention or actionness (T). Names appear in errors only.
+    (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos);
+
+    /// The detections and video-level class scores of one video from its signals, as the original's
+    /// proposal and NMS code makes them; `ambiguous` are the video's ambiguous segments (seconds).
+    (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] attn, int t, List<(double, double)> ambiguous);
+}
+
+/// One method: its presets, configs and models, PyTorch state_dict import, and the replay of a dumped
+/// step of its reference restatement.
+public interface IMethod
+{
+    string Name { get; }
+    /// One line for `pvlr --help` and errors.
+    string Summary { get; }
+    IReadOnlyList<string> Presets { get; }
+    MethodConfig Preset(string name);
+    MethodConfig ConfigFromJson(string json);
+    IMethodModel Build(MethodConfig config, IReadOnlyList<string> classes);
+
+    /// A PyTorch state_dict (torch.save zip) onto a new model; `report` says what was missing, unused or
+    /// of another shape. `classes` overrides the archive's own or the default class list.
+    IMethodModel LoadTorch(string path, Backend backend, out string report, IReadOnlyList<string> classes = null);
+
+    /// Replays one training step dumped by the method's reference script in `stateDir`.
+    ReplayResult Replay(string stateDir, Backend backend, Action<MethodConfig> configure = null);
+}
+
+/// The methods this engine implements, and any an embedding application adds (Register).
+public static class MethodRegistry
+{
+    static readonly object Lock = new();
+    static IMethod[] all = [new Pvlr.PvlrMethod()];
+
+    public static IReadOnlyList<IMethod> All { get { lock (Lock) return all; } }
+
+    public static string Names => string.Join(" | ", All.Select(m => m.Name));
+
+    public static IMethod Get(string name) =>
+        All.FirstOrDefault(m => m.Name == name) ?? throw new ArgumentException($"unknown method '{name}' ({Names})");
+
+    /// Adds a method (an application's own, on the same training loop, checkpoints and evaluation); a
+    /// second method of the same name is refused.
+    public static void Register(IMethod method)
+    {
+        lock (Lock)
+        {
+            if (all.Any(m => m.Name == method.Name)) throw new ArgumentException($"a method named '{method.Name}' is already registered");
+            all = [.. all, method];
+        }
+    }
+
+    /// The method a config.json names ("Method"; PVLR for configs written before the field existed).
+    public static IMethod Of(string configJson)
+    {
+        string name = "pvlr";
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(configJson);
+            if (doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object &&
+                doc.RootElement.TryGetProperty("Method", out var m) && m.ValueKind == System.Text.Json.JsonValueKind.String)
+                name = m.GetString();
+        }
+        catch (System.Text.Json.JsonException e) { throw new ArgumentException($"a config that is not valid JSON ({e.Message.Split('\n')[0]})"); }
+        return Get(name);
+    }
+
+    /// A config.json read by the method it names.
+    public static MethodConfig ConfigFromJson(string json) => Of(json).ConfigFromJson(json);
+}
