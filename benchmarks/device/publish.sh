@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds what the GPU machine runs: the CLI, the test suite (as a program, see
-# tests/PvlrKernels.Tests/DeviceRunner.cs) and the BenchmarkDotNet benchmarks published self-contained for linux-x64, untrimmed (trimming
+# tests/PvlrKernels.Tests/Support/DeviceRunner.cs) and the BenchmarkDotNet benchmarks published self-contained for linux-x64, untrimmed (trimming
 # breaks ILGPU), into one folder, packed as .device/pvlr.tar.gz (git-ignored, about 60 MB). Copy the
 # repository with that file to the GPU machine and run `bash benchmarks/device/run.sh` from its root.
 set -euo pipefail
