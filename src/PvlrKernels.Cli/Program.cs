@@ -16,13 +16,13 @@ public static class Program
 {
     const string Usage = """
 usage:
-  pvlr train [--method pvlr] [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--clip-weights FILE] [--mining-ties torch|stable]
-  pvlr eval --checkpoint FILE [--method pvlr] [--data DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
-  pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--method pvlr] [--device ...] [--winograd 0|2|4|6]
+  pvlr train [--method pvlr|co2net] [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--clip-weights FILE] [--mining-ties torch|stable]
+  pvlr eval --checkpoint FILE [--method pvlr|co2net] [--data DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
+  pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--method pvlr|co2net] [--device ...] [--winograd 0|2|4|6]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
-  pvlr replay --state DIR --out DIR [--method pvlr] [--device ...] [--no-savings] [--mining-ties torch|stable]
-  pvlr bench [--method pvlr] [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--out FILE.md]
-  pvlr export --checkpoint FILE --format safetensors|pth --out FILE [--method pvlr]
+  pvlr replay --state DIR --out DIR [--method pvlr|co2net] [--device ...] [--no-savings] [--mining-ties torch|stable]
+  pvlr bench [--method pvlr|co2net] [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--out FILE.md]
+  pvlr export --checkpoint FILE --format safetensors|pth --out FILE [--method pvlr|co2net]
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors|structure|strides] [--seed S]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
 --method picks the method (pvlr; a checkpoint names its own, and --method there only checks it).
@@ -97,11 +97,13 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     {
         var env = Environment.GetEnvironmentVariable("PVLR_DEMO_DIR");
         string root = env ?? (Directory.Exists("features") ? Path.Combine("features", "demo") : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "pvlr-demo"));
-        root = Path.Combine(root, $"F{cfg.FeatDim}-D{cfg.ClipFeatureWidth}");
+        // a method without CLIP features shares the demo set of its feature width (and ignores its CLIP files)
+        int clip = cfg.ClipFeatureWidth > 0 ? cfg.ClipFeatureWidth : new DemoOptions().ClipDim;
+        root = Path.Combine(root, $"F{cfg.FeatDim}-D{clip}");
         if (!File.Exists(Path.Combine(root, ThumosDataset.FeatFile)))
         {
-            Console.WriteLine($"generating the demo dataset (real THUMOS14 annotations, synthetic features F={cfg.FeatDim}, CLIP {cfg.ClipFeatureWidth}) in {root} ...");
-            DemoData.Generate(root, new DemoOptions { FeatDim = cfg.FeatDim, ClipDim = cfg.ClipFeatureWidth }, new Progress<string>(Console.WriteLine));
+            Console.WriteLine($"generating the demo dataset (real THUMOS14 annotations, synthetic features F={cfg.FeatDim}, CLIP {clip}) in {root} ...");
+            DemoData.Generate(root, new DemoOptions { FeatDim = cfg.FeatDim, ClipDim = clip }, new Progress<string>(Console.WriteLine));
         }
         return root;
     }
@@ -109,7 +111,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     /// --method NAME, when given (null: the default or what a checkpoint names).
     static IMethod MethodOption(Opts o) => o.Has("method") ? MethodRegistry.Get(o.Get("method")) : null;
 
-    /// The PVLR config behind an option only PVLR has (its snippet mining, CLIP text tower, Winograd convs).
+    /// The PVLR config behind an option only PVLR has (its snippet mining, CLIP text tower, savings switches).
     static PvlrConfig PvlrOnly(MethodConfig cfg, string option) =>
         cfg as PvlrConfig ?? throw new ArgumentException($"{option} applies to PVLR, not to the {cfg.Method} method");
 
@@ -173,7 +175,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     /// --winograd 0|2|4|6 and --infer-rows N: how test-time inference runs (results equal up to rounding).
     static void TestTime(Opts o, MethodConfig cfg)
     {
-        if (o.Has("winograd")) PvlrOnly(cfg, "--winograd").WinogradTile = o.Int("winograd");
+        if (o.Has("winograd")) cfg.WinogradTile = o.Int("winograd");
         if (o.Has("infer-rows")) cfg.InferRows = o.Count("infer-rows", cfg.InferRows) is var n && n <= MethodConfig.MaxInferRows ? n
             : throw new ArgumentException($"--infer-rows must be at most {MethodConfig.MaxInferRows}, not {o.Get("infer-rows")}");
         cfg.Validate();
@@ -273,7 +275,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         if (r.Mining.Count > 0)
             Console.WriteLine($"our mining ({r.MiningTies} tie order) on {r.MiningSource}, picks equal to the dump's: " +
                 string.Join(", ", r.Mining.Select(kv => $"{kv.Key} {kv.Value.same}/{kv.Value.total}")));
-        Console.WriteLine($"wrote {outDir}/losses.json, {outDir}/mining.json and {r.Grads.Count} gradients to {outDir}/grads/");
+        Console.WriteLine($"wrote {outDir}/losses.json, {(r.Mining.Count > 0 ? $"{outDir}/mining.json " : "")}and {r.Grads.Count} gradients to {outDir}/grads/");
         return 0;
     }
 
@@ -307,28 +309,31 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             foreach (var r in run()) { rows.Add(r); Console.Error.WriteLine($"bench: {r.Name}: {r.Seconds:F4} s"); }
         }
         var table = Bench.Table(rows, peak, $"{backend.Name} ({Environment.ProcessorCount} cores{(CpuGemm.Vector256Only ? ", Vector256 GEMM microkernel" : "")})");
-        if (o.Flag("torch") && cfg is not PvlrConfig) throw new ArgumentException($"--torch: the PyTorch side-by-side exists for PVLR, not for {cfg.Method}");
         if (o.Flag("torch") && rows.FirstOrDefault(r => r.Name.StartsWith("training step")) is { } ours)
-            table += TorchSideBySide(cfg.Preset, torchSteps, ours.Seconds, o.Get("torch-script", Path.Combine("benchmarks", "reference", "pvlr_ref.py")));
+            table += TorchSideBySide(cfg, torchSteps, ours.Seconds, o.Get("torch-script"));
         Console.WriteLine(table);
         if (Profiler.Enabled) Console.Error.WriteLine(Profiler.Report());
         if (o.Has("out")) AtomicFile.WriteAllText(o.Get("out"), table);
         return 0;
     }
 
-    /// Times benchmarks/reference/pvlr_ref.py (our PyTorch restatement) at the same shapes in this run,
-    /// as the original computes (P^2 einsum, 77-token tower, AE_d) and with the same savings as ours. It
-    /// says which BLAS torch ran on; against Debian's single-threaded reference BLAS no ratio is printed,
-    /// since no user timing torch would run it so.
-    static string TorchSideBySide(string preset, int steps, double ours, string script)
+    /// Times the method's PyTorch restatement (benchmarks/reference/<method>_ref.py) at the same shapes in
+    /// this run: PVLR's as the original computes (P^2 einsum, 77-token tower, AE_d) and with the same
+    /// savings as ours; CO2-Net's as the original computes. It says which BLAS torch ran on; against
+    /// Debian's single-threaded reference BLAS no ratio is printed, since no user timing torch would run it so.
+    static string TorchSideBySide(MethodConfig cfg, int steps, double ours, string script)
     {
+        script ??= Path.Combine("benchmarks", "reference", $"{cfg.Method}_ref.py");
         if (!File.Exists(script)) throw new FileNotFoundException($"{script}: the PyTorch reference script (run from the repository root or pass --torch-script)");
+        (string label, string args)[] variants = cfg is PvlrConfig
+            ? [("as the original computes", ""), ("same exact savings as ours", " --savings")]
+            : [("as the original computes", "")];
         var sb = new System.Text.StringBuilder("\n| PyTorch restatement (same run) | s/step | ours s/step | speed-up |\n|---|---|---|---|\n");
         string blasNote = null;
-        foreach (var savings in new[] { false, true })
+        foreach (var (label, extra) in variants)
         {
-            Console.Error.WriteLine($"bench: torch {(savings ? "with" : "without")} savings ...");
-            var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3", $"\"{script}\" time --preset {preset} --steps {steps}{(savings ? " --savings" : "")}")
+            Console.Error.WriteLine($"bench: torch, {label} ...");
+            var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3", $"\"{script}\" time --preset {cfg.Preset} --steps {steps}{extra}")
             { RedirectStandardOutput = true, RedirectStandardError = true };
             using var p = System.Diagnostics.Process.Start(psi) ?? throw new InvalidOperationException("could not start /usr/bin/python3");
             var err = p.StandardError.ReadToEndAsync(); var outp = p.StandardOutput.ReadToEnd(); p.WaitForExit();
@@ -342,7 +347,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             bool reference = TorchBlasIsReference(blas, rate);
             blasNote = $"torch's BLAS: {blas}, {rate:F1} GFLOP/s on a 1024^3 matmul" + (coretype != null ? $" (OPENBLAS_CORETYPE={coretype}: OpenBLAS runs that core's kernels)" : "") +
                 (reference ? ". That is the speed of Debian's reference BLAS (libblas3, one thread): no speed-up is printed; install libopenblas0-pthread" : "");
-            sb.AppendLine($"| torch {torchV}, {(savings ? "same exact savings as ours" : "as the original computes")} | {t:F2} | {ours:F2} | {(reference ? "—" : $"{t / ours:F1}x")} |");
+            sb.AppendLine($"| torch {torchV}, {cfg.Method} {label} | {t:F2} | {ours:F2} | {(reference ? "—" : $"{t / ours:F1}x")} |");
         }
         sb.AppendLine().AppendLine(blasNote);
         return sb.ToString();

@@ -31,11 +31,16 @@ public abstract class MethodConfig
     public int Interval { get; set; } = 50;
     public int WarmupIter { get; set; } = 3500;
     public int Seed { get; set; } = 123;
-    // test time
+    // test time; the outputs equal the plain per-video forward up to fp32 rounding
     public int InferRows { get; set; } = 2048;        // snippet rows per ragged inference batch (several videos per forward)
+    public int WinogradTile { get; set; } = 6;        // Winograd F(m,3) for the k=3 convs at test time (2, 4, 6; 0 = direct)
 
     public const int MaxInferRows = 1 << 20;
 
+    /// Whether each training batch is cut to its longest video's snippet count, as CO2-Net's train.py:16-17
+    /// does. PVLR's main.py:75-76 cuts the features the same way but not its CLIP features, so any cut
+    /// batch would fail there; PVLR's batches are never cut.
+    [JsonIgnore] public virtual bool TrimBatchToLongest => false;
     /// RGB | flow halves of a feature row.
     [JsonIgnore] public int Half => FeatDim / 2;
     /// The width of the per-snippet CLIP features a training batch carries (0: the method reads none).
@@ -53,6 +58,7 @@ public abstract class MethodConfig
         if (BatchSize < 2) throw new ArgumentException("BatchSize must be at least 2");
         if (InferRows < 1 || InferRows > MaxInferRows) throw new ArgumentException($"InferRows {InferRows} must be between 1 and {MaxInferRows}");
         if (!float.IsFinite(Lr) || !float.IsFinite(WeightDecay)) throw new ArgumentException("Lr and WeightDecay must be finite");
+        if (WinogradTile != 0 && !Engine.Winograd.Supported(WinogradTile)) throw new ArgumentException($"WinogradTile {WinogradTile}: use 0 (direct), 2, 4 or 6");
     }
 }
 
@@ -124,7 +130,7 @@ public interface IMethod
 public static class MethodRegistry
 {
     static readonly object Lock = new();
-    static IMethod[] all = [new Pvlr.PvlrMethod()];
+    static IMethod[] all = [new Pvlr.PvlrMethod(), new Co2Net.Co2NetMethod()];
 
     public static IReadOnlyList<IMethod> All { get { lock (Lock) return all; } }
 

@@ -81,6 +81,12 @@ public sealed class Trainer : IDisposable
         void Mark(string what) { if (Profiler.Enabled) { Backend.Synchronize(); log.WriteLine($"  {what}: {ph.Elapsed.TotalSeconds:F3} s"); ph.Restart(); } }
         G.Reset(); Model.Parameters.ZeroGrad(); G.Training = true;
         Mark("reset+zero");
+        if (Cfg.TrimBatchToLongest && LongestVideo(feats, b, t, f) is var keep && keep < t)
+        {
+            var kept = new float[(long)b * keep * f];
+            for (int i = 0; i < b; i++) Array.Copy(feats, (long)i * t * f, kept, (long)i * keep * f, (long)keep * f);
+            feats = kept; t = keep;
+        }
         var x = G.FromHost(feats, b, t, f);
         var z = clip != null && d > 0 ? G.FromHost(clip, b, t, d) : null;
         var L = Model.Losses(G, x, z, labels);
@@ -103,6 +109,24 @@ public sealed class Trainer : IDisposable
         Mark("adam");
         Step++;
         return vals;
+    }
+
+    /// The batch's time length as the original's train loop cuts it (CO2-Net train.py:16-17): the largest
+    /// count of snippet rows with any non-zero value, per video; at least 1.
+    public static int LongestVideo(float[] feats, int b, int t, int f)
+    {
+        int longest = 1;
+        for (int i = 0; i < b; i++)
+        {
+            int rows = 0;
+            for (int r = 0; r < t; r++)
+            {
+                var row = feats.AsSpan((int)(((long)i * t + r) * f), f);
+                if (row.ContainsAnyExcept(0f, -0f)) rows++;
+            }
+            longest = Math.Max(longest, rows);
+        }
+        return longest;
     }
 
     /// One device-side sum over the gradient arena (non-finite iff some gradient is, short of a 3e38

@@ -144,8 +144,6 @@ public sealed class MethodLayerTests
         Assert.That(output, Does.Contain(MilMethod.Id).And.Contain("AVG(0.1:0.7)"));
         (rc, err, _) = TestData.RunCli("eval", "--checkpoint", Path.Combine(dir, "last.safetensors"), "--method", "pvlr", "--device", "cpu");
         Assert.That((rc, err.Trim()), Is.EqualTo((1, $"pvlr: error: {dir}/last.safetensors: the checkpoint's metadata holds a {MilMethod.Id} model, not pvlr")));
-        (rc, err, _) = TestData.RunCli("eval", "--checkpoint", Path.Combine(dir, "last.safetensors"), "--winograd", "2", "--device", "cpu");
-        Assert.That(err, Does.Contain($"--winograd applies to PVLR, not to the {MilMethod.Id} method"));
         (rc, err, _) = TestData.RunCli("train", "--method", MilMethod.Id, "--preset", "tiny", "--mining-ties", "torch", "--out", Tmp());
         Assert.That((rc, err.Trim()), Is.EqualTo((1, $"pvlr: error: --mining-ties applies to PVLR, not to the {MilMethod.Id} method")));
         Directory.Delete(dir, true);

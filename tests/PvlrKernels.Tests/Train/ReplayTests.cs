@@ -17,7 +17,7 @@ public sealed class ReplayTests(string backend)
     const double Atol = 1e-4, Rtol = 1e-3;
     static string Fixture => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "replay");
 
-    static void AssertMatches(string dump, ReplayResult r)
+    internal static void AssertMatches(string dump, ReplayResult r)
     {
         var want = JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(Path.Combine(dump, "losses.json")));
         Assert.That(r.Losses.Keys, Is.EquivalentTo(want.Keys));

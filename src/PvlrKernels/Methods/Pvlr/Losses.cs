@@ -26,15 +26,14 @@ public static class PvlrLoss
             throw new ShapeException($"loss: CLIP features {clip} do not match mu {o.Mu}");
 
         // ---- VideoLoss ----
-        var mn = g.Min(s, 2);                                               // (B,T,1)
-        var ssup = g.Add(g.Mul(o.Attn, g.Sub(s, mn)), mn);
-        var cls = g.Add(TopKMil(g, cfg, s, labels, b, c, true), TopKMil(g, cfg, ssup, labels, b, c, false));
+        var ssup = MilLosses.Suppressed(g, s, o.Attn);
+        var cls = g.Add(MilLosses.TopKMil(g, s, labels, cfg.TrainTopK, back: true), MilLosses.TopKMil(g, ssup, labels, cfg.TrainTopK, back: false));
         L.Terms["cls_loss"] = g.Scale(cls, al[0]);
-        L.Terms["contra_loss"] = g.Scale(CoActivity(g, o.Feat, ssup, labels, b, t, c), al[3]);
+        L.Terms["contra_loss"] = g.Scale(MilLosses.CoActivity(g, o.Feat, ssup, labels), al[3]);
         var norm = g.Add(g.Add(g.MeanAll(o.Attn), g.MeanAll(o.VAttn)), g.MeanAll(o.FAttn));
         L.Terms["norm_loss"] = g.Scale(norm, al[1] / 3f);
-        var pbg = g.Slice(g.Softmax(s, 2), 2, c, 1);
-        Tensor Guide(Tensor a) => g.MeanAll(g.Abs(g.AddScalar(g.Scale(g.Add(a, pbg), -1f), 1f)));
+        var pbg = MilLosses.BackgroundProb(g, s);
+        Tensor Guide(Tensor a) => MilLosses.Guide(g, a, pbg);
         L.Terms["guide_loss"] = g.Scale(g.Add(g.Add(Guide(o.Attn), Guide(o.VAttn)), Guide(o.FAttn)), al[2] / 3f);
 
         // ---- ProbLoss ----
@@ -63,49 +62,6 @@ public static class PvlrLoss
         foreach (var n in Names) if (L.Terms.TryGetValue(n, out var v)) total = total == null ? v : g.Add(total, v);
         L.Total = total;
         return L;
-    }
-
-    /// -mean_b sum_c yhat log_softmax(mean top-k_t S), yhat = y' / (sum y' + 1e-4), y' = [y, back].
-    static Tensor TopKMil(Graph g, PvlrConfig cfg, Tensor s, float[] labels, int b, int c, bool back)
-    {
-        int t = s.Dim(1), k = Math.Max(1, t / cfg.TrainTopK);
-        var mean = g.Mean(g.TopK(s, 1, k).values, 1);                      // (B,1,C+1)
-        var ls = g.LogSoftmax(mean, 2);
-        var yh = new float[b * (c + 1)];
-        for (int i = 0; i < b; i++)
-        {
-            float sum = back ? 1 : 0;
-            for (int j = 0; j < c; j++) sum += labels[i * c + j];
-            for (int j = 0; j < c; j++) yh[i * (c + 1) + j] = labels[i * c + j] / (sum + 1e-4f);
-            yh[i * (c + 1) + c] = (back ? 1 : 0) / (sum + 1e-4f);
-        }
-        return g.Scale(g.SumAll(g.Mul(ls, g.FromHost(yh, b, 1, c + 1))), -1f / b);
-    }
-
-    /// Co-activity similarity over the hard-coded pairs (0,1), (2,3), (4,5) (loss.py:43-81).
-    static Tensor CoActivity(Graph g, Tensor feat, Tensor ssup, float[] labels, int b, int t, int c)
-    {
-        int pairs = Math.Min(3, b / 2), f = feat.Dim(2), c1 = c + 1;
-        Tensor Half(Tensor x, int which, int width)
-        {
-            var rows = g.Reshape(g.SliceRows(x, 0, 2 * pairs), pairs, 2 * t * width);
-            return g.Reshape(g.Slice(rows, 1, which * t * width, t * width), pairs, t, width);
-        }
-        var fi = Half(feat, 0, f); var fj = Half(feat, 1, f);
-        var ai = g.Softmax(Half(ssup, 0, c1), 1); var aj = g.Softmax(Half(ssup, 1, c1), 1);
-        float inv = 1f / Math.Max(t - 1, 1);
-        Tensor Hf(Tensor x, Tensor a) => g.MatMul(x, a, transA: true);                                    // (pairs, F, C+1)
-        Tensor Lf(Tensor x, Tensor a) => g.Scale(g.MatMul(x, g.AddScalar(g.Scale(a, -1f), 1f), transA: true), inv);
-        Tensor Cos(Tensor x, Tensor y) => g.Sum(g.Mul(g.L2Normalize(x, 1, 0f), g.L2Normalize(y, 1, 0f)), 1);   // (pairs,1,C+1)
-        var hi = Hf(fi, ai); var hj = Hf(fj, aj);
-        var c1s = Cos(hi, hj); var c2s = Cos(hi, Lf(fj, aj)); var c3s = Cos(hj, Lf(fi, ai));
-        // d1 - d2 = c2 - c1 with d = 1 - cos
-        var term = g.Scale(g.Add(g.Hinge(g.AddScalar(g.Sub(c2s, c1s), 0.5f)), g.Hinge(g.AddScalar(g.Sub(c3s, c1s), 0.5f))), 0.5f);
-        var w = new float[pairs * c1]; float n = 0;
-        for (int p = 0; p < pairs; p++)
-            for (int j = 0; j < c; j++) { w[p * c1 + j] = labels[2 * p * c + j] * labels[(2 * p + 1) * c + j]; n += w[p * c1 + j]; }
-        if (n == 0) throw new InvalidOperationException("co-activity loss: no pair in rows (0,1),(2,3),(4,5) shares a class; the batch sampler must put same-class pairs there");
-        return g.Scale(g.SumAll(g.Mul(term, g.FromHost(w, pairs, 1, c1))), 1f / n);
     }
 
     /// mean over pairs of 1/(1 + KL(P_i || Q_j)) per video: (B).

@@ -43,7 +43,6 @@ public sealed class PvlrConfig : MethodConfig
     public bool SharePromptPrefix { get; set; } = true; // with TruncateText: each distinct prompt prefix once, up to its row's EOT
     public bool SkipAeDecoder { get; set; } = true;    // AE_d feeds no loss in training
     // test-time speed; the outputs equal the plain per-video forward up to fp32 rounding
-    public int WinogradTile { get; set; } = 6;        // Winograd F(m,3) for the k=3 convs at test time (2, 4, 6; 0 = direct)
     public float DropAttn { get; set; } = 0.5f;
     public float DropFusion { get; set; } = 0.7f;
     public float DropEasy { get; set; } = 0.6f;
@@ -103,7 +102,6 @@ public sealed class PvlrConfig : MethodConfig
         if (Prefix < 0 || Postfix < 0) throw new ArgumentException("Prefix and Postfix must not be negative");
         if (ClipWidth % ClipHeads != 0) throw new ArgumentException($"ClipWidth {ClipWidth} must be divisible by ClipHeads {ClipHeads}");
         if (Alpha.Length != 9) throw new ArgumentException("Alpha needs 9 values (alpha0..alpha8)");
-        if (WinogradTile != 0 && !Engine.Winograd.Supported(WinogradTile)) throw new ArgumentException($"WinogradTile {WinogradTile}: use 0 (direct), 2, 4 or 6");
         if (Alpha.Any(a => !float.IsFinite(a)) || !float.IsFinite(EpsStd)) throw new ArgumentException("Alpha and EpsStd must be finite");
     }
 }

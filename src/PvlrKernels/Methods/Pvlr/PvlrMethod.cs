@@ -104,6 +104,8 @@ public sealed partial class PvlrModel : IMethodModel
 
     static readonly ProposalConfig Proposal = new();
 
+    /// The proposals of eval/proposal_methods.py and, for the classification mAP, the scores of
+    /// eval/inference.py:72 (not the proposals' own video scores).
     public (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] attn, int t, List<(double, double)> ambiguous) =>
-        Proposals.Generate(video, cas, attn, t, Cfg.NumClasses, Proposal, ambiguous);
+        (Proposals.Generate(video, cas, attn, t, Cfg.NumClasses, Proposal, ambiguous).dets, MilLosses.ClassificationScores(cas, t, Cfg.NumClasses + 1));
 }

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Our own PyTorch restatement of one CO2-Net training step (harlanhong/MM2021-CO2-Net model.py:23-152, the
+CO2 model with the BWA_fusion_dropout_feat_v2 modules, as run.sh trains it), written from the original's
+semantics, channel-first like the original. Two uses:
+
+  dump OUT  [--seed S] [--preset replay]   one step in float64 at small shapes, in the layout that
+                                           `pvlr replay --method co2net` reads (weights/, inputs/,
+                                           random/, losses.json, grads/, meta.json).
+  time      [--preset paper] [--steps N]   times full steps (forward, loss, backward, Adam) in float32
+                                           and prints one JSON line {"seconds_per_step": ...}.
+
+Needs Debian's python3-torch (1.13) and numpy. Nothing here is the original code.
+"""
+import argparse, json, os, time
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pvlr_ref import blas_gflops, blas_library      # which BLAS torch runs on, and its matmul rate
+
+ALPHA = dict(alpha1=0.8, alpha2=0.8, alpha3=1.0, alpha4=1.0)          # options.py:45-48
+LOSS_NAMES = ["mil_loss", "mil_supp_loss", "contrastive_loss", "mutual_loss", "norm_loss", "guide_loss"]
+
+
+def presets(name):
+    paper = dict(B=10, T=500, F=2048, A=512, C=20, k=7)                 # run.sh: --max-seqlen 500 --k 7
+    if name == 'paper':
+        return paper
+    if name == 'demo':
+        return dict(paper, T=320, F=256, A=64)
+    if name == 'replay':
+        return dict(paper, T=32, F=32, A=8)
+    raise SystemExit(f'unknown preset {name}')
+
+
+class Draws:
+    """Makes every dropout draw of the step and records it under the tag the C# side uses."""
+    def __init__(self, gen, dtype, record):
+        self.gen, self.dtype, self.record, self.items = gen, dtype, record, []
+
+    def dropout(self, x, p, tag):
+        keep = (torch.rand(x.shape, generator=self.gen) >= p).to(self.dtype) / (1 - p)
+        if self.record:
+            self.items.append((tag, keep))
+        return x * keep
+
+
+def init_params(cfg, gen, dtype):
+    """model.py:13-21: kaiming_uniform_ weights (bound sqrt(6/fan_in)), zero biases."""
+    p = {}
+    H, A, Fd, C = cfg['F'] // 2, cfg['A'], cfg['F'], cfg['C']
+
+    def conv(name, cout, cin, k):
+        p[name + '.weight'] = (torch.rand((cout, cin, k), generator=gen) * 2 - 1) * (6 / (cin * k)) ** 0.5
+        p[name + '.bias'] = torch.zeros(cout)
+    for m in ('vAttn', 'fAttn'):
+        conv(f'{m}.bit_wise_attn.0', H, H, 3); conv(f'{m}.channel_conv.0', H, H, 3)
+        conv(f'{m}.attention.0', A, H, 3); conv(f'{m}.attention.3', A, A, 3); conv(f'{m}.attention.5', 1, A, 1)
+    conv('feat_encoder.0', Fd, Fd, 3)                                   # defined, never called in forward
+    conv('fusion.0', Fd, Fd, 1)
+    conv('classifier.1', Fd, Fd, 3); conv('classifier.4', C + 1, Fd, 1)
+    out = {}
+    for k, v in p.items():
+        t = v.float().to(dtype)
+        t.requires_grad_(True)
+        out[k] = t
+    return out
+
+
+def lrelu(x):
+    return F.leaky_relu(x, 0.2)
+
+
+def bwa(p, m, V, Fx, dr):
+    """BWA_fusion_dropout_feat_v2 (model.py:23-45): V the module's own modality, Fx the other one."""
+    conv = lambda x, n, pad=1: F.conv1d(x, p[f'{m}.{n}.weight'], p[f'{m}.{n}.bias'], padding=pad)
+    ca = dr.dropout(lrelu(conv(V.mean(2, keepdim=True), 'channel_conv.0')), 0.5, f'{m}.channel_conv')
+    bw = dr.dropout(lrelu(conv(Fx, 'bit_wise_attn.0')), 0.5, f'{m}.bit_wise_attn')
+    ff = torch.sigmoid(bw * ca) * V
+    h1 = dr.dropout(lrelu(conv(ff, 'attention.0')), 0.5, f'{m}.attention.2')
+    h2 = lrelu(conv(h1, 'attention.3'))
+    a = dr.dropout(conv(h2, 'attention.5', pad=0), 0.5, f'{m}.attention.6')
+    return torch.sigmoid(a), ff
+
+
+def forward(p, cfg, X, dr):
+    """CO2.forward (model.py:74-92)."""
+    H = cfg['F'] // 2; x = X.transpose(1, 2)
+    v_atn, vfeat = bwa(p, 'vAttn', x[:, :H], x[:, H:], dr)
+    f_atn, ffeat = bwa(p, 'fAttn', x[:, H:], x[:, :H], dr)
+    attn = (f_atn + v_atn) / 2
+    nfeat = dr.dropout(lrelu(F.conv1d(torch.cat([vfeat, ffeat], 1), p['fusion.0.weight'], p['fusion.0.bias'])), 0.7, 'fusion')
+    h = dr.dropout(nfeat, 0.7, 'classifier.0')
+    h = dr.dropout(lrelu(F.conv1d(h, p['classifier.1.weight'], p['classifier.1.bias'], padding=1)), 0.7, 'classifier.3')
+    cas = F.conv1d(h, p['classifier.4.weight'], p['classifier.4.bias'])
+    return dict(feat=nfeat.transpose(1, 2), cas=cas.transpose(1, 2), attn=attn.transpose(1, 2),
+                v_atn=v_atn.transpose(1, 2), f_atn=f_atn.transpose(1, 2))
+
+
+def topk_mil(S, y, back, rat):
+    """topkloss (model.py:154-183), mean over the batch."""
+    B, T, C1 = S.shape; k = max(1, int(T // rat))
+    s = S.topk(k, dim=-2)[0].mean(-2)
+    yb = torch.cat([y, torch.full((B, 1), 1.0 if back else 0.0, dtype=y.dtype)], 1)
+    yb = yb / (yb.sum(1, keepdim=True) + 1e-4)
+    return -(yb * F.log_softmax(s, -1)).sum(-1).mean()
+
+
+def contrastive(Fe, Ssup, y):
+    """Contrastive (model.py:185-212) over the pairs (0,1), (2,3), (4,5)."""
+    B, T, C1 = Ssup.shape
+    yb = torch.cat([y, torch.zeros((B, 1), dtype=y.dtype)], 1)
+    tot, n = 0.0, 0.0
+    cos = lambda a, b: (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0))
+    for i in range(0, 6, 2):
+        j = i + 1
+        Ai, Aj = torch.softmax(Ssup[i], 0), torch.softmax(Ssup[j], 0)
+        Hi, Hj = Fe[i].t() @ Ai, Fe[j].t() @ Aj
+        Li, Lj = Fe[i].t() @ (1 - Ai) / max(T - 1, 1), Fe[j].t() @ (1 - Aj) / max(T - 1, 1)
+        d1, d2, d3 = 1 - cos(Hi, Hj), 1 - cos(Hi, Lj), 1 - cos(Hj, Li)
+        w = yb[i] * yb[j]
+        tot = tot + 0.5 * (F.relu(d1 - d2 + 0.5) * w).sum() + 0.5 * (F.relu(d1 - d3 + 0.5) * w).sum()
+        n = n + w.sum()
+    return tot / n
+
+
+def losses(o, y, cfg):
+    """CO2.criterion (model.py:103-152), each term with its weight."""
+    S, A, Av, Af = o['cas'], o['attn'], o['v_atn'], o['f_atn']
+    mn = S.min(-1, keepdim=True)[0]
+    Ssup = A * (S - mn) + mn
+    pbg = S.softmax(-1)[..., [-1]]
+    L = {}
+    L['mil_loss'] = topk_mil(S, y, True, cfg['k'])
+    L['mil_supp_loss'] = topk_mil(Ssup, y, False, cfg['k'])
+    L['contrastive_loss'] = ALPHA['alpha3'] * contrastive(o['feat'], Ssup, y)
+    L['mutual_loss'] = ALPHA['alpha4'] * (0.5 * F.mse_loss(Av, Af.detach()) + 0.5 * F.mse_loss(Af, Av.detach()))
+    L['norm_loss'] = ALPHA['alpha1'] * (A.mean() + Av.mean() + Af.mean()) / 3
+    L['guide_loss'] = ALPHA['alpha2'] * sum((1 - a - pbg).abs().mean() for a in (A, Av, Af)) / 3
+    return L
+
+
+def make_batch(cfg, gen, dtype):
+    B, T, C = cfg['B'], cfg['T'], cfg['C']
+    X = torch.randn((B, T, cfg['F']), generator=gen).float().to(dtype)
+    y = torch.zeros((B, C), dtype=dtype)
+    cls = torch.randperm(C, generator=gen)[:3]
+    for k in range(3):
+        y[2 * k, cls[k]] = 1; y[2 * k + 1, cls[k]] = 1          # same-class pairs (0,1), (2,3), (4,5)
+    for b in range(6, B):
+        y[b, torch.randint(0, C, (1,), generator=gen)] = 1
+    y[1, (cls[0] + 1) % C] = 1                                   # a video with two labels
+    return X, y
+
+
+def save(path, t):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.save(path, t.detach().cpu().numpy() if torch.is_tensor(t) else t)
+
+
+def dump(args):
+    cfg = presets(args.preset); torch.set_default_dtype(torch.float64)
+    gen = torch.Generator().manual_seed(args.seed); dt = torch.float64
+    p = init_params(cfg, gen, dt)
+    X, y = make_batch(cfg, gen, dt)
+    dr = Draws(gen, dt, record=True)
+    o = forward(p, cfg, X, dr)
+    L = losses(o, y, cfg)
+    total = sum(L.values()); total.backward()
+    out = args.out
+    for k, v in p.items():
+        save(f'{out}/weights/{k}.npy', v.float())
+        if v.grad is not None:
+            save(f'{out}/grads/{k}.npy', v.grad)
+    save(f'{out}/inputs/features.npy', X.float()); save(f'{out}/inputs/labels.npy', y.float())
+    for tag, t in dr.items:
+        save(f'{out}/random/{tag}.npy', t.float())
+    vals = {k: float(v) for k, v in L.items()}; vals['total_loss'] = float(total)
+    with open(f'{out}/losses.json', 'w') as f:
+        json.dump(vals, f, indent=1)
+    meta = dict(method='co2net', random_order=[t for t, _ in dr.items], mask_layout='channel_first', k=cfg['k'],
+                alpha=ALPHA, dtype='float64 compute, float32 inputs', seed=args.seed,
+                layouts='dropout masks in the channel-first layout of the tensor they multiply')
+    with open(f'{out}/meta.json', 'w') as f:
+        json.dump(meta, f, indent=1)
+    print(json.dumps(vals))
+
+
+def timing(args):
+    cfg = presets(args.preset); torch.set_num_threads(args.threads or os.cpu_count())
+    gen = torch.Generator().manual_seed(0); dt = torch.float32
+    p = init_params(cfg, gen, dt)
+    p['feat_encoder.0.weight'].requires_grad_(False); p['feat_encoder.0.bias'].requires_grad_(False)
+    opt = torch.optim.Adam([v for v in p.values() if v.requires_grad], lr=5e-5, weight_decay=1e-3)
+    times = []
+    for s in range(args.warmup + args.steps):
+        X, y = make_batch(cfg, gen, dt)
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        o = forward(p, cfg, X, Draws(gen, dt, record=False))
+        sum(losses(o, y, cfg).values()).backward()
+        opt.step()
+        if s >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    print(json.dumps(dict(preset=args.preset, threads=torch.get_num_threads(), steps=len(times),
+                          seconds_per_step=float(np.median(times)), all=times, torch=torch.__version__,
+                          blas=blas_library(), blas_gflops=blas_gflops(), openblas_coretype=os.environ.get('OPENBLAS_CORETYPE'))))
+
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser()
+    sp = ap.add_subparsers(dest='mode', required=True)
+    d = sp.add_parser('dump'); d.add_argument('out'); d.add_argument('--preset', default='replay'); d.add_argument('--seed', type=int, default=5)
+    t = sp.add_parser('time'); t.add_argument('--preset', default='paper'); t.add_argument('--steps', type=int, default=1)
+    t.add_argument('--warmup', type=int, default=0); t.add_argument('--threads', type=int, default=0)
+    a = ap.parse_args()
+    dump(a) if a.mode == 'dump' else timing(a)

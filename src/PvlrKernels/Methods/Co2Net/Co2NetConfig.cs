@@ -1,0 +1,73 @@
+// CO2-Net's settings (harlanhong/MM2021-CO2-Net options.py and the THUMOS14 line of run.sh: --max-seqlen
+// 500 --lr 0.00005 --k 7 --max-iter 5000 --weight_decay 0.001 --seed 3552). `Paper` is that run; `Demo`
+// shrinks widths and steps to the demo data; `Tiny` is for tests.
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace PvlrKernels.Methods.Co2Net;
+
+public sealed class Co2NetConfig : MethodConfig
+{
+    [JsonPropertyOrder(-2)] public override string Method => "co2net";
+
+    [JsonIgnore] public override bool TrimBatchToLongest => true;
+
+    public int AttnHidden { get; set; } = 512;        // the attention head's width (model.py:30-36)
+    public int TrainTopK { get; set; } = 7;           // --k: the MIL loss's top T / k
+    public float DropoutRatio { get; set; } = 0.7f;   // fusion and classifier dropout (options.py:37)
+    public float DropAttn { get; set; } = 0.5f;       // inside the attention modules (model.py:27-37)
+    public float Alpha1 { get; set; } = 0.8f;         // norm
+    public float Alpha2 { get; set; } = 0.8f;         // guide
+    public float Alpha3 { get; set; } = 1f;           // co-activity contrast
+    public float Alpha4 { get; set; } = 1f;           // mutual learning
+    // test time (proposal_methods.py:93-160): video scores from the top T/10 of cas*attn, classes >= 0.2,
+    // proposals on attention thresholds 0.1..0.9, OIC with lambda 0.25 and gamma 0.2, soft-NMS sigma 0.3
+    public int TestTopK { get; set; } = 10;
+    public float VidThresh { get; set; } = 0.2f;
+    public float GammaOic { get; set; } = 0.2f;
+    public float LambdaOic { get; set; } = 0.25f;
+    public float NmsSigma { get; set; } = 0.3f;
+
+    public Co2NetConfig()
+    {
+        MaxSeqLen = 500; Lr = 5e-5f; WeightDecay = 1e-3f; MaxIter = 5000; Interval = 200; WarmupIter = 0; Seed = 3552;
+    }
+
+    public static Co2NetConfig Paper() => new();
+
+    /// F=256, attention 64 wide, 600 steps: trains on the demo data on 2 cores in minutes.
+    public static Co2NetConfig Demo() => new()
+    {
+        Preset = "demo", FeatDim = 256, AttnHidden = 64, MaxSeqLen = 320, MaxIter = 600, Interval = 100, Lr = 2e-4f,
+    };
+
+    public static Co2NetConfig Tiny() => new()
+    {
+        Preset = "tiny", FeatDim = 16, AttnHidden = 4, BatchSize = 6, MaxSeqLen = 32, MaxIter = 5, Interval = 2,
+    };
+
+    public static Co2NetConfig FromPreset(string name) => name switch
+    {
+        "paper" => Paper(), "demo" => Demo(), "tiny" => Tiny(),
+        _ => throw new ArgumentException($"unknown preset '{name}' (demo | paper | tiny)")
+    };
+
+    static readonly JsonSerializerOptions Opts = new() { WriteIndented = true };
+    public override string ToJson() => JsonSerializer.Serialize(this, Opts);
+    public static Co2NetConfig FromJson(string json)
+    {
+        try { return JsonSerializer.Deserialize<Co2NetConfig>(json, Opts) ?? throw new ArgumentException("an empty config"); }
+        catch (JsonException e) { throw new ArgumentException($"a config that is not valid JSON ({e.Message.Split('\n')[0]})"); }
+    }
+
+    public override void Validate()
+    {
+        base.Validate();
+        foreach (var (name, v) in new[] { ("AttnHidden", AttnHidden), ("TrainTopK", TrainTopK), ("TestTopK", TestTopK) })
+            if (v < 1) throw new ArgumentException($"{name} {v} must be at least 1");
+        foreach (var (name, v) in new[] { ("DropoutRatio", DropoutRatio), ("DropAttn", DropAttn) })
+            if (!(v >= 0 && v < 1)) throw new ArgumentException($"{name} {v} must be in [0, 1)");
+        if (new[] { Alpha1, Alpha2, Alpha3, Alpha4, GammaOic, LambdaOic, NmsSigma, VidThresh }.Any(a => !float.IsFinite(a)))
+            throw new ArgumentException("the alphas and the proposal settings must be finite");
+    }
+}
