@@ -3,6 +3,7 @@
 // output's shape and then summed down with SumTo.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using ILGPU.Algorithms;
 
 namespace PvlrKernels.Kernels;
 
@@ -52,6 +53,39 @@ public struct DivOp : IBinaryOp
     public static Vector512<float> Forward(Vector512<float> a, Vector512<float> b) => a / b;
     public static Vector512<float> GradA(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => dy / b;
     public static Vector512<float> GradB(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => -dy * a / (b * b);
+}
+
+/// torch's BCELoss per element, the target as the second operand (it gets no gradient):
+/// (y - 1) max(log(1 - p), -100) - y max(log p, -100); dp = (p - y) / max((1 - p) p, 1e-12), torch's
+/// backward, not the derivative of the clamped logs. The lane form applies the scalar form lane by lane.
+public struct BceOp : IBinaryOp
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Forward(float p, float y) => (y - 1f) * XMath.Max(XMath.Log(1f - p), -100f) - y * XMath.Max(XMath.Log(p), -100f);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float GradA(float p, float y, float dy) => dy * (p - y) / XMath.Max((1f - p) * p, 1e-12f);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GradB(float p, float y, float dy) => 0f;
+    public static Vector512<float> Forward(Vector512<float> a, Vector512<float> b) => Lanes.Map(a, b, default(BceOp));
+    public static Vector512<float> GradA(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => Lanes.Map(a, b, dy, default(BceOp));
+    public static Vector512<float> GradB(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => Vector512<float>.Zero;
+}
+
+/// The lane form of an op that has no vector instructions of its own: its scalar form on each lane.
+public static class Lanes
+{
+    public static Vector512<float> Map<TOp>(Vector512<float> a, Vector512<float> b, TOp _) where TOp : struct, IBinaryOp
+    {
+        Span<float> r = stackalloc float[16];
+        for (int i = 0; i < 16; i++) r[i] = TOp.Forward(a[i], b[i]);
+        return Vector512.Create<float>(r);
+    }
+
+    public static Vector512<float> Map<TOp>(Vector512<float> a, Vector512<float> b, Vector512<float> dy, TOp _) where TOp : struct, IBinaryOp
+    {
+        Span<float> r = stackalloc float[16];
+        for (int i = 0; i < 16; i++) r[i] = TOp.GradA(a[i], b[i], dy[i]);
+        return Vector512.Create<float>(r);
+    }
 }
 
 /// Rank-4 index space with strides for up to three operands (out, a, b).

@@ -270,6 +270,22 @@ public sealed class BatchSampler
         return rows;
     }
 
+    /// The batch of `step` in epoch order (UM's DataLoader(shuffle=True), drop_last False): each epoch a
+    /// fresh permutation of the training videos (seeded by (seed, epoch)), cut into batches of `batch`,
+    /// the last one smaller; every video resampled to exactly T snippets. Returns the batch's videos;
+    /// feats, clip and labels are filled for them (their first rows).
+    public List<Video> SampleEpoch(long step, int batch, int t, float[] feats, float[] clip, float[] labels)
+    {
+        int n = ds.Train.Count, perEpoch = (n + batch - 1) / batch;
+        long epoch = step / perEpoch; int at = (int)(step % perEpoch) * batch;
+        var order = Enumerable.Range(0, n).ToArray();
+        var shuffle = ForStep(-1 - epoch);
+        for (int i = n - 1; i > 0; i--) { int j = shuffle.Next(i + 1); (order[i], order[j]) = (order[j], order[i]); }
+        var rows = order.Skip(at).Take(batch).Select(i => ds.Train[i]).ToList();
+        Fill(ForStep(step), rows, t, feats, clip, labels);
+        return rows;
+    }
+
     public List<Video> Pick(Random rng, int batch, int numSimilar = 3, int similarSize = 2)
     {
         var rows = new List<Video>();

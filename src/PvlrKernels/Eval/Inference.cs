@@ -49,15 +49,17 @@ public static class Inference
     public static List<VideoPanel> VideoPanels(IMethodModel model, Graph g, Annotations ann, IEnumerable<Video> videos)
     {
         bool wasTraining = g.Training;
-        var text = model.TestConstants(g); int c1 = model.Config.NumClasses + 1;
+        var text = model.TestConstants(g);
         var panels = new List<VideoPanel>();
         foreach (var v in videos)
         {
             var (cas, attn) = Signals(model, g, v.ReadFeatures(), v.T, text);
             string label = v.Segments.Length > 0 ? v.Segments[0].label : v.Labels.FirstOrDefault();
             int c = label != null ? ann.ClassIndex(label) : 0;
-            var gt = v.Segments.Where(s => s.label == label).Select(s => (s.start * Evaluator.SnippetsPerSecond, s.end * Evaluator.SnippetsPerSecond)).ToArray();
-            panels.Add(new VideoPanel(v.Name, label ?? ann.Classes[c], Enumerable.Range(0, v.T).Select(i => cas[i * c1 + c]).ToArray(), attn, gt));
+            // a method may forward fewer rows than the video has (UM samples long videos): GT at that scale
+            int rows = attn.Length, width = cas.Length / rows; double k = Evaluator.SnippetsPerSecond * rows / v.T;
+            var gt = v.Segments.Where(s => s.label == label).Select(s => (s.start * k, s.end * k)).ToArray();
+            panels.Add(new VideoPanel(v.Name, label ?? ann.Classes[c], Enumerable.Range(0, rows).Select(i => cas[i * width + c]).ToArray(), attn, gt));
         }
         g.Training = wasTraining;
         return panels;
@@ -68,6 +70,8 @@ public static class Inference
     /// long run shows it is moving and a short one stays quiet.
     public static EvalResult Evaluate(IMethodModel model, Graph g, Annotations ann, List<Video> videos, Action<string> progress = null, TimeSpan? every = null)
     {
+        var protocol = model.Evaluation;
+        videos = videos.Where(v => !protocol.Excluded.Contains(v.Name)).ToList();
         if (videos.Count == 0) throw new ArgumentException("evaluation: no videos to evaluate");
         var clock = System.Diagnostics.Stopwatch.StartNew(); var lastReport = TimeSpan.Zero; var interval = every ?? TimeSpan.FromSeconds(2);
         int done = 0; long doneSnippets = 0, allSnippets = videos.Sum(v => (long)v.T);
@@ -109,7 +113,7 @@ public static class Inference
         g.Training = wasTraining;
         var names = videos.Select(v => v.Name).ToHashSet();
         using var _ = Profiler.Time("phase inference: evaluation", dets.Count);
-        var r = Evaluator.Evaluate(Evaluator.GroundTruth(ann).Where(x => names.Contains(x.Video)).ToList(), dets, ann.Classes.Length);
+        var r = Evaluator.Evaluate(protocol.GroundTruth(ann).Where(x => names.Contains(x.Video)).ToList(), dets, ann.Classes.Length);
         r.ClassificationMap = Evaluator.ClassificationMap(scores.ToArray(), labels.ToArray());
         return r;
     }

@@ -37,6 +37,10 @@ public abstract class MethodConfig
 
     public const int MaxInferRows = 1 << 20;
 
+    /// How training batches are drawn: W-TALC's (three same-class pairs, then uniform draws with
+    /// replacement) or a shuffled pass over the training videos per epoch, the last batch smaller
+    /// (UM's DataLoader(shuffle=True)).
+    [JsonIgnore] public virtual BatchOrder Batches => BatchOrder.SimilarPairs;
     /// Whether each training batch is cut to its longest video's snippet count, as CO2-Net's train.py:16-17
     /// does. PVLR's main.py:75-76 cuts the features the same way but not its CLIP features, so any cut
     /// batch would fail there; PVLR's batches are never cut.
@@ -61,6 +65,12 @@ public abstract class MethodConfig
         if (WinogradTile != 0 && !Engine.Winograd.Supported(WinogradTile)) throw new ArgumentException($"WinogradTile {WinogradTile}: use 0 (direct), 2, 4 or 6");
     }
 }
+
+public enum BatchOrder { SimilarPairs, EpochShuffle }
+
+/// How a method's host-side sorts order equal scores: as CPU torch's sort does (the originals' order), or
+/// stably (lowest index first).
+public enum MiningTies { Torch, Stable }
 
 /// The loss of one training batch: the total that backward starts from and each named term (the terms
 /// the original logs), plus any indices the method chose on the host (a replay compares them).
@@ -104,6 +114,24 @@ public interface IMethodModel
     /// The detections and video-level class scores of one video from its signals, as the original's
     /// proposal and NMS code makes them; `ambiguous` are the video's ambiguous segments (seconds).
     (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] attn, int t, List<(double, double)> ambiguous);
+
+    /// The units and test videos the method's own evaluation uses (CO2-Net and PVLR: snippets, 212 videos;
+    /// UM: seconds, 210 videos).
+    EvaluationProtocol Evaluation => EvaluationProtocol.Snippets;
+}
+
+/// Which ground truth the detections are scored against: in snippet units (seconds x 25/16, rounded half
+/// to even: CO2-Net's and PVLR's ANETdetection) or in seconds, and which test videos are left out
+/// (UM's split_test.txt lacks three of THUMOS14's 213). The AP itself is the same interpolated one.
+public sealed record EvaluationProtocol(string Name, bool Seconds, IReadOnlySet<string> Excluded)
+{
+    public static readonly EvaluationProtocol Snippets = new("snippets", false, new HashSet<string>());
+    public static readonly EvaluationProtocol UmSeconds = new("seconds, UM's 210 test videos", true,
+        new HashSet<string> { "video_test_0000270", "video_test_0001292", "video_test_0001496" });
+
+    public List<GtSegment> GroundTruth(Data.Annotations ann) => Seconds
+        ? ann.Test.Where(v => !Excluded.Contains(v.Name)).SelectMany(v => v.Segments.Select(s => new GtSegment(v.Name, s.start, s.end, ann.ClassIndex(s.label)))).ToList()
+        : Evaluator.GroundTruth(ann).Where(g => !Excluded.Contains(g.Video)).ToList();
 }
 
 /// One method: its presets, configs and models, PyTorch state_dict import, and the replay of a dumped
@@ -130,7 +158,7 @@ public interface IMethod
 public static class MethodRegistry
 {
     static readonly object Lock = new();
-    static IMethod[] all = [new Pvlr.PvlrMethod(), new Co2Net.Co2NetMethod()];
+    static IMethod[] all = [new Pvlr.PvlrMethod(), new Co2Net.Co2NetMethod(), new Um.UmMethod()];
 
     public static IReadOnlyList<IMethod> All { get { lock (Lock) return all; } }
 

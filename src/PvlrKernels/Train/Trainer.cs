@@ -68,15 +68,20 @@ public sealed class Trainer : IDisposable
     public Dictionary<string, float> TrainStep()
     {
         var labels = new float[Cfg.BatchSize * Cfg.NumClasses];
-        var rows = sampler.Sample(Step, Cfg.BatchSize, Cfg.MaxSeqLen, batch, clipBatch, labels, Cfg.NumSimilar, Cfg.SimilarSize);
-        return StepOn(batch, clipBatch, labels, string.Join(",", rows.Select(r => r.Name)));
+        var rows = Cfg.Batches == BatchOrder.EpochShuffle
+            ? sampler.SampleEpoch(Step, Cfg.BatchSize, Cfg.MaxSeqLen, batch, clipBatch, labels)
+            : sampler.Sample(Step, Cfg.BatchSize, Cfg.MaxSeqLen, batch, clipBatch, labels, Cfg.NumSimilar, Cfg.SimilarSize);
+        string names = string.Join(",", rows.Select(r => r.Name));
+        if (rows.Count == Cfg.BatchSize) return StepOn(batch, clipBatch, labels, names);
+        long perRow = (long)Cfg.MaxSeqLen * Cfg.FeatDim, clipRow = (long)Cfg.MaxSeqLen * Cfg.ClipFeatureWidth;     // an epoch's last, smaller batch
+        return StepOn(batch[..(int)(rows.Count * perRow)], clipBatch?[..(int)(rows.Count * clipRow)], labels[..(rows.Count * Cfg.NumClasses)], names);
     }
 
     /// Forward, losses, backward, gradient check and Adam on one batch: feats (B,T,F), clip (B,T,D) or
     /// null (D = Cfg.ClipFeatureWidth), labels (B,C).
     public Dictionary<string, float> StepOn(float[] feats, float[] clip, float[] labels, string batchDesc = "synthetic")
     {
-        int b = Cfg.BatchSize, t = Cfg.MaxSeqLen, f = Cfg.FeatDim, d = Cfg.ClipFeatureWidth;
+        int b = labels.Length / Cfg.NumClasses, t = Cfg.MaxSeqLen, f = Cfg.FeatDim, d = Cfg.ClipFeatureWidth;
         var ph = Stopwatch.StartNew();
         void Mark(string what) { if (Profiler.Enabled) { Backend.Synchronize(); log.WriteLine($"  {what}: {ph.Elapsed.TotalSeconds:F3} s"); ph.Restart(); } }
         G.Reset(); Model.Parameters.ZeroGrad(); G.Training = true;

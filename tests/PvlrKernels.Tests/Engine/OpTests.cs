@@ -183,14 +183,16 @@ public sealed class OpTests(string backendName)
     }
 
     // ---------------- binary with broadcasting: one line per op ----------------
+    /// Probabilities: both operands in (0.05, 0.95) and the second one a constant target (no gradient).
     public sealed record BinaryCase(string Name, bool PositiveB, Func<Graph, Tensor, Tensor, Tensor> Forward,
-        Func<double, double, double> Reference, Action<Backend> RowsMatchScalar)
+        Func<double, double, double> Reference, Action<Backend> RowsMatchScalar, bool Probabilities = false)
     {
         public override string ToString() => Name;
     }
 
-    static BinaryCase Case<TOp>(Func<double, double, double> reference, bool positiveB = false) where TOp : struct, IBinaryOp =>
-        new(typeof(TOp).Name, positiveB, (g, a, b) => g.Binary<TOp>(a, b), reference, RowsMatchScalar<TOp>);
+    static BinaryCase Case<TOp>(Func<double, double, double> reference, bool positiveB = false, bool probabilities = false)
+        where TOp : struct, IBinaryOp =>
+        new(typeof(TOp).Name, positiveB, (g, a, b) => g.Binary<TOp>(a, b), reference, RowsMatchScalar<TOp>, probabilities);
 
     static IEnumerable<BinaryCase> BinaryOps()
     {
@@ -198,6 +200,7 @@ public sealed class OpTests(string backendName)
         yield return Case<SubOp>((a, b) => a - b);
         yield return Case<MulOp>((a, b) => a * b);
         yield return Case<DivOp>((a, b) => a / b, positiveB: true);
+        yield return Case<BceOp>((p, y) => (y - 1) * Math.Log(1 - p) - y * Math.Log(p), probabilities: true);
     }
 
     static IEnumerable<TestCaseData> BinaryCases()
@@ -239,7 +242,8 @@ public sealed class OpTests(string backendName)
             return y;
         }
         CheckOp($"{op.Name}{Tensor.ShapeStr(sa)}{Tensor.ShapeStr(sb)}", new[] { sa, sb }, (g, x) => op.Forward(g, x[0], x[1]), Ref,
-            init: (r, i, n) => Rand(r, n, i == 1 && op.PositiveB ? 0.5 : -1, i == 1 && op.PositiveB ? 1.5 : 1));
+            init: (r, i, n) => op.Probabilities ? Rand(r, n, 0.05, 0.95) : Rand(r, n, i == 1 && op.PositiveB ? 0.5 : -1, i == 1 && op.PositiveB ? 1.5 : 1),
+            differentiable: op.Probabilities ? [true, false] : null);
     }
 
     /// Row op row, row op value and value op row (the CPU's 16-lane rows, then tails): forward and both

@@ -43,9 +43,9 @@ public sealed class Co2NetTests(string backend)
     public void TheOriginalsStateDictLoads()
     {
         if (backend != "cpu") Assert.Ignore("host-side loading");
-        ReferencePython.WithFixture("make_co2net_pth.py", $"\"{Fixture}\"", dir =>
+        ReferencePython.WithFixture("make_state_dict_pth.py", $"\"{Fixture}\"", dir =>
         {
-            var pth = Path.Combine(dir, "co2net.pth");
+            var pth = Path.Combine(dir, "model.pth");
             using var b = new CpuBackend();
             var model = (Co2NetModel)Checkpoint.LoadTorch(pth, b, out var report, method: Co2);
             using (model.P)

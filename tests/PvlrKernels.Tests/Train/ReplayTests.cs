@@ -7,6 +7,7 @@ using System.Text.Json;
 using NUnit.Framework;
 using PvlrKernels.Data;
 using PvlrKernels.Train;
+using PvlrKernels.Methods;
 using PvlrKernels.Methods.Pvlr;
 
 namespace PvlrKernels.Tests;

@@ -141,4 +141,6 @@ public sealed partial class Graph
     public Tensor Sub(Tensor a, Tensor b) => Binary<SubOp>(a, b);
     public Tensor Mul(Tensor a, Tensor b) => Binary<MulOp>(a, b);
     public Tensor Div(Tensor a, Tensor b) => Binary<DivOp>(a, b);
+    /// torch's BCELoss per element (BceOp): p (probabilities) against the constant targets y.
+    public Tensor BinaryCrossEntropy(Tensor p, Tensor y) => Binary<BceOp>(p, y);
 }

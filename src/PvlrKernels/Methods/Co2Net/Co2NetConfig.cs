@@ -24,9 +24,9 @@ public sealed class Co2NetConfig : MethodConfig
     // proposals on attention thresholds 0.1..0.9, OIC with lambda 0.25 and gamma 0.2, soft-NMS sigma 0.3
     public int TestTopK { get; set; } = 10;
     public float VidThresh { get; set; } = 0.2f;
-    public float GammaOic { get; set; } = 0.2f;
-    public float LambdaOic { get; set; } = 0.25f;
-    public float NmsSigma { get; set; } = 0.3f;
+    public double GammaOic { get; set; } = 0.2;       // Python floats in float64 arithmetic, so doubles
+    public double LambdaOic { get; set; } = 0.25;
+    public double NmsSigma { get; set; } = 0.3;
 
     public Co2NetConfig()
     {
@@ -67,7 +67,7 @@ public sealed class Co2NetConfig : MethodConfig
             if (v < 1) throw new ArgumentException($"{name} {v} must be at least 1");
         foreach (var (name, v) in new[] { ("DropoutRatio", DropoutRatio), ("DropAttn", DropAttn) })
             if (!(v >= 0 && v < 1)) throw new ArgumentException($"{name} {v} must be in [0, 1)");
-        if (new[] { Alpha1, Alpha2, Alpha3, Alpha4, GammaOic, LambdaOic, NmsSigma, VidThresh }.Any(a => !float.IsFinite(a)))
+        if (new[] { Alpha1, Alpha2, Alpha3, Alpha4, VidThresh }.Any(a => !float.IsFinite(a)) || new[] { GammaOic, LambdaOic, NmsSigma }.Any(a => !double.IsFinite(a)))
             throw new ArgumentException("the alphas and the proposal settings must be finite");
     }
 }

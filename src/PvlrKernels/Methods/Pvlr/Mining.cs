@@ -17,7 +17,6 @@ using PvlrKernels.Model;
 
 namespace PvlrKernels.Methods.Pvlr;
 
-public enum MiningTies { Torch, Stable }
 
 public static class Mining
 {
