@@ -21,7 +21,7 @@ usage:
   pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--method pvlr|co2net|um] [--device ...] [--winograd 0|2|4|6]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
   pvlr replay --state DIR --out DIR [--method pvlr|co2net|um] [--device ...] [--no-savings] [--mining-ties torch|stable]
-  pvlr bench [--method pvlr|co2net|um] [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--out FILE.md]
+  pvlr bench [--method pvlr|co2net|um] [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--ptx] [--out FILE.md]
   pvlr export --checkpoint FILE --format safetensors|pth --out FILE [--method pvlr|co2net|um]
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors|structure|strides] [--seed S]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
@@ -283,6 +283,14 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
 
     static int BenchCmd(Opts o)
     {
+        if (o.Flag("ptx"))
+        {   // every kernel compiled to PTX for sm_80 and sm_90, assembled by ptxas where it is found
+            var ptxas = Ptx.FindPtxas();
+            var kernelTable = Ptx.Table(Ptx.Assemble(Ptx.CompileAll(ILGPU.Runtime.Cuda.CudaArchitecture.SM_80, ILGPU.Runtime.Cuda.CudaArchitecture.SM_90), ptxas), ptxas);
+            Console.WriteLine(kernelTable);
+            if (o.Has("out")) AtomicFile.WriteAllText(o.Get("out"), kernelTable);
+            return 0;
+        }
         using var backend = MakeBackend(o.Get("device", "auto"));
         var cfg = (MethodOption(o) ?? MethodRegistry.Get("pvlr")).Preset(o.Get("preset", "paper"));
         TestTime(o, cfg);
