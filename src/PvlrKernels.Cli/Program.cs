@@ -16,13 +16,13 @@ public static class Program
 {
     const string Usage = """
 usage:
-  pvlr train [--method pvlr|co2net|um] [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--clip-weights FILE] [--mining-ties torch|stable]
-  pvlr eval --checkpoint FILE [--method pvlr|co2net|um] [--data DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
-  pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--method pvlr|co2net|um] [--device ...] [--winograd 0|2|4|6]
+  pvlr train [--method pvlr|co2net|um|acmnet] [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--clip-weights FILE] [--mining-ties torch|stable]
+  pvlr eval --checkpoint FILE [--method pvlr|co2net|um|acmnet] [--data DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
+  pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--method pvlr|co2net|um|acmnet] [--device ...] [--winograd 0|2|4|6]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
-  pvlr replay --state DIR --out DIR [--method pvlr|co2net|um] [--device ...] [--no-savings] [--mining-ties torch|stable]
-  pvlr bench [--method pvlr|co2net|um] [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--ptx] [--out FILE.md]
-  pvlr export --checkpoint FILE --format safetensors|pth --out FILE [--method pvlr|co2net|um]
+  pvlr replay --state DIR --out DIR [--method pvlr|co2net|um|acmnet] [--device ...] [--no-savings] [--mining-ties torch|stable]
+  pvlr bench [--method pvlr|co2net|um|acmnet] [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--ptx] [--out FILE.md]
+  pvlr export --checkpoint FILE --format safetensors|pth --out FILE [--method pvlr|co2net|um|acmnet]
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors|structure|strides] [--seed S]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
 --method picks the method (pvlr; a checkpoint names its own, and --method there only checks it).

@@ -262,11 +262,12 @@ public sealed class BatchSampler
     }
 
     /// The batch of `step`: its videos, with feats (B, T, F), clip (B, T, Dc) and labels (B, C) filled.
-    public List<Video> Sample(long step, int batch, int t, float[] feats, float[] clip, float[] labels, int numSimilar = 3, int similarSize = 2)
+    public List<Video> Sample(long step, int batch, int t, float[] feats, float[] clip, float[] labels, int numSimilar = 3, int similarSize = 2,
+        Methods.Resampling resample = Methods.Resampling.Perturb)
     {
         var rng = ForStep(step);
         var rows = Pick(rng, batch, numSimilar, similarSize);
-        Fill(rng, rows, t, feats, clip, labels);
+        Fill(rng, rows, t, feats, clip, labels, resample);
         return rows;
     }
 
@@ -274,7 +275,8 @@ public sealed class BatchSampler
     /// fresh permutation of the training videos (seeded by (seed, epoch)), cut into batches of `batch`,
     /// the last one smaller; every video resampled to exactly T snippets. Returns the batch's videos;
     /// feats, clip and labels are filled for them (their first rows).
-    public List<Video> SampleEpoch(long step, int batch, int t, float[] feats, float[] clip, float[] labels)
+    public List<Video> SampleEpoch(long step, int batch, int t, float[] feats, float[] clip, float[] labels,
+        Methods.Resampling resample = Methods.Resampling.Perturb)
     {
         int n = ds.Train.Count, perEpoch = (n + batch - 1) / batch;
         long epoch = step / perEpoch; int at = (int)(step % perEpoch) * batch;
@@ -282,7 +284,7 @@ public sealed class BatchSampler
         var shuffle = ForStep(-1 - epoch);
         for (int i = n - 1; i > 0; i--) { int j = shuffle.Next(i + 1); (order[i], order[j]) = (order[j], order[i]); }
         var rows = order.Skip(at).Take(batch).Select(i => ds.Train[i]).ToList();
-        Fill(ForStep(step), rows, t, feats, clip, labels);
+        Fill(ForStep(step), rows, t, feats, clip, labels, resample);
         return rows;
     }
 
@@ -320,14 +322,28 @@ public sealed class BatchSampler
         return idx;
     }
 
+    /// ACM-Net's random_sample (dataset/dataset_class.py:24-39): a shorter video takes n sorted draws with
+    /// replacement; a longer one one index per stratum [int(s_i), int(s_(i+1) + 1)), s_i = i L / n, the last
+    /// from [the previous pick, L).
+    public static int[] AcmRandomSample(int length, int n, Random rng)
+    {
+        var idx = new int[n];
+        if (length == n) { for (int i = 0; i < n; i++) idx[i] = i; return idx; }
+        if (length < n) { for (int i = 0; i < n; i++) idx[i] = rng.Next(length); Array.Sort(idx); return idx; }
+        for (int i = 0; i < n - 1; i++)
+            idx[i] = rng.Next((int)((double)i * length / n), (int)((double)(i + 1) * length / n + 1));
+        idx[n - 1] = rng.Next(n >= 2 ? idx[n - 2] : 0, length);
+        return idx;
+    }
+
     /// Fills feats (B, T, F), clip (B, T, Dc) and labels (B, C) for the chosen videos.
-    public void Fill(Random rng, List<Video> rows, int t, float[] feats, float[] clip, float[] labels)
+    public void Fill(Random rng, List<Video> rows, int t, float[] feats, float[] clip, float[] labels, Methods.Resampling resample = Methods.Resampling.Perturb)
     {
         int f = ds.FeatureDim, c = ds.Ann.Classes.Length, dc = ds.ClipDim;
         for (int b = 0; b < rows.Count; b++)
         {
             var v = rows[b];
-            var idx = RandomPerturb(v.T, t, rng);
+            var idx = resample == Methods.Resampling.AcmRandom ? AcmRandomSample(v.T, t, rng) : RandomPerturb(v.T, t, rng);
             for (int k = 0; k < t; k++)
             {
                 Array.Copy(v.Features, (long)idx[k] * f, feats, ((long)b * t + k) * f, f);

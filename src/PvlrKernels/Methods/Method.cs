@@ -41,6 +41,7 @@ public abstract class MethodConfig
     /// replacement) or a shuffled pass over the training videos per epoch, the last batch smaller
     /// (UM's DataLoader(shuffle=True)).
     [JsonIgnore] public virtual BatchOrder Batches => BatchOrder.SimilarPairs;
+    [JsonIgnore] public virtual Resampling Resample => Resampling.Perturb;
     /// Whether each training batch is cut to its longest video's snippet count, as CO2-Net's train.py:16-17
     /// does. PVLR's main.py:75-76 cuts the features the same way but not its CLIP features, so any cut
     /// batch would fail there; PVLR's batches are never cut.
@@ -67,6 +68,11 @@ public abstract class MethodConfig
 }
 
 public enum BatchOrder { SimilarPairs, EpochShuffle }
+
+/// How a training video becomes exactly T snippets: W-TALC's random_perturb (one random index per
+/// stratum; PVLR, CO2-Net, UM) or ACM-Net's random_sample (the same for longer videos, sorted draws with
+/// replacement for shorter ones).
+public enum Resampling { Perturb, AcmRandom }
 
 /// How a method's host-side sorts order equal scores: as CPU torch's sort does (the originals' order), or
 /// stably (lowest index first).
@@ -116,7 +122,7 @@ public interface IMethodModel
     (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] attn, int t, List<(double, double)> ambiguous);
 
     /// The units and test videos the method's own evaluation uses (CO2-Net and PVLR: snippets, 212 videos;
-    /// UM: seconds, 210 videos).
+    /// UM and ACM-Net: seconds, 210 videos).
     EvaluationProtocol Evaluation => EvaluationProtocol.Snippets;
 }
 
@@ -126,7 +132,8 @@ public interface IMethodModel
 public sealed record EvaluationProtocol(string Name, bool Seconds, IReadOnlySet<string> Excluded)
 {
     public static readonly EvaluationProtocol Snippets = new("snippets", false, new HashSet<string>());
-    public static readonly EvaluationProtocol UmSeconds = new("seconds, UM's 210 test videos", true,
+    /// UM's and ACM-Net's split_test.txt: THUMOS14's test videos less 270, 1292 and 1496.
+    public static readonly EvaluationProtocol Seconds210 = new("seconds, the 210 test videos of UM's and ACM-Net's splits", true,
         new HashSet<string> { "video_test_0000270", "video_test_0001292", "video_test_0001496" });
 
     public List<GtSegment> GroundTruth(Data.Annotations ann) => Seconds
@@ -158,7 +165,7 @@ public interface IMethod
 public static class MethodRegistry
 {
     static readonly object Lock = new();
-    static IMethod[] all = [new Pvlr.PvlrMethod(), new Co2Net.Co2NetMethod(), new Um.UmMethod()];
+    static IMethod[] all = [new Pvlr.PvlrMethod(), new Co2Net.Co2NetMethod(), new Um.UmMethod(), new AcmNet.AcmNetMethod()];
 
     public static IReadOnlyList<IMethod> All { get { lock (Lock) return all; } }
 

@@ -69,8 +69,8 @@ public sealed class Trainer : IDisposable
     {
         var labels = new float[Cfg.BatchSize * Cfg.NumClasses];
         var rows = Cfg.Batches == BatchOrder.EpochShuffle
-            ? sampler.SampleEpoch(Step, Cfg.BatchSize, Cfg.MaxSeqLen, batch, clipBatch, labels)
-            : sampler.Sample(Step, Cfg.BatchSize, Cfg.MaxSeqLen, batch, clipBatch, labels, Cfg.NumSimilar, Cfg.SimilarSize);
+            ? sampler.SampleEpoch(Step, Cfg.BatchSize, Cfg.MaxSeqLen, batch, clipBatch, labels, Cfg.Resample)
+            : sampler.Sample(Step, Cfg.BatchSize, Cfg.MaxSeqLen, batch, clipBatch, labels, Cfg.NumSimilar, Cfg.SimilarSize, Cfg.Resample);
         string names = string.Join(",", rows.Select(r => r.Name));
         if (rows.Count == Cfg.BatchSize) return StepOn(batch, clipBatch, labels, names);
         long perRow = (long)Cfg.MaxSeqLen * Cfg.FeatDim, clipRow = (long)Cfg.MaxSeqLen * Cfg.ClipFeatureWidth;     // an epoch's last, smaller batch

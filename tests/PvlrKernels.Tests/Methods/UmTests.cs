@@ -6,6 +6,7 @@ using System.Text.Json;
 using NUnit.Framework;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
+using PvlrKernels.Eval;
 using PvlrKernels.Methods;
 using PvlrKernels.Methods.Um;
 using PvlrKernels.Train;
@@ -16,7 +17,7 @@ namespace PvlrKernels.Tests;
 public sealed class UmTests(string backend)
 {
     static string Fixture => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "um_replay");
-    static string PostFixture => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "um_post");
+    static string PostDir => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "um_post");
     static IMethod Um => MethodRegistry.Get("um");
 
     static void AssertOwnPicks(ReplayResult r)
@@ -50,24 +51,7 @@ public sealed class UmTests(string backend)
     static void AssertPostProcessingMatches(string dir)
     {
         var cfg = (UmConfig)Um.Preset("paper");
-        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
-        foreach (var v in doc.RootElement.EnumerateArray())
-        {
-            int i = v.GetProperty("video").GetInt32(), t = v.GetProperty("t").GetInt32();
-            var cas = Npy.Load(Path.Combine(dir, $"cas{i}.npy")).AsFloat(); var mag = Npy.Load(Path.Combine(dir, $"mag{i}.npy")).AsFloat();
-            var (dets, scores) = UmProposals.Generate(cfg, $"v{i}", cas, mag, t);
-            Check.Close(scores, v.GetProperty("scores").EnumerateArray().Select(x => x.GetDouble()).ToArray(), 1e-7, 1e-6, $"video {i} scores");
-            var want = v.GetProperty("detections").EnumerateArray().Select(d => (label: d.GetProperty("label").GetInt32(), score: d.GetProperty("score").GetDouble(),
-                start: d.GetProperty("start").GetDouble(), end: d.GetProperty("end").GetDouble())).ToList();
-            Assert.That(dets, Has.Count.EqualTo(want.Count), $"video {i}: detections");
-            for (int k = 0; k < want.Count; k++)
-            {
-                Assert.That(dets[k].Label, Is.EqualTo(want[k].label), $"video {i} detection {k}");
-                Assert.That(dets[k].Start, Is.EqualTo(want[k].start).Within(1e-9), $"video {i} detection {k} start");
-                Assert.That(dets[k].End, Is.EqualTo(want[k].end).Within(1e-9), $"video {i} detection {k} end");
-                Assert.That(dets[k].Score, Is.EqualTo(want[k].score).Within(1e-5), $"video {i} detection {k} score");
-            }
-        }
+        PostFixture.AssertMatches(dir, "mag", (i, cas, mag, t) => UmProposals.Generate(cfg, $"v{i}", cas, mag, t));
     }
 
     /// The committed fixture (videos of 19 to 120 sampled snippets, some of longer videos), and a fresh
@@ -76,7 +60,7 @@ public sealed class UmTests(string backend)
     public void PostProcessingEqualsTheRestatementOfTestPy()
     {
         if (backend != "cpu") Assert.Ignore("host-side post-processing");
-        AssertPostProcessingMatches(PostFixture);
+        AssertPostProcessingMatches(PostDir);
         ReferencePython.WithFixture("make_um_post_fixture.py", "--seed 7", AssertPostProcessingMatches);
     }
 
@@ -134,5 +118,31 @@ public sealed class UmTests(string backend)
         var cfg = (UmConfig)Um.Preset("tiny"); cfg.BatchSize = b;
         using var tr = new Trainer(cfg, ds, new CpuBackend(), TextWriter.Null) { Step = perEpoch - 1 };
         Assert.That(float.IsFinite(tr.TrainStep()["total"]), "the epoch's last, smaller batch trains");
+    }
+}
+
+/// Compares a method's post-processing with a fixture written by tests/reference/make_*_post_fixture.py:
+/// per video cas<v>.npy, <second><v>.npy and expected.json (detections in order, and the class scores).
+public static class PostFixture
+{
+    public static void AssertMatches(string dir, string second, Func<int, float[], float[], int, (List<Detection> dets, float[] scores)> generate)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
+        foreach (var v in doc.RootElement.EnumerateArray())
+        {
+            int i = v.GetProperty("video").GetInt32(), t = v.GetProperty("t").GetInt32();
+            var (dets, scores) = generate(i, Npy.Load(Path.Combine(dir, $"cas{i}.npy")).AsFloat(), Npy.Load(Path.Combine(dir, $"{second}{i}.npy")).AsFloat(), t);
+            Check.Close(scores, v.GetProperty("scores").EnumerateArray().Select(x => x.GetDouble()).ToArray(), 1e-7, 1e-6, $"video {i} scores");
+            var want = v.GetProperty("detections").EnumerateArray().Select(d => (label: d.GetProperty("label").GetInt32(), score: d.GetProperty("score").GetDouble(),
+                start: d.GetProperty("start").GetDouble(), end: d.GetProperty("end").GetDouble())).ToList();
+            Assert.That(dets, Has.Count.EqualTo(want.Count), $"video {i}: detections");
+            for (int k = 0; k < want.Count; k++)
+            {
+                Assert.That(dets[k].Label, Is.EqualTo(want[k].label), $"video {i} detection {k}");
+                Assert.That(dets[k].Start, Is.EqualTo(want[k].start).Within(1e-9), $"video {i} detection {k} start");
+                Assert.That(dets[k].End, Is.EqualTo(want[k].end).Within(1e-9), $"video {i} detection {k} end");
+                Assert.That(dets[k].Score, Is.EqualTo(want[k].score).Within(1e-5), $"video {i} detection {k} score");
+            }
+        }
     }
 }

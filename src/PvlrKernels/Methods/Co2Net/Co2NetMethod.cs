@@ -2,10 +2,8 @@
 // of a step dumped by benchmarks/reference/co2net_ref.py (our PyTorch restatement):
 //   weights/<state_dict name>.npy, inputs/features.npy (B,T,F), inputs/labels.npy (B,C),
 //   random/<tag>.npy (dropout masks, channel-first as the original's tensors), meta.json (random_order, k, alpha).
-using System.Text.Json;
 using PvlrKernels.Data;
 using PvlrKernels.Engine;
-using PvlrKernels.Methods.Pvlr;
 using PvlrKernels.Train;
 
 namespace PvlrKernels.Methods.Co2Net;
@@ -25,47 +23,28 @@ public sealed class Co2NetMethod : IMethod
     /// records the widths come from the tensors' shapes and the classes default to THUMOS14's 20.
     public IMethodModel LoadTorch(string path, Backend backend, out string report, IReadOnlyList<string> classes = null)
     {
-        var sd = TorchZip.Load(path);
-        var strip = sd.Keys.All(k => k.StartsWith("module.")) ? "module." : "";
-        var t = sd.ToDictionary(kv => kv.Key[strip.Length..], kv => kv.Value);
-        int[] S(string n) => t.TryGetValue(n, out var v) ? v.shape : throw new DataFormatException($"{path}: no '{n}' in the state_dict: not a CO2-Net checkpoint");
-        var saved = TorchZip.ReadTextRecords(path, Checkpoint.ConfigRecord, Checkpoint.ClassesRecord);
-        var cfg = saved.TryGetValue(Checkpoint.ConfigRecord, out var cj) ? Malformed.Guard(path, () => Co2NetConfig.FromJson(cj)) : null;
-        if (cfg != null && saved.TryGetValue(Checkpoint.ClassesRecord, out var cl)) classes ??= Malformed.Guard(path, () => JsonSerializer.Deserialize<string[]>(cl));
-        if (cfg == null)
-        {
-            cfg = new Co2NetConfig { Preset = "pth", FeatDim = S("fusion.0.weight")[0], AttnHidden = S("vAttn.attention.0.weight")[0], NumClasses = S("classifier.4.weight")[0] - 1 };
-            classes ??= cfg.NumClasses == ClassTokens.Names.Count ? ClassTokens.Names.Keys.ToArray() : Enumerable.Range(0, cfg.NumClasses).Select(i => $"class{i}").ToArray();
-        }
-        classes ??= ClassTokens.Names.Keys.ToArray();
-        var model = new Co2NetModel(cfg, classes);
+        var sd = StateDictFile.Read(path);
+        var cfg = sd.ConfigJson != null ? Malformed.Guard(path, () => Co2NetConfig.FromJson(sd.ConfigJson))
+            : new Co2NetConfig
+            {
+                Preset = "pth", FeatDim = sd.Shape("fusion.0.weight", "CO2-Net")[0], AttnHidden = sd.Shape("vAttn.attention.0.weight", "CO2-Net")[0],
+                NumClasses = sd.Shape("classifier.4.weight", "CO2-Net")[0] - 1,
+            };
+        var model = new Co2NetModel(cfg, sd.ClassesFor(cfg.NumClasses, classes));
         model.Initialize(backend, cfg.Seed);
-        report = Checkpoint.FillFromStateDict(path, t, model.P, $"F={cfg.FeatDim}, attention {cfg.AttnHidden}, {cfg.NumClasses} classes");
+        report = Checkpoint.FillFromStateDict(path, sd.Tensors, model.P, $"F={cfg.FeatDim}, attention {cfg.AttnHidden}, {cfg.NumClasses} classes");
         return model;
     }
 
     public ReplayResult Replay(string stateDir, Backend backend, Action<MethodConfig> configure = null)
     {
-        string dir = stateDir;
-        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"replay dump {dir} not found");
-        NpyArray Load(string rel)
-        {
-            var p = Path.Combine(dir, rel);
-            if (!File.Exists(p)) throw new FileNotFoundException($"replay dump {dir}: missing {rel}", p);
-            return Npy.Load(p);
-        }
-        var metaPath = Path.Combine(dir, "meta.json");
-        using var metaDoc = Malformed.Guard(metaPath, () => JsonDocument.Parse(File.Exists(metaPath) ? File.ReadAllText(metaPath) : "{}"));
-        var meta = metaDoc.RootElement;
-        var feats = Load("inputs/features.npy"); var labels = Load("inputs/labels.npy");
-        if (feats.Shape.Length != 3 || labels.Shape.Length != 2 || labels.Shape[0] != feats.Shape[0])
-            throw new ShapeException($"replay dump {dir}: features {Tensor.ShapeStr(feats.Shape)} and labels {Tensor.ShapeStr(labels.Shape)} must be (B,T,F) and (B,C)");
-        var cfg = Malformed.Guard(metaPath, () =>
+        using var dump = new ReplayDump(stateDir);
+        var cfg = dump.Config(meta =>
         {
             var c = new Co2NetConfig
             {
-                Preset = "replay", BatchSize = feats.Shape[0], MaxSeqLen = feats.Shape[1], FeatDim = feats.Shape[2], NumClasses = labels.Shape[1],
-                AttnHidden = Load("weights/vAttn.attention.0.weight.npy").Shape[0],
+                Preset = "replay", BatchSize = dump.Features.Shape[0], MaxSeqLen = dump.Features.Shape[1], FeatDim = dump.Features.Shape[2],
+                NumClasses = dump.Labels.Shape[1], AttnHidden = dump.Load("weights/vAttn.attention.0.weight.npy").Shape[0],
             };
             if (meta.TryGetProperty("k", out var k)) c.TrainTopK = k.GetInt32();
             if (meta.TryGetProperty("alpha", out var a))
@@ -80,29 +59,11 @@ public sealed class Co2NetMethod : IMethod
         var model = new Co2NetModel(cfg, Enumerable.Range(0, cfg.NumClasses).Select(i => $"class{i}").ToArray());
         using var store = model.P;
         store.Allocate(backend);
-        foreach (var p in model.P.List)
-        {
-            var a = Load(Path.Combine("weights", p.Name + ".npy"));
-            if (!a.Shape.SequenceEqual(p.Shape)) throw new ShapeException($"replay dump {dir}: weights/{p.Name}.npy has shape {Tensor.ShapeStr(a.Shape)}, the model expects {Tensor.ShapeStr(p.Shape)}");
-            model.P.Set(p.Name, a.AsFloat(p.Name));
-        }
-        var known = model.P.List.Select(p => p.Name).ToHashSet();
-        var extra = Directory.GetFiles(Path.Combine(dir, "weights"), "*.npy").Select(Path.GetFileNameWithoutExtension).Where(n => !known.Contains(n)).ToList();
-        if (extra.Count > 0) res.Notes.Add($"weights the forward never reads: {string.Join(", ", extra)}");
-        var order = meta.TryGetProperty("random_order", out var ro) ? ro.EnumerateArray().Select(x => x.GetString()).ToList()
-            : Directory.GetFiles(Path.Combine(dir, "random"), "*.npy").Select(Path.GetFileNameWithoutExtension).Order().ToList();
-        bool channelFirst = !meta.TryGetProperty("mask_layout", out var ml) || ml.GetString() != "time_major";
-        var rng = new ReplaySource(order.Select(tag => { var a = Load(Path.Combine("random", tag + ".npy")); return (tag, a.AsFloat(tag), a.Shape); }), channelFirst);
+        dump.LoadWeights(model.P, res);
+        var rng = dump.Random();
         using var g = new Graph(backend, model.P, rng) { Training = true };
-        model.P.ZeroGrad();
-        var x = g.FromHost(feats.AsFloat("features"), cfg.BatchSize, cfg.MaxSeqLen, cfg.FeatDim);
-        var L = model.Losses(g, x, null, labels.AsFloat("labels"));
-        foreach (var (k, v) in L.Terms) res.Losses[k] = g.Item(v);
-        res.Losses["total_loss"] = g.Item(L.Total);
-        g.Backward(L.Total);
-        foreach (var p in model.P.List.Where(p => p.Trainable && p.GotGrad)) res.Grads[p.Name] = (model.P.GetGrad(p.Name), p.Shape);
-        var unused = rng.Unused.ToList();
-        if (unused.Count > 0) res.Notes.Add($"recorded draws not needed: {string.Join(", ", unused)}");
+        var x = g.FromHost(dump.Features.AsFloat("features"), cfg.BatchSize, cfg.MaxSeqLen, cfg.FeatDim);
+        ReplayDump.Step(g, model.P, rng, () => model.Losses(g, x, null, dump.Labels.AsFloat("labels")), res);
         return res;
     }
 }

@@ -175,5 +175,5 @@ public sealed class UmModel : IMethodModel
         UmProposals.Generate(Cfg, video, cas, magnitudes, t);
 
     /// UM evaluates in seconds on the 210 test videos of its split_test.txt (Evaluation).
-    public EvaluationProtocol Evaluation => EvaluationProtocol.UmSeconds;
+    public EvaluationProtocol Evaluation => EvaluationProtocol.Seconds210;
 }

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Our own PyTorch restatement of one ACM-Net training step on THUMOS14 (ispc-lab/ACM-Net model/ACMNet.py,
+utils/net_utils.py ACMLoss), written from the original's semantics. Two uses:
+
+  dump OUT  [--seed S] [--preset replay]   one step in float64 at small shapes, in the layout that
+                                           `pvlr replay --method acmnet` reads (weights/, inputs/,
+                                           random/, mining/, losses.json, grads/, meta.json).
+  time      [--preset paper] [--steps N]   times full steps (forward, loss, backward, Adam) in float32
+                                           and prints one JSON line {"seconds_per_step": ...}.
+
+Needs Debian's python3-torch (1.13) and numpy. Nothing here is the original code.
+"""
+import argparse, json, os, time
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pvlr_ref import blas_gflops, blas_library      # which BLAS torch runs on, and its matmul rate
+
+TOPK, LAMB, MARGIN = (8, 3, 3), (2e-3, 5e-5, 2e-4), 50.0     # config/model_config.py THUMOS, net_utils.py
+LOSS_NAMES = ["inst_loss", "cont_loss", "back_loss", "guide_loss", "feat_loss", "sparse_loss"]
+
+
+def presets(name):
+    paper = dict(B=16, T=750, F=2048, C=20)
+    if name == 'paper':
+        return paper
+    if name == 'demo':
+        return dict(paper, T=320, F=256)
+    if name == 'replay':
+        return dict(paper, B=4, T=40, F=32)
+    raise SystemExit(f'unknown preset {name}')
+
+
+class Draws:
+    """Dropout draws, recorded channel-first ((B, last, T)) under the tag the C# side uses."""
+    def __init__(self, gen, dtype, record):
+        self.gen, self.dtype, self.record, self.items = gen, dtype, record, []
+
+    def dropout(self, x, p, tag):
+        keep = (torch.rand(x.shape, generator=self.gen) >= p).to(self.dtype) / (1 - p)
+        if self.record:
+            self.items.append((tag, keep.transpose(1, 2)))
+        return x * keep
+
+
+def init_params(cfg, gen, dtype):
+    F_, C = cfg['F'], cfg['C']
+    U = lambda shape, fan_in: (torch.rand(shape, generator=gen) * 2 - 1) / fan_in ** 0.5
+    p = {'feature_embedding.0.weight': U((F_, F_, 3), F_ * 3), 'feature_embedding.0.bias': U((F_,), F_ * 3),
+         'att_branch.weight': U((3, F_, 1), F_), 'att_branch.bias': U((3,), F_),
+         'snippet_cls.weight': U((C + 1, F_), F_), 'snippet_cls.bias': U((C + 1,), F_)}
+    out = {}
+    for k, v in p.items():
+        t = v.float().to(dtype); t.requires_grad_(True); out[k] = t
+    return out
+
+
+def forward(p, cfg, X, dr):
+    """ACMNet.forward (model/ACMNet.py:37-103), THUMOS branch."""
+    B, T = X.shape[0], X.shape[1]
+    ks = [max(T // r, 1) for r in TOPK]
+    emb = F.relu(F.conv1d(X.transpose(1, 2), p['feature_embedding.0.weight'], p['feature_embedding.0.bias'], padding=1))
+    att = torch.softmax(F.conv1d(emb, p['att_branch.weight'], p['att_branch.bias']).transpose(1, 2), dim=2)
+    emb = emb.transpose(1, 2)
+    sel = dr.dropout(torch.ones((B, T, 1)), 0.7, 'select')
+    cas = F.linear(dr.dropout(emb * sel, 0.7, 'snippet_cls'), p['snippet_cls.weight'], p['snippet_cls.bias'])
+    o = dict(att=att, idx={})
+    for i, name in enumerate(['inst', 'cont', 'back']):
+        a = att[:, :, i].unsqueeze(2)
+        w = cas * a
+        o['p_' + name] = torch.softmax(torch.sort(w, dim=1, descending=True)[0][:, :ks[i], :].mean(1), dim=1)
+        if i == 0:
+            o['inst_cas'] = torch.softmax(w, dim=2)
+        idx = torch.sort(a, dim=1, descending=True)[1][:, :ks[i], :]
+        o['idx'][name] = idx[:, :, 0]
+        o['f_' + name] = torch.gather(emb, 1, idx.expand(-1, -1, emb.shape[2])).mean(1)
+    return o
+
+
+def losses(o, y):
+    B = y.shape[0]
+    lab = lambda yy, bg: (lambda l: l / l.sum(1, keepdim=True))(torch.hstack((yy, torch.full((B, 1), bg))))
+    cls = lambda pp, l: -torch.mean(torch.sum(torch.log(pp) * l, dim=1))
+    L = {'inst_loss': cls(o['p_inst'], lab(y, 0.0)), 'cont_loss': cls(o['p_cont'], lab(y, 1.0)),
+         'back_loss': cls(o['p_back'], lab(torch.zeros_like(y), 1.0))}
+    guide = torch.sum(torch.abs(1 - o['inst_cas'][:, :, -1] - o['att'][:, :, 0].detach()), dim=1).mean()
+    ni, nc, nb = (torch.norm(o['f_' + n], p=2, dim=1) for n in ('inst', 'cont', 'back'))
+    f1 = (MARGIN - ni + nc).clamp(min=0); f2 = (MARGIN - nc + nb).clamp(min=0)
+    feat = torch.mean((f1 + f2 + nb) ** 2)
+    sparse = torch.sum(o['att'][:, :, :2], dim=1).mean()
+    L['guide_loss'] = LAMB[0] * guide; L['feat_loss'] = LAMB[1] * feat; L['sparse_loss'] = LAMB[2] * sparse
+    return L
+
+
+def total(L):
+    return (L['inst_loss'] + L['cont_loss'] + L['back_loss']) + (L['guide_loss'] + L['feat_loss'] + L['sparse_loss'])
+
+
+def make_batch(cfg, gen, dtype):
+    B, T, C = cfg['B'], cfg['T'], cfg['C']
+    X = torch.randn((B, T, cfg['F']), generator=gen).float().to(dtype)
+    y = torch.zeros((B, C), dtype=dtype)
+    for b in range(B):
+        y[b, torch.randint(0, C, (1,), generator=gen)] = 1
+    y[0, (int(y[0].argmax()) + 1) % C] = 1
+    return X, y
+
+
+def save(path, t):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.save(path, t.detach().cpu().numpy() if torch.is_tensor(t) else t)
+
+
+def dump(args):
+    cfg = presets(args.preset); torch.set_default_dtype(torch.float64)
+    gen = torch.Generator().manual_seed(args.seed); dt = torch.float64
+    p = init_params(cfg, gen, dt)
+    X, y = make_batch(cfg, gen, dt)
+    dr = Draws(gen, dt, record=True)
+    o = forward(p, cfg, X, dr)
+    L = losses(o, y)
+    tot = total(L); tot.backward()
+    out = args.out
+    for k, v in p.items():
+        save(f'{out}/weights/{k}.npy', v.float()); save(f'{out}/grads/{k}.npy', v.grad)
+    save(f'{out}/inputs/features.npy', X.float()); save(f'{out}/inputs/labels.npy', y.float())
+    for tag, t in dr.items:
+        save(f'{out}/random/{tag}.npy', t.float())
+    for n, idx in o['idx'].items():
+        save(f'{out}/mining/{n}_idx.npy', idx)
+    save(f'{out}/mining/attention.npy', o['att'].detach())
+    vals = {k: float(v) for k, v in L.items()}; vals['total_loss'] = float(tot)
+    with open(f'{out}/losses.json', 'w') as f:
+        json.dump(vals, f, indent=1)
+    meta = dict(method='acmnet', random_order=[t for t, _ in dr.items], mask_layout='channel_first', topk=TOPK, lamb=LAMB, margin=MARGIN,
+                dtype='float64 compute, float32 inputs', seed=args.seed)
+    with open(f'{out}/meta.json', 'w') as f:
+        json.dump(meta, f, indent=1)
+    print(json.dumps(vals))
+
+
+def timing(args):
+    cfg = presets(args.preset); torch.set_num_threads(args.threads or os.cpu_count())
+    gen = torch.Generator().manual_seed(0); dt = torch.float32
+    p = init_params(cfg, gen, dt)
+    opt = torch.optim.Adam(list(p.values()), lr=1e-4, weight_decay=5e-5)
+    times = []
+    for s in range(args.warmup + args.steps):
+        X, y = make_batch(cfg, gen, dt)
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        total(losses(forward(p, cfg, X, Draws(gen, dt, record=False)), y)).backward()
+        opt.step()
+        if s >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    print(json.dumps(dict(preset=args.preset, threads=torch.get_num_threads(), steps=len(times),
+                          seconds_per_step=float(np.median(times)), all=times, torch=torch.__version__,
+                          blas=blas_library(), blas_gflops=blas_gflops(), openblas_coretype=os.environ.get('OPENBLAS_CORETYPE'))))
+
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser()
+    sp = ap.add_subparsers(dest='mode', required=True)
+    d = sp.add_parser('dump'); d.add_argument('out'); d.add_argument('--preset', default='replay'); d.add_argument('--seed', type=int, default=5)
+    t = sp.add_parser('time'); t.add_argument('--preset', default='paper'); t.add_argument('--steps', type=int, default=1)
+    t.add_argument('--warmup', type=int, default=0); t.add_argument('--threads', type=int, default=0)
+    a = ap.parse_args()
+    dump(a) if a.mode == 'dump' else timing(a)

@@ -1,0 +1,108 @@
+// ACM-Net on the engine: one training step replayed from our PyTorch restatement
+// (benchmarks/reference/acmnet_ref.py, float64) with every loss term and gradient within 1e-4 + 1e-3 |ref|
+// and the feature-anchor picks equal to torch's sort; the test-time post-processing equal to a
+// restatement of main_thu.py; the original's state_dicts loaded; ACM-Net's sampling; training on the
+// tiny demo data.
+using NUnit.Framework;
+using PvlrKernels.Data;
+using PvlrKernels.Engine;
+using PvlrKernels.Methods;
+using PvlrKernels.Methods.AcmNet;
+using PvlrKernels.Train;
+
+namespace PvlrKernels.Tests;
+
+[TestFixtureSource(typeof(Backends), nameof(Backends.All))]
+public sealed class AcmNetTests(string backend)
+{
+    static string Fixture => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "acmnet_replay");
+    static string PostDir => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "acm_post");
+    static IMethod Acm => MethodRegistry.Get("acmnet");
+
+    static void AssertOwnPicks(ReplayResult r)
+    {
+        Assert.That(r.Mining.Keys, Is.EquivalentTo(new[] { "inst", "cont", "back" }));
+        foreach (var (k, (same, total)) in r.Mining) Assert.That(same, Is.EqualTo(total), $"{k}: our picks against torch's sort");
+    }
+
+    [Test]
+    public void ReplayReproducesTheRestatedStep()
+    {
+        if (backend == "ilgpu-cpu") Assert.Ignore("a whole step is too slow for the emulator; the op suite covers its kernels");
+        var r = Acm.Replay(Fixture, Backends.Get(backend));
+        ReplayTests.AssertMatches(Fixture, r);
+        AssertOwnPicks(r);
+    }
+
+    [Test]
+    public void ReplayMatchesALiveDumpWhenTorchIsInstalled()
+    {
+        if (backend != "cpu") Assert.Ignore("one backend is enough for the live dump");
+        var d = Path.Combine(Path.GetTempPath(), "pvlr-acmreplay-" + Guid.NewGuid().ToString("N")[..8]);
+        var (rc, _, err) = ReferencePython.Run($"\"{ReferencePython.RepoPath("benchmarks", "reference", "acmnet_ref.py")}\" dump \"{d}\" --seed 29");
+        Assert.That(rc, Is.EqualTo(0), err);
+        var r = Acm.Replay(d, Backends.Get(backend));
+        ReplayTests.AssertMatches(d, r);
+        AssertOwnPicks(r);
+        Directory.Delete(d, true);
+    }
+
+    [Test]
+    public void PostProcessingEqualsTheRestatementOfMainThu()
+    {
+        if (backend != "cpu") Assert.Ignore("host-side post-processing");
+        var cfg = (AcmNetConfig)Acm.Preset("paper");
+        void Check(string dir) => PostFixture.AssertMatches(dir, "att", (i, cas, att, t) => AcmNetProposals.Generate(cfg, $"v{i}", cas, att, t));
+        Check(PostDir);
+        ReferencePython.WithFixture("make_acm_post_fixture.py", "--seed 9", Check);
+    }
+
+    [Test]
+    public void TheOriginalsStateDictLoads()
+    {
+        if (backend != "cpu") Assert.Ignore("host-side loading");
+        ReferencePython.WithFixture("make_state_dict_pth.py", $"\"{Fixture}\"", dir =>
+        {
+            using var b = new CpuBackend();
+            var model = (AcmNetModel)Checkpoint.LoadTorch(Path.Combine(dir, "model.pth"), b, out _, method: Acm);
+            using (model.P)
+                foreach (var p in model.P.List)
+                    Assert.That(model.P.Get(p.Name), Is.EqualTo(Npy.Load(Path.Combine(Fixture, "weights", p.Name + ".npy")).AsFloat()), p.Name);
+        });
+    }
+
+    /// random_sample (dataset_class.py:24-39): a longer video one index per stratum, in order; a shorter one
+    /// sorted draws with replacement; an equal one itself.
+    [Test]
+    public void RandomSampleIsAcmNets()
+    {
+        if (backend != "cpu") Assert.Ignore("host-side sampling");
+        var r = new Random(3);
+        var longer = BatchSampler.AcmRandomSample(1000, 750, r);
+        Assert.That(longer, Is.Ordered);
+        for (int i = 0; i < 749; i++)
+            Assert.That(longer[i], Is.InRange((int)(i * 1000.0 / 750), (int)((i + 1) * 1000.0 / 750)), $"stratum {i}");
+        Assert.That(longer[749], Is.InRange(longer[748], 999));
+        var shorter = BatchSampler.AcmRandomSample(40, 750, r);
+        Assert.That(shorter, Is.Ordered.And.All.InRange(0, 39));
+        Assert.That(shorter.Distinct().Count(), Is.LessThanOrEqualTo(40));
+        Assert.That(BatchSampler.AcmRandomSample(750, 750, r), Is.EqualTo(Enumerable.Range(0, 750)));
+    }
+
+    [Test]
+    public void TrainsOnTheTinyDemoAndEvaluatesInSeconds()
+    {
+        if (backend != "cpu") Assert.Ignore("one backend is enough for a training run");
+        var ds = ThumosDataset.Load(TrainingTests.TinyDataDir);
+        var cfg = (AcmNetConfig)Acm.Preset("tiny"); cfg.Lr = 3e-3f; cfg.MaxIter = 30; cfg.Interval = 15;
+        var dir = Path.Combine(Path.GetTempPath(), "pvlr-acmrun-" + Guid.NewGuid().ToString("N")[..8]);
+        using var tr = new Trainer(cfg, ds, new CpuBackend(), TextWriter.Null);
+        var r = tr.Run(dir, cfg.MaxIter);
+        float first = tr.History.Take(5).Average(h => h["total"]), last = tr.History.TakeLast(5).Average(h => h["total"]);
+        Assert.That(last, Is.LessThan(first), "the loss falls");
+        Assert.That(r.Avg01_07, Is.GreaterThanOrEqualTo(0));
+        var (model, step, _) = Checkpoint.Load(Path.Combine(dir, "last.safetensors"), new CpuBackend());
+        using (model.Parameters) Assert.That((model is AcmNetModel, step), Is.EqualTo((true, cfg.MaxIter)));
+        Directory.Delete(dir, true);
+    }
+}
