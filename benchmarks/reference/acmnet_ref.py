@@ -10,11 +10,10 @@ utils/net_utils.py ACMLoss), written from the original's semantics. Two uses:
 
 Needs Debian's python3-torch (1.13) and numpy. Nothing here is the original code.
 """
-import argparse, json, os, time
-import numpy as np
+import time
 import torch
 import torch.nn.functional as F
-from pvlr_ref import blas_gflops, blas_library      # which BLAS torch runs on, and its matmul rate
+from refcommon import Draws, cli, features, labels, time_steps, write_dump
 
 TOPK, LAMB, MARGIN = (8, 3, 3), (2e-3, 5e-5, 2e-4), 50.0     # config/model_config.py THUMOS, net_utils.py
 LOSS_NAMES = ["inst_loss", "cont_loss", "back_loss", "guide_loss", "feat_loss", "sparse_loss"]
@@ -29,18 +28,6 @@ def presets(name):
     if name == 'replay':
         return dict(paper, B=4, T=40, F=32)
     raise SystemExit(f'unknown preset {name}')
-
-
-class Draws:
-    """Dropout draws, recorded channel-first ((B, last, T)) under the tag the C# side uses."""
-    def __init__(self, gen, dtype, record):
-        self.gen, self.dtype, self.record, self.items = gen, dtype, record, []
-
-    def dropout(self, x, p, tag):
-        keep = (torch.rand(x.shape, generator=self.gen) >= p).to(self.dtype) / (1 - p)
-        if self.record:
-            self.items.append((tag, keep.transpose(1, 2)))
-        return x * keep
 
 
 def init_params(cfg, gen, dtype):
@@ -62,8 +49,8 @@ def forward(p, cfg, X, dr):
     emb = F.relu(F.conv1d(X.transpose(1, 2), p['feature_embedding.0.weight'], p['feature_embedding.0.bias'], padding=1))
     att = torch.softmax(F.conv1d(emb, p['att_branch.weight'], p['att_branch.bias']).transpose(1, 2), dim=2)
     emb = emb.transpose(1, 2)
-    sel = dr.dropout(torch.ones((B, T, 1)), 0.7, 'select')
-    cas = F.linear(dr.dropout(emb * sel, 0.7, 'snippet_cls'), p['snippet_cls.weight'], p['snippet_cls.bias'])
+    sel = dr.dropout(torch.ones((B, T, 1)), 0.7, 'select', time_major=True)
+    cas = F.linear(dr.dropout(emb * sel, 0.7, 'snippet_cls', time_major=True), p['snippet_cls.weight'], p['snippet_cls.bias'])
     o = dict(att=att, idx={})
     for i, name in enumerate(['inst', 'cont', 'back']):
         a = att[:, :, i].unsqueeze(2)
@@ -96,73 +83,36 @@ def total(L):
     return (L['inst_loss'] + L['cont_loss'] + L['back_loss']) + (L['guide_loss'] + L['feat_loss'] + L['sparse_loss'])
 
 
-def make_batch(cfg, gen, dtype):
-    B, T, C = cfg['B'], cfg['T'], cfg['C']
-    X = torch.randn((B, T, cfg['F']), generator=gen).float().to(dtype)
-    y = torch.zeros((B, C), dtype=dtype)
-    for b in range(B):
-        y[b, torch.randint(0, C, (1,), generator=gen)] = 1
-    y[0, (int(y[0].argmax()) + 1) % C] = 1
-    return X, y
-
-
-def save(path, t):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    np.save(path, t.detach().cpu().numpy() if torch.is_tensor(t) else t)
-
-
 def dump(args):
     cfg = presets(args.preset); torch.set_default_dtype(torch.float64)
     gen = torch.Generator().manual_seed(args.seed); dt = torch.float64
     p = init_params(cfg, gen, dt)
-    X, y = make_batch(cfg, gen, dt)
+    X = features(cfg, gen, dt); y = labels(cfg['B'], cfg['C'], gen, dt, pairs=False)
     dr = Draws(gen, dt, record=True)
     o = forward(p, cfg, X, dr)
     L = losses(o, y)
     tot = total(L); tot.backward()
-    out = args.out
-    for k, v in p.items():
-        save(f'{out}/weights/{k}.npy', v.float()); save(f'{out}/grads/{k}.npy', v.grad)
-    save(f'{out}/inputs/features.npy', X.float()); save(f'{out}/inputs/labels.npy', y.float())
-    for tag, t in dr.items:
-        save(f'{out}/random/{tag}.npy', t.float())
-    for n, idx in o['idx'].items():
-        save(f'{out}/mining/{n}_idx.npy', idx)
-    save(f'{out}/mining/attention.npy', o['att'].detach())
-    vals = {k: float(v) for k, v in L.items()}; vals['total_loss'] = float(tot)
-    with open(f'{out}/losses.json', 'w') as f:
-        json.dump(vals, f, indent=1)
-    meta = dict(method='acmnet', random_order=[t for t, _ in dr.items], mask_layout='channel_first', topk=TOPK, lamb=LAMB, margin=MARGIN,
-                dtype='float64 compute, float32 inputs', seed=args.seed)
-    with open(f'{out}/meta.json', 'w') as f:
-        json.dump(meta, f, indent=1)
-    print(json.dumps(vals))
+    extra = {f'mining/{n}_idx': idx for n, idx in o['idx'].items()}
+    extra['mining/attention'] = o['att'].detach()
+    write_dump(args.out, p, dict(features=X, labels=y), dr, L, tot,
+               dict(method='acmnet', mask_layout='channel_first', topk=TOPK, lamb=LAMB, margin=MARGIN, seed=args.seed), extra)
 
 
 def timing(args):
-    cfg = presets(args.preset); torch.set_num_threads(args.threads or os.cpu_count())
+    cfg = presets(args.preset)
     gen = torch.Generator().manual_seed(0); dt = torch.float32
     p = init_params(cfg, gen, dt)
     opt = torch.optim.Adam(list(p.values()), lr=1e-4, weight_decay=5e-5)
-    times = []
-    for s in range(args.warmup + args.steps):
-        X, y = make_batch(cfg, gen, dt)
+
+    def step():
+        X = features(cfg, gen, dt); y = labels(cfg['B'], cfg['C'], gen, dt, pairs=False)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         total(losses(forward(p, cfg, X, Draws(gen, dt, record=False)), y)).backward()
         opt.step()
-        if s >= args.warmup:
-            times.append(time.perf_counter() - t0)
-    print(json.dumps(dict(preset=args.preset, threads=torch.get_num_threads(), steps=len(times),
-                          seconds_per_step=float(np.median(times)), all=times, torch=torch.__version__,
-                          blas=blas_library(), blas_gflops=blas_gflops(), openblas_coretype=os.environ.get('OPENBLAS_CORETYPE'))))
+        return t0
+    time_steps(args, step)
 
 
 if __name__ == '__main__':
-    ap = argparse.ArgumentParser()
-    sp = ap.add_subparsers(dest='mode', required=True)
-    d = sp.add_parser('dump'); d.add_argument('out'); d.add_argument('--preset', default='replay'); d.add_argument('--seed', type=int, default=5)
-    t = sp.add_parser('time'); t.add_argument('--preset', default='paper'); t.add_argument('--steps', type=int, default=1)
-    t.add_argument('--warmup', type=int, default=0); t.add_argument('--threads', type=int, default=0)
-    a = ap.parse_args()
-    dump(a) if a.mode == 'dump' else timing(a)
+    cli(dump, timing)

@@ -11,11 +11,12 @@ semantics, channel-first like the original. Two uses:
 
 Needs Debian's python3-torch (1.13) and numpy. Nothing here is the original code.
 """
-import argparse, json, os, time
-import numpy as np
+import time
 import torch
 import torch.nn.functional as F
-from pvlr_ref import blas_gflops, blas_library      # which BLAS torch runs on, and its matmul rate
+from refcommon import Draws, cli, features, labels, time_steps, write_dump
+# PVLR's loss.py copies CO2-Net's topkloss and Contrastive (model.py:154-212): one restatement serves both
+from pvlr_ref import coactivity as contrastive, topk_mil
 
 ALPHA = dict(alpha1=0.8, alpha2=0.8, alpha3=1.0, alpha4=1.0)          # options.py:45-48
 LOSS_NAMES = ["mil_loss", "mil_supp_loss", "contrastive_loss", "mutual_loss", "norm_loss", "guide_loss"]
@@ -30,18 +31,6 @@ def presets(name):
     if name == 'replay':
         return dict(paper, T=32, F=32, A=8)
     raise SystemExit(f'unknown preset {name}')
-
-
-class Draws:
-    """Makes every dropout draw of the step and records it under the tag the C# side uses."""
-    def __init__(self, gen, dtype, record):
-        self.gen, self.dtype, self.record, self.items = gen, dtype, record, []
-
-    def dropout(self, x, p, tag):
-        keep = (torch.rand(x.shape, generator=self.gen) >= p).to(self.dtype) / (1 - p)
-        if self.record:
-            self.items.append((tag, keep))
-        return x * keep
 
 
 def init_params(cfg, gen, dtype):
@@ -96,33 +85,6 @@ def forward(p, cfg, X, dr):
                 v_atn=v_atn.transpose(1, 2), f_atn=f_atn.transpose(1, 2))
 
 
-def topk_mil(S, y, back, rat):
-    """topkloss (model.py:154-183), mean over the batch."""
-    B, T, C1 = S.shape; k = max(1, int(T // rat))
-    s = S.topk(k, dim=-2)[0].mean(-2)
-    yb = torch.cat([y, torch.full((B, 1), 1.0 if back else 0.0, dtype=y.dtype)], 1)
-    yb = yb / (yb.sum(1, keepdim=True) + 1e-4)
-    return -(yb * F.log_softmax(s, -1)).sum(-1).mean()
-
-
-def contrastive(Fe, Ssup, y):
-    """Contrastive (model.py:185-212) over the pairs (0,1), (2,3), (4,5)."""
-    B, T, C1 = Ssup.shape
-    yb = torch.cat([y, torch.zeros((B, 1), dtype=y.dtype)], 1)
-    tot, n = 0.0, 0.0
-    cos = lambda a, b: (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0))
-    for i in range(0, 6, 2):
-        j = i + 1
-        Ai, Aj = torch.softmax(Ssup[i], 0), torch.softmax(Ssup[j], 0)
-        Hi, Hj = Fe[i].t() @ Ai, Fe[j].t() @ Aj
-        Li, Lj = Fe[i].t() @ (1 - Ai) / max(T - 1, 1), Fe[j].t() @ (1 - Aj) / max(T - 1, 1)
-        d1, d2, d3 = 1 - cos(Hi, Hj), 1 - cos(Hi, Lj), 1 - cos(Hj, Li)
-        w = yb[i] * yb[j]
-        tot = tot + 0.5 * (F.relu(d1 - d2 + 0.5) * w).sum() + 0.5 * (F.relu(d1 - d3 + 0.5) * w).sum()
-        n = n + w.sum()
-    return tot / n
-
-
 def losses(o, y, cfg):
     """CO2.criterion (model.py:103-152), each term with its weight."""
     S, A, Av, Af = o['cas'], o['attn'], o['v_atn'], o['f_atn']
@@ -139,78 +101,35 @@ def losses(o, y, cfg):
     return L
 
 
-def make_batch(cfg, gen, dtype):
-    B, T, C = cfg['B'], cfg['T'], cfg['C']
-    X = torch.randn((B, T, cfg['F']), generator=gen).float().to(dtype)
-    y = torch.zeros((B, C), dtype=dtype)
-    cls = torch.randperm(C, generator=gen)[:3]
-    for k in range(3):
-        y[2 * k, cls[k]] = 1; y[2 * k + 1, cls[k]] = 1          # same-class pairs (0,1), (2,3), (4,5)
-    for b in range(6, B):
-        y[b, torch.randint(0, C, (1,), generator=gen)] = 1
-    y[1, (cls[0] + 1) % C] = 1                                   # a video with two labels
-    return X, y
-
-
-def save(path, t):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    np.save(path, t.detach().cpu().numpy() if torch.is_tensor(t) else t)
-
-
 def dump(args):
     cfg = presets(args.preset); torch.set_default_dtype(torch.float64)
     gen = torch.Generator().manual_seed(args.seed); dt = torch.float64
     p = init_params(cfg, gen, dt)
-    X, y = make_batch(cfg, gen, dt)
+    X = features(cfg, gen, dt); y = labels(cfg['B'], cfg['C'], gen, dt, pairs=True)
     dr = Draws(gen, dt, record=True)
-    o = forward(p, cfg, X, dr)
-    L = losses(o, y, cfg)
+    L = losses(forward(p, cfg, X, dr), y, cfg)
     total = sum(L.values()); total.backward()
-    out = args.out
-    for k, v in p.items():
-        save(f'{out}/weights/{k}.npy', v.float())
-        if v.grad is not None:
-            save(f'{out}/grads/{k}.npy', v.grad)
-    save(f'{out}/inputs/features.npy', X.float()); save(f'{out}/inputs/labels.npy', y.float())
-    for tag, t in dr.items:
-        save(f'{out}/random/{tag}.npy', t.float())
-    vals = {k: float(v) for k, v in L.items()}; vals['total_loss'] = float(total)
-    with open(f'{out}/losses.json', 'w') as f:
-        json.dump(vals, f, indent=1)
-    meta = dict(method='co2net', random_order=[t for t, _ in dr.items], mask_layout='channel_first', k=cfg['k'],
-                alpha=ALPHA, dtype='float64 compute, float32 inputs', seed=args.seed,
-                layouts='dropout masks in the channel-first layout of the tensor they multiply')
-    with open(f'{out}/meta.json', 'w') as f:
-        json.dump(meta, f, indent=1)
-    print(json.dumps(vals))
+    write_dump(args.out, p, dict(features=X, labels=y), dr, L, total,
+               dict(method='co2net', mask_layout='channel_first', k=cfg['k'], alpha=ALPHA, seed=args.seed,
+                    layouts='dropout masks in the channel-first layout of the tensor they multiply'))
 
 
 def timing(args):
-    cfg = presets(args.preset); torch.set_num_threads(args.threads or os.cpu_count())
+    cfg = presets(args.preset)
     gen = torch.Generator().manual_seed(0); dt = torch.float32
     p = init_params(cfg, gen, dt)
     p['feat_encoder.0.weight'].requires_grad_(False); p['feat_encoder.0.bias'].requires_grad_(False)
     opt = torch.optim.Adam([v for v in p.values() if v.requires_grad], lr=5e-5, weight_decay=1e-3)
-    times = []
-    for s in range(args.warmup + args.steps):
-        X, y = make_batch(cfg, gen, dt)
+
+    def step():
+        X = features(cfg, gen, dt); y = labels(cfg['B'], cfg['C'], gen, dt, pairs=True)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        o = forward(p, cfg, X, Draws(gen, dt, record=False))
-        sum(losses(o, y, cfg).values()).backward()
+        sum(losses(forward(p, cfg, X, Draws(gen, dt, record=False)), y, cfg).values()).backward()
         opt.step()
-        if s >= args.warmup:
-            times.append(time.perf_counter() - t0)
-    print(json.dumps(dict(preset=args.preset, threads=torch.get_num_threads(), steps=len(times),
-                          seconds_per_step=float(np.median(times)), all=times, torch=torch.__version__,
-                          blas=blas_library(), blas_gflops=blas_gflops(), openblas_coretype=os.environ.get('OPENBLAS_CORETYPE'))))
+        return t0
+    time_steps(args, step)
 
 
 if __name__ == '__main__':
-    ap = argparse.ArgumentParser()
-    sp = ap.add_subparsers(dest='mode', required=True)
-    d = sp.add_parser('dump'); d.add_argument('out'); d.add_argument('--preset', default='replay'); d.add_argument('--seed', type=int, default=5)
-    t = sp.add_parser('time'); t.add_argument('--preset', default='paper'); t.add_argument('--steps', type=int, default=1)
-    t.add_argument('--warmup', type=int, default=0); t.add_argument('--threads', type=int, default=0)
-    a = ap.parse_args()
-    dump(a) if a.mode == 'dump' else timing(a)
+    cli(dump, timing)

@@ -14,11 +14,12 @@ channel-first like the original. Two uses:
 
 Needs Debian's python3-torch (1.13), numpy and scipy. Nothing here is the original code.
 """
-import argparse, json, os, time
+import json, os, time
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
+from refcommon import cli, features, labels, save, time_steps
 
 ALPHA = [0.8, 0.8, 0.8, 1.0, 200.0, 0.005, 0.005, 0.005, 0.5]
 LOSS_NAMES = ["cls_loss", "norm_loss", "guide_loss", "contra_loss", "distillation_loss",
@@ -282,22 +283,9 @@ def losses(o, y, Z, cfg, dr):
 
 
 def make_batch(cfg, gen, dtype):
-    B, T, C = cfg['B'], cfg['T'], cfg['C']
-    X = (torch.randn((B, T, cfg['F']), generator=gen)).float().to(dtype)
-    Z = (torch.randn((B, T, cfg['D']), generator=gen)).float().to(dtype)
-    y = torch.zeros((B, C), dtype=dtype)
-    cls = torch.randperm(C, generator=gen)[:3]
-    for k in range(3):
-        y[2 * k, cls[k]] = 1; y[2 * k + 1, cls[k]] = 1          # same-class pairs (0,1), (2,3), (4,5)
-    for b in range(6, B):
-        y[b, torch.randint(0, C, (1,), generator=gen)] = 1
-    y[1, (cls[0] + 1) % C] = 1                                   # a video with two labels
-    return X, Z, y
-
-
-def save(path, t):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    np.save(path, t.detach().cpu().numpy() if torch.is_tensor(t) else t)
+    X = features(cfg, gen, dtype)
+    Z = torch.randn((cfg['B'], cfg['T'], cfg['D']), generator=gen).float().to(dtype)
+    return X, Z, labels(cfg['B'], cfg['C'], gen, dtype, pairs=True)
 
 
 def dump(args):
@@ -336,36 +324,15 @@ def dump(args):
     print(json.dumps(vals))
 
 
-def blas_library():
-    """The BLAS torch's matmuls run on, as the process maps it: Debian's torch links the libblas.so.3 of
-    the alternatives system, OpenBLAS where libopenblas0-pthread is installed, else the reference BLAS."""
-    torch.randn(64, 64) @ torch.randn(64, 64)
-    with open('/proc/self/maps') as f:
-        libs = {line.split()[-1] for line in f if 'blas' in line.lower() or 'mkl' in line.lower()}
-    libs = sorted(l for l in libs if os.path.basename(l).startswith(('libblas', 'libopenblas', 'libmkl', 'libblis', 'libcblas')))
-    return ', '.join(libs) if libs else 'none mapped'
-
-
-def blas_gflops():
-    """torch's fp32 matmul rate at 1024^3 with the threads set: the reference BLAS gives a few GFLOP/s,
-    OpenBLAS or MKL tens to hundreds, whatever the libraries' names say."""
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(3):
-        a @ b
-    return 3 * 2 * 1024 ** 3 / (time.perf_counter() - t0) / 1e9
-
-
 def timing(args):
-    cfg = presets(args.preset); torch.set_num_threads(args.threads or os.cpu_count())
+    cfg = presets(args.preset)
     gen = torch.Generator().manual_seed(0); dt = torch.float32
     p = init_params(cfg, gen, dt)
     toks = class_tokens(cfg, gen); actiondict = p['clipmodel.token_embedding.weight'][toks]
     train = [v for v in p.values() if v.requires_grad]
     opt = torch.optim.Adam(train, lr=5e-5, weight_decay=1e-3)
-    times = []
-    for s in range(args.warmup + args.steps):
+
+    def step():
         X, Z, y = make_batch(cfg, gen, dt)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -374,18 +341,9 @@ def timing(args):
         L, _, _ = losses(o, y, Z, cfg, dr)
         sum(L.values()).backward()
         opt.step()
-        if s >= args.warmup:
-            times.append(time.perf_counter() - t0)
-    print(json.dumps(dict(preset=args.preset, savings=args.savings, threads=torch.get_num_threads(), steps=len(times),
-                          seconds_per_step=float(np.median(times)), all=times, torch=torch.__version__,
-                          blas=blas_library(), blas_gflops=blas_gflops(), openblas_coretype=os.environ.get('OPENBLAS_CORETYPE'))))
+        return t0
+    time_steps(args, step, dict(savings=args.savings))
 
 
 if __name__ == '__main__':
-    ap = argparse.ArgumentParser()
-    sp = ap.add_subparsers(dest='mode', required=True)
-    d = sp.add_parser('dump'); d.add_argument('out'); d.add_argument('--preset', default='replay'); d.add_argument('--seed', type=int, default=5)
-    t = sp.add_parser('time'); t.add_argument('--preset', default='paper'); t.add_argument('--steps', type=int, default=1)
-    t.add_argument('--warmup', type=int, default=0); t.add_argument('--savings', action='store_true'); t.add_argument('--threads', type=int, default=0)
-    a = ap.parse_args()
-    dump(a) if a.mode == 'dump' else timing(a)
+    cli(dump, timing, savings=True)

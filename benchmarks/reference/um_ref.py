@@ -12,11 +12,10 @@ original's semantics. Two uses:
 
 Needs Debian's python3-torch (1.13) and numpy. Nothing here is the original code.
 """
-import argparse, json, os, time
-import numpy as np
+import time
 import torch
 import torch.nn.functional as F
-from pvlr_ref import blas_gflops, blas_library      # which BLAS torch runs on, and its matmul rate
+from refcommon import Draws, cli, features, labels, time_steps, write_dump
 
 ALPHA, BETA, MARGIN = 0.0005, 1.0, 100.0             # options.py:14-16
 LOSS_NAMES = ["cls_loss", "um_loss", "be_loss"]
@@ -31,17 +30,6 @@ def presets(name):
     if name == 'replay':
         return dict(paper, B=4, T=40, F=32, H=24)
     raise SystemExit(f'unknown preset {name}')
-
-
-class Draws:
-    def __init__(self, gen, dtype, record):
-        self.gen, self.dtype, self.record, self.items = gen, dtype, record, []
-
-    def dropout(self, x, p, tag):
-        keep = (torch.rand(x.shape, generator=self.gen) >= p).to(self.dtype) / (1 - p)
-        if self.record:
-            self.items.append((tag, keep))
-        return x * keep
 
 
 def init_params(cfg, gen, dtype):
@@ -89,73 +77,36 @@ def losses(o, y):
     return {'cls_loss': cls, 'um_loss': ALPHA * um, 'be_loss': BETA * be}
 
 
-def make_batch(cfg, gen, dtype):
-    B, T, C = cfg['B'], cfg['T'], cfg['C']
-    X = torch.randn((B, T, cfg['F']), generator=gen).float().to(dtype)
-    y = torch.zeros((B, C), dtype=dtype)
-    for b in range(B):
-        y[b, torch.randint(0, C, (1,), generator=gen)] = 1
-    y[0, (int(y[0].argmax()) + 1) % C] = 1                       # a video with two labels
-    return X, y
-
-
-def save(path, t):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    np.save(path, t.detach().cpu().numpy() if torch.is_tensor(t) else t)
-
-
 def dump(args):
     cfg = presets(args.preset); torch.set_default_dtype(torch.float64)
     gen = torch.Generator().manual_seed(args.seed); dt = torch.float64
     p = init_params(cfg, gen, dt)
-    X, y = make_batch(cfg, gen, dt)
+    X = features(cfg, gen, dt); y = labels(cfg['B'], cfg['C'], gen, dt, pairs=False)
     dr = Draws(gen, dt, record=True)
     o = forward(p, cfg, X, dr)
     L = losses(o, y)
     total = sum(L.values()); total.backward()
-    out = args.out
-    for k, v in p.items():
-        save(f'{out}/weights/{k}.npy', v.float())
-        save(f'{out}/grads/{k}.npy', v.grad)
-    save(f'{out}/inputs/features.npy', X.float()); save(f'{out}/inputs/labels.npy', y.float())
-    for tag, t in dr.items:
-        save(f'{out}/random/{tag}.npy', t.float())
-    save(f'{out}/mining/act_idx.npy', o['idx_act']); save(f'{out}/mining/bkg_idx.npy', o['idx_bkg'])
-    save(f'{out}/mining/magnitudes.npy', o['mag'])                   # float64 (B,T): what was sorted
-    vals = {k: float(v) for k, v in L.items()}; vals['total_loss'] = float(total)
-    with open(f'{out}/losses.json', 'w') as f:
-        json.dump(vals, f, indent=1)
-    meta = dict(method='um', random_order=[t for t, _ in dr.items], mask_layout='channel_first', r_act=cfg['r_act'], r_bkg=cfg['r_bkg'],
-                alpha=ALPHA, beta=BETA, margin=MARGIN, dtype='float64 compute, float32 inputs', seed=args.seed)
-    with open(f'{out}/meta.json', 'w') as f:
-        json.dump(meta, f, indent=1)
-    print(json.dumps(vals))
+    write_dump(args.out, p, dict(features=X, labels=y), dr, L, total,
+               dict(method='um', mask_layout='channel_first', r_act=cfg['r_act'], r_bkg=cfg['r_bkg'], alpha=ALPHA, beta=BETA,
+                    margin=MARGIN, seed=args.seed),
+               {'mining/act_idx': o['idx_act'], 'mining/bkg_idx': o['idx_bkg'], 'mining/magnitudes': o['mag']})
 
 
 def timing(args):
-    cfg = presets(args.preset); torch.set_num_threads(args.threads or os.cpu_count())
+    cfg = presets(args.preset)
     gen = torch.Generator().manual_seed(0); dt = torch.float32
     p = init_params(cfg, gen, dt)
     opt = torch.optim.Adam(list(p.values()), lr=1e-4, betas=(0.9, 0.999), weight_decay=5e-4)
-    times = []
-    for s in range(args.warmup + args.steps):
-        X, y = make_batch(cfg, gen, dt)
+
+    def step():
+        X = features(cfg, gen, dt); y = labels(cfg['B'], cfg['C'], gen, dt, pairs=False)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         sum(losses(forward(p, cfg, X, Draws(gen, dt, record=False)), y).values()).backward()
         opt.step()
-        if s >= args.warmup:
-            times.append(time.perf_counter() - t0)
-    print(json.dumps(dict(preset=args.preset, threads=torch.get_num_threads(), steps=len(times),
-                          seconds_per_step=float(np.median(times)), all=times, torch=torch.__version__,
-                          blas=blas_library(), blas_gflops=blas_gflops(), openblas_coretype=os.environ.get('OPENBLAS_CORETYPE'))))
+        return t0
+    time_steps(args, step)
 
 
 if __name__ == '__main__':
-    ap = argparse.ArgumentParser()
-    sp = ap.add_subparsers(dest='mode', required=True)
-    d = sp.add_parser('dump'); d.add_argument('out'); d.add_argument('--preset', default='replay'); d.add_argument('--seed', type=int, default=5)
-    t = sp.add_parser('time'); t.add_argument('--preset', default='paper'); t.add_argument('--steps', type=int, default=1)
-    t.add_argument('--warmup', type=int, default=0); t.add_argument('--threads', type=int, default=0)
-    a = ap.parse_args()
-    dump(a) if a.mode == 'dump' else timing(a)
+    cli(dump, timing)

@@ -10,47 +10,9 @@ Nothing here is the original code.
 import argparse, json, os
 import numpy as np
 import torch
-from scipy import interpolate
+from oic_ref import collect, detections, upgrade_resolution, proposal_oic
 
 C, INS_TOPK, CLS_TH, SCALE, NMS_TH = 20, 8, 0.25, 20, 0.55
-
-
-def upgrade_resolution(arr, scale):
-    f = interpolate.interp1d(np.arange(0, arr.shape[0]), arr, kind='linear', axis=0, fill_value='extrapolate')
-    return f(np.arange(0, arr.shape[0], 1 / scale))
-
-
-def grouping(arr):
-    return np.split(arr, np.where(np.diff(arr) != 1)[0] + 1)
-
-
-def proposal_oic(seg, scores, c_pred, c_scores, t_factor, lamb=0.2, gamma=0.0):
-    out = []
-    for i in range(len(seg)):
-        c_temp = []
-        tl = np.array(seg[i])[0]
-        if tl.any():
-            for g in grouping(tl):
-                if len(g) < 2:
-                    continue
-                inner = np.mean(scores[g, i]); ln = len(g)
-                os_ = max(0, int(g[0] - lamb * ln)); oe = min(int(scores.shape[0] - 1), int(g[-1] + lamb * ln))
-                oidx = list(range(os_, int(g[0]))) + list(range(int(g[-1] + 1), oe + 1))
-                outer = 0 if len(oidx) == 0 else np.mean(scores[oidx, i])
-                c_temp.append([c_pred[i], inner - outer + gamma * c_scores[c_pred[i]], (g[0] + 0) * t_factor, (g[-1] + 1) * t_factor])
-            out.append(c_temp)
-    return out
-
-
-def nms(props, thresh):
-    props = np.array(props); x1, x2, s = props[:, 2], props[:, 3], props[:, 1]
-    areas = x2 - x1 + 1; order = s.argsort()[::-1]; keep = []
-    while order.size > 0:
-        i = order[0]; keep.append(props[i].tolist())
-        xx1 = np.maximum(x1[i], x1[order[1:]]); xx2 = np.minimum(x2[i], x2[order[1:]])
-        inter = np.maximum(0.0, xx2 - xx1 + 1)
-        order = order[np.where(inter / (areas[i] + areas[order[1:]] - inter) < thresh)[0] + 1]
-    return keep
 
 
 def post(cas_w, att, vid_len):
@@ -68,17 +30,12 @@ def post(cas_w, att, vid_len):
     for th in np.arange(0.15, 0.25, 0.05):
         t = cls_up.copy(); t[np.where(t < th)] = 0
         seg = [np.where(t[:, c] >= th) for c in range(len(pred))]
-        for pl in proposal_oic(seg, 1.0 * t + 0.0 * att_up, pred, score, t_factor):
-            if len(pl):
-                pd.setdefault(pl[0][0], []).extend(pl)
+        collect(pd, proposal_oic(seg, (1.0 * t + 0.0 * att_up)[:, :, 0], pred, score, t_factor, 0.2, 0.0))
     for th in np.arange(0.15, 1.00, 0.05):
         t = att_up.copy(); t[np.where(t < th)] = 0
         seg = [np.where(t[:, c] >= th) for c in range(len(pred))]
-        for pl in proposal_oic(seg, 1.0 * cls_up + 0.0 * t, pred, score, t_factor):
-            if len(pl):
-                pd.setdefault(pl[0][0], []).extend(pl)
-    dets = [dict(label=int(l), score=float(s), start=float(st), end=float(en)) for c in pd for l, s, st, en in nms(pd[c], NMS_TH)]
-    return dets, score.tolist()
+        collect(pd, proposal_oic(seg, (1.0 * cls_up + 0.0 * t)[:, :, 0], pred, score, t_factor, 0.2, 0.0))
+    return detections(pd, NMS_TH), score.tolist()
 
 
 def main():

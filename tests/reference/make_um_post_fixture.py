@@ -9,7 +9,7 @@ Nothing here is the original code.
 import argparse, json, os
 import numpy as np
 import torch
-from scipy.interpolate import interp1d
+from oic_ref import collect, detections, upgrade_resolution, proposal_oic
 
 C, R_ACT, R_BKG, CLASS_TH, SCALE, FPS = 20, 9, 4, 0.2, 24, 25
 
@@ -24,48 +24,6 @@ def minmax_norm(act_map, min_val=None, max_val=None):
     ret[ret > 1] = 1
     ret[ret < 0] = 0
     return ret
-
-
-def upgrade_resolution(arr, scale):
-    x = np.arange(0, arr.shape[0])
-    f = interp1d(x, arr, kind='linear', axis=0, fill_value='extrapolate')
-    return f(np.arange(0, arr.shape[0], 1 / scale))
-
-
-def grouping(arr):
-    return np.split(arr, np.where(np.diff(arr) != 1)[0] + 1)
-
-
-def proposal_oic(tlist, wtcam, score, pred, v_len, n, lam=0.25, gamma=0.2):
-    t_factor = (16 * v_len) / (SCALE * n * FPS)
-    out = []
-    for i in range(len(tlist)):
-        c_temp = []
-        temp = np.array(tlist[i])[0]
-        if temp.any():
-            for g in grouping(temp):
-                if len(g) < 2:
-                    continue
-                inner = np.mean(wtcam[g, i, 0])
-                ln = len(g)
-                os_ = max(0, int(g[0] - lam * ln)); oe = min(int(wtcam.shape[0] - 1), int(g[-1] + lam * ln))
-                outer_idx = list(range(os_, int(g[0]))) + list(range(int(g[-1] + 1), oe + 1))
-                outer = 0 if len(outer_idx) == 0 else np.mean(wtcam[outer_idx, i, 0])
-                c_temp.append([pred[i], inner - outer + gamma * score[pred[i]], g[0] * t_factor, (g[-1] + 1) * t_factor])
-            out.append(c_temp)
-    return out
-
-
-def nms(props, thresh):
-    props = np.array(props); x1, x2, s = props[:, 2], props[:, 3], props[:, 1]
-    areas = x2 - x1 + 1; order = s.argsort()[::-1]; keep = []
-    while order.size > 0:
-        i = order[0]; keep.append(props[i].tolist())
-        xx1 = np.maximum(x1[i], x1[order[1:]]); xx2 = np.minimum(x2[i], x2[order[1:]])
-        inter = np.maximum(0.0, xx2 - xx1 + 1)
-        iou = inter / (areas[i] + areas[order[1:]] - inter)
-        order = order[np.where(iou < 0.6)[0] + 1]
-    return keep
 
 
 def post(cas_raw, mag, v_len):
@@ -84,24 +42,17 @@ def post(cas_raw, mag, v_len):
         pred = np.array([np.argmax(score)])
     cas_pred = upgrade_resolution(np.reshape(cas_n[0].numpy()[:, pred], (n, -1, 1)), SCALE)
     fm_np = upgrade_resolution(np.reshape(fm[0].numpy()[:, pred], (n, -1, 1)), SCALE)
+    t_factor = (16 * v_len) / (SCALE * n * FPS)
     pd = {}
     for th in np.arange(0.0, 0.25, 0.025):
         ct = cas_pred.copy(); ct[np.where(ct[:, :, 0] < th)] = 0
         seg = [np.where(ct[:, c, 0] > 0) for c in range(len(pred))]
-        for p in proposal_oic(seg, ct, score, pred, v_len, n):
-            if p:
-                pd.setdefault(p[0][0], []).extend(p)
+        collect(pd, proposal_oic(seg, ct[:, :, 0], pred, score, t_factor, 0.25, 0.2))
     for th in np.arange(0.4, 0.625, 0.025):
         ct = cas_pred.copy(); ft = fm_np.copy(); ft[np.where(ft[:, :, 0] < th)] = 0
         seg = [np.where(ft[:, c, 0] > 0) for c in range(len(pred))]
-        for p in proposal_oic(seg, ct, score, pred, v_len, n):
-            if p:
-                pd.setdefault(p[0][0], []).extend(p)
-    dets = []
-    for c in pd:
-        for lab, s, st, en in nms(pd[c], 0.6):
-            dets.append(dict(label=int(lab), score=float(s), start=float(st), end=float(en)))
-    return dets, score.tolist()
+        collect(pd, proposal_oic(seg, ct[:, :, 0], pred, score, t_factor, 0.25, 0.2))
+    return detections(pd, 0.6), score.tolist()
 
 
 def main():

@@ -30,6 +30,24 @@ public static class Inference
         float[] testConstants) =>
         model.Signals(g, testConstants, videos.Select(v => (v.name, (ReadOnlyMemory<float>)v.features, v.t)).ToArray());
 
+    /// Refuses an empty video or one whose features are not (T, featDim), naming it.
+    public static void CheckVideos(IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos, int featDim)
+    {
+        foreach (var (name, f, t) in videos)
+        {
+            if (t == 0) throw new ShapeException($"{name}: empty video (T = 0)");
+            if (f.Length != (long)t * featDim) throw new ShapeException($"{name}: features hold {f.Length} values, expected (T={t}, {featDim})");
+        }
+    }
+
+    /// The feature rows `rows` of a (T, featDim) video, in that order (a test-time sampling).
+    public static float[] SampleRows(ReadOnlySpan<float> features, int featDim, IReadOnlyList<int> rows)
+    {
+        var x = new float[(long)rows.Count * featDim];
+        for (int i = 0; i < rows.Count; i++) features.Slice(rows[i] * featDim, featDim).CopyTo(x.AsSpan(i * featDim));
+        return x;
+    }
+
     /// What every test video's forward reads, computed once (PVLR: the class text features).
     public static float[] TestConstants(IMethodModel model, Graph g) => model.TestConstants(g);
 

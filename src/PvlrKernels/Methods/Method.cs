@@ -106,11 +106,11 @@ public interface IMethodModel
     IReadOnlyList<(string label, string term)> ProgressTerms { get; }
 
     /// A sentence on why a loss term can be non-finite for this batch when the original is too (or "").
-    string NonFiniteReason(string term, float[] labels);
+    string NonFiniteReason(string term, float[] labels) => "";
 
     /// What every test video's forward reads and that is computed once per evaluation (PVLR: the class
     /// text features); null where nothing is.
-    float[] TestConstants(Graph g);
+    float[] TestConstants(Graph g) => null;
 
     /// The test-time signals of a ragged batch of videos in one forward (Inference.Batches keeps a batch
     /// within Config.InferRows rows): per video the class activation sequence (T, C+1, background last)

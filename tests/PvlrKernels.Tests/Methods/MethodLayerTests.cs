@@ -66,8 +66,6 @@ public sealed class MilModel : IMethodModel
     }
 
     public IReadOnlyList<(string label, string term)> ProgressTerms { get; } = [("cls", "cls_loss")];
-    public string NonFiniteReason(string term, float[] labels) => "";
-    public float[] TestConstants(Graph g) => null;
 
     public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
     {

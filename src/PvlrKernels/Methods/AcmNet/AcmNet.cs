@@ -150,27 +150,19 @@ public sealed class AcmNetModel : IMethodModel
 
     public IReadOnlyList<(string label, string term)> ProgressTerms { get; } =
         [("inst", "inst_loss"), ("cont", "cont_loss"), ("back", "back_loss"), ("feat", "feat_loss")];
-    public string NonFiniteReason(string term, float[] labels) => "";
-    public float[] TestConstants(Graph g) => null;
 
     /// The test forward (main_thu.py:140-160) of each video alone, on its uniform_sample (at most MaxSeqLen
     /// snippets; a one-snippet video twice): per video CAS x a_inst (T', C+1) and a_inst (T').
     public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
     {
+        Inference.CheckVideos(videos, Cfg.FeatDim);
         var result = new (float[] cas, float[] attn)[videos.Count];
         int fd = Cfg.FeatDim;
         for (int v = 0; v < videos.Count; v++)
         {
-            var (name, f, t) = videos[v];
-            if (t == 0) throw new ShapeException($"{name}: empty video (T = 0)");
-            if (f.Length != (long)t * fd) throw new ShapeException($"{name}: features hold {f.Length} values, expected (T={t}, {fd})");
+            var (_, f, t) = videos[v];
             int n = t <= Cfg.MaxSeqLen && t > 1 ? t : (t == 1 ? 2 : Cfg.MaxSeqLen);
-            var x = new float[(long)n * fd];
-            for (int i = 0; i < n; i++)
-            {
-                int row = t <= Cfg.MaxSeqLen && t > 1 ? i : (int)Math.Floor(i * ((double)t / n));
-                f.Span.Slice(row * fd, fd).CopyTo(x.AsSpan(i * fd));
-            }
+            var x = Inference.SampleRows(f.Span, fd, Enumerable.Range(0, n).Select(i => t <= Cfg.MaxSeqLen && t > 1 ? i : (int)Math.Floor(i * ((double)t / n))).ToArray());
             g.Reset(); g.Training = false; g.WinogradTile = Cfg.WinogradTile;
             using (g.NoGrad())
             {

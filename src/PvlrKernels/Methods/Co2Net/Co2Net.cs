@@ -140,18 +140,10 @@ public sealed class Co2NetModel : IMethodModel
     public IReadOnlyList<(string label, string term)> ProgressTerms { get; } =
         [("mil", "mil_loss"), ("supp", "mil_supp_loss"), ("contra", "contrastive_loss"), ("mutual", "mutual_loss")];
 
-    public string NonFiniteReason(string term, float[] labels) => "";
-
-    public float[] TestConstants(Graph g) => null;
-
     /// Test-mode CAS (T, C+1) and attention (T) of each video, forwarded as one ragged batch.
     public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
     {
-        foreach (var (name, f, t) in videos)
-        {
-            if (t == 0) throw new ShapeException($"{name}: empty video (T = 0)");
-            if (f.Length != (long)t * Cfg.FeatDim) throw new ShapeException($"{name}: features hold {f.Length} values, expected (T={t}, {Cfg.FeatDim})");
-        }
+        Inference.CheckVideos(videos, Cfg.FeatDim);
         g.Reset(); g.Training = false; g.WinogradTile = Cfg.WinogradTile;
         using (g.NoGrad())
         {

@@ -137,27 +137,19 @@ public sealed class UmModel : IMethodModel
     }
 
     public IReadOnlyList<(string label, string term)> ProgressTerms { get; } = [("cls", "cls_loss"), ("um", "um_loss"), ("be", "be_loss")];
-    public string NonFiniteReason(string term, float[] labels) => "";
-    public float[] TestConstants(Graph g) => null;
 
     /// The test forward of each video (test.py:30-35), one at a time as the original's batch of 1, on at
     /// most MaxSeqLen snippets sampled uniformly (thumos_features.py:153-158): per video the raw CAS
     /// (T', C) and the feature magnitudes (T'), T' the sampled length.
     public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
     {
+        Inference.CheckVideos(videos, Cfg.FeatDim);
         var result = new (float[] cas, float[] attn)[videos.Count];
         for (int v = 0; v < videos.Count; v++)
         {
-            var (name, f, t) = videos[v];
-            if (t == 0) throw new ShapeException($"{name}: empty video (T = 0)");
-            if (f.Length != (long)t * Cfg.FeatDim) throw new ShapeException($"{name}: features hold {f.Length} values, expected (T={t}, {Cfg.FeatDim})");
+            var (_, f, t) = videos[v];
             int n = Math.Min(t, Cfg.MaxSeqLen);
-            var x = new float[(long)n * Cfg.FeatDim];
-            for (int i = 0; i < n; i++)
-            {
-                int row = t <= Cfg.MaxSeqLen ? i : (int)Math.Floor((double)i * t / Cfg.MaxSeqLen);
-                f.Span.Slice(row * Cfg.FeatDim, Cfg.FeatDim).CopyTo(x.AsSpan(i * Cfg.FeatDim));
-            }
+            var x = Inference.SampleRows(f.Span, Cfg.FeatDim, Enumerable.Range(0, n).Select(i => t <= Cfg.MaxSeqLen ? i : (int)Math.Floor((double)i * t / Cfg.MaxSeqLen)).ToArray());
             g.Reset(); g.Training = false; g.WinogradTile = Cfg.WinogradTile;
             using (g.NoGrad())
             {
