@@ -49,7 +49,8 @@ public interface IFlops { double Flops(string method); }
 /// times: one of `pvlr bench`'s (Bench.Workload), set up once per device; each [Benchmark] is one Run.
 public abstract class OnDevices
 {
-    public static IEnumerable<string> Devices => IlgpuBackend.CudaAvailable() ? new[] { "cpu", "cuda" } : new[] { "cpu" };
+    public static IEnumerable<string> Devices => IlgpuBackend.CudaAvailable() ? new[] { "cpu",
+        "cuda" } : new[] { "cpu" };
     [ParamsSource(nameof(Devices))] public string Device { get; set; } = "cpu";
     /// The PVLR shapes of the model benchmarks; not a BenchmarkDotNet parameter (the tests set "tiny").
     public string Preset { get; set; } = "paper";
@@ -92,7 +93,8 @@ public sealed class GflopsColumn : IColumn
     public string Id => "GFlops"; public string ColumnName => "GFLOP/s";
     public bool AlwaysShow => true; public ColumnCategory Category => ColumnCategory.Custom; public int PriorityInCategory => 0;
     public bool IsNumeric => true; public UnitType UnitType => UnitType.Dimensionless; public string Legend => "achieved GFLOP/s (and % of the 430 GFLOP/s 2-core FMA peak)";
-    public bool IsAvailable(Summary s) => true; public bool IsDefault(Summary s, BenchmarkDotNet.Running.BenchmarkCase b) => false;
+    public bool IsAvailable(Summary s) => true; public bool IsDefault(Summary s,
+        BenchmarkDotNet.Running.BenchmarkCase b) => false;
     public string GetValue(Summary s, BenchmarkDotNet.Running.BenchmarkCase b) => GetValue(s, b, SummaryStyle.Default);
     public string GetValue(Summary s, BenchmarkDotNet.Running.BenchmarkCase b, SummaryStyle st)
     {
@@ -128,8 +130,10 @@ public class Conv1dHotShape : OnDevices, IFlops
     Bench.Workload fwd, fwdBwd;
     public double Flops(string m) => (m == nameof(Forward) ? 1 : 3) * 2.0 * (Bt * (T + 2) - 2) * C * C * 3;
     // each benchmark process sets up only the workload its method runs
-    [GlobalSetup(Target = nameof(Forward))] public void SetupForward() => fwd = Open((b, _) => Bench.ConvWork(b, Bt, T, C, backward: false));
-    [GlobalSetup(Target = nameof(ForwardBackward))] public void SetupForwardBackward() => fwdBwd = Open((b, _) => Bench.ConvWork(b, Bt, T, C));
+    [GlobalSetup(Target = nameof(Forward))] public void SetupForward() => fwd = Open((b, _) => Bench.ConvWork(b, Bt,
+        T, C, backward: false));
+    [GlobalSetup(Target = nameof(ForwardBackward))] public void SetupForwardBackward() => fwdBwd = Open((b,
+        _) => Bench.ConvWork(b, Bt, T, C));
     [Benchmark] public void Forward() => Run(fwd);
     [Benchmark] public void ForwardBackward() => Run(fwdBwd);
 }

@@ -49,10 +49,12 @@ public struct DivOp : IBinaryOp
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float a, float b) => a / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GradA(float a, float b, float dy) => dy / b;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GradB(float a, float b, float dy) => -dy * a / (b * b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GradB(float a, float b,
+        float dy) => -dy * a / (b * b);
     public static Vector512<float> Forward(Vector512<float> a, Vector512<float> b) => a / b;
     public static Vector512<float> GradA(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => dy / b;
-    public static Vector512<float> GradB(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => -dy * a / (b * b);
+    public static Vector512<float> GradB(Vector512<float> a, Vector512<float> b,
+        Vector512<float> dy) => -dy * a / (b * b);
 }
 
 /// torch's BCELoss per element, the target as the second operand (it gets no gradient):
@@ -61,13 +63,16 @@ public struct DivOp : IBinaryOp
 public struct BceOp : IBinaryOp
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Forward(float p, float y) => (y - 1f) * XMath.Max(XMath.Log(1f - p), -100f) - y * XMath.Max(XMath.Log(p), -100f);
+    public static float Forward(float p, float y) => (y - 1f) * XMath.Max(XMath.Log(1f - p),
+        -100f) - y * XMath.Max(XMath.Log(p), -100f);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float GradA(float p, float y, float dy) => dy * (p - y) / XMath.Max((1f - p) * p, 1e-12f);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GradB(float p, float y, float dy) => 0f;
     public static Vector512<float> Forward(Vector512<float> a, Vector512<float> b) => Lanes.Map(a, b, default(BceOp));
-    public static Vector512<float> GradA(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => Lanes.Map(a, b, dy, default(BceOp));
-    public static Vector512<float> GradB(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => Vector512<float>.Zero;
+    public static Vector512<float> GradA(Vector512<float> a, Vector512<float> b, Vector512<float> dy) => Lanes.Map(a,
+        b, dy, default(BceOp));
+    public static Vector512<float> GradB(Vector512<float> a, Vector512<float> b,
+        Vector512<float> dy) => Vector512<float>.Zero;
 }
 
 /// The lane form of an op that has no vector instructions of its own: its scalar form on each lane.
@@ -80,7 +85,8 @@ public static class Lanes
         return Vector512.Create<float>(r);
     }
 
-    public static Vector512<float> Map<TOp>(Vector512<float> a, Vector512<float> b, Vector512<float> dy, TOp _) where TOp : struct, IBinaryOp
+    public static Vector512<float> Map<TOp>(Vector512<float> a, Vector512<float> b, Vector512<float> dy,
+        TOp _) where TOp : struct, IBinaryOp
     {
         Span<float> r = stackalloc float[16];
         for (int i = 0; i < 16; i++) r[i] = TOp.GradA(a[i], b[i], dy[i]);

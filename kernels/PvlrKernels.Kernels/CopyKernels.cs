@@ -12,7 +12,8 @@ public struct FillKernel<TMem> : IKernel where TMem : struct, IMem
 /// the Base offsets then point inside views that start at the lowest address touched.
 public struct Copy4<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Dst, Src; public Dims4 D; public Strides4 SD, SS; public int DstBase, SrcBase; public float Scale; public int Accumulate;
+    public TMem Dst, Src; public Dims4 D; public Strides4 SD, SS; public int DstBase,
+        SrcBase; public float Scale; public int Accumulate;
     public void Execute(int i)
     {
         D.Split(i, out int i0, out int i1, out int i2, out int i3);

@@ -127,11 +127,14 @@ public static class GemmKernels
         var As4 = As.Cast<Vec4>(); var Bs4 = Bs.Cast<Vec4>();
         int bt = Grid.IdxZ;
         // A slab: k along K, w along M; B slab: k along K, w along N.
-        var sa = new Slab { Width = bm, Bk = bk, Nt = nt, Count = bk * bm / nt, Rows = p.K, Cols = p.M, AlongK = p.CsA == 1,
+        var sa = new Slab { Width = bm, Bk = bk, Nt = nt, Count = bk * bm / nt, Rows = p.K, Cols = p.M,
+            AlongK = p.CsA == 1,
                             Base = (long)bt * p.BatchA, RsK = p.CsA, RsW = p.RsA, W0 = Grid.IdxY * bm };
-        var sb = new Slab { Width = bn, Bk = bk, Nt = nt, Count = bk * bn / nt, Rows = p.K, Cols = p.N, AlongK = p.RsB == 1 && p.CsB != 1,
+        var sb = new Slab { Width = bn, Bk = bk, Nt = nt, Count = bk * bn / nt, Rows = p.K, Cols = p.N,
+            AlongK = p.RsB == 1 && p.CsB != 1,
                             Base = (long)bt * p.BatchB, RsK = p.RsB, RsW = p.CsB, W0 = Grid.IdxX * bn };
-        Row8 r0 = default, r1 = default, r2 = default, r3 = default, r4 = default, r5 = default, r6 = default, r7 = default;
+        Row8 r0 = default, r1 = default, r2 = default, r3 = default, r4 = default, r5 = default, r6 = default,
+            r7 = default;
         var pa = sa.Fetch(a, tid); var pb = sb.Fetch(b, tid);
         for (int k0 = 0; k0 < p.K; k0 += bk)
         {

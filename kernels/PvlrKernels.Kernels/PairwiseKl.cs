@@ -27,7 +27,8 @@ public struct PairwiseKlFwd<TMem> : IKernel where TMem : struct, IMem
 
     /// One dimension's summand given both logs (the CPU backend takes them from a table made once per call).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Term(float dm, float sp, float sq, float logSp, float logSq) => dm * dm / sq + logSq - logSp + sp / sq;
+    public static float Term(float dm, float sp, float sq, float logSp,
+        float logSq) => dm * dm / sq + logSq - logSp + sp / sq;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Finish(float s, int d) => 0.5f * s - 0.5f * d;

@@ -28,7 +28,8 @@ public interface IUnaryOp
 public struct ScaleOp : IUnaryOp          // y = p * x
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x, float p) => p * x;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy, float p) => p * dy;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy,
+        float p) => p * dy;
     public static bool HasLanes => true;
     public static Vector512<float> Forward(Vector512<float> x, float p) => Vector512.Create(p) * x;
     public static Vector512<float> Backward(Vector512<float> x, Vector512<float> y, Vector512<float> dy, float p) =>
@@ -37,7 +38,8 @@ public struct ScaleOp : IUnaryOp          // y = p * x
 public struct AddScalarOp : IUnaryOp      // y = x + p
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x, float p) => x + p;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy, float p) => dy;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy,
+        float p) => dy;
     public static bool HasLanes => true;
     public static Vector512<float> Forward(Vector512<float> x, float p) => x + Vector512.Create(p);
     public static Vector512<float> Backward(Vector512<float> x, Vector512<float> y, Vector512<float> dy, float p) => dy;
@@ -66,7 +68,8 @@ public struct SigmoidOp : IUnaryOp
         float scale = Interop.IntAsFloat((uint)(((int)k + 127) << 23));
         return 1f / (1f + q * scale);
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy, float p) => dy * y * (1f - y);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy,
+        float p) => dy * y * (1f - y);
 
     public static bool HasLanes => true;
     public static bool BackwardReadsY => true;
@@ -75,7 +78,8 @@ public struct SigmoidOp : IUnaryOp
     {
         var t = -x;
         var lo = Vector512.Create(-Clamp); var hi = Vector512.Create(Clamp);
-        t = Vector512.ConditionalSelect(Vector512.LessThan(t, lo), lo, Vector512.ConditionalSelect(Vector512.GreaterThan(t, hi), hi, t));
+        t = Vector512.ConditionalSelect(Vector512.LessThan(t, lo), lo,
+            Vector512.ConditionalSelect(Vector512.GreaterThan(t, hi), hi, t));
         var k = Vector512.Round(t * Vector512.Create(Log2E));
         var r = t - k * Vector512.Create(Ln2Hi);
         r = r - k * Vector512.Create(Ln2Lo);
@@ -94,7 +98,8 @@ public struct SigmoidOp : IUnaryOp
 public struct ReluOp : IUnaryOp           // also the hinge max(x, 0)
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x, float p) => x > 0f ? x : 0f;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy, float p) => x > 0f ? dy : 0f;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy,
+        float p) => x > 0f ? dy : 0f;
     public static bool HasLanes => true;
     public static Vector512<float> Forward(Vector512<float> x, float p) =>
         Vector512.ConditionalSelect(Vector512.GreaterThan(x, Vector512<float>.Zero), x, Vector512<float>.Zero);
@@ -103,8 +108,10 @@ public struct ReluOp : IUnaryOp           // also the hinge max(x, 0)
 }
 public struct LeakyReluOp : IUnaryOp      // slope p (0.2 in PVLR)
 {
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x, float p) => x > 0f ? x : p * x;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy, float p) => x > 0f ? dy : p * dy;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x,
+        float p) => x > 0f ? x : p * x;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy,
+        float p) => x > 0f ? dy : p * dy;
     public static bool HasLanes => true;
     public static Vector512<float> Forward(Vector512<float> x, float p) =>
         Vector512.ConditionalSelect(Vector512.GreaterThan(x, Vector512<float>.Zero), x, Vector512.Create(p) * x);
@@ -113,22 +120,27 @@ public struct LeakyReluOp : IUnaryOp      // slope p (0.2 in PVLR)
 }
 public struct ExpOp : IUnaryOp            // y = exp(p * x)
 {
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x, float p) => XMath.Exp(p * x);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy, float p) => dy * p * y;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x,
+        float p) => XMath.Exp(p * x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy,
+        float p) => dy * p * y;
 }
 public struct LogOp : IUnaryOp
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x, float p) => XMath.Log(x);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy, float p) => dy / x;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy,
+        float p) => dy / x;
 }
 public struct AbsOp : IUnaryOp
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x, float p) => XMath.Abs(x);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy, float p) => x > 0f ? dy : (x < 0f ? -dy : 0f);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy,
+        float p) => x > 0f ? dy : (x < 0f ? -dy : 0f);
 }
 public struct QuickGeluOp : IUnaryOp      // x * sigmoid(1.702 x)
 {
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x, float p) => x / (1f + XMath.Exp(-1.702f * x));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x,
+        float p) => x / (1f + XMath.Exp(-1.702f * x));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Backward(float x, float y, float dy, float p)
     {
@@ -139,21 +151,25 @@ public struct QuickGeluOp : IUnaryOp      // x * sigmoid(1.702 x)
 public struct SqrtOp : IUnaryOp
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x, float p) => XMath.Sqrt(x);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy, float p) => dy * 0.5f / y;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy,
+        float p) => dy * 0.5f / y;
 }
 public struct ReciprocalOp : IUnaryOp
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x, float p) => 1f / x;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy, float p) => -dy * y * y;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy,
+        float p) => -dy * y * y;
     public static bool HasLanes => true;
     public static bool BackwardReadsY => true;
     public static Vector512<float> Forward(Vector512<float> x, float p) => Vector512<float>.One / x;
-    public static Vector512<float> Backward(Vector512<float> x, Vector512<float> y, Vector512<float> dy, float p) => -dy * y * y;
+    public static Vector512<float> Backward(Vector512<float> x, Vector512<float> y, Vector512<float> dy,
+        float p) => -dy * y * y;
 }
 public struct SquareOp : IUnaryOp
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Forward(float x, float p) => x * x;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy, float p) => 2f * x * dy;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Backward(float x, float y, float dy,
+        float p) => 2f * x * dy;
     public static bool HasLanes => true;
     public static Vector512<float> Forward(Vector512<float> x, float p) => x * x;
     public static Vector512<float> Backward(Vector512<float> x, Vector512<float> y, Vector512<float> dy, float p) =>

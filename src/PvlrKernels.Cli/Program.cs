@@ -96,14 +96,17 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     public static string DemoDir(MethodConfig cfg)
     {
         var env = Environment.GetEnvironmentVariable("PVLR_DEMO_DIR");
-        string root = env ?? (Directory.Exists("features") ? Path.Combine("features", "demo") : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "pvlr-demo"));
+        string root = env ?? (Directory.Exists("features") ? Path.Combine("features",
+            "demo") : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache",
+            "pvlr-demo"));
         // a method without CLIP features shares the demo set of its feature width (and ignores its CLIP files)
         int clip = cfg.ClipFeatureWidth > 0 ? cfg.ClipFeatureWidth : new DemoOptions().ClipDim;
         root = Path.Combine(root, $"F{cfg.FeatDim}-D{clip}");
         if (!File.Exists(Path.Combine(root, ThumosDataset.FeatFile)))
         {
             Console.WriteLine($"generating the demo dataset (real THUMOS14 annotations, synthetic features F={cfg.FeatDim}, CLIP {clip}) in {root} ...");
-            DemoData.Generate(root, new DemoOptions { FeatDim = cfg.FeatDim, ClipDim = clip }, new Progress<string>(Console.WriteLine));
+            DemoData.Generate(root, new DemoOptions { FeatDim = cfg.FeatDim, ClipDim = clip },
+                new Progress<string>(Console.WriteLine));
         }
         return root;
     }
@@ -125,7 +128,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     static int TrainCmd(Opts o)
     {
         string resume = o.Get("resume");
-        if (resume != null && !File.Exists(Path.Combine(resume, "config.json"))) throw new FileNotFoundException($"{resume}: no config.json; --resume takes a run directory written by pvlr train");
+        if (resume != null && !File.Exists(Path.Combine(resume,
+            "config.json"))) throw new FileNotFoundException($"{resume}: no config.json; --resume takes a run directory written by pvlr train");
         var method = MethodOption(o);
         MethodConfig cfg;
         if (resume != null)
@@ -178,7 +182,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     static void TestTime(Opts o, MethodConfig cfg)
     {
         if (o.Has("winograd")) cfg.WinogradTile = o.Int("winograd");
-        if (o.Has("infer-rows")) cfg.InferRows = o.Count("infer-rows", cfg.InferRows) is var n && n <= MethodConfig.MaxInferRows ? n
+        if (o.Has("infer-rows")) cfg.InferRows = o.Count("infer-rows",
+            cfg.InferRows) is var n && n <= MethodConfig.MaxInferRows ? n
             : throw new ArgumentException($"--infer-rows must be at most {MethodConfig.MaxInferRows}, not {o.Get("infer-rows")}");
         cfg.Validate();
     }
@@ -205,7 +210,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     }
 
     /// The weights of a checkpoint, without its Adam moments, with the time it took.
-    static (IMethodModel model, int step, long rng) LoadForInference(string path, Backend backend, TextWriter log, IMethod method)
+    static (IMethodModel model, int step, long rng) LoadForInference(string path, Backend backend, TextWriter log,
+        IMethod method)
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var r = Checkpoint.Load(path, backend, report: log, optimizer: false, method: method);
@@ -236,19 +242,22 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     /// ActivityNet-format results JSON, times in seconds.
     public static string ActivityNetJson(IEnumerable<Detection> dets, string[] classes)
     {
-        var results = dets.GroupBy(d => d.Video).ToDictionary(g => g.Key, g => g.Select(d => new Dictionary<string, object>
+        var results = dets.GroupBy(d => d.Video).ToDictionary(g => g.Key, g => g.Select(d => new Dictionary<string,
+            object>
         {
             ["label"] = classes[d.Label], ["score"] = d.Score,
             ["segment"] = new[] { d.Start / Evaluator.SnippetsPerSecond, d.End / Evaluator.SnippetsPerSecond }
         }).ToList());
-        return JsonSerializer.Serialize(new Dictionary<string, object> { ["version"] = "THUMOS14", ["results"] = results, ["external_data"] = new { } }, new JsonSerializerOptions { WriteIndented = true });
+        return JsonSerializer.Serialize(new Dictionary<string, object> { ["version"] = "THUMOS14",
+            ["results"] = results, ["external_data"] = new { } }, new JsonSerializerOptions { WriteIndented = true });
     }
 
     static int ScoreCmd(Opts o)
     {
         var ann = Annotations.Load(o.Req("annotations"));
         var path = o.Req("predictions");
-        bool seconds = o.Get("units", "snippets") switch { "snippets" => false, "seconds" => true, var u => throw new ArgumentException($"--units must be snippets or seconds, not '{u}'") };
+        bool seconds = o.Get("units", "snippets") switch { "snippets" => false, "seconds" => true,
+            var u => throw new ArgumentException($"--units must be snippets or seconds, not '{u}'") };
         var dets = PredictionCsv.Read(path, ann, seconds);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var r = Evaluator.Evaluate(Evaluator.GroundTruth(ann), dets, ann.Classes.Length);
@@ -286,7 +295,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         if (o.Flag("ptx"))
         {   // every kernel compiled to PTX for sm_80 and sm_90, assembled by ptxas where it is found
             var ptxas = Ptx.FindPtxas();
-            var kernelTable = Ptx.Table(Ptx.Assemble(Ptx.CompileAll(ILGPU.Runtime.Cuda.CudaArchitecture.SM_80, ILGPU.Runtime.Cuda.CudaArchitecture.SM_90), ptxas), ptxas);
+            var kernelTable = Ptx.Table(Ptx.Assemble(Ptx.CompileAll(ILGPU.Runtime.Cuda.CudaArchitecture.SM_80,
+                ILGPU.Runtime.Cuda.CudaArchitecture.SM_90), ptxas), ptxas);
             Console.WriteLine(kernelTable);
             if (o.Has("out")) AtomicFile.WriteAllText(o.Get("out"), kernelTable);
             return 0;
@@ -296,7 +306,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         TestTime(o, cfg);
         var only = o.Get("only", "gemm,conv,clip,step,infer").Split(',').ToHashSet();
         CpuGemm.Vector256Only = o.Flag("vector256");           // the CPU GEMMs on the AVX2 microkernel, as without AVX-512
-        int steps = o.Count("steps", 3), passes = o.Count("infer-passes", 1), torchSteps = o.Count("torch-steps", 1);   // refused here, before any row runs
+        int steps = o.Count("steps", 3), passes = o.Count("infer-passes", 1), torchSteps = o.Count("torch-steps",
+            1);   // refused here, before any row runs
         // the backend's fp32 FMA peak (CPU: cores x ~215; CUDA: from the device's SMs and clock); --peak overrides
         double peak = o.Has("peak") ? o.Positive("peak") : backend.PeakGflops;
         (string key, Func<IEnumerable<BenchRow>> run)[] benches =
@@ -318,7 +329,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             Console.Error.WriteLine($"bench: {key} ...");
             foreach (var r in run()) { rows.Add(r); Console.Error.WriteLine($"bench: {r.Name}: {r.Seconds:F4} s"); }
         }
-        var table = Bench.Table(rows, peak, $"{backend.Name} ({Environment.ProcessorCount} cores{(CpuGemm.Vector256Only ? ", Vector256 GEMM microkernel" : "")})");
+        var table = Bench.Table(rows, peak,
+            $"{backend.Name} ({Environment.ProcessorCount} cores{(CpuGemm.Vector256Only ? ", Vector256 GEMM microkernel" : "")})");
         if (o.Flag("torch") && rows.FirstOrDefault(r => r.Name.StartsWith("training step")) is { } ours)
             table += TorchSideBySide(cfg, torchSteps, ours.Seconds, o.Get("torch-script"));
         Console.WriteLine(table);
@@ -343,7 +355,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         foreach (var (label, extra) in variants)
         {
             Console.Error.WriteLine($"bench: torch, {label} ...");
-            var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3", $"\"{script}\" time --preset {cfg.Preset} --steps {steps}{extra}")
+            var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3",
+                $"\"{script}\" time --preset {cfg.Preset} --steps {steps}{extra}")
             { RedirectStandardOutput = true, RedirectStandardError = true };
             using var p = System.Diagnostics.Process.Start(psi) ?? throw new InvalidOperationException("could not start /usr/bin/python3");
             var err = p.StandardError.ReadToEndAsync(); var outp = p.StandardOutput.ReadToEnd(); p.WaitForExit();
@@ -353,7 +366,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             string torchV = doc.RootElement.GetProperty("torch").GetString();
             string blas = doc.RootElement.TryGetProperty("blas", out var b) ? b.GetString() : "unknown";
             double rate = doc.RootElement.TryGetProperty("blas_gflops", out var g) ? g.GetDouble() : double.NaN;
-            string coretype = doc.RootElement.TryGetProperty("openblas_coretype", out var ct) && ct.ValueKind == JsonValueKind.String ? ct.GetString() : null;
+            string coretype = doc.RootElement.TryGetProperty("openblas_coretype",
+                out var ct) && ct.ValueKind == JsonValueKind.String ? ct.GetString() : null;
             bool reference = TorchBlasIsReference(blas, rate);
             blasNote = $"torch's BLAS: {blas}, {rate:F1} GFLOP/s on a 1024^3 matmul" + (coretype != null ? $" (OPENBLAS_CORETYPE={coretype}: OpenBLAS runs that core's kernels)" : "") +
                 (reference ? ". That is the speed of Debian's reference BLAS (libblas3, one thread): no speed-up is printed; install libopenblas0-pthread" : "");
@@ -368,13 +382,16 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     public const double ReferenceBlasGflops = 20;
     public static bool TorchBlasIsReference(string mapped, double gflops) =>
         double.IsFinite(gflops) ? gflops < ReferenceBlasGflops
-            : mapped.Split(", ").Any(l => l.Contains("/blas/libblas", StringComparison.Ordinal)) && !mapped.Contains("openblas", StringComparison.OrdinalIgnoreCase) && !mapped.Contains("mkl", StringComparison.OrdinalIgnoreCase);
+            : mapped.Split(", ").Any(l => l.Contains("/blas/libblas",
+                StringComparison.Ordinal)) && !mapped.Contains("openblas",
+                StringComparison.OrdinalIgnoreCase) && !mapped.Contains("mkl", StringComparison.OrdinalIgnoreCase);
 
     /// Our checkpoint (or a .pth) out as safetensors (with Adam state and metadata when the source has
     /// them: a plain copy) or as a PyTorch state_dict (weights only) that torch.load reads.
     static int ExportCmd(Opts o)
     {
-        string src = o.Req("checkpoint"), dst = o.Req("out"), fmt = o.Get("format", Path.GetExtension(dst).TrimStart('.'));
+        string src = o.Req("checkpoint"), dst = o.Req("out"), fmt = o.Get("format",
+            Path.GetExtension(dst).TrimStart('.'));
         using var backend = new CpuBackend();
         var (model, step, rng) = Checkpoint.Load(src, backend, report: Console.Error, method: MethodOption(o));
         using var store = model.Parameters;
@@ -398,7 +415,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         foreach (var t in targets)
         {
             var sw = System.Diagnostics.Stopwatch.StartNew();
-            var rep = Fuzz.Run(t, cases, seed, TimeSpan.FromSeconds(5), r => Console.Error.Write($"\r{t.Name}: {r.Cases} cases, {r.Findings.Count} findings, {r.Cases / sw.Elapsed.TotalSeconds:F0}/s   "));
+            var rep = Fuzz.Run(t, cases, seed, TimeSpan.FromSeconds(5),
+                r => Console.Error.Write($"\r{t.Name}: {r.Cases} cases, {r.Findings.Count} findings, {r.Cases / sw.Elapsed.TotalSeconds:F0}/s   "));
             Console.Error.WriteLine();
             Console.WriteLine($"{t.Name}: {rep} (seed {seed}, {sw.Elapsed.TotalSeconds:F0} s)");
             foreach (var f in rep.Findings) Console.WriteLine("  " + f);
@@ -415,7 +433,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         if (o.Has("feat-dim")) opt.FeatDim = o.Count("feat-dim", 0);
         if (o.Has("clip-dim")) opt.ClipDim = o.Count("clip-dim", 0);
         if (opt.FeatDim % 2 != 0) throw new ArgumentException($"--feat-dim {opt.FeatDim} must be even: the features are RGB | flow halves");
-        DemoData.Generate(o.Get("out", Path.Combine("features", "demo", "custom")), opt, new Progress<string>(Console.WriteLine));
+        DemoData.Generate(o.Get("out", Path.Combine("features", "demo", "custom")), opt,
+            new Progress<string>(Console.WriteLine));
         return 0;
     }
 }
@@ -437,7 +456,8 @@ public static class PredictionCsv
             var f = lines[i].Split(',');
             if (f.Length != 5) throw new DataFormatException($"{path}:{i + 1}: expected 5 fields, got {f.Length}");
             var inv = CultureInfo.InvariantCulture;
-            if (!double.TryParse(f[1], NumberStyles.Float, inv, out var s) || !double.TryParse(f[2], NumberStyles.Float, inv, out var e) || !double.TryParse(f[4], NumberStyles.Float, inv, out var sc))
+            if (!double.TryParse(f[1], NumberStyles.Float, inv, out var s) || !double.TryParse(f[2],
+                NumberStyles.Float, inv, out var e) || !double.TryParse(f[4], NumberStyles.Float, inv, out var sc))
                 throw new DataFormatException($"{path}:{i + 1}: t-start, t-end and score must be numbers");
             if (!double.IsFinite(s) || !double.IsFinite(e) || !double.IsFinite(sc)) throw new DataFormatException($"{path}:{i + 1}: non-finite value");
             string lab = f[3].Trim();
@@ -474,13 +494,19 @@ public sealed class Opts
             throw new ArgumentException($"pvlr {cmd}: unknown option --{bad}; it takes {string.Join(", ", options.Select(x => "--" + x))}");
     }
     /// A repeat count (steps, passes): at least 1, else `d` when the option is absent.
-    public int Count(string k, int d) => !Has(k) ? d : int.TryParse(Get(k), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= 1 ? n : throw new ArgumentException($"--{k} must be a whole number of at least 1, not '{Get(k)}'");
-    public long CountLong(string k) => long.TryParse(Get(k), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= 1 ? n : throw new ArgumentException($"--{k} must be a whole number of at least 1, not '{Get(k)}'");
-    public double Positive(string k) => double.TryParse(Get(k), NumberStyles.Float, CultureInfo.InvariantCulture, out var x) && double.IsFinite(x) && x > 0 ? x : throw new ArgumentException($"--{k} must be a positive number, not '{Get(k)}'");
+    public int Count(string k, int d) => !Has(k) ? d : int.TryParse(Get(k), NumberStyles.None,
+        CultureInfo.InvariantCulture,
+        out var n) && n >= 1 ? n : throw new ArgumentException($"--{k} must be a whole number of at least 1, not '{Get(k)}'");
+    public long CountLong(string k) => long.TryParse(Get(k), NumberStyles.None, CultureInfo.InvariantCulture,
+        out var n) && n >= 1 ? n : throw new ArgumentException($"--{k} must be a whole number of at least 1, not '{Get(k)}'");
+    public double Positive(string k) => double.TryParse(Get(k), NumberStyles.Float, CultureInfo.InvariantCulture,
+        out var x) && double.IsFinite(x) && x > 0 ? x : throw new ArgumentException($"--{k} must be a positive number, not '{Get(k)}'");
     public bool Has(string k) => v.ContainsKey(k);
     /// A switch: present or not. A value after it ("--json yes") is refused, not read as absent.
-    public bool Flag(string k) => v.TryGetValue(k, out var s) && (s == "true" ? true : throw new ArgumentException($"--{k} is a switch and takes no value (got '{s}')"));
+    public bool Flag(string k) => v.TryGetValue(k,
+        out var s) && (s == "true" ? true : throw new ArgumentException($"--{k} is a switch and takes no value (got '{s}')"));
     public string Get(string k, string d = null) => v.TryGetValue(k, out var s) ? s : d;
     public string Req(string k) => Get(k) ?? throw new ArgumentException($"--{k} is required");
-    public int Int(string k) => int.TryParse(Get(k), out var n) && n >= 0 ? n : throw new ArgumentException($"--{k} must be a non-negative integer");
+    public int Int(string k) => int.TryParse(Get(k),
+        out var n) && n >= 0 ? n : throw new ArgumentException($"--{k} must be a non-negative integer");
 }

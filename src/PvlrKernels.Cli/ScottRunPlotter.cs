@@ -36,10 +36,12 @@ public sealed class ScottRunPlotter : IRunPlotter
     public void Losses(string path, IReadOnlyList<IReadOnlyDictionary<string, float>> history, int firstStep)
     {
         var terms = history.SelectMany(h => h.Keys).Distinct().OrderBy(k => k == "total" ? "" : k).ToList();
-        Draw(path, () => LossPanels(terms, history, firstStep), 900, 170 * terms.Count, p => fallback.Losses(p, history, firstStep));
+        Draw(path, () => LossPanels(terms, history, firstStep), 900, 170 * terms.Count, p => fallback.Losses(p,
+            history, firstStep));
     }
 
-    static Multiplot LossPanels(List<string> terms, IReadOnlyList<IReadOnlyDictionary<string, float>> history, int firstStep)
+    static Multiplot LossPanels(List<string> terms, IReadOnlyList<IReadOnlyDictionary<string, float>> history,
+        int firstStep)
     {
         var mp = new Multiplot();
         mp.AddPlots(terms.Count);
@@ -57,7 +59,8 @@ public sealed class ScottRunPlotter : IRunPlotter
     }
 
     public void Videos(string path, int step, IReadOnlyList<VideoPanel> panels) =>
-        Draw(path, () => VideoPanels(step, panels), 1000, 260 * Math.Max(1, panels.Count), p => fallback.Videos(p, step, panels));
+        Draw(path, () => VideoPanels(step, panels), 1000, 260 * Math.Max(1, panels.Count), p => fallback.Videos(p,
+            step, panels));
 
     static Multiplot VideoPanels(int step, IReadOnlyList<VideoPanel> panels)
     {

@@ -60,7 +60,8 @@ public static class Bench
     {
         var a = b.Allocate((long)m * k); var w = b.Allocate((long)k * n); var c = b.Allocate((long)m * n);
         b.Upload(a, 0, Randn(m * k, 1)); b.Upload(w, 0, Randn(k * n, 2));
-        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = n, CsB = 1, Ldc = n, Alpha = 1, Beta = 0 };
+        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = n, CsB = 1, Ldc = n,
+            Alpha = 1, Beta = 0 };
         return new Workload("SGEMM", $"({m}x{k})·({k}x{n})", () => b.Gemm(c, 0, a, 0, w, 0, p), a, w, c);
     }
 
@@ -73,11 +74,13 @@ public static class Bench
         void Run()
         {
             g.Reset(); ps.ZeroGrad();
-            if (!backward) { using (g.NoGrad()) g.Conv1d(g.FromHost(x, bt, t, ch), ps["w"].Value, ps["b"].Value); return; }
+            if (!backward) { using (g.NoGrad()) g.Conv1d(g.FromHost(x, bt, t, ch), ps["w"].Value,
+                ps["b"].Value); return; }
             var xt = g.FromHost(x, bt, t, ch); xt.RequiresGrad = true;
             g.Backward(g.MeanAll(g.Conv1d(xt, ps["w"].Value, ps["b"].Value)));
         }
-        return new Workload(backward ? "fusion Conv1d fwd+bwd" : "fusion Conv1d fwd", $"B={bt} T={t} {ch}→{ch} k=3", Run, g, ps);
+        return new Workload(backward ? "fusion Conv1d fwd+bwd" : "fusion Conv1d fwd", $"B={bt} T={t} {ch}→{ch} k=3",
+            Run, g, ps);
     }
 
     /// The CLIP text tower on the learnable prompt, forward and backward (into the prompt table).
@@ -88,17 +91,21 @@ public static class Bench
         model.Initialize(b, 1);
         var g = new Graph(b, model.P);
         string rows = !cfg.TruncateText ? $"{cfg.ClipContext} tokens each" : cfg.SharePromptPrefix ? "shared prefixes" : "every position to the last EOT";
-        return new Workload("CLIP text tower fwd+bwd", $"{classes.Length + 1} prompts, {cfg.ClipLayers}x{cfg.ClipWidth}, {cfg.ClipHeads} heads, {model.TextRows} token rows ({rows})",
-            () => { g.Reset(); model.P.ZeroGrad(); g.Backward(g.MeanAll(g.Square(model.TextFeatures(g)))); }, model.P, g);
+        return new Workload("CLIP text tower fwd+bwd",
+            $"{classes.Length + 1} prompts, {cfg.ClipLayers}x{cfg.ClipWidth}, {cfg.ClipHeads} heads, {model.TextRows} token rows ({rows})",
+            () => { g.Reset(); model.P.ZeroGrad(); g.Backward(g.MeanAll(g.Square(model.TextFeatures(g)))); }, model.P,
+                g);
     }
 
     /// One full training step (forward, every loss, backward, Adam) on a synthetic batch of the config's
     /// shapes; each step is logged as done (with PVLR_PROFILE=1, after its phases).
     public static Workload TrainStepWork(Backend b, MethodConfig cfg, TextWriter log = null)
     {
-        var tr = new Trainer(cfg, Classes(cfg), b, log ?? TextWriter.Null);    // PVLR_PROFILE=1: its per-phase lines too
+        var tr = new Trainer(cfg, Classes(cfg), b,
+            log ?? TextWriter.Null);    // PVLR_PROFILE=1: its per-phase lines too
         int bs = cfg.BatchSize, t = cfg.MaxSeqLen;
-        var feats = Randn(bs * t * cfg.FeatDim, 5); var clip = cfg.ClipFeatureWidth > 0 ? Randn(bs * t * cfg.ClipFeatureWidth, 6) : null;
+        var feats = Randn(bs * t * cfg.FeatDim,
+            5); var clip = cfg.ClipFeatureWidth > 0 ? Randn(bs * t * cfg.ClipFeatureWidth, 6) : null;
         var labels = new float[bs * cfg.NumClasses]; var r = new Random(7);
         for (int i = 0; i < bs; i++) labels[i * cfg.NumClasses + (i < 6 ? i / 2 : r.Next(cfg.NumClasses))] = 1;
         int done = 0;
@@ -129,7 +136,8 @@ public static class Bench
         model.Initialize(b, 1);
         var g = new Graph(b, model.Parameters);
         graph = g; videoCount = videos.Count;
-        return new Workload($"test-set inference + eval ({cfg.Method} {cfg.Preset})", $"{videos.Count} videos, {videos.Sum(v => v.T)} snippets",
+        return new Workload($"test-set inference + eval ({cfg.Method} {cfg.Preset})",
+            $"{videos.Count} videos, {videos.Sum(v => v.T)} snippets",
             () => Inference.Evaluate(model, g, ann, videos), model.Parameters, g);
     }
 
@@ -143,9 +151,11 @@ public static class Bench
         }
     }
 
-    public static BenchRow Gemm(Backend b, int m = 3200, int k = 6144, int n = 2048, int reps = 5) => Row(b, GemmWork(b, m, k, n), reps);
+    public static BenchRow Gemm(Backend b, int m = 3200, int k = 6144, int n = 2048, int reps = 5) => Row(b,
+        GemmWork(b, m, k, n), reps);
 
-    public static BenchRow Conv(Backend b, int bt = 10, int t = 320, int ch = 2048, int reps = 3) => Row(b, ConvWork(b, bt, t, ch), reps);
+    public static BenchRow Conv(Backend b, int bt = 10, int t = 320, int ch = 2048, int reps = 3) => Row(b,
+        ConvWork(b, bt, t, ch), reps);
 
     /// The text tower as configured; with shared prompt prefixes (the default), then also on every prompt
     /// position up to the last EOT, so that the saving is measured in the same run.
@@ -172,7 +182,8 @@ public static class Bench
     /// time lost to slow cores.
     public static BenchRow[] TestSetInference(Backend b, MethodConfig cfg, int passes = 1)
     {
-        if (passes < 1) throw new ArgumentOutOfRangeException(nameof(passes), $"--infer-passes {passes}: at least one steady pass is needed");
+        if (passes < 1) throw new ArgumentOutOfRangeException(nameof(passes),
+            $"--infer-passes {passes}: at least one steady pass is needed");
         using var w = InferenceWork(b, cfg, out var g, out int count);
         BenchRow Pass(string name)
         {
@@ -186,7 +197,8 @@ public static class Bench
             double jit = (System.Runtime.JitInfo.GetCompilationTime() - jit0).TotalSeconds;
             double busy = Profiler.Busy(s, Profiler.WorkNanoseconds() - cpu0);
             if (Profiler.Enabled) { Console.Error.WriteLine($"profile of {name}:\n{Profiler.Report()}\n"); Profiler.Reset(); }   // each pass apart
-            return new BenchRow(name, w.Shape, s, b.GemmFlops - f0, $"{count / s:F1} videos/s, arena {g.Act.Touched * 4 >> 20} MiB, JIT {jit:F2} s, cores busy {100 * busy:F0} %");
+            return new BenchRow(name, w.Shape, s, b.GemmFlops - f0,
+                $"{count / s:F1} videos/s, arena {g.Act.Touched * 4 >> 20} MiB, JIT {jit:F2} s, cores busy {100 * busy:F0} %");
         }
         var first = Pass($"{w.Name}, first pass");
         var steady = Enumerable.Range(0, passes).Select(_ => Pass(w.Name)).OrderBy(r => r.Seconds).ToArray();
@@ -216,7 +228,8 @@ public static class Bench
                 m.Parameters.Dispose();
                 return new BenchRow(name, $"{mb:0.##} MB of a {file:0.##} MB file", s, 0, $"{mb / s:0} MB/s");
             }
-            return new[] { Load($"checkpoint load, weights ({cfg.Preset})", false, weights), Load($"checkpoint load, with Adam moments ({cfg.Preset})", true, file) };
+            return new[] { Load($"checkpoint load, weights ({cfg.Preset})", false, weights),
+                Load($"checkpoint load, with Adam moments ({cfg.Preset})", true, file) };
         }
         finally { model.Parameters.Dispose(); File.Delete(path); }
     }
@@ -227,7 +240,8 @@ public static class Bench
     /// guest pages on first use, the first row is many times the second.
     public static BenchRow[] FirstTouch(Backend b, int mib = 384)
     {
-        if (mib < 1) throw new ArgumentOutOfRangeException(nameof(mib), $"first-touch size {mib} MiB must be at least 1");
+        if (mib < 1) throw new ArgumentOutOfRangeException(nameof(mib),
+            $"first-touch size {mib} MiB must be at least 1");
         long n = (long)mib << 18;                                        // floats
         BenchRow Write(string name)
         {
@@ -262,8 +276,10 @@ public static class Bench
                     extra[way] += Stopwatch.GetElapsedTime(t0).TotalSeconds - workUs * 1e-6;
                 }
         string shape = $"{width} items of {workUs / 1000:0.###} ms after {gapUs / 1000:0.###} ms serial, {loops} loops";
-        BenchRow Row(string name, double total) => new(name, shape, total / loops, 0, $"{total / loops * 1e6:F1} us per loop");
-        return new[] { Row("parallel loop overhead, CpuPool", extra[0]), Row("parallel loop overhead, Parallel.For", extra[1]) };
+        BenchRow Row(string name, double total) => new(name, shape, total / loops, 0,
+            $"{total / loops * 1e6:F1} us per loop");
+        return new[] { Row("parallel loop overhead, CpuPool", extra[0]), Row("parallel loop overhead, Parallel.For",
+            extra[1]) };
     }
 
     public static string Table(IEnumerable<BenchRow> rows, double peakGflops, string device)
@@ -276,7 +292,8 @@ public static class Bench
         foreach (var r in rows)
         {
             double gf = r.Flops / r.Seconds / 1e9;
-            string rate = r.Flops > 0 ? $"{gf:F1}" : "n/a", pct = r.Flops > 0 && peakGflops > 0 ? $"{100 * gf / peakGflops:F0}%" : "n/a";
+            string rate = r.Flops > 0 ? $"{gf:F1}" : "n/a",
+                pct = r.Flops > 0 && peakGflops > 0 ? $"{100 * gf / peakGflops:F0}%" : "n/a";
             sb.AppendLine($"| {r.Name} | {r.Shape} | {r.Seconds:F4} | {rate} | {pct} | {r.Rate} |");
         }
         return sb.ToString();

@@ -14,7 +14,8 @@ using PvlrKernels.Data;
 
 namespace PvlrKernels.Tools;
 
-public sealed record FuzzTarget(string Name, byte[][] Seeds, Action<byte[]> Parse, Func<Random, byte[]> Generate = null);
+public sealed record FuzzTarget(string Name, byte[][] Seeds, Action<byte[]> Parse, Func<Random,
+    byte[]> Generate = null);
 
 public sealed class FuzzReport
 {
@@ -35,7 +36,8 @@ public static class Fuzz
         var f32 = F(24);
         var plain = Npy1("<f4", new[] { 4, 6 }, MemoryMarshal.AsBytes(f32.AsSpan()).ToArray());
         var ms = new MemoryStream();
-        NumpyPickle.WriteObjectArray(ms, new object[] { new List<object> { "a", 1.5, 3L }, new List<object> { new List<object> { 1.0, 2.0 } }, "text" });
+        NumpyPickle.WriteObjectArray(ms, new object[] { new List<object> { "a", 1.5, 3L },
+            new List<object> { new List<object> { 1.0, 2.0 } }, "text" });
         var objNpy = ms.ToArray();
         var ms2 = new MemoryStream();
         NumpyPickle.WriteObjectArrayOfFloat32(ms2, new[] { (new[] { 3, 2 }, F(6)), (new[] { 1, 2 }, F(2)) });
@@ -50,11 +52,14 @@ public static class Fuzz
         return new[]
         {
             new FuzzTarget("npy", new[] { plain, objNpy, ndNpy }, b => Npy.Read(new MemoryStream(b), "fuzz.npy")),
-            new FuzzTarget("pickle", new[] { PickleOf(objNpy), PickleOf(ndNpy) }, b => new Unpickler(new MemoryStream(b), "fuzz.pkl").Load()),
+            new FuzzTarget("pickle", new[] { PickleOf(objNpy), PickleOf(ndNpy) },
+                b => new Unpickler(new MemoryStream(b), "fuzz.pkl").Load()),
             new FuzzTarget("pth", new[] { pth }, b => TorchZip.Read(new MemoryStream(b), "fuzz.pth")),
             new FuzzTarget("safetensors", new[] { st }, b => Safetensors.Read(new MemoryStream(b), "fuzz.safetensors")),
-            new FuzzTarget("structure", Array.Empty<byte[]>(), b => Npy.Read(new MemoryStream(b), "fuzz.npy"), StructureNpy),
-            new FuzzTarget("strides", Array.Empty<byte[]>(), b => TorchZip.Read(new MemoryStream(b), "fuzz.pth"), StridedPth),
+            new FuzzTarget("structure", Array.Empty<byte[]>(), b => Npy.Read(new MemoryStream(b), "fuzz.npy"),
+                StructureNpy),
+            new FuzzTarget("strides", Array.Empty<byte[]>(), b => TorchZip.Read(new MemoryStream(b), "fuzz.pth"),
+                StridedPth),
         };
     }
 
@@ -116,16 +121,19 @@ public static class Fuzz
     /// A .pth holding one float tensor over a small storage, with random sizes, strides and offset.
     static byte[] StridedPth(Random r)
     {
-        long Pick() => r.Next(6) switch { 0 => 0, 1 => 1, 2 => r.Next(1, 8), 3 => r.Next(1000, 100000), 4 => -r.Next(1, 4), _ => (long)r.Next() << r.Next(0, 30) };
+        long Pick() => r.Next(6) switch { 0 => 0, 1 => 1, 2 => r.Next(1, 8), 3 => r.Next(1000, 100000),
+            4 => -r.Next(1, 4), _ => (long)r.Next() << r.Next(0, 30) };
         int dims = r.Next(1, 4); long numel = r.Next(1, 64);
         var ms = new MemoryStream(); var w = new BinaryWriter(ms);
         void Long(long v) { w.Write((byte)0x8a); w.Write((byte)8); w.Write(v); }
         void Str(string s) { var b = System.Text.Encoding.UTF8.GetBytes(s); w.Write((byte)'X'); w.Write(b.Length); w.Write(b); }
-        void Global(string m, string n) { w.Write((byte)'c'); w.Write(System.Text.Encoding.ASCII.GetBytes(m + "\n" + n + "\n")); }
+        void Global(string m,
+            string n) { w.Write((byte)'c'); w.Write(System.Text.Encoding.ASCII.GetBytes(m + "\n" + n + "\n")); }
         w.Write((byte)0x80); w.Write((byte)2);
         Global("collections", "OrderedDict"); w.Write((byte)')'); w.Write((byte)'R');
         Str("w"); Global("torch._utils", "_rebuild_tensor_v2"); w.Write((byte)'(');
-        w.Write((byte)'('); Str("storage"); Global("torch", "FloatStorage"); Str("0"); Str("cpu"); Long(numel); w.Write((byte)'t'); w.Write((byte)'Q');
+        w.Write((byte)'('); Str("storage"); Global("torch",
+            "FloatStorage"); Str("0"); Str("cpu"); Long(numel); w.Write((byte)'t'); w.Write((byte)'Q');
         Long(r.Next(4) == 0 ? Pick() : r.Next((int)numel));
         w.Write((byte)'('); for (int d = 0; d < dims; d++) Long(Pick()); w.Write((byte)'t');
         w.Write((byte)'('); for (int d = 0; d < dims; d++) Long(Pick()); w.Write((byte)'t');
@@ -133,15 +141,19 @@ public static class Fuzz
         w.Write((byte)'t'); w.Write((byte)'R'); w.Write((byte)'s'); w.Write((byte)'.');
         w.Flush();
         var zip = new MemoryStream();
-        using (var z = new System.IO.Compression.ZipArchive(zip, System.IO.Compression.ZipArchiveMode.Create, leaveOpen: true))
+        using (var z = new System.IO.Compression.ZipArchive(zip, System.IO.Compression.ZipArchiveMode.Create,
+            leaveOpen: true))
         {
-            using (var e = z.CreateEntry("archive/data.pkl", System.IO.Compression.CompressionLevel.NoCompression).Open()) e.Write(ms.ToArray());
-            using (var e = z.CreateEntry("archive/data/0", System.IO.Compression.CompressionLevel.NoCompression).Open()) e.Write(new byte[numel * 4]);
+            using (var e = z.CreateEntry("archive/data.pkl",
+                System.IO.Compression.CompressionLevel.NoCompression).Open()) e.Write(ms.ToArray());
+            using (var e = z.CreateEntry("archive/data/0",
+                System.IO.Compression.CompressionLevel.NoCompression).Open()) e.Write(new byte[numel * 4]);
         }
         return zip.ToArray();
     }
 
-    static readonly long[] Interesting = { 0, 1, -1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, int.MaxValue, uint.MaxValue, long.MaxValue, 1L << 40 };
+    static readonly long[] Interesting = { 0, 1, -1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, int.MaxValue, uint.MaxValue,
+        long.MaxValue, 1L << 40 };
 
     public static byte[] Mutate(byte[] src, Random r)
     {
@@ -156,32 +168,38 @@ public static class Fuzz
                 case 1: b[at] = (byte)r.Next(256); break;
                 case 2:
                     {
-                        var v = BitConverter.GetBytes(Interesting[r.Next(Interesting.Length)]); int w = new[] { 1, 2, 4, 8 }[r.Next(4)];
+                        var v = BitConverter.GetBytes(Interesting[r.Next(Interesting.Length)]); int w = new[] { 1, 2,
+                            4, 8 }[r.Next(4)];
                         for (int i = 0; i < w && at + i < b.Count; i++) b[at + i] = v[i];
                         break;
                     }
                 case 3: b.RemoveRange(at, b.Count - at); break;                                   // truncate
                 case 4: b.InsertRange(at, Enumerable.Range(0, 1 + r.Next(8)).Select(_ => (byte)r.Next(256))); break;
-                case 5: { int len = Math.Min(b.Count - at, 1 + r.Next(32)); b.InsertRange(r.Next(b.Count), b.GetRange(at, len)); break; }
-                default: { int len = Math.Min(b.Count - at, 1 + r.Next(16)); for (int i = 0; i < len; i++) b[at + i] = 0; break; }
+                case 5: { int len = Math.Min(b.Count - at, 1 + r.Next(32)); b.InsertRange(r.Next(b.Count),
+                    b.GetRange(at, len)); break; }
+                default: { int len = Math.Min(b.Count - at,
+                    1 + r.Next(16)); for (int i = 0; i < len; i++) b[at + i] = 0; break; }
             }
         }
         return b.ToArray();
     }
 
-    public static FuzzReport Run(FuzzTarget t, long cases, int seed, TimeSpan perCase, Action<FuzzReport> progress = null)
+    public static FuzzReport Run(FuzzTarget t, long cases, int seed, TimeSpan perCase,
+        Action<FuzzReport> progress = null)
     {
         var rep = new FuzzReport(); var r = new Random(seed);
         for (long i = 0; i < cases; i++)
         {
-            var input = t.Generate != null ? (r.Next(4) == 0 ? Mutate(t.Generate(r), r) : t.Generate(r)) : Mutate(t.Seeds[r.Next(t.Seeds.Length)], r);
+            var input = t.Generate != null ? (r.Next(4) == 0 ? Mutate(t.Generate(r),
+                r) : t.Generate(r)) : Mutate(t.Seeds[r.Next(t.Seeds.Length)], r);
             long a0 = GC.GetAllocatedBytesForCurrentThread(); var sw = Stopwatch.StartNew();
             try { t.Parse(input); rep.Accepted++; }
             catch (DataFormatException) { rep.Rejected++; }
             catch (Exception e) { Finding(rep, t, i, $"{e.GetType().Name}: {e.Message.Split('\n')[0]}", input); }
             long alloc = GC.GetAllocatedBytesForCurrentThread() - a0;
             if (sw.Elapsed > perCase) Finding(rep, t, i, $"took {sw.Elapsed.TotalSeconds:F1} s", input);
-            if (alloc > MaxAlloc + 64L * input.Length) Finding(rep, t, i, $"allocated {alloc >> 20} MiB for {input.Length} bytes", input);
+            if (alloc > MaxAlloc + 64L * input.Length) Finding(rep, t, i,
+                $"allocated {alloc >> 20} MiB for {input.Length} bytes", input);
             rep.Cases++;
             if (progress != null && (i + 1) % 10000 == 0) progress(rep);
         }

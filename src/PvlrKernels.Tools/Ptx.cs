@@ -18,7 +18,8 @@ namespace PvlrKernels.Tools;
 public sealed record KernelPtx(string Name, CudaArchitecture Arch, string Ptx);
 
 /// What ptxas -v says of one kernel (null fields where ptxas was not run).
-public sealed record KernelAssembly(string Name, string Arch, int? Registers, int? SharedBytes, int? SpillStores, int? SpillLoads, string Error);
+public sealed record KernelAssembly(string Name, string Arch, int? Registers, int? SharedBytes, int? SpillStores,
+    int? SpillLoads, string Error);
 
 public static class Ptx
 {
@@ -64,7 +65,8 @@ public static class Ptx
             foreach (var (name, method, explicitGroups) in EntryPoints())
             {
                 var entry = explicitGroups ? EntryPointDescription.FromExplicitlyGroupedKernel(method) : EntryPointDescription.FromImplicitlyGroupedKernel(method);
-                try { result.Add(new KernelPtx(name, arch, ((PTXCompiledKernel)backend.Compile(entry, new KernelSpecialization())).PTXAssembly)); }
+                try { result.Add(new KernelPtx(name, arch, ((PTXCompiledKernel)backend.Compile(entry,
+                    new KernelSpecialization())).PTXAssembly)); }
                 catch (Exception e) { throw new InvalidOperationException($"{name} does not compile to PTX for {arch}: {e.Message}", e); }
             }
         }
@@ -76,7 +78,8 @@ public static class Ptx
     {
         var env = Environment.GetEnvironmentVariable("PVLR_PTXAS");
         if (!string.IsNullOrEmpty(env)) return File.Exists(env) ? env : null;
-        return (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, "ptxas")).FirstOrDefault(File.Exists);
+        return (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d,
+            "ptxas")).FirstOrDefault(File.Exists);
     }
 
     static string SmName(CudaArchitecture a) => $"sm_{a.Major}{a.Minor}";
@@ -96,11 +99,15 @@ public static class Ptx
                 if (ptxas == null) { rows.Add(new KernelAssembly(k.Name, sm, null, null, null, null, null)); continue; }
                 var file = Path.Combine(dir, $"k{i++}.ptx");
                 File.WriteAllText(file, k.Ptx);
-                var psi = new ProcessStartInfo(ptxas, $"-v -arch={sm} -o /dev/null \"{file}\"") { RedirectStandardError = true, RedirectStandardOutput = true };
+                var psi = new ProcessStartInfo(ptxas,
+                    $"-v -arch={sm} -o /dev/null \"{file}\"") { RedirectStandardError = true,
+                    RedirectStandardOutput = true };
                 using var p = Process.Start(psi)!;
                 string err = p.StandardError.ReadToEnd() + p.StandardOutput.ReadToEnd(); p.WaitForExit();
-                int? Grab(string pattern) { var m = Regex.Match(err, pattern); return m.Success ? int.Parse(m.Groups[1].Value) : null; }
-                rows.Add(new KernelAssembly(k.Name, sm, Grab(@"Used (\d+) registers"), Grab(@"(\d+) bytes smem") ?? 0, Grab(@"(\d+) bytes spill stores"), Grab(@"(\d+) bytes spill loads"),
+                int? Grab(string pattern) { var m = Regex.Match(err,
+                    pattern); return m.Success ? int.Parse(m.Groups[1].Value) : null; }
+                rows.Add(new KernelAssembly(k.Name, sm, Grab(@"Used (\d+) registers"), Grab(@"(\d+) bytes smem") ?? 0,
+                    Grab(@"(\d+) bytes spill stores"), Grab(@"(\d+) bytes spill loads"),
                     p.ExitCode == 0 ? null : err.Trim().Split('\n').Last()));
             }
         }

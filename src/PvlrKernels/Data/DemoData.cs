@@ -28,7 +28,8 @@ public sealed class DemoOptions
 
 public static class DemoData
 {
-    public static string[] AnnotationFiles => new[] { "classlist.npy", "videoname.npy", "subset.npy", "duration.npy", "labels.npy", "labels_all.npy",
+    public static string[] AnnotationFiles => new[] { "classlist.npy", "videoname.npy", "subset.npy", "duration.npy",
+        "labels.npy", "labels_all.npy",
         "segments.npy", "original_fps.npy", "extracted_fps.npy", "Ambiguous_test.txt" };
 
     /// Writes the real annotation files (from the assembly) into dir.
@@ -53,13 +54,17 @@ public static class DemoData
         var ann = Annotations.Load(annDir);
         var rng = new Random(o.Seed);
         int f = o.FeatDim, h = f / 2, dc = o.ClipDim, nc = ann.Classes.Length, latent = 32;
-        float N() { double u1 = 1 - rng.NextDouble(), u2 = rng.NextDouble(); return (float)(Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2)); }
+        float N() { double u1 = 1 - rng.NextDouble(),
+            u2 = rng.NextDouble(); return (float)(Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2)); }
         float[] Unit(int n) { var v = new float[n]; double s = 0; for (int i = 0; i < n; i++) { v[i] = N(); s += v[i] * v[i]; } s = Math.Sqrt(s); for (int i = 0; i < n; i++) v[i] /= (float)s; return v; }
         // latent class codes: own + group-shared direction (groups of related classes)
         int groups = 6; var groupCode = Enumerable.Range(0, groups).Select(_ => Unit(latent)).ToArray();
-        var classCode = Enumerable.Range(0, nc).Select(c => { var own = Unit(latent); var gc = groupCode[c % groups]; return own.Select((v, i) => 0.75f * v + 0.66f * gc[i]).ToArray(); }).ToArray();
+        var classCode = Enumerable.Range(0,
+            nc).Select(c => { var own = Unit(latent); var gc = groupCode[c % groups]; return own.Select((v,
+            i) => 0.75f * v + 0.66f * gc[i]).ToArray(); }).ToArray();
         var clutterCode = Enumerable.Range(0, 8).Select(_ => Unit(latent)).ToArray();
-        var projI3d = Enumerable.Range(0, f).Select(_ => Unit(latent)).ToArray();             // (F, latent) random projection
+        var projI3d = Enumerable.Range(0,
+            f).Select(_ => Unit(latent)).ToArray();             // (F, latent) random projection
         var projClip = Enumerable.Range(0, dc).Select(_ => Unit(latent)).ToArray();
         var rgbGain = Enumerable.Range(0, nc).Select(_ => 0.4f + 1.2f * (float)rng.NextDouble()).ToArray();
         var flowGain = rgbGain.Select(g => 2f - g).ToArray();
@@ -76,7 +81,8 @@ public static class DemoData
                 double ss = s * 25 / 16, ee = e * 25 / 16;
                 for (int i = Math.Max(0, (int)ss - 3); i < Math.Min(t, (int)ee + 4); i++)
                 {
-                    double ramp = Math.Min(Math.Clamp((i + 0.5 - ss) / 2.0 + 0.5, 0, 1), Math.Clamp((ee - i - 0.5) / 2.0 + 0.5, 0, 1));
+                    double ramp = Math.Min(Math.Clamp((i + 0.5 - ss) / 2.0 + 0.5, 0, 1),
+                        Math.Clamp((ee - i - 0.5) / 2.0 + 0.5, 0, 1));
                     strength[i, c] = Math.Max(strength[i, c], (float)(amp * ramp));
                 }
             }
@@ -92,7 +98,8 @@ public static class DemoData
                 {
                     float bg = ctx[k]; for (int q = 0; q < 8; q++) bg += o.Clutter * 0.35f * mix[q] * clutterCode[q][k];
                     float act = 0, ar = 0, af = 0;
-                    for (int c = 0; c < nc; c++) if (strength[i, c] > 0) { float sv = strength[i, c] * classCode[c][k]; act += sv; ar += rgbGain[c] * sv; af += flowGain[c] * sv; }
+                    for (int c = 0; c < nc; c++) if (strength[i, c] > 0) { float sv = strength[i,
+                        c] * classCode[c][k]; act += sv; ar += rgbGain[c] * sv; af += flowGain[c] * sv; }
                     lat[k] = bg + o.Signal * act; latR[k] = bg + o.Signal * ar; latF[k] = bg + o.Signal * af;
                 }
                 for (int j = 0; j < f; j++)
@@ -132,7 +139,8 @@ public static class DemoData
         if (n >= all.Count) return all.ToList();
         var test = all.Where(v => v.Subset == "test").ToList(); var train = all.Where(v => v.Subset == "validation").ToList();
         int nTest = n < 2 ? 0 : Math.Clamp((int)Math.Round((double)n * test.Count / all.Count), 1, n - 1);
-        nTest = Math.Min(nTest, test.Count); int nTrain = Math.Min(n - nTest, train.Count); nTest = Math.Min(n - nTrain, test.Count);
+        nTest = Math.Min(nTest, test.Count); int nTrain = Math.Min(n - nTest,
+            train.Count); nTest = Math.Min(n - nTrain, test.Count);
         return train.Take(nTrain).Concat(test.Take(nTest)).OrderBy(v => v.Index).ToList();
     }
 

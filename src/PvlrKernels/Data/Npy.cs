@@ -41,17 +41,21 @@ public sealed class NpyArray
     }
     public double[] AsDouble(string what = "array") => Data switch
     {
-        double[] d => d, float[] f => f.Select(v => (double)v).ToArray(), long[] l => l.Select(v => (double)v).ToArray(),
-        int[] i => i.Select(v => (double)v).ToArray(), _ => throw new DataFormatException($"{what}: dtype {Descr} is not numeric")
+        double[] d => d, float[] f => f.Select(v => (double)v).ToArray(),
+            long[] l => l.Select(v => (double)v).ToArray(),
+        int[] i => i.Select(v => (double)v).ToArray(),
+            _ => throw new DataFormatException($"{what}: dtype {Descr} is not numeric")
     };
     public string[] AsStrings(string what = "array") => Data switch
     {
-        string[] s => s, object[] o => o.Select(PyText).ToArray(), _ => throw new DataFormatException($"{what}: dtype {Descr} is not text")
+        string[] s => s, object[] o => o.Select(PyText).ToArray(),
+            _ => throw new DataFormatException($"{what}: dtype {Descr} is not text")
     };
 
     public static string PyText(object o) => o switch
     {
-        string s => s, byte[] b => Encoding.UTF8.GetString(b).TrimEnd('\0'), LargeBytes lb => Encoding.UTF8.GetString(lb.Span).TrimEnd('\0'), _ => o?.ToString()
+        string s => s, byte[] b => Encoding.UTF8.GetString(b).TrimEnd('\0'),
+            LargeBytes lb => Encoding.UTF8.GetString(lb.Span).TrimEnd('\0'), _ => o?.ToString()
     };
 }
 
@@ -108,7 +112,8 @@ public static class Npy
     {
         if (descr.Length < 3) throw new DataFormatException($"{name}: bad dtype '{descr}'");
         char kind = descr[1];
-        if (!int.TryParse(descr.AsSpan(2), out int n) || n <= 0 || n > 1 << 20) throw new DataFormatException($"{name}: bad dtype '{descr}'");
+        if (!int.TryParse(descr.AsSpan(2),
+            out int n) || n <= 0 || n > 1 << 20) throw new DataFormatException($"{name}: bad dtype '{descr}'");
         if (descr[0] == '>' && n > 1) throw new DataFormatException($"{name}: big-endian dtype '{descr}' is not supported");
         return kind == 'U' ? 4 * n : n;
     }
@@ -182,17 +187,20 @@ public static class Npy
         if (sh.Length == 0 || sh[0] != '(') throw new DataFormatException($"{name}: bad shape");
         int close = sh.IndexOf(')');
         if (close < 0) throw new DataFormatException($"{name}: bad shape");
-        var dims = sh.Substring(1, close - 1).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var dims = sh.Substring(1, close - 1).Split(',',
+            StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var shape = new int[dims.Length];
         for (int i = 0; i < dims.Length; i++)
-            if (!int.TryParse(dims[i].TrimEnd('L'), out shape[i]) || shape[i] < 0) throw new DataFormatException($"{name}: bad shape dimension '{dims[i]}'");
+            if (!int.TryParse(dims[i].TrimEnd('L'),
+                out shape[i]) || shape[i] < 0) throw new DataFormatException($"{name}: bad shape dimension '{dims[i]}'");
         return (descr, fortran, shape);
     }
 
     // ---- object arrays: numpy pickles the whole ndarray ----
     static object[] ObjectArray(object obj, long count, string name, long pickleBytes)
     {
-        var nd = new NdConverter(name, pickleBytes).Nd(obj, 0) as NpyArray ?? throw new DataFormatException($"{name}: object array pickle is not an ndarray");
+        var nd = new NdConverter(name, pickleBytes).Nd(obj,
+            0) as NpyArray ?? throw new DataFormatException($"{name}: object array pickle is not an ndarray");
         if (nd.Data is not object[] o || o.Length != count) throw new DataFormatException($"{name}: object array holds {nd.Data?.Length} items, header says {count}");
         return o;
     }
@@ -219,8 +227,10 @@ public static class Npy
             object value; long size = 1;
             switch (o)
             {
-                case List<object> l: { var r = new List<object>(l.Count); foreach (var x in l) { r.Add(Nd(x, depth + 1)); size += Size(x); } value = r; break; }
-                case object[] t: { var r = new object[t.Length]; for (int i = 0; i < t.Length; i++) { r[i] = Nd(t[i], depth + 1); size += Size(t[i]); } value = r; break; }
+                case List<object> l: { var r = new List<object>(l.Count); foreach (var x in l) { r.Add(Nd(x,
+                    depth + 1)); size += Size(x); } value = r; break; }
+                case object[] t: { var r = new object[t.Length]; for (int i = 0; i < t.Length; i++) { r[i] = Nd(t[i],
+                    depth + 1); size += Size(t[i]); } value = r; break; }
                 default: value = One(o, depth, ref size); break;
             }
             if (size > budget) throw new DataFormatException($"{name}: the pickle describes {size} elements when read as a tree, more than {budget} for a {pickleBytes}-byte pickle (shared references)");
@@ -251,9 +261,11 @@ public static class Npy
                 }
                 else if (st[4] is FilePayload lazy)
                 {
-                    if (lazy.Length != count * ItemSize(descr, name)) throw new DataFormatException($"{name}: ndarray of shape {Tensor(shape)} {descr} has {lazy.Length} data bytes");
+                    if (lazy.Length != count * ItemSize(descr,
+                        name)) throw new DataFormatException($"{name}: ndarray of shape {Tensor(shape)} {descr} has {lazy.Length} data bytes");
                     if (descr == "<f4") arr.Lazy = lazy;
-                    else { var raw = new byte[lazy.Length]; lazy.ReadInto(raw, name); arr.Data = Npy.Convert(raw, descr, count, name); }
+                    else { var raw = new byte[lazy.Length]; lazy.ReadInto(raw, name); arr.Data = Npy.Convert(raw,
+                        descr, count, name); }
                 }
                 else
                 {
@@ -262,9 +274,11 @@ public static class Npy
                         byte[] b => b, LargeBytes lb => lb.Span, string str => Encoding.Latin1.GetBytes(str),
                         _ => throw new DataFormatException($"{name}: ndarray data is not bytes")
                     };
-                    if (raw.Length != count * ItemSize(descr, name)) throw new DataFormatException($"{name}: ndarray of shape {Tensor(shape)} {descr} has {raw.Length} data bytes");
+                    if (raw.Length != count * ItemSize(descr,
+                        name)) throw new DataFormatException($"{name}: ndarray of shape {Tensor(shape)} {descr} has {raw.Length} data bytes");
                     // float32 data read into float storage by the unpickler becomes the array itself
-                    arr.Data = st[4] is LargeBytes big && descr == "<f4" ? big.Store : Npy.Convert(raw, descr, count, name);
+                    arr.Data = st[4] is LargeBytes big && descr == "<f4" ? big.Store : Npy.Convert(raw, descr, count,
+                        name);
                 }
                 return arr;
             }
@@ -293,9 +307,12 @@ public static class Npy
     }
 
     // ---- writing ----
-    public static void Save(string path, float[] data, params int[] shape) => Write(path, "<f4", shape, MemoryMarshal.AsBytes(data.AsSpan()).ToArray());
-    public static void Save(string path, double[] data, params int[] shape) => Write(path, "<f8", shape, MemoryMarshal.AsBytes(data.AsSpan()).ToArray());
-    public static void Save(string path, long[] data, params int[] shape) => Write(path, "<i8", shape, MemoryMarshal.AsBytes(data.AsSpan()).ToArray());
+    public static void Save(string path, float[] data, params int[] shape) => Write(path, "<f4", shape,
+        MemoryMarshal.AsBytes(data.AsSpan()).ToArray());
+    public static void Save(string path, double[] data, params int[] shape) => Write(path, "<f8", shape,
+        MemoryMarshal.AsBytes(data.AsSpan()).ToArray());
+    public static void Save(string path, long[] data, params int[] shape) => Write(path, "<i8", shape,
+        MemoryMarshal.AsBytes(data.AsSpan()).ToArray());
     public static void SaveStrings(string path, string[] items)
     {
         int w = Math.Max(1, items.Max(s => Encoding.UTF8.GetByteCount(s)));
@@ -319,5 +336,6 @@ public static class Npy
         return ms.ToArray();
     }
 
-    static void Write(string path, string descr, int[] shape, byte[] data) => AtomicFile.WriteAllBytes(path, Encode(descr, shape, data));
+    static void Write(string path, string descr, int[] shape, byte[] data) => AtomicFile.WriteAllBytes(path,
+        Encode(descr, shape, data));
 }

@@ -9,7 +9,8 @@ namespace PvlrKernels.Data;
 public static class NumpyPickle
 {
     public static void WriteObjectArrayOfFloat32(Stream s, IReadOnlyList<(int[] shape, float[] data)> items) =>
-        WriteObjectArray(s, items.Select(x => (object)new NpyArray { Descr = "<f4", Shape = x.shape, Data = x.data }).ToList());
+        WriteObjectArray(s, items.Select(x => (object)new NpyArray { Descr = "<f4", Shape = x.shape,
+            Data = x.data }).ToList());
 
     public static void WriteObjectArray(Stream s, IReadOnlyList<object> items)
     {
@@ -22,7 +23,8 @@ public static class NumpyPickle
         w.Flush();
     }
 
-    static void Global(BinaryWriter w, string mod, string name) { w.Write((byte)'c'); w.Write(Encoding.ASCII.GetBytes(mod + "\n" + name + "\n")); }
+    static void Global(BinaryWriter w, string mod,
+        string name) { w.Write((byte)'c'); w.Write(Encoding.ASCII.GetBytes(mod + "\n" + name + "\n")); }
     static void Bytes(BinaryWriter w, ReadOnlySpan<byte> b)
     {
         if (b.Length < 256) { w.Write((byte)'U'); w.Write((byte)b.Length); } else { w.Write((byte)'T'); w.Write((uint)b.Length); }
@@ -45,9 +47,12 @@ public static class NumpyPickle
         Int(w, 1);
         w.Write((byte)'('); foreach (var d in a.Shape) Int(w, d); w.Write((byte)'t');
         bool obj = a.Descr == "|O";
-        Global(w, "numpy", "dtype"); Bytes(w, Encoding.ASCII.GetBytes(obj ? "O8" : a.Descr.Substring(1))); Int(w, 0); Int(w, 1); w.Write((byte)0x87); w.Write((byte)'R');
-        w.Write((byte)'('); Int(w, 3); Bytes(w, Encoding.ASCII.GetBytes(obj ? "|" : "<")); w.Write((byte)'N'); w.Write((byte)'N'); w.Write((byte)'N');
-        w.Write((byte)'J'); w.Write(-1); w.Write((byte)'J'); w.Write(-1); Int(w, obj ? 63 : 0); w.Write((byte)'t'); w.Write((byte)'b');
+        Global(w, "numpy", "dtype"); Bytes(w, Encoding.ASCII.GetBytes(obj ? "O8" : a.Descr.Substring(1))); Int(w,
+            0); Int(w, 1); w.Write((byte)0x87); w.Write((byte)'R');
+        w.Write((byte)'('); Int(w, 3); Bytes(w,
+            Encoding.ASCII.GetBytes(obj ? "|" : "<")); w.Write((byte)'N'); w.Write((byte)'N'); w.Write((byte)'N');
+        w.Write((byte)'J'); w.Write(-1); w.Write((byte)'J'); w.Write(-1); Int(w,
+            obj ? 63 : 0); w.Write((byte)'t'); w.Write((byte)'b');
         w.Write((byte)0x89);   // fortran False
         if (obj)
         {

@@ -92,7 +92,8 @@ public sealed class Unpickler
     /// `lazyPath`: the file `s` reads (seekable); large payloads then stay there as FilePayload records.
     /// `allowedPrefix`: globals under it are allowed too, as plain attribute holders (NEWOBJ makes an empty
     /// PyObject, BUILD stores its state; nothing of theirs runs): TorchScript's `__torch__.` module classes.
-    public Unpickler(Stream s, string file, HashSet<string> allowed = null, Func<PyGlobal, object[], object> call = null, Func<object, object> persistentLoad = null,
+    public Unpickler(Stream s, string file, HashSet<string> allowed = null, Func<PyGlobal, object[],
+        object> call = null, Func<object, object> persistentLoad = null,
         string lazyPath = null, string allowedPrefix = null)
     {
         this.allowedPrefix = allowedPrefix;
@@ -120,7 +121,8 @@ public sealed class Unpickler
         if (n < 1 << 16) return Bytes(n);
         CheckLength(n);
         if (n > int.MaxValue) throw Bad($"bytes of length {n} are too large");
-        if (lazyPath != null) { var at = new FilePayload(lazyPath, s.Position, (int)n); s.Seek(n, SeekOrigin.Current); return at; }
+        if (lazyPath != null) { var at = new FilePayload(lazyPath, s.Position, (int)n); s.Seek(n,
+            SeekOrigin.Current); return at; }
         var store = GC.AllocateUninitializedArray<float>((int)((n + 3) / 4));
         s.ReadExactly(MemoryMarshal.AsBytes(store.AsSpan())[..(int)n]);
         return new LargeBytes(store, (int)n);
@@ -139,7 +141,8 @@ public sealed class Unpickler
         List<object> PopMark()
         {
             if (marks.Count == 0) throw Bad("no mark");
-            int m = marks.Pop(); var items = stack.GetRange(m, stack.Count - m); stack.RemoveRange(m, stack.Count - m); return items;
+            int m = marks.Pop(); var items = stack.GetRange(m, stack.Count - m); stack.RemoveRange(m,
+                stack.Count - m); return items;
         }
         object Top() => stack.Count > 0 ? stack[^1] : throw Bad("stack underflow");
         long ops = 0;
@@ -182,18 +185,22 @@ public sealed class Unpickler
                 case 'a': { var v = Pop(); (Top() as List<object> ?? throw Bad("APPEND to a non-list")).Add(v); break; }
                 case 'e': { var items = PopMark(); (Top() as List<object> ?? throw Bad("APPENDS to a non-list")).AddRange(items); break; }
                 case '}': stack.Add(new Dictionary<object, object>(new KeyComparer())); break;
-                case 'd': { var items = PopMark(); var d = new Dictionary<object, object>(new KeyComparer()); for (int i = 0; i + 1 < items.Count; i += 2) d[items[i] ?? "None"] = items[i + 1]; stack.Add(d); break; }
+                case 'd': { var items = PopMark(); var d = new Dictionary<object,
+                    object>(new KeyComparer()); for (int i = 0; i + 1 < items.Count; i += 2) d[items[i] ?? "None"] = items[i + 1]; stack.Add(d); break; }
                 case 's': { var v = Pop(); var k = Pop(); SetItem(Top(), k, v); break; }
-                case 'u': { var items = PopMark(); for (int i = 0; i + 1 < items.Count; i += 2) SetItem(Top(), items[i], items[i + 1]); break; }
+                case 'u': { var items = PopMark(); for (int i = 0; i + 1 < items.Count; i += 2) SetItem(Top(),
+                    items[i], items[i + 1]); break; }
                 case 'q': memo[U8()] = Top(); break;                      // BINPUT
                 case 'r': memo[U32()] = Top(); break;                     // LONG_BINPUT
                 case 'p': memo[long.Parse(Line())] = Top(); break;        // PUT
                 case 0x94: memo[memo.Count] = Top(); break;               // MEMOIZE
                 case 'h': stack.Add(memo.TryGetValue(U8(), out var m1) ? m1 : throw Bad("memo miss")); break;
                 case 'j': stack.Add(memo.TryGetValue(U32(), out var m2) ? m2 : throw Bad("memo miss")); break;
-                case 'g': stack.Add(memo.TryGetValue(long.Parse(Line()), out var m3) ? m3 : throw Bad("memo miss")); break;
+                case 'g': stack.Add(memo.TryGetValue(long.Parse(Line()),
+                    out var m3) ? m3 : throw Bad("memo miss")); break;
                 case 'c': { var mod = Line(); var name = Line(); stack.Add(Global(mod, name)); break; }   // GLOBAL
-                case 0x93: { var name = Pop() as string; var mod = Pop() as string; stack.Add(Global(mod, name)); break; }  // STACK_GLOBAL
+                case 0x93: { var name = Pop() as string; var mod = Pop() as string; stack.Add(Global(mod,
+                    name)); break; }  // STACK_GLOBAL
                 case 'R': { var args = Pop() as object[] ?? throw Bad("REDUCE args not a tuple"); var f = Pop() as PyGlobal ?? throw Bad("REDUCE of a non-global"); stack.Add(Call(f, args)); break; }
                 case 0x81: { var args = Pop() as object[] ?? throw Bad("NEWOBJ args"); var f = Pop() as PyGlobal ?? throw Bad("NEWOBJ of a non-global"); stack.Add(Call(f, args)); break; }
                 case 'b': { var state = Pop(); Build(Top(), state); break; }   // BUILD
@@ -211,14 +218,16 @@ public sealed class Unpickler
     /// i | i << 32 all hash to 0; 120k such keys made a dict quadratic).
     sealed class KeyComparer : IEqualityComparer<object>
     {
-        public new bool Equals(object a, object b) => a is byte[] x && b is byte[] y ? x.AsSpan().SequenceEqual(y) : object.Equals(a, b);
+        public new bool Equals(object a,
+            object b) => a is byte[] x && b is byte[] y ? x.AsSpan().SequenceEqual(y) : object.Equals(a, b);
         public int GetHashCode(object o)
         {
             switch (o)
             {
                 case byte[] b: { var h = new HashCode(); h.AddBytes(b); return h.ToHashCode(); }
                 case long l: return HashCode.Combine((int)l, (int)(l >> 32));
-                case double d: { long l = BitConverter.DoubleToInt64Bits(d); return HashCode.Combine((int)l, (int)(l >> 32)); }
+                case double d: { long l = BitConverter.DoubleToInt64Bits(d); return HashCode.Combine((int)l,
+                    (int)(l >> 32)); }
                 case string str: return str.GetHashCode();                 // randomized per process already
                 case null: return 0;
                 default: return o.GetHashCode();
@@ -243,7 +252,8 @@ public sealed class Unpickler
     PyGlobal Global(string mod, string name)
     {
         var g = new PyGlobal(mod, name);
-        if (!allowed.Contains(g.Full) && !(allowedPrefix != null && g.Full.StartsWith(allowedPrefix, StringComparison.Ordinal)))
+        if (!allowed.Contains(g.Full) && !(allowedPrefix != null && g.Full.StartsWith(allowedPrefix,
+            StringComparison.Ordinal)))
             throw Bad($"global '{g.Full}' is not on the allowlist; refusing to load it");
         return g;
     }
@@ -265,7 +275,8 @@ public sealed class Unpickler
     void Build(object target, object state)
     {
         if (target is PyObject o) o.State = state;
-        else if (target is Dictionary<object, object> d && state is Dictionary<object, object> sd) foreach (var kv in sd) d[kv.Key] = kv.Value;
+        else if (target is Dictionary<object, object> d && state is Dictionary<object,
+            object> sd) foreach (var kv in sd) d[kv.Key] = kv.Value;
         else throw Bad($"BUILD on {target?.GetType().Name ?? "None"}");
     }
 }

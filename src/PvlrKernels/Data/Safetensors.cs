@@ -9,7 +9,8 @@ namespace PvlrKernels.Data;
 
 public static class Safetensors
 {
-    public static void Save(string path, IEnumerable<(string name, int[] shape, float[] data)> tensors, Dictionary<string, string> metadata)
+    public static void Save(string path, IEnumerable<(string name, int[] shape, float[] data)> tensors,
+        Dictionary<string, string> metadata)
     {
         var list = tensors.ToList();
         var header = new Dictionary<string, object>();
@@ -17,7 +18,8 @@ public static class Safetensors
         long off = 0;
         foreach (var (n, s, d) in list)
         {
-            if (d.LongLength != s.Aggregate(1L, (a, b) => a * b)) throw new ArgumentException($"safetensors: {n} has {d.Length} values for shape ({string.Join(",", s)})");
+            if (d.LongLength != s.Aggregate(1L, (a,
+                b) => a * b)) throw new ArgumentException($"safetensors: {n} has {d.Length} values for shape ({string.Join(",", s)})");
             header[n] = new { dtype = "F32", shape = s, data_offsets = new[] { off, off + d.LongLength * 4 } };
             off += d.LongLength * 4;
         }
@@ -36,7 +38,8 @@ public static class Safetensors
 
     /// `want`: the names to read (null: all). Every entry's header is checked; the data of the others is
     /// not read (an inference load skips a checkpoint's Adam moments, two thirds of the file).
-    public static (Dictionary<string, (int[] shape, float[] data)> tensors, Dictionary<string, string> metadata) Load(string path, Func<string, bool> want = null)
+    public static (Dictionary<string, (int[] shape, float[] data)> tensors, Dictionary<string,
+        string> metadata) Load(string path, Func<string, bool> want = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: checkpoint not found", path);
         using var fs = File.OpenRead(path);
@@ -44,7 +47,8 @@ public static class Safetensors
     }
 
     /// Every wanted tensor whole, as floats.
-    public static (Dictionary<string, (int[] shape, float[] data)>, Dictionary<string, string>) Read(Stream s, string name, Func<string, bool> want = null) =>
+    public static (Dictionary<string, (int[] shape, float[] data)>, Dictionary<string, string>) Read(Stream s,
+        string name, Func<string, bool> want = null) =>
         Malformed.Guard(name, () =>
         {
             var (entries, meta) = ReadHeader(s, name);
@@ -52,21 +56,24 @@ public static class Safetensors
             foreach (var e in entries.Where(e => want == null || want(e.Name)))
             {
                 var data = new float[e.Count];
-                ReadValues(s, e, data, (_, _) => { });                                          // data is the buffer: one chunk, in place
+                ReadValues(s, e, data, (_,
+                    _) => { });                                          // data is the buffer: one chunk, in place
                 tensors[e.Name] = (e.Shape, data);
             }
             return (tensors, meta);
         });
 
     /// The header: each entry's dtype, shape and offsets checked against the file, and the metadata.
-    public static (List<Entry> entries, Dictionary<string, string> metadata) ReadHeader(Stream s, string name) => Malformed.Guard(name, () =>
+    public static (List<Entry> entries, Dictionary<string, string> metadata) ReadHeader(Stream s,
+        string name) => Malformed.Guard(name, () =>
     {
         long total = s.Length;
         var lb = new byte[8];
         s.Position = 0;
         if (s.Read(lb) != 8) throw new DataFormatException($"{name}: truncated safetensors file");
         ulong hlen = BitConverter.ToUInt64(lb);
-        if (hlen > (ulong)Math.Min(total - 8, 100 << 20)) throw new DataFormatException($"{name}: header length {hlen} exceeds the file");
+        if (hlen > (ulong)Math.Min(total - 8,
+            100 << 20)) throw new DataFormatException($"{name}: header length {hlen} exceeds the file");
         var hb = new byte[hlen]; s.ReadExactly(hb);
         JsonDocument doc;
         try { doc = JsonDocument.Parse(hb); } catch (JsonException e) { throw new DataFormatException($"{name}: bad safetensors header: {e.Message}"); }
@@ -81,8 +88,10 @@ public static class Safetensors
                 string dtype = p.Value.GetProperty("dtype").GetString();
                 var shape = p.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();
                 var offs = p.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
-                int item = dtype switch { "F32" => 4, "F16" => 2, "BF16" => 2, _ => throw new DataFormatException($"{name}: tensor {p.Name} has unsupported dtype {dtype}") };
-                long count = shape.Aggregate(1L, (a, b) => b < 0 ? throw new DataFormatException($"{name}: negative dimension in {p.Name}") : a * b);
+                int item = dtype switch { "F32" => 4, "F16" => 2, "BF16" => 2,
+                    _ => throw new DataFormatException($"{name}: tensor {p.Name} has unsupported dtype {dtype}") };
+                long count = shape.Aggregate(1L, (a,
+                    b) => b < 0 ? throw new DataFormatException($"{name}: negative dimension in {p.Name}") : a * b);
                 if (offs.Length != 2 || offs[0] < 0 || offs[1] < offs[0] || offs[1] > dataLen || offs[1] - offs[0] != count * item)
                     throw new DataFormatException($"{name}: tensor {p.Name} offsets [{string.Join(",", offs)}] do not fit shape ({string.Join(",", shape)}) {dtype} in {dataLen} data bytes");
                 if (count > Array.MaxLength / 4) throw new DataFormatException($"{name}: tensor {p.Name} of {count} values is too large for one array");
@@ -113,8 +122,10 @@ public static class Safetensors
             else
             {
                 s.ReadExactly(raw.AsSpan(0, 2 * n));
-                if (e.Dtype == "F16") { var h = MemoryMarshal.Cast<byte, Half>(raw.AsSpan(0, 2 * n)); for (int i = 0; i < n; i++) dst[i] = (float)h[i]; }
-                else { var u = MemoryMarshal.Cast<byte, ushort>(raw.AsSpan(0, 2 * n)); for (int i = 0; i < n; i++) dst[i] = BitConverter.Int32BitsToSingle(u[i] << 16); }
+                if (e.Dtype == "F16") { var h = MemoryMarshal.Cast<byte, Half>(raw.AsSpan(0,
+                    2 * n)); for (int i = 0; i < n; i++) dst[i] = (float)h[i]; }
+                else { var u = MemoryMarshal.Cast<byte, ushort>(raw.AsSpan(0,
+                    2 * n)); for (int i = 0; i < n; i++) dst[i] = BitConverter.Int32BitsToSingle(u[i] << 16); }
             }
             sink(dst, at);
             at += n;

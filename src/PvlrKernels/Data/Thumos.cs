@@ -78,10 +78,13 @@ public sealed class Annotations
         int n = names.Length;
         var firstIndex = new Dictionary<string, int>();
         for (int i = 0; i < n; i++)
-            if (!firstIndex.TryAdd(names[i], i)) throw new DataFormatException($"{P("videoname.npy")}: video '{names[i]}' appears twice, at indices {firstIndex[names[i]]} and {i}");
+            if (!firstIndex.TryAdd(names[i],
+                i)) throw new DataFormatException($"{P("videoname.npy")}: video '{names[i]}' appears twice, at indices {firstIndex[names[i]]} and {i}");
         void Same(string f, long len) { if (len != n) throw new DataFormatException($"{P(f)}: {len} entries, videoname.npy has {n}"); }
-        Same("subset.npy", subset.Length); Same("duration.npy", dur.Length); Same("labels_all.npy", labelsAll.Length); Same("labels.npy", labels.Length); Same("segments.npy", segs.Length);
-        List<object> ListOf(object[] arr, int i, string f) => arr[i] as List<object> ?? throw new DataFormatException($"{P(f)}: video {i} ('{names[i]}') holds {arr[i]?.GetType().Name ?? "None"}, not a list");
+        Same("subset.npy", subset.Length); Same("duration.npy", dur.Length); Same("labels_all.npy",
+            labelsAll.Length); Same("labels.npy", labels.Length); Same("segments.npy", segs.Length);
+        List<object> ListOf(object[] arr, int i,
+            string f) => arr[i] as List<object> ?? throw new DataFormatException($"{P(f)}: video {i} ('{names[i]}') holds {arr[i]?.GetType().Name ?? "None"}, not a list");
         for (int i = 0; i < n; i++)
         {
             var v = new Video { Index = i, Name = names[i], Subset = subset[i], Duration = dur[i] };
@@ -104,7 +107,8 @@ public sealed class Annotations
             {
                 if (string.IsNullOrWhiteSpace(line)) continue;
                 var f = line.Split(' ');      // "video  s e": two spaces, fields 2 and 3 (Ambiguous_test.txt's format)
-                if (f.Length < 4 || !double.TryParse(f[2], System.Globalization.CultureInfo.InvariantCulture, out var s) || !double.TryParse(f[3], System.Globalization.CultureInfo.InvariantCulture, out var e))
+                if (f.Length < 4 || !double.TryParse(f[2], System.Globalization.CultureInfo.InvariantCulture,
+                    out var s) || !double.TryParse(f[3], System.Globalization.CultureInfo.InvariantCulture, out var e))
                     throw new DataFormatException($"{amb}:{ln}: expected 'video  start end'");
                 if (!a.Ambiguous.TryGetValue(f[0], out var list)) a.Ambiguous[f[0]] = list = new();
                 list.Add((s, e));
@@ -131,7 +135,8 @@ public sealed class ThumosDataset
     /// `load`: the videos whose features are read now (default all). The others keep their shape and
     /// their place in the file, and Video.ReadFeatures reads them when they are needed: `pvlr eval` reads
     /// each test video during the evaluation and never reads the training videos' features.
-    public static ThumosDataset Load(string root, string clipRoot = null, bool clip = true, IProgress<string> log = null, Func<Video, bool> load = null)
+    public static ThumosDataset Load(string root, string clipRoot = null, bool clip = true,
+        IProgress<string> log = null, Func<Video, bool> load = null)
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var ds = new ThumosDataset { Root = root, Ann = Annotations.Load(Path.Combine(root, AnnDir)) };
@@ -180,8 +185,10 @@ public sealed class ThumosDataset
         var read = new (string path, NpyArray nd, Exception failed)[videos.Length];
         Parallel.For(0, videos.Length, i =>
         {
-            var cp = Path.Combine(clipRoot, videos[i].Subset == "validation" ? "train" : "test", videos[i].Name + ".npy");
-            try { read[i] = (cp, File.Exists(cp) ? Npy.Load(cp) : null, null); } catch (Exception e) { read[i] = (cp, null, e); }
+            var cp = Path.Combine(clipRoot, videos[i].Subset == "validation" ? "train" : "test",
+                videos[i].Name + ".npy");
+            try { read[i] = (cp, File.Exists(cp) ? Npy.Load(cp) : null, null); } catch (Exception e) { read[i] = (cp,
+                null, e); }
         });
         for (int i = 0; i < videos.Length; i++)
         {
@@ -222,7 +229,8 @@ public sealed class ThumosDataset
             for (int w = System.Numerics.Vector<float>.Count; i + w <= a.Length; i += w)
             {
                 var v = new System.Numerics.Vector<float>(a[i..]);
-                if (!System.Numerics.Vector.EqualsAll(v * 0f, System.Numerics.Vector<float>.Zero)) break;   // the loop below names it
+                if (!System.Numerics.Vector.EqualsAll(v * 0f,
+                    System.Numerics.Vector<float>.Zero)) break;   // the loop below names it
             }
         for (; i < a.Length; i++)
             if (!float.IsFinite(a[i]))
@@ -250,7 +258,8 @@ public sealed class BatchSampler
     public BatchSampler(ThumosDataset ds, int seed)
     {
         this.ds = ds; this.seed = seed;
-        byClass = Enumerable.Range(0, ds.Ann.Classes.Length).Select(c => ds.Train.Where(v => v.Labels.Contains(ds.Ann.Classes[c])).ToList()).ToArray();
+        byClass = Enumerable.Range(0,
+            ds.Ann.Classes.Length).Select(c => ds.Train.Where(v => v.Labels.Contains(ds.Ann.Classes[c])).ToList()).ToArray();
     }
 
     /// SplitMix64 of (seed, step): deterministic across processes (HashCode.Combine is randomized per process).
@@ -262,7 +271,8 @@ public sealed class BatchSampler
     }
 
     /// The batch of `step`: its videos, with feats (B, T, F), clip (B, T, Dc) and labels (B, C) filled.
-    public List<Video> Sample(long step, int batch, int t, float[] feats, float[] clip, float[] labels, int numSimilar = 3, int similarSize = 2,
+    public List<Video> Sample(long step, int batch, int t, float[] feats, float[] clip, float[] labels,
+        int numSimilar = 3, int similarSize = 2,
         Methods.Resampling resample = Methods.Resampling.Perturb)
     {
         var rng = ForStep(step);
@@ -337,17 +347,20 @@ public sealed class BatchSampler
     }
 
     /// Fills feats (B, T, F), clip (B, T, Dc) and labels (B, C) for the chosen videos.
-    public void Fill(Random rng, List<Video> rows, int t, float[] feats, float[] clip, float[] labels, Methods.Resampling resample = Methods.Resampling.Perturb)
+    public void Fill(Random rng, List<Video> rows, int t, float[] feats, float[] clip, float[] labels,
+        Methods.Resampling resample = Methods.Resampling.Perturb)
     {
         int f = ds.FeatureDim, c = ds.Ann.Classes.Length, dc = ds.ClipDim;
         for (int b = 0; b < rows.Count; b++)
         {
             var v = rows[b];
-            var idx = resample == Methods.Resampling.AcmRandom ? AcmRandomSample(v.T, t, rng) : RandomPerturb(v.T, t, rng);
+            var idx = resample == Methods.Resampling.AcmRandom ? AcmRandomSample(v.T, t, rng) : RandomPerturb(v.T, t,
+                rng);
             for (int k = 0; k < t; k++)
             {
                 Array.Copy(v.Features, (long)idx[k] * f, feats, ((long)b * t + k) * f, f);
-                if (clip != null && v.Clip != null) Array.Copy(v.Clip, (long)idx[k] * dc, clip, ((long)b * t + k) * dc, dc);
+                if (clip != null && v.Clip != null) Array.Copy(v.Clip, (long)idx[k] * dc, clip,
+                    ((long)b * t + k) * dc, dc);
             }
             ds.Labels(v).CopyTo(labels, b * c);
         }

@@ -19,7 +19,8 @@ public static class TorchZip
 {
     static readonly Dictionary<string, int> StorageBytes = new()
     {
-        ["torch.FloatStorage"] = 4, ["torch.HalfStorage"] = 2, ["torch.BFloat16Storage"] = 2, ["torch.DoubleStorage"] = 8, ["torch.LongStorage"] = 8,
+        ["torch.FloatStorage"] = 4, ["torch.HalfStorage"] = 2, ["torch.BFloat16Storage"] = 2,
+            ["torch.DoubleStorage"] = 8, ["torch.LongStorage"] = 8,
         ["torch.IntStorage"] = 4,
     };
     public static readonly HashSet<string> Allowed = new(StorageBytes.Keys)
@@ -36,7 +37,8 @@ public static class TorchZip
         return Read(fs, path);
     }
 
-    public static Dictionary<string, (int[] shape, float[] data)> Read(Stream s, string name) => Malformed.Guard(name, () => ReadCore(s, name));
+    public static Dictionary<string, (int[] shape, float[] data)> Read(Stream s, string name) => Malformed.Guard(name,
+        () => ReadCore(s, name));
 
     static Dictionary<string, (int[] shape, float[] data)> ReadCore(Stream s, string name)
     {
@@ -53,7 +55,8 @@ public static class TorchZip
             if (pkl.Length > 256L << 20) throw new DataFormatException($"{name}: data.pkl claims {pkl.Length} bytes");
             var pbytes = ReadEntry(pkl, name);
             object root;
-            var loader = new Unpickler(new MemoryStream(pbytes), $"{name}:data.pkl", Allowed, call: null, allowedPrefix: TorchScriptPrefix, persistentLoad: pid =>
+            var loader = new Unpickler(new MemoryStream(pbytes), $"{name}:data.pkl", Allowed, call: null,
+                allowedPrefix: TorchScriptPrefix, persistentLoad: pid =>
             {
                 if (pid is not object[] t || t.Length < 5 || t[0] as string != "storage" || t[1] is not PyGlobal g || t[2] is not string key || t[4] is not long numel)
                     throw new DataFormatException($"{name}: unexpected persistent id in data.pkl");
@@ -61,7 +64,8 @@ public static class TorchZip
                 return new StorageRef(g.Full, key, numel);
             });
             root = loader.Load();
-            var sd = root is PyObject module && module.Class.Full.StartsWith(TorchScriptPrefix, StringComparison.Ordinal)
+            var sd = root is PyObject module && module.Class.Full.StartsWith(TorchScriptPrefix,
+                StringComparison.Ordinal)
                 ? ModuleTree(module, name) : StateDict(root, name);
             var storages = new Dictionary<string, byte[]>();
             byte[] Storage(StorageRef r)
@@ -115,7 +119,8 @@ public static class TorchZip
             {
                 if (k is not string key) continue;
                 if (IsTensor(v)) sd[prefix + key] = v;
-                else if (v is PyObject sub && sub.Class.Full.StartsWith(TorchScriptPrefix, StringComparison.Ordinal)) Walk(sub, prefix + key + ".", depth + 1);
+                else if (v is PyObject sub && sub.Class.Full.StartsWith(TorchScriptPrefix,
+                    StringComparison.Ordinal)) Walk(sub, prefix + key + ".", depth + 1);
             }
         }
         Walk(root, "", 0);
@@ -130,14 +135,16 @@ public static class TorchZip
         var top = Items(root) ?? throw new DataFormatException($"{name}: data.pkl holds a {root?.GetType().Name ?? "None"}, not a state_dict");
         if (top.Count > 0 && top.Values.All(IsTensor)) return top;
         foreach (var key in new object[] { "state_dict", "model", "model_state_dict", "net" }.Concat(top.Keys))
-            if (top.TryGetValue(key, out var v) && Items(v) is { } inner && inner.Count > 0 && inner.Values.All(IsTensor)) return inner;
+            if (top.TryGetValue(key,
+                out var v) && Items(v) is { } inner && inner.Count > 0 && inner.Values.All(IsTensor)) return inner;
         throw new DataFormatException($"{name}: no state_dict (a dict of tensors) found; top-level keys: {string.Join(", ", top.Keys.Take(10))}");
     }
 
     static (int[], float[]) Tensor(PyObject o, string key, string name, Func<StorageRef, byte[]> storage)
     {
         if (o.Class.Name == "_rebuild_parameter")
-            return o.Args.Length >= 1 && o.Args[0] is PyObject inner ? Tensor(inner, key, name, storage) : throw new DataFormatException($"{name}: '{key}': bad parameter");
+            return o.Args.Length >= 1 && o.Args[0] is PyObject inner ? Tensor(inner, key, name,
+                storage) : throw new DataFormatException($"{name}: '{key}': bad parameter");
         var a = o.Args;
         if (a.Length < 4 || a[0] is not StorageRef sr || a[1] is not long off || a[2] is not object[] size || a[3] is not object[] stride || size.Length != stride.Length)
             throw new DataFormatException($"{name}: '{key}': bad _rebuild_tensor_v2 arguments");
@@ -170,7 +177,8 @@ public static class TorchZip
             {
                 "torch.FloatStorage" => BitConverter.ToSingle(raw, (int)(e * 4)),
                 "torch.HalfStorage" => (float)BitConverter.ToHalf(raw, (int)(e * 2)),
-                "torch.BFloat16Storage" => BitConverter.Int32BitsToSingle(BitConverter.ToUInt16(raw, (int)(e * 2)) << 16),
+                "torch.BFloat16Storage" => BitConverter.Int32BitsToSingle(BitConverter.ToUInt16(raw,
+                    (int)(e * 2)) << 16),
                 "torch.DoubleStorage" => (float)BitConverter.ToDouble(raw, (int)(e * 8)),
                 "torch.LongStorage" => BitConverter.ToInt64(raw, (int)(e * 8)),
                 _ => BitConverter.ToInt32(raw, (int)(e * 4)),
@@ -182,7 +190,8 @@ public static class TorchZip
 
     /// The archive's text records of these names (e.g. "pvlr/config.json", written by Save's `records`)
     /// that it holds, read in one pass over the archive.
-    public static Dictionary<string, string> ReadTextRecords(string path, params string[] records) => Malformed.Guard(path, () =>
+    public static Dictionary<string, string> ReadTextRecords(string path,
+        params string[] records) => Malformed.Guard(path, () =>
     {
         using var fs = File.OpenRead(path);
         using var zip = new ZipArchive(fs, ZipArchiveMode.Read);
@@ -199,18 +208,22 @@ public static class TorchZip
 
     /// Writes an fp32 state_dict that torch.load reads (zip, protocol-2 data.pkl, one storage per tensor).
     /// `records` are extra text files in the archive (torch.load ignores them): the export's config.
-    public static void Save(string path, IEnumerable<(string name, int[] shape, float[] data)> tensors, IReadOnlyDictionary<string, string> records = null)
+    public static void Save(string path, IEnumerable<(string name, int[] shape, float[] data)> tensors,
+        IReadOnlyDictionary<string, string> records = null)
     {
         var list = tensors.ToList();
         string prefix = "archive/";
         AtomicFile.Write(path, fs =>
         {
             using var zip = new ZipArchive(fs, ZipArchiveMode.Create, leaveOpen: true);
-            void Entry(string n, byte[] b) { using var es = zip.CreateEntry(prefix + n, CompressionLevel.NoCompression).Open(); es.Write(b); }
+            void Entry(string n, byte[] b) { using var es = zip.CreateEntry(prefix + n,
+                CompressionLevel.NoCompression).Open(); es.Write(b); }
             Entry("data.pkl", StateDictPickle(list));
-            for (int i = 0; i < list.Count; i++) Entry("data/" + i, System.Runtime.InteropServices.MemoryMarshal.AsBytes(list[i].data.AsSpan()).ToArray());
+            for (int i = 0; i < list.Count; i++) Entry("data/" + i,
+                System.Runtime.InteropServices.MemoryMarshal.AsBytes(list[i].data.AsSpan()).ToArray());
             Entry("version", Encoding.ASCII.GetBytes("3\n"));
-            foreach (var (n, text) in records ?? new Dictionary<string, string>()) Entry(n, Encoding.UTF8.GetBytes(text));
+            foreach (var (n, text) in records ?? new Dictionary<string, string>()) Entry(n,
+                Encoding.UTF8.GetBytes(text));
         });
     }
 
@@ -229,7 +242,8 @@ public static class TorchZip
             Str(name);
             Global("torch._utils", "_rebuild_tensor_v2");
             w.Write((byte)'(');
-            w.Write((byte)'('); Str("storage"); Global("torch", "FloatStorage"); Str(i.ToString()); Str("cpu"); Int(data.LongLength); w.Write((byte)'t');
+            w.Write((byte)'('); Str("storage"); Global("torch",
+                "FloatStorage"); Str(i.ToString()); Str("cpu"); Int(data.LongLength); w.Write((byte)'t');
             w.Write((byte)'Q');
             Int(0);
             Tuple(shape.Select(x => (long)x));

@@ -6,7 +6,8 @@ using PvlrKernels.Kernels;
 
 namespace PvlrKernels.Engine;
 
-public sealed class AdamOptimizer(ParameterStore ps, Backend backend, float lr, float weightDecay, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f)
+public sealed class AdamOptimizer(ParameterStore ps, Backend backend, float lr, float weightDecay, float beta1 = 0.9f,
+    float beta2 = 0.999f, float eps = 1e-8f)
 {
     public float Lr = lr;
     public readonly float WeightDecay = weightDecay, Beta1 = beta1, Beta2 = beta2, Eps = eps;

@@ -53,7 +53,8 @@ public sealed class Arena : IDisposable
             cur++; used = 0;
             if (cur == chunks.Count)
             {
-                chunks.Add(backend.Allocate(Math.Max(need, Math.Min(2 * chunks[cur - 1].Length, MaxGrow)))); peak.Add(0);
+                chunks.Add(backend.Allocate(Math.Max(need, Math.Min(2 * chunks[cur - 1].Length,
+                    MaxGrow)))); peak.Add(0);
                 Allocations++;
             }
         }
@@ -103,13 +104,15 @@ public sealed class ParameterStore : IDisposable
     {
         if (Values != null) throw new InvalidOperationException("parameters are already allocated");
         if (byName.ContainsKey(name)) throw new ArgumentException($"duplicate parameter {name}");
-        var p = new Parameter { Name = name, Shape = shape, Offset = Total, Size = Tensor.Numel(shape), Trainable = trainable };
+        var p = new Parameter { Name = name, Shape = shape, Offset = Total, Size = Tensor.Numel(shape),
+            Trainable = trainable };
         Total += (p.Size + 15) / 16 * 16;
         List.Add(p); byName[name] = p;
         return p;
     }
 
-    public Parameter this[string name] => byName.TryGetValue(name, out var p) ? p : throw new KeyNotFoundException($"no parameter named {name}");
+    public Parameter this[string name] => byName.TryGetValue(name,
+        out var p) ? p : throw new KeyNotFoundException($"no parameter named {name}");
     public bool Contains(string name) => byName.ContainsKey(name);
 
     public void Allocate(Backend b)
@@ -129,8 +132,10 @@ public sealed class ParameterStore : IDisposable
         foreach (var p in List) p.GotGrad = false;
     }
 
-    public float[] Get(string name) { var p = this[name]; var a = new float[p.Size]; backend.Download(Values, p.Offset, a); return a; }
-    public float[] GetGrad(string name) { var p = this[name]; var a = new float[p.Size]; backend.Download(Grads, p.Offset, a); return a; }
+    public float[] Get(string name) { var p = this[name]; var a = new float[p.Size]; backend.Download(Values,
+        p.Offset, a); return a; }
+    public float[] GetGrad(string name) { var p = this[name]; var a = new float[p.Size]; backend.Download(Grads,
+        p.Offset, a); return a; }
 
     public void Set(string name, ReadOnlySpan<float> data)
     {

@@ -32,15 +32,18 @@ public abstract class Backend : IDisposable
     /// Columns [from, from + width) of the host matrix src (rows, srcWidth), row-major, into `rows`
     /// contiguous rows of `width` at dst[off..]: one half of each feature row (RaggedBatch.PackHalves).
     /// Here one staging copy and one upload; the CPU backend copies the rows in place on every core.
-    public virtual void UploadColumns(Storage dst, long off, ReadOnlyMemory<float> src, int rows, int srcWidth, int from, int width)
+    public virtual void UploadColumns(Storage dst, long off, ReadOnlyMemory<float> src, int rows, int srcWidth,
+        int from, int width)
     {
         CheckColumns(dst, off, src, rows, srcWidth, from, width);
         var stage = new float[(long)rows * width];
-        for (int r = 0; r < rows; r++) src.Span.Slice(r * srcWidth + from, width).CopyTo(stage.AsSpan(r * width, width));
+        for (int r = 0; r < rows; r++) src.Span.Slice(r * srcWidth + from, width).CopyTo(stage.AsSpan(r * width,
+            width));
         Upload(dst, off, stage);
     }
 
-    protected static void CheckColumns(Storage dst, long off, ReadOnlyMemory<float> src, int rows, int srcWidth, int from, int width)
+    protected static void CheckColumns(Storage dst, long off, ReadOnlyMemory<float> src, int rows, int srcWidth,
+        int from, int width)
     {
         if (rows < 0 || from < 0 || width < 0 || from + width > srcWidth || src.Length < (long)rows * srcWidth || off < 0 || off + (long)rows * width > dst.Length)
             throw new ShapeException($"upload columns: [{from}, {from + width}) of {rows} rows of {srcWidth} from {src.Length} values into [{off}, {off + (long)rows * width}) of {dst.Length}");
@@ -49,29 +52,50 @@ public abstract class Backend : IDisposable
     public abstract void Dispose();
 
     public abstract void Fill(Storage y, long yo, long n, float v);
-    public abstract void Copy4(Storage dst, long dOff, Strides4 sd, Storage src, long sOff, Strides4 ss, Dims4 d, float scale, bool accumulate);
-    public abstract void SumTo(Storage dst, long dOff, Dims4 target, Storage src, long sOff, Dims4 full, bool accumulate);
-    public abstract void Unary<TOp>(Storage y, long yo, Storage x, long xo, long n, float p) where TOp : struct, IUnaryOp;
+    public abstract void Copy4(Storage dst, long dOff, Strides4 sd, Storage src, long sOff, Strides4 ss, Dims4 d,
+        float scale, bool accumulate);
+    public abstract void SumTo(Storage dst, long dOff, Dims4 target, Storage src, long sOff, Dims4 full,
+        bool accumulate);
+    public abstract void Unary<TOp>(Storage y, long yo, Storage x, long xo, long n, float p) where TOp : struct,
+        IUnaryOp;
     /// y (rows, cols) = sigmoid(a * s[row]) * v, without gradient (kernels/UnaryOps.cs SigmoidGate).
-    public abstract void SigmoidGate(Storage y, long yo, Storage a, long ao, Storage s, long so, Storage v, long vo, int rows, int cols);
-    public abstract void UnaryBackward<TOp>(Storage dx, long dxo, Storage x, long xo, Storage y, long yo, Storage dy, long dyo, long n, float p, bool accumulate) where TOp : struct, IUnaryOp;
-    public abstract void Binary<TOp>(Storage o, long oo, Storage a, long ao, Strides4 sa, Storage b, long bo, Strides4 sb, Dims4 d) where TOp : struct, IBinaryOp;
-    public abstract void BinaryGrad<TOp>(Storage tmp, long to, Storage a, long ao, Strides4 sa, Storage b, long bo, Strides4 sb, Storage dy, long dyo, Dims4 d, int which) where TOp : struct, IBinaryOp;
-    public abstract void Reduce(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n, int inner, int mode, float scale, bool accumulate);
-    public abstract void ArgTopK(Storage idx, long io, Storage x, long xo, int outer, int n, int inner, int k, bool largest);
-    public abstract void Gather(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n, int m, int inner, bool perInner);
-    public abstract void Scatter(Storage dx, long dxo, Storage dy, long dyo, Storage idx, long io, int outer, int n, int m, int inner, bool perInner);
+    public abstract void SigmoidGate(Storage y, long yo, Storage a, long ao, Storage s, long so, Storage v, long vo,
+        int rows, int cols);
+    public abstract void UnaryBackward<TOp>(Storage dx, long dxo, Storage x, long xo, Storage y, long yo, Storage dy,
+        long dyo, long n, float p, bool accumulate) where TOp : struct, IUnaryOp;
+    public abstract void Binary<TOp>(Storage o, long oo, Storage a, long ao, Strides4 sa, Storage b, long bo,
+        Strides4 sb, Dims4 d) where TOp : struct, IBinaryOp;
+    public abstract void BinaryGrad<TOp>(Storage tmp, long to, Storage a, long ao, Strides4 sa, Storage b, long bo,
+        Strides4 sb, Storage dy, long dyo, Dims4 d, int which) where TOp : struct, IBinaryOp;
+    public abstract void Reduce(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n,
+        int inner, int mode, float scale, bool accumulate);
+    public abstract void ArgTopK(Storage idx, long io, Storage x, long xo, int outer, int n, int inner, int k,
+        bool largest);
+    public abstract void Gather(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n, int m,
+        int inner, bool perInner);
+    public abstract void Scatter(Storage dx, long dxo, Storage dy, long dyo, Storage idx, long io, int outer, int n,
+        int m, int inner, bool perInner);
     public abstract void Softmax(Storage y, long yo, Storage x, long xo, int outer, int n, int inner, bool log);
-    public abstract void SoftmaxBackward(Storage dx, long dxo, Storage y, long yo, Storage dy, long dyo, int outer, int n, int inner, bool log);
-    public abstract void LayerNorm(Storage y, long yo, Storage mean, long mo, Storage rstd, long ro, Storage x, long xo, Storage g, long go, Storage b, long bo, int rows, int n, float eps);
-    public abstract void LayerNormBackward(Storage dx, long dxo, Storage dg, long dgo, Storage db, long dbo, Storage dy, long dyo, Storage x, long xo, Storage g, long go, Storage mean, long mo, Storage rstd, long ro, int rows, int n, bool needDx, bool needParams);
-    public abstract void L2Normalize(Storage y, long yo, Storage norm, long no, Storage x, long xo, int outer, int n, int inner, float eps);
-    public abstract void L2NormalizeBackward(Storage dx, long dxo, Storage dy, long dyo, Storage y, long yo, Storage norm, long no, int outer, int n, int inner, float eps);
+    public abstract void SoftmaxBackward(Storage dx, long dxo, Storage y, long yo, Storage dy, long dyo, int outer,
+        int n, int inner, bool log);
+    public abstract void LayerNorm(Storage y, long yo, Storage mean, long mo, Storage rstd, long ro, Storage x,
+        long xo, Storage g, long go, Storage b, long bo, int rows, int n, float eps);
+    public abstract void LayerNormBackward(Storage dx, long dxo, Storage dg, long dgo, Storage db, long dbo,
+        Storage dy, long dyo, Storage x, long xo, Storage g, long go, Storage mean, long mo, Storage rstd, long ro,
+        int rows, int n, bool needDx, bool needParams);
+    public abstract void L2Normalize(Storage y, long yo, Storage norm, long no, Storage x, long xo, int outer, int n,
+        int inner, float eps);
+    public abstract void L2NormalizeBackward(Storage dx, long dxo, Storage dy, long dyo, Storage y, long yo,
+        Storage norm, long no, int outer, int n, int inner, float eps);
     public abstract void Attention(Storage o, long oo, Storage p, long po, Storage qkv, long qo, AttnParams a);
-    public abstract void AttentionBackward(Storage dqkv, long dqo, Storage ds, long dso, Storage dout, long doo, Storage p, long po, Storage qkv, long qo, AttnParams a);
-    public abstract void PairwiseKl(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k);
-    public abstract void PairwiseKlBackward(Storage dMuP, long dmpo, Storage dVarP, long dvpo, Storage dMuQ, long dmqo, Storage dVarQ, long dvqo, Storage dKl, long dko,
-        Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k, bool needP, bool needQ);
+    public abstract void AttentionBackward(Storage dqkv, long dqo, Storage ds, long dso, Storage dout, long doo,
+        Storage p, long po, Storage qkv, long qo, AttnParams a);
+    public abstract void PairwiseKl(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo, Storage muQ,
+        long mqo, Storage varQ, long vqo, KlParams k);
+    public abstract void PairwiseKlBackward(Storage dMuP, long dmpo, Storage dVarP, long dvpo, Storage dMuQ,
+        long dmqo, Storage dVarQ, long dvqo, Storage dKl, long dko,
+        Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k,
+            bool needP, bool needQ);
     public abstract void Adam(Storage theta, Storage grad, Storage m, Storage v, long off, long n, AdamParams a);
     public abstract void DropoutMask(Storage y, long yo, long n, float p, RngKey key);
     public abstract void Normal(Storage y, long yo, long n, float std, int samples, RngKey key);
@@ -80,13 +104,15 @@ public abstract class Backend : IDisposable
     public abstract void WinogradIn(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p);
     /// Winograd F(m,3) weight transform: u (n, Cin, Cout) = G w from w (Cout, Cin, 3); g = G (n x 3). With
     /// `panels`, each (Cin, Cout) plane is written in the GEMM's B panel layout (GemmParams.PanelB).
-    public abstract void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n, bool panels = false);
+    public abstract void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout,
+        int n, bool panels = false);
     /// The panel width of a GEMM that takes B pre-packed (GemmParams.PanelB) when N is a multiple of it; 0: none.
     public virtual int WeightPanel => 0;
     /// Whether a B with n columns can be written and read in the panel layout.
     public bool PanelsFit(int n) => WeightPanel > 0 && n % WeightPanel == 0;
     /// Output transform with bias, LeakyReLU(p.Slope) and a (Batch, T) row mask fused: y (Batch, T, C) from mm (n, tiles, C).
-    public abstract void WinogradOut(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias, long bo, Storage mask, long mko, WinoParams p);
+    public abstract void WinogradOut(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias,
+        long bo, Storage mask, long mko, WinoParams p);
 }
 
 public abstract class Backend<TMem> : Backend where TMem : struct, IMem
@@ -95,7 +121,8 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     protected abstract void Launch<TK>(long n, TK body) where TK : struct, IKernel;
     /// A kernel of one row per item, each row `perRow` values of work (attention, LayerNorm, L2 norm):
     /// where the launch would split its items by count (the CPU), it splits these by the work instead.
-    protected virtual void LaunchRows<TK>(long rows, long perRow, TK body) where TK : struct, IKernel => Launch(rows, body);
+    protected virtual void LaunchRows<TK>(long rows, long perRow, TK body) where TK : struct, IKernel => Launch(rows,
+        body);
 
     protected TMem M(string op, Storage s, long off, long len)
     {
@@ -125,18 +152,21 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     public override void Fill(Storage y, long yo, long n, float v)
     { if (n > 0) Launch(n, new FillKernel<TMem> { Y = M("fill", y, yo, n), Value = v }); }
 
-    public override void Copy4(Storage dst, long dOff, Strides4 sd, Storage src, long sOff, Strides4 ss, Dims4 d, float scale, bool accumulate)
+    public override void Copy4(Storage dst, long dOff, Strides4 sd, Storage src, long sOff, Strides4 ss, Dims4 d,
+        float scale, bool accumulate)
     {
         if (d.Total == 0) return;
         var (dlo, dhi) = Range(d, sd); var (slo, shi) = Range(d, ss);
         Launch(d.Total, new Copy4<TMem>
         {
-            Dst = M("copy", dst, dOff + dlo, dhi - dlo + 1), Src = M("copy", src, sOff + slo, shi - slo + 1), DstBase = (int)-dlo, SrcBase = (int)-slo,
+            Dst = M("copy", dst, dOff + dlo, dhi - dlo + 1), Src = M("copy", src, sOff + slo, shi - slo + 1),
+                DstBase = (int)-dlo, SrcBase = (int)-slo,
             D = d, SD = sd, SS = ss, Scale = scale, Accumulate = accumulate ? 1 : 0
         });
     }
 
-    public override void SumTo(Storage dst, long dOff, Dims4 target, Storage src, long sOff, Dims4 full, bool accumulate)
+    public override void SumTo(Storage dst, long dOff, Dims4 target, Storage src, long sOff, Dims4 full,
+        bool accumulate)
     {
         Launch(target.Total, new SumTo<TMem>
         {
@@ -151,18 +181,22 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         Launch(n, new UnaryFwd<TOp, TMem> { Y = M(op, y, yo, n), X = M(op, x, xo, n), P = p });
     }
 
-    protected SigmoidGate<TMem> SigmoidGateBody(Storage y, long yo, Storage a, long ao, Storage s, long so, Storage v, long vo, int rows, int cols)
+    protected SigmoidGate<TMem> SigmoidGateBody(Storage y, long yo, Storage a, long ao, Storage s, long so, Storage v,
+        long vo, int rows, int cols)
     {
         const string op = "sigmoid_gate";
         long n = (long)rows * cols;
         if (rows < 0 || cols < 1 || n > int.MaxValue) throw new ShapeException($"sigmoid_gate: bad shape {rows}x{cols}");
-        return new SigmoidGate<TMem> { Y = M(op, y, yo, n), A = M(op, a, ao, n), S = M(op, s, so, rows), V = M(op, v, vo, n), Cols = cols };
+        return new SigmoidGate<TMem> { Y = M(op, y, yo, n), A = M(op, a, ao, n), S = M(op, s, so, rows), V = M(op, v,
+            vo, n), Cols = cols };
     }
 
-    public override void SigmoidGate(Storage y, long yo, Storage a, long ao, Storage s, long so, Storage v, long vo, int rows, int cols) =>
+    public override void SigmoidGate(Storage y, long yo, Storage a, long ao, Storage s, long so, Storage v, long vo,
+        int rows, int cols) =>
         Launch((long)rows * cols, SigmoidGateBody(y, yo, a, ao, s, so, v, vo, rows, cols));
 
-    public override void UnaryBackward<TOp>(Storage dx, long dxo, Storage x, long xo, Storage y, long yo, Storage dy, long dyo, long n, float p, bool accumulate)
+    public override void UnaryBackward<TOp>(Storage dx, long dxo, Storage x, long xo, Storage y, long yo, Storage dy,
+        long dyo, long n, float p, bool accumulate)
     {
         string op = typeof(TOp).Name + ".backward";
         Launch(n, new UnaryBwd<TOp, TMem>
@@ -172,16 +206,19 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         });
     }
 
-    public override void Binary<TOp>(Storage o, long oo, Storage a, long ao, Strides4 sa, Storage b, long bo, Strides4 sb, Dims4 d)
+    public override void Binary<TOp>(Storage o, long oo, Storage a, long ao, Strides4 sa, Storage b, long bo,
+        Strides4 sb, Dims4 d)
     {
         string op = typeof(TOp).Name;
         Launch(d.Total, new BinaryFwd<TOp, TMem>
         {
-            Out = M(op, o, oo, d.Total), A = M(op, a, ao, Extent(d, sa)), B = M(op, b, bo, Extent(d, sb)), D = d, SA = sa, SB = sb
+            Out = M(op, o, oo, d.Total), A = M(op, a, ao, Extent(d, sa)), B = M(op, b, bo, Extent(d, sb)), D = d,
+                SA = sa, SB = sb
         });
     }
 
-    public override void BinaryGrad<TOp>(Storage tmp, long to, Storage a, long ao, Strides4 sa, Storage b, long bo, Strides4 sb, Storage dy, long dyo, Dims4 d, int which)
+    public override void BinaryGrad<TOp>(Storage tmp, long to, Storage a, long ao, Strides4 sa, Storage b, long bo,
+        Strides4 sb, Storage dy, long dyo, Dims4 d, int which)
     {
         string op = typeof(TOp).Name + ".backward";
         Launch(d.Total, new BinaryGrad<TOp, TMem>
@@ -191,72 +228,89 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         });
     }
 
-    public override void Reduce(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n, int inner, int mode, float scale, bool accumulate)
+    public override void Reduce(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n,
+        int inner, int mode, float scale, bool accumulate)
     {
         long r = (long)outer * inner;
         Launch(r, new ReduceAxis<TMem>
         {
-            Y = M("reduce", y, yo, r), X = M("reduce", x, xo, r * n), Idx = idx != null ? M("reduce", idx, io, r) : M("reduce", y, yo, r),
-            N = n, Inner = inner, Mode = mode, Scale = scale, Accumulate = accumulate ? 1 : 0, WriteIdx = idx != null ? 1 : 0
+            Y = M("reduce", y, yo, r), X = M("reduce", x, xo, r * n), Idx = idx != null ? M("reduce", idx, io,
+                r) : M("reduce", y, yo, r),
+            N = n, Inner = inner, Mode = mode, Scale = scale, Accumulate = accumulate ? 1 : 0,
+                WriteIdx = idx != null ? 1 : 0
         });
     }
 
-    public override void ArgTopK(Storage idx, long io, Storage x, long xo, int outer, int n, int inner, int k, bool largest) =>
+    public override void ArgTopK(Storage idx, long io, Storage x, long xo, int outer, int n, int inner, int k,
+        bool largest) =>
         Launch((long)outer * inner, ArgTopKBody(idx, io, x, xo, outer, n, inner, k, largest));
 
     /// The checked top-k kernel (one thread per outer x inner column): launched here, and checked by the
     /// CPU's 16-column path before it reads the same memory.
-    protected ArgTopK<TMem> ArgTopKBody(Storage idx, long io, Storage x, long xo, int outer, int n, int inner, int k, bool largest)
+    protected ArgTopK<TMem> ArgTopKBody(Storage idx, long io, Storage x, long xo, int outer, int n, int inner, int k,
+        bool largest)
     {
         if (k < 1 || k > n) throw new ShapeException($"topk: k={k} outside [1, {n}]");
         long r = (long)outer * inner;
-        return new ArgTopK<TMem> { Idx = M("topk", idx, io, r * k), X = M("topk", x, xo, r * n), N = n, Inner = inner, K = k, Largest = largest ? 1 : 0 };
+        return new ArgTopK<TMem> { Idx = M("topk", idx, io, r * k), X = M("topk", x, xo, r * n), N = n, Inner = inner,
+            K = k, Largest = largest ? 1 : 0 };
     }
 
-    public override void Gather(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n, int m, int inner, bool perInner)
+    public override void Gather(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n, int m,
+        int inner, bool perInner)
     {
         long total = (long)outer * m * inner;
         Launch(total, new GatherAxis<TMem>
         {
             Y = M("gather", y, yo, total), X = M("gather", x, xo, (long)outer * n * inner),
-            Idx = M("gather", idx, io, perInner ? total : (long)outer * m), N = n, M = m, Inner = inner, PerInner = perInner ? 1 : 0
+            Idx = M("gather", idx, io, perInner ? total : (long)outer * m), N = n, M = m, Inner = inner,
+                PerInner = perInner ? 1 : 0
         });
     }
 
-    public override void Scatter(Storage dx, long dxo, Storage dy, long dyo, Storage idx, long io, int outer, int n, int m, int inner, bool perInner)
+    public override void Scatter(Storage dx, long dxo, Storage dy, long dyo, Storage idx, long io, int outer, int n,
+        int m, int inner, bool perInner)
     {
         long total = (long)outer * m * inner;
         LaunchRows((long)outer * inner, m, new ScatterAxis<TMem>
         {
             DX = M("scatter", dx, dxo, (long)outer * n * inner), DY = M("scatter", dy, dyo, total),
-            Idx = M("scatter", idx, io, perInner ? total : (long)outer * m), N = n, M = m, Inner = inner, PerInner = perInner ? 1 : 0
+            Idx = M("scatter", idx, io, perInner ? total : (long)outer * m), N = n, M = m, Inner = inner,
+                PerInner = perInner ? 1 : 0
         });
     }
 
     public override void Softmax(Storage y, long yo, Storage x, long xo, int outer, int n, int inner, bool log)
     {
         long t = (long)outer * n * inner;
-        Launch((long)outer * inner, new SoftmaxFwd<TMem> { Y = M("softmax", y, yo, t), X = M("softmax", x, xo, t), N = n, Inner = inner, Log = log ? 1 : 0 });
+        Launch((long)outer * inner, new SoftmaxFwd<TMem> { Y = M("softmax", y, yo, t), X = M("softmax", x, xo, t),
+            N = n, Inner = inner, Log = log ? 1 : 0 });
     }
 
-    public override void SoftmaxBackward(Storage dx, long dxo, Storage y, long yo, Storage dy, long dyo, int outer, int n, int inner, bool log)
+    public override void SoftmaxBackward(Storage dx, long dxo, Storage y, long yo, Storage dy, long dyo, int outer,
+        int n, int inner, bool log)
     {
         long t = (long)outer * n * inner;
         Launch((long)outer * inner, new SoftmaxBwd<TMem>
-        { DX = M("softmax.backward", dx, dxo, t), Y = M("softmax.backward", y, yo, t), DY = M("softmax.backward", dy, dyo, t), N = n, Inner = inner, Log = log ? 1 : 0 });
+        { DX = M("softmax.backward", dx, dxo, t), Y = M("softmax.backward", y, yo, t), DY = M("softmax.backward", dy,
+            dyo, t), N = n, Inner = inner, Log = log ? 1 : 0 });
     }
 
-    public override void LayerNorm(Storage y, long yo, Storage mean, long mo, Storage rstd, long ro, Storage x, long xo, Storage g, long go, Storage b, long bo, int rows, int n, float eps)
+    public override void LayerNorm(Storage y, long yo, Storage mean, long mo, Storage rstd, long ro, Storage x,
+        long xo, Storage g, long go, Storage b, long bo, int rows, int n, float eps)
     {
         long t = (long)rows * n;
         LaunchRows(rows, n, new LayerNormFwd<TMem>
         {
-            Y = M("layernorm", y, yo, t), Mean = M("layernorm", mean, mo, rows), Rstd = M("layernorm", rstd, ro, rows), X = M("layernorm", x, xo, t),
+            Y = M("layernorm", y, yo, t), Mean = M("layernorm", mean, mo, rows), Rstd = M("layernorm", rstd, ro,
+                rows), X = M("layernorm", x, xo, t),
             Gamma = M("layernorm", g, go, n), Beta = M("layernorm", b, bo, n), N = n, Eps = eps
         });
     }
 
-    public override void LayerNormBackward(Storage dx, long dxo, Storage dg, long dgo, Storage db, long dbo, Storage dy, long dyo, Storage x, long xo, Storage g, long go, Storage mean, long mo, Storage rstd, long ro, int rows, int n, bool needDx, bool needParams)
+    public override void LayerNormBackward(Storage dx, long dxo, Storage dg, long dgo, Storage db, long dbo,
+        Storage dy, long dyo, Storage x, long xo, Storage g, long go, Storage mean, long mo, Storage rstd, long ro,
+        int rows, int n, bool needDx, bool needParams)
     {
         long t = (long)rows * n; const string op = "layernorm.backward";
         if (needDx)
@@ -273,16 +327,20 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
             });
     }
 
-    public override void L2Normalize(Storage y, long yo, Storage norm, long no, Storage x, long xo, int outer, int n, int inner, float eps)
+    public override void L2Normalize(Storage y, long yo, Storage norm, long no, Storage x, long xo, int outer, int n,
+        int inner, float eps)
     {
         long t = (long)outer * n * inner, r = (long)outer * inner;
-        LaunchRows(r, n, new L2NormFwd<TMem> { Y = M("l2norm", y, yo, t), Norm = M("l2norm", norm, no, r), X = M("l2norm", x, xo, t), N = n, Inner = inner, Eps = eps });
+        LaunchRows(r, n, new L2NormFwd<TMem> { Y = M("l2norm", y, yo, t), Norm = M("l2norm", norm, no, r),
+            X = M("l2norm", x, xo, t), N = n, Inner = inner, Eps = eps });
     }
 
-    public override void L2NormalizeBackward(Storage dx, long dxo, Storage dy, long dyo, Storage y, long yo, Storage norm, long no, int outer, int n, int inner, float eps)
+    public override void L2NormalizeBackward(Storage dx, long dxo, Storage dy, long dyo, Storage y, long yo,
+        Storage norm, long no, int outer, int n, int inner, float eps)
     {
         long t = (long)outer * n * inner, r = (long)outer * inner; const string op = "l2norm.backward";
-        LaunchRows(r, n, new L2NormBwd<TMem> { DX = M(op, dx, dxo, t), DY = M(op, dy, dyo, t), Y = M(op, y, yo, t), Norm = M(op, norm, no, r), N = n, Inner = inner, Eps = eps });
+        LaunchRows(r, n, new L2NormBwd<TMem> { DX = M(op, dx, dxo, t), DY = M(op, dy, dyo, t), Y = M(op, y, yo, t),
+            Norm = M(op, norm, no, r), N = n, Inner = inner, Eps = eps });
     }
 
     static void CheckAttn(AttnParams a)
@@ -301,22 +359,27 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         });
     }
 
-    public override void AttentionBackward(Storage dqkv, long dqo, Storage ds, long dso, Storage dout, long doo, Storage p, long po, Storage qkv, long qo, AttnParams a)
+    public override void AttentionBackward(Storage dqkv, long dqo, Storage ds, long dso, Storage dout, long doo,
+        Storage p, long po, Storage qkv, long qo, AttnParams a)
     {
         CheckAttn(a); const string op = "attention.backward";
         long rows = (long)a.Nb * a.H * a.L, nq = (long)a.Nb * a.L * 3 * a.W, no = (long)a.Nb * a.L * a.W;
         var dq = M(op, dqkv, dqo, nq); var s = M(op, ds, dso, rows * a.L); var d = M(op, dout, doo, no);
         var pp = M(op, p, po, rows * a.L); var q = M(op, qkv, qo, nq);
-        LaunchRows(rows, 3L * a.L * (a.W / a.H), new AttentionBwdQ<TMem> { DQkv = dq, DS = s, DOut = d, P = pp, Qkv = q, A = a });
-        LaunchRows(rows, 3L * a.L * (a.W / a.H), new AttentionBwdKV<TMem> { DQkv = dq, DS = s, DOut = d, P = pp, Qkv = q, A = a });
+        LaunchRows(rows, 3L * a.L * (a.W / a.H), new AttentionBwdQ<TMem> { DQkv = dq, DS = s, DOut = d, P = pp,
+            Qkv = q, A = a });
+        LaunchRows(rows, 3L * a.L * (a.W / a.H), new AttentionBwdKV<TMem> { DQkv = dq, DS = s, DOut = d, P = pp,
+            Qkv = q, A = a });
     }
 
-    public override void PairwiseKl(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k) =>
+    public override void PairwiseKl(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo, Storage muQ,
+        long mqo, Storage varQ, long vqo, KlParams k) =>
         Launch((long)k.Bt * k.Np * k.Nq, PairwiseKlBody(kl, ko, muP, mpo, varP, vpo, muQ, mqo, varQ, vqo, k));
 
     /// The checked pairwise-KL kernel (one thread per pair): launched here, and checked by the CPU's
     /// log-table path before it reads the same memory.
-    protected PairwiseKlFwd<TMem> PairwiseKlBody(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k)
+    protected PairwiseKlFwd<TMem> PairwiseKlBody(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo,
+        Storage muQ, long mqo, Storage varQ, long vqo, KlParams k)
     {
         long np = (long)k.Bt * k.Np * k.D, nq = (long)k.Bt * k.Nq * k.D, r = (long)k.Bt * k.Np * k.Nq;
         return new PairwiseKlFwd<TMem>
@@ -326,31 +389,41 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         };
     }
 
-    public override void PairwiseKlBackward(Storage dMuP, long dmpo, Storage dVarP, long dvpo, Storage dMuQ, long dmqo, Storage dVarQ, long dvqo, Storage dKl, long dko,
-        Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k, bool needP, bool needQ)
+    public override void PairwiseKlBackward(Storage dMuP, long dmpo, Storage dVarP, long dvpo, Storage dMuQ,
+        long dmqo, Storage dVarQ, long dvqo, Storage dKl, long dko,
+        Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k,
+            bool needP, bool needQ)
     {
         const string op = "kl.backward";
         long np = (long)k.Bt * k.Np * k.D, nq = (long)k.Bt * k.Nq * k.D, r = (long)k.Bt * k.Np * k.Nq;
-        var g = M(op, dKl, dko, r); var mp = M(op, muP, mpo, np); var vp = M(op, varP, vpo, np); var mq = M(op, muQ, mqo, nq); var vq = M(op, varQ, vqo, nq);
-        if (needP) Launch(np, new PairwiseKlBwdP<TMem> { DMuP = M(op, dMuP, dmpo, np), DVarP = M(op, dVarP, dvpo, np), DKl = g, MuP = mp, VarP = vp, MuQ = mq, VarQ = vq, K = k });
-        if (needQ) Launch(nq, new PairwiseKlBwdQ<TMem> { DMuQ = M(op, dMuQ, dmqo, nq), DVarQ = M(op, dVarQ, dvqo, nq), DKl = g, MuP = mp, VarP = vp, MuQ = mq, VarQ = vq, K = k });
+        var g = M(op, dKl, dko, r); var mp = M(op, muP, mpo, np); var vp = M(op, varP, vpo, np); var mq = M(op, muQ,
+            mqo, nq); var vq = M(op, varQ, vqo, nq);
+        if (needP) Launch(np, new PairwiseKlBwdP<TMem> { DMuP = M(op, dMuP, dmpo, np), DVarP = M(op, dVarP, dvpo, np),
+            DKl = g, MuP = mp, VarP = vp, MuQ = mq, VarQ = vq, K = k });
+        if (needQ) Launch(nq, new PairwiseKlBwdQ<TMem> { DMuQ = M(op, dMuQ, dmqo, nq), DVarQ = M(op, dVarQ, dvqo, nq),
+            DKl = g, MuP = mp, VarP = vp, MuQ = mq, VarQ = vq, K = k });
     }
 
     public override void Adam(Storage theta, Storage grad, Storage m, Storage v, long off, long n, AdamParams a)
     {
-        Launch(n, new AdamStep<TMem> { Theta = M("adam", theta, off, n), Grad = M("adam", grad, off, n), M = M("adam", m, off, n), V = M("adam", v, off, n), A = a });
+        Launch(n, new AdamStep<TMem> { Theta = M("adam", theta, off, n), Grad = M("adam", grad, off, n), M = M("adam",
+            m, off, n), V = M("adam", v, off, n), A = a });
     }
 
-    public override void DropoutMask(Storage y, long yo, long n, float p, RngKey key) => Launch(n, DropoutMaskBody(y, yo, n, p, key));
+    public override void DropoutMask(Storage y, long yo, long n, float p, RngKey key) => Launch(n, DropoutMaskBody(y,
+        yo, n, p, key));
 
     /// The checked dropout kernel: launched here, and run for the tail by the CPU's vectorized path.
     protected DropoutMaskKernel<TMem> DropoutMaskBody(Storage y, long yo, long n, float p, RngKey key)
     {
-        if (p < 0f || p >= 1f) throw new ArgumentOutOfRangeException(nameof(p), $"dropout probability {p} outside [0, 1)");
-        return new DropoutMaskKernel<TMem> { Y = M("dropout", y, yo, n), Key = key, Threshold = (uint)Math.Min(p * 4294967296.0, uint.MaxValue), KeepScale = 1f / (1f - p) };
+        if (p < 0f || p >= 1f) throw new ArgumentOutOfRangeException(nameof(p),
+            $"dropout probability {p} outside [0, 1)");
+        return new DropoutMaskKernel<TMem> { Y = M("dropout", y, yo, n), Key = key,
+            Threshold = (uint)Math.Min(p * 4294967296.0, uint.MaxValue), KeepScale = 1f / (1f - p) };
     }
 
-    public override void Normal(Storage y, long yo, long n, float std, int samples, RngKey key) => Launch(n, NormalBody(y, yo, n, std, samples, key));
+    public override void Normal(Storage y, long yo, long n, float std, int samples, RngKey key) => Launch(n,
+        NormalBody(y, yo, n, std, samples, key));
 
     /// The checked normal-draw kernel: launched here, and run for the tail by the CPU's vectorized path.
     protected NormalKernel<TMem> NormalBody(Storage y, long yo, long n, float std, int samples, RngKey key) =>
@@ -364,16 +437,19 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
 
     /// The checked kernel bodies of the two transforms: launched here, and run for the channel tails by the
     /// CPU backend's vectorized paths, so the scalar math has one source.
-    protected WinogradIn<TMem> WinogradInBody(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p)
+    protected WinogradIn<TMem> WinogradInBody(Storage v, long vo, Storage x, long xo, Storage mat, long mo,
+        WinoParams p)
     {
         CheckWino(p); const string op = "winograd_in";
         return new WinogradIn<TMem>
         {
-            V = M(op, v, vo, ((long)p.N * p.TotalTiles - 1) * p.VRow + p.C), X = M(op, x, xo, (long)p.Batch * p.T * p.C), Mat = M(op, mat, mo, p.N * p.N + p.M * p.N), P = p
+            V = M(op, v, vo, ((long)p.N * p.TotalTiles - 1) * p.VRow + p.C), X = M(op, x, xo,
+                (long)p.Batch * p.T * p.C), Mat = M(op, mat, mo, p.N * p.N + p.M * p.N), P = p
         };
     }
 
-    protected WinogradOut<TMem> WinogradOutBody(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias, long bo, Storage mask, long mko, WinoParams p)
+    protected WinogradOut<TMem> WinogradOutBody(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo,
+        Storage bias, long bo, Storage mask, long mko, WinoParams p)
     {
         CheckWino(p); const string op = "winograd_out";
         long work = (long)p.TotalTiles * p.C, rows = (long)p.Batch * p.T;
@@ -386,16 +462,19 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         };
     }
 
-    protected WinogradWeight<TMem> WinogradWeightBody(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n)
+    protected WinogradWeight<TMem> WinogradWeightBody(Storage u, long uo, Storage w, long wo, Storage g, long go,
+        int cin, int cout, int n)
     {
         const string op = "winograd_weight";
         if (cin < 1 || cout < 1 || n < 1) throw new ShapeException($"winograd: bad weight transform cin={cin} cout={cout} n={n}");
         long plane = (long)cin * cout;
         if (plane * n > int.MaxValue) throw new ShapeException($"winograd: weight {cout}x{cin}x3 too large for one transform");
-        return new WinogradWeight<TMem> { U = M(op, u, uo, plane * n), W = M(op, w, wo, plane * 3), G = M(op, g, go, n * 3), Cin = cin, Cout = cout, N = n };
+        return new WinogradWeight<TMem> { U = M(op, u, uo, plane * n), W = M(op, w, wo, plane * 3), G = M(op, g, go,
+            n * 3), Cin = cin, Cout = cout, N = n };
     }
 
-    public override void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n, bool panels = false)
+    public override void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout,
+        int n, bool panels = false)
     {
         if (panels) throw new NotSupportedException($"{Name}: no panel-layout weights (WeightPanel is 0)");
         Launch((long)cin * cout, WinogradWeightBody(u, uo, w, wo, g, go, cin, cout, n));
@@ -404,7 +483,8 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     public override void WinogradIn(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p) =>
         Launch((long)p.TotalTiles * p.C, WinogradInBody(v, vo, x, xo, mat, mo, p));
 
-    public override void WinogradOut(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias, long bo, Storage mask, long mko, WinoParams p) =>
+    public override void WinogradOut(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias,
+        long bo, Storage mask, long mko, WinoParams p) =>
         Launch((long)p.TotalTiles * p.C, WinogradOutBody(y, yo, mm, mmo, mat, mo, bias, bo, mask, mko, p));
 
     protected void CheckGemm(GemmParams p, Storage c, long co, Storage a, long ao, Storage b, long bo)

@@ -105,10 +105,12 @@ public sealed partial class Graph : IDisposable
     }
 
     public Tensor Scalar(float v) => FromHost(new[] { v }, 1);
-    public Tensor Full(float v, params int[] shape) { var t = New(shape); Backend.Fill(t.Data, t.Offset, t.Size, v); return t; }
+    public Tensor Full(float v, params int[] shape) { var t = New(shape); Backend.Fill(t.Data, t.Offset, t.Size,
+        v); return t; }
 
     public float[] ToHost(Tensor t) { var a = new float[t.Size]; Backend.Download(t.Data, t.Offset, a); return a; }
-    public float Item(Tensor t) { Span<float> a = stackalloc float[1]; Backend.Download(t.Data, t.Offset, a); return a[0]; }
+    public float Item(Tensor t) { Span<float> a = stackalloc float[1]; Backend.Download(t.Data, t.Offset,
+        a); return a[0]; }
 
     /// A new shape over the same data (one dimension may be -1); shares the gradient with its base.
     public Tensor Reshape(Tensor x, params int[] shape)
@@ -213,7 +215,8 @@ public sealed partial class Graph : IDisposable
         return (outer, x.Shape[axis], inner);
     }
 
-    internal static int[] WithDim(int[] s, int axis, int v) { var r = (int[])s.Clone(); r[axis < 0 ? axis + s.Length : axis] = v; return r; }
+    internal static int[] WithDim(int[] s, int axis,
+        int v) { var r = (int[])s.Clone(); r[axis < 0 ? axis + s.Length : axis] = v; return r; }
 
     internal static void SameShape(string op, Tensor a, Tensor b)
     {

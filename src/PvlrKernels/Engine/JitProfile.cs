@@ -17,7 +17,8 @@ public static class JitProfile
     {
         env ??= Environment.GetEnvironmentVariable;
         var set = env(Variable);
-        if (set != null) return set.Length == 0 || set.Equals("off", StringComparison.OrdinalIgnoreCase) ? null : Path.GetFullPath(set);
+        if (set != null) return set.Length == 0 || set.Equals("off",
+            StringComparison.OrdinalIgnoreCase) ? null : Path.GetFullPath(set);
         var cache = env("XDG_CACHE_HOME");
         if (string.IsNullOrEmpty(cache))
         {

@@ -21,7 +21,8 @@ public static class Profiler
     static void Record(string key, long t0, long cpu0, long items)
     {
         long ticks = Stopwatch.GetTimestamp() - t0, cpu = WorkNanoseconds() - cpu0;
-        entries.AddOrUpdate(key, (ticks, cpu, 1, items), (_, v) => (v.ticks + ticks, v.cpuNs + cpu, v.calls + 1, v.items + items));
+        entries.AddOrUpdate(key, (ticks, cpu, 1, items), (_, v) => (v.ticks + ticks, v.cpuNs + cpu, v.calls + 1,
+            v.items + items));
     }
 
     [StructLayout(LayoutKind.Sequential)] struct Timespec { public long Sec, Nsec; }
@@ -31,7 +32,8 @@ public static class Profiler
     /// CPU time of the whole process (all threads) in ns: clock_gettime on 64-bit Linux (two 64-bit fields), else Process's.
     public static long CpuNanoseconds()
     {
-        if (OperatingSystem.IsLinux() && Environment.Is64BitProcess && ClockGettime(ClockProcessCputimeId, out var t) == 0) return t.Sec * 1_000_000_000 + t.Nsec;
+        if (OperatingSystem.IsLinux() && Environment.Is64BitProcess && ClockGettime(ClockProcessCputimeId,
+            out var t) == 0) return t.Sec * 1_000_000_000 + t.Nsec;
         return Process.GetCurrentProcess().TotalProcessorTime.Ticks * 100;
     }
 
@@ -41,7 +43,8 @@ public static class Profiler
     /// The share of the cores the process kept busy: `cpuNs` of CPU time over `wallSeconds` on every core
     /// (0 for no wall time). Other threads' CPU time is counted at the scheduler's granularity, so a scope
     /// of a few milliseconds can read above 1.
-    public static double Busy(double wallSeconds, long cpuNs) => wallSeconds > 0 ? cpuNs * 1e-9 / (wallSeconds * Environment.ProcessorCount) : 0;
+    public static double Busy(double wallSeconds,
+        long cpuNs) => wallSeconds > 0 ? cpuNs * 1e-9 / (wallSeconds * Environment.ProcessorCount) : 0;
 
     static string KernelName(Type t) =>
         t.Name + (t.IsGenericType ? "<" + string.Join(",", t.GetGenericArguments().Select(a => a.Name)) + ">" : "");
@@ -49,7 +52,8 @@ public static class Profiler
     public static string Report()
     {
         double total = entries.Where(kv => !kv.Key.StartsWith("phase ")).Sum(kv => kv.Value.ticks);
-        return string.Join("\n", entries.OrderByDescending(kv => kv.Key.StartsWith("phase ")).ThenByDescending(kv => kv.Value.ticks).Select(kv =>
+        return string.Join("\n",
+            entries.OrderByDescending(kv => kv.Key.StartsWith("phase ")).ThenByDescending(kv => kv.Value.ticks).Select(kv =>
         {
             double s = kv.Value.ticks / (double)Stopwatch.Frequency;
             return $"{s,9:F3} s {(kv.Key.StartsWith("phase ") ? "      " : $"{100 * kv.Value.ticks / total,5:F1}%")} {kv.Value.calls,7} calls {kv.Value.items,14} items "

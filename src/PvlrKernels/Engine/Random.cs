@@ -22,12 +22,15 @@ public sealed class PhiloxSource(ulong seed) : IRandomSource
     public ulong Seed { get; } = seed;
     public long Counter { get; set; }
 
-    RngKey Next() { ulong c = (ulong)Counter++; return new RngKey { K0 = (uint)Seed, K1 = (uint)(Seed >> 32), S0 = (uint)c, S1 = (uint)(c >> 32) }; }
+    RngKey Next() { ulong c = (ulong)Counter++; return new RngKey { K0 = (uint)Seed, K1 = (uint)(Seed >> 32),
+        S0 = (uint)c, S1 = (uint)(c >> 32) }; }
 
-    public void DropoutMask(Graph g, Tensor mask, float p, string tag) => g.Backend.DropoutMask(mask.Data, mask.Offset, mask.Size, p, Next());
+    public void DropoutMask(Graph g, Tensor mask, float p, string tag) => g.Backend.DropoutMask(mask.Data,
+        mask.Offset, mask.Size, p, Next());
     /// The mean of `samples` iid N(0, std^2) draws is exactly N(0, std^2 / samples) in distribution, so
     /// one draw per element at std / sqrt(samples) replaces P draws (20x fewer Philox calls per step).
-    public void NormalMean(Graph g, Tensor y, float std, int samples, string tag) => g.Backend.Normal(y.Data, y.Offset, y.Size, std / MathF.Sqrt(samples), 1, Next());
+    public void NormalMean(Graph g, Tensor y, float std, int samples, string tag) => g.Backend.Normal(y.Data,
+        y.Offset, y.Size, std / MathF.Sqrt(samples), 1, Next());
 }
 
 /// Replays recorded draws by tag (the names the model passes to Dropout / NormalMean). With
@@ -51,7 +54,8 @@ public sealed class ReplaySource : IRandomSource
 
     float[] Take(string tag, int[] shape, string what)
     {
-        if (!draws.TryGetValue(tag, out var d)) throw new InvalidOperationException($"replay: no recorded draw for {what} '{tag}' (recorded: {string.Join(", ", draws.Keys)})");
+        if (!draws.TryGetValue(tag,
+            out var d)) throw new InvalidOperationException($"replay: no recorded draw for {what} '{tag}' (recorded: {string.Join(", ", draws.Keys)})");
         if (!used.Add(tag)) throw new InvalidOperationException($"replay: {what} '{tag}' asked for twice");
         bool transpose = channelFirst && shape.Length == 3;
         if (!transpose && d.shape.SequenceEqual(shape)) return d.data;
@@ -67,7 +71,8 @@ public sealed class ReplaySource : IRandomSource
         throw new ShapeException($"replay: recorded draw '{tag}' has shape {Tensor.ShapeStr(d.shape)}, {what} needs {Tensor.ShapeStr(shape)}");
     }
 
-    public void DropoutMask(Graph g, Tensor mask, float p, string tag) => g.Backend.Upload(mask.Data, mask.Offset, Take(tag, mask.Shape, "dropout mask"));
+    public void DropoutMask(Graph g, Tensor mask, float p, string tag) => g.Backend.Upload(mask.Data, mask.Offset,
+        Take(tag, mask.Shape, "dropout mask"));
 
     public void NormalMean(Graph g, Tensor y, float std, int samples, string tag)
     {

@@ -19,7 +19,8 @@ public sealed class EvalResult
     public double ClassificationMap = double.NaN;
     public double Avg(double lo, double hi)
     {
-        var v = Thresholds.Select((t, i) => (t, i)).Where(x => x.t >= lo - 1e-9 && x.t <= hi + 1e-9).Select(x => Map[x.i]).ToArray();
+        var v = Thresholds.Select((t, i) => (t,
+            i)).Where(x => x.t >= lo - 1e-9 && x.t <= hi + 1e-9).Select(x => Map[x.i]).ToArray();
         return v.Length == 0 ? double.NaN : v.Average();
     }
     public double Avg01_07 => Avg(0.1, 0.7);
@@ -29,9 +30,11 @@ public sealed class EvalResult
     {
         var sb = new System.Text.StringBuilder();
         var cols = Thresholds.Where(t => t <= 0.7 + 1e-9).ToArray();
-        sb.AppendLine("| " + string.Join(" | ", cols.Select(t => $"mAP@{t:0.0}")) + " | AVG(0.1:0.5) | AVG(0.3:0.7) | AVG(0.1:0.7) |");
+        sb.AppendLine("| " + string.Join(" | ",
+            cols.Select(t => $"mAP@{t:0.0}")) + " | AVG(0.1:0.5) | AVG(0.3:0.7) | AVG(0.1:0.7) |");
         sb.AppendLine("|" + string.Concat(Enumerable.Repeat("---|", cols.Length + 3)));
-        sb.AppendLine("| " + string.Join(" | ", cols.Select(t => $"{Map[Array.IndexOf(Thresholds, t)]:F2}")) + $" | {Avg(0.1, 0.5):F2} | {Avg(0.3, 0.7):F2} | {Avg01_07:F2} |");
+        sb.AppendLine("| " + string.Join(" | ",
+            cols.Select(t => $"{Map[Array.IndexOf(Thresholds, t)]:F2}")) + $" | {Avg(0.1, 0.5):F2} | {Avg(0.3, 0.7):F2} | {Avg01_07:F2} |");
         if (!double.IsNaN(ClassificationMap)) sb.AppendLine($"classification mAP: {ClassificationMap:F2}");
         return sb.ToString();
     }
@@ -39,7 +42,8 @@ public sealed class EvalResult
     public string Json()
     {
         var inv = System.Globalization.CultureInfo.InvariantCulture;
-        var m = string.Join(", ", Thresholds.Select((t, i) => $"\"{t.ToString("0.0", inv)}\": {Map[i].ToString("R", inv)}"));
+        var m = string.Join(", ", Thresholds.Select((t,
+            i) => $"\"{t.ToString("0.0", inv)}\": {Map[i].ToString("R", inv)}"));
         return $"{{\"map\": {{{m}}}, \"avg_0.1_0.5\": {Avg(0.1, 0.5).ToString("R", inv)}, \"avg_0.3_0.7\": {Avg(0.3, 0.7).ToString("R", inv)}, \"avg_0.1_0.7\": {Avg01_07.ToString("R", inv)}}}";
     }
 }
@@ -55,16 +59,19 @@ public static class Evaluator
         var gt = new List<GtSegment>();
         foreach (var v in ann.Test)
             foreach (var (s, e, l) in v.Segments)
-                gt.Add(new GtSegment(v.Name, Math.Round(s * SnippetsPerSecond, MidpointRounding.ToEven), Math.Round(e * SnippetsPerSecond, MidpointRounding.ToEven), ann.ClassIndex(l)));
+                gt.Add(new GtSegment(v.Name, Math.Round(s * SnippetsPerSecond, MidpointRounding.ToEven),
+                    Math.Round(e * SnippetsPerSecond, MidpointRounding.ToEven), ann.ClassIndex(l)));
         return gt;
     }
 
-    public static EvalResult Evaluate(IReadOnlyList<GtSegment> gt, IReadOnlyList<Detection> preds, int numClasses, double[] thresholds = null)
+    public static EvalResult Evaluate(IReadOnlyList<GtSegment> gt, IReadOnlyList<Detection> preds, int numClasses,
+        double[] thresholds = null)
     {
         thresholds ??= Thresholds;
         var ap = new double[numClasses, thresholds.Length];
         var gtByClass = gt.GroupBy(g => g.Label).ToDictionary(g => g.Key, g => g.ToList());
-        var predByClass = preds.Select((p, i) => (p, i)).GroupBy(x => x.p.Label).ToDictionary(g => g.Key, g => g.Select(x => x.p).ToList());
+        var predByClass = preds.Select((p, i) => (p, i)).GroupBy(x => x.p.Label).ToDictionary(g => g.Key,
+            g => g.Select(x => x.p).ToList());
         Engine.CpuPool.For(numClasses, c =>
         {
             var g = gtByClass.TryGetValue(c, out var gl) ? gl : new List<GtSegment>();
@@ -128,7 +135,8 @@ public static class Evaluator
         {
             var prec = new double[nP]; var rec = new double[nP];
             double ctp = 0, cfp = 0;
-            for (int r = 0; r < nP; r++) { ctp += tp[t, r]; cfp += fp[t, r]; rec[r] = ctp / npos; prec[r] = ctp / (ctp + cfp); }
+            for (int r = 0; r < nP; r++) { ctp += tp[t, r]; cfp += fp[t,
+                r]; rec[r] = ctp / npos; prec[r] = ctp / (ctp + cfp); }
             ap[t] = InterpolatedAp(prec, rec);
         }
         return ap;

@@ -12,7 +12,8 @@ namespace PvlrKernels.Eval;
 /// detections per video, the THUMOS evaluation, and the panels of a run's video plots.
 public static class Inference
 {
-    public static (List<Detection> dets, float[] scores) LocalizeVideo(IMethodModel model, Graph g, string name, float[] features, int t,
+    public static (List<Detection> dets, float[] scores) LocalizeVideo(IMethodModel model, Graph g, string name,
+        float[] features, int t,
         float[] testConstants, List<(double, double)> ambiguous = null)
     {
         var (cas, attn) = Signals(model, g, new[] { (name, features, t) }, testConstants)[0];
@@ -21,17 +22,20 @@ public static class Inference
     }
 
     /// Test-mode CAS (T, C+1) and attention (T) of one video.
-    public static (float[] cas, float[] attn) Signals(IMethodModel model, Graph g, float[] features, int t, float[] testConstants) =>
+    public static (float[] cas, float[] attn) Signals(IMethodModel model, Graph g, float[] features, int t,
+        float[] testConstants) =>
         Signals(model, g, new[] { ("video", features, t) }, testConstants)[0];
 
     /// Test-mode CAS and attention of each video, forwarded as one ragged batch; the caller keeps a batch
     /// within Config.InferRows rows (Batches). Names appear in errors only.
-    public static (float[] cas, float[] attn)[] Signals(IMethodModel model, Graph g, IReadOnlyList<(string name, float[] features, int t)> videos,
+    public static (float[] cas, float[] attn)[] Signals(IMethodModel model, Graph g, IReadOnlyList<(string name,
+        float[] features, int t)> videos,
         float[] testConstants) =>
         model.Signals(g, testConstants, videos.Select(v => (v.name, (ReadOnlyMemory<float>)v.features, v.t)).ToArray());
 
     /// Refuses an empty video or one whose features are not (T, featDim), naming it.
-    public static void CheckVideos(IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos, int featDim)
+    public static void CheckVideos(IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos,
+        int featDim)
     {
         foreach (var (name, f, t) in videos)
         {
@@ -77,7 +81,8 @@ public static class Inference
             // a method may forward fewer rows than the video has (UM samples long videos): GT at that scale
             int rows = attn.Length, width = cas.Length / rows; double k = Evaluator.SnippetsPerSecond * rows / v.T;
             var gt = v.Segments.Where(s => s.label == label).Select(s => (s.start * k, s.end * k)).ToArray();
-            panels.Add(new VideoPanel(v.Name, label ?? ann.Classes[c], Enumerable.Range(0, rows).Select(i => cas[i * width + c]).ToArray(), attn, gt));
+            panels.Add(new VideoPanel(v.Name, label ?? ann.Classes[c], Enumerable.Range(0,
+                rows).Select(i => cas[i * width + c]).ToArray(), attn, gt));
         }
         g.Training = wasTraining;
         return panels;
@@ -86,7 +91,8 @@ public static class Inference
     /// The THUMOS evaluation of `videos`. `progress`, if given, hears how many videos are done (and their
     /// snippets and the time so far) after each batch once `every` has passed since the last report, so a
     /// long run shows it is moving and a short one stays quiet.
-    public static EvalResult Evaluate(IMethodModel model, Graph g, Annotations ann, List<Video> videos, Action<string> progress = null, TimeSpan? every = null)
+    public static EvalResult Evaluate(IMethodModel model, Graph g, Annotations ann, List<Video> videos,
+        Action<string> progress = null, TimeSpan? every = null)
     {
         var protocol = model.Evaluation;
         videos = videos.Where(v => !protocol.Excluded.Contains(v.Name)).ToList();
@@ -114,7 +120,8 @@ public static class Inference
                 sig = model.Signals(g, text, batch.Select((v, i) => (v.Name, feats[i], v.T)).ToArray());
             var found = new (List<Detection> d, float[] s)[batch.Count];
             using (Profiler.Time("phase inference: proposals", batch.Sum(v => v.T)))
-                CpuPool.For(batch.Count, i => found[i] = model.Detect(batch[i].Name, sig[i].cas, sig[i].attn, batch[i].T,
+                CpuPool.For(batch.Count, i => found[i] = model.Detect(batch[i].Name, sig[i].cas, sig[i].attn,
+                    batch[i].T,
                     ann.Ambiguous.GetValueOrDefault(batch[i].Name)));
             for (int i = 0; i < batch.Count; i++)
             {
@@ -131,7 +138,8 @@ public static class Inference
         g.Training = wasTraining;
         var names = videos.Select(v => v.Name).ToHashSet();
         using var _ = Profiler.Time("phase inference: evaluation", dets.Count);
-        var r = Evaluator.Evaluate(protocol.GroundTruth(ann).Where(x => names.Contains(x.Video)).ToList(), dets, ann.Classes.Length);
+        var r = Evaluator.Evaluate(protocol.GroundTruth(ann).Where(x => names.Contains(x.Video)).ToList(), dets,
+            ann.Classes.Length);
         r.ClassificationMap = Evaluator.ClassificationMap(scores.ToArray(), labels.ToArray());
         return r;
     }

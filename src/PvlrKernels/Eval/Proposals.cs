@@ -9,13 +9,15 @@ public sealed class ProposalConfig
     public int TestTopK = 20;
     public double VidThresh = 0.2, CasLambda = 0.1, CasGamma = 0.5, ActLambda = 0.1, ActGamma = 0.05, NmsSigma = 0.2;
     public double[] CasThresholds = Linspace(0.1, 0.95, 10), ActThresholds = Linspace(0.1, 0.95, 10);
-    public static double[] Linspace(double a, double b, int n) => Enumerable.Range(0, n).Select(i => n == 1 ? a : a + (b - a) * i / (n - 1)).ToArray();
+    public static double[] Linspace(double a, double b, int n) => Enumerable.Range(0,
+        n).Select(i => n == 1 ? a : a + (b - a) * i / (n - 1)).ToArray();
 }
 
 public static class Proposals
 {
     /// cas (T, C+1) with the background last, attn (T). Returns detections and the video class scores (C).
-    public static (List<Detection> dets, float[] videoScores) Generate(string video, float[] cas, float[] attn, int t, int numClasses,
+    public static (List<Detection> dets, float[] videoScores) Generate(string video, float[] cas, float[] attn, int t,
+        int numClasses,
         ProposalConfig cfg, List<(double start, double end)> ambiguous = null)
     {
         int c1 = numClasses + 1;
@@ -50,7 +52,8 @@ public static class Proposals
     }
 
     /// Positions where sel > th, grouped into runs; each run scored by outer-inner contrast on w.
-    static void Group(double[] sel, double th, double[] w, double lambda, double bonus, List<(double, double, double)> outp)
+    static void Group(double[] sel, double th, double[] w, double lambda, double bonus, List<(double, double,
+        double)> outp)
     {
         int t = sel.Length;
         var pos = new List<int>();
@@ -113,7 +116,8 @@ public static class Proposals
     /// is the reference's too, since it decides which of equal scores the next argmax picks: the emitted
     /// row is swapped with row 0 (`dets[[0, max_idx]] = dets[[max_idx, 0]]`) and row 0 dropped, so the
     /// first row takes the emitted row's place.
-    public static List<(double score, double s, double e)> SoftNms(List<(double score, double s, double e)> boxes, double sigma)
+    public static List<(double score, double s, double e)> SoftNms(List<(double score, double s, double e)> boxes,
+        double sigma)
     {
         int m = boxes.Count;
         var sc = new double[m]; var bs = new double[m]; var be = new double[m];
@@ -150,7 +154,8 @@ public static class Proposals
         int ps = (int)s, pe = (int)e;
         foreach (var (a, b) in amb)
         {
-            int qs = (int)Math.Round(a * Evaluator.SnippetsPerSecond, MidpointRounding.ToEven), qe = (int)Math.Round(b * Evaluator.SnippetsPerSecond, MidpointRounding.ToEven);
+            int qs = (int)Math.Round(a * Evaluator.SnippetsPerSecond, MidpointRounding.ToEven),
+                qe = (int)Math.Round(b * Evaluator.SnippetsPerSecond, MidpointRounding.ToEven);
             if (Math.Max(ps, qs) < Math.Min(pe, qe)) return true;
         }
         return false;

@@ -56,7 +56,8 @@ public abstract class MethodConfig
     /// Refuses settings no run can use, naming the field.
     public virtual void Validate()
     {
-        foreach (var (name, v) in new[] { ("FeatDim", FeatDim), ("NumClasses", NumClasses), ("MaxSeqLen", MaxSeqLen), ("Interval", Interval) })
+        foreach (var (name, v) in new[] { ("FeatDim", FeatDim), ("NumClasses", NumClasses), ("MaxSeqLen", MaxSeqLen),
+            ("Interval", Interval) })
             if (v < 1) throw new ArgumentException($"{name} {v} must be at least 1");
         if (MaxIter < 0 || WarmupIter < 0) throw new ArgumentException("MaxIter and WarmupIter must not be negative");
         if (FeatDim % 2 != 0) throw new ArgumentException($"FeatDim {FeatDim} must be even (RGB | flow)");
@@ -115,11 +116,13 @@ public interface IMethodModel
     /// The test-time signals of a ragged batch of videos in one forward (Inference.Batches keeps a batch
     /// within Config.InferRows rows): per video the class activation sequence (T, C+1, background last)
     /// and the attention or actionness (T). Names appear in errors only.
-    (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos);
+    (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name,
+        ReadOnlyMemory<float> features, int t)> videos);
 
     /// The detections and video-level class scores of one video from its signals, as the original's
     /// proposal and NMS code makes them; `ambiguous` are the video's ambiguous segments (seconds).
-    (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] attn, int t, List<(double, double)> ambiguous);
+    (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] attn, int t, List<(double,
+        double)> ambiguous);
 
     /// The units and test videos the method's own evaluation uses (CO2-Net and PVLR: snippets, 212 videos;
     /// UM and ACM-Net: seconds, 210 videos).
@@ -137,7 +140,8 @@ public sealed record EvaluationProtocol(string Name, bool Seconds, IReadOnlySet<
         new HashSet<string> { "video_test_0000270", "video_test_0001292", "video_test_0001496" });
 
     public List<GtSegment> GroundTruth(Data.Annotations ann) => Seconds
-        ? ann.Test.Where(v => !Excluded.Contains(v.Name)).SelectMany(v => v.Segments.Select(s => new GtSegment(v.Name, s.start, s.end, ann.ClassIndex(s.label)))).ToList()
+        ? ann.Test.Where(v => !Excluded.Contains(v.Name)).SelectMany(v => v.Segments.Select(s => new GtSegment(v.Name,
+            s.start, s.end, ann.ClassIndex(s.label)))).ToList()
         : Evaluator.GroundTruth(ann).Where(g => !Excluded.Contains(g.Video)).ToList();
 }
 
@@ -165,7 +169,8 @@ public interface IMethod
 public static class MethodRegistry
 {
     static readonly object Lock = new();
-    static IMethod[] all = [new Pvlr.PvlrMethod(), new Co2Net.Co2NetMethod(), new Um.UmMethod(), new AcmNet.AcmNetMethod()];
+    static IMethod[] all = [new Pvlr.PvlrMethod(), new Co2Net.Co2NetMethod(), new Um.UmMethod(),
+        new AcmNet.AcmNetMethod()];
 
     public static IReadOnlyList<IMethod> All { get { lock (Lock) return all; } }
 
@@ -193,7 +198,8 @@ public static class MethodRegistry
         {
             using var doc = System.Text.Json.JsonDocument.Parse(configJson);
             if (doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object &&
-                doc.RootElement.TryGetProperty("Method", out var m) && m.ValueKind == System.Text.Json.JsonValueKind.String)
+                doc.RootElement.TryGetProperty("Method",
+                    out var m) && m.ValueKind == System.Text.Json.JsonValueKind.String)
                 name = m.GetString();
         }
         catch (System.Text.Json.JsonException e) { throw new ArgumentException($"a config that is not valid JSON ({e.Message.Split('\n')[0]})"); }

@@ -9,7 +9,8 @@ namespace PvlrKernels.Methods;
 
 /// A PyTorch state_dict (names stripped of a DataParallel "module." prefix) and, when our export wrote it,
 /// its config and class list.
-public sealed record StateDictFile(string Path, Dictionary<string, (int[] shape, float[] data)> Tensors, string ConfigJson, string[] Classes)
+public sealed record StateDictFile(string Path, Dictionary<string, (int[] shape, float[] data)> Tensors,
+    string ConfigJson, string[] Classes)
 {
     public static StateDictFile Read(string path)
     {
@@ -17,13 +18,15 @@ public sealed record StateDictFile(string Path, Dictionary<string, (int[] shape,
         var strip = sd.Keys.All(k => k.StartsWith("module.")) ? "module." : "";
         var t = sd.ToDictionary(kv => kv.Key[strip.Length..], kv => kv.Value);
         var saved = TorchZip.ReadTextRecords(path, Checkpoint.ConfigRecord, Checkpoint.ClassesRecord);
-        string[] classes = saved.TryGetValue(Checkpoint.ClassesRecord, out var cl) ? Malformed.Guard(path, () => JsonSerializer.Deserialize<string[]>(cl)) : null;
+        string[] classes = saved.TryGetValue(Checkpoint.ClassesRecord, out var cl) ? Malformed.Guard(path,
+            () => JsonSerializer.Deserialize<string[]>(cl)) : null;
         return new StateDictFile(path, t, saved.GetValueOrDefault(Checkpoint.ConfigRecord), classes);
     }
 
     /// The shape of a tensor the method needs, or an error naming the method the file is not.
     public int[] Shape(string name, string method) =>
-        Tensors.TryGetValue(name, out var v) ? v.shape : throw new DataFormatException($"{Path}: no '{name}' in the state_dict: not a {method} checkpoint");
+        Tensors.TryGetValue(name,
+            out var v) ? v.shape : throw new DataFormatException($"{Path}: no '{name}' in the state_dict: not a {method} checkpoint");
 
     /// The class list: the argument, else the file's own, else THUMOS14's 20 (or class0.. for another count).
     public string[] ClassesFor(int count, IReadOnlyList<string> given) =>
@@ -44,7 +47,8 @@ public sealed class ReplayDump : IDisposable
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"replay dump {dir} not found");
         Dir = dir;
         var metaPath = System.IO.Path.Combine(dir, "meta.json");
-        meta = Malformed.Guard(metaPath, () => JsonDocument.Parse(File.Exists(metaPath) ? File.ReadAllText(metaPath) : "{}"));
+        meta = Malformed.Guard(metaPath,
+            () => JsonDocument.Parse(File.Exists(metaPath) ? File.ReadAllText(metaPath) : "{}"));
         Features = Load("inputs/features.npy"); Labels = Load("inputs/labels.npy");
         if (Features.Shape.Length != 3 || Labels.Shape.Length != 2 || Labels.Shape[0] != Features.Shape[0])
             throw new ShapeException($"replay dump {dir}: features {Tensor.ShapeStr(Features.Shape)} and labels {Tensor.ShapeStr(Labels.Shape)} must be (B,T,F) and (B,C)");
@@ -58,7 +62,8 @@ public sealed class ReplayDump : IDisposable
     }
 
     /// The dump's config, its settings read from meta.json by `read`, malformed values named.
-    public T Config<T>(Func<JsonElement, T> read) => Malformed.Guard(System.IO.Path.Combine(Dir, "meta.json"), () => read(Meta));
+    public T Config<T>(Func<JsonElement, T> read) => Malformed.Guard(System.IO.Path.Combine(Dir, "meta.json"),
+        () => read(Meta));
 
     /// Every parameter from weights/<name>.npy; weights the model lacks go into the notes.
     public void LoadWeights(ParameterStore ps, ReplayResult res)
@@ -69,17 +74,21 @@ public sealed class ReplayDump : IDisposable
             if (!a.Shape.SequenceEqual(p.Shape)) throw new ShapeException($"replay dump {Dir}: weights/{p.Name}.npy has shape {Tensor.ShapeStr(a.Shape)}, the model expects {Tensor.ShapeStr(p.Shape)}");
             ps.Set(p.Name, a.AsFloat(p.Name));
         }
-        var extra = Directory.GetFiles(System.IO.Path.Combine(Dir, "weights"), "*.npy").Select(System.IO.Path.GetFileNameWithoutExtension).Where(n => !ps.Contains(n)).ToList();
+        var extra = Directory.GetFiles(System.IO.Path.Combine(Dir, "weights"),
+            "*.npy").Select(System.IO.Path.GetFileNameWithoutExtension).Where(n => !ps.Contains(n)).ToList();
         if (extra.Count > 0) res.Notes.Add($"weights the forward never reads: {string.Join(", ", extra)}");
     }
 
     /// The recorded draws in meta.json's random_order (else by name), channel-first unless mask_layout says time_major.
     public ReplaySource Random()
     {
-        var order = Meta.TryGetProperty("random_order", out var ro) ? ro.EnumerateArray().Select(x => x.GetString()).ToList()
-            : Directory.GetFiles(System.IO.Path.Combine(Dir, "random"), "*.npy").Select(System.IO.Path.GetFileNameWithoutExtension).Order().ToList();
+        var order = Meta.TryGetProperty("random_order",
+            out var ro) ? ro.EnumerateArray().Select(x => x.GetString()).ToList()
+            : Directory.GetFiles(System.IO.Path.Combine(Dir, "random"),
+                "*.npy").Select(System.IO.Path.GetFileNameWithoutExtension).Order().ToList();
         bool channelFirst = !Meta.TryGetProperty("mask_layout", out var ml) || ml.GetString() != "time_major";
-        return new ReplaySource(order.Select(tag => { var a = Load(System.IO.Path.Combine("random", tag + ".npy")); return (tag, a.AsFloat(tag), a.Shape); }), channelFirst);
+        return new ReplaySource(order.Select(tag => { var a = Load(System.IO.Path.Combine("random",
+            tag + ".npy")); return (tag, a.AsFloat(tag), a.Shape); }), channelFirst);
     }
 
     /// Runs the step: losses, backward, the gradient of every trainable parameter, unused draws noted.
@@ -90,7 +99,8 @@ public sealed class ReplayDump : IDisposable
         foreach (var (k, v) in L.Terms) res.Losses[k] = g.Item(v);
         res.Losses["total_loss"] = g.Item(L.Total);
         g.Backward(L.Total);
-        foreach (var p in ps.List.Where(p => p.Trainable && p.GotGrad)) res.Grads[p.Name] = (ps.GetGrad(p.Name), p.Shape);
+        foreach (var p in ps.List.Where(p => p.Trainable && p.GotGrad)) res.Grads[p.Name] = (ps.GetGrad(p.Name),
+            p.Shape);
         var unused = rng.Unused.ToList();
         if (unused.Count > 0) res.Notes.Add($"recorded draws not needed: {string.Join(", ", unused)}");
     }

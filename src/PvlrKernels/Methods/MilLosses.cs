@@ -55,13 +55,16 @@ public static class MilLosses
         var fi = Half(feat, 0, f); var fj = Half(feat, 1, f);
         var ai = g.Softmax(Half(ssup, 0, c1), 1); var aj = g.Softmax(Half(ssup, 1, c1), 1);
         float inv = 1f / Math.Max(t - 1, 1);
-        Tensor Hf(Tensor x, Tensor a) => g.MatMul(x, a, transA: true);                                    // (pairs, F, C+1)
+        Tensor Hf(Tensor x, Tensor a) => g.MatMul(x, a,
+            transA: true);                                    // (pairs, F, C+1)
         Tensor Lf(Tensor x, Tensor a) => g.Scale(g.MatMul(x, g.AddScalar(g.Scale(a, -1f), 1f), transA: true), inv);
-        Tensor Cos(Tensor x, Tensor y) => g.Sum(g.Mul(g.L2Normalize(x, 1, 0f), g.L2Normalize(y, 1, 0f)), 1);   // (pairs,1,C+1)
+        Tensor Cos(Tensor x, Tensor y) => g.Sum(g.Mul(g.L2Normalize(x, 1, 0f), g.L2Normalize(y, 1, 0f)),
+            1);   // (pairs,1,C+1)
         var hi = Hf(fi, ai); var hj = Hf(fj, aj);
         var c1s = Cos(hi, hj); var c2s = Cos(hi, Lf(fj, aj)); var c3s = Cos(hj, Lf(fi, ai));
         // d1 - d2 = c2 - c1 with d = 1 - cos
-        var term = g.Scale(g.Add(g.Hinge(g.AddScalar(g.Sub(c2s, c1s), 0.5f)), g.Hinge(g.AddScalar(g.Sub(c3s, c1s), 0.5f))), 0.5f);
+        var term = g.Scale(g.Add(g.Hinge(g.AddScalar(g.Sub(c2s, c1s), 0.5f)), g.Hinge(g.AddScalar(g.Sub(c3s, c1s),
+            0.5f))), 0.5f);
         var w = new float[pairs * c1]; float n = 0;
         for (int p = 0; p < pairs; p++)
             for (int j = 0; j < c; j++) { w[p * c1 + j] = labels[2 * p * c + j] * labels[(2 * p + 1) * c + j]; n += w[p * c1 + j]; }

@@ -92,14 +92,16 @@ public sealed class ClipTokenizer
         lock (cache) if (cache.TryGetValue(token, out var hit)) return hit;
         var word = new List<string>();
         var units = new List<string>();
-        for (int i = 0; i < token.Length; i += char.IsSurrogatePair(token, i) ? 2 : 1) units.Add(char.ConvertFromUtf32(char.ConvertToUtf32(token, i)));
+        for (int i = 0; i < token.Length; i += char.IsSurrogatePair(token,
+            i) ? 2 : 1) units.Add(char.ConvertFromUtf32(char.ConvertToUtf32(token, i)));
         for (int i = 0; i < units.Count; i++) word.Add(i == units.Count - 1 ? units[i] + "</w>" : units[i]);
         while (word.Count > 1)
         {
             // the pair of lowest rank; ties cannot happen (each pair has one rank)
             (string a, string b) best = default; int bestRank = int.MaxValue;
             for (int i = 0; i + 1 < word.Count; i++)
-                if (ranks.TryGetValue((word[i], word[i + 1]), out int r) && r < bestRank) { bestRank = r; best = (word[i], word[i + 1]); }
+                if (ranks.TryGetValue((word[i], word[i + 1]),
+                    out int r) && r < bestRank) { bestRank = r; best = (word[i], word[i + 1]); }
             if (bestRank == int.MaxValue) break;
             var merged = new List<string>(word.Count);
             for (int i = 0; i < word.Count;)

@@ -30,7 +30,8 @@ public sealed class RaggedBatch
         var mask = new float[Rows]; var seg = new float[Lengths.Length * Rows]; var rowVideo = new float[Rows];
         for (int i = 0; i < Lengths.Length; i++)
             for (int t = Starts[i]; t < Starts[i] + Lengths[i]; t++) { mask[t] = 1; seg[i * Rows + t] = 1f / Lengths[i]; rowVideo[t] = i; }
-        Mask = g.FromHost(mask, 1, Rows, 1); SegMean = g.FromHost(seg, Lengths.Length, Rows); RowVideo = g.FromHost(rowVideo, 1, Rows);
+        Mask = g.FromHost(mask, 1, Rows, 1); SegMean = g.FromHost(seg, Lengths.Length,
+            Rows); RowVideo = g.FromHost(rowVideo, 1, Rows);
     }
 
     public int Count => Lengths.Length;
@@ -38,7 +39,8 @@ public sealed class RaggedBatch
     /// The packed input split at `half` columns into two (1, R, ·) tensors, the first `half` features of
     /// each row in one and the rest in the other (PVLR's RGB and flow streams), zero rows included: the
     /// model then takes its two streams without slicing copies.
-    public (Tensor lo, Tensor hi) PackHalves(Graph g, IReadOnlyList<ReadOnlyMemory<float>> features, int width, int half)
+    public (Tensor lo, Tensor hi) PackHalves(Graph g, IReadOnlyList<ReadOnlyMemory<float>> features, int width,
+        int half)
     {
         if (half <= 0 || half >= width) throw new ShapeException($"ragged batch: split at {half} of {width} features");
         for (int i = 0; i < Count; i++)
@@ -50,7 +52,8 @@ public sealed class RaggedBatch
             for (int i = 0; i < Count; i++)
             {
                 g.Backend.Fill(x.Data, x.Offset + (long)(Starts[i] - 1) * w, w, 0f);
-                g.Backend.UploadColumns(x.Data, x.Offset + (long)Starts[i] * w, features[i], Lengths[i], width, from, w);
+                g.Backend.UploadColumns(x.Data, x.Offset + (long)Starts[i] * w, features[i], Lengths[i], width, from,
+                    w);
             }
             g.Backend.Fill(x.Data, x.Offset + (long)(Rows - 1) * w, w, 0f);
             return x;
@@ -59,5 +62,6 @@ public sealed class RaggedBatch
     }
 
     /// Video i's rows of a downloaded (1, R, width) output.
-    public float[] Unpack(float[] packed, int i, int width) => packed.AsSpan(Starts[i] * width, Lengths[i] * width).ToArray();
+    public float[] Unpack(float[] packed, int i, int width) => packed.AsSpan(Starts[i] * width,
+        Lengths[i] * width).ToArray();
 }

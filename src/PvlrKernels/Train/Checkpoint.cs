@@ -10,7 +10,8 @@ namespace PvlrKernels.Train;
 
 public static class Checkpoint
 {
-    public static void Save(string path, IMethodModel model, Backend be, int step, long rngCounter, bool includeOptimizer)
+    public static void Save(string path, IMethodModel model, Backend be, int step, long rngCounter,
+        bool includeOptimizer)
     {
         var ps = model.Parameters;
         var list = new List<(string, int[], float[])>();
@@ -27,8 +28,10 @@ public static class Checkpoint
         }
         var meta = new Dictionary<string, string>
         {
-            ["format"] = "pvlrkernels-1", ["config"] = model.Config.ToJson(), ["step"] = step.ToString(), ["rng_counter"] = rngCounter.ToString(),
-            ["adam_steps"] = JsonSerializer.Serialize(ps.List.ToDictionary(p => p.Name, p => p.Step)), ["classes"] = JsonSerializer.Serialize(model.Classes),
+            ["format"] = "pvlrkernels-1", ["config"] = model.Config.ToJson(), ["step"] = step.ToString(),
+                ["rng_counter"] = rngCounter.ToString(),
+            ["adam_steps"] = JsonSerializer.Serialize(ps.List.ToDictionary(p => p.Name, p => p.Step)),
+                ["classes"] = JsonSerializer.Serialize(model.Classes),
         };
         Safetensors.Save(path, list, meta);
     }
@@ -38,19 +41,23 @@ public static class Checkpoint
     /// Best_model.pkl, read as `method`'s (default: the one its config record names, else PVLR). For
     /// PyTorch files the report lists what was missing, unused or of another shape; `report` receives it.
     /// Without `optimizer` (inference) the Adam moments are neither read nor uploaded: they stay zero.
-    public static (IMethodModel model, int step, long rng) Load(string path, Backend backend, bool strict = true, TextWriter report = null,
+    public static (IMethodModel model, int step, long rng) Load(string path, Backend backend, bool strict = true,
+        TextWriter report = null,
         bool optimizer = true, IMethod method = null)
     {
-        if (IsZip(path)) { var m = LoadTorch(path, backend, out var rep, method: method); report?.Write(rep); return (m, 0, 0); }
+        if (IsZip(path)) { var m = LoadTorch(path, backend, out var rep,
+            method: method); report?.Write(rep); return (m, 0, 0); }
         using var fs = File.OpenRead(path);
         var (entries, meta) = Safetensors.ReadHeader(fs, path);
-        if (!meta.TryGetValue("config", out var cj)) throw new DataFormatException($"{path}: no config in the checkpoint metadata");
+        if (!meta.TryGetValue("config",
+            out var cj)) throw new DataFormatException($"{path}: no config in the checkpoint metadata");
         string[] classes; IMethodModel model;
         try
         {
             var saved = MethodRegistry.Of(cj);
             if (method != null && saved != method) throw new ArgumentException($"a {saved.Name} model, not {method.Name}");
-            classes = meta.TryGetValue("classes", out var cl) ? JsonSerializer.Deserialize<string[]>(cl) : throw new DataFormatException($"{path}: no class list in the metadata");
+            classes = meta.TryGetValue("classes",
+                out var cl) ? JsonSerializer.Deserialize<string[]>(cl) : throw new DataFormatException($"{path}: no class list in the metadata");
             model = saved.Build(saved.ConfigFromJson(cj), classes);
         }
         catch (Exception e) when (e is ArgumentException or JsonException) { throw new DataFormatException($"{path}: the checkpoint's metadata holds {e.Message}"); }
@@ -58,8 +65,10 @@ public static class Checkpoint
         ps.Allocate(backend);
         // the weights' memory written once on every core before the one-stream read below fills it: on the
         // CPU most of a load is the first write of new memory, which scales with cores
-        foreach (var arena in optimizer ? new[] { ps.Values, ps.M, ps.V } : new[] { ps.Values }) backend.Fill(arena, 0, ps.Total, 0f);
-        try { var (step, rng) = Restore(path, fs, entries, meta, ps, backend, strict, optimizer); return (model, step, rng); }
+        foreach (var arena in optimizer ? new[] { ps.Values, ps.M, ps.V } : new[] { ps.Values }) backend.Fill(arena,
+            0, ps.Total, 0f);
+        try { var (step, rng) = Restore(path, fs, entries, meta, ps, backend, strict, optimizer); return (model, step,
+            rng); }
         catch { ps.Dispose(); throw; }
     }
 
@@ -82,7 +91,8 @@ public static class Checkpoint
     /// Streams each tensor from the file into the parameter (and, with `optimizer`, Adam) storage in
     /// chunks of 1M values: no array of the whole file or of a whole tensor. Without `optimizer` the Adam
     /// moments are not read and stay as they are.
-    static (int, long) Restore(string path, Stream fs, List<Safetensors.Entry> entries, Dictionary<string, string> meta, ParameterStore ps, Backend backend, bool strict, bool optimizer)
+    static (int, long) Restore(string path, Stream fs, List<Safetensors.Entry> entries, Dictionary<string,
+        string> meta, ParameterStore ps, Backend backend, bool strict, bool optimizer)
     {
         var byName = entries.ToDictionary(e => e.Name);
         var missing = ps.List.Where(p => !byName.ContainsKey(p.Name)).Select(p => p.Name).ToList();
@@ -92,7 +102,8 @@ public static class Checkpoint
         var buffer = new float[(int)Math.Clamp(entries.Select(e => e.Count).DefaultIfEmpty(1).Max(), 1, 1 << 20)];
         void Into(string name, Parameter p, Storage dst)
         {
-            if (!byName.TryGetValue(name, out var e)) { if (dst != ps.Values) backend.Fill(dst, p.Offset, p.Size, 0f); return; }   // no moments: zero
+            if (!byName.TryGetValue(name, out var e)) { if (dst != ps.Values) backend.Fill(dst, p.Offset, p.Size,
+                0f); return; }   // no moments: zero
             if (!e.Shape.SequenceEqual(p.Shape)) throw new DataFormatException($"{path}: {name} has shape ({string.Join(",", e.Shape)}), the model expects ({string.Join(",", p.Shape)})");
             Malformed.Guard(path, () =>
             {
@@ -106,7 +117,8 @@ public static class Checkpoint
             });
         }
         foreach (var p in ps.List) Into(p.Name, p, ps.Values);
-        var steps = meta.TryGetValue("adam_steps", out var asj) ? JsonSerializer.Deserialize<Dictionary<string, long>>(asj) : new();
+        var steps = meta.TryGetValue("adam_steps", out var asj) ? JsonSerializer.Deserialize<Dictionary<string,
+            long>>(asj) : new();
         foreach (var p in ps.List) p.Step = steps.TryGetValue(p.Name, out var s) ? s : 0;
         if (optimizer)
             foreach (var p in ps.List) { Into("adam_m." + p.Name, p, ps.M); Into("adam_v." + p.Name, p, ps.V); }
@@ -136,14 +148,17 @@ public static class Checkpoint
     /// Writes the model as a PyTorch state_dict with its configuration records.
     public static void SaveTorch(string path, IMethodModel model) =>
         TorchZip.Save(path, model.Parameters.List.Select(p => (p.Name, p.Shape, model.Parameters.Get(p.Name))),
-            new Dictionary<string, string> { [ConfigRecord] = model.Config.ToJson(), [ClassesRecord] = JsonSerializer.Serialize(model.Classes) });
+            new Dictionary<string, string> { [ConfigRecord] = model.Config.ToJson(),
+                [ClassesRecord] = JsonSerializer.Serialize(model.Classes) });
 
     /// A PyTorch state_dict onto a new model of `method`, else of the method its config record names,
     /// else PVLR (the original's own files carry no record).
-    public static IMethodModel LoadTorch(string path, Backend backend, out string report, IReadOnlyList<string> classes = null, IMethod method = null)
+    public static IMethodModel LoadTorch(string path, Backend backend, out string report,
+        IReadOnlyList<string> classes = null, IMethod method = null)
     {
         var saved = TorchZip.ReadTextRecords(path, ConfigRecord);
-        var named = saved.TryGetValue(ConfigRecord, out var cj) ? Malformed.Guard(path, () => MethodRegistry.Of(cj)) : null;
+        var named = saved.TryGetValue(ConfigRecord, out var cj) ? Malformed.Guard(path,
+            () => MethodRegistry.Of(cj)) : null;
         if (method != null && named != null && named != method) throw new DataFormatException($"{path}: a {named.Name} model, not {method.Name}");
         return (method ?? named ?? MethodRegistry.Get("pvlr")).LoadTorch(path, backend, out report, classes);
     }
@@ -151,12 +166,14 @@ public static class Checkpoint
     /// Sets each parameter of `ps` from the state_dict `t` (names already stripped of any DataParallel
     /// prefix). Missing trainable weights or ones of another shape are an error, non-finite values too;
     /// the rest (missing frozen weights, unused entries, other shapes) goes into the returned report.
-    public static string FillFromStateDict(string path, Dictionary<string, (int[] shape, float[] data)> t, ParameterStore ps, string dims)
+    public static string FillFromStateDict(string path, Dictionary<string, (int[] shape, float[] data)> t,
+        ParameterStore ps, string dims)
     {
         var sb = new System.Text.StringBuilder(); var missing = new List<string>(); var shape = new List<string>(); var badTrainable = new List<string>();
         foreach (var p in ps.List)
         {
-            string why = !t.TryGetValue(p.Name, out var v) ? null : v.shape.SequenceEqual(p.Shape) ? "" : $"{p.Name} ({string.Join(",", v.shape)}) vs ours ({string.Join(",", p.Shape)})";
+            string why = !t.TryGetValue(p.Name,
+                out var v) ? null : v.shape.SequenceEqual(p.Shape) ? "" : $"{p.Name} ({string.Join(",", v.shape)}) vs ours ({string.Join(",", p.Shape)})";
             if (why == "")
             {
                 int bad = FirstNonFinite(v.data);

@@ -10,7 +10,8 @@ namespace PvlrKernels.Train;
 
 /// One test video's panel: the class's CAS (time-major, per snippet), the attention, the GT segments of
 /// that class in snippets.
-public sealed record VideoPanel(string Video, string Class, float[] Cas, float[] Attention, (double start, double end)[] Gt);
+public sealed record VideoPanel(string Video, string Class, float[] Cas, float[] Attention, (double start,
+    double end)[] Gt);
 
 public interface IRunPlotter
 {
@@ -49,7 +50,8 @@ public static class Plots
 
     /// One panel per video: GT segments of `label` as green bands, that class's CAS (min-max normalised)
     /// in blue and the attention in red, both over time in snippets.
-    public static void CasAttention(string path, IReadOnlyList<(string video, float[] cas, float[] attn, (double s, double e)[] gt)> panels, int w = 800, int ph = 120)
+    public static void CasAttention(string path, IReadOnlyList<(string video, float[] cas, float[] attn, (double s,
+        double e)[] gt)> panels, int w = 800, int ph = 120)
     {
         int h = ph * Math.Max(1, panels.Count);
         var img = new byte[w * h * 3]; Array.Fill(img, (byte)255);
@@ -67,14 +69,16 @@ public static class Plots
             float lo = cas.Min(), hi = cas.Max(); float span = hi > lo ? hi - lo : 1;
             for (int i = 1; i < t; i++)
             {
-                Line(img, w, h, px(i - 1), py((cas[i - 1] - lo) / span), px(i), py((cas[i] - lo) / span), (30, 90, 200));
+                Line(img, w, h, px(i - 1), py((cas[i - 1] - lo) / span), px(i), py((cas[i] - lo) / span), (30, 90,
+                    200));
                 Line(img, w, h, px(i - 1), py(attn[i - 1]), px(i), py(attn[i]), (210, 40, 40));
             }
         }
         AtomicFile.WriteAllBytes(path, Png(img, w, h));
     }
 
-    static void Set(byte[] img, int w, int x, int y, byte r, byte g, byte b) { int o = (y * w + x) * 3; img[o] = r; img[o + 1] = g; img[o + 2] = b; }
+    static void Set(byte[] img, int w, int x, int y, byte r, byte g,
+        byte b) { int o = (y * w + x) * 3; img[o] = r; img[o + 1] = g; img[o + 2] = b; }
     static void Line(byte[] img, int w, int h, int x0, int y0, int x1, int y1, (byte r, byte g, byte b)? color = null)
     {
         var (cr, cg, cb) = color ?? ((byte)30, (byte)90, (byte)200);
@@ -101,7 +105,8 @@ public static class Plots
         Chunk(ms, "IEND", Array.Empty<byte>());
         return ms.ToArray();
     }
-    static void BE(byte[] b, int o, int v) { b[o] = (byte)(v >> 24); b[o + 1] = (byte)(v >> 16); b[o + 2] = (byte)(v >> 8); b[o + 3] = (byte)v; }
+    static void BE(byte[] b, int o,
+        int v) { b[o] = (byte)(v >> 24); b[o + 1] = (byte)(v >> 16); b[o + 2] = (byte)(v >> 8); b[o + 3] = (byte)v; }
     static void Chunk(Stream s, string type, byte[] data)
     {
         var len = new byte[4]; BE(len, 0, data.Length); s.Write(len);

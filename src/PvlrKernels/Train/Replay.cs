@@ -27,12 +27,15 @@ public static class Replay
     public static void Write(ReplayResult r, string outDir)
     {
         Directory.CreateDirectory(Path.Combine(outDir, "grads"));
-        AtomicFile.WriteAllText(Path.Combine(outDir, "losses.json"), JsonSerializer.Serialize(r.Losses, new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(outDir, "losses.json"), JsonSerializer.Serialize(r.Losses,
+            new JsonSerializerOptions { WriteIndented = true }));
         if (r.Mining.Count > 0)
         {
-            var mining = r.Mining.ToDictionary(kv => kv.Key, kv => new { same = kv.Value.same, total = kv.Value.total });
+            var mining = r.Mining.ToDictionary(kv => kv.Key, kv => new { same = kv.Value.same,
+                total = kv.Value.total });
             AtomicFile.WriteAllText(Path.Combine(outDir, "mining.json"),
-                JsonSerializer.Serialize(new { source = r.MiningSource, ties = r.MiningTies, picks = mining }, new JsonSerializerOptions { WriteIndented = true }));
+                JsonSerializer.Serialize(new { source = r.MiningSource, ties = r.MiningTies, picks = mining },
+                    new JsonSerializerOptions { WriteIndented = true }));
         }
         foreach (var (name, (grad, shape)) in r.Grads)
             Npy.Save(Path.Combine(outDir, "grads", name + ".npy"), grad, shape);

@@ -30,7 +30,8 @@ public sealed class RunDirectory : IDisposable
         var lockPath = System.IO.Path.Combine(dir, LockName);
         try
         {
-            held = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 4096, FileOptions.DeleteOnClose);
+            held = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 4096,
+                FileOptions.DeleteOnClose);
         }
         catch (UnauthorizedAccessException e) { throw new ArgumentException($"{option} {dir}: cannot write there ({e.Message})"); }
         catch (IOException e) when (File.Exists(lockPath))
@@ -44,10 +45,12 @@ public sealed class RunDirectory : IDisposable
         var run = new RunDirectory(dir, held);
         try
         {
-            File.WriteAllText(System.IO.Path.Combine(dir, HolderName), $"pid {Environment.ProcessId} on {Environment.MachineName}, since {DateTime.Now:yyyy-MM-dd HH:mm:ss}\n");
+            File.WriteAllText(System.IO.Path.Combine(dir, HolderName),
+                $"pid {Environment.ProcessId} on {Environment.MachineName}, since {DateTime.Now:yyyy-MM-dd HH:mm:ss}\n");
             // a write that must reach the disk: a full or read-only file system fails here, not after the data is read
             var probe = System.IO.Path.Combine(dir, $".pvlr-probe.{Environment.ProcessId}.tmp");
-            using (var f = new FileStream(probe, FileMode.Create, FileAccess.Write, FileShare.None, 4096, FileOptions.DeleteOnClose))
+            using (var f = new FileStream(probe, FileMode.Create, FileAccess.Write, FileShare.None, 4096,
+                FileOptions.DeleteOnClose))
             {
                 f.Write(new byte[1 << 16]); f.Flush(flushToDisk: true);
             }

@@ -32,7 +32,8 @@ public sealed class Trainer : IDisposable
     /// Draws loss.png and cas_attn_<step>.png; the CLI sets a ScottPlot one.
     public IRunPlotter Plotter { get; set; } = new MinimalPlotter();
 
-    public Trainer(MethodConfig cfg, ThumosDataset ds, Backend backend, TextWriter log = null) : this(cfg, Checked(cfg, ds).Ann.Classes, backend, log)
+    public Trainer(MethodConfig cfg, ThumosDataset ds, Backend backend, TextWriter log = null) : this(cfg,
+        Checked(cfg, ds).Ann.Classes, backend, log)
     {
         this.ds = ds;
         sampler = new BatchSampler(ds, cfg.Seed);
@@ -70,11 +71,14 @@ public sealed class Trainer : IDisposable
         var labels = new float[Cfg.BatchSize * Cfg.NumClasses];
         var rows = Cfg.Batches == BatchOrder.EpochShuffle
             ? sampler.SampleEpoch(Step, Cfg.BatchSize, Cfg.MaxSeqLen, batch, clipBatch, labels, Cfg.Resample)
-            : sampler.Sample(Step, Cfg.BatchSize, Cfg.MaxSeqLen, batch, clipBatch, labels, Cfg.NumSimilar, Cfg.SimilarSize, Cfg.Resample);
+            : sampler.Sample(Step, Cfg.BatchSize, Cfg.MaxSeqLen, batch, clipBatch, labels, Cfg.NumSimilar,
+                Cfg.SimilarSize, Cfg.Resample);
         string names = string.Join(",", rows.Select(r => r.Name));
         if (rows.Count == Cfg.BatchSize) return StepOn(batch, clipBatch, labels, names);
-        long perRow = (long)Cfg.MaxSeqLen * Cfg.FeatDim, clipRow = (long)Cfg.MaxSeqLen * Cfg.ClipFeatureWidth;     // an epoch's last, smaller batch
-        return StepOn(batch[..(int)(rows.Count * perRow)], clipBatch?[..(int)(rows.Count * clipRow)], labels[..(rows.Count * Cfg.NumClasses)], names);
+        long perRow = (long)Cfg.MaxSeqLen * Cfg.FeatDim,
+            clipRow = (long)Cfg.MaxSeqLen * Cfg.ClipFeatureWidth;     // an epoch's last, smaller batch
+        return StepOn(batch[..(int)(rows.Count * perRow)], clipBatch?[..(int)(rows.Count * clipRow)],
+            labels[..(rows.Count * Cfg.NumClasses)], names);
     }
 
     /// Forward, losses, backward, gradient check and Adam on one batch: feats (B,T,F), clip (B,T,D) or
@@ -140,7 +144,8 @@ public sealed class Trainer : IDisposable
     public void CheckGradients()
     {
         var sum = G.New(new[] { 1 });
-        Backend.Reduce(sum.Data, sum.Offset, Model.Parameters.Grads, 0, null, 0, 1, checked((int)Model.Parameters.Total), 1, ReduceMode.Sum, 1f, false);
+        Backend.Reduce(sum.Data, sum.Offset, Model.Parameters.Grads, 0, null, 0, 1,
+            checked((int)Model.Parameters.Total), 1, ReduceMode.Sum, 1f, false);
         if (float.IsFinite(G.Item(sum))) return;
         var g = new float[Model.Parameters.Total];
         Backend.Download(Model.Parameters.Grads, 0, g);
@@ -168,7 +173,8 @@ public sealed class Trainer : IDisposable
         bool keep = false;
         foreach (var line in File.ReadAllLines(path))
         {
-            if (line.StartsWith("itr ") && int.TryParse(line[4..].Split(' ')[0], out int itr)) { keep = itr < step; if (keep) itrs.Add(itr); }
+            if (line.StartsWith("itr ") && int.TryParse(line[4..].Split(' ')[0],
+                out int itr)) { keep = itr < step; if (keep) itrs.Add(itr); }
             if (keep) sb.AppendLine(line);
         }
         return (sb, itrs);
@@ -185,8 +191,12 @@ public sealed class Trainer : IDisposable
         var (perf, done) = PerformanceBefore(perfPath, Step);
         if (Step > 0 && File.Exists(bestPath))
         {   // last.safetensors is written before its evaluation: the best that evaluation found is in best.json
-            var b = Data.Malformed.Guard(bestPath, () => System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(bestPath)));
-            if (b.TryGetValue("best_step", out var bstep) && bstep < Step && done.Contains((int)bstep) && b.TryGetValue("best_sum_map_0.1_0.7", out var bsum) && bsum > BestSum)
+            var b = Data.Malformed.Guard(bestPath,
+                () => System.Text.Json.JsonSerializer.Deserialize<Dictionary<string,
+                double>>(File.ReadAllText(bestPath)));
+            if (b.TryGetValue("best_step",
+                out var bstep) && bstep < Step && done.Contains((int)bstep) && b.TryGetValue("best_sum_map_0.1_0.7",
+                out var bsum) && bsum > BestSum)
                 (BestSum, BestStep) = (bsum, (int)bstep);
             if (BestStep >= 0) log.WriteLine($"best so far: step {BestStep}, sum of mAP@0.1:0.7 {BestSum:F2}");
         }
@@ -202,7 +212,8 @@ public sealed class Trainer : IDisposable
             {
                 BestSum = r.SumMap01_07; BestStep = itr;
                 SaveCheckpoint(Path.Combine(outDir, "best.safetensors"));
-                AtomicFile.WriteAllText(bestPath, System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, double> { ["best_sum_map_0.1_0.7"] = BestSum, ["best_step"] = BestStep }));
+                AtomicFile.WriteAllText(bestPath, System.Text.Json.JsonSerializer.Serialize(new Dictionary<string,
+                    double> { ["best_sum_map_0.1_0.7"] = BestSum, ["best_step"] = BestStep }));
             }
             perf.AppendLine($"itr {itr}{(isBest ? " (best)" : "")}");
             perf.Append(r.Table());
@@ -223,18 +234,24 @@ public sealed class Trainer : IDisposable
             if (itr % 10 == 0 || Step == maxIter)
             {
                 double eta = (maxIter - Step) / Math.Max(sps, 1e-9);
-                var terms = string.Join(" ", Model.ProgressTerms.Select(p => string.Format(CultureInfo.InvariantCulture, "{0} {1:F3}", p.label, v.GetValueOrDefault(p.term))));
-                log.WriteLine(string.Format(CultureInfo.InvariantCulture, "step {0,5}/{1} | loss {2,9:F4} | {3} | {4:F2} steps/s | ETA {5}",
+                var terms = string.Join(" ",
+                    Model.ProgressTerms.Select(p => string.Format(CultureInfo.InvariantCulture, "{0} {1:F3}", p.label,
+                    v.GetValueOrDefault(p.term))));
+                log.WriteLine(string.Format(CultureInfo.InvariantCulture,
+                    "step {0,5}/{1} | loss {2,9:F4} | {3} | {4:F2} steps/s | ETA {5}",
                     itr, maxIter, v["total"], terms, sps, TimeSpan.FromSeconds((int)eta)));
             }
             bool evalNow = IsPeriodicEval(itr) || Step == maxIter;
-            if (!evalNow && Step % Cfg.Interval == 0) SaveCheckpoint(Path.Combine(outDir, "last.safetensors"));   // resumable before warm-up ends
+            if (!evalNow && Step % Cfg.Interval == 0) SaveCheckpoint(Path.Combine(outDir,
+                "last.safetensors"));   // resumable before warm-up ends
             if (evalNow)
             {
-                SaveCheckpoint(Path.Combine(outDir, "last.safetensors"));      // first: a failing evaluation loses no training
+                SaveCheckpoint(Path.Combine(outDir,
+                    "last.safetensors"));      // first: a failing evaluation loses no training
                 EvaluateAt(itr);
                 Plotter.Losses(Path.Combine(outDir, "loss.png"), History, start);
-                Plotter.Videos(Path.Combine(outDir, $"cas_attn_{itr:D5}.png"), itr, Inference.VideoPanels(Model, G, ds.Ann, ds.Test.Take(4)));
+                Plotter.Videos(Path.Combine(outDir, $"cas_attn_{itr:D5}.png"), itr, Inference.VideoPanels(Model, G,
+                    ds.Ann, ds.Test.Take(4)));
             }
         }
         return last;
@@ -250,7 +267,8 @@ public sealed class Trainer : IDisposable
         Step = step; Rng.Counter = rng;
     }
 
-    public void SaveCheckpoint(string path) => Checkpoint.Save(path, Model, Backend, Step, Rng.Counter, includeOptimizer: true);
+    public void SaveCheckpoint(string path) => Checkpoint.Save(path, Model, Backend, Step, Rng.Counter,
+        includeOptimizer: true);
 
     public void Dispose() { G.Dispose(); Model.Parameters.Dispose(); }
 }

@@ -274,7 +274,8 @@ public static class TorchSort
         }
     }
 
-    static void AdjustHeap<T>(Pairs<T> p, int first, int hole, int len, (T k, int i) v) where T : IFloatingPointIeee754<T>
+    static void AdjustHeap<T>(Pairs<T> p, int first, int hole, int len, (T k,
+        int i) v) where T : IFloatingPointIeee754<T>
     {
         int top = hole, child = hole;
         while (child < (len - 1) / 2)

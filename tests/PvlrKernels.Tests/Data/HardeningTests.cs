@@ -12,8 +12,10 @@ namespace PvlrKernels.Tests;
 
 public sealed class HardeningTests
 {
-    static string Tmp(string what) => Path.Combine(Path.GetTempPath(), $"pvlr-hard-{what}-" + Guid.NewGuid().ToString("N")[..8]);
-    static string Pth => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "pth", "tiny_state_dict.pth");
+    static string Tmp(string what) => Path.Combine(Path.GetTempPath(),
+        $"pvlr-hard-{what}-" + Guid.NewGuid().ToString("N")[..8]);
+    static string Pth => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "pth",
+        "tiny_state_dict.pth");
 
     static string AssertOneLineError(string[] args, string mustName)
     {
@@ -22,7 +24,8 @@ public sealed class HardeningTests
         var lines = err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.That(lines.Last(), Does.StartWith("pvlr: error: ").And.Contain(mustName), err);
         Assert.That(err, Does.Not.Contain("   at "), "no stack trace");
-        Assert.That(lines.Last(), Does.Not.Contain("details in"), "a user's mistake is not reported as a fault of ours");
+        Assert.That(lines.Last(), Does.Not.Contain("details in"),
+            "a user's mistake is not reported as a fault of ours");
         return lines.Last();
     }
 
@@ -44,22 +47,26 @@ public sealed class HardeningTests
 
     [Test]
     public void HugeInferRowsAreNamed() =>
-        AssertOneLineError(new[] { "eval", "--checkpoint", Pth, "--infer-rows", "2000000000", "--data", TrainingTests.TinyDataDir }, "--infer-rows");
+        AssertOneLineError(new[] { "eval", "--checkpoint", Pth, "--infer-rows", "2000000000", "--data",
+            TrainingTests.TinyDataDir }, "--infer-rows");
 
     [Test]
     public void AnOutThatIsAFileOrCannotBeCreatedIsNamedBeforeAnyWork()
     {
         var file = Tmp("file");
         File.WriteAllText(file, "x");
-        try { AssertOneLineError(new[] { "train", "--preset", "tiny", "--max-iter", "1", "--data", "/nonexistent", "--out", file }, "is a file"); }
+        try { AssertOneLineError(new[] { "train", "--preset", "tiny", "--max-iter", "1", "--data", "/nonexistent",
+            "--out", file }, "is a file"); }
         finally { File.Delete(file); }
         // /proc takes no new directories, even from root; the data path is not even looked at
-        AssertOneLineError(new[] { "train", "--preset", "tiny", "--max-iter", "1", "--data", "/nonexistent", "--out", "/proc/pvlr-out" }, "--out /proc/pvlr-out");
+        AssertOneLineError(new[] { "train", "--preset", "tiny", "--max-iter", "1", "--data", "/nonexistent", "--out",
+            "/proc/pvlr-out" }, "--out /proc/pvlr-out");
     }
 
     static int Sh(string cmd)
     {
-        using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("/bin/sh", new[] { "-c", cmd }) { RedirectStandardError = true, RedirectStandardOutput = true });
+        using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("/bin/sh",
+            new[] { "-c", cmd }) { RedirectStandardError = true, RedirectStandardOutput = true });
         p.WaitForExit();
         return p.ExitCode;
     }
@@ -75,7 +82,8 @@ public sealed class HardeningTests
         try
         {
             Sh($"dd if=/dev/zero of='{mnt}/fill' bs=4k count=64 2>/dev/null");
-            AssertOneLineError(new[] { "train", "--preset", "tiny", "--max-iter", "1", "--data", "/nonexistent", "--out", Path.Combine(mnt, "run") }, "cannot write there");
+            AssertOneLineError(new[] { "train", "--preset", "tiny", "--max-iter", "1", "--data", "/nonexistent",
+                "--out", Path.Combine(mnt, "run") }, "cannot write there");
         }
         finally { Sh($"umount '{mnt}'"); Directory.Delete(mnt, true); }
     }
@@ -88,11 +96,13 @@ public sealed class HardeningTests
         {
             using (RunDirectory.Open(dir, "--out"))
             {
-                var msg = AssertOneLineError(new[] { "train", "--preset", "tiny", "--max-iter", "1", "--data", TrainingTests.TinyDataDir, "--out", dir }, "in use by another training");
+                var msg = AssertOneLineError(new[] { "train", "--preset", "tiny", "--max-iter", "1", "--data",
+                    TrainingTests.TinyDataDir, "--out", dir }, "in use by another training");
                 Assert.That(msg, Does.Contain($"pid {Environment.ProcessId}"));
                 // from another process too (the lock is the kernel's, not this process's)
                 var dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "pvlr.dll");
-                using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("dotnet", $"\"{dll}\" train --preset tiny --max-iter 1 --data \"{TrainingTests.TinyDataDir}\" --out \"{dir}\"")
+                using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("dotnet",
+                    $"\"{dll}\" train --preset tiny --max-iter 1 --data \"{TrainingTests.TinyDataDir}\" --out \"{dir}\"")
                     { RedirectStandardError = true, RedirectStandardOutput = true });
                 var err = p.StandardError.ReadToEnd(); p.WaitForExit();
                 Assert.That(p.ExitCode, Is.Not.EqualTo(0));
@@ -101,12 +111,14 @@ public sealed class HardeningTests
             // released: the same directory trains now, and a killed write's temp file of our naming is removed
             File.WriteAllText(Path.Combine(dir, ".last.safetensors.99999.tmp"), "partial");
             File.WriteAllText(Path.Combine(dir, "notes.tmp"), "not ours");
-            var (rc, err2, output) = TestData.RunCli("train", "--preset", "tiny", "--max-iter", "1", "--data", TrainingTests.TinyDataDir, "--out", dir);
+            var (rc, err2, output) = TestData.RunCli("train", "--preset", "tiny", "--max-iter", "1", "--data",
+                TrainingTests.TinyDataDir, "--out", dir);
             Assert.That(rc, Is.EqualTo(0), err2);
             Assert.That(output, Does.Contain(".last.safetensors.99999.tmp"));
             Assert.That(File.Exists(Path.Combine(dir, ".last.safetensors.99999.tmp")), Is.False);
             Assert.That(File.Exists(Path.Combine(dir, "notes.tmp")), Is.True);
-            Assert.That(File.Exists(Path.Combine(dir, RunDirectory.LockName)), Is.False, "the lock file goes with the run");
+            Assert.That(File.Exists(Path.Combine(dir, RunDirectory.LockName)), Is.False,
+                "the lock file goes with the run");
             Assert.That(File.Exists(Path.Combine(dir, RunDirectory.HolderName)), Is.False);
         }
         finally { Directory.Delete(dir, true); }
@@ -118,8 +130,10 @@ public sealed class HardeningTests
         var dir = Tmp("done");
         try
         {
-            Assert.That(TestData.RunCli("train", "--preset", "tiny", "--max-iter", "2", "--data", TrainingTests.TinyDataDir, "--out", dir).rc, Is.EqualTo(0));
-            AssertOneLineError(new[] { "train", "--resume", dir, "--max-iter", "2", "--data", TrainingTests.TinyDataDir }, "already at step 2");
+            Assert.That(TestData.RunCli("train", "--preset", "tiny", "--max-iter", "2", "--data",
+                TrainingTests.TinyDataDir, "--out", dir).rc, Is.EqualTo(0));
+            AssertOneLineError(new[] { "train", "--resume", dir, "--max-iter", "2", "--data",
+                TrainingTests.TinyDataDir }, "already at step 2");
         }
         finally { Directory.Delete(dir, true); }
     }
@@ -134,7 +148,8 @@ public sealed class HardeningTests
         using var store = model.P;
         editWeights?.Invoke(model);
         var list = model.P.List.Select(p => (p.Name, p.Shape, model.P.Get(p.Name)));
-        var meta = new Dictionary<string, string> { ["config"] = editConfig?.Invoke(cfg.ToJson()) ?? cfg.ToJson(), ["classes"] = System.Text.Json.JsonSerializer.Serialize(model.Classes) };
+        var meta = new Dictionary<string, string> { ["config"] = editConfig?.Invoke(cfg.ToJson()) ?? cfg.ToJson(),
+            ["classes"] = System.Text.Json.JsonSerializer.Serialize(model.Classes) };
         Safetensors.Save(path, list, meta);
         return path;
     }
@@ -147,10 +162,13 @@ public sealed class HardeningTests
         var nan = TinyCheckpoint(editWeights: m => { var w = m.P.Get("fusion.0.bias"); w[3] = float.NaN; m.P.Set("fusion.0.bias", w); });
         try
         {
-            Assert.That(File.ReadAllText(zeroHeads, Encoding.Latin1), Does.Contain("ClipHeads\\u0022: 0"), "the edit took");
+            Assert.That(File.ReadAllText(zeroHeads, Encoding.Latin1), Does.Contain("ClipHeads\\u0022: 0"),
+                "the edit took");
             AssertOneLineError(new[] { "eval", "--checkpoint", notJson, "--data", TrainingTests.TinyDataDir }, notJson);
-            Assert.That(AssertOneLineError(new[] { "eval", "--checkpoint", zeroHeads, "--data", TrainingTests.TinyDataDir }, zeroHeads), Does.Contain("ClipHeads 0"));
-            Assert.That(AssertOneLineError(new[] { "eval", "--checkpoint", nan, "--data", TrainingTests.TinyDataDir }, nan), Does.Contain("fusion.0.bias").And.Contain("element 3"));
+            Assert.That(AssertOneLineError(new[] { "eval", "--checkpoint", zeroHeads, "--data",
+                TrainingTests.TinyDataDir }, zeroHeads), Does.Contain("ClipHeads 0"));
+            Assert.That(AssertOneLineError(new[] { "eval", "--checkpoint", nan, "--data", TrainingTests.TinyDataDir },
+                nan), Does.Contain("fusion.0.bias").And.Contain("element 3"));
         }
         finally { foreach (var f in new[] { notJson, zeroHeads, nan }) File.Delete(f); }
     }
@@ -207,7 +225,8 @@ public sealed class HardeningTests
         var d = Tmp("replay");
         foreach (var f in Directory.GetFiles(src, "*", SearchOption.AllDirectories))
         {
-            var t = Path.Combine(d, Path.GetRelativePath(src, f)); Directory.CreateDirectory(Path.GetDirectoryName(t)); File.Copy(f, t);
+            var t = Path.Combine(d, Path.GetRelativePath(src,
+                f)); Directory.CreateDirectory(Path.GetDirectoryName(t)); File.Copy(f, t);
         }
         try
         {
@@ -254,7 +273,8 @@ public sealed class HardeningTests
         var e = Assert.Throws<DataFormatException>(() => TorchZip.Load(Hostile("stride0.pth")));
         Assert.That(e.Message, Does.Contain("stride0.pth").And.Contain("fusion.0.bias").And.Contain("overlap"));
         Assert.That(GC.GetTotalAllocatedBytes() - before, Is.LessThan(64L << 20));
-        AssertOneLineError(new[] { "export", "--checkpoint", Hostile("stride0.pth"), "--format", "safetensors", "--out", Tmp("x") + ".safetensors" }, "overlap");
+        AssertOneLineError(new[] { "export", "--checkpoint", Hostile("stride0.pth"), "--format", "safetensors",
+            "--out", Tmp("x") + ".safetensors" }, "overlap");
     }
 
     /// A data.pkl of a .pth in a zip, from raw pickle bytes.
@@ -263,7 +283,8 @@ public sealed class HardeningTests
         var path = Tmp("pkl") + ".pth";
         using var fs = File.Create(path);
         using var zip = new System.IO.Compression.ZipArchive(fs, System.IO.Compression.ZipArchiveMode.Create);
-        using (var es = zip.CreateEntry("archive/data.pkl", System.IO.Compression.CompressionLevel.NoCompression).Open()) es.Write(pickle);
+        using (var es = zip.CreateEntry("archive/data.pkl",
+            System.IO.Compression.CompressionLevel.NoCompression).Open()) es.Write(pickle);
         return path;
     }
 

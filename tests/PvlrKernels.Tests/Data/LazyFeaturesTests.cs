@@ -26,9 +26,11 @@ public sealed class LazyFeaturesTests
         var feats = videos.Select(v =>
         {
             int t = v.Index % 3 == 0 ? 1024 + 37 * v.Index : 1 + v.Index;
-            return (new[] { t, 16 }, Enumerable.Range(0, t * 16).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray());
+            return (new[] { t, 16 }, Enumerable.Range(0,
+                t * 16).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray());
         }).ToList();
-        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
+        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
+            feats));
         return root;
     });
 
@@ -52,8 +54,10 @@ public sealed class LazyFeaturesTests
         var lazy = ThumosDataset.Load(MixedDataDir, clip: false, load: _ => false);
         var items = (object[])Npy.Load(Path.Combine(MixedDataDir, ThumosDataset.FeatFile), lazy: true).Data;
         var nds = items.Cast<NpyArray>().ToArray();
-        Assert.That(nds.Count(n => n.Lazy != null && n.Data == null), Is.GreaterThan(0), "some payloads stay in the file");
-        Assert.That(nds.Count(n => n.Lazy == null && n.Data is float[]), Is.GreaterThan(0), "small payloads are read with the pickle");
+        Assert.That(nds.Count(n => n.Lazy != null && n.Data == null), Is.GreaterThan(0),
+            "some payloads stay in the file");
+        Assert.That(nds.Count(n => n.Lazy == null && n.Data is float[]), Is.GreaterThan(0),
+            "small payloads are read with the pickle");
         Assert.That(lazy.Ann.Videos.All(v => v.Features == null), Is.True);
         Assert.That(lazy.FeatureDim, Is.EqualTo(eager.FeatureDim));
         var buffer = new float[3 + eager.Ann.Videos.Max(v => v.T) * 16 + 5];
@@ -65,9 +69,12 @@ public sealed class LazyFeaturesTests
             Array.Fill(buffer, -7f);
             var got = l.ReadFeatures(buffer, 3);
             Assert.That(got.ToArray(), Is.EqualTo(e.Features), e.Name);
-            Assert.That(buffer.AsSpan(3, e.Features.Length).ToArray(), Is.EqualTo(e.Features), $"{e.Name}: read into the buffer at its offset");
-            Assert.That(buffer.Take(3).Concat(buffer.Skip(3 + e.Features.Length)).All(x => x == -7f), Is.True, $"{e.Name}: nothing outside its slice");
-            Assert.That(e.ReadFeatures(buffer, 3).ToArray(), Is.EqualTo(e.Features), "a loaded video gives its own array");
+            Assert.That(buffer.AsSpan(3, e.Features.Length).ToArray(), Is.EqualTo(e.Features),
+                $"{e.Name}: read into the buffer at its offset");
+            Assert.That(buffer.Take(3).Concat(buffer.Skip(3 + e.Features.Length)).All(x => x == -7f), Is.True,
+                $"{e.Name}: nothing outside its slice");
+            Assert.That(e.ReadFeatures(buffer, 3).ToArray(), Is.EqualTo(e.Features),
+                "a loaded video gives its own array");
         }
         // a partial load reads only the chosen videos
         var test = ThumosDataset.Load(MixedDataDir, clip: false, load: v => v.Subset == "test");
@@ -84,15 +91,18 @@ public sealed class LazyFeaturesTests
         feats[big.Index].Features[big.T * 16 - 3] = float.PositiveInfinity;
         var path = Path.Combine(root, ThumosDataset.FeatFile);
         AtomicFile.Write(path, s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
-        Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root, clip: false)).Message, Does.Contain(big.Name).And.Contain("non-finite"));
+        Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root, clip: false)).Message,
+            Does.Contain(big.Name).And.Contain("non-finite"));
         var lazy = ThumosDataset.Load(root, clip: false, load: _ => false);             // not read yet: no error
         var v = lazy.Ann.Videos[big.Index];
         var e = Assert.Throws<DataFormatException>(() => v.ReadFeatures());
-        Assert.That(e.Message, Does.Contain(path).And.Contain(big.Name).And.Contain("non-finite").And.Contain($"element {big.T * 16 - 3}"));
+        Assert.That(e.Message,
+            Does.Contain(path).And.Contain(big.Name).And.Contain("non-finite").And.Contain($"element {big.T * 16 - 3}"));
         // the file cut short after it was indexed: the read names the file instead of returning short data
         using (var f = new FileStream(path, FileMode.Open)) f.SetLength(f.Length / 2);
         var last = lazy.Ann.Videos.Last(x => x.T * 16 * 4 >= 1 << 16);
-        Assert.That(Assert.Throws<DataFormatException>(() => last.ReadFeatures()).Message, Does.Contain(path).And.Contain(last.Name).And.Contain("ends before"));
+        Assert.That(Assert.Throws<DataFormatException>(() => last.ReadFeatures()).Message,
+            Does.Contain(path).And.Contain(last.Name).And.Contain("ends before"));
     }
 
     /// A non-finite value met during the evaluation (`pvlr eval` reads each batch then, on every core) is the
@@ -110,7 +120,8 @@ public sealed class LazyFeaturesTests
         var path = Path.Combine(root, ThumosDataset.FeatFile);
         AtomicFile.Write(path, s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
         var lazy = ThumosDataset.Load(root, clip: false, load: _ => false);
-        using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), new Engine.CpuBackend(), TextWriter.Null);
+        using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), new Engine.CpuBackend(),
+            TextWriter.Null);
         for (int rep = 0; rep < 3; rep++)
         {
             var e = Assert.Throws<DataFormatException>(() => Inference.Evaluate(tr.Model, tr.G, lazy.Ann, lazy.Test));
@@ -127,16 +138,22 @@ public sealed class LazyFeaturesTests
         var ds = ThumosDataset.Load(root);
         var feats = ds.Ann.Videos.Select(x => (new[] { x.T, 16 }, x.Features)).ToList();
         foreach (int i in new[] { 20, 2, 13 }) feats[i].Features[1] = float.NaN;
-        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
+        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
+            feats));
         for (int rep = 0; rep < 5; rep++)
-            Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message, Does.Contain(ds.Ann.Videos[2].Name + ":"));
+            Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message,
+                Does.Contain(ds.Ann.Videos[2].Name + ":"));
         foreach (int i in new[] { 20, 2, 13 }) feats[i].Features[1] = 0f;
-        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
+        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
+            feats));
         var clips = ds.Ann.Videos.Where(v => v.Clip != null).ToList();
-        foreach (int i in new[] { 9, 3, 7 }) File.WriteAllBytes(Path.Combine(root, "Thumos14_CLIP", clips[i].Subset == "validation" ? "train" : "test", clips[i].Name + ".npy"), new byte[] { 1, 2, 3 });
+        foreach (int i in new[] { 9, 3, 7 }) File.WriteAllBytes(Path.Combine(root, "Thumos14_CLIP",
+            clips[i].Subset == "validation" ? "train" : "test", clips[i].Name + ".npy"), new byte[] { 1, 2, 3 });
         for (int rep = 0; rep < 5; rep++)
-            Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message, Does.Contain(clips[3].Name + ".npy"));
-        Assert.That(ThumosDataset.Load(root, clip: false).Ann.Videos.All(v => v.Features != null), Is.True, "without CLIP the load succeeds");
+            Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message,
+                Does.Contain(clips[3].Name + ".npy"));
+        Assert.That(ThumosDataset.Load(root, clip: false).Ann.Videos.All(v => v.Features != null), Is.True,
+            "without CLIP the load succeeds");
     }
 
     [Test]

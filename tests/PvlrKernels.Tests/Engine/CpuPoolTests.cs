@@ -58,14 +58,18 @@ public sealed class CpuPoolTests
     {
         // one item's exception as it was (the CLI catches ShapeException and the like by type), several
         // as an AggregateException; a loop inside an item (Parallel.For underneath) alike
-        var e = Assert.Throws<ShapeException>(() => CpuPool.For(64, i => { if (i == 5) throw new ShapeException("item 5"); }));
+        var e = Assert.Throws<ShapeException>(() => CpuPool.For(64,
+            i => { if (i == 5) throw new ShapeException("item 5"); }));
         Assert.That(e!.Message, Is.EqualTo("item 5"));
-        Assert.Throws<ShapeException>(() => CpuPool.For(2, i => CpuPool.For(8, j => { if (i == 0 && j == 3) throw new ShapeException("inner item 3"); })));
-        Assert.Throws<ShapeException>(() => CpuPool.For(4, i => { if (i == 2) throw new ShapeException("item 2"); }, threads: 1));
+        Assert.Throws<ShapeException>(() => CpuPool.For(2, i => CpuPool.For(8,
+            j => { if (i == 0 && j == 3) throw new ShapeException("inner item 3"); })));
+        Assert.Throws<ShapeException>(() => CpuPool.For(4, i => { if (i == 2) throw new ShapeException("item 2"); },
+            threads: 1));
         if (CpuPool.Width >= 2)
         {
             var started = new CountdownEvent(2);                  // both items under way before either throws
-            var all = Assert.Throws<AggregateException>(() => CpuPool.For(2, i => { started.Signal(); started.Wait(TimeSpan.FromSeconds(10)); throw new InvalidOperationException($"item {i}"); }));
+            var all = Assert.Throws<AggregateException>(() => CpuPool.For(2,
+                i => { started.Signal(); started.Wait(TimeSpan.FromSeconds(10)); throw new InvalidOperationException($"item {i}"); }));
             Assert.That(all!.InnerExceptions.Select(x => x.Message), Is.EquivalentTo(new[] { "item 0", "item 1" }));
         }
         var runs = new int[64];
@@ -99,10 +103,12 @@ public sealed class CpuPoolTests
         CpuPool.For(2, _ => { });
         long s0 = CpuPool.SpinNanoseconds, c0 = Profiler.CpuNanoseconds(), w0 = Profiler.WorkNanoseconds();
         Thread.Sleep(200);
-        long spun = CpuPool.SpinNanoseconds - s0, cpu = Profiler.CpuNanoseconds() - c0, work = Profiler.WorkNanoseconds() - w0;
+        long spun = CpuPool.SpinNanoseconds - s0, cpu = Profiler.CpuNanoseconds() - c0,
+            work = Profiler.WorkNanoseconds() - w0;
         CpuPool.SpinMicroseconds = 0;
         CpuPool.For(2, _ => { });                               // the worker goes back to the loop and blocks
-        Assert.That(spun, Is.GreaterThan(150_000_000L), $"a worker spinning through a 200 ms sleep counted {spun / 1e6:F1} ms");
+        Assert.That(spun, Is.GreaterThan(150_000_000L),
+            $"a worker spinning through a 200 ms sleep counted {spun / 1e6:F1} ms");
         // (a preempted worker spins in wall time without CPU time, hence the margins)
         Assert.That(cpu, Is.GreaterThan(60_000_000L), $"the process's CPU time grew by {cpu / 1e6:F1} ms");
         Assert.That(work, Is.LessThan(cpu - 50_000_000L), $"work {work / 1e6:F1} ms of {cpu / 1e6:F1} ms CPU time");
@@ -118,11 +124,14 @@ public sealed class CpuPoolTests
     public void LoopOverheadRowsTimeBothWays()
     {
         var rows = PvlrKernels.Tools.Bench.LoopOverhead(loops: 8, workUs: 200, gapUs: 100);
-        Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "parallel loop overhead, CpuPool", "parallel loop overhead, Parallel.For" }));
-        Assert.That(rows.Select(r => r.Shape), Is.All.EqualTo($"{CpuPool.Width} items of 0.2 ms after 0.1 ms serial, 8 loops"));
+        Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "parallel loop overhead, CpuPool",
+            "parallel loop overhead, Parallel.For" }));
+        Assert.That(rows.Select(r => r.Shape),
+            Is.All.EqualTo($"{CpuPool.Width} items of 0.2 ms after 0.1 ms serial, 8 loops"));
         foreach (var r in rows)
         {
-            Assert.That(r.Seconds, Is.GreaterThanOrEqualTo(-1e-9).And.LessThan(0.1), r.Name);   // the items spin their 0.2 ms in full
+            Assert.That(r.Seconds, Is.GreaterThanOrEqualTo(-1e-9).And.LessThan(0.1),
+                r.Name);   // the items spin their 0.2 ms in full
             Assert.That(r.Rate, Is.EqualTo($"{r.Seconds * 1e6:F1} us per loop"));
         }
         Assert.Throws<ArgumentOutOfRangeException>(() => PvlrKernels.Tools.Bench.LoopOverhead(loops: 0));

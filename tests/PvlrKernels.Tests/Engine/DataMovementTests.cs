@@ -16,15 +16,22 @@ public sealed class DataMovementTests(string backendName)
     static IEnumerable<TestCaseData> Copies()
     {
         // (dims, dst strides, src strides, src offset): a row copy, a (1,T,C,1) copy, a conv weight repack, a flipped repack
-        yield return new TestCaseData(new[] { 1, 3, 5, 40 }, new[] { 0, 200, 40, 1 }, new[] { 0, 400, 80, 1 }, 0).SetName("rows");
-        yield return new TestCaseData(new[] { 1, 70, 33, 1 }, new[] { 0, 33, 1, 1 }, new[] { 0, 66, 1, 1 }, 0).SetName("trailing-1");
-        yield return new TestCaseData(new[] { 1, 3, 37, 45 }, new[] { 0, 37 * 45, 45, 1 }, new[] { 0, 1, 3, 37 * 3 }, 0).SetName("transpose");
-        yield return new TestCaseData(new[] { 1, 3, 45, 37 }, new[] { 0, 45 * 37, 37, 1 }, new[] { 0, -1, 37 * 3, 3 }, 2).SetName("flipped");
+        yield return new TestCaseData(new[] { 1, 3, 5, 40 }, new[] { 0, 200, 40, 1 }, new[] { 0, 400, 80, 1 },
+            0).SetName("rows");
+        yield return new TestCaseData(new[] { 1, 70, 33, 1 }, new[] { 0, 33, 1, 1 }, new[] { 0, 66, 1, 1 },
+            0).SetName("trailing-1");
+        yield return new TestCaseData(new[] { 1, 3, 37, 45 }, new[] { 0, 37 * 45, 45, 1 }, new[] { 0, 1, 3, 37 * 3 },
+            0).SetName("transpose");
+        yield return new TestCaseData(new[] { 1, 3, 45, 37 }, new[] { 0, 45 * 37, 37, 1 }, new[] { 0, -1, 37 * 3, 3 },
+            2).SetName("flipped");
         // a conv weight gradient back into (Cout, Cin, K): the taps interleaved on the destination side, tiles past 32
-        yield return new TestCaseData(new[] { 1, 3, 45, 70 }, new[] { 0, 1, 3, 45 * 3 }, new[] { 0, 45 * 70, 70, 1 }, 0).SetName("weight-grad");
+        yield return new TestCaseData(new[] { 1, 3, 45, 70 }, new[] { 0, 1, 3, 45 * 3 }, new[] { 0, 45 * 70, 70, 1 },
+            0).SetName("weight-grad");
         // taps folded into the tiles under a leading dim, and six of them (more than a tile takes: one pass each)
-        yield return new TestCaseData(new[] { 2, 3, 33, 40 }, new[] { 3 * 33 * 40, 33 * 40, 40, 1 }, new[] { 3 * 33 * 40, 1, 3, 33 * 3 }, 0).SetName("batched-taps");
-        yield return new TestCaseData(new[] { 1, 6, 20, 40 }, new[] { 0, 20 * 40, 40, 1 }, new[] { 0, 1, 6, 20 * 6 }, 0).SetName("six-taps");
+        yield return new TestCaseData(new[] { 2, 3, 33, 40 }, new[] { 3 * 33 * 40, 33 * 40, 40, 1 },
+            new[] { 3 * 33 * 40, 1, 3, 33 * 3 }, 0).SetName("batched-taps");
+        yield return new TestCaseData(new[] { 1, 6, 20, 40 }, new[] { 0, 20 * 40, 40, 1 }, new[] { 0, 1, 6, 20 * 6 },
+            0).SetName("six-taps");
     }
 
     /// Row kernels (attention, LayerNorm) at sizes whose work splits them over the CPU's cores though their
@@ -41,7 +48,8 @@ public sealed class DataMovementTests(string backendName)
         float[] Get(Storage s, int n) { var h = new float[n]; B.Download(s, 0, h); return h; }
         Storage Put(float[] h) { var s = B.Allocate(h.Length); B.Upload(s, 0, h); return s; }
 
-        var a = new AttnParams { Nb = 2, L = 13, W = 128, H = 2, Causal = causal ? 1 : 0, Scale = 0.125f };   // 52 rows of 13 x 64 x 3
+        var a = new AttnParams { Nb = 2, L = 13, W = 128, H = 2, Causal = causal ? 1 : 0,
+            Scale = 0.125f };   // 52 rows of 13 x 64 x 3
         int rows = a.Nb * a.H * a.L, nq = a.Nb * a.L * 3 * a.W, no = a.Nb * a.L * a.W, np = rows * a.L;
         var qkv = Rand(nq, 21); var dout = Rand(no, 22); var dq0 = Rand(nq, 23);
         var o = new float[no]; var p = new float[np]; var ds = new float[np]; var dq = (float[])dq0.Clone();
@@ -49,28 +57,35 @@ public sealed class DataMovementTests(string backendName)
         {
             var f = new AttentionFwd<PtrMem> { Out = new(po), P = new(pp), Qkv = new(pq), A = a };
             for (int r = 0; r < rows; r++) f.Execute(r);
-            var bq = new AttentionBwdQ<PtrMem> { DQkv = new(pdq), DS = new(pds), DOut = new(pd), P = new(pp), Qkv = new(pq), A = a };
+            var bq = new AttentionBwdQ<PtrMem> { DQkv = new(pdq), DS = new(pds), DOut = new(pd), P = new(pp),
+                Qkv = new(pq), A = a };
             for (int r = 0; r < rows; r++) bq.Execute(r);
-            var bkv = new AttentionBwdKV<PtrMem> { DQkv = new(pdq), DS = new(pds), DOut = new(pd), P = new(pp), Qkv = new(pq), A = a };
+            var bkv = new AttentionBwdKV<PtrMem> { DQkv = new(pdq), DS = new(pds), DOut = new(pd), P = new(pp),
+                Qkv = new(pq), A = a };
             for (int r = 0; r < rows; r++) bkv.Execute(r);
         }
         using (var sq = Put(qkv)) using (var so = B.Allocate(no)) using (var sp = B.Allocate(np)) using (var sd = Put(dout)) using (var sds = B.Allocate(np)) using (var sdq = Put(dq0))
         {
             B.Attention(so, 0, sp, 0, sq, 0, a);
             B.AttentionBackward(sdq, 0, sds, 0, sd, 0, sp, 0, sq, 0, a);
-            Same(Get(so, no), o, "attention out"); Same(Get(sp, np), p, "attention P"); Same(Get(sdq, nq), dq, "attention dqkv");
+            Same(Get(so, no), o, "attention out"); Same(Get(sp, np), p, "attention P"); Same(Get(sdq, nq), dq,
+                "attention dqkv");
         }
 
         int lr = 100, n = 1024;                                                        // 100 rows of 1024; 1024 columns of 100
         var x = Rand(lr * n, 24); var gamma = Rand(n, 25); var beta = Rand(n, 26); var dy = Rand(lr * n, 27);
         var y = new float[lr * n]; var mean = new float[lr]; var rstd = new float[lr]; var dx = new float[lr * n]; var dg = new float[n]; var db = new float[n];
-        fixed (float* px = x, pg = gamma, pb = beta, pdy = dy, py = y, pm = mean, pr = rstd, pdx = dx, pdg = dg, pdb = db)
+        fixed (float* px = x, pg = gamma, pb = beta, pdy = dy, py = y, pm = mean, pr = rstd, pdx = dx, pdg = dg,
+            pdb = db)
         {
-            var f = new LayerNormFwd<PtrMem> { Y = new(py), Mean = new(pm), Rstd = new(pr), X = new(px), Gamma = new(pg), Beta = new(pb), N = n, Eps = 1e-5f };
+            var f = new LayerNormFwd<PtrMem> { Y = new(py), Mean = new(pm), Rstd = new(pr), X = new(px),
+                Gamma = new(pg), Beta = new(pb), N = n, Eps = 1e-5f };
             for (int r = 0; r < lr; r++) f.Execute(r);
-            var bx = new LayerNormBwdX<PtrMem> { DX = new(pdx), DY = new(pdy), X = new(px), Gamma = new(pg), Mean = new(pm), Rstd = new(pr), N = n };
+            var bx = new LayerNormBwdX<PtrMem> { DX = new(pdx), DY = new(pdy), X = new(px), Gamma = new(pg),
+                Mean = new(pm), Rstd = new(pr), N = n };
             for (int r = 0; r < lr; r++) bx.Execute(r);
-            var bp = new LayerNormBwdParams<PtrMem> { DGamma = new(pdg), DBeta = new(pdb), DY = new(pdy), X = new(px), Mean = new(pm), Rstd = new(pr), N = n, Rows = lr };
+            var bp = new LayerNormBwdParams<PtrMem> { DGamma = new(pdg), DBeta = new(pdb), DY = new(pdy), X = new(px),
+                Mean = new(pm), Rstd = new(pr), N = n, Rows = lr };
             for (int c = 0; c < n; c++) bp.Execute(c);
         }
         using (var sx = Put(x)) using (var sg = Put(gamma)) using (var sb = Put(beta)) using (var sdy = Put(dy))
@@ -78,17 +93,21 @@ public sealed class DataMovementTests(string backendName)
         {
             B.LayerNorm(sy, 0, sm, 0, sr, 0, sx, 0, sg, 0, sb, 0, lr, n, 1e-5f);
             B.LayerNormBackward(sdx, 0, sdg, 0, sdb, 0, sdy, 0, sx, 0, sg, 0, sm, 0, sr, 0, lr, n, true, true);
-            Same(Get(sy, lr * n), y, "layernorm y"); Same(Get(sm, lr), mean, "layernorm mean"); Same(Get(sr, lr), rstd, "layernorm rstd");
-            Same(Get(sdx, lr * n), dx, "layernorm dx"); Same(Get(sdg, n), dg, "layernorm dgamma"); Same(Get(sdb, n), db, "layernorm dbeta");
+            Same(Get(sy, lr * n), y, "layernorm y"); Same(Get(sm, lr), mean, "layernorm mean"); Same(Get(sr, lr),
+                rstd, "layernorm rstd");
+            Same(Get(sdx, lr * n), dx, "layernorm dx"); Same(Get(sdg, n), dg, "layernorm dgamma"); Same(Get(sdb, n),
+                db, "layernorm dbeta");
         }
 
-        int co = 4, cn = 50, cm = 300, ci = 64;                                        // 256 columns of 300 scattered values
+        int co = 4, cn = 50, cm = 300,
+            ci = 64;                                        // 256 columns of 300 scattered values
         var sdy0 = Rand(co * cm * ci, 28); var dx0 = Rand(co * cn * ci, 29);
         var idx = Enumerable.Range(0, co * cm).Select(i => (float)((i * 7919) % cn)).ToArray();
         var sdx0 = (float[])dx0.Clone();
         fixed (float* pdx = sdx0, pdy = sdy0, pi = idx)
         {
-            var sc = new ScatterAxis<PtrMem> { DX = new(pdx), DY = new(pdy), Idx = new(pi), N = cn, M = cm, Inner = ci, PerInner = 0 };
+            var sc = new ScatterAxis<PtrMem> { DX = new(pdx), DY = new(pdy), Idx = new(pi), N = cn, M = cm,
+                Inner = ci, PerInner = 0 };
             for (int c = 0; c < co * ci; c++) sc.Execute(c);
         }
         using (var sdx = Put(dx0)) using (var sdy = Put(sdy0)) using (var cidx = Put(idx))
@@ -113,15 +132,18 @@ public sealed class DataMovementTests(string backendName)
         Assert.That(got, Is.EqualTo(want));
         var e = Assert.Throws<ShapeException>(() => B.UploadColumns(dst, off, src, rows + 1, srcWidth, from, width));
         Assert.That(e.Message, Does.Contain("upload columns"));
-        Assert.Throws<ShapeException>(() => B.UploadColumns(dst, off, src, rows, srcWidth, srcWidth - width + 1, width));
+        Assert.Throws<ShapeException>(() => B.UploadColumns(dst, off, src, rows, srcWidth, srcWidth - width + 1,
+            width));
     }
 
     [TestCaseSource(nameof(Copies))]
     public void Copy4MatchesReference(int[] d, int[] sd, int[] ss, int srcOff)
     {
-        if (backendName == "ilgpu-cpu" && d.Aggregate(1, (a, b) => a * b) > 20000) Assert.Ignore("emulator: tiny shapes only");
+        if (backendName == "ilgpu-cpu" && d.Aggregate(1, (a,
+            b) => a * b) > 20000) Assert.Ignore("emulator: tiny shapes only");
         var dims = new Dims4 { N0 = d[0], N1 = d[1], N2 = d[2], N3 = d[3] };
-        var sD = new Strides4 { S0 = sd[0], S1 = sd[1], S2 = sd[2], S3 = sd[3] }; var sS = new Strides4 { S0 = ss[0], S1 = ss[1], S2 = ss[2], S3 = ss[3] };
+        var sD = new Strides4 { S0 = sd[0], S1 = sd[1], S2 = sd[2], S3 = sd[3] }; var sS = new Strides4 { S0 = ss[0],
+            S1 = ss[1], S2 = ss[2], S3 = ss[3] };
         int nSrc = 3 * dims.Total + 16, nDst = dims.Total * 2 + 16;
         var src = Rand(nSrc, 1); var dst0 = Rand(nDst, 2);
         foreach (bool acc in new[] { false, true })
@@ -146,12 +168,14 @@ public sealed class DataMovementTests(string backendName)
     [TestCase(new[] { 4, 6, 5, 40 }, new[] { 4, 1, 5, 1 }, TestName = "mixed (generic)")]
     public void SumToMatchesReference(int[] f, int[] t)
     {
-        var full = new Dims4 { N0 = f[0], N1 = f[1], N2 = f[2], N3 = f[3] }; var tg = new Dims4 { N0 = t[0], N1 = t[1], N2 = t[2], N3 = t[3] };
+        var full = new Dims4 { N0 = f[0], N1 = f[1], N2 = f[2], N3 = f[3] }; var tg = new Dims4 { N0 = t[0],
+            N1 = t[1], N2 = t[2], N3 = t[3] };
         var x = Rand(full.Total, 3); var y0 = Rand(tg.Total, 4);
         var expect = y0.Select(v => (double)v).ToArray();
         for (int a = 0; a < f[0]; a++) for (int b = 0; b < f[1]; b++) for (int c = 0; c < f[2]; c++) for (int e = 0; e < f[3]; e++)
         {
-            int o = ((Math.Min(a, t[0] - 1) * t[1] + Math.Min(b, t[1] - 1)) * t[2] + Math.Min(c, t[2] - 1)) * t[3] + Math.Min(e, t[3] - 1);
+            int o = ((Math.Min(a, t[0] - 1) * t[1] + Math.Min(b, t[1] - 1)) * t[2] + Math.Min(c,
+                t[2] - 1)) * t[3] + Math.Min(e, t[3] - 1);
             expect[o] += x[((a * f[1] + b) * f[2] + c) * f[3] + e];
         }
         using var xs = B.Allocate(x.Length); using var ys = B.Allocate(y0.Length);
@@ -165,16 +189,20 @@ public sealed class DataMovementTests(string backendName)
     /// value of each operand per output row) give exactly the kernel bodies' values (GradA/GradB).
     static IEnumerable<TestCaseData> GradRows()
     {
-        var full = new Strides4 { S2 = 20, S3 = 1 }; var perRow = new Strides4 { S2 = 1, S3 = 0 }; var perCol = new Strides4 { S2 = 0, S3 = 1 };
-        foreach (var (sa, sb, name) in new[] { (full, full, "rows"), (full, perRow, "row by value"), (perRow, full, "value by row"), (perCol, full, "shared row") })
-            for (int which = 0; which < 2; which++) yield return new TestCaseData(sa, sb, which).SetName($"binary grad {name}, operand {which}");
+        var full = new Strides4 { S2 = 20, S3 = 1 }; var perRow = new Strides4 { S2 = 1,
+            S3 = 0 }; var perCol = new Strides4 { S2 = 0, S3 = 1 };
+        foreach (var (sa, sb, name) in new[] { (full, full, "rows"), (full, perRow, "row by value"), (perRow, full,
+            "value by row"), (perCol, full, "shared row") })
+            for (int which = 0; which < 2; which++) yield return new TestCaseData(sa, sb,
+                which).SetName($"binary grad {name}, operand {which}");
     }
 
     [TestCaseSource(nameof(GradRows))]
     public void BinaryGradMatchesTheKernelBodies(Strides4 sa, Strides4 sb, int which)
     {
         var d = new Dims4 { N0 = 1, N1 = 1, N2 = 3, N3 = 20 };
-        var a = Rand(60, 7).Select(v => v + 2f).ToArray(); var b = Rand(60, 8).Select(v => v - 2f).ToArray(); var dy = Rand(60, 9);
+        var a = Rand(60, 7).Select(v => v + 2f).ToArray(); var b = Rand(60,
+            8).Select(v => v - 2f).ToArray(); var dy = Rand(60, 9);
         using var sA = B.Allocate(60); using var sB = B.Allocate(60); using var sD = B.Allocate(60); using var t = B.Allocate(60);
         B.Upload(sA, 0, a); B.Upload(sB, 0, b); B.Upload(sD, 0, dy);
         void Check<TOp>() where TOp : struct, IBinaryOp

@@ -102,10 +102,12 @@ public sealed class EngineTests(string backendName)
     public void FrozenWeightsCachesConvLayoutForTheScope()
     {
         var ps = new ParameterStore(); ps.Add("w", new[] { 4, 3, 3 }); ps.Add("b", new[] { 4 }); ps.Allocate(B);
-        var r = new Random(3); float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)r.NextDouble() - 0.5f).ToArray();
+        var r = new Random(3); float[] R(int n) => Enumerable.Range(0,
+            n).Select(_ => (float)r.NextDouble() - 0.5f).ToArray();
         var w0 = R(36); ps.Set("w", w0); ps.Set("b", R(4)); var x = R(2 * 5 * 3);
         using var g = new Graph(B, ps);
-        float[] Conv() { g.Reset(); using (g.NoGrad()) return g.ToHost(g.Conv1d(g.FromHost(x, 2, 5, 3), ps["w"].Value, ps["b"].Value)); }
+        float[] Conv() { g.Reset(); using (g.NoGrad()) return g.ToHost(g.Conv1d(g.FromHost(x, 2, 5, 3), ps["w"].Value,
+            ps["b"].Value)); }
         var before = Conv();
         float[] inScope, stale;
         using (g.FrozenWeights())

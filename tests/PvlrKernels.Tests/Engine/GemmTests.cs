@@ -29,7 +29,8 @@ public sealed class GemmTests(string backendName)
         var packed = new float[b.Length];
         for (int bt = 0; bt < batch; bt++)
             for (int kk = 0; kk < k; kk++)
-                for (int j = 0; j < n; j++) packed[bt * k * n + CpuGemm.PanelIndex(kk, j, k, n)] = b[bt * k * n + kk * n + j];
+                for (int j = 0; j < n; j++) packed[bt * k * n + CpuGemm.PanelIndex(kk, j, k,
+                    n)] = b[bt * k * n + kk * n + j];
         return packed;
     }
 
@@ -50,7 +51,8 @@ public sealed class GemmTests(string backendName)
                     want[ci] = p.Alpha * s + p.Beta * c[ci];
                 }
         double tol = 1e-5 * Math.Sqrt(p.K) + 1e-6;
-        Check.Close(got, want, tol, 1e-4, $"gemm M={p.M} N={p.N} K={p.K} batch={p.Batch} strides A({p.RsA},{p.CsA}) B({p.RsB},{p.CsB}) [{backendName}]");
+        Check.Close(got, want, tol, 1e-4,
+            $"gemm M={p.M} N={p.N} K={p.K} batch={p.Batch} strides A({p.RsA},{p.CsA}) B({p.RsB},{p.CsB}) [{backendName}]");
     }
 
     [TestCase(false, false)] [TestCase(true, false)] [TestCase(false, true)] [TestCase(true, true)]
@@ -87,7 +89,8 @@ public sealed class GemmTests(string backendName)
     {
         // 30 padded rows of 11 channels, k = 3: virtual row r = flat[r*11 .. r*11 + 33).
         int rows = 28, cin = 11, cout = 37;
-        var p = new GemmParams { Batch = 1, M = rows, N = cout, K = 3 * cin, RsA = cin, CsA = 1, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1, Beta = 0 };
+        var p = new GemmParams { Batch = 1, M = rows, N = cout, K = 3 * cin, RsA = cin, CsA = 1, RsB = cout, CsB = 1,
+            Ldc = cout, Alpha = 1, Beta = 0 };
         Run(p, 30 * cin + 5, 3 * cin * cout, rows * cout, offA: 5);
     }
 
@@ -98,7 +101,8 @@ public sealed class GemmTests(string backendName)
         // transposed view overlapping): on the CPU its 8-row micro-panels are packed a column at a time,
         // over two K slabs, with a row tail (M = 3 * 11 = 33)
         int rows = 300, cin = 11, cout = 37;
-        var p = new GemmParams { Batch = 1, M = 3 * cin, N = cout, K = rows, RsA = 1, CsA = cin, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1, Beta = 1 };
+        var p = new GemmParams { Batch = 1, M = 3 * cin, N = cout, K = rows, RsA = 1, CsA = cin, RsB = cout, CsB = 1,
+            Ldc = cout, Alpha = 1, Beta = 1 };
         Run(p, (rows + 2) * cin, rows * cout, 3 * cin * cout);
     }
 
@@ -108,11 +112,14 @@ public sealed class GemmTests(string backendName)
         // On the CPU: one row block of 100 rows, its 100 columns cut into panel-aligned blocks (the last one
         // partial) so both cores get tasks; two K slabs
         int m = 100, n = 100, k = 300;
-        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = n, CsB = 1, Ldc = n, Alpha = 1, Beta = 1 };
+        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = n, CsB = 1, Ldc = n,
+            Alpha = 1, Beta = 1 };
         Run(p, m * k, k * n, m * n);
         if (B.IsGpu) return;
-        Assert.That(CpuGemm.Blocks(m, n, 2), Is.EqualTo((104, 32)), "100 rows in one block, 4 panels in 4 column tasks");
-        Assert.That(CpuGemm.Blocks(273, 512, 2), Is.EqualTo((96, 256)), "CLIP's 273 rows: 3 even row blocks x 2 column blocks");
+        Assert.That(CpuGemm.Blocks(m, n, 2), Is.EqualTo((104, 32)),
+            "100 rows in one block, 4 panels in 4 column tasks");
+        Assert.That(CpuGemm.Blocks(273, 512, 2), Is.EqualTo((96, 256)),
+            "CLIP's 273 rows: 3 even row blocks x 2 column blocks");
         Assert.That(CpuGemm.Blocks(128, 4096, 2), Is.EqualTo((128, 512)), "column blocks at most NCT wide");
     }
 
@@ -122,9 +129,11 @@ public sealed class GemmTests(string backendName)
         // On the CPU: enough rows for tasks that span all columns, A packed by 8x8 register transposes
         // from rows padded to 304 floats, and a K of two slabs with a tail that is not a multiple of 8.
         int m = 1100, n = 70, k = 301, lda = 304;
-        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = lda, CsA = 1, RsB = n, CsB = 1, Ldc = n, Alpha = 1, Beta = 1 };
+        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = lda, CsA = 1, RsB = n, CsB = 1, Ldc = n,
+            Alpha = 1, Beta = 1 };
         Run(p, m * lda, k * n, m * n);
-        if (!B.IsGpu) Assert.That(CpuGemm.Blocks(m, n, 2), Is.EqualTo((112, 96)), "row blocks evened over 2 threads, full-width tasks");
+        if (!B.IsGpu) Assert.That(CpuGemm.Blocks(m, n, 2), Is.EqualTo((112, 96)),
+            "row blocks evened over 2 threads, full-width tasks");
     }
 
     [Test]
@@ -142,7 +151,8 @@ public sealed class GemmTests(string backendName)
         // on the CPU, the cores-take-whole-products schedule must give bitwise the one-product-at-a-time
         // result: B row-major, transposed (a Linear's weight) and in the panel layout (the Winograd weights);
         // 2 and 3 cores; beta 0, 1 and other
-        foreach (var (bn, layout, threads, beta, bb) in new[] { (130, "row-major", 2, 0.5f, 4), (130, "transposed", 2, 0f, 4), (128, "panels", 2, 0.5f, 4),
+        foreach (var (bn, layout, threads, beta, bb) in new[] { (130, "row-major", 2, 0.5f, 4), (130, "transposed", 2,
+            0f, 4), (128, "panels", 2, 0.5f, 4),
                                                              (128, "panels", 3, 0f, 6), (130, "row-major", 3, 1f, 6) })
         {
             var a = Rand(bb * m * k, 4); var b = Rand(bb * k * bn, 5); var c0 = Rand(bb * m * ldc, 6);
@@ -153,12 +163,15 @@ public sealed class GemmTests(string backendName)
             {
                 fixed (float* pa = a, pb = b, pp = stored, ps = split, pq = serial)
                 {
-                    CpuGemm.SgemmBatch(bb, m, bn, k, 1.5f, pa, m * k, k, 1, pp, k * bn, rsB, csB, beta, ps, m * ldc, ldc, threads, panelB: layout == "panels");
+                    CpuGemm.SgemmBatch(bb, m, bn, k, 1.5f, pa, m * k, k, 1, pp, k * bn, rsB, csB, beta, ps, m * ldc,
+                        ldc, threads, panelB: layout == "panels");
                     for (int i = 0; i < bb; i++)
-                        CpuGemm.Sgemm(m, bn, k, 1.5f, pa + i * m * k, k, 1, pb + i * k * bn, rsB, csB, beta, pq + i * m * ldc, ldc);
+                        CpuGemm.Sgemm(m, bn, k, 1.5f, pa + i * m * k, k, 1, pb + i * k * bn, rsB, csB, beta,
+                            pq + i * m * ldc, ldc);
                 }
             }
-            Assert.That(split.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(serial.Select(BitConverter.SingleToInt32Bits)),
+            Assert.That(split.Select(BitConverter.SingleToInt32Bits),
+                Is.EqualTo(serial.Select(BitConverter.SingleToInt32Bits)),
                 $"batch-parallel and per-product GEMM differ: B {layout}, {threads} cores, beta {beta}");
         }
     }
@@ -199,7 +212,8 @@ public sealed class GemmTests(string backendName)
     {
         if (!B.IsGpu) Assert.Ignore("the 128x128-tile path runs only on a GPU");
         int m = 2100, n = 2090, k = 70;
-        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = 1, CsB = k, Ldc = n, Alpha = 1, Beta = 0 };
+        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = 1, CsB = k, Ldc = n,
+            Alpha = 1, Beta = 0 };
         Run(p, m * k, k * n, m * n);
     }
 
@@ -209,7 +223,8 @@ public sealed class GemmTests(string backendName)
         // a Linear's weight as B (column stride K): on the CPU full 32-column panels are packed by register
         // transposes, over two K slabs (the second with a tail that is not a multiple of 8) and a column tail
         int m = 40, n = 100, k = 301;
-        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = 1, CsB = k, Ldc = n, Alpha = 1f, Beta = 1f };
+        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = 1, CsB = k, Ldc = n,
+            Alpha = 1f, Beta = 1f };
         Run(p, m * k, k * n, m * n);
     }
 
@@ -219,7 +234,8 @@ public sealed class GemmTests(string backendName)
         // beta = 0 over a C full of NaN: every slab after the first adds to what the first stored, edge tiles
         // included (M, N not multiples of the tile), and the padding between C's rows keeps its values
         int m = 70, n = panelB ? 64 : 45, k = 300, ldc = n + 3;
-        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = n, CsB = 1, Ldc = ldc, Alpha = 0.5f, Beta = 0f, PanelB = panelB ? 1 : 0 };
+        var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = n, CsB = 1, Ldc = ldc,
+            Alpha = 0.5f, Beta = 0f, PanelB = panelB ? 1 : 0 };
         if (panelB && !B.PanelsFit(n)) Assert.Ignore("this backend has no panel layout");
         var a = Rand(m * k, 10); var b = Rand(k * n, 11);
         var c = new float[m * ldc];
@@ -234,13 +250,15 @@ public sealed class GemmTests(string backendName)
                 for (int kk = 0; kk < k; kk++) s += (double)a[i * k + kk] * b[kk * n + j];
                 want[i * ldc + j] = 0.5 * s;
             }
-        Check.Close(got, want, 1e-5 * Math.Sqrt(k) + 1e-6, 1e-4, $"gemm beta = 0 over NaN, panel B {panelB} [{backendName}]");
+        Check.Close(got, want, 1e-5 * Math.Sqrt(k) + 1e-6, 1e-4,
+            $"gemm beta = 0 over NaN, panel B {panelB} [{backendName}]");
     }
 
     [Test]
     public void ZeroK()
     {
-        var p = new GemmParams { Batch = 1, M = 9, N = 5, K = 0, RsA = 1, CsA = 1, RsB = 5, CsB = 1, Ldc = 5, Alpha = 1, Beta = 0.5f };
+        var p = new GemmParams { Batch = 1, M = 9, N = 5, K = 0, RsA = 1, CsA = 1, RsB = 5, CsB = 1, Ldc = 5,
+            Alpha = 1, Beta = 0.5f };
         Run(p, 1, 1, 45);
     }
 }
@@ -268,7 +286,8 @@ public sealed unsafe class CpuGemmVector256Tests
             try
             {
                 fixed (float* pa = a, pb = bp, pc = c)
-                    if (panel) CpuGemm.SgemmBatch(1, m, n, k, 0.5f, pa, 0, rsA, csA, pb, 0, n, 1, 1f, pc, 0, n, panelB: true);
+                    if (panel) CpuGemm.SgemmBatch(1, m, n, k, 0.5f, pa, 0, rsA, csA, pb, 0, n, 1, 1f, pc, 0, n,
+                        panelB: true);
                     else CpuGemm.Sgemm(m, n, k, 0.5f, pa, rsA, csA, pb, rsB, csB, 1f, pc, n);
             }
             finally { CpuGemm.Vector256Only = was; }
@@ -306,7 +325,8 @@ public sealed class CpuWithoutAvx512Tests
         string self = typeof(DeviceRunner).Assembly.Location;
         bool asProgram = System.Reflection.Assembly.GetEntryAssembly() == typeof(DeviceRunner).Assembly;
         string host = asProgram ? Environment.ProcessPath! : Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
-        var psi = new System.Diagnostics.ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new System.Diagnostics.ProcessStartInfo(host) { RedirectStandardOutput = true,
+            RedirectStandardError = true, UseShellExecute = false };
         if (Path.GetFileNameWithoutExtension(host) == "dotnet") psi.ArgumentList.Add(self);   // else the self-contained test program itself
         psi.ArgumentList.Add(@"\(""cpu""\)|CpuGemmVector256Tests");                         // not this test: no recursion
         psi.Environment[knob] = "0";
@@ -314,8 +334,10 @@ public sealed class CpuWithoutAvx512Tests
         var err = p.StandardError.ReadToEndAsync();
         string output = p.StandardOutput.ReadToEnd();
         Assert.That(p.WaitForExit(TimeSpan.FromMinutes(5)), Is.True, "the child run took over 5 minutes");
-        string failures = string.Join("\n", output.Split('\n').Where(l => l.Contains("FAIL") || l.StartsWith("        ")).Take(40));
-        Assert.That(output, Does.Contain(reported), $"the child ran with {knob}=0\n" + output[..Math.Min(2000, output.Length)] + err.Result);
+        string failures = string.Join("\n",
+            output.Split('\n').Where(l => l.Contains("FAIL") || l.StartsWith("        ")).Take(40));
+        Assert.That(output, Does.Contain(reported), $"the child ran with {knob}=0\n" + output[..Math.Min(2000,
+            output.Length)] + err.Result);
         var summary = System.Text.RegularExpressions.Regex.Match(output, @"(\d+) passed, (\d+) failed");
         Assert.That(summary.Success, Is.True, output + err.Result);
         Assert.That(int.Parse(summary.Groups[2].Value), Is.EqualTo(0), failures);

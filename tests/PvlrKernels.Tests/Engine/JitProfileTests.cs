@@ -14,13 +14,15 @@ public sealed class JitProfileTests
     public void FolderFollowsTheVariableThenTheXdgCacheThenHome()
     {
         var tmp = Path.GetTempPath();
-        Assert.That(JitProfile.Folder(Env((JitProfile.Variable, Path.Combine(tmp, "p")), ("XDG_CACHE_HOME", "/c"))), Is.EqualTo(Path.Combine(tmp, "p")));
+        Assert.That(JitProfile.Folder(Env((JitProfile.Variable, Path.Combine(tmp, "p")), ("XDG_CACHE_HOME", "/c"))),
+            Is.EqualTo(Path.Combine(tmp, "p")));
         Assert.That(JitProfile.Folder(Env((JitProfile.Variable, "off"), ("XDG_CACHE_HOME", "/c"))), Is.Null);
         Assert.That(JitProfile.Folder(Env((JitProfile.Variable, "OFF"))), Is.Null);
         Assert.That(JitProfile.Folder(Env((JitProfile.Variable, ""))), Is.Null);
         Assert.That(JitProfile.Folder(Env(("XDG_CACHE_HOME", "/c"))), Is.EqualTo(Path.Combine("/c", "pvlr", "jit")));
         var home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
-        Assert.That(JitProfile.Folder(Env()), Is.EqualTo(string.IsNullOrEmpty(home) ? null : Path.Combine(home, ".cache", "pvlr", "jit")));
+        Assert.That(JitProfile.Folder(Env()), Is.EqualTo(string.IsNullOrEmpty(home) ? null : Path.Combine(home,
+            ".cache", "pvlr", "jit")));
     }
 
     [Test]
@@ -44,7 +46,8 @@ public sealed class JitProfileTests
         var dir = Path.Combine(Path.GetTempPath(), $"pvlr-jit-{Guid.NewGuid():N}");
         int Score(string profileDir)
         {
-            var psi = new System.Diagnostics.ProcessStartInfo(dotnet, $"\"{dll}\" score --annotations \"{Path.Combine(dir, "none")}\" --predictions none.csv")
+            var psi = new System.Diagnostics.ProcessStartInfo(dotnet,
+                $"\"{dll}\" score --annotations \"{Path.Combine(dir, "none")}\" --predictions none.csv")
                 { RedirectStandardOutput = true, RedirectStandardError = true };
             psi.Environment[JitProfile.Variable] = profileDir;
             using var p = System.Diagnostics.Process.Start(psi);

@@ -22,12 +22,14 @@ public sealed class OpTests(string backendName)
     static float[] Rand(Random r, long n, double lo = -1, double hi = 1)
     { var a = new float[n]; for (long i = 0; i < n; i++) a[i] = (float)(lo + (hi - lo) * r.NextDouble()); return a; }
 
-    void CheckOp(string name, int[][] shapes, OursFn ours, RefFn reference, int seed = 1, Func<Random, int, long, float[]> init = null,
+    void CheckOp(string name, int[][] shapes, OursFn ours, RefFn reference, int seed = 1, Func<Random, int, long,
+        float[]> init = null,
                  bool[] differentiable = null, double gradAtol = GradAtol, double gradRtol = GradRtol)
     {
         var rnd = new Random(seed);
         var ps = new ParameterStore();
-        for (int i = 0; i < shapes.Length; i++) ps.Add("x" + i, shapes[i], trainable: differentiable == null || differentiable[i]);
+        for (int i = 0; i < shapes.Length; i++) ps.Add("x" + i, shapes[i],
+            trainable: differentiable == null || differentiable[i]);
         ps.Allocate(B);
         var data = new float[shapes.Length][];
         for (int i = 0; i < shapes.Length; i++)
@@ -66,7 +68,8 @@ public sealed class OpTests(string backendName)
         ps.Dispose();
     }
 
-    static double Dot(double[] a, float[] r) { double s = 0; for (int i = 0; i < a.Length; i++) s += a[i] * r[i]; return s; }
+    static double Dot(double[] a,
+        float[] r) { double s = 0; for (int i = 0; i < a.Length; i++) s += a[i] * r[i]; return s; }
     static double[] Map(double[] x, Func<double, double> f) => x.Select(f).ToArray();
 
     // ---------------- unary: one line per op ----------------
@@ -77,7 +80,8 @@ public sealed class OpTests(string backendName)
         public override string ToString() => Name;
     }
 
-    static UnaryCase Case<TOp>(float p, Func<double, double, double> reference, bool positiveDomain = false) where TOp : struct, IUnaryOp =>
+    static UnaryCase Case<TOp>(float p, Func<double, double, double> reference,
+        bool positiveDomain = false) where TOp : struct, IUnaryOp =>
         new(typeof(TOp).Name, p, positiveDomain, (g, x) => g.Unary<TOp>(x, p), reference, LanesMatchScalar<TOp>);
 
     static IEnumerable<UnaryCase> UnaryCases()
@@ -100,7 +104,8 @@ public sealed class OpTests(string backendName)
     public void Unary(UnaryCase op)
     {
         // keep |x| away from kinks (0) so finite differences are valid; positive domain for log/sqrt/1/x
-        CheckOp(op.Name, new[] { new[] { 3, 7 } }, (g, x) => op.Forward(g, x[0]), x => Map(x[0], v => op.Reference(v, op.P)),
+        CheckOp(op.Name, new[] { new[] { 3, 7 } }, (g, x) => op.Forward(g, x[0]), x => Map(x[0], v => op.Reference(v,
+            op.P)),
             init: (r, _, n) => Enumerable.Range(0, (int)n).Select(_ => (float)(op.PositiveDomain ? 0.5 + r.NextDouble()
                 : (r.NextDouble() < 0.5 ? -1 : 1) * (0.05 + r.NextDouble()))).ToArray());
     }
@@ -114,7 +119,8 @@ public sealed class OpTests(string backendName)
         const int n = 5003;
         var r = new Random(21);
         var x = Rand(r, n, op.PositiveDomain ? 0.01 : -100, 100);
-        float[] special = { 0f, -0f, float.NaN, float.PositiveInfinity, float.NegativeInfinity, 1e-45f, -1e-45f, 87f, -87f, 88.7f, -88.7f };
+        float[] special = { 0f, -0f, float.NaN, float.PositiveInfinity, float.NegativeInfinity, 1e-45f, -1e-45f, 87f,
+            -87f, 88.7f, -88.7f };
         for (int i = 0; i < special.Length; i++) { x[i * 401] = special[i]; x[n - 1 - i] = special[i]; }
         op.LanesMatchScalar(B, x, op.P);
     }
@@ -135,7 +141,8 @@ public sealed class OpTests(string backendName)
             b.UnaryBackward<TOp>(gs, 0, xs, 0, ys, 0, ds, 0, n, p, acc);
             var got = new float[n]; b.Download(gs, 0, got);
             var want = new float[n];
-            for (int i = 0; i < n; i++) { float g = TOp.Backward(x[i], y[i], dy[i], p); want[i] = acc ? dx0[i] + g : g; }
+            for (int i = 0; i < n; i++) { float g = TOp.Backward(x[i], y[i], dy[i],
+                p); want[i] = acc ? dx0[i] + g : g; }
             Check.SameBits(got, want, $"{typeof(TOp).Name} backward, accumulate={acc}");
         }
     }
@@ -156,7 +163,8 @@ public sealed class OpTests(string backendName)
         for (int i = 0; i < n; i++)
         {
             double want = 1 / (1 + Math.Exp(-(double)x[i]));
-            Assert.That(Math.Abs(got[i] - want), Is.LessThanOrEqualTo(rel * want + 2e-38), $"sigmoid({x[i]}) [{backendName}]");
+            Assert.That(Math.Abs(got[i] - want), Is.LessThanOrEqualTo(rel * want + 2e-38),
+                $"sigmoid({x[i]}) [{backendName}]");
         }
         ps.Dispose();
     }
@@ -172,13 +180,16 @@ public sealed class OpTests(string backendName)
         var ps = new ParameterStore(); ps.Allocate(B);
         using var g = new Graph(B, ps);
         float[] got;
-        using (g.NoGrad()) got = g.ToHost(g.SigmoidGate(g.FromHost(a, 1, rows, cols), g.FromHost(sc, 1, rows, 1), g.FromHost(v, 1, rows, cols)));
+        using (g.NoGrad()) got = g.ToHost(g.SigmoidGate(g.FromHost(a, 1, rows, cols), g.FromHost(sc, 1, rows, 1),
+            g.FromHost(v, 1, rows, cols)));
         var want = new double[got.Length];
         for (int i = 0; i < got.Length; i++) want[i] = v[i] / (1 + Math.Exp(-(double)a[i] * sc[i / cols]));
         Check.Close(got, want, 1e-6, 1e-5, $"sigmoid_gate {rows}x{cols} [{backendName}]");
-        Assert.Throws<ShapeException>(() => { using (g.NoGrad()) g.SigmoidGate(g.FromHost(a, 1, rows, cols), g.FromHost(sc, 1, rows, 1), g.FromHost(v, rows, cols, 1)); });
+        Assert.Throws<ShapeException>(() => { using (g.NoGrad()) g.SigmoidGate(g.FromHost(a, 1, rows, cols),
+            g.FromHost(sc, 1, rows, 1), g.FromHost(v, rows, cols, 1)); });
         ps.Dispose();
-        CheckOp("sigmoid_gate", new[] { new[] { 3, 20 }, new[] { 3, 1 }, new[] { 3, 20 } }, (gg, x) => gg.SigmoidGate(x[0], x[1], x[2]),
+        CheckOp("sigmoid_gate", new[] { new[] { 3, 20 }, new[] { 3, 1 }, new[] { 3, 20 } }, (gg,
+            x) => gg.SigmoidGate(x[0], x[1], x[2]),
             x => Enumerable.Range(0, 60).Select(i => x[2][i] / (1 + Math.Exp(-x[0][i] * x[1][i / 20]))).ToArray());
     }
 
@@ -190,9 +201,11 @@ public sealed class OpTests(string backendName)
         public override string ToString() => Name;
     }
 
-    static BinaryCase Case<TOp>(Func<double, double, double> reference, bool positiveB = false, bool probabilities = false)
+    static BinaryCase Case<TOp>(Func<double, double, double> reference, bool positiveB = false,
+        bool probabilities = false)
         where TOp : struct, IBinaryOp =>
-        new(typeof(TOp).Name, positiveB, (g, a, b) => g.Binary<TOp>(a, b), reference, RowsMatchScalar<TOp>, probabilities);
+        new(typeof(TOp).Name, positiveB, (g, a, b) => g.Binary<TOp>(a, b), reference, RowsMatchScalar<TOp>,
+            probabilities);
 
     static IEnumerable<BinaryCase> BinaryOps()
     {
@@ -241,8 +254,10 @@ public sealed class OpTests(string backendName)
             }
             return y;
         }
-        CheckOp($"{op.Name}{Tensor.ShapeStr(sa)}{Tensor.ShapeStr(sb)}", new[] { sa, sb }, (g, x) => op.Forward(g, x[0], x[1]), Ref,
-            init: (r, i, n) => op.Probabilities ? Rand(r, n, 0.05, 0.95) : Rand(r, n, i == 1 && op.PositiveB ? 0.5 : -1, i == 1 && op.PositiveB ? 1.5 : 1),
+        CheckOp($"{op.Name}{Tensor.ShapeStr(sa)}{Tensor.ShapeStr(sb)}", new[] { sa, sb }, (g, x) => op.Forward(g,
+            x[0], x[1]), Ref,
+            init: (r, i, n) => op.Probabilities ? Rand(r, n, 0.05, 0.95) : Rand(r, n,
+                i == 1 && op.PositiveB ? 0.5 : -1, i == 1 && op.PositiveB ? 1.5 : 1),
             differentiable: op.Probabilities ? [true, false] : null);
     }
 
@@ -273,7 +288,8 @@ public sealed class OpTests(string backendName)
             be.Binary<TOp>(sy, 0, sa, 0, stA, sb, 0, stB, d);
             be.Download(sy, 0, got);
             var want = new float[n];
-            for (int i = 0; i < rows; i++) for (int j = 0; j < cols; j++) want[i * cols + j] = TOp.Forward(At(a, stA, i, j), At(b, stB, i, j));
+            for (int i = 0; i < rows; i++) for (int j = 0; j < cols; j++) want[i * cols + j] = TOp.Forward(At(a, stA,
+                i, j), At(b, stB, i, j));
             Check.SameBits(got, want, $"{typeof(TOp).Name} a {stA.S3} b {stB.S3}");
             for (int which = 0; which < 2; which++)
             {
@@ -294,17 +310,22 @@ public sealed class OpTests(string backendName)
     static double[] RefReduce(double[] x, int outer, int n, int inner, Func<IEnumerable<double>, double> f)
     {
         var y = new double[outer * inner];
-        for (int o = 0; o < outer; o++) for (int j = 0; j < inner; j++) y[o * inner + j] = f(Enumerable.Range(0, n).Select(k => x[(o * n + k) * inner + j]));
+        for (int o = 0; o < outer; o++) for (int j = 0; j < inner; j++) y[o * inner + j] = f(Enumerable.Range(0,
+            n).Select(k => x[(o * n + k) * inner + j]));
         return y;
     }
 
-    [TestCase("sum", 0)] [TestCase("sum", 1)] [TestCase("sum", 2)] [TestCase("mean", 1)] [TestCase("max", 1)] [TestCase("min", 2)] [TestCase("max", 0)]
+    [TestCase("sum", 0)] [TestCase("sum", 1)] [TestCase("sum", 2)] [TestCase("mean", 1)] [TestCase("max",
+        1)] [TestCase("min", 2)] [TestCase("max", 0)]
     public void Reduce(string kind, int axis)
     {
         int[] s = { 3, 5, 4 };
-        int outer = s.Take(axis).Aggregate(1, (a, b) => a * b), n = s[axis], inner = s.Skip(axis + 1).Aggregate(1, (a, b) => a * b);
-        Func<IEnumerable<double>, double> f = kind switch { "sum" => v => v.Sum(), "mean" => v => v.Average(), "max" => v => v.Max(), _ => v => v.Min() };
-        CheckOp($"{kind}@{axis}", new[] { s }, (g, x) => kind switch { "sum" => g.Sum(x[0], axis), "mean" => g.Mean(x[0], axis), "max" => g.Max(x[0], axis), _ => g.Min(x[0], axis) },
+        int outer = s.Take(axis).Aggregate(1, (a, b) => a * b), n = s[axis], inner = s.Skip(axis + 1).Aggregate(1, (a,
+            b) => a * b);
+        Func<IEnumerable<double>, double> f = kind switch { "sum" => v => v.Sum(), "mean" => v => v.Average(),
+            "max" => v => v.Max(), _ => v => v.Min() };
+        CheckOp($"{kind}@{axis}", new[] { s }, (g, x) => kind switch { "sum" => g.Sum(x[0], axis),
+            "mean" => g.Mean(x[0], axis), "max" => g.Max(x[0], axis), _ => g.Min(x[0], axis) },
             x => RefReduce(x[0], outer, n, inner, f));
     }
 
@@ -333,7 +354,8 @@ public sealed class OpTests(string backendName)
             var y = new double[2 * 3 * 3];
             for (int o = 0; o < 2; o++) for (int j = 0; j < 3; j++)
             {
-                var col = Enumerable.Range(0, 6).Select(k => x[0][(o * 6 + k) * 3 + j]).OrderByDescending(v => v).ToArray();
+                var col = Enumerable.Range(0,
+                    6).Select(k => x[0][(o * 6 + k) * 3 + j]).OrderByDescending(v => v).ToArray();
                 for (int m = 0; m < 3; m++) y[(o * 3 + m) * 3 + j] = col[m];
             }
             return y;
@@ -360,7 +382,8 @@ public sealed class OpTests(string backendName)
         var want = new float[outer * k * inner];
         fixed (float* xp = x, wp = want)
         {
-            var body = new ArgTopK<PtrMem> { Idx = new PtrMem(wp), X = new PtrMem(xp), N = n, Inner = inner, K = k, Largest = largest ? 1 : 0 };
+            var body = new ArgTopK<PtrMem> { Idx = new PtrMem(wp), X = new PtrMem(xp), N = n, Inner = inner, K = k,
+                Largest = largest ? 1 : 0 };
             for (int i = 0; i < outer * inner; i++) body.Execute(i);
         }
         using var xs = B.Allocate(x.Length); using var ix = B.Allocate(want.Length);
@@ -368,7 +391,8 @@ public sealed class OpTests(string backendName)
         B.ArgTopK(ix, 0, xs, 0, outer, n, inner, k, largest);
         var got = new float[want.Length]; B.Download(ix, 0, got);
         Assert.That(got, Is.EqualTo(want));
-        Assert.That(want.Count(v => v < 0), Is.GreaterThan(0), "the NaN cases reach the body's unselected (-1) outcome");
+        Assert.That(want.Count(v => v < 0), Is.GreaterThan(0),
+            "the NaN cases reach the body's unselected (-1) outcome");
     }
 
     /// Pairwise KL (the CPU's log table) against the kernel body run on host memory, bit for bit: two sets,
@@ -384,7 +408,8 @@ public sealed class OpTests(string backendName)
         var want = new float[k.Bt * k.Np * k.Nq];
         fixed (float* a = mp, b = vp, c = mq, d = vq, w = want)
         {
-            var body = new PairwiseKlFwd<PtrMem> { Kl = new PtrMem(w), MuP = new PtrMem(a), VarP = new PtrMem(b), MuQ = new PtrMem(c), VarQ = new PtrMem(d), K = k };
+            var body = new PairwiseKlFwd<PtrMem> { Kl = new PtrMem(w), MuP = new PtrMem(a), VarP = new PtrMem(b),
+                MuQ = new PtrMem(c), VarQ = new PtrMem(d), K = k };
             for (int i = 0; i < want.Length; i++) body.Execute(i);
         }
         using var smp = B.Allocate(mp.Length); using var svp = B.Allocate(vp.Length); using var smq = B.Allocate(mq.Length); using var svq = B.Allocate(vq.Length);
@@ -402,7 +427,8 @@ public sealed class OpTests(string backendName)
     public void GatherRowsWithRepeats()
     {
         var idx = new float[] { 2, 0, 2, 1, 1, 1 };   // (2 outer, 3 picks) with repeated indices
-        CheckOp("gather", new[] { new[] { 2, 3, 4 }, new[] { 2, 3 } }, (g, x) => g.Gather(x[0], 1, g.Detach(g.Reshape(x[1], 2, 3, 1)), perInner: false),
+        CheckOp("gather", new[] { new[] { 2, 3, 4 }, new[] { 2, 3 } }, (g, x) => g.Gather(x[0], 1,
+            g.Detach(g.Reshape(x[1], 2, 3, 1)), perInner: false),
             x =>
             {
                 var y = new double[2 * 3 * 4];
@@ -416,8 +442,10 @@ public sealed class OpTests(string backendName)
     public void Softmax(bool log, int axis)
     {
         int[] s = { 3, 5, 4 };
-        int outer = s.Take(axis).Aggregate(1, (a, b) => a * b), n = s[axis], inner = s.Skip(axis + 1).Aggregate(1, (a, b) => a * b);
-        CheckOp($"softmax(log={log})@{axis}", new[] { s }, (g, x) => log ? g.LogSoftmax(x[0], axis) : g.Softmax(x[0], axis), x =>
+        int outer = s.Take(axis).Aggregate(1, (a, b) => a * b), n = s[axis], inner = s.Skip(axis + 1).Aggregate(1, (a,
+            b) => a * b);
+        CheckOp($"softmax(log={log})@{axis}", new[] { s }, (g, x) => log ? g.LogSoftmax(x[0], axis) : g.Softmax(x[0],
+            axis), x =>
         {
             var y = new double[x[0].Length];
             for (int o = 0; o < outer; o++) for (int j = 0; j < inner; j++)
@@ -434,7 +462,8 @@ public sealed class OpTests(string backendName)
     [Test]
     public void LayerNorm()
     {
-        CheckOp("layernorm", new[] { new[] { 5, 7 }, new[] { 7 }, new[] { 7 } }, (g, x) => g.LayerNorm(x[0], x[1], x[2]), x =>
+        CheckOp("layernorm", new[] { new[] { 5, 7 }, new[] { 7 }, new[] { 7 } }, (g, x) => g.LayerNorm(x[0], x[1],
+            x[2]), x =>
         {
             var y = new double[35];
             for (int r = 0; r < 5; r++)
@@ -455,7 +484,8 @@ public sealed class OpTests(string backendName)
     public void L2Normalize(int axis, float eps, int last)
     {
         int[] s = { 3, 4, last };
-        int outer = s.Take(axis).Aggregate(1, (a, b) => a * b), n = s[axis], inner = s.Skip(axis + 1).Aggregate(1, (a, b) => a * b);
+        int outer = s.Take(axis).Aggregate(1, (a, b) => a * b), n = s[axis], inner = s.Skip(axis + 1).Aggregate(1, (a,
+            b) => a * b);
         CheckOp($"l2norm@{axis}", new[] { s }, (g, x) => g.L2Normalize(x[0], axis, eps), x =>
         {
             var y = new double[x[0].Length];
@@ -474,7 +504,8 @@ public sealed class OpTests(string backendName)
     public void Attention(bool causal)
     {
         int nb = 2, l = 5, w = 6, h = 2, hd = 3;
-        CheckOp($"attention(causal={causal})", new[] { new[] { nb, l, 3 * w } }, (g, x) => g.Attention(x[0], h, causal), x =>
+        CheckOp($"attention(causal={causal})", new[] { new[] { nb, l, 3 * w } }, (g, x) => g.Attention(x[0], h,
+            causal), x =>
         {
             var q = x[0]; var y = new double[nb * l * w];
             for (int n = 0; n < nb; n++) for (int hh = 0; hh < h; hh++) for (int i = 0; i < l; i++)
@@ -510,7 +541,8 @@ public sealed class OpTests(string backendName)
                     double s = 0;
                     for (int c = 0; c < d; c++)
                     {
-                        double mp = x[0][(b * np + i) * d + c], sp = x[1][(b * np + i) * d + c] + 1e-5, mq = x[2][(b * nq + j) * d + c], sq = x[3][(b * nq + j) * d + c] + 1e-5;
+                        double mp = x[0][(b * np + i) * d + c], sp = x[1][(b * np + i) * d + c] + 1e-5,
+                            mq = x[2][(b * nq + j) * d + c], sq = x[3][(b * nq + j) * d + c] + 1e-5;
                         s += (mq - mp) * (mq - mp) / sq + Math.Log(sq) - Math.Log(sp) + sp / sq;
                     }
                     y[(b * np + i) * nq + j] = 0.5 * s - 0.5 * d;
@@ -520,7 +552,8 @@ public sealed class OpTests(string backendName)
     }
 
     // ---------------- matmul / linear / conv ----------------
-    [TestCase(false, false, 1)] [TestCase(true, false, 1)] [TestCase(false, true, 1)] [TestCase(true, true, 1)] [TestCase(false, false, 3)] [TestCase(true, true, 2)]
+    [TestCase(false, false, 1)] [TestCase(true, false, 1)] [TestCase(false, true, 1)] [TestCase(true, true,
+        1)] [TestCase(false, false, 3)] [TestCase(true, true, 2)]
     public void MatMul(bool ta, bool tb, int batch)
     {
         int m = 5, k = 7, n = 3;
@@ -543,7 +576,8 @@ public sealed class OpTests(string backendName)
     [Test]
     public void Linear()
     {
-        CheckOp("linear", new[] { new[] { 2, 3, 5 }, new[] { 4, 5 }, new[] { 4 } }, (g, x) => g.Linear(x[0], x[1], x[2]), x =>
+        CheckOp("linear", new[] { new[] { 2, 3, 5 }, new[] { 4, 5 }, new[] { 4 } }, (g, x) => g.Linear(x[0], x[1],
+            x[2]), x =>
         {
             var y = new double[6 * 4];
             for (int r = 0; r < 6; r++) for (int o = 0; o < 4; o++)
@@ -556,7 +590,8 @@ public sealed class OpTests(string backendName)
     public void Conv1d(int k, int t, int b)
     {
         int cin = 3, cout = 4, pad = (k - 1) / 2;
-        CheckOp($"conv1d(k={k},T={t},B={b})", new[] { new[] { b, t, cin }, new[] { cout, cin, k }, new[] { cout } }, (g, x) => g.Conv1d(x[0], x[1], x[2]), x =>
+        CheckOp($"conv1d(k={k},T={t},B={b})", new[] { new[] { b, t, cin }, new[] { cout, cin, k }, new[] { cout } },
+            (g, x) => g.Conv1d(x[0], x[1], x[2]), x =>
         {
             var y = new double[b * t * cout];
             for (int bb = 0; bb < b; bb++) for (int tt = 0; tt < t; tt++) for (int co = 0; co < cout; co++)

@@ -15,7 +15,8 @@ public sealed class WinogradTests(string backendName)
     Backend B => Backends.Get(backendName);
 
     /// float64 act(conv1d(x, w) + b) * mask, padding 1, x (b, t, cin), w (cout, cin, 3).
-    static double[] Reference(float[] x, float[] w, float[] bias, float[] mask, int b, int t, int cin, int cout, float slope)
+    static double[] Reference(float[] x, float[] w, float[] bias, float[] mask, int b, int t, int cin, int cout,
+        float slope)
     {
         var y = new double[b * t * cout];
         for (int bi = 0; bi < b; bi++)
@@ -35,7 +36,8 @@ public sealed class WinogradTests(string backendName)
         return y;
     }
 
-    (float[] y, long flops) Run(int m, float[] x, float[] w, float[] bias, float[] mask, int b, int t, int cin, int cout, float slope, bool frozen = false)
+    (float[] y, long flops) Run(int m, float[] x, float[] w, float[] bias, float[] mask, int b, int t, int cin,
+        int cout, float slope, bool frozen = false)
     {
         var ps = new ParameterStore(); ps.Add("w", new[] { cout, cin, 3 }); ps.Add("b", new[] { cout }); ps.Allocate(B);
         using var _ = ps;
@@ -72,9 +74,11 @@ public sealed class WinogradTests(string backendName)
         var bias = withBias ? Rand(cout, 3) : null;
         var mask = withMask ? Enumerable.Range(0, b * t).Select(i => i % 5 == 4 ? 0f : 1f).ToArray() : null;
         var (y, flops) = Run(m, x, w, bias, mask, b, t, cin, cout, slope);
-        Check.Close(y, Reference(x, w, bias, mask, b, t, cin, cout, slope), 2e-6, 2e-5, $"conv_act m={m} [{backendName}]");
+        Check.Close(y, Reference(x, w, bias, mask, b, t, cin, cout, slope), 2e-6, 2e-5,
+            $"conv_act m={m} [{backendName}]");
         long expect = m == 0 ? 2L * (b * (t + 2) - 2) * cout * 3 * cin : 2L * (m + 2) * b * ((t + m - 1) / m) * cin * cout;
-        Assert.That(flops, Is.EqualTo(expect), m == 0 ? "direct conv GEMM" : "Winograd: the n channel GEMMs (the weight transform is its own kernel)");
+        Assert.That(flops, Is.EqualTo(expect),
+            m == 0 ? "direct conv GEMM" : "Winograd: the n channel GEMMs (the weight transform is its own kernel)");
     }
 
     [TestCase(6)]
@@ -86,18 +90,23 @@ public sealed class WinogradTests(string backendName)
         int b = 2, t = 13, c1 = 20, c2 = 17, cin = c1 + c2, cout = 21;
         var x = Rand(b * t * cin, 4); var w = Rand(cout * cin * 3, 5, 1 / Math.Sqrt(3 * cin)); var bias = Rand(cout, 6);
         var mask = Enumerable.Range(0, b * t).Select(i => i % 4 == 3 ? 0f : 1f).ToArray();
-        float[] Part(int from, int n) => Enumerable.Range(0, b * t * n).Select(i => x[i / n * cin + from + i % n]).ToArray();
+        float[] Part(int from, int n) => Enumerable.Range(0,
+            b * t * n).Select(i => x[i / n * cin + from + i % n]).ToArray();
         var ps = new ParameterStore(); ps.Add("w", new[] { cout, cin, 3 }); ps.Add("b", new[] { cout }); ps.Allocate(B);
         using var _ = ps;
         ps.Set("w", w); ps.Set("b", bias);
         using var g = new Graph(B, ps) { WinogradTile = m };
         using var ng = g.NoGrad();
         long f0 = B.GemmFlops;
-        var y = g.ConvAct(new[] { g.FromHost(Part(0, c1), b, t, c1), g.FromHost(Part(c1, c2), b, t, c2) }, ps["w"].Value, ps["b"].Value, 0.2f, g.FromHost(mask, b, t, 1));
-        Check.Close(g.ToHost(y), Reference(x, w, bias, mask, b, t, cin, cout, 0.2f), 2e-6, 2e-5, $"conv_act of two parts m={m} [{backendName}]");
+        var y = g.ConvAct(new[] { g.FromHost(Part(0, c1), b, t, c1), g.FromHost(Part(c1, c2), b, t, c2) },
+            ps["w"].Value, ps["b"].Value, 0.2f, g.FromHost(mask, b, t, 1));
+        Check.Close(g.ToHost(y), Reference(x, w, bias, mask, b, t, cin, cout, 0.2f), 2e-6, 2e-5,
+            $"conv_act of two parts m={m} [{backendName}]");
         long expect = m == 0 ? 2L * (b * (t + 2) - 2) * cout * 3 * cin : 2L * (m + 2) * b * ((t + m - 1) / m) * cin * cout;
-        Assert.That(B.GemmFlops - f0, Is.EqualTo(expect), m == 0 ? "direct conv GEMM" : "one set of Winograd GEMMs over all the channels");
-        Assert.Throws<ShapeException>(() => g.ConvAct(new[] { g.FromHost(Part(0, c1), b, t, c1), g.FromHost(Part(0, c1), b, t, c1) }, ps["w"].Value, ps["b"].Value, 0.2f),
+        Assert.That(B.GemmFlops - f0, Is.EqualTo(expect),
+            m == 0 ? "direct conv GEMM" : "one set of Winograd GEMMs over all the channels");
+        Assert.Throws<ShapeException>(() => g.ConvAct(new[] { g.FromHost(Part(0, c1), b, t, c1), g.FromHost(Part(0,
+            c1), b, t, c1) }, ps["w"].Value, ps["b"].Value, 0.2f),
             "parts whose channels do not add up to the weight's Cin");
     }
 
@@ -129,10 +138,12 @@ public sealed class WinogradTests(string backendName)
                 for (int co = 0; co < cout; co++)
                 {
                     int wi = (co * cin + ci) * 3;
-                    want[(long)xi * cin * cout + At(ci, co)] = (double)g[xi * 3] * w[wi] + (double)g[xi * 3 + 1] * w[wi + 1] + (double)g[xi * 3 + 2] * w[wi + 2];
+                    want[(long)xi * cin * cout + At(ci,
+                        co)] = (double)g[xi * 3] * w[wi] + (double)g[xi * 3 + 1] * w[wi + 1] + (double)g[xi * 3 + 2] * w[wi + 2];
                 }
         Check.Close(u, want, 1e-6, 1e-6, $"winograd U m={m} panels={panels} [{backendName}]");
-        Assert.Throws<ShapeException>(() => B.WinogradWeight(us, 2, ws, 0, gs, 0, cin, cout, n), "U one float past its buffer");
+        Assert.Throws<ShapeException>(() => B.WinogradWeight(us, 2, ws, 0, gs, 0, cin, cout, n),
+            "U one float past its buffer");
     }
 
     /// V = Bt d for 48 channels (three 16-wide blocks) over two batch elements with a partial last tile,
@@ -178,7 +189,8 @@ public sealed class WinogradTests(string backendName)
     {
         int m = 6, n = m + 2, b = 2, t = 17, c = 83, tiles = (t + m - 1) / m, total = b * tiles;
         var (mat, _) = Winograd.Matrices(m);
-        var x = Rand(b * t * c, 31); var mm = Rand(n * total * c, 32); var bias = Rand(c, 33); var mask = Rand(b * t, 34);
+        var x = Rand(b * t * c, 31); var mm = Rand(n * total * c, 32); var bias = Rand(c, 33); var mask = Rand(b * t,
+            34);
         using var ms = B.Allocate(mat.Length); B.Upload(ms, 0, mat);
         float[] In(float[] xs, int ch)
         {
@@ -200,8 +212,10 @@ public sealed class WinogradTests(string backendName)
         var v = In(x, c); var y = Out(mm, bias, c);
         foreach (var (from, count) in new[] { (0, 16), (16, 16), (32, 16), (48, 16), (64, 16), (80, 3) })
         {
-            Check.SameBits(In(Slice(x, b * t, c, from, count), count), Slice(v, n * total, c, from, count), $"V, channels {from}+{count} [{backendName}]");
-            Check.SameBits(Out(Slice(mm, n * total, c, from, count), bias[from..(from + count)], count), Slice(y, b * t, c, from, count), $"y, channels {from}+{count} [{backendName}]");
+            Check.SameBits(In(Slice(x, b * t, c, from, count), count), Slice(v, n * total, c, from, count),
+                $"V, channels {from}+{count} [{backendName}]");
+            Check.SameBits(Out(Slice(mm, n * total, c, from, count), bias[from..(from + count)], count), Slice(y,
+                b * t, c, from, count), $"y, channels {from}+{count} [{backendName}]");
         }
     }
 
@@ -216,8 +230,10 @@ public sealed class WinogradTests(string backendName)
         var x = Rand(b * t * cin, 9); var w = Rand(cout * cin * 3, 10, 0.2); var bias = Rand(cout, 11);
         var mask = Enumerable.Range(0, b * t).Select(i => i == 1 ? 0f : 1f).ToArray();
         var (y, flops) = Run(6, x, w, bias, mask, b, t, cin, cout, 0.2f, frozen);
-        Check.Close(y, Reference(x, w, bias, mask, b, t, cin, cout, 0.2f), 2e-6, 2e-5, $"conv_act T={t} [{backendName}]");
-        Assert.That(flops, Is.EqualTo(t == 1 ? 2L * b * cin * cout : 2L * (b * (t + 2) - 2) * cout * 3 * cin), t == 1 ? "the centre tap's GEMM" : "the direct conv's one GEMM");
+        Check.Close(y, Reference(x, w, bias, mask, b, t, cin, cout, 0.2f), 2e-6, 2e-5,
+            $"conv_act T={t} [{backendName}]");
+        Assert.That(flops, Is.EqualTo(t == 1 ? 2L * b * cin * cout : 2L * (b * (t + 2) - 2) * cout * 3 * cin),
+            t == 1 ? "the centre tap's GEMM" : "the direct conv's one GEMM");
     }
 
     [Test]
@@ -226,7 +242,8 @@ public sealed class WinogradTests(string backendName)
         int b = 1, t = 20, cin = 16, cout = 8, m = 4;
         var x = Rand(b * t * cin, 4); var w = Rand(cout * cin * 3, 5, 0.2);
         var (y, flops) = Run(m, x, w, null, null, b, t, cin, cout, 0.2f, frozen: true);
-        Check.Close(y, Reference(x, w, null, null, b, t, cin, cout, 0.2f), 2e-6, 2e-5, $"conv_act frozen [{backendName}]");
+        Check.Close(y, Reference(x, w, null, null, b, t, cin, cout, 0.2f), 2e-6, 2e-5,
+            $"conv_act frozen [{backendName}]");
         Assert.That(flops, Is.EqualTo(2L * (m + 2) * ((t + m - 1) / m) * cin * cout));
     }
 
@@ -237,10 +254,12 @@ public sealed class WinogradTests(string backendName)
         // F(4,3) and F(6,3) stays below 1e-5 of the outputs' RMS, and within 16x the direct fp32 error.
         if (!B.IsGpu && B is not CpuBackend) Assert.Ignore("a 1024-channel product is too slow on the ILGPU emulator");
         int b = 1, t = 60, cin = 1024, cout = 48;
-        var x = Rand(b * t * cin, 6); var w = Rand(cout * cin * 3, 7, 1 / Math.Sqrt(3 * cin)); var bias = Rand(cout, 8, 0.1);
+        var x = Rand(b * t * cin, 6); var w = Rand(cout * cin * 3, 7, 1 / Math.Sqrt(3 * cin)); var bias = Rand(cout,
+            8, 0.1);
         var want = Reference(x, w, bias, null, b, t, cin, cout, 1f);
         double rms = Math.Sqrt(want.Select(v => v * v).Average());
-        double Worst(int m) { var y = Run(m, x, w, bias, null, b, t, cin, cout, 1f).y; return y.Select((v, i) => Math.Abs(v - want[i])).Max() / rms; }
+        double Worst(int m) { var y = Run(m, x, w, bias, null, b, t, cin, cout, 1f).y; return y.Select((v,
+            i) => Math.Abs(v - want[i])).Max() / rms; }
         double direct = Worst(0), f4 = Worst(4), f6 = Worst(6);
         TestContext.Out.WriteLine($"worst |error| / rms: direct {direct:G3}, F(4,3) {f4:G3}, F(6,3) {f6:G3}");
         Assert.That(f4, Is.LessThan(Math.Min(1e-5, 16 * direct)));

@@ -12,7 +12,8 @@ namespace PvlrKernels.Tests;
 public sealed class DataEvalTests
 {
     static string AnnDir => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "thumos14");
-    static string Tmp() { var d = Path.Combine(Path.GetTempPath(), "pvlr-test-" + Guid.NewGuid().ToString("N")[..8]); Directory.CreateDirectory(d); return d; }
+    static string Tmp() { var d = Path.Combine(Path.GetTempPath(),
+        "pvlr-test-" + Guid.NewGuid().ToString("N")[..8]); Directory.CreateDirectory(d); return d; }
 
     [Test]
     public void RealAnnotationsLoad()
@@ -39,7 +40,8 @@ public sealed class DataEvalTests
         Assert.That(Math.Round(2.24 * Evaluator.SnippetsPerSecond, MidpointRounding.ToEven), Is.EqualTo(4));
     }
 
-    static List<GtSegment> Gt => new() { new("v1", 10, 20, 0), new("v1", 40, 50, 0), new("v2", 0, 10, 0), new("v2", 5, 15, 1) };
+    static List<GtSegment> Gt => new() { new("v1", 10, 20, 0), new("v1", 40, 50, 0), new("v2", 0, 10, 0), new("v2", 5,
+        15, 1) };
 
     [Test]
     public void PerfectPredictionsGiveApOne()
@@ -54,7 +56,8 @@ public sealed class DataEvalTests
     {
         // class 0 has 3 GT. Ranked: TP(v1 10-20), duplicate of it (FP), FP in v3 (no GT), TP(v2 0-10).
         // precision 1, 1/2, 1/3, 2/4; recall 1/3, 1/3, 1/3, 2/3 -> interpolated AP = 1/3*1 + 1/3*0.5 = 0.5
-        var preds = new List<Detection> { new("v1", 10, 20, 0, 0.9), new("v1", 10, 20, 0, 0.8), new("v3", 0, 5, 0, 0.7), new("v2", 0, 10, 0, 0.6) };
+        var preds = new List<Detection> { new("v1", 10, 20, 0, 0.9), new("v1", 10, 20, 0, 0.8), new("v3", 0, 5, 0,
+            0.7), new("v2", 0, 10, 0, 0.6) };
         var ap = Evaluator.ApDetection(Gt.Where(g => g.Label == 0).ToList(), preds, new[] { 0.5 });
         Assert.That(ap[0], Is.EqualTo(0.5).Within(1e-12));
         // empty class (no predictions) -> 0; mAP averages over both classes
@@ -71,8 +74,10 @@ public sealed class DataEvalTests
         Assert.That(ap, Is.EqualTo(new[] { 1.0, 0.0 }));
         // tied scores between two TPs of the same status do not change AP
         var g2 = new List<GtSegment> { new("v", 0, 10, 0), new("v", 20, 30, 0) };
-        var a1 = Evaluator.ApDetection(g2, new List<Detection> { new("v", 0, 10, 0, 0.5), new("v", 20, 30, 0, 0.5) }, new[] { 0.5 });
-        var a2 = Evaluator.ApDetection(g2, new List<Detection> { new("v", 20, 30, 0, 0.5), new("v", 0, 10, 0, 0.5) }, new[] { 0.5 });
+        var a1 = Evaluator.ApDetection(g2, new List<Detection> { new("v", 0, 10, 0, 0.5), new("v", 20, 30, 0, 0.5) },
+            new[] { 0.5 });
+        var a2 = Evaluator.ApDetection(g2, new List<Detection> { new("v", 20, 30, 0, 0.5), new("v", 0, 10, 0, 0.5) },
+            new[] { 0.5 });
         Assert.That(a1[0], Is.EqualTo(1.0)); Assert.That(a2[0], Is.EqualTo(a1[0]));
     }
 
@@ -82,11 +87,13 @@ public sealed class DataEvalTests
         // [10,20] has tIoU 1/3 with both GT; it takes the later one (GT 1), so [15,25], whose only match
         // is GT 1, becomes a false positive: AP = 0.5 (it would be 1 had the earlier GT been taken)
         var g = new List<GtSegment> { new("v", 5, 15, 0), new("v", 15, 25, 0) };
-        var ap = Evaluator.ApDetection(g, new List<Detection> { new("v", 10, 20, 0, 0.9), new("v", 15, 25, 0, 0.8) }, new[] { 0.3 });
+        var ap = Evaluator.ApDetection(g, new List<Detection> { new("v", 10, 20, 0, 0.9), new("v", 15, 25, 0, 0.8) },
+            new[] { 0.3 });
         Assert.That(ap[0], Is.EqualTo(0.5).Within(1e-12));
         // a 0/0 tIoU (zero-length prediction on a zero-length GT) sorts last and, as in numpy, is not
         // below the threshold: it matches
-        var z = Evaluator.ApDetection(new List<GtSegment> { new("v", 5, 5, 0) }, new List<Detection> { new("v", 5, 5, 0, 1) }, new[] { 0.5 });
+        var z = Evaluator.ApDetection(new List<GtSegment> { new("v", 5, 5, 0) }, new List<Detection> { new("v", 5, 5,
+            0, 1) }, new[] { 0.5 });
         Assert.That(z[0], Is.EqualTo(1.0));
     }
 
@@ -95,7 +102,8 @@ public sealed class DataEvalTests
     {
         // one class, scores rank pos, neg, pos -> AP = (1/1 + 2/3)/2, with the precisions summed in float32
         // as classificationMAP.py does: (1f + 0.6666667f) / 2.0
-        var m = Evaluator.ClassificationMap(new[] { new[] { 0.9f }, new[] { 0.8f }, new[] { 0.7f } }, new[] { new[] { 1f }, new[] { 0f }, new[] { 1f } });
+        var m = Evaluator.ClassificationMap(new[] { new[] { 0.9f }, new[] { 0.8f }, new[] { 0.7f } },
+            new[] { new[] { 1f }, new[] { 0f }, new[] { 1f } });
         Assert.That(m, Is.EqualTo(100 * (double)(1f + 2f / 3f) / 2).Within(1e-12));
     }
 
@@ -121,7 +129,8 @@ public sealed class DataEvalTests
             int t = 1 + rng.Next(120), c1 = 1 + rng.Next(4), k = trial % 4 == 0 ? t : 1 + rng.Next(t);
             var lam = new double[t * c1];
             for (int i = 0; i < lam.Length; i++)
-                lam[i] = rng.Next(10) switch { 0 => double.NaN, 1 => -0.0, 2 => 0.0, 3 => Math.Round(rng.NextDouble(), 1), _ => rng.NextDouble() * 4 - 2 };
+                lam[i] = rng.Next(10) switch { 0 => double.NaN, 1 => -0.0, 2 => 0.0, 3 => Math.Round(rng.NextDouble(),
+                    1), _ => rng.NextDouble() * 4 - 2 };
             for (int c = 0; c < c1; c++)
             {
                 var col = Enumerable.Range(0, t).Select(i => lam[i * c1 + c]).ToArray();
@@ -129,25 +138,29 @@ public sealed class DataEvalTests
                 double want = 0; foreach (var v in col.Reverse().Take(k)) want += v;
                 want /= k;
                 double got = Proposals.TopKMean(lam, t, c1, c, new double[k]);
-                Assert.That(BitConverter.DoubleToInt64Bits(got), Is.EqualTo(BitConverter.DoubleToInt64Bits(want)), $"trial {trial}: t={t}, k={k}, column {c}: {got} vs {want}");
+                Assert.That(BitConverter.DoubleToInt64Bits(got), Is.EqualTo(BitConverter.DoubleToInt64Bits(want)),
+                    $"trial {trial}: t={t}, k={k}, column {c}: {got} vs {want}");
             }
         }
     }
 
     static void CheckSoftNms(string dir)
     {
-        var boxes = Npy.Load(Path.Combine(dir, "boxes.npy")).AsDouble(); var want = Npy.Load(Path.Combine(dir, "expected.npy")).AsDouble();
+        var boxes = Npy.Load(Path.Combine(dir, "boxes.npy")).AsDouble(); var want = Npy.Load(Path.Combine(dir,
+            "expected.npy")).AsDouble();
         var lengths = Npy.Load(Path.Combine(dir, "lengths.npy")).AsDouble();
         int at = 0, tiedLists = 0;
         foreach (var len in lengths)
         {
-            var list = Enumerable.Range(at, (int)len).Select(i => (boxes[4 * i + 1], boxes[4 * i + 2], boxes[4 * i + 3])).ToList();
+            var list = Enumerable.Range(at, (int)len).Select(i => (boxes[4 * i + 1], boxes[4 * i + 2],
+                boxes[4 * i + 3])).ToList();
             if (list.Select(b => b.Item1).Distinct().Count() < list.Count) tiedLists++;
             var got = Proposals.SoftNms(list, 0.2);
             for (int i = 0; i < got.Count; i++)
             {
                 int r = 4 * (at + i);
-                Assert.That((got[i].s, got[i].e), Is.EqualTo((want[r + 2], want[r + 3])), $"list at row {at}, emitted box {i}");
+                Assert.That((got[i].s, got[i].e), Is.EqualTo((want[r + 2], want[r + 3])),
+                    $"list at row {at}, emitted box {i}");
                 Assert.That(got[i].score, Is.EqualTo(want[r + 1]).Within(1e-15), $"list at row {at}, emitted box {i}");
             }
             at += (int)len;
@@ -181,7 +194,8 @@ public sealed class DataEvalTests
         var top = dets.OrderByDescending(d => d.Score).First();
         Assert.That((top.Start, top.End), Is.EqualTo((5.0, 10.0)));            // t_end = last + 1
         // an ambiguous segment covering it removes those proposals
-        var (filtered, _) = Proposals.Generate("v", cas, attn, t, 2, new ProposalConfig(), new List<(double, double)> { (5 / Evaluator.SnippetsPerSecond, 10 / Evaluator.SnippetsPerSecond) });
+        var (filtered, _) = Proposals.Generate("v", cas, attn, t, 2, new ProposalConfig(), new List<(double,
+            double)> { (5 / Evaluator.SnippetsPerSecond, 10 / Evaluator.SnippetsPerSecond) });
         Assert.That(filtered.Any(d => d.Start == 5 && d.End == 10), Is.False);
     }
 
@@ -192,16 +206,19 @@ public sealed class DataEvalTests
         var d = Tmp(); var p = Path.Combine(d, "a.npy");
         Npy.Save(p, new float[] { 1, 2, 3, 4, 5, 6 }, 2, 3);
         var a = Npy.Load(p);
-        Assert.That(a.Shape, Is.EqualTo(new[] { 2, 3 })); Assert.That(a.AsFloat(), Is.EqualTo(new float[] { 1, 2, 3, 4, 5, 6 }));
+        Assert.That(a.Shape, Is.EqualTo(new[] { 2, 3 })); Assert.That(a.AsFloat(), Is.EqualTo(new float[] { 1, 2, 3,
+            4, 5, 6 }));
         var bytes = File.ReadAllBytes(p);
         File.WriteAllBytes(p, bytes[..^5]);
         var ex = Assert.Throws<DataFormatException>(() => Npy.Load(p));
         Assert.That(ex.Message, Does.Contain(p).And.Contain("truncated"));
         File.WriteAllBytes(p, Encoding.ASCII.GetBytes("not a numpy file at all"));
-        Assert.That(Assert.Throws<DataFormatException>(() => Npy.Load(p)).Message, Does.Contain(p).And.Contain("magic"));
+        Assert.That(Assert.Throws<DataFormatException>(() => Npy.Load(p)).Message,
+            Does.Contain(p).And.Contain("magic"));
         var lying = Npy.Encode("<f4", new[] { 1000000, 1000 }, new byte[16]);
         File.WriteAllBytes(p, lying);
-        Assert.That(Assert.Throws<DataFormatException>(() => Npy.Load(p)).Message, Does.Contain("only 16 bytes follow"));
+        Assert.That(Assert.Throws<DataFormatException>(() => Npy.Load(p)).Message,
+            Does.Contain("only 16 bytes follow"));
     }
 
     /// Pickled payloads from 64 KiB on (the per-video features of an object .npy) are read straight into
@@ -226,7 +243,8 @@ public sealed class DataEvalTests
         AtomicFile.Write(q, st => NumpyPickle.WriteObjectArray(st, new object[] { Encoding.UTF8.GetBytes(text) }));
         Assert.That(NpyArray.PyText(((object[])Npy.Load(q).Data)[0]), Is.EqualTo(text));
         File.WriteAllBytes(p, File.ReadAllBytes(p)[..200000]);                              // inside the large payload
-        Assert.That(Assert.Throws<DataFormatException>(() => Npy.Load(p)).Message, Does.Contain(p).And.Contain("exceeds"));
+        Assert.That(Assert.Throws<DataFormatException>(() => Npy.Load(p)).Message,
+            Does.Contain(p).And.Contain("exceeds"));
     }
 
     /// safetensors values stream in chunks of the caller's buffer (a checkpoint load uploads 1M at a time):
@@ -237,10 +255,13 @@ public sealed class DataEvalTests
     {
         var f32 = Enumerable.Range(0, 23).Select(i => i * 0.37f - 3f).ToArray();
         var f16 = Enumerable.Range(0, 19).Select(i => (Half)(i * 0.5f - 4f)).ToArray();
-        var bf16 = Enumerable.Range(0, 17).Select(i => (ushort)(BitConverter.SingleToInt32Bits(i * 1.5f - 7f) >> 16)).ToArray();
+        var bf16 = Enumerable.Range(0,
+            17).Select(i => (ushort)(BitConverter.SingleToInt32Bits(i * 1.5f - 7f) >> 16)).ToArray();
         var data = new List<byte>();
-        string Entry(string n, string dt, int count, byte[] bytes) { string e = $"\"{n}\": {{\"dtype\": \"{dt}\", \"shape\": [{count}], \"data_offsets\": [{data.Count}, {data.Count + bytes.Length}]}}"; data.AddRange(bytes); return e; }
-        var header = "{" + string.Join(", ", Entry("a", "F32", 23, MemoryMarshal.AsBytes(f32.AsSpan()).ToArray()), Entry("h", "F16", 19, MemoryMarshal.AsBytes(f16.AsSpan()).ToArray()),
+        string Entry(string n, string dt, int count,
+            byte[] bytes) { string e = $"\"{n}\": {{\"dtype\": \"{dt}\", \"shape\": [{count}], \"data_offsets\": [{data.Count}, {data.Count + bytes.Length}]}}"; data.AddRange(bytes); return e; }
+        var header = "{" + string.Join(", ", Entry("a", "F32", 23, MemoryMarshal.AsBytes(f32.AsSpan()).ToArray()),
+            Entry("h", "F16", 19, MemoryMarshal.AsBytes(f16.AsSpan()).ToArray()),
             Entry("b", "BF16", 17, MemoryMarshal.AsBytes(bf16.AsSpan()).ToArray())) + "}";
         byte[] File(string h) { var hb = Encoding.UTF8.GetBytes(h); return BitConverter.GetBytes((ulong)hb.Length).Concat(hb).Concat(data).ToArray(); }
         var file = new MemoryStream(File(header));
@@ -252,13 +273,16 @@ public sealed class DataEvalTests
         foreach (var e in entries)
         {
             var got = new float[e.Count]; var buffer = new float[5]; int chunks = 0;
-            Safetensors.ReadValues(file, e, buffer, (v, at) => { Assert.That(v.Length, Is.LessThanOrEqualTo(5)); v.CopyTo(got.AsSpan((int)at)); chunks++; });
+            Safetensors.ReadValues(file, e, buffer, (v, at) => { Assert.That(v.Length,
+                Is.LessThanOrEqualTo(5)); v.CopyTo(got.AsSpan((int)at)); chunks++; });
             Assert.That(got, Is.EqualTo(whole[e.Name].data), e.Name);
             Assert.That(chunks, Is.EqualTo((e.Count + 4) / 5), e.Name);
         }
-        var bad = header.Replace("[0, 92]", "[0, 96]");                                   // a's end moved: no longer 23 F32 values
+        var bad = header.Replace("[0, 92]",
+            "[0, 96]");                                   // a's end moved: no longer 23 F32 values
         Assert.That(bad, Is.Not.EqualTo(header));
-        Assert.That(Assert.Throws<DataFormatException>(() => Safetensors.ReadHeader(new MemoryStream(File(bad)), "bad.safetensors")).Message,
+        Assert.That(Assert.Throws<DataFormatException>(() => Safetensors.ReadHeader(new MemoryStream(File(bad)),
+            "bad.safetensors")).Message,
             Does.Contain("bad.safetensors").And.Contain("tensor a"));
     }
 
@@ -267,13 +291,15 @@ public sealed class DataEvalTests
     {
         // protocol 2: GLOBAL os.system, ('echo hi',), REDUCE, STOP
         var evil = new MemoryStream();
-        evil.Write(new byte[] { 0x80, 2 }); evil.Write(Encoding.ASCII.GetBytes("cos\nsystem\n")); evil.WriteByte((byte)'U'); evil.WriteByte(7);
+        evil.Write(new byte[] { 0x80,
+            2 }); evil.Write(Encoding.ASCII.GetBytes("cos\nsystem\n")); evil.WriteByte((byte)'U'); evil.WriteByte(7);
         evil.Write(Encoding.ASCII.GetBytes("echo hi")); evil.WriteByte(0x85); evil.WriteByte((byte)'R'); evil.WriteByte((byte)'.');
         evil.Position = 0;
         var ex = Assert.Throws<DataFormatException>(() => new Unpickler(evil, "evil.pkl").Load());
         Assert.That(ex.Message, Does.Contain("evil.pkl").And.Contain("os.system").And.Contain("allowlist"));
         var bad = new MemoryStream(new byte[] { 0x80, 2, 0xff });
-        Assert.That(Assert.Throws<DataFormatException>(() => new Unpickler(bad, "x.pkl").Load()).Message, Does.Contain("opcode"));
+        Assert.That(Assert.Throws<DataFormatException>(() => new Unpickler(bad, "x.pkl").Load()).Message,
+            Does.Contain("opcode"));
     }
 
     /// `gen-demo --videos N` keeps both splits in their real proportion (the annotations list all 200
@@ -286,14 +312,19 @@ public sealed class DataEvalTests
         foreach (var (n, train, test) in new[] { (12, 6, 6), (2, 1, 1), (1, 1, 0) })
         {
             var root = Tmp();
-            Assert.That(DemoData.Generate(root, new DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = n, MaxLength = 8 }), Is.EqualTo(n));
+            Assert.That(DemoData.Generate(root, new DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = n,
+                MaxLength = 8 }), Is.EqualTo(n));
             var ds = ThumosDataset.Load(root);
-            Assert.That(ds.Train.Select(v => v.Name).ToArray(), Is.EqualTo(all.Where(v => v.Subset == "validation").Take(train).Select(v => v.Name).ToArray()), $"{n} videos");
-            Assert.That(ds.Test.Select(v => v.Name).ToArray(), Is.EqualTo(all.Where(v => v.Subset == "test").Take(test).Select(v => v.Name).ToArray()), $"{n} videos");
+            Assert.That(ds.Train.Select(v => v.Name).ToArray(),
+                Is.EqualTo(all.Where(v => v.Subset == "validation").Take(train).Select(v => v.Name).ToArray()),
+                $"{n} videos");
+            Assert.That(ds.Test.Select(v => v.Name).ToArray(),
+                Is.EqualTo(all.Where(v => v.Subset == "test").Take(test).Select(v => v.Name).ToArray()), $"{n} videos");
             foreach (var v in ds.Ann.Videos)                                 // every per-video file trimmed alike
             {
                 var orig = all.Single(x => x.Name == v.Name);
-                Assert.That((v.Subset, v.Duration, v.Labels, v.Segments), Is.EqualTo((orig.Subset, orig.Duration, orig.Labels, orig.Segments)), v.Name);
+                Assert.That((v.Subset, v.Duration, v.Labels, v.Segments), Is.EqualTo((orig.Subset, orig.Duration,
+                    orig.Labels, orig.Segments)), v.Name);
             }
         }
         Assert.Throws<ArgumentOutOfRangeException>(() => DemoData.Pick(all, 0));
@@ -316,23 +347,30 @@ public sealed class DataEvalTests
         var v = ds.Ann.Videos[3];
         var feats = ds.Ann.Videos.Select(x => (new[] { x.T, 16 }, x.Features)).ToList();
         feats[3].Features[5] = float.NaN;
-        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
+        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
+            feats));
         var ex = Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root));
         Assert.That(ex.Message, Does.Contain(v.Name).And.Contain("non-finite"));
         // a shape mismatch (wrong width) names the video
         feats[3] = (new[] { v.T, 12 }, new float[v.T * 12]);
-        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
-        Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message, Does.Contain(v.Name).And.Contain("width 12"));
+        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
+            feats));
+        Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message,
+            Does.Contain(v.Name).And.Contain("width 12"));
         // an empty video
         feats[3] = (new[] { 0, 16 }, Array.Empty<float>());
-        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
-        Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message, Does.Contain(v.Name).And.Contain("empty"));
+        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
+            feats));
+        Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message,
+            Does.Contain(v.Name).And.Contain("empty"));
         // a missing CLIP file of a training video
         feats[3] = (new[] { v.T, 16 }, new float[v.T * 16]);
-        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
+        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
+            feats));
         var train = ds.Train[0];
         File.Delete(Path.Combine(root, "Thumos14_CLIP", "train", train.Name + ".npy"));
-        Assert.That(Assert.Throws<FileNotFoundException>(() => ThumosDataset.Load(root)).Message, Does.Contain(train.Name));
+        Assert.That(Assert.Throws<FileNotFoundException>(() => ThumosDataset.Load(root)).Message,
+            Does.Contain(train.Name));
         // evaluation reads no CLIP features at all
         var noClip = ThumosDataset.Load(root, clip: false);
         Assert.That(noClip.ClipDim, Is.EqualTo(0)); Assert.That(noClip.Ann.Videos.All(x => x.Clip == null), Is.True);

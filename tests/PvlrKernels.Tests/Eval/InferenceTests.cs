@@ -26,21 +26,26 @@ public sealed class InferenceTests(string backendName)
         var r = new Random(3);
         var videos = new[] { 1, 7, 12, 3 }.Select((t, i) => new Video
         {
-            Name = $"v{i}", T = t, Features = Enumerable.Range(0, t * cfg.FeatDim).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray()
+            Name = $"v{i}", T = t, Features = Enumerable.Range(0,
+                t * cfg.FeatDim).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray()
         }).ToList();
         var batches = Inference.Batches(videos, cfg.InferRows).ToList();
-        Assert.That(batches.Select(b => b.Count), Is.EqualTo(new[] { 2, 1, 1 }), "1 + (1+1) + (7+1) = 11 rows, then 12 alone, then 3");
+        Assert.That(batches.Select(b => b.Count), Is.EqualTo(new[] { 2, 1, 1 }),
+            "1 + (1+1) + (7+1) = 11 rows, then 12 alone, then 3");
 
         var text = Inference.TestConstants(tr.Model, tr.G);
-        var got = batches.SelectMany(b => Inference.Signals(tr.Model, tr.G, b.Select(v => (v.Name, v.Features, v.T)).ToArray(), text)).ToArray();
+        var got = batches.SelectMany(b => Inference.Signals(tr.Model, tr.G, b.Select(v => (v.Name, v.Features,
+            v.T)).ToArray(), text)).ToArray();
         for (int i = 0; i < videos.Count; i++)
         {
             var v = videos[i]; var g = tr.G;
             g.Reset(); g.WinogradTile = 0;
             using (g.NoGrad())
             {
-                var o = ((PvlrModel)tr.Model).Forward(g, g.FromHost(v.Features, 1, v.T, cfg.FeatDim), g.FromHost(text, cfg.NumClasses + 1, cfg.EmbedDim));
-                Check.Close(got[i].cas, g.ToHost(o.Cas), 1e-4, 1e-4, $"{v.Name} cas, winograd {winograd} [{backendName}]");
+                var o = ((PvlrModel)tr.Model).Forward(g, g.FromHost(v.Features, 1, v.T, cfg.FeatDim), g.FromHost(text,
+                    cfg.NumClasses + 1, cfg.EmbedDim));
+                Check.Close(got[i].cas, g.ToHost(o.Cas), 1e-4, 1e-4,
+                    $"{v.Name} cas, winograd {winograd} [{backendName}]");
                 Check.Close(got[i].attn, g.ToHost(o.Attn), 1e-6, 1e-5, $"{v.Name} attention [{backendName}]");
             }
         }
@@ -62,13 +67,15 @@ public sealed class InferenceTests(string backendName)
             using var g = new Graph(B, tr.Model.Parameters);
             g.Training = false;
             using var _ = recording ? null : g.NoGrad();
-            var o = ((PvlrModel)tr.Model).Forward(g, g.FromHost(x, 1, t, cfg.FeatDim), g.FromHost(text, cfg.NumClasses + 1, cfg.EmbedDim));
+            var o = ((PvlrModel)tr.Model).Forward(g, g.FromHost(x, 1, t, cfg.FeatDim), g.FromHost(text,
+                cfg.NumClasses + 1, cfg.EmbedDim));
             return (g.ToHost(o.Cas), g.ToHost(o.Attn), g.Act.Touched);
         }
         var kept = Run(true); var freed = Run(false);
         Check.Close(freed.cas, kept.cas, 1e-6, 1e-6, $"cas [{backendName}]");
         Check.Close(freed.attn, kept.attn, 1e-6, 1e-6, $"attention [{backendName}]");
-        Assert.That(freed.touched, Is.LessThan(kept.touched / 2), $"the released blocks were not reused: {freed.touched} vs {kept.touched} floats");
+        Assert.That(freed.touched, Is.LessThan(kept.touched / 2),
+            $"the released blocks were not reused: {freed.touched} vs {kept.touched} floats");
     }
 
     /// The arena's free list: best fit, merging of neighbours, the bump pointer lowered by a block at the
@@ -101,7 +108,8 @@ public sealed class InferenceTests(string backendName)
         var cfg = PvlrConfig.Tiny(); cfg.InferRows = 600;
         var loaded = ThumosDataset.Load(LazyFeaturesTests.MixedDataDir, clip: false);
         var lazy = ThumosDataset.Load(LazyFeaturesTests.MixedDataDir, clip: false, load: _ => false);
-        Assert.That(Inference.Batches(lazy.Test, cfg.InferRows).Count(b => b.Count > 1), Is.GreaterThan(0), "batches of several videos");
+        Assert.That(Inference.Batches(lazy.Test, cfg.InferRows).Count(b => b.Count > 1), Is.GreaterThan(0),
+            "batches of several videos");
         using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
         var want = Inference.Evaluate(tr.Model, tr.G, loaded.Ann, loaded.Test);
         var reports = new List<string>();
@@ -110,7 +118,8 @@ public sealed class InferenceTests(string backendName)
         var batches = Inference.Batches(lazy.Test, cfg.InferRows).Select(x => x.Count).ToArray();
         var counts = batches.Select((n, i) => batches.Take(i + 1).Sum()).SkipLast(1).ToArray();
         Assert.That(reports, Has.Count.EqualTo(counts.Length).And.Count.GreaterThan(0), string.Join("\n", reports));
-        for (int i = 0; i < counts.Length; i++) Assert.That(reports[i], Does.StartWith($"evaluation: {counts[i]}/{lazy.Test.Count} videos ("));
+        for (int i = 0; i < counts.Length; i++) Assert.That(reports[i],
+            Does.StartWith($"evaluation: {counts[i]}/{lazy.Test.Count} videos ("));
         var quiet = new List<string>();
         Inference.Evaluate(tr.Model, tr.G, lazy.Ann, lazy.Test, quiet.Add, TimeSpan.FromHours(1));
         Assert.That(quiet, Is.Empty, "a run shorter than the interval reports nothing");
@@ -149,9 +158,11 @@ public sealed class InferenceTests(string backendName)
         var cfg = PvlrConfig.Tiny();
         using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
         var text = Inference.TestConstants(tr.Model, tr.G);
-        var e = Assert.Throws<ShapeException>(() => Inference.Signals(tr.Model, tr.G, new[] { ("ok", new float[2 * cfg.FeatDim], 2), ("video_test_0000004", Array.Empty<float>(), 0) }, text));
+        var e = Assert.Throws<ShapeException>(() => Inference.Signals(tr.Model, tr.G, new[] { ("ok",
+            new float[2 * cfg.FeatDim], 2), ("video_test_0000004", Array.Empty<float>(), 0) }, text));
         Assert.That(e.Message, Does.Contain("video_test_0000004").And.Contain("empty"));
-        e = Assert.Throws<ShapeException>(() => Inference.Signals(tr.Model, tr.G, new[] { ("video_test_0000007", new float[5], 2) }, text));
+        e = Assert.Throws<ShapeException>(() => Inference.Signals(tr.Model, tr.G, new[] { ("video_test_0000007",
+            new float[5], 2) }, text));
         Assert.That(e.Message, Does.Contain("video_test_0000007").And.Contain("expected (T=2"));
     }
 
@@ -164,7 +175,8 @@ public sealed class InferenceTests(string backendName)
         if (backendName != "cpu") Assert.Ignore("the bench row is the CPU path's; the emulator would take minutes over 212 videos");
         Assert.Throws<ArgumentOutOfRangeException>(() => Bench.TestSetInference(B, PvlrConfig.Tiny(), 0));
         var rows = Bench.TestSetInference(B, PvlrConfig.Tiny(), 2);
-        Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "test-set inference + eval (pvlr tiny), first pass", "test-set inference + eval (pvlr tiny)" }));
+        Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "test-set inference + eval (pvlr tiny), first pass",
+            "test-set inference + eval (pvlr tiny)" }));
         Assert.That(rows[0].Flops, Is.GreaterThan(0).And.EqualTo(rows[1].Flops));
         Assert.That(rows.All(r => r.Seconds > 0 && r.Shape == "212 videos, 71804 snippets"));
         Assert.That(rows[0].Rate, Does.Not.Contain("median"));
@@ -173,9 +185,11 @@ public sealed class InferenceTests(string backendName)
             var busy = System.Text.RegularExpressions.Regex.Match(r.Rate, @"cores busy (\d+) %");
             Assert.That(busy.Success && int.Parse(busy.Groups[1].Value) is > 0 and <= 100, r.Rate);
         }
-        var range = System.Text.RegularExpressions.Regex.Match(rows[1].Rate, @"median of 2 passes \((\d+\.\d+) to (\d+\.\d+) s\)$");
+        var range = System.Text.RegularExpressions.Regex.Match(rows[1].Rate,
+            @"median of 2 passes \((\d+\.\d+) to (\d+\.\d+) s\)$");
         Assert.That(range.Success, rows[1].Rate);
-        double lo = double.Parse(range.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), hi = double.Parse(range.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
+        double lo = double.Parse(range.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture),
+            hi = double.Parse(range.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
         Assert.That(lo, Is.LessThanOrEqualTo(hi));
         Assert.That(rows[1].Seconds, Is.EqualTo(hi).Within(0.005));      // the upper median of two: the slower pass
     }
@@ -187,9 +201,11 @@ public sealed class InferenceTests(string backendName)
         // a row without FLOPs shows n/a, not 0 GFLOP/s; bad sizes, unknown --only keys and a repeat count of 0
         // are refused (the last before the GEMM row, the first to run)
         var rows = Bench.FirstTouch(B, 4);
-        Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "first write of new memory", "the same, in memory freed before" }));
+        Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "first write of new memory",
+            "the same, in memory freed before" }));
         Assert.That(rows.All(r => r.Seconds > 0 && r.Flops == 0 && r.Shape == "4 MiB" && r.Rate.EndsWith(" GiB/s")));
-        Assert.That(Bench.Table(rows, 100, "x"), Does.Contain("| first write of new memory | 4 MiB | ").And.Contain("| n/a | n/a |"));
+        Assert.That(Bench.Table(rows, 100, "x"),
+            Does.Contain("| first write of new memory | 4 MiB | ").And.Contain("| n/a | n/a |"));
         Assert.Throws<ArgumentOutOfRangeException>(() => Bench.FirstTouch(B, 0));
         if (backendName != "cpu") return;
         Assert.That(Cli.Program.Main(new[] { "bench", "--device", "cpu", "--only", "memry" }), Is.EqualTo(1));

@@ -72,7 +72,8 @@ public sealed class ReferenceSortTests
     [Test]
     public void NumpyPutsNanLastAndReversesShortTies()
     {
-        Assert.That(NumpySort.ArgsortReversed<double>(new[] { 0.5, double.NaN, 0.5, 0.2 }), Is.EqualTo(new[] { 1, 2, 0, 3 }));
+        Assert.That(NumpySort.ArgsortReversed<double>(new[] { 0.5, double.NaN, 0.5, 0.2 }), Is.EqualTo(new[] { 1, 2,
+            0, 3 }));
         Assert.That(NumpySort.Argsort<double>(Array.Empty<double>()), Is.Empty);
     }
 }

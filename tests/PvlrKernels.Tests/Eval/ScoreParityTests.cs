@@ -20,13 +20,15 @@ public sealed class ScoreParityTests
     static (Dictionary<string, double> map, double avg) ParseJson(string json)
     {
         using var doc = JsonDocument.Parse(json);
-        var map = doc.RootElement.GetProperty("map").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
+        var map = doc.RootElement.GetProperty("map").EnumerateObject().ToDictionary(p => p.Name,
+            p => p.Value.GetDouble());
         return (map, doc.RootElement.GetProperty("avg_0.1_0.7").GetDouble());
     }
 
     static string ScoreJson(string csv, string annotations = null)
     {
-        var (rc, err, output) = TestData.RunCli("score", "--annotations", annotations ?? AnnDir, "--predictions", csv, "--json");
+        var (rc, err, output) = TestData.RunCli("score", "--annotations", annotations ?? AnnDir, "--predictions", csv,
+            "--json");
         Assert.That(rc, Is.EqualTo(0), err);
         return output;
     }
@@ -55,7 +57,8 @@ public sealed class ScoreParityTests
     public void ScoreMatchesCommittedReferenceAnswerOnTiesAndZeroLengthSegments()
     {
         var fx = Path.Combine(Dir, "Fixtures", "score_ties");
-        AssertSame(ScoreJson(Path.Combine(fx, "predictions.csv"), Path.Combine(fx, "annotations")), File.ReadAllText(Path.Combine(fx, "expected.json")));
+        AssertSame(ScoreJson(Path.Combine(fx, "predictions.csv"), Path.Combine(fx, "annotations")),
+            File.ReadAllText(Path.Combine(fx, "expected.json")));
     }
 
     [TestCase("")]
@@ -66,7 +69,8 @@ public sealed class ScoreParityTests
         var (rc, so, se) = ReferencePython.Run($"\"{ReferencePython.RepoPath("tests", "reference", "make_score_fixture.py")}\" \"{AnnDir}\" \"{tmp}\" --rows 3000 --seed 11{mode}");
         Assert.That(rc, Is.EqualTo(0), so + se);
         var ann = mode == "" ? null : Path.Combine(tmp, "annotations");
-        AssertSame(ScoreJson(Path.Combine(tmp, "predictions.csv"), ann), File.ReadAllText(Path.Combine(tmp, "expected.json")));
+        AssertSame(ScoreJson(Path.Combine(tmp, "predictions.csv"), ann), File.ReadAllText(Path.Combine(tmp,
+            "expected.json")));
         Directory.Delete(tmp, true);
     }
 
@@ -80,7 +84,8 @@ public sealed class ScoreParityTests
         var rng = new Random(3); var dets = new List<Detection>();
         foreach (var v in ann.Test)
             for (int c = 0; c < 20; c++)
-                for (int k = 0; k < 12; k++) { double s = rng.NextDouble() * 500; dets.Add(new Detection(v.Name, s, s + 1 + rng.NextDouble() * 40, c, rng.NextDouble())); }
+                for (int k = 0; k < 12; k++) { double s = rng.NextDouble() * 500; dets.Add(new Detection(v.Name, s,
+                    s + 1 + rng.NextDouble() * 40, c, rng.NextDouble())); }
         Evaluator.Evaluate(gt, dets, 20);                           // warm-up (JIT)
         var sw = Stopwatch.StartNew();
         var r = Evaluator.Evaluate(gt, dets, 20);
@@ -95,7 +100,8 @@ public sealed class ScoreParityTests
         var scores = Npy.Load(Path.Combine(dir, "scores.npy")); var labels = Npy.Load(Path.Combine(dir, "labels.npy"));
         int v = scores.Shape[0], c1 = scores.Shape[1], c = labels.Shape[1];
         var sf = scores.AsFloat(); var lf = labels.AsFloat();
-        return Evaluator.ClassificationMap(Enumerable.Range(0, v).Select(i => sf.AsSpan(i * c1, c1).ToArray()).ToArray(),
+        return Evaluator.ClassificationMap(Enumerable.Range(0, v).Select(i => sf.AsSpan(i * c1,
+            c1).ToArray()).ToArray(),
             Enumerable.Range(0, v).Select(i => lf.AsSpan(i * c, c).ToArray()).ToArray());
     }
 
@@ -117,6 +123,7 @@ public sealed class ScoreParityTests
     [Test]
     public void ClassificationMapMatchesLiveReferenceWhenPythonIsInstalled()
     {
-        ReferencePython.WithFixture("make_cmap_fixture.py", "--videos 400 --seed 9", tmp => Assert.That(ClassificationOf(tmp), Is.EqualTo(ExpectedCmap(tmp)).Within(1e-12)));
+        ReferencePython.WithFixture("make_cmap_fixture.py", "--videos 400 --seed 9",
+            tmp => Assert.That(ClassificationOf(tmp), Is.EqualTo(ExpectedCmap(tmp)).Within(1e-12)));
     }
 }

@@ -22,7 +22,8 @@ public sealed class AcmNetTests(string backend)
     static void AssertOwnPicks(ReplayResult r)
     {
         Assert.That(r.Mining.Keys, Is.EquivalentTo(new[] { "inst", "cont", "back" }));
-        foreach (var (k, (same, total)) in r.Mining) Assert.That(same, Is.EqualTo(total), $"{k}: our picks against torch's sort");
+        foreach (var (k, (same, total)) in r.Mining) Assert.That(same, Is.EqualTo(total),
+            $"{k}: our picks against torch's sort");
     }
 
     [Test]
@@ -52,7 +53,8 @@ public sealed class AcmNetTests(string backend)
     {
         if (backend != "cpu") Assert.Ignore("host-side post-processing");
         var cfg = (AcmNetConfig)Acm.Preset("paper");
-        void Check(string dir) => PostFixture.AssertMatches(dir, "att", (i, cas, att, t) => AcmNetProposals.Generate(cfg, $"v{i}", cas, att, t));
+        void Check(string dir) => PostFixture.AssertMatches(dir, "att", (i, cas, att,
+            t) => AcmNetProposals.Generate(cfg, $"v{i}", cas, att, t));
         Check(PostDir);
         ReferencePython.WithFixture("make_acm_post_fixture.py", "--seed 9", Check);
     }
@@ -67,7 +69,8 @@ public sealed class AcmNetTests(string backend)
             var model = (AcmNetModel)Checkpoint.LoadTorch(Path.Combine(dir, "model.pth"), b, out _, method: Acm);
             using (model.P)
                 foreach (var p in model.P.List)
-                    Assert.That(model.P.Get(p.Name), Is.EqualTo(Npy.Load(Path.Combine(Fixture, "weights", p.Name + ".npy")).AsFloat()), p.Name);
+                    Assert.That(model.P.Get(p.Name), Is.EqualTo(Npy.Load(Path.Combine(Fixture, "weights",
+                        p.Name + ".npy")).AsFloat()), p.Name);
         });
     }
 
@@ -98,7 +101,8 @@ public sealed class AcmNetTests(string backend)
         var dir = Path.Combine(Path.GetTempPath(), "pvlr-acmrun-" + Guid.NewGuid().ToString("N")[..8]);
         using var tr = new Trainer(cfg, ds, new CpuBackend(), TextWriter.Null);
         var r = tr.Run(dir, cfg.MaxIter);
-        float first = tr.History.Take(5).Average(h => h["total"]), last = tr.History.TakeLast(5).Average(h => h["total"]);
+        float first = tr.History.Take(5).Average(h => h["total"]),
+            last = tr.History.TakeLast(5).Average(h => h["total"]);
         Assert.That(last, Is.LessThan(first), "the loss falls");
         Assert.That(r.Avg01_07, Is.GreaterThanOrEqualTo(0));
         var (model, step, _) = Checkpoint.Load(Path.Combine(dir, "last.safetensors"), new CpuBackend());

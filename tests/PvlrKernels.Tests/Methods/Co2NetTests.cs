@@ -52,10 +52,12 @@ public sealed class Co2NetTests(string backend)
             {
                 Assert.That(model.Cfg.FeatDim, Is.EqualTo(32)); Assert.That(model.Cfg.AttnHidden, Is.EqualTo(8));
                 foreach (var p in model.P.List)
-                    Assert.That(model.P.Get(p.Name), Is.EqualTo(Npy.Load(Path.Combine(Fixture, "weights", p.Name + ".npy")).AsFloat()), p.Name);
+                    Assert.That(model.P.Get(p.Name), Is.EqualTo(Npy.Load(Path.Combine(Fixture, "weights",
+                        p.Name + ".npy")).AsFloat()), p.Name);
                 Assert.That(report, Does.Contain("feat_encoder.0.weight").And.Contain("unused"));
             }
-            Assert.Throws<DataFormatException>(() => Checkpoint.LoadTorch(pth, b, out _), "a CO2-Net file is not a PVLR checkpoint");
+            Assert.Throws<DataFormatException>(() => Checkpoint.LoadTorch(pth, b, out _),
+                "a CO2-Net file is not a PVLR checkpoint");
         });
     }
 
@@ -68,7 +70,8 @@ public sealed class Co2NetTests(string backend)
         var dir = Path.Combine(Path.GetTempPath(), "pvlr-co2run-" + Guid.NewGuid().ToString("N")[..8]);
         using var tr = new Trainer(cfg, ds, new CpuBackend(), TextWriter.Null);
         var r = tr.Run(dir, cfg.MaxIter);
-        float first = tr.History.Take(5).Average(h => h["total"]), last = tr.History.TakeLast(5).Average(h => h["total"]);
+        float first = tr.History.Take(5).Average(h => h["total"]),
+            last = tr.History.TakeLast(5).Average(h => h["total"]);
         Assert.That(last, Is.LessThan(first), "the loss falls");
         Assert.That(r.Avg01_07, Is.GreaterThanOrEqualTo(0));
         var pth = Path.Combine(dir, "export.pth");
@@ -79,7 +82,8 @@ public sealed class Co2NetTests(string backend)
         {
             Assert.That(back, Is.InstanceOf<Co2NetModel>(), "the export's config record names the method");
             Assert.That(back.Config.ToJson(), Is.EqualTo(cfg.ToJson()));
-            foreach (var p in tr.Model.Parameters.List) Assert.That(back.Parameters.Get(p.Name), Is.EqualTo(tr.Model.Parameters.Get(p.Name)), p.Name);
+            foreach (var p in tr.Model.Parameters.List) Assert.That(back.Parameters.Get(p.Name),
+                Is.EqualTo(tr.Model.Parameters.Get(p.Name)), p.Name);
         }
         var (model, step, _) = Checkpoint.Load(Path.Combine(dir, "last.safetensors"), b);
         using (model.Parameters) Assert.That((model is Co2NetModel, step), Is.EqualTo((true, cfg.MaxIter)));
@@ -99,14 +103,16 @@ public sealed class Co2NetTests(string backend)
         using var store = model.P;
         using var g = new Graph(be, model.P);
         var r = new Random(2);
-        var videos = new[] { 7, 1, 12, 3 }.Select((t, i) => ($"v{i}", (ReadOnlyMemory<float>)Enumerable.Range(0, t * 32).Select(_ => (float)r.NextDouble() - 0.5f).ToArray(), t)).ToArray();
+        var videos = new[] { 7, 1, 12, 3 }.Select((t, i) => ($"v{i}", (ReadOnlyMemory<float>)Enumerable.Range(0,
+            t * 32).Select(_ => (float)r.NextDouble() - 0.5f).ToArray(), t)).ToArray();
         var together = model.Signals(g, null, videos);
         cfg.WinogradTile = 0;
         for (int i = 0; i < videos.Length; i++)
         {
             var alone = model.Signals(g, null, [videos[i]])[0];
             Check.Close(together[i].cas, alone.cas.Select(v => (double)v).ToArray(), 1e-5, 1e-4, $"cas of video {i}");
-            Check.Close(together[i].attn, alone.attn.Select(v => (double)v).ToArray(), 1e-6, 1e-4, $"attention of video {i}");
+            Check.Close(together[i].attn, alone.attn.Select(v => (double)v).ToArray(), 1e-6, 1e-4,
+                $"attention of video {i}");
         }
     }
 

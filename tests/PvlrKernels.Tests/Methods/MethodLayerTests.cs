@@ -42,7 +42,8 @@ public sealed class MilModel : IMethodModel
         Parameters.Allocate(backend);
         var r = new Random(seed);
         foreach (var p in Parameters.List)
-            Parameters.Set(p.Name, Enumerable.Range(0, (int)p.Size).Select(_ => (float)((r.NextDouble() - 0.5) * 0.2)).ToArray());
+            Parameters.Set(p.Name, Enumerable.Range(0,
+                (int)p.Size).Select(_ => (float)((r.NextDouble() - 0.5) * 0.2)).ToArray());
     }
 
     Tensor W(string n) => Parameters[n].Value;
@@ -67,7 +68,8 @@ public sealed class MilModel : IMethodModel
 
     public IReadOnlyList<(string label, string term)> ProgressTerms { get; } = [("cls", "cls_loss")];
 
-    public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
+    public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name,
+        ReadOnlyMemory<float> features, int t)> videos)
     {
         g.Reset(); g.Training = false;
         using (g.NoGrad())
@@ -80,7 +82,8 @@ public sealed class MilModel : IMethodModel
             }).ToArray();
     }
 
-    public (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] attn, int t, List<(double, double)> ambiguous) =>
+    public (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] attn, int t,
+        List<(double, double)> ambiguous) =>
         Proposals.Generate(video, cas, attn, t, cfg.NumClasses, new ProposalConfig(), ambiguous);
 }
 
@@ -91,13 +94,17 @@ public sealed class MilMethod : IMethod
     public string Summary => "a linear top-k MIL localizer (tests)";
     public IReadOnlyList<string> Presets { get; } = ["tiny"];
     public MethodConfig Preset(string name) => name == "tiny"
-        ? new MilConfig { Preset = "tiny", FeatDim = 16, BatchSize = 6, MaxSeqLen = 32, MaxIter = 40, Interval = 20, WarmupIter = 0, Lr = 1e-2f }
+        ? new MilConfig { Preset = "tiny", FeatDim = 16, BatchSize = 6, MaxSeqLen = 32, MaxIter = 40, Interval = 20,
+            WarmupIter = 0, Lr = 1e-2f }
         : throw new ArgumentException($"unknown preset '{name}' (tiny)");
     public MethodConfig ConfigFromJson(string json) => JsonSerializer.Deserialize<MilConfig>(json);
-    public IMethodModel Build(MethodConfig config, IReadOnlyList<string> classes) => new MilModel((MilConfig)config, classes);
-    public IMethodModel LoadTorch(string path, Backend backend, out string report, IReadOnlyList<string> classes = null) =>
+    public IMethodModel Build(MethodConfig config, IReadOnlyList<string> classes) => new MilModel((MilConfig)config,
+        classes);
+    public IMethodModel LoadTorch(string path, Backend backend, out string report,
+        IReadOnlyList<string> classes = null) =>
         throw new NotSupportedException();
-    public ReplayResult Replay(string stateDir, Backend backend, Action<MethodConfig> configure = null) => throw new NotSupportedException();
+    public ReplayResult Replay(string stateDir, Backend backend,
+        Action<MethodConfig> configure = null) => throw new NotSupportedException();
 }
 
 [NonParallelizable]
@@ -125,7 +132,8 @@ public sealed class MethodLayerTests
             Assert.That(tr.History[^1]["total"], Is.LessThan(first), "the MIL loss falls");
             Assert.That(r.Avg01_07, Is.GreaterThanOrEqualTo(0));
         }
-        Assert.That(log.ToString(), Does.Contain("| cls ").And.Not.Contain("distill"), "the progress line shows the method's own terms");
+        Assert.That(log.ToString(), Does.Contain("| cls ").And.Not.Contain("distill"),
+            "the progress line shows the method's own terms");
         var json = File.ReadAllText(Path.Combine(dir, "config.json"));
         Assert.That(json, Does.Contain($"\"Method\":\"{MilMethod.Id}\""));
         using var b = new CpuBackend();
@@ -137,13 +145,18 @@ public sealed class MethodLayerTests
         }
         // the CLI goes through the same layer: eval names the method, a wrong --method and PVLR-only
         // options are refused with one line
-        var (rc, err, output) = TestData.RunCli("eval", "--checkpoint", Path.Combine(dir, "last.safetensors"), "--data", TrainingTests.TinyDataDir, "--device", "cpu");
+        var (rc, err, output) = TestData.RunCli("eval", "--checkpoint", Path.Combine(dir, "last.safetensors"),
+            "--data", TrainingTests.TinyDataDir, "--device", "cpu");
         Assert.That(rc, Is.EqualTo(0), err);
         Assert.That(output, Does.Contain(MilMethod.Id).And.Contain("AVG(0.1:0.7)"));
-        (rc, err, _) = TestData.RunCli("eval", "--checkpoint", Path.Combine(dir, "last.safetensors"), "--method", "pvlr", "--device", "cpu");
-        Assert.That((rc, err.Trim()), Is.EqualTo((1, $"pvlr: error: {dir}/last.safetensors: the checkpoint's metadata holds a {MilMethod.Id} model, not pvlr")));
-        (rc, err, _) = TestData.RunCli("train", "--method", MilMethod.Id, "--preset", "tiny", "--mining-ties", "torch", "--out", Tmp());
-        Assert.That((rc, err.Trim()), Is.EqualTo((1, $"pvlr: error: --mining-ties applies to PVLR, not to the {MilMethod.Id} method")));
+        (rc, err, _) = TestData.RunCli("eval", "--checkpoint", Path.Combine(dir, "last.safetensors"), "--method",
+            "pvlr", "--device", "cpu");
+        Assert.That((rc, err.Trim()), Is.EqualTo((1,
+            $"pvlr: error: {dir}/last.safetensors: the checkpoint's metadata holds a {MilMethod.Id} model, not pvlr")));
+        (rc, err, _) = TestData.RunCli("train", "--method", MilMethod.Id, "--preset", "tiny", "--mining-ties",
+            "torch", "--out", Tmp());
+        Assert.That((rc, err.Trim()), Is.EqualTo((1,
+            $"pvlr: error: --mining-ties applies to PVLR, not to the {MilMethod.Id} method")));
         Directory.Delete(dir, true);
     }
 
@@ -156,7 +169,8 @@ public sealed class MethodLayerTests
         var paper = PvlrConfig.Paper().ToJson();
         Assert.That(paper, Does.Contain("\"Method\": \"pvlr\""));
         using var doc = JsonDocument.Parse(paper);
-        var old = string.Join(",", doc.RootElement.EnumerateObject().Where(p => p.Name != "Method").Select(p => p.ToString()));
+        var old = string.Join(",",
+            doc.RootElement.EnumerateObject().Where(p => p.Name != "Method").Select(p => p.ToString()));
         var cfg = MethodRegistry.ConfigFromJson("{" + old + "}");
         Assert.That(cfg, Is.InstanceOf<PvlrConfig>(), "a config.json from before the Method field is PVLR's");
         Assert.That(cfg.ToJson(), Is.EqualTo(paper));

@@ -14,7 +14,8 @@ public sealed class MilLossesTests
         var r = new Random(t);
         var cas = Enumerable.Range(0, t * c1).Select(_ => (float)(r.NextDouble() * 8 - 4)).ToArray();
         int k = (int)Math.Ceiling(t / 8.0);
-        var mean = Enumerable.Range(0, c1).Select(c => Enumerable.Range(0, t).Select(i => (double)cas[i * c1 + c]).OrderDescending().Take(k).Average()).ToArray();
+        var mean = Enumerable.Range(0, c1).Select(c => Enumerable.Range(0,
+            t).Select(i => (double)cas[i * c1 + c]).OrderDescending().Take(k).Average()).ToArray();
         double z = mean.Sum(v => Math.Exp(v - mean.Max()));
         var want = mean.Take(c1 - 1).Select(v => Math.Exp(v - mean.Max()) / z).ToArray();
         Check.Close(MilLosses.ClassificationScores(cas, t, c1), want, 1e-6, 1e-5, $"T={t}");

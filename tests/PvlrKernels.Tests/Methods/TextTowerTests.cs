@@ -45,6 +45,7 @@ public sealed class TextTowerTests(string backendName)
         Assert.That(shared.rows, Is.EqualTo(5 + (1 * 6 + 17 * 7 + 2 * 8) - 1 + 1));
         Check.SameBits(shared.text, all.text, $"text features [{backendName}]");
         Assert.That(all.dE.Any(v => v != 0), "the prompt table gets a gradient");
-        Check.Close(shared.dE, all.dE.Select(v => (double)v).ToArray(), 1e-7, 1e-4, $"d embedding.weight [{backendName}]");
+        Check.Close(shared.dE, all.dE.Select(v => (double)v).ToArray(), 1e-7, 1e-4,
+            $"d embedding.weight [{backendName}]");
     }
 }

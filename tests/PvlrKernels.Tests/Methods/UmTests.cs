@@ -23,7 +23,8 @@ public sealed class UmTests(string backend)
     static void AssertOwnPicks(ReplayResult r)
     {
         Assert.That(r.Mining.Keys, Is.EquivalentTo(new[] { "act", "bkg" }));
-        foreach (var (k, (same, total)) in r.Mining) Assert.That(same, Is.EqualTo(total), $"{k}: our selection against torch's sort");
+        foreach (var (k, (same, total)) in r.Mining) Assert.That(same, Is.EqualTo(total),
+            $"{k}: our selection against torch's sort");
     }
 
     [Test]
@@ -76,7 +77,8 @@ public sealed class UmTests(string backend)
             {
                 Assert.That((model.Cfg.FeatDim, model.Cfg.Hidden), Is.EqualTo((32, 24)));
                 foreach (var p in model.P.List)
-                    Assert.That(model.P.Get(p.Name), Is.EqualTo(Npy.Load(Path.Combine(Fixture, "weights", p.Name + ".npy")).AsFloat()), p.Name);
+                    Assert.That(model.P.Get(p.Name), Is.EqualTo(Npy.Load(Path.Combine(Fixture, "weights",
+                        p.Name + ".npy")).AsFloat()), p.Name);
             }
         });
     }
@@ -90,7 +92,8 @@ public sealed class UmTests(string backend)
         var dir = Path.Combine(Path.GetTempPath(), "pvlr-umrun-" + Guid.NewGuid().ToString("N")[..8]);
         using var tr = new Trainer(cfg, ds, new CpuBackend(), TextWriter.Null);
         var r = tr.Run(dir, cfg.MaxIter);
-        float first = tr.History.Take(5).Average(h => h["total"]), last = tr.History.TakeLast(5).Average(h => h["total"]);
+        float first = tr.History.Take(5).Average(h => h["total"]),
+            last = tr.History.TakeLast(5).Average(h => h["total"]);
         Assert.That(last, Is.LessThan(first), "the loss falls");
         Assert.That(r.Avg01_07, Is.GreaterThanOrEqualTo(0));
         Assert.That(tr.Model.Evaluation.Excluded, Does.Contain("video_test_0000270"));
@@ -109,10 +112,12 @@ public sealed class UmTests(string backend)
         var sampler = new BatchSampler(ds, 0);
         int n = ds.Train.Count, b = 16, t = 8, perEpoch = (n + b - 1) / b;
         var feats = new float[b * t * ds.FeatureDim]; var labels = new float[b * ds.Ann.Classes.Length];
-        List<string> Epoch(int e) => Enumerable.Range(e * perEpoch, perEpoch).SelectMany(s => sampler.SampleEpoch(s, b, t, feats, null, labels).Select(v => v.Name)).ToList();
+        List<string> Epoch(int e) => Enumerable.Range(e * perEpoch, perEpoch).SelectMany(s => sampler.SampleEpoch(s,
+            b, t, feats, null, labels).Select(v => v.Name)).ToList();
         var first = Epoch(0);
         Assert.That(first, Is.EquivalentTo(ds.Train.Select(v => v.Name)), "one pass over the training videos");
-        Assert.That(sampler.SampleEpoch(perEpoch - 1, b, t, feats, null, labels), Has.Count.EqualTo(n - (perEpoch - 1) * b));
+        Assert.That(sampler.SampleEpoch(perEpoch - 1, b, t, feats, null, labels),
+            Has.Count.EqualTo(n - (perEpoch - 1) * b));
         Assert.That(Epoch(1), Is.Not.EqualTo(first), "another order next epoch");
         Assert.That(Epoch(0), Is.EqualTo(first), "the same order for the same epoch");
         var cfg = (UmConfig)Um.Preset("tiny"); cfg.BatchSize = b;
@@ -125,14 +130,17 @@ public sealed class UmTests(string backend)
 /// per video cas<v>.npy, <second><v>.npy and expected.json (detections in order, and the class scores).
 public static class PostFixture
 {
-    public static void AssertMatches(string dir, string second, Func<int, float[], float[], int, (List<Detection> dets, float[] scores)> generate)
+    public static void AssertMatches(string dir, string second, Func<int, float[], float[], int,
+        (List<Detection> dets, float[] scores)> generate)
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
         foreach (var v in doc.RootElement.EnumerateArray())
         {
             int i = v.GetProperty("video").GetInt32(), t = v.GetProperty("t").GetInt32();
-            var (dets, scores) = generate(i, Npy.Load(Path.Combine(dir, $"cas{i}.npy")).AsFloat(), Npy.Load(Path.Combine(dir, $"{second}{i}.npy")).AsFloat(), t);
-            Check.Close(scores, v.GetProperty("scores").EnumerateArray().Select(x => x.GetDouble()).ToArray(), 1e-7, 1e-6, $"video {i} scores");
+            var (dets, scores) = generate(i, Npy.Load(Path.Combine(dir, $"cas{i}.npy")).AsFloat(),
+                Npy.Load(Path.Combine(dir, $"{second}{i}.npy")).AsFloat(), t);
+            Check.Close(scores, v.GetProperty("scores").EnumerateArray().Select(x => x.GetDouble()).ToArray(), 1e-7,
+                1e-6, $"video {i} scores");
             var want = v.GetProperty("detections").EnumerateArray().Select(d => (label: d.GetProperty("label").GetInt32(), score: d.GetProperty("score").GetDouble(),
                 start: d.GetProperty("start").GetDouble(), end: d.GetProperty("end").GetDouble())).ToList();
             Assert.That(dets, Has.Count.EqualTo(want.Count), $"video {i}: detections");

@@ -68,10 +68,12 @@ public static class Check
 {
     /// got holds expect's floats bit for bit (signed zeros and NaN included).
     public static void SameBits(float[] got, float[] expect, string what = null) =>
-        Assert.That(got.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(expect.Select(BitConverter.SingleToInt32Bits)), what);
+        Assert.That(got.Select(BitConverter.SingleToInt32Bits),
+            Is.EqualTo(expect.Select(BitConverter.SingleToInt32Bits)), what);
 
     /// |got - ref| <= atol + rtol |ref| elementwise, with the first failures reported.
-    public static void Close(ReadOnlySpan<float> got, ReadOnlySpan<double> expect, double atol, double rtol, string what)
+    public static void Close(ReadOnlySpan<float> got, ReadOnlySpan<double> expect, double atol, double rtol,
+        string what)
     {
         Assert.That(got.Length, Is.EqualTo(expect.Length), $"{what}: length");
         int bad = 0; var msg = new System.Text.StringBuilder();

@@ -11,12 +11,14 @@ public static class ReferencePython
 
     /// A path under the repository root (the test binaries sit in tests/PvlrKernels.Tests/bin/<cfg>/<tfm>).
     public static string RepoPath(params string[] parts) =>
-        Path.GetFullPath(Path.Combine(new[] { TestContext.CurrentContext.TestDirectory, "..", "..", "..", "..", ".." }.Concat(parts).ToArray()));
+        Path.GetFullPath(Path.Combine(new[] { TestContext.CurrentContext.TestDirectory, "..", "..", "..", "..",
+            ".." }.Concat(parts).ToArray()));
 
     public static (int rc, string stdout, string stderr) Run(string args)
     {
         if (!File.Exists(Exe)) Assert.Ignore($"{Exe} is not installed");
-        using var p = Process.Start(new ProcessStartInfo(Exe, args) { RedirectStandardOutput = true, RedirectStandardError = true });
+        using var p = Process.Start(new ProcessStartInfo(Exe, args) { RedirectStandardOutput = true,
+            RedirectStandardError = true });
         var so = p.StandardOutput.ReadToEndAsync(); var se = p.StandardError.ReadToEndAsync();
         p.WaitForExit();
         if (p.ExitCode != 0 && se.Result.Contains("No module named")) Assert.Ignore("python3 lacks a module: " + se.Result.Trim().Split('\n').Last());

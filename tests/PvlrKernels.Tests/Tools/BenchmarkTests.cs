@@ -32,8 +32,10 @@ public sealed class BenchmarkTests
         var gemm = new GemmHotShape();
         Assert.That(FlopsOfOneCall(gemm, gemm.Setup, gemm.Sgemm), Is.EqualTo(gemm.Flops(nameof(gemm.Sgemm))));
         var conv = new Conv1dHotShape();
-        Assert.That(FlopsOfOneCall(conv, conv.SetupForward, conv.Forward), Is.EqualTo(conv.Flops(nameof(conv.Forward))));
-        Assert.That(FlopsOfOneCall(conv, conv.SetupForwardBackward, conv.ForwardBackward), Is.EqualTo(conv.Flops(nameof(conv.ForwardBackward))));
+        Assert.That(FlopsOfOneCall(conv, conv.SetupForward, conv.Forward),
+            Is.EqualTo(conv.Flops(nameof(conv.Forward))));
+        Assert.That(FlopsOfOneCall(conv, conv.SetupForwardBackward, conv.ForwardBackward),
+            Is.EqualTo(conv.Flops(nameof(conv.ForwardBackward))));
         Assert.That(conv.GemmFlops, Is.Zero, "Close hands the backend back");
     }
 
@@ -45,11 +47,14 @@ public sealed class BenchmarkTests
         var cfg = PvlrConfig.Tiny();
         using var cpu = new CpuBackend();
         var clip = new ClipTextTower { Preset = "tiny" };
-        Assert.That(FlopsOfOneCall(clip, clip.Setup, clip.ForwardBackward), Is.GreaterThan(0).And.EqualTo(Bench.ClipTower(cpu, cfg, 1)[0].Flops));
+        Assert.That(FlopsOfOneCall(clip, clip.Setup, clip.ForwardBackward),
+            Is.GreaterThan(0).And.EqualTo(Bench.ClipTower(cpu, cfg, 1)[0].Flops));
         var step = new TrainingStep { Preset = "tiny" };
-        Assert.That(FlopsOfOneCall(step, step.Setup, step.Step), Is.GreaterThan(0).And.EqualTo(Bench.TrainStep(cpu, cfg, 1).Flops));
+        Assert.That(FlopsOfOneCall(step, step.Setup, step.Step), Is.GreaterThan(0).And.EqualTo(Bench.TrainStep(cpu,
+            cfg, 1).Flops));
         var infer = new TestSetInference { Preset = "tiny" };
-        Assert.That(FlopsOfOneCall(infer, infer.Setup, infer.InferenceAndEvaluation), Is.GreaterThan(0).And.EqualTo(Bench.TestSetInference(cpu, cfg)[1].Flops));
+        Assert.That(FlopsOfOneCall(infer, infer.Setup, infer.InferenceAndEvaluation),
+            Is.GreaterThan(0).And.EqualTo(Bench.TestSetInference(cpu, cfg)[1].Flops));
     }
 
     [Test]
@@ -63,7 +68,8 @@ public sealed class BenchmarkTests
         Assert.That(job.Environment.EnvironmentVariables, Is.SupersetOf(PvlrKernels.Benchmarks.Program.AsTheCli));
         Assert.That(PvlrKernels.Benchmarks.Program.AsTheCli.Select(v => (v.Key, v.Value)),
             Is.EquivalentTo(new[] { ("DOTNET_TC_QuickJit", "0"), (PvlrKernels.Benchmarks.Program.JitVariable, "1") }));
-        Assert.That(typeof(TestSetInference).GetCustomAttributes(typeof(BenchmarkDotNet.Attributes.ConfigAttribute), false), Has.Length.EqualTo(1));
+        Assert.That(typeof(TestSetInference).GetCustomAttributes(typeof(BenchmarkDotNet.Attributes.ConfigAttribute),
+            false), Has.Length.EqualTo(1));
     }
 
     /// BenchmarkDotNet runs a generated subclass of each benchmark class; its JIT profile is named after ours.
@@ -94,7 +100,8 @@ public sealed class BenchmarkTests
         using var cpu = new CpuBackend();
         var log = new StringWriter();
         using (var step = Bench.TrainStepWork(cpu, PvlrConfig.Tiny(), log)) { step.Run(); step.Run(); }
-        Assert.That(log.ToString(), Is.EqualTo("  step 1 done" + Environment.NewLine + "  step 2 done" + Environment.NewLine));
+        Assert.That(log.ToString(),
+            Is.EqualTo("  step 1 done" + Environment.NewLine + "  step 2 done" + Environment.NewLine));
         using var gemm = Bench.GemmWork(cpu, 8, 16, 32);
         long f0 = cpu.GemmFlops;
         gemm.Run();
@@ -122,7 +129,8 @@ public sealed class BenchmarkTests
             Thread.Sleep(150);
             quietest = Math.Min(quietest, Profiler.CpuNanoseconds() - c0);
         }
-        Assert.That(quietest, Is.GreaterThanOrEqualTo(0).And.LessThan(50_000_000L), $"sleeping 150 ms counted {quietest / 1e6:F1} ms at the least");
+        Assert.That(quietest, Is.GreaterThanOrEqualTo(0).And.LessThan(50_000_000L),
+            $"sleeping 150 ms counted {quietest / 1e6:F1} ms at the least");
         Assert.That(Profiler.Busy(2.0, (long)(1e9 * Environment.ProcessorCount)), Is.EqualTo(0.5).Within(1e-12));
         Assert.That(Profiler.Busy(0, 123), Is.EqualTo(0));
     }
@@ -132,12 +140,14 @@ public sealed class BenchmarkTests
     [Test]
     public void TorchRatioNeedsARealBlas()
     {
-        Assert.That(Cli.Program.TorchBlasIsReference("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3", double.NaN), Is.True);
+        Assert.That(Cli.Program.TorchBlasIsReference("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3", double.NaN),
+            Is.True);
         Assert.That(Cli.Program.TorchBlasIsReference("/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3, /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so", double.NaN), Is.False);
         Assert.That(Cli.Program.TorchBlasIsReference("none mapped", double.NaN), Is.False);
         // a preloaded reference libblas beside OpenBLAS: the names mislead, the rate does not
         Assert.That(Cli.Program.TorchBlasIsReference("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0, /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so", 3.1), Is.True);
-        Assert.That(Cli.Program.TorchBlasIsReference("/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3", 140), Is.False);
+        Assert.That(Cli.Program.TorchBlasIsReference("/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3", 140),
+            Is.False);
     }
 
     /// `bench --torch` (demo shapes) names torch's BLAS and prints a ratio only against a real one.
@@ -146,7 +156,8 @@ public sealed class BenchmarkTests
     {
         var (rc0, _, _) = ReferencePython.Run("-c \"import torch, scipy\"");
         Assert.That(rc0, Is.EqualTo(0));
-        var (rc, err, output) = TestData.RunCli("bench", "--device", "cpu", "--preset", "demo", "--only", "step", "--steps", "1", "--torch", "--torch-steps", "1",
+        var (rc, err, output) = TestData.RunCli("bench", "--device", "cpu", "--preset", "demo", "--only", "step",
+            "--steps", "1", "--torch", "--torch-steps", "1",
             "--torch-script", ReferencePython.RepoPath("benchmarks", "reference", "pvlr_ref.py"));
         Assert.That(rc, Is.EqualTo(0), err);
         Assert.That(output, Does.Contain("torch's BLAS: /"));

@@ -15,7 +15,8 @@ public sealed class FuzzTests
     public void ReaderSurvivesMutations(string name)
     {
         var t = Fuzz.Targets().Single(x => x.Name == name);
-        foreach (var seed in t.Seeds) Assert.DoesNotThrow(() => t.Parse(seed), $"{name}: the unmutated seed must parse");
+        foreach (var seed in t.Seeds) Assert.DoesNotThrow(() => t.Parse(seed),
+            $"{name}: the unmutated seed must parse");
         var rep = Fuzz.Run(t, 3000, seed: 12345, TimeSpan.FromSeconds(2));
         TestContext.Out.WriteLine($"{name}: {rep}");
         Assert.That(rep.Findings, Is.Empty, string.Join("\n", rep.Findings));

@@ -25,6 +25,7 @@ public sealed class PtxTests
         if (ptxas == null) Assert.Pass($"{names.Count} kernels compile to PTX; no ptxas here to assemble them");
         var rows = Ptx.Assemble(kernels, ptxas);
         Assert.That(rows.Where(r => r.Error != null).Select(r => $"{r.Name} {r.Arch}: {r.Error}"), Is.Empty);
-        Assert.That(rows.Where(r => r.SpillStores > 0 || r.SpillLoads > 0).Select(r => $"{r.Name} {r.Arch}"), Is.Empty, "spills");
+        Assert.That(rows.Where(r => r.SpillStores > 0 || r.SpillLoads > 0).Select(r => $"{r.Name} {r.Arch}"),
+            Is.Empty, "spills");
     }
 }

@@ -14,7 +14,8 @@ namespace PvlrKernels.Tests;
 public sealed class CheckpointTests
 {
     static string Fx => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "pth");
-    static string Tmp(string ext) => Path.Combine(Path.GetTempPath(), "pvlr-ckpt-" + Guid.NewGuid().ToString("N")[..8] + ext);
+    static string Tmp(string ext) => Path.Combine(Path.GetTempPath(),
+        "pvlr-ckpt-" + Guid.NewGuid().ToString("N")[..8] + ext);
 
     /// Writes `entries` (a loaded state dict, possibly filtered) to a new temporary .pth; returns its path.
     static string SavePth(IEnumerable<KeyValuePair<string, (int[] shape, float[] data)>> entries)
@@ -37,10 +38,12 @@ public sealed class CheckpointTests
     }
 
     [Test]
-    public void LoadsAPlainFp32StateDict() => AssertSameAs(TorchZip.Load(Path.Combine(Fx, "tiny_state_dict.pth")), "expected");
+    public void LoadsAPlainFp32StateDict() => AssertSameAs(TorchZip.Load(Path.Combine(Fx, "tiny_state_dict.pth")),
+        "expected");
 
     [Test]
-    public void LoadsAWrappedFp16StateDictWithViews() => AssertSameAs(TorchZip.Load(Path.Combine(Fx, "tiny_wrapped_fp16.pth")), "expected_fp16");
+    public void LoadsAWrappedFp16StateDictWithViews() => AssertSameAs(TorchZip.Load(Path.Combine(Fx,
+        "tiny_wrapped_fp16.pth")), "expected_fp16");
 
     [Test]
     public void RefusesAPickleThatCallsOsSystem()
@@ -56,9 +59,12 @@ public sealed class CheckpointTests
         using var b = new CpuBackend();
         var model = Checkpoint.LoadTorch(Path.Combine(Fx, "tiny_state_dict.pth"), b, out var report);
         using var store = model.Parameters;
-        Assert.That(((PvlrConfig)model.Config).FeatDim, Is.EqualTo(16)); Assert.That(((PvlrConfig)model.Config).ClipLayers, Is.EqualTo(1)); Assert.That(((PvlrConfig)model.Config).ClipHeads, Is.EqualTo(1));
+        Assert.That(((PvlrConfig)model.Config).FeatDim,
+            Is.EqualTo(16)); Assert.That(((PvlrConfig)model.Config).ClipLayers,
+            Is.EqualTo(1)); Assert.That(((PvlrConfig)model.Config).ClipHeads, Is.EqualTo(1));
         Assert.That(report, Does.Contain("clipmodel.logit_scale").And.Contain("unused"));
-        Assert.That(report, Does.Contain("clipmodel.token_embedding.weight"), "our word-level token table has another vocabulary size");
+        Assert.That(report, Does.Contain("clipmodel.token_embedding.weight"),
+            "our word-level token table has another vocabulary size");
         var want = Npy.Load(Path.Combine(Fx, "expected", "fusion2.0.weight.npy")).AsFloat();
         Assert.That(model.Parameters.Get("fusion2.0.weight"), Is.EqualTo(want));
     }
@@ -80,7 +86,8 @@ public sealed class CheckpointTests
         var sd = TorchZip.Load(Path.Combine(Fx, "tiny_wrapped_fp16.pth"));
         var path = SavePth(sd);
         var back = TorchZip.Load(path);
-        foreach (var (k, v) in sd) { Assert.That(back[k].shape, Is.EqualTo(v.shape), k); Assert.That(back[k].data, Is.EqualTo(v.data), k); }
+        foreach (var (k, v) in sd) { Assert.That(back[k].shape, Is.EqualTo(v.shape), k); Assert.That(back[k].data,
+            Is.EqualTo(v.data), k); }
         File.Delete(path);
     }
 
@@ -90,12 +97,15 @@ public sealed class CheckpointTests
     {
         var sd = TorchZip.Load(Path.Combine(Fx, "tiny_wrapped_fp16.pth"));
         var path = Tmp(".pth");
-        TorchZip.Save(path, sd.Select(kv => (kv.Key, kv.Value.shape, kv.Value.data)), new Dictionary<string, string> { [Checkpoint.ConfigRecord] = "{}" });
-        Assert.That(TorchZip.ReadTextRecords(path, Checkpoint.ConfigRecord, Checkpoint.ClassesRecord), Is.EqualTo(new Dictionary<string, string> { [Checkpoint.ConfigRecord] = "{}" }));
+        TorchZip.Save(path, sd.Select(kv => (kv.Key, kv.Value.shape, kv.Value.data)), new Dictionary<string,
+            string> { [Checkpoint.ConfigRecord] = "{}" });
+        Assert.That(TorchZip.ReadTextRecords(path, Checkpoint.ConfigRecord, Checkpoint.ClassesRecord),
+            Is.EqualTo(new Dictionary<string, string> { [Checkpoint.ConfigRecord] = "{}" }));
         var (rc, so, se) = ReferencePython.Run($"-c \"import torch,sys; sd=torch.load(sys.argv[1]); print(len(sd), float(sd['fusion.0.bias'].sum()))\" \"{path}\"");
         Assert.That(rc, Is.EqualTo(0), se);
         Assert.That(so.Split(' ')[0], Is.EqualTo(sd.Count.ToString()));
-        Assert.That(double.Parse(so.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture), Is.EqualTo(sd["fusion.0.bias"].data.Sum(x => (double)x)).Within(1e-4));
+        Assert.That(double.Parse(so.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture),
+            Is.EqualTo(sd["fusion.0.bias"].data.Sum(x => (double)x)).Within(1e-4));
         File.Delete(path);
     }
 
@@ -103,11 +113,15 @@ public sealed class CheckpointTests
     public void CliExportsBothFormatsAndEvalsAPth()
     {
         var st = Tmp(".safetensors"); var pth = Tmp(".pth");
-        Assert.That(Cli.Program.Main(new[] { "export", "--checkpoint", Path.Combine(Fx, "tiny_state_dict.pth"), "--format", "safetensors", "--out", st }), Is.EqualTo(0));
-        Assert.That(Cli.Program.Main(new[] { "export", "--checkpoint", st, "--format", "pth", "--out", pth }), Is.EqualTo(0));
+        Assert.That(Cli.Program.Main(new[] { "export", "--checkpoint", Path.Combine(Fx, "tiny_state_dict.pth"),
+            "--format", "safetensors", "--out", st }), Is.EqualTo(0));
+        Assert.That(Cli.Program.Main(new[] { "export", "--checkpoint", st, "--format", "pth", "--out", pth }),
+            Is.EqualTo(0));
         var a = TorchZip.Load(pth);
-        Assert.That(a["fusion2.0.weight"].data, Is.EqualTo(Npy.Load(Path.Combine(Fx, "expected", "fusion2.0.weight.npy")).AsFloat()));
-        Assert.That(Cli.Program.Main(new[] { "eval", "--checkpoint", Path.Combine(Fx, "tiny_state_dict.pth"), "--data", TrainingTests.TinyDataDir, "--device", "cpu" }), Is.EqualTo(0));
+        Assert.That(a["fusion2.0.weight"].data, Is.EqualTo(Npy.Load(Path.Combine(Fx, "expected",
+            "fusion2.0.weight.npy")).AsFloat()));
+        Assert.That(Cli.Program.Main(new[] { "eval", "--checkpoint", Path.Combine(Fx, "tiny_state_dict.pth"),
+            "--data", TrainingTests.TinyDataDir, "--device", "cpu" }), Is.EqualTo(0));
         File.Delete(st); File.Delete(pth);
     }
 
@@ -120,7 +134,8 @@ public sealed class CheckpointTests
         {
             if (PresetData.TryGetValue(cfg.Preset, out var d)) return d;
             d = Path.Combine(Path.GetTempPath(), $"pvlr-export-{cfg.Preset}-{Environment.ProcessId}");
-            DemoData.Generate(d, new DemoOptions { FeatDim = cfg.FeatDim, ClipDim = cfg.EmbedDim, MaxLength = 24, MaxVideos = 40 });
+            DemoData.Generate(d, new DemoOptions { FeatDim = cfg.FeatDim, ClipDim = cfg.EmbedDim, MaxLength = 24,
+                MaxVideos = 40 });
             return PresetData[cfg.Preset] = d;
         }
     }
@@ -148,11 +163,14 @@ public sealed class CheckpointTests
         }
         try
         {
-            Assert.That(TestData.RunCli("export", "--checkpoint", st, "--format", "pth", "--out", pth).rc, Is.EqualTo(0));
-            Assert.That(TestData.RunCli("export", "--checkpoint", pth, "--format", "safetensors", "--out", back).rc, Is.EqualTo(0));
+            Assert.That(TestData.RunCli("export", "--checkpoint", st, "--format", "pth", "--out", pth).rc,
+                Is.EqualTo(0));
+            Assert.That(TestData.RunCli("export", "--checkpoint", pth, "--format", "safetensors", "--out", back).rc,
+                Is.EqualTo(0));
             string Table(string ckpt)
             {
-                var (rc, err, output) = TestData.RunCli("eval", "--checkpoint", ckpt, "--data", data, "--device", "cpu");
+                var (rc, err, output) = TestData.RunCli("eval", "--checkpoint", ckpt, "--data", data, "--device",
+                    "cpu");
                 Assert.That(rc, Is.EqualTo(0), err);
                 return output[output.IndexOf("| mAP@0.1", StringComparison.Ordinal)..];
             }
@@ -176,7 +194,8 @@ public sealed class CheckpointTests
     public void CliRefusesOptionsTheCommandDoesNotTake()
     {
         var train = TestData.RunCli("train", "--max-iters", "5");
-        var export = TestData.RunCli("export", "--checkpoint", Path.Combine(Fx, "tiny_state_dict.pth"), "--format", "pth", "--out", Tmp(".pth"), "--device", "cpu");
+        var export = TestData.RunCli("export", "--checkpoint", Path.Combine(Fx, "tiny_state_dict.pth"), "--format",
+            "pth", "--out", Tmp(".pth"), "--device", "cpu");
         Assert.That(train.rc, Is.EqualTo(1)); Assert.That(export.rc, Is.EqualTo(1));
         Assert.That(train.err, Does.Contain("pvlr train: unknown option --max-iters").And.Contain("--max-iter,"));
         Assert.That(export.err, Does.Contain("pvlr export: unknown option --device"));
@@ -199,13 +218,15 @@ public sealed class CheckpointTests
         var json = Path.Combine(dir, "detections.json");
         string Run(string features)
         {
-            var (rc, err, _) = TestData.RunCli("infer", "--checkpoint", ckpt, "--features", features, "--out", json, "--device", "cpu");
+            var (rc, err, _) = TestData.RunCli("infer", "--checkpoint", ckpt, "--features", features, "--out", json,
+                "--device", "cpu");
             return rc + " " + err;
         }
         Assert.That(Run(video), Does.StartWith("0 "));
         using (var g = new Graph(b, model.Parameters))
         {
-            var (dets, _) = Inference.LocalizeVideo(model, g, "video_test_0000004", x, t, Inference.TestConstants(model, g));
+            var (dets, _) = Inference.LocalizeVideo(model, g, "video_test_0000004", x, t,
+                Inference.TestConstants(model, g));
             var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json)).RootElement.GetProperty("results");
             var got = doc.EnumerateObject().Single();
             Assert.That(got.Name, Is.EqualTo("video_test_0000004"));
@@ -215,7 +236,8 @@ public sealed class CheckpointTests
             {
                 Assert.That(rows[i].GetProperty("label").GetString(), Is.EqualTo(model.Classes[dets[i].Label]));
                 Assert.That(rows[i].GetProperty("score").GetDouble(), Is.EqualTo(dets[i].Score));
-                Assert.That(rows[i].GetProperty("segment")[0].GetDouble(), Is.EqualTo(dets[i].Start / Eval.Evaluator.SnippetsPerSecond).Within(1e-12));
+                Assert.That(rows[i].GetProperty("segment")[0].GetDouble(),
+                    Is.EqualTo(dets[i].Start / Eval.Evaluator.SnippetsPerSecond).Within(1e-12));
             }
         }
         var written = File.ReadAllText(json);
@@ -238,7 +260,8 @@ public sealed class CheckpointTests
     public void CliEvalNamesAFeatureWidthTheCheckpointDoesNotRead()
     {
         var ckpt = Path.Combine(Fx, "tiny_state_dict.pth");
-        var (rc, err, _) = TestData.RunCli("eval", "--checkpoint", ckpt, "--data", InferenceTests.WideDataDir, "--device", "cpu");
+        var (rc, err, _) = TestData.RunCli("eval", "--checkpoint", ckpt, "--data", InferenceTests.WideDataDir,
+            "--device", "cpu");
         Assert.That(rc, Is.EqualTo(1));
         Assert.That(err, Does.Contain($"{Path.Combine(InferenceTests.WideDataDir, ThumosDataset.FeatFile)}: feature width 32, the checkpoint {ckpt} expects 16"));
     }

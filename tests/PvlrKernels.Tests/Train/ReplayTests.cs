@@ -20,10 +20,12 @@ public sealed class ReplayTests(string backend)
 
     internal static void AssertMatches(string dump, ReplayResult r)
     {
-        var want = JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(Path.Combine(dump, "losses.json")));
+        var want = JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(Path.Combine(dump,
+            "losses.json")));
         Assert.That(r.Losses.Keys, Is.EquivalentTo(want.Keys));
         foreach (var (k, v) in want) Assert.That(r.Losses[k], Is.EqualTo(v).Within(Atol + Rtol * Math.Abs(v)), k);
-        var refGrads = Directory.GetFiles(Path.Combine(dump, "grads"), "*.npy").ToDictionary(f => Path.GetFileNameWithoutExtension(f));
+        var refGrads = Directory.GetFiles(Path.Combine(dump, "grads"),
+            "*.npy").ToDictionary(f => Path.GetFileNameWithoutExtension(f));
         Assert.That(r.Grads.Keys, Is.EquivalentTo(refGrads.Keys), "the parameters that receive a gradient");
         foreach (var (name, file) in refGrads)
         {
@@ -47,7 +49,8 @@ public sealed class ReplayTests(string backend)
     static void AssertOwnMiningPicksTheDumps(ReplayResult r)
     {
         Assert.That(r.Mining.Keys, Is.EquivalentTo(new[] { "easy_act", "easy_bkg", "hard_act", "hard_bkg" }));
-        foreach (var (k, (same, total)) in r.Mining) Assert.That(same, Is.EqualTo(total), $"{k}: our mining ({r.MiningSource}) against the dump's torch.sort picks");
+        foreach (var (k, (same, total)) in r.Mining) Assert.That(same, Is.EqualTo(total),
+            $"{k}: our mining ({r.MiningSource}) against the dump's torch.sort picks");
     }
 
     /// The hard mining's scores are <= 0 with many-way ties at 0 (M=3 < m=24 quirk): a stable sort takes
@@ -62,7 +65,8 @@ public sealed class ReplayTests(string backend)
         var d = Path.Combine(Path.GetTempPath(), "pvlr-noatt-" + Guid.NewGuid().ToString("N")[..8]);
         foreach (var f in Directory.GetFiles(Fixture, "*", SearchOption.AllDirectories))
         {
-            var t = Path.Combine(d, Path.GetRelativePath(Fixture, f)); Directory.CreateDirectory(Path.GetDirectoryName(t)); File.Copy(f, t);
+            var t = Path.Combine(d, Path.GetRelativePath(Fixture,
+                f)); Directory.CreateDirectory(Path.GetDirectoryName(t)); File.Copy(f, t);
         }
         File.Delete(Path.Combine(d, "mining", "attention.npy"));
         try
@@ -80,7 +84,8 @@ public sealed class ReplayTests(string backend)
     public void SavingsOffGivesTheSameStep()
     {
         if (backend == "ilgpu-cpu") Assert.Ignore("a whole step is too slow for the emulator; the cpu and cuda cases cover it");
-        var r = PvlrReplay.Run(Fixture, Backends.Get(backend), c => { c.TruncateText = false; c.SkipAeDecoder = false; });
+        var r = PvlrReplay.Run(Fixture, Backends.Get(backend),
+            c => { c.TruncateText = false; c.SkipAeDecoder = false; });
         AssertMatches(Fixture, r);
         Assert.That(r.Notes, Has.None.Contains("not needed"), "with AE_d on, every recorded draw is used");
     }
@@ -90,11 +95,16 @@ public sealed class ReplayTests(string backend)
     {
         if (backend != "cpu") Assert.Ignore("the CLI path is backend-independent");
         var outDir = Path.Combine(Path.GetTempPath(), "pvlr-replay-" + Guid.NewGuid().ToString("N")[..8]);
-        Assert.That(Cli.Program.Main(new[] { "replay", "--state", Fixture, "--out", outDir, "--device", "cpu" }), Is.EqualTo(0));
-        var got = JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(Path.Combine(outDir, "losses.json")));
-        Assert.That(got["total_loss"], Is.EqualTo(JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(Path.Combine(Fixture, "losses.json")))["total_loss"]).Within(0.2));
-        Assert.That(Directory.GetFiles(Path.Combine(outDir, "grads")), Has.Length.EqualTo(Directory.GetFiles(Path.Combine(Fixture, "grads")).Length));
-        Assert.That(File.ReadAllText(Path.Combine(outDir, "mining.json")), Does.Contain("\"hard_act\"").And.Contain("\"same\": 30"));
+        Assert.That(Cli.Program.Main(new[] { "replay", "--state", Fixture, "--out", outDir, "--device", "cpu" }),
+            Is.EqualTo(0));
+        var got = JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(Path.Combine(outDir,
+            "losses.json")));
+        Assert.That(got["total_loss"], Is.EqualTo(JsonSerializer.Deserialize<Dictionary<string,
+            double>>(File.ReadAllText(Path.Combine(Fixture, "losses.json")))["total_loss"]).Within(0.2));
+        Assert.That(Directory.GetFiles(Path.Combine(outDir, "grads")),
+            Has.Length.EqualTo(Directory.GetFiles(Path.Combine(Fixture, "grads")).Length));
+        Assert.That(File.ReadAllText(Path.Combine(outDir, "mining.json")),
+            Does.Contain("\"hard_act\"").And.Contain("\"same\": 30"));
         Directory.Delete(outDir, true);
     }
 
@@ -105,11 +115,13 @@ public sealed class ReplayTests(string backend)
         var d = Path.Combine(Path.GetTempPath(), "pvlr-badreplay-" + Guid.NewGuid().ToString("N")[..8]);
         foreach (var f in Directory.GetFiles(Fixture, "*", SearchOption.AllDirectories))
         {
-            var t = Path.Combine(d, Path.GetRelativePath(Fixture, f)); Directory.CreateDirectory(Path.GetDirectoryName(t)); File.Copy(f, t);
+            var t = Path.Combine(d, Path.GetRelativePath(Fixture,
+                f)); Directory.CreateDirectory(Path.GetDirectoryName(t)); File.Copy(f, t);
         }
         File.Delete(Path.Combine(d, "random", "fusion.npy"));
         var e = Assert.Throws<FileNotFoundException>(() => PvlrReplay.Run(d, Backends.Get(backend)));
-        Assert.That(e.Message, Does.Contain("random/fusion.npy").Or.Contain("random" + Path.DirectorySeparatorChar + "fusion.npy"));
+        Assert.That(e.Message,
+            Does.Contain("random/fusion.npy").Or.Contain("random" + Path.DirectorySeparatorChar + "fusion.npy"));
         Directory.Delete(d, true);
     }
 

@@ -51,7 +51,8 @@ public sealed class TrainingTests
     {
         var a = Run(12, out var t1); var b = Run(12, out var t2);
         Assert.That(b, Is.EqualTo(a), "same seed, same numbers");
-        Assert.That(a.Skip(9).Average(), Is.LessThan(a.Take(3).Average()), $"loss did not fall: {string.Join(", ", a)}");
+        Assert.That(a.Skip(9).Average(), Is.LessThan(a.Take(3).Average()),
+            $"loss did not fall: {string.Join(", ", a)}");
         Assert.That(a, Is.All.Matches<float>(float.IsFinite));
         t1.Dispose(); t2.Dispose();
     }
@@ -64,12 +65,15 @@ public sealed class TrainingTests
         tr.SaveCheckpoint(path);
         var (model, step, rng) = Checkpoint.Load(path, tr.Backend);
         Assert.That(step, Is.EqualTo(3)); Assert.That(rng, Is.EqualTo(tr.Rng.Counter));
-        foreach (var p in tr.Model.Parameters.List) Assert.That(model.Parameters.Get(p.Name), Is.EqualTo(tr.Model.Parameters.Get(p.Name)), p.Name);
-        float[] Moments(IMethodModel m) { var a = new float[m.Parameters.Total]; tr.Backend.Download(m.Parameters.M, 0, a); return a; }
+        foreach (var p in tr.Model.Parameters.List) Assert.That(model.Parameters.Get(p.Name),
+            Is.EqualTo(tr.Model.Parameters.Get(p.Name)), p.Name);
+        float[] Moments(IMethodModel m) { var a = new float[m.Parameters.Total]; tr.Backend.Download(m.Parameters.M,
+            0, a); return a; }
         Assert.That(Moments(model), Is.EqualTo(Moments(tr.Model)).And.Not.All.EqualTo(0f));
         // an inference load reads the weights only: the same weights, moments left at zero
         var (infer, _, _) = Checkpoint.Load(path, tr.Backend, optimizer: false);
-        foreach (var p in tr.Model.Parameters.List) Assert.That(infer.Parameters.Get(p.Name), Is.EqualTo(tr.Model.Parameters.Get(p.Name)), p.Name);
+        foreach (var p in tr.Model.Parameters.List) Assert.That(infer.Parameters.Get(p.Name),
+            Is.EqualTo(tr.Model.Parameters.Get(p.Name)), p.Name);
         Assert.That(Moments(infer), Is.All.EqualTo(0f));
         var (weights, _) = Safetensors.Load(path, n => !n.StartsWith("adam_"));
         Assert.That(weights.Keys, Is.EquivalentTo(tr.Model.Parameters.List.Select(p => p.Name)));
@@ -79,7 +83,8 @@ public sealed class TrainingTests
         Assert.That(r.Map, Is.All.InRange(0.0, 100.0));
         // a corrupt checkpoint is a clear error naming the file
         File.WriteAllBytes(path, File.ReadAllBytes(path)[..100]);
-        Assert.That(Assert.Throws<DataFormatException>(() => Checkpoint.Load(path, tr.Backend)).Message, Does.Contain(path));
+        Assert.That(Assert.Throws<DataFormatException>(() => Checkpoint.Load(path, tr.Backend)).Message,
+            Does.Contain(path));
         tr.Dispose();
     }
 
@@ -90,15 +95,20 @@ public sealed class TrainingTests
         var cfg = PvlrConfig.Tiny();
         var before = Directory.GetFiles(Path.GetTempPath(), $"pvlr-bench-{Environment.ProcessId}.*");
         var rows = Bench.CheckpointLoad(new CpuBackend(), cfg, Data.Value.Ann.Classes);
-        Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "checkpoint load, weights (tiny)", "checkpoint load, with Adam moments (tiny)" }));
+        Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "checkpoint load, weights (tiny)",
+            "checkpoint load, with Adam moments (tiny)" }));
         Assert.That(rows, Is.All.Matches<BenchRow>(r => r.Seconds > 0 && r.Rate.EndsWith("MB/s")));
-        var mb = rows.Select(r => double.Parse(r.Shape.Split(" ")[0], System.Globalization.CultureInfo.CurrentCulture)).ToArray();
+        var mb = rows.Select(r => double.Parse(r.Shape.Split(" ")[0],
+            System.Globalization.CultureInfo.CurrentCulture)).ToArray();
         // the whole file holds the weights and two moments of the trainable ones (the frozen CLIP tower, with
         // its 49,408-row token table, has none)
         var model = new PvlrModel(cfg, Data.Value.Ann.Classes);
-        double weights = model.Parameters.List.Sum(p => (double)p.Size), trainable = model.Parameters.List.Where(p => p.Trainable).Sum(p => (double)p.Size);
-        Assert.That(mb[1] / mb[0], Is.EqualTo((weights + 2 * trainable) / weights).Within(0.05), "the whole file holds the weights and two moments");
-        Assert.That(Directory.GetFiles(Path.GetTempPath(), $"pvlr-bench-{Environment.ProcessId}.*"), Is.EqualTo(before), "the temporary checkpoint is removed");
+        double weights = model.Parameters.List.Sum(p => (double)p.Size),
+            trainable = model.Parameters.List.Where(p => p.Trainable).Sum(p => (double)p.Size);
+        Assert.That(mb[1] / mb[0], Is.EqualTo((weights + 2 * trainable) / weights).Within(0.05),
+            "the whole file holds the weights and two moments");
+        Assert.That(Directory.GetFiles(Path.GetTempPath(), $"pvlr-bench-{Environment.ProcessId}.*"),
+            Is.EqualTo(before), "the temporary checkpoint is removed");
     }
 
     /// A run stopped after an evaluation and resumed writes the Performance.txt of the uninterrupted run
@@ -110,16 +120,20 @@ public sealed class TrainingTests
     public void ResumedRunKeepsTheBestAndThePerformanceLog(bool lostLastEntry)
     {
         PvlrConfig Cfg() { var c = PvlrConfig.Tiny(); c.Lr = 3e-3f; c.Interval = 2; c.WarmupIter = 0; return c; }
-        string a = Path.Combine(Path.GetTempPath(), "pvlr-full-" + Guid.NewGuid().ToString("N")[..8]), b = a.Replace("pvlr-full-", "pvlr-legs-");
+        string a = Path.Combine(Path.GetTempPath(), "pvlr-full-" + Guid.NewGuid().ToString("N")[..8]),
+            b = a.Replace("pvlr-full-", "pvlr-legs-");
         try
         {
             int bestFull;
-            using (var t = new Trainer(Cfg(), Data.Value, new CpuBackend(), TextWriter.Null)) { t.Run(a, 9); bestFull = t.BestStep; }
-            using (var t = new Trainer(Cfg(), Data.Value, new CpuBackend(), TextWriter.Null)) t.Run(b, 5);    // evaluates at 2 and 4, stops
+            using (var t = new Trainer(Cfg(), Data.Value, new CpuBackend(), TextWriter.Null)) { t.Run(a,
+                9); bestFull = t.BestStep; }
+            using (var t = new Trainer(Cfg(), Data.Value, new CpuBackend(), TextWriter.Null)) t.Run(b,
+                5);    // evaluates at 2 and 4, stops
             if (lostLastEntry)
             {
                 var perf = File.ReadAllText(Path.Combine(b, "Performance.txt"));
-                File.WriteAllText(Path.Combine(b, "Performance.txt"), perf[..perf.IndexOf("itr 4", StringComparison.Ordinal)]);
+                File.WriteAllText(Path.Combine(b, "Performance.txt"), perf[..perf.IndexOf("itr 4",
+                    StringComparison.Ordinal)]);
             }
             using (var t = new Trainer(Cfg(), Data.Value, new CpuBackend(), TextWriter.Null))
             {
@@ -134,7 +148,8 @@ public sealed class TrainingTests
             using var cb = new CpuBackend();
             var (ma, sa, _) = Checkpoint.Load(Path.Combine(a, "best.safetensors"), cb, optimizer: false);
             var (mb, sb, _) = Checkpoint.Load(Path.Combine(b, "best.safetensors"), cb, optimizer: false);
-            using (ma.Parameters) using (mb.Parameters) Assert.That((sb, mb.Parameters.Get("fusion.0.weight")), Is.EqualTo((sa, ma.Parameters.Get("fusion.0.weight"))), "best.safetensors");
+            using (ma.Parameters) using (mb.Parameters) Assert.That((sb, mb.Parameters.Get("fusion.0.weight")),
+                Is.EqualTo((sa, ma.Parameters.Get("fusion.0.weight"))), "best.safetensors");
         }
         finally { foreach (var d in new[] { a, b }) if (Directory.Exists(d)) Directory.Delete(d, true); }
     }
@@ -155,7 +170,8 @@ public sealed class TrainingTests
         var dir = Path.Combine(Path.GetTempPath(), "pvlr-plots-" + Guid.NewGuid().ToString("N")[..8]);
         try
         {
-            var (rc, err, _) = TestData.RunCli("train", "--preset", "tiny", "--max-iter", "3", "--device", "cpu", "--data", TinyDataDir, "--out", dir);
+            var (rc, err, _) = TestData.RunCli("train", "--preset", "tiny", "--max-iter", "3", "--device", "cpu",
+                "--data", TinyDataDir, "--out", dir);
             Assert.That(rc, Is.EqualTo(0), err);
             Assert.That(err, Does.Not.Contain("plots without axes"));
             int terms = PvlrLoss.Names.Count(n => n != "distillation_loss") + 2;     // + distillation (CLIP features present) + total
@@ -182,7 +198,8 @@ public sealed class TrainingTests
         Assert.That(rest, Is.EqualTo(full.Skip(3).ToArray()), "bit-exact continuation");
         var other = PvlrConfig.Tiny(); other.Lr = 1e-3f;                  // another configuration is refused
         using var t4 = new Trainer(other, Data.Value, new CpuBackend(), TextWriter.Null);
-        Assert.That(Assert.Throws<DataFormatException>(() => t4.Resume(path)).Message, Does.Contain("another configuration"));
+        Assert.That(Assert.Throws<DataFormatException>(() => t4.Resume(path)).Message,
+            Does.Contain("another configuration"));
         File.Delete(path);
     }
 
@@ -200,7 +217,8 @@ public sealed class TrainingTests
         var labels = new float[b * c];
         for (int i = 0; i < b; i++) labels[i * c + i % 2] = labels[i * c + 2] = 1;          // all share class 2
         var e = Assert.Throws<TrainingDivergedException>(() => tr.StepOn(feats, clip, labels));
-        Assert.That(e.Message, Does.Contain("'action_prob_vid_contra_loss' is NaN").And.Contain("no negative pair").And.Contain("the original's model/loss.py is NaN here too"));
+        Assert.That(e.Message,
+            Does.Contain("'action_prob_vid_contra_loss' is NaN").And.Contain("no negative pair").And.Contain("the original's model/loss.py is NaN here too"));
         labels[2] = 0;                                                                       // video 0: class 0 only
         Assert.That(tr.StepOn(feats, clip, labels)["action_prob_vid_contra_loss"], Is.Not.NaN);
     }
@@ -214,18 +232,22 @@ public sealed class TrainingTests
         DemoData.Generate(root, new DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = 1, MaxLength = 24 });
         var noTest = ThumosDataset.Load(root);
         Assert.That(noTest.Test, Is.Empty);
-        var e = Assert.Throws<DataFormatException>(() => new Trainer(PvlrConfig.Tiny(), noTest, new CpuBackend(), TextWriter.Null));
+        var e = Assert.Throws<DataFormatException>(() => new Trainer(PvlrConfig.Tiny(), noTest, new CpuBackend(),
+            TextWriter.Null));
         Assert.That(e.Message, Does.Contain(root).And.Contain("no test videos"));
         Directory.Delete(root, true);
 
         var dir = Path.Combine(Path.GetTempPath(), $"pvlr-evalfail-{Guid.NewGuid():N}");
         using var tr = new Trainer(PvlrConfig.Tiny(), Data.Value, new CpuBackend(), TextWriter.Null);
-        Assert.Throws<InvalidOperationException>(() => tr.Run(dir, 2, (_, _) => throw new InvalidOperationException("evaluation failed")));
+        Assert.Throws<InvalidOperationException>(() => tr.Run(dir, 2, (_,
+            _) => throw new InvalidOperationException("evaluation failed")));
         var (model, step, _) = Checkpoint.Load(Path.Combine(dir, "last.safetensors"), tr.Backend);
         Assert.That(step, Is.EqualTo(2));
-        foreach (var p in tr.Model.Parameters.List) Assert.That(model.Parameters.Get(p.Name), Is.EqualTo(tr.Model.Parameters.Get(p.Name)), p.Name);
+        foreach (var p in tr.Model.Parameters.List) Assert.That(model.Parameters.Get(p.Name),
+            Is.EqualTo(tr.Model.Parameters.Get(p.Name)), p.Name);
         model.Parameters.Dispose();
-        Assert.That(Assert.Throws<ArgumentException>(() => tr.Evaluate(new List<Video>())).Message, Does.Contain("no videos"));
+        Assert.That(Assert.Throws<ArgumentException>(() => tr.Evaluate(new List<Video>())).Message,
+            Does.Contain("no videos"));
         Directory.Delete(dir, true);
     }
 
@@ -242,10 +264,13 @@ public sealed class TrainingTests
         {
             var args = round == 0 ? $"\"{dll}\" train --preset tiny --max-iter 100000 --device cpu --data \"{TinyDataDir}\" --out \"{dir}\""
                                   : $"\"{dll}\" train --resume \"{dir}\" --max-iter 100000 --device cpu --data \"{TinyDataDir}\"";
-            using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(dotnet, args) { RedirectStandardOutput = true, RedirectStandardError = true });
-            p.OutputDataReceived += (_, _) => { }; p.ErrorDataReceived += (_, _) => { }; p.BeginOutputReadLine(); p.BeginErrorReadLine();
+            using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(dotnet,
+                args) { RedirectStandardOutput = true, RedirectStandardError = true });
+            p.OutputDataReceived += (_, _) => { }; p.ErrorDataReceived += (_,
+                _) => { }; p.BeginOutputReadLine(); p.BeginErrorReadLine();
             var deadline = DateTime.UtcNow.AddSeconds(60);
-            while (!File.Exists(Path.Combine(dir, "last.safetensors")) && DateTime.UtcNow < deadline && !p.HasExited) Thread.Sleep(50);
+            while (!File.Exists(Path.Combine(dir,
+                "last.safetensors")) && DateTime.UtcNow < deadline && !p.HasExited) Thread.Sleep(50);
             Assert.That(p.HasExited, Is.False, "the training process ended early");
             Thread.Sleep(rng.Next(200, 1500));                          // land somewhere inside the write loop
             p.Kill(); p.WaitForExit(); kills++;
@@ -268,7 +293,8 @@ public sealed class TrainingTests
         Run(0, out var tr);
         var r = tr.Run(dir, 2);
         tr.Dispose();
-        foreach (var f in new[] { "config.json", "Performance.txt", "best.safetensors", "last.safetensors", "loss.png" }) Assert.That(File.Exists(Path.Combine(dir, f)), f);
+        foreach (var f in new[] { "config.json", "Performance.txt", "best.safetensors", "last.safetensors",
+            "loss.png" }) Assert.That(File.Exists(Path.Combine(dir, f)), f);
         var png = File.ReadAllBytes(Path.Combine(dir, "cas_attn_00001.png"));
         Assert.That(png[1..4], Is.EqualTo("PNG"u8.ToArray()));
         int BE(int o) => png[o] << 24 | png[o + 1] << 16 | png[o + 2] << 8 | png[o + 3];

@@ -24,7 +24,8 @@ public sealed unsafe partial class CpuBackend
 
     /// The gradients of ops with 16-lane forms, dx = g or dx + g as in UnaryBwd; y is read only where the
     /// rule needs it (IUnaryOp.BackwardReadsY).
-    public override void UnaryBackward<TOp>(Storage dx, long dxo, Storage x, long xo, Storage y, long yo, Storage dy, long dyo,
+    public override void UnaryBackward<TOp>(Storage dx, long dxo, Storage x, long xo, Storage y, long yo, Storage dy,
+        long dyo,
         long n, float p, bool accumulate)
     {
         if (!TOp.HasLanes || n < 4096 || !Lanes16)
@@ -56,7 +57,8 @@ public sealed unsafe partial class CpuBackend
 
     /// The test-time gate row by row, 16 lanes at a time with SigmoidOp's lane form (the same products and
     /// sigmoid as the unfused Mul, Sigmoid, Mul); column tails run the kernel body.
-    public override void SigmoidGate(Storage y, long yo, Storage a, long ao, Storage s, long so, Storage v, long vo, int rows, int cols)
+    public override void SigmoidGate(Storage y, long yo, Storage a, long ao, Storage s, long so, Storage v, long vo,
+        int rows, int cols)
     {
         var body = SigmoidGateBody(y, yo, a, ao, s, so, v, vo, rows, cols);     // checks every extent
         using var _ = Profiler.Time("SigmoidGate", (long)rows * cols);
@@ -71,7 +73,8 @@ public sealed unsafe partial class CpuBackend
                 {
                     var sv = Vector512.Create(sp[r]);
                     for (; j + 16 <= cols; j += 16)
-                        Vector512.Store(SigmoidOp.Forward(Vector512.Load(ap + o + j) * sv, 0f) * Vector512.Load(vp + o + j), yp + o + j);
+                        Vector512.Store(SigmoidOp.Forward(Vector512.Load(ap + o + j) * sv,
+                            0f) * Vector512.Load(vp + o + j), yp + o + j);
                 }
                 for (; j < cols; j++) body.Execute((int)(o + j));
             }
@@ -89,7 +92,8 @@ public sealed unsafe partial class CpuBackend
 
     /// body(row start in the output, width, A's row or value, A is a row, B's row or value, B is a row) over
     /// the rows of Rowwise, split over the cores.
-    void EachRow(Dims4 dc, Strides4 ca, Strides4 cb, long work, float* ap, float* bp, Action<long, int, nint, bool, nint, bool> body)
+    void EachRow(Dims4 dc, Strides4 ca, Strides4 cb, long work, float* ap, float* bp, Action<long, int, nint, bool,
+        nint, bool> body)
     {
         int w = dc.N3;
         Rows((long)dc.N0 * dc.N1 * dc.N2, work, (r0, r1) =>
@@ -97,7 +101,8 @@ public sealed unsafe partial class CpuBackend
             for (long r = r0; r < r1; r++)
             {
                 int i2 = (int)(r % dc.N2), i1 = (int)(r / dc.N2 % dc.N1), i0 = (int)(r / dc.N2 / dc.N1);
-                body(r * w, w, (nint)(ap + ca.At(i0, i1, i2, 0)), ca.S3 == 1, (nint)(bp + cb.At(i0, i1, i2, 0)), cb.S3 == 1);
+                body(r * w, w, (nint)(ap + ca.At(i0, i1, i2, 0)), ca.S3 == 1, (nint)(bp + cb.At(i0, i1, i2, 0)),
+                    cb.S3 == 1);
             }
         });
     }
@@ -105,10 +110,12 @@ public sealed unsafe partial class CpuBackend
     /// Broadcasting binary ops whose last dimension (after dropping size-1 dims) is contiguous or broadcast
     /// in both inputs: each output row through the op's 16-lane form (row op row, row op value, value op
     /// row). Other stride patterns take the generic kernel body; both give the same bits.
-    public override void Binary<TOp>(Storage o, long oo, Storage a, long ao, Strides4 sa, Storage b, long bo, Strides4 sb, Dims4 d)
+    public override void Binary<TOp>(Storage o, long oo, Storage a, long ao, Strides4 sa, Storage b, long bo,
+        Strides4 sb, Dims4 d)
     {
         var ca = sa; var cb = sb;
-        if (!Lanes16 || !Rowwise(d, ref ca, ref cb, out var dc)) { base.Binary<TOp>(o, oo, a, ao, sa, b, bo, sb, d); return; }
+        if (!Lanes16 || !Rowwise(d, ref ca, ref cb, out var dc)) { base.Binary<TOp>(o, oo, a, ao, sa, b, bo, sb,
+            d); return; }
         using var _ = Profiler.Time(typeof(TOp).Name, d.Total);
         string op = typeof(TOp).Name;
         M(op, o, oo, d.Total); M(op, a, ao, Range(d, sa).hi + 1); M(op, b, bo, Range(d, sb).hi + 1);
@@ -119,14 +126,16 @@ public sealed unsafe partial class CpuBackend
             var aOne = Vector512.Create(*av); var bOne = Vector512.Create(*bv);
             int j = 0;
             for (; j + 16 <= width; j += 16)
-                Vector512.Store(TOp.Forward(aIsRow ? Vector512.Load(av + j) : aOne, bIsRow ? Vector512.Load(bv + j) : bOne), dst + j);
+                Vector512.Store(TOp.Forward(aIsRow ? Vector512.Load(av + j) : aOne,
+                    bIsRow ? Vector512.Load(bv + j) : bOne), dst + j);
             for (; j < width; j++) dst[j] = TOp.Forward(aIsRow ? av[j] : *av, bIsRow ? bv[j] : *bv);
         });
     }
 
     /// The gradient of either input row-wise, as BinaryGrad computes it (at demo shapes the generic kernel's
     /// index arithmetic made the dropout and gating gradients the largest kernel of a training step).
-    public override void BinaryGrad<TOp>(Storage tmp, long to, Storage a, long ao, Strides4 sa, Storage b, long bo, Strides4 sb,
+    public override void BinaryGrad<TOp>(Storage tmp, long to, Storage a, long ao, Strides4 sa, Storage b, long bo,
+        Strides4 sb,
         Storage dy, long dyo, Dims4 d, int which)
     {
         var ca = sa; var cb = sb;
@@ -137,7 +146,8 @@ public sealed unsafe partial class CpuBackend
         }
         using var _ = Profiler.Time(typeof(TOp).Name + ".backward", d.Total);
         string op = typeof(TOp).Name + ".backward";
-        M(op, tmp, to, d.Total); M(op, dy, dyo, d.Total); M(op, a, ao, Range(d, sa).hi + 1); M(op, b, bo, Range(d, sb).hi + 1);
+        M(op, tmp, to, d.Total); M(op, dy, dyo, d.Total); M(op, a, ao, Range(d, sa).hi + 1); M(op, b, bo, Range(d,
+            sb).hi + 1);
         float* tmpRows = S(tmp).Ptr + to, dyRows = S(dy).Ptr + dyo;
         EachRow(dc, ca, cb, d.Total, S(a).Ptr + ao, S(b).Ptr + bo, (at, width, aAt, aIsRow, bAt, bIsRow) =>
         {

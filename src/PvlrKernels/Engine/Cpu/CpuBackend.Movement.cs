@@ -22,10 +22,12 @@ public sealed unsafe partial class CpuBackend
         int[] on = { 1, 1, 1, 1 }, oa = new int[4], ob = new int[4]; int j = 3;
         for (int k = 3; k >= 0; k--) if (n[k] != 1) { on[j] = n[k]; oa[j] = sa[k]; ob[j] = sb[k]; j--; }
         d = new Dims4 { N0 = on[0], N1 = on[1], N2 = on[2], N3 = on[3] };
-        a = new Strides4 { S0 = oa[0], S1 = oa[1], S2 = oa[2], S3 = oa[3] }; b = new Strides4 { S0 = ob[0], S1 = ob[1], S2 = ob[2], S3 = ob[3] };
+        a = new Strides4 { S0 = oa[0], S1 = oa[1], S2 = oa[2], S3 = oa[3] }; b = new Strides4 { S0 = ob[0],
+            S1 = ob[1], S2 = ob[2], S3 = ob[3] };
     }
 
-    public override void Copy4(Storage dst, long dOff, Strides4 sd, Storage src, long sOff, Strides4 ss, Dims4 d, float scale, bool accumulate)
+    public override void Copy4(Storage dst, long dOff, Strides4 sd, Storage src, long sOff, Strides4 ss, Dims4 d,
+        float scale, bool accumulate)
     {
         using var _ = Profiler.Time("Copy4", d.Total);
         if (d.Total == 0) return;
@@ -41,7 +43,8 @@ public sealed unsafe partial class CpuBackend
                 for (long r = r0; r < r1; r++)
                 {
                     int i2 = (int)(r % d.N2), i1 = (int)(r / d.N2 % d.N1), i0 = (int)(r / d.N2 / d.N1);
-                    var o = new Span<float>(dp + sd.At(i0, i1, i2, 0), w); var x = new ReadOnlySpan<float>(sp + ss.At(i0, i1, i2, 0), w);
+                    var o = new Span<float>(dp + sd.At(i0, i1, i2, 0),
+                        w); var x = new ReadOnlySpan<float>(sp + ss.At(i0, i1, i2, 0), w);
                     if (!accumulate) { if (scale == 1f) x.CopyTo(o); else TP.Multiply(x, scale, o); }
                     else if (scale == 1f) TP.Add(o, x, o);
                     else TP.MultiplyAdd(x, scale, o, o);
@@ -78,14 +81,16 @@ public sealed unsafe partial class CpuBackend
     /// loops nested by p's strides, largest outside, so p is walked in its memory order (but for a short
     /// innermost run, which goes one loop out: a long inner loop over lines already in L1). toBuf: buf = p;
     /// else p = scale * buf, or p += scale * buf (accumulate).
-    static void Box(float* p, long s1, long s2, long s3, float* buf, int n1, int n2, int n3, bool toBuf, float scale, bool accumulate)
+    static void Box(float* p, long s1, long s2, long s3, float* buf, int n1, int n2, int n3, bool toBuf, float scale,
+        bool accumulate)
     {
         Span<(long sp, int sb, int n)> ax = stackalloc (long, int, int)[3];
         ax[0] = (s1, 32 * 32, n1); ax[1] = (s2, 32, n2); ax[2] = (s3, 1, n3);
         for (int a = 0; a < 2; a++)             // sort by |stride| descending (three elements)
             for (int b = a + 1; b < 3; b++)
                 if (Math.Abs(ax[b].sp) > Math.Abs(ax[a].sp)) (ax[a], ax[b]) = (ax[b], ax[a]);
-        if (ax[2].n < 8) (ax[1], ax[2]) = (ax[2], ax[1]);     // the 3 taps inside: the inner loop runs over the 32 instead
+        if (ax[2].n < 8) (ax[1], ax[2]) = (ax[2],
+            ax[1]);     // the 3 taps inside: the inner loop runs over the 32 instead
         var (pa, ba, na) = ax[0]; var (pb, bb, nb) = ax[1]; var (pc, bc, nc) = ax[2];
         for (int i = 0; i < na; i++)
             for (int j = 0; j < nb; j++)

@@ -18,12 +18,14 @@ public sealed unsafe partial class CpuBackend
         float* yp = S(y).Ptr + yo;
         var threshold = Vector512.Create(body.Threshold); var keep = Vector512.Create(body.KeepScale);
         PhiloxBlocks(n, key, body, (at, r0, _) =>
-            Vector512.ConditionalSelect(Vector512.LessThan(r0, threshold).AsSingle(), Vector512<float>.Zero, keep).Store(yp + at));
+            Vector512.ConditionalSelect(Vector512.LessThan(r0, threshold).AsSingle(), Vector512<float>.Zero,
+                keep).Store(yp + at));
     }
 
     /// block(at, r0, r1) with the Philox words of counters at .. at + 15 (PhiloxWords) for every whole 16
     /// below n, over the cores; the kernel body for the tail.
-    void PhiloxBlocks<TK>(long n, RngKey key, TK body, Action<long, Vector512<uint>, Vector512<uint>> block) where TK : struct, IKernel
+    void PhiloxBlocks<TK>(long n, RngKey key, TK body, Action<long, Vector512<uint>,
+        Vector512<uint>> block) where TK : struct, IKernel
     {
         long blocks = n / 16;
         Rows(blocks + 1, n * 32, (a, e) =>
@@ -64,8 +66,10 @@ public sealed unsafe partial class CpuBackend
     {
         var mask = Vector512.Create(0xFFFFFFFFul); var m0 = Vector512.Create((ulong)Philox.M0); var m1 = Vector512.Create((ulong)Philox.M1);
         var lane = Vector512.Create(0ul, 1, 2, 3, 4, 5, 6, 7);
-        Vector512<ulong> a0 = (Vector512.Create((ulong)c0) + lane) & mask, b0 = (Vector512.Create((ulong)c0 + 8) + lane) & mask;
-        Vector512<ulong> a1 = Vector512.Create((ulong)key.S0), a2 = Vector512.Create((ulong)key.S1), a3 = Vector512<ulong>.Zero;
+        Vector512<ulong> a0 = (Vector512.Create((ulong)c0) + lane) & mask,
+            b0 = (Vector512.Create((ulong)c0 + 8) + lane) & mask;
+        Vector512<ulong> a1 = Vector512.Create((ulong)key.S0), a2 = Vector512.Create((ulong)key.S1),
+            a3 = Vector512<ulong>.Zero;
         Vector512<ulong> b1 = a1, b2 = a2, b3 = a3;
         uint k0 = key.K0, k1 = key.K1;
         for (int round = 0; round < 10; round++)

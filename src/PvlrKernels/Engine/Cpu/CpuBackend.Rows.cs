@@ -9,7 +9,8 @@ namespace PvlrKernels.Engine;
 public sealed unsafe partial class CpuBackend
 {
     /// Contiguous rows (inner = 1): the sum of squares and the division vectorized per row.
-    public override void L2Normalize(Storage y, long yo, Storage norm, long no, Storage x, long xo, int outer, int n, int inner, float eps)
+    public override void L2Normalize(Storage y, long yo, Storage norm, long no, Storage x, long xo, int outer, int n,
+        int inner, float eps)
     {
         if (inner != 1 || n < 16) { base.L2Normalize(y, yo, norm, no, x, xo, outer, n, inner, eps); return; }
         using var _ = Profiler.Time("L2Normalize", (long)outer * n);
@@ -32,7 +33,8 @@ public sealed unsafe partial class CpuBackend
     /// kernel body's K selection passes (the same comparisons in the same order, NaN and ties included), so
     /// the same indices. A column tail is the last 16 columns again (the overlap is written twice, with the
     /// same values). The scalar passes took 5 ms a call at demo shapes.
-    public override void ArgTopK(Storage idx, long io, Storage x, long xo, int outer, int n, int inner, int k, bool largest)
+    public override void ArgTopK(Storage idx, long io, Storage x, long xo, int outer, int n, int inner, int k,
+        bool largest)
     {
         var body = ArgTopKBody(idx, io, x, xo, outer, n, inner, k, largest);      // checks k and both extents
         long r = (long)outer * inner;
@@ -54,10 +56,13 @@ public sealed unsafe partial class CpuBackend
                     for (int t = 0; t < n; t++)
                     {
                         var v = sign * Vector512.Load(xb + (long)t * inner); var tv = Vector512.Create(t);
-                        var after = Vector512.LessThan(prevI, Vector512<int>.Zero) | Vector512.LessThan(v, prevV).AsInt32()
+                        var after = Vector512.LessThan(prevI, Vector512<int>.Zero) | Vector512.LessThan(v,
+                            prevV).AsInt32()
                                     | (Vector512.Equals(v, prevV).AsInt32() & Vector512.GreaterThan(tv, prevI));
-                        var take = after & (Vector512.LessThan(bestI, Vector512<int>.Zero) | Vector512.GreaterThan(v, bestV).AsInt32());
-                        bestV = Vector512.ConditionalSelect(take.AsSingle(), v, bestV); bestI = Vector512.ConditionalSelect(take, tv, bestI);
+                        var take = after & (Vector512.LessThan(bestI, Vector512<int>.Zero) | Vector512.GreaterThan(v,
+                            bestV).AsInt32());
+                        bestV = Vector512.ConditionalSelect(take.AsSingle(), v,
+                            bestV); bestI = Vector512.ConditionalSelect(take, tv, bestI);
                     }
                     Vector512.Store(Vector512.ConvertToSingle(bestI), ip + ((long)o * k + m) * inner + j0);
                     prevV = bestV; prevI = bestI;
@@ -69,12 +74,14 @@ public sealed unsafe partial class CpuBackend
     /// Pairwise KL with log s2 of every distribution and dimension taken once per call, into a table, instead
     /// of twice per pair and dimension; each pair then sums the kernel body's terms (PairwiseKlFwd.Term) in
     /// its order, so the same bits.
-    public override void PairwiseKl(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k)
+    public override void PairwiseKl(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo, Storage muQ,
+        long mqo, Storage varQ, long vqo, KlParams k)
     {
         PairwiseKlBody(kl, ko, muP, mpo, varP, vpo, muQ, mqo, varQ, vqo, k);     // checks every extent
         long np = (long)k.Bt * k.Np * k.D, nq = (long)k.Bt * k.Nq * k.D, r = (long)k.Bt * k.Np * k.Nq;
         using var _ = Profiler.Time(typeof(PairwiseKlFwd<PtrMem>), r);
-        float* kp = S(kl).Ptr + ko, mp = S(muP).Ptr + mpo, vp = S(varP).Ptr + vpo, mq = S(muQ).Ptr + mqo, vq = S(varQ).Ptr + vqo;
+        float* kp = S(kl).Ptr + ko, mp = S(muP).Ptr + mpo, vp = S(varP).Ptr + vpo, mq = S(muQ).Ptr + mqo,
+            vq = S(varQ).Ptr + vqo;
         float* lp = (float*)NativeMemory.Alloc((nuint)(np + nq), sizeof(float)), lq = lp + np;
         try
         {
@@ -90,7 +97,8 @@ public sealed unsafe partial class CpuBackend
                     long j = q % k.Nq, bi = q / k.Nq, b = bi / k.Np, pb = bi * dim, qb = (b * k.Nq + j) * dim;
                     float s = 0f;
                     for (int d = 0; d < dim; d++)
-                        s += PairwiseKlFwd<PtrMem>.Term(mq[qb + d] - mp[pb + d], vp[pb + d] + eps, vq[qb + d] + eps, lp[pb + d], lq[qb + d]);
+                        s += PairwiseKlFwd<PtrMem>.Term(mq[qb + d] - mp[pb + d], vp[pb + d] + eps, vq[qb + d] + eps,
+                            lp[pb + d], lq[qb + d]);
                     kp[q] = PairwiseKlFwd<PtrMem>.Finish(s, dim);
                 }
             });
@@ -101,7 +109,8 @@ public sealed unsafe partial class CpuBackend
 
     /// SumTo whose reduced dims, after dropping size-1 dims and merging neighbours, form a
     /// [reduced, kept] (column sums: bias gradients) or [kept, reduced] (row sums) pattern.
-    public override void SumTo(Storage dst, long dOff, Dims4 target, Storage src, long sOff, Dims4 full, bool accumulate)
+    public override void SumTo(Storage dst, long dOff, Dims4 target, Storage src, long sOff, Dims4 full,
+        bool accumulate)
     {
         using var _ = Profiler.Time("SumTo", full.Total);
         var segs = new List<(long n, bool red)>();
@@ -110,14 +119,17 @@ public sealed unsafe partial class CpuBackend
         {
             if (fd[k] == 1) continue;
             bool red = td[k] == 1;
-            if (segs.Count > 0 && segs[^1].red == red) segs[^1] = (segs[^1].n * fd[k], red); else segs.Add((fd[k], red));
+            if (segs.Count > 0 && segs[^1].red == red) segs[^1] = (segs[^1].n * fd[k], red); else segs.Add((fd[k],
+                red));
         }
         if (segs.TrueForAll(x => !x.red))          // nothing reduced: a (+)= copy
         {
-            Copy4(dst, dOff, new Strides4 { S3 = 1 }, src, sOff, new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1, N2 = 1, N3 = full.Total }, 1f, accumulate);
+            Copy4(dst, dOff, new Strides4 { S3 = 1 }, src, sOff, new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1,
+                N2 = 1, N3 = full.Total }, 1f, accumulate);
             return;
         }
-        bool colSums = segs.Count == 2 && segs[0].red && !segs[1].red, rowSums = segs.Count == 2 && !segs[0].red && segs[1].red;
+        bool colSums = segs.Count == 2 && segs[0].red && !segs[1].red,
+            rowSums = segs.Count == 2 && !segs[0].red && segs[1].red;
         if (!colSums && !rowSums) { base.SumTo(dst, dOff, target, src, sOff, full, accumulate); return; }
         M("sum_to", dst, dOff, target.Total); M("sum_to", src, sOff, full.Total);
         float* dp = S(dst).Ptr + dOff, sp = S(src).Ptr + sOff;
@@ -126,7 +138,8 @@ public sealed unsafe partial class CpuBackend
             long w = segs[0].n; int r = (int)segs[1].n;
             Rows(w, full.Total, (a, b) =>
             {
-                for (long i = a; i < b; i++) { float v = TP.Sum(new ReadOnlySpan<float>(sp + i * r, r)); dp[i] = accumulate ? dp[i] + v : v; }
+                for (long i = a; i < b; i++) { float v = TP.Sum(new ReadOnlySpan<float>(sp + i * r,
+                    r)); dp[i] = accumulate ? dp[i] + v : v; }
             });
             return;
         }
@@ -145,18 +158,22 @@ public sealed unsafe partial class CpuBackend
     }
 
     /// Sums over a contiguous axis (inner = 1) row by row, vectorized; long single rows in parallel parts.
-    public override void Reduce(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n, int inner, int mode, float scale, bool accumulate)
+    public override void Reduce(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n,
+        int inner, int mode, float scale, bool accumulate)
     {
         using var _ = Profiler.Time("Reduce", (long)outer * n * inner);
-        if (mode == ReduceMode.Sum && inner >= 16) { ColumnSums(y, yo, x, xo, outer, n, inner, scale, accumulate); return; }
-        if (mode != ReduceMode.Sum || inner != 1 || n < 64) { base.Reduce(y, yo, x, xo, idx, io, outer, n, inner, mode, scale, accumulate); return; }
+        if (mode == ReduceMode.Sum && inner >= 16) { ColumnSums(y, yo, x, xo, outer, n, inner, scale,
+            accumulate); return; }
+        if (mode != ReduceMode.Sum || inner != 1 || n < 64) { base.Reduce(y, yo, x, xo, idx, io, outer, n, inner,
+            mode, scale, accumulate); return; }
         M("reduce", y, yo, outer); M("reduce", x, xo, (long)outer * n);
         float* yp = S(y).Ptr + yo, xp = S(x).Ptr + xo;
         if (outer >= Threads * 2 || (long)n < (1 << 18))
         {
             Rows(outer, (long)outer * n, (a, b) =>
             {
-                for (long o = a; o < b; o++) { float v = scale * TP.Sum(new ReadOnlySpan<float>(xp + o * n, n)); yp[o] = accumulate ? yp[o] + v : v; }
+                for (long o = a; o < b; o++) { float v = scale * TP.Sum(new ReadOnlySpan<float>(xp + o * n,
+                    n)); yp[o] = accumulate ? yp[o] + v : v; }
             });
             return;
         }
@@ -164,7 +181,8 @@ public sealed unsafe partial class CpuBackend
         {
             const int Part = 1 << 16; int parts = (n + Part - 1) / Part; var partial = new double[parts];
             float* row = xp + (long)o * n;
-            CpuPool.For(parts, k => partial[k] = TP.Sum(new ReadOnlySpan<float>(row + (long)k * Part, Math.Min(Part, n - k * Part))), Threads);
+            CpuPool.For(parts, k => partial[k] = TP.Sum(new ReadOnlySpan<float>(row + (long)k * Part, Math.Min(Part,
+                n - k * Part))), Threads);
             float v = scale * (float)partial.Sum();
             yp[o] = accumulate ? yp[o] + v : v;
         }

@@ -85,14 +85,16 @@ public sealed unsafe partial class CpuBackend
                         else dw[4 * j] = dw[4 * j + 1] = dw[4 * j + 2] = dw[4 * j + 3] = Vector512<float>.Zero;
                     for (int xi = 0; xi < n; xi++)
                     {
-                        TermSums4(dw, start[xi], start[xi + 1], idx, coef, out var s0, out var s1, out var s2, out var s3);
+                        TermSums4(dw, start[xi], start[xi + 1], idx, coef, out var s0, out var s1, out var s2,
+                            out var s3);
                         float* o = dst + (long)xi * total * vw + ch;
                         if (nt)
                         {
                             Avx512F.StoreAlignedNonTemporal(o, s0); Avx512F.StoreAlignedNonTemporal(o + 16, s1);
                             Avx512F.StoreAlignedNonTemporal(o + 32, s2); Avx512F.StoreAlignedNonTemporal(o + 48, s3);
                         }
-                        else { Vector512.Store(s0, o); Vector512.Store(s1, o + 16); Vector512.Store(s2, o + 32); Vector512.Store(s3, o + 48); }
+                        else { Vector512.Store(s0, o); Vector512.Store(s1, o + 16); Vector512.Store(s2,
+                            o + 32); Vector512.Store(s3, o + 48); }
                     }
                 }
                 for (; ch + 16 <= c; ch += 16)
@@ -117,7 +119,8 @@ public sealed unsafe partial class CpuBackend
     /// (written by the gathered path, so only where AVX2 is).
     public override int WeightPanel => Avx2.IsSupported ? CpuGemm.PanelWidth : 0;
 
-    public override void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout, int n, bool panels = false)
+    public override void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout,
+        int n, bool panels = false)
     {
         var body = WinogradWeightBody(u, uo, w, wo, g, go, cin, cout, n);      // checks every extent
         long plane = (long)cin * cout;
@@ -139,8 +142,10 @@ public sealed unsafe partial class CpuBackend
                 {
                     float* src = wp + ((long)co0 * cin + ci) * 3, src8 = src + 24L * cin;
                     var w0 = Vector512.Create(Avx2.GatherVector256(src, idx, 4), Avx2.GatherVector256(src8, idx, 4));
-                    var w1 = Vector512.Create(Avx2.GatherVector256(src + 1, idx, 4), Avx2.GatherVector256(src8 + 1, idx, 4));
-                    var w2 = Vector512.Create(Avx2.GatherVector256(src + 2, idx, 4), Avx2.GatherVector256(src8 + 2, idx, 4));
+                    var w1 = Vector512.Create(Avx2.GatherVector256(src + 1, idx, 4), Avx2.GatherVector256(src8 + 1,
+                        idx, 4));
+                    var w2 = Vector512.Create(Avx2.GatherVector256(src + 2, idx, 4), Avx2.GatherVector256(src8 + 2,
+                        idx, 4));
                     long at = panels ? CpuGemm.PanelIndex(ci, co0, cin, cout) : (long)ci * cout + co0;
                     for (int xi = 0; xi < n; xi++)
                         Vector512.Store(Vector512.Create(gp[xi * 3]) * w0 + Vector512.Create(gp[xi * 3 + 1]) * w1 + Vector512.Create(gp[xi * 3 + 2]) * w2,
@@ -150,7 +155,8 @@ public sealed unsafe partial class CpuBackend
         });
     }
 
-    public override void WinogradOut(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias, long bo, Storage mask, long mko, WinoParams p)
+    public override void WinogradOut(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias,
+        long bo, Storage mask, long mko, WinoParams p)
     {
         var body = WinogradOutBody(y, yo, mm, mmo, mat, mo, bias, bo, mask, mko, p);      // checks every extent
         int n = p.N, m = p.M, c = p.C, total = p.TotalTiles;
@@ -177,15 +183,21 @@ public sealed unsafe partial class CpuBackend
                     if (bp != null) { b0 = Vector512.Load(bp + ch); b1 = Vector512.Load(bp + ch + 16); b2 = Vector512.Load(bp + ch + 32); b3 = Vector512.Load(bp + ch + 48); }
                     for (int r = 0; r < count; r++)
                     {
-                        TermSums4(mw, start[r], start[r + 1], idx, coef, out var s0, out var s1, out var s2, out var s3);
+                        TermSums4(mw, start[r], start[r + 1], idx, coef, out var s0, out var s1, out var s2,
+                            out var s3);
                         if (bp != null) { s0 += b0; s1 += b1; s2 += b2; s3 += b3; }
-                        s0 = Vector512.ConditionalSelect(Vector512.GreaterThan(s0, Vector512<float>.Zero), s0, s0 * vslope);
-                        s1 = Vector512.ConditionalSelect(Vector512.GreaterThan(s1, Vector512<float>.Zero), s1, s1 * vslope);
-                        s2 = Vector512.ConditionalSelect(Vector512.GreaterThan(s2, Vector512<float>.Zero), s2, s2 * vslope);
-                        s3 = Vector512.ConditionalSelect(Vector512.GreaterThan(s3, Vector512<float>.Zero), s3, s3 * vslope);
+                        s0 = Vector512.ConditionalSelect(Vector512.GreaterThan(s0, Vector512<float>.Zero), s0,
+                            s0 * vslope);
+                        s1 = Vector512.ConditionalSelect(Vector512.GreaterThan(s1, Vector512<float>.Zero), s1,
+                            s1 * vslope);
+                        s2 = Vector512.ConditionalSelect(Vector512.GreaterThan(s2, Vector512<float>.Zero), s2,
+                            s2 * vslope);
+                        s3 = Vector512.ConditionalSelect(Vector512.GreaterThan(s3, Vector512<float>.Zero), s3,
+                            s3 * vslope);
                         if (kp != null) { var kv = Vector512.Create(kp[(long)b * p.T + t0 + r]); s0 *= kv; s1 *= kv; s2 *= kv; s3 *= kv; }
                         float* o = dst + (long)r * c + ch;
-                        Vector512.Store(s0, o); Vector512.Store(s1, o + 16); Vector512.Store(s2, o + 32); Vector512.Store(s3, o + 48);
+                        Vector512.Store(s0, o); Vector512.Store(s1, o + 16); Vector512.Store(s2,
+                            o + 32); Vector512.Store(s3, o + 48);
                     }
                 }
                 for (; ch + 16 <= c; ch += 16)
@@ -197,7 +209,8 @@ public sealed unsafe partial class CpuBackend
                         var sum = Vector512<float>.Zero;
                         for (int end = start[r + 1]; k < end; k++) sum = Vector512.FusedMultiplyAdd(Vector512.Create(coef[k]), mv[idx[k]], sum);
                         if (bp != null) sum += bv;
-                        sum = Vector512.ConditionalSelect(Vector512.GreaterThan(sum, Vector512<float>.Zero), sum, sum * vslope);
+                        sum = Vector512.ConditionalSelect(Vector512.GreaterThan(sum, Vector512<float>.Zero), sum,
+                            sum * vslope);
                         if (kp != null) sum *= Vector512.Create(kp[(long)b * p.T + t0 + r]);
                         Vector512.Store(sum, dst + (long)r * c + ch);
                     }

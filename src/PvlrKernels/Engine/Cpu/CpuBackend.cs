@@ -47,7 +47,8 @@ public sealed unsafe class CpuStorage : Storage
 
     static class Native
     {
-        [DllImport("libc", SetLastError = true)] public static extern nint mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
+        [DllImport("libc", SetLastError = true)] public static extern nint mmap(nint addr, nuint length, int prot,
+            int flags, int fd, nint offset);
         [DllImport("libc")] public static extern int madvise(nint addr, nuint length, int advice);
         [DllImport("libc")] public static extern int munmap(nint addr, nuint length);
     }
@@ -93,7 +94,8 @@ public sealed unsafe partial class CpuBackend : Backend<PtrMem>
         if (off < 0 || off + src.Length > dst.Length) throw new ShapeException($"upload: [{off}, {off + src.Length}) outside {dst.Length}");
         src.CopyTo(new Span<float>(S(dst).Ptr + off, src.Length));
     }
-    public override void UploadColumns(Storage dst, long off, ReadOnlyMemory<float> src, int rows, int srcWidth, int from, int width)
+    public override void UploadColumns(Storage dst, long off, ReadOnlyMemory<float> src, int rows, int srcWidth,
+        int from, int width)
     {
         CheckColumns(dst, off, src, rows, srcWidth, from, width);
         float* d = S(dst).Ptr + off;

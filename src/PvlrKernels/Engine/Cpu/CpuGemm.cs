@@ -40,7 +40,8 @@ public static unsafe class CpuGemm
     public static bool Vector256Only { get; set; }
 
     /// One product, its row blocks (or tiles) shared by all cores.
-    public static void Sgemm(int M, int N, int K, float alpha, float* A, long rsA, long csA, float* B, long rsB, long csB, float beta, float* C, long ldc) =>
+    public static void Sgemm(int M, int N, int K, float alpha, float* A, long rsA, long csA, float* B, long rsB,
+        long csB, float beta, float* C, long ldc) =>
         Run(M, N, K, alpha, A, rsA, csA, B, rsB, csB, false, beta, C, ldc, Environment.ProcessorCount);
 
     /// `batch` products of the same shape, operand i at A + i*strideA (B, C alike). With at least one large
@@ -49,23 +50,28 @@ public static unsafe class CpuGemm
     /// `pvlr bench --preset paper --only infer` from 12.85, 12.24, 12.48 s to 11.50, 11.37, 11.35 s
     /// (alternated runs). Each product's sums run in the same order either way, so C is bitwise the same.
     /// `panelB`: each B is already in the panel layout (PanelIndex) and is read in place.
-    public static void SgemmBatch(int batch, int M, int N, int K, float alpha, float* A, long strideA, long rsA, long csA,
-        float* B, long strideB, long rsB, long csB, float beta, float* C, long strideC, long ldc, int threads = 0, bool panelB = false)
+    public static void SgemmBatch(int batch, int M, int N, int K, float alpha, float* A, long strideA, long rsA,
+        long csA,
+        float* B, long strideB, long rsB, long csB, float beta, float* C, long strideC, long ldc, int threads = 0,
+            bool panelB = false)
     {
         if (threads <= 0) threads = Environment.ProcessorCount;
         bool split = threads > 1 && batch >= threads && (batch % threads == 0 || batch >= 4 * threads) && (long)M * N * K >= SerialMin;
         if (!split)
         {
-            for (int i = 0; i < batch; i++) Run(M, N, K, alpha, A + i * strideA, rsA, csA, B + i * strideB, rsB, csB, panelB, beta, C + i * strideC, ldc, threads);
+            for (int i = 0; i < batch; i++) Run(M, N, K, alpha, A + i * strideA, rsA, csA, B + i * strideB, rsB, csB,
+                panelB, beta, C + i * strideC, ldc, threads);
             return;
         }
-        CpuPool.For(batch, i => Run(M, N, K, alpha, A + i * strideA, rsA, csA, B + i * strideB, rsB, csB, panelB, beta, C + i * strideC, ldc, 1), threads);
+        CpuPool.For(batch, i => Run(M, N, K, alpha, A + i * strideA, rsA, csA, B + i * strideB, rsB, csB, panelB,
+            beta, C + i * strideC, ldc, 1), threads);
     }
 
     const long SerialMin = 1L << 22;        // multiply-adds per product below which one core per product idles the rest
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Run(int M, int N, int K, float alpha, float* A, long rsA, long csA, float* B, long rsB, long csB, bool panelB, float beta, float* C, long ldc, int threads)
+    static void Run(int M, int N, int K, float alpha, float* A, long rsA, long csA, float* B, long rsB, long csB,
+        bool panelB, float beta, float* C, long ldc, int threads)
     {
         if (panelB && N % NR != 0) throw new ArgumentException($"gemm: a panel-layout B needs N a multiple of {NR}, got {N}");
         if (M <= 0 || N <= 0) return;
@@ -99,9 +105,11 @@ public static unsafe class CpuGemm
             float* bsrc = B + pc * rsB;
             float* asrc = A + pc * csA;
             if (panelB) bp = B + (long)pc * N;
-            else CpuPool.For(nPanels, jp => PackB(kc, bsrc, rsB, csB, jp * NR, Math.Min(NR, N - jp * NR), bp + (long)jp * kc * NR), threads);
+            else CpuPool.For(nPanels, jp => PackB(kc, bsrc, rsB, csB, jp * NR, Math.Min(NR, N - jp * NR),
+                bp + (long)jp * kc * NR), threads);
             bool store = pc == 0 && beta == 0f;
-            CpuPool.For(tasks, t => Task(t, nBlocks, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha, store), threads);
+            CpuPool.For(tasks, t => Task(t, nBlocks, mc, nc, kc, asrc, rsA, csA, bp, C, ldc, M, N, alpha, store),
+                threads);
         }
     }
 
@@ -143,7 +151,8 @@ public static unsafe class CpuGemm
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Task(int t, int nBlocks, int mcb, int ncb, int kc, float* A, long rsA, long csA, float* bp, float* C, long ldc, int M, int N, float alpha, bool store)
+    static void Task(int t, int nBlocks, int mcb, int ncb, int kc, float* A, long rsA, long csA, float* bp, float* C,
+        long ldc, int M, int N, float alpha, bool store)
     {
         int ib = t / nBlocks, jb = t % nBlocks;
         int ic = ib * mcb, mc = Math.Min(mcb, M - ic);
@@ -162,7 +171,8 @@ public static unsafe class CpuGemm
                 int mr = Math.Min(MR, mc - ir);
                 float* c = C + (ic + ir) * ldc + j;
                 if (Avx512F.IsSupported && !Vector256Only) Kernel512(kc, ap + ir * kc, b, c, ldc, mr, tile);
-                else if (Fma.IsSupported) { Kernel256(kc, ap + ir * kc, b, tile, 0); Kernel256(kc, ap + ir * kc, b, tile, 4); }
+                else if (Fma.IsSupported) { Kernel256(kc, ap + ir * kc, b, tile, 0); Kernel256(kc, ap + ir * kc, b,
+                    tile, 4); }
                 else Kernel256NoFma(kc, ap + ir * kc, b, tile);
                 Update(tile, c, ldc, alpha, mr, nr, store);
             }
@@ -201,15 +211,22 @@ public static unsafe class CpuGemm
             float* s = a + p;
             var r0 = Vector256.Load(s); var r1 = Vector256.Load(s + rs); var r2 = Vector256.Load(s + 2 * rs); var r3 = Vector256.Load(s + 3 * rs);
             var r4 = Vector256.Load(s + 4 * rs); var r5 = Vector256.Load(s + 5 * rs); var r6 = Vector256.Load(s + 6 * rs); var r7 = Vector256.Load(s + 7 * rs);
-            var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1); var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
-            var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5); var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
-            var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE); var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
-            var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE); var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+            var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1); var t2 = Avx.UnpackLow(r2,
+                r3); var t3 = Avx.UnpackHigh(r2, r3);
+            var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5); var t6 = Avx.UnpackLow(r6,
+                r7); var t7 = Avx.UnpackHigh(r6, r7);
+            var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE); var u2 = Avx.Shuffle(t1, t3,
+                0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+            var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE); var u6 = Avx.Shuffle(t5, t7,
+                0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
             float* d = dst + p * ds;
             Vector256.Store(Avx.Permute2x128(u0, u4, 0x20), d); Vector256.Store(Avx.Permute2x128(u1, u5, 0x20), d + ds);
-            Vector256.Store(Avx.Permute2x128(u2, u6, 0x20), d + 2 * ds); Vector256.Store(Avx.Permute2x128(u3, u7, 0x20), d + 3 * ds);
-            Vector256.Store(Avx.Permute2x128(u0, u4, 0x31), d + 4 * ds); Vector256.Store(Avx.Permute2x128(u1, u5, 0x31), d + 5 * ds);
-            Vector256.Store(Avx.Permute2x128(u2, u6, 0x31), d + 6 * ds); Vector256.Store(Avx.Permute2x128(u3, u7, 0x31), d + 7 * ds);
+            Vector256.Store(Avx.Permute2x128(u2, u6, 0x20), d + 2 * ds); Vector256.Store(Avx.Permute2x128(u3, u7,
+                0x20), d + 3 * ds);
+            Vector256.Store(Avx.Permute2x128(u0, u4, 0x31), d + 4 * ds); Vector256.Store(Avx.Permute2x128(u1, u5,
+                0x31), d + 5 * ds);
+            Vector256.Store(Avx.Permute2x128(u2, u6, 0x31), d + 6 * ds); Vector256.Store(Avx.Permute2x128(u3, u7,
+                0x31), d + 7 * ds);
         }
         for (; p < kc; p++) for (int r = 0; r < 8; r++) dst[p * ds + r] = a[r * rs + p];
     }
@@ -225,7 +242,8 @@ public static unsafe class CpuGemm
         for (int p = 0; p < kc; p++)
         {
             float* src = b + p * rs + j0 * cs; float* d = dst + p * NR;
-            if (cs == 1 && nr == NR) { Vector512.Store(Vector512.Load(src), d); Vector512.Store(Vector512.Load(src + 16), d + 16); }
+            if (cs == 1 && nr == NR) { Vector512.Store(Vector512.Load(src),
+                d); Vector512.Store(Vector512.Load(src + 16), d + 16); }
             else
             {
                 for (int j = 0; j < nr; j++) d[j] = src[j * cs];
@@ -241,26 +259,40 @@ public static unsafe class CpuGemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Kernel512(int kc, float* a, float* b, float* c, long ldc, int mr, float* t)
     {
-        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default,
-                         c40 = default, c41 = default, c50 = default, c51 = default, c60 = default, c61 = default, c70 = default, c71 = default;
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+            c30 = default, c31 = default,
+                         c40 = default, c41 = default, c50 = default, c51 = default, c60 = default, c61 = default,
+                             c70 = default, c71 = default;
         for (int r = 0; r < mr; r++) { Sse.Prefetch0(c + r * ldc); Sse.Prefetch0(c + r * ldc + 16); }   // C is needed only after the k loop
         for (int p = 0; p < kc; p++)
         {
             var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + 16);
-            var a0 = Vector512.Create(a[0]); c00 = Avx512F.FusedMultiplyAdd(a0, b0, c00); c01 = Avx512F.FusedMultiplyAdd(a0, b1, c01);
-            var a1 = Vector512.Create(a[1]); c10 = Avx512F.FusedMultiplyAdd(a1, b0, c10); c11 = Avx512F.FusedMultiplyAdd(a1, b1, c11);
-            var a2 = Vector512.Create(a[2]); c20 = Avx512F.FusedMultiplyAdd(a2, b0, c20); c21 = Avx512F.FusedMultiplyAdd(a2, b1, c21);
-            var a3 = Vector512.Create(a[3]); c30 = Avx512F.FusedMultiplyAdd(a3, b0, c30); c31 = Avx512F.FusedMultiplyAdd(a3, b1, c31);
-            var a4 = Vector512.Create(a[4]); c40 = Avx512F.FusedMultiplyAdd(a4, b0, c40); c41 = Avx512F.FusedMultiplyAdd(a4, b1, c41);
-            var a5 = Vector512.Create(a[5]); c50 = Avx512F.FusedMultiplyAdd(a5, b0, c50); c51 = Avx512F.FusedMultiplyAdd(a5, b1, c51);
-            var a6 = Vector512.Create(a[6]); c60 = Avx512F.FusedMultiplyAdd(a6, b0, c60); c61 = Avx512F.FusedMultiplyAdd(a6, b1, c61);
-            var a7 = Vector512.Create(a[7]); c70 = Avx512F.FusedMultiplyAdd(a7, b0, c70); c71 = Avx512F.FusedMultiplyAdd(a7, b1, c71);
+            var a0 = Vector512.Create(a[0]); c00 = Avx512F.FusedMultiplyAdd(a0, b0,
+                c00); c01 = Avx512F.FusedMultiplyAdd(a0, b1, c01);
+            var a1 = Vector512.Create(a[1]); c10 = Avx512F.FusedMultiplyAdd(a1, b0,
+                c10); c11 = Avx512F.FusedMultiplyAdd(a1, b1, c11);
+            var a2 = Vector512.Create(a[2]); c20 = Avx512F.FusedMultiplyAdd(a2, b0,
+                c20); c21 = Avx512F.FusedMultiplyAdd(a2, b1, c21);
+            var a3 = Vector512.Create(a[3]); c30 = Avx512F.FusedMultiplyAdd(a3, b0,
+                c30); c31 = Avx512F.FusedMultiplyAdd(a3, b1, c31);
+            var a4 = Vector512.Create(a[4]); c40 = Avx512F.FusedMultiplyAdd(a4, b0,
+                c40); c41 = Avx512F.FusedMultiplyAdd(a4, b1, c41);
+            var a5 = Vector512.Create(a[5]); c50 = Avx512F.FusedMultiplyAdd(a5, b0,
+                c50); c51 = Avx512F.FusedMultiplyAdd(a5, b1, c51);
+            var a6 = Vector512.Create(a[6]); c60 = Avx512F.FusedMultiplyAdd(a6, b0,
+                c60); c61 = Avx512F.FusedMultiplyAdd(a6, b1, c61);
+            var a7 = Vector512.Create(a[7]); c70 = Avx512F.FusedMultiplyAdd(a7, b0,
+                c70); c71 = Avx512F.FusedMultiplyAdd(a7, b1, c71);
             a += MR; b += NR;
         }
-        Vector512.Store(c00, t); Vector512.Store(c01, t + 16); Vector512.Store(c10, t + 32); Vector512.Store(c11, t + 48);
-        Vector512.Store(c20, t + 64); Vector512.Store(c21, t + 80); Vector512.Store(c30, t + 96); Vector512.Store(c31, t + 112);
-        Vector512.Store(c40, t + 128); Vector512.Store(c41, t + 144); Vector512.Store(c50, t + 160); Vector512.Store(c51, t + 176);
-        Vector512.Store(c60, t + 192); Vector512.Store(c61, t + 208); Vector512.Store(c70, t + 224); Vector512.Store(c71, t + 240);
+        Vector512.Store(c00, t); Vector512.Store(c01, t + 16); Vector512.Store(c10, t + 32); Vector512.Store(c11,
+            t + 48);
+        Vector512.Store(c20, t + 64); Vector512.Store(c21, t + 80); Vector512.Store(c30, t + 96); Vector512.Store(c31,
+            t + 112);
+        Vector512.Store(c40, t + 128); Vector512.Store(c41, t + 144); Vector512.Store(c50,
+            t + 160); Vector512.Store(c51, t + 176);
+        Vector512.Store(c60, t + 192); Vector512.Store(c61, t + 208); Vector512.Store(c70,
+            t + 224); Vector512.Store(c71, t + 240);
     }
 
     /// C (mr x nr) += alpha * tile, or C = alpha * tile (`store`: the first slab of a beta = 0 product):
@@ -281,7 +313,8 @@ public static unsafe class CpuGemm
                 for (int r = 0; r < MR; r++, c += ldc, t += NR)
                 {
                     Vector512.Store(Vector512.FusedMultiplyAdd(Vector512.Load(t), al, Vector512.Load(c)), c);
-                    Vector512.Store(Vector512.FusedMultiplyAdd(Vector512.Load(t + 16), al, Vector512.Load(c + 16)), c + 16);
+                    Vector512.Store(Vector512.FusedMultiplyAdd(Vector512.Load(t + 16), al, Vector512.Load(c + 16)),
+                        c + 16);
                 }
             return;
         }
@@ -305,20 +338,27 @@ public static unsafe class CpuGemm
     {
         for (int h = 0; h < NR; h += 16)
         {
-            Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default;
+            Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+                c30 = default, c31 = default;
             float* ap = a + r0, bp = b + h;
             for (int p = 0; p < kc; p++)
             {
                 var b0 = Vector256.Load(bp); var b1 = Vector256.Load(bp + 8);
-                var a0 = Vector256.Create(ap[0]); c00 = Fma.MultiplyAdd(a0, b0, c00); c01 = Fma.MultiplyAdd(a0, b1, c01);
-                var a1 = Vector256.Create(ap[1]); c10 = Fma.MultiplyAdd(a1, b0, c10); c11 = Fma.MultiplyAdd(a1, b1, c11);
-                var a2 = Vector256.Create(ap[2]); c20 = Fma.MultiplyAdd(a2, b0, c20); c21 = Fma.MultiplyAdd(a2, b1, c21);
-                var a3 = Vector256.Create(ap[3]); c30 = Fma.MultiplyAdd(a3, b0, c30); c31 = Fma.MultiplyAdd(a3, b1, c31);
+                var a0 = Vector256.Create(ap[0]); c00 = Fma.MultiplyAdd(a0, b0, c00); c01 = Fma.MultiplyAdd(a0, b1,
+                    c01);
+                var a1 = Vector256.Create(ap[1]); c10 = Fma.MultiplyAdd(a1, b0, c10); c11 = Fma.MultiplyAdd(a1, b1,
+                    c11);
+                var a2 = Vector256.Create(ap[2]); c20 = Fma.MultiplyAdd(a2, b0, c20); c21 = Fma.MultiplyAdd(a2, b1,
+                    c21);
+                var a3 = Vector256.Create(ap[3]); c30 = Fma.MultiplyAdd(a3, b0, c30); c31 = Fma.MultiplyAdd(a3, b1,
+                    c31);
                 ap += MR; bp += NR;
             }
             float* d = t + r0 * NR + h;
-            Vector256.Store(c00, d); Vector256.Store(c01, d + 8); Vector256.Store(c10, d + NR); Vector256.Store(c11, d + NR + 8);
-            Vector256.Store(c20, d + 2 * NR); Vector256.Store(c21, d + 2 * NR + 8); Vector256.Store(c30, d + 3 * NR); Vector256.Store(c31, d + 3 * NR + 8);
+            Vector256.Store(c00, d); Vector256.Store(c01, d + 8); Vector256.Store(c10, d + NR); Vector256.Store(c11,
+                d + NR + 8);
+            Vector256.Store(c20, d + 2 * NR); Vector256.Store(c21, d + 2 * NR + 8); Vector256.Store(c30,
+                d + 3 * NR); Vector256.Store(c31, d + 3 * NR + 8);
         }
     }
 
@@ -341,7 +381,8 @@ public static unsafe class CpuGemm
                 }
                 ap += MR; bp += NR;
             }
-            for (int r = 0; r < MR; r++) { Vector256.Store(acc[2 * r], t + r * NR + h * 16); Vector256.Store(acc[2 * r + 1], t + r * NR + h * 16 + 8); }
+            for (int r = 0; r < MR; r++) { Vector256.Store(acc[2 * r],
+                t + r * NR + h * 16); Vector256.Store(acc[2 * r + 1], t + r * NR + h * 16 + 8); }
         }
     }
 
@@ -350,7 +391,8 @@ public static unsafe class CpuGemm
     /// would pad N to a 32-column panel and copy all of A, where this reads A once. Four columns at a time
     /// share each 16-float load of A; every sum runs in the same order whatever the thread count.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Narrow(int M, int N, int K, float alpha, float* A, long rsA, float* B, long csB, float* C, long ldc, int threads)
+    static void Narrow(int M, int N, int K, float alpha, float* A, long rsA, float* B, long csB, float* C, long ldc,
+        int threads)
     {
         int chunks = threads == 1 ? 1 : Math.Min(M, 4 * threads), per = (M + chunks - 1) / chunks;
         CpuPool.For(chunks, ch =>
@@ -361,16 +403,21 @@ public static unsafe class CpuGemm
                 for (int j = 0; j < N; j += 4)
                 {
                     int w = Math.Min(4, N - j);
-                    float* b0 = B + j * csB, b1 = B + Math.Min(j + 1, N - 1) * csB, b2 = B + Math.Min(j + 2, N - 1) * csB, b3 = B + Math.Min(j + 3, N - 1) * csB;   // past N: the last column again, its sums unused
+                    float* b0 = B + j * csB, b1 = B + Math.Min(j + 1, N - 1) * csB, b2 = B + Math.Min(j + 2,
+                        N - 1) * csB, b3 = B + Math.Min(j + 3,
+                        N - 1) * csB;   // past N: the last column again, its sums unused
                     Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
                     int p = 0;
                     for (; p + 16 <= K; p += 16)
                     {
                         var x = Vector512.Load(a + p);
-                        s0 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b0 + p), s0); s1 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b1 + p), s1);
-                        s2 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b2 + p), s2); s3 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b3 + p), s3);
+                        s0 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b0 + p),
+                            s0); s1 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b1 + p), s1);
+                        s2 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b2 + p),
+                            s2); s3 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b3 + p), s3);
                     }
-                    float t0 = Vector512.Sum(s0), t1 = Vector512.Sum(s1), t2 = Vector512.Sum(s2), t3 = Vector512.Sum(s3);
+                    float t0 = Vector512.Sum(s0), t1 = Vector512.Sum(s1), t2 = Vector512.Sum(s2),
+                        t3 = Vector512.Sum(s3);
                     for (; p < K; p++) { t0 += a[p] * b0[p]; t1 += a[p] * b1[p]; t2 += a[p] * b2[p]; t3 += a[p] * b3[p]; }
                     float* c = C + i * ldc + j;
                     c[0] += alpha * t0;
@@ -382,7 +429,8 @@ public static unsafe class CpuGemm
         }, threads);
     }
 
-    static void Small(int M, int N, int K, float alpha, float* A, long rsA, long csA, float* B, long rsB, long csB, float* C, long ldc)
+    static void Small(int M, int N, int K, float alpha, float* A, long rsA, long csA, float* B, long rsB, long csB,
+        float* C, long ldc)
     {
         for (int i = 0; i < M; i++)
             for (int j = 0; j < N; j++)

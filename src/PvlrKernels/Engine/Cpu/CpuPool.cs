@@ -19,7 +19,8 @@ public static class CpuPool
     /// How long an idle worker spins for the next loop before it blocks; 0 blocks at once. Spinning
     /// costs a core only while this process has nothing for it to do.
     public static double SpinMicroseconds { get; set; } =
-        double.TryParse(Environment.GetEnvironmentVariable("PVLR_SPIN_US"), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var us) && us >= 0 ? us : 2000;
+        double.TryParse(Environment.GetEnvironmentVariable("PVLR_SPIN_US"), System.Globalization.NumberStyles.Float,
+            System.Globalization.CultureInfo.InvariantCulture, out var us) && us >= 0 ? us : 2000;
 
     static readonly object start = new();         // held by the thread whose loop the workers run
     static readonly object sleep = new();         // blocked workers wait on it

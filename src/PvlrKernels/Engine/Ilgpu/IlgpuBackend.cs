@@ -28,7 +28,8 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     static Context shared;
     readonly Accelerator acc;
     readonly Dictionary<Type, Delegate> kernels = new();
-    readonly Dictionary<Type, Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>> gemms = new();
+    readonly Dictionary<Type, Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>,
+        ArrayView<float>>> gemms = new();
 
     public override string Name { get; }
     public override bool IsGpu => acc.AcceleratorType == AcceleratorType.Cuda;
@@ -113,15 +114,18 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float> l2rows;
 
     /// Contiguous rows (inner = 1) go one warp per row (L2NormWarp); strided ones one thread per column.
-    public override void L2Normalize(Storage y, long yo, Storage norm, long no, Storage x, long xo, int outer, int n, int inner, float eps)
+    public override void L2Normalize(Storage y, long yo, Storage norm, long no, Storage x, long xo, int outer, int n,
+        int inner, float eps)
     {
         if (inner != 1 || n < 64) { base.L2Normalize(y, yo, norm, no, x, xo, outer, n, inner, eps); return; }
         long t = (long)outer * n;
         M("l2norm", y, yo, t); M("l2norm", x, xo, t); M("l2norm", norm, no, outer);
         int warp = acc.WarpSize, per = Math.Max(1, Math.Min(8, acc.MaxNumThreadsPerGroup / warp));
-        l2rows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float>(L2NormWarp.Rows);
+        l2rows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int,
+            float>(L2NormWarp.Rows);
         using var _ = Profiler.Time("L2NormWarp", outer, this);
-        l2rows(new KernelConfig(new Index2D((outer + per - 1) / per, 1), new Index2D(warp, per)), S(y).Buffer.View.SubView(yo, t), S(norm).Buffer.View.SubView(no, outer),
+        l2rows(new KernelConfig(new Index2D((outer + per - 1) / per, 1), new Index2D(warp, per)),
+            S(y).Buffer.View.SubView(yo, t), S(norm).Buffer.View.SubView(no, outer),
             S(x).Buffer.View.SubView(xo, t), outer, n, eps);
     }
 
@@ -136,7 +140,8 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     /// columns (a loss's mean over every element: one thread). A long sum over few columns goes in two
     /// passes instead: P partial sums per column over contiguous slices (plus the ragged tail), then the
     /// P partials. The scratch buffer grows once and is kept (no allocation per step).
-    public override void Reduce(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n, int inner, int mode, float scale, bool accumulate)
+    public override void Reduce(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n,
+        int inner, int mode, float scale, bool accumulate)
     {
         long cols = (long)outer * inner;
         if (mode != ReduceMode.Sum || outer != 1 || cols >= 8192 || n < 4096)
@@ -148,7 +153,8 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         int parts = (int)Math.Clamp(65536 / cols, 2, n / 64), len = n / parts, tail = n - parts * len;
         var tmp = Scratch((long)(parts + 1) * inner);
         base.Reduce(tmp, 0, x, xo, null, 0, parts, len, inner, mode, 1f, false);
-        if (tail > 0) base.Reduce(tmp, (long)parts * inner, x, xo + (long)parts * len * inner, null, 0, 1, tail, inner, mode, 1f, false);
+        if (tail > 0) base.Reduce(tmp, (long)parts * inner, x, xo + (long)parts * len * inner, null, 0, 1, tail,
+            inner, mode, 1f, false);
         base.Reduce(y, yo, tmp, 0, null, 0, 1, parts + (tail > 0 ? 1 : 0), inner, mode, scale, accumulate);
     }
 
@@ -159,20 +165,24 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         var view = (Storage s, long o) => S(s).Buffer.View.SubView(o, s.Length - o);
         var (run, tx, ty) = PickGemm(p);
         var grid = new Index3D((p.N + 8 * tx - 1) / (8 * tx), (p.M + 8 * ty - 1) / (8 * ty), p.Batch);
-        using var _ = Profiler.Time(Profiler.Enabled ? $"Gemm {8 * tx}x{8 * ty} tiles" : null, 2L * p.M * p.N * p.K * p.Batch, this);
+        using var _ = Profiler.Time(Profiler.Enabled ? $"Gemm {8 * tx}x{8 * ty} tiles" : null,
+            2L * p.M * p.N * p.K * p.Batch, this);
         run(new KernelConfig(grid, new Index3D(tx, ty, 1)), p, view(a, ao), view(b, bo), view(c, co));
     }
 
     /// The blocked GEMM for one thread-group shape, compiled on first use, with its group size.
-    (Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>, int, int) Use<TS>() where TS : struct, IGemmShape
+    (Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>, int,
+        int) Use<TS>() where TS : struct, IGemmShape
     {
         if (!gemms.TryGetValue(typeof(TS), out var k))
         {
             // each thread stages BK x 8 TY / (TX TY) values of A and BK x 8 TX / (TX TY) of B per slab
             int nt = TS.TX * TS.TY, perA = TS.BK * 8 * TS.TY, perB = TS.BK * 8 * TS.TX;
-            if (perA % nt != 0 || perB % nt != 0 || perA / nt > 8 || perB / nt > 8 || Math.Max(perA, perB) > GemmKernels.SlabFloats)
+            if (perA % nt != 0 || perB % nt != 0 || perA / nt > 8 || perB / nt > 8 || Math.Max(perA,
+                perB) > GemmKernels.SlabFloats)
                 throw new InvalidOperationException($"{typeof(TS).Name}: a slab must stage a whole number of at most 8 values per thread and fit {GemmKernels.SlabFloats} floats");
-            gemms[typeof(TS)] = k = acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmKernels.Blocked<TS>);
+            gemms[typeof(TS)] = k = acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>>(GemmKernels.Blocked<TS>);
         }
         return (k, TS.TX, TS.TY);
     }
@@ -182,7 +192,8 @@ public sealed class IlgpuBackend : Backend<ViewMem>
 
     /// 32x32 tiles on the emulator; on a GPU 128x128 tiles when there are at least two per multiprocessor,
     /// else 64x64 (more groups in flight).
-    (Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>, int, int) PickGemm(GemmParams p)
+    (Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>, int,
+        int) PickGemm(GemmParams p)
     {
         if (!IsGpu) return Use<Gemm4>();
         switch (ForcedTile)

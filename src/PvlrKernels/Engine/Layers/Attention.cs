@@ -19,7 +19,8 @@ public sealed partial class Graph
         if (qkv.Rank != 3 || qkv.Dim(2) % 3 != 0) throw new ShapeException($"attention: qkv must be (N, L, 3W), got {qkv}");
         int nb = qkv.Dim(0), l = qkv.Dim(1), w = qkv.Dim(2) / 3;
         if (w % heads != 0) throw new ShapeException($"attention: width {w} not divisible by {heads} heads");
-        var a = new AttnParams { Nb = nb, L = l, W = w, H = heads, Causal = causal ? 1 : 0, Scale = 1f / MathF.Sqrt(w / heads) };
+        var a = new AttnParams { Nb = nb, L = l, W = w, H = heads, Causal = causal ? 1 : 0,
+            Scale = 1f / MathF.Sqrt(w / heads) };
         var y = New(new[] { nb, l, w }); var p = New(new[] { nb, heads, l, l });
         Backend.Attention(y.Data, y.Offset, p.Data, p.Offset, qkv.Data, qkv.Offset, a);
         var e = new AttentionSaved(qkv, p, heads, causal).Save();
@@ -31,9 +32,11 @@ public sealed partial class Graph
     {
         var qkv = saved.Qkv; var probs = saved.Probs;
         int nb = qkv.Dim(0), l = qkv.Dim(1), w = qkv.Dim(2) / 3, heads = saved.Heads;
-        var a = new AttnParams { Nb = nb, L = l, W = w, H = heads, Causal = saved.Causal ? 1 : 0, Scale = 1f / MathF.Sqrt(w / heads) };
+        var a = new AttnParams { Nb = nb, L = l, W = w, H = heads, Causal = saved.Causal ? 1 : 0,
+            Scale = 1f / MathF.Sqrt(w / heads) };
         var dScores = New(probs.Shape); var dQkv = GradOf(qkv);
-        Backend.AttentionBackward(dQkv.Data, dQkv.Offset, dScores.Data, dScores.Offset, dy.Data, dy.Offset, probs.Data, probs.Offset,
+        Backend.AttentionBackward(dQkv.Data, dQkv.Offset, dScores.Data, dScores.Offset, dy.Data, dy.Offset,
+            probs.Data, probs.Offset,
             qkv.Data, qkv.Offset, a);
     }
 }

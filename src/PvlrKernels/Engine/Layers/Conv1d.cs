@@ -23,19 +23,23 @@ public sealed partial class Graph
     {
         if (x.Rank != 3 || w.Rank != 3 || w.Dim(1) != x.Dim(2) || w.Dim(2) % 2 != 1 || (bias != null && bias.Size != w.Dim(0)))
             throw new ShapeException($"conv1d: x {x} (B,T,Cin), weight {w} (Cout,Cin,K odd), bias {bias?.ToString() ?? "none"}");
-        int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), k = w.Dim(2), pad = (k - 1) / 2, tp = t + 2 * pad;
+        int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), k = w.Dim(2), pad = (k - 1) / 2,
+            tp = t + 2 * pad;
         int rows = b * tp - 2 * pad;
         var xp = pad > 0 ? PadTimeRaw(x, pad) : x;
         var wr = Derived(w, 0, new[] { k * cin, cout }, wr =>
-            Backend.Copy4(wr.Data, wr.Offset, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 }, w.Data, w.Offset, new Strides4 { S1 = 1, S2 = k, S3 = cin * k },
+            Backend.Copy4(wr.Data, wr.Offset, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 }, w.Data, w.Offset,
+                new Strides4 { S1 = 1, S2 = k, S3 = cin * k },
                 new Dims4 { N0 = 1, N1 = k, N2 = cin, N3 = cout }, 1f, false));
         var yv = pad > 0 ? New(new[] { b * tp, cout }) : null;
         var y = New(new[] { b, t, cout });
         var dst = yv ?? y;
         if (bias != null)
-            Backend.Copy4(dst.Data, dst.Offset, new Strides4 { S2 = cout, S3 = 1 }, bias.Data, bias.Offset, new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1, N2 = rows, N3 = cout }, 1f, false);
+            Backend.Copy4(dst.Data, dst.Offset, new Strides4 { S2 = cout, S3 = 1 }, bias.Data, bias.Offset,
+                new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1, N2 = rows, N3 = cout }, 1f, false);
         Backend.Gemm(dst.Data, dst.Offset, xp.Data, xp.Offset, wr.Data, wr.Offset, new GemmParams
-        { Batch = 1, M = rows, N = cout, K = k * cin, RsA = cin, CsA = 1, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1f, Beta = bias != null ? 1f : 0f });
+        { Batch = 1, M = rows, N = cout, K = k * cin, RsA = cin, CsA = 1, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1f,
+            Beta = bias != null ? 1f : 0f });
         if (yv != null) CopyRows(y, yv, b, t, tp, cout, false);
         if (pad > 0) Release(xp, yv);                                   // test time: only y outlives the call
         var e = new Conv1dSaved(x, w, bias, xp).Save();
@@ -46,15 +50,19 @@ public sealed partial class Graph
     void Conv1dBackward(Conv1dSaved saved, Tensor dy)
     {
         var x = saved.X; var w = saved.Weight; var xp = saved.XPadded;
-        int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), k = w.Dim(2), pad = (k - 1) / 2, tp = t + 2 * pad, rows = b * tp - 2 * pad;
+        int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), k = w.Dim(2), pad = (k - 1) / 2,
+            tp = t + 2 * pad, rows = b * tp - 2 * pad;
         var dyp = pad > 0 ? PadTimeRaw(dy, pad) : dy;      // (B, Tp, Cout); dyv = dyp viewed from row pad
         if (w.RequiresGrad)
         {
             var dwr = New(new[] { k * cin, cout });
-            Backend.Gemm(dwr.Data, dwr.Offset, xp.Data, xp.Offset, dyp.Data, dyp.Offset + (long)pad * cout, new GemmParams
-            { Batch = 1, M = k * cin, N = cout, K = rows, RsA = 1, CsA = cin, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1f, Beta = 0f });
+            Backend.Gemm(dwr.Data, dwr.Offset, xp.Data, xp.Offset, dyp.Data, dyp.Offset + (long)pad * cout,
+                new GemmParams
+            { Batch = 1, M = k * cin, N = cout, K = rows, RsA = 1, CsA = cin, RsB = cout, CsB = 1, Ldc = cout,
+                Alpha = 1f, Beta = 0f });
             var dw = GradOf(w);
-            Backend.Copy4(dw.Data, dw.Offset, new Strides4 { S1 = 1, S2 = k, S3 = cin * k }, dwr.Data, dwr.Offset, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 },
+            Backend.Copy4(dw.Data, dw.Offset, new Strides4 { S1 = 1, S2 = k, S3 = cin * k }, dwr.Data, dwr.Offset,
+                new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 },
                 new Dims4 { N0 = 1, N1 = k, N2 = cin, N3 = cout }, 1f, true);
         }
         if (saved.Bias != null && saved.Bias.RequiresGrad)
@@ -65,17 +73,20 @@ public sealed partial class Graph
         if (x.RequiresGrad)
         {
             var wf = New(new[] { k * cout, cin });         // wf[j*Cout+co, ci] = W[co, ci, K-1-j]
-            Backend.Copy4(wf.Data, wf.Offset, new Strides4 { S1 = cout * cin, S2 = cin, S3 = 1 }, w.Data, w.Offset + (k - 1), new Strides4 { S1 = -1, S2 = cin * k, S3 = k },
+            Backend.Copy4(wf.Data, wf.Offset, new Strides4 { S1 = cout * cin, S2 = cin, S3 = 1 }, w.Data,
+                w.Offset + (k - 1), new Strides4 { S1 = -1, S2 = cin * k, S3 = k },
                 new Dims4 { N0 = 1, N1 = k, N2 = cout, N3 = cin }, 1f, false);
             var dx = GradOf(x);
             if (pad == 0)
                 Backend.Gemm(dx.Data, dx.Offset, dyp.Data, dyp.Offset, wf.Data, wf.Offset, new GemmParams
-                { Batch = 1, M = rows, N = cin, K = k * cout, RsA = cout, CsA = 1, RsB = cin, CsB = 1, Ldc = cin, Alpha = 1f, Beta = 1f });
+                { Batch = 1, M = rows, N = cin, K = k * cout, RsA = cout, CsA = 1, RsB = cin, CsB = 1, Ldc = cin,
+                    Alpha = 1f, Beta = 1f });
             else
             {
                 var dxv = New(new[] { b * tp, cin });
                 Backend.Gemm(dxv.Data, dxv.Offset, dyp.Data, dyp.Offset, wf.Data, wf.Offset, new GemmParams
-                { Batch = 1, M = rows, N = cin, K = k * cout, RsA = cout, CsA = 1, RsB = cin, CsB = 1, Ldc = cin, Alpha = 1f, Beta = 0f });
+                { Batch = 1, M = rows, N = cin, K = k * cout, RsA = cout, CsA = 1, RsB = cin, CsB = 1, Ldc = cin,
+                    Alpha = 1f, Beta = 0f });
                 CopyRows(dx, dxv, b, t, tp, cin, true);
             }
         }
@@ -86,13 +97,15 @@ public sealed partial class Graph
     {
         int b = x.Dim(0), t = x.Dim(1), c = x.Dim(2);
         var y = New(new[] { b, t + 2 * pad, c }, zero: true);
-        Backend.Copy4(y.Data, y.Offset + (long)pad * c, new Strides4 { S1 = (t + 2 * pad) * c, S2 = c, S3 = 1 }, x.Data, x.Offset, new Strides4 { S1 = t * c, S2 = c, S3 = 1 },
+        Backend.Copy4(y.Data, y.Offset + (long)pad * c, new Strides4 { S1 = (t + 2 * pad) * c, S2 = c, S3 = 1 },
+            x.Data, x.Offset, new Strides4 { S1 = t * c, S2 = c, S3 = 1 },
             new Dims4 { N0 = 1, N1 = b, N2 = t, N3 = c }, 1f, false);
         return y;
     }
 
     /// dst (B, T, C) (+)= the valid rows of a virtual-row buffer src (B*Tp, C).
     void CopyRows(Tensor dst, Tensor src, int b, int t, int tp, int c, bool accumulate) =>
-        Backend.Copy4(dst.Data, dst.Offset, new Strides4 { S1 = t * c, S2 = c, S3 = 1 }, src.Data, src.Offset, new Strides4 { S1 = tp * c, S2 = c, S3 = 1 },
+        Backend.Copy4(dst.Data, dst.Offset, new Strides4 { S1 = t * c, S2 = c, S3 = 1 }, src.Data, src.Offset,
+            new Strides4 { S1 = tp * c, S2 = c, S3 = 1 },
             new Dims4 { N0 = 1, N1 = b, N2 = t, N3 = c }, 1f, accumulate);
 }

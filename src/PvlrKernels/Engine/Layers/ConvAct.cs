@@ -24,7 +24,9 @@ public sealed partial class Graph
     {
         CheckMask(x, rowMask);
         int m = WinogradTile;
-        if (m > 0 && !Needs(x, w, bias) && x.Rank == 3 && x.Dim(1) == 1 && w.Rank == 3 && w.Dim(2) == 3) return CentreTap(x, w, bias, slope, rowMask);
+        if (m > 0 && !Needs(x, w,
+            bias) && x.Rank == 3 && x.Dim(1) == 1 && w.Rank == 3 && w.Dim(2) == 3) return CentreTap(x, w, bias, slope,
+            rowMask);
         if (TakesWinograd(x, w, bias)) return WinogradConv(new[] { x }, w, bias, slope, rowMask);
         return ActMask(Conv1d(x, w, bias), slope, rowMask);
     }
@@ -49,7 +51,8 @@ public sealed partial class Graph
         bool direct = !TakesWinograd(x, w, bias);
         foreach (var p in parts)
             direct |= Needs(p) || p.Rank != 3 || p.Dim(0) != x.Dim(0) || p.Dim(1) != x.Dim(1);
-        if (direct || parts.Length == 1) return ConvAct(parts.Length == 1 ? x : Concat(2, parts), w, bias, slope, rowMask);
+        if (direct || parts.Length == 1) return ConvAct(parts.Length == 1 ? x : Concat(2, parts), w, bias, slope,
+            rowMask);
         CheckMask(x, rowMask);
         return WinogradConv(parts, w, bias, slope, rowMask);
     }
@@ -68,13 +71,15 @@ public sealed partial class Graph
     Tensor WinogradConv(Tensor[] parts, Tensor w, Tensor bias, float slope, Tensor rowMask)
     {
         var x = parts[0];
-        int m = WinogradTile, b = x.Dim(0), t = x.Dim(1), cin = parts.Sum(p => p.Dim(2)), cout = w.Dim(0), n = m + 2, tiles = (t + m - 1) / m;
+        int m = WinogradTile, b = x.Dim(0), t = x.Dim(1), cin = parts.Sum(p => p.Dim(2)), cout = w.Dim(0), n = m + 2,
+            tiles = (t + m - 1) / m;
         CheckWeight(string.Join(" ++ ", parts.Select(p => p.ToString())), cin, w, bias);
         var mat = WinogradMats(m);
         // U = G w (G follows Bt and At in mat), in the GEMM's own B panels where the backend has them: the n
         // products then pack no B at all
         bool panels = Backend.PanelsFit(cout);
-        var u = Derived(w, m, new[] { n, cin, cout }, u => Backend.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset, mat, n * n + m * n, cin, cout, n, panels));
+        var u = Derived(w, m, new[] { n, cin, cout }, u => Backend.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset,
+            mat, n * n + m * n, cin, cout, n, panels));
         var p = new WinoParams { Batch = b, T = t, C = cin, M = m, N = n, Tiles = tiles, Slope = slope, VWidth = cin };
         // V and M die with this call (this path never records): each goes back to the arena as soon as
         // it is read, so the output and the layers after reuse their memory
@@ -90,12 +95,14 @@ public sealed partial class Graph
         Backend.Gemm(mm.Data, mm.Offset, v.Data, v.Offset, u.Data, u.Offset, new GemmParams
         {
             Batch = n, M = b * tiles, N = cout, K = cin, BatchA = b * tiles * cin, RsA = cin, CsA = 1,
-            BatchB = cin * cout, RsB = cout, CsB = 1, BatchC = b * tiles * cout, Ldc = cout, Alpha = 1f, Beta = 0f, PanelB = panels ? 1 : 0
+            BatchB = cin * cout, RsB = cout, CsB = 1, BatchC = b * tiles * cout, Ldc = cout, Alpha = 1f, Beta = 0f,
+                PanelB = panels ? 1 : 0
         });
         Release(v);
         var yo = New(new[] { b, t, cout });
         p.C = cout; p.VWidth = 0;
-        Backend.WinogradOut(yo.Data, yo.Offset, mm.Data, mm.Offset, mat, 0, bias?.Data, bias?.Offset ?? 0, rowMask?.Data, rowMask?.Offset ?? 0, p);
+        Backend.WinogradOut(yo.Data, yo.Offset, mm.Data, mm.Offset, mat, 0, bias?.Data, bias?.Offset ?? 0,
+            rowMask?.Data, rowMask?.Offset ?? 0, p);
         Release(mm);
         return yo;
     }
@@ -110,11 +117,13 @@ public sealed partial class Graph
         int b = x.Dim(0), cin = x.Dim(2), cout = w.Dim(0);
         if (centreG == null) { centreG = Backend.Allocate(3); Backend.Upload(centreG, 0, new[] { 0f, 1f, 0f }); }
         bool panels = Backend.PanelsFit(cout);
-        var wc = Derived(w, 1, new[] { 1, cin, cout }, u => Backend.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset, centreG, 0, cin, cout, 1, panels));
+        var wc = Derived(w, 1, new[] { 1, cin, cout }, u => Backend.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset,
+            centreG, 0, cin, cout, 1, panels));
         var y = New(new[] { b, 1, cout });
         Backend.Gemm(y.Data, y.Offset, x.Data, x.Offset, wc.Data, wc.Offset, new GemmParams
         {
-            Batch = 1, M = b, N = cout, K = cin, RsA = cin, CsA = 1, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1f, Beta = 0f, PanelB = panels ? 1 : 0
+            Batch = 1, M = b, N = cout, K = cin, RsA = cin, CsA = 1, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1f,
+                Beta = 0f, PanelB = panels ? 1 : 0
         });
         return ActMask(bias != null ? Add(y, Reshape(bias, 1, 1, cout)) : y, slope, rowMask);
     }

@@ -18,7 +18,8 @@ public sealed partial class Graph
     sealed class UnaryRule<TOp> : GenericRule where TOp : struct, IUnaryOp
     {
         public static readonly UnaryRule<TOp> Instance = new();
-        internal override void Backward(Graph g, ref Entry e, Tensor dy) => g.UnaryBackward<TOp>(UnarySaved.Load(e), e.Out, dy);
+        internal override void Backward(Graph g, ref Entry e, Tensor dy) => g.UnaryBackward<TOp>(UnarySaved.Load(e),
+            e.Out, dy);
     }
 
     /// What a unary op's backward reads besides its output: the input and the op's scalar.
@@ -40,7 +41,8 @@ public sealed partial class Graph
     void UnaryBackward<TOp>(UnarySaved saved, Tensor y, Tensor dy) where TOp : struct, IUnaryOp
     {
         var x = saved.X; var dx = GradOf(x);
-        Backend.UnaryBackward<TOp>(dx.Data, dx.Offset, x.Data, x.Offset, y.Data, y.Offset, dy.Data, dy.Offset, x.Size, saved.P, true);
+        Backend.UnaryBackward<TOp>(dx.Data, dx.Offset, x.Data, x.Offset, y.Data, y.Offset, dy.Data, dy.Offset, x.Size,
+            saved.P, true);
     }
 
     public Tensor Scale(Tensor x, float s) => Unary<ScaleOp>(x, s);
@@ -92,13 +94,15 @@ public sealed partial class Graph
     sealed class BinaryRule<TOp> : GenericRule where TOp : struct, IBinaryOp
     {
         public static readonly BinaryRule<TOp> Instance = new();
-        internal override void Backward(Graph g, ref Entry e, Tensor dy) => g.BinaryBackward<TOp>(BinarySaved.Load(e), e.Out, dy);
+        internal override void Backward(Graph g, ref Entry e, Tensor dy) => g.BinaryBackward<TOp>(BinarySaved.Load(e),
+            e.Out, dy);
     }
 
     /// What a binary op's backward reads: both inputs, the rank-4 output dims and each input's broadcast strides.
     readonly record struct BinarySaved(Tensor A, Tensor B, Dims4 Dims, Strides4 StridesA, Strides4 StridesB)
     {
-        public Entry Save(GenericRule rule) => new() { Op = Op.Generic, Rule = rule, A = A, B = B, Dims = Dims, S0 = StridesA, S1 = StridesB };
+        public Entry Save(GenericRule rule) => new() { Op = Op.Generic, Rule = rule, A = A, B = B, Dims = Dims,
+            S0 = StridesA, S1 = StridesB };
         public static BinarySaved Load(in Entry e) => new(e.A, e.B, e.Dims, e.S0, e.S1);
     }
 
@@ -130,7 +134,8 @@ public sealed partial class Graph
             var x = which == 0 ? saved.A : saved.B;
             if (!x.RequiresGrad) continue;
             var atOutputShape = New(y.Shape);
-            Backend.BinaryGrad<TOp>(atOutputShape.Data, atOutputShape.Offset, saved.A.Data, saved.A.Offset, saved.StridesA,
+            Backend.BinaryGrad<TOp>(atOutputShape.Data, atOutputShape.Offset, saved.A.Data, saved.A.Offset,
+                saved.StridesA,
                 saved.B.Data, saved.B.Offset, saved.StridesB, dy.Data, dy.Offset, d, which);
             var dx = GradOf(x);
             Backend.SumTo(dx.Data, dx.Offset, Pad4(x.Shape), atOutputShape.Data, atOutputShape.Offset, d, true);

@@ -25,7 +25,8 @@ public sealed partial class Graph
     void L2NormBackward(L2NormSaved saved, Tensor y, Tensor dy)
     {
         var dx = GradOf(saved.X);
-        Backend.L2NormalizeBackward(dx.Data, dx.Offset, dy.Data, dy.Offset, y.Data, y.Offset, saved.Norm.Data, saved.Norm.Offset,
+        Backend.L2NormalizeBackward(dx.Data, dx.Offset, dy.Data, dy.Offset, y.Data, y.Offset, saved.Norm.Data,
+            saved.Norm.Offset,
             saved.Outer, saved.N, saved.Inner, saved.Eps);
     }
 }

@@ -26,7 +26,8 @@ public sealed partial class Graph
         Backend.Gemm(y.Data, y.Offset, a.Data, a.Offset, b.Data, b.Offset, new GemmParams
         {
             Batch = bt, M = m, N = n, K = k, BatchA = ar * ac, RsA = transA ? 1 : ac, CsA = transA ? ac : 1,
-            BatchB = br * bc, RsB = transB ? 1 : bc, CsB = transB ? bc : 1, BatchC = m * n, Ldc = n, Alpha = 1f, Beta = 0f
+            BatchB = br * bc, RsB = transB ? 1 : bc, CsB = transB ? bc : 1, BatchC = m * n, Ldc = n, Alpha = 1f,
+                Beta = 0f
         });
         var e = new MatMulSaved(a, b, transA, transB).Save();
         Record(ref e, y, a, b);
@@ -86,9 +87,11 @@ public sealed partial class Graph
         int outF = w.Dim(0);
         var y = New(WithDim(x.Shape, -1, outF));
         if (bias != null)
-            Backend.Copy4(y.Data, y.Offset, new Strides4 { S2 = outF, S3 = 1 }, bias.Data, bias.Offset, new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1, N2 = rows, N3 = outF }, 1f, false);
+            Backend.Copy4(y.Data, y.Offset, new Strides4 { S2 = outF, S3 = 1 }, bias.Data, bias.Offset,
+                new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1, N2 = rows, N3 = outF }, 1f, false);
         Backend.Gemm(y.Data, y.Offset, x.Data, x.Offset, w.Data, w.Offset, new GemmParams
-        { Batch = 1, M = rows, N = outF, K = inF, RsA = inF, CsA = 1, RsB = 1, CsB = inF, Ldc = outF, Alpha = 1f, Beta = bias != null ? 1f : 0f });
+        { Batch = 1, M = rows, N = outF, K = inF, RsA = inF, CsA = 1, RsB = 1, CsB = inF, Ldc = outF, Alpha = 1f,
+            Beta = bias != null ? 1f : 0f });
         var e = new LinearSaved(x, w, bias).Save();
         Record(ref e, y, x, w, bias);
         return y;
@@ -101,13 +104,15 @@ public sealed partial class Graph
         {
             var dx = GradOf(x);
             Backend.Gemm(dx.Data, dx.Offset, dy.Data, dy.Offset, w.Data, w.Offset, new GemmParams
-            { Batch = 1, M = rows, N = inF, K = outF, RsA = outF, CsA = 1, RsB = inF, CsB = 1, Ldc = inF, Alpha = 1f, Beta = 1f });
+            { Batch = 1, M = rows, N = inF, K = outF, RsA = outF, CsA = 1, RsB = inF, CsB = 1, Ldc = inF, Alpha = 1f,
+                Beta = 1f });
         }
         if (w.RequiresGrad)
         {
             var dw = GradOf(w);
             Backend.Gemm(dw.Data, dw.Offset, dy.Data, dy.Offset, x.Data, x.Offset, new GemmParams
-            { Batch = 1, M = outF, N = inF, K = rows, RsA = 1, CsA = outF, RsB = inF, CsB = 1, Ldc = inF, Alpha = 1f, Beta = 1f });
+            { Batch = 1, M = outF, N = inF, K = rows, RsA = 1, CsA = outF, RsB = inF, CsB = 1, Ldc = inF, Alpha = 1f,
+                Beta = 1f });
         }
         if (saved.Bias != null && saved.Bias.RequiresGrad)
         {

@@ -19,7 +19,8 @@ public sealed partial class Graph
     /// [outer, n, inner] view around the axis, the mode and the scale (1/n for a mean).
     readonly record struct ReduceSaved(Tensor X, Tensor Index, int Outer, int N, int Inner, int Mode, float Scale)
     {
-        public Entry Save() => new() { Op = Op.Reduce, A = X, C = Index, I0 = Outer, I1 = N, I2 = Inner, I3 = Mode, F0 = Scale };
+        public Entry Save() => new() { Op = Op.Reduce, A = X, C = Index, I0 = Outer, I1 = N, I2 = Inner, I3 = Mode,
+            F0 = Scale };
         public static ReduceSaved Load(in Entry e) => new(e.A, e.C, e.I0, e.I1, e.I2, e.I3, e.F0);
     }
 
@@ -29,7 +30,8 @@ public sealed partial class Graph
         if (n == 0) throw new ShapeException($"reduce: empty axis in {x}");
         var y = New(WithDim(x.Shape, axis, 1));
         Tensor idx = mode == ReduceMode.Sum ? null : New(y.Shape);
-        Backend.Reduce(y.Data, y.Offset, x.Data, x.Offset, idx?.Data, idx?.Offset ?? 0, outer, n, inner, mode, scale, false);
+        Backend.Reduce(y.Data, y.Offset, x.Data, x.Offset, idx?.Data, idx?.Offset ?? 0, outer, n, inner, mode, scale,
+            false);
         var e = new ReduceSaved(x, idx, outer, n, inner, mode, scale).Save();
         Record(ref e, y, x);
         return y;
@@ -46,7 +48,8 @@ public sealed partial class Graph
             Backend.Copy4(dx.Data, dx.Offset, new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 }, dy.Data, dy.Offset,
                 new Strides4 { S1 = inner, S2 = 0, S3 = 1 }, d, saved.Scale, true);
         }
-        else Backend.Scatter(dx.Data, dx.Offset, dy.Data, dy.Offset, saved.Index.Data, saved.Index.Offset, outer, n, 1, inner, true);
+        else Backend.Scatter(dx.Data, dx.Offset, dy.Data, dy.Offset, saved.Index.Data, saved.Index.Offset, outer, n,
+            1, inner, true);
     }
 
     /// Indices of the k largest (or smallest) entries along an axis, as floats, shape x with axis -> k.

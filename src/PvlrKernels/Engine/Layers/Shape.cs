@@ -12,7 +12,8 @@ public sealed partial class Graph
     /// YOffset); its backward is the same map in reverse, accumulated.
     readonly record struct CopySaved(Tensor X, Dims4 Dims, Strides4 FromX, int XOffset, Strides4 ToY, int YOffset)
     {
-        public Entry Save() => new() { Op = Op.Copy, A = X, Dims = Dims, S0 = FromX, I0 = XOffset, S1 = ToY, I1 = YOffset };
+        public Entry Save() => new() { Op = Op.Copy, A = X, Dims = Dims, S0 = FromX, I0 = XOffset, S1 = ToY,
+            I1 = YOffset };
         public static CopySaved Load(in Entry e) => new(e.A, e.Dims, e.S0, e.I0, e.S1, e.I1);
     }
 
@@ -30,7 +31,8 @@ public sealed partial class Graph
     void CopyBackward(CopySaved saved, Tensor dy)
     {
         var dx = GradOf(saved.X);
-        Backend.Copy4(dx.Data, dx.Offset + saved.XOffset, saved.FromX, dy.Data, dy.Offset + saved.YOffset, saved.ToY, saved.Dims, 1f, true);
+        Backend.Copy4(dx.Data, dx.Offset + saved.XOffset, saved.FromX, dy.Data, dy.Offset + saved.YOffset, saved.ToY,
+            saved.Dims, 1f, true);
     }
 
     /// Swap two axes of a tensor of rank <= 4 (materialized).
@@ -54,7 +56,8 @@ public sealed partial class Graph
         var (outer, n, inner) = Around(x, axis, "slice");
         if (start < 0 || len < 0 || start + len > n) throw new ShapeException($"slice: [{start}, {start + len}) outside axis {axis} of {x}");
         var d = new Dims4 { N0 = 1, N1 = outer, N2 = len, N3 = inner };
-        return StridedCopy(x, (long)start * inner, d, new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 }, WithDim(x.Shape, axis, len));
+        return StridedCopy(x, (long)start * inner, d, new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 },
+            WithDim(x.Shape, axis, len));
     }
 
     /// Concatenate along one axis: each part copied into its range of the result, each copy recorded as
@@ -101,7 +104,8 @@ public sealed partial class Graph
     /// What the backward reads: the input, the indices (floats) and the gather's shape.
     readonly record struct GatherSaved(Tensor X, Tensor Index, int Outer, int N, int M, int Inner, bool PerInner)
     {
-        public Entry Save() => new() { Op = Op.Gather, A = X, C = Index, I0 = Outer, I1 = N, I2 = M, I3 = Inner, I4 = PerInner ? 1 : 0 };
+        public Entry Save() => new() { Op = Op.Gather, A = X, C = Index, I0 = Outer, I1 = N, I2 = M, I3 = Inner,
+            I4 = PerInner ? 1 : 0 };
         public static GatherSaved Load(in Entry e) => new(e.A, e.C, e.I0, e.I1, e.I2, e.I3, e.I4 != 0);
     }
 
@@ -120,7 +124,8 @@ public sealed partial class Graph
     void GatherBackward(GatherSaved saved, Tensor dy)
     {
         var dx = GradOf(saved.X);
-        Backend.Scatter(dx.Data, dx.Offset, dy.Data, dy.Offset, saved.Index.Data, saved.Index.Offset, saved.Outer, saved.N, saved.M,
+        Backend.Scatter(dx.Data, dx.Offset, dy.Data, dy.Offset, saved.Index.Data, saved.Index.Offset, saved.Outer,
+            saved.N, saved.M,
             saved.Inner, saved.PerInner);
     }
 }

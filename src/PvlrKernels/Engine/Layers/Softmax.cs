@@ -27,6 +27,7 @@ public sealed partial class Graph
     void SoftmaxBackward(SoftmaxSaved saved, Tensor y, Tensor dy)
     {
         var dx = GradOf(saved.X);
-        Backend.SoftmaxBackward(dx.Data, dx.Offset, y.Data, y.Offset, dy.Data, dy.Offset, saved.Outer, saved.N, saved.Inner, saved.Log);
+        Backend.SoftmaxBackward(dx.Data, dx.Offset, y.Data, y.Offset, dy.Data, dy.Offset, saved.Outer, saved.N,
+            saved.Inner, saved.Log);
     }
 }

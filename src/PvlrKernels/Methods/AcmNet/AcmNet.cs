@@ -25,7 +25,8 @@ public sealed class AcmNetModel : IMethodModel
     public readonly ParameterStore P = new();
     public string[] Classes { get; }
 
-    public static readonly string[] TermNames = ["inst_loss", "cont_loss", "back_loss", "guide_loss", "feat_loss", "sparse_loss"];
+    public static readonly string[] TermNames = ["inst_loss", "cont_loss", "back_loss", "guide_loss", "feat_loss",
+        "sparse_loss"];
     static readonly string[] Branches = ["inst", "cont", "back"];
 
     public AcmNetModel(AcmNetConfig cfg, IReadOnlyList<string> classes)
@@ -51,13 +52,15 @@ public sealed class AcmNetModel : IMethodModel
         {
             var w = P[p.Name.EndsWith(".bias") ? p.Name[..^5] + ".weight" : p.Name].Shape;
             double bound = 1 / Math.Sqrt(w[1] * (w.Length == 3 ? w[2] : 1));
-            P.Set(p.Name, Enumerable.Range(0, (int)p.Size).Select(_ => (float)((rng.NextDouble() * 2 - 1) * bound)).ToArray());
+            P.Set(p.Name, Enumerable.Range(0,
+                (int)p.Size).Select(_ => (float)((rng.NextDouble() * 2 - 1) * bound)).ToArray());
         }
     }
 
     Tensor W(string n) => P[n].Value;
 
-    public int[] Ks(int t) => [Math.Max(t / Cfg.InsTopK, 1), Math.Max(t / Cfg.ConTopK, 1), Math.Max(t / Cfg.BakTopK, 1)];
+    public int[] Ks(int t) => [Math.Max(t / Cfg.InsTopK, 1), Math.Max(t / Cfg.ConTopK, 1), Math.Max(t / Cfg.BakTopK,
+        1)];
 
     /// ACMNet.forward (model/ACMNet.py:37-103). `picks` may inject the (B, k) feature-anchor indices of
     /// each branch ("inst", "cont", "back"), as a replay does; otherwise they are chosen here.
@@ -75,7 +78,8 @@ public sealed class AcmNetModel : IMethodModel
             g.Rng.DropoutMask(g, select, Cfg.Dropout, "select");
             masked = g.Mul(e, select);
         }
-        var cas = g.Linear(g.Dropout(masked, Cfg.Dropout, "snippet_cls"), W("snippet_cls.weight"), W("snippet_cls.bias"));
+        var cas = g.Linear(g.Dropout(masked, Cfg.Dropout, "snippet_cls"), W("snippet_cls.weight"),
+            W("snippet_cls.bias"));
         var o = new AcmNetOutputs { Cas = cas, Att = att, Picks = picks ?? new() };
         float[] attHost = picks == null ? g.ToHost(att) : null;
         var p = new Tensor[3]; var f = new Tensor[3];
@@ -84,7 +88,8 @@ public sealed class AcmNetModel : IMethodModel
             var a = g.Slice(att, 2, i, 1);
             var weighted = g.Mul(cas, a);
             if (i == 0) o.InstCas = g.Softmax(weighted, 2);
-            p[i] = g.Softmax(g.Mean(g.TopK(weighted, 1, ks[i]).values, 1), 2);                                // (B,1,C+1)
+            p[i] = g.Softmax(g.Mean(g.TopK(weighted, 1, ks[i]).values, 1),
+                2);                                // (B,1,C+1)
             if (picks == null) o.Picks[Branches[i]] = TopIndices(attHost, b, t, i, ks[i], Cfg.SortTies);
             f[i] = g.Mean(g.Gather(e, 1, g.FromHost(o.Picks[Branches[i]], b, ks[i]), perInner: false), 1);  // (B,1,F)
         }
@@ -99,13 +104,15 @@ public sealed class AcmNetModel : IMethodModel
         for (int i = 0; i < b; i++)
         {
             for (int j = 0; j < t; j++) col[j] = att[(i * t + j) * 3 + branch];
-            var order = ties == MiningTies.Torch ? TorchSort.DescendingOrder<float>(col) : Enumerable.Range(0, t).OrderByDescending(j => col[j]).ToArray();
+            var order = ties == MiningTies.Torch ? TorchSort.DescendingOrder<float>(col) : Enumerable.Range(0,
+                t).OrderByDescending(j => col[j]).ToArray();
             for (int j = 0; j < k; j++) r[i * k + j] = order[j];
         }
         return r;
     }
 
-    public LossTerms Losses(Graph g, Tensor features, Tensor clip, float[] labels) => Losses(g, Forward(g, features), labels);
+    public LossTerms Losses(Graph g, Tensor features, Tensor clip, float[] labels) => Losses(g, Forward(g, features),
+        labels);
 
     /// ACMLoss (utils/net_utils.py:24-93), THUMOS weights 1, 1, 1.
     public LossTerms Losses(Graph g, AcmNetOutputs o, float[] labels)
@@ -132,7 +139,8 @@ public sealed class AcmNetModel : IMethodModel
         // mean_b sum_t |1 - softmax(CAS x a_inst)_bg - sg(a_inst)|
         var bg = g.Slice(o.InstCas, 2, c, 1); var aInst = g.Detach(g.Slice(o.Att, 2, 0, 1));
         var guide = g.Scale(g.SumAll(g.Abs(g.AddScalar(g.Scale(g.Add(bg, aInst), -1f), 1f))), 1f / b);
-        Tensor Norm(Tensor v) => g.Sqrt(g.Sum(g.Square(v), 2));                                                // (B,1,1)
+        Tensor Norm(Tensor v) => g.Sqrt(g.Sum(g.Square(v),
+            2));                                                // (B,1,1)
         Tensor ni = Norm(o.FInst), nc = Norm(o.FCont), nb = Norm(o.FBack);
         var f1 = g.Relu(g.Add(g.AddScalar(g.Scale(ni, -1f), Cfg.FeatMargin), nc));
         var f2 = g.Relu(g.Add(g.AddScalar(g.Scale(nc, -1f), Cfg.FeatMargin), nb));
@@ -153,7 +161,8 @@ public sealed class AcmNetModel : IMethodModel
 
     /// The test forward (main_thu.py:140-160) of each video alone, on its uniform_sample (at most MaxSeqLen
     /// snippets; a one-snippet video twice): per video CAS x a_inst (T', C+1) and a_inst (T').
-    public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
+    public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name,
+        ReadOnlyMemory<float> features, int t)> videos)
     {
         Inference.CheckVideos(videos, Cfg.FeatDim);
         var result = new (float[] cas, float[] attn)[videos.Count];
@@ -162,11 +171,13 @@ public sealed class AcmNetModel : IMethodModel
         {
             var (_, f, t) = videos[v];
             int n = t <= Cfg.MaxSeqLen && t > 1 ? t : (t == 1 ? 2 : Cfg.MaxSeqLen);
-            var x = Inference.SampleRows(f.Span, fd, Enumerable.Range(0, n).Select(i => t <= Cfg.MaxSeqLen && t > 1 ? i : (int)Math.Floor(i * ((double)t / n))).ToArray());
+            var x = Inference.SampleRows(f.Span, fd, Enumerable.Range(0,
+                n).Select(i => t <= Cfg.MaxSeqLen && t > 1 ? i : (int)Math.Floor(i * ((double)t / n))).ToArray());
             g.Reset(); g.Training = false; g.WinogradTile = Cfg.WinogradTile;
             using (g.NoGrad())
             {
-                var e = g.ConvAct(g.FromHost(x, 1, n, fd), W("feature_embedding.0.weight"), W("feature_embedding.0.bias"), 0f);
+                var e = g.ConvAct(g.FromHost(x, 1, n, fd), W("feature_embedding.0.weight"),
+                    W("feature_embedding.0.bias"), 0f);
                 var aInst = g.Slice(g.Softmax(g.Conv1d(e, W("att_branch.weight"), W("att_branch.bias")), 2), 2, 0, 1);
                 var cas = g.Linear(e, W("snippet_cls.weight"), W("snippet_cls.bias"));
                 result[v] = (g.ToHost(g.Mul(cas, aInst)), g.ToHost(aInst));
@@ -175,7 +186,8 @@ public sealed class AcmNetModel : IMethodModel
         return result;
     }
 
-    public (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] attn, int t, List<(double, double)> ambiguous) =>
+    public (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] attn, int t,
+        List<(double, double)> ambiguous) =>
         AcmNetProposals.Generate(Cfg, video, cas, attn, t);
 
     public EvaluationProtocol Evaluation => EvaluationProtocol.Seconds210;

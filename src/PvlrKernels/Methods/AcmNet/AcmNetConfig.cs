@@ -33,9 +33,11 @@ public sealed class AcmNetConfig : MethodConfig
 
     public static AcmNetConfig Paper() => new();
 
-    public static AcmNetConfig Demo() => new() { Preset = "demo", FeatDim = 256, MaxSeqLen = 320, MaxIter = 600, Interval = 100, Lr = 2e-4f };
+    public static AcmNetConfig Demo() => new() { Preset = "demo", FeatDim = 256, MaxSeqLen = 320, MaxIter = 600,
+        Interval = 100, Lr = 2e-4f };
 
-    public static AcmNetConfig Tiny() => new() { Preset = "tiny", FeatDim = 16, BatchSize = 6, MaxSeqLen = 32, MaxIter = 5, Interval = 2 };
+    public static AcmNetConfig Tiny() => new() { Preset = "tiny", FeatDim = 16, BatchSize = 6, MaxSeqLen = 32,
+        MaxIter = 5, Interval = 2 };
 
     public static AcmNetConfig FromPreset(string name) => name switch
     {
@@ -43,11 +45,13 @@ public sealed class AcmNetConfig : MethodConfig
         _ => throw new ArgumentException($"unknown preset '{name}' (demo | paper | tiny)")
     };
 
-    static readonly JsonSerializerOptions Opts = new() { WriteIndented = true, Converters = { new JsonStringEnumConverter() } };
+    static readonly JsonSerializerOptions Opts = new() { WriteIndented = true,
+        Converters = { new JsonStringEnumConverter() } };
     public override string ToJson() => JsonSerializer.Serialize(this, Opts);
     public static AcmNetConfig FromJson(string json)
     {
-        try { return JsonSerializer.Deserialize<AcmNetConfig>(json, Opts) ?? throw new ArgumentException("an empty config"); }
+        try { return JsonSerializer.Deserialize<AcmNetConfig>(json,
+            Opts) ?? throw new ArgumentException("an empty config"); }
         catch (JsonException e) { throw new ArgumentException($"a config that is not valid JSON ({e.Message.Split('\n')[0]})"); }
     }
 
@@ -56,7 +60,8 @@ public sealed class AcmNetConfig : MethodConfig
         base.Validate();
         if (InsTopK < 1 || ConTopK < 1 || BakTopK < 1 || UpScale < 1) throw new ArgumentException("InsTopK, ConTopK, BakTopK and UpScale must be at least 1");
         if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentException($"Dropout {Dropout} must be in [0, 1)");
-        if (new[] { Lamb1, Lamb2, Lamb3, FeatMargin, ClsThreshold }.Any(a => !float.IsFinite(a)) || !double.IsFinite(NmsThresh))
+        if (new[] { Lamb1, Lamb2, Lamb3, FeatMargin,
+            ClsThreshold }.Any(a => !float.IsFinite(a)) || !double.IsFinite(NmsThresh))
             throw new ArgumentException("the loss weights and test settings must be finite");
     }
 }

@@ -23,7 +23,8 @@ public sealed class AcmNetMethod : IMethod
     {
         var sd = StateDictFile.Read(path);
         var cfg = sd.ConfigJson != null ? Malformed.Guard(path, () => AcmNetConfig.FromJson(sd.ConfigJson))
-            : new AcmNetConfig { Preset = "pth", FeatDim = sd.Shape("feature_embedding.0.weight", "ACM-Net")[0], NumClasses = sd.Shape("snippet_cls.weight", "ACM-Net")[0] - 1 };
+            : new AcmNetConfig { Preset = "pth", FeatDim = sd.Shape("feature_embedding.0.weight", "ACM-Net")[0],
+                NumClasses = sd.Shape("snippet_cls.weight", "ACM-Net")[0] - 1 };
         var model = new AcmNetModel(cfg, sd.ClassesFor(cfg.NumClasses, classes));
         model.Initialize(backend, cfg.Seed);
         report = Checkpoint.FillFromStateDict(path, sd.Tensors, model.P, $"F={cfg.FeatDim}, {cfg.NumClasses} classes");
@@ -39,11 +40,14 @@ public sealed class AcmNetMethod : IMethod
         {
             var c = new AcmNetConfig
             {
-                Preset = "replay", BatchSize = dump.Features.Shape[0], MaxSeqLen = dump.Features.Shape[1], FeatDim = dump.Features.Shape[2],
+                Preset = "replay", BatchSize = dump.Features.Shape[0], MaxSeqLen = dump.Features.Shape[1],
+                    FeatDim = dump.Features.Shape[2],
                 NumClasses = dump.Labels.Shape[1],
             };
-            if (meta.TryGetProperty("topk", out var k)) { c.InsTopK = k[0].GetInt32(); c.ConTopK = k[1].GetInt32(); c.BakTopK = k[2].GetInt32(); }
-            if (meta.TryGetProperty("lamb", out var l)) { c.Lamb1 = l[0].GetSingle(); c.Lamb2 = l[1].GetSingle(); c.Lamb3 = l[2].GetSingle(); }
+            if (meta.TryGetProperty("topk",
+                out var k)) { c.InsTopK = k[0].GetInt32(); c.ConTopK = k[1].GetInt32(); c.BakTopK = k[2].GetInt32(); }
+            if (meta.TryGetProperty("lamb",
+                out var l)) { c.Lamb1 = l[0].GetSingle(); c.Lamb2 = l[1].GetSingle(); c.Lamb3 = l[2].GetSingle(); }
             if (meta.TryGetProperty("margin", out var m)) c.FeatMargin = m.GetSingle();
             return c;
         });
@@ -59,7 +63,8 @@ public sealed class AcmNetMethod : IMethod
         using var g = new Graph(backend, model.P, rng) { Training = true };
         int b = cfg.BatchSize, t = cfg.MaxSeqLen;
         var x = g.FromHost(dump.Features.AsFloat("features"), b, t, cfg.FeatDim);
-        ReplayDump.Step(g, model.P, rng, () => model.Losses(g, model.Forward(g, x, new Dictionary<string, float[]>(dumped)), dump.Labels.AsFloat("labels")), res);
+        ReplayDump.Step(g, model.P, rng, () => model.Losses(g, model.Forward(g, x, new Dictionary<string,
+            float[]>(dumped)), dump.Labels.AsFloat("labels")), res);
         var att = dump.Load("mining/attention.npy").AsFloat("attention");
         var ks = model.Ks(t);
         res.MiningSource = "the dump's attention";

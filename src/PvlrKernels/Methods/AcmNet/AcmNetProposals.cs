@@ -12,7 +12,8 @@ public static class AcmNetProposals
     const double Lambda = 0.2, FeatureFps = 25;
 
     /// cas: CAS x a_inst (T', C+1) raw; attn: a_inst (T'); t the video's own snippet count.
-    public static (List<Detection> detections, float[] scores) Generate(AcmNetConfig cfg, string video, float[] cas, float[] attn, int t)
+    public static (List<Detection> detections, float[] scores) Generate(AcmNetConfig cfg, string video, float[] cas,
+        float[] attn, int t)
     {
         int n = attn.Length, c = cfg.NumClasses, c1 = c + 1;
         if (n == 0 || cas.Length != n * c1) throw new ArgumentException($"{video}: cas {cas.Length} / attention {n} do not match C={c}");
@@ -27,13 +28,15 @@ public static class AcmNetProposals
             mean[j] = sum / k;
         }
         var all = Softmax(mean); var score = all[..c];
-        var pred = score.Max() > cfg.ClsThreshold ? Enumerable.Range(0, c).Where(j => score[j] > cfg.ClsThreshold).ToList() : [Array.IndexOf(score, score.Max())];
+        var pred = score.Max() > cfg.ClsThreshold ? Enumerable.Range(0,
+            c).Where(j => score[j] > cfg.ClsThreshold).ToList() : [Array.IndexOf(score, score.Max())];
         // softmax over C+1 per snippet of CAS x a_inst (act_inst_cas), the predicted classes, and a_inst
         var soft = new float[n * c1];
         for (int i = 0; i < n; i++) Softmax(cas.AsSpan(i * c1, c1).ToArray()).CopyTo(soft, i * c1);
         double tFactor = 16.0 * t / (FeatureFps * cfg.UpScale * n);
         var attUp = OicProposals.UpSample(attn.Select(v => (double)v).ToArray(), cfg.UpScale);
-        var casUp = pred.ToDictionary(j => j, j => OicProposals.UpSample(Enumerable.Range(0, n).Select(i => (double)soft[i * c1 + j]).ToArray(), cfg.UpScale));
+        var casUp = pred.ToDictionary(j => j, j => OicProposals.UpSample(Enumerable.Range(0,
+            n).Select(i => (double)soft[i * c1 + j]).ToArray(), cfg.UpScale));
         var byClass = new Dictionary<int, List<(double score, double start, double end)>>();
         for (int th = 0; th < 2; th++)                                   // np.arange(0.15, 0.25, 0.05)
         {
@@ -41,7 +44,8 @@ public static class AcmNetProposals
             foreach (var j in pred)
             {
                 var temp = casUp[j].Select(v => v < thresh ? 0 : v).ToArray();
-                OicProposals.Oic(temp.Select(v => v >= thresh ? v : 0).ToArray(), temp, Lambda, 0, tFactor, Collect(byClass, j));
+                OicProposals.Oic(temp.Select(v => v >= thresh ? v : 0).ToArray(), temp, Lambda, 0, tFactor,
+                    Collect(byClass, j));
             }
         }
         for (int th = 0; th < 17; th++)                                  // np.arange(0.15, 1.00, 0.05)
@@ -52,7 +56,8 @@ public static class AcmNetProposals
         }
         var dets = new List<Detection>();
         foreach (var (j, props) in byClass)
-            foreach (var (s, st, en) in OicProposals.Nms(props, cfg.NmsThresh)) dets.Add(new Detection(video, st, en, j, s));
+            foreach (var (s, st, en) in OicProposals.Nms(props, cfg.NmsThresh)) dets.Add(new Detection(video, st, en,
+                j, s));
         return (dets, score);
     }
 

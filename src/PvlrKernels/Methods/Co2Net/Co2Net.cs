@@ -25,7 +25,8 @@ public sealed class Co2NetModel : IMethodModel
     public string[] Classes { get; }
 
     /// The loss terms, in the order the original sums them (model.py:140-145), each with its weight.
-    public static readonly string[] TermNames = ["mil_loss", "mil_supp_loss", "contrastive_loss", "mutual_loss", "norm_loss", "guide_loss"];
+    public static readonly string[] TermNames = ["mil_loss", "mil_supp_loss", "contrastive_loss", "mutual_loss",
+        "norm_loss", "guide_loss"];
 
     public Co2NetModel(Co2NetConfig cfg, IReadOnlyList<string> classes)
     {
@@ -42,7 +43,8 @@ public sealed class Co2NetModel : IMethodModel
         Conv("classifier.1", f, f, 3); Conv("classifier.4", cfg.NumClasses + 1, f, 1);
     }
 
-    void Conv(string name, int cout, int cin, int k) { P.Add(name + ".weight", [cout, cin, k]); P.Add(name + ".bias", [cout]); }
+    void Conv(string name, int cout, int cin, int k) { P.Add(name + ".weight", [cout, cin, k]); P.Add(name + ".bias",
+        [cout]); }
 
     public MethodConfig Config => Cfg;
     public ParameterStore Parameters => P;
@@ -81,7 +83,8 @@ public sealed class Co2NetModel : IMethodModel
         var channel = g.Dropout(Cv(pooled, "channel_conv.0", mask: false), pd, $"{m}.channel_conv");
         var bitWise = g.Dropout(Cv(other, "bit_wise_attn.0"), pd, $"{m}.bit_wise_attn");
         var channelPerRow = rag == null ? channel                                       // each row its own video's
-            : g.Reshape(g.Gather(g.Reshape(channel, 1, rag.Count, h), 1, g.Reshape(rag.RowVideo, 1, rag.Rows), perInner: false), 1, rag.Rows, h);
+            : g.Reshape(g.Gather(g.Reshape(channel, 1, rag.Count, h), 1, g.Reshape(rag.RowVideo, 1, rag.Rows),
+                perInner: false), 1, rag.Rows, h);
         var filtered = g.Mul(g.Sigmoid(g.Mul(bitWise, channelPerRow)), self);
         var h1 = g.Dropout(Cv(filtered, "attention.0"), pd, $"{m}.attention.2");
         var h2 = Cv(h1, "attention.3", mask: false);                                    // feeds only the k=1 conv
@@ -105,15 +108,18 @@ public sealed class Co2NetModel : IMethodModel
         var (fa, ffeat) = Attn(g, "fAttn", fl, v, rag);
         var attn = g.Scale(g.Add(fa, va), 0.5f);
         float pd = Cfg.DropoutRatio;
-        var feat = g.Dropout(g.ConvAct(new[] { vfeat, ffeat }, W("fusion.0.weight"), W("fusion.0.bias"), 0.2f, rag?.Mask), pd, "fusion");
+        var feat = g.Dropout(g.ConvAct(new[] { vfeat, ffeat }, W("fusion.0.weight"), W("fusion.0.bias"), 0.2f,
+            rag?.Mask), pd, "fusion");
         var h = g.Dropout(feat, pd, "classifier.0");
-        h = g.Dropout(g.ConvAct(h, W("classifier.1.weight"), W("classifier.1.bias"), 0.2f, rag?.Mask), pd, "classifier.3");
+        h = g.Dropout(g.ConvAct(h, W("classifier.1.weight"), W("classifier.1.bias"), 0.2f, rag?.Mask), pd,
+            "classifier.3");
         var cas = g.ConvAct(h, W("classifier.4.weight"), W("classifier.4.bias"), 1f);
         return new Co2NetOutputs { Cas = cas, Attn = attn, VAttn = va, FAttn = fa, Feat = feat };
     }
 
     // ---------------- the loss (model.py:103-152) ----------------
-    public LossTerms Losses(Graph g, Tensor features, Tensor clip, float[] labels) => Losses(g, Forward(g, features), labels);
+    public LossTerms Losses(Graph g, Tensor features, Tensor clip, float[] labels) => Losses(g, Forward(g, features),
+        labels);
 
     public LossTerms Losses(Graph g, Co2NetOutputs o, float[] labels)
     {
@@ -125,11 +131,13 @@ public sealed class Co2NetModel : IMethodModel
         L.Terms["contrastive_loss"] = g.Scale(MilLosses.CoActivity(g, o.Feat, ssup, labels), Cfg.Alpha3);
         // 0.5 MSE(a_rgb, sg(a_flow)) + 0.5 MSE(a_flow, sg(a_rgb)): each attention learns from the other
         Tensor Mse(Tensor a, Tensor target) => g.MeanAll(g.Square(g.Sub(a, g.Detach(target))));
-        L.Terms["mutual_loss"] = g.Scale(g.Add(g.Scale(Mse(o.VAttn, o.FAttn), 0.5f), g.Scale(Mse(o.FAttn, o.VAttn), 0.5f)), Cfg.Alpha4);
+        L.Terms["mutual_loss"] = g.Scale(g.Add(g.Scale(Mse(o.VAttn, o.FAttn), 0.5f), g.Scale(Mse(o.FAttn, o.VAttn),
+            0.5f)), Cfg.Alpha4);
         var norm = g.Add(g.Add(g.MeanAll(o.Attn), g.MeanAll(o.VAttn)), g.MeanAll(o.FAttn));
         L.Terms["norm_loss"] = g.Scale(norm, Cfg.Alpha1 / 3f);
         var pbg = MilLosses.BackgroundProb(g, s);
-        var guide = g.Add(g.Add(MilLosses.Guide(g, o.Attn, pbg), MilLosses.Guide(g, o.VAttn, pbg)), MilLosses.Guide(g, o.FAttn, pbg));
+        var guide = g.Add(g.Add(MilLosses.Guide(g, o.Attn, pbg), MilLosses.Guide(g, o.VAttn, pbg)), MilLosses.Guide(g,
+            o.FAttn, pbg));
         L.Terms["guide_loss"] = g.Scale(guide, Cfg.Alpha2 / 3f);
         Tensor total = null;
         foreach (var n in TermNames) total = total == null ? L.Terms[n] : g.Add(total, L.Terms[n]);
@@ -141,7 +149,8 @@ public sealed class Co2NetModel : IMethodModel
         [("mil", "mil_loss"), ("supp", "mil_supp_loss"), ("contra", "contrastive_loss"), ("mutual", "mutual_loss")];
 
     /// Test-mode CAS (T, C+1) and attention (T) of each video, forwarded as one ragged batch.
-    public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
+    public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name,
+        ReadOnlyMemory<float> features, int t)> videos)
     {
         Inference.CheckVideos(videos, Cfg.FeatDim);
         g.Reset(); g.Training = false; g.WinogradTile = Cfg.WinogradTile;
@@ -151,7 +160,8 @@ public sealed class Co2NetModel : IMethodModel
             var (rgb, flow) = rag.PackHalves(g, videos.Select(v => v.features).ToArray(), Cfg.FeatDim, Cfg.Half);
             var o = Forward(g, rgb, flow, rag);
             float[] cas = g.ToHost(o.Cas), attn = g.ToHost(o.Attn);
-            return Enumerable.Range(0, rag.Count).Select(i => (rag.Unpack(cas, i, Cfg.NumClasses + 1), rag.Unpack(attn, i, 1))).ToArray();
+            return Enumerable.Range(0, rag.Count).Select(i => (rag.Unpack(cas, i, Cfg.NumClasses + 1),
+                rag.Unpack(attn, i, 1))).ToArray();
         }
     }
 
@@ -159,13 +169,16 @@ public sealed class Co2NetModel : IMethodModel
 
     /// proposal_methods.py:93-160 (the attention thresholds only) and, for the classification mAP, the
     /// scores of test.py:69.
-    public (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] attn, int t, List<(double, double)> ambiguous)
+    public (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] attn, int t,
+        List<(double, double)> ambiguous)
     {
         proposal ??= new ProposalConfig
         {
-            TestTopK = Cfg.TestTopK, VidThresh = Cfg.VidThresh, CasThresholds = [], ActThresholds = ProposalConfig.Linspace(0.1, 0.9, 10),
+            TestTopK = Cfg.TestTopK, VidThresh = Cfg.VidThresh, CasThresholds = [],
+                ActThresholds = ProposalConfig.Linspace(0.1, 0.9, 10),
             ActGamma = Cfg.GammaOic, ActLambda = Cfg.LambdaOic, NmsSigma = Cfg.NmsSigma,
         };
-        return (Proposals.Generate(video, cas, attn, t, Cfg.NumClasses, proposal, ambiguous).dets, MilLosses.ClassificationScores(cas, t, Cfg.NumClasses + 1));
+        return (Proposals.Generate(video, cas, attn, t, Cfg.NumClasses, proposal, ambiguous).dets,
+            MilLosses.ClassificationScores(cas, t, Cfg.NumClasses + 1));
     }
 }

@@ -56,18 +56,21 @@ public sealed class Co2NetConfig : MethodConfig
     public override string ToJson() => JsonSerializer.Serialize(this, Opts);
     public static Co2NetConfig FromJson(string json)
     {
-        try { return JsonSerializer.Deserialize<Co2NetConfig>(json, Opts) ?? throw new ArgumentException("an empty config"); }
+        try { return JsonSerializer.Deserialize<Co2NetConfig>(json,
+            Opts) ?? throw new ArgumentException("an empty config"); }
         catch (JsonException e) { throw new ArgumentException($"a config that is not valid JSON ({e.Message.Split('\n')[0]})"); }
     }
 
     public override void Validate()
     {
         base.Validate();
-        foreach (var (name, v) in new[] { ("AttnHidden", AttnHidden), ("TrainTopK", TrainTopK), ("TestTopK", TestTopK) })
+        foreach (var (name, v) in new[] { ("AttnHidden", AttnHidden), ("TrainTopK", TrainTopK), ("TestTopK",
+            TestTopK) })
             if (v < 1) throw new ArgumentException($"{name} {v} must be at least 1");
         foreach (var (name, v) in new[] { ("DropoutRatio", DropoutRatio), ("DropAttn", DropAttn) })
             if (!(v >= 0 && v < 1)) throw new ArgumentException($"{name} {v} must be in [0, 1)");
-        if (new[] { Alpha1, Alpha2, Alpha3, Alpha4, VidThresh }.Any(a => !float.IsFinite(a)) || new[] { GammaOic, LambdaOic, NmsSigma }.Any(a => !double.IsFinite(a)))
+        if (new[] { Alpha1, Alpha2, Alpha3, Alpha4, VidThresh }.Any(a => !float.IsFinite(a)) || new[] { GammaOic,
+            LambdaOic, NmsSigma }.Any(a => !double.IsFinite(a)))
             throw new ArgumentException("the alphas and the proposal settings must be finite");
     }
 }

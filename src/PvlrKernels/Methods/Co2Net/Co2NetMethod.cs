@@ -27,12 +27,14 @@ public sealed class Co2NetMethod : IMethod
         var cfg = sd.ConfigJson != null ? Malformed.Guard(path, () => Co2NetConfig.FromJson(sd.ConfigJson))
             : new Co2NetConfig
             {
-                Preset = "pth", FeatDim = sd.Shape("fusion.0.weight", "CO2-Net")[0], AttnHidden = sd.Shape("vAttn.attention.0.weight", "CO2-Net")[0],
+                Preset = "pth", FeatDim = sd.Shape("fusion.0.weight", "CO2-Net")[0],
+                    AttnHidden = sd.Shape("vAttn.attention.0.weight", "CO2-Net")[0],
                 NumClasses = sd.Shape("classifier.4.weight", "CO2-Net")[0] - 1,
             };
         var model = new Co2NetModel(cfg, sd.ClassesFor(cfg.NumClasses, classes));
         model.Initialize(backend, cfg.Seed);
-        report = Checkpoint.FillFromStateDict(path, sd.Tensors, model.P, $"F={cfg.FeatDim}, attention {cfg.AttnHidden}, {cfg.NumClasses} classes");
+        report = Checkpoint.FillFromStateDict(path, sd.Tensors, model.P,
+            $"F={cfg.FeatDim}, attention {cfg.AttnHidden}, {cfg.NumClasses} classes");
         return model;
     }
 
@@ -43,8 +45,10 @@ public sealed class Co2NetMethod : IMethod
         {
             var c = new Co2NetConfig
             {
-                Preset = "replay", BatchSize = dump.Features.Shape[0], MaxSeqLen = dump.Features.Shape[1], FeatDim = dump.Features.Shape[2],
-                NumClasses = dump.Labels.Shape[1], AttnHidden = dump.Load("weights/vAttn.attention.0.weight.npy").Shape[0],
+                Preset = "replay", BatchSize = dump.Features.Shape[0], MaxSeqLen = dump.Features.Shape[1],
+                    FeatDim = dump.Features.Shape[2],
+                NumClasses = dump.Labels.Shape[1],
+                    AttnHidden = dump.Load("weights/vAttn.attention.0.weight.npy").Shape[0],
             };
             if (meta.TryGetProperty("k", out var k)) c.TrainTopK = k.GetInt32();
             if (meta.TryGetProperty("alpha", out var a))

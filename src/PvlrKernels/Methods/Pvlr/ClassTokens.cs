@@ -13,9 +13,12 @@ public static class ClassTokens
     {
         ["BaseballPitch"] = "baseball pitch", ["BasketballDunk"] = "basketball dunk", ["Billiards"] = "billiards",
         ["CleanAndJerk"] = "clean and jerk", ["CliffDiving"] = "cliff diving", ["CricketBowling"] = "cricket bowling",
-        ["CricketShot"] = "cricket shot", ["Diving"] = "diving", ["FrisbeeCatch"] = "frisbee catch", ["GolfSwing"] = "golf swing",
-        ["HammerThrow"] = "hammer throw", ["HighJump"] = "high jump", ["JavelinThrow"] = "javelin throw", ["LongJump"] = "long jump",
-        ["PoleVault"] = "pole vault", ["Shotput"] = "shot put", ["SoccerPenalty"] = "soccer penalty", ["TennisSwing"] = "tennis swing",
+        ["CricketShot"] = "cricket shot", ["Diving"] = "diving", ["FrisbeeCatch"] = "frisbee catch",
+            ["GolfSwing"] = "golf swing",
+        ["HammerThrow"] = "hammer throw", ["HighJump"] = "high jump", ["JavelinThrow"] = "javelin throw",
+            ["LongJump"] = "long jump",
+        ["PoleVault"] = "pole vault", ["Shotput"] = "shot put", ["SoccerPenalty"] = "soccer penalty",
+            ["TennisSwing"] = "tennis swing",
         ["ThrowDiscus"] = "throw discus", ["VolleyballSpiking"] = "volleyball spiking",
     };
 
@@ -31,5 +34,6 @@ public static class ClassTokens
         return (tokens, ClipTokenizer.VocabSize);
     }
 
-    static string SplitCamel(string s) => string.Concat(s.Select((ch, i) => i > 0 && char.IsUpper(ch) ? " " + char.ToLowerInvariant(ch) : char.ToLowerInvariant(ch).ToString()));
+    static string SplitCamel(string s) => string.Concat(s.Select((ch,
+        i) => i > 0 && char.IsUpper(ch) ? " " + char.ToLowerInvariant(ch) : char.ToLowerInvariant(ch).ToString()));
 }

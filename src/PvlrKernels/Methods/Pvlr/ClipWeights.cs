@@ -19,7 +19,8 @@ public sealed class ClipWeights
     public readonly Dictionary<string, (int[] shape, float[] data)> Tensors;     // CLIP's own names
     public int Width, Layers, Context, ProjectionWidth, VocabRows;
 
-    ClipWeights(string path, Dictionary<string, (int[] shape, float[] data)> tensors) { Path = path; Tensors = tensors; }
+    ClipWeights(string path, Dictionary<string, (int[] shape,
+        float[] data)> tensors) { Path = path; Tensors = tensors; }
 
     public static ClipWeights Load(string path)
     {
@@ -34,7 +35,8 @@ public sealed class ClipWeights
                 text[name] = v;
         }
         var w = new ClipWeights(path, text);
-        (int[] shape, float[] data) T(string n) => text.TryGetValue(n, out var t) ? t : throw new DataFormatException($"{path}: no CLIP text tower: '{prefix}{n}' is missing");
+        (int[] shape, float[] data) T(string n) => text.TryGetValue(n,
+            out var t) ? t : throw new DataFormatException($"{path}: no CLIP text tower: '{prefix}{n}' is missing");
         var pos = T("positional_embedding").shape; var proj = T("text_projection").shape; var tok = T("token_embedding.weight").shape;
         if (pos.Length != 2 || proj.Length != 2 || tok.Length != 2 || proj[0] != pos[1] || tok[1] != pos[1])
             throw new DataFormatException($"{path}: CLIP text tower of inconsistent shapes: positional_embedding ({string.Join(",", pos)}), token_embedding.weight ({string.Join(",", tok)}), text_projection ({string.Join(",", proj)})");
@@ -60,7 +62,8 @@ public sealed class ClipWeights
         foreach (var p in model.P.List.Where(p => p.Name.StartsWith("clipmodel.")))
         {
             var name = p.Name["clipmodel.".Length..];
-            if (!Tensors.TryGetValue(name, out var t)) throw new DataFormatException($"{Path}: '{name}' is missing for {p.Name}");
+            if (!Tensors.TryGetValue(name,
+                out var t)) throw new DataFormatException($"{Path}: '{name}' is missing for {p.Name}");
             if (!t.shape.SequenceEqual(p.Shape))
                 throw new DataFormatException($"{Path}: '{name}' has shape ({string.Join(",", t.shape)}), the model's {p.Name} is ({string.Join(",", p.Shape)})" +
                     (name == "token_embedding.weight" && t.shape.Length == 2 && t.shape[0] != ClipTokenizer.VocabSize ? $": CLIP's BPE ids need {ClipTokenizer.VocabSize} rows" : ""));

@@ -16,7 +16,8 @@ public static class PvlrLoss
 
     /// labels (B, C) multi-hot; clip (B, T, D). `mining` may inject the four index arrays (B, k) by name
     /// (easy_act, easy_bkg, hard_act, hard_bkg), as a replay of a recorded step does.
-    public static LossTerms Compute(Graph g, PvlrConfig cfg, PvlrOutputs o, float[] labels, Tensor clip, Dictionary<string, float[]> mining = null)
+    public static LossTerms Compute(Graph g, PvlrConfig cfg, PvlrOutputs o, float[] labels, Tensor clip,
+        Dictionary<string, float[]> mining = null)
     {
         var L = new LossTerms();
         var al = cfg.Alpha;
@@ -27,7 +28,8 @@ public static class PvlrLoss
 
         // ---- VideoLoss ----
         var ssup = MilLosses.Suppressed(g, s, o.Attn);
-        var cls = g.Add(MilLosses.TopKMil(g, s, labels, cfg.TrainTopK, back: true), MilLosses.TopKMil(g, ssup, labels, cfg.TrainTopK, back: false));
+        var cls = g.Add(MilLosses.TopKMil(g, s, labels, cfg.TrainTopK, back: true), MilLosses.TopKMil(g, ssup, labels,
+            cfg.TrainTopK, back: false));
         L.Terms["cls_loss"] = g.Scale(cls, al[0]);
         L.Terms["contra_loss"] = g.Scale(MilLosses.CoActivity(g, o.Feat, ssup, labels), al[3]);
         var norm = g.Add(g.Add(g.MeanAll(o.Attn), g.MeanAll(o.VAttn)), g.MeanAll(o.FAttn));
@@ -40,7 +42,8 @@ public static class PvlrLoss
         var a2 = g.Reshape(o.Attn, b, t);
         var mask = g.New(new[] { b, t });
         g.Rng.DropoutMask(g, mask, cfg.DropEasy, "easy_mining");
-        var picks = mining != null && mining.ContainsKey("easy_act") ? mining : Mining.All(g.ToHost(a2), g.ToHost(mask), cfg, b, t);
+        var picks = mining != null && mining.ContainsKey("easy_act") ? mining : Mining.All(g.ToHost(a2),
+            g.ToHost(mask), cfg, b, t);
         float[] ea = picks["easy_act"], eb = picks["easy_bkg"], ha = picks["hard_act"], hb = picks["hard_bkg"];
         foreach (var k in new[] { "easy_act", "easy_bkg", "hard_act", "hard_bkg" }) L.MiningIndices[k] = picks[k];
         (Tensor mu, Tensor var) Pick(float[] idx, int k)
@@ -50,7 +53,8 @@ public static class PvlrLoss
             var it = g.FromHost(idx, b, k);
             return (g.Gather(o.Mu, 1, it, false), g.Gather(o.Var, 1, it, false));
         }
-        var easyAct = Pick(ea, cfg.KEasy); var easyBkg = Pick(eb, cfg.KEasy); var hardAct = Pick(ha, cfg.KHard); var hardBkg = Pick(hb, cfg.KHard);
+        var easyAct = Pick(ea, cfg.KEasy); var easyBkg = Pick(eb, cfg.KEasy); var hardAct = Pick(ha,
+            cfg.KHard); var hardBkg = Pick(hb, cfg.KHard);
 
         if (clip != null) L.Terms["distillation_loss"] = g.Scale(Distillation(g, o.Mu, clip), al[4]);
         L.Terms["action_prob_contra_loss"] = g.Scale(Intra(g, hardAct, easyAct, easyBkg), al[5]);
@@ -105,9 +109,11 @@ public static class PvlrLoss
         // would turn the diagonal's log(1-1) = -inf into NaN). An empty Y=0 set gives NaN, as the
         // original does (its loss.py video-level contrast has no negative pair then).
         var pv = g.Reshape(p, 1, b * b, 1);
-        Tensor Pick(List<float> idx) => g.Reshape(g.Gather(pv, 1, g.FromHost(idx.ToArray(), 1, idx.Count), perInner: false), idx.Count);
+        Tensor Pick(List<float> idx) => g.Reshape(g.Gather(pv, 1, g.FromHost(idx.ToArray(), 1, idx.Count),
+            perInner: false), idx.Count);
         var pos = g.Scale(g.MeanAll(g.Log(Pick(i1))), -1f);
-        var neg = i0.Count == 0 ? g.Scalar(float.NaN) : g.Scale(g.MeanAll(g.Log(g.AddScalar(g.Scale(Pick(i0), -1f), 1f))), -1f);
+        var neg = i0.Count == 0 ? g.Scalar(float.NaN) : g.Scale(g.MeanAll(g.Log(g.AddScalar(g.Scale(Pick(i0), -1f),
+            1f))), -1f);
         return g.Add(pos, neg);
     }
 

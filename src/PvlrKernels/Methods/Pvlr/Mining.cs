@@ -21,7 +21,8 @@ namespace PvlrKernels.Methods.Pvlr;
 public static class Mining
 {
     /// Row-wise top-k indices of scores (B, T), descending, in the given tie order.
-    public static float[] TopK<T>(T[] scores, int b, int t, int k, MiningTies ties = MiningTies.Torch) where T : IFloatingPointIeee754<T>
+    public static float[] TopK<T>(T[] scores, int b, int t, int k,
+        MiningTies ties = MiningTies.Torch) where T : IFloatingPointIeee754<T>
     {
         if (k > t) throw new ArgumentException($"mining: top {k} of {t} snippets");
         var idx = new float[b * k];
@@ -42,7 +43,8 @@ public static class Mining
     }
 
     /// loss.py:134-151: act = a * r, bkg = (max_t a - a) * r with r the dropout-on-ones mask {0, 1/(1-p)}.
-    public static (float[] act, float[] bkg) Easy<T>(T[] a, T[] r, int b, int t, int k, MiningTies ties = MiningTies.Torch) where T : IFloatingPointIeee754<T>
+    public static (float[] act, float[] bkg) Easy<T>(T[] a, T[] r, int b, int t, int k,
+        MiningTies ties = MiningTies.Torch) where T : IFloatingPointIeee754<T>
     {
         var act = new T[b * t]; var bkg = new T[b * t];
         for (int i = 0; i < b; i++)
@@ -54,7 +56,8 @@ public static class Mining
     }
 
     /// loss.py:153-174: inner = a * (E_m - E_M), outer = a * (D_M - D_m) around the median-binarised attention.
-    public static (float[] act, float[] bkg) Hard<T>(T[] a, int b, int t, int k, int bigM, int smallM, MiningTies ties = MiningTies.Torch) where T : IFloatingPointIeee754<T>
+    public static (float[] act, float[] bkg) Hard<T>(T[] a, int b, int t, int k, int bigM, int smallM,
+        MiningTies ties = MiningTies.Torch) where T : IFloatingPointIeee754<T>
     {
         var inner = new T[b * t]; var outer = new T[b * t];
         for (int i = 0; i < b; i++)
@@ -62,7 +65,8 @@ public static class Mining
             var row = a.AsSpan(i * t, t).ToArray();
             T med = Median(row);
             var bin = row.Select(v => v > med).ToArray();
-            var eM = Erode(bin, bigM); var em = Erode(bin, smallM); var dM = Dilate(bin, bigM); var dm = Dilate(bin, smallM);
+            var eM = Erode(bin, bigM); var em = Erode(bin, smallM); var dM = Dilate(bin, bigM); var dm = Dilate(bin,
+                smallM);
             for (int j = 0; j < t; j++)
             {
                 inner[i * t + j] = row[j] * T.CreateChecked((em[j] ? 1 : 0) - (eM[j] ? 1 : 0));
@@ -74,7 +78,8 @@ public static class Mining
 
     /// The four mining sets of loss.py:134-174 (easy_act, easy_bkg, hard_act, hard_bkg) under the config's
     /// k, windows and tie order: what the loss gathers, and what the replay compares with a dump's picks.
-    public static Dictionary<string, float[]> All<T>(T[] a, T[] r, PvlrConfig cfg, int b, int t) where T : IFloatingPointIeee754<T>
+    public static Dictionary<string, float[]> All<T>(T[] a, T[] r, PvlrConfig cfg, int b,
+        int t) where T : IFloatingPointIeee754<T>
     {
         var (ea, eb) = Easy(a, r, b, t, cfg.KEasy, cfg.MiningTies);
         var (ha, hb) = Hard(a, b, t, cfg.KHard, cfg.BigM, cfg.SmallM, cfg.MiningTies);

@@ -97,11 +97,14 @@ public sealed partial class PvlrModel
         foreach (var m in new[] { "vAttn", "fAttn" })
         {
             Conv($"{m}.AE_e.0", a, h, 3); Conv($"{m}.AE_d.0", h, a, 3); Conv($"{m}.bit_wise_attn.0", h, a, 3);
-            Conv($"{m}.channel_conv.0", h, h, 3); Conv($"{m}.attention.0", a, h, 3); Conv($"{m}.attention.3", a, a, 3); Conv($"{m}.attention.5", 1, a, 1);
+            Conv($"{m}.channel_conv.0", h, h, 3); Conv($"{m}.attention.0", a, h, 3); Conv($"{m}.attention.3", a, a,
+                3); Conv($"{m}.attention.5", 1, a, 1);
         }
         Conv("fusion.0", f, f, 3); Conv("fusion2.0", f, f, 3);
-        P.Add("snippet_prob_encoder.fc_mean.weight", new[] { d, f }); P.Add("snippet_prob_encoder.fc_mean.bias", new[] { d });
-        P.Add("snippet_prob_encoder.fc_var.weight", new[] { d, f }); P.Add("snippet_prob_encoder.fc_var.bias", new[] { d });
+        P.Add("snippet_prob_encoder.fc_mean.weight", new[] { d, f }); P.Add("snippet_prob_encoder.fc_mean.bias",
+            new[] { d });
+        P.Add("snippet_prob_encoder.fc_var.weight", new[] { d, f }); P.Add("snippet_prob_encoder.fc_var.bias",
+            new[] { d });
         P.Add("embedding.weight", new[] { Cfg.ClipContext, w });
         // frozen CLIP text tower
         P.Add("clipmodel.token_embedding.weight", new[] { vocab, w }, false);
@@ -110,8 +113,10 @@ public sealed partial class PvlrModel
         {
             string b = $"clipmodel.transformer.resblocks.{i}.";
             P.Add(b + "ln_1.weight", new[] { w }, false); P.Add(b + "ln_1.bias", new[] { w }, false);
-            P.Add(b + "attn.in_proj_weight", new[] { 3 * w, w }, false); P.Add(b + "attn.in_proj_bias", new[] { 3 * w }, false);
-            P.Add(b + "attn.out_proj.weight", new[] { w, w }, false); P.Add(b + "attn.out_proj.bias", new[] { w }, false);
+            P.Add(b + "attn.in_proj_weight", new[] { 3 * w, w }, false); P.Add(b + "attn.in_proj_bias",
+                new[] { 3 * w }, false);
+            P.Add(b + "attn.out_proj.weight", new[] { w, w }, false); P.Add(b + "attn.out_proj.bias", new[] { w },
+                false);
             P.Add(b + "ln_2.weight", new[] { w }, false); P.Add(b + "ln_2.bias", new[] { w }, false);
             P.Add(b + "mlp.c_fc.weight", new[] { 4 * w, w }, false); P.Add(b + "mlp.c_fc.bias", new[] { 4 * w }, false);
             P.Add(b + "mlp.c_proj.weight", new[] { w, 4 * w }, false); P.Add(b + "mlp.c_proj.bias", new[] { w }, false);
@@ -120,7 +125,8 @@ public sealed partial class PvlrModel
         P.Add("clipmodel.text_projection", new[] { w, d }, false);
     }
 
-    void Conv(string name, int cout, int cin, int k) { P.Add(name + ".weight", new[] { cout, cin, k }); P.Add(name + ".bias", new[] { cout }); }
+    void Conv(string name, int cout, int cin, int k) { P.Add(name + ".weight", new[] { cout, cin,
+        k }); P.Add(name + ".bias", new[] { cout }); }
 
     /// Allocates the arenas and draws the PyTorch default init (U(+-1/sqrt(fan_in)) for conv/linear,
     /// N(0, 0.01^2) for the prompt table) and a CLIP-style random init for the frozen text tower.
@@ -129,13 +135,15 @@ public sealed partial class PvlrModel
         P.Allocate(backend);
         var rng = new Random(seed);
         float U(double bound) => (float)((rng.NextDouble() * 2 - 1) * bound);
-        float N(double std) { double u1 = 1 - rng.NextDouble(), u2 = rng.NextDouble(); return (float)(std * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2)); }
+        float N(double std) { double u1 = 1 - rng.NextDouble(),
+            u2 = rng.NextDouble(); return (float)(std * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2)); }
         int w = Cfg.ClipWidth;
         double projStd = Math.Pow(w, -0.5) * Math.Pow(2 * Cfg.ClipLayers, -0.5);
         foreach (var p in P.List)
         {
             var a = new float[p.Size]; string n = p.Name;
-            if (n.EndsWith("ln_1.weight") || n.EndsWith("ln_2.weight") || n.EndsWith("ln_final.weight")) Array.Fill(a, 1f);
+            if (n.EndsWith("ln_1.weight") || n.EndsWith("ln_2.weight") || n.EndsWith("ln_final.weight")) Array.Fill(a,
+                1f);
             else if (n.StartsWith("clipmodel") && (n.EndsWith(".bias") || n.EndsWith("in_proj_bias"))) { }
             else if (n == "embedding.weight") for (int i = 0; i < a.Length; i++) a[i] = N(0.01);
             else if (n == "clipmodel.token_embedding.weight") for (int i = 0; i < a.Length; i++) a[i] = N(0.02);
@@ -181,8 +189,10 @@ public sealed partial class PvlrModel
         g.Release(fz);                                                                  // test time: dead from here on
         var bwn = g.L2Normalize(bw, 2, 1e-12f);
         var tau = rag == null ? g.MatMul(bwn, cn, transB: true)                         // (B,T,1)
-            : g.Reshape(g.Gather(g.MatMul(g.Reshape(bwn, rag.Rows, h), g.Reshape(cn, rag.Count, h), transB: true),  // (R, videos):
-                1, g.Reshape(rag.RowVideo, rag.Rows, 1), perInner: false), 1, rag.Rows, 1);                        // each row's own video
+            : g.Reshape(g.Gather(g.MatMul(g.Reshape(bwn, rag.Rows, h), g.Reshape(cn, rag.Count, h), transB: true),
+                 // (R, videos):
+                1, g.Reshape(rag.RowVideo, rag.Rows, 1), perInner: false), 1, rag.Rows,
+                    1);                        // each row's own video
         g.Release(bwn);
         var ff = g.SigmoidGate(bw, tau, v);
         g.Release(bw);
@@ -201,16 +211,21 @@ public sealed partial class PvlrModel
         Tensor Rows(Tensor table, float[] idx) => g.Gather(table, 1, g.FromHost(idx, 1, idx.Length), perInner: false);
         var fromE = Rows(g.Reshape(W("embedding.weight"), 1, Cfg.ClipContext, w), nodeE);                 // (1, U, W)
         var tok = Rows(g.Reshape(W("clipmodel.token_embedding.weight"), 1, -1, w), nodeToken);
-        var x = g.Add(g.Mul(fromE, g.FromHost(nodeMask, 1, u, 1)), g.Mul(tok, g.FromHost(nodeMask.Select(v => 1 - v).ToArray(), 1, u, 1)));
+        var x = g.Add(g.Mul(fromE, g.FromHost(nodeMask, 1, u, 1)), g.Mul(tok,
+            g.FromHost(nodeMask.Select(v => 1 - v).ToArray(), 1, u, 1)));
         x = g.Add(x, Rows(g.Reshape(W("clipmodel.positional_embedding"), 1, Cfg.ClipContext, w), nodePos));
-        var toLayout = nodesAreLayout ? null : g.FromHost(nodeOf, 1, r * l); var toNodes = nodesAreLayout ? null : g.FromHost(nodeAt, 1, u);
+        var toLayout = nodesAreLayout ? null : g.FromHost(nodeOf, 1,
+            r * l); var toNodes = nodesAreLayout ? null : g.FromHost(nodeAt, 1, u);
         for (int i = 0; i < Cfg.ClipLayers; i++)
         {
             string b = $"clipmodel.transformer.resblocks.{i}.";
             var h = g.LayerNorm(x, W(b + "ln_1.weight"), W(b + "ln_1.bias"));
-            var qkv = g.Linear(h, W(b + "attn.in_proj_weight"), W(b + "attn.in_proj_bias"));                // (1, U, 3W)
-            var att = g.Attention(g.Reshape(nodesAreLayout ? qkv : g.Gather(qkv, 1, toLayout, perInner: false), r, l, 3 * w), Cfg.ClipHeads, causal: true);
-            att = nodesAreLayout ? g.Reshape(att, 1, u, w) : g.Gather(g.Reshape(att, 1, r * l, w), 1, toNodes, perInner: false);   // (1, U, W)
+            var qkv = g.Linear(h, W(b + "attn.in_proj_weight"),
+                W(b + "attn.in_proj_bias"));                // (1, U, 3W)
+            var att = g.Attention(g.Reshape(nodesAreLayout ? qkv : g.Gather(qkv, 1, toLayout, perInner: false), r, l,
+                3 * w), Cfg.ClipHeads, causal: true);
+            att = nodesAreLayout ? g.Reshape(att, 1, u, w) : g.Gather(g.Reshape(att, 1, r * l, w), 1, toNodes,
+                perInner: false);   // (1, U, W)
             x = g.Add(x, g.Linear(att, W(b + "attn.out_proj.weight"), W(b + "attn.out_proj.bias")));
             h = g.LayerNorm(x, W(b + "ln_2.weight"), W(b + "ln_2.bias"));
             h = g.QuickGelu(g.Linear(h, W(b + "mlp.c_fc.weight"), W(b + "mlp.c_fc.bias")));
@@ -240,12 +255,15 @@ public sealed partial class PvlrModel
         var (va, vfeat) = Attn(g, "vAttn", v, fl, rag);
         var (fa, ffeat) = Attn(g, "fAttn", fl, v, rag);
         var attn = g.Add(g.Scale(fa, Cfg.ConvexAlpha), g.Scale(va, 1 - Cfg.ConvexAlpha));
-        var feat = g.Dropout(g.ConvAct(new[] { vfeat, ffeat }, W("fusion.0.weight"), W("fusion.0.bias"), 0.2f, rag?.Mask), Cfg.DropFusion, "fusion");   // of nfeat = [vfeat | ffeat]
+        var feat = g.Dropout(g.ConvAct(new[] { vfeat, ffeat }, W("fusion.0.weight"), W("fusion.0.bias"), 0.2f,
+            rag?.Mask), Cfg.DropFusion, "fusion");   // of nfeat = [vfeat | ffeat]
         g.Release(vfeat, ffeat);                                                        // test time: the fusion consumed them
-        var featFinal = g.Dropout(g.ConvAct(feat, W("fusion2.0.weight"), W("fusion2.0.bias"), 0.2f), Cfg.DropFusion, "fusion2");
+        var featFinal = g.Dropout(g.ConvAct(feat, W("fusion2.0.weight"), W("fusion2.0.bias"), 0.2f), Cfg.DropFusion,
+            "fusion2");
         var mu = g.Linear(featFinal, W("snippet_prob_encoder.fc_mean.weight"), W("snippet_prob_encoder.fc_mean.bias"));
         // the variance feeds the training losses only; test mode (CAS and attention) leaves it null
-        var var_ = g.Training ? g.Relu(g.Linear(featFinal, W("snippet_prob_encoder.fc_var.weight"), W("snippet_prob_encoder.fc_var.bias"))) : null;
+        var var_ = g.Training ? g.Relu(g.Linear(featFinal, W("snippet_prob_encoder.fc_var.weight"),
+            W("snippet_prob_encoder.fc_var.bias"))) : null;
         g.Release(featFinal);
         var text = precomputedText ?? TextFeatures(g);
         Tensor cas;
@@ -258,6 +276,7 @@ public sealed partial class PvlrModel
             cas = g.Scale(g.Linear(emb, text), 1f / Cfg.SigTTrain);
         }
         else cas = g.Scale(g.Linear(g.L2Normalize(mu, 2, 1e-12f), g.L2Normalize(text, 1, 1e-12f)), 1f / Cfg.SigTInfer);
-        return new PvlrOutputs { Cas = cas, Attn = attn, VAttn = va, FAttn = fa, Feat = feat, Mu = mu, Var = var_, Text = text };
+        return new PvlrOutputs { Cas = cas, Attn = attn, VAttn = va, FAttn = fa, Feat = feat, Mu = mu, Var = var_,
+            Text = text };
     }
 }

@@ -59,7 +59,8 @@ public sealed class PvlrConfig : MethodConfig
     /// The tiny configuration used by tests and small replay dumps.
     public static PvlrConfig Tiny() => new()
     {
-        Preset = "tiny", FeatDim = 16, AttnHidden = 4, EmbedDim = 8, ClipWidth = 8, ClipLayers = 1, ClipHeads = 2, NumSamples = 3,
+        Preset = "tiny", FeatDim = 16, AttnHidden = 4, EmbedDim = 8, ClipWidth = 8, ClipLayers = 1, ClipHeads = 2,
+            NumSamples = 3,
         BatchSize = 6, MaxSeqLen = 32, KEasy = 4, KHard = 2, SmallM = 6, MaxIter = 5, Interval = 2, WarmupIter = 0,
     };
 
@@ -71,13 +72,15 @@ public sealed class PvlrConfig : MethodConfig
 
     /// The dimensions of a PyTorch PVLR state_dict, read off its tensor shapes (heads = width/64, CLIP's
     /// convention, unless given); every other field keeps the paper default.
-    public static PvlrConfig FromShapes(Func<string, int[]> shapeOf, int clipLayers, int numClasses, string preset, int? heads = null)
+    public static PvlrConfig FromShapes(Func<string, int[]> shapeOf, int clipLayers, int numClasses, string preset,
+        int? heads = null)
     {
         var emb = shapeOf("embedding.weight");
         var c = new PvlrConfig
         {
             Preset = preset, FeatDim = shapeOf("fusion.0.weight")[0], AttnHidden = shapeOf("vAttn.AE_e.0.weight")[0],
-            EmbedDim = shapeOf("snippet_prob_encoder.fc_mean.weight")[0], ClipContext = emb[0], ClipWidth = emb[1], ClipLayers = clipLayers, NumClasses = numClasses,
+            EmbedDim = shapeOf("snippet_prob_encoder.fc_mean.weight")[0], ClipContext = emb[0], ClipWidth = emb[1],
+                ClipLayers = clipLayers, NumClasses = numClasses,
         };
         c.ClipHeads = heads ?? Math.Max(1, c.ClipWidth / 64);
         return c;
@@ -88,15 +91,18 @@ public sealed class PvlrConfig : MethodConfig
     [JsonIgnore] public override int ClipFeatureWidth => EmbedDim;
     public static PvlrConfig FromJson(string json)
     {
-        try { return JsonSerializer.Deserialize<PvlrConfig>(json, Opts) ?? throw new ArgumentException("an empty config"); }
+        try { return JsonSerializer.Deserialize<PvlrConfig>(json,
+            Opts) ?? throw new ArgumentException("an empty config"); }
         catch (JsonException e) { throw new ArgumentException($"a config that is not valid JSON ({e.Message.Split('\n')[0]})"); }
     }
 
     public override void Validate()
     {
         base.Validate();
-        foreach (var (name, v) in new[] { ("AttnHidden", AttnHidden), ("EmbedDim", EmbedDim), ("NumSamples", NumSamples), ("ClipWidth", ClipWidth),
-                     ("ClipLayers", ClipLayers), ("ClipHeads", ClipHeads), ("ClipContext", ClipContext), ("KEasy", KEasy), ("KHard", KHard),
+        foreach (var (name, v) in new[] { ("AttnHidden", AttnHidden), ("EmbedDim", EmbedDim), ("NumSamples",
+            NumSamples), ("ClipWidth", ClipWidth),
+                     ("ClipLayers", ClipLayers), ("ClipHeads", ClipHeads), ("ClipContext", ClipContext), ("KEasy",
+                         KEasy), ("KHard", KHard),
                      ("BigM", BigM), ("SmallM", SmallM), ("TrainTopK", TrainTopK) })
             if (v < 1) throw new ArgumentException($"{name} {v} must be at least 1");
         if (Prefix < 0 || Postfix < 0) throw new ArgumentException("Prefix and Postfix must not be negative");

@@ -34,16 +34,20 @@ public sealed class PvlrMethod : IMethod
         var sd = TorchZip.Load(path);
         var strip = sd.Keys.All(k => k.StartsWith("module.")) ? "module." : "";      // DataParallel prefix
         var t = sd.ToDictionary(kv => kv.Key[strip.Length..], kv => kv.Value);
-        int[] S(string n) => t.TryGetValue(n, out var v) ? v.shape : throw new DataFormatException($"{path}: no '{n}' in the state_dict: not a PVLR checkpoint");
+        int[] S(string n) => t.TryGetValue(n,
+            out var v) ? v.shape : throw new DataFormatException($"{path}: no '{n}' in the state_dict: not a PVLR checkpoint");
         var saved = TorchZip.ReadTextRecords(path, Checkpoint.ConfigRecord, Checkpoint.ClassesRecord);
-        var cfg = saved.TryGetValue(Checkpoint.ConfigRecord, out var cj) ? Malformed.Guard(path, () => PvlrConfig.FromJson(cj)) : null;
-        if (cfg != null && saved.TryGetValue(Checkpoint.ClassesRecord, out var cl)) classes ??= Malformed.Guard(path, () => JsonSerializer.Deserialize<string[]>(cl));
+        var cfg = saved.TryGetValue(Checkpoint.ConfigRecord, out var cj) ? Malformed.Guard(path,
+            () => PvlrConfig.FromJson(cj)) : null;
+        if (cfg != null && saved.TryGetValue(Checkpoint.ClassesRecord, out var cl)) classes ??= Malformed.Guard(path,
+            () => JsonSerializer.Deserialize<string[]>(cl));
         classes ??= ClassTokens.Names.Keys.ToArray();
         int clipLayers = t.Keys.Count(k => k.StartsWith("clipmodel.transformer.resblocks.") && k.EndsWith(".ln_1.weight"));
         cfg ??= PvlrConfig.FromShapes(S, clipLayers, classes.Count, "pth");
         var model = new PvlrModel(cfg, classes);
         model.Initialize(backend, cfg.Seed);
-        report = Checkpoint.FillFromStateDict(path, t, model.P, $"F={cfg.FeatDim}, D={cfg.EmbedDim}, CLIP {cfg.ClipLayers}x{cfg.ClipWidth}");
+        report = Checkpoint.FillFromStateDict(path, t, model.P,
+            $"F={cfg.FeatDim}, D={cfg.EmbedDim}, CLIP {cfg.ClipLayers}x{cfg.ClipWidth}");
         return model;
     }
 }
@@ -63,7 +67,8 @@ public sealed partial class PvlrModel : IMethodModel
     public string NonFiniteReason(string term, float[] labels)
     {
         int b = labels.Length / Cfg.NumClasses;
-        bool noNegative = Enumerable.Range(0, b).All(i => Enumerable.Range(0, b).All(j => PvlrLoss.SharesClass(labels, i, j, Cfg.NumClasses)));
+        bool noNegative = Enumerable.Range(0, b).All(i => Enumerable.Range(0, b).All(j => PvlrLoss.SharesClass(labels,
+            i, j, Cfg.NumClasses)));
         return term == "action_prob_vid_contra_loss" && noNegative
             ? "Every pair of this batch's videos shares a class, so the video-level contrast has no negative pair; the original's " +
               "model/loss.py is NaN here too. A dataset with more videos and classes avoids such batches"
@@ -78,7 +83,8 @@ public sealed partial class PvlrModel : IMethodModel
     }
 
     /// Test-mode cosine CAS (T, C+1) and attention (T) of each video, forwarded as one ragged batch.
-    public (float[] cas, float[] attn)[] Signals(Graph g, float[] text, IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
+    public (float[] cas, float[] attn)[] Signals(Graph g, float[] text, IReadOnlyList<(string name,
+        ReadOnlyMemory<float> features, int t)> videos)
     {
         Inference.CheckVideos(videos, Cfg.FeatDim);
         g.Reset(); g.Training = false; g.WinogradTile = Cfg.WinogradTile;
@@ -94,7 +100,8 @@ public sealed partial class PvlrModel : IMethodModel
                 o = Forward(g, rgb, flow, g.FromHost(text, Cfg.NumClasses + 1, Cfg.EmbedDim), rag);
             using (Profiler.Time("phase inference: download", rag.Rows))
             { cas = g.ToHost(o.Cas); attn = g.ToHost(o.Attn); }
-            return Enumerable.Range(0, rag.Count).Select(i => (rag.Unpack(cas, i, Cfg.NumClasses + 1), rag.Unpack(attn, i, 1))).ToArray();
+            return Enumerable.Range(0, rag.Count).Select(i => (rag.Unpack(cas, i, Cfg.NumClasses + 1),
+                rag.Unpack(attn, i, 1))).ToArray();
         }
     }
 
@@ -102,6 +109,8 @@ public sealed partial class PvlrModel : IMethodModel
 
     /// The proposals of eval/proposal_methods.py and, for the classification mAP, the scores of
     /// eval/inference.py:72 (not the proposals' own video scores).
-    public (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] attn, int t, List<(double, double)> ambiguous) =>
-        (Proposals.Generate(video, cas, attn, t, Cfg.NumClasses, Proposal, ambiguous).dets, MilLosses.ClassificationScores(cas, t, Cfg.NumClasses + 1));
+    public (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] attn, int t,
+        List<(double, double)> ambiguous) =>
+        (Proposals.Generate(video, cas, attn, t, Cfg.NumClasses, Proposal, ambiguous).dets,
+            MilLosses.ClassificationScores(cas, t, Cfg.NumClasses + 1));
 }

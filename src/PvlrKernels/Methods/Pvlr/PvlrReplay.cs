@@ -37,15 +37,20 @@ public static class PvlrReplay
         int[] S(string name) => Load(dir, Path.Combine("weights", name + ".npy")).Shape;
         var feats = Load(dir, "inputs/features.npy").Shape; var labels = Load(dir, "inputs/labels.npy").Shape;
         if (feats.Length != 3) throw new ShapeException($"replay dump {dir}: inputs/features.npy must be (B,T,F), got {Tensor.ShapeStr(feats)}");
-        int layers = Directory.GetFiles(Path.Combine(dir, "weights"), "clipmodel.transformer.resblocks.*.ln_1.weight.npy").Length;
+        int layers = Directory.GetFiles(Path.Combine(dir, "weights"),
+            "clipmodel.transformer.resblocks.*.ln_1.weight.npy").Length;
         int Meta(string k, int dflt) => meta.TryGetProperty(k, out var v) ? v.GetInt32() : dflt;
-        var cfg = PvlrConfig.FromShapes(S, layers, labels[1], "replay", meta.TryGetProperty("heads", out var h) ? h.GetInt32() : (int?)null);
+        var cfg = PvlrConfig.FromShapes(S, layers, labels[1], "replay", meta.TryGetProperty("heads",
+            out var h) ? h.GetInt32() : (int?)null);
         cfg.BatchSize = feats[0]; cfg.MaxSeqLen = feats[1];
-        cfg.KEasy = Load(dir, "mining/easy_act_idx.npy").Shape[1]; cfg.KHard = Load(dir, "mining/hard_act_idx.npy").Shape[1];
+        cfg.KEasy = Load(dir, "mining/easy_act_idx.npy").Shape[1]; cfg.KHard = Load(dir,
+            "mining/hard_act_idx.npy").Shape[1];
         cfg.NumSamples = Meta("num_samples", Load(dir, "random/eps.npy").Shape[0]);
-        cfg.TrainTopK = Meta("train_topk", cfg.TrainTopK); cfg.BigM = Meta("M", cfg.BigM); cfg.SmallM = Meta("m", cfg.SmallM);
+        cfg.TrainTopK = Meta("train_topk", cfg.TrainTopK); cfg.BigM = Meta("M", cfg.BigM); cfg.SmallM = Meta("m",
+            cfg.SmallM);
         if (meta.TryGetProperty("eps_std", out var e)) cfg.EpsStd = e.GetSingle();
-        if (meta.TryGetProperty("alpha", out var a)) cfg.Alpha = a.EnumerateArray().Select(x => x.GetSingle()).ToArray();
+        if (meta.TryGetProperty("alpha",
+            out var a)) cfg.Alpha = a.EnumerateArray().Select(x => x.GetSingle()).ToArray();
         if (feats[2] != cfg.FeatDim) throw new ShapeException($"replay dump {dir}: features have width {feats[2]}, fusion.0.weight {cfg.FeatDim}");
         return cfg;
     }
@@ -55,7 +60,8 @@ public static class PvlrReplay
     {
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"replay dump {dir} not found");
         var metaPath = Path.Combine(dir, "meta.json");
-        using var metaDoc = Malformed.Guard(metaPath, () => JsonDocument.Parse(File.Exists(metaPath) ? File.ReadAllText(metaPath) : "{}"));
+        using var metaDoc = Malformed.Guard(metaPath,
+            () => JsonDocument.Parse(File.Exists(metaPath) ? File.ReadAllText(metaPath) : "{}"));
         var meta = metaDoc.RootElement;
         var cfg = Malformed.Guard(metaPath, () => ConfigOf(dir, meta));
         configure?.Invoke(cfg);
@@ -96,15 +102,20 @@ public static class PvlrReplay
             model.P.Set(p.Name, a.AsFloat(p.Name));
         }
         var known = model.P.List.Select(p => p.Name).ToHashSet();
-        var extra = Directory.GetFiles(Path.Combine(dir, "weights"), "*.npy").Select(f => Path.GetFileNameWithoutExtension(f)).Where(n => !known.Contains(n) && n != "clipmodel.token_embedding.weight").ToList();
+        var extra = Directory.GetFiles(Path.Combine(dir, "weights"),
+            "*.npy").Select(f => Path.GetFileNameWithoutExtension(f)).Where(n => !known.Contains(n) && n != "clipmodel.token_embedding.weight").ToList();
         if (extra.Count > 0) res.Notes.Add($"weights not used by the text/snippet model: {string.Join(", ", extra)}");
 
-        var order = meta.TryGetProperty("random_order", out var ro) ? ro.EnumerateArray().Select(x => x.GetString()).ToList()
-            : Directory.GetFiles(Path.Combine(dir, "random"), "*.npy").Select(f => Path.GetFileNameWithoutExtension(f)).Order().ToList();
+        var order = meta.TryGetProperty("random_order",
+            out var ro) ? ro.EnumerateArray().Select(x => x.GetString()).ToList()
+            : Directory.GetFiles(Path.Combine(dir, "random"),
+                "*.npy").Select(f => Path.GetFileNameWithoutExtension(f)).Order().ToList();
         bool channelFirst = !meta.TryGetProperty("mask_layout", out var ml) || ml.GetString() != "time_major";
-        var rng = new ReplaySource(order.Select(tag => { var a = Load(dir, Path.Combine("random", tag + ".npy")); return (tag, a.AsFloat(tag), a.Shape); }), channelFirst);
+        var rng = new ReplaySource(order.Select(tag => { var a = Load(dir, Path.Combine("random",
+            tag + ".npy")); return (tag, a.AsFloat(tag), a.Shape); }), channelFirst);
         var mining = new Dictionary<string, float[]>();
-        foreach (var k in new[] { "easy_act", "easy_bkg", "hard_act", "hard_bkg" }) mining[k] = Load(dir, $"mining/{k}_idx.npy").AsFloat(k);
+        foreach (var k in new[] { "easy_act", "easy_bkg", "hard_act", "hard_bkg" }) mining[k] = Load(dir,
+            $"mining/{k}_idx.npy").AsFloat(k);
 
         using var g = new Graph(backend, model.P, rng) { Training = true };
         model.P.ZeroGrad();
@@ -127,7 +138,8 @@ public static class PvlrReplay
 
     /// Runs Mining.Easy/Hard on the dump's attention (float64, mining/attention.npy) or else on the replay's
     /// own (float32), with the dump's easy-mining dropout mask, and counts the picks equal to the dump's.
-    static void CompareMining(string dir, PvlrConfig cfg, float[] ownAttention, Dictionary<string, float[]> dumped, ReplayResult res)
+    static void CompareMining(string dir, PvlrConfig cfg, float[] ownAttention, Dictionary<string, float[]> dumped,
+        ReplayResult res)
     {
         int b = cfg.BatchSize, t = cfg.MaxSeqLen;
         var mask = Load(dir, "random/easy_mining.npy");

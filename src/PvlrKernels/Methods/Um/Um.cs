@@ -49,7 +49,8 @@ public sealed class UmModel : IMethodModel
         foreach (var p in P.List)
         {
             double b = p.Name.StartsWith("cas_module.classifier") ? 1 / Math.Sqrt(Cfg.Hidden) : bound;
-            P.Set(p.Name, Enumerable.Range(0, (int)p.Size).Select(_ => (float)((rng.NextDouble() * 2 - 1) * b)).ToArray());
+            P.Set(p.Name, Enumerable.Range(0,
+                (int)p.Size).Select(_ => (float)((rng.NextDouble() * 2 - 1) * b)).ToArray());
         }
     }
 
@@ -67,7 +68,8 @@ public sealed class UmModel : IMethodModel
         var (kAct, kBkg) = Ks(t);
         if (kAct < 1 || kBkg < 1) throw new ShapeException($"um: {t} snippets leave no action (T // {Cfg.RAct}) or background (T // {Cfg.RBkg}) snippet");
         var features = g.ConvAct(x, W("cas_module.conv.0.weight"), W("cas_module.conv.0.bias"), 0f);
-        var cas = g.Conv1d(g.Dropout(features, Cfg.DropoutRatio, "cas_module.drop_out"), W("cas_module.classifier.0.weight"), null);
+        var cas = g.Conv1d(g.Dropout(features, Cfg.DropoutRatio, "cas_module.drop_out"),
+            W("cas_module.classifier.0.weight"), null);
         float[] magnitudes;
         using (g.NoGrad()) magnitudes = g.ToHost(g.Sqrt(g.Sum(g.Square(features), 2)));
         var select = new float[b * t];
@@ -78,21 +80,25 @@ public sealed class UmModel : IMethodModel
             select = g.ToHost(mask);
         }
         else Array.Fill(select, 1f);
-        var (act, bkg) = picks != null && picks.ContainsKey("act") ? (picks["act"], picks["bkg"]) : Select(magnitudes, select, b, t, kAct, kBkg, Cfg.SortTies);
+        var (act, bkg) = picks != null && picks.ContainsKey("act") ? (picks["act"], picks["bkg"]) : Select(magnitudes,
+            select, b, t, kAct, kBkg, Cfg.SortTies);
         var actIdx = g.FromHost(act, b, kAct); var bkgIdx = g.FromHost(bkg, b, kBkg);
         var (top, _) = g.TopK(cas, 1, kAct);
         return new UmOutputs
         {
             Cas = cas, Features = features, ActIndices = act, BkgIndices = bkg,
-            FeatAct = g.Gather(features, 1, actIdx, perInner: false), FeatBkg = g.Gather(features, 1, bkgIdx, perInner: false),
-            ScoreAct = g.Softmax(g.Mean(top, 1), 2), ScoreBkg = g.Softmax(g.Mean(g.Gather(cas, 1, bkgIdx, perInner: false), 1), 2),
+            FeatAct = g.Gather(features, 1, actIdx, perInner: false), FeatBkg = g.Gather(features, 1, bkgIdx,
+                perInner: false),
+            ScoreAct = g.Softmax(g.Mean(top, 1), 2), ScoreBkg = g.Softmax(g.Mean(g.Gather(cas, 1, bkgIdx,
+                perInner: false), 1), 2),
         };
     }
 
     /// The action and background picks of model.py:59-74 on the host, in float32 as the original computes
     /// them: per video the top kAct of |f| x mask and the top kBkg of (max |f| - |f|) x mask, both by a
     /// descending sort in the given tie order.
-    public static (float[] act, float[] bkg) Select(float[] magnitudes, float[] mask, int b, int t, int kAct, int kBkg, MiningTies ties)
+    public static (float[] act, float[] bkg) Select(float[] magnitudes, float[] mask, int b, int t, int kAct,
+        int kBkg, MiningTies ties)
     {
         var act = new float[b * kAct]; var bkg = new float[b * kBkg];
         var drop = new float[t]; var rev = new float[t];
@@ -109,7 +115,8 @@ public sealed class UmModel : IMethodModel
         return (act, bkg);
     }
 
-    public LossTerms Losses(Graph g, Tensor features, Tensor clip, float[] labels) => Losses(g, Forward(g, features), labels);
+    public LossTerms Losses(Graph g, Tensor features, Tensor clip, float[] labels) => Losses(g, Forward(g, features),
+        labels);
 
     /// UM_loss (train.py:5-37), each term with its weight.
     public LossTerms Losses(Graph g, UmOutputs o, float[] labels)
@@ -136,12 +143,14 @@ public sealed class UmModel : IMethodModel
         return L;
     }
 
-    public IReadOnlyList<(string label, string term)> ProgressTerms { get; } = [("cls", "cls_loss"), ("um", "um_loss"), ("be", "be_loss")];
+    public IReadOnlyList<(string label, string term)> ProgressTerms { get; } = [("cls", "cls_loss"), ("um",
+        "um_loss"), ("be", "be_loss")];
 
     /// The test forward of each video (test.py:30-35), one at a time as the original's batch of 1, on at
     /// most MaxSeqLen snippets sampled uniformly (thumos_features.py:153-158): per video the raw CAS
     /// (T', C) and the feature magnitudes (T'), T' the sampled length.
-    public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
+    public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name,
+        ReadOnlyMemory<float> features, int t)> videos)
     {
         Inference.CheckVideos(videos, Cfg.FeatDim);
         var result = new (float[] cas, float[] attn)[videos.Count];
@@ -149,7 +158,8 @@ public sealed class UmModel : IMethodModel
         {
             var (_, f, t) = videos[v];
             int n = Math.Min(t, Cfg.MaxSeqLen);
-            var x = Inference.SampleRows(f.Span, Cfg.FeatDim, Enumerable.Range(0, n).Select(i => t <= Cfg.MaxSeqLen ? i : (int)Math.Floor((double)i * t / Cfg.MaxSeqLen)).ToArray());
+            var x = Inference.SampleRows(f.Span, Cfg.FeatDim, Enumerable.Range(0,
+                n).Select(i => t <= Cfg.MaxSeqLen ? i : (int)Math.Floor((double)i * t / Cfg.MaxSeqLen)).ToArray());
             g.Reset(); g.Training = false; g.WinogradTile = Cfg.WinogradTile;
             using (g.NoGrad())
             {
@@ -163,7 +173,8 @@ public sealed class UmModel : IMethodModel
     }
 
     /// test.py:37-127 on one video: detections in seconds, and score_act as its classification scores.
-    public (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] magnitudes, int t, List<(double, double)> ambiguous) =>
+    public (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] magnitudes, int t,
+        List<(double, double)> ambiguous) =>
         UmProposals.Generate(Cfg, video, cas, magnitudes, t);
 
     /// UM evaluates in seconds on the 210 test videos of its split_test.txt (Evaluation).

@@ -48,11 +48,13 @@ public sealed class UmConfig : MethodConfig
         _ => throw new ArgumentException($"unknown preset '{name}' (demo | paper | tiny)")
     };
 
-    static readonly JsonSerializerOptions Opts = new() { WriteIndented = true, Converters = { new JsonStringEnumConverter() } };
+    static readonly JsonSerializerOptions Opts = new() { WriteIndented = true,
+        Converters = { new JsonStringEnumConverter() } };
     public override string ToJson() => JsonSerializer.Serialize(this, Opts);
     public static UmConfig FromJson(string json)
     {
-        try { return JsonSerializer.Deserialize<UmConfig>(json, Opts) ?? throw new ArgumentException("an empty config"); }
+        try { return JsonSerializer.Deserialize<UmConfig>(json,
+            Opts) ?? throw new ArgumentException("an empty config"); }
         catch (JsonException e) { throw new ArgumentException($"a config that is not valid JSON ({e.Message.Split('\n')[0]})"); }
     }
 
@@ -62,6 +64,7 @@ public sealed class UmConfig : MethodConfig
         if (Hidden < 1 || UpScale < 1) throw new ArgumentException("Hidden and UpScale must be at least 1");
         if (!(RAct >= 1) || !(RBkg >= 1)) throw new ArgumentException($"RAct {RAct} and RBkg {RBkg} must be at least 1");
         if (!(DropoutRatio >= 0 && DropoutRatio < 1)) throw new ArgumentException($"DropoutRatio {DropoutRatio} must be in [0, 1)");
-        if (new[] { Alpha, Beta, Margin, ClassThresh }.Any(a => !float.IsFinite(a)) || !double.IsFinite(NmsThresh)) throw new ArgumentException("the loss weights and test settings must be finite");
+        if (new[] { Alpha, Beta, Margin,
+            ClassThresh }.Any(a => !float.IsFinite(a)) || !double.IsFinite(NmsThresh)) throw new ArgumentException("the loss weights and test settings must be finite");
     }
 }

@@ -28,11 +28,13 @@ public sealed class UmMethod : IMethod
         else
         {
             var conv = sd.Shape("cas_module.conv.0.weight", "UM");
-            cfg = new UmConfig { Preset = "pth", FeatDim = conv[1], Hidden = conv[0], NumClasses = sd.Shape("cas_module.classifier.0.weight", "UM")[0] };
+            cfg = new UmConfig { Preset = "pth", FeatDim = conv[1], Hidden = conv[0],
+                NumClasses = sd.Shape("cas_module.classifier.0.weight", "UM")[0] };
         }
         var model = new UmModel(cfg, sd.ClassesFor(cfg.NumClasses, classes));
         model.Initialize(backend, cfg.Seed);
-        report = Checkpoint.FillFromStateDict(path, sd.Tensors, model.P, $"F={cfg.FeatDim}, hidden {cfg.Hidden}, {cfg.NumClasses} classes");
+        report = Checkpoint.FillFromStateDict(path, sd.Tensors, model.P,
+            $"F={cfg.FeatDim}, hidden {cfg.Hidden}, {cfg.NumClasses} classes");
         return model;
     }
 
@@ -45,7 +47,8 @@ public sealed class UmMethod : IMethod
         {
             var c = new UmConfig
             {
-                Preset = "replay", BatchSize = dump.Features.Shape[0], MaxSeqLen = dump.Features.Shape[1], FeatDim = dump.Features.Shape[2],
+                Preset = "replay", BatchSize = dump.Features.Shape[0], MaxSeqLen = dump.Features.Shape[1],
+                    FeatDim = dump.Features.Shape[2],
                 NumClasses = dump.Labels.Shape[1], Hidden = dump.Load("weights/cas_module.conv.0.weight.npy").Shape[0],
             };
             if (meta.TryGetProperty("r_act", out var ra)) c.RAct = ra.GetSingle();
@@ -62,14 +65,17 @@ public sealed class UmMethod : IMethod
         store.Allocate(backend);
         dump.LoadWeights(model.P, res);
         var rng = dump.Random();
-        var dumped = new Dictionary<string, float[]> { ["act"] = dump.Load("mining/act_idx.npy").AsFloat("act"), ["bkg"] = dump.Load("mining/bkg_idx.npy").AsFloat("bkg") };
+        var dumped = new Dictionary<string, float[]> { ["act"] = dump.Load("mining/act_idx.npy").AsFloat("act"),
+            ["bkg"] = dump.Load("mining/bkg_idx.npy").AsFloat("bkg") };
         using var g = new Graph(backend, model.P, rng) { Training = true };
         int b = cfg.BatchSize, t = cfg.MaxSeqLen;
         var x = g.FromHost(dump.Features.AsFloat("features"), b, t, cfg.FeatDim);
-        ReplayDump.Step(g, model.P, rng, () => model.Losses(g, model.Forward(g, x, dumped), dump.Labels.AsFloat("labels")), res);
+        ReplayDump.Step(g, model.P, rng, () => model.Losses(g, model.Forward(g, x, dumped),
+            dump.Labels.AsFloat("labels")), res);
         // our own picks on the dump's magnitudes (float64 rounded to float32, as the selection mask is)
         var (kAct, kBkg) = model.Ks(t);
-        var (act, bkg) = UmModel.Select(dump.Load("mining/magnitudes.npy").AsFloat("magnitudes"), dump.Load("random/drop_out.npy").AsFloat("drop_out"), b, t, kAct, kBkg, cfg.SortTies);
+        var (act, bkg) = UmModel.Select(dump.Load("mining/magnitudes.npy").AsFloat("magnitudes"),
+            dump.Load("random/drop_out.npy").AsFloat("drop_out"), b, t, kAct, kBkg, cfg.SortTies);
         res.MiningSource = "the dump's magnitudes";
         foreach (var (k, ours) in new[] { ("act", act), ("bkg", bkg) })
             res.Mining[k] = (ours.Zip(dumped[k]).Count(p => p.First == p.Second), ours.Length);

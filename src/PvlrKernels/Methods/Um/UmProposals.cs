@@ -13,7 +13,8 @@ public static class UmProposals
     const double Lambda = 0.25, Gamma = 0.2, FeatureFps = 25;
 
     /// cas (T', C) raw, magnitudes (T') of the sampled snippets; t the video's own snippet count.
-    public static (List<Detection> detections, float[] scores) Generate(UmConfig cfg, string video, float[] cas, float[] magnitudes, int t)
+    public static (List<Detection> detections, float[] scores) Generate(UmConfig cfg, string video, float[] cas,
+        float[] magnitudes, int t)
     {
         int n = magnitudes.Length, c = cfg.NumClasses;
         if (n == 0 || cas.Length != n * c) throw new ArgumentException($"{video}: cas {cas.Length} / magnitudes {n} do not match C={c}");
@@ -58,7 +59,8 @@ public static class UmProposals
         double tFactor = 16.0 * t / (cfg.UpScale * n * FeatureFps);
         var magUp = OicProposals.UpSample(magNorm.Select(v => (double)v).ToArray(), cfg.UpScale);
         var byClass = new Dictionary<int, List<(double score, double start, double end)>>();
-        var casUp = pred.ToDictionary(j => j, j => OicProposals.UpSample(Enumerable.Range(0, n).Select(i => (double)normalized[i * c + j]).ToArray(), cfg.UpScale));
+        var casUp = pred.ToDictionary(j => j, j => OicProposals.UpSample(Enumerable.Range(0,
+            n).Select(i => (double)normalized[i * c + j]).ToArray(), cfg.UpScale));
         for (int th = 0; th < 10; th++)                                  // np.arange(0.0, 0.25, 0.025)
         {
             double thresh = th * 0.025;
@@ -72,15 +74,18 @@ public static class UmProposals
         {
             double thresh = 0.4 + th * 0.025;
             var sel = magUp.Select(v => v < thresh ? 0 : v).ToArray();
-            foreach (var j in pred) OicProposals.Oic(sel, casUp[j], Lambda, Gamma * score[j], tFactor, Collect(byClass, j));
+            foreach (var j in pred) OicProposals.Oic(sel, casUp[j], Lambda, Gamma * score[j], tFactor,
+                Collect(byClass, j));
         }
         var dets = new List<Detection>();
         foreach (var (j, props) in byClass)
-            foreach (var (s, st, en) in OicProposals.Nms(props, cfg.NmsThresh)) dets.Add(new Detection(video, st, en, j, s));
+            foreach (var (s, st, en) in OicProposals.Nms(props, cfg.NmsThresh)) dets.Add(new Detection(video, st, en,
+                j, s));
         return (dets, score);
     }
 
-    internal static List<(double, double, double)> Collect(Dictionary<int, List<(double, double, double)>> byClass, int c) =>
+    internal static List<(double, double, double)> Collect(Dictionary<int, List<(double, double, double)>> byClass,
+        int c) =>
         byClass.TryGetValue(c, out var l) ? l : byClass[c] = [];
 
     static void Softmax(float[] v)
