@@ -234,19 +234,20 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         var name = Path.GetFileNameWithoutExtension(path);
         var (dets, _) = Inference.LocalizeVideo(model, g, name, feats, nd.Shape[0], Inference.TestConstants(model, g));
         var outPath = o.Req("out");
-        AtomicFile.WriteAllText(outPath, ActivityNetJson(dets, model.Classes));
+        AtomicFile.WriteAllText(outPath, ActivityNetJson(dets, model.Classes, model.Evaluation.Seconds));
         Console.WriteLine($"{dets.Count} detections written to {outPath}");
         return 0;
     }
 
-    /// ActivityNet-format results JSON, times in seconds.
-    public static string ActivityNetJson(IEnumerable<Detection> dets, string[] classes)
+    /// ActivityNet-format results JSON, times in seconds (detections in snippets unless `inSeconds`).
+    public static string ActivityNetJson(IEnumerable<Detection> dets, string[] classes, bool inSeconds = false)
     {
-        var results = dets.GroupBy(d => d.Video).ToDictionary(g => g.Key, g => g.Select(d => new Dictionary<string,
-            object>
+        double k = inSeconds ? 1 : Evaluator.SnippetsPerSecond;
+        var results = dets.GroupBy(d => d.Video).ToDictionary(g => g.Key,
+            g => g.Select(d => new Dictionary<string, object>
         {
             ["label"] = classes[d.Label], ["score"] = d.Score,
-            ["segment"] = new[] { d.Start / Evaluator.SnippetsPerSecond, d.End / Evaluator.SnippetsPerSecond }
+            ["segment"] = new[] { d.Start / k, d.End / k }
         }).ToList());
         return JsonSerializer.Serialize(new Dictionary<string, object> { ["version"] = "THUMOS14",
             ["results"] = results, ["external_data"] = new { } }, new JsonSerializerOptions { WriteIndented = true });

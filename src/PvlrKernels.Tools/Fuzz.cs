@@ -14,8 +14,8 @@ using PvlrKernels.Data;
 
 namespace PvlrKernels.Tools;
 
-public sealed record FuzzTarget(string Name, byte[][] Seeds, Action<byte[]> Parse, Func<Random,
-    byte[]> Generate = null);
+public sealed record FuzzTarget(string Name, byte[][] Seeds, Action<byte[]> Parse,
+    Func<Random, byte[]> Generate = null);
 
 public sealed class FuzzReport
 {

@@ -92,8 +92,8 @@ public sealed class Unpickler
     /// `lazyPath`: the file `s` reads (seekable); large payloads then stay there as FilePayload records.
     /// `allowedPrefix`: globals under it are allowed too, as plain attribute holders (NEWOBJ makes an empty
     /// PyObject, BUILD stores its state; nothing of theirs runs): TorchScript's `__torch__.` module classes.
-    public Unpickler(Stream s, string file, HashSet<string> allowed = null, Func<PyGlobal, object[],
-        object> call = null, Func<object, object> persistentLoad = null,
+    public Unpickler(Stream s, string file, HashSet<string> allowed = null,
+        Func<PyGlobal, object[], object> call = null, Func<object, object> persistentLoad = null,
         string lazyPath = null, string allowedPrefix = null)
     {
         this.allowedPrefix = allowedPrefix;
@@ -185,8 +185,7 @@ public sealed class Unpickler
                 case 'a': { var v = Pop(); (Top() as List<object> ?? throw Bad("APPEND to a non-list")).Add(v); break; }
                 case 'e': { var items = PopMark(); (Top() as List<object> ?? throw Bad("APPENDS to a non-list")).AddRange(items); break; }
                 case '}': stack.Add(new Dictionary<object, object>(new KeyComparer())); break;
-                case 'd': { var items = PopMark(); var d = new Dictionary<object,
-                    object>(new KeyComparer()); for (int i = 0; i + 1 < items.Count; i += 2) d[items[i] ?? "None"] = items[i + 1]; stack.Add(d); break; }
+                case 'd': { var items = PopMark(); var d = new Dictionary<object, object>(new KeyComparer()); for (int i = 0; i + 1 < items.Count; i += 2) d[items[i] ?? "None"] = items[i + 1]; stack.Add(d); break; }
                 case 's': { var v = Pop(); var k = Pop(); SetItem(Top(), k, v); break; }
                 case 'u': { var items = PopMark(); for (int i = 0; i + 1 < items.Count; i += 2) SetItem(Top(),
                     items[i], items[i + 1]); break; }
@@ -275,8 +274,7 @@ public sealed class Unpickler
     void Build(object target, object state)
     {
         if (target is PyObject o) o.State = state;
-        else if (target is Dictionary<object, object> d && state is Dictionary<object,
-            object> sd) foreach (var kv in sd) d[kv.Key] = kv.Value;
+        else if (target is Dictionary<object, object> d && state is Dictionary<object, object> sd) foreach (var kv in sd) d[kv.Key] = kv.Value;
         else throw Bad($"BUILD on {target?.GetType().Name ?? "None"}");
     }
 }

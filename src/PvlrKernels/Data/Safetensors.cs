@@ -38,8 +38,8 @@ public static class Safetensors
 
     /// `want`: the names to read (null: all). Every entry's header is checked; the data of the others is
     /// not read (an inference load skips a checkpoint's Adam moments, two thirds of the file).
-    public static (Dictionary<string, (int[] shape, float[] data)> tensors, Dictionary<string,
-        string> metadata) Load(string path, Func<string, bool> want = null)
+    public static (Dictionary<string, (int[] shape, float[] data)> tensors,
+        Dictionary<string, string> metadata) Load(string path, Func<string, bool> want = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: checkpoint not found", path);
         using var fs = File.OpenRead(path);

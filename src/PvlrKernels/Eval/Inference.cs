@@ -28,8 +28,8 @@ public static class Inference
 
     /// Test-mode CAS and attention of each video, forwarded as one ragged batch; the caller keeps a batch
     /// within Config.InferRows rows (Batches). Names appear in errors only.
-    public static (float[] cas, float[] attn)[] Signals(IMethodModel model, Graph g, IReadOnlyList<(string name,
-        float[] features, int t)> videos,
+    public static (float[] cas, float[] attn)[] Signals(IMethodModel model, Graph g,
+        IReadOnlyList<(string name, float[] features, int t)> videos,
         float[] testConstants) =>
         model.Signals(g, testConstants, videos.Select(v => (v.name, (ReadOnlyMemory<float>)v.features, v.t)).ToArray());
 

@@ -52,8 +52,8 @@ public static class Proposals
     }
 
     /// Positions where sel > th, grouped into runs; each run scored by outer-inner contrast on w.
-    static void Group(double[] sel, double th, double[] w, double lambda, double bonus, List<(double, double,
-        double)> outp)
+    static void Group(double[] sel, double th, double[] w, double lambda, double bonus,
+        List<(double, double, double)> outp)
     {
         int t = sel.Length;
         var pos = new List<int>();

@@ -116,13 +116,13 @@ public interface IMethodModel
     /// The test-time signals of a ragged batch of videos in one forward (Inference.Batches keeps a batch
     /// within Config.InferRows rows): per video the class activation sequence (T, C+1, background last)
     /// and the attention or actionness (T). Names appear in errors only.
-    (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name,
-        ReadOnlyMemory<float> features, int t)> videos);
+    (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants,
+        IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos);
 
     /// The detections and video-level class scores of one video from its signals, as the original's
     /// proposal and NMS code makes them; `ambiguous` are the video's ambiguous segments (seconds).
-    (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] attn, int t, List<(double,
-        double)> ambiguous);
+    (List<Detection> detections, float[] scores) Detect(string video, float[] cas, float[] attn, int t,
+        List<(double, double)> ambiguous);
 
     /// The units and test videos the method's own evaluation uses (CO2-Net and PVLR: snippets, 212 videos;
     /// UM and ACM-Net: seconds, 210 videos).

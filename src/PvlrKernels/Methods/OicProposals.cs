@@ -25,8 +25,8 @@ public static class OicProposals
     /// utils.get_proposal_oic: runs of positions where sel > 0 (a run of one is dropped; a lone index 0 is
     /// skipped, as `temp_list.any()` does), scored by the mean of w inside minus the mean in the lambda
     /// margins outside, plus `bonus` (gamma times the video score).
-    public static void Oic(double[] sel, double[] w, double lambda, double bonus, double tFactor, List<(double,
-        double, double)> outp)
+    public static void Oic(double[] sel, double[] w, double lambda, double bonus, double tFactor,
+        List<(double, double, double)> outp)
     {
         var pos = new List<int>();
         for (int i = 0; i < sel.Length; i++) if (sel[i] > 0) pos.Add(i);
@@ -51,8 +51,7 @@ public static class OicProposals
 
     /// utils.nms: scores.argsort()[::-1] (numpy's order), then every proposal whose IoU with the kept one
     /// (areas e - s + 1) is >= thresh is dropped.
-    public static List<(double score, double start, double end)> Nms(List<(double score, double start,
-        double end)> props, double thresh)
+    public static List<(double score, double start, double end)> Nms(List<(double score, double start, double end)> props, double thresh)
     {
         var keep = new List<(double, double, double)>();
         var order = NumpySort.ArgsortReversed<double>(props.Select(p => p.score).ToArray()).ToList();

@@ -91,8 +91,8 @@ public static class Checkpoint
     /// Streams each tensor from the file into the parameter (and, with `optimizer`, Adam) storage in
     /// chunks of 1M values: no array of the whole file or of a whole tensor. Without `optimizer` the Adam
     /// moments are not read and stay as they are.
-    static (int, long) Restore(string path, Stream fs, List<Safetensors.Entry> entries, Dictionary<string,
-        string> meta, ParameterStore ps, Backend backend, bool strict, bool optimizer)
+    static (int, long) Restore(string path, Stream fs, List<Safetensors.Entry> entries,
+        Dictionary<string, string> meta, ParameterStore ps, Backend backend, bool strict, bool optimizer)
     {
         var byName = entries.ToDictionary(e => e.Name);
         var missing = ps.List.Where(p => !byName.ContainsKey(p.Name)).Select(p => p.Name).ToList();
@@ -117,8 +117,8 @@ public static class Checkpoint
             });
         }
         foreach (var p in ps.List) Into(p.Name, p, ps.Values);
-        var steps = meta.TryGetValue("adam_steps", out var asj) ? JsonSerializer.Deserialize<Dictionary<string,
-            long>>(asj) : new();
+        var steps = meta.TryGetValue("adam_steps",
+            out var asj) ? JsonSerializer.Deserialize<Dictionary<string, long>>(asj) : new();
         foreach (var p in ps.List) p.Step = steps.TryGetValue(p.Name, out var s) ? s : 0;
         if (optimizer)
             foreach (var p in ps.List) { Into("adam_m." + p.Name, p, ps.M); Into("adam_v." + p.Name, p, ps.V); }

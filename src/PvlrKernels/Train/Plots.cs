@@ -50,8 +50,9 @@ public static class Plots
 
     /// One panel per video: GT segments of `label` as green bands, that class's CAS (min-max normalised)
     /// in blue and the attention in red, both over time in snippets.
-    public static void CasAttention(string path, IReadOnlyList<(string video, float[] cas, float[] attn, (double s,
-        double e)[] gt)> panels, int w = 800, int ph = 120)
+    public static void CasAttention(string path,
+        IReadOnlyList<(string video, float[] cas, float[] attn, (double s, double e)[] gt)> panels, int w = 800,
+        int ph = 120)
     {
         int h = ph * Math.Max(1, panels.Count);
         var img = new byte[w * h * 3]; Array.Fill(img, (byte)255);

@@ -192,8 +192,7 @@ public sealed class Trainer : IDisposable
         if (Step > 0 && File.Exists(bestPath))
         {   // last.safetensors is written before its evaluation: the best that evaluation found is in best.json
             var b = Data.Malformed.Guard(bestPath,
-                () => System.Text.Json.JsonSerializer.Deserialize<Dictionary<string,
-                double>>(File.ReadAllText(bestPath)));
+                () => System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(bestPath)));
             if (b.TryGetValue("best_step",
                 out var bstep) && bstep < Step && done.Contains((int)bstep) && b.TryGetValue("best_sum_map_0.1_0.7",
                 out var bsum) && bsum > BestSum)
@@ -212,8 +211,8 @@ public sealed class Trainer : IDisposable
             {
                 BestSum = r.SumMap01_07; BestStep = itr;
                 SaveCheckpoint(Path.Combine(outDir, "best.safetensors"));
-                AtomicFile.WriteAllText(bestPath, System.Text.Json.JsonSerializer.Serialize(new Dictionary<string,
-                    double> { ["best_sum_map_0.1_0.7"] = BestSum, ["best_step"] = BestStep }));
+                AtomicFile.WriteAllText(bestPath,
+                    System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, double> { ["best_sum_map_0.1_0.7"] = BestSum, ["best_step"] = BestStep }));
             }
             perf.AppendLine($"itr {itr}{(isBest ? " (best)" : "")}");
             perf.Append(r.Table());

@@ -22,8 +22,8 @@ public sealed class OpTests(string backendName)
     static float[] Rand(Random r, long n, double lo = -1, double hi = 1)
     { var a = new float[n]; for (long i = 0; i < n; i++) a[i] = (float)(lo + (hi - lo) * r.NextDouble()); return a; }
 
-    void CheckOp(string name, int[][] shapes, OursFn ours, RefFn reference, int seed = 1, Func<Random, int, long,
-        float[]> init = null,
+    void CheckOp(string name, int[][] shapes, OursFn ours, RefFn reference, int seed = 1,
+        Func<Random, int, long, float[]> init = null,
                  bool[] differentiable = null, double gradAtol = GradAtol, double gradRtol = GradRtol)
     {
         var rnd = new Random(seed);

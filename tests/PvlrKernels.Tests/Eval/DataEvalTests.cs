@@ -194,8 +194,8 @@ public sealed class DataEvalTests
         var top = dets.OrderByDescending(d => d.Score).First();
         Assert.That((top.Start, top.End), Is.EqualTo((5.0, 10.0)));            // t_end = last + 1
         // an ambiguous segment covering it removes those proposals
-        var (filtered, _) = Proposals.Generate("v", cas, attn, t, 2, new ProposalConfig(), new List<(double,
-            double)> { (5 / Evaluator.SnippetsPerSecond, 10 / Evaluator.SnippetsPerSecond) });
+        var (filtered, _) = Proposals.Generate("v", cas, attn, t, 2, new ProposalConfig(),
+            new List<(double, double)> { (5 / Evaluator.SnippetsPerSecond, 10 / Evaluator.SnippetsPerSecond) });
         Assert.That(filtered.Any(d => d.Start == 5 && d.End == 10), Is.False);
     }
 

@@ -68,8 +68,8 @@ public sealed class MilModel : IMethodModel
 
     public IReadOnlyList<(string label, string term)> ProgressTerms { get; } = [("cls", "cls_loss")];
 
-    public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name,
-        ReadOnlyMemory<float> features, int t)> videos)
+    public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants,
+        IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
     {
         g.Reset(); g.Training = false;
         using (g.NoGrad())

@@ -97,8 +97,25 @@ public sealed class UmTests(string backend)
         Assert.That(last, Is.LessThan(first), "the loss falls");
         Assert.That(r.Avg01_07, Is.GreaterThanOrEqualTo(0));
         Assert.That(tr.Model.Evaluation.Excluded, Does.Contain("video_test_0000270"));
-        var (model, step, _) = Checkpoint.Load(Path.Combine(dir, "last.safetensors"), new CpuBackend());
-        using (model.Parameters) Assert.That((model is UmModel, step), Is.EqualTo((true, cfg.MaxIter)));
+        using var b = new CpuBackend();
+        var (model, step, _) = Checkpoint.Load(Path.Combine(dir, "last.safetensors"), b);
+        using (model.Parameters)
+        {
+            Assert.That((model is UmModel, step), Is.EqualTo((true, cfg.MaxIter)));
+            // pvlr infer writes UM's detections, already in seconds, as seconds
+            var video = ds.Test.First(v => v.T > 20);
+            var feats = video.ReadFeatures();
+            var npy = Path.Combine(dir, "v.npy"); Npy.Save(npy, feats, video.T, cfg.FeatDim);
+            var (rc, err, _) = TestData.RunCli("infer", "--checkpoint", Path.Combine(dir, "last.safetensors"), "--features", npy,
+                "--out", Path.Combine(dir, "d.json"), "--device", "cpu");
+            Assert.That(rc, Is.EqualTo(0), err);
+            using var g = new Graph(b, model.Parameters);
+            var (dets, _) = Inference.LocalizeVideo(model, g, "v", feats, video.T, null);
+            Assert.That(dets, Is.Not.Empty);
+            using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "d.json")));
+            var segment = doc.RootElement.GetProperty("results").GetProperty("v")[0].GetProperty("segment");
+            Assert.That((segment[0].GetDouble(), segment[1].GetDouble()), Is.EqualTo((dets[0].Start, dets[0].End)), "seconds written as seconds");
+        }
         Directory.Delete(dir, true);
     }
 
@@ -130,8 +147,8 @@ public sealed class UmTests(string backend)
 /// per video cas<v>.npy, <second><v>.npy and expected.json (detections in order, and the class scores).
 public static class PostFixture
 {
-    public static void AssertMatches(string dir, string second, Func<int, float[], float[], int,
-        (List<Detection> dets, float[] scores)> generate)
+    public static void AssertMatches(string dir, string second,
+        Func<int, float[], float[], int, (List<Detection> dets, float[] scores)> generate)
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
         foreach (var v in doc.RootElement.EnumerateArray())

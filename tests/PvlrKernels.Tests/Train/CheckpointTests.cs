@@ -97,8 +97,8 @@ public sealed class CheckpointTests
     {
         var sd = TorchZip.Load(Path.Combine(Fx, "tiny_wrapped_fp16.pth"));
         var path = Tmp(".pth");
-        TorchZip.Save(path, sd.Select(kv => (kv.Key, kv.Value.shape, kv.Value.data)), new Dictionary<string,
-            string> { [Checkpoint.ConfigRecord] = "{}" });
+        TorchZip.Save(path, sd.Select(kv => (kv.Key, kv.Value.shape, kv.Value.data)),
+            new Dictionary<string, string> { [Checkpoint.ConfigRecord] = "{}" });
         Assert.That(TorchZip.ReadTextRecords(path, Checkpoint.ConfigRecord, Checkpoint.ClassesRecord),
             Is.EqualTo(new Dictionary<string, string> { [Checkpoint.ConfigRecord] = "{}" }));
         var (rc, so, se) = ReferencePython.Run($"-c \"import torch,sys; sd=torch.load(sys.argv[1]); print(len(sd), float(sd['fusion.0.bias'].sum()))\" \"{path}\"");

@@ -99,8 +99,9 @@ public sealed class ReplayTests(string backend)
             Is.EqualTo(0));
         var got = JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(Path.Combine(outDir,
             "losses.json")));
-        Assert.That(got["total_loss"], Is.EqualTo(JsonSerializer.Deserialize<Dictionary<string,
-            double>>(File.ReadAllText(Path.Combine(Fixture, "losses.json")))["total_loss"]).Within(0.2));
+        Assert.That(got["total_loss"],
+            Is.EqualTo(JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(Path.Combine(Fixture,
+            "losses.json")))["total_loss"]).Within(0.2));
         Assert.That(Directory.GetFiles(Path.Combine(outDir, "grads")),
             Has.Length.EqualTo(Directory.GetFiles(Path.Combine(Fixture, "grads")).Length));
         Assert.That(File.ReadAllText(Path.Combine(outDir, "mining.json")),

@@ -92,8 +92,8 @@ public sealed unsafe partial class CpuBackend
 
     /// body(row start in the output, width, A's row or value, A is a row, B's row or value, B is a row) over
     /// the rows of Rowwise, split over the cores.
-    void EachRow(Dims4 dc, Strides4 ca, Strides4 cb, long work, float* ap, float* bp, Action<long, int, nint, bool,
-        nint, bool> body)
+    void EachRow(Dims4 dc, Strides4 ca, Strides4 cb, long work, float* ap, float* bp,
+        Action<long, int, nint, bool, nint, bool> body)
     {
         int w = dc.N3;
         Rows((long)dc.N0 * dc.N1 * dc.N2, work, (r0, r1) =>

@@ -24,8 +24,8 @@ public sealed unsafe partial class CpuBackend
 
     /// block(at, r0, r1) with the Philox words of counters at .. at + 15 (PhiloxWords) for every whole 16
     /// below n, over the cores; the kernel body for the tail.
-    void PhiloxBlocks<TK>(long n, RngKey key, TK body, Action<long, Vector512<uint>,
-        Vector512<uint>> block) where TK : struct, IKernel
+    void PhiloxBlocks<TK>(long n, RngKey key, TK body,
+        Action<long, Vector512<uint>, Vector512<uint>> block) where TK : struct, IKernel
     {
         long blocks = n / 16;
         Rows(blocks + 1, n * 32, (a, e) =>

@@ -28,8 +28,7 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     static Context shared;
     readonly Accelerator acc;
     readonly Dictionary<Type, Delegate> kernels = new();
-    readonly Dictionary<Type, Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>,
-        ArrayView<float>>> gemms = new();
+    readonly Dictionary<Type, Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>> gemms = new();
 
     public override string Name { get; }
     public override bool IsGpu => acc.AcceleratorType == AcceleratorType.Cuda;
@@ -121,8 +120,7 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         long t = (long)outer * n;
         M("l2norm", y, yo, t); M("l2norm", x, xo, t); M("l2norm", norm, no, outer);
         int warp = acc.WarpSize, per = Math.Max(1, Math.Min(8, acc.MaxNumThreadsPerGroup / warp));
-        l2rows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int,
-            float>(L2NormWarp.Rows);
+        l2rows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float>(L2NormWarp.Rows);
         using var _ = Profiler.Time("L2NormWarp", outer, this);
         l2rows(new KernelConfig(new Index2D((outer + per - 1) / per, 1), new Index2D(warp, per)),
             S(y).Buffer.View.SubView(yo, t), S(norm).Buffer.View.SubView(no, outer),
@@ -181,8 +179,7 @@ public sealed class IlgpuBackend : Backend<ViewMem>
             if (perA % nt != 0 || perB % nt != 0 || perA / nt > 8 || perB / nt > 8 || Math.Max(perA,
                 perB) > GemmKernels.SlabFloats)
                 throw new InvalidOperationException($"{typeof(TS).Name}: a slab must stage a whole number of at most 8 values per thread and fit {GemmKernels.SlabFloats} floats");
-            gemms[typeof(TS)] = k = acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>>(GemmKernels.Blocked<TS>);
+            gemms[typeof(TS)] = k = acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmKernels.Blocked<TS>);
         }
         return (k, TS.TX, TS.TY);
     }

@@ -161,8 +161,8 @@ public sealed class AcmNetModel : IMethodModel
 
     /// The test forward (main_thu.py:140-160) of each video alone, on its uniform_sample (at most MaxSeqLen
     /// snippets; a one-snippet video twice): per video CAS x a_inst (T', C+1) and a_inst (T').
-    public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name,
-        ReadOnlyMemory<float> features, int t)> videos)
+    public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants,
+        IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
     {
         Inference.CheckVideos(videos, Cfg.FeatDim);
         var result = new (float[] cas, float[] attn)[videos.Count];

@@ -63,8 +63,8 @@ public sealed class AcmNetMethod : IMethod
         using var g = new Graph(backend, model.P, rng) { Training = true };
         int b = cfg.BatchSize, t = cfg.MaxSeqLen;
         var x = g.FromHost(dump.Features.AsFloat("features"), b, t, cfg.FeatDim);
-        ReplayDump.Step(g, model.P, rng, () => model.Losses(g, model.Forward(g, x, new Dictionary<string,
-            float[]>(dumped)), dump.Labels.AsFloat("labels")), res);
+        ReplayDump.Step(g, model.P, rng, () => model.Losses(g, model.Forward(g, x,
+            new Dictionary<string, float[]>(dumped)), dump.Labels.AsFloat("labels")), res);
         var att = dump.Load("mining/attention.npy").AsFloat("attention");
         var ks = model.Ks(t);
         res.MiningSource = "the dump's attention";

@@ -149,8 +149,8 @@ public sealed class Co2NetModel : IMethodModel
         [("mil", "mil_loss"), ("supp", "mil_supp_loss"), ("contra", "contrastive_loss"), ("mutual", "mutual_loss")];
 
     /// Test-mode CAS (T, C+1) and attention (T) of each video, forwarded as one ragged batch.
-    public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name,
-        ReadOnlyMemory<float> features, int t)> videos)
+    public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants,
+        IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
     {
         Inference.CheckVideos(videos, Cfg.FeatDim);
         g.Reset(); g.Training = false; g.WinogradTile = Cfg.WinogradTile;

@@ -19,8 +19,8 @@ public sealed class ClipWeights
     public readonly Dictionary<string, (int[] shape, float[] data)> Tensors;     // CLIP's own names
     public int Width, Layers, Context, ProjectionWidth, VocabRows;
 
-    ClipWeights(string path, Dictionary<string, (int[] shape,
-        float[] data)> tensors) { Path = path; Tensors = tensors; }
+    ClipWeights(string path,
+        Dictionary<string, (int[] shape, float[] data)> tensors) { Path = path; Tensors = tensors; }
 
     public static ClipWeights Load(string path)
     {

@@ -83,8 +83,8 @@ public sealed partial class PvlrModel : IMethodModel
     }
 
     /// Test-mode cosine CAS (T, C+1) and attention (T) of each video, forwarded as one ragged batch.
-    public (float[] cas, float[] attn)[] Signals(Graph g, float[] text, IReadOnlyList<(string name,
-        ReadOnlyMemory<float> features, int t)> videos)
+    public (float[] cas, float[] attn)[] Signals(Graph g, float[] text,
+        IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
     {
         Inference.CheckVideos(videos, Cfg.FeatDim);
         g.Reset(); g.Training = false; g.WinogradTile = Cfg.WinogradTile;

@@ -149,8 +149,8 @@ public sealed class UmModel : IMethodModel
     /// The test forward of each video (test.py:30-35), one at a time as the original's batch of 1, on at
     /// most MaxSeqLen snippets sampled uniformly (thumos_features.py:153-158): per video the raw CAS
     /// (T', C) and the feature magnitudes (T'), T' the sampled length.
-    public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants, IReadOnlyList<(string name,
-        ReadOnlyMemory<float> features, int t)> videos)
+    public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants,
+        IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
     {
         Inference.CheckVideos(videos, Cfg.FeatDim);
         var result = new (float[] cas, float[] attn)[videos.Count];
