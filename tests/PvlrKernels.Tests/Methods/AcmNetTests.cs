@@ -19,34 +19,11 @@ public sealed class AcmNetTests(string backend)
     static string PostDir => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "acm_post");
     static IMethod Acm => MethodRegistry.Get("acmnet");
 
-    static void AssertOwnPicks(ReplayResult r)
-    {
-        Assert.That(r.Mining.Keys, Is.EquivalentTo(new[] { "inst", "cont", "back" }));
-        foreach (var (k, (same, total)) in r.Mining) Assert.That(same, Is.EqualTo(total),
-            $"{k}: our picks against torch's sort");
-    }
+    [Test]
+    public void ReplayReproducesTheRestatedStep() => MethodChecks.ReplaysTheCommittedDump(Acm, "acmnet_replay", backend, "inst", "cont", "back");
 
     [Test]
-    public void ReplayReproducesTheRestatedStep()
-    {
-        if (backend == "ilgpu-cpu") Assert.Ignore("a whole step is too slow for the emulator; the op suite covers its kernels");
-        var r = Acm.Replay(Fixture, Backends.Get(backend));
-        ReplayTests.AssertMatches(Fixture, r);
-        AssertOwnPicks(r);
-    }
-
-    [Test]
-    public void ReplayMatchesALiveDumpWhenTorchIsInstalled()
-    {
-        if (backend != "cpu") Assert.Ignore("one backend is enough for the live dump");
-        var d = Path.Combine(Path.GetTempPath(), "pvlr-acmreplay-" + Guid.NewGuid().ToString("N")[..8]);
-        var (rc, _, err) = ReferencePython.Run($"\"{ReferencePython.RepoPath("benchmarks", "reference", "acmnet_ref.py")}\" dump \"{d}\" --seed 29");
-        Assert.That(rc, Is.EqualTo(0), err);
-        var r = Acm.Replay(d, Backends.Get(backend));
-        ReplayTests.AssertMatches(d, r);
-        AssertOwnPicks(r);
-        Directory.Delete(d, true);
-    }
+    public void ReplayMatchesALiveDumpWhenTorchIsInstalled() => MethodChecks.ReplaysALiveDump(Acm, backend, 29, "inst", "cont", "back");
 
     [Test]
     public void PostProcessingEqualsTheRestatementOfMainThu()
@@ -93,20 +70,10 @@ public sealed class AcmNetTests(string backend)
     }
 
     [Test]
-    public void TrainsOnTheTinyDemoAndEvaluatesInSeconds()
+    public void TrainsOnTheTinyDemoAndEvaluatesInSeconds() => MethodChecks.TrainsOnTheTinyDemo<AcmNetConfig>(Acm, backend, (tr, dir) =>
     {
-        if (backend != "cpu") Assert.Ignore("one backend is enough for a training run");
-        var ds = ThumosDataset.Load(TrainingTests.TinyDataDir);
-        var cfg = (AcmNetConfig)Acm.Preset("tiny"); cfg.Lr = 3e-3f; cfg.MaxIter = 30; cfg.Interval = 15;
-        var dir = Path.Combine(Path.GetTempPath(), "pvlr-acmrun-" + Guid.NewGuid().ToString("N")[..8]);
-        using var tr = new Trainer(cfg, ds, new CpuBackend(), TextWriter.Null);
-        var r = tr.Run(dir, cfg.MaxIter);
-        float first = tr.History.Take(5).Average(h => h["total"]),
-            last = tr.History.TakeLast(5).Average(h => h["total"]);
-        Assert.That(last, Is.LessThan(first), "the loss falls");
-        Assert.That(r.Avg01_07, Is.GreaterThanOrEqualTo(0));
+        Assert.That(tr.Model.Evaluation.Seconds, "seconds on UM's and ACM-Net's 210 videos");
         var (model, step, _) = Checkpoint.Load(Path.Combine(dir, "last.safetensors"), new CpuBackend());
-        using (model.Parameters) Assert.That((model is AcmNetModel, step), Is.EqualTo((true, cfg.MaxIter)));
-        Directory.Delete(dir, true);
-    }
+        using (model.Parameters) Assert.That((model is AcmNetModel, step), Is.EqualTo((true, 30)));
+    });
 }

@@ -19,23 +19,13 @@ public sealed class Co2NetTests(string backend)
     [Test]
     public void ReplayReproducesTheRestatedStep()
     {
-        if (backend == "ilgpu-cpu") Assert.Ignore("a whole step is too slow for the emulator; the op suite covers its kernels");
-        var r = Co2.Replay(Fixture, Backends.Get(backend));
-        ReplayTests.AssertMatches(Fixture, r);
+        var r = MethodChecks.ReplaysTheCommittedDump(Co2, "co2net_replay", backend);
         Assert.That(r.Notes, Has.Some.Contains("feat_encoder"), "the original's unused feat_encoder is reported");
         Assert.That(r.Grads, Has.Count.EqualTo(26));
     }
 
     [Test]
-    public void ReplayMatchesALiveDumpWhenTorchIsInstalled()
-    {
-        if (backend != "cpu") Assert.Ignore("one backend is enough for the live dump");
-        var d = Path.Combine(Path.GetTempPath(), "pvlr-co2replay-" + Guid.NewGuid().ToString("N")[..8]);
-        var (rc, _, err) = ReferencePython.Run($"\"{ReferencePython.RepoPath("benchmarks", "reference", "co2net_ref.py")}\" dump \"{d}\" --seed 17");
-        Assert.That(rc, Is.EqualTo(0), err);
-        ReplayTests.AssertMatches(d, Co2.Replay(d, Backends.Get(backend)));
-        Directory.Delete(d, true);
-    }
+    public void ReplayMatchesALiveDumpWhenTorchIsInstalled() => MethodChecks.ReplaysALiveDump(Co2, backend, 17);
 
     /// The original saves torch.save(model.state_dict()): every weight lands under its name, the unused
     /// feat_encoder is reported, and without --method such a file is read as PVLR's and refused.
@@ -62,33 +52,23 @@ public sealed class Co2NetTests(string backend)
     }
 
     [Test]
-    public void TrainsOnTheTinyDemoAndRoundTripsThroughCheckpointsAndExport()
-    {
-        if (backend != "cpu") Assert.Ignore("one backend is enough for a training run");
-        var ds = ThumosDataset.Load(TrainingTests.TinyDataDir);
-        var cfg = (Co2NetConfig)Co2.Preset("tiny"); cfg.Lr = 3e-3f; cfg.MaxIter = 30; cfg.Interval = 15;
-        var dir = Path.Combine(Path.GetTempPath(), "pvlr-co2run-" + Guid.NewGuid().ToString("N")[..8]);
-        using var tr = new Trainer(cfg, ds, new CpuBackend(), TextWriter.Null);
-        var r = tr.Run(dir, cfg.MaxIter);
-        float first = tr.History.Take(5).Average(h => h["total"]),
-            last = tr.History.TakeLast(5).Average(h => h["total"]);
-        Assert.That(last, Is.LessThan(first), "the loss falls");
-        Assert.That(r.Avg01_07, Is.GreaterThanOrEqualTo(0));
-        var pth = Path.Combine(dir, "export.pth");
-        Checkpoint.SaveTorch(pth, tr.Model);
-        using var b = new CpuBackend();
-        var back = Checkpoint.LoadTorch(pth, b, out _);
-        using (back.Parameters)
+    public void TrainsOnTheTinyDemoAndRoundTripsThroughCheckpointsAndExport() =>
+        MethodChecks.TrainsOnTheTinyDemo<Co2NetConfig>(Co2, backend, (tr, dir) =>
         {
-            Assert.That(back, Is.InstanceOf<Co2NetModel>(), "the export's config record names the method");
-            Assert.That(back.Config.ToJson(), Is.EqualTo(cfg.ToJson()));
-            foreach (var p in tr.Model.Parameters.List) Assert.That(back.Parameters.Get(p.Name),
-                Is.EqualTo(tr.Model.Parameters.Get(p.Name)), p.Name);
-        }
-        var (model, step, _) = Checkpoint.Load(Path.Combine(dir, "last.safetensors"), b);
-        using (model.Parameters) Assert.That((model is Co2NetModel, step), Is.EqualTo((true, cfg.MaxIter)));
-        Directory.Delete(dir, true);
-    }
+            var pth = Path.Combine(dir, "export.pth");
+            Checkpoint.SaveTorch(pth, tr.Model);
+            using var b = new CpuBackend();
+            var back = Checkpoint.LoadTorch(pth, b, out _);
+            using (back.Parameters)
+            {
+                Assert.That(back, Is.InstanceOf<Co2NetModel>(), "the export's config record names the method");
+                Assert.That(back.Config.ToJson(), Is.EqualTo(tr.Cfg.ToJson()));
+                foreach (var p in tr.Model.Parameters.List)
+                    Assert.That(back.Parameters.Get(p.Name), Is.EqualTo(tr.Model.Parameters.Get(p.Name)), p.Name);
+            }
+            var (model, step, _) = Checkpoint.Load(Path.Combine(dir, "last.safetensors"), b);
+            using (model.Parameters) Assert.That((model is Co2NetModel, step), Is.EqualTo((true, 30)));
+        });
 
     /// One ragged batch of videos (each video's channel attention broadcast to its own rows, the rows
     /// between videos re-zeroed, Winograd convs) gives each video's signals alone with direct convs.

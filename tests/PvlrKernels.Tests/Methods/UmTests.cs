@@ -20,34 +20,11 @@ public sealed class UmTests(string backend)
     static string PostDir => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "um_post");
     static IMethod Um => MethodRegistry.Get("um");
 
-    static void AssertOwnPicks(ReplayResult r)
-    {
-        Assert.That(r.Mining.Keys, Is.EquivalentTo(new[] { "act", "bkg" }));
-        foreach (var (k, (same, total)) in r.Mining) Assert.That(same, Is.EqualTo(total),
-            $"{k}: our selection against torch's sort");
-    }
+    [Test]
+    public void ReplayReproducesTheRestatedStep() => MethodChecks.ReplaysTheCommittedDump(Um, "um_replay", backend, "act", "bkg");
 
     [Test]
-    public void ReplayReproducesTheRestatedStep()
-    {
-        if (backend == "ilgpu-cpu") Assert.Ignore("a whole step is too slow for the emulator; the op suite covers its kernels");
-        var r = Um.Replay(Fixture, Backends.Get(backend));
-        ReplayTests.AssertMatches(Fixture, r);
-        AssertOwnPicks(r);
-    }
-
-    [Test]
-    public void ReplayMatchesALiveDumpWhenTorchIsInstalled()
-    {
-        if (backend != "cpu") Assert.Ignore("one backend is enough for the live dump");
-        var d = Path.Combine(Path.GetTempPath(), "pvlr-umreplay-" + Guid.NewGuid().ToString("N")[..8]);
-        var (rc, _, err) = ReferencePython.Run($"\"{ReferencePython.RepoPath("benchmarks", "reference", "um_ref.py")}\" dump \"{d}\" --seed 23");
-        Assert.That(rc, Is.EqualTo(0), err);
-        var r = Um.Replay(d, Backends.Get(backend));
-        ReplayTests.AssertMatches(d, r);
-        AssertOwnPicks(r);
-        Directory.Delete(d, true);
-    }
+    public void ReplayMatchesALiveDumpWhenTorchIsInstalled() => MethodChecks.ReplaysALiveDump(Um, backend, 23, "act", "bkg");
 
     static void AssertPostProcessingMatches(string dir)
     {
@@ -84,28 +61,18 @@ public sealed class UmTests(string backend)
     }
 
     [Test]
-    public void TrainsOnTheTinyDemoAndEvaluatesInSeconds()
+    public void TrainsOnTheTinyDemoAndEvaluatesInSeconds() => MethodChecks.TrainsOnTheTinyDemo<UmConfig>(Um, backend, (tr, dir) =>
     {
-        if (backend != "cpu") Assert.Ignore("one backend is enough for a training run");
-        var ds = ThumosDataset.Load(TrainingTests.TinyDataDir);
-        var cfg = (UmConfig)Um.Preset("tiny"); cfg.Lr = 3e-3f; cfg.MaxIter = 30; cfg.Interval = 15;
-        var dir = Path.Combine(Path.GetTempPath(), "pvlr-umrun-" + Guid.NewGuid().ToString("N")[..8]);
-        using var tr = new Trainer(cfg, ds, new CpuBackend(), TextWriter.Null);
-        var r = tr.Run(dir, cfg.MaxIter);
-        float first = tr.History.Take(5).Average(h => h["total"]),
-            last = tr.History.TakeLast(5).Average(h => h["total"]);
-        Assert.That(last, Is.LessThan(first), "the loss falls");
-        Assert.That(r.Avg01_07, Is.GreaterThanOrEqualTo(0));
         Assert.That(tr.Model.Evaluation.Excluded, Does.Contain("video_test_0000270"));
         using var b = new CpuBackend();
         var (model, step, _) = Checkpoint.Load(Path.Combine(dir, "last.safetensors"), b);
         using (model.Parameters)
         {
-            Assert.That((model is UmModel, step), Is.EqualTo((true, cfg.MaxIter)));
+            Assert.That((model is UmModel, step), Is.EqualTo((true, 30)));
             // pvlr infer writes UM's detections, already in seconds, as seconds
-            var video = ds.Test.First(v => v.T > 20);
+            var video = ThumosDataset.Load(TrainingTests.TinyDataDir).Test.First(v => v.T > 20);
             var feats = video.ReadFeatures();
-            var npy = Path.Combine(dir, "v.npy"); Npy.Save(npy, feats, video.T, cfg.FeatDim);
+            var npy = Path.Combine(dir, "v.npy"); Npy.Save(npy, feats, video.T, tr.Cfg.FeatDim);
             var (rc, err, _) = TestData.RunCli("infer", "--checkpoint", Path.Combine(dir, "last.safetensors"), "--features", npy,
                 "--out", Path.Combine(dir, "d.json"), "--device", "cpu");
             Assert.That(rc, Is.EqualTo(0), err);
@@ -116,8 +83,7 @@ public sealed class UmTests(string backend)
             var segment = doc.RootElement.GetProperty("results").GetProperty("v")[0].GetProperty("segment");
             Assert.That((segment[0].GetDouble(), segment[1].GetDouble()), Is.EqualTo((dets[0].Start, dets[0].End)), "seconds written as seconds");
         }
-        Directory.Delete(dir, true);
-    }
+    });
 
     /// UM's batches (DataLoader(shuffle=True)): each epoch visits every training video once, in batches of
     /// 16 and a smaller last one, in an order fixed by the seed and the epoch; the trainer runs the small one.
