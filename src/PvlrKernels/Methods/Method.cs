@@ -2,6 +2,7 @@
 // (Eval/Inference.cs), checkpoints and export (Train/Checkpoint.cs), `pvlr bench` and `pvlr replay`
 // need of one weakly supervised localization method. PVLR (Methods/Pvlr/) is the first; each further
 // method is a folder beside it that implements IMethod and IMethodModel and is listed in Methods.All.
+using System.Text.Json;
 using System.Text.Json.Serialization;
 using PvlrKernels.Engine;
 using PvlrKernels.Eval;
@@ -51,7 +52,17 @@ public abstract class MethodConfig
     /// The width of the per-snippet CLIP features a training batch carries (0: the method reads none).
     [JsonIgnore] public virtual int ClipFeatureWidth => 0;
 
-    public abstract string ToJson();
+    static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, Converters = { new JsonStringEnumConverter() } };
+
+    /// The config as config.json holds it (its own type's fields; enums by name).
+    public string ToJson() => JsonSerializer.Serialize(this, GetType(), JsonOptions);
+
+    /// A config.json of method config type T; malformed JSON is one ArgumentException naming why.
+    public static T FromJson<T>(string json) where T : MethodConfig
+    {
+        try { return JsonSerializer.Deserialize<T>(json, JsonOptions) ?? throw new ArgumentException("an empty config"); }
+        catch (JsonException e) { throw new ArgumentException($"a config that is not valid JSON ({e.Message.Split('\n')[0]})"); }
+    }
 
     /// Refuses settings no run can use, naming the field.
     public virtual void Validate()

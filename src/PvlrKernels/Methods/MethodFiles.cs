@@ -9,8 +9,8 @@ namespace PvlrKernels.Methods;
 
 /// A PyTorch state_dict (names stripped of a DataParallel "module." prefix) and, when our export wrote it,
 /// its config and class list.
-public sealed record StateDictFile(string Path, Dictionary<string, (int[] shape, float[] data)> Tensors,
-    string ConfigJson, string[] Classes)
+public sealed record StateDictFile(string Path, Dictionary<string, (int[] shape, float[] data)> Tensors, string ConfigJson,
+    string ClassesJson)
 {
     public static StateDictFile Read(string path)
     {
@@ -18,10 +18,11 @@ public sealed record StateDictFile(string Path, Dictionary<string, (int[] shape,
         var strip = sd.Keys.All(k => k.StartsWith("module.")) ? "module." : "";
         var t = sd.ToDictionary(kv => kv.Key[strip.Length..], kv => kv.Value);
         var saved = TorchZip.ReadTextRecords(path, Checkpoint.ConfigRecord, Checkpoint.ClassesRecord);
-        string[] classes = saved.TryGetValue(Checkpoint.ClassesRecord, out var cl) ? Malformed.Guard(path,
-            () => JsonSerializer.Deserialize<string[]>(cl)) : null;
-        return new StateDictFile(path, t, saved.GetValueOrDefault(Checkpoint.ConfigRecord), classes);
+        return new StateDictFile(path, t, saved.GetValueOrDefault(Checkpoint.ConfigRecord), saved.GetValueOrDefault(Checkpoint.ClassesRecord));
     }
+
+    /// The class list record, read when asked for (null where the file has none).
+    public string[] Classes => ClassesJson == null ? null : Malformed.Guard(Path, () => JsonSerializer.Deserialize<string[]>(ClassesJson));
 
     /// The shape of a tensor the method needs, or an error naming the method the file is not.
     public int[] Shape(string name, string method) =>
@@ -91,8 +92,9 @@ public sealed class ReplayDump : IDisposable
             tag + ".npy")); return (tag, a.AsFloat(tag), a.Shape); }), channelFirst);
     }
 
-    /// Runs the step: losses, backward, the gradient of every trainable parameter, unused draws noted.
-    public static void Step(Graph g, ParameterStore ps, ReplaySource rng, Func<LossTerms> losses, ReplayResult res)
+    /// Runs the step: losses, backward, the gradient of every trainable parameter, unused draws noted
+    /// (with `unusedHint` after them, where the method knows why).
+    public static void Step(Graph g, ParameterStore ps, ReplaySource rng, Func<LossTerms> losses, ReplayResult res, string unusedHint = "")
     {
         ps.ZeroGrad();
         var L = losses();
@@ -102,7 +104,7 @@ public sealed class ReplayDump : IDisposable
         foreach (var p in ps.List.Where(p => p.Trainable && p.GotGrad)) res.Grads[p.Name] = (ps.GetGrad(p.Name),
             p.Shape);
         var unused = rng.Unused.ToList();
-        if (unused.Count > 0) res.Notes.Add($"recorded draws not needed: {string.Join(", ", unused)}");
+        if (unused.Count > 0) res.Notes.Add($"recorded draws not needed: {string.Join(", ", unused)}" + unusedHint);
     }
 
     public void Dispose() => meta.Dispose();

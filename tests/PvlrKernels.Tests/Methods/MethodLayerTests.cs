@@ -16,7 +16,6 @@ namespace PvlrKernels.Tests;
 public sealed class MilConfig : MethodConfig
 {
     public override string Method => MilMethod.Id;
-    public override string ToJson() => JsonSerializer.Serialize(this);
     public int TopKDivisor { get; set; } = 8;
 }
 
@@ -97,7 +96,7 @@ public sealed class MilMethod : IMethod
         ? new MilConfig { Preset = "tiny", FeatDim = 16, BatchSize = 6, MaxSeqLen = 32, MaxIter = 40, Interval = 20,
             WarmupIter = 0, Lr = 1e-2f }
         : throw new ArgumentException($"unknown preset '{name}' (tiny)");
-    public MethodConfig ConfigFromJson(string json) => JsonSerializer.Deserialize<MilConfig>(json);
+    public MethodConfig ConfigFromJson(string json) => MethodConfig.FromJson<MilConfig>(json);
     public IMethodModel Build(MethodConfig config, IReadOnlyList<string> classes) => new MilModel((MilConfig)config,
         classes);
     public IMethodModel LoadTorch(string path, Backend backend, out string report,
@@ -135,7 +134,7 @@ public sealed class MethodLayerTests
         Assert.That(log.ToString(), Does.Contain("| cls ").And.Not.Contain("distill"),
             "the progress line shows the method's own terms");
         var json = File.ReadAllText(Path.Combine(dir, "config.json"));
-        Assert.That(json, Does.Contain($"\"Method\":\"{MilMethod.Id}\""));
+        Assert.That(json, Does.Contain($"\"Method\": \"{MilMethod.Id}\""));
         using var b = new CpuBackend();
         var (model, step, _) = Checkpoint.Load(Path.Combine(dir, "last.safetensors"), b);
         using (model.Parameters)

@@ -25,8 +25,6 @@ public sealed class AcmNetModel : IMethodModel
     public readonly ParameterStore P = new();
     public string[] Classes { get; }
 
-    public static readonly string[] TermNames = ["inst_loss", "cont_loss", "back_loss", "guide_loss", "feat_loss",
-        "sparse_loss"];
     static readonly string[] Branches = ["inst", "cont", "back"];
 
     public AcmNetModel(AcmNetConfig cfg, IReadOnlyList<string> classes)

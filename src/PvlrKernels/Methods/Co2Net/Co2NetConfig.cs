@@ -52,14 +52,7 @@ public sealed class Co2NetConfig : MethodConfig
         _ => throw new ArgumentException($"unknown preset '{name}' (demo | paper | tiny)")
     };
 
-    static readonly JsonSerializerOptions Opts = new() { WriteIndented = true };
-    public override string ToJson() => JsonSerializer.Serialize(this, Opts);
-    public static Co2NetConfig FromJson(string json)
-    {
-        try { return JsonSerializer.Deserialize<Co2NetConfig>(json,
-            Opts) ?? throw new ArgumentException("an empty config"); }
-        catch (JsonException e) { throw new ArgumentException($"a config that is not valid JSON ({e.Message.Split('\n')[0]})"); }
-    }
+    public static Co2NetConfig FromJson(string json) => FromJson<Co2NetConfig>(json);
 
     public override void Validate()
     {

@@ -86,15 +86,8 @@ public sealed class PvlrConfig : MethodConfig
         return c;
     }
 
-    static readonly JsonSerializerOptions Opts = new() { WriteIndented = true };
-    public override string ToJson() => JsonSerializer.Serialize(this, Opts);
     [JsonIgnore] public override int ClipFeatureWidth => EmbedDim;
-    public static PvlrConfig FromJson(string json)
-    {
-        try { return JsonSerializer.Deserialize<PvlrConfig>(json,
-            Opts) ?? throw new ArgumentException("an empty config"); }
-        catch (JsonException e) { throw new ArgumentException($"a config that is not valid JSON ({e.Message.Split('\n')[0]})"); }
-    }
+    public static PvlrConfig FromJson(string json) => FromJson<PvlrConfig>(json);
 
     public override void Validate()
     {

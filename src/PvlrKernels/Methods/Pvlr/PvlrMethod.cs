@@ -31,22 +31,15 @@ public sealed class PvlrMethod : IMethod
     /// (missing frozen weights, unused entries, other shapes) goes into the report.
     public IMethodModel LoadTorch(string path, Backend backend, out string report, IReadOnlyList<string> classes = null)
     {
-        var sd = TorchZip.Load(path);
-        var strip = sd.Keys.All(k => k.StartsWith("module.")) ? "module." : "";      // DataParallel prefix
-        var t = sd.ToDictionary(kv => kv.Key[strip.Length..], kv => kv.Value);
-        int[] S(string n) => t.TryGetValue(n,
-            out var v) ? v.shape : throw new DataFormatException($"{path}: no '{n}' in the state_dict: not a PVLR checkpoint");
-        var saved = TorchZip.ReadTextRecords(path, Checkpoint.ConfigRecord, Checkpoint.ClassesRecord);
-        var cfg = saved.TryGetValue(Checkpoint.ConfigRecord, out var cj) ? Malformed.Guard(path,
-            () => PvlrConfig.FromJson(cj)) : null;
-        if (cfg != null && saved.TryGetValue(Checkpoint.ClassesRecord, out var cl)) classes ??= Malformed.Guard(path,
-            () => JsonSerializer.Deserialize<string[]>(cl));
+        var sd = StateDictFile.Read(path);
+        var cfg = sd.ConfigJson != null ? Malformed.Guard(path, () => PvlrConfig.FromJson(sd.ConfigJson)) : null;
+        if (cfg != null) classes ??= sd.Classes;
         classes ??= ClassTokens.Names.Keys.ToArray();
-        int clipLayers = t.Keys.Count(k => k.StartsWith("clipmodel.transformer.resblocks.") && k.EndsWith(".ln_1.weight"));
-        cfg ??= PvlrConfig.FromShapes(S, clipLayers, classes.Count, "pth");
+        int clipLayers = sd.Tensors.Keys.Count(k => k.StartsWith("clipmodel.transformer.resblocks.") && k.EndsWith(".ln_1.weight"));
+        cfg ??= PvlrConfig.FromShapes(n => sd.Shape(n, "PVLR"), clipLayers, classes.Count, "pth");
         var model = new PvlrModel(cfg, classes);
         model.Initialize(backend, cfg.Seed);
-        report = Checkpoint.FillFromStateDict(path, t, model.P,
+        report = Checkpoint.FillFromStateDict(path, sd.Tensors, model.P,
             $"F={cfg.FeatDim}, D={cfg.EmbedDim}, CLIP {cfg.ClipLayers}x{cfg.ClipWidth}");
         return model;
     }

@@ -24,18 +24,12 @@ namespace PvlrKernels.Methods.Pvlr;
 
 public static class PvlrReplay
 {
-    static NpyArray Load(string dir, string rel)
-    {
-        var p = Path.Combine(dir, rel);
-        if (!File.Exists(p)) throw new FileNotFoundException($"replay dump {dir}: missing {rel}", p);
-        return Npy.Load(p);
-    }
-
     /// The dimensions of the dump, from its shapes; hyper-parameters from meta.json where given.
-    public static PvlrConfig ConfigOf(string dir, JsonElement meta)
+    public static PvlrConfig ConfigOf(ReplayDump dump)
     {
-        int[] S(string name) => Load(dir, Path.Combine("weights", name + ".npy")).Shape;
-        var feats = Load(dir, "inputs/features.npy").Shape; var labels = Load(dir, "inputs/labels.npy").Shape;
+        string dir = dump.Dir; var meta = dump.Meta;
+        int[] S(string name) => dump.Load(Path.Combine("weights", name + ".npy")).Shape;
+        var feats = dump.Load("inputs/features.npy").Shape; var labels = dump.Load("inputs/labels.npy").Shape;
         if (feats.Length != 3) throw new ShapeException($"replay dump {dir}: inputs/features.npy must be (B,T,F), got {Tensor.ShapeStr(feats)}");
         int layers = Directory.GetFiles(Path.Combine(dir, "weights"),
             "clipmodel.transformer.resblocks.*.ln_1.weight.npy").Length;
@@ -43,9 +37,8 @@ public static class PvlrReplay
         var cfg = PvlrConfig.FromShapes(S, layers, labels[1], "replay", meta.TryGetProperty("heads",
             out var h) ? h.GetInt32() : (int?)null);
         cfg.BatchSize = feats[0]; cfg.MaxSeqLen = feats[1];
-        cfg.KEasy = Load(dir, "mining/easy_act_idx.npy").Shape[1]; cfg.KHard = Load(dir,
-            "mining/hard_act_idx.npy").Shape[1];
-        cfg.NumSamples = Meta("num_samples", Load(dir, "random/eps.npy").Shape[0]);
+        cfg.KEasy = dump.Load("mining/easy_act_idx.npy").Shape[1]; cfg.KHard = dump.Load("mining/hard_act_idx.npy").Shape[1];
+        cfg.NumSamples = Meta("num_samples", dump.Load("random/eps.npy").Shape[0]);
         cfg.TrainTopK = Meta("train_topk", cfg.TrainTopK); cfg.BigM = Meta("M", cfg.BigM); cfg.SmallM = Meta("m",
             cfg.SmallM);
         if (meta.TryGetProperty("eps_std", out var e)) cfg.EpsStd = e.GetSingle();
@@ -58,30 +51,26 @@ public static class PvlrReplay
     /// Runs the step. `configure` may change the savings switches (TruncateText, and with it SharePromptPrefix; SkipAeDecoder).
     public static ReplayResult Run(string dir, Backend backend, Action<PvlrConfig> configure = null)
     {
-        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"replay dump {dir} not found");
-        var metaPath = Path.Combine(dir, "meta.json");
-        using var metaDoc = Malformed.Guard(metaPath,
-            () => JsonDocument.Parse(File.Exists(metaPath) ? File.ReadAllText(metaPath) : "{}"));
-        var meta = metaDoc.RootElement;
-        var cfg = Malformed.Guard(metaPath, () => ConfigOf(dir, meta));
+        using var dump = new ReplayDump(dir);
+        var cfg = dump.Config(_ => ConfigOf(dump));
         configure?.Invoke(cfg);
         var res = new ReplayResult { Config = cfg, MiningTies = cfg.MiningTies.ToString().ToLowerInvariant() };
 
         // CLIP's own class tokens: class c's [SOT .. EOT] ids become rows c*L+p of a token table built from
         // actiondict, so the prompt positions (model/wstal.py:125-144) follow the dump's tokenization exactly.
-        var tok = Load(dir, "inputs/actiontoken.npy"); int c = cfg.NumClasses, l = tok.Shape[^1], w = cfg.ClipWidth;
+        var tok = dump.Load("inputs/actiontoken.npy"); int c = cfg.NumClasses, l = tok.Shape[^1], w = cfg.ClipWidth;
         if (tok.Count != (long)c * l) throw new ShapeException($"replay dump {dir}: actiontoken {Tensor.ShapeStr(tok.Shape)} does not hold {c} classes");
         var ids = tok.AsDouble("actiontoken");
         float[] table;
         if (File.Exists(Path.Combine(dir, "inputs/actiondict.npy")))
         {
-            var ad = Load(dir, "inputs/actiondict.npy");
+            var ad = dump.Load("inputs/actiondict.npy");
             if (ad.Count != (long)c * l * w) throw new ShapeException($"replay dump {dir}: actiondict {Tensor.ShapeStr(ad.Shape)}, expected ({c}, {l}, {w})");
             table = ad.AsFloat("actiondict");
         }
         else
         {
-            var te = Load(dir, "weights/clipmodel.token_embedding.weight.npy").AsFloat(); table = new float[c * l * w];
+            var te = dump.Load("weights/clipmodel.token_embedding.weight.npy").AsFloat(); table = new float[c * l * w];
             for (int i = 0; i < c * l; i++) Array.Copy(te, (long)ids[i] * w, table, (long)i * w, w);
             res.Notes.Add("actiondict derived from clipmodel.token_embedding.weight");
         }
@@ -97,7 +86,7 @@ public static class PvlrReplay
         foreach (var p in model.P.List)
         {
             if (p.Name == "clipmodel.token_embedding.weight") { model.P.Set(p.Name, table); continue; }
-            var a = Load(dir, Path.Combine("weights", p.Name + ".npy"));
+            var a = dump.Load(Path.Combine("weights", p.Name + ".npy"));
             if (!a.Shape.SequenceEqual(p.Shape)) throw new ShapeException($"replay dump {dir}: weights/{p.Name}.npy has shape {Tensor.ShapeStr(a.Shape)}, the model expects {Tensor.ShapeStr(p.Shape)}");
             model.P.Set(p.Name, a.AsFloat(p.Name));
         }
@@ -106,48 +95,39 @@ public static class PvlrReplay
             "*.npy").Select(f => Path.GetFileNameWithoutExtension(f)).Where(n => !known.Contains(n) && n != "clipmodel.token_embedding.weight").ToList();
         if (extra.Count > 0) res.Notes.Add($"weights not used by the text/snippet model: {string.Join(", ", extra)}");
 
-        var order = meta.TryGetProperty("random_order",
-            out var ro) ? ro.EnumerateArray().Select(x => x.GetString()).ToList()
-            : Directory.GetFiles(Path.Combine(dir, "random"),
-                "*.npy").Select(f => Path.GetFileNameWithoutExtension(f)).Order().ToList();
-        bool channelFirst = !meta.TryGetProperty("mask_layout", out var ml) || ml.GetString() != "time_major";
-        var rng = new ReplaySource(order.Select(tag => { var a = Load(dir, Path.Combine("random",
-            tag + ".npy")); return (tag, a.AsFloat(tag), a.Shape); }), channelFirst);
+        var rng = dump.Random();
         var mining = new Dictionary<string, float[]>();
-        foreach (var k in new[] { "easy_act", "easy_bkg", "hard_act", "hard_bkg" }) mining[k] = Load(dir,
-            $"mining/{k}_idx.npy").AsFloat(k);
+        foreach (var k in new[] { "easy_act", "easy_bkg", "hard_act", "hard_bkg" }) mining[k] = dump.Load($"mining/{k}_idx.npy").AsFloat(k);
 
         using var g = new Graph(backend, model.P, rng) { Training = true };
-        model.P.ZeroGrad();
         int b = cfg.BatchSize, t = cfg.MaxSeqLen;
-        var x = g.FromHost(Load(dir, "inputs/features.npy").AsFloat("features"), b, t, cfg.FeatDim);
-        var clip = Load(dir, "inputs/clip.npy");
+        var x = g.FromHost(dump.Features.AsFloat("features"), b, t, cfg.FeatDim);
+        var clip = dump.Load("inputs/clip.npy");
         if (clip.Count != (long)b * t * cfg.EmbedDim) throw new ShapeException($"replay dump {dir}: clip.npy {Tensor.ShapeStr(clip.Shape)}, expected ({b}, {t}, {cfg.EmbedDim})");
         var z = g.FromHost(clip.AsFloat("clip"), b, t, cfg.EmbedDim);
-        var o = model.Forward(g, x);
-        var L = PvlrLoss.Compute(g, cfg, o, Load(dir, "inputs/labels.npy").AsFloat("labels"), z, mining);
-        CompareMining(dir, cfg, g.ToHost(o.Attn), mining, res);
-        foreach (var (k, v) in L.Terms) res.Losses[k] = g.Item(v);
-        res.Losses["total_loss"] = g.Item(L.Total);
-        g.Backward(L.Total);
-        foreach (var p in model.P.List.Where(p => p.Trainable && p.GotGrad)) res.Grads[p.Name] = (model.P.GetGrad(p.Name), p.Shape);
-        var unused = rng.Unused.ToList();
-        if (unused.Count > 0) res.Notes.Add($"recorded draws not needed: {string.Join(", ", unused)}" + (cfg.SkipAeDecoder ? " (AE_d is skipped in training; it feeds no loss)" : ""));
+        ReplayDump.Step(g, model.P, rng, () =>
+        {
+            var o = model.Forward(g, x);
+            var L = PvlrLoss.Compute(g, cfg, o, dump.Labels.AsFloat("labels"), z, mining);
+            CompareMining(dump, cfg, g.ToHost(o.Attn), mining, res);
+            return L;
+        }, res, cfg.SkipAeDecoder ? " (AE_d is skipped in training; it feeds no loss)" : "");
         return res;
     }
 
     /// Runs Mining.Easy/Hard on the dump's attention (float64, mining/attention.npy) or else on the replay's
     /// own (float32), with the dump's easy-mining dropout mask, and counts the picks equal to the dump's.
-    static void CompareMining(string dir, PvlrConfig cfg, float[] ownAttention, Dictionary<string, float[]> dumped,
+    static void CompareMining(ReplayDump dump, PvlrConfig cfg, float[] ownAttention, Dictionary<string, float[]> dumped,
         ReplayResult res)
     {
+        string dir = dump.Dir;
         int b = cfg.BatchSize, t = cfg.MaxSeqLen;
-        var mask = Load(dir, "random/easy_mining.npy");
+        var mask = dump.Load("random/easy_mining.npy");
         if (mask.Count != (long)b * t) throw new ShapeException($"replay dump {dir}: random/easy_mining.npy {Tensor.ShapeStr(mask.Shape)}, expected ({b}, {t})");
         Dictionary<string, float[]> ours;
         if (File.Exists(Path.Combine(dir, "mining", "attention.npy")))
         {
-            var att = Load(dir, "mining/attention.npy");
+            var att = dump.Load("mining/attention.npy");
             if (att.Count != (long)b * t) throw new ShapeException($"replay dump {dir}: mining/attention.npy {Tensor.ShapeStr(att.Shape)}, expected ({b}, {t})");
             ours = Mining.All(att.AsDouble("attention"), mask.AsDouble("easy_mining"), cfg, b, t);
             res.MiningSource = "the dump's float64 attention";

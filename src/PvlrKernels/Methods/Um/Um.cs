@@ -26,7 +26,6 @@ public sealed class UmModel : IMethodModel
     public readonly ParameterStore P = new();
     public string[] Classes { get; }
 
-    public static readonly string[] TermNames = ["cls_loss", "um_loss", "be_loss"];
 
     public UmModel(UmConfig cfg, IReadOnlyList<string> classes)
     {

@@ -48,15 +48,7 @@ public sealed class UmConfig : MethodConfig
         _ => throw new ArgumentException($"unknown preset '{name}' (demo | paper | tiny)")
     };
 
-    static readonly JsonSerializerOptions Opts = new() { WriteIndented = true,
-        Converters = { new JsonStringEnumConverter() } };
-    public override string ToJson() => JsonSerializer.Serialize(this, Opts);
-    public static UmConfig FromJson(string json)
-    {
-        try { return JsonSerializer.Deserialize<UmConfig>(json,
-            Opts) ?? throw new ArgumentException("an empty config"); }
-        catch (JsonException e) { throw new ArgumentException($"a config that is not valid JSON ({e.Message.Split('\n')[0]})"); }
-    }
+    public static UmConfig FromJson(string json) => FromJson<UmConfig>(json);
 
     public override void Validate()
     {
