@@ -10,10 +10,9 @@ utils/net_utils.py ACMLoss), written from the original's semantics. Two uses:
 
 Needs Debian's python3-torch (1.13) and numpy. Nothing here is the original code.
 """
-import time
 import torch
 import torch.nn.functional as F
-from refcommon import Draws, cli, features, labels, time_steps, write_dump
+from refcommon import Draws, cli, features, labels, time_training, write_dump
 
 TOPK, LAMB, MARGIN = (8, 3, 3), (2e-3, 5e-5, 2e-4), 50.0     # config/model_config.py THUMOS, net_utils.py
 LOSS_NAMES = ["inst_loss", "cont_loss", "back_loss", "guide_loss", "feat_loss", "sparse_loss"]
@@ -42,16 +41,16 @@ def init_params(cfg, gen, dtype):
     return out
 
 
-def forward(p, cfg, X, dr):
-    """ACMNet.forward (model/ACMNet.py:37-103), THUMOS branch."""
+def forward(p, cfg, X, dr, tags=''):
+    """ACMNet.forward (model/ACMNet.py:37-103), THUMOS branch; `tags` prefixes the draws' names."""
     B, T = X.shape[0], X.shape[1]
     ks = [max(T // r, 1) for r in TOPK]
     emb = F.relu(F.conv1d(X.transpose(1, 2), p['feature_embedding.0.weight'], p['feature_embedding.0.bias'], padding=1))
     att = torch.softmax(F.conv1d(emb, p['att_branch.weight'], p['att_branch.bias']).transpose(1, 2), dim=2)
     emb = emb.transpose(1, 2)
-    sel = dr.dropout(torch.ones((B, T, 1)), 0.7, 'select', time_major=True)
-    cas = F.linear(dr.dropout(emb * sel, 0.7, 'snippet_cls', time_major=True), p['snippet_cls.weight'], p['snippet_cls.bias'])
-    o = dict(att=att, idx={})
+    sel = dr.dropout(torch.ones((B, T, 1)), 0.7, tags + 'select', time_major=True)
+    cas = F.linear(dr.dropout(emb * sel, 0.7, tags + 'snippet_cls', time_major=True), p['snippet_cls.weight'], p['snippet_cls.bias'])
+    o = dict(att=att, idx={}, emb=emb)
     for i, name in enumerate(['inst', 'cont', 'back']):
         a = att[:, :, i].unsqueeze(2)
         w = cas * a
@@ -102,16 +101,9 @@ def timing(args):
     cfg = presets(args.preset)
     gen = torch.Generator().manual_seed(0); dt = torch.float32
     p = init_params(cfg, gen, dt)
-    opt = torch.optim.Adam(list(p.values()), lr=1e-4, weight_decay=5e-5)
-
-    def step():
-        X = features(cfg, gen, dt); y = labels(cfg['B'], cfg['C'], gen, dt, pairs=False)
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        total(losses(forward(p, cfg, X, Draws(gen, dt, record=False)), y)).backward()
-        opt.step()
-        return t0
-    time_steps(args, step)
+    time_training(args, p, lambda: (features(cfg, gen, dt), labels(cfg['B'], cfg['C'], gen, dt, pairs=False)),
+                  lambda X, y: total(losses(forward(p, cfg, X, Draws(gen, dt, record=False)), y)),
+                  lr=1e-4, weight_decay=5e-5)
 
 
 if __name__ == '__main__':

@@ -11,10 +11,9 @@ semantics, channel-first like the original. Two uses:
 
 Needs Debian's python3-torch (1.13) and numpy. Nothing here is the original code.
 """
-import time
 import torch
 import torch.nn.functional as F
-from refcommon import Draws, cli, features, labels, time_steps, write_dump
+from refcommon import Draws, cli, features, labels, time_training, write_dump
 # PVLR's loss.py copies CO2-Net's topkloss and Contrastive (model.py:154-212): one restatement serves both
 from pvlr_ref import coactivity as contrastive, topk_mil
 
@@ -119,16 +118,9 @@ def timing(args):
     gen = torch.Generator().manual_seed(0); dt = torch.float32
     p = init_params(cfg, gen, dt)
     p['feat_encoder.0.weight'].requires_grad_(False); p['feat_encoder.0.bias'].requires_grad_(False)
-    opt = torch.optim.Adam([v for v in p.values() if v.requires_grad], lr=5e-5, weight_decay=1e-3)
-
-    def step():
-        X = features(cfg, gen, dt); y = labels(cfg['B'], cfg['C'], gen, dt, pairs=True)
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        sum(losses(forward(p, cfg, X, Draws(gen, dt, record=False)), y, cfg).values()).backward()
-        opt.step()
-        return t0
-    time_steps(args, step)
+    time_training(args, p, lambda: (features(cfg, gen, dt), labels(cfg['B'], cfg['C'], gen, dt, pairs=True)),
+                  lambda X, y: sum(losses(forward(p, cfg, X, Draws(gen, dt, record=False)), y, cfg).values()),
+                  lr=5e-5, weight_decay=1e-3)
 
 
 if __name__ == '__main__':

@@ -102,6 +102,21 @@ def time_steps(args, step, extra=None):
                           blas=blas_library(), blas_gflops=blas_gflops(), openblas_coretype=os.environ.get('OPENBLAS_CORETYPE'))))
 
 
+def time_training(args, params, batch, loss, **adam):
+    """Times full training steps: `batch()` draws a step's inputs (untimed), `loss(*inputs)` is the step's
+    loss; Adam (with `adam`'s settings) over the parameters that take a gradient."""
+    opt = torch.optim.Adam([v for v in params.values() if v.requires_grad], **adam)
+
+    def step():
+        inputs = batch()
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss(*inputs).backward()
+        opt.step()
+        return t0
+    time_steps(args, step)
+
+
 def cli(dump, timing, savings=False):
     ap = argparse.ArgumentParser()
     sp = ap.add_subparsers(dest='mode', required=True)

@@ -12,10 +12,9 @@ original's semantics. Two uses:
 
 Needs Debian's python3-torch (1.13) and numpy. Nothing here is the original code.
 """
-import time
 import torch
 import torch.nn.functional as F
-from refcommon import Draws, cli, features, labels, time_steps, write_dump
+from refcommon import Draws, cli, features, labels, time_training, write_dump
 
 ALPHA, BETA, MARGIN = 0.0005, 1.0, 100.0             # options.py:14-16
 LOSS_NAMES = ["cls_loss", "um_loss", "be_loss"]
@@ -96,16 +95,9 @@ def timing(args):
     cfg = presets(args.preset)
     gen = torch.Generator().manual_seed(0); dt = torch.float32
     p = init_params(cfg, gen, dt)
-    opt = torch.optim.Adam(list(p.values()), lr=1e-4, betas=(0.9, 0.999), weight_decay=5e-4)
-
-    def step():
-        X = features(cfg, gen, dt); y = labels(cfg['B'], cfg['C'], gen, dt, pairs=False)
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        sum(losses(forward(p, cfg, X, Draws(gen, dt, record=False)), y).values()).backward()
-        opt.step()
-        return t0
-    time_steps(args, step)
+    time_training(args, p, lambda: (features(cfg, gen, dt), labels(cfg['B'], cfg['C'], gen, dt, pairs=False)),
+                  lambda X, y: sum(losses(forward(p, cfg, X, Draws(gen, dt, record=False)), y).values()),
+                  lr=1e-4, betas=(0.9, 0.999), weight_decay=5e-4)
 
 
 if __name__ == '__main__':

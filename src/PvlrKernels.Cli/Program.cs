@@ -16,13 +16,13 @@ public static class Program
 {
     const string Usage = """
 usage:
-  pvlr train [--method pvlr|co2net|um|acmnet] [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--clip-weights FILE] [--mining-ties torch|stable]
-  pvlr eval --checkpoint FILE [--method pvlr|co2net|um|acmnet] [--data DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
-  pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--method pvlr|co2net|um|acmnet] [--device ...] [--winograd 0|2|4|6]
+  pvlr train [--method pvlr|co2net|um|acmnet|ftcl] [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--init FILE] [--clip-weights FILE] [--mining-ties torch|stable]
+  pvlr eval --checkpoint FILE [--method pvlr|co2net|um|acmnet|ftcl] [--data DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
+  pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--winograd 0|2|4|6]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
-  pvlr replay --state DIR --out DIR [--method pvlr|co2net|um|acmnet] [--device ...] [--no-savings] [--mining-ties torch|stable]
-  pvlr bench [--method pvlr|co2net|um|acmnet] [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--ptx] [--out FILE.md]
-  pvlr export --checkpoint FILE --format safetensors|pth --out FILE [--method pvlr|co2net|um|acmnet]
+  pvlr replay --state DIR --out DIR [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--no-savings] [--mining-ties torch|stable]
+  pvlr bench [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,align,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--ptx] [--out FILE.md]
+  pvlr export --checkpoint FILE --format safetensors|pth --out FILE [--method pvlr|co2net|um|acmnet|ftcl]
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors|structure|strides] [--seed S]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
 --method picks the method (pvlr; a checkpoint names its own, and --method there only checks it).
@@ -139,6 +139,9 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         }
         else cfg = (method ?? MethodRegistry.Get("pvlr")).Preset(o.Get("preset", "demo"));
         if (o.Has("max-iter")) cfg.MaxIter = o.Count("max-iter", cfg.MaxIter);
+        string init = o.Get("init");
+        if (init != null && resume != null) throw new ArgumentException("--init starts a run; a resumed run keeps the weights its checkpoint holds");
+        if (init != null && !File.Exists(init)) throw new FileNotFoundException($"--init: {init} not found", init);
         if (MiningTiesOption(o) is { } ties) PvlrOnly(cfg, "--mining-ties").MiningTies = ties;
         ClipWeights clip = null;
         if (o.Has("clip-weights"))
@@ -159,6 +162,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         using var backend = MakeBackend(o.Get("device"));
         using var tr = new Trainer(cfg, ds, backend) { Plotter = new ScottRunPlotter() };
         clip?.Apply((PvlrModel)tr.Model);
+        if (init != null) Console.Write(Checkpoint.InitFrom(init, tr.Model, backend));
         if (resume != null)
         {
             var last = Path.Combine(resume, "last.safetensors");
@@ -317,6 +321,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             ("conv", () => [Bench.Conv(backend)]),
             ("clip", () => cfg is PvlrConfig p ? Bench.ClipTower(backend, p) : []),
             ("step", () => [Bench.TrainStep(backend, cfg, steps, Console.Error)]),
+            ("align", () => Bench.Alignment(backend, cfg, steps)),
             ("infer", () => Bench.TestSetInference(backend, cfg, passes)),
             ("memory", () => Bench.FirstTouch(backend)),
             ("pool", () => Bench.LoopOverhead()),
@@ -334,6 +339,9 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             $"{backend.Name} ({Environment.ProcessorCount} cores{(CpuGemm.Vector256Only ? ", Vector256 GEMM microkernel" : "")})");
         if (o.Flag("torch") && rows.FirstOrDefault(r => r.Name.StartsWith("training step")) is { } ours)
             table += TorchSideBySide(cfg, torchSteps, ours.Seconds, o.Get("torch-script"));
+        if (o.Flag("torch") && rows.FirstOrDefault(r => r.Name.StartsWith("FTCL contrasts")) is { } contrasts)
+            table += TorchSideBySide(cfg, torchSteps, contrasts.Seconds, o.Get("torch-script"), "time-align",
+                "contrasts LCS + FSD");
         Console.WriteLine(table);
         if (Profiler.Enabled) Console.Error.WriteLine(Profiler.Report());
         if (o.Has("out")) AtomicFile.WriteAllText(o.Get("out"), table);
@@ -344,20 +352,24 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     /// this run: PVLR's as the original computes (P^2 einsum, 77-token tower, AE_d) and with the same
     /// savings as ours; CO2-Net's as the original computes. It says which BLAS torch ran on; against
     /// Debian's single-threaded reference BLAS no ratio is printed, since no user timing torch would run it so.
-    static string TorchSideBySide(MethodConfig cfg, int steps, double ours, string script)
+    /// `mode` "time-align" times FTCL's contrasts alone (`what`) instead of a step.
+    static string TorchSideBySide(MethodConfig cfg, int steps, double ours, string script, string mode = "time",
+        string what = null)
     {
+        string unit = what == null ? "s/step" : "s/batch";
+        static string Secs(double s) => s < 0.1 ? $"{s:F4}" : $"{s:F2}";
         script ??= Path.Combine("benchmarks", "reference", $"{cfg.Method}_ref.py");
         if (!File.Exists(script)) throw new FileNotFoundException($"{script}: the PyTorch reference script (run from the repository root or pass --torch-script)");
         (string label, string args)[] variants = cfg is PvlrConfig
             ? [("as the original computes", ""), ("same exact savings as ours", " --savings")]
             : [("as the original computes", "")];
-        var sb = new System.Text.StringBuilder("\n| PyTorch restatement (same run) | s/step | ours s/step | speed-up |\n|---|---|---|---|\n");
+        var sb = new System.Text.StringBuilder($"\n| PyTorch restatement (same run) | {unit} | ours {unit} | speed-up |\n|---|---|---|---|\n");
         string blasNote = null;
         foreach (var (label, extra) in variants)
         {
             Console.Error.WriteLine($"bench: torch, {label} ...");
             var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3",
-                $"\"{script}\" time --preset {cfg.Preset} --steps {steps}{extra}")
+                $"\"{script}\" {mode} --preset {cfg.Preset} --steps {steps}{extra}")
             { RedirectStandardOutput = true, RedirectStandardError = true };
             using var p = System.Diagnostics.Process.Start(psi) ?? throw new InvalidOperationException("could not start /usr/bin/python3");
             var err = p.StandardError.ReadToEndAsync(); var outp = p.StandardOutput.ReadToEnd(); p.WaitForExit();
@@ -372,7 +384,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             bool reference = TorchBlasIsReference(blas, rate);
             blasNote = $"torch's BLAS: {blas}, {rate:F1} GFLOP/s on a 1024^3 matmul" + (coretype != null ? $" (OPENBLAS_CORETYPE={coretype}: OpenBLAS runs that core's kernels)" : "") +
                 (reference ? ". That is the speed of Debian's reference BLAS (libblas3, one thread): no speed-up is printed; install libopenblas0-pthread" : "");
-            sb.AppendLine($"| torch {torchV}, {cfg.Method} {label} | {t:F2} | {ours:F2} | {(reference ? "—" : $"{t / ours:F1}x")} |");
+            sb.AppendLine($"| torch {torchV}, {cfg.Method} {(what != null ? what + ", " : "")}{label} | {Secs(t)} | {Secs(ours)} | {(reference ? "—" : $"{t / ours:F1}x")} |");
         }
         sb.AppendLine().AppendLine(blasNote);
         return sb.ToString();

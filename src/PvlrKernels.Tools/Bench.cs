@@ -103,7 +103,7 @@ public static class Bench
     {
         var tr = new Trainer(cfg, Classes(cfg), b,
             log ?? TextWriter.Null);    // PVLR_PROFILE=1: its per-phase lines too
-        int bs = cfg.BatchSize, t = cfg.MaxSeqLen;
+        int bs = cfg.VideosPerBatch, t = cfg.MaxSeqLen;
         var feats = Randn(bs * t * cfg.FeatDim,
             5); var clip = cfg.ClipFeatureWidth > 0 ? Randn(bs * t * cfg.ClipFeatureWidth, 6) : null;
         var labels = new float[bs * cfg.NumClasses]; var r = new Random(7);
@@ -168,6 +168,35 @@ public static class Bench
             rows.Add(Row(b, ClipTowerWork(b, all), reps));
         }
         return rows.ToArray();
+    }
+
+    /// FTCL's two contrasts alone, forward and backward, for one batch of pairs of random candidate sets
+    /// (every second pair positive), as `ftcl_ref.py time-align` times the original's cell-by-cell form.
+    /// Empty for other methods.
+    public static BenchRow[] Alignment(Backend b, MethodConfig cfg, int reps = 3) =>
+        cfg is Methods.Ftcl.FtclConfig f ? [Row(b, AlignmentWork(b, f), reps)] : [];
+
+    public static Workload AlignmentWork(Backend b, Methods.Ftcl.FtclConfig cfg)
+    {
+        int n = cfg.BatchSize;
+        var ps = new ParameterStore();
+        string[] names = ["lcs0", "lcs1", "act0", "act1", "bak1"];
+        foreach (var name in names)
+            ps.Add(name, name.StartsWith("lcs") ? [n, cfg.LcsLen, cfg.FeatDim] : [n, cfg.FsdLen, cfg.FcDim]);
+        ps.Allocate(b);
+        int seed = 11;
+        foreach (var p in ps.List)
+            ps.Set(p.Name, p.Name.StartsWith("lcs") ? Randn((int)p.Size, seed++).Select(Math.Abs).ToArray() : Randn((int)p.Size, seed++));
+        var pair = Enumerable.Range(0, n).Select(i => (float)(i % 2)).ToArray();
+        var g = new Graph(b, ps);
+        return new Workload($"FTCL contrasts LCS + FSD ({cfg.Preset}), forward + backward",
+            $"{n} pairs, LCS {cfg.LcsLen}x{cfg.FeatDim}, FSD {cfg.FsdLen}x{cfg.FcDim}", () =>
+            {
+                g.Reset(); ps.ZeroGrad();
+                var (lcs, fsd) = Methods.Ftcl.FtclModel.Contrasts(g, cfg, ps["lcs0"].Value, ps["lcs1"].Value,
+                    ps["act0"].Value, ps["act1"].Value, ps["bak1"].Value, pair);
+                g.Backward(g.Add(lcs, fsd));
+            }, ps, g);
     }
 
     /// Full training steps on synthetic batches of the config's shapes; the row's time is s/step.

@@ -52,6 +52,11 @@ public static class Ptx
         foreach (var shape in structs.Where(s => typeof(IGemmShape).IsAssignableFrom(s)).OrderBy(s => s.Name))
             yield return ($"GemmBlocked<{shape.Name}>", blocked.MakeGenericMethod(shape), true);
         yield return ("L2NormWarp.Rows", typeof(L2NormWarp).GetMethod(nameof(L2NormWarp.Rows))!, true);
+        var align = typeof(SequenceAlignmentGroups).GetMethod(nameof(SequenceAlignmentGroups.Forward))!;
+        foreach (var cell in structs.Where(s => typeof(IAlignCell).IsAssignableFrom(s)).OrderBy(s => s.Name))
+            yield return ($"SequenceAlignmentGroups.Forward<{cell.Name}>", align.MakeGenericMethod(cell), true);
+        yield return ("SequenceAlignmentGroups.FsdBackward",
+            typeof(SequenceAlignmentGroups).GetMethod(nameof(SequenceAlignmentGroups.FsdBackward))!, true);
     }
 
     /// Compiles every entry point for each architecture; a kernel that does not compile throws, naming it.

@@ -298,6 +298,58 @@ public sealed class BatchSampler
         return rows;
     }
 
+    List<(int first, int second)> pairs;
+    readonly Dictionary<int, int[]> frozen = new();
+
+    /// FTCL's pair list (dataset/dataset_class.py:190-203), made once: every pair (i < j) of training
+    /// videos with equal label vectors, and as many pairs with disjoint labels drawn without replacement
+    /// (all of them where there are fewer), the disjoint ones first.
+    public IReadOnlyList<(int first, int second)> LabelPairs()
+    {
+        if (pairs != null) return pairs;
+        var labels = ds.Train.Select(v => ds.Labels(v)).ToArray();
+        var same = new List<(int, int)>(); var disjoint = new List<(int, int)>();
+        for (int i = 0; i < labels.Length; i++)
+            for (int j = i + 1; j < labels.Length; j++)
+            {
+                if (labels[i].AsSpan().SequenceEqual(labels[j])) same.Add((i, j));
+                else if (!labels[i].Where((v, k) => v > 0 && labels[j][k] > 0).Any()) disjoint.Add((i, j));
+            }
+        if (same.Count == 0) throw new ArgumentException("no two training videos have the same labels: FTCL's pair batches need at least one such pair");
+        var rng = ForStep(long.MinValue);
+        for (int i = disjoint.Count - 1; i > 0; i--) { int j = rng.Next(i + 1); (disjoint[i], disjoint[j]) = (disjoint[j], disjoint[i]); }
+        pairs = disjoint.Take(same.Count).Concat(same).ToList();
+        return pairs;
+    }
+
+    /// The batch of `step` in FTCL's order: each epoch a fresh permutation of LabelPairs() cut into batches
+    /// of `batch` pairs, the last one smaller; rows 0..k-1 hold the pairs' first videos, rows k..2k-1 their
+    /// second. Each video is resampled to T snippets once for the whole run (FTCLDataset samples at
+    /// construction, :205-215). Returns the 2k videos in row order.
+    public List<Video> SamplePairs(long step, int batch, int t, float[] feats, float[] clip, float[] labels,
+        Methods.Resampling resample = Methods.Resampling.AcmRandom)
+    {
+        var list = LabelPairs();
+        int n = list.Count, perEpoch = (n + batch - 1) / batch;
+        long epoch = step / perEpoch; int at = (int)(step % perEpoch) * batch;
+        var order = Enumerable.Range(0, n).ToArray();
+        var shuffle = ForStep(-1 - epoch);
+        for (int i = n - 1; i > 0; i--) { int j = shuffle.Next(i + 1); (order[i], order[j]) = (order[j], order[i]); }
+        var chosen = order.Skip(at).Take(batch).Select(i => list[i]).ToList();
+        var ids = chosen.Select(p => p.first).Concat(chosen.Select(p => p.second)).ToList();
+        Fill(null, ids.Select(i => ds.Train[i]).ToList(), t, feats, clip, labels, resample, k => Frozen(ids[k], t, resample));
+        return ids.Select(i => ds.Train[i]).ToList();
+    }
+
+    int[] Frozen(int video, int t, Methods.Resampling resample)
+    {
+        if (frozen.TryGetValue(video, out var idx)) return idx;
+        var rng = ForStep(long.MinValue + 1 + video);
+        int length = ds.Train[video].T;
+        return frozen[video] = resample == Methods.Resampling.AcmRandom ? AcmRandomSample(length, t, rng)
+            : RandomPerturb(length, t, rng);
+    }
+
     public List<Video> Pick(Random rng, int batch, int numSimilar = 3, int similarSize = 2)
     {
         var rows = new List<Video>();
@@ -347,15 +399,16 @@ public sealed class BatchSampler
     }
 
     /// Fills feats (B, T, F), clip (B, T, Dc) and labels (B, C) for the chosen videos.
+    /// `indicesOf` (row -> its T snippet indices) replaces the draws from `rng` where given.
     public void Fill(Random rng, List<Video> rows, int t, float[] feats, float[] clip, float[] labels,
-        Methods.Resampling resample = Methods.Resampling.Perturb)
+        Methods.Resampling resample = Methods.Resampling.Perturb, Func<int, int[]> indicesOf = null)
     {
         int f = ds.FeatureDim, c = ds.Ann.Classes.Length, dc = ds.ClipDim;
         for (int b = 0; b < rows.Count; b++)
         {
             var v = rows[b];
-            var idx = resample == Methods.Resampling.AcmRandom ? AcmRandomSample(v.T, t, rng) : RandomPerturb(v.T, t,
-                rng);
+            var idx = indicesOf != null ? indicesOf(b) : resample == Methods.Resampling.AcmRandom
+                ? AcmRandomSample(v.T, t, rng) : RandomPerturb(v.T, t, rng);
             for (int k = 0; k < t; k++)
             {
                 Array.Copy(v.Features, (long)idx[k] * f, feats, ((long)b * t + k) * f, f);

@@ -96,6 +96,17 @@ public abstract class Backend : IDisposable
         long dmqo, Storage dVarQ, long dvqo, Storage dKl, long dko,
         Storage muP, long mpo, Storage varP, long vpo, Storage muQ, long mqo, Storage varQ, long vqo, KlParams k,
             bool needP, bool needQ);
+    /// One of FTCL's alignments (kernels/SequenceAlignment.cs: TCell FsdCell or LcsCell) of P pairs: value
+    /// (P), table (P, L+1, L+1) and aux (P, L, L, TCell.AuxPerCell) written from p, q (P, L, L) (FSD: M, G;
+    /// LCS: S twice).
+    public abstract void AlignForward<TCell>(Storage value, long vo, Storage table, long to, Storage aux, long ao,
+        Storage p, long po, Storage q, long qo, AlignParams a) where TCell : struct, IAlignCell;
+    /// dm, dg (P, L, L) += the FSD gradient for dValue (P); adjoint (P, L+2, L+2) is scratch.
+    public abstract void FsdBackward(Storage dm, long dmo, Storage dg, long dgo, Storage adjoint, long ao,
+        Storage dValue, long dvo, Storage weights, long wo, AlignParams a);
+    /// ds (P, L, L) += dValue on the diagonal steps of each pair's chosen path.
+    public abstract void LcsBackward(Storage ds, long dso, Storage dValue, long dvo, Storage choice, long co,
+        AlignParams a);
     public abstract void Adam(Storage theta, Storage grad, Storage m, Storage v, long off, long n, AdamParams a);
     public abstract void DropoutMask(Storage y, long yo, long n, float p, RngKey key);
     public abstract void Normal(Storage y, long yo, long n, float std, int samples, RngKey key);
@@ -402,6 +413,41 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
             DKl = g, MuP = mp, VarP = vp, MuQ = mq, VarQ = vq, K = k });
         if (needQ) Launch(nq, new PairwiseKlBwdQ<TMem> { DMuQ = M(op, dMuQ, dmqo, nq), DVarQ = M(op, dVarQ, dvqo, nq),
             DKl = g, MuP = mp, VarP = vp, MuQ = mq, VarQ = vq, K = k });
+    }
+
+    public override void AlignForward<TCell>(Storage value, long vo, Storage table, long to, Storage aux, long ao,
+        Storage p, long po, Storage q, long qo, AlignParams a)
+    {
+        var (cells, tables) = AlignExtents("align", a);
+        Launch(a.Pairs, new AlignForwardPair<TMem, TCell> { Value = M("align", value, vo, a.Pairs), Table = M("align",
+            table, to, tables), Aux = M("align", aux, ao, TCell.AuxPerCell * cells), P = M("align", p, po, cells),
+            Q = M("align", q, qo, cells), A = a });
+    }
+
+    public override void FsdBackward(Storage dm, long dmo, Storage dg, long dgo, Storage adjoint, long ao,
+        Storage dValue, long dvo, Storage weights, long wo, AlignParams a)
+    {
+        var (cells, _) = AlignExtents("fsd.backward", a);
+        const string op = "fsd.backward";
+        Launch(a.Pairs, new FsdBackwardPair<TMem> { DM = M(op, dm, dmo, cells), DG = M(op, dg, dgo, cells),
+            Adjoint = M(op, adjoint, ao, (long)a.Pairs * (a.L + 2) * (a.L + 2)), DValue = M(op, dValue, dvo, a.Pairs),
+            Weights = M(op, weights, wo, 3 * cells), A = a });
+    }
+
+    public override void LcsBackward(Storage ds, long dso, Storage dValue, long dvo, Storage choice, long co,
+        AlignParams a)
+    {
+        var (cells, _) = AlignExtents("lcs.backward", a);
+        Launch(a.Pairs, new LcsBackwardPair<TMem> { DS = M("lcs.backward", ds, dso, cells), DValue = M("lcs.backward",
+            dValue, dvo, a.Pairs), Choice = M("lcs.backward", choice, co, cells), A = a });
+    }
+
+    /// Matrix entries and table entries of all pairs; refuses sides outside [1, MaxSide].
+    protected static (long cells, long tables) AlignExtents(string op, AlignParams a)
+    {
+        if (a.Pairs < 0 || a.L < 1 || a.L > SequenceAlignmentGroups.MaxSide)
+            throw new ShapeException($"{op}: {a.Pairs} pairs of side {a.L}; the side must be 1..{SequenceAlignmentGroups.MaxSide}");
+        return ((long)a.Pairs * a.Cells, (long)a.Pairs * a.Side * a.Side);
     }
 
     public override void Adam(Storage theta, Storage grad, Storage m, Storage v, long off, long n, AdamParams a)

@@ -7,7 +7,7 @@ namespace PvlrKernels.Engine;
 
 public enum Op
 {
-    Generic, Copy, Reduce, Gather, Softmax, LayerNorm, L2Norm, Attention, Kl, MatMul, Linear, Conv1d
+    Generic, Copy, Reduce, Gather, Softmax, LayerNorm, L2Norm, Attention, Kl, MatMul, Linear, Conv1d, Fsd, Lcs
 }
 
 /// Storage slots of one tape entry; each op's `...Saved` record gives them names (Save/Load).
@@ -199,6 +199,8 @@ public sealed partial class Graph : IDisposable
                 case Op.MatMul: MatMulBackward(MatMulSaved.Load(e), dy); break;
                 case Op.Linear: LinearBackward(LinearSaved.Load(e), dy); break;
                 case Op.Conv1d: Conv1dBackward(Conv1dSaved.Load(e), dy); break;
+                case Op.Fsd: FsdBackward(AlignSaved.Load(e), dy); break;
+                case Op.Lcs: LcsBackward(AlignSaved.Load(e), dy); break;
                 default: throw new InvalidOperationException($"no backward for {e.Op}");
             }
         }

@@ -42,6 +42,8 @@ public abstract class MethodConfig
     /// replacement) or a shuffled pass over the training videos per epoch, the last batch smaller
     /// (UM's DataLoader(shuffle=True)).
     [JsonIgnore] public virtual BatchOrder Batches => BatchOrder.SimilarPairs;
+    /// Videos in one training batch: BatchSize, or twice that when a batch is BatchSize pairs (LabelPairs).
+    [JsonIgnore] public int VideosPerBatch => Batches == BatchOrder.LabelPairs ? 2 * BatchSize : BatchSize;
     [JsonIgnore] public virtual Resampling Resample => Resampling.Perturb;
     /// Whether each training batch is cut to its longest video's snippet count, as CO2-Net's train.py:16-17
     /// does. PVLR's main.py:75-76 cuts the features the same way but not its CLIP features, so any cut
@@ -79,7 +81,10 @@ public abstract class MethodConfig
     }
 }
 
-public enum BatchOrder { SimilarPairs, EpochShuffle }
+/// SimilarPairs: W-TALC's batches; EpochShuffle: a shuffled pass over the training videos per epoch;
+/// LabelPairs: a shuffled pass over a fixed list of video pairs (FTCL's FTCLDataset), a batch of B pairs
+/// being 2B videos, the first of each pair in rows 0..B-1 and the second in rows B..2B-1.
+public enum BatchOrder { SimilarPairs, EpochShuffle, LabelPairs }
 
 /// How a training video becomes exactly T snippets: W-TALC's random_perturb (one random index per
 /// stratum; PVLR, CO2-Net, UM) or ACM-Net's random_sample (the same for longer videos, sorted draws with
@@ -181,7 +186,7 @@ public static class MethodRegistry
 {
     static readonly object Lock = new();
     static IMethod[] all = [new Pvlr.PvlrMethod(), new Co2Net.Co2NetMethod(), new Um.UmMethod(),
-        new AcmNet.AcmNetMethod()];
+        new AcmNet.AcmNetMethod(), new Ftcl.FtclMethod()];
 
     public static IReadOnlyList<IMethod> All { get { lock (Lock) return all; } }
 

@@ -163,11 +163,30 @@ public static class Checkpoint
         return (method ?? named ?? MethodRegistry.Get("pvlr")).LoadTorch(path, backend, out report, classes);
     }
 
+    /// A new run's starting weights from `path` (a checkpoint of any method, or a PyTorch state_dict), as
+    /// the originals' load_state_dict(..., strict=False) does (FTCL's stage 2 starts from ACM-Net's
+    /// THUMOS_best.pth): every tensor of a name and shape the model has is copied, the rest stays at our
+    /// init; the report says which. Nothing of the source's optimizer or step is taken.
+    public static string InitFrom(string path, IMethodModel model, Backend backend)
+    {
+        Dictionary<string, (int[] shape, float[] data)> tensors;
+        if (IsZip(path)) tensors = StateDictFile.Read(path).Tensors;
+        else
+        {
+            var (src, _, _) = Load(path, backend, optimizer: false);
+            using (src.Parameters)
+                tensors = src.Parameters.List.ToDictionary(p => p.Name, p => (p.Shape, src.Parameters.Get(p.Name)));
+        }
+        return FillFromStateDict(path, tensors, model.Parameters, model.Config.Method, _ => true);
+    }
+
     /// Sets each parameter of `ps` from the state_dict `t` (names already stripped of any DataParallel
     /// prefix). Missing trainable weights or ones of another shape are an error, non-finite values too;
     /// the rest (missing frozen weights, unused entries, other shapes) goes into the returned report.
+    /// `optional` names weights that may be missing or of another shape (kept at our init and reported,
+    /// as load_state_dict(strict=False) leaves them); null: none may.
     public static string FillFromStateDict(string path, Dictionary<string, (int[] shape, float[] data)> t,
-        ParameterStore ps, string dims)
+        ParameterStore ps, string dims, Func<string, bool> optional = null)
     {
         var sb = new System.Text.StringBuilder(); var missing = new List<string>(); var shape = new List<string>(); var badTrainable = new List<string>();
         foreach (var p in ps.List)
@@ -181,7 +200,7 @@ public static class Checkpoint
                 ps.Set(p.Name, v.data); continue;
             }
             (why == null ? missing : shape).Add(why ?? p.Name);
-            if (p.Trainable) badTrainable.Add(why ?? p.Name + " (missing)");
+            if (p.Trainable && optional?.Invoke(p.Name) != true) badTrainable.Add(why ?? p.Name + " (missing)");
         }
         if (badTrainable.Count > 0) { ps.Dispose(); throw new DataFormatException($"{path}: trainable weights missing or of another shape: {string.Join("; ", badTrainable)}"); }
         var unused = t.Keys.Where(k => !ps.Contains(k)).ToList();

@@ -37,8 +37,8 @@ public sealed class Trainer : IDisposable
     {
         this.ds = ds;
         sampler = new BatchSampler(ds, cfg.Seed);
-        batch = new float[cfg.BatchSize * cfg.MaxSeqLen * cfg.FeatDim];
-        clipBatch = ds.ClipDim > 0 && cfg.ClipFeatureWidth > 0 ? new float[cfg.BatchSize * cfg.MaxSeqLen * cfg.ClipFeatureWidth] : null;
+        batch = new float[cfg.VideosPerBatch * cfg.MaxSeqLen * cfg.FeatDim];
+        clipBatch = ds.ClipDim > 0 && cfg.ClipFeatureWidth > 0 ? new float[cfg.VideosPerBatch * cfg.MaxSeqLen * cfg.ClipFeatureWidth] : null;
     }
 
     /// What the run needs of the dataset, refused before any model memory is allocated.
@@ -68,13 +68,18 @@ public sealed class Trainer : IDisposable
     /// One training step on the sampler's batch for this step number; returns the loss terms.
     public Dictionary<string, float> TrainStep()
     {
-        var labels = new float[Cfg.BatchSize * Cfg.NumClasses];
-        var rows = Cfg.Batches == BatchOrder.EpochShuffle
-            ? sampler.SampleEpoch(Step, Cfg.BatchSize, Cfg.MaxSeqLen, batch, clipBatch, labels, Cfg.Resample)
-            : sampler.Sample(Step, Cfg.BatchSize, Cfg.MaxSeqLen, batch, clipBatch, labels, Cfg.NumSimilar,
-                Cfg.SimilarSize, Cfg.Resample);
+        var labels = new float[Cfg.VideosPerBatch * Cfg.NumClasses];
+        var rows = Cfg.Batches switch
+        {
+            BatchOrder.EpochShuffle => sampler.SampleEpoch(Step, Cfg.BatchSize, Cfg.MaxSeqLen, batch, clipBatch, labels,
+                Cfg.Resample),
+            BatchOrder.LabelPairs => sampler.SamplePairs(Step, Cfg.BatchSize, Cfg.MaxSeqLen, batch, clipBatch, labels,
+                Cfg.Resample),
+            _ => sampler.Sample(Step, Cfg.BatchSize, Cfg.MaxSeqLen, batch, clipBatch, labels, Cfg.NumSimilar,
+                Cfg.SimilarSize, Cfg.Resample),
+        };
         string names = string.Join(",", rows.Select(r => r.Name));
-        if (rows.Count == Cfg.BatchSize) return StepOn(batch, clipBatch, labels, names);
+        if (rows.Count == Cfg.VideosPerBatch) return StepOn(batch, clipBatch, labels, names);
         long perRow = (long)Cfg.MaxSeqLen * Cfg.FeatDim,
             clipRow = (long)Cfg.MaxSeqLen * Cfg.ClipFeatureWidth;     // an epoch's last, smaller batch
         return StepOn(batch[..(int)(rows.Count * perRow)], clipBatch?[..(int)(rows.Count * clipRow)],

@@ -527,6 +527,110 @@ public sealed class OpTests(string backendName)
         });
     }
 
+    // ---------------- sequence alignment (FTCL) ----------------
+    /// FTCL's FSD per cell as ftcl_criterion.py:100-117 writes it (maxGamma with the max subtracted), in
+    /// float64: pairs of (L, L) m and g.
+    static double[] FsdReference(double[] m, double[] g, int pairs, int l, double gamma)
+    {
+        var y = new double[pairs];
+        for (int p = 0; p < pairs; p++)
+        {
+            var c = new double[l + 1, l + 1];
+            for (int i = 1; i <= l; i++)
+                for (int j = 1; j <= l; j++)
+                {
+                    int x = (p * l + i - 1) * l + j - 1;
+                    double[] z = [c[i - 1, j - 1] / gamma, (g[x] + c[i - 1, j]) / gamma, (g[x] + c[i, j - 1]) / gamma];
+                    double mx = z.Max();
+                    c[i, j] = m[x] + gamma * (mx + Math.Log(z.Sum(v => Math.Exp(v - mx))));
+                }
+            y[p] = c[l, l];
+        }
+        return y;
+    }
+
+    /// FTCL's LCS per cell (ftcl_criterion.py:128-146): Python's max(up, left) keeps up on a tie.
+    static double[] LcsReference(double[] s, int pairs, int l, double threshold)
+    {
+        var y = new double[pairs];
+        for (int p = 0; p < pairs; p++)
+        {
+            var c = new double[l + 1, l + 1];
+            for (int i = 1; i <= l; i++)
+                for (int j = 1; j <= l; j++)
+                {
+                    double v = s[(p * l + i - 1) * l + j - 1];
+                    c[i, j] = v > threshold ? c[i - 1, j - 1] + v : (c[i, j - 1] > c[i - 1, j] ? c[i, j - 1] : c[i - 1, j]);
+                }
+            y[p] = c[l, l];
+        }
+        return y;
+    }
+
+    /// L = 20 is wider than the emulator's 16-thread groups: a thread then sweeps two rows per diagonal.
+    [TestCase(3, 5)] [TestCase(2, 20)] [TestCase(1, 1)]
+    public void Fsd(int pairs, int l) =>
+        CheckOp($"fsd L={l}", [[pairs, l, l], [pairs, l, l]], (g, x) => g.Fsd(x[0], x[1], 0.1f),
+            x => FsdReference(x[0], x[1], pairs, l, 0.1));
+
+    [TestCase(3, 20)] [TestCase(2, 5)]
+    public void Lcs(int pairs, int l) =>
+        CheckOp($"lcs L={l}", [[pairs, l, l]], (g, x) => g.Lcs(x[0], 0.5f), x => LcsReference(x[0], pairs, l, 0.5));
+
+    /// The group-per-pair form (the ILGPU backends) writes the tables, weights and choices the
+    /// one-thread-per-pair form (the CPU) does.
+    [Test]
+    public void AlignmentTablesEqualTheCpuForm()
+    {
+        if (backendName == "cpu") Assert.Ignore("the reference form itself");
+        var cpu = Backends.Get("cpu");
+        int pairs = 4, l = 30;
+        var r = new Random(7);
+        var m = Rand(r, pairs * l * l); var gg = Rand(r, pairs * l * l);
+        float[] Run(Backend b, bool fsd)
+        {
+            var ps = new ParameterStore();
+            using var g = new Graph(b, ps);
+            var tm = g.FromHost(m, pairs, l, l); var tg = g.FromHost(gg, pairs, l, l);
+            var table = g.New([pairs, l + 1, l + 1]);
+            var y = fsd ? g.Fsd(tm, tg, 0.1f, table) : g.Lcs(tm, 0.5f, table);
+            return [.. g.ToHost(y), .. g.ToHost(table)];
+        }
+        foreach (bool fsd in new[] { true, false })
+        {
+            var want = Run(cpu, fsd); var got = Run(B, fsd);
+            if (B.IsGpu) Check.Close(got, want.Select(v => (double)v).ToArray(), 1e-4, 1e-5, fsd ? "fsd" : "lcs");
+            else Check.SameBits(got, want, fsd ? "fsd" : "lcs");
+        }
+    }
+
+    /// Two paths of equal length meet at (2, 2): Python's max keeps the upper one, so only S[0, 1]
+    /// takes the gradient; a similarity equal to the threshold is not counted (strict >).
+    [Test]
+    public void LcsTieKeepsTheUpperPathAndTheThresholdIsStrict()
+    {
+        var ps = new ParameterStore();
+        ps.Add("s", [2, 2, 2]);
+        ps.Allocate(B);
+        ps.Set("s", [0f, 0.9f, 0.9f, 0f, 0.5f, 0.5f, 0.5f, 0.5f]);
+        using var g = new Graph(B, ps);
+        var y = g.Lcs(ps["s"].Value, 0.5f);
+        Assert.That(g.ToHost(y), Is.EqualTo(new[] { 0.9f, 0f }));
+        g.Backward(g.SumAll(y));
+        Assert.That(ps.GetGrad("s"), Is.EqualTo(new[] { 0f, 1f, 0f, 0f, 0f, 0f, 0f, 0f }));
+        ps.Dispose();
+    }
+
+    [Test]
+    public void AlignmentRefusesBadSides()
+    {
+        var ps = new ParameterStore();
+        using var g = new Graph(B, ps);
+        Assert.Throws<ShapeException>(() => g.Fsd(g.New([2, 3, 4]), g.New([2, 3, 4]), 0.1f));
+        Assert.Throws<ShapeException>(() => g.Lcs(g.New([1, 65, 65]), 0.5f));
+        Assert.Throws<ShapeException>(() => g.Fsd(g.New([2, 3, 3]), g.New([2, 4, 4]), 0.1f));
+    }
+
     // ---------------- pairwise KL ----------------
     [Test]
     public void PairwiseKl()

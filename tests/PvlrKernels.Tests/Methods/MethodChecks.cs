@@ -45,7 +45,9 @@ public static class MethodChecks
 
     /// 30 steps of the tiny preset (lr 3e-3, evaluations at 15 and 30) into a fresh run directory: the
     /// loss falls and the evaluation runs. `check` sees the trainer and the directory before it is removed.
-    public static void TrainsOnTheTinyDemo<TConfig>(IMethod method, string backend, Action<Trainer, string> check) where TConfig : MethodConfig
+    /// `prepare` sees the trainer before its first step (a start from another run's weights).
+    public static void TrainsOnTheTinyDemo<TConfig>(IMethod method, string backend, Action<Trainer, string> check,
+        Action<Trainer> prepare = null) where TConfig : MethodConfig
     {
         if (backend != "cpu") Assert.Ignore("one backend is enough for a training run");
         var ds = ThumosDataset.Load(TrainingTests.TinyDataDir);
@@ -53,6 +55,7 @@ public static class MethodChecks
         var dir = Path.Combine(Path.GetTempPath(), $"pvlr-{method.Name}run-" + Guid.NewGuid().ToString("N")[..8]);
         using (var tr = new Trainer(cfg, ds, new CpuBackend(), TextWriter.Null))
         {
+            prepare?.Invoke(tr);
             var r = tr.Run(dir, cfg.MaxIter);
             float first = tr.History.Take(5).Average(h => h["total"]), last = tr.History.TakeLast(5).Average(h => h["total"]);
             Assert.That(last, Is.LessThan(first), "the loss falls");

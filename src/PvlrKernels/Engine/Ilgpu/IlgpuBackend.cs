@@ -127,6 +127,42 @@ public sealed class IlgpuBackend : Backend<ViewMem>
             S(x).Buffer.View.SubView(xo, t), outer, n, eps);
     }
 
+    readonly Dictionary<Type, Action<KernelConfig, AlignParams, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        ArrayView<float>, ArrayView<float>>> alignForward = new();
+    Action<KernelConfig, AlignParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> fsdBackward;
+
+    /// One group per pair, one thread per row of the table up to the group size (SequenceAlignmentGroups).
+    KernelConfig AlignGroups(AlignParams a) => new(new Index1D(a.Pairs), new Index1D(Math.Min(a.L,
+        acc.MaxNumThreadsPerGroup)));
+
+    ArrayView<float> V(string op, Storage s, long off, long len) => M(op, s, off, len).V;
+
+    public override void AlignForward<TCell>(Storage value, long vo, Storage table, long to, Storage aux, long ao,
+        Storage p, long po, Storage q, long qo, AlignParams a)
+    {
+        var (cells, tables) = AlignExtents("align", a);
+        if (a.Pairs == 0) return;
+        if (!alignForward.TryGetValue(typeof(TCell), out var run))
+            alignForward[typeof(TCell)] = run = acc.LoadStreamKernel<AlignParams, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ArrayView<float>>(SequenceAlignmentGroups.Forward<TCell>);
+        using var _ = Profiler.Time($"Align<{typeof(TCell).Name}> groups", a.Pairs, this);
+        run(AlignGroups(a), a, V("align", value, vo, a.Pairs), V("align", table, to, tables), V("align", aux, ao,
+            TCell.AuxPerCell * cells), V("align", p, po, cells), V("align", q, qo, cells));
+    }
+
+    public override void FsdBackward(Storage dm, long dmo, Storage dg, long dgo, Storage adjoint, long ao,
+        Storage dValue, long dvo, Storage weights, long wo, AlignParams a)
+    {
+        const string op = "fsd.backward";
+        var (cells, _) = AlignExtents(op, a);
+        if (a.Pairs == 0) return;
+        fsdBackward ??= acc.LoadStreamKernel<AlignParams, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>>(SequenceAlignmentGroups.FsdBackward);
+        using var _ = Profiler.Time("FsdBackward groups", a.Pairs, this);
+        fsdBackward(AlignGroups(a), a, V(op, dm, dmo, cells), V(op, dg, dgo, cells), V(op, dValue, dvo, a.Pairs),
+            V(op, weights, wo, 3 * cells));
+    }
+
     Storage scratch;
     Storage Scratch(long n)
     {

@@ -15,11 +15,13 @@ namespace PvlrKernels.Methods.AcmNet;
 
 public sealed class AcmNetOutputs
 {
-    public Tensor Cas, Att, InstCas, PInst, PCont, PBack, FInst, FCont, FBack;
+    public Tensor Embedded, Cas, Att, InstCas, PInst, PCont, PBack, FInst, FCont, FBack;
     public Dictionary<string, float[]> Picks;
+    /// The attention (B, T, 3) as the host read it to choose the picks (null when they were given).
+    public float[] AttentionHost;
 }
 
-public sealed class AcmNetModel : IMethodModel
+public class AcmNetModel : IMethodModel
 {
     public readonly AcmNetConfig Cfg;
     public readonly ParameterStore P = new();
@@ -55,14 +57,15 @@ public sealed class AcmNetModel : IMethodModel
         }
     }
 
-    Tensor W(string n) => P[n].Value;
+    protected Tensor W(string n) => P[n].Value;
 
     public int[] Ks(int t) => [Math.Max(t / Cfg.InsTopK, 1), Math.Max(t / Cfg.ConTopK, 1), Math.Max(t / Cfg.BakTopK,
         1)];
 
     /// ACMNet.forward (model/ACMNet.py:37-103). `picks` may inject the (B, k) feature-anchor indices of
-    /// each branch ("inst", "cont", "back"), as a replay does; otherwise they are chosen here.
-    public AcmNetOutputs Forward(Graph g, Tensor x, Dictionary<string, float[]> picks = null)
+    /// each branch ("inst", "cont", "back"), as a replay does; otherwise they are chosen here. `tags`
+    /// prefixes the names of the random draws (FTCL draws them for two videos per pair).
+    public AcmNetOutputs Forward(Graph g, Tensor x, Dictionary<string, float[]> picks = null, string tags = "")
     {
         if (x.Rank != 3 || x.Dim(2) != Cfg.FeatDim) throw new ShapeException($"acmnet: input must be (B, T, {Cfg.FeatDim}), got {x}");
         int b = x.Dim(0), t = x.Dim(1);
@@ -73,13 +76,13 @@ public sealed class AcmNetModel : IMethodModel
         if (g.Training)
         {   // the snippet drop: a dropout of a (B,T,1) tensor of ones, broadcast over the features
             var select = g.New([b, t, 1]);
-            g.Rng.DropoutMask(g, select, Cfg.Dropout, "select");
+            g.Rng.DropoutMask(g, select, Cfg.Dropout, tags + "select");
             masked = g.Mul(e, select);
         }
-        var cas = g.Linear(g.Dropout(masked, Cfg.Dropout, "snippet_cls"), W("snippet_cls.weight"),
+        var cas = g.Linear(g.Dropout(masked, Cfg.Dropout, tags + "snippet_cls"), W("snippet_cls.weight"),
             W("snippet_cls.bias"));
-        var o = new AcmNetOutputs { Cas = cas, Att = att, Picks = picks ?? new() };
         float[] attHost = picks == null ? g.ToHost(att) : null;
+        var o = new AcmNetOutputs { Embedded = e, Cas = cas, Att = att, Picks = picks ?? new(), AttentionHost = attHost };
         var p = new Tensor[3]; var f = new Tensor[3];
         for (int i = 0; i < 3; i++)
         {
@@ -109,8 +112,8 @@ public sealed class AcmNetModel : IMethodModel
         return r;
     }
 
-    public LossTerms Losses(Graph g, Tensor features, Tensor clip, float[] labels) => Losses(g, Forward(g, features),
-        labels);
+    public virtual LossTerms Losses(Graph g, Tensor features, Tensor clip, float[] labels) => Losses(g,
+        Forward(g, features), labels);
 
     /// ACMLoss (utils/net_utils.py:24-93), THUMOS weights 1, 1, 1.
     public LossTerms Losses(Graph g, AcmNetOutputs o, float[] labels)
@@ -154,7 +157,7 @@ public sealed class AcmNetModel : IMethodModel
         return L;
     }
 
-    public IReadOnlyList<(string label, string term)> ProgressTerms { get; } =
+    public virtual IReadOnlyList<(string label, string term)> ProgressTerms { get; } =
         [("inst", "inst_loss"), ("cont", "cont_loss"), ("back", "back_loss"), ("feat", "feat_loss")];
 
     /// The test forward (main_thu.py:140-160) of each video alone, on its uniform_sample (at most MaxSeqLen

@@ -5,7 +5,7 @@ using System.Text.Json.Serialization;
 
 namespace PvlrKernels.Methods.AcmNet;
 
-public sealed class AcmNetConfig : MethodConfig
+public class AcmNetConfig : MethodConfig
 {
     [JsonPropertyOrder(-2)] public override string Method => "acmnet";
     [JsonIgnore] public override BatchOrder Batches => BatchOrder.EpochShuffle;
