@@ -19,7 +19,7 @@ usage:
   pvlr train [--method pvlr|co2net|um|acmnet|ftcl] [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--init FILE] [--clip-weights FILE] [--mining-ties torch|stable]
   pvlr eval --checkpoint FILE [--method pvlr|co2net|um|acmnet|ftcl] [--data DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
   pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--winograd 0|2|4|6]
-  pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--json] [--out-json FILE]
+  pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--ap interpolated|wtalc] [--json] [--out-json FILE]
   pvlr replay --state DIR --out DIR [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--no-savings] [--mining-ties torch|stable]
   pvlr bench [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,align,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--ptx] [--out FILE.md]
   pvlr export --checkpoint FILE --format safetensors|pth --out FILE [--method pvlr|co2net|um|acmnet|ftcl]
@@ -263,9 +263,12 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         var path = o.Req("predictions");
         bool seconds = o.Get("units", "snippets") switch { "snippets" => false, "seconds" => true,
             var u => throw new ArgumentException($"--units must be snippets or seconds, not '{u}'") };
+        bool wtalc = o.Get("ap", "interpolated") switch { "interpolated" => false, "wtalc" => true,
+            var a => throw new ArgumentException($"--ap must be interpolated or wtalc, not '{a}'") };
         var dets = PredictionCsv.Read(path, ann, seconds);
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var r = Evaluator.Evaluate(Evaluator.GroundTruth(ann), dets, ann.Classes.Length);
+        var r = wtalc ? WtalcEvaluator.Evaluate(ann, dets) : Evaluator.Evaluate(Evaluator.GroundTruth(ann), dets,
+            ann.Classes.Length);
         sw.Stop();
         if (o.Has("out-json")) AtomicFile.WriteAllText(o.Get("out-json"), ActivityNetJson(dets, ann.Classes));
         if (o.Flag("json")) Console.WriteLine(r.Json());
