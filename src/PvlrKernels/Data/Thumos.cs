@@ -4,6 +4,11 @@
 //   <data>/Thumos14reduced/Thumos14reduced-I3D-JOINTFeatures.npy   object (N,) of (T_i, 2048) float32
 //   <clip>/{train,test}/<videoname>.npy                              (T_i, 1024)
 // Train = subset 'validation' (200 videos), test = subset 'test' (212).
+// The two other THUMOS14 layouts the seed methods ship read the same way (GtJsonLayout below):
+//   BaS / UM (Pilhyeon/WTAL-Uncertainty-Modeling thumos_features.py:24-98):
+//     <data>/{gt.json, split_train.txt, split_test.txt}, <data>/features/{train,test}/{rgb,flow}/<video>.npy
+//   ACM-Net / FTCL (ispc-lab/ACM-Net dataset/dataset_class.py:57-75):
+//     <data>/{gt.json, split_train.txt, split_test.txt}, <data>/{train,test}/<video>.npy (T, 2048)
 namespace PvlrKernels.Data;
 
 public sealed class Video
@@ -102,18 +107,25 @@ public sealed class Annotations
             a.Videos.Add(v);
         }
         var amb = P("Ambiguous_test.txt");
-        if (File.Exists(amb))
-            foreach (var (line, ln) in File.ReadAllLines(amb).Select((l, i) => (l, i + 1)))
-            {
-                if (string.IsNullOrWhiteSpace(line)) continue;
-                var f = line.Split(' ');      // "video  s e": two spaces, fields 2 and 3 (Ambiguous_test.txt's format)
-                if (f.Length < 4 || !double.TryParse(f[2], System.Globalization.CultureInfo.InvariantCulture,
-                    out var s) || !double.TryParse(f[3], System.Globalization.CultureInfo.InvariantCulture, out var e))
-                    throw new DataFormatException($"{amb}:{ln}: expected 'video  start end'");
-                if (!a.Ambiguous.TryGetValue(f[0], out var list)) a.Ambiguous[f[0]] = list = new();
-                list.Add((s, e));
-            }
+        if (File.Exists(amb)) a.Ambiguous = ReadAmbiguous(amb);
         return a;
+    }
+
+    /// Ambiguous_test.txt: "video  start end" per line (two spaces: fields 2 and 3).
+    public static Dictionary<string, List<(double start, double end)>> ReadAmbiguous(string amb)
+    {
+        var r = new Dictionary<string, List<(double start, double end)>>();
+        foreach (var (line, ln) in File.ReadAllLines(amb).Select((l, i) => (l, i + 1)))
+        {
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            var f = line.Split(' ');
+            if (f.Length < 4 || !double.TryParse(f[2], System.Globalization.CultureInfo.InvariantCulture,
+                out var s) || !double.TryParse(f[3], System.Globalization.CultureInfo.InvariantCulture, out var e))
+                throw new DataFormatException($"{amb}:{ln}: expected 'video  start end'");
+            if (!r.TryGetValue(f[0], out var list)) r[f[0]] = list = new();
+            list.Add((s, e));
+        }
+        return r;
     }
 
     public IEnumerable<Video> Train => Videos.Where(v => v.Subset == "validation");
@@ -126,6 +138,8 @@ public sealed class ThumosDataset
     public List<Video> Train, Test;
     public int FeatureDim, ClipDim;
     public string Root;
+    /// Where the features were read from, for messages (null: the W-TALC feature file under Root).
+    public string FeatureSource;
 
     public const string AnnDir = "Thumos14reduced-Annotations";
     public const string FeatFile = "Thumos14reduced/Thumos14reduced-I3D-JOINTFeatures.npy";
@@ -138,6 +152,8 @@ public sealed class ThumosDataset
     public static ThumosDataset Load(string root, string clipRoot = null, bool clip = true,
         IProgress<string> log = null, Func<Video, bool> load = null)
     {
+        if (!Directory.Exists(Path.Combine(root, AnnDir)) && File.Exists(Path.Combine(root, GtJsonLayout.GtFile)))
+            return GtJsonLayout.Load(root, clip ? clipRoot : null, log);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var ds = new ThumosDataset { Root = root, Ann = Annotations.Load(Path.Combine(root, AnnDir)) };
         var featPath = Path.Combine(root, FeatFile);
@@ -179,7 +195,7 @@ public sealed class ThumosDataset
 
     /// The CLIP features of the training (required) and test (optional) videos, under clipRoot/{train,test}:
     /// the files read on every core, then checked in file order (the first bad video is the one named).
-    static void LoadClip(ThumosDataset ds, string clipRoot)
+    internal static void LoadClip(ThumosDataset ds, string clipRoot)
     {
         var videos = ds.Ann.Videos.Where(v => v.Subset is "validation" or "test").ToArray();
         var read = new (string path, NpyArray nd, Exception failed)[videos.Length];
@@ -217,7 +233,7 @@ public sealed class ThumosDataset
     /// The features are `width` wide, as `whose` (a preset, a checkpoint) reads them; else the error names the file.
     public void RequireFeatureWidth(int width, string whose)
     {
-        if (FeatureDim != width) throw new Engine.ShapeException($"{Path.Combine(Root, FeatFile)}: feature width {FeatureDim}, {whose} expects {width}");
+        if (FeatureDim != width) throw new Engine.ShapeException($"{FeatureSource ?? Path.Combine(Root, FeatFile)}: feature width {FeatureDim}, {whose} expects {width}");
     }
 
     /// Every value is finite; else the error names `what` and, for rows `width` values wide, the snippet
@@ -417,5 +433,97 @@ public sealed class BatchSampler
             }
             ds.Labels(v).CopyTo(labels, b * c);
         }
+    }
+}
+
+/// THUMOS14 in the BaS / UM and ACM-Net / FTCL layouts: ActivityNet-format gt.json (database/<video>/
+/// {subset, duration, annotations[{segment: [s, e], label}]}), the training and test video lists, and
+/// per-video features, either joint (T, 2048) files or RGB and flow (T, 1024) files concatenated as the
+/// originals do. Classes: the labels in gt.json, sorted (the THUMOS14 order both originals use). Train
+/// videos take subset 'validation' and test videos 'test', as in the W-TALC annotations.
+public static class GtJsonLayout
+{
+    public const string GtFile = "gt.json";
+
+    /// `clipRoot`: PVLR's per-video CLIP features under clipRoot/{train,test}, when given.
+    public static ThumosDataset Load(string root, string clipRoot = null, IProgress<string> log = null)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        string gtPath = Path.Combine(root, GtFile);
+        var ann = new Annotations { Dir = root };
+        using var doc = Malformed.Guard(gtPath, () => System.Text.Json.JsonDocument.Parse(File.ReadAllText(gtPath)));
+        if (!doc.RootElement.TryGetProperty("database", out var db) || db.ValueKind != System.Text.Json.JsonValueKind.Object)
+            throw new DataFormatException($"{gtPath}: no 'database' object (ActivityNet format)");
+        string[] Split(string f)
+        {
+            var p = Path.Combine(root, f);
+            if (!File.Exists(p)) throw new FileNotFoundException($"{p}: the video list of this layout is missing", p);
+            return File.ReadAllLines(p).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
+        }
+        var entries = new List<(string name, string subset, System.Text.Json.JsonElement e)>();
+        foreach (var (list, subset) in new[] { (Split("split_train.txt"), "validation"), (Split("split_test.txt"), "test") })
+            foreach (var name in list)
+                entries.Add((name, subset, db.TryGetProperty(name, out var e) ? e
+                    : throw new DataFormatException($"{gtPath}: video '{name}' of the split lists is not in the database")));
+        var videos = entries.Select((x, i) => Malformed.Guard(gtPath, () =>
+        {
+            var v = new Video { Index = i, Name = x.name, Subset = x.subset,
+                Duration = x.e.TryGetProperty("duration", out var d) ? d.GetDouble() : 0 };
+            v.Segments = x.e.GetProperty("annotations").EnumerateArray().Select(a =>
+            {
+                var seg = a.GetProperty("segment");
+                if (seg.GetArrayLength() != 2) throw new DataFormatException($"{gtPath}: video {x.name}: a segment is not [start, end]");
+                return (seg[0].GetDouble(), seg[1].GetDouble(), a.GetProperty("label").GetString());
+            }).ToArray();
+            v.Labels = v.Segments.Select(s => s.label).Distinct().ToArray();
+            return v;
+        })).ToList();
+        ann.Classes = videos.SelectMany(v => v.Labels).Distinct().Order(StringComparer.Ordinal).ToArray();
+        ann.Videos.AddRange(videos);
+        var amb = Path.Combine(root, "Ambiguous_test.txt");
+        if (File.Exists(amb)) ann.Ambiguous = Annotations.ReadAmbiguous(amb);
+        var ds = new ThumosDataset { Root = root, Ann = ann };
+        bool split = Directory.Exists(Path.Combine(root, "features"));
+        Engine.CpuPool.ForOrdered(videos.Count, i =>
+        {
+            var v = videos[i];
+            string dir = v.Subset == "validation" ? "train" : "test";
+            float[] f; int t, w;
+            if (split)
+            {
+                var rgb = Npy.Load(Path.Combine(root, "features", dir, "rgb", v.Name + ".npy"));
+                var flow = Npy.Load(Path.Combine(root, "features", dir, "flow", v.Name + ".npy"));
+                if (rgb.Shape.Length != 2 || flow.Shape.Length != 2 || rgb.Shape[0] != flow.Shape[0] || rgb.Shape[1] != flow.Shape[1])
+                    throw new DataFormatException($"{root}/features/{dir}: video {v.Name}: rgb {Engine.Tensor.ShapeStr(rgb.Shape)} and flow {Engine.Tensor.ShapeStr(flow.Shape)} must be (T, F/2) each");
+                (t, w) = (rgb.Shape[0], 2 * rgb.Shape[1]);
+                var r = rgb.AsFloat(v.Name); var fl = flow.AsFloat(v.Name); int h = w / 2;
+                f = new float[(long)t * w];
+                for (int k = 0; k < t; k++)
+                {
+                    Array.Copy(r, (long)k * h, f, (long)k * w, h);
+                    Array.Copy(fl, (long)k * h, f, (long)k * w + h, h);
+                }
+            }
+            else
+            {
+                var path = Path.Combine(root, dir, v.Name + ".npy");
+                var nd = Npy.Load(path);
+                if (nd.Shape.Length != 2) throw new DataFormatException($"{path}: shape {Engine.Tensor.ShapeStr(nd.Shape)}, expected (T, F)");
+                (t, w, f) = (nd.Shape[0], nd.Shape[1], nd.AsFloat(path));
+            }
+            if (t == 0) throw new DataFormatException($"{root}: video {v.Name} is empty (T = 0)");
+            ThumosDataset.CheckFinite(f, $"{root}: video {v.Name}", w);
+            v.T = t; v.Features = f;
+        });
+        ds.FeatureDim = videos[0].Features.Length / videos[0].T;
+        if (videos.FirstOrDefault(v => v.Features.Length != (long)v.T * ds.FeatureDim) is { } odd)
+            throw new DataFormatException($"{root}: video {odd.Name} has feature width {odd.Features.Length / odd.T}, the first video {ds.FeatureDim}");
+        if (ds.FeatureDim % 2 != 0) throw new DataFormatException($"{root}: feature width {ds.FeatureDim} must be even (RGB | flow)");
+        if (clipRoot != null) ThumosDataset.LoadClip(ds, clipRoot);
+        ds.FeatureSource = split ? Path.Combine(root, "features") : root;
+        ds.Train = ann.Train.ToList(); ds.Test = ann.Test.ToList();
+        if (ds.Train.Count == 0) throw new DataFormatException($"{root}: split_train.txt lists no videos");
+        log?.Report($"read {root} ({(split ? "BaS/UM" : "ACM-Net")} layout): {ds.Train.Count} train / {ds.Test.Count} test videos, {videos.Sum(v => (long)v.T)} snippets, in {sw.Elapsed.TotalSeconds:F2} s");
+        return ds;
     }
 }
