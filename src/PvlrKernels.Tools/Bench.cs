@@ -314,7 +314,7 @@ public static class Bench
     public static string Table(IEnumerable<BenchRow> rows, double peakGflops, string device)
     {
         var sb = new System.Text.StringBuilder();
-        sb.AppendLine($"device: {device}; peak used for %: {peakGflops:F0} GFLOP/s (fp32 FMA)");
+        sb.AppendLine($"device: {device}; peak used for %: {peakGflops:F0} GFLOP/s (fp32 FMA, measured on the cores unless --peak sets it)");
         sb.AppendLine();
         sb.AppendLine("| benchmark | shape | time (s) | GFLOP/s | % of peak | rate |");
         sb.AppendLine("|---|---|---|---|---|---|");

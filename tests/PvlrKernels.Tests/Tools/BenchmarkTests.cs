@@ -25,6 +25,20 @@ public sealed class BenchmarkTests
         finally { bench.Close(); }
     }
 
+    /// The "% of peak" column divides by a measured FMA peak: no GEMM can beat it (a 10 % margin for a clock
+    /// that rises between the two); a measurement that lost a core to the host would fail here.
+    [Test]
+    public void TheMeasuredCpuPeakBoundsTheGemm()
+    {
+        using var b = new CpuBackend();
+        double peak = b.PeakGflops;
+        var row = Bench.Gemm(b, 1024, 1024, 1024, reps: 3);
+        TestContext.Out.WriteLine($"peak {peak:F0} GFLOP/s, 1024^3 GEMM {row.Flops / row.Seconds / 1e9:F0} GFLOP/s");
+        Assert.That(peak, Is.GreaterThan(0));
+        Assert.That(row.Flops / row.Seconds / 1e9, Is.LessThan(1.1 * peak));
+        Assert.That(CpuPeak.Gflops, Is.EqualTo(peak), "measured once per process");
+    }
+
     [Test]
     public void HotShapesDoTheWorkTheirColumnCounts()
     {

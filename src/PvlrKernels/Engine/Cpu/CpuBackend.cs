@@ -78,9 +78,9 @@ public sealed unsafe partial class CpuBackend : Backend<PtrMem>
     /// The 16-lane paths (ReLU, top-k, the sigmoid gate, Philox) run in AVX-512, or without it as the two
     /// Vector256 halves the runtime gives Vector512 then; the same bits either way.
     static readonly bool Lanes16 = Avx512DQ.IsSupported || Avx2.IsSupported;
-    /// 2 AVX-512 FMA units x 16 lanes x 2 FLOP x ~3.4 GHz per core: ~430 on the 2-core Zen 5 CI machine (docs/ilgpu.md).
-    /// Without AVX-512 the GEMM runs 8 lanes (the Vector256 kernel), so half that; without FMA a quarter.
-    public override double PeakGflops => (Avx512F.IsSupported ? 215.0 : Fma.IsSupported ? 107.5 : 53.75) * Threads;
+    /// Measured on this machine (CpuPeak): ~430 GFLOP/s on 2 Zen 5 cores, about half that on 2 Zen 4 cores,
+    /// whose FMA units take a 512-bit FMA in two halves.
+    public override double PeakGflops => CpuPeak.Gflops;
 
     public override Storage Allocate(long n) => new CpuStorage(n);
     /// 1 GiB on Linux: a mapped chunk costs only the pages a step writes, and one chunk keeps the blocks a test-time
