@@ -16,12 +16,12 @@ public static class Program
 {
     const string Usage = """
 usage:
-  pvlr train [--method pvlr|co2net|um|acmnet|ftcl] [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--init FILE] [--clip-weights FILE] [--mining-ties torch|stable]
+  pvlr train [--method pvlr|co2net|um|acmnet|ftcl] [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--init FILE] [--train-winograd 0|2|4|6] [--clip-weights FILE] [--mining-ties torch|stable]
   pvlr eval --checkpoint FILE [--method pvlr|co2net|um|acmnet|ftcl] [--data DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
   pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--winograd 0|2|4|6]
   pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--ap interpolated|wtalc] [--json] [--out-json FILE]
-  pvlr replay --state DIR --out DIR [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--no-savings] [--mining-ties torch|stable]
-  pvlr bench [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,align,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--ptx] [--out FILE.md]
+  pvlr replay --state DIR --out DIR [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--train-winograd 0|2|4|6] [--no-savings] [--mining-ties torch|stable]
+  pvlr bench [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,align,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--train-winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--ptx] [--out FILE.md]
   pvlr export --checkpoint FILE --format safetensors|pth --out FILE [--method pvlr|co2net|um|acmnet|ftcl]
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors|structure|strides] [--seed S]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
@@ -139,6 +139,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         }
         else cfg = (method ?? MethodRegistry.Get("pvlr")).Preset(o.Get("preset", "demo"));
         if (o.Has("max-iter")) cfg.MaxIter = o.Count("max-iter", cfg.MaxIter);
+        TrainWinograd(o, cfg);
         string init = o.Get("init");
         if (init != null && resume != null) throw new ArgumentException("--init starts a run; a resumed run keeps the weights its checkpoint holds");
         if (init != null && !File.Exists(init)) throw new FileNotFoundException($"--init: {init} not found", init);
@@ -180,6 +181,15 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             (protocol.Seconds ? ", in seconds" : "") + "):");
         Console.Write(r.Table());
         return 0;
+    }
+
+    /// --train-winograd 0|2|4|6: how the training forward and input gradients of the k = 3 convs run.
+    static void TrainWinograd(Opts o, MethodConfig cfg)
+    {
+        if (!o.Has("train-winograd")) return;
+        cfg.TrainWinogradTile = o.Int("train-winograd");
+        if (cfg.TrainWinogradTile != 0 && !Engine.Winograd.Supported(cfg.TrainWinogradTile))
+            throw new ArgumentException($"--train-winograd must be 0, 2, 4 or 6, not {cfg.TrainWinogradTile}");
     }
 
     /// --winograd 0|2|4|6 and --infer-rows N: how test-time inference runs (results equal up to rounding).
@@ -284,6 +294,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         var method = MethodOption(o) ?? MethodRegistry.Get("pvlr");
         var r = method.Replay(o.Req("state"), backend, c =>
         {
+            TrainWinograd(o, c);
             if (exact) { var p = PvlrOnly(c, "--no-savings"); p.TruncateText = false; p.SkipAeDecoder = false; }
             if (ties != null) PvlrOnly(c, "--mining-ties").MiningTies = ties.Value;
         });
@@ -311,7 +322,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         }
         using var backend = MakeBackend(o.Get("device", "auto"));
         var cfg = (MethodOption(o) ?? MethodRegistry.Get("pvlr")).Preset(o.Get("preset", "paper"));
-        TestTime(o, cfg);
+        TestTime(o, cfg); TrainWinograd(o, cfg);
         var only = o.Get("only", "gemm,conv,clip,step,infer").Split(',').ToHashSet();
         CpuGemm.Vector256Only = o.Flag("vector256");           // the CPU GEMMs on the AVX2 microkernel, as without AVX-512
         int steps = o.Count("steps", 3), passes = o.Count("infer-passes", 1), torchSteps = o.Count("torch-steps",

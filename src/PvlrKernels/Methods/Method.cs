@@ -35,6 +35,7 @@ public abstract class MethodConfig
     // test time; the outputs equal the plain per-video forward up to fp32 rounding
     public int InferRows { get; set; } = 2048;        // snippet rows per ragged inference batch (several videos per forward)
     public int WinogradTile { get; set; } = 6;        // Winograd F(m,3) for the k=3 convs at test time (2, 4, 6; 0 = direct)
+    public int TrainWinogradTile { get; set; } = 6;   // the same for the training forward and input gradient
 
     public const int MaxInferRows = 1 << 20;
 
@@ -78,6 +79,7 @@ public abstract class MethodConfig
         if (InferRows < 1 || InferRows > MaxInferRows) throw new ArgumentException($"InferRows {InferRows} must be between 1 and {MaxInferRows}");
         if (!float.IsFinite(Lr) || !float.IsFinite(WeightDecay)) throw new ArgumentException("Lr and WeightDecay must be finite");
         if (WinogradTile != 0 && !Engine.Winograd.Supported(WinogradTile)) throw new ArgumentException($"WinogradTile {WinogradTile}: use 0 (direct), 2, 4 or 6");
+        if (TrainWinogradTile != 0 && !Engine.Winograd.Supported(TrainWinogradTile)) throw new ArgumentException($"TrainWinogradTile {TrainWinogradTile}: use 0 (direct), 2, 4 or 6");
     }
 }
 

@@ -59,7 +59,7 @@ public sealed class Trainer : IDisposable
         Model = MethodRegistry.Get(cfg.Method).Build(cfg, classes);
         Model.Initialize(backend, cfg.Seed);
         Rng = new PhiloxSource((ulong)cfg.Seed);
-        G = new Graph(backend, Model.Parameters, Rng);
+        G = new Graph(backend, Model.Parameters, Rng) { TrainWinogradTile = cfg.TrainWinogradTile };
         Adam = new AdamOptimizer(Model.Parameters, backend, cfg.Lr, cfg.WeightDecay);
     }
 

@@ -24,7 +24,8 @@ public sealed class OpTests(string backendName)
 
     void CheckOp(string name, int[][] shapes, OursFn ours, RefFn reference, int seed = 1,
         Func<Random, int, long, float[]> init = null,
-                 bool[] differentiable = null, double gradAtol = GradAtol, double gradRtol = GradRtol)
+                 bool[] differentiable = null, double gradAtol = GradAtol, double gradRtol = GradRtol,
+                 int trainWinograd = 0)
     {
         var rnd = new Random(seed);
         var ps = new ParameterStore();
@@ -37,7 +38,7 @@ public sealed class OpTests(string backendName)
             data[i] = init != null ? init(rnd, i, Tensor.Numel(shapes[i])) : Rand(rnd, Tensor.Numel(shapes[i]));
             ps.Set("x" + i, data[i]);
         }
-        using var g = new Graph(B, ps);
+        using var g = new Graph(B, ps) { TrainWinogradTile = trainWinograd };
         var inputs = ps.List.Select(p => p.Value).ToArray();
         var y = ours(g, inputs);
         var got = g.ToHost(y);
@@ -693,23 +694,37 @@ public sealed class OpTests(string backendName)
     [TestCase(3, 5, 1)] [TestCase(1, 4, 3)] [TestCase(3, 1, 2)] [TestCase(3, 6, 3)]
     public void Conv1d(int k, int t, int b)
     {
-        int cin = 3, cout = 4, pad = (k - 1) / 2;
+        int cin = 3, cout = 4;
         CheckOp($"conv1d(k={k},T={t},B={b})", new[] { new[] { b, t, cin }, new[] { cout, cin, k }, new[] { cout } },
-            (g, x) => g.Conv1d(x[0], x[1], x[2]), x =>
+            (g, x) => g.Conv1d(x[0], x[1], x[2]), x => ConvReference(x, b, t, cin, cout, k));
+    }
+
+    /// The recorded k = 3 convolution by Winograd F(m,3) (forward, and the input gradient as the k = 3
+    /// convolution of dy with the flipped, transposed weight): the same float64 reference and finite
+    /// differences as the direct one; T = 13 leaves a ragged last tile, T = 4 < m goes direct.
+    [TestCase(6, 13, 2)] [TestCase(4, 13, 1)] [TestCase(2, 7, 2)] [TestCase(6, 4, 2)]
+    public void Conv1dByWinogradInTraining(int m, int t, int b)
+    {
+        int cin = 5, cout = 3;
+        CheckOp($"conv1d F({m},3) (T={t},B={b})", new[] { new[] { b, t, cin }, new[] { cout, cin, 3 }, new[] { cout } },
+            (g, x) => g.Conv1d(x[0], x[1], x[2]), x => ConvReference(x, b, t, cin, cout, 3), trainWinograd: m);
+    }
+
+    static double[] ConvReference(double[][] x, int b, int t, int cin, int cout, int k)
+    {
+        int pad = (k - 1) / 2;
+        var y = new double[b * t * cout];
+        for (int bb = 0; bb < b; bb++) for (int tt = 0; tt < t; tt++) for (int co = 0; co < cout; co++)
         {
-            var y = new double[b * t * cout];
-            for (int bb = 0; bb < b; bb++) for (int tt = 0; tt < t; tt++) for (int co = 0; co < cout; co++)
+            double s = x[2][co];
+            for (int kk = 0; kk < k; kk++)
             {
-                double s = x[2][co];
-                for (int kk = 0; kk < k; kk++)
-                {
-                    int src = tt + kk - pad; if (src < 0 || src >= t) continue;
-                    for (int ci = 0; ci < cin; ci++) s += x[1][(co * cin + ci) * k + kk] * x[0][(bb * t + src) * cin + ci];
-                }
-                y[(bb * t + tt) * cout + co] = s;
+                int src = tt + kk - pad; if (src < 0 || src >= t) continue;
+                for (int ci = 0; ci < cin; ci++) s += x[1][(co * cin + ci) * k + kk] * x[0][(bb * t + src) * cin + ci];
             }
-            return y;
-        });
+            y[(bb * t + tt) * cout + co] = s;
+        }
+        return y;
     }
 
     // ---------------- data movement ----------------

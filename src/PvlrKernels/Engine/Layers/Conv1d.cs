@@ -26,6 +26,15 @@ public sealed partial class Graph
         int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), k = w.Dim(2), pad = (k - 1) / 2,
             tp = t + 2 * pad;
         int rows = b * tp - 2 * pad;
+        if (Recording && TrainWinogradTile > 0 && k == 3 && t >= TrainWinogradTile && Needs(x, w, bias))
+        {   // training forward by Winograd F(m,3); the backward pads x itself for the weight gradient
+            int keep = WinogradTile; WinogradTile = TrainWinogradTile;
+            var yw = WinogradConv(new[] { x }, w, bias, 1f, null);
+            WinogradTile = keep;
+            var ew = new Conv1dSaved(x, w, bias, null).Save();
+            Record(ref ew, yw, x, w, bias);
+            return yw;
+        }
         var xp = pad > 0 ? PadTimeRaw(x, pad) : x;
         var wr = Derived(w, 0, new[] { k * cin, cout }, wr =>
             Backend.Copy4(wr.Data, wr.Offset, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 }, w.Data, w.Offset,
@@ -49,9 +58,10 @@ public sealed partial class Graph
 
     void Conv1dBackward(Conv1dSaved saved, Tensor dy)
     {
-        var x = saved.X; var w = saved.Weight; var xp = saved.XPadded;
+        var x = saved.X; var w = saved.Weight;
         int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), k = w.Dim(2), pad = (k - 1) / 2,
             tp = t + 2 * pad, rows = b * tp - 2 * pad;
+        var xp = saved.XPadded ?? (w.RequiresGrad && pad > 0 ? PadTimeRaw(x, pad) : x);
         var dyp = pad > 0 ? PadTimeRaw(dy, pad) : dy;      // (B, Tp, Cout); dyv = dyp viewed from row pad
         if (w.RequiresGrad)
         {
@@ -70,7 +80,20 @@ public sealed partial class Graph
             var db = GradOf(saved.Bias);
             Backend.Reduce(db.Data, db.Offset, dy.Data, dy.Offset, null, 0, 1, b * t, cout, ReduceMode.Sum, 1f, true);
         }
-        if (x.RequiresGrad)
+        if (x.RequiresGrad && TrainWinogradTile > 0 && k == 3 && t >= TrainWinogradTile)
+        {   // dx = conv1d(dy, Wt), Wt[ci, co, j] = W[co, ci, 2 - j]: a k = 3 convolution, by Winograd
+            var wt = New(new[] { cin, cout, 3 });
+            Backend.Copy4(wt.Data, wt.Offset, new Strides4 { S1 = cout * 3, S2 = 3, S3 = 1 }, w.Data, w.Offset + 2,
+                new Strides4 { S1 = 3, S2 = cin * 3, S3 = -1 }, new Dims4 { N0 = 1, N1 = cin, N2 = cout, N3 = 3 }, 1f,
+                false);
+            int keep = WinogradTile; WinogradTile = TrainWinogradTile;
+            var dxw = WinogradConv(new[] { dy }, wt, null, 1f, null);
+            WinogradTile = keep;
+            var dx = GradOf(x);
+            Backend.Copy4(dx.Data, dx.Offset, new Strides4 { S3 = 1 }, dxw.Data, dxw.Offset, new Strides4 { S3 = 1 },
+                new Dims4 { N0 = 1, N1 = 1, N2 = 1, N3 = (int)dx.Size }, 1f, true);
+        }
+        else if (x.RequiresGrad)
         {
             var wf = New(new[] { k * cout, cin });         // wf[j*Cout+co, ci] = W[co, ci, K-1-j]
             Backend.Copy4(wf.Data, wf.Offset, new Strides4 { S1 = cout * cin, S2 = cin, S3 = 1 }, w.Data,

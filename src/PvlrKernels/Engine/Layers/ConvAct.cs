@@ -17,6 +17,8 @@ public sealed partial class Graph
 {
     /// Winograd tile size for test-time k = 3 convolutions (2, 4 or 6); 0 = direct convolution.
     public int WinogradTile;
+    /// Winograd tile size for the recorded (training) forward of k = 3 convolutions; 0 = direct.
+    public int TrainWinogradTile;
 
     Dictionary<int, Storage> winoMats;   // Bt | At | G per tile size, uploaded once per graph
 

@@ -60,7 +60,7 @@ public sealed class AcmNetMethod : IMethod
         var rng = dump.Random();
         string[] branches = ["inst", "cont", "back"];
         var dumped = branches.ToDictionary(n => n, n => dump.Load($"mining/{n}_idx.npy").AsFloat(n));
-        using var g = new Graph(backend, model.P, rng) { Training = true };
+        using var g = new Graph(backend, model.P, rng) { Training = true, TrainWinogradTile = cfg.TrainWinogradTile };
         int b = cfg.BatchSize, t = cfg.MaxSeqLen;
         var x = g.FromHost(dump.Features.AsFloat("features"), b, t, cfg.FeatDim);
         ReplayDump.Step(g, model.P, rng, () => model.Losses(g, model.Forward(g, x,

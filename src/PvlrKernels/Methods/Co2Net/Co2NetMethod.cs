@@ -65,7 +65,7 @@ public sealed class Co2NetMethod : IMethod
         store.Allocate(backend);
         dump.LoadWeights(model.P, res);
         var rng = dump.Random();
-        using var g = new Graph(backend, model.P, rng) { Training = true };
+        using var g = new Graph(backend, model.P, rng) { Training = true, TrainWinogradTile = cfg.TrainWinogradTile };
         var x = g.FromHost(dump.Features.AsFloat("features"), cfg.BatchSize, cfg.MaxSeqLen, cfg.FeatDim);
         ReplayDump.Step(g, model.P, rng, () => model.Losses(g, x, null, dump.Labels.AsFloat("labels")), res);
         return res;

@@ -68,7 +68,7 @@ public sealed class FtclMethod : IMethod
         var dumped = new Dictionary<string, float[]>();
         foreach (var half in new[] { "v0", "v1" })
             foreach (var s in sets) dumped[$"{half}_{s}"] = dump.Load($"mining/{half}_{s}_idx.npy").AsFloat(s);
-        using var g = new Graph(backend, model.P, rng) { Training = true };
+        using var g = new Graph(backend, model.P, rng) { Training = true, TrainWinogradTile = cfg.TrainWinogradTile };
         int b = cfg.BatchSize, t = cfg.MaxSeqLen;
         var x = g.FromHost(dump.Features.AsFloat("features"), 2 * b, t, cfg.FeatDim);
         ReplayDump.Step(g, model.P, rng, () => model.PairLosses(g, x, dump.Labels.AsFloat("labels"),

@@ -99,7 +99,7 @@ public static class PvlrReplay
         var mining = new Dictionary<string, float[]>();
         foreach (var k in new[] { "easy_act", "easy_bkg", "hard_act", "hard_bkg" }) mining[k] = dump.Load($"mining/{k}_idx.npy").AsFloat(k);
 
-        using var g = new Graph(backend, model.P, rng) { Training = true };
+        using var g = new Graph(backend, model.P, rng) { Training = true, TrainWinogradTile = cfg.TrainWinogradTile };
         int b = cfg.BatchSize, t = cfg.MaxSeqLen;
         var x = g.FromHost(dump.Features.AsFloat("features"), b, t, cfg.FeatDim);
         var clip = dump.Load("inputs/clip.npy");

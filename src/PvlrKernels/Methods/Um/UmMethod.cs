@@ -67,7 +67,7 @@ public sealed class UmMethod : IMethod
         var rng = dump.Random();
         var dumped = new Dictionary<string, float[]> { ["act"] = dump.Load("mining/act_idx.npy").AsFloat("act"),
             ["bkg"] = dump.Load("mining/bkg_idx.npy").AsFloat("bkg") };
-        using var g = new Graph(backend, model.P, rng) { Training = true };
+        using var g = new Graph(backend, model.P, rng) { Training = true, TrainWinogradTile = cfg.TrainWinogradTile };
         int b = cfg.BatchSize, t = cfg.MaxSeqLen;
         var x = g.FromHost(dump.Features.AsFloat("features"), b, t, cfg.FeatDim);
         ReplayDump.Step(g, model.P, rng, () => model.Losses(g, model.Forward(g, x, dumped),
