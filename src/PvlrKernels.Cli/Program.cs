@@ -327,8 +327,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         CpuGemm.Vector256Only = o.Flag("vector256");           // the CPU GEMMs on the AVX2 microkernel, as without AVX-512
         int steps = o.Count("steps", 3), passes = o.Count("infer-passes", 1), torchSteps = o.Count("torch-steps",
             1);   // refused here, before any row runs
-        // the backend's fp32 FMA peak (CPU: cores x ~215; CUDA: from the device's SMs and clock); --peak overrides
-        double peak = o.Has("peak") ? o.Positive("peak") : backend.PeakGflops;
+        double? peakOption = o.Has("peak") ? o.Positive("peak") : null;        // refused here, before any row runs
         (string key, Func<IEnumerable<BenchRow>> run)[] benches =
         [
             ("gemm", () => [Bench.Gemm(backend)]),
@@ -349,6 +348,9 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             Console.Error.WriteLine($"bench: {key} ...");
             foreach (var r in run()) { rows.Add(r); Console.Error.WriteLine($"bench: {r.Name}: {r.Seconds:F4} s"); }
         }
+        // the backend's fp32 FMA peak (CPU: measured now, after the rows, when the process's start-up work is
+        // done; CUDA: from the device's SMs and clock); --peak overrides
+        double peak = peakOption ?? backend.PeakGflops;
         var table = Bench.Table(rows, peak,
             $"{backend.Name} ({Environment.ProcessorCount} cores{(CpuGemm.Vector256Only ? ", Vector256 GEMM microkernel" : "")})");
         if (o.Flag("torch") && rows.FirstOrDefault(r => r.Name.StartsWith("training step")) is { } ours)

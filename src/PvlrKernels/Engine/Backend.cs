@@ -450,11 +450,13 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         return ((long)a.Pairs * a.Cells, (long)a.Pairs * a.Side * a.Side);
     }
 
-    public override void Adam(Storage theta, Storage grad, Storage m, Storage v, long off, long n, AdamParams a)
-    {
-        Launch(n, new AdamStep<TMem> { Theta = M("adam", theta, off, n), Grad = M("adam", grad, off, n), M = M("adam",
-            m, off, n), V = M("adam", v, off, n), A = a });
-    }
+    public override void Adam(Storage theta, Storage grad, Storage m, Storage v, long off, long n, AdamParams a) =>
+        Launch(n, AdamBody(theta, grad, m, v, off, n, a));
+
+    /// The checked Adam kernel: launched here, and run for the tail by the CPU's 16-lane path.
+    protected AdamStep<TMem> AdamBody(Storage theta, Storage grad, Storage m, Storage v, long off, long n,
+        AdamParams a) => new() { Theta = M("adam", theta, off, n), Grad = M("adam", grad, off, n), M = M("adam",
+            m, off, n), V = M("adam", v, off, n), A = a };
 
     public override void DropoutMask(Storage y, long yo, long n, float p, RngKey key) => Launch(n, DropoutMaskBody(y,
         yo, n, p, key));

@@ -710,6 +710,16 @@ public sealed class OpTests(string backendName)
             (g, x) => g.Conv1d(x[0], x[1], x[2]), x => ConvReference(x, b, t, cin, cout, 3), trainWinograd: m);
     }
 
+    /// The weight and input used twice: both Winograd gradients add to what is there (+=).
+    [Test]
+    public void Conv1dByWinogradAccumulatesItsGradients()
+    {
+        int b = 2, t = 13, cin = 4, cout = 3;
+        CheckOp("conv1d F(6,3) twice", new[] { new[] { b, t, cin }, new[] { cout, cin, 3 }, new[] { cout } },
+            (g, x) => g.Add(g.Conv1d(x[0], x[1], x[2]), g.Scale(g.Conv1d(x[0], x[1], x[2]), 2f)),
+            x => ConvReference(x, b, t, cin, cout, 3).Select(v => 3 * v).ToArray(), trainWinograd: 6);
+    }
+
     static double[] ConvReference(double[][] x, int b, int t, int cin, int cout, int k)
     {
         int pad = (k - 1) / 2;

@@ -167,4 +167,16 @@ public sealed unsafe partial class CpuBackend
             }
         });
     }
+
+    /// Adam in 16 lanes (AdamStep.Lanes: the kernel body's bits) over the cores; the body for the tail.
+    public override void Adam(Storage theta, Storage grad, Storage m, Storage v, long off, long n, AdamParams a)
+    {
+        var body = AdamBody(theta, grad, m, v, off, n, a);                   // checks every extent
+        if (!Lanes16) { Launch(n, body); return; }
+        using var _ = Profiler.Time("Adam", n);
+        float* th = S(theta).Ptr + off, g = S(grad).Ptr + off, mp = S(m).Ptr + off, vp = S(v).Ptr + off;
+        long whole = n / 16 * 16;
+        Elements(whole, (s, e) => { for (long i = s; i < e; i += 16) AdamStep<PtrMem>.Lanes(th + i, g + i, mp + i, vp + i, a); });
+        for (long i = whole; i < n; i++) body.Execute((int)i);
+    }
 }

@@ -12,11 +12,14 @@ namespace PvlrKernels.Engine;
 
 public sealed partial class Graph
 {
-    /// What the backward reads: the input, the weight, the bias (or null) and the input padded in time.
-    readonly record struct Conv1dSaved(Tensor X, Tensor Weight, Tensor Bias, Tensor XPadded)
+    /// What the backward reads: the input, the weight, the bias (or null) and the input padded in time;
+    /// for a Winograd F(m,3) forward (Tile = m) instead of the padded input, the input transform V
+    /// (n, B tiles, Cin) the forward computed.
+    readonly record struct Conv1dSaved(Tensor X, Tensor Weight, Tensor Bias, Tensor XPadded, Tensor V = null,
+        int Tile = 0)
     {
-        public Entry Save() => new() { Op = Op.Conv1d, A = X, B = Weight, C = Bias, D = XPadded };
-        public static Conv1dSaved Load(in Entry e) => new(e.A, e.B, e.C, e.D);
+        public Entry Save() => new() { Op = Op.Conv1d, A = X, B = Weight, C = Bias, D = XPadded, E = V, I0 = Tile };
+        public static Conv1dSaved Load(in Entry e) => new(e.A, e.B, e.C, e.D, e.E, e.I0);
     }
 
     public Tensor Conv1d(Tensor x, Tensor w, Tensor bias)
@@ -29,9 +32,9 @@ public sealed partial class Graph
         if (Recording && TrainWinogradTile > 0 && k == 3 && t >= TrainWinogradTile && Needs(x, w, bias))
         {   // training forward by Winograd F(m,3); the backward pads x itself for the weight gradient
             int keep = WinogradTile; WinogradTile = TrainWinogradTile;
-            var yw = WinogradConv(new[] { x }, w, bias, 1f, null);
+            var yw = WinogradConv(new[] { x }, w, bias, 1f, null, out var v);
             WinogradTile = keep;
-            var ew = new Conv1dSaved(x, w, bias, null).Save();
+            var ew = new Conv1dSaved(x, w, bias, null, v, TrainWinogradTile).Save();
             Record(ref ew, yw, x, w, bias);
             return yw;
         }
@@ -61,9 +64,11 @@ public sealed partial class Graph
         var x = saved.X; var w = saved.Weight;
         int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), k = w.Dim(2), pad = (k - 1) / 2,
             tp = t + 2 * pad, rows = b * tp - 2 * pad;
-        var xp = saved.XPadded ?? (w.RequiresGrad && pad > 0 ? PadTimeRaw(x, pad) : x);
-        var dyp = pad > 0 ? PadTimeRaw(dy, pad) : dy;      // (B, Tp, Cout); dyv = dyp viewed from row pad
-        if (w.RequiresGrad)
+        if (w.RequiresGrad && saved.V != null) WinogradWeightGradient(saved, dy);
+        var xp = saved.XPadded ?? x;
+        var dyp = pad > 0 && (saved.V == null || !(x.RequiresGrad && TrainWinogradTile > 0 && t >= TrainWinogradTile))
+            ? PadTimeRaw(dy, pad) : dy;                   // (B, Tp, Cout); dyv = dyp viewed from row pad
+        if (w.RequiresGrad && saved.V == null)
         {
             var dwr = New(new[] { k * cin, cout });
             Backend.Gemm(dwr.Data, dwr.Offset, xp.Data, xp.Offset, dyp.Data, dyp.Offset + (long)pad * cout,
@@ -81,18 +86,7 @@ public sealed partial class Graph
             Backend.Reduce(db.Data, db.Offset, dy.Data, dy.Offset, null, 0, 1, b * t, cout, ReduceMode.Sum, 1f, true);
         }
         if (x.RequiresGrad && TrainWinogradTile > 0 && k == 3 && t >= TrainWinogradTile)
-        {   // dx = conv1d(dy, Wt), Wt[ci, co, j] = W[co, ci, 2 - j]: a k = 3 convolution, by Winograd
-            var wt = New(new[] { cin, cout, 3 });
-            Backend.Copy4(wt.Data, wt.Offset, new Strides4 { S1 = cout * 3, S2 = 3, S3 = 1 }, w.Data, w.Offset + 2,
-                new Strides4 { S1 = 3, S2 = cin * 3, S3 = -1 }, new Dims4 { N0 = 1, N1 = cin, N2 = cout, N3 = 3 }, 1f,
-                false);
-            int keep = WinogradTile; WinogradTile = TrainWinogradTile;
-            var dxw = WinogradConv(new[] { dy }, wt, null, 1f, null);
-            WinogradTile = keep;
-            var dx = GradOf(x);
-            Backend.Copy4(dx.Data, dx.Offset, new Strides4 { S3 = 1 }, dxw.Data, dxw.Offset, new Strides4 { S3 = 1 },
-                new Dims4 { N0 = 1, N1 = 1, N2 = 1, N3 = (int)dx.Size }, 1f, true);
-        }
+            WinogradInputGradient(x, w, dy, TrainWinogradTile);
         else if (x.RequiresGrad)
         {
             var wf = New(new[] { k * cout, cin });         // wf[j*Cout+co, ci] = W[co, ci, K-1-j]
@@ -113,6 +107,79 @@ public sealed partial class Graph
                 CopyRows(dx, dxv, b, t, tp, cin, true);
             }
         }
+    }
+
+    /// dx += conv1d(dy, Wt), Wt[ci, co, j] = W[co, ci, 2 - j], by Winograd F(m,3): the transform of Wt is
+    /// G' w with G' = G's columns reversed, taken in the (Cin, Cout) layout of the forward's U and read
+    /// transposed by the products, so Wt itself is never written.
+    void WinogradInputGradient(Tensor x, Tensor w, Tensor dy, int m)
+    {
+        int n = m + 2, b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), tiles = (t + m - 1) / m;
+        var mat = WinogradMats(m); var (adjoint, flipped) = BackwardMats(m);
+        var p = new WinoParams { Batch = b, T = t, C = cout, M = m, N = n, Tiles = tiles, Slope = 1f, VWidth = cout };
+        var v = New(new[] { n, b * tiles, cout });
+        Backend.WinogradIn(v.Data, v.Offset, dy.Data, dy.Offset, mat, 0, p);
+        var u = New(new[] { n, cin, cout });
+        Backend.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset, flipped, 0, cin, cout, n);
+        var mm = New(new[] { n, b * tiles, cin });
+        Backend.Gemm(mm.Data, mm.Offset, v.Data, v.Offset, u.Data, u.Offset, new GemmParams
+        {
+            Batch = n, M = b * tiles, N = cin, K = cout, BatchA = b * tiles * cout, RsA = cout, CsA = 1,
+            BatchB = cin * cout, RsB = 1, CsB = cout, BatchC = b * tiles * cin, Ldc = cin, Alpha = 1f, Beta = 0f
+        });
+        var dxw = New(x.Shape);
+        p.C = cin; p.VWidth = 0;
+        Backend.WinogradOut(dxw.Data, dxw.Offset, mm.Data, mm.Offset, mat, 0, null, 0, null, 0, p);
+        var dx = GradOf(x);
+        Backend.Copy4(dx.Data, dx.Offset, new Strides4 { S3 = 1 }, dxw.Data, dxw.Offset, new Strides4 { S3 = 1 },
+            new Dims4 { N0 = 1, N1 = 1, N2 = 1, N3 = (int)dx.Size }, 1f, true);
+    }
+
+    /// dW of a Winograd F(m,3) forward y = At[(G w) . V]: dU[n] = (A dy)[n]^T V[n] over the tiles, one
+    /// product per point n, in (Cout, Cin) layout, then dW (Cout Cin, 3) += dU^T G, written straight into
+    /// dW's own layout. (A dy) is the input transform of dy with the adjoint of the output transform (rows
+    /// j = 1..m of a tile's window take At's column, the rest 0).
+    void WinogradWeightGradient(Conv1dSaved saved, Tensor dy)
+    {
+        var x = saved.X; var w = saved.Weight; var v = saved.V;
+        int m = saved.Tile, n = m + 2, b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0),
+            tiles = (t + m - 1) / m;
+        var mat = WinogradMats(m);
+        var dyt = New(new[] { n, b * tiles, cout });
+        Backend.WinogradIn(dyt.Data, dyt.Offset, dy.Data, dy.Offset, BackwardMats(m).adjoint, 0, new WinoParams
+            { Batch = b, T = t, C = cout, M = m, N = n, Tiles = tiles, Slope = 1f, VWidth = cout });
+        var du = New(new[] { n, cout, cin });
+        Backend.Gemm(du.Data, du.Offset, dyt.Data, dyt.Offset, v.Data, v.Offset, new GemmParams
+        {
+            Batch = n, M = cout, N = cin, K = b * tiles, BatchA = b * tiles * cout, RsA = 1, CsA = cout,
+            BatchB = b * tiles * cin, RsB = cin, CsB = 1, BatchC = cout * cin, Ldc = cin, Alpha = 1f, Beta = 0f
+        });
+        var dw = GradOf(w);                                 // dw[co, ci, k] += sum_n dU[n, co, ci] G[n, k]
+        Backend.Gemm(dw.Data, dw.Offset, du.Data, du.Offset, mat, (long)n * n + m * n, new GemmParams
+        {
+            Batch = 1, M = cout * cin, N = 3, K = n, RsA = 1, CsA = cout * cin, RsB = 3, CsB = 1, Ldc = 3,
+            Alpha = 1f, Beta = 1f
+        });
+    }
+
+    Dictionary<int, (Storage adjoint, Storage flipped)> winoBackward;
+
+    /// Per m, for the backward: the (n x n) matrix whose rows give (A dy) from a tile's window of dy
+    /// (WinogradIn's layout, padded to the transform's checked extent), and G with its columns reversed.
+    (Storage adjoint, Storage flipped) BackwardMats(int m)
+    {
+        winoBackward ??= new();
+        if (winoBackward.TryGetValue(m, out var s)) return s;
+        int n = m + 2;
+        var (mat, g) = Winograd.Matrices(m);
+        var adj = new float[n * n + m * n];
+        for (int r = 0; r < n; r++)
+            for (int j = 1; j <= m; j++) adj[r * n + j] = mat[n * n + (j - 1) * n + r];
+        var flip = new float[n * 3];
+        for (int r = 0; r < n; r++) for (int k = 0; k < 3; k++) flip[r * 3 + k] = g[r * 3 + 2 - k];
+        s = (Backend.Allocate(adj.Length), Backend.Allocate(flip.Length));
+        Backend.Upload(s.adjoint, 0, adj); Backend.Upload(s.flipped, 0, flip);
+        return winoBackward[m] = s;
     }
 
     /// (B, T, C) -> zero-padded (B, T + 2 pad, C), not recorded (the conv's backward handles it).

@@ -70,7 +70,12 @@ public sealed partial class Graph
     bool TakesWinograd(Tensor x, Tensor w, Tensor bias) =>
         !Needs(x, w, bias) && w.Rank == 3 && w.Dim(2) == 3 && WinogradTile > 0 && x.Rank == 3 && x.Dim(1) >= WinogradTile;
 
-    Tensor WinogradConv(Tensor[] parts, Tensor w, Tensor bias, float slope, Tensor rowMask)
+    Tensor WinogradConv(Tensor[] parts, Tensor w, Tensor bias, float slope, Tensor rowMask) =>
+        WinogradConv(parts, w, bias, slope, rowMask, out _);
+
+    /// `v`: the input transform (n, B tiles, Cin), which the weight gradient reads (training keeps it; at
+    /// test time it is back in the arena when this returns).
+    Tensor WinogradConv(Tensor[] parts, Tensor w, Tensor bias, float slope, Tensor rowMask, out Tensor v)
     {
         var x = parts[0];
         int m = WinogradTile, b = x.Dim(0), t = x.Dim(1), cin = parts.Sum(p => p.Dim(2)), cout = w.Dim(0), n = m + 2,
@@ -85,7 +90,7 @@ public sealed partial class Graph
         var p = new WinoParams { Batch = b, T = t, C = cin, M = m, N = n, Tiles = tiles, Slope = slope, VWidth = cin };
         // V and M die with this call (this path never records): each goes back to the arena as soon as
         // it is read, so the output and the layers after reuse their memory
-        var v = New(new[] { n, b * tiles, cin });
+        v = New(new[] { n, b * tiles, cin });
         int col = 0;
         foreach (var part in parts)
         {
@@ -151,6 +156,8 @@ public sealed partial class Graph
     void DropWinograd()
     {
         centreG?.Dispose(); centreG = null;
+        if (winoBackward != null) foreach (var (a, f) in winoBackward.Values) { a.Dispose(); f.Dispose(); }
+        winoBackward = null;
         if (winoMats == null) return;
         foreach (var s in winoMats.Values) s.Dispose();
         winoMats = null;
