@@ -1,7 +1,7 @@
 """What the PyTorch restatements (pvlr_ref.py, co2net_ref.py, um_ref.py, acmnet_ref.py) share: recorded
 dropout draws, random batches, the dump layout `pvlr replay` reads, the step timer and its BLAS report,
 and the command line. Nothing here is any original's code."""
-import argparse, json, os, time
+import argparse, json, os, re, time
 import numpy as np
 import torch
 
@@ -77,6 +77,13 @@ def blas_library():
     return ', '.join(libs) if libs else 'none mapped'
 
 
+def config_blas():
+    """torch.__config__'s BLAS_INFO: the BLAS interface torch was built against ('generic' on Debian,
+    which then runs whichever libblas.so.3 the alternatives system maps, as blas_library() reports)."""
+    found = re.search(r'BLAS_INFO=([^,\s]+)', torch.__config__.show())
+    return found.group(1) if found else 'unknown'
+
+
 def blas_gflops():
     """torch's fp32 matmul rate at 1024^3 with the threads set: the reference BLAS gives a few GFLOP/s,
     OpenBLAS or MKL tens to hundreds, whatever the libraries' names say."""
@@ -99,7 +106,8 @@ def time_steps(args, step, extra=None):
             times.append(time.perf_counter() - t0)
     print(json.dumps(dict(extra or {}, preset=args.preset, threads=torch.get_num_threads(), steps=len(times),
                           seconds_per_step=float(np.median(times)), all=times, torch=torch.__version__,
-                          blas=blas_library(), blas_gflops=blas_gflops(), openblas_coretype=os.environ.get('OPENBLAS_CORETYPE'))))
+                          blas=blas_library(), blas_built=config_blas(), blas_gflops=blas_gflops(),
+                          openblas_coretype=os.environ.get('OPENBLAS_CORETYPE'))))
 
 
 def time_training(args, params, batch, loss, **adam):

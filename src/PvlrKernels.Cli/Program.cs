@@ -394,11 +394,13 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             double t = doc.RootElement.GetProperty("seconds_per_step").GetDouble();
             string torchV = doc.RootElement.GetProperty("torch").GetString();
             string blas = doc.RootElement.TryGetProperty("blas", out var b) ? b.GetString() : "unknown";
+            string built = doc.RootElement.TryGetProperty("blas_built", out var bb) ? bb.GetString() : null;
             double rate = doc.RootElement.TryGetProperty("blas_gflops", out var g) ? g.GetDouble() : double.NaN;
             string coretype = doc.RootElement.TryGetProperty("openblas_coretype",
                 out var ct) && ct.ValueKind == JsonValueKind.String ? ct.GetString() : null;
             bool reference = TorchBlasIsReference(blas, rate);
-            blasNote = $"torch's BLAS: {blas}, {rate:F1} GFLOP/s on a 1024^3 matmul" + (coretype != null ? $" (OPENBLAS_CORETYPE={coretype}: OpenBLAS runs that core's kernels)" : "") +
+            blasNote = $"torch's BLAS: {blas}" + (built != null ? $" (torch.__config__: BLAS_INFO={built})" : "") +
+                $", {rate:F1} GFLOP/s on a 1024^3 matmul" + (coretype != null ? $" (OPENBLAS_CORETYPE={coretype}: OpenBLAS runs that core's kernels)" : "") +
                 (reference ? ". That is the speed of Debian's reference BLAS (libblas3, one thread): no speed-up is printed; install libopenblas0-pthread" : "");
             sb.AppendLine($"| torch {torchV}, {cfg.Method} {(what != null ? what + ", " : "")}{label} | {Secs(t)} | {Secs(ours)} | {(reference ? "—" : $"{t / ours:F1}x")} |");
         }
