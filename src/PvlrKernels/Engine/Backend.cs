@@ -24,6 +24,8 @@ public abstract class Backend : IDisposable
     public virtual double PeakGflops => 0;
     /// FLOPs issued through Gemm so far (2·M·N·K per product): the matmul work a benchmark reports.
     public long GemmFlops;
+    /// Host transfers so far (each one waits for the device on a GPU): what a step costs in round trips.
+    public long Downloads, Uploads;
     public abstract Storage Allocate(long n);                 // zero-filled
     /// The activation arena's first chunk, in floats (Arena): 4 MiB where memory is committed when allocated.
     public virtual long ArenaChunkFloats => 1 << 20;

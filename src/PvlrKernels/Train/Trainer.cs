@@ -105,9 +105,7 @@ public sealed class Trainer : IDisposable
         var z = clip != null && d > 0 ? G.FromHost(clip, b, t, d) : null;
         var L = Model.Losses(G, x, z, labels);
         Mark("forward and losses");
-        var vals = new Dictionary<string, float>();
-        foreach (var (k, v) in L.Terms) vals[k] = G.Item(v);
-        vals["total"] = G.Item(L.Total);
+        var vals = ReadTerms(L);
         foreach (var (k, v) in vals)
             if (!float.IsFinite(v))
             {
@@ -123,6 +121,23 @@ public sealed class Trainer : IDisposable
         Mark("adam");
         Step++;
         return vals;
+    }
+
+    /// Every loss term and the total in one download: each scalar is copied on the device into one small
+    /// tensor first (on a GPU each read is a round trip that waits for the device).
+    Dictionary<string, float> ReadTerms(LossTerms L)
+    {
+        var terms = L.Terms.Append(new("total", L.Total)).ToList();
+        var packed = G.New([terms.Count]);
+        for (int i = 0; i < terms.Count; i++)
+        {
+            var v = terms[i].Value;
+            if (v.Size != 1) throw new ShapeException($"loss term '{terms[i].Key}' has {v.Size} values, not one");
+            Backend.Copy4(packed.Data, packed.Offset + i, new Strides4 { S3 = 1 }, v.Data, v.Offset,
+                new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1, N2 = 1, N3 = 1 }, 1f, false);
+        }
+        var host = G.ToHost(packed);
+        return terms.Select((t, i) => (t.Key, host[i])).ToDictionary(x => x.Key, x => x.Item2);
     }
 
     /// The batch's time length as the original's train loop cuts it (CO2-Net train.py:16-17): the largest

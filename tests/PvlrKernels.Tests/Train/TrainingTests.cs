@@ -46,6 +46,23 @@ public sealed class TrainingTests
         Assert.That(e.Message, Does.Contain("fusion.0.weight").And.Contain(bad.ToString()));
     }
 
+    /// A step's host round trips, per method: the loss terms come back in one download (PVLR logs seven
+    /// terms and the total), the gradient check in one more; the rest are the host-side picks (PVLR's
+    /// attention and mask, UM's magnitudes, ACM-Net's attention) and the batch's uploads.
+    [TestCase("pvlr", 4, 20)] [TestCase("um", 4, 4)] [TestCase("acmnet", 3, 7)]
+    public void AStepReadsItsLossTermsInOneDownload(string method, int downloads, int uploads)
+    {
+        var cfg = Methods.MethodRegistry.Get(method).Preset("tiny");
+        using var tr = new Trainer(cfg, Data.Value, new CpuBackend(), TextWriter.Null);
+        tr.TrainStep();
+        long d0 = tr.Backend.Downloads, u0 = tr.Backend.Uploads;
+        var terms = tr.TrainStep();
+        TestContext.Out.WriteLine($"{method}: {terms.Count} values read, {tr.Backend.Downloads - d0} downloads, {tr.Backend.Uploads - u0} uploads");
+        Assert.That(terms.Count, Is.GreaterThan(3));
+        Assert.That(tr.Backend.Downloads - d0, Is.EqualTo(downloads));
+        Assert.That(tr.Backend.Uploads - u0, Is.EqualTo(uploads));
+    }
+
     [Test]
     public void LossFallsAndRunIsDeterministic()
     {

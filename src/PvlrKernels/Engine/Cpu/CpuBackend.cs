@@ -92,12 +92,14 @@ public sealed unsafe partial class CpuBackend : Backend<PtrMem>
     public override void Upload(Storage dst, long off, ReadOnlySpan<float> src)
     {
         if (off < 0 || off + src.Length > dst.Length) throw new ShapeException($"upload: [{off}, {off + src.Length}) outside {dst.Length}");
+        Uploads++;
         src.CopyTo(new Span<float>(S(dst).Ptr + off, src.Length));
     }
     public override void UploadColumns(Storage dst, long off, ReadOnlyMemory<float> src, int rows, int srcWidth,
         int from, int width)
     {
         CheckColumns(dst, off, src, rows, srcWidth, from, width);
+        Uploads++;
         float* d = S(dst).Ptr + off;
         int parts = (long)rows * width >= 1 << 16 ? Threads : 1;             // below 256 KiB one core copies
         CpuPool.For(parts, p =>
@@ -109,6 +111,7 @@ public sealed unsafe partial class CpuBackend : Backend<PtrMem>
     public override void Download(Storage src, long off, Span<float> dst)
     {
         if (off < 0 || off + dst.Length > src.Length) throw new ShapeException($"download: [{off}, {off + dst.Length}) outside {src.Length}");
+        Downloads++;
         new Span<float>(S(src).Ptr + off, dst.Length).CopyTo(dst);
     }
     public override void Synchronize() { }

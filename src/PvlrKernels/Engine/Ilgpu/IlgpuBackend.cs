@@ -87,12 +87,14 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     {
         if (off < 0 || off + src.Length > dst.Length) throw new ShapeException($"upload: [{off}, {off + src.Length}) outside {dst.Length}");
         if (src.Length == 0) return;
+        Uploads++;
         S(dst).Buffer.View.BaseView.SubView(off, src.Length).CopyFromCPU(src);
     }
     public override void Download(Storage src, long off, Span<float> dst)
     {
         if (off < 0 || off + dst.Length > src.Length) throw new ShapeException($"download: [{off}, {off + dst.Length}) outside {src.Length}");
         if (dst.Length == 0) return;
+        Downloads++;
         acc.Synchronize();
         S(src).Buffer.View.BaseView.SubView(off, dst.Length).CopyToCPU(dst);
     }
