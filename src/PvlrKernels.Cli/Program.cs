@@ -19,7 +19,7 @@ usage:
   pvlr train [--method pvlr|co2net|um|acmnet|ftcl] [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--init FILE] [--train-winograd 0|2|4|6] [--clip-weights FILE] [--mining-ties torch|stable]
   pvlr eval --checkpoint FILE [--method pvlr|co2net|um|acmnet|ftcl] [--data DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
   pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--winograd 0|2|4|6]
-  pvlr score --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--ap interpolated|wtalc] [--json] [--out-json FILE]
+  pvlr score --annotations DIR|GT.json --predictions FILE.csv|RESULTS.json [--subset NAME] [--units snippets|seconds] [--ap interpolated|wtalc] [--json] [--out-json FILE]
   pvlr replay --state DIR --out DIR [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--train-winograd 0|2|4|6] [--no-savings] [--mining-ties torch|stable]
   pvlr bench [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,align,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--train-winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--ptx] [--out FILE.md]
   pvlr export --checkpoint FILE --format safetensors|pth --out FILE [--method pvlr|co2net|um|acmnet|ftcl]
@@ -269,6 +269,16 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
 
     static int ScoreCmd(Opts o)
     {
+        if (o.Req("annotations").EndsWith(".json", StringComparison.OrdinalIgnoreCase))
+        {   // ActivityNet: ground truth and predictions as JSON, in seconds, tIoU 0.5:0.05:0.95
+            if (o.Has("units") || o.Has("ap") || o.Has("out-json")) throw new ArgumentException("--units, --ap and --out-json are THUMOS options; an ActivityNet ground truth (.json) is scored in seconds");
+            var sw0 = System.Diagnostics.Stopwatch.StartNew();
+            var anet = ActivityNetEval.Evaluate(o.Req("annotations"), o.Req("predictions"), o.Get("subset", "validation"));
+            if (o.Flag("json")) Console.WriteLine(anet.Json());
+            else { Console.Write(anet.Table()); Console.WriteLine($"scored in {sw0.Elapsed.TotalMilliseconds:F0} ms"); }
+            return 0;
+        }
+        if (o.Has("subset")) throw new ArgumentException("--subset selects the ActivityNet ground truth's subset; THUMOS annotations split by subset.npy");
         var ann = Annotations.Load(o.Req("annotations"));
         var path = o.Req("predictions");
         bool seconds = o.Get("units", "snippets") switch { "snippets" => false, "seconds" => true,

@@ -26,8 +26,17 @@ public sealed class EvalResult
     public double Avg01_07 => Avg(0.1, 0.7);
     public double SumMap01_07 => Thresholds.Select((t, i) => (t, i)).Where(x => x.t <= 0.7 + 1e-9).Sum(x => Map[x.i]);
 
+    /// ActivityNet's thresholds (0.5 and up): mAP@0.5, 0.75, 0.95 and their mean over all ten.
+    bool ActivityNet => Thresholds.Min() >= 0.5 - 1e-9;
+
     public string Table()
     {
+        if (ActivityNet)
+        {
+            double At(double t) => Map[Array.FindIndex(Thresholds, x => Math.Abs(x - t) < 1e-9)];
+            return "| mAP@0.5 | mAP@0.75 | mAP@0.95 | AVG(0.5:0.95) |\n|---|---|---|---|\n" +
+                $"| {At(0.5):F2} | {At(0.75):F2} | {At(0.95):F2} | {Map.Average():F2} |\n";
+        }
         var sb = new System.Text.StringBuilder();
         var cols = Thresholds.Where(t => t <= 0.7 + 1e-9).ToArray();
         sb.AppendLine("| " + string.Join(" | ",
@@ -42,6 +51,9 @@ public sealed class EvalResult
     public string Json()
     {
         var inv = System.Globalization.CultureInfo.InvariantCulture;
+        if (ActivityNet)
+            return "{\"map\": {" + string.Join(", ", Thresholds.Select((t, i) => $"\"{t.ToString("0.00", inv)}\": {Map[i].ToString("R", inv)}")) +
+                $"}}, \"avg_0.5_0.95\": {Map.Average().ToString("R", inv)}}}";
         var m = string.Join(", ", Thresholds.Select((t,
             i) => $"\"{t.ToString("0.0", inv)}\": {Map[i].ToString("R", inv)}"));
         return $"{{\"map\": {{{m}}}, \"avg_0.1_0.5\": {Avg(0.1, 0.5).ToString("R", inv)}, \"avg_0.3_0.7\": {Avg(0.3, 0.7).ToString("R", inv)}, \"avg_0.1_0.7\": {Avg01_07.ToString("R", inv)}}}";

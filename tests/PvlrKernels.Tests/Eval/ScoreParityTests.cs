@@ -102,6 +102,63 @@ public sealed class ScoreParityTests
         Directory.Delete(tmp, true);
     }
 
+    static void AssertSameAnet(string ours, string reference)
+    {
+        using var a = JsonDocument.Parse(ours); using var b = JsonDocument.Parse(reference);
+        var m = a.RootElement.GetProperty("map"); var rm = b.RootElement.GetProperty("map");
+        Assert.That(m.EnumerateObject().Select(p => p.Name), Is.EqualTo(rm.EnumerateObject().Select(p => p.Name)));
+        foreach (var p in rm.EnumerateObject()) Assert.That(m.GetProperty(p.Name).GetDouble(), Is.EqualTo(p.Value.GetDouble()).Within(Tol), $"mAP@{p.Name}");
+        Assert.That(a.RootElement.GetProperty("avg_0.5_0.95").GetDouble(),
+            Is.EqualTo(b.RootElement.GetProperty("avg_0.5_0.95").GetDouble()).Within(Tol));
+        Assert.That(rm.GetProperty("0.50").GetDouble(), Is.GreaterThan(1), "the fixture must have hits");
+    }
+
+    static string AnetJson(string dir)
+    {
+        var (rc, err, output) = TestData.RunCli("score", "--annotations", Path.Combine(dir, "gt.json"), "--predictions",
+            Path.Combine(dir, "results.json"), "--json");
+        Assert.That(rc, Is.EqualTo(0), err);
+        return output;
+    }
+
+    /// `score` on an ActivityNet ground truth (JSON, seconds, tIoU 0.5:0.05:0.95, classes with GT in the
+    /// subset) against tests/reference/anet_eval_ref.py on a synthetic ActivityNet-shaped fixture: tied
+    /// scores, wrong classes, a video without ground truth, training-subset videos left out.
+    [Test]
+    public void ActivityNetMatchesCommittedReferenceAnswer()
+    {
+        var fx = Path.Combine(Dir, "Fixtures", "anet");
+        AssertSameAnet(AnetJson(fx), File.ReadAllText(Path.Combine(fx, "expected.json")));
+    }
+
+    [Test]
+    public void ActivityNetMatchesLiveReferenceWhenPythonIsInstalled()
+    {
+        var tmp = Path.Combine(Path.GetTempPath(), "pvlr-anet-" + Guid.NewGuid().ToString("N")[..8]);
+        var (rc, so, se) = ReferencePython.Run($"\"{ReferencePython.RepoPath("tests", "reference", "anet_eval_ref.py")}\" --make \"{tmp}\" --seed 8");
+        Assert.That(rc, Is.EqualTo(0), so + se);
+        AssertSameAnet(AnetJson(tmp), File.ReadAllText(Path.Combine(tmp, "expected.json")));
+        Directory.Delete(tmp, true);
+    }
+
+    /// np.linspace(0.5, 0.95, 10) to the bit (its 0.9 is 0.8999999999999999), and a label without ground
+    /// truth is one error line naming it.
+    [Test]
+    public void ActivityNetThresholdsAreNumpysAndUnknownLabelsAreNamed()
+    {
+        Assert.That(ActivityNetEval.Thresholds.Select(t => t.ToString("R", System.Globalization.CultureInfo.InvariantCulture)),
+            Is.EqualTo(new[] { "0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.8999999999999999", "0.95" }));
+        var tmp = Path.Combine(Path.GetTempPath(), "pvlr-anet-bad-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(tmp);
+        File.Copy(Path.Combine(Dir, "Fixtures", "anet", "gt.json"), Path.Combine(tmp, "gt.json"));
+        File.WriteAllText(Path.Combine(tmp, "results.json"), "{\"results\": {\"v_00001\": [{\"label\": \"Juggling\", \"score\": 0.5, \"segment\": [1, 2]}]}}");
+        var (rc, err, _) = TestData.RunCli("score", "--annotations", Path.Combine(tmp, "gt.json"), "--predictions",
+            Path.Combine(tmp, "results.json"));
+        Assert.That(rc, Is.Not.EqualTo(0));
+        Assert.That(err, Does.StartWith("pvlr: error:").And.Contain("Juggling").And.Contain("v_00001"));
+        Directory.Delete(tmp, true);
+    }
+
     /// detectionMAP.py:129-130: one class with test GT and no prediction makes the threshold's mAP 0.
     [Test]
     public void WtalcApIsZeroWhenAClassHasNoPredictions()
