@@ -119,7 +119,8 @@ public struct FsdBackwardPair<TMem> : IKernel where TMem : struct, IMem
     }
 
     /// Weight k of cell (i, j), 0 outside the table.
-    readonly float W(int i, int j, int k, int c0) => i > A.L || j > A.L ? 0f : Weights[3 * (c0 + (i - 1) * A.L + j - 1) + k];
+    readonly float W(int i, int j, int k, int c0) =>
+        i > A.L || j > A.L ? 0f : Weights[3 * (c0 + (i - 1) * A.L + j - 1) + k];
 }
 
 /// LCS backward, one thread per pair: walks the chosen path from (L, L) back to row or column 0.

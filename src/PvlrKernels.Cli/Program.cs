@@ -273,7 +273,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         {   // ActivityNet: ground truth and predictions as JSON, in seconds, tIoU 0.5:0.05:0.95
             if (o.Has("units") || o.Has("ap") || o.Has("out-json")) throw new ArgumentException("--units, --ap and --out-json are THUMOS options; an ActivityNet ground truth (.json) is scored in seconds");
             var sw0 = System.Diagnostics.Stopwatch.StartNew();
-            var anet = ActivityNetEval.Evaluate(o.Req("annotations"), o.Req("predictions"), o.Get("subset", "validation"));
+            var anet = ActivityNetEval.Evaluate(o.Req("annotations"), o.Req("predictions"), o.Get("subset",
+                "validation"));
             if (o.Flag("json")) Console.WriteLine(anet.Json());
             else { Console.Write(anet.Table()); Console.WriteLine($"scored in {sw0.Elapsed.TotalMilliseconds:F0} ms"); }
             return 0;

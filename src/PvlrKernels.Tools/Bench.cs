@@ -186,7 +186,8 @@ public static class Bench
         ps.Allocate(b);
         int seed = 11;
         foreach (var p in ps.List)
-            ps.Set(p.Name, p.Name.StartsWith("lcs") ? Randn((int)p.Size, seed++).Select(Math.Abs).ToArray() : Randn((int)p.Size, seed++));
+            ps.Set(p.Name, p.Name.StartsWith("lcs") ? Randn((int)p.Size,
+                seed++).Select(Math.Abs).ToArray() : Randn((int)p.Size, seed++));
         var pair = Enumerable.Range(0, n).Select(i => (float)(i % 2)).ToArray();
         var g = new Graph(b, ps);
         return new Workload($"FTCL contrasts LCS + FSD ({cfg.Preset}), forward + backward",

@@ -333,7 +333,11 @@ public sealed class BatchSampler
             }
         if (same.Count == 0) throw new ArgumentException("no two training videos have the same labels: FTCL's pair batches need at least one such pair");
         var rng = ForStep(long.MinValue);
-        for (int i = disjoint.Count - 1; i > 0; i--) { int j = rng.Next(i + 1); (disjoint[i], disjoint[j]) = (disjoint[j], disjoint[i]); }
+        for (int i = disjoint.Count - 1; i > 0; i--)
+        {
+            int j = rng.Next(i + 1);
+            (disjoint[i], disjoint[j]) = (disjoint[j], disjoint[i]);
+        }
         pairs = disjoint.Take(same.Count).Concat(same).ToList();
         return pairs;
     }
@@ -353,7 +357,8 @@ public sealed class BatchSampler
         for (int i = n - 1; i > 0; i--) { int j = shuffle.Next(i + 1); (order[i], order[j]) = (order[j], order[i]); }
         var chosen = order.Skip(at).Take(batch).Select(i => list[i]).ToList();
         var ids = chosen.Select(p => p.first).Concat(chosen.Select(p => p.second)).ToList();
-        Fill(null, ids.Select(i => ds.Train[i]).ToList(), t, feats, clip, labels, resample, k => Frozen(ids[k], t, resample));
+        Fill(null, ids.Select(i => ds.Train[i]).ToList(), t, feats, clip, labels, resample, k => Frozen(ids[k], t,
+            resample));
         return ids.Select(i => ds.Train[i]).ToList();
     }
 
@@ -452,7 +457,8 @@ public static class GtJsonLayout
         string gtPath = Path.Combine(root, GtFile);
         var ann = new Annotations { Dir = root };
         using var doc = Malformed.Guard(gtPath, () => System.Text.Json.JsonDocument.Parse(File.ReadAllText(gtPath)));
-        if (!doc.RootElement.TryGetProperty("database", out var db) || db.ValueKind != System.Text.Json.JsonValueKind.Object)
+        if (!doc.RootElement.TryGetProperty("database", out var db)
+            || db.ValueKind != System.Text.Json.JsonValueKind.Object)
             throw new DataFormatException($"{gtPath}: no 'database' object (ActivityNet format)");
         string[] Split(string f)
         {
@@ -461,7 +467,8 @@ public static class GtJsonLayout
             return File.ReadAllLines(p).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
         }
         var entries = new List<(string name, string subset, System.Text.Json.JsonElement e)>();
-        foreach (var (list, subset) in new[] { (Split("split_train.txt"), "validation"), (Split("split_test.txt"), "test") })
+        foreach (var (list, subset) in new[] { (Split("split_train.txt"), "validation"), (Split("split_test.txt"),
+            "test") })
             foreach (var name in list)
                 entries.Add((name, subset, db.TryGetProperty(name, out var e) ? e
                     : throw new DataFormatException($"{gtPath}: video '{name}' of the split lists is not in the database")));

@@ -13,7 +13,8 @@ public static class ActivityNetEval
 {
     /// np.linspace(0.5, 0.95, 10) to the bit: i * 0.05 + 0.5, the last exactly 0.95 (0.9 comes out as
     /// 0.8999999999999999, so a tIoU of exactly 0.9 counts there).
-    public static readonly double[] Thresholds = Enumerable.Range(0, 10).Select(i => i == 9 ? 0.95 : i * ((0.95 - 0.5) / 9) + 0.5).ToArray();
+    public static readonly double[] Thresholds =
+        Enumerable.Range(0, 10).Select(i => i == 9 ? 0.95 : i * ((0.95 - 0.5) / 9) + 0.5).ToArray();
 
     /// The subset's segments in seconds and its classes in order of first appearance (the reference's
     /// activity_index).
@@ -58,7 +59,8 @@ public static class ActivityNetEval
                 foreach (var d in v.Value.EnumerateArray())
                 {
                     string label = d.GetProperty("label").GetString();
-                    if (!index.TryGetValue(label, out int c)) throw new DataFormatException($"{path}: video {v.Name}: label '{label}' has no ground truth in the subset");
+                    if (!index.TryGetValue(label, out int c))
+                        throw new DataFormatException($"{path}: video {v.Name}: label '{label}' has no ground truth in the subset");
                     var seg = d.GetProperty("segment");
                     double s = seg[0].GetDouble(), e = seg[1].GetDouble(), score = d.GetProperty("score").GetDouble();
                     if (!double.IsFinite(s) || !double.IsFinite(e) || !double.IsFinite(score))

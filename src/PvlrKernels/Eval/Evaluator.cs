@@ -52,7 +52,8 @@ public sealed class EvalResult
     {
         var inv = System.Globalization.CultureInfo.InvariantCulture;
         if (ActivityNet)
-            return "{\"map\": {" + string.Join(", ", Thresholds.Select((t, i) => $"\"{t.ToString("0.00", inv)}\": {Map[i].ToString("R", inv)}")) +
+            return "{\"map\": {" +
+                string.Join(", ", Thresholds.Select((t, i) => $"\"{t.ToString("0.00", inv)}\": {Map[i].ToString("R", inv)}")) +
                 $"}}, \"avg_0.5_0.95\": {Map.Average().ToString("R", inv)}}}";
         var m = string.Join(", ", Thresholds.Select((t,
             i) => $"\"{t.ToString("0.0", inv)}\": {Map[i].ToString("R", inv)}"));

@@ -63,7 +63,8 @@ public static class WtalcEvaluator
                 {
                     seen++;
                     int p0 = (int)Math.Truncate(d.Start), p1 = (int)Math.Truncate(d.End);
-                    int hit = gt.FindIndex(g => g.Name == d.Video && SetIou(g.range.lo, g.range.hi, p0, p1) >= thresholds[t]);
+                    int hit = gt.FindIndex(g =>
+                        g.Name == d.Video && SetIou(g.range.lo, g.range.hi, p0, p1) >= thresholds[t]);
                     if (hit < 0) continue;
                     gt.RemoveAt(hit);
                     tp++;

@@ -53,7 +53,8 @@ public sealed class LayoutTests
         {
             var ds = ThumosDataset.Load(root);
             Assert.That(ds.FeatureDim, Is.EqualTo(src.FeatureDim));
-            Assert.That(ds.Ann.Classes, Is.EqualTo(src.Ann.Classes.Where(c => ds.Ann.Videos.Any(v => v.Labels.Contains(c)))));
+            Assert.That(ds.Ann.Classes,
+                Is.EqualTo(src.Ann.Classes.Where(c => ds.Ann.Videos.Any(v => v.Labels.Contains(c)))));
             Assert.That(ds.Train.Select(v => v.Name), Is.EqualTo(src.Train.Select(v => v.Name)));
             Assert.That(ds.Test.Select(v => v.Name), Is.EqualTo(src.Test.Skip(1).Select(v => v.Name)));
             foreach (var (a, b) in ds.Train.Concat(ds.Test).Zip(src.Train.Concat(src.Test.Skip(1))))
@@ -78,7 +79,8 @@ public sealed class LayoutTests
             File.AppendAllLines(Path.Combine(root, "split_test.txt"), ["video_test_9999999"]);
             var e = Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root));
             Assert.That(e.Message, Does.Contain("gt.json").And.Contain("video_test_9999999"));
-            var (rc, err, _) = TestData.RunCli("eval", "--method", "acmnet", "--checkpoint", Path.Combine(root, "none.pth"), "--data", root);
+            var (rc, err, _) = TestData.RunCli("eval", "--method", "acmnet", "--checkpoint",
+                Path.Combine(root, "none.pth"), "--data", root);
             Assert.That(rc, Is.Not.EqualTo(0));
             Assert.That(err, Does.StartWith("pvlr: error:"));
         }

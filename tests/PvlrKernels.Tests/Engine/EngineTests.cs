@@ -50,7 +50,8 @@ public sealed class EngineTests(string backendName)
         var g = Enumerable.Range(0, n).Select(i => i % 17 == 0 ? 0f : Draw()).ToArray();
         var m = Enumerable.Range(0, n).Select(i => i % 5 == 0 ? 0f : Draw()).ToArray();
         var v = Enumerable.Range(0, n).Select(i => i % 7 == 0 ? 0f : Math.Abs(Draw())).ToArray();
-        var a = new AdamParams { Beta1 = 0.9f, Beta2 = 0.999f, Eps = 1e-8f, WeightDecay = 5e-4f, StepSize = 1e-4f / 0.19f,
+        var a = new AdamParams { Beta1 = 0.9f, Beta2 = 0.999f, Eps = 1e-8f, WeightDecay = 5e-4f,
+            StepSize = 1e-4f / 0.19f,
             Bc2Sqrt = MathF.Sqrt(1 - 0.998001f) };
         var (wt, wm, wv) = ((float[])th.Clone(), (float[])m.Clone(), (float[])v.Clone());
         fixed (float* pt = wt, pg = g, pm = wm, pv = wv)

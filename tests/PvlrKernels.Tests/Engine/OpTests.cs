@@ -561,7 +561,8 @@ public sealed class OpTests(string backendName)
                 for (int j = 1; j <= l; j++)
                 {
                     double v = s[(p * l + i - 1) * l + j - 1];
-                    c[i, j] = v > threshold ? c[i - 1, j - 1] + v : (c[i, j - 1] > c[i - 1, j] ? c[i, j - 1] : c[i - 1, j]);
+                    c[i, j] = v > threshold ? c[i - 1, j - 1] + v
+                        : (c[i, j - 1] > c[i - 1, j] ? c[i, j - 1] : c[i - 1, j]);
                 }
             y[p] = c[l, l];
         }

@@ -98,7 +98,8 @@ public sealed class ScoreParityTests
         var tmp = Path.Combine(Path.GetTempPath(), "pvlr-wtalc-" + Guid.NewGuid().ToString("N")[..8]);
         var (rc, so, se) = ReferencePython.Run($"\"{ReferencePython.RepoPath("tests", "reference", "make_wtalc_fixture.py")}\" \"{AnnDir}\" \"{tmp}\" --rows 2500 --seed 5");
         Assert.That(rc, Is.EqualTo(0), so + se);
-        AssertSame(WtalcJson(Path.Combine(tmp, "predictions.csv")), File.ReadAllText(Path.Combine(tmp, "expected.json")));
+        AssertSame(WtalcJson(Path.Combine(tmp, "predictions.csv")),
+            File.ReadAllText(Path.Combine(tmp, "expected.json")));
         Directory.Delete(tmp, true);
     }
 
@@ -107,7 +108,8 @@ public sealed class ScoreParityTests
         using var a = JsonDocument.Parse(ours); using var b = JsonDocument.Parse(reference);
         var m = a.RootElement.GetProperty("map"); var rm = b.RootElement.GetProperty("map");
         Assert.That(m.EnumerateObject().Select(p => p.Name), Is.EqualTo(rm.EnumerateObject().Select(p => p.Name)));
-        foreach (var p in rm.EnumerateObject()) Assert.That(m.GetProperty(p.Name).GetDouble(), Is.EqualTo(p.Value.GetDouble()).Within(Tol), $"mAP@{p.Name}");
+        foreach (var p in rm.EnumerateObject()) Assert.That(m.GetProperty(p.Name).GetDouble(),
+            Is.EqualTo(p.Value.GetDouble()).Within(Tol), $"mAP@{p.Name}");
         Assert.That(a.RootElement.GetProperty("avg_0.5_0.95").GetDouble(),
             Is.EqualTo(b.RootElement.GetProperty("avg_0.5_0.95").GetDouble()).Within(Tol));
         Assert.That(rm.GetProperty("0.50").GetDouble(), Is.GreaterThan(1), "the fixture must have hits");
@@ -146,12 +148,15 @@ public sealed class ScoreParityTests
     [Test]
     public void ActivityNetThresholdsAreNumpysAndUnknownLabelsAreNamed()
     {
-        Assert.That(ActivityNetEval.Thresholds.Select(t => t.ToString("R", System.Globalization.CultureInfo.InvariantCulture)),
-            Is.EqualTo(new[] { "0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.8999999999999999", "0.95" }));
+        Assert.That(ActivityNetEval.Thresholds.Select(t =>
+            t.ToString("R", System.Globalization.CultureInfo.InvariantCulture)),
+            Is.EqualTo(new[] { "0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.8999999999999999",
+                "0.95" }));
         var tmp = Path.Combine(Path.GetTempPath(), "pvlr-anet-bad-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(tmp);
         File.Copy(Path.Combine(Dir, "Fixtures", "anet", "gt.json"), Path.Combine(tmp, "gt.json"));
-        File.WriteAllText(Path.Combine(tmp, "results.json"), "{\"results\": {\"v_00001\": [{\"label\": \"Juggling\", \"score\": 0.5, \"segment\": [1, 2]}]}}");
+        File.WriteAllText(Path.Combine(tmp, "results.json"),
+            "{\"results\": {\"v_00001\": [{\"label\": \"Juggling\", \"score\": 0.5, \"segment\": [1, 2]}]}}");
         var (rc, err, _) = TestData.RunCli("score", "--annotations", Path.Combine(tmp, "gt.json"), "--predictions",
             Path.Combine(tmp, "results.json"));
         Assert.That(rc, Is.Not.EqualTo(0));

@@ -40,7 +40,8 @@ public sealed class FtclTests(string backend)
         ReferencePython.WithFixture("make_state_dict_pth.py", $"\"{Fixture}\"", dir =>
         {
             using var b = new CpuBackend();
-            var model = (FtclModel)Checkpoint.LoadTorch(Path.Combine(dir, "model.pth"), b, out var report, method: Ftcl);
+            var model = (FtclModel)Checkpoint.LoadTorch(Path.Combine(dir, "model.pth"), b, out var report,
+                method: Ftcl);
             using (model.P)
                 foreach (var p in model.P.List)
                     Assert.That(model.P.Get(p.Name), Is.EqualTo(Npy.Load(Path.Combine(Fixture, "weights",
@@ -50,7 +51,8 @@ public sealed class FtclTests(string backend)
         ReferencePython.WithFixture("make_state_dict_pth.py", $"\"{MethodChecks.Fixture("acmnet_replay")}\"", dir =>
         {
             using var b = new CpuBackend();
-            var model = (FtclModel)Checkpoint.LoadTorch(Path.Combine(dir, "model.pth"), b, out var report, method: Ftcl);
+            var model = (FtclModel)Checkpoint.LoadTorch(Path.Combine(dir, "model.pth"), b, out var report,
+                method: Ftcl);
             using (model.P) Assert.That(model.P.Get("snippet_cls.bias"), Is.EqualTo(Npy.Load(Path.Combine(
                 MethodChecks.Fixture("acmnet_replay"), "weights", "snippet_cls.bias.npy")).AsFloat()));
             Assert.That(report, Does.Contain("missing (kept at our init): feature_trans.weight, feature_trans.bias"));
@@ -138,7 +140,8 @@ public sealed class FtclTests(string backend)
             var report = Checkpoint.InitFrom(start, fresh, be);
             Assert.That(report, Does.Contain("missing (kept at our init): feature_trans.weight, feature_trans.bias"));
             var (src, _, _) = Checkpoint.Load(start, be);
-            using (src.Parameters) Assert.That(fresh.P.Get("att_branch.weight"), Is.EqualTo(src.Parameters.Get("att_branch.weight")));
+            using (src.Parameters) Assert.That(fresh.P.Get("att_branch.weight"),
+                Is.EqualTo(src.Parameters.Get("att_branch.weight")));
         }
         Directory.Delete(dir, true);
     }

@@ -176,7 +176,8 @@ public sealed unsafe partial class CpuBackend
         using var _ = Profiler.Time("Adam", n);
         float* th = S(theta).Ptr + off, g = S(grad).Ptr + off, mp = S(m).Ptr + off, vp = S(v).Ptr + off;
         long whole = n / 16 * 16;
-        Elements(whole, (s, e) => { for (long i = s; i < e; i += 16) AdamStep<PtrMem>.Lanes(th + i, g + i, mp + i, vp + i, a); });
+        Elements(whole, (s, e) => { for (long i = s; i < e; i += 16) AdamStep<PtrMem>.Lanes(th + i, g + i, mp + i,
+            vp + i, a); });
         for (long i = whole; i < n; i++) body.Execute((int)i);
     }
 }

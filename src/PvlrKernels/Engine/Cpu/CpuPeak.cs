@@ -38,7 +38,8 @@ public static class CpuPeak
         try
         {
             var list = File.ReadAllText("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list").Trim();
-            perCore = list.Split(',').Sum(part => part.Split('-') is [var a, var b] ? int.Parse(b) - int.Parse(a) + 1 : 1);
+            perCore = list.Split(',').Sum(part =>
+                part.Split('-') is [var a, var b] ? int.Parse(b) - int.Parse(a) + 1 : 1);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { }
         return Math.Max(1, CpuPool.Width / Math.Max(1, perCore));
@@ -51,7 +52,8 @@ public static class CpuPeak
     {
         Kernel(1 << 10);                                            // JIT before timing
         using var ready = new Barrier(threads + 1);
-        var team = Enumerable.Range(0, threads).Select(_ => new Thread(() => { ready.SignalAndWait(); Kernel(Iterations); })
+        var team = Enumerable.Range(0, threads)
+            .Select(_ => new Thread(() => { ready.SignalAndWait(); Kernel(Iterations); })
             { IsBackground = true }).ToArray();
         foreach (var t in team) t.Start();
         ready.SignalAndWait();
@@ -68,7 +70,8 @@ public static class CpuPeak
         if (Avx512F.IsSupported)
         {
             var a = Vector512.Create(1.0000001f); var b = Vector512.Create(0.9999999f);
-            Vector512<float> c0 = a, c1 = b, c2 = a, c3 = b, c4 = a, c5 = b, c6 = a, c7 = b, c8 = a, c9 = b, c10 = a, c11 = b;
+            Vector512<float> c0 = a, c1 = b, c2 = a, c3 = b, c4 = a, c5 = b, c6 = a, c7 = b, c8 = a, c9 = b, c10 = a,
+                c11 = b;
             for (int i = 0; i < n; i++)
             {
                 c0 = Avx512F.FusedMultiplyAdd(c0, a, b); c1 = Avx512F.FusedMultiplyAdd(c1, a, b);
@@ -83,7 +86,8 @@ public static class CpuPeak
         if (Fma.IsSupported)
         {
             var a = Vector256.Create(1.0000001f); var b = Vector256.Create(0.9999999f);
-            Vector256<float> c0 = a, c1 = b, c2 = a, c3 = b, c4 = a, c5 = b, c6 = a, c7 = b, c8 = a, c9 = b, c10 = a, c11 = b;
+            Vector256<float> c0 = a, c1 = b, c2 = a, c3 = b, c4 = a, c5 = b, c6 = a, c7 = b, c8 = a, c9 = b, c10 = a,
+                c11 = b;
             for (int i = 0; i < n; i++)
             {
                 c0 = Fma.MultiplyAdd(c0, a, b); c1 = Fma.MultiplyAdd(c1, a, b); c2 = Fma.MultiplyAdd(c2, a, b);
@@ -94,7 +98,8 @@ public static class CpuPeak
             return Vector256.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
         }
         var s = Vector128.Create(1.0000001f); var t = Vector128.Create(0.9999999f);
-        Vector128<float> d0 = s, d1 = t, d2 = s, d3 = t, d4 = s, d5 = t, d6 = s, d7 = t, d8 = s, d9 = t, d10 = s, d11 = t;
+        Vector128<float> d0 = s, d1 = t, d2 = s, d3 = t, d4 = s, d5 = t, d6 = s, d7 = t, d8 = s, d9 = t, d10 = s,
+            d11 = t;
         for (int i = 0; i < n; i++)
         {   // no FMA: a multiply and an add count as one FMA
             d0 = d0 * s + t; d1 = d1 * s + t; d2 = d2 * s + t; d3 = d3 * s + t; d4 = d4 * s + t; d5 = d5 * s + t;

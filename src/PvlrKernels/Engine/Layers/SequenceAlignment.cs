@@ -31,7 +31,8 @@ public sealed partial class Graph
     {
         var a = AlignShape("fsd", m, gamma);
         SameShape("fsd", m, g);
-        if (!(gamma > 0) || !float.IsFinite(gamma)) throw new ArgumentOutOfRangeException(nameof(gamma), $"fsd: gamma {gamma} must be positive");
+        if (!(gamma > 0) || !float.IsFinite(gamma)) throw new ArgumentOutOfRangeException(nameof(gamma),
+            $"fsd: gamma {gamma} must be positive");
         var y = New([a.Pairs]);
         table ??= New([a.Pairs, a.Side, a.Side]);
         var weights = New([a.Pairs, a.L, a.L, 3]);
@@ -56,7 +57,8 @@ public sealed partial class Graph
     public Tensor Lcs(Tensor s, float threshold, Tensor table = null)
     {
         var a = AlignShape("lcs", s, threshold);
-        if (float.IsNaN(threshold)) throw new ArgumentOutOfRangeException(nameof(threshold), "lcs: the threshold is NaN");
+        if (float.IsNaN(threshold)) throw new ArgumentOutOfRangeException(nameof(threshold),
+            "lcs: the threshold is NaN");
         var y = New([a.Pairs]);
         table ??= New([a.Pairs, a.Side, a.Side]);
         var choices = New([a.Pairs, a.L, a.L]);

@@ -82,7 +82,8 @@ public class AcmNetModel : IMethodModel
         var cas = g.Linear(g.Dropout(masked, Cfg.Dropout, tags + "snippet_cls"), W("snippet_cls.weight"),
             W("snippet_cls.bias"));
         float[] attHost = picks == null ? g.ToHost(att) : null;
-        var o = new AcmNetOutputs { Embedded = e, Cas = cas, Att = att, Picks = picks ?? new(), AttentionHost = attHost };
+        var o = new AcmNetOutputs { Embedded = e, Cas = cas, Att = att, Picks = picks ?? new(),
+            AttentionHost = attHost };
         var p = new Tensor[3]; var f = new Tensor[3];
         for (int i = 0; i < 3; i++)
         {

@@ -82,7 +82,8 @@ public sealed class FtclMethod : IMethod
                 res.Mining[$"{half}_{sets[i]}"] = Agree(AcmNetModel.TopIndices(att, b, t, i, ks[i], cfg.SortTies),
                     dumped[$"{half}_{sets[i]}"]);
             var ours = model.Candidates(att, b, t);
-            foreach (var s in FtclModel.CandidateSets) res.Mining[$"{half}_{s}"] = Agree(ours[s], dumped[$"{half}_{s}"]);
+            foreach (var s in FtclModel.CandidateSets) res.Mining[$"{half}_{s}"] = Agree(ours[s],
+                dumped[$"{half}_{s}"]);
         }
         return res;
     }
