@@ -12,7 +12,7 @@ Needs Debian's python3-torch (1.13) and numpy. Nothing here is the original code
 """
 import torch
 import torch.nn.functional as F
-from refcommon import Draws, cli, features, labels, time_training, write_dump
+from refcommon import Draws, cli, dump_step_inputs, features, labels, time_training, write_dump
 
 TOPK, LAMB, MARGIN = (8, 3, 3), (2e-3, 5e-5, 2e-4), 50.0     # config/model_config.py THUMOS, net_utils.py
 LOSS_NAMES = ["inst_loss", "cont_loss", "back_loss", "guide_loss", "feat_loss", "sparse_loss"]
@@ -83,11 +83,7 @@ def total(L):
 
 
 def dump(args):
-    cfg = presets(args.preset); torch.set_default_dtype(torch.float64)
-    gen = torch.Generator().manual_seed(args.seed); dt = torch.float64
-    p = init_params(cfg, gen, dt)
-    X = features(cfg, gen, dt); y = labels(cfg['B'], cfg['C'], gen, dt, pairs=False)
-    dr = Draws(gen, dt, record=True)
+    cfg, p, X, y, dr = dump_step_inputs(args, presets, init_params, pairs=False)
     o = forward(p, cfg, X, dr)
     L = losses(o, y)
     tot = total(L); tot.backward()

@@ -13,7 +13,7 @@ Needs Debian's python3-torch (1.13) and numpy. Nothing here is the original code
 """
 import torch
 import torch.nn.functional as F
-from refcommon import Draws, cli, features, labels, time_training, write_dump
+from refcommon import Draws, cli, dump_step_inputs, features, labels, time_training, write_dump
 # PVLR's loss.py copies CO2-Net's topkloss and Contrastive (model.py:154-212): one restatement serves both
 from pvlr_ref import coactivity as contrastive, topk_mil
 
@@ -101,11 +101,7 @@ def losses(o, y, cfg):
 
 
 def dump(args):
-    cfg = presets(args.preset); torch.set_default_dtype(torch.float64)
-    gen = torch.Generator().manual_seed(args.seed); dt = torch.float64
-    p = init_params(cfg, gen, dt)
-    X = features(cfg, gen, dt); y = labels(cfg['B'], cfg['C'], gen, dt, pairs=True)
-    dr = Draws(gen, dt, record=True)
+    cfg, p, X, y, dr = dump_step_inputs(args, presets, init_params, pairs=True)
     L = losses(forward(p, cfg, X, dr), y, cfg)
     total = sum(L.values()); total.backward()
     write_dump(args.out, p, dict(features=X, labels=y), dr, L, total,

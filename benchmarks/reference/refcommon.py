@@ -40,6 +40,17 @@ def features(cfg, gen, dtype):
     return torch.randn((cfg['B'], cfg['T'], cfg['F']), generator=gen).float().to(dtype)
 
 
+def dump_step_inputs(args, presets, init_params, pairs):
+    """A dump's float64 start: the preset, its parameters, one batch (features, labels; W-TALC's similar
+    pairs with `pairs`) and a recorder of the step's dropout draws, all from one generator seeded by
+    args.seed, in that order."""
+    cfg = presets(args.preset); torch.set_default_dtype(torch.float64)
+    gen = torch.Generator().manual_seed(args.seed); dt = torch.float64
+    p = init_params(cfg, gen, dt)
+    X = features(cfg, gen, dt); y = labels(cfg['B'], cfg['C'], gen, dt, pairs=pairs)
+    return cfg, p, X, y, Draws(gen, dt, record=True)
+
+
 def save(path, t):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     np.save(path, t.detach().cpu().numpy() if torch.is_tensor(t) else t)

@@ -14,7 +14,7 @@ Needs Debian's python3-torch (1.13) and numpy. Nothing here is the original code
 """
 import torch
 import torch.nn.functional as F
-from refcommon import Draws, cli, features, labels, time_training, write_dump
+from refcommon import Draws, cli, dump_step_inputs, features, labels, time_training, write_dump
 
 ALPHA, BETA, MARGIN = 0.0005, 1.0, 100.0             # options.py:14-16
 LOSS_NAMES = ["cls_loss", "um_loss", "be_loss"]
@@ -77,11 +77,7 @@ def losses(o, y):
 
 
 def dump(args):
-    cfg = presets(args.preset); torch.set_default_dtype(torch.float64)
-    gen = torch.Generator().manual_seed(args.seed); dt = torch.float64
-    p = init_params(cfg, gen, dt)
-    X = features(cfg, gen, dt); y = labels(cfg['B'], cfg['C'], gen, dt, pairs=False)
-    dr = Draws(gen, dt, record=True)
+    cfg, p, X, y, dr = dump_step_inputs(args, presets, init_params, pairs=False)
     o = forward(p, cfg, X, dr)
     L = losses(o, y)
     total = sum(L.values()); total.backward()

@@ -357,9 +357,9 @@ public sealed class BatchSampler
         for (int i = n - 1; i > 0; i--) { int j = shuffle.Next(i + 1); (order[i], order[j]) = (order[j], order[i]); }
         var chosen = order.Skip(at).Take(batch).Select(i => list[i]).ToList();
         var ids = chosen.Select(p => p.first).Concat(chosen.Select(p => p.second)).ToList();
-        Fill(null, ids.Select(i => ds.Train[i]).ToList(), t, feats, clip, labels, resample, k => Frozen(ids[k], t,
-            resample));
-        return ids.Select(i => ds.Train[i]).ToList();
+        var rows = ids.Select(i => ds.Train[i]).ToList();
+        Fill(null, rows, t, feats, clip, labels, resample, k => Frozen(ids[k], t, resample));
+        return rows;
     }
 
     int[] Frozen(int video, int t, Methods.Resampling resample)

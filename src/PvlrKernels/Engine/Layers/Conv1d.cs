@@ -31,9 +31,7 @@ public sealed partial class Graph
         int rows = b * tp - 2 * pad;
         if (Recording && TrainWinogradTile > 0 && k == 3 && t >= TrainWinogradTile && Needs(x, w, bias))
         {   // training forward by Winograd F(m,3); the backward pads x itself for the weight gradient
-            int keep = WinogradTile; WinogradTile = TrainWinogradTile;
-            var yw = WinogradConv(new[] { x }, w, bias, 1f, null, out var v);
-            WinogradTile = keep;
+            var yw = WinogradConv(new[] { x }, w, bias, 1f, null, TrainWinogradTile, out var v);
             var ew = new Conv1dSaved(x, w, bias, null, v, TrainWinogradTile).Save();
             Record(ref ew, yw, x, w, bias);
             return yw;
@@ -64,11 +62,14 @@ public sealed partial class Graph
         var x = saved.X; var w = saved.Weight;
         int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), k = w.Dim(2), pad = (k - 1) / 2,
             tp = t + 2 * pad, rows = b * tp - 2 * pad;
+        // which products run direct: the weight gradient unless the forward ran by Winograd (saved.V), the
+        // input gradient unless the training tile applies; only those read dy padded in time
+        bool winogradDx = x.RequiresGrad && TrainWinogradTile > 0 && k == 3 && t >= TrainWinogradTile;
+        bool directDw = w.RequiresGrad && saved.V == null, directDx = x.RequiresGrad && !winogradDx;
         if (w.RequiresGrad && saved.V != null) WinogradWeightGradient(saved, dy);
         var xp = saved.XPadded ?? x;
-        var dyp = pad > 0 && (saved.V == null || !(x.RequiresGrad && TrainWinogradTile > 0 && t >= TrainWinogradTile))
-            ? PadTimeRaw(dy, pad) : dy;                   // (B, Tp, Cout); dyv = dyp viewed from row pad
-        if (w.RequiresGrad && saved.V == null)
+        var dyp = pad > 0 && (directDw || directDx) ? PadTimeRaw(dy, pad) : dy;   // (B, Tp, Cout); dyv from row pad
+        if (directDw)
         {
             var dwr = New(new[] { k * cin, cout });
             Backend.Gemm(dwr.Data, dwr.Offset, xp.Data, xp.Offset, dyp.Data, dyp.Offset + (long)pad * cout,
@@ -85,9 +86,8 @@ public sealed partial class Graph
             var db = GradOf(saved.Bias);
             Backend.Reduce(db.Data, db.Offset, dy.Data, dy.Offset, null, 0, 1, b * t, cout, ReduceMode.Sum, 1f, true);
         }
-        if (x.RequiresGrad && TrainWinogradTile > 0 && k == 3 && t >= TrainWinogradTile)
-            WinogradInputGradient(x, w, dy, TrainWinogradTile);
-        else if (x.RequiresGrad)
+        if (winogradDx) WinogradInputGradient(x, w, dy, TrainWinogradTile);
+        else if (directDx)
         {
             var wf = New(new[] { k * cout, cin });         // wf[j*Cout+co, ci] = W[co, ci, K-1-j]
             Backend.Copy4(wf.Data, wf.Offset, new Strides4 { S1 = cout * cin, S2 = cin, S3 = 1 }, w.Data,

@@ -29,7 +29,7 @@ public sealed partial class Graph
         if (m > 0 && !Needs(x, w,
             bias) && x.Rank == 3 && x.Dim(1) == 1 && w.Rank == 3 && w.Dim(2) == 3) return CentreTap(x, w, bias, slope,
             rowMask);
-        if (TakesWinograd(x, w, bias)) return WinogradConv(new[] { x }, w, bias, slope, rowMask);
+        if (TakesWinograd(x, w, bias)) return WinogradConv(new[] { x }, w, bias, slope, rowMask, m, out _);
         return ActMask(Conv1d(x, w, bias), slope, rowMask);
     }
 
@@ -56,7 +56,7 @@ public sealed partial class Graph
         if (direct || parts.Length == 1) return ConvAct(parts.Length == 1 ? x : Concat(2, parts), w, bias, slope,
             rowMask);
         CheckMask(x, rowMask);
-        return WinogradConv(parts, w, bias, slope, rowMask);
+        return WinogradConv(parts, w, bias, slope, rowMask, WinogradTile, out _);
     }
 
     static void CheckMask(Tensor x, Tensor rowMask)
@@ -70,15 +70,12 @@ public sealed partial class Graph
     bool TakesWinograd(Tensor x, Tensor w, Tensor bias) =>
         !Needs(x, w, bias) && w.Rank == 3 && w.Dim(2) == 3 && WinogradTile > 0 && x.Rank == 3 && x.Dim(1) >= WinogradTile;
 
-    Tensor WinogradConv(Tensor[] parts, Tensor w, Tensor bias, float slope, Tensor rowMask) =>
-        WinogradConv(parts, w, bias, slope, rowMask, out _);
-
-    /// `v`: the input transform (n, B tiles, Cin), which the weight gradient reads (training keeps it; at
-    /// test time it is back in the arena when this returns).
-    Tensor WinogradConv(Tensor[] parts, Tensor w, Tensor bias, float slope, Tensor rowMask, out Tensor v)
+    /// F(m,3); `v`: the input transform (n, B tiles, Cin), which the weight gradient reads (training keeps
+    /// it; at test time it is back in the arena when this returns).
+    Tensor WinogradConv(Tensor[] parts, Tensor w, Tensor bias, float slope, Tensor rowMask, int m, out Tensor v)
     {
         var x = parts[0];
-        int m = WinogradTile, b = x.Dim(0), t = x.Dim(1), cin = parts.Sum(p => p.Dim(2)), cout = w.Dim(0), n = m + 2,
+        int b = x.Dim(0), t = x.Dim(1), cin = parts.Sum(p => p.Dim(2)), cout = w.Dim(0), n = m + 2,
             tiles = (t + m - 1) / m;
         CheckWeight(string.Join(" ++ ", parts.Select(p => p.ToString())), cin, w, bias);
         var mat = WinogradMats(m);

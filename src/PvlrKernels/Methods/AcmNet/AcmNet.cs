@@ -48,13 +48,7 @@ public class AcmNetModel : IMethodModel
     {
         P.Allocate(backend);
         var rng = new Random(seed);
-        foreach (var p in P.List)
-        {
-            var w = P[p.Name.EndsWith(".bias") ? p.Name[..^5] + ".weight" : p.Name].Shape;
-            double bound = 1 / Math.Sqrt(w[1] * (w.Length == 3 ? w[2] : 1));
-            P.Set(p.Name, Enumerable.Range(0,
-                (int)p.Size).Select(_ => (float)((rng.NextDouble() * 2 - 1) * bound)).ToArray());
-        }
+        foreach (var p in P.List) P.Set(p.Name, TorchInit.Uniform(rng, p.Size, TorchInit.DefaultBound(P, p.Name)));
     }
 
     protected Tensor W(string n) => P[n].Value;

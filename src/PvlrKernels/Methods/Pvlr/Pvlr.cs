@@ -134,7 +134,6 @@ public sealed partial class PvlrModel
     {
         P.Allocate(backend);
         var rng = new Random(seed);
-        float U(double bound) => (float)((rng.NextDouble() * 2 - 1) * bound);
         float N(double std) { double u1 = 1 - rng.NextDouble(),
             u2 = rng.NextDouble(); return (float)(std * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2)); }
         int w = Cfg.ClipWidth;
@@ -152,13 +151,7 @@ public sealed partial class PvlrModel
             else if (n.EndsWith("out_proj.weight") || n.EndsWith("c_proj.weight")) for (int i = 0; i < a.Length; i++) a[i] = N(projStd);
             else if (n.EndsWith("c_fc.weight")) for (int i = 0; i < a.Length; i++) a[i] = N(Math.Pow(2 * w, -0.5));
             else if (n == "clipmodel.text_projection") for (int i = 0; i < a.Length; i++) a[i] = N(Math.Pow(w, -0.5));
-            else
-            {
-                string baseName = n.EndsWith(".bias") ? n[..^5] + ".weight" : n;
-                var ws = P[baseName].Shape;
-                long fanIn = ws.Length == 3 ? (long)ws[1] * ws[2] : ws[1];
-                for (int i = 0; i < a.Length; i++) a[i] = U(1 / Math.Sqrt(fanIn));
-            }
+            else a = TorchInit.Uniform(rng, p.Size, TorchInit.DefaultBound(P, n));
             P.Set(n, a);
         }
     }

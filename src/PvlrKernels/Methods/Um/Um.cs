@@ -44,13 +44,7 @@ public sealed class UmModel : IMethodModel
     {
         P.Allocate(backend);
         var rng = new Random(seed);
-        double bound = 1 / Math.Sqrt(3.0 * Cfg.FeatDim);
-        foreach (var p in P.List)
-        {
-            double b = p.Name.StartsWith("cas_module.classifier") ? 1 / Math.Sqrt(Cfg.Hidden) : bound;
-            P.Set(p.Name, Enumerable.Range(0,
-                (int)p.Size).Select(_ => (float)((rng.NextDouble() * 2 - 1) * b)).ToArray());
-        }
+        foreach (var p in P.List) P.Set(p.Name, TorchInit.Uniform(rng, p.Size, TorchInit.DefaultBound(P, p.Name)));
     }
 
     Tensor W(string n) => P[n].Value;
