@@ -59,10 +59,10 @@ public static class Bench
     public static Workload GemmWork(Backend b, int m = 3200, int k = 6144, int n = 2048)
     {
         var a = b.Allocate((long)m * k); var w = b.Allocate((long)k * n); var c = b.Allocate((long)m * n);
-        b.Upload(a, 0, Randn(m * k, 1)); b.Upload(w, 0, Randn(k * n, 2));
+        b.Upload(a.At(0), Randn(m * k, 1)); b.Upload(w.At(0), Randn(k * n, 2));
         var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = n, CsB = 1, Ldc = n,
             Alpha = 1, Beta = 0 };
-        return new Workload("SGEMM", $"({m}x{k})·({k}x{n})", () => b.Gemm(c, 0, a, 0, w, 0, p), a, w, c);
+        return new Workload("SGEMM", $"({m}x{k})·({k}x{n})", () => b.Gemm(c.At(0), a.At(0), w.At(0), p), a, w, c);
     }
 
     /// The fusion Conv1d ch -> ch, k = 3, through the tape: forward and backward, or forward alone.
@@ -277,7 +277,7 @@ public static class Bench
         {
             using var s = b.Allocate(n);
             var sw = Stopwatch.StartNew();
-            b.Fill(s, 0, n, 1f);
+            b.Fill(s.At(0), n, 1f);
             b.Synchronize();
             double t = sw.Elapsed.TotalSeconds;
             return new BenchRow(name, $"{mib} MiB", t, 0, $"{mib / 1024.0 / t:F2} GiB/s");

@@ -128,20 +128,18 @@ public sealed class ParameterStore : IDisposable
 
     public void ZeroGrad()
     {
-        backend.Fill(Grads, 0, Total, 0f);
+        backend.Fill(Grads.At(0), Total, 0f);
         foreach (var p in List) p.GotGrad = false;
     }
 
-    public float[] Get(string name) { var p = this[name]; var a = new float[p.Size]; backend.Download(Values,
-        p.Offset, a); return a; }
-    public float[] GetGrad(string name) { var p = this[name]; var a = new float[p.Size]; backend.Download(Grads,
-        p.Offset, a); return a; }
+    public float[] Get(string name) { var p = this[name]; var a = new float[p.Size]; backend.Download(Values.At(p.Offset), a); return a; }
+    public float[] GetGrad(string name) { var p = this[name]; var a = new float[p.Size]; backend.Download(Grads.At(p.Offset), a); return a; }
 
     public void Set(string name, ReadOnlySpan<float> data)
     {
         var p = this[name];
         if (data.Length != p.Size) throw new ShapeException($"parameter {name}: expected {p.Size} values {Tensor.ShapeStr(p.Shape)}, got {data.Length}");
-        backend.Upload(Values, p.Offset, data);
+        backend.Upload(Values.At(p.Offset), data);
     }
 
     public void Dispose() { Values?.Dispose(); Grads?.Dispose(); M?.Dispose(); V?.Dispose(); }

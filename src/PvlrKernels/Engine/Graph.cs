@@ -83,7 +83,7 @@ public sealed partial class Graph : IDisposable
         foreach (var d in shape) if (d < 0) throw new ShapeException($"negative dimension in {Tensor.ShapeStr(shape)}");
         var (s, o) = Act.Alloc(Tensor.Numel(shape));
         var t = new Tensor(s, o, (int[])shape.Clone());
-        if (zero) Backend.Fill(s, o, t.Size, 0f);
+        if (zero) Backend.Fill(s.At(o), t.Size, 0f);
         return t;
     }
 
@@ -100,17 +100,15 @@ public sealed partial class Graph : IDisposable
     {
         if (data.Length != Tensor.Numel(shape)) throw new ShapeException($"from_host: {data.Length} values for shape {Tensor.ShapeStr(shape)}");
         var t = New(shape);
-        Backend.Upload(t.Data, t.Offset, data);
+        Backend.Upload(t, data);
         return t;
     }
 
     public Tensor Scalar(float v) => FromHost(new[] { v }, 1);
-    public Tensor Full(float v, params int[] shape) { var t = New(shape); Backend.Fill(t.Data, t.Offset, t.Size,
-        v); return t; }
+    public Tensor Full(float v, params int[] shape) { var t = New(shape); Backend.Fill(t, t.Size, v); return t; }
 
-    public float[] ToHost(Tensor t) { var a = new float[t.Size]; Backend.Download(t.Data, t.Offset, a); return a; }
-    public float Item(Tensor t) { Span<float> a = stackalloc float[1]; Backend.Download(t.Data, t.Offset,
-        a); return a[0]; }
+    public float[] ToHost(Tensor t) { var a = new float[t.Size]; Backend.Download(t, a); return a; }
+    public float Item(Tensor t) { Span<float> a = stackalloc float[1]; Backend.Download(t, a); return a[0]; }
 
     /// A new shape over the same data (one dimension may be -1); shares the gradient with its base.
     public Tensor Reshape(Tensor x, params int[] shape)
@@ -179,7 +177,7 @@ public sealed partial class Graph : IDisposable
     {
         if (loss.Size != 1) throw new ShapeException($"backward: loss must have one element, got {loss}");
         if (!loss.RequiresGrad) throw new InvalidOperationException("backward: the loss does not depend on any trainable tensor");
-        Backend.Fill(GradOf(loss).Data, GradOf(loss).Offset, 1, 1f);
+        Backend.Fill(GradOf(loss), 1, 1f);
         for (int i = tape.Count - 1; i >= 0; i--)
         {
             var e = tape[i];

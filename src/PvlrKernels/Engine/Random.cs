@@ -25,12 +25,10 @@ public sealed class PhiloxSource(ulong seed) : IRandomSource
     RngKey Next() { ulong c = (ulong)Counter++; return new RngKey { K0 = (uint)Seed, K1 = (uint)(Seed >> 32),
         S0 = (uint)c, S1 = (uint)(c >> 32) }; }
 
-    public void DropoutMask(Graph g, Tensor mask, float p, string tag) => g.Backend.DropoutMask(mask.Data,
-        mask.Offset, mask.Size, p, Next());
+    public void DropoutMask(Graph g, Tensor mask, float p, string tag) => g.Backend.DropoutMask(mask, mask.Size, p, Next());
     /// The mean of `samples` iid N(0, std^2) draws is exactly N(0, std^2 / samples) in distribution, so
     /// one draw per element at std / sqrt(samples) replaces P draws (20x fewer Philox calls per step).
-    public void NormalMean(Graph g, Tensor y, float std, int samples, string tag) => g.Backend.Normal(y.Data,
-        y.Offset, y.Size, std / MathF.Sqrt(samples), 1, Next());
+    public void NormalMean(Graph g, Tensor y, float std, int samples, string tag) => g.Backend.Normal(y, y.Size, std / MathF.Sqrt(samples), 1, Next());
 }
 
 /// Replays recorded draws by tag (the names the model passes to Dropout / NormalMean). With
@@ -71,7 +69,7 @@ public sealed class ReplaySource : IRandomSource
         throw new ShapeException($"replay: recorded draw '{tag}' has shape {Tensor.ShapeStr(d.shape)}, {what} needs {Tensor.ShapeStr(shape)}");
     }
 
-    public void DropoutMask(Graph g, Tensor mask, float p, string tag) => g.Backend.Upload(mask.Data, mask.Offset,
+    public void DropoutMask(Graph g, Tensor mask, float p, string tag) => g.Backend.Upload(mask,
         Take(tag, mask.Shape, "dropout mask"));
 
     public void NormalMean(Graph g, Tensor y, float std, int samples, string tag)
@@ -81,7 +79,7 @@ public sealed class ReplaySource : IRandomSource
         for (int s = 0; s < samples; s++)
             for (long i = 0; i < y.Size; i++) mean[i] += data[s * y.Size + i];
         for (long i = 0; i < y.Size; i++) mean[i] /= samples;
-        g.Backend.Upload(y.Data, y.Offset, mean);
+        g.Backend.Upload(y, mean);
     }
 }
 

@@ -20,6 +20,8 @@ public sealed class Tensor
         Data = data; Offset = offset; Shape = shape; Size = Numel(shape);
     }
 
+    /// The place k floats into this tensor's data.
+    public Buf At(long k) => new(Data, Offset + k);
     public int Rank => Shape.Length;
     public int Dim(int i) => Shape[i < 0 ? i + Shape.Length : i];
     public override string ToString() => $"{Name ?? "tensor"}{ShapeStr(Shape)}";

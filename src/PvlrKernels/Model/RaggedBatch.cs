@@ -51,11 +51,10 @@ public sealed class RaggedBatch
             var x = g.New(new[] { 1, Rows, w });
             for (int i = 0; i < Count; i++)
             {
-                g.Backend.Fill(x.Data, x.Offset + (long)(Starts[i] - 1) * w, w, 0f);
-                g.Backend.UploadColumns(x.Data, x.Offset + (long)Starts[i] * w, features[i], Lengths[i], width, from,
-                    w);
+                g.Backend.Fill(x.At((long)(Starts[i] - 1) * w), w, 0f);
+                g.Backend.UploadColumns(x.At((long)Starts[i] * w), features[i], Lengths[i], width, from, w);
             }
-            g.Backend.Fill(x.Data, x.Offset + (long)(Rows - 1) * w, w, 0f);
+            g.Backend.Fill(x.At((long)(Rows - 1) * w), w, 0f);
             return x;
         }
         return (Columns(0, half), Columns(half, width - half));

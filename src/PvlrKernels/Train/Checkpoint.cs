@@ -19,7 +19,7 @@ public static class Checkpoint
         if (includeOptimizer)
         {
             var m = new float[ps.Total]; var v = new float[ps.Total];
-            be.Download(ps.M, 0, m); be.Download(ps.V, 0, v);
+            be.Download(ps.M.At(0), m); be.Download(ps.V.At(0), v);
             foreach (var p in ps.List.Where(p => p.Trainable))
             {
                 list.Add(("adam_m." + p.Name, p.Shape, m.AsSpan((int)p.Offset, (int)p.Size).ToArray()));
@@ -65,8 +65,7 @@ public static class Checkpoint
         ps.Allocate(backend);
         // the weights' memory written once on every core before the one-stream read below fills it: on the
         // CPU most of a load is the first write of new memory, which scales with cores
-        foreach (var arena in optimizer ? new[] { ps.Values, ps.M, ps.V } : new[] { ps.Values }) backend.Fill(arena,
-            0, ps.Total, 0f);
+        foreach (var arena in optimizer ? new[] { ps.Values, ps.M, ps.V } : new[] { ps.Values }) backend.Fill(arena.At(0), ps.Total, 0f);
         try { var (step, rng) = Restore(path, fs, entries, meta, ps, backend, strict, optimizer); return (model, step,
             rng); }
         catch { ps.Dispose(); throw; }
@@ -102,7 +101,7 @@ public static class Checkpoint
         var buffer = new float[(int)Math.Clamp(entries.Select(e => e.Count).DefaultIfEmpty(1).Max(), 1, 1 << 20)];
         void Into(string name, Parameter p, Storage dst)
         {
-            if (!byName.TryGetValue(name, out var e)) { if (dst != ps.Values) backend.Fill(dst, p.Offset, p.Size,
+            if (!byName.TryGetValue(name, out var e)) { if (dst != ps.Values) backend.Fill(dst.At(p.Offset), p.Size,
                 0f); return; }   // no moments: zero
             if (!e.Shape.SequenceEqual(p.Shape)) throw new DataFormatException($"{path}: {name} has shape ({string.Join(",", e.Shape)}), the model expects ({string.Join(",", p.Shape)})");
             Malformed.Guard(path, () =>
@@ -111,7 +110,7 @@ public static class Checkpoint
                 {
                     int bad = FirstNonFinite(v);
                     if (bad >= 0) throw new DataFormatException($"{path}: {name} holds {v[bad]} at element {at + bad}; refusing a checkpoint with non-finite values");
-                    backend.Upload(dst, p.Offset + at, v);
+                    backend.Upload(dst.At(p.Offset + at), v);
                 });
                 return 0;
             });

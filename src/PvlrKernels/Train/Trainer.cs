@@ -133,7 +133,7 @@ public sealed class Trainer : IDisposable
         {
             var v = terms[i].Value;
             if (v.Size != 1) throw new ShapeException($"loss term '{terms[i].Key}' has {v.Size} values, not one");
-            Backend.Copy4(packed.Data, packed.Offset + i, new Strides4 { S3 = 1 }, v.Data, v.Offset,
+            Backend.Copy4(packed.At(i), new Strides4 { S3 = 1 }, v,
                 new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1, N2 = 1, N3 = 1 }, 1f, false);
         }
         var host = G.ToHost(packed);
@@ -164,11 +164,11 @@ public sealed class Trainer : IDisposable
     public void CheckGradients()
     {
         var sum = G.New(new[] { 1 });
-        Backend.Reduce(sum.Data, sum.Offset, Model.Parameters.Grads, 0, null, 0, 1,
+        Backend.Reduce(sum, Model.Parameters.Grads.At(0), default, 1,
             checked((int)Model.Parameters.Total), 1, ReduceMode.Sum, 1f, false);
         if (float.IsFinite(G.Item(sum))) return;
         var g = new float[Model.Parameters.Total];
-        Backend.Download(Model.Parameters.Grads, 0, g);
+        Backend.Download(Model.Parameters.Grads.At(0), g);
         foreach (var p in Model.Parameters.List)
         {
             if (!p.GotGrad) continue;

@@ -45,8 +45,8 @@ public sealed class DataMovementTests(string backendName)
             if (backendName == "cpu") Assert.That(got, Is.EqualTo(want), what);
             else Check.Close(got, want.Select(v => (double)v).ToArray(), 1e-5, 1e-5, $"{what} [{backendName}]");
         }
-        float[] Get(Storage s, int n) { var h = new float[n]; B.Download(s, 0, h); return h; }
-        Storage Put(float[] h) { var s = B.Allocate(h.Length); B.Upload(s, 0, h); return s; }
+        float[] Get(Storage s, int n) { var h = new float[n]; B.Download(s.At(0), h); return h; }
+        Storage Put(float[] h) { var s = B.Allocate(h.Length); B.Upload(s.At(0), h); return s; }
 
         var a = new AttnParams { Nb = 2, L = 13, W = 128, H = 2, Causal = causal ? 1 : 0,
             Scale = 0.125f };   // 52 rows of 13 x 64 x 3
@@ -66,8 +66,8 @@ public sealed class DataMovementTests(string backendName)
         }
         using (var sq = Put(qkv)) using (var so = B.Allocate(no)) using (var sp = B.Allocate(np)) using (var sd = Put(dout)) using (var sds = B.Allocate(np)) using (var sdq = Put(dq0))
         {
-            B.Attention(so, 0, sp, 0, sq, 0, a);
-            B.AttentionBackward(sdq, 0, sds, 0, sd, 0, sp, 0, sq, 0, a);
+            B.Attention(so.At(0), sp.At(0), sq.At(0), a);
+            B.AttentionBackward(sdq.At(0), sds.At(0), sd.At(0), sp.At(0), sq.At(0), a);
             Same(Get(so, no), o, "attention out"); Same(Get(sp, np), p, "attention P"); Same(Get(sdq, nq), dq,
                 "attention dqkv");
         }
@@ -91,8 +91,8 @@ public sealed class DataMovementTests(string backendName)
         using (var sx = Put(x)) using (var sg = Put(gamma)) using (var sb = Put(beta)) using (var sdy = Put(dy))
         using (var sy = B.Allocate(lr * n)) using (var sm = B.Allocate(lr)) using (var sr = B.Allocate(lr)) using (var sdx = B.Allocate(lr * n)) using (var sdg = B.Allocate(n)) using (var sdb = B.Allocate(n))
         {
-            B.LayerNorm(sy, 0, sm, 0, sr, 0, sx, 0, sg, 0, sb, 0, lr, n, 1e-5f);
-            B.LayerNormBackward(sdx, 0, sdg, 0, sdb, 0, sdy, 0, sx, 0, sg, 0, sm, 0, sr, 0, lr, n, true, true);
+            B.LayerNorm(sy.At(0), sm.At(0), sr.At(0), sx.At(0), sg.At(0), sb.At(0), lr, n, 1e-5f);
+            B.LayerNormBackward(sdx.At(0), sdg.At(0), sdb.At(0), sdy.At(0), sx.At(0), sg.At(0), sm.At(0), sr.At(0), lr, n, true, true);
             Same(Get(sy, lr * n), y, "layernorm y"); Same(Get(sm, lr), mean, "layernorm mean"); Same(Get(sr, lr),
                 rstd, "layernorm rstd");
             Same(Get(sdx, lr * n), dx, "layernorm dx"); Same(Get(sdg, n), dg, "layernorm dgamma"); Same(Get(sdb, n),
@@ -112,7 +112,7 @@ public sealed class DataMovementTests(string backendName)
         }
         using (var sdx = Put(dx0)) using (var sdy = Put(sdy0)) using (var cidx = Put(idx))
         {
-            B.Scatter(sdx, 0, sdy, 0, cidx, 0, co, cn, cm, ci, false);
+            B.Scatter(sdx.At(0), sdy.At(0), cidx.At(0), co, cn, cm, ci, false);
             Same(Get(sdx, co * cn * ci), sdx0, "scatter");
         }
     }
@@ -124,15 +124,15 @@ public sealed class DataMovementTests(string backendName)
     {
         var src = Rand(rows * srcWidth, 3); long off = 7, n = off + (long)rows * width + 5;
         using var dst = B.Allocate(n);
-        B.Fill(dst, 0, n, -1f);
-        B.UploadColumns(dst, off, src, rows, srcWidth, from, width);
-        var got = new float[n]; B.Download(dst, 0, got);
+        B.Fill(dst.At(0), n, -1f);
+        B.UploadColumns(dst.At(off), src, rows, srcWidth, from, width);
+        var got = new float[n]; B.Download(dst.At(0), got);
         var want = Enumerable.Repeat(-1f, (int)n).ToArray();
         for (int r = 0; r < rows; r++) for (int c = 0; c < width; c++) want[off + r * width + c] = src[r * srcWidth + from + c];
         Assert.That(got, Is.EqualTo(want));
-        var e = Assert.Throws<ShapeException>(() => B.UploadColumns(dst, off, src, rows + 1, srcWidth, from, width));
+        var e = Assert.Throws<ShapeException>(() => B.UploadColumns(dst.At(off), src, rows + 1, srcWidth, from, width));
         Assert.That(e.Message, Does.Contain("upload columns"));
-        Assert.Throws<ShapeException>(() => B.UploadColumns(dst, off, src, rows, srcWidth, srcWidth - width + 1,
+        Assert.Throws<ShapeException>(() => B.UploadColumns(dst.At(off), src, rows, srcWidth, srcWidth - width + 1,
             width));
     }
 
@@ -155,9 +155,9 @@ public sealed class DataMovementTests(string backendName)
                 expect[o] = (acc ? expect[o] : 0) + 0.5 * src[i];
             }
             using var s = B.Allocate(nSrc); using var t = B.Allocate(nDst);
-            B.Upload(s, 0, src); B.Upload(t, 0, dst0);
-            B.Copy4(t, 0, sD, s, srcOff, sS, dims, 0.5f, acc);
-            var got = new float[nDst]; B.Download(t, 0, got);
+            B.Upload(s.At(0), src); B.Upload(t.At(0), dst0);
+            B.Copy4(t.At(0), sD, s.At(srcOff), sS, dims, 0.5f, acc);
+            var got = new float[nDst]; B.Download(t.At(0), got);
             Check.Close(got, expect, 1e-6, 1e-6, $"copy4 acc={acc}");
         }
     }
@@ -179,9 +179,9 @@ public sealed class DataMovementTests(string backendName)
             expect[o] += x[((a * f[1] + b) * f[2] + c) * f[3] + e];
         }
         using var xs = B.Allocate(x.Length); using var ys = B.Allocate(y0.Length);
-        B.Upload(xs, 0, x); B.Upload(ys, 0, y0);
-        B.SumTo(ys, 0, tg, xs, 0, full, true);
-        var got = new float[y0.Length]; B.Download(ys, 0, got);
+        B.Upload(xs.At(0), x); B.Upload(ys.At(0), y0);
+        B.SumTo(ys.At(0), tg, xs.At(0), full, true);
+        var got = new float[y0.Length]; B.Download(ys.At(0), got);
         Check.Close(got, expect, 1e-5, 1e-5, "sum_to");
     }
 
@@ -204,11 +204,11 @@ public sealed class DataMovementTests(string backendName)
         var a = Rand(60, 7).Select(v => v + 2f).ToArray(); var b = Rand(60,
             8).Select(v => v - 2f).ToArray(); var dy = Rand(60, 9);
         using var sA = B.Allocate(60); using var sB = B.Allocate(60); using var sD = B.Allocate(60); using var t = B.Allocate(60);
-        B.Upload(sA, 0, a); B.Upload(sB, 0, b); B.Upload(sD, 0, dy);
+        B.Upload(sA.At(0), a); B.Upload(sB.At(0), b); B.Upload(sD.At(0), dy);
         void Check<TOp>() where TOp : struct, IBinaryOp
         {
-            B.BinaryGrad<TOp>(t, 0, sA, 0, sa, sB, 0, sb, sD, 0, d, which);
-            var got = new float[60]; B.Download(t, 0, got);
+            B.BinaryGrad<TOp>(t.At(0), sA.At(0), sa, sB.At(0), sb, sD.At(0), d, which);
+            var got = new float[60]; B.Download(t.At(0), got);
             var expect = new float[60];
             for (int i = 0; i < 60; i++)
             {
@@ -237,9 +237,9 @@ public sealed class DataMovementTests(string backendName)
                 expect[o * inner + j] = accumulate ? y0[o * inner + j] + s : s;
             }
         using var xs = B.Allocate(x.Length); using var ys = B.Allocate(y0.Length);
-        B.Upload(xs, 0, x); B.Upload(ys, 0, y0);
-        B.Reduce(ys, 0, xs, 0, null, 0, outer, n, inner, ReduceMode.Sum, 0.25f, accumulate);
-        var got = new float[y0.Length]; B.Download(ys, 0, got);
+        B.Upload(xs.At(0), x); B.Upload(ys.At(0), y0);
+        B.Reduce(ys.At(0), xs.At(0), default, outer, n, inner, ReduceMode.Sum, 0.25f, accumulate);
+        var got = new float[y0.Length]; B.Download(ys.At(0), got);
         Assert.That(got, Is.EqualTo(expect));
     }
 
@@ -251,9 +251,9 @@ public sealed class DataMovementTests(string backendName)
         var x = Rand(outer * n, 5);
         var expect = Enumerable.Range(0, outer).Select(o => 0.25 * x.Skip(o * n).Take(n).Sum(v => (double)v)).ToArray();
         using var xs = B.Allocate(x.Length); using var ys = B.Allocate(outer);
-        B.Upload(xs, 0, x);
-        B.Reduce(ys, 0, xs, 0, null, 0, outer, n, 1, ReduceMode.Sum, 0.25f, false);
-        var got = new float[outer]; B.Download(ys, 0, got);
+        B.Upload(xs.At(0), x);
+        B.Reduce(ys.At(0), xs.At(0), default, outer, n, 1, ReduceMode.Sum, 0.25f, false);
+        var got = new float[outer]; B.Download(ys.At(0), got);
         Check.Close(got, expect, 1e-3, 1e-4, "sum");
     }
 }

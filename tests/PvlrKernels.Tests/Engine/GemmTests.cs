@@ -17,9 +17,9 @@ public sealed class GemmTests(string backendName)
     float[] Gemm(GemmParams p, float[] a, float[] b, float[] c, long offA = 0)
     {
         using var sa = B.Allocate(a.Length); using var sb = B.Allocate(b.Length); using var sc = B.Allocate(c.Length);
-        B.Upload(sa, 0, a); B.Upload(sb, 0, b); B.Upload(sc, 0, c);
-        B.Gemm(sc, 0, sa, offA, sb, 0, p);
-        var got = new float[c.Length]; B.Download(sc, 0, got);
+        B.Upload(sa.At(0), a); B.Upload(sb.At(0), b); B.Upload(sc.At(0), c);
+        B.Gemm(sc.At(0), sa.At(offA), sb.At(0), p);
+        var got = new float[c.Length]; B.Download(sc.At(0), got);
         return got;
     }
 
@@ -190,7 +190,7 @@ public sealed class GemmTests(string backendName)
         using var sa = B.Allocate(batch * m * k); using var sb = B.Allocate(batch * k * n); using var sc = B.Allocate(batch * m * n);
         if (!B.PanelsFit(n))
         {
-            Assert.Throws<ShapeException>(() => B.Gemm(sc, 0, sa, 0, sb, 0, p));
+            Assert.Throws<ShapeException>(() => B.Gemm(sc.At(0), sa.At(0), sb.At(0), p));
             return;
         }
         var a = Rand(batch * m * k, 7); var b = Rand(batch * k * n, 8); var c = Rand(batch * m * n, 9);

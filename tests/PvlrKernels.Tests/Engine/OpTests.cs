@@ -132,15 +132,15 @@ public sealed class OpTests(string backendName)
         var r = new Random(22);
         var dy = Rand(r, n); var dx0 = Rand(r, n);
         using var xs = b.Allocate(n); using var ys = b.Allocate(n); using var ds = b.Allocate(n); using var gs = b.Allocate(n);
-        b.Upload(xs, 0, x); b.Upload(ds, 0, dy);
-        b.Unary<TOp>(ys, 0, xs, 0, n, p);
-        var y = new float[n]; b.Download(ys, 0, y);
+        b.Upload(xs.At(0), x); b.Upload(ds.At(0), dy);
+        b.Unary<TOp>(ys.At(0), xs.At(0), n, p);
+        var y = new float[n]; b.Download(ys.At(0), y);
         Check.SameBits(y, x.Select(v => TOp.Forward(v, p)).ToArray(), typeof(TOp).Name);
         foreach (bool acc in new[] { false, true })
         {
-            b.Upload(gs, 0, dx0);
-            b.UnaryBackward<TOp>(gs, 0, xs, 0, ys, 0, ds, 0, n, p, acc);
-            var got = new float[n]; b.Download(gs, 0, got);
+            b.Upload(gs.At(0), dx0);
+            b.UnaryBackward<TOp>(gs.At(0), xs.At(0), ys.At(0), ds.At(0), n, p, acc);
+            var got = new float[n]; b.Download(gs.At(0), got);
             var want = new float[n];
             for (int i = 0; i < n; i++) { float g = TOp.Backward(x[i], y[i], dy[i],
                 p); want[i] = acc ? dx0[i] + g : g; }
@@ -279,23 +279,23 @@ public sealed class OpTests(string backendName)
         float[] special = { 0f, -0f, float.NaN, float.PositiveInfinity, float.NegativeInfinity, 1e-45f };
         for (int i = 0; i < special.Length; i++) { a[i * 17] = special[i]; b[i * 19 + 1] = special[i]; }
         using var sa = be.Allocate(n); using var sb = be.Allocate(n); using var sdy = be.Allocate(n); using var sy = be.Allocate(n);
-        be.Upload(sa, 0, a); be.Upload(sb, 0, b); be.Upload(sdy, 0, dy);
+        be.Upload(sa.At(0), a); be.Upload(sb.At(0), b); be.Upload(sdy.At(0), dy);
         var d = new Dims4 { N0 = 1, N1 = 1, N2 = rows, N3 = cols };
         var row = new Strides4 { S2 = cols, S3 = 1 }; var value = new Strides4 { S2 = 1, S3 = 0 };
         foreach (var (stA, stB) in new[] { (row, row), (row, value), (value, row) })
         {
             float At(float[] v, Strides4 st, int i, int j) => v[i * st.S2 + j * st.S3];
             var got = new float[n];
-            be.Binary<TOp>(sy, 0, sa, 0, stA, sb, 0, stB, d);
-            be.Download(sy, 0, got);
+            be.Binary<TOp>(sy.At(0), sa.At(0), stA, sb.At(0), stB, d);
+            be.Download(sy.At(0), got);
             var want = new float[n];
             for (int i = 0; i < rows; i++) for (int j = 0; j < cols; j++) want[i * cols + j] = TOp.Forward(At(a, stA,
                 i, j), At(b, stB, i, j));
             Check.SameBits(got, want, $"{typeof(TOp).Name} a {stA.S3} b {stB.S3}");
             for (int which = 0; which < 2; which++)
             {
-                be.BinaryGrad<TOp>(sy, 0, sa, 0, stA, sb, 0, stB, sdy, 0, d, which);
-                be.Download(sy, 0, got);
+                be.BinaryGrad<TOp>(sy.At(0), sa.At(0), stA, sb.At(0), stB, sdy.At(0), d, which);
+                be.Download(sy.At(0), got);
                 for (int i = 0; i < rows; i++)
                     for (int j = 0; j < cols; j++)
                     {
@@ -337,9 +337,9 @@ public sealed class OpTests(string backendName)
     {
         var r = new Random(5); var x = new float[(long)n * inner]; for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 2 - 0.5);
         using var sx = B.Allocate(x.Length); using var sy = B.Allocate(inner);
-        B.Upload(sx, 0, x); B.Upload(sy, 0, Enumerable.Repeat(1f, inner).ToArray());
-        B.Reduce(sy, 0, sx, 0, null, 0, 1, n, inner, ReduceMode.Sum, 0.5f, true);
-        var got = new float[inner]; B.Download(sy, 0, got);
+        B.Upload(sx.At(0), x); B.Upload(sy.At(0), Enumerable.Repeat(1f, inner).ToArray());
+        B.Reduce(sy.At(0), sx.At(0), default, 1, n, inner, ReduceMode.Sum, 0.5f, true);
+        var got = new float[inner]; B.Download(sy.At(0), got);
         var want = new double[inner];
         for (int j = 0; j < inner; j++) { double s = 0; for (int i = 0; i < n; i++) s += x[(long)i * inner + j]; want[j] = 1 + 0.5 * s; }
         Check.Close(got, want, 1e-5 * n, 1e-5, $"sum of {n} x {inner} [{backendName}]");
@@ -388,9 +388,9 @@ public sealed class OpTests(string backendName)
             for (int i = 0; i < outer * inner; i++) body.Execute(i);
         }
         using var xs = B.Allocate(x.Length); using var ix = B.Allocate(want.Length);
-        B.Upload(xs, 0, x);
-        B.ArgTopK(ix, 0, xs, 0, outer, n, inner, k, largest);
-        var got = new float[want.Length]; B.Download(ix, 0, got);
+        B.Upload(xs.At(0), x);
+        B.ArgTopK(ix.At(0), xs.At(0), outer, n, inner, k, largest);
+        var got = new float[want.Length]; B.Download(ix.At(0), got);
         Assert.That(got, Is.EqualTo(want));
         Assert.That(want.Count(v => v < 0), Is.GreaterThan(0),
             "the NaN cases reach the body's unselected (-1) outcome");
@@ -415,10 +415,10 @@ public sealed class OpTests(string backendName)
         }
         using var smp = B.Allocate(mp.Length); using var svp = B.Allocate(vp.Length); using var smq = B.Allocate(mq.Length); using var svq = B.Allocate(vq.Length);
         using var skl = B.Allocate(want.Length);
-        B.Upload(smp, 0, mp); B.Upload(svp, 0, vp); B.Upload(smq, 0, mq); B.Upload(svq, 0, vq);
-        if (self) B.PairwiseKl(skl, 0, smp, 0, svp, 0, smp, 0, svp, 0, k);
-        else B.PairwiseKl(skl, 0, smp, 0, svp, 0, smq, 0, svq, 0, k);
-        var got = new float[want.Length]; B.Download(skl, 0, got);
+        B.Upload(smp.At(0), mp); B.Upload(svp.At(0), vp); B.Upload(smq.At(0), mq); B.Upload(svq.At(0), vq);
+        if (self) B.PairwiseKl(skl.At(0), smp.At(0), svp.At(0), smp.At(0), svp.At(0), k);
+        else B.PairwiseKl(skl.At(0), smp.At(0), svp.At(0), smq.At(0), svq.At(0), k);
+        var got = new float[want.Length]; B.Download(skl.At(0), got);
         if (B.IsGpu) { Check.Close(got, want.Select(v => (double)v).ToArray(), 1e-4, 1e-5, "kl"); return; }
         Check.SameBits(got, want);
         if (self) for (int b = 0; b < k.Bt; b++) for (int i = 0; i < k.Np; i++) Assert.That(got[(b * k.Np + i) * k.Nq + i], Is.EqualTo(0f).Within(1e-4f), "KL(p||p) = 0");
@@ -778,6 +778,6 @@ public sealed class OpTests(string backendName)
         Assert.That(ex.Message, Does.Contain("matmul").And.Contain("(2,3)").And.Contain("(4,5)"));
         Assert.Throws<ShapeException>(() => g.Add(a, b));
         Assert.Throws<ShapeException>(() => g.Conv1d(g.New(new[] { 1, 4, 3 }), g.New(new[] { 2, 5, 3 }), null));
-        Assert.Throws<ShapeException>(() => B.Fill(a.Data, a.Data.Length - 2, 5, 0f));
+        Assert.Throws<ShapeException>(() => B.Fill(a.Data.At(a.Data.Length - 2), 5, 0f));
     }
 }

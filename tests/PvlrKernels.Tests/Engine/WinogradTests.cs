@@ -121,16 +121,16 @@ public sealed class WinogradTests(string backendName)
         if (panels && B.WeightPanel == 0)
         {
             using var s = B.Allocate(64);
-            Assert.Throws<NotSupportedException>(() => B.WinogradWeight(s, 0, s, 0, s, 0, 1, 1, 3, panels: true));
+            Assert.Throws<NotSupportedException>(() => B.WinogradWeight(s.At(0), s.At(0), s.At(0), 1, 1, 3, panels: true));
             return;
         }
         int cin = panels ? 300 : 5, cout = panels ? 2 * B.WeightPanel : 40, n = m + 2;
         var w = Rand(cout * cin * 3, 4);
         var (_, g) = Winograd.Matrices(m);
         using var ws = B.Allocate(w.Length); using var gs = B.Allocate(g.Length); using var us = B.Allocate((long)n * cin * cout + 1);
-        B.Upload(ws, 0, w); B.Upload(gs, 0, g);
-        B.WinogradWeight(us, 1, ws, 0, gs, 0, cin, cout, n, panels);
-        var u = new float[n * cin * cout]; B.Download(us, 1, u);
+        B.Upload(ws.At(0), w); B.Upload(gs.At(0), g);
+        B.WinogradWeight(us.At(1), ws.At(0), gs.At(0), cin, cout, n, panels);
+        var u = new float[n * cin * cout]; B.Download(us.At(1), u);
         long At(int ci, int co) => panels ? CpuGemm.PanelIndex(ci, co, cin, cout) : (long)ci * cout + co;
         var want = new double[u.Length];
         for (int xi = 0; xi < n; xi++)
@@ -142,7 +142,7 @@ public sealed class WinogradTests(string backendName)
                         co)] = (double)g[xi * 3] * w[wi] + (double)g[xi * 3 + 1] * w[wi + 1] + (double)g[xi * 3 + 2] * w[wi + 2];
                 }
         Check.Close(u, want, 1e-6, 1e-6, $"winograd U m={m} panels={panels} [{backendName}]");
-        Assert.Throws<ShapeException>(() => B.WinogradWeight(us, 2, ws, 0, gs, 0, cin, cout, n),
+        Assert.Throws<ShapeException>(() => B.WinogradWeight(us.At(2), ws.At(0), gs.At(0), cin, cout, n),
             "U one float past its buffer");
     }
 
@@ -157,12 +157,12 @@ public sealed class WinogradTests(string backendName)
         var (mat, _) = Winograd.Matrices(m);
         var p = new WinoParams { Batch = b, T = t, C = c, M = m, N = n, Tiles = tiles, Slope = 1f };
         using var xs = B.Allocate(x.Length); using var ms = B.Allocate(mat.Length); using var vs = B.Allocate((long)n * total * c + 1);
-        B.Upload(xs, 0, x); B.Upload(ms, 0, mat);
+        B.Upload(xs.At(0), x); B.Upload(ms.At(0), mat);
         float[] At(long offset)
         {
-            B.Fill(vs, 0, vs.Length, float.NaN);
-            B.WinogradIn(vs, offset, xs, 0, ms, 0, p);
-            var v = new float[n * total * c]; B.Download(vs, offset, v);
+            B.Fill(vs.At(0), vs.Length, float.NaN);
+            B.WinogradIn(vs.At(offset), xs.At(0), ms.At(0), p);
+            var v = new float[n * total * c]; B.Download(vs.At(offset), v);
             return v;
         }
         var aligned = At(0);
@@ -191,21 +191,21 @@ public sealed class WinogradTests(string backendName)
         var (mat, _) = Winograd.Matrices(m);
         var x = Rand(b * t * c, 31); var mm = Rand(n * total * c, 32); var bias = Rand(c, 33); var mask = Rand(b * t,
             34);
-        using var ms = B.Allocate(mat.Length); B.Upload(ms, 0, mat);
+        using var ms = B.Allocate(mat.Length); B.Upload(ms.At(0), mat);
         float[] In(float[] xs, int ch)
         {
             var p = new WinoParams { Batch = b, T = t, C = ch, M = m, N = n, Tiles = tiles, Slope = 1f };
             using var xd = B.Allocate(xs.Length); using var vd = B.Allocate((long)n * total * ch);
-            B.Upload(xd, 0, xs); B.WinogradIn(vd, 0, xd, 0, ms, 0, p);
-            var v = new float[n * total * ch]; B.Download(vd, 0, v); return v;
+            B.Upload(xd.At(0), xs); B.WinogradIn(vd.At(0), xd.At(0), ms.At(0), p);
+            var v = new float[n * total * ch]; B.Download(vd.At(0), v); return v;
         }
         float[] Out(float[] ms2, float[] bs, int ch)
         {
             var p = new WinoParams { Batch = b, T = t, C = ch, M = m, N = n, Tiles = tiles, Slope = 0.2f };
             using var md = B.Allocate(ms2.Length); using var bd = B.Allocate(bs.Length); using var kd = B.Allocate(mask.Length); using var yd = B.Allocate((long)b * t * ch);
-            B.Upload(md, 0, ms2); B.Upload(bd, 0, bs); B.Upload(kd, 0, mask);
-            B.WinogradOut(yd, 0, md, 0, ms, 0, bd, 0, kd, 0, p);
-            var y = new float[b * t * ch]; B.Download(yd, 0, y); return y;
+            B.Upload(md.At(0), ms2); B.Upload(bd.At(0), bs); B.Upload(kd.At(0), mask);
+            B.WinogradOut(yd.At(0), md.At(0), ms.At(0), bd.At(0), kd.At(0), p);
+            var y = new float[b * t * ch]; B.Download(yd.At(0), y); return y;
         }
         static float[] Slice(float[] a, int rows, int width, int from, int count) =>
             Enumerable.Range(0, rows * count).Select(i => a[i / count * width + from + i % count]).ToArray();

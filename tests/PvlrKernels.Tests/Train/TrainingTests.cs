@@ -41,7 +41,7 @@ public sealed class TrainingTests
         tr.TrainStep();
         Assert.DoesNotThrow(tr.CheckGradients);
         var p = tr.Model.Parameters["fusion.0.weight"];
-        tr.Backend.Upload(tr.Model.Parameters.Grads, p.Offset + 5, new[] { bad });
+        tr.Backend.Upload(tr.Model.Parameters.Grads.At(p.Offset + 5), new[] { bad });
         var e = Assert.Throws<TrainingDivergedException>(tr.CheckGradients);
         Assert.That(e.Message, Does.Contain("fusion.0.weight").And.Contain(bad.ToString()));
     }
@@ -84,8 +84,7 @@ public sealed class TrainingTests
         Assert.That(step, Is.EqualTo(3)); Assert.That(rng, Is.EqualTo(tr.Rng.Counter));
         foreach (var p in tr.Model.Parameters.List) Assert.That(model.Parameters.Get(p.Name),
             Is.EqualTo(tr.Model.Parameters.Get(p.Name)), p.Name);
-        float[] Moments(IMethodModel m) { var a = new float[m.Parameters.Total]; tr.Backend.Download(m.Parameters.M,
-            0, a); return a; }
+        float[] Moments(IMethodModel m) { var a = new float[m.Parameters.Total]; tr.Backend.Download(m.Parameters.M.At(0), a); return a; }
         Assert.That(Moments(model), Is.EqualTo(Moments(tr.Model)).And.Not.All.EqualTo(0f));
         // an inference load reads the weights only: the same weights, moments left at zero
         var (infer, _, _) = Checkpoint.Load(path, tr.Backend, optimizer: false);

@@ -8,13 +8,13 @@ public sealed unsafe partial class CpuBackend
 {
     /// Ops with 16-lane forms (IUnaryOp.HasLanes) run long vectors 16 lanes at a time, the scalar form on the
     /// tail: the same bits as the kernel body, which every other op and length takes.
-    public override void Unary<TOp>(Storage y, long yo, Storage x, long xo, long n, float p)
+    public override void Unary<TOp>(Buf y, Buf x, long n, float p)
     {
-        if (!TOp.HasLanes || n < 4096 || !Lanes16) { base.Unary<TOp>(y, yo, x, xo, n, p); return; }
+        if (!TOp.HasLanes || n < 4096 || !Lanes16) { base.Unary<TOp>(y, x, n, p); return; }
         using var _ = Profiler.Time(typeof(UnaryFwd<TOp, PtrMem>), n);
         string op = typeof(TOp).Name;
-        M(op, y, yo, n); M(op, x, xo, n);
-        float* yp = S(y).Ptr + yo, xp = S(x).Ptr + xo;
+        Checked(op, y, n); Checked(op, x, n);
+        float* yp = P(y), xp = P(x);
         Elements(n, (i, end) =>
         {
             for (; i + 16 <= end; i += 16) Vector512.Store(TOp.Forward(Vector512.Load(xp + i), p), yp + i);
@@ -24,21 +24,19 @@ public sealed unsafe partial class CpuBackend
 
     /// The gradients of ops with 16-lane forms, dx = g or dx + g as in UnaryBwd; y is read only where the
     /// rule needs it (IUnaryOp.BackwardReadsY).
-    public override void UnaryBackward<TOp>(Storage dx, long dxo, Storage x, long xo, Storage y, long yo, Storage dy,
-        long dyo,
-        long n, float p, bool accumulate)
+    public override void UnaryBackward<TOp>(Buf dx, Buf x, Buf y, Buf dy, long n, float p, bool accumulate)
     {
         if (!TOp.HasLanes || n < 4096 || !Lanes16)
         {
-            base.UnaryBackward<TOp>(dx, dxo, x, xo, y, yo, dy, dyo, n, p, accumulate);
+            base.UnaryBackward<TOp>(dx, x, y, dy, n, p, accumulate);
             return;
         }
         using var _ = Profiler.Time(typeof(UnaryBwd<TOp, PtrMem>), n);
         string op = typeof(TOp).Name + ".backward";
         bool readsY = TOp.BackwardReadsY;
-        M(op, dx, dxo, n); M(op, x, xo, n); M(op, dy, dyo, n);
-        if (readsY) M(op, y, yo, n);
-        float* dxp = S(dx).Ptr + dxo, xp = S(x).Ptr + xo, dyp = S(dy).Ptr + dyo, yp = readsY ? S(y).Ptr + yo : null;
+        Checked(op, dx, n); Checked(op, x, n); Checked(op, dy, n);
+        if (readsY) Checked(op, y, n);
+        float* dxp = P(dx), xp = P(x), dyp = P(dy), yp = readsY ? P(y) : null;
         Elements(n, (i, end) =>
         {
             for (; i + 16 <= end; i += 16)
@@ -57,12 +55,11 @@ public sealed unsafe partial class CpuBackend
 
     /// The test-time gate row by row, 16 lanes at a time with SigmoidOp's lane form (the same products and
     /// sigmoid as the unfused Mul, Sigmoid, Mul); column tails run the kernel body.
-    public override void SigmoidGate(Storage y, long yo, Storage a, long ao, Storage s, long so, Storage v, long vo,
-        int rows, int cols)
+    public override void SigmoidGate(Buf y, Buf a, Buf s, Buf v, int rows, int cols)
     {
-        var body = SigmoidGateBody(y, yo, a, ao, s, so, v, vo, rows, cols);     // checks every extent
+        var body = SigmoidGateBody(y, a, s, v, rows, cols);     // checks every extent
         using var _ = Profiler.Time("SigmoidGate", (long)rows * cols);
-        float* yp = S(y).Ptr + yo, ap = S(a).Ptr + ao, sp = S(s).Ptr + so, vp = S(v).Ptr + vo;
+        float* yp = P(y), ap = P(a), sp = P(s), vp = P(v);
         bool wide = Lanes16;
         Rows(rows, (long)rows * cols, (r0, r1) =>
         {
@@ -110,17 +107,15 @@ public sealed unsafe partial class CpuBackend
     /// Broadcasting binary ops whose last dimension (after dropping size-1 dims) is contiguous or broadcast
     /// in both inputs: each output row through the op's 16-lane form (row op row, row op value, value op
     /// row). Other stride patterns take the generic kernel body; both give the same bits.
-    public override void Binary<TOp>(Storage o, long oo, Storage a, long ao, Strides4 sa, Storage b, long bo,
-        Strides4 sb, Dims4 d)
+    public override void Binary<TOp>(Buf o, Buf a, Strides4 sa, Buf b, Strides4 sb, Dims4 d)
     {
         var ca = sa; var cb = sb;
-        if (!Lanes16 || !Rowwise(d, ref ca, ref cb, out var dc)) { base.Binary<TOp>(o, oo, a, ao, sa, b, bo, sb,
-            d); return; }
+        if (!Lanes16 || !Rowwise(d, ref ca, ref cb, out var dc)) { base.Binary<TOp>(o, a, sa, b, sb, d); return; }
         using var _ = Profiler.Time(typeof(TOp).Name, d.Total);
         string op = typeof(TOp).Name;
-        M(op, o, oo, d.Total); M(op, a, ao, Range(d, sa).hi + 1); M(op, b, bo, Range(d, sb).hi + 1);
-        float* outRows = S(o).Ptr + oo;
-        EachRow(dc, ca, cb, d.Total, S(a).Ptr + ao, S(b).Ptr + bo, (at, width, aAt, aIsRow, bAt, bIsRow) =>
+        Checked(op, o, d.Total); Checked(op, a, Range(d, sa).hi + 1); Checked(op, b, Range(d, sb).hi + 1);
+        float* outRows = P(o);
+        EachRow(dc, ca, cb, d.Total, P(a), P(b), (at, width, aAt, aIsRow, bAt, bIsRow) =>
         {
             float* av = (float*)aAt, bv = (float*)bAt, dst = outRows + at;
             var aOne = Vector512.Create(*av); var bOne = Vector512.Create(*bv);
@@ -134,22 +129,20 @@ public sealed unsafe partial class CpuBackend
 
     /// The gradient of either input row-wise, as BinaryGrad computes it (at demo shapes the generic kernel's
     /// index arithmetic made the dropout and gating gradients the largest kernel of a training step).
-    public override void BinaryGrad<TOp>(Storage tmp, long to, Storage a, long ao, Strides4 sa, Storage b, long bo,
-        Strides4 sb,
-        Storage dy, long dyo, Dims4 d, int which)
+    public override void BinaryGrad<TOp>(Buf tmp, Buf a, Strides4 sa, Buf b, Strides4 sb, Buf dy, Dims4 d, int which)
     {
         var ca = sa; var cb = sb;
         if (!Lanes16 || !Rowwise(d, ref ca, ref cb, out var dc))
         {
-            base.BinaryGrad<TOp>(tmp, to, a, ao, sa, b, bo, sb, dy, dyo, d, which);
+            base.BinaryGrad<TOp>(tmp, a, sa, b, sb, dy, d, which);
             return;
         }
         using var _ = Profiler.Time(typeof(TOp).Name + ".backward", d.Total);
         string op = typeof(TOp).Name + ".backward";
-        M(op, tmp, to, d.Total); M(op, dy, dyo, d.Total); M(op, a, ao, Range(d, sa).hi + 1); M(op, b, bo, Range(d,
+        Checked(op, tmp, d.Total); Checked(op, dy, d.Total); Checked(op, a, Range(d, sa).hi + 1); Checked(op, b, Range(d,
             sb).hi + 1);
-        float* tmpRows = S(tmp).Ptr + to, dyRows = S(dy).Ptr + dyo;
-        EachRow(dc, ca, cb, d.Total, S(a).Ptr + ao, S(b).Ptr + bo, (at, width, aAt, aIsRow, bAt, bIsRow) =>
+        float* tmpRows = P(tmp), dyRows = P(dy);
+        EachRow(dc, ca, cb, d.Total, P(a), P(b), (at, width, aAt, aIsRow, bAt, bIsRow) =>
         {
             float* av = (float*)aAt, bv = (float*)bAt, g = dyRows + at, dst = tmpRows + at;
             var aOne = Vector512.Create(*av); var bOne = Vector512.Create(*bv);

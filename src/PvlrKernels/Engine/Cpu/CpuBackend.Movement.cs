@@ -6,12 +6,12 @@ namespace PvlrKernels.Engine;
 
 public sealed unsafe partial class CpuBackend
 {
-    public override void Fill(Storage y, long yo, long n, float v)
+    public override void Fill(Buf y, long n, float v)
     {
         using var _ = Profiler.Time("Fill", n);
         if (n <= 0) return;
-        M("fill", y, yo, n);
-        var p = S(y).Ptr + yo;
+        Checked("fill", y, n);
+        var p = P(y);
         Elements(n, (a, b) => new Span<float>(p + a, (int)(b - a)).Fill(v));
     }
 
@@ -26,15 +26,14 @@ public sealed unsafe partial class CpuBackend
             S1 = ob[1], S2 = ob[2], S3 = ob[3] };
     }
 
-    public override void Copy4(Storage dst, long dOff, Strides4 sd, Storage src, long sOff, Strides4 ss, Dims4 d,
-        float scale, bool accumulate)
+    public override void Copy4(Buf dst, Strides4 sd, Buf src, Strides4 ss, Dims4 d, float scale, bool accumulate)
     {
         using var _ = Profiler.Time("Copy4", d.Total);
         if (d.Total == 0) return;
         var (dlo, dhi) = Range(d, sd); var (slo, shi) = Range(d, ss);
-        M("copy", dst, dOff + dlo, dhi - dlo + 1); M("copy", src, sOff + slo, shi - slo + 1);   // extent checks
+        Checked("copy", dst + dlo, dhi - dlo + 1); Checked("copy", src + slo, shi - slo + 1);   // extent checks
         Canonical(ref d, ref sd, ref ss);
-        float* dp = S(dst).Ptr + dOff, sp = S(src).Ptr + sOff;
+        float* dp = P(dst), sp = P(src);
         if (sd.S3 == 1 && ss.S3 == 1 && d.N3 >= 16)
         {
             int w = d.N3;

@@ -10,12 +10,12 @@ public sealed unsafe partial class CpuBackend
     /// Vector512<ulong> of 8 (each 32-bit word in a 64-bit lane, so the 32x32->64 products are plain
     /// multiplies), the same words as the kernel body's Next2; the tail runs the body. At paper shapes the
     /// scalar kernel took 0.32 s of a training step.
-    public override void DropoutMask(Storage y, long yo, long n, float p, RngKey key)
+    public override void DropoutMask(Buf y, long n, float p, RngKey key)
     {
-        var body = DropoutMaskBody(y, yo, n, p, key);                       // checks p and the extent
+        var body = DropoutMaskBody(y, n, p, key);                       // checks p and the extent
         if (!Lanes16) { Launch(n, body); return; }
         using var _ = Profiler.Time("DropoutMask", n);
-        float* yp = S(y).Ptr + yo;
+        float* yp = P(y);
         var threshold = Vector512.Create(body.Threshold); var keep = Vector512.Create(body.KeepScale);
         PhiloxBlocks(n, key, body, (at, r0, _) =>
             Vector512.ConditionalSelect(Vector512.LessThan(r0, threshold).AsSingle(), Vector512<float>.Zero,
@@ -42,12 +42,12 @@ public sealed unsafe partial class CpuBackend
     /// Single-sample normal draws (the model's NormalMean): Philox for 16 counters at once (PhiloxWords),
     /// then the kernel's own Box-Muller (Philox.BoxMuller) and scaling per lane, so the same bits as
     /// NormalKernel; several samples per value and the tail run the kernel body.
-    public override void Normal(Storage y, long yo, long n, float std, int samples, RngKey key)
+    public override void Normal(Buf y, long n, float std, int samples, RngKey key)
     {
-        var body = NormalBody(y, yo, n, std, samples, key);                       // checks the extent
+        var body = NormalBody(y, n, std, samples, key);                       // checks the extent
         if (samples != 1 || !Lanes16) { Launch(n, body); return; }
         using var _ = Profiler.Time(typeof(NormalKernel<PtrMem>), n);
-        float* yp = S(y).Ptr + yo;
+        float* yp = P(y);
         PhiloxBlocks(n, key, body, (at, r0, r1) =>
         {
             uint* w = stackalloc uint[32];                  // the words as scalars (GetElement per lane was slower)

@@ -9,13 +9,12 @@ namespace PvlrKernels.Engine;
 public sealed unsafe partial class CpuBackend
 {
     /// Contiguous rows (inner = 1): the sum of squares and the division vectorized per row.
-    public override void L2Normalize(Storage y, long yo, Storage norm, long no, Storage x, long xo, int outer, int n,
-        int inner, float eps)
+    public override void L2Normalize(Buf y, Buf norm, Buf x, int outer, int n, int inner, float eps)
     {
-        if (inner != 1 || n < 16) { base.L2Normalize(y, yo, norm, no, x, xo, outer, n, inner, eps); return; }
+        if (inner != 1 || n < 16) { base.L2Normalize(y, norm, x, outer, n, inner, eps); return; }
         using var _ = Profiler.Time("L2Normalize", (long)outer * n);
-        M("l2norm", y, yo, (long)outer * n); M("l2norm", norm, no, outer); M("l2norm", x, xo, (long)outer * n);
-        float* yp = S(y).Ptr + yo, np = S(norm).Ptr + no, xp = S(x).Ptr + xo;
+        Checked("l2norm", y, (long)outer * n); Checked("l2norm", norm, outer); Checked("l2norm", x, (long)outer * n);
+        float* yp = P(y), np = P(norm), xp = P(x);
         Rows(outer, (long)outer * n, (a, e) =>
         {
             for (long r = a; r < e; r++)
@@ -33,14 +32,13 @@ public sealed unsafe partial class CpuBackend
     /// kernel body's K selection passes (the same comparisons in the same order, NaN and ties included), so
     /// the same indices. A column tail is the last 16 columns again (the overlap is written twice, with the
     /// same values). The scalar passes took 5 ms a call at demo shapes.
-    public override void ArgTopK(Storage idx, long io, Storage x, long xo, int outer, int n, int inner, int k,
-        bool largest)
+    public override void ArgTopK(Buf idx, Buf x, int outer, int n, int inner, int k, bool largest)
     {
-        var body = ArgTopKBody(idx, io, x, xo, outer, n, inner, k, largest);      // checks k and both extents
+        var body = ArgTopKBody(idx, x, outer, n, inner, k, largest);      // checks k and both extents
         long r = (long)outer * inner;
         if (inner < 16 || !Lanes16) { Launch(r, body); return; }
         using var _ = Profiler.Time(typeof(ArgTopK<PtrMem>), r);
-        float* ip = S(idx).Ptr + io, xp = S(x).Ptr + xo;
+        float* ip = P(idx), xp = P(x);
         int per = (inner + 15) / 16;
         var sign = Vector512.Create(largest ? 1f : -1f);
         Rows((long)outer * per, r * n * k, (a, e) =>
@@ -74,14 +72,12 @@ public sealed unsafe partial class CpuBackend
     /// Pairwise KL with log s2 of every distribution and dimension taken once per call, into a table, instead
     /// of twice per pair and dimension; each pair then sums the kernel body's terms (PairwiseKlFwd.Term) in
     /// its order, so the same bits.
-    public override void PairwiseKl(Storage kl, long ko, Storage muP, long mpo, Storage varP, long vpo, Storage muQ,
-        long mqo, Storage varQ, long vqo, KlParams k)
+    public override void PairwiseKl(Buf kl, Buf muP, Buf varP, Buf muQ, Buf varQ, KlParams k)
     {
-        PairwiseKlBody(kl, ko, muP, mpo, varP, vpo, muQ, mqo, varQ, vqo, k);     // checks every extent
+        PairwiseKlBody(kl, muP, varP, muQ, varQ, k);     // checks every extent
         long np = (long)k.Bt * k.Np * k.D, nq = (long)k.Bt * k.Nq * k.D, r = (long)k.Bt * k.Np * k.Nq;
         using var _ = Profiler.Time(typeof(PairwiseKlFwd<PtrMem>), r);
-        float* kp = S(kl).Ptr + ko, mp = S(muP).Ptr + mpo, vp = S(varP).Ptr + vpo, mq = S(muQ).Ptr + mqo,
-            vq = S(varQ).Ptr + vqo;
+        float* kp = P(kl), mp = P(muP), vp = P(varP), mq = P(muQ), vq = P(varQ);
         float* lp = (float*)NativeMemory.Alloc((nuint)(np + nq), sizeof(float)), lq = lp + np;
         try
         {
@@ -109,8 +105,7 @@ public sealed unsafe partial class CpuBackend
 
     /// SumTo whose reduced dims, after dropping size-1 dims and merging neighbours, form a
     /// [reduced, kept] (column sums: bias gradients) or [kept, reduced] (row sums) pattern.
-    public override void SumTo(Storage dst, long dOff, Dims4 target, Storage src, long sOff, Dims4 full,
-        bool accumulate)
+    public override void SumTo(Buf dst, Dims4 target, Buf src, Dims4 full, bool accumulate)
     {
         using var _ = Profiler.Time("SumTo", full.Total);
         var segs = new List<(long n, bool red)>();
@@ -124,15 +119,15 @@ public sealed unsafe partial class CpuBackend
         }
         if (segs.TrueForAll(x => !x.red))          // nothing reduced: a (+)= copy
         {
-            Copy4(dst, dOff, new Strides4 { S3 = 1 }, src, sOff, new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1,
+            Copy4(dst, new Strides4 { S3 = 1 }, src, new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1,
                 N2 = 1, N3 = full.Total }, 1f, accumulate);
             return;
         }
         bool colSums = segs.Count == 2 && segs[0].red && !segs[1].red,
             rowSums = segs.Count == 2 && !segs[0].red && segs[1].red;
-        if (!colSums && !rowSums) { base.SumTo(dst, dOff, target, src, sOff, full, accumulate); return; }
-        M("sum_to", dst, dOff, target.Total); M("sum_to", src, sOff, full.Total);
-        float* dp = S(dst).Ptr + dOff, sp = S(src).Ptr + sOff;
+        if (!colSums && !rowSums) { base.SumTo(dst, target, src, full, accumulate); return; }
+        Checked("sum_to", dst, target.Total); Checked("sum_to", src, full.Total);
+        float* dp = P(dst), sp = P(src);
         if (rowSums)
         {
             long w = segs[0].n; int r = (int)segs[1].n;
@@ -158,16 +153,15 @@ public sealed unsafe partial class CpuBackend
     }
 
     /// Sums over a contiguous axis (inner = 1) row by row, vectorized; long single rows in parallel parts.
-    public override void Reduce(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n,
+    public override void Reduce(Buf y, Buf x, Buf idx, int outer, int n,
         int inner, int mode, float scale, bool accumulate)
     {
         using var _ = Profiler.Time("Reduce", (long)outer * n * inner);
-        if (mode == ReduceMode.Sum && inner >= 16) { ColumnSums(y, yo, x, xo, outer, n, inner, scale,
-            accumulate); return; }
-        if (mode != ReduceMode.Sum || inner != 1 || n < 64) { base.Reduce(y, yo, x, xo, idx, io, outer, n, inner,
+        if (mode == ReduceMode.Sum && inner >= 16) { ColumnSums(y, x, outer, n, inner, scale, accumulate); return; }
+        if (mode != ReduceMode.Sum || inner != 1 || n < 64) { base.Reduce(y, x, idx, outer, n, inner,
             mode, scale, accumulate); return; }
-        M("reduce", y, yo, outer); M("reduce", x, xo, (long)outer * n);
-        float* yp = S(y).Ptr + yo, xp = S(x).Ptr + xo;
+        Checked("reduce", y, outer); Checked("reduce", x, (long)outer * n);
+        float* yp = P(y), xp = P(x);
         if (outer >= Threads * 2 || (long)n < (1 << 18))
         {
             Rows(outer, (long)outer * n, (a, b) =>
@@ -192,10 +186,10 @@ public sealed unsafe partial class CpuBackend
     /// of (rows, out)): each block of 256 columns adds the rows in order into a running row, so every
     /// column sums exactly as the kernel body does (0 + x0 + x1 + ..., then scale), but reading rows
     /// instead of one strided column per output. At paper shapes the strided kernel took ~8 ms a call.
-    void ColumnSums(Storage y, long yo, Storage x, long xo, int outer, int n, int inner, float scale, bool accumulate)
+    void ColumnSums(Buf y, Buf x, int outer, int n, int inner, float scale, bool accumulate)
     {
-        M("reduce", y, yo, (long)outer * inner); M("reduce", x, xo, (long)outer * n * inner);
-        float* yp = S(y).Ptr + yo, xp = S(x).Ptr + xo;
+        Checked("reduce", y, (long)outer * inner); Checked("reduce", x, (long)outer * n * inner);
+        float* yp = P(y), xp = P(x);
         const int Block = 256; int blocks = (inner + Block - 1) / Block;
         Rows((long)outer * blocks, (long)outer * n * inner, (a, e) =>
         {

@@ -50,14 +50,14 @@ public sealed unsafe partial class CpuBackend
         }
     }
 
-    public override void WinogradIn(Storage v, long vo, Storage x, long xo, Storage mat, long mo, WinoParams p)
+    public override void WinogradIn(Buf v, Buf x, Buf mat, WinoParams p)
     {
-        var body = WinogradInBody(v, vo, x, xo, mat, mo, p);      // checks every extent
+        var body = WinogradInBody(v, x, mat, p);      // checks every extent
         int n = p.N, c = p.C, total = p.TotalTiles;
         long work = (long)total * c;
         using var _ = Profiler.Time("WinogradIn", work * n);
-        float* vp = S(v).Ptr + vo, xp = S(x).Ptr + xo;
-        var (start, idx, coef) = Terms(S(mat).Ptr + mo, n, n);
+        float* vp = P(v), xp = P(x);
+        var (start, idx, coef) = Terms(P(mat), n, n);
         long vw = p.VRow;
         // V is read back only by the GEMMs after the whole transform (MBs later): streaming stores skip the
         // read-for-ownership of every line, where V's planes are 64-byte aligned
@@ -119,15 +119,14 @@ public sealed unsafe partial class CpuBackend
     /// (written by the gathered path, so only where AVX2 is).
     public override int WeightPanel => Avx2.IsSupported ? CpuGemm.PanelWidth : 0;
 
-    public override void WinogradWeight(Storage u, long uo, Storage w, long wo, Storage g, long go, int cin, int cout,
-        int n, bool panels = false)
+    public override void WinogradWeight(Buf u, Buf w, Buf g, int cin, int cout, int n, bool panels = false)
     {
-        var body = WinogradWeightBody(u, uo, w, wo, g, go, cin, cout, n);      // checks every extent
+        var body = WinogradWeightBody(u, w, g, cin, cout, n);      // checks every extent
         long plane = (long)cin * cout;
         if (panels && WeightPanel == 0) throw new NotSupportedException($"{Name}: no panel-layout weights without AVX2 (WeightPanel is 0)");
         if (panels && !PanelsFit(cout)) throw new ShapeException($"winograd: panel-layout U needs Cout a multiple of {CpuGemm.PanelWidth}, got {cout}");
         using var _ = Profiler.Time("WinogradWeight", plane * n);
-        float* up = S(u).Ptr + uo, wp = S(w).Ptr + wo, gp = S(g).Ptr + go;
+        float* up = P(u), wp = P(w), gp = P(g);
         int blocks = Avx2.IsSupported ? cout / 16 : 0;
         // 16 output channels of one input channel at a time: w[co.., ci, k] gathered (stride Cin*3), each U
         // row (or 16 columns of a panel row) written 64 bytes at a time; the co tail runs the kernel body
@@ -155,16 +154,15 @@ public sealed unsafe partial class CpuBackend
         });
     }
 
-    public override void WinogradOut(Storage y, long yo, Storage mm, long mmo, Storage mat, long mo, Storage bias,
-        long bo, Storage mask, long mko, WinoParams p)
+    public override void WinogradOut(Buf y, Buf mm, Buf mat, Buf bias, Buf mask, WinoParams p)
     {
-        var body = WinogradOutBody(y, yo, mm, mmo, mat, mo, bias, bo, mask, mko, p);      // checks every extent
+        var body = WinogradOutBody(y, mm, mat, bias, mask, p);      // checks every extent
         int n = p.N, m = p.M, c = p.C, total = p.TotalTiles;
         long work = (long)total * c;
         using var _ = Profiler.Time("WinogradOut", work * n);
-        float* yp = S(y).Ptr + yo, mp = S(mm).Ptr + mmo;
-        float* bp = bias != null ? S(bias).Ptr + bo : null, kp = mask != null ? S(mask).Ptr + mko : null;
-        var (start, idx, coef) = Terms(S(mat).Ptr + mo + n * n, m, n);
+        float* yp = P(y), mp = P(mm);
+        float* bp = !bias.IsNone ? P(bias) : null, kp = !mask.IsNone ? P(mask) : null;
+        var (start, idx, coef) = Terms(P(mat) + n * n, m, n);
         var vslope = Vector512.Create(p.Slope);
         Rows(total, work * n, (a, e) =>
         {

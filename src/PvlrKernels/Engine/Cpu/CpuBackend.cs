@@ -88,19 +88,26 @@ public sealed unsafe partial class CpuBackend : Backend<PtrMem>
     /// of arena (a block too large for a chunk's rest skips to the next); in one chunk, 121 MiB.
     public override long ArenaChunkFloats => OperatingSystem.IsLinux() ? 1L << 28 : 1 << 20;   // elsewhere the buffer is cleared when allocated
     static CpuStorage S(Storage s) => (CpuStorage)s;
+    /// The address of a place in host memory.
+    static float* P(Buf b) => S(b.Storage).Ptr + b.Offset;
 
-    public override void Upload(Storage dst, long off, ReadOnlySpan<float> src)
+    static void CheckRange(string op, Buf b, long n)
     {
-        if (off < 0 || off + src.Length > dst.Length) throw new ShapeException($"upload: [{off}, {off + src.Length}) outside {dst.Length}");
-        Uploads++;
-        src.CopyTo(new Span<float>(S(dst).Ptr + off, src.Length));
+        long off = b.Offset, size = b.Storage.Length;
+        if (off < 0 || off + n > size) throw new ShapeException($"{op}: [{off}, {off + n}) outside {size}");
     }
-    public override void UploadColumns(Storage dst, long off, ReadOnlyMemory<float> src, int rows, int srcWidth,
-        int from, int width)
+
+    public override void Upload(Buf dst, ReadOnlySpan<float> src)
     {
-        CheckColumns(dst, off, src, rows, srcWidth, from, width);
+        CheckRange("upload", dst, src.Length);
         Uploads++;
-        float* d = S(dst).Ptr + off;
+        src.CopyTo(new Span<float>(P(dst), src.Length));
+    }
+    public override void UploadColumns(Buf dst, ReadOnlyMemory<float> src, int rows, int srcWidth, int from, int width)
+    {
+        CheckColumns(dst, src, rows, srcWidth, from, width);
+        Uploads++;
+        float* d = P(dst);
         int parts = (long)rows * width >= 1 << 16 ? Threads : 1;             // below 256 KiB one core copies
         CpuPool.For(parts, p =>
         {
@@ -108,16 +115,16 @@ public sealed unsafe partial class CpuBackend : Backend<PtrMem>
                 src.Span.Slice(r * srcWidth + from, width).CopyTo(new Span<float>(d + (long)r * width, width));
         }, parts);
     }
-    public override void Download(Storage src, long off, Span<float> dst)
+    public override void Download(Buf src, Span<float> dst)
     {
-        if (off < 0 || off + dst.Length > src.Length) throw new ShapeException($"download: [{off}, {off + dst.Length}) outside {src.Length}");
+        CheckRange("download", src, dst.Length);
         Downloads++;
-        new Span<float>(S(src).Ptr + off, dst.Length).CopyTo(dst);
+        new Span<float>(P(src), dst.Length).CopyTo(dst);
     }
     public override void Synchronize() { }
     public override void Dispose() { }
 
-    protected override PtrMem Mem(Storage s, long off, long len) => new(S(s).Ptr + off);
+    protected override PtrMem Mem(Buf b, long len) => new(P(b));
 
     protected override void Launch<TK>(long n, TK body)
     {
@@ -166,12 +173,12 @@ public sealed unsafe partial class CpuBackend : Backend<PtrMem>
         Rows((n + 65535) / 65536, n, (a, e) => body(a * 65536, Math.Min(n, e * 65536)));
 
     /// The packed SGEMM (CpuGemm) for every product, batched.
-    public override void Gemm(Storage c, long co, Storage a, long ao, Storage b, long bo, GemmParams p)
+    public override void Gemm(Buf c, Buf a, Buf b, GemmParams p)
     {
-        CheckGemm(p, c, co, a, ao, b, bo);
+        CheckGemm(p, c, a, b);
         long flops = 2L * p.M * p.N * p.K * p.Batch;
         using var _ = Profiler.Time(flops > 200_000_000 ? "Gemm large" : "Gemm small", flops);
-        CpuGemm.SgemmBatch(p.Batch, p.M, p.N, p.K, p.Alpha, S(a).Ptr + ao, p.BatchA, p.RsA, p.CsA,
-            S(b).Ptr + bo, p.BatchB, p.RsB, p.CsB, p.Beta, S(c).Ptr + co, p.BatchC, p.Ldc, panelB: p.PanelB != 0);
+        CpuGemm.SgemmBatch(p.Batch, p.M, p.N, p.K, p.Alpha, P(a), p.BatchA, p.RsA, p.CsA,
+            P(b), p.BatchB, p.RsB, p.CsB, p.Beta, P(c), p.BatchC, p.Ldc, panelB: p.PanelB != 0);
     }
 }

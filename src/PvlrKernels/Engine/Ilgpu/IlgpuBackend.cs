@@ -82,26 +82,34 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         }
     }
     static IlgpuStorage S(Storage s) => (IlgpuStorage)s;
+    /// The n floats at a place, as a device view.
+    static ArrayView<float> View(Buf b, long n) => S(b.Storage).Buffer.View.BaseView.SubView(b.Offset, n);
 
-    public override void Upload(Storage dst, long off, ReadOnlySpan<float> src)
+    static void CheckRange(string op, Buf b, long n)
     {
-        if (off < 0 || off + src.Length > dst.Length) throw new ShapeException($"upload: [{off}, {off + src.Length}) outside {dst.Length}");
+        long off = b.Offset, size = b.Storage.Length;
+        if (off < 0 || off + n > size) throw new ShapeException($"{op}: [{off}, {off + n}) outside {size}");
+    }
+
+    public override void Upload(Buf dst, ReadOnlySpan<float> src)
+    {
+        CheckRange("upload", dst, src.Length);
         if (src.Length == 0) return;
         Uploads++;
-        S(dst).Buffer.View.BaseView.SubView(off, src.Length).CopyFromCPU(src);
+        View(dst, src.Length).CopyFromCPU(src);
     }
-    public override void Download(Storage src, long off, Span<float> dst)
+    public override void Download(Buf src, Span<float> dst)
     {
-        if (off < 0 || off + dst.Length > src.Length) throw new ShapeException($"download: [{off}, {off + dst.Length}) outside {src.Length}");
+        CheckRange("download", src, dst.Length);
         if (dst.Length == 0) return;
         Downloads++;
         acc.Synchronize();
-        S(src).Buffer.View.BaseView.SubView(off, dst.Length).CopyToCPU(dst);
+        View(src, dst.Length).CopyToCPU(dst);
     }
     public override void Synchronize() => acc.Synchronize();
     public override void Dispose() { scratch?.Dispose(); acc.Dispose(); }
 
-    protected override ViewMem Mem(Storage s, long off, long len) => new(S(s).Buffer.View.SubView(off, len));
+    protected override ViewMem Mem(Buf b, long len) => new(View(b, len));
 
     protected override void Launch<TK>(long n, TK body)
     {
@@ -115,18 +123,16 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float> l2rows;
 
     /// Contiguous rows (inner = 1) go one warp per row (L2NormWarp); strided ones one thread per column.
-    public override void L2Normalize(Storage y, long yo, Storage norm, long no, Storage x, long xo, int outer, int n,
-        int inner, float eps)
+    public override void L2Normalize(Buf y, Buf norm, Buf x, int outer, int n, int inner, float eps)
     {
-        if (inner != 1 || n < 64) { base.L2Normalize(y, yo, norm, no, x, xo, outer, n, inner, eps); return; }
+        if (inner != 1 || n < 64) { base.L2Normalize(y, norm, x, outer, n, inner, eps); return; }
         long t = (long)outer * n;
-        M("l2norm", y, yo, t); M("l2norm", x, xo, t); M("l2norm", norm, no, outer);
+        Checked("l2norm", y, t); Checked("l2norm", x, t); Checked("l2norm", norm, outer);
         int warp = acc.WarpSize, per = Math.Max(1, Math.Min(8, acc.MaxNumThreadsPerGroup / warp));
         l2rows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float>(L2NormWarp.Rows);
         using var _ = Profiler.Time("L2NormWarp", outer, this);
         l2rows(new KernelConfig(new Index2D((outer + per - 1) / per, 1), new Index2D(warp, per)),
-            S(y).Buffer.View.SubView(yo, t), S(norm).Buffer.View.SubView(no, outer),
-            S(x).Buffer.View.SubView(xo, t), outer, n, eps);
+            View(y, t), View(norm, outer), View(x, t), outer, n, eps);
     }
 
     readonly Dictionary<Type, Action<KernelConfig, AlignParams, ArrayView<float>, ArrayView<float>, ArrayView<float>,
@@ -137,10 +143,9 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     KernelConfig AlignGroups(AlignParams a) => new(new Index1D(a.Pairs), new Index1D(Math.Min(a.L,
         acc.MaxNumThreadsPerGroup)));
 
-    ArrayView<float> V(string op, Storage s, long off, long len) => M(op, s, off, len).V;
+    ArrayView<float> V(string op, Buf s, long len) => Checked(op, s, len).V;
 
-    public override void AlignForward<TCell>(Storage value, long vo, Storage table, long to, Storage aux, long ao,
-        Storage p, long po, Storage q, long qo, AlignParams a)
+    public override void AlignForward<TCell>(Buf value, Buf table, Buf aux, Buf p, Buf q, AlignParams a)
     {
         var (cells, tables) = AlignExtents("align", a);
         if (a.Pairs == 0) return;
@@ -148,12 +153,11 @@ public sealed class IlgpuBackend : Backend<ViewMem>
             alignForward[typeof(TCell)] = run = acc.LoadStreamKernel<AlignParams, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>>(SequenceAlignmentGroups.Forward<TCell>);
         using var _ = Profiler.Time($"Align<{typeof(TCell).Name}> groups", a.Pairs, this);
-        run(AlignGroups(a), a, V("align", value, vo, a.Pairs), V("align", table, to, tables), V("align", aux, ao,
-            TCell.AuxPerCell * cells), V("align", p, po, cells), V("align", q, qo, cells));
+        run(AlignGroups(a), a, V("align", value, a.Pairs), V("align", table, tables), V("align", aux,
+            TCell.AuxPerCell * cells), V("align", p, cells), V("align", q, cells));
     }
 
-    public override void FsdBackward(Storage dm, long dmo, Storage dg, long dgo, Storage adjoint, long ao,
-        Storage dValue, long dvo, Storage weights, long wo, AlignParams a)
+    public override void FsdBackward(Buf dm, Buf dg, Buf adjoint, Buf dValue, Buf weights, AlignParams a)
     {
         const string op = "fsd.backward";
         var (cells, _) = AlignExtents(op, a);
@@ -161,8 +165,8 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         fsdBackward ??= acc.LoadStreamKernel<AlignParams, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>>(SequenceAlignmentGroups.FsdBackward);
         using var _ = Profiler.Time("FsdBackward groups", a.Pairs, this);
-        fsdBackward(AlignGroups(a), a, V(op, dm, dmo, cells), V(op, dg, dgo, cells), V(op, dValue, dvo, a.Pairs),
-            V(op, weights, wo, 3 * cells));
+        fsdBackward(AlignGroups(a), a, V(op, dm, cells), V(op, dg, cells), V(op, dValue, a.Pairs),
+            V(op, weights, 3 * cells));
     }
 
     Storage scratch;
@@ -176,34 +180,34 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     /// columns (a loss's mean over every element: one thread). A long sum over few columns goes in two
     /// passes instead: P partial sums per column over contiguous slices (plus the ragged tail), then the
     /// P partials. The scratch buffer grows once and is kept (no allocation per step).
-    public override void Reduce(Storage y, long yo, Storage x, long xo, Storage idx, long io, int outer, int n,
+    public override void Reduce(Buf y, Buf x, Buf idx, int outer, int n,
         int inner, int mode, float scale, bool accumulate)
     {
         long cols = (long)outer * inner;
         if (mode != ReduceMode.Sum || outer != 1 || cols >= 8192 || n < 4096)
         {
-            base.Reduce(y, yo, x, xo, idx, io, outer, n, inner, mode, scale, accumulate);
+            base.Reduce(y, x, idx, outer, n, inner, mode, scale, accumulate);
             return;
         }
-        M("reduce", x, xo, (long)n * inner); M("reduce", y, yo, inner);
+        Checked("reduce", x, (long)n * inner); Checked("reduce", y, inner);
         int parts = (int)Math.Clamp(65536 / cols, 2, n / 64), len = n / parts, tail = n - parts * len;
-        var tmp = Scratch((long)(parts + 1) * inner);
-        base.Reduce(tmp, 0, x, xo, null, 0, parts, len, inner, mode, 1f, false);
-        if (tail > 0) base.Reduce(tmp, (long)parts * inner, x, xo + (long)parts * len * inner, null, 0, 1, tail,
+        var tmp = Scratch((long)(parts + 1) * inner).At(0);
+        base.Reduce(tmp, x, default, parts, len, inner, mode, 1f, false);
+        if (tail > 0) base.Reduce(tmp + (long)parts * inner, x + (long)parts * len * inner, default, 1, tail,
             inner, mode, 1f, false);
-        base.Reduce(y, yo, tmp, 0, null, 0, 1, parts + (tail > 0 ? 1 : 0), inner, mode, scale, accumulate);
+        base.Reduce(y, tmp, default, 1, parts + (tail > 0 ? 1 : 0), inner, mode, scale, accumulate);
     }
 
-    public override void Gemm(Storage c, long co, Storage a, long ao, Storage b, long bo, GemmParams p)
+    public override void Gemm(Buf c, Buf a, Buf b, GemmParams p)
     {
-        CheckGemm(p, c, co, a, ao, b, bo);
+        CheckGemm(p, c, a, b);
         if (p.M == 0 || p.N == 0) return;
-        var view = (Storage s, long o) => S(s).Buffer.View.SubView(o, s.Length - o);
+        var view = (Buf b) => View(b, b.Storage.Length - b.Offset);
         var (run, tx, ty) = PickGemm(p);
         var grid = new Index3D((p.N + 8 * tx - 1) / (8 * tx), (p.M + 8 * ty - 1) / (8 * ty), p.Batch);
         using var _ = Profiler.Time(Profiler.Enabled ? $"Gemm {8 * tx}x{8 * ty} tiles" : null,
             2L * p.M * p.N * p.K * p.Batch, this);
-        run(new KernelConfig(grid, new Index3D(tx, ty, 1)), p, view(a, ao), view(b, bo), view(c, co));
+        run(new KernelConfig(grid, new Index3D(tx, ty, 1)), p, view(a), view(b), view(c));
     }
 
     /// The blocked GEMM for one thread-group shape, compiled on first use, with its group size.

@@ -22,7 +22,7 @@ public sealed partial class Graph
         var a = new AttnParams { Nb = nb, L = l, W = w, H = heads, Causal = causal ? 1 : 0,
             Scale = 1f / MathF.Sqrt(w / heads) };
         var y = New(new[] { nb, l, w }); var p = New(new[] { nb, heads, l, l });
-        Backend.Attention(y.Data, y.Offset, p.Data, p.Offset, qkv.Data, qkv.Offset, a);
+        Backend.Attention(y, p, qkv, a);
         var e = new AttentionSaved(qkv, p, heads, causal).Save();
         Record(ref e, y, qkv);
         return y;
@@ -35,8 +35,6 @@ public sealed partial class Graph
         var a = new AttnParams { Nb = nb, L = l, W = w, H = heads, Causal = saved.Causal ? 1 : 0,
             Scale = 1f / MathF.Sqrt(w / heads) };
         var dScores = New(probs.Shape); var dQkv = GradOf(qkv);
-        Backend.AttentionBackward(dQkv.Data, dQkv.Offset, dScores.Data, dScores.Offset, dy.Data, dy.Offset,
-            probs.Data, probs.Offset,
-            qkv.Data, qkv.Offset, a);
+        Backend.AttentionBackward(dQkv, dScores, dy, probs, qkv, a);
     }
 }

@@ -38,16 +38,16 @@ public sealed partial class Graph
         }
         var xp = pad > 0 ? PadTimeRaw(x, pad) : x;
         var wr = Derived(w, 0, new[] { k * cin, cout }, wr =>
-            Backend.Copy4(wr.Data, wr.Offset, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 }, w.Data, w.Offset,
+            Backend.Copy4(wr, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 }, w,
                 new Strides4 { S1 = 1, S2 = k, S3 = cin * k },
                 new Dims4 { N0 = 1, N1 = k, N2 = cin, N3 = cout }, 1f, false));
         var yv = pad > 0 ? New(new[] { b * tp, cout }) : null;
         var y = New(new[] { b, t, cout });
         var dst = yv ?? y;
         if (bias != null)
-            Backend.Copy4(dst.Data, dst.Offset, new Strides4 { S2 = cout, S3 = 1 }, bias.Data, bias.Offset,
+            Backend.Copy4(dst, new Strides4 { S2 = cout, S3 = 1 }, bias,
                 new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1, N2 = rows, N3 = cout }, 1f, false);
-        Backend.Gemm(dst.Data, dst.Offset, xp.Data, xp.Offset, wr.Data, wr.Offset, new GemmParams
+        Backend.Gemm(dst, xp, wr, new GemmParams
         { Batch = 1, M = rows, N = cout, K = k * cin, RsA = cin, CsA = 1, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1f,
             Beta = bias != null ? 1f : 0f });
         if (yv != null) CopyRows(y, yv, b, t, tp, cout, false);
@@ -72,36 +72,35 @@ public sealed partial class Graph
         if (directDw)
         {
             var dwr = New(new[] { k * cin, cout });
-            Backend.Gemm(dwr.Data, dwr.Offset, xp.Data, xp.Offset, dyp.Data, dyp.Offset + (long)pad * cout,
-                new GemmParams
+            Backend.Gemm(dwr, xp, dyp.At((long)pad * cout), new GemmParams
             { Batch = 1, M = k * cin, N = cout, K = rows, RsA = 1, CsA = cin, RsB = cout, CsB = 1, Ldc = cout,
                 Alpha = 1f, Beta = 0f });
             var dw = GradOf(w);
-            Backend.Copy4(dw.Data, dw.Offset, new Strides4 { S1 = 1, S2 = k, S3 = cin * k }, dwr.Data, dwr.Offset,
+            Backend.Copy4(dw, new Strides4 { S1 = 1, S2 = k, S3 = cin * k }, dwr,
                 new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 },
                 new Dims4 { N0 = 1, N1 = k, N2 = cin, N3 = cout }, 1f, true);
         }
         if (saved.Bias != null && saved.Bias.RequiresGrad)
         {
             var db = GradOf(saved.Bias);
-            Backend.Reduce(db.Data, db.Offset, dy.Data, dy.Offset, null, 0, 1, b * t, cout, ReduceMode.Sum, 1f, true);
+            Backend.Reduce(db, dy, default, 1, b * t, cout, ReduceMode.Sum, 1f, true);
         }
         if (winogradDx) WinogradInputGradient(x, w, dy, TrainWinogradTile);
         else if (directDx)
         {
             var wf = New(new[] { k * cout, cin });         // wf[j*Cout+co, ci] = W[co, ci, K-1-j]
-            Backend.Copy4(wf.Data, wf.Offset, new Strides4 { S1 = cout * cin, S2 = cin, S3 = 1 }, w.Data,
-                w.Offset + (k - 1), new Strides4 { S1 = -1, S2 = cin * k, S3 = k },
+            Backend.Copy4(wf, new Strides4 { S1 = cout * cin, S2 = cin, S3 = 1 }, w.At(k - 1),
+                new Strides4 { S1 = -1, S2 = cin * k, S3 = k },
                 new Dims4 { N0 = 1, N1 = k, N2 = cout, N3 = cin }, 1f, false);
             var dx = GradOf(x);
             if (pad == 0)
-                Backend.Gemm(dx.Data, dx.Offset, dyp.Data, dyp.Offset, wf.Data, wf.Offset, new GemmParams
+                Backend.Gemm(dx, dyp, wf, new GemmParams
                 { Batch = 1, M = rows, N = cin, K = k * cout, RsA = cout, CsA = 1, RsB = cin, CsB = 1, Ldc = cin,
                     Alpha = 1f, Beta = 1f });
             else
             {
                 var dxv = New(new[] { b * tp, cin });
-                Backend.Gemm(dxv.Data, dxv.Offset, dyp.Data, dyp.Offset, wf.Data, wf.Offset, new GemmParams
+                Backend.Gemm(dxv, dyp, wf, new GemmParams
                 { Batch = 1, M = rows, N = cin, K = k * cout, RsA = cout, CsA = 1, RsB = cin, CsB = 1, Ldc = cin,
                     Alpha = 1f, Beta = 0f });
                 CopyRows(dx, dxv, b, t, tp, cin, true);
@@ -118,20 +117,20 @@ public sealed partial class Graph
         var mat = WinogradMats(m); var (adjoint, flipped) = BackwardMats(m);
         var p = new WinoParams { Batch = b, T = t, C = cout, M = m, N = n, Tiles = tiles, Slope = 1f, VWidth = cout };
         var v = New(new[] { n, b * tiles, cout });
-        Backend.WinogradIn(v.Data, v.Offset, dy.Data, dy.Offset, mat, 0, p);
+        Backend.WinogradIn(v, dy, mat.At(0), p);
         var u = New(new[] { n, cin, cout });
-        Backend.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset, flipped, 0, cin, cout, n);
+        Backend.WinogradWeight(u, w, flipped.At(0), cin, cout, n);
         var mm = New(new[] { n, b * tiles, cin });
-        Backend.Gemm(mm.Data, mm.Offset, v.Data, v.Offset, u.Data, u.Offset, new GemmParams
+        Backend.Gemm(mm, v, u, new GemmParams
         {
             Batch = n, M = b * tiles, N = cin, K = cout, BatchA = b * tiles * cout, RsA = cout, CsA = 1,
             BatchB = cin * cout, RsB = 1, CsB = cout, BatchC = b * tiles * cin, Ldc = cin, Alpha = 1f, Beta = 0f
         });
         var dxw = New(x.Shape);
         p.C = cin; p.VWidth = 0;
-        Backend.WinogradOut(dxw.Data, dxw.Offset, mm.Data, mm.Offset, mat, 0, null, 0, null, 0, p);
+        Backend.WinogradOut(dxw, mm, mat.At(0), default, default, p);
         var dx = GradOf(x);
-        Backend.Copy4(dx.Data, dx.Offset, new Strides4 { S3 = 1 }, dxw.Data, dxw.Offset, new Strides4 { S3 = 1 },
+        Backend.Copy4(dx, new Strides4 { S3 = 1 }, dxw, new Strides4 { S3 = 1 },
             new Dims4 { N0 = 1, N1 = 1, N2 = 1, N3 = (int)dx.Size }, 1f, true);
     }
 
@@ -146,16 +145,16 @@ public sealed partial class Graph
             tiles = (t + m - 1) / m;
         var mat = WinogradMats(m);
         var dyt = New(new[] { n, b * tiles, cout });
-        Backend.WinogradIn(dyt.Data, dyt.Offset, dy.Data, dy.Offset, BackwardMats(m).adjoint, 0, new WinoParams
+        Backend.WinogradIn(dyt, dy, BackwardMats(m).adjoint.At(0), new WinoParams
             { Batch = b, T = t, C = cout, M = m, N = n, Tiles = tiles, Slope = 1f, VWidth = cout });
         var du = New(new[] { n, cout, cin });
-        Backend.Gemm(du.Data, du.Offset, dyt.Data, dyt.Offset, v.Data, v.Offset, new GemmParams
+        Backend.Gemm(du, dyt, v, new GemmParams
         {
             Batch = n, M = cout, N = cin, K = b * tiles, BatchA = b * tiles * cout, RsA = 1, CsA = cout,
             BatchB = b * tiles * cin, RsB = cin, CsB = 1, BatchC = cout * cin, Ldc = cin, Alpha = 1f, Beta = 0f
         });
         var dw = GradOf(w);                                 // dw[co, ci, k] += sum_n dU[n, co, ci] G[n, k]
-        Backend.Gemm(dw.Data, dw.Offset, du.Data, du.Offset, mat, (long)n * n + m * n, new GemmParams
+        Backend.Gemm(dw, du, mat.At((long)n * n + m * n), new GemmParams
         {
             Batch = 1, M = cout * cin, N = 3, K = n, RsA = 1, CsA = cout * cin, RsB = 3, CsB = 1, Ldc = 3,
             Alpha = 1f, Beta = 1f
@@ -178,7 +177,7 @@ public sealed partial class Graph
         var flip = new float[n * 3];
         for (int r = 0; r < n; r++) for (int k = 0; k < 3; k++) flip[r * 3 + k] = g[r * 3 + 2 - k];
         s = (Backend.Allocate(adj.Length), Backend.Allocate(flip.Length));
-        Backend.Upload(s.adjoint, 0, adj); Backend.Upload(s.flipped, 0, flip);
+        Backend.Upload(s.adjoint.At(0), adj); Backend.Upload(s.flipped.At(0), flip);
         return winoBackward[m] = s;
     }
 
@@ -187,15 +186,15 @@ public sealed partial class Graph
     {
         int b = x.Dim(0), t = x.Dim(1), c = x.Dim(2);
         var y = New(new[] { b, t + 2 * pad, c }, zero: true);
-        Backend.Copy4(y.Data, y.Offset + (long)pad * c, new Strides4 { S1 = (t + 2 * pad) * c, S2 = c, S3 = 1 },
-            x.Data, x.Offset, new Strides4 { S1 = t * c, S2 = c, S3 = 1 },
+        Backend.Copy4(y.At((long)pad * c), new Strides4 { S1 = (t + 2 * pad) * c, S2 = c, S3 = 1 },
+            x, new Strides4 { S1 = t * c, S2 = c, S3 = 1 },
             new Dims4 { N0 = 1, N1 = b, N2 = t, N3 = c }, 1f, false);
         return y;
     }
 
     /// dst (B, T, C) (+)= the valid rows of a virtual-row buffer src (B*Tp, C).
     void CopyRows(Tensor dst, Tensor src, int b, int t, int tp, int c, bool accumulate) =>
-        Backend.Copy4(dst.Data, dst.Offset, new Strides4 { S1 = t * c, S2 = c, S3 = 1 }, src.Data, src.Offset,
+        Backend.Copy4(dst, new Strides4 { S1 = t * c, S2 = c, S3 = 1 }, src,
             new Strides4 { S1 = tp * c, S2 = c, S3 = 1 },
             new Dims4 { N0 = 1, N1 = b, N2 = t, N3 = c }, 1f, accumulate);
 }

@@ -82,8 +82,8 @@ public sealed partial class Graph
         // U = G w (G follows Bt and At in mat), in the GEMM's own B panels where the backend has them: the n
         // products then pack no B at all
         bool panels = Backend.PanelsFit(cout);
-        var u = Derived(w, m, new[] { n, cin, cout }, u => Backend.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset,
-            mat, n * n + m * n, cin, cout, n, panels));
+        var u = Derived(w, m, new[] { n, cin, cout }, u => Backend.WinogradWeight(u, w,
+            mat.At(n * n + m * n), cin, cout, n, panels));
         var p = new WinoParams { Batch = b, T = t, C = cin, M = m, N = n, Tiles = tiles, Slope = slope, VWidth = cin };
         // V and M die with this call (this path never records): each goes back to the arena as soon as
         // it is read, so the output and the layers after reuse their memory
@@ -92,11 +92,11 @@ public sealed partial class Graph
         foreach (var part in parts)
         {
             p.C = part.Dim(2);
-            Backend.WinogradIn(v.Data, v.Offset + col, part.Data, part.Offset, mat, 0, p);
+            Backend.WinogradIn(v.At(col), part, mat.At(0), p);
             col += p.C;
         }
         var mm = New(new[] { n, b * tiles, cout });
-        Backend.Gemm(mm.Data, mm.Offset, v.Data, v.Offset, u.Data, u.Offset, new GemmParams
+        Backend.Gemm(mm, v, u, new GemmParams
         {
             Batch = n, M = b * tiles, N = cout, K = cin, BatchA = b * tiles * cin, RsA = cin, CsA = 1,
             BatchB = cin * cout, RsB = cout, CsB = 1, BatchC = b * tiles * cout, Ldc = cout, Alpha = 1f, Beta = 0f,
@@ -105,8 +105,7 @@ public sealed partial class Graph
         Release(v);
         var yo = New(new[] { b, t, cout });
         p.C = cout; p.VWidth = 0;
-        Backend.WinogradOut(yo.Data, yo.Offset, mm.Data, mm.Offset, mat, 0, bias?.Data, bias?.Offset ?? 0,
-            rowMask?.Data, rowMask?.Offset ?? 0, p);
+        Backend.WinogradOut(yo, mm, mat.At(0), bias, rowMask, p);
         Release(mm);
         return yo;
     }
@@ -119,12 +118,12 @@ public sealed partial class Graph
     {
         CheckWeight(x.ToString(), x.Dim(2), w, bias);
         int b = x.Dim(0), cin = x.Dim(2), cout = w.Dim(0);
-        if (centreG == null) { centreG = Backend.Allocate(3); Backend.Upload(centreG, 0, new[] { 0f, 1f, 0f }); }
+        if (centreG == null) { centreG = Backend.Allocate(3); Backend.Upload(centreG.At(0), new[] { 0f, 1f, 0f }); }
         bool panels = Backend.PanelsFit(cout);
-        var wc = Derived(w, 1, new[] { 1, cin, cout }, u => Backend.WinogradWeight(u.Data, u.Offset, w.Data, w.Offset,
-            centreG, 0, cin, cout, 1, panels));
+        var wc = Derived(w, 1, new[] { 1, cin, cout }, u => Backend.WinogradWeight(u, w,
+            centreG.At(0), cin, cout, 1, panels));
         var y = New(new[] { b, 1, cout });
-        Backend.Gemm(y.Data, y.Offset, x.Data, x.Offset, wc.Data, wc.Offset, new GemmParams
+        Backend.Gemm(y, x, wc, new GemmParams
         {
             Batch = 1, M = b, N = cout, K = cin, RsA = cin, CsA = 1, RsB = cout, CsB = 1, Ldc = cout, Alpha = 1f,
                 Beta = 0f, PanelB = panels ? 1 : 0
@@ -146,7 +145,7 @@ public sealed partial class Graph
         if (winoMats.TryGetValue(m, out var s)) return s;
         var (mat, g) = Winograd.Matrices(m);
         s = Backend.Allocate(mat.Length + g.Length);
-        Backend.Upload(s, 0, mat); Backend.Upload(s, mat.Length, g);
+        Backend.Upload(s.At(0), mat); Backend.Upload(s.At(mat.Length), g);
         return winoMats[m] = s;
     }
 

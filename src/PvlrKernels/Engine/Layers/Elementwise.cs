@@ -32,7 +32,7 @@ public sealed partial class Graph
     public Tensor Unary<TOp>(Tensor x, float p = 0f) where TOp : struct, IUnaryOp
     {
         var y = New(x.Shape);
-        Backend.Unary<TOp>(y.Data, y.Offset, x.Data, x.Offset, x.Size, p);
+        Backend.Unary<TOp>(y, x, x.Size, p);
         var e = new UnarySaved(x, p).Save(UnaryRule<TOp>.Instance);
         Record(ref e, y, x);
         return y;
@@ -41,8 +41,7 @@ public sealed partial class Graph
     void UnaryBackward<TOp>(UnarySaved saved, Tensor y, Tensor dy) where TOp : struct, IUnaryOp
     {
         var x = saved.X; var dx = GradOf(x);
-        Backend.UnaryBackward<TOp>(dx.Data, dx.Offset, x.Data, x.Offset, y.Data, y.Offset, dy.Data, dy.Offset, x.Size,
-            saved.P, true);
+        Backend.UnaryBackward<TOp>(dx, x, y, dy, x.Size, saved.P, true);
     }
 
     public Tensor Scale(Tensor x, float s) => Unary<ScaleOp>(x, s);
@@ -58,7 +57,7 @@ public sealed partial class Graph
         if (!a.Shape.SequenceEqual(v.Shape) || s.Dim(s.Rank - 1) != 1 || s.Size * cols != a.Size)
             throw new ShapeException($"sigmoid_gate: a {a} and v {v} must match, s {s} one value per row");
         var y = New(a.Shape);
-        Backend.SigmoidGate(y.Data, y.Offset, a.Data, a.Offset, s.Data, s.Offset, v.Data, v.Offset, (int)s.Size, cols);
+        Backend.SigmoidGate(y, a, s, v, (int)s.Size, cols);
         return y;
     }
     public Tensor Relu(Tensor x) => Unary<ReluOp>(x);
@@ -120,7 +119,7 @@ public sealed partial class Graph
         var y = New(outShape);
         Dims4 d = Pad4(outShape);
         var sa = BroadcastStrides(Pad4(a.Shape), d); var sb = BroadcastStrides(Pad4(b.Shape), d);
-        Backend.Binary<TOp>(y.Data, y.Offset, a.Data, a.Offset, sa, b.Data, b.Offset, sb, d);
+        Backend.Binary<TOp>(y, a, sa, b, sb, d);
         var e = new BinarySaved(a, b, d, sa, sb).Save(BinaryRule<TOp>.Instance);
         Record(ref e, y, a, b);
         return y;
@@ -134,11 +133,9 @@ public sealed partial class Graph
             var x = which == 0 ? saved.A : saved.B;
             if (!x.RequiresGrad) continue;
             var atOutputShape = New(y.Shape);
-            Backend.BinaryGrad<TOp>(atOutputShape.Data, atOutputShape.Offset, saved.A.Data, saved.A.Offset,
-                saved.StridesA,
-                saved.B.Data, saved.B.Offset, saved.StridesB, dy.Data, dy.Offset, d, which);
+            Backend.BinaryGrad<TOp>(atOutputShape, saved.A, saved.StridesA, saved.B, saved.StridesB, dy, d, which);
             var dx = GradOf(x);
-            Backend.SumTo(dx.Data, dx.Offset, Pad4(x.Shape), atOutputShape.Data, atOutputShape.Offset, d, true);
+            Backend.SumTo(dx, Pad4(x.Shape), atOutputShape, d, true);
         }
     }
 

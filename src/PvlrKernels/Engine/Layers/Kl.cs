@@ -20,8 +20,7 @@ public sealed partial class Graph
             throw new ShapeException($"kl: sets must be (Bt, N, D) with equal Bt and D, got {muP} and {muQ}");
         var k = new KlParams { Bt = muP.Dim(0), Np = muP.Dim(1), Nq = muQ.Dim(1), D = muP.Dim(2), VarEps = varEps };
         var y = New(new[] { k.Bt, k.Np, k.Nq });
-        Backend.PairwiseKl(y.Data, y.Offset, muP.Data, muP.Offset, varP.Data, varP.Offset, muQ.Data, muQ.Offset,
-            varQ.Data, varQ.Offset, k);
+        Backend.PairwiseKl(y, muP, varP, muQ, varQ, k);
         var e = new KlSaved(muP, varP, muQ, varQ, varEps).Save();
         Record(ref e, y, muP, varP, muQ, varQ);
         return y;
@@ -38,9 +37,6 @@ public sealed partial class Graph
             zero: true)) : null;
         var dMuP = GradOrScratch(muP, needP); var dVarP = GradOrScratch(varP, needP);
         var dMuQ = GradOrScratch(muQ, needQ); var dVarQ = GradOrScratch(varQ, needQ);
-        Backend.PairwiseKlBackward(dMuP?.Data, dMuP?.Offset ?? 0, dVarP?.Data, dVarP?.Offset ?? 0, dMuQ?.Data,
-            dMuQ?.Offset ?? 0,
-            dVarQ?.Data, dVarQ?.Offset ?? 0, dy.Data, dy.Offset, muP.Data, muP.Offset, varP.Data, varP.Offset,
-            muQ.Data, muQ.Offset, varQ.Data, varQ.Offset, k, needP, needQ);
+        Backend.PairwiseKlBackward(dMuP, dVarP, dMuQ, dVarQ, dy, muP, varP, muQ, varQ, k, needP, needQ);
     }
 }

@@ -16,7 +16,7 @@ public sealed partial class Graph
     {
         var (outer, n, inner) = Around(x, axis, "l2normalize");
         var y = New(x.Shape); var norm = New(new[] { outer * inner });
-        Backend.L2Normalize(y.Data, y.Offset, norm.Data, norm.Offset, x.Data, x.Offset, outer, n, inner, eps);
+        Backend.L2Normalize(y, norm, x, outer, n, inner, eps);
         var e = new L2NormSaved(x, norm, outer, n, inner, eps).Save();
         Record(ref e, y, x);
         return y;
@@ -25,8 +25,6 @@ public sealed partial class Graph
     void L2NormBackward(L2NormSaved saved, Tensor y, Tensor dy)
     {
         var dx = GradOf(saved.X);
-        Backend.L2NormalizeBackward(dx.Data, dx.Offset, dy.Data, dy.Offset, y.Data, y.Offset, saved.Norm.Data,
-            saved.Norm.Offset,
-            saved.Outer, saved.N, saved.Inner, saved.Eps);
+        Backend.L2NormalizeBackward(dx, dy, y, saved.Norm, saved.Outer, saved.N, saved.Inner, saved.Eps);
     }
 }

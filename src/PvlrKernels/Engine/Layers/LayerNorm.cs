@@ -17,8 +17,7 @@ public sealed partial class Graph
         int n = x.Dim(-1), rows = (int)(x.Size / n);
         if (gamma.Size != n || beta.Size != n) throw new ShapeException($"layernorm: {x} with gamma {gamma} and beta {beta}");
         var y = New(x.Shape); var mean = New(new[] { rows }); var rstd = New(new[] { rows });
-        Backend.LayerNorm(y.Data, y.Offset, mean.Data, mean.Offset, rstd.Data, rstd.Offset, x.Data, x.Offset,
-            gamma.Data, gamma.Offset, beta.Data, beta.Offset, rows, n, eps);
+        Backend.LayerNorm(y, mean, rstd, x, gamma, beta, rows, n, eps);
         var e = new LayerNormSaved(x, gamma, beta, mean, rstd, rows, n).Save();
         Record(ref e, y, x, gamma, beta);
         return y;
@@ -30,9 +29,7 @@ public sealed partial class Graph
         bool needX = x.RequiresGrad, needParams = gamma.RequiresGrad || beta.RequiresGrad;
         var dx = needX ? GradOf(x) : null;
         var dGamma = needParams ? GradOf(gamma) : null; var dBeta = needParams ? GradOf(beta) : null;
-        Backend.LayerNormBackward(dx?.Data, dx?.Offset ?? 0, dGamma?.Data, dGamma?.Offset ?? 0, dBeta?.Data,
-            dBeta?.Offset ?? 0,
-            dy.Data, dy.Offset, x.Data, x.Offset, gamma.Data, gamma.Offset, saved.Mean.Data, saved.Mean.Offset,
-            saved.Rstd.Data, saved.Rstd.Offset, saved.Rows, saved.N, needX, needParams);
+        Backend.LayerNormBackward(dx, dGamma, dBeta, dy, x, gamma, saved.Mean,
+            saved.Rstd, saved.Rows, saved.N, needX, needParams);
     }
 }

@@ -23,7 +23,7 @@ public sealed partial class Graph
         int m = transA ? ac : ar, k = transA ? ar : ac, k2 = transB ? bc : br, n = transB ? br : bc;
         if (k != k2) throw new ShapeException($"matmul: inner dimensions differ, {a}{(transA ? "^T" : "")} x {b}{(transB ? "^T" : "")}");
         var y = New(a.Rank == 3 ? new[] { bt, m, n } : new[] { m, n });
-        Backend.Gemm(y.Data, y.Offset, a.Data, a.Offset, b.Data, b.Offset, new GemmParams
+        Backend.Gemm(y, a, b, new GemmParams
         {
             Batch = bt, M = m, N = n, K = k, BatchA = ar * ac, RsA = transA ? 1 : ac, CsA = transA ? ac : 1,
             BatchB = br * bc, RsB = transB ? 1 : bc, CsB = transB ? bc : 1, BatchC = m * n, Ldc = n, Alpha = 1f,
@@ -47,12 +47,12 @@ public sealed partial class Graph
             if (!ta)
             {   // dA (m,k) = dY (m,n) op(B)^T
                 p.M = m; p.N = k; p.K = n; p.BatchA = m * n; p.RsA = n; p.CsA = 1; p.BatchB = br * bc; p.RsB = tb ? bc : 1; p.CsB = tb ? 1 : bc;
-                Backend.Gemm(da.Data, da.Offset, dy.Data, dy.Offset, b.Data, b.Offset, p);
+                Backend.Gemm(da, dy, b, p);
             }
             else
             {   // A stored (k,m): dA = op(B) (k,n) dY^T (n,m)
                 p.M = k; p.N = m; p.K = n; p.BatchA = br * bc; p.RsA = tb ? 1 : bc; p.CsA = tb ? bc : 1; p.BatchB = m * n; p.RsB = 1; p.CsB = n;
-                Backend.Gemm(da.Data, da.Offset, b.Data, b.Offset, dy.Data, dy.Offset, p);
+                Backend.Gemm(da, b, dy, p);
             }
         }
         if (b.RequiresGrad)
@@ -62,12 +62,12 @@ public sealed partial class Graph
             if (!tb)
             {   // dB (k,n) = op(A)^T (k,m) dY (m,n)
                 p.M = k; p.N = n; p.K = m; p.BatchA = ar * ac; p.RsA = ta ? ac : 1; p.CsA = ta ? 1 : ac; p.BatchB = m * n; p.RsB = n; p.CsB = 1;
-                Backend.Gemm(db.Data, db.Offset, a.Data, a.Offset, dy.Data, dy.Offset, p);
+                Backend.Gemm(db, a, dy, p);
             }
             else
             {   // B stored (n,k): dB = dY^T (n,m) op(A) (m,k)
                 p.M = n; p.N = k; p.K = m; p.BatchA = m * n; p.RsA = 1; p.CsA = n; p.BatchB = ar * ac; p.RsB = ta ? 1 : ac; p.CsB = ta ? ac : 1;
-                Backend.Gemm(db.Data, db.Offset, dy.Data, dy.Offset, a.Data, a.Offset, p);
+                Backend.Gemm(db, dy, a, p);
             }
         }
     }
@@ -87,9 +87,9 @@ public sealed partial class Graph
         int outF = w.Dim(0);
         var y = New(WithDim(x.Shape, -1, outF));
         if (bias != null)
-            Backend.Copy4(y.Data, y.Offset, new Strides4 { S2 = outF, S3 = 1 }, bias.Data, bias.Offset,
+            Backend.Copy4(y, new Strides4 { S2 = outF, S3 = 1 }, bias,
                 new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1, N2 = rows, N3 = outF }, 1f, false);
-        Backend.Gemm(y.Data, y.Offset, x.Data, x.Offset, w.Data, w.Offset, new GemmParams
+        Backend.Gemm(y, x, w, new GemmParams
         { Batch = 1, M = rows, N = outF, K = inF, RsA = inF, CsA = 1, RsB = 1, CsB = inF, Ldc = outF, Alpha = 1f,
             Beta = bias != null ? 1f : 0f });
         var e = new LinearSaved(x, w, bias).Save();
@@ -103,21 +103,21 @@ public sealed partial class Graph
         if (x.RequiresGrad)
         {
             var dx = GradOf(x);
-            Backend.Gemm(dx.Data, dx.Offset, dy.Data, dy.Offset, w.Data, w.Offset, new GemmParams
+            Backend.Gemm(dx, dy, w, new GemmParams
             { Batch = 1, M = rows, N = inF, K = outF, RsA = outF, CsA = 1, RsB = inF, CsB = 1, Ldc = inF, Alpha = 1f,
                 Beta = 1f });
         }
         if (w.RequiresGrad)
         {
             var dw = GradOf(w);
-            Backend.Gemm(dw.Data, dw.Offset, dy.Data, dy.Offset, x.Data, x.Offset, new GemmParams
+            Backend.Gemm(dw, dy, x, new GemmParams
             { Batch = 1, M = outF, N = inF, K = rows, RsA = 1, CsA = outF, RsB = inF, CsB = 1, Ldc = inF, Alpha = 1f,
                 Beta = 1f });
         }
         if (saved.Bias != null && saved.Bias.RequiresGrad)
         {
             var db = GradOf(saved.Bias);
-            Backend.Reduce(db.Data, db.Offset, dy.Data, dy.Offset, null, 0, 1, rows, outF, ReduceMode.Sum, 1f, true);
+            Backend.Reduce(db, dy, default, 1, rows, outF, ReduceMode.Sum, 1f, true);
         }
     }
 }

@@ -30,8 +30,7 @@ public sealed partial class Graph
         if (n == 0) throw new ShapeException($"reduce: empty axis in {x}");
         var y = New(WithDim(x.Shape, axis, 1));
         Tensor idx = mode == ReduceMode.Sum ? null : New(y.Shape);
-        Backend.Reduce(y.Data, y.Offset, x.Data, x.Offset, idx?.Data, idx?.Offset ?? 0, outer, n, inner, mode, scale,
-            false);
+        Backend.Reduce(y, x, idx, outer, n, inner, mode, scale, false);
         var e = new ReduceSaved(x, idx, outer, n, inner, mode, scale).Save();
         Record(ref e, y, x);
         return y;
@@ -45,11 +44,10 @@ public sealed partial class Graph
         {
             // dx[o, i, j] += scale * dy[o, j]: a broadcast copy (stride 0 over the reduced axis).
             var d = new Dims4 { N0 = 1, N1 = outer, N2 = n, N3 = inner };
-            Backend.Copy4(dx.Data, dx.Offset, new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 }, dy.Data, dy.Offset,
+            Backend.Copy4(dx, new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 }, dy,
                 new Strides4 { S1 = inner, S2 = 0, S3 = 1 }, d, saved.Scale, true);
         }
-        else Backend.Scatter(dx.Data, dx.Offset, dy.Data, dy.Offset, saved.Index.Data, saved.Index.Offset, outer, n,
-            1, inner, true);
+        else Backend.Scatter(dx, dy, saved.Index, outer, n, 1, inner, true);
     }
 
     /// Indices of the k largest (or smallest) entries along an axis, as floats, shape x with axis -> k.
@@ -58,7 +56,7 @@ public sealed partial class Graph
     {
         var (outer, n, inner) = Around(x, axis, "topk");
         var idx = New(WithDim(x.Shape, axis, k));
-        Backend.ArgTopK(idx.Data, idx.Offset, x.Data, x.Offset, outer, n, inner, k, largest);
+        Backend.ArgTopK(idx, x, outer, n, inner, k, largest);
         return Detach(idx);
     }
 

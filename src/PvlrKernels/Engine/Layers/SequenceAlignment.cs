@@ -36,8 +36,7 @@ public sealed partial class Graph
         var y = New([a.Pairs]);
         table ??= New([a.Pairs, a.Side, a.Side]);
         var weights = New([a.Pairs, a.L, a.L, 3]);
-        Backend.AlignForward<FsdCell>(y.Data, y.Offset, table.Data, table.Offset, weights.Data, weights.Offset, m.Data,
-            m.Offset, g.Data, g.Offset, a);
+        Backend.AlignForward<FsdCell>(y, table, weights, m, g, a);
         var e = new AlignSaved(m, g, weights, gamma).Save(Op.Fsd);
         Record(ref e, y, m, g);
         return y;
@@ -49,8 +48,7 @@ public sealed partial class Graph
         Tensor GradOrScratch(Tensor t) => t.RequiresGrad ? GradOf(t) : New(t.Shape, zero: true);
         var dm = GradOrScratch(saved.M); var dg = GradOrScratch(saved.G);
         var adjoint = New([a.Pairs, a.L + 2, a.L + 2]);
-        Backend.FsdBackward(dm.Data, dm.Offset, dg.Data, dg.Offset, adjoint.Data, adjoint.Offset, dy.Data, dy.Offset,
-            saved.Choices.Data, saved.Choices.Offset, a);
+        Backend.FsdBackward(dm, dg, adjoint, dy, saved.Choices, a);
     }
 
     /// LCS (P) of similarities s (P, L, L) counted above `threshold`.
@@ -62,8 +60,7 @@ public sealed partial class Graph
         var y = New([a.Pairs]);
         table ??= New([a.Pairs, a.Side, a.Side]);
         var choices = New([a.Pairs, a.L, a.L]);
-        Backend.AlignForward<LcsCell>(y.Data, y.Offset, table.Data, table.Offset, choices.Data, choices.Offset, s.Data,
-            s.Offset, s.Data, s.Offset, a);
+        Backend.AlignForward<LcsCell>(y, table, choices, s, s, a);
         var e = new AlignSaved(s, null, choices, threshold).Save(Op.Lcs);
         Record(ref e, y, s);
         return y;
@@ -72,7 +69,6 @@ public sealed partial class Graph
     void LcsBackward(AlignSaved saved, Tensor dy)
     {
         var ds = GradOf(saved.M);
-        Backend.LcsBackward(ds.Data, ds.Offset, dy.Data, dy.Offset, saved.Choices.Data, saved.Choices.Offset,
-            saved.Params);
+        Backend.LcsBackward(ds, dy, saved.Choices, saved.Params);
     }
 }

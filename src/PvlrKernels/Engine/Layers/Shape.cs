@@ -22,7 +22,7 @@ public sealed partial class Graph
     {
         var y = New(shape);
         if (Tensor.Numel(shape) != d.Total) throw new ShapeException("copy: internal shape mismatch");
-        Backend.Copy4(y.Data, y.Offset, Contig4(d), x.Data, x.Offset + off, sx, d, 1f, false);
+        Backend.Copy4(y, Contig4(d), x.At(off), sx, d, 1f, false);
         var e = new CopySaved(x, d, sx, (int)off, Contig4(d), 0).Save();
         Record(ref e, y, x);
         return y;
@@ -31,8 +31,7 @@ public sealed partial class Graph
     void CopyBackward(CopySaved saved, Tensor dy)
     {
         var dx = GradOf(saved.X);
-        Backend.Copy4(dx.Data, dx.Offset + saved.XOffset, saved.FromX, dy.Data, dy.Offset + saved.YOffset, saved.ToY,
-            saved.Dims, 1f, true);
+        Backend.Copy4(dx.At(saved.XOffset), saved.FromX, dy.At(saved.YOffset), saved.ToY, saved.Dims, 1f, true);
     }
 
     /// Swap two axes of a tensor of rank <= 4 (materialized).
@@ -95,7 +94,7 @@ public sealed partial class Graph
         var d = new Dims4 { N0 = 1, N1 = outer, N2 = n, N3 = inner };
         var sx = new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 };
         var sy = new Strides4 { S1 = total * inner, S2 = inner, S3 = 1 };
-        Backend.Copy4(y.Data, y.Offset + (long)at * inner, sy, x.Data, x.Offset, sx, d, 1f, false);
+        Backend.Copy4(y.At((long)at * inner), sy, x, sx, d, 1f, false);
         var e = new CopySaved(x, d, sx, 0, sy, at * inner).Save();
         Record(ref e, y, x);
     }
@@ -115,7 +114,7 @@ public sealed partial class Graph
         var (io, m, ii) = Around(idx, axis < 0 ? axis + x.Rank : axis, "gather");
         if (io != outer || (perInner ? ii != inner : ii != 1)) throw new ShapeException($"gather: index {idx} does not fit {x} along axis {axis}");
         var y = New(WithDim(x.Shape, axis, m));
-        Backend.Gather(y.Data, y.Offset, x.Data, x.Offset, idx.Data, idx.Offset, outer, n, m, inner, perInner);
+        Backend.Gather(y, x, idx, outer, n, m, inner, perInner);
         var e = new GatherSaved(x, idx, outer, n, m, inner, perInner).Save();
         Record(ref e, y, x);
         return y;
@@ -124,8 +123,6 @@ public sealed partial class Graph
     void GatherBackward(GatherSaved saved, Tensor dy)
     {
         var dx = GradOf(saved.X);
-        Backend.Scatter(dx.Data, dx.Offset, dy.Data, dy.Offset, saved.Index.Data, saved.Index.Offset, saved.Outer,
-            saved.N, saved.M,
-            saved.Inner, saved.PerInner);
+        Backend.Scatter(dx, dy, saved.Index, saved.Outer, saved.N, saved.M, saved.Inner, saved.PerInner);
     }
 }

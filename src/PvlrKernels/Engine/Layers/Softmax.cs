@@ -18,7 +18,7 @@ public sealed partial class Graph
     {
         var (outer, n, inner) = Around(x, axis, "softmax");
         var y = New(x.Shape);
-        Backend.Softmax(y.Data, y.Offset, x.Data, x.Offset, outer, n, inner, log);
+        Backend.Softmax(y, x, outer, n, inner, log);
         var e = new SoftmaxSaved(x, outer, n, inner, log).Save();
         Record(ref e, y, x);
         return y;
@@ -27,7 +27,6 @@ public sealed partial class Graph
     void SoftmaxBackward(SoftmaxSaved saved, Tensor y, Tensor dy)
     {
         var dx = GradOf(saved.X);
-        Backend.SoftmaxBackward(dx.Data, dx.Offset, y.Data, y.Offset, dy.Data, dy.Offset, saved.Outer, saved.N,
-            saved.Inner, saved.Log);
+        Backend.SoftmaxBackward(dx, y, dy, saved.Outer, saved.N, saved.Inner, saved.Log);
     }
 }
