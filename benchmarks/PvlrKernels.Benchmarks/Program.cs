@@ -37,7 +37,8 @@ public static class Program
     {
         InProcess = args.Contains("--inprocess");
         var job = Job.ShortRun.WithWarmupCount(2).WithIterationCount(5).WithEnvironmentVariables(AsTheCli);
-        if (InProcess) job = job.WithToolchain(BenchmarkDotNet.Toolchains.InProcess.Emit.InProcessEmitToolchain.Instance);
+        if (InProcess)
+            job = job.WithToolchain(BenchmarkDotNet.Toolchains.InProcess.Emit.InProcessEmitToolchain.Instance);
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args.Where(a => a != "--inprocess").ToArray(),
             DefaultConfig.Instance.AddJob(job).AddColumn(new GflopsColumn()));
     }
@@ -60,7 +61,11 @@ public abstract class OnDevices
 
     protected Bench.Workload Open(Func<Backend, PvlrConfig, Bench.Workload> make)
     {
-        if (!profiled && Environment.GetEnvironmentVariable(Program.JitVariable) == "1") { JitProfile.Start("bdn-" + BenchmarkName(GetType())); profiled = true; }
+        if (!profiled && Environment.GetEnvironmentVariable(Program.JitVariable) == "1")
+        {
+            JitProfile.Start("bdn-" + BenchmarkName(GetType()));
+            profiled = true;
+        }
         b ??= Device == "cuda" ? IlgpuBackend.CreateCuda() : new CpuBackend();
         var w = make(b, PvlrConfig.FromPreset(Preset));
         work.Add(w);
@@ -74,7 +79,11 @@ public abstract class OnDevices
         return t.Name;
     }
 
-    protected void Run(Bench.Workload w) { w.Run(); b.Synchronize(); }
+    protected void Run(Bench.Workload w)
+    {
+        w.Run();
+        b.Synchronize();
+    }
 
     /// GEMM FLOPs issued on this benchmark's device so far: the tests check with it that each benchmark
     /// does the work its GFLOP/s column counts, and the same work as `pvlr bench`'s row.
@@ -84,24 +93,32 @@ public abstract class OnDevices
     {
         foreach (var w in work) w.Dispose();
         work.Clear();
-        b?.Dispose(); b = null;
+        b?.Dispose();
+        b = null;
     }
 }
 
 public sealed class GflopsColumn : IColumn
 {
-    public string Id => "GFlops"; public string ColumnName => "GFLOP/s";
-    public bool AlwaysShow => true; public ColumnCategory Category => ColumnCategory.Custom; public int PriorityInCategory => 0;
-    public bool IsNumeric => true; public UnitType UnitType => UnitType.Dimensionless; public string Legend => "achieved GFLOP/s (and % of the 430 GFLOP/s 2-core FMA peak)";
+    public string Id => "GFlops";
+    public string ColumnName => "GFLOP/s";
+    public bool AlwaysShow => true;
+    public ColumnCategory Category => ColumnCategory.Custom;
+    public int PriorityInCategory => 0;
+    public bool IsNumeric => true;
+    public UnitType UnitType => UnitType.Dimensionless;
+    public string Legend => "achieved GFLOP/s (and % of the 430 GFLOP/s 2-core FMA peak)";
     public bool IsAvailable(Summary s) => true; public bool IsDefault(Summary s,
         BenchmarkDotNet.Running.BenchmarkCase b) => false;
     public string GetValue(Summary s, BenchmarkDotNet.Running.BenchmarkCase b) => GetValue(s, b, SummaryStyle.Default);
     public string GetValue(Summary s, BenchmarkDotNet.Running.BenchmarkCase b, SummaryStyle st)
     {
-        var r = s[b]; if (r?.ResultStatistics == null) return "-";
+        var r = s[b];
+        if (r?.ResultStatistics == null) return "-";
         var inst = (IFlops)Activator.CreateInstance(b.Descriptor.Type)!;
         double flops = inst.Flops(b.Descriptor.WorkloadMethod.Name);
-        if (flops <= 0) return "-";                                                        // a whole step or pass: see Mean
+        // a whole step or pass: see Mean
+        if (flops <= 0) return "-";
         double gf = flops / r.ResultStatistics.Mean;                                       // ns -> GFLOP/s
         bool cuda = b.Parameters.Items.Any(p => p.Name == "Device" && (string)p.Value == "cuda");
         double peak = cuda ? GpuPeak.Value : new CpuBackend().PeakGflops;
@@ -148,8 +165,8 @@ public abstract class ModelWorkload : OnDevices, IFlops
     [GlobalSetup] public void Setup() => work = Open(Make);
 }
 
-/// The CLIP text tower on the learnable prompt (21 prompts up to 13 tokens, run as 144 shared-prefix token rows; 12 layers x 512), forward and
-/// backward.
+/// The CLIP text tower on the learnable prompt (21 prompts up to 13 tokens, run as 144 shared-prefix token rows; 12
+/// layers x 512), forward and backward.
 public class ClipTextTower : ModelWorkload
 {
     protected override Bench.Workload Make(Backend b, PvlrConfig cfg) => Bench.ClipTowerWork(b, cfg);
@@ -183,7 +200,8 @@ public sealed class ColdStartConfig : ManualConfig
     public ColdStartConfig()
     {
         if (!Program.InProcess)
-            AddJob(Job.Default.WithStrategy(BenchmarkDotNet.Engines.RunStrategy.ColdStart).WithLaunchCount(3).WithWarmupCount(0).WithIterationCount(1)
+            AddJob(Job.Default.WithStrategy(BenchmarkDotNet.Engines.RunStrategy.ColdStart)
+                .WithLaunchCount(3).WithWarmupCount(0).WithIterationCount(1)
                 .WithEnvironmentVariables(Program.AsTheCli).WithId("ColdStart"));
     }
 }

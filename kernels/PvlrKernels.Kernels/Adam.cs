@@ -10,13 +10,15 @@ public struct AdamParams { public float Lr, Beta1, Beta2, Eps, WeightDecay, Step
 
 public struct AdamStep<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Theta, Grad, M, V; public AdamParams A;
+    public TMem Theta, Grad, M, V;
+    public AdamParams A;
     public void Execute(int i)
     {
         float th = Theta[i], g = Grad[i] + A.WeightDecay * th;
         float m = A.Beta1 * M[i] + (1f - A.Beta1) * g;
         float v = A.Beta2 * V[i] + (1f - A.Beta2) * g * g;
-        M[i] = m; V[i] = v;
+        M[i] = m;
+        V[i] = v;
         Theta[i] = th - A.StepSize * m / (XMath.Sqrt(v) / A.Bc2Sqrt + A.Eps);
     }
 
@@ -28,7 +30,8 @@ public struct AdamStep<TMem> : IKernel where TMem : struct, IMem
         var gr = Vector512.Load(g) + Vector512.Create(a.WeightDecay) * t;
         var mm = Vector512.Create(a.Beta1) * Vector512.Load(m) + Vector512.Create(1f - a.Beta1) * gr;
         var vv = Vector512.Create(a.Beta2) * Vector512.Load(v) + Vector512.Create(1f - a.Beta2) * gr * gr;
-        mm.Store(m); vv.Store(v);
+        mm.Store(m);
+        vv.Store(v);
         (t - Vector512.Create(a.StepSize) * mm / (Vector512.Sqrt(vv) / Vector512.Create(a.Bc2Sqrt) +
             Vector512.Create(a.Eps))).Store(th);
     }

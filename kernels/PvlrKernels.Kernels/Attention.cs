@@ -11,7 +11,8 @@ public struct AttnParams { public int Nb, L, W, H, Causal; public float Scale; }
 /// One thread per (n, h, i) query row.
 public struct AttentionFwd<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Out, P, Qkv; public AttnParams A;
+    public TMem Out, P, Qkv;
+    public AttnParams A;
     public void Execute(int r)
     {
         int L = A.L, W = A.W, hd = W / A.H;
@@ -29,7 +30,12 @@ public struct AttentionFwd<TMem> : IKernel where TMem : struct, IMem
             mx = XMath.Max(mx, s);
         }
         float sum = 0f;
-        for (int j = 0; j < jEnd; j++) { float e = XMath.Exp(P[pb + j] - mx); P[pb + j] = e; sum += e; }
+        for (int j = 0; j < jEnd; j++)
+        {
+            float e = XMath.Exp(P[pb + j] - mx);
+            P[pb + j] = e;
+            sum += e;
+        }
         float inv = 1f / sum;
         for (int j = 0; j < L; j++) P[pb + j] = j < jEnd ? P[pb + j] * inv : 0f;
         int ob = (n * L + i) * W + h * hd;
@@ -45,7 +51,8 @@ public struct AttentionFwd<TMem> : IKernel where TMem : struct, IMem
 /// dq_i += scale * sum_j dS_ij k_j.  dS is written to a scratch buffer shaped like P.
 public struct AttentionBwdQ<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem DQkv, DS, DOut, P, Qkv; public AttnParams A;
+    public TMem DQkv, DS, DOut, P, Qkv;
+    public AttnParams A;
     public void Execute(int r)
     {
         int L = A.L, W = A.W, hd = W / A.H;
@@ -73,7 +80,8 @@ public struct AttentionBwdQ<TMem> : IKernel where TMem : struct, IMem
 /// Pass 2, one thread per (n, h, j): dk_j += scale * sum_i dS_ij q_i;  dv_j += sum_i P_ij dout_i.
 public struct AttentionBwdKV<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem DQkv, DS, DOut, P, Qkv; public AttnParams A;
+    public TMem DQkv, DS, DOut, P, Qkv;
+    public AttnParams A;
     public void Execute(int r)
     {
         int L = A.L, W = A.W, hd = W / A.H;

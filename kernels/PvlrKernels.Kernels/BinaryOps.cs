@@ -102,7 +102,12 @@ public struct Dims4
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Split(int i, out int i0, out int i1, out int i2, out int i3)
     {
-        i3 = i % N3; i /= N3; i2 = i % N2; i /= N2; i1 = i % N1; i0 = i / N1;
+        i3 = i % N3;
+        i /= N3;
+        i2 = i % N2;
+        i /= N2;
+        i1 = i % N1;
+        i0 = i / N1;
     }
 }
 public struct Strides4
@@ -115,7 +120,9 @@ public struct Strides4
 /// out[i] = a[i] op b[i] over the output's dims; out is contiguous.
 public struct BinaryFwd<TOp, TMem> : IKernel where TOp : struct, IBinaryOp where TMem : struct, IMem
 {
-    public TMem Out, A, B; public Dims4 D; public Strides4 SA, SB;
+    public TMem Out, A, B;
+    public Dims4 D;
+    public Strides4 SA, SB;
     public void Execute(int i)
     {
         D.Split(i, out int i0, out int i1, out int i2, out int i3);
@@ -125,7 +132,10 @@ public struct BinaryFwd<TOp, TMem> : IKernel where TOp : struct, IBinaryOp where
 /// tmp[i] = dOp/da (Which = 0) or dOp/db (Which = 1), at the output's shape.
 public struct BinaryGrad<TOp, TMem> : IKernel where TOp : struct, IBinaryOp where TMem : struct, IMem
 {
-    public TMem Tmp, A, B, DY; public Dims4 D; public Strides4 SA, SB; public int Which;
+    public TMem Tmp, A, B, DY;
+    public Dims4 D;
+    public Strides4 SA, SB;
+    public int Which;
     public void Execute(int i)
     {
         D.Split(i, out int i0, out int i1, out int i2, out int i3);

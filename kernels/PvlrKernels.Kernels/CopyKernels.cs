@@ -4,7 +4,8 @@ namespace PvlrKernels.Kernels;
 
 public struct FillKernel<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Y; public float Value;
+    public TMem Y;
+    public float Value;
     public void Execute(int i) => Y[i] = Value;
 }
 
@@ -12,8 +13,9 @@ public struct FillKernel<TMem> : IKernel where TMem : struct, IMem
 /// the Base offsets then point inside views that start at the lowest address touched.
 public struct Copy4<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Dst, Src; public Dims4 D; public Strides4 SD, SS; public int DstBase,
-        SrcBase; public float Scale; public int Accumulate;
+    public TMem Dst, Src; public Dims4 D; public Strides4 SD, SS; public int DstBase, SrcBase;
+        public float Scale;
+        public int Accumulate;
     public void Execute(int i)
     {
         D.Split(i, out int i0, out int i1, out int i2, out int i3);
@@ -27,7 +29,9 @@ public struct Copy4<TMem> : IKernel where TMem : struct, IMem
 /// One thread per target element, so no two threads write the same address.
 public struct SumTo<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Dst, Src; public Dims4 D, T; public int Accumulate;
+    public TMem Dst, Src;
+    public Dims4 D, T;
+    public int Accumulate;
     public void Execute(int i)
     {
         T.Split(i, out int t0, out int t1, out int t2, out int t3);

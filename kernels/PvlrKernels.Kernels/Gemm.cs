@@ -31,11 +31,17 @@ public struct GemmParams
 /// Thread-group shape of the blocked GEMM: TX x TY threads, a (8 TY) x (8 TX) tile of C, K slabs of BK.
 /// BK x 8 TY / (TX TY) and BK x 8 TX / (TX TY) (the values each thread stages per slab) must be whole
 /// numbers <= 8 (IlgpuBackend checks this when it compiles a shape).
-public interface IGemmShape { static abstract int TX { get; } static abstract int TY { get; } static abstract int BK { get; } }
+public interface IGemmShape
+{
+    static abstract int TX { get; }
+    static abstract int TY { get; }
+    static abstract int BK { get; }
+}
 /// 256 threads, 128x128 tiles, BK 8: large GEMMs on a GPU.
 public struct Gemm16 : IGemmShape { public static int TX => 16; public static int TY => 16; public static int BK => 8; }
 /// 256 threads, 128x128 tiles, BK 16 (half the barriers per FLOP; PVLR_GEMM_TILE=128k16 selects it for a sweep).
-public struct Gemm16K16 : IGemmShape { public static int TX => 16; public static int TY => 16; public static int BK => 16; }
+public struct Gemm16K16 : IGemmShape { public static int TX => 16; public static int TY => 16; public static int BK =>
+    16; }
 /// 64 threads, 64x64 tiles: GEMMs too small to fill the GPU with 128x128 tiles.
 public struct Gemm8 : IGemmShape { public static int TX => 8; public static int TY => 8; public static int BK => 8; }
 /// 16 threads, 32x32 tiles, BK 4: the CPU emulator (tests on tiny shapes).
@@ -52,8 +58,14 @@ public struct Row8
     /// r += a * [lo, hi]: one row's eight columns (two groups of four).
     public static Row8 Fma(Row8 r, float a, Vec4 lo, Vec4 hi)
     {
-        r.X0 += a * lo.X; r.X1 += a * lo.Y; r.X2 += a * lo.Z; r.X3 += a * lo.W;
-        r.X4 += a * hi.X; r.X5 += a * hi.Y; r.X6 += a * hi.Z; r.X7 += a * hi.W;
+        r.X0 += a * lo.X;
+        r.X1 += a * lo.Y;
+        r.X2 += a * lo.Z;
+        r.X3 += a * lo.W;
+        r.X4 += a * hi.X;
+        r.X5 += a * hi.Y;
+        r.X6 += a * hi.Z;
+        r.X7 += a * hi.W;
         return r;
     }
 }
@@ -68,8 +80,14 @@ public static class GemmKernels
     {
         if (row >= p.M) return;
         long o = ci + (long)row * p.Ldc;
-        Put(p, c, o, c0, r.X0); Put(p, c, o, c0 + 1, r.X1); Put(p, c, o, c0 + 2, r.X2); Put(p, c, o, c0 + 3, r.X3);
-        Put(p, c, o, c1, r.X4); Put(p, c, o, c1 + 1, r.X5); Put(p, c, o, c1 + 2, r.X6); Put(p, c, o, c1 + 3, r.X7);
+        Put(p, c, o, c0, r.X0);
+        Put(p, c, o, c0 + 1, r.X1);
+        Put(p, c, o, c0 + 2, r.X2);
+        Put(p, c, o, c0 + 3, r.X3);
+        Put(p, c, o, c1, r.X4);
+        Put(p, c, o, c1 + 1, r.X5);
+        Put(p, c, o, c1 + 2, r.X6);
+        Put(p, c, o, c1 + 3, r.X7);
     }
 
     static void Put(GemmParams p, ArrayView<float> c, long o, int col, float v)
@@ -82,7 +100,8 @@ public static class GemmKernels
     /// e walk K (the operand is contiguous along K), else they walk M or N.
     struct Slab
     {
-        public int Width, Bk, Nt, Count, Rows, Cols; public bool AlongK;
+        public int Width, Bk, Nt, Count, Rows, Cols;
+        public bool AlongK;
         public long Base, RsK, RsW;          // element (k, w) of the operand at Base + k RsK + w RsW
         public int W0, K0;
 
@@ -111,8 +130,14 @@ public static class GemmKernels
 
         public void Stage(ArrayView<float> s, int tid, Row8 r)
         {
-            Put(s, 0, tid, r.X0); Put(s, 1, tid, r.X1); Put(s, 2, tid, r.X2); Put(s, 3, tid, r.X3);
-            Put(s, 4, tid, r.X4); Put(s, 5, tid, r.X5); Put(s, 6, tid, r.X6); Put(s, 7, tid, r.X7);
+            Put(s, 0, tid, r.X0);
+            Put(s, 1, tid, r.X1);
+            Put(s, 2, tid, r.X2);
+            Put(s, 3, tid, r.X3);
+            Put(s, 4, tid, r.X4);
+            Put(s, 5, tid, r.X5);
+            Put(s, 6, tid, r.X6);
+            Put(s, 7, tid, r.X7);
         }
     }
 
@@ -124,7 +149,8 @@ public static class GemmKernels
         int nt = sx * sy, tid = ty * sx + tx, bm = 8 * sy, bn = 8 * sx;
         var As = SharedMemory.Allocate<float>(SlabFloats);       // [BK][bm]
         var Bs = SharedMemory.Allocate<float>(SlabFloats);       // [BK][bn]
-        var As4 = As.Cast<Vec4>(); var Bs4 = Bs.Cast<Vec4>();
+        var As4 = As.Cast<Vec4>();
+        var Bs4 = Bs.Cast<Vec4>();
         int bt = Grid.IdxZ;
         // A slab: k along K, w along M; B slab: k along K, w along N.
         var sa = new Slab { Width = bm, Bk = bk, Nt = nt, Count = bk * bm / nt, Rows = p.K, Cols = p.M,
@@ -135,28 +161,44 @@ public static class GemmKernels
                             Base = (long)bt * p.BatchB, RsK = p.RsB, RsW = p.CsB, W0 = Grid.IdxX * bn };
         Row8 r0 = default, r1 = default, r2 = default, r3 = default, r4 = default, r5 = default, r6 = default,
             r7 = default;
-        var pa = sa.Fetch(a, tid); var pb = sb.Fetch(b, tid);
+        var pa = sa.Fetch(a, tid);
+        var pb = sb.Fetch(b, tid);
         for (int k0 = 0; k0 < p.K; k0 += bk)
         {
-            sa.Stage(As, tid, pa); sb.Stage(Bs, tid, pb);
+            sa.Stage(As, tid, pa);
+            sb.Stage(Bs, tid, pb);
             Group.Barrier();
-            if (k0 + bk < p.K) { sa.K0 = k0 + bk; sb.K0 = k0 + bk; pa = sa.Fetch(a, tid); pb = sb.Fetch(b, tid); }
+            if (k0 + bk < p.K)
+            {
+                sa.K0 = k0 + bk;
+                sb.K0 = k0 + bk;
+                pa = sa.Fetch(a, tid);
+                pb = sb.Fetch(b, tid);
+            }
             for (int k = 0; k < bk; k++)
             {
                 int ab = k * (bm / 4) + ty, bb = k * (bn / 4) + tx;
                 Vec4 alo = As4[ab], ahi = As4[ab + sy], blo = Bs4[bb], bhi = Bs4[bb + sx];
-                r0 = Row8.Fma(r0, alo.X, blo, bhi); r1 = Row8.Fma(r1, alo.Y, blo, bhi);
-                r2 = Row8.Fma(r2, alo.Z, blo, bhi); r3 = Row8.Fma(r3, alo.W, blo, bhi);
-                r4 = Row8.Fma(r4, ahi.X, blo, bhi); r5 = Row8.Fma(r5, ahi.Y, blo, bhi);
-                r6 = Row8.Fma(r6, ahi.Z, blo, bhi); r7 = Row8.Fma(r7, ahi.W, blo, bhi);
+                r0 = Row8.Fma(r0, alo.X, blo, bhi);
+                r1 = Row8.Fma(r1, alo.Y, blo, bhi);
+                r2 = Row8.Fma(r2, alo.Z, blo, bhi);
+                r3 = Row8.Fma(r3, alo.W, blo, bhi);
+                r4 = Row8.Fma(r4, ahi.X, blo, bhi);
+                r5 = Row8.Fma(r5, ahi.Y, blo, bhi);
+                r6 = Row8.Fma(r6, ahi.Z, blo, bhi);
+                r7 = Row8.Fma(r7, ahi.W, blo, bhi);
             }
             Group.Barrier();
         }
         long ci = (long)bt * p.BatchC;
         int c0 = Grid.IdxX * bn + 4 * tx, c1 = c0 + bn / 2, row = Grid.IdxY * bm + 4 * ty, row1 = row + bm / 2;
-        Store(p, c, ci, row, c0, c1, r0); Store(p, c, ci, row + 1, c0, c1, r1);
-        Store(p, c, ci, row + 2, c0, c1, r2); Store(p, c, ci, row + 3, c0, c1, r3);
-        Store(p, c, ci, row1, c0, c1, r4); Store(p, c, ci, row1 + 1, c0, c1, r5);
-        Store(p, c, ci, row1 + 2, c0, c1, r6); Store(p, c, ci, row1 + 3, c0, c1, r7);
+        Store(p, c, ci, row, c0, c1, r0);
+        Store(p, c, ci, row + 1, c0, c1, r1);
+        Store(p, c, ci, row + 2, c0, c1, r2);
+        Store(p, c, ci, row + 3, c0, c1, r3);
+        Store(p, c, ci, row1, c0, c1, r4);
+        Store(p, c, ci, row1 + 1, c0, c1, r5);
+        Store(p, c, ci, row1 + 2, c0, c1, r6);
+        Store(p, c, ci, row1 + 3, c0, c1, r7);
     }
 }

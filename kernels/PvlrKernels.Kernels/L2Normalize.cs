@@ -7,12 +7,18 @@ namespace PvlrKernels.Kernels;
 
 public struct L2NormFwd<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Y, Norm, X; public int N, Inner; public float Eps;
+    public TMem Y, Norm, X;
+    public int N, Inner;
+    public float Eps;
     public void Execute(int i)
     {
         int o = i / Inner, j = i - o * Inner, b = o * N * Inner + j;
         float s = 0f;
-        for (int n = 0; n < N; n++) { float v = X[b + n * Inner]; s += v * v; }
+        for (int n = 0; n < N; n++)
+        {
+            float v = X[b + n * Inner];
+            s += v * v;
+        }
         float nr = XMath.Sqrt(s), d = XMath.Max(nr, Eps);
         for (int n = 0; n < N; n++) Y[b + n * Inner] = X[b + n * Inner] / d;
         Norm[i] = nr;
@@ -21,7 +27,9 @@ public struct L2NormFwd<TMem> : IKernel where TMem : struct, IMem
 /// dx += (dy - y <y, dy>) / norm   if norm > eps,   else dy / eps.
 public struct L2NormBwd<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem DX, DY, Y, Norm; public int N, Inner; public float Eps;
+    public TMem DX, DY, Y, Norm;
+    public int N, Inner;
+    public float Eps;
     public void Execute(int i)
     {
         int o = i / Inner, j = i - o * Inner, b = o * N * Inner + j;
@@ -30,10 +38,18 @@ public struct L2NormBwd<TMem> : IKernel where TMem : struct, IMem
         {
             float s = 0f;
             for (int n = 0; n < N; n++) s += Y[b + n * Inner] * DY[b + n * Inner];
-            for (int n = 0; n < N; n++) { int a = b + n * Inner; DX[a] = DX[a] + (DY[a] - Y[a] * s) / nr; }
+            for (int n = 0; n < N; n++)
+            {
+                int a = b + n * Inner;
+                DX[a] = DX[a] + (DY[a] - Y[a] * s) / nr;
+            }
         }
         else
-            for (int n = 0; n < N; n++) { int a = b + n * Inner; DX[a] = DX[a] + DY[a] / Eps; }
+            for (int n = 0; n < N; n++)
+            {
+                int a = b + n * Inner;
+                DX[a] = DX[a] + DY[a] / Eps;
+            }
     }
 }
 
@@ -49,7 +65,11 @@ public static class L2NormWarp
         int lane = Group.IdxX, w = Group.DimX;
         long b = (long)row * n;
         float s = 0f;
-        for (int i = lane; i < n; i += w) { float v = x[b + i]; s += v * v; }
+        for (int i = lane; i < n; i += w)
+        {
+            float v = x[b + i];
+            s += v * v;
+        }
         for (int off = w / 2; off > 0; off /= 2) s += Warp.ShuffleXor(s, off);
         float nr = XMath.Sqrt(s), d = XMath.Max(nr, eps);
         for (int i = lane; i < n; i += w) y[b + i] = x[b + i] / d;

@@ -6,7 +6,9 @@ namespace PvlrKernels.Kernels;
 
 public struct LayerNormFwd<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Y, Mean, Rstd, X, Gamma, Beta; public int N; public float Eps;
+    public TMem Y, Mean, Rstd, X, Gamma, Beta;
+    public int N;
+    public float Eps;
     public void Execute(int r)
     {
         int b = r * N;
@@ -14,26 +16,35 @@ public struct LayerNormFwd<TMem> : IKernel where TMem : struct, IMem
         for (int n = 0; n < N; n++) m += X[b + n];
         m /= N;
         float v = 0f;
-        for (int n = 0; n < N; n++) { float d = X[b + n] - m; v += d * d; }
+        for (int n = 0; n < N; n++)
+        {
+            float d = X[b + n] - m;
+            v += d * d;
+        }
         float rs = 1f / XMath.Sqrt(v / N + Eps);
         for (int n = 0; n < N; n++) Y[b + n] = (X[b + n] - m) * rs * Gamma[n] + Beta[n];
-        Mean[r] = m; Rstd[r] = rs;
+        Mean[r] = m;
+        Rstd[r] = rs;
     }
 }
 /// dx += rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * gamma.  One thread per row.
 public struct LayerNormBwdX<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem DX, DY, X, Gamma, Mean, Rstd; public int N;
+    public TMem DX, DY, X, Gamma, Mean, Rstd;
+    public int N;
     public void Execute(int r)
     {
-        int b = r * N; float m = Mean[r], rs = Rstd[r];
+        int b = r * N;
+        float m = Mean[r], rs = Rstd[r];
         float sg = 0f, sgx = 0f;
         for (int n = 0; n < N; n++)
         {
             float g = DY[b + n] * Gamma[n], xh = (X[b + n] - m) * rs;
-            sg += g; sgx += g * xh;
+            sg += g;
+            sgx += g * xh;
         }
-        sg /= N; sgx /= N;
+        sg /= N;
+        sgx /= N;
         for (int n = 0; n < N; n++)
         {
             float g = DY[b + n] * Gamma[n], xh = (X[b + n] - m) * rs;
@@ -44,7 +55,8 @@ public struct LayerNormBwdX<TMem> : IKernel where TMem : struct, IMem
 /// dgamma[n] += sum_r dy * xhat, dbeta[n] += sum_r dy.  One thread per column.
 public struct LayerNormBwdParams<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem DGamma, DBeta, DY, X, Mean, Rstd; public int N, Rows;
+    public TMem DGamma, DBeta, DY, X, Mean, Rstd;
+    public int N, Rows;
     public void Execute(int n)
     {
         float sg = 0f, sb = 0f;
@@ -54,6 +66,7 @@ public struct LayerNormBwdParams<TMem> : IKernel where TMem : struct, IMem
             sg += dy * (X[r * N + n] - Mean[r]) * Rstd[r];
             sb += dy;
         }
-        DGamma[n] = DGamma[n] + sg; DBeta[n] = DBeta[n] + sb;
+        DGamma[n] = DGamma[n] + sg;
+        DBeta[n] = DBeta[n] + sb;
     }
 }

@@ -11,7 +11,8 @@ public struct KlParams { public int Bt, Np, Nq, D; public float VarEps; }
 /// One thread per (b, i, j).
 public struct PairwiseKlFwd<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Kl, MuP, VarP, MuQ, VarQ; public KlParams K;
+    public TMem Kl, MuP, VarP, MuQ, VarQ;
+    public KlParams K;
     public void Execute(int r)
     {
         int j = r % K.Nq, bi = r / K.Nq, b = bi / K.Np;
@@ -36,7 +37,8 @@ public struct PairwiseKlFwd<TMem> : IKernel where TMem : struct, IMem
 /// Side P, one thread per (b, i, d): dmuP += sum_j g (mp-mq)/s2q;  dvarP += sum_j g/2 (1/s2q - 1/s2p).
 public struct PairwiseKlBwdP<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem DMuP, DVarP, DKl, MuP, VarP, MuQ, VarQ; public KlParams K;
+    public TMem DMuP, DVarP, DKl, MuP, VarP, MuQ, VarQ;
+    public KlParams K;
     public void Execute(int r)
     {
         int d = r % K.D, bi = r / K.D, b = bi / K.Np;
@@ -48,14 +50,16 @@ public struct PairwiseKlBwdP<TMem> : IKernel where TMem : struct, IMem
             gm += g * (mp - MuQ[q]) / sq;
             gv += g * 0.5f * (1f / sq - 1f / sp);
         }
-        DMuP[r] = DMuP[r] + gm; DVarP[r] = DVarP[r] + gv;
+        DMuP[r] = DMuP[r] + gm;
+        DVarP[r] = DVarP[r] + gv;
     }
 }
 /// Side Q, one thread per (b, j, d): dmuQ += sum_i g (mq-mp)/s2q;
 /// dvarQ += sum_i g/2 (1/s2q - ((mq-mp)^2 + s2p)/s2q^2).
 public struct PairwiseKlBwdQ<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem DMuQ, DVarQ, DKl, MuP, VarP, MuQ, VarQ; public KlParams K;
+    public TMem DMuQ, DVarQ, DKl, MuP, VarP, MuQ, VarQ;
+    public KlParams K;
     public void Execute(int r)
     {
         int d = r % K.D, bj = r / K.D, j = bj % K.Nq, b = bj / K.Nq;
@@ -67,6 +71,7 @@ public struct PairwiseKlBwdQ<TMem> : IKernel where TMem : struct, IMem
             gm += g * dm / sq;
             gv += g * 0.5f * (1f / sq - (dm * dm + sp) / (sq * sq));
         }
-        DMuQ[r] = DMuQ[r] + gm; DVarQ[r] = DVarQ[r] + gv;
+        DMuQ[r] = DMuQ[r] + gm;
+        DVarQ[r] = DVarQ[r] + gv;
     }
 }

@@ -24,10 +24,15 @@ public static class Philox
         {
             uint h0 = MulHi(M0, x0), l0 = M0 * x0, h1 = MulHi(M1, x2), l1 = M1 * x2;
             uint n0 = h1 ^ x1 ^ k0, n1 = l1, n2 = h0 ^ x3 ^ k1, n3 = l0;
-            x0 = n0; x1 = n1; x2 = n2; x3 = n3;
-            k0 += W0; k1 += W1;
+            x0 = n0;
+            x1 = n1;
+            x2 = n2;
+            x3 = n3;
+            k0 += W0;
+            k1 += W1;
         }
-        r0 = x0; r1 = x1;
+        r0 = x0;
+        r1 = x1;
     }
 
     /// Standard normal by Box-Muller from the two outputs at counter (c0, s0, s1, c3).
@@ -51,7 +56,10 @@ public static class Philox
 /// Dropout mask: m[i] = 0 with probability P, else 1/(1-P). Drop iff r0 < P * 2^32.
 public struct DropoutMaskKernel<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Y; public RngKey Key; public uint Threshold; public float KeepScale;
+    public TMem Y;
+    public RngKey Key;
+    public uint Threshold;
+    public float KeepScale;
     public void Execute(int i)
     {
         Philox.Next2(Key, (uint)i, 0u, out uint r0, out uint _);
@@ -62,7 +70,10 @@ public struct DropoutMaskKernel<TMem> : IKernel where TMem : struct, IMem
 /// P separate (P, ...)-shaped noise tensors, without materializing them.
 public struct NormalKernel<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Y; public RngKey Key; public float Std; public int Samples, N;
+    public TMem Y;
+    public RngKey Key;
+    public float Std;
+    public int Samples, N;
     public void Execute(int i)
     {
         float s = 0f;

@@ -10,7 +10,9 @@ public static class ReduceMode { public const int Sum = 0, Max = 1, Min = 2; }
 /// Ties in max/min go to the lowest index, as torch.min/max on CPU.
 public struct ReduceAxis<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Y, X, Idx; public int N, Inner, Mode, Accumulate, WriteIdx; public float Scale;
+    public TMem Y, X, Idx;
+    public int N, Inner, Mode, Accumulate, WriteIdx;
+    public float Scale;
     public void Execute(int i)
     {
         int o = i / Inner, j = i - o * Inner, b = o * N * Inner + j;
@@ -22,11 +24,16 @@ public struct ReduceAxis<TMem> : IKernel where TMem : struct, IMem
             Y[i] = Accumulate != 0 ? Y[i] + s : s;
             return;
         }
-        float best = X[b]; int bi = 0;
+        float best = X[b];
+        int bi = 0;
         for (int n = 1; n < N; n++)
         {
             float v = X[b + n * Inner];
-            if (Mode == ReduceMode.Max ? v > best : v < best) { best = v; bi = n; }
+            if (Mode == ReduceMode.Max ? v > best : v < best)
+            {
+                best = v;
+                bi = n;
+            }
         }
         Y[i] = best;
         if (WriteIdx != 0) Idx[i] = bi;
@@ -38,23 +45,31 @@ public struct ReduceAxis<TMem> : IKernel where TMem : struct, IMem
 /// no scratch: the m-th pick is the best element strictly after the (m-1)-th pick in that order.
 public struct ArgTopK<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Idx, X; public int N, Inner, K, Largest;
+    public TMem Idx, X;
+    public int N, Inner, K, Largest;
     public void Execute(int i)
     {
         int o = i / Inner, j = i - o * Inner, b = o * N * Inner + j;
         float sign = Largest != 0 ? 1f : -1f;
-        float prevV = 0f; int prevI = -1;
+        float prevV = 0f;
+        int prevI = -1;
         for (int m = 0; m < K; m++)
         {
-            float bestV = 0f; int bestI = -1;
+            float bestV = 0f;
+            int bestI = -1;
             for (int n = 0; n < N; n++)
             {
                 float v = sign * X[b + n * Inner];
                 bool after = prevI < 0 || v < prevV || (v == prevV && n > prevI);
-                if (after && (bestI < 0 || v > bestV)) { bestV = v; bestI = n; }
+                if (after && (bestI < 0 || v > bestV))
+                {
+                    bestV = v;
+                    bestI = n;
+                }
             }
             Idx[(o * K + m) * Inner + j] = bestI;
-            prevV = bestV; prevI = bestI;
+            prevV = bestV;
+            prevI = bestI;
         }
     }
 }
@@ -62,7 +77,8 @@ public struct ArgTopK<TMem> : IKernel where TMem : struct, IMem
 /// y[o, m, j] = x[o, idx, j]; idx = Idx[o, m, j] (PerInner=1) or Idx[o, m] (PerInner=0).
 public struct GatherAxis<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Y, X, Idx; public int N, M, Inner, PerInner;
+    public TMem Y, X, Idx;
+    public int N, M, Inner, PerInner;
     public void Execute(int i)
     {
         int j = i % Inner, om = i / Inner, o = om / M;
@@ -73,7 +89,8 @@ public struct GatherAxis<TMem> : IKernel where TMem : struct, IMem
 /// dx[o, idx, j] += dy[o, m, j]: one thread per (o, j) walks m, so repeated indices never race.
 public struct ScatterAxis<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem DX, DY, Idx; public int N, M, Inner, PerInner;
+    public TMem DX, DY, Idx;
+    public int N, M, Inner, PerInner;
     public void Execute(int i)
     {
         int o = i / Inner, j = i - o * Inner;

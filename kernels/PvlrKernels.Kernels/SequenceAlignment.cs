@@ -50,7 +50,9 @@ public struct FsdCell : IAlignCell
         float z0 = diag / gamma, z1 = (q[x] + up) / gamma, z2 = (q[x] + left) / gamma;
         float zMax = XMath.Max(z0, XMath.Max(z1, z2));
         float e0 = XMath.Exp(z0 - zMax), e1 = XMath.Exp(z1 - zMax), e2 = XMath.Exp(z2 - zMax), sum = e0 + e1 + e2;
-        aux[3 * x] = e0 / sum; aux[3 * x + 1] = e1 / sum; aux[3 * x + 2] = e2 / sum;
+        aux[3 * x] = e0 / sum;
+        aux[3 * x + 1] = e1 / sum;
+        aux[3 * x + 2] = e2 / sum;
         return p[x] + gamma * (zMax + XMath.Log(sum));
     }
 
@@ -71,9 +73,18 @@ public struct LcsCell : IAlignCell
         float threshold) where TMem : struct, IMem
     {
         float s = p[x];
-        if (s > threshold) { aux[x] = Diag; return diag + s; }
-        if (left > up) { aux[x] = Left; return left; }
-        aux[x] = Up; return up;
+        if (s > threshold)
+        {
+            aux[x] = Diag;
+            return diag + s;
+        }
+        if (left > up)
+        {
+            aux[x] = Left;
+            return left;
+        }
+        aux[x] = Up;
+        return up;
     }
 }
 
@@ -81,11 +92,16 @@ public struct LcsCell : IAlignCell
 /// written, Value (P).
 public struct AlignForwardPair<TMem, TCell> : IKernel where TMem : struct, IMem where TCell : struct, IAlignCell
 {
-    public TMem Value, Table, Aux, P, Q; public AlignParams A;
+    public TMem Value, Table, Aux, P, Q;
+    public AlignParams A;
     public void Execute(int pair)
     {
         int side = A.Side, t0 = pair * side * side, c0 = pair * A.Cells;
-        for (int k = 0; k < side; k++) { Table[t0 + k] = 0f; Table[t0 + k * side] = 0f; }
+        for (int k = 0; k < side; k++)
+        {
+            Table[t0 + k] = 0f;
+            Table[t0 + k * side] = 0f;
+        }
         for (int i = 1; i <= A.L; i++)
             for (int j = 1; j <= A.L; j++)
             {
@@ -100,11 +116,16 @@ public struct AlignForwardPair<TMem, TCell> : IKernel where TMem : struct, IMem 
 /// FSD backward, one thread per pair; Adjoint (P, L+2, L+2) is scratch (row and column L+1 zero).
 public struct FsdBackwardPair<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem DM, DG, Adjoint, DValue, Weights; public AlignParams A;
+    public TMem DM, DG, Adjoint, DValue, Weights;
+    public AlignParams A;
     public void Execute(int pair)
     {
         int side = A.L + 2, e0 = pair * side * side, c0 = pair * A.Cells;
-        for (int k = 0; k < side; k++) { Adjoint[e0 + A.L * side + side + k] = 0f; Adjoint[e0 + k * side + A.L + 1] = 0f; }
+        for (int k = 0; k < side; k++)
+        {
+            Adjoint[e0 + A.L * side + side + k] = 0f;
+            Adjoint[e0 + k * side + A.L + 1] = 0f;
+        }
         float dy = DValue[pair];
         for (int i = A.L; i >= 1; i--)
             for (int j = A.L; j >= 1; j--)
@@ -126,7 +147,8 @@ public struct FsdBackwardPair<TMem> : IKernel where TMem : struct, IMem
 /// LCS backward, one thread per pair: walks the chosen path from (L, L) back to row or column 0.
 public struct LcsBackwardPair<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem DS, DValue, Choice; public AlignParams A;
+    public TMem DS, DValue, Choice;
+    public AlignParams A;
     public void Execute(int pair)
     {
         int c0 = pair * A.Cells, i = A.L, j = A.L;
@@ -135,7 +157,12 @@ public struct LcsBackwardPair<TMem> : IKernel where TMem : struct, IMem
         {
             int c = c0 + (i - 1) * A.L + j - 1;
             float choice = Choice[c];
-            if (choice == LcsCell.Diag) { DS[c] = DS[c] + dy; i--; j--; }
+            if (choice == LcsCell.Diag)
+            {
+                DS[c] = DS[c] + dy;
+                i--;
+                j--;
+            }
             else if (choice == LcsCell.Up) i--;
             else j--;
         }

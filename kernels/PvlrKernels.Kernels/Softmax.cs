@@ -6,7 +6,8 @@ namespace PvlrKernels.Kernels;
 
 public struct SoftmaxFwd<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Y, X; public int N, Inner, Log;
+    public TMem Y, X;
+    public int N, Inner, Log;
     public void Execute(int i)
     {
         int o = i / Inner, j = i - o * Inner, b = o * N * Inner + j;
@@ -29,7 +30,8 @@ public struct SoftmaxFwd<TMem> : IKernel where TMem : struct, IMem
 /// softmax: dx = y (dy - sum y dy);  log-softmax: dx = dy - exp(y) sum dy.  Accumulates into dx.
 public struct SoftmaxBwd<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem DX, Y, DY; public int N, Inner, Log;
+    public TMem DX, Y, DY;
+    public int N, Inner, Log;
     public void Execute(int i)
     {
         int o = i / Inner, j = i - o * Inner, b = o * N * Inner + j;

@@ -77,7 +77,8 @@ public struct SigmoidOp : IUnaryOp
     public static Vector512<float> Forward(Vector512<float> x, float p)
     {
         var t = -x;
-        var lo = Vector512.Create(-Clamp); var hi = Vector512.Create(Clamp);
+        var lo = Vector512.Create(-Clamp);
+        var hi = Vector512.Create(Clamp);
         t = Vector512.ConditionalSelect(Vector512.LessThan(t, lo), lo,
             Vector512.ConditionalSelect(Vector512.GreaterThan(t, hi), hi, t));
         var k = Vector512.Round(t * Vector512.Create(Log2E));
@@ -179,20 +180,24 @@ public struct SquareOp : IUnaryOp
 /// y[i] = Op(x[i]); one thread per element.
 public struct UnaryFwd<TOp, TMem> : IKernel where TOp : struct, IUnaryOp where TMem : struct, IMem
 {
-    public TMem Y, X; public float P;
+    public TMem Y, X;
+    public float P;
     public void Execute(int i) => Y[i] = TOp.Forward(X[i], P);
 }
 /// y[i] = v[i] * sigmoid(a[i] * s[i / Cols]): the cross-modal gate of the attention module at test
 /// time (no gradient), one pass instead of a product, a sigmoid and a product, in the same order.
 public struct SigmoidGate<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Y, A, S, V; public int Cols;
+    public TMem Y, A, S, V;
+    public int Cols;
     public void Execute(int i) => Y[i] = SigmoidOp.Forward(A[i] * S[i / Cols], 0f) * V[i];
 }
 /// dx[i] (+)= Op'(x[i], y[i]) dy[i]
 public struct UnaryBwd<TOp, TMem> : IKernel where TOp : struct, IUnaryOp where TMem : struct, IMem
 {
-    public TMem DX, X, Y, DY; public float P; public int Accumulate;
+    public TMem DX, X, Y, DY;
+    public float P;
+    public int Accumulate;
     public void Execute(int i)
     {
         float g = TOp.Backward(X[i], Y[i], DY[i], P);

@@ -24,7 +24,8 @@ public struct WinoParams
 /// frozen weight, so the transposed read of w is not worth tiling on the GPU.
 public struct WinogradWeight<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem U, W, G; public int Cin, Cout, N;
+    public TMem U, W, G;
+    public int Cin, Cout, N;
     public void Execute(int i)
     {
         int ci = i / Cout, co = i % Cout, plane = Cin * Cout;
@@ -37,7 +38,8 @@ public struct WinogradWeight<TMem> : IKernel where TMem : struct, IMem
 /// V (n, Batch*Tiles, VRow) from x (Batch, T, C): one thread per (tile, channel).
 public struct WinogradIn<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem V, X, Mat; public WinoParams P;
+    public TMem V, X, Mat;
+    public WinoParams P;
     public void Execute(int i)
     {
         int c = i % P.C, tile = i / P.C, b = tile / P.Tiles, t0 = (tile % P.Tiles) * P.M - 1;
@@ -58,7 +60,8 @@ public struct WinogradIn<TMem> : IKernel where TMem : struct, IMem
 /// y (Batch, T, C) = act(At M + bias) * mask from M (n, Batch*Tiles, C): one thread per (tile, channel).
 public struct WinogradOut<TMem> : IKernel where TMem : struct, IMem
 {
-    public TMem Y, Mm, Mat, Bias, Mask; public WinoParams P;
+    public TMem Y, Mm, Mat, Bias, Mask;
+    public WinoParams P;
     public void Execute(int i)
     {
         int c = i % P.C, tile = i / P.C, b = tile / P.Tiles, t0 = (tile % P.Tiles) * P.M;

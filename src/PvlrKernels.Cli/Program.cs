@@ -16,12 +16,21 @@ public static class Program
 {
     const string Usage = """
 usage:
-  pvlr train [--method pvlr|co2net|um|acmnet|ftcl] [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda] [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--init FILE] [--train-winograd 0|2|4|6] [--clip-weights FILE] [--mining-ties torch|stable]
-  pvlr eval --checkpoint FILE [--method pvlr|co2net|um|acmnet|ftcl] [--data DIR] [--device ...] [--winograd 0|2|4|6] [--infer-rows N]
-  pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--winograd 0|2|4|6]
-  pvlr score --annotations DIR|GT.json --predictions FILE.csv|RESULTS.json [--subset NAME] [--units snippets|seconds] [--ap interpolated|wtalc] [--json] [--out-json FILE]
-  pvlr replay --state DIR --out DIR [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--train-winograd 0|2|4|6] [--no-savings] [--mining-ties torch|stable]
-  pvlr bench [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--preset paper|demo] [--only gemm,conv,clip,step,align,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS] [--vector256] [--winograd 0|2|4|6] [--train-winograd 0|2|4|6] [--infer-rows N] [--torch [--torch-steps N] [--torch-script FILE]] [--ptx] [--out FILE.md]
+  pvlr train [--method pvlr|co2net|um|acmnet|ftcl] [--data DIR] [--clip-features DIR] [--device auto|cpu|cuda]
+      [--preset demo|paper|tiny] [--max-iter N] [--out DIR] [--resume DIR] [--init FILE]
+      [--train-winograd 0|2|4|6] [--clip-weights FILE] [--mining-ties torch|stable]
+  pvlr eval --checkpoint FILE [--method pvlr|co2net|um|acmnet|ftcl] [--data DIR] [--device ...]
+      [--winograd 0|2|4|6] [--infer-rows N]
+  pvlr infer --checkpoint FILE --features FILE.npy --out detections.json [--method pvlr|co2net|um|acmnet|ftcl]
+      [--device ...] [--winograd 0|2|4|6]
+  pvlr score --annotations DIR|GT.json --predictions FILE.csv|RESULTS.json [--subset NAME]
+      [--units snippets|seconds] [--ap interpolated|wtalc] [--json] [--out-json FILE]
+  pvlr replay --state DIR --out DIR [--method pvlr|co2net|um|acmnet|ftcl] [--device ...]
+      [--train-winograd 0|2|4|6] [--no-savings] [--mining-ties torch|stable]
+  pvlr bench [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--preset paper|demo]
+      [--only gemm,conv,clip,step,align,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS]
+      [--vector256] [--winograd 0|2|4|6] [--train-winograd 0|2|4|6] [--infer-rows N]
+      [--torch [--torch-steps N] [--torch-script FILE]] [--ptx] [--out FILE.md]
   pvlr export --checkpoint FILE --format safetensors|pth --out FILE [--method pvlr|co2net|um|acmnet|ftcl]
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors|structure|strides] [--seed S]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
@@ -39,11 +48,16 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
 
     public static int Main(string[] args)
     {
-        if (args.Length == 0 || args[0] is "-h" or "--help") { Console.WriteLine(Usage); return args.Length == 0 ? 2 : 0; }
+        if (args.Length == 0 || args[0] is "-h" or "--help")
+        {
+            Console.WriteLine(Usage);
+            return args.Length == 0 ? 2 : 0;
+        }
         // multicore JIT from the last run of this command (Engine/JitProfile.cs); only as the process's own
         // entry point, not when a test host calls Main
         bool known = Commands.TryGetValue(args[0], out var command);
-        if (known && System.Reflection.Assembly.GetEntryAssembly() == typeof(Program).Assembly) JitProfile.Start(args[0]);
+        if (known && System.Reflection.Assembly.GetEntryAssembly() == typeof(Program).Assembly)
+            JitProfile.Start(args[0]);
         try
         {
             var o = Opts.Parse(args.Skip(1).ToArray());
@@ -51,9 +65,10 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             foreach (var sw in Switches(args[0])) o.Flag(sw);          // "--json yes" is refused before any work
             return known ? command(o) : throw new ArgumentException($"unknown command '{args[0]}'\n{Usage}");
         }
-        catch (Exception e) when (e is ArgumentException or DataFormatException or FileNotFoundException or DirectoryNotFoundException
-                                   or ShapeException or TrainingDivergedException or OutOfMemoryException or InvalidOperationException
-                                   or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is ArgumentException or DataFormatException or FileNotFoundException
+                                   or DirectoryNotFoundException or ShapeException or TrainingDivergedException
+                                   or OutOfMemoryException or InvalidOperationException or IOException
+                                   or UnauthorizedAccessException)
         {
             Console.Error.WriteLine($"pvlr: error: {OneLine(e.Message)}");
             return 1;
@@ -63,20 +78,28 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             // anything else is a fault of ours: one line here, the trace in a report file for a bug report
             string report = Path.Combine(Path.GetTempPath(), $"pvlr-crash-{Environment.ProcessId}.txt");
             try { File.WriteAllText(report, $"pvlr {string.Join(" ", args)}\n{e}\n"); } catch { report = null; }
-            Console.Error.WriteLine($"pvlr: error: {e.GetType().Name}: {OneLine(e.Message)}" + (report != null ? $" (details in {report})" : ""));
+            Console.Error.WriteLine($"pvlr: error: {e.GetType().Name}: {OneLine(e.Message)}"
+                + (report != null ? $" (details in {report})" : ""));
             return 70;
         }
     }
 
     static string OneLine(string m) => m.Replace('\n', ' ').Replace('\r', ' ').Trim();
 
-    /// A command's options, as its usage line lists them (none for an unknown command, which fails anyway).
-    static string[] Options(string cmd) =>
-        Usage.Split('\n').Where(l => l.StartsWith($"  pvlr {cmd} ")).SelectMany(l => System.Text.RegularExpressions.Regex.Matches(l, "--([a-z][a-z0-9-]*)").Select(m => m.Groups[1].Value)).ToArray();
+    /// A command's usage entry: its "  pvlr CMD" line and the indented lines that continue it, as one line.
+    static string UsageOf(string cmd) =>
+        string.Join(" ", Usage.Split('\n').SkipWhile(l => !l.StartsWith($"  pvlr {cmd} "))
+            .TakeWhile((l, i) => i == 0 || l.StartsWith("      ")).Select(l => l.Trim()));
 
-    /// A command's switches: the options its usage line shows without a value ("[--json]", "[--torch [...").
+    /// A command's options, as its usage entry lists them (none for an unknown command, which fails anyway).
+    static string[] Options(string cmd) =>
+        System.Text.RegularExpressions.Regex.Matches(UsageOf(cmd), "--([a-z][a-z0-9-]*)")
+            .Select(m => m.Groups[1].Value).ToArray();
+
+    /// A command's switches: the options its usage entry shows without a value ("[--json]", "[--torch [...").
     static string[] Switches(string cmd) =>
-        Usage.Split('\n').Where(l => l.StartsWith($"  pvlr {cmd} ")).SelectMany(l => System.Text.RegularExpressions.Regex.Matches(l, @"--([a-z][a-z0-9-]*)(?=\]| \[)").Select(m => m.Groups[1].Value)).ToArray();
+        System.Text.RegularExpressions.Regex.Matches(UsageOf(cmd), @"--([a-z][a-z0-9-]*)(?=\]| \[)")
+            .Select(m => m.Groups[1].Value).ToArray();
 
     public static Backend MakeBackend(string device)
     {
@@ -104,7 +127,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         root = Path.Combine(root, $"F{cfg.FeatDim}-D{clip}");
         if (!File.Exists(Path.Combine(root, ThumosDataset.FeatFile)))
         {
-            Console.WriteLine($"generating the demo dataset (real THUMOS14 annotations, synthetic features F={cfg.FeatDim}, CLIP {clip}) in {root} ...");
+            Console.WriteLine($"generating the demo dataset (real THUMOS14 annotations, synthetic features "
+                + $"F={cfg.FeatDim}, CLIP {clip}) in {root} ...");
             DemoData.Generate(root, new DemoOptions { FeatDim = cfg.FeatDim, ClipDim = clip },
                 new Progress<string>(Console.WriteLine));
         }
@@ -129,35 +153,42 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     {
         string resume = o.Get("resume");
         if (resume != null && !File.Exists(Path.Combine(resume,
-            "config.json"))) throw new FileNotFoundException($"{resume}: no config.json; --resume takes a run directory written by pvlr train");
+            "config.json"))) throw new FileNotFoundException($"{resume}: no config.json; --resume takes a run "
+                + $"directory written by pvlr train");
         var method = MethodOption(o);
         MethodConfig cfg;
         if (resume != null)
         {
             cfg = MethodRegistry.ConfigFromJson(File.ReadAllText(Path.Combine(resume, "config.json")));
-            if (method != null && method.Name != cfg.Method) throw new ArgumentException($"--method {method.Name}: {resume} is a {cfg.Method} run");
+            if (method != null && method.Name != cfg.Method)
+                throw new ArgumentException($"--method {method.Name}: {resume} is a {cfg.Method} run");
         }
         else cfg = (method ?? MethodRegistry.Get("pvlr")).Preset(o.Get("preset", "demo"));
         if (o.Has("max-iter")) cfg.MaxIter = o.Count("max-iter", cfg.MaxIter);
         TrainWinograd(o, cfg);
         string init = o.Get("init");
-        if (init != null && resume != null) throw new ArgumentException("--init starts a run; a resumed run keeps the weights its checkpoint holds");
+        if (init != null && resume != null)
+            throw new ArgumentException("--init starts a run; a resumed run keeps the weights its checkpoint holds");
         if (init != null && !File.Exists(init)) throw new FileNotFoundException($"--init: {init} not found", init);
         if (MiningTiesOption(o) is { } ties) PvlrOnly(cfg, "--mining-ties").MiningTies = ties;
         ClipWeights clip = null;
         if (o.Has("clip-weights"))
         {
-            if (resume != null) throw new ArgumentException("--clip-weights starts a run; a resumed run keeps the text tower its checkpoint holds");
+            if (resume != null)
+                throw new ArgumentException("--clip-weights starts a run; a resumed run keeps the text tower its "
+                    + "checkpoint holds");
             var pvlrCfg = PvlrOnly(cfg, "--clip-weights");
             clip = ClipWeights.Load(o.Get("clip-weights"));
             clip.Configure(pvlrCfg);
-            Console.WriteLine($"CLIP text tower from {clip.Path}: width {clip.Width}, {clip.Layers} layers, {pvlrCfg.ClipHeads} heads, projection {clip.ProjectionWidth}");
+            Console.WriteLine($"CLIP text tower from {clip.Path}: width {clip.Width}, {clip.Layers} layers, "
+                + $"{pvlrCfg.ClipHeads} heads, projection {clip.ProjectionWidth}");
         }
         string outDir = resume ?? o.Get("out", Path.Combine("runs", $"{cfg.Preset}-{DateTime.Now:yyyyMMdd-HHmmss}"));
         // the output directory is checked and locked before any data is read: a read-only or full disk, a
         // file in its place or a second training into it is found at once
         using var runDir = RunDirectory.Open(outDir, resume != null ? "--resume" : "--out");
-        foreach (var t in runDir.RemovedTemp) Console.WriteLine($"removed {Path.Combine(outDir, t)}, left by an interrupted write");
+        foreach (var t in runDir.RemovedTemp)
+            Console.WriteLine($"removed {Path.Combine(outDir, t)}, left by an interrupted write");
         string data = o.Get("data") ?? DemoDir(cfg);
         var ds = ThumosDataset.Load(data, o.Get("clip-features"), log: new Progress<string>(Console.WriteLine));
         using var backend = MakeBackend(o.Get("device"));
@@ -167,18 +198,26 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         if (resume != null)
         {
             var last = Path.Combine(resume, "last.safetensors");
-            if (!File.Exists(last)) throw new FileNotFoundException($"{resume}: no last.safetensors to resume from (one is written every {cfg.Interval} steps)", last);
+            if (!File.Exists(last))
+                throw new FileNotFoundException($"{resume}: no last.safetensors to resume from (one is written every "
+                    + $"{cfg.Interval} steps)", last);
             tr.Resume(last);
-            if (tr.Step >= cfg.MaxIter) throw new ArgumentException($"{resume} is already at step {tr.Step} of --max-iter {cfg.MaxIter}; pass a larger --max-iter to continue it");
+            if (tr.Step >= cfg.MaxIter)
+                throw new ArgumentException($"{resume} is already at step {tr.Step} of --max-iter {cfg.MaxIter}; "
+                    + $"pass a larger --max-iter to continue it");
             Console.WriteLine($"resuming {resume} at step {tr.Step}");
         }
-        Console.WriteLine($"training {cfg.Method} ({cfg.Preset}) on {backend.Name}: {ds.Train.Count} train / {ds.Test.Count} test videos, {cfg.MaxIter} steps, batch {cfg.BatchSize}x{cfg.MaxSeqLen}; output {outDir}");
+        Console.WriteLine($"training {cfg.Method} ({cfg.Preset}) on {backend.Name}: {ds.Train.Count} train / "
+            + $"{ds.Test.Count} test videos, {cfg.MaxIter} steps, batch {cfg.BatchSize}x{cfg.MaxSeqLen}; "
+            + $"output {outDir}");
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var r = tr.Run(outDir, cfg.MaxIter);
-        Console.WriteLine($"trained {cfg.MaxIter} steps in {sw.Elapsed.TotalSeconds:F1} s ({sw.Elapsed.TotalSeconds / cfg.MaxIter:F3} s/step incl. evaluation)");
+        Console.WriteLine($"trained {cfg.MaxIter} steps in {sw.Elapsed.TotalSeconds:F1} s "
+            + $"({sw.Elapsed.TotalSeconds / cfg.MaxIter:F3} s/step incl. evaluation)");
         var protocol = tr.Model.Evaluation;
-        Console.WriteLine($"final THUMOS14-style detection mAP (test split, {ds.Test.Count(v => !protocol.Excluded.Contains(v.Name))} videos" +
-            (protocol.Seconds ? ", in seconds" : "") + "):");
+        Console.WriteLine($"final THUMOS14-style detection mAP (test split, "
+            + $"{ds.Test.Count(v => !protocol.Excluded.Contains(v.Name))} videos"
+                + (protocol.Seconds ? ", in seconds" : "") + "):");
         Console.Write(r.Table());
         return 0;
     }
@@ -198,7 +237,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         if (o.Has("winograd")) cfg.WinogradTile = o.Int("winograd");
         if (o.Has("infer-rows")) cfg.InferRows = o.Count("infer-rows",
             cfg.InferRows) is var n && n <= MethodConfig.MaxInferRows ? n
-            : throw new ArgumentException($"--infer-rows must be at most {MethodConfig.MaxInferRows}, not {o.Get("infer-rows")}");
+            : throw new ArgumentException($"--infer-rows must be at most {MethodConfig.MaxInferRows}, not "
+                + $"{o.Get("infer-rows")}");
         cfg.Validate();
     }
 
@@ -216,7 +256,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         using var g = new Graph(backend, model.Parameters);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var r = Inference.Evaluate(model, g, ds.Ann, ds.Test, Console.Error.WriteLine);      // progress every 2 s
-        Console.WriteLine($"inference + evaluation of {ds.Test.Count} test videos ({ds.Test.Sum(v => (long)v.T)} snippets) in {sw.Elapsed.TotalSeconds:F2} s");
+        Console.WriteLine($"inference + evaluation of {ds.Test.Count} test videos ({ds.Test.Sum(v => (long)v.T)} "
+            + $"snippets) in {sw.Elapsed.TotalSeconds:F2} s");
         if (Profiler.Enabled) Console.Error.WriteLine($"profile of the evaluation:\n{Profiler.Report()}");
         Console.WriteLine($"checkpoint {o.Req("checkpoint")} (step {step}), {ds.Test.Count} test videos:");
         Console.Write(r.Table());
@@ -229,7 +270,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var r = Checkpoint.Load(path, backend, report: log, optimizer: false, method: method);
-        log.WriteLine($"loaded {path} ({r.model.Config.Method}, {r.model.Parameters.Total * 4 / 1e6:F0} MB of weights) in {sw.Elapsed.TotalSeconds:F2} s");
+        log.WriteLine($"loaded {path} ({r.model.Config.Method}, {r.model.Parameters.Total * 4 / 1e6:F0} MB of "
+            + $"weights) in {sw.Elapsed.TotalSeconds:F2} s");
         return r;
     }
 
@@ -241,9 +283,11 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         var path = o.Req("features");
         var nd = Npy.Load(path);
         if (nd.Shape.Length != 2 || nd.Shape[1] != model.Config.FeatDim)
-            throw new ShapeException($"{path}: shape ({string.Join(",", nd.Shape)}), expected (T, {model.Config.FeatDim})");
+            throw new ShapeException($"{path}: shape ({string.Join(",", nd.Shape)}), expected (T, "
+                + $"{model.Config.FeatDim})");
         if (nd.Shape[0] == 0) throw new ShapeException($"{path}: shape (0,{nd.Shape[1]}), no snippets to localize");
-        var feats = nd.AsFloat(path); ThumosDataset.CheckFinite(feats, path, nd.Shape[1]);
+        var feats = nd.AsFloat(path);
+        ThumosDataset.CheckFinite(feats, path, nd.Shape[1]);
         using var g = new Graph(backend, model.Parameters);
         var name = Path.GetFileNameWithoutExtension(path);
         var (dets, _) = Inference.LocalizeVideo(model, g, name, feats, nd.Shape[0], Inference.TestConstants(model, g));
@@ -271,15 +315,23 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     {
         if (o.Req("annotations").EndsWith(".json", StringComparison.OrdinalIgnoreCase))
         {   // ActivityNet: ground truth and predictions as JSON, in seconds, tIoU 0.5:0.05:0.95
-            if (o.Has("units") || o.Has("ap") || o.Has("out-json")) throw new ArgumentException("--units, --ap and --out-json are THUMOS options; an ActivityNet ground truth (.json) is scored in seconds");
+            if (o.Has("units") || o.Has("ap") || o.Has("out-json"))
+                throw new ArgumentException("--units, --ap and --out-json are THUMOS options; an ActivityNet ground "
+                    + "truth (.json) is scored in seconds");
             var sw0 = System.Diagnostics.Stopwatch.StartNew();
             var anet = ActivityNetEval.Evaluate(o.Req("annotations"), o.Req("predictions"), o.Get("subset",
                 "validation"));
             if (o.Flag("json")) Console.WriteLine(anet.Json());
-            else { Console.Write(anet.Table()); Console.WriteLine($"scored in {sw0.Elapsed.TotalMilliseconds:F0} ms"); }
+            else
+            {
+                Console.Write(anet.Table());
+                Console.WriteLine($"scored in {sw0.Elapsed.TotalMilliseconds:F0} ms");
+            }
             return 0;
         }
-        if (o.Has("subset")) throw new ArgumentException("--subset selects the ActivityNet ground truth's subset; THUMOS annotations split by subset.npy");
+        if (o.Has("subset"))
+            throw new ArgumentException("--subset selects the ActivityNet ground truth's subset; THUMOS annotations "
+                + "split by subset.npy");
         var ann = Annotations.Load(o.Req("annotations"));
         var path = o.Req("predictions");
         bool seconds = o.Get("units", "snippets") switch { "snippets" => false, "seconds" => true,
@@ -293,7 +345,11 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         sw.Stop();
         if (o.Has("out-json")) AtomicFile.WriteAllText(o.Get("out-json"), ActivityNetJson(dets, ann.Classes));
         if (o.Flag("json")) Console.WriteLine(r.Json());
-        else { Console.Write(r.Table()); Console.WriteLine($"{dets.Count} predictions scored in {sw.Elapsed.TotalMilliseconds:F0} ms"); }
+        else
+        {
+            Console.Write(r.Table());
+            Console.WriteLine($"{dets.Count} predictions scored in {sw.Elapsed.TotalMilliseconds:F0} ms");
+        }
         return 0;
     }
 
@@ -306,7 +362,12 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         var r = method.Replay(o.Req("state"), backend, c =>
         {
             TrainWinograd(o, c);
-            if (exact) { var p = PvlrOnly(c, "--no-savings"); p.TruncateText = false; p.SkipAeDecoder = false; }
+            if (exact)
+            {
+                var p = PvlrOnly(c, "--no-savings");
+                p.TruncateText = false;
+                p.SkipAeDecoder = false;
+            }
             if (ties != null) PvlrOnly(c, "--mining-ties").MiningTies = ties.Value;
         });
         var outDir = o.Req("out");
@@ -314,9 +375,10 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         foreach (var (k, v) in r.Losses) Console.WriteLine($"{k,-30} {v,14:G9}");
         foreach (var n in r.Notes) Console.WriteLine($"note: {n}");
         if (r.Mining.Count > 0)
-            Console.WriteLine($"our mining ({r.MiningTies} tie order) on {r.MiningSource}, picks equal to the dump's: " +
-                string.Join(", ", r.Mining.Select(kv => $"{kv.Key} {kv.Value.same}/{kv.Value.total}")));
-        Console.WriteLine($"wrote {outDir}/losses.json, {(r.Mining.Count > 0 ? $"{outDir}/mining.json " : "")}and {r.Grads.Count} gradients to {outDir}/grads/");
+            Console.WriteLine($"our mining ({r.MiningTies} tie order) on {r.MiningSource}, picks equal to the dump's: "
+                + string.Join(", ", r.Mining.Select(kv => $"{kv.Key} {kv.Value.same}/{kv.Value.total}")));
+        Console.WriteLine($"wrote {outDir}/losses.json, {(r.Mining.Count > 0 ? $"{outDir}/mining.json " : "")}and "
+            + $"{r.Grads.Count} gradients to {outDir}/grads/");
         return 0;
     }
 
@@ -333,9 +395,11 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         }
         using var backend = MakeBackend(o.Get("device", "auto"));
         var cfg = (MethodOption(o) ?? MethodRegistry.Get("pvlr")).Preset(o.Get("preset", "paper"));
-        TestTime(o, cfg); TrainWinograd(o, cfg);
+        TestTime(o, cfg);
+        TrainWinograd(o, cfg);
         var only = o.Get("only", "gemm,conv,clip,step,infer").Split(',').ToHashSet();
-        CpuGemm.Vector256Only = o.Flag("vector256");           // the CPU GEMMs on the AVX2 microkernel, as without AVX-512
+        // the CPU GEMMs on the AVX2 microkernel, as without AVX-512
+        CpuGemm.Vector256Only = o.Flag("vector256");
         int steps = o.Count("steps", 3), passes = o.Count("infer-passes", 1), torchSteps = o.Count("torch-steps",
             1);   // refused here, before any row runs
         double? peakOption = o.Has("peak") ? o.Positive("peak") : null;        // refused here, before any row runs
@@ -352,18 +416,24 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             ("load", () => Bench.CheckpointLoad(backend, cfg, Bench.Classes(cfg))),
         ];
         if (only.Except(benches.Select(b => b.key)).FirstOrDefault() is { } bad)
-            throw new ArgumentException($"--only: unknown benchmark '{bad}' (use {string.Join(",", benches.Select(b => b.key))})");
+            throw new ArgumentException($"--only: unknown benchmark '{bad}' (use "
+                + $"{string.Join(",", benches.Select(b => b.key))})");
         var rows = new List<BenchRow>();
         foreach (var (key, run) in benches.Where(b => only.Contains(b.key)))
         {
             Console.Error.WriteLine($"bench: {key} ...");
-            foreach (var r in run()) { rows.Add(r); Console.Error.WriteLine($"bench: {r.Name}: {r.Seconds:F4} s"); }
+            foreach (var r in run())
+            {
+                rows.Add(r);
+                Console.Error.WriteLine($"bench: {r.Name}: {r.Seconds:F4} s");
+            }
         }
         // the backend's fp32 FMA peak (CPU: measured now, after the rows, when the process's start-up work is
         // done; CUDA: from the device's SMs and clock); --peak overrides
         double peak = peakOption ?? backend.PeakGflops;
         var table = Bench.Table(rows, peak,
-            $"{backend.Name} ({Environment.ProcessorCount} cores{(CpuGemm.Vector256Only ? ", Vector256 GEMM microkernel" : "")})");
+            $"{backend.Name} ({Environment.ProcessorCount} "
+                + $"cores{(CpuGemm.Vector256Only ? ", Vector256 GEMM microkernel" : "")})");
         if (o.Flag("torch") && rows.FirstOrDefault(r => r.Name.StartsWith("training step")) is { } ours)
             table += TorchSideBySide(cfg, torchSteps, ours.Seconds, o.Get("torch-script"));
         if (o.Flag("torch") && rows.FirstOrDefault(r => r.Name.StartsWith("FTCL contrasts")) is { } contrasts)
@@ -386,11 +456,14 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         string unit = what == null ? "s/step" : "s/batch";
         static string Secs(double s) => s < 0.1 ? $"{s:F4}" : $"{s:F2}";
         script ??= Path.Combine("benchmarks", "reference", $"{cfg.Method}_ref.py");
-        if (!File.Exists(script)) throw new FileNotFoundException($"{script}: the PyTorch reference script (run from the repository root or pass --torch-script)");
+        if (!File.Exists(script))
+            throw new FileNotFoundException($"{script}: the PyTorch reference script (run from the repository root "
+                + $"or pass --torch-script)");
         (string label, string args)[] variants = cfg is PvlrConfig
             ? [("as the original computes", ""), ("same exact savings as ours", " --savings")]
             : [("as the original computes", "")];
-        var sb = new System.Text.StringBuilder($"\n| PyTorch restatement (same run) | {unit} | ours {unit} | speed-up |\n|---|---|---|---|\n");
+        var sb = new System.Text.StringBuilder($"\n| PyTorch restatement (same run) | {unit} | ours {unit} | "
+            + $"speed-up |\n|---|---|---|---|\n");
         string blasNote = null;
         foreach (var (label, extra) in variants)
         {
@@ -398,9 +471,14 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3",
                 $"\"{script}\" {mode} --preset {cfg.Preset} --steps {steps}{extra}")
             { RedirectStandardOutput = true, RedirectStandardError = true };
-            using var p = System.Diagnostics.Process.Start(psi) ?? throw new InvalidOperationException("could not start /usr/bin/python3");
-            var err = p.StandardError.ReadToEndAsync(); var outp = p.StandardOutput.ReadToEnd(); p.WaitForExit();
-            if (p.ExitCode != 0) throw new InvalidOperationException($"the PyTorch reference failed (is Debian's python3-torch installed?): {err.Result.Trim().Split('\n').Last()}");
+            using var p = System.Diagnostics.Process.Start(psi)
+                ?? throw new InvalidOperationException("could not start /usr/bin/python3");
+            var err = p.StandardError.ReadToEndAsync();
+            var outp = p.StandardOutput.ReadToEnd();
+            p.WaitForExit();
+            if (p.ExitCode != 0)
+                throw new InvalidOperationException($"the PyTorch reference failed (is Debian's python3-torch "
+                    + $"installed?): {err.Result.Trim().Split('\n').Last()}");
             using var doc = JsonDocument.Parse(outp.Trim().Split('\n').Last());
             double t = doc.RootElement.GetProperty("seconds_per_step").GetDouble();
             string torchV = doc.RootElement.GetProperty("torch").GetString();
@@ -410,10 +488,13 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             string coretype = doc.RootElement.TryGetProperty("openblas_coretype",
                 out var ct) && ct.ValueKind == JsonValueKind.String ? ct.GetString() : null;
             bool reference = TorchBlasIsReference(blas, rate);
-            blasNote = $"torch's BLAS: {blas}" + (built != null ? $" (torch.__config__: BLAS_INFO={built})" : "") +
-                $", {rate:F1} GFLOP/s on a 1024^3 matmul" + (coretype != null ? $" (OPENBLAS_CORETYPE={coretype}: OpenBLAS runs that core's kernels)" : "") +
-                (reference ? ". That is the speed of Debian's reference BLAS (libblas3, one thread): no speed-up is printed; install libopenblas0-pthread" : "");
-            sb.AppendLine($"| torch {torchV}, {cfg.Method} {(what != null ? what + ", " : "")}{label} | {Secs(t)} | {Secs(ours)} | {(reference ? "—" : $"{t / ours:F1}x")} |");
+            blasNote = $"torch's BLAS: {blas}" + (built != null ? $" (torch.__config__: BLAS_INFO={built})" : "")
+                + $", {rate:F1} GFLOP/s on a 1024^3 matmul" + (coretype != null
+                ? $" (OPENBLAS_CORETYPE={coretype}: OpenBLAS runs that core's kernels)" : "")
+                + (reference ? ". That is the speed of Debian's reference BLAS (libblas3, one thread): no speed-up is "
+                + "printed; install libopenblas0-pthread" : "");
+            sb.AppendLine($"| torch {torchV}, {cfg.Method} {(what != null ? what + ", " : "")}{label} | {Secs(t)} | "
+                + $"{Secs(ours)} | {(reference ? "—" : $"{t / ours:F1}x")} |");
         }
         sb.AppendLine().AppendLine(blasNote);
         return sb.ToString();
@@ -452,13 +533,16 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         long cases = o.Has("cases") ? o.CountLong("cases") : 1_000_000;
         int seed = o.Has("seed") ? o.Int("seed") : Environment.TickCount;
         var targets = Fuzz.Targets().Where(t => !o.Has("target") || t.Name == o.Get("target")).ToList();
-        if (targets.Count == 0) throw new ArgumentException($"unknown --target '{o.Get("target")}' (npy, pickle, pth, safetensors, structure, strides)");
+        if (targets.Count == 0)
+            throw new ArgumentException($"unknown --target '{o.Get("target")}' (npy, pickle, pth, safetensors, "
+                + $"structure, strides)");
         int findings = 0;
         foreach (var t in targets)
         {
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var rep = Fuzz.Run(t, cases, seed, TimeSpan.FromSeconds(5),
-                r => Console.Error.Write($"\r{t.Name}: {r.Cases} cases, {r.Findings.Count} findings, {r.Cases / sw.Elapsed.TotalSeconds:F0}/s   "));
+                r => Console.Error.Write($"\r{t.Name}: {r.Cases} cases, {r.Findings.Count} findings, "
+                    + $"{r.Cases / sw.Elapsed.TotalSeconds:F0}/s   "));
             Console.Error.WriteLine();
             Console.WriteLine($"{t.Name}: {rep} (seed {seed}, {sw.Elapsed.TotalSeconds:F0} s)");
             foreach (var f in rep.Findings) Console.WriteLine("  " + f);
@@ -474,7 +558,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         if (o.Has("max-length")) opt.MaxLength = o.Count("max-length", 0);
         if (o.Has("feat-dim")) opt.FeatDim = o.Count("feat-dim", 0);
         if (o.Has("clip-dim")) opt.ClipDim = o.Count("clip-dim", 0);
-        if (opt.FeatDim % 2 != 0) throw new ArgumentException($"--feat-dim {opt.FeatDim} must be even: the features are RGB | flow halves");
+        if (opt.FeatDim % 2 != 0)
+            throw new ArgumentException($"--feat-dim {opt.FeatDim} must be even: the features are RGB | flow halves");
         DemoData.Generate(o.Get("out", Path.Combine("features", "demo", "custom")), opt,
             new Progress<string>(Console.WriteLine));
         return 0;
@@ -501,12 +586,15 @@ public static class PredictionCsv
             if (!double.TryParse(f[1], NumberStyles.Float, inv, out var s) || !double.TryParse(f[2],
                 NumberStyles.Float, inv, out var e) || !double.TryParse(f[4], NumberStyles.Float, inv, out var sc))
                 throw new DataFormatException($"{path}:{i + 1}: t-start, t-end and score must be numbers");
-            if (!double.IsFinite(s) || !double.IsFinite(e) || !double.IsFinite(sc)) throw new DataFormatException($"{path}:{i + 1}: non-finite value");
+            if (!double.IsFinite(s) || !double.IsFinite(e) || !double.IsFinite(sc))
+                throw new DataFormatException($"{path}:{i + 1}: non-finite value");
             string lab = f[3].Trim();
             int c = int.TryParse(lab, out var ci) ? ci : Array.IndexOf(ann.Classes, lab);
-            if (c < 0 || c >= ann.Classes.Length) throw new DataFormatException($"{path}:{i + 1}: unknown label '{lab}'");
+            if (c < 0 || c >= ann.Classes.Length)
+                throw new DataFormatException($"{path}:{i + 1}: unknown label '{lab}'");
             var vid = f[0].Trim();
-            if (!known.Contains(vid)) throw new DataFormatException($"{path}:{i + 1}: video '{vid}' is not in the annotations");
+            if (!known.Contains(vid))
+                throw new DataFormatException($"{path}:{i + 1}: video '{vid}' is not in the annotations");
             double k = seconds ? Evaluator.SnippetsPerSecond : 1;
             list.Add(new Detection(vid, s * k, e * k, c, sc));
         }
@@ -533,20 +621,23 @@ public sealed class Opts
     {
         if (options.Length == 0) return;
         if (v.Keys.FirstOrDefault(k => !options.Contains(k)) is { } bad)
-            throw new ArgumentException($"pvlr {cmd}: unknown option --{bad}; it takes {string.Join(", ", options.Select(x => "--" + x))}");
+            throw new ArgumentException($"pvlr {cmd}: unknown option --{bad}; it takes "
+                + $"{string.Join(", ", options.Select(x => "--" + x))}");
     }
     /// A repeat count (steps, passes): at least 1, else `d` when the option is absent.
     public int Count(string k, int d) => !Has(k) ? d : int.TryParse(Get(k), NumberStyles.None,
-        CultureInfo.InvariantCulture,
-        out var n) && n >= 1 ? n : throw new ArgumentException($"--{k} must be a whole number of at least 1, not '{Get(k)}'");
+        CultureInfo.InvariantCulture, out var n) && n >= 1
+        ? n : throw new ArgumentException($"--{k} must be a whole number of at least 1, not '{Get(k)}'");
     public long CountLong(string k) => long.TryParse(Get(k), NumberStyles.None, CultureInfo.InvariantCulture,
-        out var n) && n >= 1 ? n : throw new ArgumentException($"--{k} must be a whole number of at least 1, not '{Get(k)}'");
+        out var n) && n >= 1
+            ? n : throw new ArgumentException($"--{k} must be a whole number of at least 1, not '{Get(k)}'");
     public double Positive(string k) => double.TryParse(Get(k), NumberStyles.Float, CultureInfo.InvariantCulture,
-        out var x) && double.IsFinite(x) && x > 0 ? x : throw new ArgumentException($"--{k} must be a positive number, not '{Get(k)}'");
+        out var x) && double.IsFinite(x) && x > 0
+            ? x : throw new ArgumentException($"--{k} must be a positive number, not '{Get(k)}'");
     public bool Has(string k) => v.ContainsKey(k);
     /// A switch: present or not. A value after it ("--json yes") is refused, not read as absent.
-    public bool Flag(string k) => v.TryGetValue(k,
-        out var s) && (s == "true" ? true : throw new ArgumentException($"--{k} is a switch and takes no value (got '{s}')"));
+    public bool Flag(string k) => v.TryGetValue(k, out var s)
+        && (s == "true" ? true : throw new ArgumentException($"--{k} is a switch and takes no value (got '{s}')"));
     public string Get(string k, string d = null) => v.TryGetValue(k, out var s) ? s : d;
     public string Req(string k) => Get(k) ?? throw new ArgumentException($"--{k} is required");
     public int Int(string k) => int.TryParse(Get(k),

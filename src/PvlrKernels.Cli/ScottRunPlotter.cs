@@ -27,7 +27,8 @@ public sealed class ScottRunPlotter : IRunPlotter
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 failed = true;
-                Console.Error.WriteLine($"pvlr: plots without axes from now on: ScottPlot could not draw {path} ({e.GetType().Name}: {e.Message.Split('\n')[0]})");
+                Console.Error.WriteLine($"pvlr: plots without axes from now on: ScottPlot could not draw {path} "
+                    + $"({e.GetType().Name}: {e.Message.Split('\n')[0]})");
             }
         if (png != null) AtomicFile.WriteAllBytes(path, png);
         else minimal(path);
@@ -68,21 +69,29 @@ public sealed class ScottRunPlotter : IRunPlotter
         mp.AddPlots(Math.Max(1, panels.Count));
         for (int k = 0; k < panels.Count; k++)
         {
-            var p = panels[k]; var plot = mp.GetPlot(k);
+            var p = panels[k];
+            var plot = mp.GetPlot(k);
             double[] t = Enumerable.Range(0, p.Cas.Length).Select(i => (double)i).ToArray();
             bool first = true;
-            foreach (var (s, e) in p.Gt.Where(g => g.start < t.Length))     // as the minimal plot: GT within the snippets drawn
+            // as the minimal plot: GT within the snippets drawn
+            foreach (var (s, e) in p.Gt.Where(g => g.start < t.Length))
             {
                 var span = plot.Add.HorizontalSpan(s, Math.Min(e, t.Length - 1));
                 span.FillStyle.Color = Colors.Green.WithAlpha(0.2);
                 span.LineStyle.Width = 0;
-                if (first) { span.LegendText = "ground truth"; first = false; }
+                if (first)
+                {
+                    span.LegendText = "ground truth";
+                    first = false;
+                }
             }
             float lo = p.Cas.Min(), hi = p.Cas.Max(), range = hi > lo ? hi - lo : 1;
             var cas = plot.Add.ScatterLine(t, p.Cas.Select(v => (double)((v - lo) / range)).ToArray());
-            cas.LegendText = $"CAS of {p.Class} (min-max)"; cas.Color = Colors.Blue;
+            cas.LegendText = $"CAS of {p.Class} (min-max)";
+            cas.Color = Colors.Blue;
             var att = plot.Add.ScatterLine(t, p.Attention.Select(v => (double)v).ToArray());
-            att.LegendText = "attention"; att.Color = Colors.Red;
+            att.LegendText = "attention";
+            att.Color = Colors.Red;
             plot.Title($"{p.Video}: {p.Class}, step {step}");
             plot.XLabel("snippet (16 frames at 25 fps)");
             plot.YLabel("score");

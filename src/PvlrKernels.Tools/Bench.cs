@@ -22,12 +22,18 @@ public static class Bench
     /// Median wall time of `reps` runs after one warm-up, and the GEMM FLOPs of one run.
     static (double sec, double flops) Time(Backend b, int reps, Action run)
     {
-        run(); b.Synchronize();
-        if (Profiler.Enabled) Profiler.Reset();     // PVLR_PROFILE=1 reports the timed reps, not the warm-up's first touch and JIT
-        var t = new List<double>(); long f0 = b.GemmFlops;
+        run();
+        b.Synchronize();
+        // PVLR_PROFILE=1 reports the timed reps, not the warm-up's first touch and JIT
+        if (Profiler.Enabled) Profiler.Reset();
+        var t = new List<double>();
+        long f0 = b.GemmFlops;
         for (int i = 0; i < reps; i++)
         {
-            var sw = Stopwatch.StartNew(); run(); b.Synchronize(); t.Add(sw.Elapsed.TotalSeconds);
+            var sw = Stopwatch.StartNew();
+            run();
+            b.Synchronize();
+            t.Add(sw.Elapsed.TotalSeconds);
         }
         t.Sort();
         return (t[t.Count / 2], (double)(b.GemmFlops - f0) / reps);
@@ -35,7 +41,8 @@ public static class Bench
 
     static float[] Randn(int n, int seed)
     {
-        var r = new Random(seed); var a = new float[n];
+        var r = new Random(seed);
+        var a = new float[n];
         for (int i = 0; i < n; i++) a[i] = (float)(r.NextDouble() * 2 - 1);
         return a;
     }
@@ -53,13 +60,17 @@ public static class Bench
 
     /// The class list the benchmarks build models with: the THUMOS names, repeated past 20 classes.
     public static string[] Classes(MethodConfig cfg) =>
-        Enumerable.Range(0, cfg.NumClasses).Select(i => ClassTokens.Names.Keys.ElementAt(i % ClassTokens.Names.Count)).ToArray();
+        Enumerable.Range(0, cfg.NumClasses).Select(i =>
+            ClassTokens.Names.Keys.ElementAt(i % ClassTokens.Names.Count)).ToArray();
 
     /// The fusion conv's GEMM, C (m x n) = A (m x k) · W (k x n).
     public static Workload GemmWork(Backend b, int m = 3200, int k = 6144, int n = 2048)
     {
-        var a = b.Allocate((long)m * k); var w = b.Allocate((long)k * n); var c = b.Allocate((long)m * n);
-        b.Upload(a.At(0), Randn(m * k, 1)); b.Upload(w.At(0), Randn(k * n, 2));
+        var a = b.Allocate((long)m * k);
+        var w = b.Allocate((long)k * n);
+        var c = b.Allocate((long)m * n);
+        b.Upload(a.At(0), Randn(m * k, 1));
+        b.Upload(w.At(0), Randn(k * n, 2));
         var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = n, CsB = 1, Ldc = n,
             Alpha = 1, Beta = 0 };
         return new Workload("SGEMM", $"({m}x{k})·({k}x{n})", () => b.Gemm(c.At(0), a.At(0), w.At(0), p), a, w, c);
@@ -68,15 +79,24 @@ public static class Bench
     /// The fusion Conv1d ch -> ch, k = 3, through the tape: forward and backward, or forward alone.
     public static Workload ConvWork(Backend b, int bt = 10, int t = 320, int ch = 2048, bool backward = true)
     {
-        var ps = new ParameterStore(); ps.Add("w", new[] { ch, ch, 3 }); ps.Add("b", new[] { ch }); ps.Allocate(b);
+        var ps = new ParameterStore();
+        ps.Add("w", new[] { ch, ch, 3 });
+        ps.Add("b", new[] { ch });
+        ps.Allocate(b);
         ps.Set("w", Randn(ch * ch * 3, 3));
-        var g = new Graph(b, ps); var x = Randn(bt * t * ch, 4);
+        var g = new Graph(b, ps);
+        var x = Randn(bt * t * ch, 4);
         void Run()
         {
-            g.Reset(); ps.ZeroGrad();
-            if (!backward) { using (g.NoGrad()) g.Conv1d(g.FromHost(x, bt, t, ch), ps["w"].Value,
-                ps["b"].Value); return; }
-            var xt = g.FromHost(x, bt, t, ch); xt.RequiresGrad = true;
+            g.Reset();
+            ps.ZeroGrad();
+            if (!backward)
+            {
+                using (g.NoGrad()) g.Conv1d(g.FromHost(x, bt, t, ch), ps["w"].Value, ps["b"].Value);
+                return;
+            }
+            var xt = g.FromHost(x, bt, t, ch);
+            xt.RequiresGrad = true;
             g.Backward(g.MeanAll(g.Conv1d(xt, ps["w"].Value, ps["b"].Value)));
         }
         return new Workload(backward ? "fusion Conv1d fwd+bwd" : "fusion Conv1d fwd", $"B={bt} T={t} {ch}→{ch} k=3",
@@ -90,9 +110,11 @@ public static class Bench
         var model = new PvlrModel(cfg, classes);
         model.Initialize(b, 1);
         var g = new Graph(b, model.P);
-        string rows = !cfg.TruncateText ? $"{cfg.ClipContext} tokens each" : cfg.SharePromptPrefix ? "shared prefixes" : "every position to the last EOT";
+        string rows = !cfg.TruncateText ? $"{cfg.ClipContext} tokens each" : cfg.SharePromptPrefix
+            ? "shared prefixes" : "every position to the last EOT";
         return new Workload("CLIP text tower fwd+bwd",
-            $"{classes.Length + 1} prompts, {cfg.ClipLayers}x{cfg.ClipWidth}, {cfg.ClipHeads} heads, {model.TextRows} token rows ({rows})",
+            $"{classes.Length + 1} prompts, {cfg.ClipLayers}x{cfg.ClipWidth}, {cfg.ClipHeads} heads, "
+                + $"{model.TextRows} token rows ({rows})",
             () => { g.Reset(); model.P.ZeroGrad(); g.Backward(g.MeanAll(g.Square(model.TextFeatures(g)))); }, model.P,
                 g);
     }
@@ -106,10 +128,12 @@ public static class Bench
         int bs = cfg.VideosPerBatch, t = cfg.MaxSeqLen;
         var feats = Randn(bs * t * cfg.FeatDim,
             5); var clip = cfg.ClipFeatureWidth > 0 ? Randn(bs * t * cfg.ClipFeatureWidth, 6) : null;
-        var labels = new float[bs * cfg.NumClasses]; var r = new Random(7);
+        var labels = new float[bs * cfg.NumClasses];
+        var r = new Random(7);
         for (int i = 0; i < bs; i++) labels[i * cfg.NumClasses + (i < 6 ? i / 2 : r.Next(cfg.NumClasses))] = 1;
         int done = 0;
-        string shape = $"B={bs} T={t} F={cfg.FeatDim}" + (cfg is PvlrConfig pv ? $" D={pv.EmbedDim} P={pv.NumSamples}" : "");
+        string shape = $"B={bs} T={t} F={cfg.FeatDim}" + (cfg is PvlrConfig pv
+            ? $" D={pv.EmbedDim} P={pv.NumSamples}" : "");
         return new Workload($"training step ({cfg.Method} {cfg.Preset})", shape,
             () => { tr.StepOn(feats, clip, labels); log?.WriteLine($"  step {++done} done"); }, tr);
     }
@@ -135,7 +159,8 @@ public static class Bench
         var model = MethodRegistry.Get(cfg.Method).Build(cfg, ann.Classes);
         model.Initialize(b, 1);
         var g = new Graph(b, model.Parameters);
-        graph = g; videoCount = videos.Count;
+        graph = g;
+        videoCount = videos.Count;
         return new Workload($"test-set inference + eval ({cfg.Method} {cfg.Preset})",
             $"{videos.Count} videos, {videos.Sum(v => v.T)} snippets",
             () => Inference.Evaluate(model, g, ann, videos), model.Parameters, g);
@@ -164,7 +189,8 @@ public static class Bench
         var rows = new List<BenchRow> { Row(b, ClipTowerWork(b, cfg), reps) };
         if (cfg.TruncateText && cfg.SharePromptPrefix)
         {
-            var all = PvlrConfig.FromJson(cfg.ToJson()); all.SharePromptPrefix = false;
+            var all = PvlrConfig.FromJson(cfg.ToJson());
+            all.SharePromptPrefix = false;
             rows.Add(Row(b, ClipTowerWork(b, all), reps));
         }
         return rows.ToArray();
@@ -193,7 +219,8 @@ public static class Bench
         return new Workload($"FTCL contrasts LCS + FSD ({cfg.Preset}), forward + backward",
             $"{n} pairs, LCS {cfg.LcsLen}x{cfg.FeatDim}, FSD {cfg.FsdLen}x{cfg.FcDim}", () =>
             {
-                g.Reset(); ps.ZeroGrad();
+                g.Reset();
+                ps.ZeroGrad();
                 var (lcs, fsd) = Methods.Ftcl.FtclModel.Contrasts(g, cfg, ps["lcs0"].Value, ps["lcs1"].Value,
                     ps["act0"].Value, ps["act1"].Value, ps["bak1"].Value, pair);
                 g.Backward(g.Add(lcs, fsd));
@@ -226,14 +253,22 @@ public static class Bench
             double s = sw.Elapsed.TotalSeconds;
             double jit = (System.Runtime.JitInfo.GetCompilationTime() - jit0).TotalSeconds;
             double busy = Profiler.Busy(s, Profiler.WorkNanoseconds() - cpu0);
-            if (Profiler.Enabled) { Console.Error.WriteLine($"profile of {name}:\n{Profiler.Report()}\n"); Profiler.Reset(); }   // each pass apart
+            // each pass apart
+            if (Profiler.Enabled)
+            {
+                Console.Error.WriteLine($"profile of {name}:\n{Profiler.Report()}\n");
+                Profiler.Reset();
+            }
             return new BenchRow(name, w.Shape, s, b.GemmFlops - f0,
-                $"{count / s:F1} videos/s, arena {g.Act.Touched * 4 >> 20} MiB, JIT {jit:F2} s, cores busy {100 * busy:F0} %");
+                $"{count / s:F1} videos/s, arena {g.Act.Touched * 4 >> 20} MiB, JIT {jit:F2} s, cores busy "
+                    + $"{100 * busy:F0} %");
         }
         var first = Pass($"{w.Name}, first pass");
         var steady = Enumerable.Range(0, passes).Select(_ => Pass(w.Name)).OrderBy(r => r.Seconds).ToArray();
         var median = steady[steady.Length / 2];
-        if (passes > 1) median = median with { Rate = median.Rate + $", median of {passes} passes ({steady[0].Seconds:F2} to {steady[^1].Seconds:F2} s)" };
+        if (passes > 1)
+            median = median with { Rate = median.Rate
+                + $", median of {passes} passes ({steady[0].Seconds:F2} to {steady[^1].Seconds:F2} s)" };
         return new[] { first, median };
     }
 
@@ -261,7 +296,11 @@ public static class Bench
             return new[] { Load($"checkpoint load, weights ({cfg.Preset})", false, weights),
                 Load($"checkpoint load, with Adam moments ({cfg.Preset})", true, file) };
         }
-        finally { model.Parameters.Dispose(); File.Delete(path); }
+        finally
+        {
+            model.Parameters.Dispose();
+            File.Delete(path);
+        }
     }
 
     /// What new memory costs, apart from any compute: writing `mib` MiB of a freshly allocated buffer (as
@@ -292,8 +331,13 @@ public static class Bench
     public static BenchRow[] LoopOverhead(int loops = 1000, double workUs = 1000, double gapUs = 500)
     {
         if (loops < 1) throw new ArgumentOutOfRangeException(nameof(loops), $"{loops} loops: at least one is needed");
-        int width = CpuPool.Width; const int Rounds = 4;
-        static void Spin(double us) { long end = Stopwatch.GetTimestamp() + (long)(us * Stopwatch.Frequency / 1e6); while (Stopwatch.GetTimestamp() < end) Thread.SpinWait(8); }
+        int width = CpuPool.Width;
+        const int Rounds = 4;
+        static void Spin(double us)
+        {
+            long end = Stopwatch.GetTimestamp() + (long)(us * Stopwatch.Frequency / 1e6);
+            while (Stopwatch.GetTimestamp() < end) Thread.SpinWait(8);
+        }
         var extra = new double[2];
         for (int round = 0; round < Rounds; round++)
             for (int way = 0; way < 2; way++)
@@ -315,7 +359,8 @@ public static class Bench
     public static string Table(IEnumerable<BenchRow> rows, double peakGflops, string device)
     {
         var sb = new System.Text.StringBuilder();
-        sb.AppendLine($"device: {device}; peak used for %: {peakGflops:F0} GFLOP/s (fp32 FMA, measured on the cores unless --peak sets it)");
+        sb.AppendLine($"device: {device}; peak used for %: {peakGflops:F0} GFLOP/s (fp32 FMA, measured on the cores "
+            + $"unless --peak sets it)");
         sb.AppendLine();
         sb.AppendLine("| benchmark | shape | time (s) | GFLOP/s | % of peak | rate |");
         sb.AppendLine("|---|---|---|---|---|---|");

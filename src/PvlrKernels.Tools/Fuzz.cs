@@ -21,7 +21,8 @@ public sealed class FuzzReport
 {
     public long Cases, Accepted, Rejected;
     public readonly List<string> Findings = new();
-    public override string ToString() => $"{Cases} cases: {Accepted} parsed, {Rejected} rejected with DataFormatException, {Findings.Count} findings";
+    public override string ToString() =>
+        $"{Cases} cases: {Accepted} parsed, {Rejected} rejected with DataFormatException, {Findings.Count} findings";
 }
 
 public static class Fuzz
@@ -43,11 +44,17 @@ public static class Fuzz
         NumpyPickle.WriteObjectArrayOfFloat32(ms2, new[] { (new[] { 3, 2 }, F(6)), (new[] { 1, 2 }, F(2)) });
         var ndNpy = ms2.ToArray();
         // the pickles inside the object arrays, alone
-        byte[] PickleOf(byte[] npy) { int hl = BitConverter.ToUInt16(npy, 8); return npy[(10 + hl)..]; }
+        byte[] PickleOf(byte[] npy)
+        {
+            int hl = BitConverter.ToUInt16(npy, 8);
+            return npy[(10 + hl)..];
+        }
         var tmp = Path.Combine(Path.GetTempPath(), $"pvlr-fuzz-seed-{Environment.ProcessId}");
         var tensors = new[] { ("w", new[] { 2, 3 }, F(6)), ("b", new[] { 3 }, F(3)) };
-        TorchZip.Save(tmp, tensors); var pth = File.ReadAllBytes(tmp);
-        Safetensors.Save(tmp, tensors, new Dictionary<string, string> { ["k"] = "v" }); var st = File.ReadAllBytes(tmp);
+        TorchZip.Save(tmp, tensors);
+        var pth = File.ReadAllBytes(tmp);
+        Safetensors.Save(tmp, tensors, new Dictionary<string, string> { ["k"] = "v" });
+        var st = File.ReadAllBytes(tmp);
         File.Delete(tmp);
         return new[]
         {
@@ -66,10 +73,16 @@ public static class Fuzz
     /// An object array whose one element is a random structure of lists, tuples, dicts and references.
     static byte[] StructureNpy(Random r)
     {
-        var ops = new MemoryStream(); var w = new BinaryWriter(ops);
+        var ops = new MemoryStream();
+        var w = new BinaryWriter(ops);
         var memo = new List<int>(); int next = 1000;                 // above the writer's own (it uses none)
         int budget = 2000;
-        void Put() { w.Write((byte)'r'); w.Write((uint)next); memo.Add(next++); }
+        void Put()
+        {
+            w.Write((byte)'r');
+            w.Write((uint)next);
+            memo.Add(next++);
+        }
         void Value(int depth)
         {
             budget--;
@@ -77,14 +90,22 @@ public static class Fuzz
             switch (kind)
             {
                 case 0: w.Write((byte)'K'); w.Write((byte)r.Next(256)); break;
-                case 1: { var b = System.Text.Encoding.UTF8.GetBytes("s" + r.Next(100)); w.Write((byte)0x8c); w.Write((byte)b.Length); w.Write(b); break; }
-                case 2 when memo.Count > 0: w.Write((byte)'j'); w.Write((uint)memo[r.Next(memo.Count)]); break;   // a shared reference, or a cycle if open
+                case 1: { var b = System.Text.Encoding.UTF8.GetBytes("s"
+                    + r.Next(100)); w.Write((byte)0x8c); w.Write((byte)b.Length); w.Write(b); break; }
+                // a shared reference, or a cycle if open
+                case 2 when memo.Count > 0: w.Write((byte)'j'); w.Write((uint)memo[r.Next(memo.Count)]); break;
                 case 2: goto case 0;
                 case 3: case 4:                                       // a list, memoized before its items
                 {
-                    w.Write((byte)']'); Put();
+                    w.Write((byte)']');
+                    Put();
                     int n = r.Next(6);
-                    if (n > 0) { w.Write((byte)'('); for (int i = 0; i < n; i++) Value(depth + 1); w.Write((byte)'e'); }
+                    if (n > 0)
+                    {
+                        w.Write((byte)'(');
+                        for (int i = 0; i < n; i++) Value(depth + 1);
+                        w.Write((byte)'e');
+                    }
                     break;
                 }
                 case 5:                                               // tuples nested deep
@@ -96,17 +117,39 @@ public static class Fuzz
                 }
                 case 6:                                               // a dict of colliding long keys
                 {
-                    w.Write((byte)'}'); w.Write((byte)'(');
+                    w.Write((byte)'}');
+                    w.Write((byte)'(');
                     int n = r.Next(2) == 0 ? r.Next(4) : r.Next(1000, 20000);
-                    for (long i = 1; i <= n; i++) { w.Write((byte)0x8a); w.Write((byte)8); w.Write(i | (i << 32)); w.Write((byte)'K'); w.Write((byte)0); }
+                    for (long i = 1; i <= n; i++)
+                    {
+                        w.Write((byte)0x8a);
+                        w.Write((byte)8);
+                        w.Write(i | (i << 32));
+                        w.Write((byte)'K');
+                        w.Write((byte)0);
+                    }
                     w.Write((byte)'u');
                     break;
                 }
                 default:                                              // a list doubled by references, many times
                 {
-                    w.Write((byte)']'); Put(); w.Write((byte)'('); Value(depth + 1); w.Write((byte)'e');
+                    w.Write((byte)']');
+                    Put();
+                    w.Write((byte)'(');
+                    Value(depth + 1);
+                    w.Write((byte)'e');
                     int times = r.Next(1, 64);
-                    for (int i = 0; i < times; i++) { w.Write((byte)']'); Put(); w.Write((byte)'('); w.Write((byte)'j'); w.Write((uint)memo[^2]); w.Write((byte)'j'); w.Write((uint)memo[^2]); w.Write((byte)'e'); }
+                    for (int i = 0; i < times; i++)
+                    {
+                        w.Write((byte)']');
+                        Put();
+                        w.Write((byte)'(');
+                        w.Write((byte)'j');
+                        w.Write((uint)memo[^2]);
+                        w.Write((byte)'j');
+                        w.Write((uint)memo[^2]);
+                        w.Write((byte)'e');
+                    }
                     break;
                 }
             }
@@ -123,22 +166,50 @@ public static class Fuzz
     {
         long Pick() => r.Next(6) switch { 0 => 0, 1 => 1, 2 => r.Next(1, 8), 3 => r.Next(1000, 100000),
             4 => -r.Next(1, 4), _ => (long)r.Next() << r.Next(0, 30) };
-        int dims = r.Next(1, 4); long numel = r.Next(1, 64);
-        var ms = new MemoryStream(); var w = new BinaryWriter(ms);
-        void Long(long v) { w.Write((byte)0x8a); w.Write((byte)8); w.Write(v); }
-        void Str(string s) { var b = System.Text.Encoding.UTF8.GetBytes(s); w.Write((byte)'X'); w.Write(b.Length); w.Write(b); }
+        int dims = r.Next(1, 4);
+        long numel = r.Next(1, 64);
+        var ms = new MemoryStream();
+        var w = new BinaryWriter(ms);
+        void Long(long v)
+        {
+            w.Write((byte)0x8a);
+            w.Write((byte)8);
+            w.Write(v);
+        }
+        void Str(string s)
+        {
+            var b = System.Text.Encoding.UTF8.GetBytes(s);
+            w.Write((byte)'X');
+            w.Write(b.Length);
+            w.Write(b);
+        }
         void Global(string m,
             string n) { w.Write((byte)'c'); w.Write(System.Text.Encoding.ASCII.GetBytes(m + "\n" + n + "\n")); }
-        w.Write((byte)0x80); w.Write((byte)2);
-        Global("collections", "OrderedDict"); w.Write((byte)')'); w.Write((byte)'R');
-        Str("w"); Global("torch._utils", "_rebuild_tensor_v2"); w.Write((byte)'(');
+        w.Write((byte)0x80);
+        w.Write((byte)2);
+        Global("collections", "OrderedDict");
+        w.Write((byte)')');
+        w.Write((byte)'R');
+        Str("w");
+        Global("torch._utils", "_rebuild_tensor_v2");
+        w.Write((byte)'(');
         w.Write((byte)'('); Str("storage"); Global("torch",
             "FloatStorage"); Str("0"); Str("cpu"); Long(numel); w.Write((byte)'t'); w.Write((byte)'Q');
         Long(r.Next(4) == 0 ? Pick() : r.Next((int)numel));
-        w.Write((byte)'('); for (int d = 0; d < dims; d++) Long(Pick()); w.Write((byte)'t');
-        w.Write((byte)'('); for (int d = 0; d < dims; d++) Long(Pick()); w.Write((byte)'t');
-        w.Write((byte)0x89); Global("collections", "OrderedDict"); w.Write((byte)')'); w.Write((byte)'R');
-        w.Write((byte)'t'); w.Write((byte)'R'); w.Write((byte)'s'); w.Write((byte)'.');
+        w.Write((byte)'(');
+        for (int d = 0; d < dims; d++) Long(Pick());
+        w.Write((byte)'t');
+        w.Write((byte)'(');
+        for (int d = 0; d < dims; d++) Long(Pick());
+        w.Write((byte)'t');
+        w.Write((byte)0x89);
+        Global("collections", "OrderedDict");
+        w.Write((byte)')');
+        w.Write((byte)'R');
+        w.Write((byte)'t');
+        w.Write((byte)'R');
+        w.Write((byte)'s');
+        w.Write((byte)'.');
         w.Flush();
         var zip = new MemoryStream();
         using (var z = new System.IO.Compression.ZipArchive(zip, System.IO.Compression.ZipArchiveMode.Create,
@@ -187,13 +258,19 @@ public static class Fuzz
     public static FuzzReport Run(FuzzTarget t, long cases, int seed, TimeSpan perCase,
         Action<FuzzReport> progress = null)
     {
-        var rep = new FuzzReport(); var r = new Random(seed);
+        var rep = new FuzzReport();
+        var r = new Random(seed);
         for (long i = 0; i < cases; i++)
         {
             var input = t.Generate != null ? (r.Next(4) == 0 ? Mutate(t.Generate(r),
                 r) : t.Generate(r)) : Mutate(t.Seeds[r.Next(t.Seeds.Length)], r);
-            long a0 = GC.GetAllocatedBytesForCurrentThread(); var sw = Stopwatch.StartNew();
-            try { t.Parse(input); rep.Accepted++; }
+            long a0 = GC.GetAllocatedBytesForCurrentThread();
+            var sw = Stopwatch.StartNew();
+            try
+            {
+                t.Parse(input);
+                rep.Accepted++;
+            }
             catch (DataFormatException) { rep.Rejected++; }
             catch (Exception e) { Finding(rep, t, i, $"{e.GetType().Name}: {e.Message.Split('\n')[0]}", input); }
             long alloc = GC.GetAllocatedBytesForCurrentThread() - a0;
@@ -208,6 +285,8 @@ public static class Fuzz
 
     static void Finding(FuzzReport rep, FuzzTarget t, long i, string what, byte[] input)
     {
-        if (rep.Findings.Count < 20) rep.Findings.Add($"{t.Name} case {i}: {what} (input {Convert.ToHexString(input.AsSpan(0, Math.Min(64, input.Length)))}...)");
+        if (rep.Findings.Count < 20)
+            rep.Findings.Add($"{t.Name} case {i}: {what} (input "
+                + $"{Convert.ToHexString(input.AsSpan(0, Math.Min(64, input.Length)))}...)");
     }
 }

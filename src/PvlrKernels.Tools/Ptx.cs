@@ -36,7 +36,8 @@ public static class Ptx
             parameter.GetGenericParameterConstraints().Any(c => c == typeof(IMem)) ? [typeof(ViewMem)]
             : structs.Where(s => parameter.GetGenericParameterConstraints().All(c => c.IsAssignableFrom(s)));
         var run = typeof(Launcher).GetMethod(nameof(Launcher.Run))!;
-        foreach (var k in asm.GetTypes().Where(t => t.IsValueType && typeof(IKernel).IsAssignableFrom(t) || (t.IsGenericTypeDefinition && t.GetInterfaces().Contains(typeof(IKernel)))).OrderBy(t => t.Name))
+        foreach (var k in asm.GetTypes().Where(t => t.IsValueType && typeof(IKernel).IsAssignableFrom(t)
+            || (t.IsGenericTypeDefinition && t.GetInterfaces().Contains(typeof(IKernel)))).OrderBy(t => t.Name))
         {
             IEnumerable<Type[]> args = [[]];
             foreach (var p in k.IsGenericTypeDefinition ? k.GetGenericArguments() : [])
@@ -44,7 +45,8 @@ public static class Ptx
             foreach (var a in args)
             {
                 var body = k.IsGenericTypeDefinition ? k.MakeGenericType(a) : k;
-                string name = k.IsGenericTypeDefinition ? $"{k.Name[..k.Name.IndexOf('`')]}<{string.Join(",", a.Where(t => t != typeof(ViewMem)).Select(t => t.Name))}>" : k.Name;
+                var typeArgs = string.Join(",", a.Where(t => t != typeof(ViewMem)).Select(t => t.Name));
+                string name = k.IsGenericTypeDefinition ? $"{k.Name[..k.Name.IndexOf('`')]}<{typeArgs}>" : k.Name;
                 yield return (name.Replace("<>", ""), run.MakeGenericMethod(body), false);
             }
         }
@@ -69,10 +71,13 @@ public static class Ptx
             var backend = new PTXBackend(ctx, new CudaCapabilityContext(arch), arch, Isa, null);
             foreach (var (name, method, explicitGroups) in EntryPoints())
             {
-                var entry = explicitGroups ? EntryPointDescription.FromExplicitlyGroupedKernel(method) : EntryPointDescription.FromImplicitlyGroupedKernel(method);
+                var entry = explicitGroups
+                    ? EntryPointDescription.FromExplicitlyGroupedKernel(method)
+                    : EntryPointDescription.FromImplicitlyGroupedKernel(method);
                 try { result.Add(new KernelPtx(name, arch, ((PTXCompiledKernel)backend.Compile(entry,
                     new KernelSpecialization())).PTXAssembly)); }
-                catch (Exception e) { throw new InvalidOperationException($"{name} does not compile to PTX for {arch}: {e.Message}", e); }
+                catch (Exception e) { throw new InvalidOperationException($"{name} does not compile to PTX for "
+                    + $"{arch}: {e.Message}", e); }
             }
         }
         return result;
@@ -101,14 +106,19 @@ public static class Ptx
             foreach (var k in kernels)
             {
                 string sm = SmName(k.Arch);
-                if (ptxas == null) { rows.Add(new KernelAssembly(k.Name, sm, null, null, null, null, null)); continue; }
+                if (ptxas == null)
+                {
+                    rows.Add(new KernelAssembly(k.Name, sm, null, null, null, null, null));
+                    continue;
+                }
                 var file = Path.Combine(dir, $"k{i++}.ptx");
                 File.WriteAllText(file, k.Ptx);
                 var psi = new ProcessStartInfo(ptxas,
                     $"-v -arch={sm} -o /dev/null \"{file}\"") { RedirectStandardError = true,
                     RedirectStandardOutput = true };
                 using var p = Process.Start(psi)!;
-                string err = p.StandardError.ReadToEnd() + p.StandardOutput.ReadToEnd(); p.WaitForExit();
+                string err = p.StandardError.ReadToEnd() + p.StandardOutput.ReadToEnd();
+                p.WaitForExit();
                 int? Grab(string pattern) { var m = Regex.Match(err,
                     pattern); return m.Success ? int.Parse(m.Groups[1].Value) : null; }
                 rows.Add(new KernelAssembly(k.Name, sm, Grab(@"Used (\d+) registers"), Grab(@"(\d+) bytes smem") ?? 0,
@@ -122,9 +132,16 @@ public static class Ptx
 
     public static string Table(List<KernelAssembly> rows, string ptxas)
     {
-        var sb = new System.Text.StringBuilder($"{rows.Select(r => r.Name).Distinct().Count()} kernels compiled to PTX ISA 7.8 for {string.Join(", ", rows.Select(r => r.Arch).Distinct())}; " +
-            (ptxas != null ? $"assembled with {ptxas} -v" : "no ptxas found ($PVLR_PTXAS or PATH): compiled only") + "\n\n| kernel | arch | registers | shared bytes | spill stores | spill loads | error |\n|---|---|---|---|---|---|---|\n");
-        foreach (var r in rows) sb.AppendLine($"| {r.Name} | {r.Arch} | {r.Registers?.ToString() ?? "—"} | {r.SharedBytes?.ToString() ?? "—"} | {r.SpillStores?.ToString() ?? "—"} | {r.SpillLoads?.ToString() ?? "—"} | {r.Error ?? ""} |");
+        var sb = new System.Text.StringBuilder($"{rows.Select(r => r.Name).Distinct().Count()} kernels compiled to "
+            + $"PTX ISA 7.8 for {string.Join(", ", rows.Select(r => r.Arch).Distinct())}; "
+                + (ptxas != null
+                    ? $"assembled with {ptxas} -v" : "no ptxas found ($PVLR_PTXAS or PATH): compiled only")
+                        + "\n\n| kernel | arch | registers | shared bytes | spill stores | spill loads | error "
+                            + "|\n|---|---|---|---|---|---|---|\n");
+        foreach (var r in rows)
+            sb.AppendLine($"| {r.Name} | {r.Arch} | {r.Registers?.ToString() ?? "—"} | "
+                + $"{r.SharedBytes?.ToString() ?? "—"} | {r.SpillStores?.ToString() ?? "—"} | "
+                + $"{r.SpillLoads?.ToString() ?? "—"} | {r.Error ?? ""} |");
         return sb.ToString();
     }
 }

@@ -39,9 +39,11 @@ public static class DemoData
         var asm = typeof(DemoData).Assembly;
         foreach (var f in AnnotationFiles)
         {
-            var res = asm.GetManifestResourceNames().FirstOrDefault(n => n.EndsWith("thumos14." + f)) ?? throw new FileNotFoundException($"embedded annotation {f} missing from the assembly");
+            var res = asm.GetManifestResourceNames().FirstOrDefault(n => n.EndsWith("thumos14." + f))
+                ?? throw new FileNotFoundException($"embedded annotation {f} missing from the assembly");
             using var s = asm.GetManifestResourceStream(res)!;
-            var ms = new MemoryStream(); s.CopyTo(ms);
+            var ms = new MemoryStream();
+            s.CopyTo(ms);
             AtomicFile.WriteAllBytes(Path.Combine(dir, f), ms.ToArray());
         }
     }
@@ -56,9 +58,22 @@ public static class DemoData
         int f = o.FeatDim, h = f / 2, dc = o.ClipDim, nc = ann.Classes.Length, latent = 32;
         float N() { double u1 = 1 - rng.NextDouble(),
             u2 = rng.NextDouble(); return (float)(Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2)); }
-        float[] Unit(int n) { var v = new float[n]; double s = 0; for (int i = 0; i < n; i++) { v[i] = N(); s += v[i] * v[i]; } s = Math.Sqrt(s); for (int i = 0; i < n; i++) v[i] /= (float)s; return v; }
+        float[] Unit(int n)
+        {
+            var v = new float[n];
+            double s = 0;
+            for (int i = 0; i < n; i++)
+            {
+                v[i] = N();
+                s += v[i] * v[i];
+            }
+            s = Math.Sqrt(s);
+            for (int i = 0; i < n; i++) v[i] /= (float)s;
+            return v;
+        }
         // latent class codes: own + group-shared direction (groups of related classes)
-        int groups = 6; var groupCode = Enumerable.Range(0, groups).Select(_ => Unit(latent)).ToArray();
+        int groups = 6;
+        var groupCode = Enumerable.Range(0, groups).Select(_ => Unit(latent)).ToArray();
         var classCode = Enumerable.Range(0,
             nc).Select(c => { var own = Unit(latent); var gc = groupCode[c % groups]; return own.Select((v,
             i) => 0.75f * v + 0.66f * gc[i]).ToArray(); }).ToArray();
@@ -77,7 +92,8 @@ public static class DemoData
             var strength = new float[t, nc];
             foreach (var (s, e, l) in v.Segments)
             {
-                int c = ann.ClassIndex(l); float amp = 0.5f + (float)rng.NextDouble();
+                int c = ann.ClassIndex(l);
+                float amp = 0.5f + (float)rng.NextDouble();
                 double ss = s * 25 / 16, ee = e * 25 / 16;
                 for (int i = Math.Max(0, (int)ss - 3); i < Math.Min(t, (int)ee + 4); i++)
                 {
@@ -87,30 +103,48 @@ public static class DemoData
                 }
             }
             var ctx = new float[latent];
-            foreach (var l in v.Labels) { var cc = classCode[ann.ClassIndex(l)]; for (int k = 0; k < latent; k++) ctx[k] += o.Context * cc[k]; }
-            var mix = new float[8]; for (int k = 0; k < 8; k++) mix[k] = N();
-            var x = new float[t * f]; var z = new float[t * dc];
-            var lat = new float[latent]; var latR = new float[latent]; var latF = new float[latent];
+            foreach (var l in v.Labels)
+            {
+                var cc = classCode[ann.ClassIndex(l)];
+                for (int k = 0; k < latent; k++) ctx[k] += o.Context * cc[k];
+            }
+            var mix = new float[8];
+            for (int k = 0; k < 8; k++) mix[k] = N();
+            var x = new float[t * f];
+            var z = new float[t * dc];
+            var lat = new float[latent];
+            var latR = new float[latent];
+            var latF = new float[latent];
             for (int i = 0; i < t; i++)
             {
                 for (int k = 0; k < 8; k++) mix[k] = 0.95f * mix[k] + 0.3f * N();
                 for (int k = 0; k < latent; k++)
                 {
-                    float bg = ctx[k]; for (int q = 0; q < 8; q++) bg += o.Clutter * 0.35f * mix[q] * clutterCode[q][k];
+                    float bg = ctx[k];
+                    for (int q = 0; q < 8; q++) bg += o.Clutter * 0.35f * mix[q] * clutterCode[q][k];
                     float act = 0, ar = 0, af = 0;
-                    for (int c = 0; c < nc; c++) if (strength[i, c] > 0) { float sv = strength[i,
-                        c] * classCode[c][k]; act += sv; ar += rgbGain[c] * sv; af += flowGain[c] * sv; }
-                    lat[k] = bg + o.Signal * act; latR[k] = bg + o.Signal * ar; latF[k] = bg + o.Signal * af;
+                    for (int c = 0; c < nc; c++) if (strength[i, c] > 0)
+                    {
+                        float sv = strength[i, c] * classCode[c][k];
+                        act += sv;
+                        ar += rgbGain[c] * sv;
+                        af += flowGain[c] * sv;
+                    }
+                    lat[k] = bg + o.Signal * act;
+                    latR[k] = bg + o.Signal * ar;
+                    latF[k] = bg + o.Signal * af;
                 }
                 for (int j = 0; j < f; j++)
                 {
-                    var src = j < h ? latR : latF; double s = 0;
+                    var src = j < h ? latR : latF;
+                    double s = 0;
                     for (int k = 0; k < latent; k++) s += projI3d[j][k] * src[k];
                     x[i * f + j] = (float)(s * Math.Sqrt(latent) / 4) + o.Noise * N();
                 }
                 for (int j = 0; j < dc; j++)
                 {
-                    double s = 0; for (int k = 0; k < latent; k++) s += projClip[j][k] * lat[k];
+                    double s = 0;
+                    for (int k = 0; k < latent; k++) s += projClip[j][k] * lat[k];
                     z[i * dc + j] = (float)s + 0.5f * o.Noise * N();
                 }
             }
@@ -137,7 +171,8 @@ public static class DemoData
     {
         if (n < 1) throw new ArgumentOutOfRangeException(nameof(n), $"demo data: {n} videos; at least 1");
         if (n >= all.Count) return all.ToList();
-        var test = all.Where(v => v.Subset == "test").ToList(); var train = all.Where(v => v.Subset == "validation").ToList();
+        var test = all.Where(v => v.Subset == "test").ToList();
+        var train = all.Where(v => v.Subset == "validation").ToList();
         int nTest = n < 2 ? 0 : Math.Clamp((int)Math.Round((double)n * test.Count / all.Count), 1, n - 1);
         nTest = Math.Min(nTest, test.Count); int nTrain = Math.Min(n - nTest,
             train.Count); nTest = Math.Min(n - nTrain, test.Count);

@@ -81,14 +81,27 @@ public static class Npy
             throw new DataFormatException($"{name}: not a .npy file (bad magic)");
         int major = magic[6];
         long hlen;
-        if (major == 1) { var b = new byte[2]; if (s.Read(b) != 2) throw Trunc(name); hlen = BitConverter.ToUInt16(b); }
-        else if (major is 2 or 3) { var b = new byte[4]; if (s.Read(b) != 4) throw Trunc(name); hlen = BitConverter.ToUInt32(b); }
+        if (major == 1)
+        {
+            var b = new byte[2];
+            if (s.Read(b) != 2) throw Trunc(name);
+            hlen = BitConverter.ToUInt16(b);
+        }
+        else if (major is 2 or 3)
+        {
+            var b = new byte[4];
+            if (s.Read(b) != 4) throw Trunc(name);
+            hlen = BitConverter.ToUInt32(b);
+        }
         else throw new DataFormatException($"{name}: unsupported .npy version {major}");
-        if (hlen > MaxHeader || (s.CanSeek && hlen > s.Length - s.Position)) throw new DataFormatException($"{name}: header length {hlen} is larger than the file");
-        var hb = new byte[hlen]; s.ReadExactly(hb);
+        if (hlen > MaxHeader || (s.CanSeek && hlen > s.Length - s.Position))
+            throw new DataFormatException($"{name}: header length {hlen} is larger than the file");
+        var hb = new byte[hlen];
+        s.ReadExactly(hb);
         var header = Encoding.Latin1.GetString(hb);
         var (descr, fortran, shape) = ParseHeader(header, name);
-        if (fortran && shape.Length > 1) throw new DataFormatException($"{name}: fortran_order arrays are not supported");
+        if (fortran && shape.Length > 1)
+            throw new DataFormatException($"{name}: fortran_order arrays are not supported");
         var arr = new NpyArray { Descr = descr, Shape = shape };
         long count = arr.Count;
         if (descr == "|O")
@@ -100,7 +113,9 @@ public static class Npy
         }
         int item = ItemSize(descr, name);
         long left = s.CanSeek ? s.Length - s.Position : long.MaxValue;
-        if (count * item > left) throw new DataFormatException($"{name}: header says {Tensor(shape)} of {descr} ({count * item} bytes) but only {left} bytes follow (truncated?)");
+        if (count * item > left)
+            throw new DataFormatException($"{name}: header says {Tensor(shape)} of {descr} ({count * item} bytes) "
+                + $"but only {left} bytes follow (truncated?)");
         arr.Data = ReadData(s, descr, count, name);
         return arr;
     }
@@ -114,18 +129,21 @@ public static class Npy
         char kind = descr[1];
         if (!int.TryParse(descr.AsSpan(2),
             out int n) || n <= 0 || n > 1 << 20) throw new DataFormatException($"{name}: bad dtype '{descr}'");
-        if (descr[0] == '>' && n > 1) throw new DataFormatException($"{name}: big-endian dtype '{descr}' is not supported");
+        if (descr[0] == '>' && n > 1)
+            throw new DataFormatException($"{name}: big-endian dtype '{descr}' is not supported");
         return kind == 'U' ? 4 * n : n;
     }
 
     static Array ReadData(Stream s, string descr, long count, string name)
     {
         int item = ItemSize(descr, name);
-        if (count * item > int.MaxValue) throw new DataFormatException($"{name}: array of {count * item} bytes is too large");
+        if (count * item > int.MaxValue)
+            throw new DataFormatException($"{name}: array of {count * item} bytes is too large");
         if (descr == "<f4")                                                     // straight into the floats
         {
             var f = GC.AllocateUninitializedArray<float>((int)count);
-            try { s.ReadExactly(MemoryMarshal.AsBytes(f.AsSpan())); } catch (EndOfStreamException) { throw Trunc(name); }
+            try { s.ReadExactly(MemoryMarshal.AsBytes(f.AsSpan())); }
+            catch (EndOfStreamException) { throw Trunc(name); }
             return f;
         }
         var bytes = new byte[count * item];
@@ -178,7 +196,8 @@ public static class Npy
             return h.Substring(c + 1).TrimStart();
         }
         var d = Field("descr");
-        if (d.Length == 0 || d[0] != '\'') throw new DataFormatException($"{name}: structured dtypes are not supported");
+        if (d.Length == 0 || d[0] != '\'')
+            throw new DataFormatException($"{name}: structured dtypes are not supported");
         int e = d.IndexOf('\'', 1);
         if (e < 0) throw new DataFormatException($"{name}: bad descr");
         string descr = d.Substring(1, e - 1);
@@ -191,8 +210,8 @@ public static class Npy
             StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var shape = new int[dims.Length];
         for (int i = 0; i < dims.Length; i++)
-            if (!int.TryParse(dims[i].TrimEnd('L'),
-                out shape[i]) || shape[i] < 0) throw new DataFormatException($"{name}: bad shape dimension '{dims[i]}'");
+            if (!int.TryParse(dims[i].TrimEnd('L'), out shape[i]) || shape[i] < 0)
+                throw new DataFormatException($"{name}: bad shape dimension '{dims[i]}'");
         return (descr, fortran, shape);
     }
 
@@ -201,7 +220,8 @@ public static class Npy
     {
         var nd = new NdConverter(name, pickleBytes).Nd(obj,
             0) as NpyArray ?? throw new DataFormatException($"{name}: object array pickle is not an ndarray");
-        if (nd.Data is not object[] o || o.Length != count) throw new DataFormatException($"{name}: object array holds {nd.Data?.Length} items, header says {count}");
+        if (nd.Data is not object[] o || o.Length != count)
+            throw new DataFormatException($"{name}: object array holds {nd.Data?.Length} items, header says {count}");
         return o;
     }
 
@@ -224,7 +244,8 @@ public static class Npy
             if (done.TryGetValue(o, out var hit)) return hit.value;
             if (depth > MaxDepth) throw new DataFormatException($"{name}: objects nested deeper than {MaxDepth}");
             if (!open.Add(o)) throw new DataFormatException($"{name}: a list or tuple contains itself");
-            object value; long size = 1;
+            object value;
+            long size = 1;
             switch (o)
             {
                 case List<object> l: { var r = new List<object>(l.Count); foreach (var x in l) { r.Add(Nd(x,
@@ -233,7 +254,9 @@ public static class Npy
                     depth + 1); size += Size(t[i]); } value = r; break; }
                 default: value = One(o, depth, ref size); break;
             }
-            if (size > budget) throw new DataFormatException($"{name}: the pickle describes {size} elements when read as a tree, more than {budget} for a {pickleBytes}-byte pickle (shared references)");
+            if (size > budget)
+                throw new DataFormatException($"{name}: the pickle describes {size} elements when read as a tree, "
+                    + $"more than {budget} for a {pickleBytes}-byte pickle (shared references)");
             open.Remove(o);
             done[o] = (value, size);
             return value;
@@ -245,7 +268,8 @@ public static class Npy
             {
             case PyObject p when p.Class.Name == "_reconstruct":
             {
-                if (p.State is not object[] st || st.Length < 5) throw new DataFormatException($"{name}: bad ndarray state");
+                if (p.State is not object[] st || st.Length < 5)
+                    throw new DataFormatException($"{name}: bad ndarray state");
                 var shape = ((object[])st[1]).Select(v => checked((int)(long)v)).ToArray();
                 var dt = st[2] as PyObject ?? throw new DataFormatException($"{name}: bad ndarray dtype");
                 string descr = DtypeDescr(dt, name);
@@ -253,19 +277,31 @@ public static class Npy
                 var arr = new NpyArray { Descr = descr, Shape = shape };
                 if (descr == "|O")
                 {
-                    var list = st[4] as List<object> ?? throw new DataFormatException($"{name}: object ndarray without a list");
-                    if (list.Count != count) throw new DataFormatException($"{name}: object ndarray of {list.Count} items, shape says {count}");
+                    var list = st[4] as List<object>
+                        ?? throw new DataFormatException($"{name}: object ndarray without a list");
+                    if (list.Count != count)
+                        throw new DataFormatException($"{name}: object ndarray of {list.Count} items, shape says "
+                            + $"{count}");
                     var items = new object[list.Count];
-                    for (int i = 0; i < items.Length; i++) { items[i] = Nd(list[i], depth + 1); size += Size(list[i]); }
+                    for (int i = 0; i < items.Length; i++)
+                    {
+                        items[i] = Nd(list[i], depth + 1);
+                        size += Size(list[i]);
+                    }
                     arr.Data = items;
                 }
                 else if (st[4] is FilePayload lazy)
                 {
                     if (lazy.Length != count * ItemSize(descr,
-                        name)) throw new DataFormatException($"{name}: ndarray of shape {Tensor(shape)} {descr} has {lazy.Length} data bytes");
+                        name)) throw new DataFormatException($"{name}: ndarray of shape {Tensor(shape)} {descr} has "
+                            + $"{lazy.Length} data bytes");
                     if (descr == "<f4") arr.Lazy = lazy;
-                    else { var raw = new byte[lazy.Length]; lazy.ReadInto(raw, name); arr.Data = Npy.Convert(raw,
-                        descr, count, name); }
+                    else
+                    {
+                        var raw = new byte[lazy.Length];
+                        lazy.ReadInto(raw, name);
+                        arr.Data = Npy.Convert(raw, descr, count, name);
+                    }
                 }
                 else
                 {
@@ -275,7 +311,8 @@ public static class Npy
                         _ => throw new DataFormatException($"{name}: ndarray data is not bytes")
                     };
                     if (raw.Length != count * ItemSize(descr,
-                        name)) throw new DataFormatException($"{name}: ndarray of shape {Tensor(shape)} {descr} has {raw.Length} data bytes");
+                        name)) throw new DataFormatException($"{name}: ndarray of shape {Tensor(shape)} {descr} has "
+                            + $"{raw.Length} data bytes");
                     // float32 data read into float storage by the unpickler becomes the array itself
                     arr.Data = st[4] is LargeBytes big && descr == "<f4" ? big.Store : Npy.Convert(raw, descr, count,
                         name);
@@ -287,7 +324,8 @@ public static class Npy
                 var dt = DtypeDescr(p.Args[0] as PyObject, name);
                 var raw = p.Args[1] as byte[] ?? Encoding.Latin1.GetBytes((string)p.Args[1]);
                 int item = ItemSize(dt, name);
-                if (raw.Length < item) throw new DataFormatException($"{name}: numpy scalar {dt} of {raw.Length} bytes");
+                if (raw.Length < item)
+                    throw new DataFormatException($"{name}: numpy scalar {dt} of {raw.Length} bytes");
                 var a = Npy.Convert(raw.AsSpan(0, item), dt, 1, name);
                 return a.GetValue(0);
             }

@@ -15,12 +15,15 @@ public sealed class DataFormatException(string message) : Exception(message);
 /// UTF-8, a truncated zip entry, ...) leaves a reader as a DataFormatException naming the file.
 public static class Malformed
 {
-    public static bool Is(Exception e) => e is FormatException or OverflowException or InvalidCastException or ArgumentException or InvalidOperationException
-        or EndOfStreamException or IndexOutOfRangeException or KeyNotFoundException or NullReferenceException or InvalidDataException or System.Text.Json.JsonException;
+    public static bool Is(Exception e) =>
+        e is FormatException or OverflowException or InvalidCastException or ArgumentException
+        or InvalidOperationException or EndOfStreamException or IndexOutOfRangeException or KeyNotFoundException
+        or NullReferenceException or InvalidDataException or System.Text.Json.JsonException;
     public static T Guard<T>(string name, Func<T> read)
     {
         try { return read(); }
-        catch (Exception e) when (Is(e)) { throw new DataFormatException($"{name}: malformed file ({e.GetType().Name}: {e.Message.Split('\n')[0]})"); }
+        catch (Exception e) when (Is(e)) { throw new DataFormatException($"{name}: malformed file "
+            + $"({e.GetType().Name}: {e.Message.Split('\n')[0]})"); }
     }
 }
 
@@ -49,7 +52,9 @@ public sealed class FilePayload(string path, long offset, int length)
         for (int done = 0; done < dst.Length;)
         {
             int n = RandomAccess.Read(h, dst[done..], Offset + done);
-            if (n <= 0) throw new DataFormatException($"{what}: {Path} ends before the array's data (did the file change after it was opened?)");
+            if (n <= 0)
+                throw new DataFormatException($"{what}: {Path} ends before the array's data (did the file change "
+                    + $"after it was opened?)");
             done += n;
         }
     }
@@ -97,22 +102,34 @@ public sealed class Unpickler
         string lazyPath = null, string allowedPrefix = null)
     {
         this.allowedPrefix = allowedPrefix;
-        this.s = s; this.file = file; this.allowed = allowed ?? NumpyGlobals; this.call = call; this.persistentLoad = persistentLoad;
+        this.s = s;
+        this.file = file;
+        this.allowed = allowed ?? NumpyGlobals;
+        this.call = call;
+        this.persistentLoad = persistentLoad;
         this.lazyPath = lazyPath != null && s.CanSeek ? lazyPath : null;
     }
 
     Exception Bad(string why) => new DataFormatException($"{file}: bad pickle: {why}");
 
-    int U8() { int b = s.ReadByte(); if (b < 0) throw Bad("truncated"); return b; }
+    int U8()
+    {
+        int b = s.ReadByte();
+        if (b < 0) throw Bad("truncated");
+        return b;
+    }
     /// A length field checked against the bytes left, before anything of that size is allocated.
     void CheckLength(long n)
     {
-        if (n < 0 || (s.CanSeek && n > s.Length - s.Position)) throw Bad($"length {n} exceeds the {(s.CanSeek ? s.Length - s.Position : 0)} bytes left");
+        if (n < 0 || (s.CanSeek && n > s.Length - s.Position))
+            throw Bad($"length {n} exceeds the {(s.CanSeek ? s.Length - s.Position : 0)} bytes left");
     }
     byte[] Bytes(long n)
     {
         CheckLength(n);
-        var b = new byte[n]; s.ReadExactly(b); return b;
+        var b = new byte[n];
+        s.ReadExactly(b);
+        return b;
     }
     /// A bytes payload: from 64 KiB on (ndarray data) read straight into float storage (LargeBytes), or
     /// in a lazy unpickler skipped and recorded (FilePayload).
@@ -121,14 +138,32 @@ public sealed class Unpickler
         if (n < 1 << 16) return Bytes(n);
         CheckLength(n);
         if (n > int.MaxValue) throw Bad($"bytes of length {n} are too large");
-        if (lazyPath != null) { var at = new FilePayload(lazyPath, s.Position, (int)n); s.Seek(n,
-            SeekOrigin.Current); return at; }
+        if (lazyPath != null)
+        {
+            var at = new FilePayload(lazyPath, s.Position, (int)n);
+            s.Seek(n, SeekOrigin.Current);
+            return at;
+        }
         var store = GC.AllocateUninitializedArray<float>((int)((n + 3) / 4));
         s.ReadExactly(MemoryMarshal.AsBytes(store.AsSpan())[..(int)n]);
         return new LargeBytes(store, (int)n);
     }
-    uint U32() { var b = Bytes(4); return BitConverter.ToUInt32(b); }
-    string Line() { var sb = new StringBuilder(); int c; while ((c = U8()) != '\n') { sb.Append((char)c); if (sb.Length > 4096) throw Bad("line too long"); } return sb.ToString(); }
+    uint U32()
+    {
+        var b = Bytes(4);
+        return BitConverter.ToUInt32(b);
+    }
+    string Line()
+    {
+        var sb = new StringBuilder();
+        int c;
+        while ((c = U8()) != '\n')
+        {
+            sb.Append((char)c);
+            if (sb.Length > 4096) throw Bad("line too long");
+        }
+        return sb.ToString();
+    }
 
     public object Load() => Malformed.Guard(file, LoadCore);
 
@@ -137,7 +172,13 @@ public sealed class Unpickler
         var stack = new List<object>();
         var marks = new Stack<int>();
         var memo = new Dictionary<long, object>(MemoKeys.Instance);
-        object Pop() { if (stack.Count == 0) throw Bad("stack underflow"); var o = stack[^1]; stack.RemoveAt(stack.Count - 1); return o; }
+        object Pop()
+        {
+            if (stack.Count == 0) throw Bad("stack underflow");
+            var o = stack[^1];
+            stack.RemoveAt(stack.Count - 1);
+            return o;
+        }
         List<object> PopMark()
         {
             if (marks.Count == 0) throw Bad("no mark");
@@ -162,7 +203,8 @@ public sealed class Unpickler
                 case 'K': stack.Add((long)U8()); break;                   // BININT1
                 case 'M': { var b = Bytes(2); stack.Add((long)BitConverter.ToUInt16(b)); break; }
                 case 'J': { var b = Bytes(4); stack.Add((long)BitConverter.ToInt32(b)); break; }
-                case 0x8a: { int n = U8(); var b = Bytes(n); stack.Add(n == 0 ? 0L : (long)new BigInteger(b)); break; }   // LONG1
+                // LONG1
+                case 0x8a: { int n = U8(); var b = Bytes(n); stack.Add(n == 0 ? 0L : (long)new BigInteger(b)); break; }
                 case 'I': { var l = Line(); stack.Add(l == "01" ? true : l == "00" ? false : long.Parse(l)); break; }
                 case 'L': { var l = Line().TrimEnd('L'); stack.Add(long.Parse(l)); break; }
                 case 'G': { var b = Bytes(8); Array.Reverse(b); stack.Add(BitConverter.ToDouble(b)); break; }
@@ -173,8 +215,9 @@ public sealed class Unpickler
                 case 'B': stack.Add(Payload(U32())); break;               // BINBYTES
                 case 0x8e: { var b = Bytes(8); stack.Add(Payload(BitConverter.ToInt64(b))); break; }   // BINBYTES8
                 case 'X': stack.Add(Encoding.UTF8.GetString(Bytes(U32()))); break;                    // BINUNICODE
-                case 0x8c: stack.Add(Encoding.UTF8.GetString(Bytes(U8()))); break;                    // SHORT_BINUNICODE
-                case 0x8d: { var b = Bytes(8); stack.Add(Encoding.UTF8.GetString(Bytes(BitConverter.ToInt64(b)))); break; }
+                // SHORT_BINUNICODE
+                case 0x8c: stack.Add(Encoding.UTF8.GetString(Bytes(U8()))); break;
+                case 0x8d: stack.Add(Encoding.UTF8.GetString(Bytes(BitConverter.ToInt64(Bytes(8))))); break;
                 case ')': stack.Add(Array.Empty<object>()); break;        // EMPTY_TUPLE
                 case 't': stack.Add(PopMark().ToArray()); break;          // TUPLE
                 case 0x85: stack.Add(new[] { Pop() }); break;             // TUPLE1
@@ -183,9 +226,12 @@ public sealed class Unpickler
                 case ']': stack.Add(new List<object>()); break;           // EMPTY_LIST
                 case 'l': stack.Add(PopMark()); break;                    // LIST
                 case 'a': { var v = Pop(); (Top() as List<object> ?? throw Bad("APPEND to a non-list")).Add(v); break; }
-                case 'e': { var items = PopMark(); (Top() as List<object> ?? throw Bad("APPENDS to a non-list")).AddRange(items); break; }
+                case 'e': { var items = PopMark(); (Top() as List<object>
+                    ?? throw Bad("APPENDS to a non-list")).AddRange(items); break; }
                 case '}': stack.Add(new Dictionary<object, object>(new KeyComparer())); break;
-                case 'd': { var items = PopMark(); var d = new Dictionary<object, object>(new KeyComparer()); for (int i = 0; i + 1 < items.Count; i += 2) d[items[i] ?? "None"] = items[i + 1]; stack.Add(d); break; }
+                case 'd': { var items = PopMark(); var d = new Dictionary<object,
+                    object>(new KeyComparer()); for (int i = 0; i + 1 < items.Count; i += 2) d[items[i]
+                        ?? "None"] = items[i + 1]; stack.Add(d); break; }
                 case 's': { var v = Pop(); var k = Pop(); SetItem(Top(), k, v); break; }
                 case 'u': { var items = PopMark(); for (int i = 0; i + 1 < items.Count; i += 2) SetItem(Top(),
                     items[i], items[i + 1]); break; }
@@ -200,10 +246,14 @@ public sealed class Unpickler
                 case 'c': { var mod = Line(); var name = Line(); stack.Add(Global(mod, name)); break; }   // GLOBAL
                 case 0x93: { var name = Pop() as string; var mod = Pop() as string; stack.Add(Global(mod,
                     name)); break; }  // STACK_GLOBAL
-                case 'R': { var args = Pop() as object[] ?? throw Bad("REDUCE args not a tuple"); var f = Pop() as PyGlobal ?? throw Bad("REDUCE of a non-global"); stack.Add(Call(f, args)); break; }
-                case 0x81: { var args = Pop() as object[] ?? throw Bad("NEWOBJ args"); var f = Pop() as PyGlobal ?? throw Bad("NEWOBJ of a non-global"); stack.Add(Call(f, args)); break; }
+                case 'R': { var args = Pop() as object[]
+                    ?? throw Bad("REDUCE args not a tuple"); var f = Pop() as PyGlobal
+                        ?? throw Bad("REDUCE of a non-global"); stack.Add(Call(f, args)); break; }
+                case 0x81: { var args = Pop() as object[] ?? throw Bad("NEWOBJ args"); var f = Pop() as PyGlobal
+                    ?? throw Bad("NEWOBJ of a non-global"); stack.Add(Call(f, args)); break; }
                 case 'b': { var state = Pop(); Build(Top(), state); break; }   // BUILD
-                case 'Q': { var pid = Pop(); stack.Add(persistentLoad != null ? persistentLoad(pid) : throw Bad("persistent id without a loader")); break; }
+                case 'Q': { var pid = Pop(); stack.Add(persistentLoad != null
+                    ? persistentLoad(pid) : throw Bad("persistent id without a loader")); break; }
                 case '0': Pop(); break;                                   // POP
                 case '2': stack.Add(Top()); break;                        // DUP
                 case '1': PopMark(); break;                               // POP_MARK
@@ -267,14 +317,19 @@ public sealed class Unpickler
             case "collections.OrderedDict":
                 return new PyObject(f, args) { DictItems = new(new KeyComparer()) };
         }
-        if (call != null) { var r = call(f, args); if (r != null) return r; }
+        if (call != null)
+        {
+            var r = call(f, args);
+            if (r != null) return r;
+        }
         return new PyObject(f, args);
     }
 
     void Build(object target, object state)
     {
         if (target is PyObject o) o.State = state;
-        else if (target is Dictionary<object, object> d && state is Dictionary<object, object> sd) foreach (var kv in sd) d[kv.Key] = kv.Value;
+        else if (target is Dictionary<object, object> d && state is Dictionary<object, object> sd)
+            foreach (var kv in sd) d[kv.Key] = kv.Value;
         else throw Bad($"BUILD on {target?.GetType().Name ?? "None"}");
     }
 }

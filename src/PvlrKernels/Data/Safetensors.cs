@@ -19,7 +19,8 @@ public static class Safetensors
         foreach (var (n, s, d) in list)
         {
             if (d.LongLength != s.Aggregate(1L, (a,
-                b) => a * b)) throw new ArgumentException($"safetensors: {n} has {d.Length} values for shape ({string.Join(",", s)})");
+                b) => a * b)) throw new ArgumentException($"safetensors: {n} has {d.Length} values for shape "
+                    + $"({string.Join(",", s)})");
             header[n] = new { dtype = "F32", shape = s, data_offsets = new[] { off, off + d.LongLength * 4 } };
             off += d.LongLength * 4;
         }
@@ -28,7 +29,8 @@ public static class Safetensors
         hb = hb.Concat(Enumerable.Repeat((byte)' ', pad)).ToArray();
         AtomicFile.Write(path, s =>
         {
-            s.Write(BitConverter.GetBytes((ulong)hb.Length)); s.Write(hb);
+            s.Write(BitConverter.GetBytes((ulong)hb.Length));
+            s.Write(hb);
             foreach (var (_, _, d) in list) s.Write(MemoryMarshal.AsBytes(d.AsSpan()));
         });
     }
@@ -74,17 +76,25 @@ public static class Safetensors
         ulong hlen = BitConverter.ToUInt64(lb);
         if (hlen > (ulong)Math.Min(total - 8,
             100 << 20)) throw new DataFormatException($"{name}: header length {hlen} exceeds the file");
-        var hb = new byte[hlen]; s.ReadExactly(hb);
+        var hb = new byte[hlen];
+        s.ReadExactly(hb);
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(hb); } catch (JsonException e) { throw new DataFormatException($"{name}: bad safetensors header: {e.Message}"); }
+        try { doc = JsonDocument.Parse(hb); } catch (JsonException e) { throw new DataFormatException($"{name}: bad "
+            + $"safetensors header: {e.Message}"); }
         long dataStart = 8 + (long)hlen, dataLen = total - dataStart;
-        var entries = new List<Entry>(); var meta = new Dictionary<string, string>();
-        if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new DataFormatException($"{name}: header is not an object");
+        var entries = new List<Entry>();
+        var meta = new Dictionary<string, string>();
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            throw new DataFormatException($"{name}: header is not an object");
         foreach (var p in doc.RootElement.EnumerateObject())
         {
             try
             {
-                if (p.Name == "__metadata__") { foreach (var m in p.Value.EnumerateObject()) meta[m.Name] = m.Value.GetString(); continue; }
+                if (p.Name == "__metadata__")
+                {
+                    foreach (var m in p.Value.EnumerateObject()) meta[m.Name] = m.Value.GetString();
+                    continue;
+                }
                 string dtype = p.Value.GetProperty("dtype").GetString();
                 var shape = p.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();
                 var offs = p.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
@@ -92,19 +102,25 @@ public static class Safetensors
                     _ => throw new DataFormatException($"{name}: tensor {p.Name} has unsupported dtype {dtype}") };
                 long count = shape.Aggregate(1L, (a,
                     b) => b < 0 ? throw new DataFormatException($"{name}: negative dimension in {p.Name}") : a * b);
-                if (offs.Length != 2 || offs[0] < 0 || offs[1] < offs[0] || offs[1] > dataLen || offs[1] - offs[0] != count * item)
-                    throw new DataFormatException($"{name}: tensor {p.Name} offsets [{string.Join(",", offs)}] do not fit shape ({string.Join(",", shape)}) {dtype} in {dataLen} data bytes");
-                if (count > Array.MaxLength / 4) throw new DataFormatException($"{name}: tensor {p.Name} of {count} values is too large for one array");
+                if (offs.Length != 2 || offs[0] < 0 || offs[1] < offs[0] || offs[1] > dataLen
+                    || offs[1] - offs[0] != count * item)
+                    throw new DataFormatException($"{name}: tensor {p.Name} offsets [{string.Join(",", offs)}] do "
+                        + $"not fit shape ({string.Join(",", shape)}) {dtype} in {dataLen} data bytes");
+                if (count > Array.MaxLength / 4)
+                    throw new DataFormatException($"{name}: tensor {p.Name} of {count} values is too large for one "
+                        + $"array");
                 entries.Add(new Entry(p.Name, dtype, shape, count, dataStart + offs[0], offs[1] - offs[0]));
             }
-            catch (Exception e) when (e is KeyNotFoundException || e is InvalidOperationException || e is FormatException)
+            catch (Exception e) when (e is KeyNotFoundException || e is InvalidOperationException
+                || e is FormatException)
             { throw new DataFormatException($"{name}: malformed entry {p.Name}: {e.Message}"); }
         }
         // no two tensors may share bytes (a hand-made header could alias one tensor's data into another)
         var byStart = entries.Where(e => e.Bytes > 0).OrderBy(e => e.Start).ToList();
         for (int i = 1; i < byStart.Count; i++)
             if (byStart[i].Start < byStart[i - 1].Start + byStart[i - 1].Bytes)
-                throw new DataFormatException($"{name}: tensors {byStart[i - 1].Name} and {byStart[i].Name} overlap in the data section");
+                throw new DataFormatException($"{name}: tensors {byStart[i - 1].Name} and {byStart[i].Name} overlap "
+                    + $"in the data section");
         return (entries, meta);
     });
 
@@ -118,14 +134,21 @@ public static class Safetensors
         {
             int n = (int)Math.Min(buffer.Length, e.Count - at);
             var dst = buffer.AsSpan(0, n);
-            if (raw == null) s.ReadExactly(MemoryMarshal.AsBytes(dst));                          // straight into the floats
+            // straight into the floats
+            if (raw == null) s.ReadExactly(MemoryMarshal.AsBytes(dst));
             else
             {
                 s.ReadExactly(raw.AsSpan(0, 2 * n));
-                if (e.Dtype == "F16") { var h = MemoryMarshal.Cast<byte, Half>(raw.AsSpan(0,
-                    2 * n)); for (int i = 0; i < n; i++) dst[i] = (float)h[i]; }
-                else { var u = MemoryMarshal.Cast<byte, ushort>(raw.AsSpan(0,
-                    2 * n)); for (int i = 0; i < n; i++) dst[i] = BitConverter.Int32BitsToSingle(u[i] << 16); }
+                if (e.Dtype == "F16")
+                {
+                    var h = MemoryMarshal.Cast<byte, Half>(raw.AsSpan(0, 2 * n));
+                    for (int i = 0; i < n; i++) dst[i] = (float)h[i];
+                }
+                else
+                {
+                    var u = MemoryMarshal.Cast<byte, ushort>(raw.AsSpan(0, 2 * n));
+                    for (int i = 0; i < n; i++) dst[i] = BitConverter.Int32BitsToSingle(u[i] << 16);
+                }
             }
             sink(dst, at);
             at += n;

@@ -25,7 +25,11 @@ public sealed class Video
     NpyArray source; string sourceName;                     // where Features are read on demand, when not loaded
 
     /// Features whose reading is left for later (ThumosDataset.Load's `load`): ReadFeatures reads them.
-    internal void ReadLater(NpyArray nd, string name) { source = nd; sourceName = name; }
+    internal void ReadLater(NpyArray nd, string name)
+    {
+        source = nd;
+        sourceName = name;
+    }
 
     /// The features: the loaded array, or else (a video left in its file) read now, checked for non-finite
     /// values and not kept.
@@ -76,7 +80,8 @@ public sealed class Annotations
         var names = Npy.Load(P("videoname.npy")).AsStrings(P("videoname.npy"));
         var subset = Npy.Load(P("subset.npy")).AsStrings(P("subset.npy"));
         var dur = Npy.Load(P("duration.npy")).AsDouble(P("duration.npy"));
-        object[] Objects(string f) => Npy.Load(P(f)).Data as object[] ?? throw new DataFormatException($"{P(f)}: expected an object array (one list per video)");
+        object[] Objects(string f) => Npy.Load(P(f)).Data as object[]
+            ?? throw new DataFormatException($"{P(f)}: expected an object array (one list per video)");
         var labelsAll = Objects("labels_all.npy");
         var labels = Objects("labels.npy");
         var segs = Objects("segments.npy");
@@ -84,23 +89,33 @@ public sealed class Annotations
         var firstIndex = new Dictionary<string, int>();
         for (int i = 0; i < n; i++)
             if (!firstIndex.TryAdd(names[i],
-                i)) throw new DataFormatException($"{P("videoname.npy")}: video '{names[i]}' appears twice, at indices {firstIndex[names[i]]} and {i}");
-        void Same(string f, long len) { if (len != n) throw new DataFormatException($"{P(f)}: {len} entries, videoname.npy has {n}"); }
+                i)) throw new DataFormatException($"{P("videoname.npy")}: video '{names[i]}' appears twice, at "
+                    + $"indices {firstIndex[names[i]]} and {i}");
+        void Same(string f,
+            long len) { if (len != n) throw new DataFormatException($"{P(f)}: {len} entries, videoname.npy has {n}"); }
         Same("subset.npy", subset.Length); Same("duration.npy", dur.Length); Same("labels_all.npy",
             labelsAll.Length); Same("labels.npy", labels.Length); Same("segments.npy", segs.Length);
         List<object> ListOf(object[] arr, int i,
-            string f) => arr[i] as List<object> ?? throw new DataFormatException($"{P(f)}: video {i} ('{names[i]}') holds {arr[i]?.GetType().Name ?? "None"}, not a list");
+            string f) => arr[i] as List<object>
+                ?? throw new DataFormatException($"{P(f)}: video {i} ('{names[i]}') holds "
+                    + $"{arr[i]?.GetType().Name ?? "None"}, not a list");
         for (int i = 0; i < n; i++)
         {
             var v = new Video { Index = i, Name = names[i], Subset = subset[i], Duration = dur[i] };
             v.Labels = ListOf(labelsAll, i, "labels_all.npy").Select(NpyArray.PyText).Distinct().ToArray();
-            var ls = ListOf(labels, i, "labels.npy"); var ss = ListOf(segs, i, "segments.npy");
-            if (ls.Count != ss.Count) throw new DataFormatException($"{P("segments.npy")}: video {v.Name} has {ss.Count} segments but {ls.Count} labels");
+            var ls = ListOf(labels, i, "labels.npy");
+            var ss = ListOf(segs, i, "segments.npy");
+            if (ls.Count != ss.Count)
+                throw new DataFormatException($"{P("segments.npy")}: video {v.Name} has {ss.Count} segments but "
+                    + $"{ls.Count} labels");
             v.Segments = ss.Select((s, k) =>
             {
-                var pair = s is List<object> l ? l.ToArray() : s is object[] t ? t : s is NpyArray nd ? nd.AsDouble().Cast<object>().ToArray() : null;
-                if (pair is not { Length: 2 } || pair[0] is not (double or long or float or int) || pair[1] is not (double or long or float or int))
-                    throw new DataFormatException($"{P("segments.npy")}: video {v.Name} segment {k} is not a [start, end] pair of numbers");
+                var pair = s is List<object> l ? l.ToArray() : s is object[] t ? t : s is NpyArray nd
+                    ? nd.AsDouble().Cast<object>().ToArray() : null;
+                if (pair is not { Length: 2 } || pair[0] is not (double or long or float or int)
+                    || pair[1] is not (double or long or float or int))
+                    throw new DataFormatException($"{P("segments.npy")}: video {v.Name} segment {k} is not a [start, "
+                        + $"end] pair of numbers");
                 return (Convert.ToDouble(pair[0]), Convert.ToDouble(pair[1]), NpyArray.PyText(ls[k]));
             }).ToArray();
             foreach (var l in v.Labels) a.ClassIndex(l);
@@ -159,17 +174,25 @@ public sealed class ThumosDataset
         var featPath = Path.Combine(root, FeatFile);
         log?.Report($"reading {featPath}");
         var feats = Npy.Load(featPath, lazy: true);
-        if (feats.Data is not object[] items) throw new DataFormatException($"{featPath}: expected an object array of per-video features, got {feats.Descr}");
-        if (items.Length != ds.Ann.Videos.Count) throw new DataFormatException($"{featPath}: {items.Length} videos, the annotations list {ds.Ann.Videos.Count}");
+        if (feats.Data is not object[] items)
+            throw new DataFormatException($"{featPath}: expected an object array of per-video features, got "
+                + $"{feats.Descr}");
+        if (items.Length != ds.Ann.Videos.Count)
+            throw new DataFormatException($"{featPath}: {items.Length} videos, the annotations list "
+                + $"{ds.Ann.Videos.Count}");
         for (int i = 0; i < items.Length; i++)
         {
             var v = ds.Ann.Videos[i];
-            var nd = items[i] as NpyArray ?? throw new DataFormatException($"{featPath}: entry {i} ({v.Name}) is not an array");
-            if (nd.Shape.Length != 2) throw new DataFormatException($"{featPath}: video {v.Name} has shape ({string.Join(",", nd.Shape)}), expected (T, F)");
+            var nd = items[i] as NpyArray
+                ?? throw new DataFormatException($"{featPath}: entry {i} ({v.Name}) is not an array");
+            if (nd.Shape.Length != 2)
+                throw new DataFormatException($"{featPath}: video {v.Name} has shape ({string.Join(",", nd.Shape)}), "
+                    + $"expected (T, F)");
             if (nd.Shape[0] == 0) throw new DataFormatException($"{featPath}: video {v.Name} is empty (T = 0)");
             if (ds.FeatureDim == 0) ds.FeatureDim = nd.Shape[1];
             if (nd.Shape[1] != ds.FeatureDim || ds.FeatureDim % 2 != 0)
-                throw new DataFormatException($"{featPath}: video {v.Name} has feature width {nd.Shape[1]}, expected {ds.FeatureDim} (even: RGB | flow)");
+                throw new DataFormatException($"{featPath}: video {v.Name} has feature width {nd.Shape[1]}, expected "
+                    + $"{ds.FeatureDim} (even: RGB | flow)");
             v.T = nd.Shape[0];
             v.ReadLater(nd, $"{featPath}: video {v.Name}");
         }
@@ -181,14 +204,18 @@ public sealed class ThumosDataset
             if (load == null || load(v)) v.Features = v.ReadFeatures();
         });
         var loaded = ds.Ann.Videos.Where(v => v.Features != null).ToList();
-        log?.Report($"read the features of {loaded.Count} of {items.Length} videos ({loaded.Sum(v => (long)v.T)} snippets, {loaded.Sum(v => 4L * v.Features.Length) / 1e6:F0} MB) in {sw.Elapsed.TotalSeconds:F2} s");
+        log?.Report($"read the features of {loaded.Count} of {items.Length} videos ({loaded.Sum(v => (long)v.T)} "
+            + $"snippets, {loaded.Sum(v => 4L * v.Features.Length) / 1e6:F0} MB) in {sw.Elapsed.TotalSeconds:F2} s");
         if (clip)
         {
             sw.Restart();
             LoadClip(ds, clipRoot ?? Path.Combine(root, "Thumos14_CLIP"));
-            log?.Report($"read the CLIP features of {ds.Ann.Videos.Count(v => v.Clip != null)} videos ({ds.Ann.Videos.Where(v => v.Clip != null).Sum(v => 4L * v.Clip.Length) / 1e6:F0} MB) in {sw.Elapsed.TotalSeconds:F2} s");
+            log?.Report($"read the CLIP features of {ds.Ann.Videos.Count(v => v.Clip != null)} videos "
+                + $"({ds.Ann.Videos.Where(v => v.Clip != null).Sum(v => 4L * v.Clip.Length) / 1e6:F0} MB) in "
+                    + $"{sw.Elapsed.TotalSeconds:F2} s");
         }
-        ds.Train = ds.Ann.Train.ToList(); ds.Test = ds.Ann.Test.ToList();
+        ds.Train = ds.Ann.Train.ToList();
+        ds.Test = ds.Ann.Test.ToList();
         if (ds.Train.Count == 0) throw new DataFormatException($"{root}: no training videos (subset 'validation')");
         return ds;
     }
@@ -212,14 +239,20 @@ public sealed class ThumosDataset
             if (failed != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
             if (c == null)
             {
-                if (v.Subset == "validation") throw new FileNotFoundException($"{cp}: CLIP features missing for training video {v.Name}", cp);
+                if (v.Subset == "validation")
+                    throw new FileNotFoundException($"{cp}: CLIP features missing for training video {v.Name}", cp);
                 continue;
             }
-            if (c.Shape.Length != 2) throw new DataFormatException($"{cp}: shape ({string.Join(",", c.Shape)}), expected (T, D)");
+            if (c.Shape.Length != 2)
+                throw new DataFormatException($"{cp}: shape ({string.Join(",", c.Shape)}), expected (T, D)");
             if (ds.ClipDim == 0) ds.ClipDim = c.Shape[1];
-            if (c.Shape[1] != ds.ClipDim) throw new DataFormatException($"{cp}: width {c.Shape[1]}, other videos have {ds.ClipDim}");
-            if (v.Subset == "validation" && c.Shape[0] < v.T) throw new DataFormatException($"{cp}: {c.Shape[0]} rows but the I3D features of {v.Name} have {v.T} snippets");
-            v.Clip = c.AsFloat(cp); v.ClipT = c.Shape[0];
+            if (c.Shape[1] != ds.ClipDim)
+                throw new DataFormatException($"{cp}: width {c.Shape[1]}, other videos have {ds.ClipDim}");
+            if (v.Subset == "validation" && c.Shape[0] < v.T)
+                throw new DataFormatException($"{cp}: {c.Shape[0]} rows but the I3D features of {v.Name} have {v.T} "
+                    + $"snippets");
+            v.Clip = c.AsFloat(cp);
+            v.ClipT = c.Shape[0];
             CheckFinite(v.Clip, cp, ds.ClipDim);
         }
     }
@@ -227,13 +260,16 @@ public sealed class ThumosDataset
     /// Evaluation needs the test split: a dataset without one is refused before any work is done.
     public void RequireTest(string why)
     {
-        if (Test.Count == 0) throw new DataFormatException($"{Root}: no test videos (subset 'test' in {AnnDir}/subset.npy); {why}");
+        if (Test.Count == 0)
+            throw new DataFormatException($"{Root}: no test videos (subset 'test' in {AnnDir}/subset.npy); {why}");
     }
 
     /// The features are `width` wide, as `whose` (a preset, a checkpoint) reads them; else the error names the file.
     public void RequireFeatureWidth(int width, string whose)
     {
-        if (FeatureDim != width) throw new Engine.ShapeException($"{FeatureSource ?? Path.Combine(Root, FeatFile)}: feature width {FeatureDim}, {whose} expects {width}");
+        if (FeatureDim != width)
+            throw new Engine.ShapeException($"{FeatureSource ?? Path.Combine(Root, FeatFile)}: feature width "
+                + $"{FeatureDim}, {whose} expects {width}");
     }
 
     /// Every value is finite; else the error names `what` and, for rows `width` values wide, the snippet
@@ -250,7 +286,8 @@ public sealed class ThumosDataset
             }
         for (; i < a.Length; i++)
             if (!float.IsFinite(a[i]))
-                throw new DataFormatException($"{what}: non-finite value {a[i]} at " + (width > 0 ? $"snippet {i / width}, feature {i % width} (element {i})" : $"element {i}"));
+                throw new DataFormatException($"{what}: non-finite value {a[i]} at "
+                    + (width > 0 ? $"snippet {i / width}, feature {i % width} (element {i})" : $"element {i}"));
     }
 
     public float[] Labels(Video v)
@@ -273,16 +310,21 @@ public sealed class BatchSampler
     readonly List<Video>[] byClass;
     public BatchSampler(ThumosDataset ds, int seed)
     {
-        this.ds = ds; this.seed = seed;
+        this.ds = ds;
+        this.seed = seed;
         byClass = Enumerable.Range(0,
-            ds.Ann.Classes.Length).Select(c => ds.Train.Where(v => v.Labels.Contains(ds.Ann.Classes[c])).ToList()).ToArray();
+            ds.Ann.Classes.Length).Select(c => ds.Train.Where(v =>
+                v.Labels.Contains(ds.Ann.Classes[c])).ToList()).ToArray();
     }
 
     /// SplitMix64 of (seed, step): deterministic across processes (HashCode.Combine is randomized per process).
     public Random ForStep(long step)
     {
         ulong z = ((ulong)(uint)seed << 32) ^ (ulong)step;
-        z += 0x9E3779B97F4A7C15UL; z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL; z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL; z ^= z >> 31;
+        z += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
         return new Random((int)(z & 0x7FFFFFFF));
     }
 
@@ -305,10 +347,15 @@ public sealed class BatchSampler
         Methods.Resampling resample = Methods.Resampling.Perturb)
     {
         int n = ds.Train.Count, perEpoch = (n + batch - 1) / batch;
-        long epoch = step / perEpoch; int at = (int)(step % perEpoch) * batch;
+        long epoch = step / perEpoch;
+        int at = (int)(step % perEpoch) * batch;
         var order = Enumerable.Range(0, n).ToArray();
         var shuffle = ForStep(-1 - epoch);
-        for (int i = n - 1; i > 0; i--) { int j = shuffle.Next(i + 1); (order[i], order[j]) = (order[j], order[i]); }
+        for (int i = n - 1; i > 0; i--)
+        {
+            int j = shuffle.Next(i + 1);
+            (order[i], order[j]) = (order[j], order[i]);
+        }
         var rows = order.Skip(at).Take(batch).Select(i => ds.Train[i]).ToList();
         Fill(ForStep(step), rows, t, feats, clip, labels, resample);
         return rows;
@@ -324,14 +371,17 @@ public sealed class BatchSampler
     {
         if (pairs != null) return pairs;
         var labels = ds.Train.Select(v => ds.Labels(v)).ToArray();
-        var same = new List<(int, int)>(); var disjoint = new List<(int, int)>();
+        var same = new List<(int, int)>();
+        var disjoint = new List<(int, int)>();
         for (int i = 0; i < labels.Length; i++)
             for (int j = i + 1; j < labels.Length; j++)
             {
                 if (labels[i].AsSpan().SequenceEqual(labels[j])) same.Add((i, j));
                 else if (!labels[i].Where((v, k) => v > 0 && labels[j][k] > 0).Any()) disjoint.Add((i, j));
             }
-        if (same.Count == 0) throw new ArgumentException("no two training videos have the same labels: FTCL's pair batches need at least one such pair");
+        if (same.Count == 0)
+            throw new ArgumentException("no two training videos have the same labels: FTCL's pair batches need at "
+                + "least one such pair");
         var rng = ForStep(long.MinValue);
         for (int i = disjoint.Count - 1; i > 0; i--)
         {
@@ -351,10 +401,15 @@ public sealed class BatchSampler
     {
         var list = LabelPairs();
         int n = list.Count, perEpoch = (n + batch - 1) / batch;
-        long epoch = step / perEpoch; int at = (int)(step % perEpoch) * batch;
+        long epoch = step / perEpoch;
+        int at = (int)(step % perEpoch) * batch;
         var order = Enumerable.Range(0, n).ToArray();
         var shuffle = ForStep(-1 - epoch);
-        for (int i = n - 1; i > 0; i--) { int j = shuffle.Next(i + 1); (order[i], order[j]) = (order[j], order[i]); }
+        for (int i = n - 1; i > 0; i--)
+        {
+            int j = shuffle.Next(i + 1);
+            (order[i], order[j]) = (order[j], order[i]);
+        }
         var chosen = order.Skip(at).Take(batch).Select(i => list[i]).ToList();
         var ids = chosen.Select(p => p.first).Concat(chosen.Select(p => p.second)).ToList();
         var rows = ids.Select(i => ds.Train[i]).ToList();
@@ -391,7 +446,11 @@ public sealed class BatchSampler
     public static int[] RandomPerturb(int length, int n, Random rng)
     {
         var idx = new int[n];
-        if (length == n) { for (int i = 0; i < n; i++) idx[i] = i; return idx; }
+        if (length == n)
+        {
+            for (int i = 0; i < n; i++) idx[i] = i;
+            return idx;
+        }
         for (int i = 0; i < n; i++)
         {
             int a = (int)(i * (double)length / n);
@@ -411,8 +470,17 @@ public sealed class BatchSampler
     public static int[] AcmRandomSample(int length, int n, Random rng)
     {
         var idx = new int[n];
-        if (length == n) { for (int i = 0; i < n; i++) idx[i] = i; return idx; }
-        if (length < n) { for (int i = 0; i < n; i++) idx[i] = rng.Next(length); Array.Sort(idx); return idx; }
+        if (length == n)
+        {
+            for (int i = 0; i < n; i++) idx[i] = i;
+            return idx;
+        }
+        if (length < n)
+        {
+            for (int i = 0; i < n; i++) idx[i] = rng.Next(length);
+            Array.Sort(idx);
+            return idx;
+        }
         for (int i = 0; i < n - 1; i++)
             idx[i] = rng.Next((int)((double)i * length / n), (int)((double)(i + 1) * length / n + 1));
         idx[n - 1] = rng.Next(n >= 2 ? idx[n - 2] : 0, length);
@@ -471,7 +539,8 @@ public static class GtJsonLayout
             "test") })
             foreach (var name in list)
                 entries.Add((name, subset, db.TryGetProperty(name, out var e) ? e
-                    : throw new DataFormatException($"{gtPath}: video '{name}' of the split lists is not in the database")));
+                    : throw new DataFormatException($"{gtPath}: video '{name}' of the split lists is not in the "
+                        + $"database")));
         var videos = entries.Select((x, i) => Malformed.Guard(gtPath, () =>
         {
             var v = new Video { Index = i, Name = x.name, Subset = x.subset,
@@ -479,7 +548,8 @@ public static class GtJsonLayout
             v.Segments = x.e.GetProperty("annotations").EnumerateArray().Select(a =>
             {
                 var seg = a.GetProperty("segment");
-                if (seg.GetArrayLength() != 2) throw new DataFormatException($"{gtPath}: video {x.name}: a segment is not [start, end]");
+                if (seg.GetArrayLength() != 2)
+                    throw new DataFormatException($"{gtPath}: video {x.name}: a segment is not [start, end]");
                 return (seg[0].GetDouble(), seg[1].GetDouble(), a.GetProperty("label").GetString());
             }).ToArray();
             v.Labels = v.Segments.Select(s => s.label).Distinct().ToArray();
@@ -495,15 +565,21 @@ public static class GtJsonLayout
         {
             var v = videos[i];
             string dir = v.Subset == "validation" ? "train" : "test";
-            float[] f; int t, w;
+            float[] f;
+            int t, w;
             if (split)
             {
                 var rgb = Npy.Load(Path.Combine(root, "features", dir, "rgb", v.Name + ".npy"));
                 var flow = Npy.Load(Path.Combine(root, "features", dir, "flow", v.Name + ".npy"));
-                if (rgb.Shape.Length != 2 || flow.Shape.Length != 2 || rgb.Shape[0] != flow.Shape[0] || rgb.Shape[1] != flow.Shape[1])
-                    throw new DataFormatException($"{root}/features/{dir}: video {v.Name}: rgb {Engine.Tensor.ShapeStr(rgb.Shape)} and flow {Engine.Tensor.ShapeStr(flow.Shape)} must be (T, F/2) each");
+                if (rgb.Shape.Length != 2 || flow.Shape.Length != 2 || rgb.Shape[0] != flow.Shape[0]
+                    || rgb.Shape[1] != flow.Shape[1])
+                    throw new DataFormatException($"{root}/features/{dir}: video {v.Name}: rgb "
+                        + $"{Engine.Tensor.ShapeStr(rgb.Shape)} and flow {Engine.Tensor.ShapeStr(flow.Shape)} "
+                        + "must be (T, F/2) each");
                 (t, w) = (rgb.Shape[0], 2 * rgb.Shape[1]);
-                var r = rgb.AsFloat(v.Name); var fl = flow.AsFloat(v.Name); int h = w / 2;
+                var r = rgb.AsFloat(v.Name);
+                var fl = flow.AsFloat(v.Name);
+                int h = w / 2;
                 f = new float[(long)t * w];
                 for (int k = 0; k < t; k++)
                 {
@@ -515,22 +591,28 @@ public static class GtJsonLayout
             {
                 var path = Path.Combine(root, dir, v.Name + ".npy");
                 var nd = Npy.Load(path);
-                if (nd.Shape.Length != 2) throw new DataFormatException($"{path}: shape {Engine.Tensor.ShapeStr(nd.Shape)}, expected (T, F)");
+                if (nd.Shape.Length != 2)
+                    throw new DataFormatException($"{path}: shape {Engine.Tensor.ShapeStr(nd.Shape)}, expected (T, F)");
                 (t, w, f) = (nd.Shape[0], nd.Shape[1], nd.AsFloat(path));
             }
             if (t == 0) throw new DataFormatException($"{root}: video {v.Name} is empty (T = 0)");
             ThumosDataset.CheckFinite(f, $"{root}: video {v.Name}", w);
-            v.T = t; v.Features = f;
+            v.T = t;
+            v.Features = f;
         });
         ds.FeatureDim = videos[0].Features.Length / videos[0].T;
         if (videos.FirstOrDefault(v => v.Features.Length != (long)v.T * ds.FeatureDim) is { } odd)
-            throw new DataFormatException($"{root}: video {odd.Name} has feature width {odd.Features.Length / odd.T}, the first video {ds.FeatureDim}");
-        if (ds.FeatureDim % 2 != 0) throw new DataFormatException($"{root}: feature width {ds.FeatureDim} must be even (RGB | flow)");
+            throw new DataFormatException($"{root}: video {odd.Name} has feature width "
+                + $"{odd.Features.Length / odd.T}, the first video {ds.FeatureDim}");
+        if (ds.FeatureDim % 2 != 0)
+            throw new DataFormatException($"{root}: feature width {ds.FeatureDim} must be even (RGB | flow)");
         if (clipRoot != null) ThumosDataset.LoadClip(ds, clipRoot);
         ds.FeatureSource = split ? Path.Combine(root, "features") : root;
-        ds.Train = ann.Train.ToList(); ds.Test = ann.Test.ToList();
+        ds.Train = ann.Train.ToList();
+        ds.Test = ann.Test.ToList();
         if (ds.Train.Count == 0) throw new DataFormatException($"{root}: split_train.txt lists no videos");
-        log?.Report($"read {root} ({(split ? "BaS/UM" : "ACM-Net")} layout): {ds.Train.Count} train / {ds.Test.Count} test videos, {videos.Sum(v => (long)v.T)} snippets, in {sw.Elapsed.TotalSeconds:F2} s");
+        log?.Report($"read {root} ({(split ? "BaS/UM" : "ACM-Net")} layout): {ds.Train.Count} train / "
+            + $"{ds.Test.Count} test videos, {videos.Sum(v => (long)v.T)} snippets, in {sw.Elapsed.TotalSeconds:F2} s");
         return ds;
     }
 }

@@ -19,7 +19,11 @@ public sealed class AdamOptimizer(ParameterStore ps, Backend backend, float lr, 
         while (i < list.Count)
         {
             var p = list[i];
-            if (!p.Trainable || !p.GotGrad) { i++; continue; }
+            if (!p.Trainable || !p.GotGrad)
+            {
+                i++;
+                continue;
+            }
             long step = p.Step + 1;
             int j = i + 1;
             while (j < list.Count && list[j].Trainable && list[j].GotGrad && list[j].Step + 1 == step) j++;

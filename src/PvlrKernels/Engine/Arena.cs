@@ -24,7 +24,9 @@ public sealed class Arena : IDisposable
     public Arena(Backend backend, long initial = 0)
     {
         this.backend = backend;
-        chunks.Add(backend.Allocate(initial > 0 ? initial : backend.ArenaChunkFloats)); peak.Add(0); Allocations = 1;
+        chunks.Add(backend.Allocate(initial > 0 ? initial : backend.ArenaChunkFloats));
+        peak.Add(0);
+        Allocations = 1;
     }
 
     public long Capacity => chunks.Sum(c => c.Length);
@@ -50,7 +52,8 @@ public sealed class Arena : IDisposable
         }
         while (used + need > chunks[cur].Length)
         {
-            cur++; used = 0;
+            cur++;
+            used = 0;
             if (cur == chunks.Count)
             {
                 chunks.Add(backend.Allocate(Math.Max(need, Math.Min(2 * chunks[cur - 1].Length,
@@ -71,24 +74,42 @@ public sealed class Arena : IDisposable
     {
         int c = chunks.IndexOf(s);
         if (c < 0 || !live.Remove((c, off), out long len))
-            throw new InvalidOperationException($"arena: no live allocation at offset {off} to release (released twice, a view, or not from this step)");
+            throw new InvalidOperationException($"arena: no live allocation at offset {off} to release (released "
+                + $"twice, a view, or not from this step)");
         int i = 0;
         while (i < free.Count && (free[i].chunk < c || (free[i].chunk == c && free[i].off < off))) i++;
         free.Insert(i, (c, off, len));
         if (i + 1 < free.Count && free[i + 1].chunk == c && free[i + 1].off == off + len)
         {
-            free[i] = (c, off, len + free[i + 1].len); free.RemoveAt(i + 1);
+            free[i] = (c, off, len + free[i + 1].len);
+            free.RemoveAt(i + 1);
         }
         if (i > 0 && free[i - 1].chunk == c && free[i - 1].off + free[i - 1].len == off)
         {
-            free[i - 1] = (c, free[i - 1].off, free[i - 1].len + free[i].len); free.RemoveAt(i); i--;
+            free[i - 1] = (c, free[i - 1].off, free[i - 1].len + free[i].len);
+            free.RemoveAt(i);
+            i--;
         }
-        if (c == cur && free[i].off + free[i].len == used) { used = free[i].off; free.RemoveAt(i); }
+        if (c == cur && free[i].off + free[i].len == used)
+        {
+            used = free[i].off;
+            free.RemoveAt(i);
+        }
     }
 
-    public void Reset() { cur = 0; used = 0; live.Clear(); free.Clear(); }
+    public void Reset()
+    {
+        cur = 0;
+        used = 0;
+        live.Clear();
+        free.Clear();
+    }
 
-    public void Dispose() { foreach (var c in chunks) c.Dispose(); chunks.Clear(); }
+    public void Dispose()
+    {
+        foreach (var c in chunks) c.Dispose();
+        chunks.Clear();
+    }
 }
 
 /// The flat parameter, gradient, Adam-m and Adam-v arenas, laid out in registration order.
@@ -107,7 +128,8 @@ public sealed class ParameterStore : IDisposable
         var p = new Parameter { Name = name, Shape = shape, Offset = Total, Size = Tensor.Numel(shape),
             Trainable = trainable };
         Total += (p.Size + 15) / 16 * 16;
-        List.Add(p); byName[name] = p;
+        List.Add(p);
+        byName[name] = p;
         return p;
     }
 
@@ -118,7 +140,10 @@ public sealed class ParameterStore : IDisposable
     public void Allocate(Backend b)
     {
         backend = b;
-        Values = b.Allocate(Total); Grads = b.Allocate(Total); M = b.Allocate(Total); V = b.Allocate(Total);
+        Values = b.Allocate(Total);
+        Grads = b.Allocate(Total);
+        M = b.Allocate(Total);
+        V = b.Allocate(Total);
         foreach (var p in List)
         {
             p.Value = new Tensor(Values, p.Offset, p.Shape) { RequiresGrad = p.Trainable, Name = p.Name, Param = p };
@@ -132,15 +157,35 @@ public sealed class ParameterStore : IDisposable
         foreach (var p in List) p.GotGrad = false;
     }
 
-    public float[] Get(string name) { var p = this[name]; var a = new float[p.Size]; backend.Download(Values.At(p.Offset), a); return a; }
-    public float[] GetGrad(string name) { var p = this[name]; var a = new float[p.Size]; backend.Download(Grads.At(p.Offset), a); return a; }
+    public float[] Get(string name)
+    {
+        var p = this[name];
+        var a = new float[p.Size];
+        backend.Download(Values.At(p.Offset), a);
+        return a;
+    }
+    public float[] GetGrad(string name)
+    {
+        var p = this[name];
+        var a = new float[p.Size];
+        backend.Download(Grads.At(p.Offset), a);
+        return a;
+    }
 
     public void Set(string name, ReadOnlySpan<float> data)
     {
         var p = this[name];
-        if (data.Length != p.Size) throw new ShapeException($"parameter {name}: expected {p.Size} values {Tensor.ShapeStr(p.Shape)}, got {data.Length}");
+        if (data.Length != p.Size)
+            throw new ShapeException($"parameter {name}: expected {p.Size} values {Tensor.ShapeStr(p.Shape)}, got "
+                + $"{data.Length}");
         backend.Upload(Values.At(p.Offset), data);
     }
 
-    public void Dispose() { Values?.Dispose(); Grads?.Dispose(); M?.Dispose(); V?.Dispose(); }
+    public void Dispose()
+    {
+        Values?.Dispose();
+        Grads?.Dispose();
+        M?.Dispose();
+        V?.Dispose();
+    }
 }

@@ -71,7 +71,8 @@ public abstract class Backend : IDisposable
     public abstract void Unary<TOp>(Buf y, Buf x, long n, float p) where TOp : struct, IUnaryOp;
     /// y (rows, cols) = sigmoid(a * s[row]) * v, without gradient (kernels/UnaryOps.cs SigmoidGate).
     public abstract void SigmoidGate(Buf y, Buf a, Buf s, Buf v, int rows, int cols);
-    public abstract void UnaryBackward<TOp>(Buf dx, Buf x, Buf y, Buf dy, long n, float p, bool accumulate) where TOp : struct, IUnaryOp;
+    public abstract void UnaryBackward<TOp>(Buf dx, Buf x, Buf y, Buf dy, long n, float p,
+        bool accumulate) where TOp : struct, IUnaryOp;
     public abstract void Binary<TOp>(Buf o, Buf a, Strides4 sa, Buf b,
         Strides4 sb, Dims4 d) where TOp : struct, IBinaryOp;
     public abstract void BinaryGrad<TOp>(Buf tmp, Buf a, Strides4 sa, Buf b,
@@ -116,7 +117,8 @@ public abstract class Backend : IDisposable
     public virtual int WeightPanel => 0;
     /// Whether a B with n columns can be written and read in the panel layout.
     public bool PanelsFit(int n) => WeightPanel > 0 && n % WeightPanel == 0;
-    /// Output transform with bias, LeakyReLU(p.Slope) and a (Batch, T) row mask fused: y (Batch, T, C) from mm (n, tiles, C).
+    /// Output transform with bias, LeakyReLU(p.Slope) and a (Batch, T) row mask fused: y (Batch, T, C) from mm (n,
+    /// tiles, C).
     public abstract void WinogradOut(Buf y, Buf mm, Buf mat, Buf bias, Buf mask, WinoParams p);
 }
 
@@ -151,8 +153,16 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     protected static (long lo, long hi) Range(Dims4 d, Strides4 s)
     {
         long lo = 0, hi = 0;
-        void Add(int n, int st) { long v = (long)(n - 1) * st; if (v < 0) lo += v; else hi += v; }
-        Add(d.N0, s.S0); Add(d.N1, s.S1); Add(d.N2, s.S2); Add(d.N3, s.S3);
+        void Add(int n, int st)
+        {
+            long v = (long)(n - 1) * st;
+            if (v < 0) lo += v;
+            else hi += v;
+        }
+        Add(d.N0, s.S0);
+        Add(d.N1, s.S1);
+        Add(d.N2, s.S2);
+        Add(d.N3, s.S3);
         return (lo, hi);
     }
 
@@ -162,7 +172,8 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     public override void Copy4(Buf dst, Strides4 sd, Buf src, Strides4 ss, Dims4 d, float scale, bool accumulate)
     {
         if (d.Total == 0) return;
-        var (dlo, dhi) = Range(d, sd); var (slo, shi) = Range(d, ss);
+        var (dlo, dhi) = Range(d, sd);
+        var (slo, shi) = Range(d, ss);
         Launch(d.Total, new Copy4<TMem>
         {
             Dst = Checked("copy", dst + dlo, dhi - dlo + 1), Src = Checked("copy", src + slo, shi - slo + 1),
@@ -190,8 +201,10 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     {
         const string op = "sigmoid_gate";
         long n = (long)rows * cols;
-        if (rows < 0 || cols < 1 || n > int.MaxValue) throw new ShapeException($"sigmoid_gate: bad shape {rows}x{cols}");
-        return new SigmoidGate<TMem> { Y = Checked(op, y, n), A = Checked(op, a, n), S = Checked(op, s, rows), V = Checked(op, v, n), Cols = cols };
+        if (rows < 0 || cols < 1 || n > int.MaxValue)
+            throw new ShapeException($"sigmoid_gate: bad shape {rows}x{cols}");
+        return new SigmoidGate<TMem> { Y = Checked(op, y, n), A = Checked(op, a, n), S = Checked(op, s, rows),
+            V = Checked(op, v, n), Cols = cols };
     }
 
     public override void SigmoidGate(Buf y, Buf a, Buf s, Buf v, int rows, int cols) =>
@@ -249,7 +262,8 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     {
         if (k < 1 || k > n) throw new ShapeException($"topk: k={k} outside [1, {n}]");
         long r = (long)outer * inner;
-        return new ArgTopK<TMem> { Idx = Checked("topk", idx, r * k), X = Checked("topk", x, r * n), N = n, Inner = inner,
+        return new ArgTopK<TMem> { Idx = Checked("topk", idx, r * k), X = Checked("topk", x, r * n), N = n,
+            Inner = inner,
             K = k, Largest = largest ? 1 : 0 };
     }
 
@@ -286,7 +300,8 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     {
         long t = (long)outer * n * inner;
         Launch((long)outer * inner, new SoftmaxBwd<TMem>
-        { DX = Checked("softmax.backward", dx, t), Y = Checked("softmax.backward", y, t), DY = Checked("softmax.backward", dy, t), N = n, Inner = inner, Log = log ? 1 : 0 });
+        { DX = Checked("softmax.backward", dx, t), Y = Checked("softmax.backward", y, t),
+            DY = Checked("softmax.backward", dy, t), N = n, Inner = inner, Log = log ? 1 : 0 });
     }
 
     public override void LayerNorm(Buf y, Buf mean, Buf rstd, Buf x, Buf g, Buf b, int rows, int n, float eps)
@@ -303,7 +318,8 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     public override void LayerNormBackward(Buf dx, Buf dg, Buf db, Buf dy, Buf x, Buf g, Buf mean, Buf rstd,
         int rows, int n, bool needDx, bool needParams)
     {
-        long t = (long)rows * n; const string op = "layernorm.backward";
+        long t = (long)rows * n;
+        const string op = "layernorm.backward";
         if (needDx)
             LaunchRows(rows, n, new LayerNormBwdX<TMem>
             {
@@ -327,7 +343,8 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
 
     public override void L2NormalizeBackward(Buf dx, Buf dy, Buf y, Buf norm, int outer, int n, int inner, float eps)
     {
-        long t = (long)outer * n * inner, r = (long)outer * inner; const string op = "l2norm.backward";
+        long t = (long)outer * n * inner, r = (long)outer * inner;
+        const string op = "l2norm.backward";
         LaunchRows(r, n, new L2NormBwd<TMem> { DX = Checked(op, dx, t), DY = Checked(op, dy, t), Y = Checked(op, y, t),
             Norm = Checked(op, norm, r), N = n, Inner = inner, Eps = eps });
     }
@@ -350,10 +367,14 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
 
     public override void AttentionBackward(Buf dqkv, Buf ds, Buf dout, Buf p, Buf qkv, AttnParams a)
     {
-        CheckAttn(a); const string op = "attention.backward";
+        CheckAttn(a);
+        const string op = "attention.backward";
         long rows = (long)a.Nb * a.H * a.L, nq = (long)a.Nb * a.L * 3 * a.W, no = (long)a.Nb * a.L * a.W;
-        var dq = Checked(op, dqkv, nq); var s = Checked(op, ds, rows * a.L); var d = Checked(op, dout, no);
-        var pp = Checked(op, p, rows * a.L); var q = Checked(op, qkv, nq);
+        var dq = Checked(op, dqkv, nq);
+        var s = Checked(op, ds, rows * a.L);
+        var d = Checked(op, dout, no);
+        var pp = Checked(op, p, rows * a.L);
+        var q = Checked(op, qkv, nq);
         LaunchRows(rows, 3L * a.L * (a.W / a.H), new AttentionBwdQ<TMem> { DQkv = dq, DS = s, DOut = d, P = pp,
             Qkv = q, A = a });
         LaunchRows(rows, 3L * a.L * (a.W / a.H), new AttentionBwdKV<TMem> { DQkv = dq, DS = s, DOut = d, P = pp,
@@ -380,17 +401,24 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     {
         const string op = "kl.backward";
         long np = (long)k.Bt * k.Np * k.D, nq = (long)k.Bt * k.Nq * k.D, r = (long)k.Bt * k.Np * k.Nq;
-        var g = Checked(op, dKl, r); var mp = Checked(op, muP, np); var vp = Checked(op, varP, np); var mq = Checked(op, muQ, nq); var vq = Checked(op, varQ, nq);
-        if (needP) Launch(np, new PairwiseKlBwdP<TMem> { DMuP = Checked(op, dMuP, np), DVarP = Checked(op, dVarP, np),
-            DKl = g, MuP = mp, VarP = vp, MuQ = mq, VarQ = vq, K = k });
-        if (needQ) Launch(nq, new PairwiseKlBwdQ<TMem> { DMuQ = Checked(op, dMuQ, nq), DVarQ = Checked(op, dVarQ, nq),
-            DKl = g, MuP = mp, VarP = vp, MuQ = mq, VarQ = vq, K = k });
+        var g = Checked(op, dKl, r);
+        var mp = Checked(op, muP, np);
+        var vp = Checked(op, varP, np);
+        var mq = Checked(op, muQ, nq);
+        var vq = Checked(op, varQ, nq);
+        if (needP)
+            Launch(np, new PairwiseKlBwdP<TMem> { DMuP = Checked(op, dMuP, np), DVarP = Checked(op, dVarP, np), DKl = g,
+                MuP = mp, VarP = vp, MuQ = mq, VarQ = vq, K = k });
+        if (needQ)
+            Launch(nq, new PairwiseKlBwdQ<TMem> { DMuQ = Checked(op, dMuQ, nq), DVarQ = Checked(op, dVarQ, nq), DKl = g,
+                MuP = mp, VarP = vp, MuQ = mq, VarQ = vq, K = k });
     }
 
     public override void AlignForward<TCell>(Buf value, Buf table, Buf aux, Buf p, Buf q, AlignParams a)
     {
         var (cells, tables) = AlignExtents("align", a);
-        Launch(a.Pairs, new AlignForwardPair<TMem, TCell> { Value = Checked("align", value, a.Pairs), Table = Checked("align",
+        Launch(a.Pairs, new AlignForwardPair<TMem, TCell> { Value = Checked("align", value, a.Pairs),
+            Table = Checked("align",
             table, tables), Aux = Checked("align", aux, TCell.AuxPerCell * cells), P = Checked("align", p, cells),
             Q = Checked("align", q, cells), A = a });
     }
@@ -400,14 +428,16 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         var (cells, _) = AlignExtents("fsd.backward", a);
         const string op = "fsd.backward";
         Launch(a.Pairs, new FsdBackwardPair<TMem> { DM = Checked(op, dm, cells), DG = Checked(op, dg, cells),
-            Adjoint = Checked(op, adjoint, (long)a.Pairs * (a.L + 2) * (a.L + 2)), DValue = Checked(op, dValue, a.Pairs),
+            Adjoint = Checked(op, adjoint, (long)a.Pairs * (a.L + 2) * (a.L + 2)),
+                DValue = Checked(op, dValue, a.Pairs),
             Weights = Checked(op, weights, 3 * cells), A = a });
     }
 
     public override void LcsBackward(Buf ds, Buf dValue, Buf choice, AlignParams a)
     {
         var (cells, _) = AlignExtents("lcs.backward", a);
-        Launch(a.Pairs, new LcsBackwardPair<TMem> { DS = Checked("lcs.backward", ds, cells), DValue = Checked("lcs.backward",
+        Launch(a.Pairs, new LcsBackwardPair<TMem> { DS = Checked("lcs.backward", ds, cells),
+            DValue = Checked("lcs.backward",
             dValue, a.Pairs), Choice = Checked("lcs.backward", choice, cells), A = a });
     }
 
@@ -415,7 +445,8 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     protected static (long cells, long tables) AlignExtents(string op, AlignParams a)
     {
         if (a.Pairs < 0 || a.L < 1 || a.L > SequenceAlignmentGroups.MaxSide)
-            throw new ShapeException($"{op}: {a.Pairs} pairs of side {a.L}; the side must be 1..{SequenceAlignmentGroups.MaxSide}");
+            throw new ShapeException($"{op}: {a.Pairs} pairs of side {a.L}; the side must be "
+                + $"1..{SequenceAlignmentGroups.MaxSide}");
         return ((long)a.Pairs * a.Cells, (long)a.Pairs * a.Side * a.Side);
     }
 
@@ -447,15 +478,18 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
 
     protected static void CheckWino(WinoParams p)
     {
-        if (p.Batch < 1 || p.T < 1 || p.C < 1 || p.M < 1 || p.N != p.M + 2 || p.Tiles != (p.T + p.M - 1) / p.M || (p.VWidth != 0 && p.VWidth < p.C))
-            throw new ShapeException($"winograd: bad params batch={p.Batch} T={p.T} C={p.C} m={p.M} n={p.N} tiles={p.Tiles} V width={p.VWidth}");
+        if (p.Batch < 1 || p.T < 1 || p.C < 1 || p.M < 1 || p.N != p.M + 2 || p.Tiles != (p.T + p.M - 1) / p.M
+            || (p.VWidth != 0 && p.VWidth < p.C))
+            throw new ShapeException($"winograd: bad params batch={p.Batch} T={p.T} C={p.C} m={p.M} n={p.N} "
+                + $"tiles={p.Tiles} V width={p.VWidth}");
     }
 
     /// The checked kernel bodies of the two transforms: launched here, and run for the channel tails by the
     /// CPU backend's vectorized paths, so the scalar math has one source.
     protected WinogradIn<TMem> WinogradInBody(Buf v, Buf x, Buf mat, WinoParams p)
     {
-        CheckWino(p); const string op = "winograd_in";
+        CheckWino(p);
+        const string op = "winograd_in";
         return new WinogradIn<TMem>
         {
             V = Checked(op, v, ((long)p.N * p.TotalTiles - 1) * p.VRow + p.C), X = Checked(op, x,
@@ -465,10 +499,12 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
 
     protected WinogradOut<TMem> WinogradOutBody(Buf y, Buf mm, Buf mat, Buf bias, Buf mask, WinoParams p)
     {
-        CheckWino(p); const string op = "winograd_out";
+        CheckWino(p);
+        const string op = "winograd_out";
         long work = (long)p.TotalTiles * p.C, rows = (long)p.Batch * p.T;
         var yv = Checked(op, y, rows * p.C);
-        p.HasBias = !bias.IsNone ? 1 : 0; p.HasMask = !mask.IsNone ? 1 : 0;
+        p.HasBias = !bias.IsNone ? 1 : 0;
+        p.HasMask = !mask.IsNone ? 1 : 0;
         return new WinogradOut<TMem>
         {
             Y = yv, Mm = Checked(op, mm, work * p.N), Mat = Checked(op, mat, p.N * p.N + p.M * p.N),
@@ -479,10 +515,13 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     protected WinogradWeight<TMem> WinogradWeightBody(Buf u, Buf w, Buf g, int cin, int cout, int n)
     {
         const string op = "winograd_weight";
-        if (cin < 1 || cout < 1 || n < 1) throw new ShapeException($"winograd: bad weight transform cin={cin} cout={cout} n={n}");
+        if (cin < 1 || cout < 1 || n < 1)
+            throw new ShapeException($"winograd: bad weight transform cin={cin} cout={cout} n={n}");
         long plane = (long)cin * cout;
-        if (plane * n > int.MaxValue) throw new ShapeException($"winograd: weight {cout}x{cin}x3 too large for one transform");
-        return new WinogradWeight<TMem> { U = Checked(op, u, plane * n), W = Checked(op, w, plane * 3), G = Checked(op, g,
+        if (plane * n > int.MaxValue)
+            throw new ShapeException($"winograd: weight {cout}x{cin}x3 too large for one transform");
+        return new WinogradWeight<TMem> { U = Checked(op, u, plane * n), W = Checked(op, w, plane * 3),
+            G = Checked(op, g,
             n * 3), Cin = cin, Cout = cout, N = n };
     }
 
@@ -500,9 +539,11 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
 
     protected void CheckGemm(GemmParams p, Buf c, Buf a, Buf b)
     {
-        if (p.M < 0 || p.N < 0 || p.K < 0 || p.Batch < 1) throw new ShapeException($"gemm: bad dims M={p.M} N={p.N} K={p.K} batch={p.Batch}");
+        if (p.M < 0 || p.N < 0 || p.K < 0 || p.Batch < 1)
+            throw new ShapeException($"gemm: bad dims M={p.M} N={p.N} K={p.K} batch={p.Batch}");
         if (p.PanelB != 0 && (!PanelsFit(p.N) || p.RsB != p.N || p.CsB != 1))
-            throw new ShapeException($"gemm: a panel-layout B needs a backend with panels (width {WeightPanel}), N a multiple of it and the plain strides (N, 1); got N={p.N} strides ({p.RsB},{p.CsB})");
+            throw new ShapeException($"gemm: a panel-layout B needs a backend with panels (width {WeightPanel}), N a "
+                + $"multiple of it and the plain strides (N, 1); got N={p.N} strides ({p.RsB},{p.CsB})");
         long ea = (long)(p.Batch - 1) * p.BatchA + (long)(p.M - 1) * p.RsA + (long)(p.K - 1) * p.CsA + 1;
         long eb = (long)(p.Batch - 1) * p.BatchB + (long)(p.K - 1) * p.RsB + (long)(p.N - 1) * p.CsB + 1;
         long ec = (long)(p.Batch - 1) * p.BatchC + (long)(p.M - 1) * p.Ldc + p.N;
@@ -516,6 +557,7 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     static void CheckExtent(string name, Buf b, long extent, string dims)
     {
         if (b.IsNone || b.Offset < 0 || b.Offset + extent > b.Storage.Length)
-            throw new ShapeException($"gemm: {name} extent {extent} at {b.Offset} outside {b.Storage?.Length ?? 0} ({dims})");
+            throw new ShapeException($"gemm: {name} extent {extent} at {b.Offset} outside {b.Storage?.Length ?? 0} "
+                + $"({dims})");
     }
 }

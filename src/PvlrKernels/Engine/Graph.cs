@@ -1,8 +1,8 @@
 // The autograd tape. The forward runs eagerly and appends one Entry per op; Backward replays the
 // entries in reverse. Entries are plain structs naming the op plus the tensors and scalars it saved,
 // so no closure is allocated per op. Each layer file writes and reads its entries only through a small
-// named record next to its forward (Conv1dSaved: X, Weight, Bias, XPadded), never by slot. Conventions (as llm.c): parameter and activation gradients
-// always accumulate (+=), so fan-out needs no special case.
+// named record next to its forward (Conv1dSaved: X, Weight, Bias, XPadded), never by slot. Conventions (as llm.c):
+// parameter and activation gradients always accumulate (+=), so fan-out needs no special case.
 namespace PvlrKernels.Engine;
 
 public enum Op
@@ -34,17 +34,28 @@ public sealed partial class Graph : IDisposable
 
     public Graph(Backend backend, ParameterStore parameters, IRandomSource rng = null, long arenaFloats = 0)
     {
-        Backend = backend; Params = parameters; Rng = rng; Act = new Arena(backend, arenaFloats);
+        Backend = backend;
+        Params = parameters;
+        Rng = rng;
+        Act = new Arena(backend, arenaFloats);
     }
 
     public int TapeLength => tape.Count;
     public bool Recording => noGrad == 0;
 
-    public IDisposable NoGrad() { noGrad++; return new Scope(this); }
+    public IDisposable NoGrad()
+    {
+        noGrad++;
+        return new Scope(this);
+    }
     sealed class Scope(Graph g) : IDisposable { public void Dispose() => g.noGrad--; }
 
     /// Drops the tape and recycles the activation arena (every tensor of the last step becomes invalid).
-    public void Reset() { tape.Clear(); Act.Reset(); }
+    public void Reset()
+    {
+        tape.Clear();
+        Act.Reset();
+    }
 
     // Weight layouts derived once per FrozenWeights scope (the Conv1d GEMM layout, Winograd's U), outside
     // the arena, keyed by the weight and which derivation (0 = conv layout, m = Winograd F(m,3)).
@@ -53,7 +64,11 @@ public sealed partial class Graph : IDisposable
     /// A scope in which the caller promises that no parameter changes (test-time inference over many
     /// videos): ops may then cache what they derive from a weight (Conv1d's GEMM layout of its kernel)
     /// across Reset() calls instead of re-deriving it per video. The cache is freed when the scope ends.
-    public IDisposable FrozenWeights() { frozen ??= new(); return new FrozenScope(this); }
+    public IDisposable FrozenWeights()
+    {
+        frozen ??= new();
+        return new FrozenScope(this);
+    }
     sealed class FrozenScope(Graph g) : IDisposable
     {
         public void Dispose() => g.DropFrozen();
@@ -69,7 +84,12 @@ public sealed partial class Graph : IDisposable
     /// The cached derived tensor for `w` inside a FrozenWeights scope, else a fresh arena tensor that `derive` fills.
     Tensor Derived(Tensor w, int kind, int[] shape, Action<Tensor> derive)
     {
-        if (frozen == null || Recording) { var t = New(shape); derive(t); return t; }
+        if (frozen == null || Recording)
+        {
+            var t = New(shape);
+            derive(t);
+            return t;
+        }
         if (frozen.TryGetValue((w.Data, w.Offset, kind), out var hit)) return hit.t;
         var own = Backend.Allocate(Tensor.Numel(shape));
         var c = new Tensor(own, 0, shape);
@@ -98,17 +118,33 @@ public sealed partial class Graph : IDisposable
 
     public Tensor FromHost(ReadOnlySpan<float> data, params int[] shape)
     {
-        if (data.Length != Tensor.Numel(shape)) throw new ShapeException($"from_host: {data.Length} values for shape {Tensor.ShapeStr(shape)}");
+        if (data.Length != Tensor.Numel(shape))
+            throw new ShapeException($"from_host: {data.Length} values for shape {Tensor.ShapeStr(shape)}");
         var t = New(shape);
         Backend.Upload(t, data);
         return t;
     }
 
     public Tensor Scalar(float v) => FromHost(new[] { v }, 1);
-    public Tensor Full(float v, params int[] shape) { var t = New(shape); Backend.Fill(t, t.Size, v); return t; }
+    public Tensor Full(float v, params int[] shape)
+    {
+        var t = New(shape);
+        Backend.Fill(t, t.Size, v);
+        return t;
+    }
 
-    public float[] ToHost(Tensor t) { var a = new float[t.Size]; Backend.Download(t, a); return a; }
-    public float Item(Tensor t) { Span<float> a = stackalloc float[1]; Backend.Download(t, a); return a[0]; }
+    public float[] ToHost(Tensor t)
+    {
+        var a = new float[t.Size];
+        Backend.Download(t, a);
+        return a;
+    }
+    public float Item(Tensor t)
+    {
+        Span<float> a = stackalloc float[1];
+        Backend.Download(t, a);
+        return a[0];
+    }
 
     /// A new shape over the same data (one dimension may be -1); shares the gradient with its base.
     public Tensor Reshape(Tensor x, params int[] shape)
@@ -117,25 +153,32 @@ public sealed partial class Graph : IDisposable
         int neg = Array.IndexOf(shape, -1);
         if (neg >= 0)
         {
-            long rest = 1; for (int i = 0; i < shape.Length; i++) if (i != neg) rest *= shape[i];
-            if (rest == 0 || x.Size % rest != 0) throw new ShapeException($"reshape: {x} cannot become {Tensor.ShapeStr(shape)}");
+            long rest = 1;
+            for (int i = 0; i < shape.Length; i++) if (i != neg) rest *= shape[i];
+            if (rest == 0 || x.Size % rest != 0)
+                throw new ShapeException($"reshape: {x} cannot become {Tensor.ShapeStr(shape)}");
             shape[neg] = (int)(x.Size / rest);
         }
-        if (Tensor.Numel(shape) != x.Size) throw new ShapeException($"reshape: {x} has {x.Size} elements, {Tensor.ShapeStr(shape)} needs {Tensor.Numel(shape)}");
+        if (Tensor.Numel(shape) != x.Size)
+            throw new ShapeException($"reshape: {x} has {x.Size} elements, {Tensor.ShapeStr(shape)} needs "
+                + $"{Tensor.Numel(shape)}");
         return View(x, 0, shape);
     }
 
     /// Rows [start, start+count) of the first axis, without a copy.
     public Tensor SliceRows(Tensor x, int start, int count)
     {
-        if (start < 0 || count < 0 || start + count > x.Shape[0]) throw new ShapeException($"slice_rows: [{start}, {start + count}) outside {x}");
-        var shape = (int[])x.Shape.Clone(); shape[0] = count;
+        if (start < 0 || count < 0 || start + count > x.Shape[0])
+            throw new ShapeException($"slice_rows: [{start}, {start + count}) outside {x}");
+        var shape = (int[])x.Shape.Clone();
+        shape[0] = count;
         return View(x, start * (x.Size / Math.Max(1, x.Shape[0])), shape);
     }
 
     Tensor View(Tensor x, long off, int[] shape)
     {
-        var root = x.ViewOf ?? x; long rootOff = (x.ViewOf != null ? x.ViewOffset : 0) + off;
+        var root = x.ViewOf ?? x;
+        long rootOff = (x.ViewOf != null ? x.ViewOffset : 0) + off;
         return new Tensor(x.Data, x.Offset + off, shape)
         { RequiresGrad = x.RequiresGrad, ViewOf = root, ViewOffset = rootOff, Param = null, Name = x.Name };
     }
@@ -165,18 +208,24 @@ public sealed partial class Graph : IDisposable
             var bg = GradOf(t.ViewOf);
             return new Tensor(bg.Data, bg.Offset + t.ViewOffset, t.Shape);
         }
-        if (t.Param != null) { t.Param.GotGrad = true; return t.Param.GradTensor; }
+        if (t.Param != null)
+        {
+            t.Param.GotGrad = true;
+            return t.Param.GradTensor;
+        }
         if (t.Grad == null) t.Grad = New(t.Shape, zero: true);
         return t.Grad;
     }
 
-    static bool HasGrad(Tensor t) => t.ViewOf != null ? HasGrad(t.ViewOf) : (t.Param != null ? t.Param.GotGrad : t.Grad != null);
+    static bool HasGrad(Tensor t) => t.ViewOf != null ? HasGrad(t.ViewOf) : (t.Param != null
+        ? t.Param.GotGrad : t.Grad != null);
 
     /// Seeds d(loss) = 1 for a one-element loss and replays the tape backwards.
     public void Backward(Tensor loss)
     {
         if (loss.Size != 1) throw new ShapeException($"backward: loss must have one element, got {loss}");
-        if (!loss.RequiresGrad) throw new InvalidOperationException("backward: the loss does not depend on any trainable tensor");
+        if (!loss.RequiresGrad)
+            throw new InvalidOperationException("backward: the loss does not depend on any trainable tensor");
         Backend.Fill(GradOf(loss), 1, 1f);
         for (int i = tape.Count - 1; i >= 0; i--)
         {
@@ -223,5 +272,10 @@ public sealed partial class Graph : IDisposable
         if (!a.Shape.AsSpan().SequenceEqual(b.Shape)) throw new ShapeException($"{op}: shapes differ, {a} vs {b}");
     }
 
-    public void Dispose() { DropFrozen(); DropWinograd(); Act.Dispose(); }
+    public void Dispose()
+    {
+        DropFrozen();
+        DropWinograd();
+        Act.Dispose();
+    }
 }

@@ -29,7 +29,8 @@ public static class Profiler
     [DllImport("libc", EntryPoint = "clock_gettime")] static extern int ClockGettime(int clock, out Timespec t);
     const int ClockProcessCputimeId = 2;
 
-    /// CPU time of the whole process (all threads) in ns: clock_gettime on 64-bit Linux (two 64-bit fields), else Process's.
+    /// CPU time of the whole process (all threads) in ns: clock_gettime on 64-bit Linux (two 64-bit fields), else
+    /// Process's.
     public static long CpuNanoseconds()
     {
         if (OperatingSystem.IsLinux() && Environment.Is64BitProcess && ClockGettime(ClockProcessCputimeId,
@@ -53,10 +54,12 @@ public static class Profiler
     {
         double total = entries.Where(kv => !kv.Key.StartsWith("phase ")).Sum(kv => kv.Value.ticks);
         return string.Join("\n",
-            entries.OrderByDescending(kv => kv.Key.StartsWith("phase ")).ThenByDescending(kv => kv.Value.ticks).Select(kv =>
+            entries.OrderByDescending(kv => kv.Key.StartsWith("phase ")).ThenByDescending(kv =>
+                kv.Value.ticks).Select(kv =>
         {
             double s = kv.Value.ticks / (double)Stopwatch.Frequency;
-            return $"{s,9:F3} s {(kv.Key.StartsWith("phase ") ? "      " : $"{100 * kv.Value.ticks / total,5:F1}%")} {kv.Value.calls,7} calls {kv.Value.items,14} items "
+            return $"{s,9:F3} s {(kv.Key.StartsWith("phase ") ? "      " : $"{100 * kv.Value.ticks / total,5:F1}%")} "
+                + $"{kv.Value.calls,7} calls {kv.Value.items,14} items "
                 + $"{100 * Busy(s, kv.Value.cpuNs),4:F0}% busy  {kv.Key}";
         }));
     }
@@ -71,11 +74,18 @@ public static class Profiler
 
     public readonly struct Scope : IDisposable
     {
-        readonly string key; readonly Type kernel; readonly long items, t0, cpu0; readonly Backend sync;
+        readonly string key;
+        readonly Type kernel;
+        readonly long items, t0, cpu0;
+        readonly Backend sync;
         internal Scope(string key, Type kernel, long items, Backend sync)
         {
-            this.key = key; this.kernel = kernel; this.items = items; this.sync = sync;
-            t0 = Enabled ? Now() : 0; cpu0 = Enabled ? WorkNanoseconds() : 0;
+            this.key = key;
+            this.kernel = kernel;
+            this.items = items;
+            this.sync = sync;
+            t0 = Enabled ? Now() : 0;
+            cpu0 = Enabled ? WorkNanoseconds() : 0;
         }
         public void Dispose()
         {

@@ -25,10 +25,12 @@ public sealed class PhiloxSource(ulong seed) : IRandomSource
     RngKey Next() { ulong c = (ulong)Counter++; return new RngKey { K0 = (uint)Seed, K1 = (uint)(Seed >> 32),
         S0 = (uint)c, S1 = (uint)(c >> 32) }; }
 
-    public void DropoutMask(Graph g, Tensor mask, float p, string tag) => g.Backend.DropoutMask(mask, mask.Size, p, Next());
+    public void DropoutMask(Graph g, Tensor mask, float p, string tag) =>
+        g.Backend.DropoutMask(mask, mask.Size, p, Next());
     /// The mean of `samples` iid N(0, std^2) draws is exactly N(0, std^2 / samples) in distribution, so
     /// one draw per element at std / sqrt(samples) replaces P draws (20x fewer Philox calls per step).
-    public void NormalMean(Graph g, Tensor y, float std, int samples, string tag) => g.Backend.Normal(y, y.Size, std / MathF.Sqrt(samples), 1, Next());
+    public void NormalMean(Graph g, Tensor y, float std, int samples, string tag) =>
+        g.Backend.Normal(y, y.Size, std / MathF.Sqrt(samples), 1, Next());
 }
 
 /// Replays recorded draws by tag (the names the model passes to Dropout / NormalMean). With
@@ -46,18 +48,21 @@ public sealed class ReplaySource : IRandomSource
         foreach (var (tag, data, shape) in recorded)
             if (!draws.TryAdd(tag, (data, shape))) throw new ArgumentException($"replay: draw '{tag}' recorded twice");
     }
-    public long Counter { get => used.Count; set => throw new NotSupportedException("a replay cannot be repositioned"); }
+    public long Counter { get => used.Count; set =>
+        throw new NotSupportedException("a replay cannot be repositioned"); }
     /// Recorded draws the model never asked for (AE_d's masks when the dead decoder is skipped).
     public IEnumerable<string> Unused => draws.Keys.Where(k => !used.Contains(k));
 
     float[] Take(string tag, int[] shape, string what)
     {
         if (!draws.TryGetValue(tag,
-            out var d)) throw new InvalidOperationException($"replay: no recorded draw for {what} '{tag}' (recorded: {string.Join(", ", draws.Keys)})");
+            out var d)) throw new InvalidOperationException($"replay: no recorded draw for {what} '{tag}' (recorded: "
+                + $"{string.Join(", ", draws.Keys)})");
         if (!used.Add(tag)) throw new InvalidOperationException($"replay: {what} '{tag}' asked for twice");
         bool transpose = channelFirst && shape.Length == 3;
         if (!transpose && d.shape.SequenceEqual(shape)) return d.data;
-        if (transpose && d.shape.Length == 3 && d.shape[0] == shape[0] && d.shape[1] == shape[2] && d.shape[2] == shape[1])
+        if (transpose && d.shape.Length == 3 && d.shape[0] == shape[0] && d.shape[1] == shape[2]
+            && d.shape[2] == shape[1])
         {
             int b = shape[0], t = shape[1], c = shape[2];
             var o = new float[d.data.Length];
@@ -66,7 +71,8 @@ public sealed class ReplaySource : IRandomSource
                     for (int y = 0; y < c; y++) o[((long)i * t + x) * c + y] = d.data[((long)i * c + y) * t + x];
             return o;
         }
-        throw new ShapeException($"replay: recorded draw '{tag}' has shape {Tensor.ShapeStr(d.shape)}, {what} needs {Tensor.ShapeStr(shape)}");
+        throw new ShapeException($"replay: recorded draw '{tag}' has shape {Tensor.ShapeStr(d.shape)}, {what} needs "
+            + $"{Tensor.ShapeStr(shape)}");
     }
 
     public void DropoutMask(Graph g, Tensor mask, float p, string tag) => g.Backend.Upload(mask,

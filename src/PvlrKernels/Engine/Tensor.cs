@@ -17,7 +17,10 @@ public sealed class Tensor
 
     public Tensor(Storage data, long offset, int[] shape)
     {
-        Data = data; Offset = offset; Shape = shape; Size = Numel(shape);
+        Data = data;
+        Offset = offset;
+        Shape = shape;
+        Size = Numel(shape);
     }
 
     /// The place k floats into this tensor's data.
@@ -26,7 +29,12 @@ public sealed class Tensor
     public int Dim(int i) => Shape[i < 0 ? i + Shape.Length : i];
     public override string ToString() => $"{Name ?? "tensor"}{ShapeStr(Shape)}";
 
-    public static long Numel(int[] s) { long n = 1; foreach (var d in s) n *= d; return n; }
+    public static long Numel(int[] s)
+    {
+        long n = 1;
+        foreach (var d in s) n *= d;
+        return n;
+    }
     public static string ShapeStr(int[] s) => "(" + string.Join(",", s) + ")";
 }
 
@@ -36,7 +44,8 @@ public sealed class Parameter
     public string Name;
     public int[] Shape;
     public long Offset, Size;
-    public bool Trainable;         // false: frozen (no gradient kept, Adam skips it), but gradients still flow to its inputs
+    // false: frozen (no gradient kept, Adam skips it), but gradients still flow to its inputs
+    public bool Trainable;
     public bool GotGrad;           // set when a backward wrote into its gradient this step
     public long Step;              // Adam step count, per parameter as torch keeps it
     public Tensor Value, GradTensor;

@@ -17,9 +17,11 @@ public static class Winograd
     public static (float[] mat, float[] g) Matrices(int m)
     {
         if (!Supported(m)) throw new ArgumentException($"winograd: no F({m},3) transform (tile 2, 4 or 6)");
-        const int r = 3; int n = m + r - 1, f = n - 1;
+        const int r = 3;
+        int n = m + r - 1, f = n - 1;
         double[] a = Points[..f];
-        var eg = new double[n, r]; var eh = new double[n, m];
+        var eg = new double[n, r];
+        var eh = new double[n, m];
         for (int i = 0; i < f; i++)
         {
             for (int k = 0; k < r; k++) eg[i, k] = Math.Pow(a[i], k);
@@ -32,11 +34,16 @@ public static class Winograd
         for (int i = 0; i < f; i++)
         {
             double col = 0;
-            for (int j = 0; j < f; j++) { c[i, j] = vinv[i, j]; col -= vinv[i, j] * Math.Pow(a[j], f); }
+            for (int j = 0; j < f; j++)
+            {
+                c[i, j] = vinv[i, j];
+                col -= vinv[i, j] * Math.Pow(a[j], f);
+            }
             c[i, f] = col;
         }
         c[f, f] = 1;
-        var mat = new float[n * n + m * n]; var g = new float[n * r];
+        var mat = new float[n * n + m * n];
+        var g = new float[n * r];
         for (int i = 0; i < n; i++)
             for (int j = 0; j < n; j++) mat[i * n + j] = (float)c[j, i];          // Bt = C^T
         for (int i = 0; i < m; i++)
@@ -48,10 +55,12 @@ public static class Winograd
 
     static double[,] Vandermonde(double[] a)
     {
-        int f = a.Length; var v = new double[f, f];
+        int f = a.Length;
+        var v = new double[f, f];
         for (int i = 0; i < f; i++) for (int j = 0; j < f; j++) v[i, j] = Math.Pow(a[i], j);
         return v;
     }
 
-    static double[,] Invert(double[,] v) => MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.DenseOfArray(v).Inverse().ToArray();
+    static double[,] Invert(double[,] v) =>
+        MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.DenseOfArray(v).Inverse().ToArray();
 }

@@ -23,7 +23,9 @@ public static class ActivityNetEval
         using var doc = Read(path);
         if (!doc.RootElement.TryGetProperty("database", out var db) || db.ValueKind != JsonValueKind.Object)
             throw new DataFormatException($"{path}: no 'database' object (ActivityNet format)");
-        var classes = new List<string>(); var index = new Dictionary<string, int>(); var gt = new List<GtSegment>();
+        var classes = new List<string>();
+        var index = new Dictionary<string, int>();
+        var gt = new List<GtSegment>();
         Malformed.Guard(path, () =>
         {
             foreach (var v in db.EnumerateObject())
@@ -33,8 +35,13 @@ public static class ActivityNetEval
                 {
                     string label = a.GetProperty("label").GetString();
                     var seg = a.GetProperty("segment");
-                    if (seg.GetArrayLength() != 2) throw new DataFormatException($"{path}: video {v.Name}: a segment is not [start, end]");
-                    if (!index.TryGetValue(label, out int c)) { index[label] = c = classes.Count; classes.Add(label); }
+                    if (seg.GetArrayLength() != 2)
+                        throw new DataFormatException($"{path}: video {v.Name}: a segment is not [start, end]");
+                    if (!index.TryGetValue(label, out int c))
+                    {
+                        index[label] = c = classes.Count;
+                        classes.Add(label);
+                    }
                     gt.Add(new GtSegment(v.Name, seg[0].GetDouble(), seg[1].GetDouble(), c));
                 }
             }
@@ -60,7 +67,8 @@ public static class ActivityNetEval
                 {
                     string label = d.GetProperty("label").GetString();
                     if (!index.TryGetValue(label, out int c))
-                        throw new DataFormatException($"{path}: video {v.Name}: label '{label}' has no ground truth in the subset");
+                        throw new DataFormatException($"{path}: video {v.Name}: label '{label}' has no ground truth "
+                            + $"in the subset");
                     var seg = d.GetProperty("segment");
                     double s = seg[0].GetDouble(), e = seg[1].GetDouble(), score = d.GetProperty("score").GetDouble();
                     if (!double.IsFinite(s) || !double.IsFinite(e) || !double.IsFinite(score))

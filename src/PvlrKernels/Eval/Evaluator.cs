@@ -1,7 +1,7 @@
-// The THUMOS14 detection evaluator of PVLR / CO2-Net (ActivityNet-style; PVLR's eval/eval_detection.py and eval/utils_eval.py), in snippet
-// units: GT t = round_half_even(seconds * 25/16); per class, predictions sorted by score descending;
-// greedy matching in decreasing tIoU (no +1); interpolated (VOC2011 all-point) AP; mAP over 20 classes.
-// Tie rules: the reference's own. Predictions are ordered by `scores.argsort()[::-1]` and each
+// The THUMOS14 detection evaluator of PVLR / CO2-Net (ActivityNet-style; PVLR's eval/eval_detection.py and
+// eval/utils_eval.py), in snippet units: GT t = round_half_even(seconds * 25/16); per class, predictions sorted by
+// score descending; greedy matching in decreasing tIoU (no +1); interpolated (VOC2011 all-point) AP; mAP over 20
+// classes. Tie rules: the reference's own. Predictions are ordered by `scores.argsort()[::-1]` and each
 // prediction's GT by `tiou.argsort()[::-1]` (eval_detection.py compute_average_precision_detection), with
 // numpy 1.24's unstable introsort (Util/ReferenceSorts.cs), so equal scores come out in numpy's order and
 // a NaN tIoU (0/0, a zero-length prediction on a zero-length GT) is walked FIRST: argsort puts NaN last,
@@ -43,7 +43,8 @@ public sealed class EvalResult
             cols.Select(t => $"mAP@{t:0.0}")) + " | AVG(0.1:0.5) | AVG(0.3:0.7) | AVG(0.1:0.7) |");
         sb.AppendLine("|" + string.Concat(Enumerable.Repeat("---|", cols.Length + 3)));
         sb.AppendLine("| " + string.Join(" | ",
-            cols.Select(t => $"{Map[Array.IndexOf(Thresholds, t)]:F2}")) + $" | {Avg(0.1, 0.5):F2} | {Avg(0.3, 0.7):F2} | {Avg01_07:F2} |");
+            cols.Select(t => $"{Map[Array.IndexOf(Thresholds, t)]:F2}"))
+                + $" | {Avg(0.1, 0.5):F2} | {Avg(0.3, 0.7):F2} | {Avg01_07:F2} |");
         if (!double.IsNaN(ClassificationMap)) sb.AppendLine($"classification mAP: {ClassificationMap:F2}");
         return sb.ToString();
     }
@@ -52,12 +53,13 @@ public sealed class EvalResult
     {
         var inv = System.Globalization.CultureInfo.InvariantCulture;
         if (ActivityNet)
-            return "{\"map\": {" +
-                string.Join(", ", Thresholds.Select((t, i) => $"\"{t.ToString("0.00", inv)}\": {Map[i].ToString("R", inv)}")) +
-                $"}}, \"avg_0.5_0.95\": {Map.Average().ToString("R", inv)}}}";
+            return "{\"map\": {" + string.Join(", ", Thresholds.Select((t, i) =>
+            $"\"{t.ToString("0.00", inv)}\": {Map[i].ToString("R", inv)}"))
+            + $"}}, \"avg_0.5_0.95\": {Map.Average().ToString("R", inv)}}}";
         var m = string.Join(", ", Thresholds.Select((t,
             i) => $"\"{t.ToString("0.0", inv)}\": {Map[i].ToString("R", inv)}"));
-        return $"{{\"map\": {{{m}}}, \"avg_0.1_0.5\": {Avg(0.1, 0.5).ToString("R", inv)}, \"avg_0.3_0.7\": {Avg(0.3, 0.7).ToString("R", inv)}, \"avg_0.1_0.7\": {Avg01_07.ToString("R", inv)}}}";
+        return $"{{\"map\": {{{m}}}, \"avg_0.1_0.5\": {Avg(0.1, 0.5).ToString("R", inv)}, "
+            + $"\"avg_0.3_0.7\": {Avg(0.3, 0.7).ToString("R", inv)}, \"avg_0.1_0.7\": {Avg01_07.ToString("R", inv)}}}";
     }
 }
 
@@ -95,7 +97,8 @@ public static class Evaluator
         var map = new double[thresholds.Length];
         for (int t = 0; t < thresholds.Length; t++)
         {
-            double s = 0; for (int c = 0; c < numClasses; c++) s += ap[c, t];
+            double s = 0;
+            for (int c = 0; c < numClasses; c++) s += ap[c, t];
             map[t] = 100.0 * s / numClasses;
         }
         return new EvalResult { Thresholds = thresholds, Map = map, Ap = ap };
@@ -117,12 +120,17 @@ public static class Evaluator
             l.Add(i);
         }
         int nT = thresholds.Length, nP = preds.Count;
-        var tp = new byte[nT, nP]; var fp = new byte[nT, nP];
+        var tp = new byte[nT, nP];
+        var fp = new byte[nT, nP];
         var locked = new bool[nT, npos];
         for (int r = 0; r < nP; r++)
         {
             var p = preds[order[r]];
-            if (!gtByVideo.TryGetValue(p.Video, out var gl)) { for (int t = 0; t < nT; t++) fp[t, r] = 1; continue; }
+            if (!gtByVideo.TryGetValue(p.Video, out var gl))
+            {
+                for (int t = 0; t < nT; t++) fp[t, r] = 1;
+                continue;
+            }
             var tiou = new double[gl.Count];
             for (int q = 0; q < gl.Count; q++)
             {
@@ -136,20 +144,29 @@ public static class Evaluator
             {
                 foreach (var q in walk)
                 {
-                    double v = tiou[q]; int g = gl[q];
+                    double v = tiou[q];
+                    int g = gl[q];
                     if (v < thresholds[t]) { fp[t, r] = 1; break; }       // false for NaN
                     if (locked[t, g]) continue;
-                    tp[t, r] = 1; locked[t, g] = true; break;
+                    tp[t, r] = 1;
+                    locked[t, g] = true;
+                    break;
                 }
                 if (tp[t, r] == 0 && fp[t, r] == 0) fp[t, r] = 1;
             }
         }
         for (int t = 0; t < nT; t++)
         {
-            var prec = new double[nP]; var rec = new double[nP];
+            var prec = new double[nP];
+            var rec = new double[nP];
             double ctp = 0, cfp = 0;
-            for (int r = 0; r < nP; r++) { ctp += tp[t, r]; cfp += fp[t,
-                r]; rec[r] = ctp / npos; prec[r] = ctp / (ctp + cfp); }
+            for (int r = 0; r < nP; r++)
+            {
+                ctp += tp[t, r];
+                cfp += fp[t, r];
+                rec[r] = ctp / npos;
+                prec[r] = ctp / (ctp + cfp);
+            }
             ap[t] = InterpolatedAp(prec, rec);
         }
         return ap;
@@ -159,9 +176,14 @@ public static class Evaluator
     public static double InterpolatedAp(double[] prec, double[] rec)
     {
         int n = prec.Length;
-        var mp = new double[n + 2]; var mr = new double[n + 2];
+        var mp = new double[n + 2];
+        var mr = new double[n + 2];
         mr[n + 1] = 1;
-        for (int i = 0; i < n; i++) { mp[i + 1] = prec[i]; mr[i + 1] = rec[i]; }
+        for (int i = 0; i < n; i++)
+        {
+            mp[i + 1] = prec[i];
+            mr[i + 1] = rec[i];
+        }
         for (int i = n; i >= 0; i--) mp[i] = Math.Max(mp[i], mp[i + 1]);
         double ap = 0;
         for (int i = 1; i < n + 2; i++) if (mr[i] != mr[i - 1]) ap += (mr[i] - mr[i - 1]) * mp[i];
@@ -175,13 +197,16 @@ public static class Evaluator
     /// AP 0 (the reference divides 0 by 0 and prints nan).
     public static double ClassificationMap(float[][] scores, float[][] labels)
     {
-        int c = labels[0].Length, n = scores.Length; double sum = 0;
-        var negated = new float[n]; var terms = new float[n];
+        int c = labels[0].Length, n = scores.Length;
+        double sum = 0;
+        var negated = new float[n];
+        var terms = new float[n];
         for (int k = 0; k < c; k++)
         {
             for (int i = 0; i < n; i++) negated[i] = -scores[i][k];
             var order = Util.NumpySort.Argsort<float>(negated);
-            double npos = 0; foreach (var l in labels) npos += l[k];
+            double npos = 0;
+            foreach (var l in labels) npos += l[k];
             if (npos == 0) continue;
             float tp = 0, fp = 0;
             for (int r = 0; r < n; r++)
@@ -217,7 +242,8 @@ public static class Evaluator
             for (; i < n; i++) res += a[i];
             return res;
         }
-        int n2 = n / 2; n2 -= n2 % 8;
+        int n2 = n / 2;
+        n2 -= n2 % 8;
         return PairwiseSum(a[..n2]) + PairwiseSum(a[n2..]);
     }
 }

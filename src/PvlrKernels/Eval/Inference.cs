@@ -40,7 +40,8 @@ public static class Inference
         foreach (var (name, f, t) in videos)
         {
             if (t == 0) throw new ShapeException($"{name}: empty video (T = 0)");
-            if (f.Length != (long)t * featDim) throw new ShapeException($"{name}: features hold {f.Length} values, expected (T={t}, {featDim})");
+            if (f.Length != (long)t * featDim)
+                throw new ShapeException($"{name}: features hold {f.Length} values, expected (T={t}, {featDim})");
         }
     }
 
@@ -58,11 +59,18 @@ public static class Inference
     /// Consecutive groups of videos of at most maxRows packed rows (a longer video forms its own group).
     public static IEnumerable<List<Video>> Batches(IEnumerable<Video> videos, int maxRows)
     {
-        var cur = new List<Video>(); int rows = 1;
+        var cur = new List<Video>();
+        int rows = 1;
         foreach (var v in videos)
         {
-            if (cur.Count > 0 && rows + v.T + 1 > maxRows) { yield return cur; cur = new List<Video>(); rows = 1; }
-            cur.Add(v); rows += v.T + 1;
+            if (cur.Count > 0 && rows + v.T + 1 > maxRows)
+            {
+                yield return cur;
+                cur = new List<Video>();
+                rows = 1;
+            }
+            cur.Add(v);
+            rows += v.T + 1;
         }
         if (cur.Count > 0) yield return cur;
     }
@@ -79,7 +87,8 @@ public static class Inference
             string label = v.Segments.Length > 0 ? v.Segments[0].label : v.Labels.FirstOrDefault();
             int c = label != null ? ann.ClassIndex(label) : 0;
             // a method may forward fewer rows than the video has (UM samples long videos): GT at that scale
-            int rows = attn.Length, width = cas.Length / rows; double k = Evaluator.SnippetsPerSecond * rows / v.T;
+            int rows = attn.Length, width = cas.Length / rows;
+            double k = Evaluator.SnippetsPerSecond * rows / v.T;
             var gt = v.Segments.Where(s => s.label == label).Select(s => (s.start * k, s.end * k)).ToArray();
             panels.Add(new VideoPanel(v.Name, label ?? ann.Classes[c], Enumerable.Range(0,
                 rows).Select(i => cas[i * width + c]).ToArray(), attn, gt));
@@ -97,12 +106,17 @@ public static class Inference
         var protocol = model.Evaluation;
         videos = videos.Where(v => !protocol.Excluded.Contains(v.Name)).ToList();
         if (videos.Count == 0) throw new ArgumentException("evaluation: no videos to evaluate");
-        var clock = System.Diagnostics.Stopwatch.StartNew(); var lastReport = TimeSpan.Zero; var interval = every ?? TimeSpan.FromSeconds(2);
-        int done = 0; long doneSnippets = 0, allSnippets = videos.Sum(v => (long)v.T);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var lastReport = TimeSpan.Zero;
+        var interval = every ?? TimeSpan.FromSeconds(2);
+        int done = 0;
+        long doneSnippets = 0, allSnippets = videos.Sum(v => (long)v.T);
         bool wasTraining = g.Training;
         float[] text;
         using (Profiler.Time("phase inference: text", 1)) text = model.TestConstants(g);
-        var dets = new List<Detection>(); var scores = new List<float[]>(); var labels = new List<float[]>();
+        var dets = new List<Detection>();
+        var scores = new List<float[]>();
+        var labels = new List<float[]>();
         using var frozen = g.FrozenWeights();
         float[] buffer = null;                  // the batch's videos, when they are read from their file now
         foreach (var batch in Batches(videos, model.Config.InferRows))
@@ -112,8 +126,11 @@ public static class Inference
             var at = new long[batch.Count + 1];
             // each video's slot holds its stored width, so a file wider than the model still reads into
             // its own slot, and Signals names the video whose width is wrong
-            for (int i = 0; i < batch.Count; i++) at[i + 1] = at[i] + (batch[i].Features != null ? 0 : (long)batch[i].T * batch[i].StoredWidth);
-            if (at[^1] > (buffer?.Length ?? 0)) buffer = GC.AllocateUninitializedArray<float>(checked((int)Math.Max(at[^1], (long)model.Config.InferRows * model.Config.FeatDim)));
+            for (int i = 0; i < batch.Count; i++)
+                at[i + 1] = at[i] + (batch[i].Features != null ? 0 : (long)batch[i].T * batch[i].StoredWidth);
+            if (at[^1] > (buffer?.Length ?? 0))
+                buffer = GC.AllocateUninitializedArray<float>(checked((int)Math.Max(at[^1],
+                    (long)model.Config.InferRows * model.Config.FeatDim)));
             using (Profiler.Time("phase inference: read", batch.Count))
                 CpuPool.ForOrdered(batch.Count, i => feats[i] = batch[i].ReadFeatures(buffer, at[i]));
             using (Profiler.Time("phase inference: forward", batch.Sum(v => v.T)))
@@ -121,18 +138,22 @@ public static class Inference
             var found = new (List<Detection> d, float[] s)[batch.Count];
             using (Profiler.Time("phase inference: proposals", batch.Sum(v => v.T)))
                 CpuPool.For(batch.Count, i => found[i] = model.Detect(batch[i].Name, sig[i].cas, sig[i].attn,
-                    batch[i].T,
-                    ann.Ambiguous.GetValueOrDefault(batch[i].Name)));
+                batch[i].T, ann.Ambiguous.GetValueOrDefault(batch[i].Name)));
             for (int i = 0; i < batch.Count; i++)
             {
-                dets.AddRange(found[i].d); scores.Add(found[i].s);
-                var y = new float[ann.Classes.Length]; foreach (var l in batch[i].Labels) y[ann.ClassIndex(l)] = 1; labels.Add(y);
+                dets.AddRange(found[i].d);
+                scores.Add(found[i].s);
+                var y = new float[ann.Classes.Length];
+                foreach (var l in batch[i].Labels) y[ann.ClassIndex(l)] = 1;
+                labels.Add(y);
             }
-            done += batch.Count; doneSnippets += batch.Sum(v => (long)v.T);
+            done += batch.Count;
+            doneSnippets += batch.Sum(v => (long)v.T);
             if (progress != null && done < videos.Count && clock.Elapsed - lastReport >= interval)
             {
                 lastReport = clock.Elapsed;
-                progress($"evaluation: {done}/{videos.Count} videos ({doneSnippets}/{allSnippets} snippets) in {lastReport.TotalSeconds:F1} s");
+                progress($"evaluation: {done}/{videos.Count} videos ({doneSnippets}/{allSnippets} snippets) in "
+                    + $"{lastReport.TotalSeconds:F1} s");
             }
         }
         g.Training = wasTraining;

@@ -21,12 +21,15 @@ public static class Proposals
         ProposalConfig cfg, List<(double start, double end)> ambiguous = null)
     {
         int c1 = numClasses + 1;
-        if (cas.Length != (long)t * c1 || attn.Length != t) throw new ArgumentException($"{video}: cas {cas.Length} / attn {attn.Length} do not match T={t}, C={numClasses}");
+        if (cas.Length != (long)t * c1 || attn.Length != t)
+            throw new ArgumentException($"{video}: cas {cas.Length} / attn {attn.Length} do not match T={t}, "
+                + $"C={numClasses}");
         // 1. weighted CAS and video scores: softmax over C+1 of the mean of the top-k over t
         var lam = new double[t * c1];
         for (int i = 0; i < t; i++) for (int c = 0; c < c1; c++) lam[i * c1 + c] = cas[i * c1 + c] * attn[i];
         int k = Math.Max(1, t / cfg.TestTopK);
-        var mean = new double[c1]; var top = new double[k];
+        var mean = new double[c1];
+        var top = new double[k];
         for (int c = 0; c < c1; c++) mean[c] = TopKMean(lam, t, c1, c, top);
         double mx = mean.Max(), z = mean.Sum(v => Math.Exp(v - mx));
         var score = new float[numClasses];
@@ -38,9 +41,11 @@ public static class Proposals
         var act = Array.ConvertAll(attn, v => (double)v);
         foreach (var c in pred)
         {
-            var raw = new double[t]; for (int i = 0; i < t; i++) raw[i] = lam[i * c1 + c];
+            var raw = new double[t];
+            for (int i = 0; i < t; i++) raw[i] = lam[i * c1 + c];
             double lo = raw.Min(), hi = raw.Max();
-            var mm = raw.Select(v => (v - lo) / (hi - lo)).ToArray();     // no guard, as the original (NaN -> no proposals)
+            // no guard, as the original (NaN -> no proposals)
+            var mm = raw.Select(v => (v - lo) / (hi - lo)).ToArray();
             var props = new List<(double score, double s, double e)>();
             foreach (var th in cfg.CasThresholds)
                 Group(mm, th, mm, cfg.CasLambda, cfg.CasGamma * score[c], props);
@@ -63,13 +68,25 @@ public static class Proposals
         for (int i = 1; i <= pos.Count; i++)
         {
             if (i < pos.Count && pos[i] == pos[i - 1] + 1) continue;
-            int s = pos[start], e = pos[i - 1]; start = i;
-            double inner = 0; for (int j = s; j <= e; j++) inner += w[j];
-            int len = e - s + 1; inner /= len;
+            int s = pos[start], e = pos[i - 1];
+            start = i;
+            double inner = 0;
+            for (int j = s; j <= e; j++) inner += w[j];
+            int len = e - s + 1;
+            inner /= len;
             int os = Math.Max(0, (int)(s - lambda * len)), oe = Math.Min(t - 1, (int)(e + lambda * len));
-            double outer = 0; int n = 0;
-            for (int j = os; j < s; j++) { outer += w[j]; n++; }
-            for (int j = e + 1; j <= oe; j++) { outer += w[j]; n++; }
+            double outer = 0;
+            int n = 0;
+            for (int j = os; j < s; j++)
+            {
+                outer += w[j];
+                n++;
+            }
+            for (int j = e + 1; j <= oe; j++)
+            {
+                outer += w[j];
+                n++;
+            }
             outer = n > 0 ? outer / n : 0;
             outp.Add((inner - outer + bonus, s, e + 1));
         }
@@ -89,7 +106,11 @@ public static class Proposals
             if (i < k)
             {   // sift up
                 int j = i;
-                while (j > 0 && Below(v, top[(j - 1) / 2])) { top[j] = top[(j - 1) / 2]; j = (j - 1) / 2; }
+                while (j > 0 && Below(v, top[(j - 1) / 2]))
+                {
+                    top[j] = top[(j - 1) / 2];
+                    j = (j - 1) / 2;
+                }
                 top[j] = v;
             }
             else if (Below(top[0], v))
@@ -101,13 +122,15 @@ public static class Proposals
                     if (l >= k) break;
                     if (l + 1 < k && Below(top[l + 1], top[l])) l++;
                     if (!Below(top[l], v)) break;
-                    top[j] = top[l]; j = l;
+                    top[j] = top[l];
+                    j = l;
                 }
                 top[j] = v;
             }
         }
         Array.Sort(top);
-        double s = 0; for (int j = k - 1; j >= 0; j--) s += top[j];
+        double s = 0;
+        for (int j = k - 1; j >= 0; j--) s += top[j];
         return s / k;
     }
 
@@ -120,7 +143,9 @@ public static class Proposals
         double sigma)
     {
         int m = boxes.Count;
-        var sc = new double[m]; var bs = new double[m]; var be = new double[m];
+        var sc = new double[m];
+        var bs = new double[m];
+        var be = new double[m];
         for (int i = 0; i < m; i++) (sc[i], bs[i], be[i]) = boxes[i];
         var outp = new List<(double, double, double)>(m);
         int first = 0;                                  // rows first..first+m-1 are the reference's dets
@@ -129,13 +154,18 @@ public static class Proposals
             int bi = first;
             for (int i = first; i < first + m; i++)
             {
-                if (double.IsNaN(sc[i])) { bi = i; break; }
+                if (double.IsNaN(sc[i]))
+                {
+                    bi = i;
+                    break;
+                }
                 if (sc[i] > sc[bi]) bi = i;
             }
             double s = bs[bi], e = be[bi], len = e - s + 1;
             outp.Add((sc[bi], s, e));
             (sc[bi], bs[bi], be[bi]) = (sc[first], bs[first], be[first]);
-            first++; m--;
+            first++;
+            m--;
             for (int i = first; i < first + m; i++)
             {
                 double inter = Math.Max(Math.Min(e, be[i]) - Math.Max(s, bs[i]) + 1, 0);

@@ -39,7 +39,8 @@ public static class WtalcEvaluator
         thresholds ??= Evaluator.Thresholds;
         var test = ann.Test.Where(v => v.Segments.Length > 0).ToList();
         var withGt = test.Select(v => v.Name).ToHashSet();
-        var classes = test.SelectMany(v => v.Segments.Select(s => ann.ClassIndex(s.label))).Distinct().Order().ToArray();
+        var classes = test.SelectMany(v => v.Segments.Select(s =>
+            ann.ClassIndex(s.label))).Distinct().Order().ToArray();
         var ap = new double[ann.Classes.Length, thresholds.Length];
         var map = new double[thresholds.Length];
         // per class, the predictions that survive the ambiguous filter, by descending score (np.argsort(-score))
@@ -51,7 +52,11 @@ public static class WtalcEvaluator
         });
         for (int t = 0; t < thresholds.Length; t++)
         {
-            if (ranked.Values.Any(r => r.Length == 0)) { map[t] = 0; continue; }
+            if (ranked.Values.Any(r => r.Length == 0))
+            {
+                map[t] = 0;
+                continue;
+            }
             double sum = 0;
             foreach (var c in classes)
             {

@@ -33,8 +33,10 @@ public abstract class MethodConfig
     public int WarmupIter { get; set; } = 3500;
     public int Seed { get; set; } = 123;
     // test time; the outputs equal the plain per-video forward up to fp32 rounding
-    public int InferRows { get; set; } = 2048;        // snippet rows per ragged inference batch (several videos per forward)
-    public int WinogradTile { get; set; } = 6;        // Winograd F(m,3) for the k=3 convs at test time (2, 4, 6; 0 = direct)
+    // snippet rows per ragged inference batch (several videos per forward)
+    public int InferRows { get; set; } = 2048;
+    // Winograd F(m,3) for the k=3 convs at test time (2, 4, 6; 0 = direct)
+    public int WinogradTile { get; set; } = 6;
     public int TrainWinogradTile { get; set; } = 6;   // the same for the training forward and input gradient
 
     public const int MaxInferRows = 1 << 20;
@@ -55,7 +57,8 @@ public abstract class MethodConfig
     /// The width of the per-snippet CLIP features a training batch carries (0: the method reads none).
     [JsonIgnore] public virtual int ClipFeatureWidth => 0;
 
-    static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, Converters = { new JsonStringEnumConverter() } };
+    static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true,
+        Converters = { new JsonStringEnumConverter() } };
 
     /// The config as config.json holds it (its own type's fields; enums by name).
     public string ToJson() => JsonSerializer.Serialize(this, GetType(), JsonOptions);
@@ -63,8 +66,10 @@ public abstract class MethodConfig
     /// A config.json of method config type T; malformed JSON is one ArgumentException naming why.
     public static T FromJson<T>(string json) where T : MethodConfig
     {
-        try { return JsonSerializer.Deserialize<T>(json, JsonOptions) ?? throw new ArgumentException("an empty config"); }
-        catch (JsonException e) { throw new ArgumentException($"a config that is not valid JSON ({e.Message.Split('\n')[0]})"); }
+        try { return JsonSerializer.Deserialize<T>(json, JsonOptions)
+            ?? throw new ArgumentException("an empty config"); }
+        catch (JsonException e) { throw new ArgumentException($"a config that is not valid JSON "
+            + $"({e.Message.Split('\n')[0]})"); }
     }
 
     /// Refuses settings no run can use, naming the field.
@@ -76,10 +81,14 @@ public abstract class MethodConfig
         if (MaxIter < 0 || WarmupIter < 0) throw new ArgumentException("MaxIter and WarmupIter must not be negative");
         if (FeatDim % 2 != 0) throw new ArgumentException($"FeatDim {FeatDim} must be even (RGB | flow)");
         if (BatchSize < 2) throw new ArgumentException("BatchSize must be at least 2");
-        if (InferRows < 1 || InferRows > MaxInferRows) throw new ArgumentException($"InferRows {InferRows} must be between 1 and {MaxInferRows}");
-        if (!float.IsFinite(Lr) || !float.IsFinite(WeightDecay)) throw new ArgumentException("Lr and WeightDecay must be finite");
-        if (WinogradTile != 0 && !Engine.Winograd.Supported(WinogradTile)) throw new ArgumentException($"WinogradTile {WinogradTile}: use 0 (direct), 2, 4 or 6");
-        if (TrainWinogradTile != 0 && !Engine.Winograd.Supported(TrainWinogradTile)) throw new ArgumentException($"TrainWinogradTile {TrainWinogradTile}: use 0 (direct), 2, 4 or 6");
+        if (InferRows < 1 || InferRows > MaxInferRows)
+            throw new ArgumentException($"InferRows {InferRows} must be between 1 and {MaxInferRows}");
+        if (!float.IsFinite(Lr) || !float.IsFinite(WeightDecay))
+            throw new ArgumentException("Lr and WeightDecay must be finite");
+        if (WinogradTile != 0 && !Engine.Winograd.Supported(WinogradTile))
+            throw new ArgumentException($"WinogradTile {WinogradTile}: use 0 (direct), 2, 4 or 6");
+        if (TrainWinogradTile != 0 && !Engine.Winograd.Supported(TrainWinogradTile))
+            throw new ArgumentException($"TrainWinogradTile {TrainWinogradTile}: use 0 (direct), 2, 4 or 6");
     }
 }
 
@@ -154,7 +163,8 @@ public sealed record EvaluationProtocol(string Name, bool Seconds, IReadOnlySet<
 {
     public static readonly EvaluationProtocol Snippets = new("snippets", false, new HashSet<string>());
     /// UM's and ACM-Net's split_test.txt: THUMOS14's test videos less 270, 1292 and 1496.
-    public static readonly EvaluationProtocol Seconds210 = new("seconds, the 210 test videos of UM's and ACM-Net's splits", true,
+    public static readonly EvaluationProtocol Seconds210 = new("seconds, the 210 test videos of UM's and ACM-Net's "
+        + "splits", true,
         new HashSet<string> { "video_test_0000270", "video_test_0001292", "video_test_0001496" });
 
     public List<GtSegment> GroundTruth(Data.Annotations ann) => Seconds
@@ -203,7 +213,8 @@ public static class MethodRegistry
     {
         lock (Lock)
         {
-            if (all.Any(m => m.Name == method.Name)) throw new ArgumentException($"a method named '{method.Name}' is already registered");
+            if (all.Any(m => m.Name == method.Name))
+                throw new ArgumentException($"a method named '{method.Name}' is already registered");
             all = [.. all, method];
         }
     }
@@ -215,12 +226,12 @@ public static class MethodRegistry
         try
         {
             using var doc = System.Text.Json.JsonDocument.Parse(configJson);
-            if (doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object &&
-                doc.RootElement.TryGetProperty("Method",
-                    out var m) && m.ValueKind == System.Text.Json.JsonValueKind.String)
-                name = m.GetString();
+            if (doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object
+                && doc.RootElement.TryGetProperty("Method", out var m)
+                && m.ValueKind == System.Text.Json.JsonValueKind.String) name = m.GetString();
         }
-        catch (System.Text.Json.JsonException e) { throw new ArgumentException($"a config that is not valid JSON ({e.Message.Split('\n')[0]})"); }
+        catch (System.Text.Json.JsonException e) { throw new ArgumentException($"a config that is not valid JSON "
+            + $"({e.Message.Split('\n')[0]})"); }
         return Get(name);
     }
 

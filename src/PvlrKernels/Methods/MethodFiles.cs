@@ -9,7 +9,8 @@ namespace PvlrKernels.Methods;
 
 /// A PyTorch state_dict (names stripped of a DataParallel "module." prefix) and, when our export wrote it,
 /// its config and class list.
-public sealed record StateDictFile(string Path, Dictionary<string, (int[] shape, float[] data)> Tensors, string ConfigJson,
+public sealed record StateDictFile(string Path, Dictionary<string, (int[] shape, float[] data)> Tensors,
+    string ConfigJson,
     string ClassesJson)
 {
     public static StateDictFile Read(string path)
@@ -18,16 +19,18 @@ public sealed record StateDictFile(string Path, Dictionary<string, (int[] shape,
         var strip = sd.Keys.All(k => k.StartsWith("module.")) ? "module." : "";
         var t = sd.ToDictionary(kv => kv.Key[strip.Length..], kv => kv.Value);
         var saved = TorchZip.ReadTextRecords(path, Checkpoint.ConfigRecord, Checkpoint.ClassesRecord);
-        return new StateDictFile(path, t, saved.GetValueOrDefault(Checkpoint.ConfigRecord), saved.GetValueOrDefault(Checkpoint.ClassesRecord));
+        return new StateDictFile(path, t, saved.GetValueOrDefault(Checkpoint.ConfigRecord),
+            saved.GetValueOrDefault(Checkpoint.ClassesRecord));
     }
 
     /// The class list record, read when asked for (null where the file has none).
-    public string[] Classes => ClassesJson == null ? null : Malformed.Guard(Path, () => JsonSerializer.Deserialize<string[]>(ClassesJson));
+    public string[] Classes => ClassesJson == null ? null : Malformed.Guard(Path, () =>
+        JsonSerializer.Deserialize<string[]>(ClassesJson));
 
     /// The shape of a tensor the method needs, or an error naming the method the file is not.
-    public int[] Shape(string name, string method) =>
-        Tensors.TryGetValue(name,
-            out var v) ? v.shape : throw new DataFormatException($"{Path}: no '{name}' in the state_dict: not a {method} checkpoint");
+    public int[] Shape(string name, string method) => Tensors.TryGetValue(name, out var v)
+        ? v.shape : throw new DataFormatException($"{Path}: no '{name}' in the state_dict: not a {method} "
+        + $"checkpoint");
 
     /// The class list: the argument, else the file's own, else THUMOS14's 20 (or class0.. for another count).
     public string[] ClassesFor(int count, IReadOnlyList<string> given) =>
@@ -50,9 +53,11 @@ public sealed class ReplayDump : IDisposable
         var metaPath = System.IO.Path.Combine(dir, "meta.json");
         meta = Malformed.Guard(metaPath,
             () => JsonDocument.Parse(File.Exists(metaPath) ? File.ReadAllText(metaPath) : "{}"));
-        Features = Load("inputs/features.npy"); Labels = Load("inputs/labels.npy");
+        Features = Load("inputs/features.npy");
+        Labels = Load("inputs/labels.npy");
         if (Features.Shape.Length != 3 || Labels.Shape.Length != 2 || Labels.Shape[0] != Features.Shape[0])
-            throw new ShapeException($"replay dump {dir}: features {Tensor.ShapeStr(Features.Shape)} and labels {Tensor.ShapeStr(Labels.Shape)} must be (B,T,F) and (B,C)");
+            throw new ShapeException($"replay dump {dir}: features {Tensor.ShapeStr(Features.Shape)} and labels "
+                + $"{Tensor.ShapeStr(Labels.Shape)} must be (B,T,F) and (B,C)");
     }
 
     public NpyArray Load(string rel)
@@ -72,7 +77,9 @@ public sealed class ReplayDump : IDisposable
         foreach (var p in ps.List)
         {
             var a = Load(System.IO.Path.Combine("weights", p.Name + ".npy"));
-            if (!a.Shape.SequenceEqual(p.Shape)) throw new ShapeException($"replay dump {Dir}: weights/{p.Name}.npy has shape {Tensor.ShapeStr(a.Shape)}, the model expects {Tensor.ShapeStr(p.Shape)}");
+            if (!a.Shape.SequenceEqual(p.Shape))
+                throw new ShapeException($"replay dump {Dir}: weights/{p.Name}.npy has shape "
+                    + $"{Tensor.ShapeStr(a.Shape)}, the model expects {Tensor.ShapeStr(p.Shape)}");
             ps.Set(p.Name, a.AsFloat(p.Name));
         }
         var extra = Directory.GetFiles(System.IO.Path.Combine(Dir, "weights"),
@@ -94,7 +101,8 @@ public sealed class ReplayDump : IDisposable
 
     /// Runs the step: losses, backward, the gradient of every trainable parameter, unused draws noted
     /// (with `unusedHint` after them, where the method knows why).
-    public static void Step(Graph g, ParameterStore ps, ReplaySource rng, Func<LossTerms> losses, ReplayResult res, string unusedHint = "")
+    public static void Step(Graph g, ParameterStore ps, ReplaySource rng, Func<LossTerms> losses, ReplayResult res,
+        string unusedHint = "")
     {
         ps.ZeroGrad();
         var L = losses();

@@ -27,7 +27,8 @@ public static class MilLosses
     public static Tensor TopKMil(Graph g, Tensor s, float[] labels, int ratio, bool back)
     {
         int b = s.Dim(0), t = s.Dim(1), c = s.Dim(2) - 1, k = Math.Max(1, t / ratio);
-        if (labels.Length != b * c) throw new ShapeException($"mil: labels hold {labels.Length} values, expected (B={b}, C={c})");
+        if (labels.Length != b * c)
+            throw new ShapeException($"mil: labels hold {labels.Length} values, expected (B={b}, C={c})");
         var mean = g.Mean(g.TopK(s, 1, k).values, 1);                      // (B,1,C+1)
         var ls = g.LogSoftmax(mean, 2);
         var yh = new float[b * (c + 1)];
@@ -52,23 +53,35 @@ public static class MilLosses
             var rows = g.Reshape(g.SliceRows(x, 0, 2 * pairs), pairs, 2 * t * width);
             return g.Reshape(g.Slice(rows, 1, which * t * width, t * width), pairs, t, width);
         }
-        var fi = Half(feat, 0, f); var fj = Half(feat, 1, f);
-        var ai = g.Softmax(Half(ssup, 0, c1), 1); var aj = g.Softmax(Half(ssup, 1, c1), 1);
+        var fi = Half(feat, 0, f);
+        var fj = Half(feat, 1, f);
+        var ai = g.Softmax(Half(ssup, 0, c1), 1);
+        var aj = g.Softmax(Half(ssup, 1, c1), 1);
         float inv = 1f / Math.Max(t - 1, 1);
         Tensor Hf(Tensor x, Tensor a) => g.MatMul(x, a,
             transA: true);                                    // (pairs, F, C+1)
         Tensor Lf(Tensor x, Tensor a) => g.Scale(g.MatMul(x, g.AddScalar(g.Scale(a, -1f), 1f), transA: true), inv);
         Tensor Cos(Tensor x, Tensor y) => g.Sum(g.Mul(g.L2Normalize(x, 1, 0f), g.L2Normalize(y, 1, 0f)),
             1);   // (pairs,1,C+1)
-        var hi = Hf(fi, ai); var hj = Hf(fj, aj);
-        var c1s = Cos(hi, hj); var c2s = Cos(hi, Lf(fj, aj)); var c3s = Cos(hj, Lf(fi, ai));
+        var hi = Hf(fi, ai);
+        var hj = Hf(fj, aj);
+        var c1s = Cos(hi, hj);
+        var c2s = Cos(hi, Lf(fj, aj));
+        var c3s = Cos(hj, Lf(fi, ai));
         // d1 - d2 = c2 - c1 with d = 1 - cos
         var term = g.Scale(g.Add(g.Hinge(g.AddScalar(g.Sub(c2s, c1s), 0.5f)), g.Hinge(g.AddScalar(g.Sub(c3s, c1s),
             0.5f))), 0.5f);
-        var w = new float[pairs * c1]; float n = 0;
+        var w = new float[pairs * c1];
+        float n = 0;
         for (int p = 0; p < pairs; p++)
-            for (int j = 0; j < c; j++) { w[p * c1 + j] = labels[2 * p * c + j] * labels[(2 * p + 1) * c + j]; n += w[p * c1 + j]; }
-        if (n == 0) throw new InvalidOperationException("co-activity loss: no pair in rows (0,1),(2,3),(4,5) shares a class; the batch sampler must put same-class pairs there");
+            for (int j = 0; j < c; j++)
+            {
+                w[p * c1 + j] = labels[2 * p * c + j] * labels[(2 * p + 1) * c + j];
+                n += w[p * c1 + j];
+            }
+        if (n == 0)
+            throw new InvalidOperationException("co-activity loss: no pair in rows (0,1),(2,3),(4,5) shares a class; "
+                + "the batch sampler must put same-class pairs there");
         return g.Scale(g.SumAll(g.Mul(term, g.FromHost(w, pairs, 1, c1))), 1f / n);
     }
 
@@ -78,17 +91,24 @@ public static class MilLosses
     public static float[] ClassificationScores(float[] cas, int t, int c1)
     {
         int k = (t + 7) / 8;
-        var mean = new float[c1]; var column = new float[t];
+        var mean = new float[c1];
+        var column = new float[t];
         for (int c = 0; c < c1; c++)
         {
             for (int i = 0; i < t; i++) column[i] = cas[i * c1 + c];
-            Array.Sort(column); Array.Reverse(column);
-            float sum = 0; for (int i = 0; i < k; i++) sum += column[i];
+            Array.Sort(column);
+            Array.Reverse(column);
+            float sum = 0;
+            for (int i = 0; i < k; i++) sum += column[i];
             mean[c] = sum / k;
         }
         float mx = mean.Max(), z = 0;
         var e = new float[c1];
-        for (int c = 0; c < c1; c++) { e[c] = MathF.Exp(mean[c] - mx); z += e[c]; }
+        for (int c = 0; c < c1; c++)
+        {
+            e[c] = MathF.Exp(mean[c] - mx);
+            z += e[c];
+        }
         var scores = new float[c1 - 1];
         for (int c = 0; c < c1 - 1; c++) scores[c] = e[c] / z;
         return scores;

@@ -14,7 +14,11 @@ public static class OicProposals
         double step = 1.0 / scale;
         for (int i = 0; i < up.Length; i++)
         {
-            if (n == 1) { up[i] = y[0]; continue; }
+            if (n == 1)
+            {
+                up[i] = y[0];
+                continue;
+            }
             double x = i * step;
             int hi = Math.Clamp((int)Math.Ceiling(x), 1, n - 1), lo = hi - 1;     // searchsorted(left), clipped
             up[i] = (y[hi] - y[lo]) / (hi - lo) * (x - lo) + y[lo];
@@ -38,12 +42,22 @@ public static class OicProposals
             int s = pos[start], e = pos[i - 1], len = e - s + 1;
             start = i;
             if (len < 2) continue;
-            double inner = 0; for (int k = s; k <= e; k++) inner += w[k];
+            double inner = 0;
+            for (int k = s; k <= e; k++) inner += w[k];
             inner /= len;
             int os = Math.Max(0, (int)(s - lambda * len)), oe = Math.Min(w.Length - 1, (int)(e + lambda * len));
-            double outer = 0; int count = 0;
-            for (int k = os; k < s; k++) { outer += w[k]; count++; }
-            for (int k = e + 1; k <= oe; k++) { outer += w[k]; count++; }
+            double outer = 0;
+            int count = 0;
+            for (int k = os; k < s; k++)
+            {
+                outer += w[k];
+                count++;
+            }
+            for (int k = e + 1; k <= oe; k++)
+            {
+                outer += w[k];
+                count++;
+            }
             outer = count == 0 ? 0 : outer / count;
             outp.Add((inner - outer + bonus, s * tFactor, (e + 1) * tFactor));
         }
@@ -51,13 +65,15 @@ public static class OicProposals
 
     /// utils.nms: scores.argsort()[::-1] (numpy's order), then every proposal whose IoU with the kept one
     /// (areas e - s + 1) is >= thresh is dropped.
-    public static List<(double score, double start, double end)> Nms(List<(double score, double start, double end)> props, double thresh)
+    public static List<(double score, double start, double end)> Nms(List<(double score, double start,
+        double end)> props, double thresh)
     {
         var keep = new List<(double, double, double)>();
         var order = NumpySort.ArgsortReversed<double>(props.Select(p => p.score).ToArray()).ToList();
         while (order.Count > 0)
         {
-            var best = props[order[0]]; keep.Add(best);
+            var best = props[order[0]];
+            keep.Add(best);
             var rest = new List<int>();
             for (int k = 1; k < order.Count; k++)
             {

@@ -22,7 +22,8 @@ public sealed class ClipTokenizer
     /// The tokenizer over the vocabulary embedded in the library.
     public static ClipTokenizer Default => Shared.Value;
 
-    static readonly Regex Pieces = new(@"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+",
+    static readonly Regex Pieces = new(
+        @"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+",
         RegexOptions.IgnoreCase | RegexOptions.Compiled);
     static readonly Regex Spaces = new(@"\s+", RegexOptions.Compiled);
 
@@ -37,14 +38,20 @@ public sealed class ClipTokenizer
             ?? throw new InvalidOperationException("the CLIP vocabulary is not embedded in the library");
         using var reader = new StreamReader(new GZipStream(gz, CompressionMode.Decompress), Encoding.UTF8);
         var lines = reader.ReadToEnd().Split('\n');
-        if (lines.Length < MergeCount + 1) throw new InvalidOperationException($"the CLIP vocabulary holds {lines.Length - 1} merges, expected {MergeCount}");
+        if (lines.Length < MergeCount + 1)
+            throw new InvalidOperationException($"the CLIP vocabulary holds {lines.Length - 1} merges, expected "
+                + $"{MergeCount}");
         // bytes_to_unicode: printable Latin-1 bytes map to themselves, the others to 256, 257, ... in byte order
         var chars = new List<int>();
         for (int b = '!'; b <= '~'; b++) chars.Add(b);
         for (int b = 0xA1; b <= 0xAC; b++) chars.Add(b);
         for (int b = 0xAE; b <= 0xFF; b++) chars.Add(b);
         var bytes = new List<int>(chars);
-        for (int b = 0, n = 0; b < 256; b++) if (!bytes.Contains(b)) { bytes.Add(b); chars.Add(256 + n++); }
+        for (int b = 0, n = 0; b < 256; b++) if (!bytes.Contains(b))
+        {
+            bytes.Add(b);
+            chars.Add(256 + n++);
+        }
         for (int i = 0; i < 256; i++) byteChar[bytes[i]] = char.ConvertFromUtf32(chars[i]);
         var vocab = new List<string>();
         foreach (var c in chars) vocab.Add(char.ConvertFromUtf32(c));
@@ -52,11 +59,13 @@ public sealed class ClipTokenizer
         for (int i = 0; i < MergeCount; i++)
         {
             var pair = lines[1 + i].Split(' ');
-            if (pair.Length != 2) throw new InvalidOperationException($"the CLIP vocabulary's merge {i + 1} is '{lines[1 + i]}'");
+            if (pair.Length != 2)
+                throw new InvalidOperationException($"the CLIP vocabulary's merge {i + 1} is '{lines[1 + i]}'");
             ranks[(pair[0], pair[1])] = i;
             vocab.Add(pair[0] + pair[1]);
         }
-        vocab.Add("<|startoftext|>"); vocab.Add("<|endoftext|>");
+        vocab.Add("<|startoftext|>");
+        vocab.Add("<|endoftext|>");
         for (int i = 0; i < vocab.Count; i++) encoder[vocab[i]] = i;
         cache["<|startoftext|>"] = new[] { "<|startoftext|>" };
         cache["<|endoftext|>"] = new[] { "<|endoftext|>" };
@@ -81,9 +90,12 @@ public sealed class ClipTokenizer
     public int[] Tokenize(string text, int context = Context)
     {
         var ids = Encode(text);
-        if (ids.Length + 2 > context) throw new ArgumentException($"'{text}' is {ids.Length + 2} tokens, longer than the context {context}");
+        if (ids.Length + 2 > context)
+            throw new ArgumentException($"'{text}' is {ids.Length + 2} tokens, longer than the context {context}");
         var row = new int[context];
-        row[0] = Sot; ids.CopyTo(row, 1); row[ids.Length + 1] = Eot;
+        row[0] = Sot;
+        ids.CopyTo(row, 1);
+        row[ids.Length + 1] = Eot;
         return row;
     }
 
@@ -98,7 +110,8 @@ public sealed class ClipTokenizer
         while (word.Count > 1)
         {
             // the pair of lowest rank; ties cannot happen (each pair has one rank)
-            (string a, string b) best = default; int bestRank = int.MaxValue;
+            (string a, string b) best = default;
+            int bestRank = int.MaxValue;
             for (int i = 0; i + 1 < word.Count; i++)
                 if (ranks.TryGetValue((word[i], word[i + 1]),
                     out int r) && r < bestRank) { bestRank = r; best = (word[i], word[i + 1]); }
@@ -106,7 +119,11 @@ public sealed class ClipTokenizer
             var merged = new List<string>(word.Count);
             for (int i = 0; i < word.Count;)
             {
-                if (i + 1 < word.Count && word[i] == best.a && word[i + 1] == best.b) { merged.Add(best.a + best.b); i += 2; }
+                if (i + 1 < word.Count && word[i] == best.a && word[i + 1] == best.b)
+                {
+                    merged.Add(best.a + best.b);
+                    i += 2;
+                }
                 else merged.Add(word[i++]);
             }
             word = merged;

@@ -19,17 +19,26 @@ public sealed class RaggedBatch
     public RaggedBatch(Graph g, IReadOnlyList<int> lengths)
     {
         if (lengths.Count == 0) throw new ArgumentException("ragged batch: no videos");
-        Lengths = lengths.ToArray(); Starts = new int[Lengths.Length];
+        Lengths = lengths.ToArray();
+        Starts = new int[Lengths.Length];
         int r = 1;
         for (int i = 0; i < Lengths.Length; i++)
         {
             if (Lengths[i] < 1) throw new ShapeException($"ragged batch: video {i} is empty (T = 0)");
-            Starts[i] = r; r += Lengths[i] + 1;
+            Starts[i] = r;
+            r += Lengths[i] + 1;
         }
         Rows = r;
-        var mask = new float[Rows]; var seg = new float[Lengths.Length * Rows]; var rowVideo = new float[Rows];
+        var mask = new float[Rows];
+        var seg = new float[Lengths.Length * Rows];
+        var rowVideo = new float[Rows];
         for (int i = 0; i < Lengths.Length; i++)
-            for (int t = Starts[i]; t < Starts[i] + Lengths[i]; t++) { mask[t] = 1; seg[i * Rows + t] = 1f / Lengths[i]; rowVideo[t] = i; }
+            for (int t = Starts[i]; t < Starts[i] + Lengths[i]; t++)
+            {
+                mask[t] = 1;
+                seg[i * Rows + t] = 1f / Lengths[i];
+                rowVideo[t] = i;
+            }
         Mask = g.FromHost(mask, 1, Rows, 1); SegMean = g.FromHost(seg, Lengths.Length,
             Rows); RowVideo = g.FromHost(rowVideo, 1, Rows);
     }
@@ -44,7 +53,9 @@ public sealed class RaggedBatch
     {
         if (half <= 0 || half >= width) throw new ShapeException($"ragged batch: split at {half} of {width} features");
         for (int i = 0; i < Count; i++)
-            if (features[i].Length < (long)Lengths[i] * width) throw new ShapeException($"ragged batch: video {i} holds {features[i].Length} values, expected (T={Lengths[i]}, {width})");
+            if (features[i].Length < (long)Lengths[i] * width)
+                throw new ShapeException($"ragged batch: video {i} holds {features[i].Length} values, expected "
+                    + $"(T={Lengths[i]}, {width})");
         // columns [from, from + w) of every feature row, with the zero rows before, between and after the videos
         Tensor Columns(int from, int w)
         {

@@ -18,8 +18,10 @@ public static class Checkpoint
         foreach (var p in ps.List) list.Add((p.Name, p.Shape, ps.Get(p.Name)));
         if (includeOptimizer)
         {
-            var m = new float[ps.Total]; var v = new float[ps.Total];
-            be.Download(ps.M.At(0), m); be.Download(ps.V.At(0), v);
+            var m = new float[ps.Total];
+            var v = new float[ps.Total];
+            be.Download(ps.M.At(0), m);
+            be.Download(ps.V.At(0), v);
             foreach (var p in ps.List.Where(p => p.Trainable))
             {
                 list.Add(("adam_m." + p.Name, p.Shape, m.AsSpan((int)p.Offset, (int)p.Size).ToArray()));
@@ -45,27 +47,38 @@ public static class Checkpoint
         TextWriter report = null,
         bool optimizer = true, IMethod method = null)
     {
-        if (IsZip(path)) { var m = LoadTorch(path, backend, out var rep,
-            method: method); report?.Write(rep); return (m, 0, 0); }
+        if (IsZip(path))
+        {
+            var m = LoadTorch(path, backend, out var rep, method: method);
+            report?.Write(rep);
+            return (m, 0, 0);
+        }
         using var fs = File.OpenRead(path);
         var (entries, meta) = Safetensors.ReadHeader(fs, path);
         if (!meta.TryGetValue("config",
             out var cj)) throw new DataFormatException($"{path}: no config in the checkpoint metadata");
-        string[] classes; IMethodModel model;
+        string[] classes;
+        IMethodModel model;
         try
         {
             var saved = MethodRegistry.Of(cj);
-            if (method != null && saved != method) throw new ArgumentException($"a {saved.Name} model, not {method.Name}");
-            classes = meta.TryGetValue("classes",
-                out var cl) ? JsonSerializer.Deserialize<string[]>(cl) : throw new DataFormatException($"{path}: no class list in the metadata");
+            if (method != null && saved != method)
+                throw new ArgumentException($"a {saved.Name} model, not {method.Name}");
+            classes = meta.TryGetValue("classes", out var cl)
+                ? JsonSerializer.Deserialize<string[]>(cl) : throw new DataFormatException($"{path}: no class "
+                + $"list in the metadata");
             model = saved.Build(saved.ConfigFromJson(cj), classes);
         }
-        catch (Exception e) when (e is ArgumentException or JsonException) { throw new DataFormatException($"{path}: the checkpoint's metadata holds {e.Message}"); }
+        catch (Exception e) when (e is ArgumentException or JsonException)
+        {
+            throw new DataFormatException($"{path}: the checkpoint's metadata holds {e.Message}");
+        }
         var ps = model.Parameters;
         ps.Allocate(backend);
         // the weights' memory written once on every core before the one-stream read below fills it: on the
         // CPU most of a load is the first write of new memory, which scales with cores
-        foreach (var arena in optimizer ? new[] { ps.Values, ps.M, ps.V } : new[] { ps.Values }) backend.Fill(arena.At(0), ps.Total, 0f);
+        foreach (var arena in optimizer ? new[] { ps.Values, ps.M, ps.V } : new[] { ps.Values })
+            backend.Fill(arena.At(0), ps.Total, 0f);
         try { var (step, rng) = Restore(path, fs, entries, meta, ps, backend, strict, optimizer); return (model, step,
             rng); }
         catch { ps.Dispose(); throw; }
@@ -80,9 +93,14 @@ public static class Checkpoint
         var (entries, meta) = Safetensors.ReadHeader(fs, path);
         if (meta.TryGetValue("config", out var cj))
         {
-            var saved = MethodRegistry.ConfigFromJson(cj); saved.MaxIter = model.Config.MaxIter; saved.Preset = model.Config.Preset;
-            var mine = MethodRegistry.ConfigFromJson(model.Config.ToJson()); mine.MaxIter = model.Config.MaxIter;
-            if (saved.ToJson() != mine.ToJson()) throw new DataFormatException($"{path}: the checkpoint was written with another configuration than this run's");
+            var saved = MethodRegistry.ConfigFromJson(cj);
+            saved.MaxIter = model.Config.MaxIter;
+            saved.Preset = model.Config.Preset;
+            var mine = MethodRegistry.ConfigFromJson(model.Config.ToJson());
+            mine.MaxIter = model.Config.MaxIter;
+            if (saved.ToJson() != mine.ToJson())
+                throw new DataFormatException($"{path}: the checkpoint was written with another configuration than "
+                    + $"this run's");
         }
         return Restore(path, fs, entries, meta, model.Parameters, backend, strict: true, optimizer: true);
     }
@@ -97,19 +115,25 @@ public static class Checkpoint
         var missing = ps.List.Where(p => !byName.ContainsKey(p.Name)).Select(p => p.Name).ToList();
         var unexpected = byName.Keys.Where(k => !k.StartsWith("adam_") && !ps.Contains(k)).ToList();
         if (strict && (missing.Count > 0 || unexpected.Count > 0))
-            throw new DataFormatException($"{path}: missing parameters [{string.Join(", ", missing.Take(10))}{(missing.Count > 10 ? ", ..." : "")}], unexpected [{string.Join(", ", unexpected.Take(10))}]");
+            throw new DataFormatException($"{path}: missing parameters "
+                + $"[{string.Join(", ", missing.Take(10))}{(missing.Count > 10 ? ", ..." : "")}], unexpected "
+                + $"[{string.Join(", ", unexpected.Take(10))}]");
         var buffer = new float[(int)Math.Clamp(entries.Select(e => e.Count).DefaultIfEmpty(1).Max(), 1, 1 << 20)];
         void Into(string name, Parameter p, Storage dst)
         {
             if (!byName.TryGetValue(name, out var e)) { if (dst != ps.Values) backend.Fill(dst.At(p.Offset), p.Size,
                 0f); return; }   // no moments: zero
-            if (!e.Shape.SequenceEqual(p.Shape)) throw new DataFormatException($"{path}: {name} has shape ({string.Join(",", e.Shape)}), the model expects ({string.Join(",", p.Shape)})");
+            if (!e.Shape.SequenceEqual(p.Shape))
+                throw new DataFormatException($"{path}: {name} has shape ({string.Join(",", e.Shape)}), the model "
+                    + $"expects ({string.Join(",", p.Shape)})");
             Malformed.Guard(path, () =>
             {
                 Safetensors.ReadValues(fs, e, buffer, (v, at) =>
                 {
                     int bad = FirstNonFinite(v);
-                    if (bad >= 0) throw new DataFormatException($"{path}: {name} holds {v[bad]} at element {at + bad}; refusing a checkpoint with non-finite values");
+                    if (bad >= 0)
+                        throw new DataFormatException($"{path}: {name} holds {v[bad]} at element {at + bad}; "
+                            + $"refusing a checkpoint with non-finite values");
                     backend.Upload(dst.At(p.Offset + at), v);
                 });
                 return 0;
@@ -120,7 +144,11 @@ public static class Checkpoint
             out var asj) ? JsonSerializer.Deserialize<Dictionary<string, long>>(asj) : new();
         foreach (var p in ps.List) p.Step = steps.TryGetValue(p.Name, out var s) ? s : 0;
         if (optimizer)
-            foreach (var p in ps.List) { Into("adam_m." + p.Name, p, ps.M); Into("adam_v." + p.Name, p, ps.V); }
+            foreach (var p in ps.List)
+            {
+                Into("adam_m." + p.Name, p, ps.M);
+                Into("adam_v." + p.Name, p, ps.V);
+            }
         int step = meta.TryGetValue("step", out var st) ? int.Parse(st) : 0;
         long rng = meta.TryGetValue("rng_counter", out var rc) ? long.Parse(rc) : 0;
         return (step, rng);
@@ -135,7 +163,8 @@ public static class Checkpoint
     static bool IsZip(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: checkpoint not found", path);
-        using var f = File.OpenRead(path); Span<byte> m = stackalloc byte[4];
+        using var f = File.OpenRead(path);
+        Span<byte> m = stackalloc byte[4];
         return f.Read(m) == 4 && m[0] == (byte)'P' && m[1] == (byte)'K' && m[2] == 3 && m[3] == 4;
     }
 
@@ -158,7 +187,8 @@ public static class Checkpoint
         var saved = TorchZip.ReadTextRecords(path, ConfigRecord);
         var named = saved.TryGetValue(ConfigRecord, out var cj) ? Malformed.Guard(path,
             () => MethodRegistry.Of(cj)) : null;
-        if (method != null && named != null && named != method) throw new DataFormatException($"{path}: a {named.Name} model, not {method.Name}");
+        if (method != null && named != null && named != method)
+            throw new DataFormatException($"{path}: a {named.Name} model, not {method.Name}");
         return (method ?? named ?? MethodRegistry.Get("pvlr")).LoadTorch(path, backend, out report, classes);
     }
 
@@ -187,26 +217,44 @@ public static class Checkpoint
     public static string FillFromStateDict(string path, Dictionary<string, (int[] shape, float[] data)> t,
         ParameterStore ps, string dims, Func<string, bool> optional = null)
     {
-        var sb = new System.Text.StringBuilder(); var missing = new List<string>(); var shape = new List<string>(); var badTrainable = new List<string>();
+        var sb = new System.Text.StringBuilder();
+        var missing = new List<string>();
+        var shape = new List<string>();
+        var badTrainable = new List<string>();
         foreach (var p in ps.List)
         {
             string why = !t.TryGetValue(p.Name,
-                out var v) ? null : v.shape.SequenceEqual(p.Shape) ? "" : $"{p.Name} ({string.Join(",", v.shape)}) vs ours ({string.Join(",", p.Shape)})";
+                out var v) ? null : v.shape.SequenceEqual(p.Shape)
+                    ? "" : $"{p.Name} ({string.Join(",", v.shape)}) vs ours ({string.Join(",", p.Shape)})";
             if (why == "")
             {
                 int bad = FirstNonFinite(v.data);
-                if (bad >= 0) { ps.Dispose(); throw new DataFormatException($"{path}: {p.Name} holds {v.data[bad]} at element {bad}; refusing a checkpoint with non-finite values"); }
-                ps.Set(p.Name, v.data); continue;
+                if (bad >= 0)
+                {
+                    ps.Dispose();
+                    throw new DataFormatException($"{path}: {p.Name} holds {v.data[bad]} at element {bad}; refusing "
+                        + $"a checkpoint with non-finite values");
+                }
+                ps.Set(p.Name, v.data);
+                continue;
             }
             (why == null ? missing : shape).Add(why ?? p.Name);
             if (p.Trainable && optional?.Invoke(p.Name) != true) badTrainable.Add(why ?? p.Name + " (missing)");
         }
-        if (badTrainable.Count > 0) { ps.Dispose(); throw new DataFormatException($"{path}: trainable weights missing or of another shape: {string.Join("; ", badTrainable)}"); }
+        if (badTrainable.Count > 0)
+        {
+            ps.Dispose();
+            throw new DataFormatException($"{path}: trainable weights missing or of another shape: "
+                + $"{string.Join("; ", badTrainable)}");
+        }
         var unused = t.Keys.Where(k => !ps.Contains(k)).ToList();
-        sb.AppendLine($"{path}: loaded {ps.List.Count - missing.Count - shape.Count} of {ps.List.Count} tensors ({dims}).");
+        sb.AppendLine($"{path}: loaded {ps.List.Count - missing.Count - shape.Count} of {ps.List.Count} tensors "
+            + $"({dims}).");
         if (missing.Count > 0) sb.AppendLine($"  missing (kept at our init): {string.Join(", ", missing)}");
         if (shape.Count > 0) sb.AppendLine($"  other shape (kept at our init): {string.Join("; ", shape)}");
-        if (unused.Count > 0) sb.AppendLine($"  unused by the text/snippet model: {unused.Count} tensors ({string.Join(", ", unused.Take(5))}{(unused.Count > 5 ? ", ..." : "")})");
+        if (unused.Count > 0)
+            sb.AppendLine($"  unused by the text/snippet model: {unused.Count} tensors "
+                + $"({string.Join(", ", unused.Take(5))}{(unused.Count > 5 ? ", ..." : "")})");
         return sb.ToString();
     }
 }

@@ -34,11 +34,13 @@ public static class Plots
 {
     public static void LossCurve(string path, float[] values, int w = 640, int h = 320)
     {
-        var img = new byte[w * h * 3]; Array.Fill(img, (byte)255);
+        var img = new byte[w * h * 3];
+        Array.Fill(img, (byte)255);
         var v = values.Where(float.IsFinite).ToArray();
         if (v.Length >= 2)
         {
-            float lo = v.Min(), hi = v.Max(); if (hi <= lo) hi = lo + 1;
+            float lo = v.Min(), hi = v.Max();
+            if (hi <= lo) hi = lo + 1;
             int px(int i) => 20 + (int)((long)i * (w - 40) / (v.Length - 1));
             int py(float y) => h - 20 - (int)((y - lo) / (hi - lo) * (h - 40));
             for (int x = 20; x < w - 20; x++) Set(img, w, x, h - 20, 0, 0, 0);
@@ -55,7 +57,8 @@ public static class Plots
         int ph = 120)
     {
         int h = ph * Math.Max(1, panels.Count);
-        var img = new byte[w * h * 3]; Array.Fill(img, (byte)255);
+        var img = new byte[w * h * 3];
+        Array.Fill(img, (byte)255);
         for (int k = 0; k < panels.Count; k++)
         {
             var (_, cas, attn, gt) = panels[k];
@@ -67,7 +70,8 @@ public static class Plots
                 for (int x = Math.Max(10, px(s0)); x <= Math.Min(w - 10, px(Math.Min(e0, t - 1))); x++)
                     for (int y = top; y < bot; y++) Set(img, w, x, y, 200, 240, 200);
             for (int x = 10; x < w - 10; x++) Set(img, w, x, bot, 0, 0, 0);
-            float lo = cas.Min(), hi = cas.Max(); float span = hi > lo ? hi - lo : 1;
+            float lo = cas.Min(), hi = cas.Max();
+            float span = hi > lo ? hi - lo : 1;
             for (int i = 1; i < t; i++)
             {
                 Line(img, w, h, px(i - 1), py((cas[i - 1] - lo) / span), px(i), py((cas[i] - lo) / span), (30, 90,
@@ -96,10 +100,17 @@ public static class Plots
         var ms = new MemoryStream();
         ms.Write(new byte[] { 137, 80, 78, 71, 13, 10, 26, 10 });
         var ihdr = new byte[13];
-        BE(ihdr, 0, w); BE(ihdr, 4, h); ihdr[8] = 8; ihdr[9] = 2;
+        BE(ihdr, 0, w);
+        BE(ihdr, 4, h);
+        ihdr[8] = 8;
+        ihdr[9] = 2;
         Chunk(ms, "IHDR", ihdr);
         var raw = new MemoryStream();
-        for (int y = 0; y < h; y++) { raw.WriteByte(0); raw.Write(rgb, y * w * 3, w * 3); }
+        for (int y = 0; y < h; y++)
+        {
+            raw.WriteByte(0);
+            raw.Write(rgb, y * w * 3, w * 3);
+        }
         var z = new MemoryStream();
         using (var zs = new ZLibStream(z, CompressionLevel.Optimal, true)) raw.WriteTo(zs);
         Chunk(ms, "IDAT", z.ToArray());
@@ -110,16 +121,24 @@ public static class Plots
         int v) { b[o] = (byte)(v >> 24); b[o + 1] = (byte)(v >> 16); b[o + 2] = (byte)(v >> 8); b[o + 3] = (byte)v; }
     static void Chunk(Stream s, string type, byte[] data)
     {
-        var len = new byte[4]; BE(len, 0, data.Length); s.Write(len);
+        var len = new byte[4];
+        BE(len, 0, data.Length);
+        s.Write(len);
         var td = System.Text.Encoding.ASCII.GetBytes(type).Concat(data).ToArray();
         s.Write(td);
-        var crc = new byte[4]; BE(crc, 0, (int)Crc32(td)); s.Write(crc);
+        var crc = new byte[4];
+        BE(crc, 0, (int)Crc32(td));
+        s.Write(crc);
     }
 
     static uint Crc32(byte[] d)
     {
         uint c = 0xFFFFFFFFu;
-        foreach (var b in d) { c ^= b; for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1; }
+        foreach (var b in d)
+        {
+            c ^= b;
+            for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        }
         return ~c;
     }
 }

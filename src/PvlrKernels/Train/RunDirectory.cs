@@ -25,7 +25,10 @@ public sealed class RunDirectory : IDisposable
     {
         if (File.Exists(dir)) throw new ArgumentException($"{option} {dir} is a file, not a directory");
         try { Directory.CreateDirectory(dir); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new ArgumentException($"{option} {dir}: cannot create the directory ({e.Message})"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ArgumentException($"{option} {dir}: cannot create the directory ({e.Message})");
+        }
         FileStream held;
         var lockPath = System.IO.Path.Combine(dir, LockName);
         try
@@ -33,32 +36,38 @@ public sealed class RunDirectory : IDisposable
             held = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 4096,
                 FileOptions.DeleteOnClose);
         }
-        catch (UnauthorizedAccessException e) { throw new ArgumentException($"{option} {dir}: cannot write there ({e.Message})"); }
+        catch (UnauthorizedAccessException e) { throw new ArgumentException($"{option} {dir}: cannot write there "
+            + $"({e.Message})"); }
         catch (IOException e) when (File.Exists(lockPath))
         {
             string holder;
             try { holder = File.ReadAllText(System.IO.Path.Combine(dir, HolderName)).Trim(); }
             catch (Exception) { holder = ""; }
-            throw new ArgumentException($"{option} {dir} is in use by another training ({(holder.Length > 0 ? holder : e.Message)}); give it another directory or wait for that run to end");
+            throw new ArgumentException($"{option} {dir} is in use by another training "
+                + $"({(holder.Length > 0 ? holder : e.Message)}); "
+                + "give it another directory or wait for that run to end");
         }
         catch (IOException e) { throw new ArgumentException($"{option} {dir}: cannot write there ({e.Message})"); }
         var run = new RunDirectory(dir, held);
         try
         {
             File.WriteAllText(System.IO.Path.Combine(dir, HolderName),
-                $"pid {Environment.ProcessId} on {Environment.MachineName}, since {DateTime.Now:yyyy-MM-dd HH:mm:ss}\n");
+                $"pid {Environment.ProcessId} on {Environment.MachineName}, "
+                + $"since {DateTime.Now:yyyy-MM-dd HH:mm:ss}\n");
             // a write that must reach the disk: a full or read-only file system fails here, not after the data is read
             var probe = System.IO.Path.Combine(dir, $".pvlr-probe.{Environment.ProcessId}.tmp");
             using (var f = new FileStream(probe, FileMode.Create, FileAccess.Write, FileShare.None, 4096,
                 FileOptions.DeleteOnClose))
             {
-                f.Write(new byte[1 << 16]); f.Flush(flushToDisk: true);
+                f.Write(new byte[1 << 16]);
+                f.Flush(flushToDisk: true);
             }
             foreach (var f in Directory.EnumerateFiles(dir))
             {
                 var name = System.IO.Path.GetFileName(f);
                 if (!TempFile.IsMatch(name)) continue;
-                File.Delete(f); run.RemovedTemp.Add(name);
+                File.Delete(f);
+                run.RemovedTemp.Add(name);
             }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -1,6 +1,6 @@
-// The training loop of every method (PVLR's main.py, which CO2-Net's and W-TALC's share): one batch per step, Adam (L2), evaluation on the test
-// split every `Interval` steps after `WarmupIter`, best checkpoint by sum(mAP@0.1:0.7) and last
-// checkpoint, a Performance.txt log, the run's config as JSON, a progress line with loss terms,
+// The training loop of every method (PVLR's main.py, which CO2-Net's and W-TALC's share): one batch per step, Adam
+// (L2), evaluation on the test split every `Interval` steps after `WarmupIter`, best checkpoint by sum(mAP@0.1:0.7) and
+// last checkpoint, a Performance.txt log, the run's config as JSON, a progress line with loss terms,
 // steps/s and ETA. A NaN/Inf loss stops the run naming the step and the term; the last good
 // checkpoint stays on disk (checkpoints are written atomically).
 using PvlrKernels.Util;
@@ -38,7 +38,8 @@ public sealed class Trainer : IDisposable
         this.ds = ds;
         sampler = new BatchSampler(ds, cfg.Seed);
         batch = new float[cfg.VideosPerBatch * cfg.MaxSeqLen * cfg.FeatDim];
-        clipBatch = ds.ClipDim > 0 && cfg.ClipFeatureWidth > 0 ? new float[cfg.VideosPerBatch * cfg.MaxSeqLen * cfg.ClipFeatureWidth] : null;
+        clipBatch = ds.ClipDim > 0 && cfg.ClipFeatureWidth > 0
+            ? new float[cfg.VideosPerBatch * cfg.MaxSeqLen * cfg.ClipFeatureWidth] : null;
     }
 
     /// What the run needs of the dataset, refused before any model memory is allocated.
@@ -46,7 +47,8 @@ public sealed class Trainer : IDisposable
     {
         ds.RequireFeatureWidth(cfg.FeatDim, $"the '{cfg.Preset}' preset");
         if (ds.ClipDim != 0 && cfg.ClipFeatureWidth != 0 && ds.ClipDim != cfg.ClipFeatureWidth)
-            throw new ShapeException($"CLIP features have width {ds.ClipDim}, the model's embedding is {cfg.ClipFeatureWidth}");
+            throw new ShapeException($"CLIP features have width {ds.ClipDim}, the model's embedding is "
+                + $"{cfg.ClipFeatureWidth}");
         ds.RequireTest($"training evaluates on them every {cfg.Interval} steps and at the end");
         return ds;
     }
@@ -55,7 +57,9 @@ public sealed class Trainer : IDisposable
     /// method (MethodConfig.Method) whose model it builds.
     public Trainer(MethodConfig cfg, IReadOnlyList<string> classes, Backend backend, TextWriter log = null)
     {
-        Cfg = cfg; Backend = backend; this.log = log ?? Console.Out;
+        Cfg = cfg;
+        Backend = backend;
+        this.log = log ?? Console.Out;
         Model = MethodRegistry.Get(cfg.Method).Build(cfg, classes);
         Model.Initialize(backend, cfg.Seed);
         Rng = new PhiloxSource((ulong)cfg.Seed);
@@ -92,14 +96,25 @@ public sealed class Trainer : IDisposable
     {
         int b = labels.Length / Cfg.NumClasses, t = Cfg.MaxSeqLen, f = Cfg.FeatDim, d = Cfg.ClipFeatureWidth;
         var ph = Stopwatch.StartNew();
-        void Mark(string what) { if (Profiler.Enabled) { Backend.Synchronize(); log.WriteLine($"  {what}: {ph.Elapsed.TotalSeconds:F3} s"); ph.Restart(); } }
-        G.Reset(); Model.Parameters.ZeroGrad(); G.Training = true;
+        void Mark(string what)
+        {
+            if (Profiler.Enabled)
+            {
+                Backend.Synchronize();
+                log.WriteLine($"  {what}: {ph.Elapsed.TotalSeconds:F3} s");
+                ph.Restart();
+            }
+        }
+        G.Reset();
+        Model.Parameters.ZeroGrad();
+        G.Training = true;
         Mark("reset+zero");
         if (Cfg.TrimBatchToLongest && LongestVideo(feats, b, t, f) is var keep && keep < t)
         {
             var kept = new float[(long)b * keep * f];
             for (int i = 0; i < b; i++) Array.Copy(feats, (long)i * t * f, kept, (long)i * keep * f, (long)keep * f);
-            feats = kept; t = keep;
+            feats = kept;
+            t = keep;
         }
         var x = G.FromHost(feats, b, t, f);
         var z = clip != null && d > 0 ? G.FromHost(clip, b, t, d) : null;
@@ -110,8 +125,8 @@ public sealed class Trainer : IDisposable
             if (!float.IsFinite(v))
             {
                 string why = Model.NonFiniteReason(k, labels);
-                throw new TrainingDivergedException($"step {Step}: loss term '{k}' is {v} (batch videos: {batchDesc}); stopped, the last good checkpoint is kept" +
-                    (why.Length > 0 ? ". " + why : ""));
+                throw new TrainingDivergedException($"step {Step}: loss term '{k}' is {v} (batch videos: "
+                    + $"{batchDesc}); stopped, the last good checkpoint is kept" + (why.Length > 0 ? ". " + why : ""));
             }
         G.Backward(L.Total);
         Mark("backward");
@@ -173,7 +188,9 @@ public sealed class Trainer : IDisposable
         {
             if (!p.GotGrad) continue;
             for (long i = p.Offset; i < p.Offset + p.Size; i++)
-                if (!float.IsFinite(g[i])) throw new TrainingDivergedException($"step {Step}: gradient of '{p.Name}' is {g[i]}; stopped, the last good checkpoint is kept");
+                if (!float.IsFinite(g[i]))
+                    throw new TrainingDivergedException($"step {Step}: gradient of '{p.Name}' is {g[i]}; stopped, "
+                        + $"the last good checkpoint is kept");
         }
     }
 
@@ -188,7 +205,8 @@ public sealed class Trainer : IDisposable
     /// keeps the evaluations its checkpoint had seen and redoes none of them.
     static (System.Text.StringBuilder text, HashSet<int> itrs) PerformanceBefore(string path, int step)
     {
-        var sb = new System.Text.StringBuilder(); var itrs = new HashSet<int>();
+        var sb = new System.Text.StringBuilder();
+        var itrs = new HashSet<int>();
         if (step == 0 || !File.Exists(path)) return (sb, itrs);
         bool keep = false;
         foreach (var line in File.ReadAllLines(path))
@@ -207,19 +225,22 @@ public sealed class Trainer : IDisposable
     {
         Directory.CreateDirectory(outDir);
         AtomicFile.WriteAllText(Path.Combine(outDir, "config.json"), Cfg.ToJson());
-        var perfPath = Path.Combine(outDir, "Performance.txt"); var bestPath = Path.Combine(outDir, "best.json");
+        var perfPath = Path.Combine(outDir, "Performance.txt");
+        var bestPath = Path.Combine(outDir, "best.json");
         var (perf, done) = PerformanceBefore(perfPath, Step);
         if (Step > 0 && File.Exists(bestPath))
         {   // last.safetensors is written before its evaluation: the best that evaluation found is in best.json
             var b = Data.Malformed.Guard(bestPath,
-                () => System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(bestPath)));
+                () => System.Text.Json.JsonSerializer.Deserialize<Dictionary<string,
+                    double>>(File.ReadAllText(bestPath)));
             if (b.TryGetValue("best_step",
                 out var bstep) && bstep < Step && done.Contains((int)bstep) && b.TryGetValue("best_sum_map_0.1_0.7",
                 out var bsum) && bsum > BestSum)
                 (BestSum, BestStep) = (bsum, (int)bstep);
             if (BestStep >= 0) log.WriteLine($"best so far: step {BestStep}, sum of mAP@0.1:0.7 {BestSum:F2}");
         }
-        var sw = Stopwatch.StartNew(); EvalResult last = null;
+        var sw = Stopwatch.StartNew();
+        EvalResult last = null;
         int start = Step;
         void EvaluateAt(int itr)
         {
@@ -229,10 +250,12 @@ public sealed class Trainer : IDisposable
             bool isBest = r.SumMap01_07 > BestSum;
             if (isBest)
             {
-                BestSum = r.SumMap01_07; BestStep = itr;
+                BestSum = r.SumMap01_07;
+                BestStep = itr;
                 SaveCheckpoint(Path.Combine(outDir, "best.safetensors"));
                 AtomicFile.WriteAllText(bestPath,
-                    System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, double> { ["best_sum_map_0.1_0.7"] = BestSum, ["best_step"] = BestStep }));
+                    System.Text.Json.JsonSerializer.Serialize(new Dictionary<string,
+                        double> { ["best_sum_map_0.1_0.7"] = BestSum, ["best_step"] = BestStep }));
             }
             perf.AppendLine($"itr {itr}{(isBest ? " (best)" : "")}");
             perf.Append(r.Table());
@@ -241,7 +264,8 @@ public sealed class Trainer : IDisposable
         }
         if (Step > 0 && IsPeriodicEval(Step - 1) && !done.Contains(Step - 1))
         {
-            log.WriteLine($"the evaluation at step {Step - 1} did not reach Performance.txt before the run stopped; doing it now");
+            log.WriteLine($"the evaluation at step {Step - 1} did not reach Performance.txt before the run stopped; "
+                + $"doing it now");
             EvaluateAt(Step - 1);
         }
         while (Step < maxIter)
@@ -283,11 +307,16 @@ public sealed class Trainer : IDisposable
     public void Resume(string path)
     {
         var (step, rng) = Checkpoint.Restore(path, Model, Backend);
-        Step = step; Rng.Counter = rng;
+        Step = step;
+        Rng.Counter = rng;
     }
 
     public void SaveCheckpoint(string path) => Checkpoint.Save(path, Model, Backend, Step, Rng.Counter,
         includeOptimizer: true);
 
-    public void Dispose() { G.Dispose(); Model.Parameters.Dispose(); }
+    public void Dispose()
+    {
+        G.Dispose();
+        Model.Parameters.Dispose();
+    }
 }

@@ -75,22 +75,37 @@ public static class NumpySort
                     Swap(tosort, pm, pj);
                     while (true)
                     {
-                        do ++pi; while (Less(v[tosort[pi]], vp));
-                        do --pj; while (Less(vp, v[tosort[pj]]));
+                        do ++pi;
+                        while (Less(v[tosort[pi]], vp));
+                        do --pj;
+                        while (Less(vp, v[tosort[pj]]));
                         if (pi >= pj) break;
                         Swap(tosort, pi, pj);
                     }
                     Swap(tosort, pi, pr - 1);
                     // the larger side waits on the stack with the depth both sides get
                     --cdepth;
-                    if (pi - pl < pr - pi) { stack.Push((pi + 1, pr, cdepth)); pr = pi - 1; }
-                    else { stack.Push((pl, pi - 1, cdepth)); pl = pi + 1; }
+                    if (pi - pl < pr - pi)
+                    {
+                        stack.Push((pi + 1, pr, cdepth));
+                        pr = pi - 1;
+                    }
+                    else
+                    {
+                        stack.Push((pl, pi - 1, cdepth));
+                        pl = pi + 1;
+                    }
                 }
                 for (int i = pl + 1; i <= pr; i++)
                 {
-                    int vi = tosort[i]; T key = v[vi];
+                    int vi = tosort[i];
+                    T key = v[vi];
                     int j = i;
-                    while (j > pl && Less(key, v[tosort[j - 1]])) { tosort[j] = tosort[j - 1]; j--; }
+                    while (j > pl && Less(key, v[tosort[j - 1]]))
+                    {
+                        tosort[j] = tosort[j - 1];
+                        j--;
+                    }
                     tosort[j] = vi;
                 }
             }
@@ -111,7 +126,9 @@ public static class NumpySort
             {
                 if (j < n && Less(v[a[j - 1]], v[a[j]])) j++;
                 if (!Less(v[tmp], v[a[j - 1]])) break;
-                a[i - 1] = a[j - 1]; i = j; j += j;
+                a[i - 1] = a[j - 1];
+                i = j;
+                j += j;
             }
             a[i - 1] = tmp;
         }
@@ -125,7 +142,9 @@ public static class NumpySort
             {
                 if (j < n && Less(v[a[j - 1]], v[a[j]])) j++;
                 if (!Less(v[tmp], v[a[j - 1]])) break;
-                a[i - 1] = a[j - 1]; i = j; j += j;
+                a[i - 1] = a[j - 1];
+                i = j;
+                j += j;
             }
             a[i - 1] = tmp;
         }
@@ -140,7 +159,12 @@ public static class NumpySort
     }
 
     /// npy_get_msb: floor(log2 n) for n >= 1.
-    static int MostSignificantBit(int n) { int d = 0; while ((n >>= 1) != 0) d++; return d; }
+    static int MostSignificantBit(int n)
+    {
+        int d = 0;
+        while ((n >>= 1) != 0) d++;
+        return d;
+    }
 
     static void Swap(int[] a, int i, int j) => (a[i], a[j]) = (a[j], a[i]);
 }
@@ -174,9 +198,21 @@ public static class TorchSort
         public bool Less(int i, int j) => Before(Key[i], Key[j]);
         public bool LessThan(int i, T k) => Before(Key[i], k);
         public bool LessThan(T k, int i) => Before(k, Key[i]);
-        public void Swap(int i, int j) { (Key[i], Key[j]) = (Key[j], Key[i]); (Idx[i], Idx[j]) = (Idx[j], Idx[i]); }
-        public void Move(int to, int from) { Key[to] = Key[from]; Idx[to] = Idx[from]; }
-        public void Put(int to, (T k, int i) v) { Key[to] = v.k; Idx[to] = v.i; }
+        public void Swap(int i, int j)
+        {
+            (Key[i], Key[j]) = (Key[j], Key[i]);
+            (Idx[i], Idx[j]) = (Idx[j], Idx[i]);
+        }
+        public void Move(int to, int from)
+        {
+            Key[to] = Key[from];
+            Idx[to] = Idx[from];
+        }
+        public void Put(int to, (T k, int i) v)
+        {
+            Key[to] = v.k;
+            Idx[to] = v.i;
+        }
         public (T k, int i) Get(int i) => (Key[i], Idx[i]);
     }
 
@@ -184,7 +220,11 @@ public static class TorchSort
     {
         while (last - first > Threshold)
         {
-            if (depth == 0) { HeapSort(p, first, last); return; }
+            if (depth == 0)
+            {
+                HeapSort(p, first, last);
+                return;
+            }
             --depth;
             int cut = PartitionPivot(p, first, last);
             IntroLoop(p, cut, last, depth);
@@ -251,7 +291,12 @@ public static class TorchSort
     {
         var v = p.Get(last);
         int next = last - 1;
-        while (p.LessThan(v.k, next)) { p.Move(last, next); last = next; --next; }
+        while (p.LessThan(v.k, next))
+        {
+            p.Move(last, next);
+            last = next;
+            --next;
+        }
         p.Put(last, v);
     }
 

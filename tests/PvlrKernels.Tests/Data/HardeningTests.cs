@@ -78,14 +78,22 @@ public sealed class HardeningTests
     {
         var mnt = Tmp("full");
         Directory.CreateDirectory(mnt);
-        if (Sh($"mount -t tmpfs -o size=64k tmpfs '{mnt}'") != 0) { Directory.Delete(mnt); Assert.Ignore("cannot mount a tmpfs here"); }
+        if (Sh($"mount -t tmpfs -o size=64k tmpfs '{mnt}'") != 0)
+        {
+            Directory.Delete(mnt);
+            Assert.Ignore("cannot mount a tmpfs here");
+        }
         try
         {
             Sh($"dd if=/dev/zero of='{mnt}/fill' bs=4k count=64 2>/dev/null");
             AssertOneLineError(new[] { "train", "--preset", "tiny", "--max-iter", "1", "--data", "/nonexistent",
                 "--out", Path.Combine(mnt, "run") }, "cannot write there");
         }
-        finally { Sh($"umount '{mnt}'"); Directory.Delete(mnt, true); }
+        finally
+        {
+            Sh($"umount '{mnt}'");
+            Directory.Delete(mnt, true);
+        }
     }
 
     [Test]
@@ -102,11 +110,14 @@ public sealed class HardeningTests
                 // from another process too (the lock is the kernel's, not this process's)
                 var dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "pvlr.dll");
                 using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("dotnet",
-                    $"\"{dll}\" train --preset tiny --max-iter 1 --data \"{TrainingTests.TinyDataDir}\" --out \"{dir}\"")
+                    $"\"{dll}\" train --preset tiny --max-iter 1 --data \"{TrainingTests.TinyDataDir}\" "
+                    + $"--out \"{dir}\"")
                     { RedirectStandardError = true, RedirectStandardOutput = true });
-                var err = p.StandardError.ReadToEnd(); p.WaitForExit();
+                var err = p.StandardError.ReadToEnd();
+                p.WaitForExit();
                 Assert.That(p.ExitCode, Is.Not.EqualTo(0));
-                Assert.That(err, Does.StartWith("pvlr: error: ").And.Contain("in use by another training").And.Contain($"pid {Environment.ProcessId}"));
+                Assert.That(err, Does.StartWith("pvlr: error: ").And.Contain("in use by another training")
+                    .And.Contain($"pid {Environment.ProcessId}"));
             }
             // released: the same directory trains now, and a killed write's temp file of our naming is removed
             File.WriteAllText(Path.Combine(dir, ".last.safetensors.99999.tmp"), "partial");
@@ -159,7 +170,8 @@ public sealed class HardeningTests
     {
         var notJson = TinyCheckpoint(_ => "{not json");
         var zeroHeads = TinyCheckpoint(j => j.Replace("\"ClipHeads\": 2", "\"ClipHeads\": 0"));
-        var nan = TinyCheckpoint(editWeights: m => { var w = m.P.Get("fusion.0.bias"); w[3] = float.NaN; m.P.Set("fusion.0.bias", w); });
+        var nan = TinyCheckpoint(editWeights: m =>
+            { var w = m.P.Get("fusion.0.bias"); w[3] = float.NaN; m.P.Set("fusion.0.bias", w); });
         try
         {
             Assert.That(File.ReadAllText(zeroHeads, Encoding.Latin1), Does.Contain("ClipHeads\\u0022: 0"),
@@ -170,16 +182,22 @@ public sealed class HardeningTests
             Assert.That(AssertOneLineError(new[] { "eval", "--checkpoint", nan, "--data", TrainingTests.TinyDataDir },
                 nan), Does.Contain("fusion.0.bias").And.Contain("element 3"));
         }
-        finally { foreach (var f in new[] { notJson, zeroHeads, nan }) File.Delete(f); }
+        finally
+        {
+            foreach (var f in new[] { notJson, zeroHeads, nan }) File.Delete(f);
+        }
     }
 
     /// Two tensors whose data_offsets share bytes: refused, naming both.
     [Test]
     public void OverlappingSafetensorsOffsetsAreRefused()
     {
-        var header = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}";
+        var header = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+            + "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}";
         var ms = new MemoryStream();
-        ms.Write(BitConverter.GetBytes((ulong)header.Length)); ms.Write(Encoding.ASCII.GetBytes(header)); ms.Write(new byte[12]);
+        ms.Write(BitConverter.GetBytes((ulong)header.Length));
+        ms.Write(Encoding.ASCII.GetBytes(header));
+        ms.Write(new byte[12]);
         ms.Position = 0;
         var e = Assert.Throws<DataFormatException>(() => Safetensors.ReadHeader(ms, "x.safetensors"));
         Assert.That(e.Message, Does.Contain("a and b overlap"));
@@ -294,10 +312,22 @@ public sealed class HardeningTests
     [Test]
     public void CollidingDictKeysStayFast()
     {
-        var ms = new MemoryStream(); var w = new BinaryWriter(ms);
-        w.Write((byte)0x80); w.Write((byte)2); w.Write((byte)'}'); w.Write((byte)'(');
-        for (long i = 1; i <= 120_000; i++) { w.Write((byte)0x8a); w.Write((byte)8); w.Write(i | (i << 32)); w.Write((byte)'K'); w.Write((byte)0); }
-        w.Write((byte)'u'); w.Write((byte)'.');
+        var ms = new MemoryStream();
+        var w = new BinaryWriter(ms);
+        w.Write((byte)0x80);
+        w.Write((byte)2);
+        w.Write((byte)'}');
+        w.Write((byte)'(');
+        for (long i = 1; i <= 120_000; i++)
+        {
+            w.Write((byte)0x8a);
+            w.Write((byte)8);
+            w.Write(i | (i << 32));
+            w.Write((byte)'K');
+            w.Write((byte)0);
+        }
+        w.Write((byte)'u');
+        w.Write((byte)'.');
         var path = PthOf(ms.ToArray());
         try
         {

@@ -97,7 +97,8 @@ public sealed class LazyFeaturesTests
         var v = lazy.Ann.Videos[big.Index];
         var e = Assert.Throws<DataFormatException>(() => v.ReadFeatures());
         Assert.That(e.Message,
-            Does.Contain(path).And.Contain(big.Name).And.Contain("non-finite").And.Contain($"element {big.T * 16 - 3}"));
+            Does.Contain(path).And.Contain(big.Name).And.Contain("non-finite")
+                .And.Contain($"element {big.T * 16 - 3}"));
         // the file cut short after it was indexed: the read names the file instead of returning short data
         using (var f = new FileStream(path, FileMode.Open)) f.SetLength(f.Length / 2);
         var last = lazy.Ann.Videos.Last(x => x.T * 16 * 4 >= 1 << 16);
@@ -113,7 +114,8 @@ public sealed class LazyFeaturesTests
     {
         var root = Copy();
         var ds = ThumosDataset.Load(root, clip: false);
-        var cfg = PvlrConfig.Tiny(); cfg.InferRows = 4000;
+        var cfg = PvlrConfig.Tiny();
+        cfg.InferRows = 4000;
         var batch = Inference.Batches(ds.Test, cfg.InferRows).First(b => b.Count >= 3);
         var feats = ds.Ann.Videos.Select(x => (new[] { x.T, 16 }, x.Features)).ToList();
         foreach (var v in new[] { batch[2], batch[1] }) feats[v.Index].Features[v.T * 16 - 1] = float.NaN;
@@ -147,8 +149,9 @@ public sealed class LazyFeaturesTests
         AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
             feats));
         var clips = ds.Ann.Videos.Where(v => v.Clip != null).ToList();
-        foreach (int i in new[] { 9, 3, 7 }) File.WriteAllBytes(Path.Combine(root, "Thumos14_CLIP",
-            clips[i].Subset == "validation" ? "train" : "test", clips[i].Name + ".npy"), new byte[] { 1, 2, 3 });
+        foreach (int i in new[] { 9, 3, 7 })
+            File.WriteAllBytes(Path.Combine(root, "Thumos14_CLIP", clips[i].Subset == "validation" ? "train" : "test",
+                clips[i].Name + ".npy"), new byte[] { 1, 2, 3 });
         for (int rep = 0; rep < 5; rep++)
             Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message,
                 Does.Contain(clips[3].Name + ".npy"));

@@ -22,8 +22,10 @@ public sealed class CpuPoolTests
         CpuPool.For(n, i => Interlocked.Increment(ref runs[i]));
         Assert.That(runs, Is.All.EqualTo(1));
         Array.Clear(runs);
-        int caller = Environment.CurrentManagedThreadId; var threads = new ConcurrentDictionary<int, bool>();
-        CpuPool.For(n, i => { Interlocked.Increment(ref runs[i]); threads[Environment.CurrentManagedThreadId] = true; }, threads: 1);
+        int caller = Environment.CurrentManagedThreadId;
+        var threads = new ConcurrentDictionary<int, bool>();
+        CpuPool.For(n, i => { Interlocked.Increment(ref runs[i]); threads[Environment.CurrentManagedThreadId] = true; },
+            threads: 1);
         Assert.That(runs, Is.All.EqualTo(1));
         if (n > 0) Assert.That(threads.Keys, Is.EqualTo(new[] { caller }), "one thread: the caller runs every item");
     }
@@ -42,7 +44,8 @@ public sealed class CpuPoolTests
         Thread.Sleep(idleMs);
         for (int rep = 0; rep < 20; rep++)
         {
-            var entered = new CountdownEvent(2); var threads = new ConcurrentDictionary<int, bool>();
+            var entered = new CountdownEvent(2);
+            var threads = new ConcurrentDictionary<int, bool>();
             CpuPool.For(2, _ =>
             {
                 threads[Environment.CurrentManagedThreadId] = true;
@@ -69,7 +72,12 @@ public sealed class CpuPoolTests
         {
             var started = new CountdownEvent(2);                  // both items under way before either throws
             var all = Assert.Throws<AggregateException>(() => CpuPool.For(2,
-                i => { started.Signal(); started.Wait(TimeSpan.FromSeconds(10)); throw new InvalidOperationException($"item {i}"); }));
+                i =>
+                {
+                    started.Signal();
+                    started.Wait(TimeSpan.FromSeconds(10));
+                    throw new InvalidOperationException($"item {i}");
+                }));
             Assert.That(all!.InnerExceptions.Select(x => x.Message), Is.EquivalentTo(new[] { "item 0", "item 1" }));
         }
         var runs = new int[64];

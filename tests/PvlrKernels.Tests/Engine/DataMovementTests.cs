@@ -15,7 +15,8 @@ public sealed class DataMovementTests(string backendName)
 
     static IEnumerable<TestCaseData> Copies()
     {
-        // (dims, dst strides, src strides, src offset): a row copy, a (1,T,C,1) copy, a conv weight repack, a flipped repack
+        // (dims, dst strides, src strides, src offset): a row copy, a (1,T,C,1) copy, a conv weight repack, a flipped
+        // repack
         yield return new TestCaseData(new[] { 1, 3, 5, 40 }, new[] { 0, 200, 40, 1 }, new[] { 0, 400, 80, 1 },
             0).SetName("rows");
         yield return new TestCaseData(new[] { 1, 70, 33, 1 }, new[] { 0, 33, 1, 1 }, new[] { 0, 66, 1, 1 },
@@ -45,14 +46,29 @@ public sealed class DataMovementTests(string backendName)
             if (backendName == "cpu") Assert.That(got, Is.EqualTo(want), what);
             else Check.Close(got, want.Select(v => (double)v).ToArray(), 1e-5, 1e-5, $"{what} [{backendName}]");
         }
-        float[] Get(Storage s, int n) { var h = new float[n]; B.Download(s.At(0), h); return h; }
-        Storage Put(float[] h) { var s = B.Allocate(h.Length); B.Upload(s.At(0), h); return s; }
+        float[] Get(Storage s, int n)
+        {
+            var h = new float[n];
+            B.Download(s.At(0), h);
+            return h;
+        }
+        Storage Put(float[] h)
+        {
+            var s = B.Allocate(h.Length);
+            B.Upload(s.At(0), h);
+            return s;
+        }
 
         var a = new AttnParams { Nb = 2, L = 13, W = 128, H = 2, Causal = causal ? 1 : 0,
             Scale = 0.125f };   // 52 rows of 13 x 64 x 3
         int rows = a.Nb * a.H * a.L, nq = a.Nb * a.L * 3 * a.W, no = a.Nb * a.L * a.W, np = rows * a.L;
-        var qkv = Rand(nq, 21); var dout = Rand(no, 22); var dq0 = Rand(nq, 23);
-        var o = new float[no]; var p = new float[np]; var ds = new float[np]; var dq = (float[])dq0.Clone();
+        var qkv = Rand(nq, 21);
+        var dout = Rand(no, 22);
+        var dq0 = Rand(nq, 23);
+        var o = new float[no];
+        var p = new float[np];
+        var ds = new float[np];
+        var dq = (float[])dq0.Clone();
         fixed (float* po = o, pp = p, pq = qkv, pd = dout, pds = ds, pdq = dq)
         {
             var f = new AttentionFwd<PtrMem> { Out = new(po), P = new(pp), Qkv = new(pq), A = a };
@@ -64,7 +80,10 @@ public sealed class DataMovementTests(string backendName)
                 Qkv = new(pq), A = a };
             for (int r = 0; r < rows; r++) bkv.Execute(r);
         }
-        using (var sq = Put(qkv)) using (var so = B.Allocate(no)) using (var sp = B.Allocate(np)) using (var sd = Put(dout)) using (var sds = B.Allocate(np)) using (var sdq = Put(dq0))
+        using (var sq = Put(qkv))
+            using (var so = B.Allocate(no))
+                using (var sp = B.Allocate(np))
+                    using (var sd = Put(dout)) using (var sds = B.Allocate(np)) using (var sdq = Put(dq0))
         {
             B.Attention(so.At(0), sp.At(0), sq.At(0), a);
             B.AttentionBackward(sdq.At(0), sds.At(0), sd.At(0), sp.At(0), sq.At(0), a);
@@ -72,9 +91,18 @@ public sealed class DataMovementTests(string backendName)
                 "attention dqkv");
         }
 
-        int lr = 100, n = 1024;                                                        // 100 rows of 1024; 1024 columns of 100
-        var x = Rand(lr * n, 24); var gamma = Rand(n, 25); var beta = Rand(n, 26); var dy = Rand(lr * n, 27);
-        var y = new float[lr * n]; var mean = new float[lr]; var rstd = new float[lr]; var dx = new float[lr * n]; var dg = new float[n]; var db = new float[n];
+        // 100 rows of 1024; 1024 columns of 100
+        int lr = 100, n = 1024;
+        var x = Rand(lr * n, 24);
+        var gamma = Rand(n, 25);
+        var beta = Rand(n, 26);
+        var dy = Rand(lr * n, 27);
+        var y = new float[lr * n];
+        var mean = new float[lr];
+        var rstd = new float[lr];
+        var dx = new float[lr * n];
+        var dg = new float[n];
+        var db = new float[n];
         fixed (float* px = x, pg = gamma, pb = beta, pdy = dy, py = y, pm = mean, pr = rstd, pdx = dx, pdg = dg,
             pdb = db)
         {
@@ -89,10 +117,14 @@ public sealed class DataMovementTests(string backendName)
             for (int c = 0; c < n; c++) bp.Execute(c);
         }
         using (var sx = Put(x)) using (var sg = Put(gamma)) using (var sb = Put(beta)) using (var sdy = Put(dy))
-        using (var sy = B.Allocate(lr * n)) using (var sm = B.Allocate(lr)) using (var sr = B.Allocate(lr)) using (var sdx = B.Allocate(lr * n)) using (var sdg = B.Allocate(n)) using (var sdb = B.Allocate(n))
+        using (var sy = B.Allocate(lr * n))
+            using (var sm = B.Allocate(lr))
+                using (var sr = B.Allocate(lr))
+                    using (var sdx = B.Allocate(lr * n)) using (var sdg = B.Allocate(n)) using (var sdb = B.Allocate(n))
         {
             B.LayerNorm(sy.At(0), sm.At(0), sr.At(0), sx.At(0), sg.At(0), sb.At(0), lr, n, 1e-5f);
-            B.LayerNormBackward(sdx.At(0), sdg.At(0), sdb.At(0), sdy.At(0), sx.At(0), sg.At(0), sm.At(0), sr.At(0), lr, n, true, true);
+            B.LayerNormBackward(sdx.At(0), sdg.At(0), sdb.At(0), sdy.At(0), sx.At(0), sg.At(0), sm.At(0), sr.At(0), lr,
+                n, true, true);
             Same(Get(sy, lr * n), y, "layernorm y"); Same(Get(sm, lr), mean, "layernorm mean"); Same(Get(sr, lr),
                 rstd, "layernorm rstd");
             Same(Get(sdx, lr * n), dx, "layernorm dx"); Same(Get(sdg, n), dg, "layernorm dgamma"); Same(Get(sdb, n),
@@ -101,7 +133,8 @@ public sealed class DataMovementTests(string backendName)
 
         int co = 4, cn = 50, cm = 300,
             ci = 64;                                        // 256 columns of 300 scattered values
-        var sdy0 = Rand(co * cm * ci, 28); var dx0 = Rand(co * cn * ci, 29);
+        var sdy0 = Rand(co * cm * ci, 28);
+        var dx0 = Rand(co * cn * ci, 29);
         var idx = Enumerable.Range(0, co * cm).Select(i => (float)((i * 7919) % cn)).ToArray();
         var sdx0 = (float[])dx0.Clone();
         fixed (float* pdx = sdx0, pdy = sdy0, pi = idx)
@@ -122,13 +155,16 @@ public sealed class DataMovementTests(string backendName)
     [TestCase(3, 5, 1, 3)] [TestCase(200, 96, 40, 56)] [TestCase(0, 4, 0, 4)]
     public void UploadColumnsCopiesTheBlock(int rows, int srcWidth, int from, int width)
     {
-        var src = Rand(rows * srcWidth, 3); long off = 7, n = off + (long)rows * width + 5;
+        var src = Rand(rows * srcWidth, 3);
+        long off = 7, n = off + (long)rows * width + 5;
         using var dst = B.Allocate(n);
         B.Fill(dst.At(0), n, -1f);
         B.UploadColumns(dst.At(off), src, rows, srcWidth, from, width);
-        var got = new float[n]; B.Download(dst.At(0), got);
+        var got = new float[n];
+        B.Download(dst.At(0), got);
         var want = Enumerable.Repeat(-1f, (int)n).ToArray();
-        for (int r = 0; r < rows; r++) for (int c = 0; c < width; c++) want[off + r * width + c] = src[r * srcWidth + from + c];
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < width; c++) want[off + r * width + c] = src[r * srcWidth + from + c];
         Assert.That(got, Is.EqualTo(want));
         var e = Assert.Throws<ShapeException>(() => B.UploadColumns(dst.At(off), src, rows + 1, srcWidth, from, width));
         Assert.That(e.Message, Does.Contain("upload columns"));
@@ -145,19 +181,24 @@ public sealed class DataMovementTests(string backendName)
         var sD = new Strides4 { S0 = sd[0], S1 = sd[1], S2 = sd[2], S3 = sd[3] }; var sS = new Strides4 { S0 = ss[0],
             S1 = ss[1], S2 = ss[2], S3 = ss[3] };
         int nSrc = 3 * dims.Total + 16, nDst = dims.Total * 2 + 16;
-        var src = Rand(nSrc, 1); var dst0 = Rand(nDst, 2);
+        var src = Rand(nSrc, 1);
+        var dst0 = Rand(nDst, 2);
         foreach (bool acc in new[] { false, true })
         {
             var expect = dst0.Select(v => (double)v).ToArray();
-            for (int a = 0; a < d[0]; a++) for (int b = 0; b < d[1]; b++) for (int c = 0; c < d[2]; c++) for (int e = 0; e < d[3]; e++)
+            for (int a = 0; a < d[0]; a++)
+                for (int b = 0; b < d[1]; b++) for (int c = 0; c < d[2]; c++) for (int e = 0; e < d[3]; e++)
             {
                 int o = sD.At(a, b, c, e), i = srcOff + sS.At(a, b, c, e);
                 expect[o] = (acc ? expect[o] : 0) + 0.5 * src[i];
             }
-            using var s = B.Allocate(nSrc); using var t = B.Allocate(nDst);
-            B.Upload(s.At(0), src); B.Upload(t.At(0), dst0);
+            using var s = B.Allocate(nSrc);
+            using var t = B.Allocate(nDst);
+            B.Upload(s.At(0), src);
+            B.Upload(t.At(0), dst0);
             B.Copy4(t.At(0), sD, s.At(srcOff), sS, dims, 0.5f, acc);
-            var got = new float[nDst]; B.Download(t.At(0), got);
+            var got = new float[nDst];
+            B.Download(t.At(0), got);
             Check.Close(got, expect, 1e-6, 1e-6, $"copy4 acc={acc}");
         }
     }
@@ -170,18 +211,23 @@ public sealed class DataMovementTests(string backendName)
     {
         var full = new Dims4 { N0 = f[0], N1 = f[1], N2 = f[2], N3 = f[3] }; var tg = new Dims4 { N0 = t[0],
             N1 = t[1], N2 = t[2], N3 = t[3] };
-        var x = Rand(full.Total, 3); var y0 = Rand(tg.Total, 4);
+        var x = Rand(full.Total, 3);
+        var y0 = Rand(tg.Total, 4);
         var expect = y0.Select(v => (double)v).ToArray();
-        for (int a = 0; a < f[0]; a++) for (int b = 0; b < f[1]; b++) for (int c = 0; c < f[2]; c++) for (int e = 0; e < f[3]; e++)
+        for (int a = 0; a < f[0]; a++)
+            for (int b = 0; b < f[1]; b++) for (int c = 0; c < f[2]; c++) for (int e = 0; e < f[3]; e++)
         {
             int o = ((Math.Min(a, t[0] - 1) * t[1] + Math.Min(b, t[1] - 1)) * t[2] + Math.Min(c,
                 t[2] - 1)) * t[3] + Math.Min(e, t[3] - 1);
             expect[o] += x[((a * f[1] + b) * f[2] + c) * f[3] + e];
         }
-        using var xs = B.Allocate(x.Length); using var ys = B.Allocate(y0.Length);
-        B.Upload(xs.At(0), x); B.Upload(ys.At(0), y0);
+        using var xs = B.Allocate(x.Length);
+        using var ys = B.Allocate(y0.Length);
+        B.Upload(xs.At(0), x);
+        B.Upload(ys.At(0), y0);
         B.SumTo(ys.At(0), tg, xs.At(0), full, true);
-        var got = new float[y0.Length]; B.Download(ys.At(0), got);
+        var got = new float[y0.Length];
+        B.Download(ys.At(0), got);
         Check.Close(got, expect, 1e-5, 1e-5, "sum_to");
     }
 
@@ -203,12 +249,18 @@ public sealed class DataMovementTests(string backendName)
         var d = new Dims4 { N0 = 1, N1 = 1, N2 = 3, N3 = 20 };
         var a = Rand(60, 7).Select(v => v + 2f).ToArray(); var b = Rand(60,
             8).Select(v => v - 2f).ToArray(); var dy = Rand(60, 9);
-        using var sA = B.Allocate(60); using var sB = B.Allocate(60); using var sD = B.Allocate(60); using var t = B.Allocate(60);
-        B.Upload(sA.At(0), a); B.Upload(sB.At(0), b); B.Upload(sD.At(0), dy);
+        using var sA = B.Allocate(60);
+        using var sB = B.Allocate(60);
+        using var sD = B.Allocate(60);
+        using var t = B.Allocate(60);
+        B.Upload(sA.At(0), a);
+        B.Upload(sB.At(0), b);
+        B.Upload(sD.At(0), dy);
         void Check<TOp>() where TOp : struct, IBinaryOp
         {
             B.BinaryGrad<TOp>(t.At(0), sA.At(0), sa, sB.At(0), sb, sD.At(0), d, which);
-            var got = new float[60]; B.Download(t.At(0), got);
+            var got = new float[60];
+            B.Download(t.At(0), got);
             var expect = new float[60];
             for (int i = 0; i < 60; i++)
             {
@@ -217,7 +269,10 @@ public sealed class DataMovementTests(string backendName)
             }
             Assert.That(got, Is.EqualTo(expect), typeof(TOp).Name);
         }
-        Check<AddOp>(); Check<SubOp>(); Check<MulOp>(); Check<DivOp>();
+        Check<AddOp>();
+        Check<SubOp>();
+        Check<MulOp>();
+        Check<DivOp>();
     }
 
     /// Sums over a middle axis that keep 16 or more columns (bias gradients; a row-wise path on the CPU)
@@ -226,7 +281,8 @@ public sealed class DataMovementTests(string backendName)
     [TestCase(2, 50, 600, true)]        // 600 columns: three blocks of 256 on the CPU
     public void ColumnSumsMatchTheKernelBody(int outer, int n, int inner, bool accumulate)
     {
-        var x = Rand(outer * n * inner, 11); var y0 = Rand(outer * inner, 12);
+        var x = Rand(outer * n * inner, 11);
+        var y0 = Rand(outer * inner, 12);
         var expect = new float[outer * inner];
         for (int o = 0; o < outer; o++)
             for (int j = 0; j < inner; j++)
@@ -236,10 +292,13 @@ public sealed class DataMovementTests(string backendName)
                 s *= 0.25f;
                 expect[o * inner + j] = accumulate ? y0[o * inner + j] + s : s;
             }
-        using var xs = B.Allocate(x.Length); using var ys = B.Allocate(y0.Length);
-        B.Upload(xs.At(0), x); B.Upload(ys.At(0), y0);
+        using var xs = B.Allocate(x.Length);
+        using var ys = B.Allocate(y0.Length);
+        B.Upload(xs.At(0), x);
+        B.Upload(ys.At(0), y0);
         B.Reduce(ys.At(0), xs.At(0), default, outer, n, inner, ReduceMode.Sum, 0.25f, accumulate);
-        var got = new float[y0.Length]; B.Download(ys.At(0), got);
+        var got = new float[y0.Length];
+        B.Download(ys.At(0), got);
         Assert.That(got, Is.EqualTo(expect));
     }
 
@@ -250,10 +309,12 @@ public sealed class DataMovementTests(string backendName)
         if (backendName == "ilgpu-cpu" && n > 10000) Assert.Ignore("emulator: tiny shapes only");
         var x = Rand(outer * n, 5);
         var expect = Enumerable.Range(0, outer).Select(o => 0.25 * x.Skip(o * n).Take(n).Sum(v => (double)v)).ToArray();
-        using var xs = B.Allocate(x.Length); using var ys = B.Allocate(outer);
+        using var xs = B.Allocate(x.Length);
+        using var ys = B.Allocate(outer);
         B.Upload(xs.At(0), x);
         B.Reduce(ys.At(0), xs.At(0), default, outer, n, 1, ReduceMode.Sum, 0.25f, false);
-        var got = new float[outer]; B.Download(ys.At(0), got);
+        var got = new float[outer];
+        B.Download(ys.At(0), got);
         Check.Close(got, expect, 1e-3, 1e-4, "sum");
     }
 }

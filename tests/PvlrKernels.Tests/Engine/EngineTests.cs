@@ -14,8 +14,12 @@ public sealed class EngineTests(string backendName)
     [Test]
     public void AdamMatchesHandComputedThreeSteps()
     {
-        var ps = new ParameterStore(); ps.Add("w", new[] { 2 }); ps.Add("frozen", new[] { 1 }); ps.Allocate(B);
-        ps.Set("w", new[] { 1f, -2f }); ps.Set("frozen", new[] { 5f });
+        var ps = new ParameterStore();
+        ps.Add("w", new[] { 2 });
+        ps.Add("frozen", new[] { 1 });
+        ps.Allocate(B);
+        ps.Set("w", new[] { 1f, -2f });
+        ps.Set("frozen", new[] { 5f });
         var adam = new AdamOptimizer(ps, B, lr: 0.1f, weightDecay: 0.01f);
         double[] th = { 1, -2 }, m = { 0, 0 }, v = { 0, 0 };
         float[][] grads = { new[] { 0.5f, -1f }, new[] { 0.2f, 0.3f }, new[] { -0.4f, 0.1f } };
@@ -28,7 +32,8 @@ public sealed class EngineTests(string backendName)
             for (int i = 0; i < 2; i++)
             {
                 double g = grads[s - 1][i] + 0.01 * th[i];
-                m[i] = 0.9 * m[i] + 0.1 * g; v[i] = 0.999 * v[i] + 0.001 * g * g;
+                m[i] = 0.9 * m[i] + 0.1 * g;
+                v[i] = 0.999 * v[i] + 0.001 * g * g;
                 double mh = m[i] / (1 - Math.Pow(0.9, s)), vh = v[i] / (1 - Math.Pow(0.999, s));
                 th[i] -= 0.1 * mh / (Math.Sqrt(vh) + 1e-8);
             }
@@ -60,12 +65,31 @@ public sealed class EngineTests(string backendName)
                 V = new PtrMem(pv), A = a };
             for (int i = off; i < n; i++) body.Execute(i);
         }
-        Storage Up(float[] x) { var s = B.Allocate(n); B.Upload(s.At(0), x); return s; }
-        using var st = Up(th); using var sg = Up(g); using var sm = Up(m); using var sv = Up(v);
+        Storage Up(float[] x)
+        {
+            var s = B.Allocate(n);
+            B.Upload(s.At(0), x);
+            return s;
+        }
+        using var st = Up(th);
+        using var sg = Up(g);
+        using var sm = Up(m);
+        using var sv = Up(v);
         B.Adam(st, sg, sm, sv, off, n - off, a);
-        float[] Down(Storage s) { var x = new float[n]; B.Download(s.At(0), x); return x; }
-        if (B.IsGpu) { Check.Close(Down(st), wt.Select(x => (double)x).ToArray(), 1e-6, 1e-5, "theta"); return; }
-        Check.SameBits(Down(st), wt, "theta"); Check.SameBits(Down(sm), wm, "m"); Check.SameBits(Down(sv), wv, "v");
+        float[] Down(Storage s)
+        {
+            var x = new float[n];
+            B.Download(s.At(0), x);
+            return x;
+        }
+        if (B.IsGpu)
+        {
+            Check.Close(Down(st), wt.Select(x => (double)x).ToArray(), 1e-6, 1e-5, "theta");
+            return;
+        }
+        Check.SameBits(Down(st), wt, "theta");
+        Check.SameBits(Down(sm), wm, "m");
+        Check.SameBits(Down(sv), wv, "v");
     }
 
     [Test]
@@ -77,13 +101,18 @@ public sealed class EngineTests(string backendName)
         {
             var s = b.Allocate(1000);
             if (normal) b.Normal(s.At(0), 1000, 1f, 1, key); else b.DropoutMask(s.At(0), 1000, 0.3f, key);
-            var a = new float[1000]; b.Download(s.At(0), a); s.Dispose(); return a;
+            var a = new float[1000];
+            b.Download(s.At(0), a);
+            s.Dispose();
+            return a;
         }
-        var m1 = Draw(cpu, false); var m2 = Draw(B, false);
+        var m1 = Draw(cpu, false);
+        var m2 = Draw(B, false);
         Assert.That(m2, Is.EqualTo(m1));                                        // masks: bit-identical
         Assert.That(m1.Count(x => x == 0) / 1000.0, Is.EqualTo(0.3).Within(0.05));
         Assert.That(m1.Where(x => x != 0), Is.All.EqualTo(1f / 0.7f));
-        var n1 = Draw(cpu, true); var n2 = Draw(B, true);
+        var n1 = Draw(cpu, true);
+        var n2 = Draw(B, true);
         Check.Close(n2, n1, 1e-5, 1e-5, "normal");                              // transcendental ulps may differ
         Assert.That(n1.Average(), Is.EqualTo(0).Within(0.1));
         Assert.That(Math.Sqrt(n1.Select(x => x * x).Average()), Is.EqualTo(1).Within(0.1));
@@ -104,20 +133,28 @@ public sealed class EngineTests(string backendName)
         }
         using var s = B.Allocate(n);
         B.Normal(s.At(0), n, 0.5f, samples, key);
-        var got = new float[n]; B.Download(s.At(0), got);
-        if (B.IsGpu) { Check.Close(got, want.Select(v => (double)v).ToArray(), 1e-5, 1e-5, "normal"); return; }
+        var got = new float[n];
+        B.Download(s.At(0), got);
+        if (B.IsGpu)
+        {
+            Check.Close(got, want.Select(v => (double)v).ToArray(), 1e-5, 1e-5, "normal");
+            return;
+        }
         Check.SameBits(got, want);
     }
 
     [Test]
     public void SteadyStateStepAllocatesNothing()
     {
-        var ps = new ParameterStore(); ps.Add("w", new[] { 8, 8 }); ps.Allocate(B);
+        var ps = new ParameterStore();
+        ps.Add("w", new[] { 8, 8 });
+        ps.Allocate(B);
         using var g = new Graph(B, ps, new PhiloxSource(1), arenaFloats: 64);
         long after = 0;
         for (int step = 0; step < 4; step++)
         {
-            g.Reset(); ps.ZeroGrad();
+            g.Reset();
+            ps.ZeroGrad();
             var x = g.FromHost(new float[16 * 8], 16, 8);
             var y = g.Dropout(g.Sigmoid(g.Linear(x, ps["w"].Value)), 0.5f, "d");
             g.Backward(g.MeanAll(y));
@@ -131,10 +168,16 @@ public sealed class EngineTests(string backendName)
     [Test]
     public void FrozenWeightsCachesConvLayoutForTheScope()
     {
-        var ps = new ParameterStore(); ps.Add("w", new[] { 4, 3, 3 }); ps.Add("b", new[] { 4 }); ps.Allocate(B);
+        var ps = new ParameterStore();
+        ps.Add("w", new[] { 4, 3, 3 });
+        ps.Add("b", new[] { 4 });
+        ps.Allocate(B);
         var r = new Random(3); float[] R(int n) => Enumerable.Range(0,
             n).Select(_ => (float)r.NextDouble() - 0.5f).ToArray();
-        var w0 = R(36); ps.Set("w", w0); ps.Set("b", R(4)); var x = R(2 * 5 * 3);
+        var w0 = R(36);
+        ps.Set("w", w0);
+        ps.Set("b", R(4));
+        var x = R(2 * 5 * 3);
         using var g = new Graph(B, ps);
         float[] Conv() { g.Reset(); using (g.NoGrad()) return g.ToHost(g.Conv1d(g.FromHost(x, 2, 5, 3), ps["w"].Value,
             ps["b"].Value)); }

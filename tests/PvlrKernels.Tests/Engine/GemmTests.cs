@@ -16,10 +16,15 @@ public sealed class GemmTests(string backendName)
     /// C after Backend.Gemm on uploaded copies of a, b and c.
     float[] Gemm(GemmParams p, float[] a, float[] b, float[] c, long offA = 0)
     {
-        using var sa = B.Allocate(a.Length); using var sb = B.Allocate(b.Length); using var sc = B.Allocate(c.Length);
-        B.Upload(sa.At(0), a); B.Upload(sb.At(0), b); B.Upload(sc.At(0), c);
+        using var sa = B.Allocate(a.Length);
+        using var sb = B.Allocate(b.Length);
+        using var sc = B.Allocate(c.Length);
+        B.Upload(sa.At(0), a);
+        B.Upload(sb.At(0), b);
+        B.Upload(sc.At(0), c);
         B.Gemm(sc.At(0), sa.At(offA), sb.At(0), p);
-        var got = new float[c.Length]; B.Download(sc.At(0), got);
+        var got = new float[c.Length];
+        B.Download(sc.At(0), got);
         return got;
     }
 
@@ -37,7 +42,9 @@ public sealed class GemmTests(string backendName)
     /// C = alpha A B + beta C through Backend.Gemm against a float64 loop over the same strided views.
     void Run(GemmParams p, int lenA, int lenB, int lenC, long offA = 0)
     {
-        var a = Rand(lenA, 1); var b = Rand(lenB, 2); var c = Rand(lenC, 3);
+        var a = Rand(lenA, 1);
+        var b = Rand(lenB, 2);
+        var c = Rand(lenC, 3);
         var got = Gemm(p, a, b, c, offA);
         var want = c.Select(v => (double)v).ToArray();
         for (int bt = 0; bt < p.Batch; bt++)
@@ -46,13 +53,15 @@ public sealed class GemmTests(string backendName)
                 {
                     double s = 0;
                     for (int k = 0; k < p.K; k++)
-                        s += (double)a[offA + (long)bt * p.BatchA + (long)i * p.RsA + (long)k * p.CsA] * b[(long)bt * p.BatchB + (long)k * p.RsB + (long)j * p.CsB];
+                        s += (double)a[offA + (long)bt * p.BatchA + (long)i * p.RsA
+                            + (long)k * p.CsA] * b[(long)bt * p.BatchB + (long)k * p.RsB + (long)j * p.CsB];
                     long ci = (long)bt * p.BatchC + (long)i * p.Ldc + j;
                     want[ci] = p.Alpha * s + p.Beta * c[ci];
                 }
         double tol = 1e-5 * Math.Sqrt(p.K) + 1e-6;
         Check.Close(got, want, tol, 1e-4,
-            $"gemm M={p.M} N={p.N} K={p.K} batch={p.Batch} strides A({p.RsA},{p.CsA}) B({p.RsB},{p.CsB}) [{backendName}]");
+            $"gemm M={p.M} N={p.N} K={p.K} batch={p.Batch} strides A({p.RsA},{p.CsA}) B({p.RsB},{p.CsB}) "
+                + $"[{backendName}]");
     }
 
     [TestCase(false, false)] [TestCase(true, false)] [TestCase(false, true)] [TestCase(true, true)]
@@ -155,8 +164,11 @@ public sealed class GemmTests(string backendName)
             0f, 4), (128, "panels", 2, 0.5f, 4),
                                                              (128, "panels", 3, 0f, 6), (130, "row-major", 3, 1f, 6) })
         {
-            var a = Rand(bb * m * k, 4); var b = Rand(bb * k * bn, 5); var c0 = Rand(bb * m * ldc, 6);
-            var split = (float[])c0.Clone(); var serial = (float[])c0.Clone();
+            var a = Rand(bb * m * k, 4);
+            var b = Rand(bb * k * bn, 5);
+            var c0 = Rand(bb * m * ldc, 6);
+            var split = (float[])c0.Clone();
+            var serial = (float[])c0.Clone();
             var stored = layout == "panels" ? Panels(b, bb, k, bn) : b;
             long rsB = layout == "transposed" ? 1 : bn, csB = layout == "transposed" ? k : 1;
             unsafe
@@ -187,13 +199,17 @@ public sealed class GemmTests(string backendName)
             Batch = batch, M = m, N = n, K = k, Alpha = 1f, Beta = 0.5f, BatchA = m * k, RsA = k, CsA = 1,
             BatchB = k * n, RsB = n, CsB = 1, BatchC = m * n, Ldc = n, PanelB = 1,
         };
-        using var sa = B.Allocate(batch * m * k); using var sb = B.Allocate(batch * k * n); using var sc = B.Allocate(batch * m * n);
+        using var sa = B.Allocate(batch * m * k);
+        using var sb = B.Allocate(batch * k * n);
+        using var sc = B.Allocate(batch * m * n);
         if (!B.PanelsFit(n))
         {
             Assert.Throws<ShapeException>(() => B.Gemm(sc.At(0), sa.At(0), sb.At(0), p));
             return;
         }
-        var a = Rand(batch * m * k, 7); var b = Rand(batch * k * n, 8); var c = Rand(batch * m * n, 9);
+        var a = Rand(batch * m * k, 7);
+        var b = Rand(batch * k * n, 8);
+        var c = Rand(batch * m * n, 9);
         var got = Gemm(p, a, Panels(b, batch, k, n), c);
         var want = new double[c.Length];
         for (int bt = 0; bt < batch; bt++)
@@ -237,7 +253,8 @@ public sealed class GemmTests(string backendName)
         var p = new GemmParams { Batch = 1, M = m, N = n, K = k, RsA = k, CsA = 1, RsB = n, CsB = 1, Ldc = ldc,
             Alpha = 0.5f, Beta = 0f, PanelB = panelB ? 1 : 0 };
         if (panelB && !B.PanelsFit(n)) Assert.Ignore("this backend has no panel layout");
-        var a = Rand(m * k, 10); var b = Rand(k * n, 11);
+        var a = Rand(m * k, 10);
+        var b = Rand(k * n, 11);
         var c = new float[m * ldc];
         for (int i = 0; i < m; i++) for (int j = 0; j < ldc; j++) c[i * ldc + j] = j < n ? float.NaN : 7f;
         var got = Gemm(p, a, panelB ? Panels(b, 1, k, n) : b, c);
@@ -245,7 +262,11 @@ public sealed class GemmTests(string backendName)
         for (int i = 0; i < m; i++)
             for (int j = 0; j < ldc; j++)
             {
-                if (j >= n) { want[i * ldc + j] = 7; continue; }
+                if (j >= n)
+                {
+                    want[i * ldc + j] = 7;
+                    continue;
+                }
                 double s = 0;
                 for (int kk = 0; kk < k; kk++) s += (double)a[i * k + kk] * b[kk * n + j];
                 want[i * ldc + j] = 0.5 * s;
@@ -275,14 +296,22 @@ public sealed unsafe class CpuGemmVector256Tests
     [TestCase(9, 1000, 64, false, false, false)]
     public void GivesTheVector512KernelsBits(int m, int n, int k, bool ta, bool tb, bool panel)
     {
-        var a = TestData.Rand(m * k, 1); var b = TestData.Rand(k * n, 2); var c0 = TestData.Rand(m * n, 3);
+        var a = TestData.Rand(m * k, 1);
+        var b = TestData.Rand(k * n, 2);
+        var c0 = TestData.Rand(m * n, 3);
         var bp = b;
-        if (panel) { bp = new float[b.Length]; for (int kk = 0; kk < k; kk++) for (int j = 0; j < n; j++) bp[CpuGemm.PanelIndex(kk, j, k, n)] = b[kk * n + j]; }
+        if (panel)
+        {
+            bp = new float[b.Length];
+            for (int kk = 0; kk < k; kk++)
+                for (int j = 0; j < n; j++) bp[CpuGemm.PanelIndex(kk, j, k, n)] = b[kk * n + j];
+        }
         long rsA = ta ? 1 : k, csA = ta ? m : 1, rsB = tb ? 1 : n, csB = tb ? k : 1;
         float[] Run(bool v256)
         {
             var c = (float[])c0.Clone();
-            bool was = CpuGemm.Vector256Only; CpuGemm.Vector256Only = v256;
+            bool was = CpuGemm.Vector256Only;
+            CpuGemm.Vector256Only = v256;
             try
             {
                 fixed (float* pa = a, pb = bp, pc = c)
@@ -319,16 +348,20 @@ public sealed class CpuWithoutAvx512Tests
     public void TheCpuCasesPassWithoutAvx512(string knob)
     {
         // what the child must report: no Vector512, and AVX2 where this process has it and the knob leaves it
-        string reported = $"Vector512 hardware-accelerated: False, AVX2: {System.Runtime.Intrinsics.X86.Avx2.IsSupported && knob != "DOTNET_EnableAVX2"}";
+        string reported = $"Vector512 hardware-accelerated: False, AVX2: "
+            + $"{System.Runtime.Intrinsics.X86.Avx2.IsSupported && knob != "DOTNET_EnableAVX2"}";
         // as a program (DeviceRunner) this process is the host; under a test host (testhost.dll, or testhost.exe
         // on Windows) the dotnet muxer runs this assembly
         string self = typeof(DeviceRunner).Assembly.Location;
         bool asProgram = System.Reflection.Assembly.GetEntryAssembly() == typeof(DeviceRunner).Assembly;
-        string host = asProgram ? Environment.ProcessPath! : Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
+        string host = asProgram ? Environment.ProcessPath! : Environment.GetEnvironmentVariable("DOTNET_HOST_PATH")
+            ?? "dotnet";
         var psi = new System.Diagnostics.ProcessStartInfo(host) { RedirectStandardOutput = true,
             RedirectStandardError = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(host) == "dotnet") psi.ArgumentList.Add(self);   // else the self-contained test program itself
-        psi.ArgumentList.Add(@"\(""cpu""\)|CpuGemmVector256Tests");                         // not this test: no recursion
+        // else the self-contained test program itself
+        if (Path.GetFileNameWithoutExtension(host) == "dotnet") psi.ArgumentList.Add(self);
+        // not this test: no recursion
+        psi.ArgumentList.Add(@"\(""cpu""\)|CpuGemmVector256Tests");
         psi.Environment[knob] = "0";
         using var p = System.Diagnostics.Process.Start(psi)!;
         var err = p.StandardError.ReadToEndAsync();

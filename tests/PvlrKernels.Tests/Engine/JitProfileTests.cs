@@ -42,7 +42,8 @@ public sealed class JitProfileTests
     public void ThePvlrProcessWritesItsCommandsProfile()
     {
         string dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "pvlr.dll");
-        string dotnet = Environment.ProcessPath is { } pp && Path.GetFileNameWithoutExtension(pp) == "dotnet" ? pp : "dotnet";
+        string dotnet = Environment.ProcessPath is { } pp && Path.GetFileNameWithoutExtension(pp) == "dotnet"
+            ? pp : "dotnet";
         var dir = Path.Combine(Path.GetTempPath(), $"pvlr-jit-{Guid.NewGuid():N}");
         int Score(string profileDir)
         {
@@ -51,7 +52,8 @@ public sealed class JitProfileTests
                 { RedirectStandardOutput = true, RedirectStandardError = true };
             psi.Environment[JitProfile.Variable] = profileDir;
             using var p = System.Diagnostics.Process.Start(psi);
-            p.StandardOutput.ReadToEnd(); p.StandardError.ReadToEnd();
+            p.StandardOutput.ReadToEnd();
+            p.StandardError.ReadToEnd();
             Assert.That(p.WaitForExit(60_000), Is.True, "pvlr score did not exit");
             return p.ExitCode;
         }
@@ -63,7 +65,8 @@ public sealed class JitProfileTests
             var profile = new FileInfo(Path.Combine(dir, "score.jitprofile"));
             Assert.That(profile.Exists && profile.Length > 0, Is.True, $"no profile at {profile.FullName}");
             // a torn or foreign profile: the run is the same, and leaves a profile of its own
-            var junk = new byte[4000]; new Random(3).NextBytes(junk);
+            var junk = new byte[4000];
+            new Random(3).NextBytes(junk);
             File.WriteAllBytes(profile.FullName, junk);
             Assert.That(Score(dir), Is.EqualTo(1));
             Assert.That(File.ReadAllBytes(profile.FullName), Is.Not.EqualTo(junk));

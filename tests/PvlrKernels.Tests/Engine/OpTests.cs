@@ -59,8 +59,10 @@ public sealed class OpTests(string backendName)
             for (int k = 0; k < fd.Length; k++)
             {
                 double keep = xd[i][k];
-                xd[i][k] = keep + h; double fp = Dot(reference(xd), R);
-                xd[i][k] = keep - h; double fm = Dot(reference(xd), R);
+                xd[i][k] = keep + h;
+                double fp = Dot(reference(xd), R);
+                xd[i][k] = keep - h;
+                double fm = Dot(reference(xd), R);
                 xd[i][k] = keep;
                 fd[k] = (fp - fm) / (2 * h);
             }
@@ -122,7 +124,11 @@ public sealed class OpTests(string backendName)
         var x = Rand(r, n, op.PositiveDomain ? 0.01 : -100, 100);
         float[] special = { 0f, -0f, float.NaN, float.PositiveInfinity, float.NegativeInfinity, 1e-45f, -1e-45f, 87f,
             -87f, 88.7f, -88.7f };
-        for (int i = 0; i < special.Length; i++) { x[i * 401] = special[i]; x[n - 1 - i] = special[i]; }
+        for (int i = 0; i < special.Length; i++)
+        {
+            x[i * 401] = special[i];
+            x[n - 1 - i] = special[i];
+        }
         op.LanesMatchScalar(B, x, op.P);
     }
 
@@ -130,20 +136,30 @@ public sealed class OpTests(string backendName)
     {
         int n = x.Length;
         var r = new Random(22);
-        var dy = Rand(r, n); var dx0 = Rand(r, n);
-        using var xs = b.Allocate(n); using var ys = b.Allocate(n); using var ds = b.Allocate(n); using var gs = b.Allocate(n);
-        b.Upload(xs.At(0), x); b.Upload(ds.At(0), dy);
+        var dy = Rand(r, n);
+        var dx0 = Rand(r, n);
+        using var xs = b.Allocate(n);
+        using var ys = b.Allocate(n);
+        using var ds = b.Allocate(n);
+        using var gs = b.Allocate(n);
+        b.Upload(xs.At(0), x);
+        b.Upload(ds.At(0), dy);
         b.Unary<TOp>(ys.At(0), xs.At(0), n, p);
-        var y = new float[n]; b.Download(ys.At(0), y);
+        var y = new float[n];
+        b.Download(ys.At(0), y);
         Check.SameBits(y, x.Select(v => TOp.Forward(v, p)).ToArray(), typeof(TOp).Name);
         foreach (bool acc in new[] { false, true })
         {
             b.Upload(gs.At(0), dx0);
             b.UnaryBackward<TOp>(gs.At(0), xs.At(0), ys.At(0), ds.At(0), n, p, acc);
-            var got = new float[n]; b.Download(gs.At(0), got);
+            var got = new float[n];
+            b.Download(gs.At(0), got);
             var want = new float[n];
-            for (int i = 0; i < n; i++) { float g = TOp.Backward(x[i], y[i], dy[i],
-                p); want[i] = acc ? dx0[i] + g : g; }
+            for (int i = 0; i < n; i++)
+            {
+                float g = TOp.Backward(x[i], y[i], dy[i], p);
+                want[i] = acc ? dx0[i] + g : g;
+            }
             Check.SameBits(got, want, $"{typeof(TOp).Name} backward, accumulate={acc}");
         }
     }
@@ -155,7 +171,8 @@ public sealed class OpTests(string backendName)
         // saturated ends, and relative accuracy where sigmoid is tiny (down to the clamp at -87)
         int n = 5003;
         var x = Enumerable.Range(0, n).Select(i => (float)(-100 + 200.0 * i / (n - 1))).ToArray();
-        var ps = new ParameterStore(); ps.Allocate(B);
+        var ps = new ParameterStore();
+        ps.Allocate(B);
         using var g = new Graph(B, ps);
         var got = g.ToHost(g.Sigmoid(g.FromHost(x, n)));
         // on CUDA, ILGPU lowers Exp to ex2.approx of x * log2(e): the rounding of that product alone is up
@@ -177,8 +194,11 @@ public sealed class OpTests(string backendName)
         // sigmoid(a * s[row]) * v: without gradient one fused kernel against float64; with a gradient the
         // recorded Mul, Sigmoid, Mul (checked against finite differences like every op)
         var r = new Random(3);
-        var a = Rand(r, rows * cols, -3, 3); var sc = Rand(r, rows, -2, 2); var v = Rand(r, rows * cols);
-        var ps = new ParameterStore(); ps.Allocate(B);
+        var a = Rand(r, rows * cols, -3, 3);
+        var sc = Rand(r, rows, -2, 2);
+        var v = Rand(r, rows * cols);
+        var ps = new ParameterStore();
+        ps.Allocate(B);
         using var g = new Graph(B, ps);
         float[] got;
         using (g.NoGrad()) got = g.ToHost(g.SigmoidGate(g.FromHost(a, 1, rows, cols), g.FromHost(sc, 1, rows, 1),
@@ -203,10 +223,9 @@ public sealed class OpTests(string backendName)
     }
 
     static BinaryCase Case<TOp>(Func<double, double, double> reference, bool positiveB = false,
-        bool probabilities = false)
-        where TOp : struct, IBinaryOp =>
+        bool probabilities = false) where TOp : struct, IBinaryOp =>
         new(typeof(TOp).Name, positiveB, (g, a, b) => g.Binary<TOp>(a, b), reference, RowsMatchScalar<TOp>,
-            probabilities);
+        probabilities);
 
     static IEnumerable<BinaryCase> BinaryOps()
     {
@@ -241,15 +260,19 @@ public sealed class OpTests(string backendName)
         int[] pa = Pad(sa), pb = Pad(sb), po = pa.Zip(pb, Math.Max).ToArray();
         double[] Ref(double[][] x)
         {
-            long n = Tensor.Numel(po); var y = new double[n];
+            long n = Tensor.Numel(po);
+            var y = new double[n];
             for (long i = 0; i < n; i++)
             {
                 long rem = i, ia = 0, ib = 0, ma = 1, mb = 1;
                 for (int d = rank - 1; d >= 0; d--)
                 {
-                    long c = rem % po[d]; rem /= po[d];
-                    ia += (pa[d] == 1 ? 0 : c) * ma; ma *= pa[d];
-                    ib += (pb[d] == 1 ? 0 : c) * mb; mb *= pb[d];
+                    long c = rem % po[d];
+                    rem /= po[d];
+                    ia += (pa[d] == 1 ? 0 : c) * ma;
+                    ma *= pa[d];
+                    ib += (pb[d] == 1 ? 0 : c) * mb;
+                    mb *= pb[d];
                 }
                 y[i] = op.Reference(x[0][ia], x[1][ib]);
             }
@@ -275,11 +298,22 @@ public sealed class OpTests(string backendName)
     {
         const int rows = 3, cols = 37, n = rows * cols;
         var r = new Random(5);
-        var a = Rand(r, n, -3, 3); var b = Rand(r, n, -3, 3); var dy = Rand(r, n);
+        var a = Rand(r, n, -3, 3);
+        var b = Rand(r, n, -3, 3);
+        var dy = Rand(r, n);
         float[] special = { 0f, -0f, float.NaN, float.PositiveInfinity, float.NegativeInfinity, 1e-45f };
-        for (int i = 0; i < special.Length; i++) { a[i * 17] = special[i]; b[i * 19 + 1] = special[i]; }
-        using var sa = be.Allocate(n); using var sb = be.Allocate(n); using var sdy = be.Allocate(n); using var sy = be.Allocate(n);
-        be.Upload(sa.At(0), a); be.Upload(sb.At(0), b); be.Upload(sdy.At(0), dy);
+        for (int i = 0; i < special.Length; i++)
+        {
+            a[i * 17] = special[i];
+            b[i * 19 + 1] = special[i];
+        }
+        using var sa = be.Allocate(n);
+        using var sb = be.Allocate(n);
+        using var sdy = be.Allocate(n);
+        using var sy = be.Allocate(n);
+        be.Upload(sa.At(0), a);
+        be.Upload(sb.At(0), b);
+        be.Upload(sdy.At(0), dy);
         var d = new Dims4 { N0 = 1, N1 = 1, N2 = rows, N3 = cols };
         var row = new Strides4 { S2 = cols, S3 = 1 }; var value = new Strides4 { S2 = 1, S3 = 0 };
         foreach (var (stA, stB) in new[] { (row, row), (row, value), (value, row) })
@@ -335,13 +369,23 @@ public sealed class OpTests(string backendName)
     [TestCase(100_003, 1)] [TestCase(20_011, 3)] [TestCase(4_096, 2)]
     public void LongSum(int n, int inner)
     {
-        var r = new Random(5); var x = new float[(long)n * inner]; for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 2 - 0.5);
-        using var sx = B.Allocate(x.Length); using var sy = B.Allocate(inner);
-        B.Upload(sx.At(0), x); B.Upload(sy.At(0), Enumerable.Repeat(1f, inner).ToArray());
+        var r = new Random(5);
+        var x = new float[(long)n * inner];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 2 - 0.5);
+        using var sx = B.Allocate(x.Length);
+        using var sy = B.Allocate(inner);
+        B.Upload(sx.At(0), x);
+        B.Upload(sy.At(0), Enumerable.Repeat(1f, inner).ToArray());
         B.Reduce(sy.At(0), sx.At(0), default, 1, n, inner, ReduceMode.Sum, 0.5f, true);
-        var got = new float[inner]; B.Download(sy.At(0), got);
+        var got = new float[inner];
+        B.Download(sy.At(0), got);
         var want = new double[inner];
-        for (int j = 0; j < inner; j++) { double s = 0; for (int i = 0; i < n; i++) s += x[(long)i * inner + j]; want[j] = 1 + 0.5 * s; }
+        for (int j = 0; j < inner; j++)
+        {
+            double s = 0;
+            for (int i = 0; i < n; i++) s += x[(long)i * inner + j];
+            want[j] = 1 + 0.5 * s;
+        }
         Check.Close(got, want, 1e-5 * n, 1e-5, $"sum of {n} x {inner} [{backendName}]");
     }
 
@@ -362,7 +406,8 @@ public sealed class OpTests(string backendName)
             return y;
         });
         // ties: equal values are taken in ascending index order
-        var ps = new ParameterStore(); ps.Allocate(B);
+        var ps = new ParameterStore();
+        ps.Allocate(B);
         using var gr = new Graph(B, ps);
         var t = gr.FromHost(new float[] { 1, 3, 3, 0, 3, 2 }, 1, 6, 1);
         var idx = gr.ToHost(gr.TopKIndices(t, 1, 4));
@@ -387,10 +432,12 @@ public sealed class OpTests(string backendName)
                 Largest = largest ? 1 : 0 };
             for (int i = 0; i < outer * inner; i++) body.Execute(i);
         }
-        using var xs = B.Allocate(x.Length); using var ix = B.Allocate(want.Length);
+        using var xs = B.Allocate(x.Length);
+        using var ix = B.Allocate(want.Length);
         B.Upload(xs.At(0), x);
         B.ArgTopK(ix.At(0), xs.At(0), outer, n, inner, k, largest);
-        var got = new float[want.Length]; B.Download(ix.At(0), got);
+        var got = new float[want.Length];
+        B.Download(ix.At(0), got);
         Assert.That(got, Is.EqualTo(want));
         Assert.That(want.Count(v => v < 0), Is.GreaterThan(0),
             "the NaN cases reach the body's unselected (-1) outcome");
@@ -403,8 +450,10 @@ public sealed class OpTests(string backendName)
     {
         var k = new KlParams { Bt = 3, Np = 4, Nq = self ? 4 : 5, D = 37, VarEps = 1e-5f };
         var r = new Random(41);
-        var mp = Rand(r, k.Bt * k.Np * k.D); var vp = Rand(r, k.Bt * k.Np * k.D, 0, 2);
-        var mq = self ? mp : Rand(r, k.Bt * k.Nq * k.D); var vq = self ? vp : Rand(r, k.Bt * k.Nq * k.D, 0, 2);
+        var mp = Rand(r, k.Bt * k.Np * k.D);
+        var vp = Rand(r, k.Bt * k.Np * k.D, 0, 2);
+        var mq = self ? mp : Rand(r, k.Bt * k.Nq * k.D);
+        var vq = self ? vp : Rand(r, k.Bt * k.Nq * k.D, 0, 2);
         vp[5] = 0f; vq[7] = 0f;                                   // s2 = eps
         var want = new float[k.Bt * k.Np * k.Nq];
         fixed (float* a = mp, b = vp, c = mq, d = vq, w = want)
@@ -413,15 +462,29 @@ public sealed class OpTests(string backendName)
                 MuQ = new PtrMem(c), VarQ = new PtrMem(d), K = k };
             for (int i = 0; i < want.Length; i++) body.Execute(i);
         }
-        using var smp = B.Allocate(mp.Length); using var svp = B.Allocate(vp.Length); using var smq = B.Allocate(mq.Length); using var svq = B.Allocate(vq.Length);
+        using var smp = B.Allocate(mp.Length);
+        using var svp = B.Allocate(vp.Length);
+        using var smq = B.Allocate(mq.Length);
+        using var svq = B.Allocate(vq.Length);
         using var skl = B.Allocate(want.Length);
-        B.Upload(smp.At(0), mp); B.Upload(svp.At(0), vp); B.Upload(smq.At(0), mq); B.Upload(svq.At(0), vq);
+        B.Upload(smp.At(0), mp);
+        B.Upload(svp.At(0), vp);
+        B.Upload(smq.At(0), mq);
+        B.Upload(svq.At(0), vq);
         if (self) B.PairwiseKl(skl.At(0), smp.At(0), svp.At(0), smp.At(0), svp.At(0), k);
         else B.PairwiseKl(skl.At(0), smp.At(0), svp.At(0), smq.At(0), svq.At(0), k);
-        var got = new float[want.Length]; B.Download(skl.At(0), got);
-        if (B.IsGpu) { Check.Close(got, want.Select(v => (double)v).ToArray(), 1e-4, 1e-5, "kl"); return; }
+        var got = new float[want.Length];
+        B.Download(skl.At(0), got);
+        if (B.IsGpu)
+        {
+            Check.Close(got, want.Select(v => (double)v).ToArray(), 1e-4, 1e-5, "kl");
+            return;
+        }
         Check.SameBits(got, want);
-        if (self) for (int b = 0; b < k.Bt; b++) for (int i = 0; i < k.Np; i++) Assert.That(got[(b * k.Np + i) * k.Nq + i], Is.EqualTo(0f).Within(1e-4f), "KL(p||p) = 0");
+        if (self)
+            for (int b = 0; b < k.Bt; b++)
+                for (int i = 0; i < k.Np; i++)
+                    Assert.That(got[(b * k.Np + i) * k.Nq + i], Is.EqualTo(0f).Within(1e-4f), "KL(p||p) = 0");
     }
 
     [Test]
@@ -433,7 +496,10 @@ public sealed class OpTests(string backendName)
             x =>
             {
                 var y = new double[2 * 3 * 4];
-                for (int o = 0; o < 2; o++) for (int m = 0; m < 3; m++) for (int j = 0; j < 4; j++) y[(o * 3 + m) * 4 + j] = x[0][(o * 3 + (int)x[1][o * 3 + m]) * 4 + j];
+                for (int o = 0; o < 2; o++)
+                    for (int m = 0; m < 3; m++)
+                        for (int j = 0; j < 4; j++)
+                            y[(o * 3 + m) * 4 + j] = x[0][(o * 3 + (int)x[1][o * 3 + m]) * 4 + j];
                 return y;
             }, init: (r, i, n) => i == 1 ? idx : Rand(r, n), differentiable: new[] { true, false });
     }
@@ -454,7 +520,11 @@ public sealed class OpTests(string backendName)
                 double mx = double.MinValue, sum = 0;
                 for (int k = 0; k < n; k++) mx = Math.Max(mx, x[0][(o * n + k) * inner + j]);
                 for (int k = 0; k < n; k++) sum += Math.Exp(x[0][(o * n + k) * inner + j] - mx);
-                for (int k = 0; k < n; k++) { int a = (o * n + k) * inner + j; y[a] = log ? x[0][a] - mx - Math.Log(sum) : Math.Exp(x[0][a] - mx) / sum; }
+                for (int k = 0; k < n; k++)
+                {
+                    int a = (o * n + k) * inner + j;
+                    y[a] = log ? x[0][a] - mx - Math.Log(sum) : Math.Exp(x[0][a] - mx) / sum;
+                }
             }
             return y;
         });
@@ -492,7 +562,8 @@ public sealed class OpTests(string backendName)
             var y = new double[x[0].Length];
             for (int o = 0; o < outer; o++) for (int j = 0; j < inner; j++)
             {
-                double ss = 0; for (int k = 0; k < n; k++) ss += Math.Pow(x[0][(o * n + k) * inner + j], 2);
+                double ss = 0;
+                for (int k = 0; k < n; k++) ss += Math.Pow(x[0][(o * n + k) * inner + j], 2);
                 double d = Math.Max(Math.Sqrt(ss), eps);
                 for (int k = 0; k < n; k++) y[(o * n + k) * inner + j] = x[0][(o * n + k) * inner + j] / d;
             }
@@ -508,19 +579,25 @@ public sealed class OpTests(string backendName)
         CheckOp($"attention(causal={causal})", new[] { new[] { nb, l, 3 * w } }, (g, x) => g.Attention(x[0], h,
             causal), x =>
         {
-            var q = x[0]; var y = new double[nb * l * w];
+            var q = x[0];
+            var y = new double[nb * l * w];
             for (int n = 0; n < nb; n++) for (int hh = 0; hh < h; hh++) for (int i = 0; i < l; i++)
             {
-                int jEnd = causal ? i + 1 : l; var s = new double[jEnd];
+                int jEnd = causal ? i + 1 : l;
+                var s = new double[jEnd];
                 for (int j = 0; j < jEnd; j++)
                 {
-                    double d = 0; for (int c = 0; c < hd; c++) d += q[(n * l + i) * 3 * w + hh * hd + c] * q[(n * l + j) * 3 * w + w + hh * hd + c];
+                    double d = 0;
+                    for (int c = 0; c < hd; c++)
+                        d += q[(n * l + i) * 3 * w + hh * hd + c] * q[(n * l + j) * 3 * w + w + hh * hd + c];
                     s[j] = d / Math.Sqrt(hd);
                 }
                 double mx = s.Max(), sum = s.Sum(v => Math.Exp(v - mx));
                 for (int c = 0; c < hd; c++)
                 {
-                    double acc = 0; for (int j = 0; j < jEnd; j++) acc += Math.Exp(s[j] - mx) / sum * q[(n * l + j) * 3 * w + 2 * w + hh * hd + c];
+                    double acc = 0;
+                    for (int j = 0; j < jEnd; j++)
+                        acc += Math.Exp(s[j] - mx) / sum * q[(n * l + j) * 3 * w + 2 * w + hh * hd + c];
                     y[(n * l + i) * w + hh * hd + c] = acc;
                 }
             }
@@ -588,19 +665,22 @@ public sealed class OpTests(string backendName)
         var cpu = Backends.Get("cpu");
         int pairs = 4, l = 30;
         var r = new Random(7);
-        var m = Rand(r, pairs * l * l); var gg = Rand(r, pairs * l * l);
+        var m = Rand(r, pairs * l * l);
+        var gg = Rand(r, pairs * l * l);
         float[] Run(Backend b, bool fsd)
         {
             var ps = new ParameterStore();
             using var g = new Graph(b, ps);
-            var tm = g.FromHost(m, pairs, l, l); var tg = g.FromHost(gg, pairs, l, l);
+            var tm = g.FromHost(m, pairs, l, l);
+            var tg = g.FromHost(gg, pairs, l, l);
             var table = g.New([pairs, l + 1, l + 1]);
             var y = fsd ? g.Fsd(tm, tg, 0.1f, table) : g.Lcs(tm, 0.5f, table);
             return [.. g.ToHost(y), .. g.ToHost(table)];
         }
         foreach (bool fsd in new[] { true, false })
         {
-            var want = Run(cpu, fsd); var got = Run(B, fsd);
+            var want = Run(cpu, fsd);
+            var got = Run(B, fsd);
             if (B.IsGpu) Check.Close(got, want.Select(v => (double)v).ToArray(), 1e-4, 1e-5, fsd ? "fsd" : "lcs");
             else Check.SameBits(got, want, fsd ? "fsd" : "lcs");
         }
@@ -664,7 +744,13 @@ public sealed class OpTests(string backendName)
     {
         int m = 5, k = 7, n = 3;
         int[] sa = ta ? new[] { k, m } : new[] { m, k }, sb = tb ? new[] { n, k } : new[] { k, n };
-        if (batch > 1) { sa = new[] { batch }.Concat(sa).ToArray(); sb = new[] { batch }.Concat(sb).ToArray(); }
+        if (batch > 1)
+        {
+            sa = new[] { batch }
+            .Concat(sa).ToArray();
+            sb = new[] { batch }
+            .Concat(sb).ToArray();
+        }
         CheckOp($"matmul(ta={ta},tb={tb},b={batch})", new[] { sa, sb }, (g, x) => g.MatMul(x[0], x[1], ta, tb), x =>
         {
             var y = new double[batch * m * n];
@@ -672,7 +758,8 @@ public sealed class OpTests(string backendName)
             {
                 double s = 0;
                 for (int p = 0; p < k; p++)
-                    s += x[0][bt * m * k + (ta ? p * m + i : i * k + p)] * x[1][bt * k * n + (tb ? j * k + p : p * n + j)];
+                    s += x[0][bt * m * k + (ta ? p * m + i : i * k + p)] * x[1][bt * k * n
+                        + (tb ? j * k + p : p * n + j)];
                 y[(bt * m + i) * n + j] = s;
             }
             return y;
@@ -687,7 +774,8 @@ public sealed class OpTests(string backendName)
         {
             var y = new double[6 * 4];
             for (int r = 0; r < 6; r++) for (int o = 0; o < 4; o++)
-            { double s = x[2][o]; for (int i = 0; i < 5; i++) s += x[0][r * 5 + i] * x[1][o * 5 + i]; y[r * 4 + o] = s; }
+            { double s = x[2][o]; for (int i = 0; i < 5; i++) s += x[0][r * 5 + i] * x[1][o * 5 + i]; y[r * 4
+                + o] = s; }
             return y;
         });
     }
@@ -730,7 +818,8 @@ public sealed class OpTests(string backendName)
             double s = x[2][co];
             for (int kk = 0; kk < k; kk++)
             {
-                int src = tt + kk - pad; if (src < 0 || src >= t) continue;
+                int src = tt + kk - pad;
+                if (src < 0 || src >= t) continue;
                 for (int ci = 0; ci < cin; ci++) s += x[1][(co * cin + ci) * k + kk] * x[0][(bb * t + src) * cin + ci];
             }
             y[(bb * t + tt) * cout + co] = s;
@@ -745,7 +834,9 @@ public sealed class OpTests(string backendName)
         CheckOp("transpose", new[] { new[] { 2, 3, 4 } }, (g, x) => g.Transpose(x[0], 1, 2), x =>
         {
             var y = new double[24];
-            for (int a = 0; a < 2; a++) for (int b = 0; b < 3; b++) for (int c = 0; c < 4; c++) y[(a * 4 + c) * 3 + b] = x[0][(a * 3 + b) * 4 + c];
+            for (int a = 0; a < 2; a++)
+                for (int b = 0; b < 3; b++)
+                    for (int c = 0; c < 4; c++) y[(a * 4 + c) * 3 + b] = x[0][(a * 3 + b) * 4 + c];
             return y;
         });
         CheckOp("slice", new[] { new[] { 2, 3, 5 } }, (g, x) => g.Slice(x[0], 2, 1, 3), x =>
@@ -757,7 +848,11 @@ public sealed class OpTests(string backendName)
         CheckOp("concat", new[] { new[] { 2, 2 }, new[] { 2, 3 } }, (g, x) => g.Concat(1, x[0], x[1]), x =>
         {
             var y = new double[10];
-            for (int r = 0; r < 2; r++) { for (int c = 0; c < 2; c++) y[r * 5 + c] = x[0][r * 2 + c]; for (int c = 0; c < 3; c++) y[r * 5 + 2 + c] = x[1][r * 3 + c]; }
+            for (int r = 0; r < 2; r++)
+            {
+                for (int c = 0; c < 2; c++) y[r * 5 + c] = x[0][r * 2 + c];
+                for (int c = 0; c < 3; c++) y[r * 5 + 2 + c] = x[1][r * 3 + c];
+            }
             return y;
         });
         CheckOp("pad", new[] { new[] { 2, 3 } }, (g, x) => g.Pad(x[0], 0, 1, 2), x =>
@@ -771,9 +866,11 @@ public sealed class OpTests(string backendName)
     [Test]
     public void ShapeMismatchIsAClearException()
     {
-        var ps = new ParameterStore(); ps.Allocate(B);
+        var ps = new ParameterStore();
+        ps.Allocate(B);
         using var g = new Graph(B, ps);
-        var a = g.New(new[] { 2, 3 }); var b = g.New(new[] { 4, 5 });
+        var a = g.New(new[] { 2, 3 });
+        var b = g.New(new[] { 4, 5 });
         var ex = Assert.Throws<ShapeException>(() => g.MatMul(a, b));
         Assert.That(ex.Message, Does.Contain("matmul").And.Contain("(2,3)").And.Contain("(4,5)"));
         Assert.Throws<ShapeException>(() => g.Add(a, b));

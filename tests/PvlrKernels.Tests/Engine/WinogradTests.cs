@@ -28,7 +28,8 @@ public sealed class WinogradTests(string backendName)
                     {
                         int tt = ti + k - 1;
                         if (tt < 0 || tt >= t) continue;
-                        for (int ci = 0; ci < cin; ci++) s += (double)w[(co * cin + ci) * 3 + k] * x[(bi * t + tt) * cin + ci];
+                        for (int ci = 0; ci < cin; ci++)
+                            s += (double)w[(co * cin + ci) * 3 + k] * x[(bi * t + tt) * cin + ci];
                     }
                     if (!(s > 0)) s *= slope;
                     y[(bi * t + ti) * cout + co] = s * (mask?[bi * t + ti] ?? 1);
@@ -39,9 +40,13 @@ public sealed class WinogradTests(string backendName)
     (float[] y, long flops) Run(int m, float[] x, float[] w, float[] bias, float[] mask, int b, int t, int cin,
         int cout, float slope, bool frozen = false)
     {
-        var ps = new ParameterStore(); ps.Add("w", new[] { cout, cin, 3 }); ps.Add("b", new[] { cout }); ps.Allocate(B);
+        var ps = new ParameterStore();
+        ps.Add("w", new[] { cout, cin, 3 });
+        ps.Add("b", new[] { cout });
+        ps.Allocate(B);
         using var _ = ps;
-        ps.Set("w", w); if (bias != null) ps.Set("b", bias);
+        ps.Set("w", w);
+        if (bias != null) ps.Set("b", bias);
         using var g = new Graph(B, ps) { WinogradTile = m };
         using var scope = frozen ? g.FrozenWeights() : null;
         using var ng = g.NoGrad();
@@ -70,13 +75,15 @@ public sealed class WinogradTests(string backendName)
     public void MatchesFloat64DirectConvolution(int m, bool withBias, bool withMask, float slope, int cout = 21)
     {
         int b = 2, t = 13, cin = 37;
-        var x = Rand(b * t * cin, 1); var w = Rand(cout * cin * 3, 2, 1 / Math.Sqrt(3 * cin));
+        var x = Rand(b * t * cin, 1);
+        var w = Rand(cout * cin * 3, 2, 1 / Math.Sqrt(3 * cin));
         var bias = withBias ? Rand(cout, 3) : null;
         var mask = withMask ? Enumerable.Range(0, b * t).Select(i => i % 5 == 4 ? 0f : 1f).ToArray() : null;
         var (y, flops) = Run(m, x, w, bias, mask, b, t, cin, cout, slope);
         Check.Close(y, Reference(x, w, bias, mask, b, t, cin, cout, slope), 2e-6, 2e-5,
             $"conv_act m={m} [{backendName}]");
-        long expect = m == 0 ? 2L * (b * (t + 2) - 2) * cout * 3 * cin : 2L * (m + 2) * b * ((t + m - 1) / m) * cin * cout;
+        long expect = m == 0 ? 2L * (b * (t + 2) - 2) * cout * 3 * cin : 2L * (m
+            + 2) * b * ((t + m - 1) / m) * cin * cout;
         Assert.That(flops, Is.EqualTo(expect),
             m == 0 ? "direct conv GEMM" : "Winograd: the n channel GEMMs (the weight transform is its own kernel)");
     }
@@ -88,13 +95,19 @@ public sealed class WinogradTests(string backendName)
         // x = [x1 | x2] along channels (20 + 17: a vector block and tails on the CPU) given as two tensors:
         // Winograd writes each part into its columns of V; the direct path (m = 0) concatenates
         int b = 2, t = 13, c1 = 20, c2 = 17, cin = c1 + c2, cout = 21;
-        var x = Rand(b * t * cin, 4); var w = Rand(cout * cin * 3, 5, 1 / Math.Sqrt(3 * cin)); var bias = Rand(cout, 6);
+        var x = Rand(b * t * cin, 4);
+        var w = Rand(cout * cin * 3, 5, 1 / Math.Sqrt(3 * cin));
+        var bias = Rand(cout, 6);
         var mask = Enumerable.Range(0, b * t).Select(i => i % 4 == 3 ? 0f : 1f).ToArray();
         float[] Part(int from, int n) => Enumerable.Range(0,
             b * t * n).Select(i => x[i / n * cin + from + i % n]).ToArray();
-        var ps = new ParameterStore(); ps.Add("w", new[] { cout, cin, 3 }); ps.Add("b", new[] { cout }); ps.Allocate(B);
+        var ps = new ParameterStore();
+        ps.Add("w", new[] { cout, cin, 3 });
+        ps.Add("b", new[] { cout });
+        ps.Allocate(B);
         using var _ = ps;
-        ps.Set("w", w); ps.Set("b", bias);
+        ps.Set("w", w);
+        ps.Set("b", bias);
         using var g = new Graph(B, ps) { WinogradTile = m };
         using var ng = g.NoGrad();
         long f0 = B.GemmFlops;
@@ -102,7 +115,8 @@ public sealed class WinogradTests(string backendName)
             ps["w"].Value, ps["b"].Value, 0.2f, g.FromHost(mask, b, t, 1));
         Check.Close(g.ToHost(y), Reference(x, w, bias, mask, b, t, cin, cout, 0.2f), 2e-6, 2e-5,
             $"conv_act of two parts m={m} [{backendName}]");
-        long expect = m == 0 ? 2L * (b * (t + 2) - 2) * cout * 3 * cin : 2L * (m + 2) * b * ((t + m - 1) / m) * cin * cout;
+        long expect = m == 0 ? 2L * (b * (t + 2) - 2) * cout * 3 * cin : 2L * (m
+            + 2) * b * ((t + m - 1) / m) * cin * cout;
         Assert.That(B.GemmFlops - f0, Is.EqualTo(expect),
             m == 0 ? "direct conv GEMM" : "one set of Winograd GEMMs over all the channels");
         Assert.Throws<ShapeException>(() => g.ConvAct(new[] { g.FromHost(Part(0, c1), b, t, c1), g.FromHost(Part(0,
@@ -121,16 +135,21 @@ public sealed class WinogradTests(string backendName)
         if (panels && B.WeightPanel == 0)
         {
             using var s = B.Allocate(64);
-            Assert.Throws<NotSupportedException>(() => B.WinogradWeight(s.At(0), s.At(0), s.At(0), 1, 1, 3, panels: true));
+            Assert.Throws<NotSupportedException>(() =>
+                B.WinogradWeight(s.At(0), s.At(0), s.At(0), 1, 1, 3, panels: true));
             return;
         }
         int cin = panels ? 300 : 5, cout = panels ? 2 * B.WeightPanel : 40, n = m + 2;
         var w = Rand(cout * cin * 3, 4);
         var (_, g) = Winograd.Matrices(m);
-        using var ws = B.Allocate(w.Length); using var gs = B.Allocate(g.Length); using var us = B.Allocate((long)n * cin * cout + 1);
-        B.Upload(ws.At(0), w); B.Upload(gs.At(0), g);
+        using var ws = B.Allocate(w.Length);
+        using var gs = B.Allocate(g.Length);
+        using var us = B.Allocate((long)n * cin * cout + 1);
+        B.Upload(ws.At(0), w);
+        B.Upload(gs.At(0), g);
         B.WinogradWeight(us.At(1), ws.At(0), gs.At(0), cin, cout, n, panels);
-        var u = new float[n * cin * cout]; B.Download(us.At(1), u);
+        var u = new float[n * cin * cout];
+        B.Download(us.At(1), u);
         long At(int ci, int co) => panels ? CpuGemm.PanelIndex(ci, co, cin, cout) : (long)ci * cout + co;
         var want = new double[u.Length];
         for (int xi = 0; xi < n; xi++)
@@ -139,7 +158,8 @@ public sealed class WinogradTests(string backendName)
                 {
                     int wi = (co * cin + ci) * 3;
                     want[(long)xi * cin * cout + At(ci,
-                        co)] = (double)g[xi * 3] * w[wi] + (double)g[xi * 3 + 1] * w[wi + 1] + (double)g[xi * 3 + 2] * w[wi + 2];
+                        co)] = (double)g[xi * 3] * w[wi] + (double)g[xi * 3 + 1] * w[wi + 1]
+                            + (double)g[xi * 3 + 2] * w[wi + 2];
                 }
         Check.Close(u, want, 1e-6, 1e-6, $"winograd U m={m} panels={panels} [{backendName}]");
         Assert.Throws<ShapeException>(() => B.WinogradWeight(us.At(2), ws.At(0), gs.At(0), cin, cout, n),
@@ -156,13 +176,17 @@ public sealed class WinogradTests(string backendName)
         var x = Rand(b * t * c, 12);
         var (mat, _) = Winograd.Matrices(m);
         var p = new WinoParams { Batch = b, T = t, C = c, M = m, N = n, Tiles = tiles, Slope = 1f };
-        using var xs = B.Allocate(x.Length); using var ms = B.Allocate(mat.Length); using var vs = B.Allocate((long)n * total * c + 1);
-        B.Upload(xs.At(0), x); B.Upload(ms.At(0), mat);
+        using var xs = B.Allocate(x.Length);
+        using var ms = B.Allocate(mat.Length);
+        using var vs = B.Allocate((long)n * total * c + 1);
+        B.Upload(xs.At(0), x);
+        B.Upload(ms.At(0), mat);
         float[] At(long offset)
         {
             B.Fill(vs.At(0), vs.Length, float.NaN);
             B.WinogradIn(vs.At(offset), xs.At(0), ms.At(0), p);
-            var v = new float[n * total * c]; B.Download(vs.At(offset), v);
+            var v = new float[n * total * c];
+            B.Download(vs.At(offset), v);
             return v;
         }
         var aligned = At(0);
@@ -172,8 +196,10 @@ public sealed class WinogradTests(string backendName)
             for (int tile = 0; tile < total; tile++)
                 for (int ch = 0; ch < c; ch++)
                 {
-                    int bi = tile / tiles, t0 = tile % tiles * m - 1; double s = 0;
-                    for (int j = 0; j < n; j++) if (t0 + j >= 0 && t0 + j < t) s += (double)mat[xi * n + j] * x[(bi * t + t0 + j) * c + ch];
+                    int bi = tile / tiles, t0 = tile % tiles * m - 1;
+                    double s = 0;
+                    for (int j = 0; j < n; j++)
+                        if (t0 + j >= 0 && t0 + j < t) s += (double)mat[xi * n + j] * x[(bi * t + t0 + j) * c + ch];
                     want[((long)xi * total + tile) * c + ch] = s;
                 }
         Check.Close(aligned, want, 1e-5, 1e-5, $"winograd V [{backendName}]");
@@ -191,25 +217,38 @@ public sealed class WinogradTests(string backendName)
         var (mat, _) = Winograd.Matrices(m);
         var x = Rand(b * t * c, 31); var mm = Rand(n * total * c, 32); var bias = Rand(c, 33); var mask = Rand(b * t,
             34);
-        using var ms = B.Allocate(mat.Length); B.Upload(ms.At(0), mat);
+        using var ms = B.Allocate(mat.Length);
+        B.Upload(ms.At(0), mat);
         float[] In(float[] xs, int ch)
         {
             var p = new WinoParams { Batch = b, T = t, C = ch, M = m, N = n, Tiles = tiles, Slope = 1f };
-            using var xd = B.Allocate(xs.Length); using var vd = B.Allocate((long)n * total * ch);
-            B.Upload(xd.At(0), xs); B.WinogradIn(vd.At(0), xd.At(0), ms.At(0), p);
-            var v = new float[n * total * ch]; B.Download(vd.At(0), v); return v;
+            using var xd = B.Allocate(xs.Length);
+            using var vd = B.Allocate((long)n * total * ch);
+            B.Upload(xd.At(0), xs);
+            B.WinogradIn(vd.At(0), xd.At(0), ms.At(0), p);
+            var v = new float[n * total * ch];
+            B.Download(vd.At(0), v);
+            return v;
         }
         float[] Out(float[] ms2, float[] bs, int ch)
         {
             var p = new WinoParams { Batch = b, T = t, C = ch, M = m, N = n, Tiles = tiles, Slope = 0.2f };
-            using var md = B.Allocate(ms2.Length); using var bd = B.Allocate(bs.Length); using var kd = B.Allocate(mask.Length); using var yd = B.Allocate((long)b * t * ch);
-            B.Upload(md.At(0), ms2); B.Upload(bd.At(0), bs); B.Upload(kd.At(0), mask);
+            using var md = B.Allocate(ms2.Length);
+            using var bd = B.Allocate(bs.Length);
+            using var kd = B.Allocate(mask.Length);
+            using var yd = B.Allocate((long)b * t * ch);
+            B.Upload(md.At(0), ms2);
+            B.Upload(bd.At(0), bs);
+            B.Upload(kd.At(0), mask);
             B.WinogradOut(yd.At(0), md.At(0), ms.At(0), bd.At(0), kd.At(0), p);
-            var y = new float[b * t * ch]; B.Download(yd.At(0), y); return y;
+            var y = new float[b * t * ch];
+            B.Download(yd.At(0), y);
+            return y;
         }
         static float[] Slice(float[] a, int rows, int width, int from, int count) =>
             Enumerable.Range(0, rows * count).Select(i => a[i / count * width + from + i % count]).ToArray();
-        var v = In(x, c); var y = Out(mm, bias, c);
+        var v = In(x, c);
+        var y = Out(mm, bias, c);
         foreach (var (from, count) in new[] { (0, 16), (16, 16), (32, 16), (48, 16), (64, 16), (80, 3) })
         {
             Check.SameBits(In(Slice(x, b * t, c, from, count), count), Slice(v, n * total, c, from, count),
@@ -227,7 +266,9 @@ public sealed class WinogradTests(string backendName)
     public void SequencesShorterThanATileGoDirect(int t, int cout, bool frozen)
     {
         int b = 3, cin = 20;
-        var x = Rand(b * t * cin, 9); var w = Rand(cout * cin * 3, 10, 0.2); var bias = Rand(cout, 11);
+        var x = Rand(b * t * cin, 9);
+        var w = Rand(cout * cin * 3, 10, 0.2);
+        var bias = Rand(cout, 11);
         var mask = Enumerable.Range(0, b * t).Select(i => i == 1 ? 0f : 1f).ToArray();
         var (y, flops) = Run(6, x, w, bias, mask, b, t, cin, cout, 0.2f, frozen);
         Check.Close(y, Reference(x, w, bias, mask, b, t, cin, cout, 0.2f), 2e-6, 2e-5,
@@ -240,7 +281,8 @@ public sealed class WinogradTests(string backendName)
     public void FrozenScopeDerivesTheWeightTransformOnce()
     {
         int b = 1, t = 20, cin = 16, cout = 8, m = 4;
-        var x = Rand(b * t * cin, 4); var w = Rand(cout * cin * 3, 5, 0.2);
+        var x = Rand(b * t * cin, 4);
+        var w = Rand(cout * cin * 3, 5, 0.2);
         var (y, flops) = Run(m, x, w, null, null, b, t, cin, cout, 0.2f, frozen: true);
         Check.Close(y, Reference(x, w, null, null, b, t, cin, cout, 0.2f), 2e-6, 2e-5,
             $"conv_act frozen [{backendName}]");

@@ -78,7 +78,8 @@ public sealed class DataEvalTests
             new[] { 0.5 });
         var a2 = Evaluator.ApDetection(g2, new List<Detection> { new("v", 20, 30, 0, 0.5), new("v", 0, 10, 0, 0.5) },
             new[] { 0.5 });
-        Assert.That(a1[0], Is.EqualTo(1.0)); Assert.That(a2[0], Is.EqualTo(a1[0]));
+        Assert.That(a1[0], Is.EqualTo(1.0));
+        Assert.That(a2[0], Is.EqualTo(a1[0]));
     }
 
     [Test]
@@ -135,7 +136,8 @@ public sealed class DataEvalTests
             {
                 var col = Enumerable.Range(0, t).Select(i => lam[i * c1 + c]).ToArray();
                 Array.Sort(col);
-                double want = 0; foreach (var v in col.Reverse().Take(k)) want += v;
+                double want = 0;
+                foreach (var v in col.Reverse().Take(k)) want += v;
                 want /= k;
                 double got = Proposals.TopKMean(lam, t, c1, c, new double[k]);
                 Assert.That(BitConverter.DoubleToInt64Bits(got), Is.EqualTo(BitConverter.DoubleToInt64Bits(want)),
@@ -172,7 +174,8 @@ public sealed class DataEvalTests
     /// wsad_utils.py soft_nms: np.argmax's first maximum, and the row swap that moves the first row into
     /// the emitted row's place (make_softnms_fixture.py).
     [Test]
-    public void SoftNmsEqualsTheCommittedReferenceOnTies() => CheckSoftNms(Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "softnms"));
+    public void SoftNmsEqualsTheCommittedReferenceOnTies() =>
+        CheckSoftNms(Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "softnms"));
 
     [Test]
     public void SoftNmsEqualsTheLiveReferenceWhenPythonIsInstalled()
@@ -185,8 +188,14 @@ public sealed class DataEvalTests
     {
         // T = 20, 2 classes (+bg): class 1 active on snippets 5..9, attention high there.
         int t = 20, c1 = 3;
-        var cas = new float[t * c1]; var attn = new float[t];
-        for (int i = 0; i < t; i++) { attn[i] = i is >= 5 and <= 9 ? 0.95f : 0.05f; cas[i * c1 + 1] = i is >= 5 and <= 9 ? 3f : 0.1f; cas[i * c1 + 2] = 0.5f; }
+        var cas = new float[t * c1];
+        var attn = new float[t];
+        for (int i = 0; i < t; i++)
+        {
+            attn[i] = i is >= 5 and <= 9 ? 0.95f : 0.05f;
+            cas[i * c1 + 1] = i is >= 5 and <= 9 ? 3f : 0.1f;
+            cas[i * c1 + 2] = 0.5f;
+        }
         var (dets, scores) = Proposals.Generate("v", cas, attn, t, 2, new ProposalConfig());
         Assert.That(scores[1], Is.GreaterThan(scores[0]));
         Assert.That(dets, Is.Not.Empty);
@@ -203,7 +212,8 @@ public sealed class DataEvalTests
     [Test]
     public void NpyRoundTripAndTruncation()
     {
-        var d = Tmp(); var p = Path.Combine(d, "a.npy");
+        var d = Tmp();
+        var p = Path.Combine(d, "a.npy");
         Npy.Save(p, new float[] { 1, 2, 3, 4, 5, 6 }, 2, 3);
         var a = Npy.Load(p);
         Assert.That(a.Shape, Is.EqualTo(new[] { 2, 3 })); Assert.That(a.AsFloat(), Is.EqualTo(new float[] { 1, 2, 3,
@@ -230,13 +240,15 @@ public sealed class DataEvalTests
         var r = new Random(3);
         var items = new[] { (new[] { 5000, 16 }, new float[80000]), (new[] { 3, 16 }, new float[48]) };
         foreach (var (_, data) in items) for (int i = 0; i < data.Length; i++) data[i] = (float)r.NextDouble() - 0.5f;
-        var d = Tmp(); var p = Path.Combine(d, "feats.npy");
+        var d = Tmp();
+        var p = Path.Combine(d, "feats.npy");
         AtomicFile.Write(p, st => NumpyPickle.WriteObjectArrayOfFloat32(st, items));
         var back = (object[])Npy.Load(p).Data;
         for (int k = 0; k < items.Length; k++)
         {
             var nd = (NpyArray)back[k];
-            Assert.That(nd.Shape, Is.EqualTo(items[k].Item1)); Assert.That(nd.AsFloat(), Is.EqualTo(items[k].Item2));
+            Assert.That(nd.Shape, Is.EqualTo(items[k].Item1));
+            Assert.That(nd.AsFloat(), Is.EqualTo(items[k].Item2));
         }
         var text = new string('a', 65537);                                                  // not a multiple of 4
         var q = Path.Combine(d, "bytes.npy");
@@ -258,12 +270,21 @@ public sealed class DataEvalTests
         var bf16 = Enumerable.Range(0,
             17).Select(i => (ushort)(BitConverter.SingleToInt32Bits(i * 1.5f - 7f) >> 16)).ToArray();
         var data = new List<byte>();
-        string Entry(string n, string dt, int count,
-            byte[] bytes) { string e = $"\"{n}\": {{\"dtype\": \"{dt}\", \"shape\": [{count}], \"data_offsets\": [{data.Count}, {data.Count + bytes.Length}]}}"; data.AddRange(bytes); return e; }
+        string Entry(string n, string dt, int count, byte[] bytes)
+        {
+            string e = $"\"{n}\": {{\"dtype\": \"{dt}\", \"shape\": [{count}], "
+                + $"\"data_offsets\": [{data.Count}, {data.Count + bytes.Length}]}}";
+            data.AddRange(bytes);
+            return e;
+        }
         var header = "{" + string.Join(", ", Entry("a", "F32", 23, MemoryMarshal.AsBytes(f32.AsSpan()).ToArray()),
             Entry("h", "F16", 19, MemoryMarshal.AsBytes(f16.AsSpan()).ToArray()),
             Entry("b", "BF16", 17, MemoryMarshal.AsBytes(bf16.AsSpan()).ToArray())) + "}";
-        byte[] File(string h) { var hb = Encoding.UTF8.GetBytes(h); return BitConverter.GetBytes((ulong)hb.Length).Concat(hb).Concat(data).ToArray(); }
+        byte[] File(string h)
+        {
+            var hb = Encoding.UTF8.GetBytes(h);
+            return BitConverter.GetBytes((ulong)hb.Length).Concat(hb).Concat(data).ToArray();
+        }
         var file = new MemoryStream(File(header));
         var (whole, _) = Safetensors.Read(file, "t.safetensors");
         Assert.That(whole["a"].data, Is.EqualTo(f32));
@@ -272,7 +293,9 @@ public sealed class DataEvalTests
         var (entries, _) = Safetensors.ReadHeader(file, "t.safetensors");
         foreach (var e in entries)
         {
-            var got = new float[e.Count]; var buffer = new float[5]; int chunks = 0;
+            var got = new float[e.Count];
+            var buffer = new float[5];
+            int chunks = 0;
             Safetensors.ReadValues(file, e, buffer, (v, at) => { Assert.That(v.Length,
                 Is.LessThanOrEqualTo(5)); v.CopyTo(got.AsSpan((int)at)); chunks++; });
             Assert.That(got, Is.EqualTo(whole[e.Name].data), e.Name);
@@ -293,7 +316,10 @@ public sealed class DataEvalTests
         var evil = new MemoryStream();
         evil.Write(new byte[] { 0x80,
             2 }); evil.Write(Encoding.ASCII.GetBytes("cos\nsystem\n")); evil.WriteByte((byte)'U'); evil.WriteByte(7);
-        evil.Write(Encoding.ASCII.GetBytes("echo hi")); evil.WriteByte(0x85); evil.WriteByte((byte)'R'); evil.WriteByte((byte)'.');
+        evil.Write(Encoding.ASCII.GetBytes("echo hi"));
+        evil.WriteByte(0x85);
+        evil.WriteByte((byte)'R');
+        evil.WriteByte((byte)'.');
         evil.Position = 0;
         var ex = Assert.Throws<DataFormatException>(() => new Unpickler(evil, "evil.pkl").Load());
         Assert.That(ex.Message, Does.Contain("evil.pkl").And.Contain("os.system").And.Contain("allowlist"));
@@ -307,7 +333,8 @@ public sealed class DataEvalTests
     [Test]
     public void DemoDataOfFewVideosKeepsBothSplits()
     {
-        var dir = Tmp(); DemoData.WriteAnnotations(dir);
+        var dir = Tmp();
+        DemoData.WriteAnnotations(dir);
         var all = Annotations.Load(dir).Videos;
         foreach (var (n, train, test) in new[] { (12, 6, 6), (2, 1, 1), (1, 1, 0) })
         {
@@ -337,7 +364,8 @@ public sealed class DataEvalTests
         int n = DemoData.Generate(root, new DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = 412, MaxLength = 24 });
         var ds = ThumosDataset.Load(root);
         Assert.That(ds.Ann.Videos, Has.Count.EqualTo(n));
-        Assert.That(ds.FeatureDim, Is.EqualTo(16)); Assert.That(ds.ClipDim, Is.EqualTo(8));
+        Assert.That(ds.FeatureDim, Is.EqualTo(16));
+        Assert.That(ds.ClipDim, Is.EqualTo(8));
         Assert.That(ds.Train.All(v => v.T is > 0 and <= 24 && v.Features.Length == v.T * 16), Is.True);
         // the object arrays our writer produces read back identically (annotations too)
         var segs = (object[])Npy.Load(Path.Combine(root, ThumosDataset.AnnDir, "segments.npy")).Data;
@@ -373,7 +401,8 @@ public sealed class DataEvalTests
             Does.Contain(train.Name));
         // evaluation reads no CLIP features at all
         var noClip = ThumosDataset.Load(root, clip: false);
-        Assert.That(noClip.ClipDim, Is.EqualTo(0)); Assert.That(noClip.Ann.Videos.All(x => x.Clip == null), Is.True);
+        Assert.That(noClip.ClipDim, Is.EqualTo(0));
+        Assert.That(noClip.Ann.Videos.All(x => x.Clip == null), Is.True);
         Assert.That(noClip.Test.Select(x => x.Features), Is.EqualTo(ds.Test.Select(x => x.Features)));
     }
 
@@ -383,7 +412,8 @@ public sealed class DataEvalTests
         var r = new Random(5);
         Assert.That(BatchSampler.RandomPerturb(320, 320, r), Is.EqualTo(Enumerable.Range(0, 320)));
         var up = BatchSampler.RandomPerturb(10, 32, r);                 // short video: repeated indices, no padding
-        Assert.That(up, Has.Length.EqualTo(32)); Assert.That(up.All(i => i is >= 0 and < 10), Is.True);
+        Assert.That(up, Has.Length.EqualTo(32));
+        Assert.That(up.All(i => i is >= 0 and < 10), Is.True);
         Assert.That(up.Zip(up.Skip(1)).All(p => p.Second >= p.First), Is.True);
         var down = BatchSampler.RandomPerturb(1000, 32, r);
         for (int i = 0; i < 31; i++) Assert.That(down[i], Is.InRange(i * 1000 / 32, (i + 1) * 1000 / 32));

@@ -21,7 +21,9 @@ public sealed class InferenceTests(string backendName)
     [TestCase(6)] [TestCase(0)]
     public void RaggedBatchesMatchThePerVideoForward(int winograd)
     {
-        var cfg = PvlrConfig.Tiny(); cfg.InferRows = 15; cfg.WinogradTile = winograd;
+        var cfg = PvlrConfig.Tiny();
+        cfg.InferRows = 15;
+        cfg.WinogradTile = winograd;
         using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
         var r = new Random(3);
         var videos = new[] { 1, 7, 12, 3 }.Select((t, i) => new Video
@@ -38,8 +40,10 @@ public sealed class InferenceTests(string backendName)
             v.T)).ToArray(), text)).ToArray();
         for (int i = 0; i < videos.Count; i++)
         {
-            var v = videos[i]; var g = tr.G;
-            g.Reset(); g.WinogradTile = 0;
+            var v = videos[i];
+            var g = tr.G;
+            g.Reset();
+            g.WinogradTile = 0;
             using (g.NoGrad())
             {
                 var o = ((PvlrModel)tr.Model).Forward(g, g.FromHost(v.Features, 1, v.T, cfg.FeatDim), g.FromHost(text,
@@ -59,7 +63,8 @@ public sealed class InferenceTests(string backendName)
     {
         var cfg = PvlrConfig.Tiny(); cfg.WinogradTile = 0;                  // both ways the same direct convolutions
         using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
-        var r = new Random(5); int t = 400;
+        var r = new Random(5);
+        int t = 400;
         var x = Enumerable.Range(0, t * cfg.FeatDim).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray();
         var text = Inference.TestConstants(tr.Model, tr.G);
         (float[] cas, float[] attn, long touched) Run(bool recording)
@@ -71,7 +76,8 @@ public sealed class InferenceTests(string backendName)
                 cfg.NumClasses + 1, cfg.EmbedDim));
             return (g.ToHost(o.Cas), g.ToHost(o.Attn), g.Act.Touched);
         }
-        var kept = Run(true); var freed = Run(false);
+        var kept = Run(true);
+        var freed = Run(false);
         Check.Close(freed.cas, kept.cas, 1e-6, 1e-6, $"cas [{backendName}]");
         Check.Close(freed.attn, kept.attn, 1e-6, 1e-6, $"attention [{backendName}]");
         Assert.That(freed.touched, Is.LessThan(kept.touched / 2),
@@ -84,12 +90,16 @@ public sealed class InferenceTests(string backendName)
     public void ArenaReusesReleasedBlocks()
     {
         using var a = new Arena(B, 1024);
-        var (s, p) = a.Alloc(64); var (_, q) = a.Alloc(32); var (_, u) = a.Alloc(64); var (_, v) = a.Alloc(16);
+        var (s, p) = a.Alloc(64);
+        var (_, q) = a.Alloc(32);
+        var (_, u) = a.Alloc(64);
+        var (_, v) = a.Alloc(16);
         Assert.That(new[] { p, q, u, v }, Is.EqualTo(new long[] { 0, 64, 96, 160 }));
         a.Release(s, p); a.Release(s, u);                                  // holes of 64 at 0 and at 96
         Assert.That(a.Alloc(20).Item2, Is.EqualTo(0), "first of two equal holes");      // 32 of the 64 at 0
         Assert.That(a.Alloc(32).Item2, Is.EqualTo(32), "the 32 left at 32 fit exactly, before the 64 at 96");
-        a.Release(s, v);                                                   // 96..176 free and at the top: bump back to 96
+        // 96..176 free and at the top: bump back to 96
+        a.Release(s, v);
         Assert.That(a.Alloc(80).Item2, Is.EqualTo(96), "merged with the block below and taken from the top");
         Assert.That(a.Touched, Is.EqualTo(176));
         Assert.Throws<InvalidOperationException>(() => a.Release(s, 96 + 16), "not the start of a block");
@@ -105,7 +115,8 @@ public sealed class InferenceTests(string backendName)
     [Test]
     public void VideosReadDuringTheEvaluationScoreAsLoadedOnes()
     {
-        var cfg = PvlrConfig.Tiny(); cfg.InferRows = 600;
+        var cfg = PvlrConfig.Tiny();
+        cfg.InferRows = 600;
         var loaded = ThumosDataset.Load(LazyFeaturesTests.MixedDataDir, clip: false);
         var lazy = ThumosDataset.Load(LazyFeaturesTests.MixedDataDir, clip: false, load: _ => false);
         Assert.That(Inference.Batches(lazy.Test, cfg.InferRows).Count(b => b.Count > 1), Is.GreaterThan(0),
@@ -144,7 +155,8 @@ public sealed class InferenceTests(string backendName)
     [Test]
     public void VideosWiderThanTheModelAreNamed()
     {
-        var cfg = PvlrConfig.Tiny(); cfg.InferRows = 100;
+        var cfg = PvlrConfig.Tiny();
+        cfg.InferRows = 100;
         var lazy = ThumosDataset.Load(WideDataDir, clip: false, load: _ => false);
         Assert.That(lazy.FeatureDim, Is.EqualTo(2 * cfg.FeatDim));
         using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
@@ -172,7 +184,8 @@ public sealed class InferenceTests(string backendName)
         // the same inference three times on one graph: two rows, the first pass and the median of the two
         // steady passes (their range beside it), the same GEMM work, the steady one last; no steady pass
         // is refused before any work
-        if (backendName != "cpu") Assert.Ignore("the bench row is the CPU path's; the emulator would take minutes over 212 videos");
+        if (backendName != "cpu")
+            Assert.Ignore("the bench row is the CPU path's; the emulator would take minutes over 212 videos");
         Assert.Throws<ArgumentOutOfRangeException>(() => Bench.TestSetInference(B, PvlrConfig.Tiny(), 0));
         var rows = Bench.TestSetInference(B, PvlrConfig.Tiny(), 2);
         Assert.That(rows.Select(r => r.Name), Is.EqualTo(new[] { "test-set inference + eval (pvlr tiny), first pass",
@@ -213,7 +226,8 @@ public sealed class InferenceTests(string backendName)
         {
             var (rc, err, _) = TestData.RunCli("bench", "--device", "cpu", "--only", "gemm,step,infer", count, "0");
             Assert.That(rc, Is.EqualTo(1));
-            Assert.That(err, Does.Contain(count + " must be a whole number of at least 1").And.Not.Contain("bench: gemm"));
+            Assert.That(err, Does.Contain(count + " must be a whole number of at least 1")
+                .And.Not.Contain("bench: gemm"));
         }
     }
 }

@@ -35,7 +35,8 @@ public sealed class ScoreParityTests
 
     static void AssertSame(string ours, string reference)
     {
-        var (m, avg) = ParseJson(ours); var (rm, ravg) = ParseJson(reference);
+        var (m, avg) = ParseJson(ours);
+        var (rm, ravg) = ParseJson(reference);
         Assert.That(m.Keys, Is.EquivalentTo(rm.Keys));
         foreach (var k in rm.Keys) Assert.That(m[k], Is.EqualTo(rm[k]).Within(Tol), $"mAP@{k}");
         Assert.That(avg, Is.EqualTo(ravg).Within(Tol), "avg 0.1:0.7");
@@ -66,7 +67,8 @@ public sealed class ScoreParityTests
     public void ScoreMatchesLiveReferenceWhenPythonIsInstalled(string mode)
     {
         var tmp = Path.Combine(Path.GetTempPath(), "pvlr-score-" + Guid.NewGuid().ToString("N")[..8]);
-        var (rc, so, se) = ReferencePython.Run($"\"{ReferencePython.RepoPath("tests", "reference", "make_score_fixture.py")}\" \"{AnnDir}\" \"{tmp}\" --rows 3000 --seed 11{mode}");
+        var script = ReferencePython.RepoPath("tests", "reference", "make_score_fixture.py");
+        var (rc, so, se) = ReferencePython.Run($"\"{script}\" \"{AnnDir}\" \"{tmp}\" --rows 3000 --seed 11{mode}");
         Assert.That(rc, Is.EqualTo(0), so + se);
         var ann = mode == "" ? null : Path.Combine(tmp, "annotations");
         AssertSame(ScoreJson(Path.Combine(tmp, "predictions.csv"), ann), File.ReadAllText(Path.Combine(tmp,
@@ -96,7 +98,8 @@ public sealed class ScoreParityTests
     public void WtalcApMatchesLiveReferenceWhenPythonIsInstalled()
     {
         var tmp = Path.Combine(Path.GetTempPath(), "pvlr-wtalc-" + Guid.NewGuid().ToString("N")[..8]);
-        var (rc, so, se) = ReferencePython.Run($"\"{ReferencePython.RepoPath("tests", "reference", "make_wtalc_fixture.py")}\" \"{AnnDir}\" \"{tmp}\" --rows 2500 --seed 5");
+        var script = ReferencePython.RepoPath("tests", "reference", "make_wtalc_fixture.py");
+        var (rc, so, se) = ReferencePython.Run($"\"{script}\" \"{AnnDir}\" \"{tmp}\" --rows 2500 --seed 5");
         Assert.That(rc, Is.EqualTo(0), so + se);
         AssertSame(WtalcJson(Path.Combine(tmp, "predictions.csv")),
             File.ReadAllText(Path.Combine(tmp, "expected.json")));
@@ -105,8 +108,10 @@ public sealed class ScoreParityTests
 
     static void AssertSameAnet(string ours, string reference)
     {
-        using var a = JsonDocument.Parse(ours); using var b = JsonDocument.Parse(reference);
-        var m = a.RootElement.GetProperty("map"); var rm = b.RootElement.GetProperty("map");
+        using var a = JsonDocument.Parse(ours);
+        using var b = JsonDocument.Parse(reference);
+        var m = a.RootElement.GetProperty("map");
+        var rm = b.RootElement.GetProperty("map");
         Assert.That(m.EnumerateObject().Select(p => p.Name), Is.EqualTo(rm.EnumerateObject().Select(p => p.Name)));
         foreach (var p in rm.EnumerateObject()) Assert.That(m.GetProperty(p.Name).GetDouble(),
             Is.EqualTo(p.Value.GetDouble()).Within(Tol), $"mAP@{p.Name}");
@@ -137,7 +142,9 @@ public sealed class ScoreParityTests
     public void ActivityNetMatchesLiveReferenceWhenPythonIsInstalled()
     {
         var tmp = Path.Combine(Path.GetTempPath(), "pvlr-anet-" + Guid.NewGuid().ToString("N")[..8]);
-        var (rc, so, se) = ReferencePython.Run($"\"{ReferencePython.RepoPath("tests", "reference", "anet_eval_ref.py")}\" --make \"{tmp}\" --seed 8");
+        var (rc, so,
+            se) = ReferencePython.Run($"\"{ReferencePython.RepoPath("tests", "reference", "anet_eval_ref.py")}\" "
+                + $"--make \"{tmp}\" --seed 8");
         Assert.That(rc, Is.EqualTo(0), so + se);
         AssertSameAnet(AnetJson(tmp), File.ReadAllText(Path.Combine(tmp, "expected.json")));
         Directory.Delete(tmp, true);
@@ -169,7 +176,8 @@ public sealed class ScoreParityTests
     public void WtalcApIsZeroWhenAClassHasNoPredictions()
     {
         var ann = Annotations.Load(AnnDir);
-        var dets = ann.Test.Where(v => v.Segments.Length > 0).SelectMany(v => v.Segments.Select(s => new Detection(v.Name,
+        var dets = ann.Test.Where(v => v.Segments.Length > 0).SelectMany(v =>
+            v.Segments.Select(s => new Detection(v.Name,
             Math.Round(s.start * 25 / 16), Math.Round(s.end * 25 / 16), ann.ClassIndex(s.label), 1))).ToList();
         Assert.That(WtalcEvaluator.Evaluate(ann, dets).Map[0], Is.GreaterThan(50), "the GT as predictions");
         int c = dets[0].Label;
@@ -183,11 +191,15 @@ public sealed class ScoreParityTests
     {
         var ann = Annotations.Load(AnnDir);
         var gt = Evaluator.GroundTruth(ann);
-        var rng = new Random(3); var dets = new List<Detection>();
+        var rng = new Random(3);
+        var dets = new List<Detection>();
         foreach (var v in ann.Test)
             for (int c = 0; c < 20; c++)
-                for (int k = 0; k < 12; k++) { double s = rng.NextDouble() * 500; dets.Add(new Detection(v.Name, s,
-                    s + 1 + rng.NextDouble() * 40, c, rng.NextDouble())); }
+                for (int k = 0; k < 12; k++)
+                {
+                    double s = rng.NextDouble() * 500;
+                    dets.Add(new Detection(v.Name, s, s + 1 + rng.NextDouble() * 40, c, rng.NextDouble()));
+                }
         Evaluator.Evaluate(gt, dets, 20);                           // warm-up (JIT)
         var sw = Stopwatch.StartNew();
         var r = Evaluator.Evaluate(gt, dets, 20);
@@ -199,9 +211,11 @@ public sealed class ScoreParityTests
 
     static double ClassificationOf(string dir)
     {
-        var scores = Npy.Load(Path.Combine(dir, "scores.npy")); var labels = Npy.Load(Path.Combine(dir, "labels.npy"));
+        var scores = Npy.Load(Path.Combine(dir, "scores.npy"));
+        var labels = Npy.Load(Path.Combine(dir, "labels.npy"));
         int v = scores.Shape[0], c1 = scores.Shape[1], c = labels.Shape[1];
-        var sf = scores.AsFloat(); var lf = labels.AsFloat();
+        var sf = scores.AsFloat();
+        var lf = labels.AsFloat();
         return Evaluator.ClassificationMap(Enumerable.Range(0, v).Select(i => sf.AsSpan(i * c1,
             c1).ToArray()).ToArray(),
             Enumerable.Range(0, v).Select(i => lf.AsSpan(i * c, c).ToArray()).ToArray());

@@ -20,10 +20,12 @@ public sealed class AcmNetTests(string backend)
     static IMethod Acm => MethodRegistry.Get("acmnet");
 
     [Test]
-    public void ReplayReproducesTheRestatedStep() => MethodChecks.ReplaysTheCommittedDump(Acm, "acmnet_replay", backend, "inst", "cont", "back");
+    public void ReplayReproducesTheRestatedStep() => MethodChecks.ReplaysTheCommittedDump(Acm, "acmnet_replay", backend,
+        "inst", "cont", "back");
 
     [Test]
-    public void ReplayMatchesALiveDumpWhenTorchIsInstalled() => MethodChecks.ReplaysALiveDump(Acm, backend, 29, "inst", "cont", "back");
+    public void ReplayMatchesALiveDumpWhenTorchIsInstalled() =>
+        MethodChecks.ReplaysALiveDump(Acm, backend, 29, "inst", "cont", "back");
 
     [Test]
     public void PostProcessingEqualsTheRestatementOfMainThu()
@@ -70,7 +72,8 @@ public sealed class AcmNetTests(string backend)
     }
 
     [Test]
-    public void TrainsOnTheTinyDemoAndEvaluatesInSeconds() => MethodChecks.TrainsOnTheTinyDemo<AcmNetConfig>(Acm, backend, (tr, dir) =>
+    public void TrainsOnTheTinyDemoAndEvaluatesInSeconds() =>
+        MethodChecks.TrainsOnTheTinyDemo<AcmNetConfig>(Acm, backend, (tr, dir) =>
     {
         Assert.That(tr.Model.Evaluation.Seconds, "seconds on UM's and ACM-Net's 210 videos");
         var (model, step, _) = Checkpoint.Load(Path.Combine(dir, "last.safetensors"), new CpuBackend());

@@ -56,7 +56,8 @@ public sealed class ClipTests
     {
         var sd = TorchZip.Load(Path.Combine(Fixture, "clip.pt"));
         Assert.That(sd.Keys,
-            Does.Contain("transformer.resblocks.0.attn.in_proj_weight").And.Contain("visual.weight").And.Contain("token_embedding.weight"));
+            Does.Contain("transformer.resblocks.0.attn.in_proj_weight").And.Contain("visual.weight")
+                .And.Contain("token_embedding.weight"));
         Assert.That(sd["transformer.resblocks.0.attn.in_proj_weight"].shape, Is.EqualTo(new[] { 192, 64 }));
         var w = ClipWeights.Load(Path.Combine(Fixture, "clip.pt"));
         Assert.That((w.Width, w.Layers, w.Context, w.ProjectionWidth), Is.EqualTo((64, 1, 77, 32)));
@@ -73,7 +74,8 @@ public sealed class ClipTests
             kv.Value.data)).Append(("fusion.0.weight", new[] { 2 }, new[] { 1f, 2f })));
         try
         {
-            var a = ClipWeights.Load(Path.Combine(Fixture, "clip.pt")); var b = ClipWeights.Load(path);
+            var a = ClipWeights.Load(Path.Combine(Fixture, "clip.pt"));
+            var b = ClipWeights.Load(path);
             Assert.That(b.Tensors.Keys, Is.EquivalentTo(a.Tensors.Keys));
             foreach (var (k, v) in a.Tensors) Assert.That(b.Tensors[k].data, Is.EqualTo(v.data), k);
         }
@@ -85,7 +87,9 @@ public sealed class ClipTests
         using var meta = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "meta.json")));
         var clip = ClipWeights.Load(Path.Combine(dir, "clip.pt"));
         var classes = ClassTokens.Names.Keys.ToArray();
-        var cfg = PvlrConfig.Tiny(); cfg.NumClasses = classes.Length; cfg.EmbedDim = clip.ProjectionWidth;
+        var cfg = PvlrConfig.Tiny();
+        cfg.NumClasses = classes.Length;
+        cfg.EmbedDim = clip.ProjectionWidth;
         clip.Configure(cfg);
         (int[][], int)? prompt = null;
         if (compact)
@@ -161,7 +165,9 @@ public sealed class ClipTests
         Assert.That(r.rc, Is.Not.EqualTo(0));
         Assert.That(r.err, Does.StartWith("pvlr: error:").And.Contain(pt).And.Contain("text_projection maps to 32"));
         var w = ClipWeights.Load(pt);
-        var cfg = PvlrConfig.Tiny(); cfg.EmbedDim = 32; w.Configure(cfg);
+        var cfg = PvlrConfig.Tiny();
+        cfg.EmbedDim = 32;
+        w.Configure(cfg);
         using var b = new CpuBackend();
         var model = new PvlrModel(cfg, Enumerable.Range(0,
             cfg.NumClasses).Select(i => ClassTokens.Names.Keys.ElementAt(i)).ToArray());

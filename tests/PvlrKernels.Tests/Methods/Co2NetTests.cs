@@ -40,7 +40,8 @@ public sealed class Co2NetTests(string backend)
             var model = (Co2NetModel)Checkpoint.LoadTorch(pth, b, out var report, method: Co2);
             using (model.P)
             {
-                Assert.That(model.Cfg.FeatDim, Is.EqualTo(32)); Assert.That(model.Cfg.AttnHidden, Is.EqualTo(8));
+                Assert.That(model.Cfg.FeatDim, Is.EqualTo(32));
+                Assert.That(model.Cfg.AttnHidden, Is.EqualTo(8));
                 foreach (var p in model.P.List)
                     Assert.That(model.P.Get(p.Name), Is.EqualTo(Npy.Load(Path.Combine(Fixture, "weights",
                         p.Name + ".npy")).AsFloat()), p.Name);
@@ -75,8 +76,11 @@ public sealed class Co2NetTests(string backend)
     [Test]
     public void RaggedWinogradSignalsEqualEachVideoAlone()
     {
-        if (backend == "ilgpu-cpu") Assert.Ignore("the CPU and CUDA backends cover it; the emulator is slow at these widths");
-        var cfg = (Co2NetConfig)Co2.Preset("tiny"); cfg.FeatDim = 32; cfg.AttnHidden = 8;
+        if (backend == "ilgpu-cpu")
+            Assert.Ignore("the CPU and CUDA backends cover it; the emulator is slow at these widths");
+        var cfg = (Co2NetConfig)Co2.Preset("tiny");
+        cfg.FeatDim = 32;
+        cfg.AttnHidden = 8;
         var model = (Co2NetModel)Co2.Build(cfg, Enumerable.Range(0, cfg.NumClasses).Select(i => $"c{i}").ToArray());
         var be = Backends.Get(backend);
         model.Initialize(be, 4);
@@ -106,15 +110,18 @@ public sealed class Co2NetTests(string backend)
         var classes = Enumerable.Range(0, cfg.NumClasses).Select(i => $"c{i}").ToArray();
         int b = cfg.BatchSize, f = cfg.FeatDim, t = cfg.MaxSeqLen, keep = 20;
         var r = new Random(6);
-        var padded = new float[b * t * f]; var cut = new float[b * keep * f];
+        var padded = new float[b * t * f];
+        var cut = new float[b * keep * f];
         for (int i = 0; i < b; i++)
             for (int row = 0; row < (i == 3 ? keep : 9 + i); row++)
-                for (int j = 0; j < f; j++) padded[(i * t + row) * f + j] = cut[(i * keep + row) * f + j] = (float)r.NextDouble() - 0.5f;
+                for (int j = 0; j < f; j++)
+                    padded[(i * t + row) * f + j] = cut[(i * keep + row) * f + j] = (float)r.NextDouble() - 0.5f;
         Assert.That(Trainer.LongestVideo(padded, b, t, f), Is.EqualTo(keep));
         var labels = new float[b * cfg.NumClasses];
         for (int i = 0; i < b; i++) labels[i * cfg.NumClasses + (i < 6 ? i / 2 : i % cfg.NumClasses)] = 1;
         using var a = new Trainer(cfg, classes, new CpuBackend(), TextWriter.Null);
-        var cfgCut = (Co2NetConfig)Co2.Preset("tiny"); cfgCut.MaxSeqLen = keep;
+        var cfgCut = (Co2NetConfig)Co2.Preset("tiny");
+        cfgCut.MaxSeqLen = keep;
         using var c = new Trainer(cfgCut, classes, new CpuBackend(), TextWriter.Null);
         Assert.That(a.StepOn(padded, null, labels), Is.EqualTo(c.StepOn(cut, null, labels)));
     }

@@ -81,7 +81,8 @@ public sealed class FtclTests(string backend)
         Assert.That(pairs.Count(p => Disjoint(p.first, p.second)), Is.EqualTo(Math.Min(same, disjoint)));
         Assert.That(pairs.Distinct().Count(), Is.EqualTo(pairs.Count));
         int b = 4, t = 8, f = ds.FeatureDim, c = ds.Ann.Classes.Length, perEpoch = (pairs.Count + b - 1) / b;
-        var feats = new float[2 * b * t * f]; var lab = new float[2 * b * c];
+        var feats = new float[2 * b * t * f];
+        var lab = new float[2 * b * c];
         var rows = sampler.SamplePairs(0, b, t, feats, null, lab);
         Assert.That(rows, Has.Count.EqualTo(2 * b));
         for (int i = 0; i < b; i++)
@@ -121,7 +122,9 @@ public sealed class FtclTests(string backend)
         var ds = ThumosDataset.Load(TrainingTests.TinyDataDir);
         var acm = MethodRegistry.Get("acmnet");
         var dir = Path.Combine(Path.GetTempPath(), "pvlr-ftclinit-" + Guid.NewGuid().ToString("N")[..8]);
-        var acmCfg = (Methods.AcmNet.AcmNetConfig)acm.Preset("tiny"); acmCfg.Lr = 3e-3f; acmCfg.MaxIter = 30;
+        var acmCfg = (Methods.AcmNet.AcmNetConfig)acm.Preset("tiny");
+        acmCfg.Lr = 3e-3f;
+        acmCfg.MaxIter = 30;
         acmCfg.Interval = 30;
         using (var tr = new Trainer(acmCfg, ds, new CpuBackend(), TextWriter.Null)) tr.Run(dir, acmCfg.MaxIter);
         var start = Path.Combine(dir, "last.safetensors");

@@ -11,19 +11,23 @@ namespace PvlrKernels.Tests;
 
 public static class MethodChecks
 {
-    public static string Fixture(string name) => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", name);
+    public static string Fixture(string name) => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures",
+        name);
 
     /// Every pick set named equal, position by position (none where `sets` is empty).
     public static void AssertOwnPicks(ReplayResult r, params string[] sets)
     {
         Assert.That(r.Mining.Keys, Is.EquivalentTo(sets));
-        foreach (var (k, (same, total)) in r.Mining) Assert.That(same, Is.EqualTo(total), $"{k}: our picks against torch's sort");
+        foreach (var (k, (same, total)) in r.Mining)
+            Assert.That(same, Is.EqualTo(total), $"{k}: our picks against torch's sort");
     }
 
     /// The committed dump replayed on `backend` (not on the emulator: a whole step is too slow there).
-    public static ReplayResult ReplaysTheCommittedDump(IMethod method, string fixture, string backend, params string[] pickSets)
+    public static ReplayResult ReplaysTheCommittedDump(IMethod method, string fixture, string backend,
+        params string[] pickSets)
     {
-        if (backend == "ilgpu-cpu") Assert.Ignore("a whole step is too slow for the emulator; the op suite covers its kernels");
+        if (backend == "ilgpu-cpu")
+            Assert.Ignore("a whole step is too slow for the emulator; the op suite covers its kernels");
         var r = method.Replay(Fixture(fixture), Backends.Get(backend));
         ReplayTests.AssertMatches(Fixture(fixture), r);
         AssertOwnPicks(r, pickSets);
@@ -35,7 +39,8 @@ public static class MethodChecks
     {
         if (backend != "cpu") Assert.Ignore("one backend is enough for the live dump");
         var d = Path.Combine(Path.GetTempPath(), $"pvlr-{method.Name}replay-" + Guid.NewGuid().ToString("N")[..8]);
-        var (rc, _, err) = ReferencePython.Run($"\"{ReferencePython.RepoPath("benchmarks", "reference", $"{method.Name}_ref.py")}\" dump \"{d}\" --seed {seed}");
+        var script = ReferencePython.RepoPath("benchmarks", "reference", $"{method.Name}_ref.py");
+        var (rc, _, err) = ReferencePython.Run($"\"{script}\" dump \"{d}\" --seed {seed}");
         Assert.That(rc, Is.EqualTo(0), err);
         var r = method.Replay(d, Backends.Get(backend));
         ReplayTests.AssertMatches(d, r);
@@ -51,13 +56,17 @@ public static class MethodChecks
     {
         if (backend != "cpu") Assert.Ignore("one backend is enough for a training run");
         var ds = ThumosDataset.Load(TrainingTests.TinyDataDir);
-        var cfg = (TConfig)method.Preset("tiny"); cfg.Lr = 3e-3f; cfg.MaxIter = 30; cfg.Interval = 15;
+        var cfg = (TConfig)method.Preset("tiny");
+        cfg.Lr = 3e-3f;
+        cfg.MaxIter = 30;
+        cfg.Interval = 15;
         var dir = Path.Combine(Path.GetTempPath(), $"pvlr-{method.Name}run-" + Guid.NewGuid().ToString("N")[..8]);
         using (var tr = new Trainer(cfg, ds, new CpuBackend(), TextWriter.Null))
         {
             prepare?.Invoke(tr);
             var r = tr.Run(dir, cfg.MaxIter);
-            float first = tr.History.Take(5).Average(h => h["total"]), last = tr.History.TakeLast(5).Average(h => h["total"]);
+            float first = tr.History.Take(5).Average(h => h["total"]),
+                last = tr.History.TakeLast(5).Average(h => h["total"]);
             Assert.That(last, Is.LessThan(first), "the loss falls");
             Assert.That(r.Avg01_07, Is.GreaterThanOrEqualTo(0));
             check(tr, dir);

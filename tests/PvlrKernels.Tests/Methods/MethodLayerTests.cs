@@ -30,10 +30,13 @@ public sealed class MilModel : IMethodModel
 
     public MilModel(MilConfig cfg, IReadOnlyList<string> classes)
     {
-        this.cfg = cfg; Classes = classes.ToArray();
+        this.cfg = cfg;
+        Classes = classes.ToArray();
         int c1 = cfg.NumClasses + 1;
-        Parameters.Add("cas.weight", [c1, cfg.FeatDim]); Parameters.Add("cas.bias", [c1]);
-        Parameters.Add("attn.weight", [1, cfg.FeatDim]); Parameters.Add("attn.bias", [1]);
+        Parameters.Add("cas.weight", [c1, cfg.FeatDim]);
+        Parameters.Add("cas.bias", [c1]);
+        Parameters.Add("attn.weight", [1, cfg.FeatDim]);
+        Parameters.Add("attn.bias", [1]);
     }
 
     public void Initialize(Backend backend, int seed)
@@ -56,7 +59,8 @@ public sealed class MilModel : IMethodModel
         var y = new float[b * (c + 1)];
         for (int i = 0; i < b; i++)
         {
-            float n = 0; for (int j = 0; j < c; j++) n += labels[i * c + j];
+            float n = 0;
+            for (int j = 0; j < c; j++) n += labels[i * c + j];
             for (int j = 0; j < c; j++) y[i * (c + 1) + j] = labels[i * c + j] / Math.Max(n, 1f);
         }
         var cls = g.Scale(g.SumAll(g.Mul(logp, g.FromHost(y, b, 1, c + 1))), -1f / b);
@@ -70,7 +74,8 @@ public sealed class MilModel : IMethodModel
     public (float[] cas, float[] attn)[] Signals(Graph g, float[] testConstants,
         IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
     {
-        g.Reset(); g.Training = false;
+        g.Reset();
+        g.Training = false;
         using (g.NoGrad())
             return videos.Select(v =>
             {

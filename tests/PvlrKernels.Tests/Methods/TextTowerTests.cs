@@ -17,7 +17,11 @@ public sealed class TextTowerTests(string backendName)
 
     (float[] text, float[] dE, int rows) Run(bool share)
     {
-        var cfg = PvlrConfig.Demo(); cfg.SharePromptPrefix = share; cfg.ClipWidth = 32; cfg.ClipHeads = 2;    // 2 layers; small for the emulator
+        // 2 layers; small for the emulator
+        var cfg = PvlrConfig.Demo();
+        cfg.SharePromptPrefix = share;
+        cfg.ClipWidth = 32;
+        cfg.ClipHeads = 2;
         var model = new PvlrModel(cfg, ClassTokens.Names.Keys.ToArray());    // the 20 THUMOS classes
         model.Initialize(B, 1);
         try

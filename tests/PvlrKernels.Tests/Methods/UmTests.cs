@@ -21,10 +21,12 @@ public sealed class UmTests(string backend)
     static IMethod Um => MethodRegistry.Get("um");
 
     [Test]
-    public void ReplayReproducesTheRestatedStep() => MethodChecks.ReplaysTheCommittedDump(Um, "um_replay", backend, "act", "bkg");
+    public void ReplayReproducesTheRestatedStep() => MethodChecks.ReplaysTheCommittedDump(Um, "um_replay", backend,
+        "act", "bkg");
 
     [Test]
-    public void ReplayMatchesALiveDumpWhenTorchIsInstalled() => MethodChecks.ReplaysALiveDump(Um, backend, 23, "act", "bkg");
+    public void ReplayMatchesALiveDumpWhenTorchIsInstalled() =>
+        MethodChecks.ReplaysALiveDump(Um, backend, 23, "act", "bkg");
 
     static void AssertPostProcessingMatches(string dir)
     {
@@ -61,7 +63,8 @@ public sealed class UmTests(string backend)
     }
 
     [Test]
-    public void TrainsOnTheTinyDemoAndEvaluatesInSeconds() => MethodChecks.TrainsOnTheTinyDemo<UmConfig>(Um, backend, (tr, dir) =>
+    public void TrainsOnTheTinyDemoAndEvaluatesInSeconds() =>
+        MethodChecks.TrainsOnTheTinyDemo<UmConfig>(Um, backend, (tr, dir) =>
     {
         Assert.That(tr.Model.Evaluation.Excluded, Does.Contain("video_test_0000270"));
         using var b = new CpuBackend();
@@ -72,16 +75,18 @@ public sealed class UmTests(string backend)
             // pvlr infer writes UM's detections, already in seconds, as seconds
             var video = ThumosDataset.Load(TrainingTests.TinyDataDir).Test.First(v => v.T > 20);
             var feats = video.ReadFeatures();
-            var npy = Path.Combine(dir, "v.npy"); Npy.Save(npy, feats, video.T, tr.Cfg.FeatDim);
-            var (rc, err, _) = TestData.RunCli("infer", "--checkpoint", Path.Combine(dir, "last.safetensors"), "--features", npy,
-                "--out", Path.Combine(dir, "d.json"), "--device", "cpu");
+            var npy = Path.Combine(dir, "v.npy");
+            Npy.Save(npy, feats, video.T, tr.Cfg.FeatDim);
+            var (rc, err, _) = TestData.RunCli("infer", "--checkpoint", Path.Combine(dir, "last.safetensors"),
+                "--features", npy, "--out", Path.Combine(dir, "d.json"), "--device", "cpu");
             Assert.That(rc, Is.EqualTo(0), err);
             using var g = new Graph(b, model.Parameters);
             var (dets, _) = Inference.LocalizeVideo(model, g, "v", feats, video.T, null);
             Assert.That(dets, Is.Not.Empty);
             using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "d.json")));
             var segment = doc.RootElement.GetProperty("results").GetProperty("v")[0].GetProperty("segment");
-            Assert.That((segment[0].GetDouble(), segment[1].GetDouble()), Is.EqualTo((dets[0].Start, dets[0].End)), "seconds written as seconds");
+            Assert.That((segment[0].GetDouble(), segment[1].GetDouble()), Is.EqualTo((dets[0].Start, dets[0].End)),
+                "seconds written as seconds");
         }
     });
 
@@ -94,7 +99,8 @@ public sealed class UmTests(string backend)
         var ds = ThumosDataset.Load(TrainingTests.TinyDataDir);
         var sampler = new BatchSampler(ds, 0);
         int n = ds.Train.Count, b = 16, t = 8, perEpoch = (n + b - 1) / b;
-        var feats = new float[b * t * ds.FeatureDim]; var labels = new float[b * ds.Ann.Classes.Length];
+        var feats = new float[b * t * ds.FeatureDim];
+        var labels = new float[b * ds.Ann.Classes.Length];
         List<string> Epoch(int e) => Enumerable.Range(e * perEpoch, perEpoch).SelectMany(s => sampler.SampleEpoch(s,
             b, t, feats, null, labels).Select(v => v.Name)).ToList();
         var first = Epoch(0);
@@ -103,7 +109,8 @@ public sealed class UmTests(string backend)
             Has.Count.EqualTo(n - (perEpoch - 1) * b));
         Assert.That(Epoch(1), Is.Not.EqualTo(first), "another order next epoch");
         Assert.That(Epoch(0), Is.EqualTo(first), "the same order for the same epoch");
-        var cfg = (UmConfig)Um.Preset("tiny"); cfg.BatchSize = b;
+        var cfg = (UmConfig)Um.Preset("tiny");
+        cfg.BatchSize = b;
         using var tr = new Trainer(cfg, ds, new CpuBackend(), TextWriter.Null) { Step = perEpoch - 1 };
         Assert.That(float.IsFinite(tr.TrainStep()["total"]), "the epoch's last, smaller batch trains");
     }
@@ -124,7 +131,8 @@ public static class PostFixture
                 Npy.Load(Path.Combine(dir, $"{second}{i}.npy")).AsFloat(), t);
             Check.Close(scores, v.GetProperty("scores").EnumerateArray().Select(x => x.GetDouble()).ToArray(), 1e-7,
                 1e-6, $"video {i} scores");
-            var want = v.GetProperty("detections").EnumerateArray().Select(d => (label: d.GetProperty("label").GetInt32(), score: d.GetProperty("score").GetDouble(),
+            var want = v.GetProperty("detections").EnumerateArray().Select(d =>
+                (label: d.GetProperty("label").GetInt32(), score: d.GetProperty("score").GetDouble(),
                 start: d.GetProperty("start").GetDouble(), end: d.GetProperty("end").GetDouble())).ToList();
             Assert.That(dets, Has.Count.EqualTo(want.Count), $"video {i}: detections");
             for (int k = 0; k < want.Count; k++)

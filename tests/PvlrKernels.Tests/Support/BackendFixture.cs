@@ -49,7 +49,8 @@ public static class TestData
     /// n floats uniform in [-scale, scale), reproducible from the seed.
     public static float[] Rand(int n, int seed, double scale = 1)
     {
-        var r = new Random(seed); var a = new float[n];
+        var r = new Random(seed);
+        var a = new float[n];
         for (int i = 0; i < n; i++) a[i] = (float)((r.NextDouble() * 2 - 1) * scale);
         return a;
     }
@@ -57,10 +58,18 @@ public static class TestData
     /// The CLI run in this process: its exit code and what it wrote to stderr and to stdout.
     public static (int rc, string err, string output) RunCli(params string[] args)
     {
-        var err = new StringWriter(); var output = new StringWriter(); var oldErr = Console.Error; var oldOut = Console.Out;
-        Console.SetError(err); Console.SetOut(output);
+        var err = new StringWriter();
+        var output = new StringWriter();
+        var oldErr = Console.Error;
+        var oldOut = Console.Out;
+        Console.SetError(err);
+        Console.SetOut(output);
         try { return (Cli.Program.Main(args), err.ToString(), output.ToString()); }
-        finally { Console.SetError(oldErr); Console.SetOut(oldOut); }
+        finally
+        {
+            Console.SetError(oldErr);
+            Console.SetOut(oldOut);
+        }
     }
 }
 
@@ -76,7 +85,8 @@ public static class Check
         string what)
     {
         Assert.That(got.Length, Is.EqualTo(expect.Length), $"{what}: length");
-        int bad = 0; var msg = new System.Text.StringBuilder();
+        int bad = 0;
+        var msg = new System.Text.StringBuilder();
         double worst = 0;
         for (int i = 0; i < got.Length; i++)
         {
@@ -84,14 +94,16 @@ public static class Check
             if (!(d <= tol))
             {
                 if (bad < 5) msg.Append($" [{i}] got {got[i]:G9} want {expect[i]:G9};");
-                bad++; worst = Math.Max(worst, d);
+                bad++;
+                worst = Math.Max(worst, d);
             }
         }
         Assert.That(bad, Is.EqualTo(0), $"{what}: {bad}/{got.Length} outside tolerance (worst {worst:G3}):{msg}");
     }
     public static void Close(ReadOnlySpan<float> got, ReadOnlySpan<float> expect, double atol, double rtol, string what)
     {
-        var e = new double[expect.Length]; for (int i = 0; i < e.Length; i++) e[i] = expect[i];
+        var e = new double[expect.Length];
+        for (int i = 0; i < e.Length; i++) e[i] = expect[i];
         Close(got, e, atol, rtol, what);
     }
 }

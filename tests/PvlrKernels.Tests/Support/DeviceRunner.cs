@@ -26,7 +26,8 @@ public static class DeviceRunner
             switch (r.ResultState.Status)
             {
                 case TestStatus.Passed: Passed++; stdout.WriteLine($"  ok    {r.FullName} ({r.Duration:F2} s)"); break;
-                case TestStatus.Failed: Failed++; stdout.WriteLine($"  FAIL  {r.FullName}\n        {r.Message?.Replace("\n", "\n        ")}"); break;
+                case TestStatus.Failed: Failed++; stdout.WriteLine($"  FAIL  {r.FullName}\n        "
+                    + $"{r.Message?.Replace("\n", "\n        ")}"); break;
                 default: Skipped++; break;
             }
         }
@@ -47,9 +48,12 @@ public static class DeviceRunner
         var stdout = new StreamWriter(Console.OpenStandardOutput()) { AutoFlush = true };
         var listener = new Listener(stdout);
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        Console.WriteLine($"Vector512 hardware-accelerated: {System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated}, AVX2: {System.Runtime.Intrinsics.X86.Avx2.IsSupported}");
+        Console.WriteLine($"Vector512 hardware-accelerated: "
+            + $"{System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated}, AVX2: "
+                + $"{System.Runtime.Intrinsics.X86.Avx2.IsSupported}");
         runner.Run(listener, filter);
-        Console.WriteLine($"{listener.Passed} passed, {listener.Failed} failed, {listener.Skipped} skipped ({sw.Elapsed.TotalSeconds:F1} s)");
+        Console.WriteLine($"{listener.Passed} passed, {listener.Failed} failed, {listener.Skipped} skipped "
+            + $"({sw.Elapsed.TotalSeconds:F1} s)");
         return listener.Failed == 0 && listener.Passed > 0 ? 0 : 1;
     }
 }

@@ -19,9 +19,11 @@ public static class ReferencePython
         if (!File.Exists(Exe)) Assert.Ignore($"{Exe} is not installed");
         using var p = Process.Start(new ProcessStartInfo(Exe, args) { RedirectStandardOutput = true,
             RedirectStandardError = true });
-        var so = p.StandardOutput.ReadToEndAsync(); var se = p.StandardError.ReadToEndAsync();
+        var so = p.StandardOutput.ReadToEndAsync();
+        var se = p.StandardError.ReadToEndAsync();
         p.WaitForExit();
-        if (p.ExitCode != 0 && se.Result.Contains("No module named")) Assert.Ignore("python3 lacks a module: " + se.Result.Trim().Split('\n').Last());
+        if (p.ExitCode != 0 && se.Result.Contains("No module named"))
+            Assert.Ignore("python3 lacks a module: " + se.Result.Trim().Split('\n').Last());
         return (p.ExitCode, so.Result, se.Result);
     }
 

@@ -102,10 +102,12 @@ public sealed class BenchmarkTests
     public void WorkloadsRunTheirBodyAndFreeWhatTheyOwn()
     {
         // Run is the body, once per call; Dispose frees what the setup made, the last made first
-        var freed = new List<string>(); int runs = 0;
+        var freed = new List<string>();
+        int runs = 0;
         using (var w = new Bench.Workload("n", "s", () => runs++, new Owned(freed, "store"), new Owned(freed, "graph")))
         {
-            w.Run(); w.Run();
+            w.Run();
+            w.Run();
             Assert.That(runs, Is.EqualTo(2));
             Assert.That(freed, Is.Empty);
         }
@@ -113,7 +115,11 @@ public sealed class BenchmarkTests
 
         using var cpu = new CpuBackend();
         var log = new StringWriter();
-        using (var step = Bench.TrainStepWork(cpu, PvlrConfig.Tiny(), log)) { step.Run(); step.Run(); }
+        using (var step = Bench.TrainStepWork(cpu, PvlrConfig.Tiny(), log))
+        {
+            step.Run();
+            step.Run();
+        }
         Assert.That(log.ToString(),
             Is.EqualTo("  step 1 done" + Environment.NewLine + "  step 2 done" + Environment.NewLine));
         using var gemm = Bench.GemmWork(cpu, 8, 16, 32);
@@ -132,7 +138,8 @@ public sealed class BenchmarkTests
         // test left) also count, so the sleep is tried up to 5 times and its quietest try must count under
         // 50 ms; a wall clock would count 150 ms every time. Busy is CPU time over wall x cores.
         long c0 = Profiler.CpuNanoseconds();
-        var sw = System.Diagnostics.Stopwatch.StartNew(); double x = 0;
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        double x = 0;
         while (sw.ElapsedMilliseconds < 150) x += Math.Sqrt(x + 1);
         long spun = Profiler.CpuNanoseconds() - c0;
         Assert.That(spun, Is.GreaterThan(100_000_000L), $"spinning 150 ms counted {spun / 1e6:F1} ms ({x:F0})");
@@ -156,10 +163,12 @@ public sealed class BenchmarkTests
     {
         Assert.That(Cli.Program.TorchBlasIsReference("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3", double.NaN),
             Is.True);
-        Assert.That(Cli.Program.TorchBlasIsReference("/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3, /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so", double.NaN), Is.False);
+        Assert.That(Cli.Program.TorchBlasIsReference("/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3, "
+            + "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so", double.NaN), Is.False);
         Assert.That(Cli.Program.TorchBlasIsReference("none mapped", double.NaN), Is.False);
         // a preloaded reference libblas beside OpenBLAS: the names mislead, the rate does not
-        Assert.That(Cli.Program.TorchBlasIsReference("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0, /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so", 3.1), Is.True);
+        Assert.That(Cli.Program.TorchBlasIsReference("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0, "
+            + "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so", 3.1), Is.True);
         Assert.That(Cli.Program.TorchBlasIsReference("/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3", 140),
             Is.False);
     }

@@ -14,7 +14,8 @@ public sealed class PtxTests
     {
         var kernels = Ptx.CompileAll(CudaArchitecture.SM_80, CudaArchitecture.SM_90);
         var names = kernels.Select(k => k.Name).Distinct().ToList();
-        Assert.That(names, Does.Contain("UnaryFwd<SigmoidOp>").And.Contain("BinaryGrad<BceOp>").And.Contain("GemmBlocked<Gemm16>").And.Contain("L2NormWarp.Rows"));
+        Assert.That(names, Does.Contain("UnaryFwd<SigmoidOp>").And.Contain("BinaryGrad<BceOp>")
+            .And.Contain("GemmBlocked<Gemm16>").And.Contain("L2NormWarp.Rows"));
         Assert.That(names, Has.Count.GreaterThanOrEqualTo(60), string.Join(", ", names));
         foreach (var k in kernels)
         {

@@ -31,7 +31,8 @@ public sealed class CheckpointTests
         Assert.That(got.Keys, Is.EquivalentTo(files.Select(Path.GetFileNameWithoutExtension)));
         foreach (var f in files)
         {
-            var e = Npy.Load(f); var name = Path.GetFileNameWithoutExtension(f);
+            var e = Npy.Load(f);
+            var name = Path.GetFileNameWithoutExtension(f);
             Assert.That(got[name].shape, Is.EqualTo(e.Shape), name);
             Assert.That(got[name].data, Is.EqualTo(e.AsFloat()), name);       // exact: fp32 copied, fp16 widened
         }
@@ -86,8 +87,11 @@ public sealed class CheckpointTests
         var sd = TorchZip.Load(Path.Combine(Fx, "tiny_wrapped_fp16.pth"));
         var path = SavePth(sd);
         var back = TorchZip.Load(path);
-        foreach (var (k, v) in sd) { Assert.That(back[k].shape, Is.EqualTo(v.shape), k); Assert.That(back[k].data,
-            Is.EqualTo(v.data), k); }
+        foreach (var (k, v) in sd)
+        {
+            Assert.That(back[k].shape, Is.EqualTo(v.shape), k);
+            Assert.That(back[k].data, Is.EqualTo(v.data), k);
+        }
         File.Delete(path);
     }
 
@@ -101,7 +105,9 @@ public sealed class CheckpointTests
             new Dictionary<string, string> { [Checkpoint.ConfigRecord] = "{}" });
         Assert.That(TorchZip.ReadTextRecords(path, Checkpoint.ConfigRecord, Checkpoint.ClassesRecord),
             Is.EqualTo(new Dictionary<string, string> { [Checkpoint.ConfigRecord] = "{}" }));
-        var (rc, so, se) = ReferencePython.Run($"-c \"import torch,sys; sd=torch.load(sys.argv[1]); print(len(sd), float(sd['fusion.0.bias'].sum()))\" \"{path}\"");
+        var (rc, so,
+            se) = ReferencePython.Run($"-c \"import torch,sys; sd=torch.load(sys.argv[1]); print(len(sd), "
+                + $"float(sd['fusion.0.bias'].sum()))\" \"{path}\"");
         Assert.That(rc, Is.EqualTo(0), se);
         Assert.That(so.Split(' ')[0], Is.EqualTo(sd.Count.ToString()));
         Assert.That(double.Parse(so.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture),
@@ -112,7 +118,8 @@ public sealed class CheckpointTests
     [Test]
     public void CliExportsBothFormatsAndEvalsAPth()
     {
-        var st = Tmp(".safetensors"); var pth = Tmp(".pth");
+        var st = Tmp(".safetensors");
+        var pth = Tmp(".pth");
         Assert.That(Cli.Program.Main(new[] { "export", "--checkpoint", Path.Combine(Fx, "tiny_state_dict.pth"),
             "--format", "safetensors", "--out", st }), Is.EqualTo(0));
         Assert.That(Cli.Program.Main(new[] { "export", "--checkpoint", st, "--format", "pth", "--out", pth }),
@@ -122,7 +129,8 @@ public sealed class CheckpointTests
             "fusion2.0.weight.npy")).AsFloat()));
         Assert.That(Cli.Program.Main(new[] { "eval", "--checkpoint", Path.Combine(Fx, "tiny_state_dict.pth"),
             "--data", TrainingTests.TinyDataDir, "--device", "cpu" }), Is.EqualTo(0));
-        File.Delete(st); File.Delete(pth);
+        File.Delete(st);
+        File.Delete(pth);
     }
 
     static readonly Dictionary<string, string> PresetData = new();
@@ -150,7 +158,9 @@ public sealed class CheckpointTests
     public void ExportedCheckpointsEvaluateAsTheCheckpoint(string preset)
     {
         var cfg = PvlrConfig.FromPreset(preset);
-        cfg.WinogradTile = 4; cfg.SigTInfer = 0.05f;                      // test-time settings a guess would not restore
+        // test-time settings a guess would not restore
+        cfg.WinogradTile = 4;
+        cfg.SigTInfer = 0.05f;
         var data = DataFor(cfg);
         var classes = Annotations.Load(Path.Combine(data, ThumosDataset.AnnDir)).Classes;
         string st = Tmp(".safetensors"), pth = Tmp(".pth"), back = Tmp(".safetensors");
@@ -185,7 +195,10 @@ public sealed class CheckpointTests
             Assert.That(((PvlrConfig)loaded.Config).ToJson(), Is.EqualTo(c.ToJson()), "every configuration value");
             Assert.That(loaded.Classes, Is.EqualTo(classes));
         }
-        finally { foreach (var f in new[] { st, pth, back }) if (File.Exists(f)) File.Delete(f); }
+        finally
+        {
+            foreach (var f in new[] { st, pth, back }) if (File.Exists(f)) File.Delete(f);
+        }
     }
 
     /// An option the command does not take is an error that lists the command's options, before any work
@@ -196,7 +209,8 @@ public sealed class CheckpointTests
         var train = TestData.RunCli("train", "--max-iters", "5");
         var export = TestData.RunCli("export", "--checkpoint", Path.Combine(Fx, "tiny_state_dict.pth"), "--format",
             "pth", "--out", Tmp(".pth"), "--device", "cpu");
-        Assert.That(train.rc, Is.EqualTo(1)); Assert.That(export.rc, Is.EqualTo(1));
+        Assert.That(train.rc, Is.EqualTo(1));
+        Assert.That(export.rc, Is.EqualTo(1));
         Assert.That(train.err, Does.Contain("pvlr train: unknown option --max-iters").And.Contain("--max-iter,"));
         Assert.That(export.err, Does.Contain("pvlr export: unknown option --device"));
     }
@@ -213,8 +227,10 @@ public sealed class CheckpointTests
         int t = 40, f = ((PvlrConfig)model.Config).FeatDim;
         var x = new float[t * f];
         for (int i = 0; i < x.Length; i++) x[i] = MathF.Sin(0.37f * i) * (1 + i % 5);
-        var dir = Tmp(""); Directory.CreateDirectory(dir);
-        var video = Path.Combine(dir, "video_test_0000004.npy"); Npy.Save(video, x, t, f);
+        var dir = Tmp("");
+        Directory.CreateDirectory(dir);
+        var video = Path.Combine(dir, "video_test_0000004.npy");
+        Npy.Save(video, x, t, f);
         var json = Path.Combine(dir, "detections.json");
         string Run(string features)
         {
@@ -242,14 +258,19 @@ public sealed class CheckpointTests
         }
         var written = File.ReadAllText(json);
 
-        var bad = (float[])x.Clone(); bad[7 * f + 3] = float.NaN;
-        var nan = Path.Combine(dir, "nan.npy"); Npy.Save(nan, bad, t, f);
+        var bad = (float[])x.Clone();
+        bad[7 * f + 3] = float.NaN;
+        var nan = Path.Combine(dir, "nan.npy");
+        Npy.Save(nan, bad, t, f);
         Assert.That(Run(nan), Does.StartWith("1 ").And.Contain($"{nan}: non-finite value NaN at snippet 7, feature 3"));
-        var empty = Path.Combine(dir, "empty.npy"); Npy.Save(empty, Array.Empty<float>(), 0, f);
+        var empty = Path.Combine(dir, "empty.npy");
+        Npy.Save(empty, Array.Empty<float>(), 0, f);
         Assert.That(Run(empty), Does.StartWith("1 ").And.Contain($"{empty}: shape (0,{f}), no snippets"));
-        var wide = Path.Combine(dir, "wide.npy"); Npy.Save(wide, new float[t * (f + 1)], t, f + 1);
+        var wide = Path.Combine(dir, "wide.npy");
+        Npy.Save(wide, new float[t * (f + 1)], t, f + 1);
         Assert.That(Run(wide), Does.StartWith("1 ").And.Contain($"{wide}: shape ({t},{f + 1}), expected (T, {f})"));
-        var torn = Path.Combine(dir, "torn.npy"); File.WriteAllBytes(torn, File.ReadAllBytes(video)[..200]);
+        var torn = Path.Combine(dir, "torn.npy");
+        File.WriteAllBytes(torn, File.ReadAllBytes(video)[..200]);
         Assert.That(Run(torn), Does.StartWith("1 ").And.Contain(torn).And.Contain("truncated"));
         Assert.That(File.ReadAllText(json), Is.EqualTo(written), "a failed run leaves the earlier output");
     }
@@ -263,6 +284,8 @@ public sealed class CheckpointTests
         var (rc, err, _) = TestData.RunCli("eval", "--checkpoint", ckpt, "--data", InferenceTests.WideDataDir,
             "--device", "cpu");
         Assert.That(rc, Is.EqualTo(1));
-        Assert.That(err, Does.Contain($"{Path.Combine(InferenceTests.WideDataDir, ThumosDataset.FeatFile)}: feature width 32, the checkpoint {ckpt} expects 16"));
+        Assert.That(err,
+            Does.Contain($"{Path.Combine(InferenceTests.WideDataDir, ThumosDataset.FeatFile)}: feature width 32, the "
+                + $"checkpoint {ckpt} expects 16"));
     }
 }

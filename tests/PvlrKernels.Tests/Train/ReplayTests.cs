@@ -39,7 +39,8 @@ public sealed class ReplayTests(string backend)
     public void ReplayReproducesThePyTorchStep()
     {
         // ~100 s on the emulator (one OS thread per simulated GPU thread); every op it uses is tested there.
-        if (backend == "ilgpu-cpu") Assert.Ignore("a whole step is too slow for the emulator; the op suite covers its kernels");
+        if (backend == "ilgpu-cpu")
+            Assert.Ignore("a whole step is too slow for the emulator; the op suite covers its kernels");
         var r = PvlrReplay.Run(Fixture, Backends.Get(backend));
         AssertMatches(Fixture, r);
         Assert.That(r.Notes, Has.Some.Contains("vAttn.AE_d"), "AE_d's recorded masks are reported as unused");
@@ -83,7 +84,8 @@ public sealed class ReplayTests(string backend)
     [Test]
     public void SavingsOffGivesTheSameStep()
     {
-        if (backend == "ilgpu-cpu") Assert.Ignore("a whole step is too slow for the emulator; the cpu and cuda cases cover it");
+        if (backend == "ilgpu-cpu")
+            Assert.Ignore("a whole step is too slow for the emulator; the cpu and cuda cases cover it");
         var r = PvlrReplay.Run(Fixture, Backends.Get(backend),
             c => { c.TruncateText = false; c.SkipAeDecoder = false; });
         AssertMatches(Fixture, r);
@@ -132,7 +134,9 @@ public sealed class ReplayTests(string backend)
     {
         if (backend != "cpu") Assert.Ignore("one backend is enough for the live dump");
         var d = Path.Combine(Path.GetTempPath(), "pvlr-livereplay-" + Guid.NewGuid().ToString("N")[..8]);
-        var (rc, _, err) = ReferencePython.Run($"\"{ReferencePython.RepoPath("benchmarks", "reference", "pvlr_ref.py")}\" dump \"{d}\" --seed 21");
+        var (rc, _,
+            err) = ReferencePython.Run($"\"{ReferencePython.RepoPath("benchmarks", "reference", "pvlr_ref.py")}\" "
+                + $"dump \"{d}\" --seed 21");
         Assert.That(rc, Is.EqualTo(0), err);
         var r = PvlrReplay.Run(d, Backends.Get(backend));
         AssertMatches(d, r);

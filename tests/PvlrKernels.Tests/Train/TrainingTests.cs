@@ -25,7 +25,8 @@ public sealed class TrainingTests
 
     static float[] Run(int steps, out Trainer trainer)
     {
-        var cfg = PvlrConfig.Tiny(); cfg.Lr = 3e-3f;
+        var cfg = PvlrConfig.Tiny();
+        cfg.Lr = 3e-3f;
         trainer = new Trainer(cfg, Data.Value, new CpuBackend(), TextWriter.Null);
         var losses = new float[steps];
         for (int i = 0; i < steps; i++) losses[i] = trainer.TrainStep()["total"];
@@ -57,7 +58,8 @@ public sealed class TrainingTests
         tr.TrainStep();
         long d0 = tr.Backend.Downloads, u0 = tr.Backend.Uploads;
         var terms = tr.TrainStep();
-        TestContext.Out.WriteLine($"{method}: {terms.Count} values read, {tr.Backend.Downloads - d0} downloads, {tr.Backend.Uploads - u0} uploads");
+        TestContext.Out.WriteLine($"{method}: {terms.Count} values read, {tr.Backend.Downloads - d0} downloads, "
+            + $"{tr.Backend.Uploads - u0} uploads");
         Assert.That(terms.Count, Is.GreaterThan(3));
         Assert.That(tr.Backend.Downloads - d0, Is.EqualTo(downloads));
         Assert.That(tr.Backend.Uploads - u0, Is.EqualTo(uploads));
@@ -66,12 +68,14 @@ public sealed class TrainingTests
     [Test]
     public void LossFallsAndRunIsDeterministic()
     {
-        var a = Run(12, out var t1); var b = Run(12, out var t2);
+        var a = Run(12, out var t1);
+        var b = Run(12, out var t2);
         Assert.That(b, Is.EqualTo(a), "same seed, same numbers");
         Assert.That(a.Skip(9).Average(), Is.LessThan(a.Take(3).Average()),
             $"loss did not fall: {string.Join(", ", a)}");
         Assert.That(a, Is.All.Matches<float>(float.IsFinite));
-        t1.Dispose(); t2.Dispose();
+        t1.Dispose();
+        t2.Dispose();
     }
 
     [Test]
@@ -81,10 +85,16 @@ public sealed class TrainingTests
         var path = Path.Combine(Path.GetTempPath(), $"pvlr-ckpt-{Guid.NewGuid():N}.safetensors");
         tr.SaveCheckpoint(path);
         var (model, step, rng) = Checkpoint.Load(path, tr.Backend);
-        Assert.That(step, Is.EqualTo(3)); Assert.That(rng, Is.EqualTo(tr.Rng.Counter));
+        Assert.That(step, Is.EqualTo(3));
+        Assert.That(rng, Is.EqualTo(tr.Rng.Counter));
         foreach (var p in tr.Model.Parameters.List) Assert.That(model.Parameters.Get(p.Name),
             Is.EqualTo(tr.Model.Parameters.Get(p.Name)), p.Name);
-        float[] Moments(IMethodModel m) { var a = new float[m.Parameters.Total]; tr.Backend.Download(m.Parameters.M.At(0), a); return a; }
+        float[] Moments(IMethodModel m)
+        {
+            var a = new float[m.Parameters.Total];
+            tr.Backend.Download(m.Parameters.M.At(0), a);
+            return a;
+        }
         Assert.That(Moments(model), Is.EqualTo(Moments(tr.Model)).And.Not.All.EqualTo(0f));
         // an inference load reads the weights only: the same weights, moments left at zero
         var (infer, _, _) = Checkpoint.Load(path, tr.Backend, optimizer: false);
@@ -93,7 +103,8 @@ public sealed class TrainingTests
         Assert.That(Moments(infer), Is.All.EqualTo(0f));
         var (weights, _) = Safetensors.Load(path, n => !n.StartsWith("adam_"));
         Assert.That(weights.Keys, Is.EquivalentTo(tr.Model.Parameters.List.Select(p => p.Name)));
-        model.Parameters.Dispose(); infer.Parameters.Dispose();
+        model.Parameters.Dispose();
+        infer.Parameters.Dispose();
         var r = tr.Evaluate(Data.Value.Test);
         Assert.That(r.Map, Has.Length.EqualTo(9));
         Assert.That(r.Map, Is.All.InRange(0.0, 100.0));
@@ -135,7 +146,14 @@ public sealed class TrainingTests
     [TestCase(true)]
     public void ResumedRunKeepsTheBestAndThePerformanceLog(bool lostLastEntry)
     {
-        PvlrConfig Cfg() { var c = PvlrConfig.Tiny(); c.Lr = 3e-3f; c.Interval = 2; c.WarmupIter = 0; return c; }
+        PvlrConfig Cfg()
+        {
+            var c = PvlrConfig.Tiny();
+            c.Lr = 3e-3f;
+            c.Interval = 2;
+            c.WarmupIter = 0;
+            return c;
+        }
         string a = Path.Combine(Path.GetTempPath(), "pvlr-full-" + Guid.NewGuid().ToString("N")[..8]),
             b = a.Replace("pvlr-full-", "pvlr-legs-");
         try
@@ -167,7 +185,10 @@ public sealed class TrainingTests
             using (ma.Parameters) using (mb.Parameters) Assert.That((sb, mb.Parameters.Get("fusion.0.weight")),
                 Is.EqualTo((sa, ma.Parameters.Get("fusion.0.weight"))), "best.safetensors");
         }
-        finally { foreach (var d in new[] { a, b }) if (Directory.Exists(d)) Directory.Delete(d, true); }
+        finally
+        {
+            foreach (var d in new[] { a, b }) if (Directory.Exists(d)) Directory.Delete(d, true);
+        }
     }
 
     static (int w, int h) PngSize(string path)
@@ -190,7 +211,8 @@ public sealed class TrainingTests
                 "--data", TinyDataDir, "--out", dir);
             Assert.That(rc, Is.EqualTo(0), err);
             Assert.That(err, Does.Not.Contain("plots without axes"));
-            int terms = PvlrLoss.Names.Count(n => n != "distillation_loss") + 2;     // + distillation (CLIP features present) + total
+            // + distillation (CLIP features present) + total
+            int terms = PvlrLoss.Names.Count(n => n != "distillation_loss") + 2;
             Assert.That(PngSize(Path.Combine(dir, "loss.png")), Is.EqualTo((900, 170 * terms)));
             var cas = Directory.GetFiles(dir, "cas_attn_*.png");
             Assert.That(cas, Is.Not.Empty);
@@ -202,11 +224,14 @@ public sealed class TrainingTests
     [Test]
     public void ResumedRunReproducesTheUninterruptedLosses()
     {
-        var full = Run(6, out var t1); t1.Dispose();
+        var full = Run(6, out var t1);
+        t1.Dispose();
         Run(3, out var t2);
         var path = Path.Combine(Path.GetTempPath(), $"pvlr-resume-{Guid.NewGuid():N}.safetensors");
-        t2.SaveCheckpoint(path); t2.Dispose();
-        var cfg = PvlrConfig.Tiny(); cfg.Lr = 3e-3f;
+        t2.SaveCheckpoint(path);
+        t2.Dispose();
+        var cfg = PvlrConfig.Tiny();
+        cfg.Lr = 3e-3f;
         using var t3 = new Trainer(cfg, Data.Value, new CpuBackend(), TextWriter.Null);
         t3.Resume(path);
         Assert.That(t3.Step, Is.EqualTo(3));
@@ -234,7 +259,8 @@ public sealed class TrainingTests
         for (int i = 0; i < b; i++) labels[i * c + i % 2] = labels[i * c + 2] = 1;          // all share class 2
         var e = Assert.Throws<TrainingDivergedException>(() => tr.StepOn(feats, clip, labels));
         Assert.That(e.Message,
-            Does.Contain("'action_prob_vid_contra_loss' is NaN").And.Contain("no negative pair").And.Contain("the original's model/loss.py is NaN here too"));
+            Does.Contain("'action_prob_vid_contra_loss' is NaN").And.Contain("no negative pair")
+                .And.Contain("the original's model/loss.py is NaN here too"));
         labels[2] = 0;                                                                       // video 0: class 0 only
         Assert.That(tr.StepOn(feats, clip, labels)["action_prob_vid_contra_loss"], Is.Not.NaN);
     }
@@ -274,12 +300,17 @@ public sealed class TrainingTests
     {
         var dir = Path.Combine(Path.GetTempPath(), $"pvlr-kill-{Guid.NewGuid():N}");
         string dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "pvlr.dll");
-        string dotnet = Environment.ProcessPath is { } pp && Path.GetFileNameWithoutExtension(pp) == "dotnet" ? pp : "dotnet";
-        var rng = new Random(4); int kills = 0, loaded = 0;
+        string dotnet = Environment.ProcessPath is { } pp && Path.GetFileNameWithoutExtension(pp) == "dotnet"
+            ? pp : "dotnet";
+        var rng = new Random(4);
+        int kills = 0, loaded = 0;
         for (int round = 0; round < 4; round++)
         {
-            var args = round == 0 ? $"\"{dll}\" train --preset tiny --max-iter 100000 --device cpu --data \"{TinyDataDir}\" --out \"{dir}\""
-                                  : $"\"{dll}\" train --resume \"{dir}\" --max-iter 100000 --device cpu --data \"{TinyDataDir}\"";
+            var args = round == 0
+                ? $"\"{dll}\" train --preset tiny --max-iter 100000 --device cpu --data \"{TinyDataDir}\" --out "
+                    + $"\"{dir}\""
+                                  : $"\"{dll}\" train --resume \"{dir}\" --max-iter 100000 --device cpu --data "
+                                      + $"\"{TinyDataDir}\"";
             using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(dotnet,
                 args) { RedirectStandardOutput = true, RedirectStandardError = true });
             p.OutputDataReceived += (_, _) => { }; p.ErrorDataReceived += (_,
@@ -289,16 +320,20 @@ public sealed class TrainingTests
                 "last.safetensors")) && DateTime.UtcNow < deadline && !p.HasExited) Thread.Sleep(50);
             Assert.That(p.HasExited, Is.False, "the training process ended early");
             Thread.Sleep(rng.Next(200, 1500));                          // land somewhere inside the write loop
-            p.Kill(); p.WaitForExit(); kills++;
+            p.Kill();
+            p.WaitForExit();
+            kills++;
             foreach (var f in new[] { "last.safetensors", "best.safetensors" })
             {
                 var path = Path.Combine(dir, f);
                 if (!File.Exists(path)) continue;
                 var (model, _, _) = Checkpoint.Load(path, new CpuBackend());
-                model.Parameters.Dispose(); loaded++;
+                model.Parameters.Dispose();
+                loaded++;
             }
         }
-        Assert.That(kills, Is.EqualTo(4)); Assert.That(loaded, Is.GreaterThanOrEqualTo(4));
+        Assert.That(kills, Is.EqualTo(4));
+        Assert.That(loaded, Is.GreaterThanOrEqualTo(4));
         Directory.Delete(dir, true);
     }
 

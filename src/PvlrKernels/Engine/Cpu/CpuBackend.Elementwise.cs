@@ -10,10 +10,15 @@ public sealed unsafe partial class CpuBackend
     /// tail: the same bits as the kernel body, which every other op and length takes.
     public override void Unary<TOp>(Buf y, Buf x, long n, float p)
     {
-        if (!TOp.HasLanes || n < 4096 || !Lanes16) { base.Unary<TOp>(y, x, n, p); return; }
+        if (!TOp.HasLanes || n < 4096 || !Lanes16)
+        {
+            base.Unary<TOp>(y, x, n, p);
+            return;
+        }
         using var _ = Profiler.Time(typeof(UnaryFwd<TOp, PtrMem>), n);
         string op = typeof(TOp).Name;
-        Checked(op, y, n); Checked(op, x, n);
+        Checked(op, y, n);
+        Checked(op, x, n);
         float* yp = P(y), xp = P(x);
         Elements(n, (i, end) =>
         {
@@ -34,7 +39,9 @@ public sealed unsafe partial class CpuBackend
         using var _ = Profiler.Time(typeof(UnaryBwd<TOp, PtrMem>), n);
         string op = typeof(TOp).Name + ".backward";
         bool readsY = TOp.BackwardReadsY;
-        Checked(op, dx, n); Checked(op, x, n); Checked(op, dy, n);
+        Checked(op, dx, n);
+        Checked(op, x, n);
+        Checked(op, dy, n);
         if (readsY) Checked(op, y, n);
         float* dxp = P(dx), xp = P(x), dyp = P(dy), yp = readsY ? P(y) : null;
         Elements(n, (i, end) =>
@@ -65,7 +72,8 @@ public sealed unsafe partial class CpuBackend
         {
             for (long r = r0; r < r1; r++)
             {
-                long o = r * cols; int j = 0;
+                long o = r * cols;
+                int j = 0;
                 if (wide)
                 {
                     var sv = Vector512.Create(sp[r]);
@@ -83,7 +91,8 @@ public sealed unsafe partial class CpuBackend
     /// (stride 0) of each operand. False where the strides do not fit; the generic kernel runs then.
     static bool Rowwise(Dims4 d, ref Strides4 sa, ref Strides4 sb, out Dims4 dc)
     {
-        dc = d; Canonical(ref dc, ref sa, ref sb);
+        dc = d;
+        Canonical(ref dc, ref sa, ref sb);
         return !(sa.S3 > 1 || sb.S3 > 1 || sa.S3 < 0 || sb.S3 < 0 || (sa.S3 == 0 && sb.S3 == 0) || dc.N3 < 16);
     }
 
@@ -109,16 +118,24 @@ public sealed unsafe partial class CpuBackend
     /// row). Other stride patterns take the generic kernel body; both give the same bits.
     public override void Binary<TOp>(Buf o, Buf a, Strides4 sa, Buf b, Strides4 sb, Dims4 d)
     {
-        var ca = sa; var cb = sb;
-        if (!Lanes16 || !Rowwise(d, ref ca, ref cb, out var dc)) { base.Binary<TOp>(o, a, sa, b, sb, d); return; }
+        var ca = sa;
+        var cb = sb;
+        if (!Lanes16 || !Rowwise(d, ref ca, ref cb, out var dc))
+        {
+            base.Binary<TOp>(o, a, sa, b, sb, d);
+            return;
+        }
         using var _ = Profiler.Time(typeof(TOp).Name, d.Total);
         string op = typeof(TOp).Name;
-        Checked(op, o, d.Total); Checked(op, a, Range(d, sa).hi + 1); Checked(op, b, Range(d, sb).hi + 1);
+        Checked(op, o, d.Total);
+        Checked(op, a, Range(d, sa).hi + 1);
+        Checked(op, b, Range(d, sb).hi + 1);
         float* outRows = P(o);
         EachRow(dc, ca, cb, d.Total, P(a), P(b), (at, width, aAt, aIsRow, bAt, bIsRow) =>
         {
             float* av = (float*)aAt, bv = (float*)bAt, dst = outRows + at;
-            var aOne = Vector512.Create(*av); var bOne = Vector512.Create(*bv);
+            var aOne = Vector512.Create(*av);
+            var bOne = Vector512.Create(*bv);
             int j = 0;
             for (; j + 16 <= width; j += 16)
                 Vector512.Store(TOp.Forward(aIsRow ? Vector512.Load(av + j) : aOne,
@@ -131,7 +148,8 @@ public sealed unsafe partial class CpuBackend
     /// index arithmetic made the dropout and gating gradients the largest kernel of a training step).
     public override void BinaryGrad<TOp>(Buf tmp, Buf a, Strides4 sa, Buf b, Strides4 sb, Buf dy, Dims4 d, int which)
     {
-        var ca = sa; var cb = sb;
+        var ca = sa;
+        var cb = sb;
         if (!Lanes16 || !Rowwise(d, ref ca, ref cb, out var dc))
         {
             base.BinaryGrad<TOp>(tmp, a, sa, b, sb, dy, d, which);
@@ -139,17 +157,19 @@ public sealed unsafe partial class CpuBackend
         }
         using var _ = Profiler.Time(typeof(TOp).Name + ".backward", d.Total);
         string op = typeof(TOp).Name + ".backward";
-        Checked(op, tmp, d.Total); Checked(op, dy, d.Total); Checked(op, a, Range(d, sa).hi + 1); Checked(op, b, Range(d,
-            sb).hi + 1);
+        Checked(op, tmp, d.Total); Checked(op, dy, d.Total); Checked(op, a, Range(d, sa).hi + 1); Checked(op, b,
+            Range(d, sb).hi + 1);
         float* tmpRows = P(tmp), dyRows = P(dy);
         EachRow(dc, ca, cb, d.Total, P(a), P(b), (at, width, aAt, aIsRow, bAt, bIsRow) =>
         {
             float* av = (float*)aAt, bv = (float*)bAt, g = dyRows + at, dst = tmpRows + at;
-            var aOne = Vector512.Create(*av); var bOne = Vector512.Create(*bv);
+            var aOne = Vector512.Create(*av);
+            var bOne = Vector512.Create(*bv);
             int j = 0;
             for (; j + 16 <= width; j += 16)
             {
-                var aj = aIsRow ? Vector512.Load(av + j) : aOne; var bj = bIsRow ? Vector512.Load(bv + j) : bOne;
+                var aj = aIsRow ? Vector512.Load(av + j) : aOne;
+                var bj = bIsRow ? Vector512.Load(bv + j) : bOne;
                 var gj = Vector512.Load(g + j);
                 Vector512.Store(which == 0 ? TOp.GradA(aj, bj, gj) : TOp.GradB(aj, bj, gj), dst + j);
             }
@@ -165,7 +185,11 @@ public sealed unsafe partial class CpuBackend
     public override void Adam(Storage theta, Storage grad, Storage m, Storage v, long off, long n, AdamParams a)
     {
         var body = AdamBody(theta, grad, m, v, off, n, a);                   // checks every extent
-        if (!Lanes16) { Launch(n, body); return; }
+        if (!Lanes16)
+        {
+            Launch(n, body);
+            return;
+        }
         using var _ = Profiler.Time("Adam", n);
         float* th = S(theta).Ptr + off, g = S(grad).Ptr + off, mp = S(m).Ptr + off, vp = S(v).Ptr + off;
         long whole = n / 16 * 16;

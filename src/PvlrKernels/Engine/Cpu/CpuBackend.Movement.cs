@@ -20,7 +20,13 @@ public sealed unsafe partial class CpuBackend
     {
         int[] n = { d.N0, d.N1, d.N2, d.N3 }, sa = { a.S0, a.S1, a.S2, a.S3 }, sb = { b.S0, b.S1, b.S2, b.S3 };
         int[] on = { 1, 1, 1, 1 }, oa = new int[4], ob = new int[4]; int j = 3;
-        for (int k = 3; k >= 0; k--) if (n[k] != 1) { on[j] = n[k]; oa[j] = sa[k]; ob[j] = sb[k]; j--; }
+        for (int k = 3; k >= 0; k--) if (n[k] != 1)
+        {
+            on[j] = n[k];
+            oa[j] = sa[k];
+            ob[j] = sb[k];
+            j--;
+        }
         d = new Dims4 { N0 = on[0], N1 = on[1], N2 = on[2], N3 = on[3] };
         a = new Strides4 { S0 = oa[0], S1 = oa[1], S2 = oa[2], S3 = oa[3] }; b = new Strides4 { S0 = ob[0],
             S1 = ob[1], S2 = ob[2], S3 = ob[3] };
@@ -30,7 +36,8 @@ public sealed unsafe partial class CpuBackend
     {
         using var _ = Profiler.Time("Copy4", d.Total);
         if (d.Total == 0) return;
-        var (dlo, dhi) = Range(d, sd); var (slo, shi) = Range(d, ss);
+        var (dlo, dhi) = Range(d, sd);
+        var (slo, shi) = Range(d, ss);
         Checked("copy", dst + dlo, dhi - dlo + 1); Checked("copy", src + slo, shi - slo + 1);   // extent checks
         Canonical(ref d, ref sd, ref ss);
         float* dp = P(dst), sp = P(src);
@@ -44,7 +51,11 @@ public sealed unsafe partial class CpuBackend
                     int i2 = (int)(r % d.N2), i1 = (int)(r / d.N2 % d.N1), i0 = (int)(r / d.N2 / d.N1);
                     var o = new Span<float>(dp + sd.At(i0, i1, i2, 0),
                         w); var x = new ReadOnlySpan<float>(sp + ss.At(i0, i1, i2, 0), w);
-                    if (!accumulate) { if (scale == 1f) x.CopyTo(o); else TP.Multiply(x, scale, o); }
+                    if (!accumulate)
+                    {
+                        if (scale == 1f) x.CopyTo(o);
+                        else TP.Multiply(x, scale, o);
+                    }
                     else if (scale == 1f) TP.Add(o, x, o);
                     else TP.MultiplyAdd(x, scale, o, o);
                 }
@@ -84,17 +95,22 @@ public sealed unsafe partial class CpuBackend
         bool accumulate)
     {
         Span<(long sp, int sb, int n)> ax = stackalloc (long, int, int)[3];
-        ax[0] = (s1, 32 * 32, n1); ax[1] = (s2, 32, n2); ax[2] = (s3, 1, n3);
+        ax[0] = (s1, 32 * 32, n1);
+        ax[1] = (s2, 32, n2);
+        ax[2] = (s3, 1, n3);
         for (int a = 0; a < 2; a++)             // sort by |stride| descending (three elements)
             for (int b = a + 1; b < 3; b++)
                 if (Math.Abs(ax[b].sp) > Math.Abs(ax[a].sp)) (ax[a], ax[b]) = (ax[b], ax[a]);
         if (ax[2].n < 8) (ax[1], ax[2]) = (ax[2],
             ax[1]);     // the 3 taps inside: the inner loop runs over the 32 instead
-        var (pa, ba, na) = ax[0]; var (pb, bb, nb) = ax[1]; var (pc, bc, nc) = ax[2];
+        var (pa, ba, na) = ax[0];
+        var (pb, bb, nb) = ax[1];
+        var (pc, bc, nc) = ax[2];
         for (int i = 0; i < na; i++)
             for (int j = 0; j < nb; j++)
             {
-                float* q = p + i * pa + j * pb; float* r = buf + i * ba + j * bb;
+                float* q = p + i * pa + j * pb;
+                float* r = buf + i * ba + j * bb;
                 if (toBuf) for (int l = 0; l < nc; l++) r[l * bc] = q[l * pc];
                 else if (accumulate) for (int l = 0; l < nc; l++) q[l * pc] += scale * r[l * bc];
                 else for (int l = 0; l < nc; l++) q[l * pc] = scale * r[l * bc];

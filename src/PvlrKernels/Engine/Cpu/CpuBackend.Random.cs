@@ -13,13 +13,17 @@ public sealed unsafe partial class CpuBackend
     public override void DropoutMask(Buf y, long n, float p, RngKey key)
     {
         var body = DropoutMaskBody(y, n, p, key);                       // checks p and the extent
-        if (!Lanes16) { Launch(n, body); return; }
+        if (!Lanes16)
+        {
+            Launch(n, body);
+            return;
+        }
         using var _ = Profiler.Time("DropoutMask", n);
         float* yp = P(y);
-        var threshold = Vector512.Create(body.Threshold); var keep = Vector512.Create(body.KeepScale);
-        PhiloxBlocks(n, key, body, (at, r0, _) =>
-            Vector512.ConditionalSelect(Vector512.LessThan(r0, threshold).AsSingle(), Vector512<float>.Zero,
-                keep).Store(yp + at));
+        var threshold = Vector512.Create(body.Threshold);
+        var keep = Vector512.Create(body.KeepScale);
+        PhiloxBlocks(n, key, body, (at, r0, _) => Vector512.ConditionalSelect(Vector512.LessThan(r0,
+            threshold).AsSingle(), Vector512<float>.Zero, keep).Store(yp + at));
     }
 
     /// block(at, r0, r1) with the Philox words of counters at .. at + 15 (PhiloxWords) for every whole 16
@@ -32,7 +36,11 @@ public sealed unsafe partial class CpuBackend
         {
             for (long blk = a; blk < e; blk++)
             {
-                if (blk == blocks) { for (long i = blocks * 16; i < n; i++) body.Execute((int)i); continue; }
+                if (blk == blocks)
+                {
+                    for (long i = blocks * 16; i < n; i++) body.Execute((int)i);
+                    continue;
+                }
                 var (r0, r1) = PhiloxWords(key, (uint)(blk * 16));
                 block(blk * 16, r0, r1);
             }
@@ -45,13 +53,18 @@ public sealed unsafe partial class CpuBackend
     public override void Normal(Buf y, long n, float std, int samples, RngKey key)
     {
         var body = NormalBody(y, n, std, samples, key);                       // checks the extent
-        if (samples != 1 || !Lanes16) { Launch(n, body); return; }
+        if (samples != 1 || !Lanes16)
+        {
+            Launch(n, body);
+            return;
+        }
         using var _ = Profiler.Time(typeof(NormalKernel<PtrMem>), n);
         float* yp = P(y);
         PhiloxBlocks(n, key, body, (at, r0, r1) =>
         {
             uint* w = stackalloc uint[32];                  // the words as scalars (GetElement per lane was slower)
-            r0.Store(w); r1.Store(w + 16);
+            r0.Store(w);
+            r1.Store(w + 16);
             for (int l = 0; l < 16; l++)
             {
                 float s = 0f;
@@ -64,7 +77,9 @@ public sealed unsafe partial class CpuBackend
     /// The first two output words of Philox4x32-10 at counters (c0 + lane, S0, S1, 0) for 16 lanes.
     static (Vector512<uint> r0, Vector512<uint> r1) PhiloxWords(RngKey key, uint c0)
     {
-        var mask = Vector512.Create(0xFFFFFFFFul); var m0 = Vector512.Create((ulong)Philox.M0); var m1 = Vector512.Create((ulong)Philox.M1);
+        var mask = Vector512.Create(0xFFFFFFFFul);
+        var m0 = Vector512.Create((ulong)Philox.M0);
+        var m1 = Vector512.Create((ulong)Philox.M1);
         var lane = Vector512.Create(0ul, 1, 2, 3, 4, 5, 6, 7);
         Vector512<ulong> a0 = (Vector512.Create((ulong)c0) + lane) & mask,
             b0 = (Vector512.Create((ulong)c0 + 8) + lane) & mask;
@@ -74,11 +89,22 @@ public sealed unsafe partial class CpuBackend
         uint k0 = key.K0, k1 = key.K1;
         for (int round = 0; round < 10; round++)
         {
-            var kv0 = Vector512.Create((ulong)k0); var kv1 = Vector512.Create((ulong)k1);
-            var pa0 = a0 * m0; var pa1 = a2 * m1; var pb0 = b0 * m0; var pb1 = b2 * m1;
-            a0 = (pa1 >> 32) ^ a1 ^ kv0; a1 = pa1 & mask; a2 = (pa0 >> 32) ^ a3 ^ kv1; a3 = pa0 & mask;
-            b0 = (pb1 >> 32) ^ b1 ^ kv0; b1 = pb1 & mask; b2 = (pb0 >> 32) ^ b3 ^ kv1; b3 = pb0 & mask;
-            k0 += Philox.W0; k1 += Philox.W1;
+            var kv0 = Vector512.Create((ulong)k0);
+            var kv1 = Vector512.Create((ulong)k1);
+            var pa0 = a0 * m0;
+            var pa1 = a2 * m1;
+            var pb0 = b0 * m0;
+            var pb1 = b2 * m1;
+            a0 = (pa1 >> 32) ^ a1 ^ kv0;
+            a1 = pa1 & mask;
+            a2 = (pa0 >> 32) ^ a3 ^ kv1;
+            a3 = pa0 & mask;
+            b0 = (pb1 >> 32) ^ b1 ^ kv0;
+            b1 = pb1 & mask;
+            b2 = (pb0 >> 32) ^ b3 ^ kv1;
+            b3 = pb0 & mask;
+            k0 += Philox.W0;
+            k1 += Philox.W1;
         }
         return (Vector512.Narrow(a0, b0), Vector512.Narrow(a1, b1));
     }

@@ -11,9 +11,15 @@ public sealed unsafe partial class CpuBackend
     /// Contiguous rows (inner = 1): the sum of squares and the division vectorized per row.
     public override void L2Normalize(Buf y, Buf norm, Buf x, int outer, int n, int inner, float eps)
     {
-        if (inner != 1 || n < 16) { base.L2Normalize(y, norm, x, outer, n, inner, eps); return; }
+        if (inner != 1 || n < 16)
+        {
+            base.L2Normalize(y, norm, x, outer, n, inner, eps);
+            return;
+        }
         using var _ = Profiler.Time("L2Normalize", (long)outer * n);
-        Checked("l2norm", y, (long)outer * n); Checked("l2norm", norm, outer); Checked("l2norm", x, (long)outer * n);
+        Checked("l2norm", y, (long)outer * n);
+        Checked("l2norm", norm, outer);
+        Checked("l2norm", x, (long)outer * n);
         float* yp = P(y), np = P(norm), xp = P(x);
         Rows(outer, (long)outer * n, (a, e) =>
         {
@@ -36,7 +42,11 @@ public sealed unsafe partial class CpuBackend
     {
         var body = ArgTopKBody(idx, x, outer, n, inner, k, largest);      // checks k and both extents
         long r = (long)outer * inner;
-        if (inner < 16 || !Lanes16) { Launch(r, body); return; }
+        if (inner < 16 || !Lanes16)
+        {
+            Launch(r, body);
+            return;
+        }
         using var _ = Profiler.Time(typeof(ArgTopK<PtrMem>), r);
         float* ip = P(idx), xp = P(x);
         int per = (inner + 15) / 16;
@@ -47,13 +57,16 @@ public sealed unsafe partial class CpuBackend
             {
                 int o = (int)(u / per), j0 = Math.Min((int)(u % per) * 16, inner - 16);
                 float* xb = xp + (long)o * n * inner + j0;
-                var prevV = Vector512<float>.Zero; var prevI = Vector512.Create(-1);
+                var prevV = Vector512<float>.Zero;
+                var prevI = Vector512.Create(-1);
                 for (int m = 0; m < k; m++)
                 {
-                    var bestV = Vector512<float>.Zero; var bestI = Vector512.Create(-1);
+                    var bestV = Vector512<float>.Zero;
+                    var bestI = Vector512.Create(-1);
                     for (int t = 0; t < n; t++)
                     {
-                        var v = sign * Vector512.Load(xb + (long)t * inner); var tv = Vector512.Create(t);
+                        var v = sign * Vector512.Load(xb + (long)t * inner);
+                        var tv = Vector512.Create(t);
                         var after = Vector512.LessThan(prevI, Vector512<int>.Zero) | Vector512.LessThan(v,
                             prevV).AsInt32()
                                     | (Vector512.Equals(v, prevV).AsInt32() & Vector512.GreaterThan(tv, prevI));
@@ -63,7 +76,8 @@ public sealed unsafe partial class CpuBackend
                             bestV); bestI = Vector512.ConditionalSelect(take, tv, bestI);
                     }
                     Vector512.Store(Vector512.ConvertToSingle(bestI), ip + ((long)o * k + m) * inner + j0);
-                    prevV = bestV; prevI = bestI;
+                    prevV = bestV;
+                    prevI = bestI;
                 }
             }
         });
@@ -81,7 +95,8 @@ public sealed unsafe partial class CpuBackend
         float* lp = (float*)NativeMemory.Alloc((nuint)(np + nq), sizeof(float)), lq = lp + np;
         try
         {
-            float eps = k.VarEps; int dim = k.D;
+            float eps = k.VarEps;
+            int dim = k.D;
             Rows(np + nq, np + nq, (a, e) =>
             {
                 for (long i = a; i < e; i++) lp[i] = ILGPU.Algorithms.XMath.Log((i < np ? vp[i] : vq[i - np]) + eps);
@@ -125,21 +140,32 @@ public sealed unsafe partial class CpuBackend
         }
         bool colSums = segs.Count == 2 && segs[0].red && !segs[1].red,
             rowSums = segs.Count == 2 && !segs[0].red && segs[1].red;
-        if (!colSums && !rowSums) { base.SumTo(dst, target, src, full, accumulate); return; }
-        Checked("sum_to", dst, target.Total); Checked("sum_to", src, full.Total);
+        if (!colSums && !rowSums)
+        {
+            base.SumTo(dst, target, src, full, accumulate);
+            return;
+        }
+        Checked("sum_to", dst, target.Total);
+        Checked("sum_to", src, full.Total);
         float* dp = P(dst), sp = P(src);
         if (rowSums)
         {
-            long w = segs[0].n; int r = (int)segs[1].n;
+            long w = segs[0].n;
+            int r = (int)segs[1].n;
             Rows(w, full.Total, (a, b) =>
             {
-                for (long i = a; i < b; i++) { float v = TP.Sum(new ReadOnlySpan<float>(sp + i * r,
-                    r)); dp[i] = accumulate ? dp[i] + v : v; }
+                for (long i = a; i < b; i++)
+                {
+                    float v = TP.Sum(new ReadOnlySpan<float>(sp + i * r, r));
+                    dp[i] = accumulate ? dp[i] + v : v;
+                }
             });
             return;
         }
-        long rows = segs[0].n; int width = (int)segs[1].n;
-        const int Block = 512;                      // columns per task: independent outputs, no reduction across threads
+        long rows = segs[0].n;
+        int width = (int)segs[1].n;
+        // columns per task: independent outputs, no reduction across threads
+        const int Block = 512;
         Rows((width + Block - 1) / Block, full.Total, (a, b) =>
         {
             for (long blk = a; blk < b; blk++)
@@ -157,23 +183,36 @@ public sealed unsafe partial class CpuBackend
         int inner, int mode, float scale, bool accumulate)
     {
         using var _ = Profiler.Time("Reduce", (long)outer * n * inner);
-        if (mode == ReduceMode.Sum && inner >= 16) { ColumnSums(y, x, outer, n, inner, scale, accumulate); return; }
-        if (mode != ReduceMode.Sum || inner != 1 || n < 64) { base.Reduce(y, x, idx, outer, n, inner,
-            mode, scale, accumulate); return; }
-        Checked("reduce", y, outer); Checked("reduce", x, (long)outer * n);
+        if (mode == ReduceMode.Sum && inner >= 16)
+        {
+            ColumnSums(y, x, outer, n, inner, scale, accumulate);
+            return;
+        }
+        if (mode != ReduceMode.Sum || inner != 1 || n < 64)
+        {
+            base.Reduce(y, x, idx, outer, n, inner, mode, scale, accumulate);
+            return;
+        }
+        Checked("reduce", y, outer);
+        Checked("reduce", x, (long)outer * n);
         float* yp = P(y), xp = P(x);
         if (outer >= Threads * 2 || (long)n < (1 << 18))
         {
             Rows(outer, (long)outer * n, (a, b) =>
             {
-                for (long o = a; o < b; o++) { float v = scale * TP.Sum(new ReadOnlySpan<float>(xp + o * n,
-                    n)); yp[o] = accumulate ? yp[o] + v : v; }
+                for (long o = a; o < b; o++)
+                {
+                    float v = scale * TP.Sum(new ReadOnlySpan<float>(xp + o * n, n));
+                    yp[o] = accumulate ? yp[o] + v : v;
+                }
             });
             return;
         }
         for (int o = 0; o < outer; o++)
         {
-            const int Part = 1 << 16; int parts = (n + Part - 1) / Part; var partial = new double[parts];
+            const int Part = 1 << 16;
+            int parts = (n + Part - 1) / Part;
+            var partial = new double[parts];
             float* row = xp + (long)o * n;
             CpuPool.For(parts, k => partial[k] = TP.Sum(new ReadOnlySpan<float>(row + (long)k * Part, Math.Min(Part,
                 n - k * Part))), Threads);
@@ -188,16 +227,19 @@ public sealed unsafe partial class CpuBackend
     /// instead of one strided column per output. At paper shapes the strided kernel took ~8 ms a call.
     void ColumnSums(Buf y, Buf x, int outer, int n, int inner, float scale, bool accumulate)
     {
-        Checked("reduce", y, (long)outer * inner); Checked("reduce", x, (long)outer * n * inner);
+        Checked("reduce", y, (long)outer * inner);
+        Checked("reduce", x, (long)outer * n * inner);
         float* yp = P(y), xp = P(x);
-        const int Block = 256; int blocks = (inner + Block - 1) / Block;
+        const int Block = 256;
+        int blocks = (inner + Block - 1) / Block;
         Rows((long)outer * blocks, (long)outer * n * inner, (a, e) =>
         {
             var acc = new float[Block];
             for (long t = a; t < e; t++)
             {
                 int o = (int)(t / blocks), j0 = (int)(t % blocks) * Block, w = Math.Min(Block, inner - j0);
-                var sum = acc.AsSpan(0, w); sum.Clear();
+                var sum = acc.AsSpan(0, w);
+                sum.Clear();
                 float* col = xp + (long)o * n * inner + j0;
                 for (int k = 0; k < n; k++) TP.Add(sum, new ReadOnlySpan<float>(col + (long)k * inner, w), sum);
                 TP.Multiply(sum, scale, sum);

@@ -18,11 +18,17 @@ public sealed unsafe partial class CpuBackend
     /// start[r+1]), in column order (the order the kernel body sums in).
     static (int[] start, int[] idx, float[] coef) Terms(float* mat, int rows, int cols)
     {
-        var start = new int[rows + 1]; var idx = new List<int>(); var coef = new List<float>();
+        var start = new int[rows + 1];
+        var idx = new List<int>();
+        var coef = new List<float>();
         for (int r = 0; r < rows; r++)
         {
             start[r] = idx.Count;
-            for (int j = 0; j < cols; j++) if (mat[r * cols + j] != 0f) { idx.Add(j); coef.Add(mat[r * cols + j]); }
+            for (int j = 0; j < cols; j++) if (mat[r * cols + j] != 0f)
+            {
+                idx.Add(j);
+                coef.Add(mat[r * cols + j]);
+            }
         }
         start[rows] = idx.Count;
         return (start, idx.ToArray(), coef.ToArray());
@@ -32,7 +38,10 @@ public sealed unsafe partial class CpuBackend
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Load4(float* s, Vector512<float>* d)
     {
-        d[0] = Vector512.Load(s); d[1] = Vector512.Load(s + 16); d[2] = Vector512.Load(s + 32); d[3] = Vector512.Load(s + 48);
+        d[0] = Vector512.Load(s);
+        d[1] = Vector512.Load(s + 16);
+        d[2] = Vector512.Load(s + 32);
+        d[3] = Vector512.Load(s + 48);
     }
 
     /// One output row of a transform over a 64-channel block (x: four vectors per input row): its terms
@@ -44,9 +53,12 @@ public sealed unsafe partial class CpuBackend
         s0 = s1 = s2 = s3 = Vector512<float>.Zero;
         for (int k = from; k < end; k++)
         {
-            var cf = Vector512.Create(coef[k]); var x4 = x + 4 * idx[k];
-            s0 = Vector512.FusedMultiplyAdd(cf, x4[0], s0); s1 = Vector512.FusedMultiplyAdd(cf, x4[1], s1);
-            s2 = Vector512.FusedMultiplyAdd(cf, x4[2], s2); s3 = Vector512.FusedMultiplyAdd(cf, x4[3], s3);
+            var cf = Vector512.Create(coef[k]);
+            var x4 = x + 4 * idx[k];
+            s0 = Vector512.FusedMultiplyAdd(cf, x4[0], s0);
+            s1 = Vector512.FusedMultiplyAdd(cf, x4[1], s1);
+            s2 = Vector512.FusedMultiplyAdd(cf, x4[2], s2);
+            s3 = Vector512.FusedMultiplyAdd(cf, x4[3], s3);
         }
     }
 
@@ -73,7 +85,8 @@ public sealed unsafe partial class CpuBackend
                 for (int j = 0; j < n; j++)
                 {
                     int t = t0 + j;
-                    if (t >= 0 && t < p.T) rows[j] = xp + ((long)b * p.T + t) * c; else { rows[j] = null; inner = false; }
+                    if (t >= 0 && t < p.T)
+                        rows[j] = xp + ((long)b * p.T + t) * c; else { rows[j] = null; inner = false; }
                 }
                 float* dst = vp + tile * vw;
                 int ch = 0;
@@ -90,21 +103,30 @@ public sealed unsafe partial class CpuBackend
                         float* o = dst + (long)xi * total * vw + ch;
                         if (nt)
                         {
-                            Avx512F.StoreAlignedNonTemporal(o, s0); Avx512F.StoreAlignedNonTemporal(o + 16, s1);
-                            Avx512F.StoreAlignedNonTemporal(o + 32, s2); Avx512F.StoreAlignedNonTemporal(o + 48, s3);
+                            Avx512F.StoreAlignedNonTemporal(o, s0);
+                            Avx512F.StoreAlignedNonTemporal(o + 16, s1);
+                            Avx512F.StoreAlignedNonTemporal(o + 32, s2);
+                            Avx512F.StoreAlignedNonTemporal(o + 48, s3);
                         }
-                        else { Vector512.Store(s0, o); Vector512.Store(s1, o + 16); Vector512.Store(s2,
-                            o + 32); Vector512.Store(s3, o + 48); }
+                        else
+                        {
+                            Vector512.Store(s0, o);
+                            Vector512.Store(s1, o + 16);
+                            Vector512.Store(s2, o + 32);
+                            Vector512.Store(s3, o + 48);
+                        }
                     }
                 }
                 for (; ch + 16 <= c; ch += 16)
                 {
                     if (inner) for (int j = 0; j < n; j++) d[j] = Vector512.Load(rows[j] + ch);
-                    else for (int j = 0; j < n; j++) d[j] = rows[j] != null ? Vector512.Load(rows[j] + ch) : Vector512<float>.Zero;
+                    else for (int j = 0; j < n; j++) d[j] = rows[j] != null
+                        ? Vector512.Load(rows[j] + ch) : Vector512<float>.Zero;
                     for (int xi = 0, k = 0; xi < n; xi++)
                     {
                         var sum = Vector512<float>.Zero;
-                        for (int end = start[xi + 1]; k < end; k++) sum = Vector512.FusedMultiplyAdd(Vector512.Create(coef[k]), d[idx[k]], sum);
+                        for (int end = start[xi + 1]; k < end; k++)
+                            sum = Vector512.FusedMultiplyAdd(Vector512.Create(coef[k]), d[idx[k]], sum);
                         if (nt) Avx512F.StoreAlignedNonTemporal(dst + (long)xi * total * vw + ch, sum);
                         else Vector512.Store(sum, dst + (long)xi * total * vw + ch);
                     }
@@ -123,8 +145,11 @@ public sealed unsafe partial class CpuBackend
     {
         var body = WinogradWeightBody(u, w, g, cin, cout, n);      // checks every extent
         long plane = (long)cin * cout;
-        if (panels && WeightPanel == 0) throw new NotSupportedException($"{Name}: no panel-layout weights without AVX2 (WeightPanel is 0)");
-        if (panels && !PanelsFit(cout)) throw new ShapeException($"winograd: panel-layout U needs Cout a multiple of {CpuGemm.PanelWidth}, got {cout}");
+        if (panels && WeightPanel == 0)
+            throw new NotSupportedException($"{Name}: no panel-layout weights without AVX2 (WeightPanel is 0)");
+        if (panels && !PanelsFit(cout))
+            throw new ShapeException($"winograd: panel-layout U needs Cout a multiple of {CpuGemm.PanelWidth}, got "
+                + $"{cout}");
         using var _ = Profiler.Time("WinogradWeight", plane * n);
         float* up = P(u), wp = P(w), gp = P(g);
         int blocks = Avx2.IsSupported ? cout / 16 : 0;
@@ -135,7 +160,12 @@ public sealed unsafe partial class CpuBackend
         {
             for (long blk = a; blk < e; blk++)
             {
-                if (blk == blocks) { for (int ci = 0; ci < cin; ci++) for (int co = blocks * 16; co < cout; co++) body.Execute(ci * cout + co); continue; }
+                if (blk == blocks)
+                {
+                    for (int ci = 0; ci < cin; ci++)
+                        for (int co = blocks * 16; co < cout; co++) body.Execute(ci * cout + co);
+                    continue;
+                }
                 int co0 = (int)blk * 16;
                 for (int ci = 0; ci < cin; ci++)
                 {
@@ -147,8 +177,8 @@ public sealed unsafe partial class CpuBackend
                         idx, 4));
                     long at = panels ? CpuGemm.PanelIndex(ci, co0, cin, cout) : (long)ci * cout + co0;
                     for (int xi = 0; xi < n; xi++)
-                        Vector512.Store(Vector512.Create(gp[xi * 3]) * w0 + Vector512.Create(gp[xi * 3 + 1]) * w1 + Vector512.Create(gp[xi * 3 + 2]) * w2,
-                            up + xi * plane + at);
+                        Vector512.Store(Vector512.Create(gp[xi * 3]) * w0 + Vector512.Create(gp[xi * 3 + 1]) * w1
+                        + Vector512.Create(gp[xi * 3 + 2]) * w2, up + xi * plane + at);
                 }
             }
         });
@@ -178,12 +208,24 @@ public sealed unsafe partial class CpuBackend
                 {
                     for (int xi = 0; xi < n; xi++) Load4(src + (long)xi * total * c + ch, mw + 4 * xi);
                     Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
-                    if (bp != null) { b0 = Vector512.Load(bp + ch); b1 = Vector512.Load(bp + ch + 16); b2 = Vector512.Load(bp + ch + 32); b3 = Vector512.Load(bp + ch + 48); }
+                    if (bp != null)
+                    {
+                        b0 = Vector512.Load(bp + ch);
+                        b1 = Vector512.Load(bp + ch + 16);
+                        b2 = Vector512.Load(bp + ch + 32);
+                        b3 = Vector512.Load(bp + ch + 48);
+                    }
                     for (int r = 0; r < count; r++)
                     {
                         TermSums4(mw, start[r], start[r + 1], idx, coef, out var s0, out var s1, out var s2,
                             out var s3);
-                        if (bp != null) { s0 += b0; s1 += b1; s2 += b2; s3 += b3; }
+                        if (bp != null)
+                        {
+                            s0 += b0;
+                            s1 += b1;
+                            s2 += b2;
+                            s3 += b3;
+                        }
                         s0 = Vector512.ConditionalSelect(Vector512.GreaterThan(s0, Vector512<float>.Zero), s0,
                             s0 * vslope);
                         s1 = Vector512.ConditionalSelect(Vector512.GreaterThan(s1, Vector512<float>.Zero), s1,
@@ -192,7 +234,14 @@ public sealed unsafe partial class CpuBackend
                             s2 * vslope);
                         s3 = Vector512.ConditionalSelect(Vector512.GreaterThan(s3, Vector512<float>.Zero), s3,
                             s3 * vslope);
-                        if (kp != null) { var kv = Vector512.Create(kp[(long)b * p.T + t0 + r]); s0 *= kv; s1 *= kv; s2 *= kv; s3 *= kv; }
+                        if (kp != null)
+                        {
+                            var kv = Vector512.Create(kp[(long)b * p.T + t0 + r]);
+                            s0 *= kv;
+                            s1 *= kv;
+                            s2 *= kv;
+                            s3 *= kv;
+                        }
                         float* o = dst + (long)r * c + ch;
                         Vector512.Store(s0, o); Vector512.Store(s1, o + 16); Vector512.Store(s2,
                             o + 32); Vector512.Store(s3, o + 48);
@@ -205,7 +254,8 @@ public sealed unsafe partial class CpuBackend
                     for (int r = 0, k = 0; r < count; r++)
                     {
                         var sum = Vector512<float>.Zero;
-                        for (int end = start[r + 1]; k < end; k++) sum = Vector512.FusedMultiplyAdd(Vector512.Create(coef[k]), mv[idx[k]], sum);
+                        for (int end = start[r + 1]; k < end; k++)
+                            sum = Vector512.FusedMultiplyAdd(Vector512.Create(coef[k]), mv[idx[k]], sum);
                         if (bp != null) sum += bv;
                         sum = Vector512.ConditionalSelect(Vector512.GreaterThan(sum, Vector512<float>.Zero), sum,
                             sum * vslope);

@@ -24,11 +24,13 @@ public sealed unsafe class CpuStorage : Storage
     {
         Length = n;
         long bytes = Math.Max(n, 16) * 4;
-        if (bytes >= HugeMin && OperatingSystem.IsLinux() && (Ptr = (float*)Mmap((nuint)bytes)) != null) mapped = (nuint)bytes;
+        if (bytes >= HugeMin && OperatingSystem.IsLinux() && (Ptr = (float*)Mmap((nuint)bytes)) != null)
+            mapped = (nuint)bytes;
         else
         {
             try { Ptr = (float*)NativeMemory.AlignedAlloc((nuint)bytes, 64); }
-            catch (OutOfMemoryException e) { throw new OutOfMemoryException($"cpu: out of host memory allocating {bytes >> 20} MiB; use a smaller batch or preset", e); }
+            catch (OutOfMemoryException e) { throw new OutOfMemoryException($"cpu: out of host memory allocating "
+                + $"{bytes >> 20} MiB; use a smaller batch or preset", e); }
             NativeMemory.Clear(Ptr, (nuint)bytes);
         }
         GC.AddMemoryPressure(bytes);
@@ -40,7 +42,9 @@ public sealed unsafe class CpuStorage : Storage
     {
         const int ProtRw = 3, MapPrivateAnonymous = 0x22, MadvHugepage = 14;
         nint p = Native.mmap(0, bytes, ProtRw, MapPrivateAnonymous, -1, 0);
-        if (p == -1) throw new OutOfMemoryException($"cpu: out of host memory mapping {bytes >> 20} MiB; use a smaller batch or preset");
+        if (p == -1)
+            throw new OutOfMemoryException($"cpu: out of host memory mapping {bytes >> 20} MiB; use a smaller batch "
+                + $"or preset");
         Native.madvise(p, bytes, MadvHugepage);       // advice only: without THP the pages are simply 4 KiB
         return (void*)p;
     }
@@ -63,7 +67,8 @@ public sealed unsafe class CpuStorage : Storage
     public override void Dispose()
     {
         if (Ptr == null) return;
-        Free(); GC.RemoveMemoryPressure(Math.Max(Length, 16) * 4);
+        Free();
+        GC.RemoveMemoryPressure(Math.Max(Length, 16) * 4);
         GC.SuppressFinalize(this);
     }
     ~CpuStorage() => Free();
@@ -86,7 +91,8 @@ public sealed unsafe partial class CpuBackend : Backend<PtrMem>
     /// 1 GiB on Linux: a mapped chunk costs only the pages a step writes, and one chunk keeps the blocks a test-time
     /// forward releases in one range. With chunks of 4, 8, 16, ... MiB the paper inference touched 178 MiB
     /// of arena (a block too large for a chunk's rest skips to the next); in one chunk, 121 MiB.
-    public override long ArenaChunkFloats => OperatingSystem.IsLinux() ? 1L << 28 : 1 << 20;   // elsewhere the buffer is cleared when allocated
+    // elsewhere the buffer is cleared when allocated
+    public override long ArenaChunkFloats => OperatingSystem.IsLinux() ? 1L << 28 : 1 << 20;
     static CpuStorage S(Storage s) => (CpuStorage)s;
     /// The address of a place in host memory.
     static float* P(Buf b) => S(b.Storage).Ptr + b.Offset;
@@ -145,7 +151,11 @@ public sealed unsafe partial class CpuBackend : Backend<PtrMem>
     {
         if (n <= 0) return;
         int total = (int)n;
-        if ((total < 4096 && !(split && total > 1)) || Threads == 1) { for (int i = 0; i < total; i++) body.Execute(i); return; }
+        if ((total < 4096 && !(split && total > 1)) || Threads == 1)
+        {
+            for (int i = 0; i < total; i++) body.Execute(i);
+            return;
+        }
         int chunks = Math.Min(total, Threads * 8), per = (total + chunks - 1) / chunks;
         CpuPool.For(chunks, c =>
         {
@@ -163,8 +173,13 @@ public sealed unsafe partial class CpuBackend : Backend<PtrMem>
     void Rows(long n, long work, Action<long, long> body)
     {
         if (n <= 0) return;
-        if (work < (1 << 16) || Threads == 1 || n == 1) { body(0, n); return; }
-        int chunks = (int)Math.Min(n, Threads * 4); long per = (n + chunks - 1) / chunks;
+        if (work < (1 << 16) || Threads == 1 || n == 1)
+        {
+            body(0, n);
+            return;
+        }
+        int chunks = (int)Math.Min(n, Threads * 4);
+        long per = (n + chunks - 1) / chunks;
         CpuPool.For(chunks, c => { long s = c * per, e = Math.Min(n, s + per); if (s < e) body(s, e); }, Threads);
     }
 

@@ -56,7 +56,8 @@ public static unsafe class CpuGemm
             bool panelB = false)
     {
         if (threads <= 0) threads = Environment.ProcessorCount;
-        bool split = threads > 1 && batch >= threads && (batch % threads == 0 || batch >= 4 * threads) && (long)M * N * K >= SerialMin;
+        bool split = threads > 1 && batch >= threads && (batch % threads == 0 || batch >= 4 * threads)
+            && (long)M * N * K >= SerialMin;
         if (!split)
         {
             for (int i = 0; i < batch; i++) Run(M, N, K, alpha, A + i * strideA, rsA, csA, B + i * strideB, rsB, csB,
@@ -73,7 +74,8 @@ public static unsafe class CpuGemm
     static void Run(int M, int N, int K, float alpha, float* A, long rsA, long csA, float* B, long rsB, long csB,
         bool panelB, float beta, float* C, long ldc, int threads)
     {
-        if (panelB && N % NR != 0) throw new ArgumentException($"gemm: a panel-layout B needs N a multiple of {NR}, got {N}");
+        if (panelB && N % NR != 0)
+            throw new ArgumentException($"gemm: a panel-layout B needs N a multiple of {NR}, got {N}");
         if (M <= 0 || N <= 0) return;
         // few columns, each a contiguous run of K in B, against contiguous rows of A: a dot product per output
         bool narrow = !panelB && N < NR && rsB == 1 && csA == 1 && K >= 64 && Vector512.IsHardwareAccelerated;
@@ -171,8 +173,11 @@ public static unsafe class CpuGemm
                 int mr = Math.Min(MR, mc - ir);
                 float* c = C + (ic + ir) * ldc + j;
                 if (Avx512F.IsSupported && !Vector256Only) Kernel512(kc, ap + ir * kc, b, c, ldc, mr, tile);
-                else if (Fma.IsSupported) { Kernel256(kc, ap + ir * kc, b, tile, 0); Kernel256(kc, ap + ir * kc, b,
-                    tile, 4); }
+                else if (Fma.IsSupported)
+                {
+                    Kernel256(kc, ap + ir * kc, b, tile, 0);
+                    Kernel256(kc, ap + ir * kc, b, tile, 4);
+                }
                 else Kernel256NoFma(kc, ap + ir * kc, b, tile);
                 Update(tile, c, ldc, alpha, mr, nr, store);
             }
@@ -182,7 +187,11 @@ public static unsafe class CpuGemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackA(int kc, float* a, long rs, long cs, int mr, float* dst)
     {
-        if (mr == MR && cs == 1 && Avx.IsSupported) { PackRows8(kc, a, rs, dst, MR); return; }
+        if (mr == MR && cs == 1 && Avx.IsSupported)
+        {
+            PackRows8(kc, a, rs, dst, MR);
+            return;
+        }
         if (mr == MR && rs == 1 && Avx.IsSupported)
         {   // a transposed A (a conv's weight gradient: A = the padded input, columns are time steps): the 8
             // rows' values of each column are contiguous. Read one column at a time, not one row along its
@@ -209,8 +218,14 @@ public static unsafe class CpuGemm
         for (; p + 8 <= kc; p += 8)
         {
             float* s = a + p;
-            var r0 = Vector256.Load(s); var r1 = Vector256.Load(s + rs); var r2 = Vector256.Load(s + 2 * rs); var r3 = Vector256.Load(s + 3 * rs);
-            var r4 = Vector256.Load(s + 4 * rs); var r5 = Vector256.Load(s + 5 * rs); var r6 = Vector256.Load(s + 6 * rs); var r7 = Vector256.Load(s + 7 * rs);
+            var r0 = Vector256.Load(s);
+            var r1 = Vector256.Load(s + rs);
+            var r2 = Vector256.Load(s + 2 * rs);
+            var r3 = Vector256.Load(s + 3 * rs);
+            var r4 = Vector256.Load(s + 4 * rs);
+            var r5 = Vector256.Load(s + 5 * rs);
+            var r6 = Vector256.Load(s + 6 * rs);
+            var r7 = Vector256.Load(s + 7 * rs);
             var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1); var t2 = Avx.UnpackLow(r2,
                 r3); var t3 = Avx.UnpackHigh(r2, r3);
             var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5); var t6 = Avx.UnpackLow(r6,
@@ -220,7 +235,8 @@ public static unsafe class CpuGemm
             var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE); var u6 = Avx.Shuffle(t5, t7,
                 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
             float* d = dst + p * ds;
-            Vector256.Store(Avx.Permute2x128(u0, u4, 0x20), d); Vector256.Store(Avx.Permute2x128(u1, u5, 0x20), d + ds);
+            Vector256.Store(Avx.Permute2x128(u0, u4, 0x20), d);
+            Vector256.Store(Avx.Permute2x128(u1, u5, 0x20), d + ds);
             Vector256.Store(Avx.Permute2x128(u2, u6, 0x20), d + 2 * ds); Vector256.Store(Avx.Permute2x128(u3, u7,
                 0x20), d + 3 * ds);
             Vector256.Store(Avx.Permute2x128(u0, u4, 0x31), d + 4 * ds); Vector256.Store(Avx.Permute2x128(u1, u5,
@@ -241,9 +257,13 @@ public static unsafe class CpuGemm
         }
         for (int p = 0; p < kc; p++)
         {
-            float* src = b + p * rs + j0 * cs; float* d = dst + p * NR;
-            if (cs == 1 && nr == NR) { Vector512.Store(Vector512.Load(src),
-                d); Vector512.Store(Vector512.Load(src + 16), d + 16); }
+            float* src = b + p * rs + j0 * cs;
+            float* d = dst + p * NR;
+            if (cs == 1 && nr == NR)
+            {
+                Vector512.Store(Vector512.Load(src), d);
+                Vector512.Store(Vector512.Load(src + 16), d + 16);
+            }
             else
             {
                 for (int j = 0; j < nr; j++) d[j] = src[j * cs];
@@ -263,10 +283,16 @@ public static unsafe class CpuGemm
             c30 = default, c31 = default,
                          c40 = default, c41 = default, c50 = default, c51 = default, c60 = default, c61 = default,
                              c70 = default, c71 = default;
-        for (int r = 0; r < mr; r++) { Sse.Prefetch0(c + r * ldc); Sse.Prefetch0(c + r * ldc + 16); }   // C is needed only after the k loop
+        // C is needed only after the k loop
+        for (int r = 0; r < mr; r++)
+        {
+            Sse.Prefetch0(c + r * ldc);
+            Sse.Prefetch0(c + r * ldc + 16);
+        }
         for (int p = 0; p < kc; p++)
         {
-            var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + 16);
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
             var a0 = Vector512.Create(a[0]); c00 = Avx512F.FusedMultiplyAdd(a0, b0,
                 c00); c01 = Avx512F.FusedMultiplyAdd(a0, b1, c01);
             var a1 = Vector512.Create(a[1]); c10 = Avx512F.FusedMultiplyAdd(a1, b0,
@@ -283,7 +309,8 @@ public static unsafe class CpuGemm
                 c60); c61 = Avx512F.FusedMultiplyAdd(a6, b1, c61);
             var a7 = Vector512.Create(a[7]); c70 = Avx512F.FusedMultiplyAdd(a7, b0,
                 c70); c71 = Avx512F.FusedMultiplyAdd(a7, b1, c71);
-            a += MR; b += NR;
+            a += MR;
+            b += NR;
         }
         Vector512.Store(c00, t); Vector512.Store(c01, t + 16); Vector512.Store(c10, t + 32); Vector512.Store(c11,
             t + 48);
@@ -323,7 +350,8 @@ public static unsafe class CpuGemm
             var al = Vector256.Create(alpha);
             for (int r = 0; r < MR; r++, c += ldc, t += NR)
                 for (int q = 0; q < NR; q += 8)
-                    Vector256.Store(store ? Vector256.Load(t + q) * al : Vector256.FusedMultiplyAdd(Vector256.Load(t + q), al, Vector256.Load(c + q)), c + q);
+                    Vector256.Store(store ? Vector256.Load(t
+                + q) * al : Vector256.FusedMultiplyAdd(Vector256.Load(t + q), al, Vector256.Load(c + q)), c + q);
             return;
         }
         for (int r = 0; r < mr; r++)
@@ -343,7 +371,8 @@ public static unsafe class CpuGemm
             float* ap = a + r0, bp = b + h;
             for (int p = 0; p < kc; p++)
             {
-                var b0 = Vector256.Load(bp); var b1 = Vector256.Load(bp + 8);
+                var b0 = Vector256.Load(bp);
+                var b1 = Vector256.Load(bp + 8);
                 var a0 = Vector256.Create(ap[0]); c00 = Fma.MultiplyAdd(a0, b0, c00); c01 = Fma.MultiplyAdd(a0, b1,
                     c01);
                 var a1 = Vector256.Create(ap[1]); c10 = Fma.MultiplyAdd(a1, b0, c10); c11 = Fma.MultiplyAdd(a1, b1,
@@ -352,7 +381,8 @@ public static unsafe class CpuGemm
                     c21);
                 var a3 = Vector256.Create(ap[3]); c30 = Fma.MultiplyAdd(a3, b0, c30); c31 = Fma.MultiplyAdd(a3, b1,
                     c31);
-                ap += MR; bp += NR;
+                ap += MR;
+                bp += NR;
             }
             float* d = t + r0 * NR + h;
             Vector256.Store(c00, d); Vector256.Store(c01, d + 8); Vector256.Store(c10, d + NR); Vector256.Store(c11,
@@ -372,17 +402,22 @@ public static unsafe class CpuGemm
             float* ap = a, bp = b + h * 16;
             for (int p = 0; p < kc; p++)
             {
-                var b0 = Vector256.Load(bp); var b1 = Vector256.Load(bp + 8);
+                var b0 = Vector256.Load(bp);
+                var b1 = Vector256.Load(bp + 8);
                 for (int r = 0; r < MR; r++)
                 {
                     var av = Vector256.Create(ap[r]);
                     acc[2 * r] = Vector256.Add(acc[2 * r], Vector256.Multiply(av, b0));
                     acc[2 * r + 1] = Vector256.Add(acc[2 * r + 1], Vector256.Multiply(av, b1));
                 }
-                ap += MR; bp += NR;
+                ap += MR;
+                bp += NR;
             }
-            for (int r = 0; r < MR; r++) { Vector256.Store(acc[2 * r],
-                t + r * NR + h * 16); Vector256.Store(acc[2 * r + 1], t + r * NR + h * 16 + 8); }
+            for (int r = 0; r < MR; r++)
+            {
+                Vector256.Store(acc[2 * r], t + r * NR + h * 16);
+                Vector256.Store(acc[2 * r + 1], t + r * NR + h * 16 + 8);
+            }
         }
     }
 
@@ -418,7 +453,13 @@ public static unsafe class CpuGemm
                     }
                     float t0 = Vector512.Sum(s0), t1 = Vector512.Sum(s1), t2 = Vector512.Sum(s2),
                         t3 = Vector512.Sum(s3);
-                    for (; p < K; p++) { t0 += a[p] * b0[p]; t1 += a[p] * b1[p]; t2 += a[p] * b2[p]; t3 += a[p] * b3[p]; }
+                    for (; p < K; p++)
+                    {
+                        t0 += a[p] * b0[p];
+                        t1 += a[p] * b1[p];
+                        t2 += a[p] * b2[p];
+                        t3 += a[p] * b3[p];
+                    }
                     float* c = C + i * ldc + j;
                     c[0] += alpha * t0;
                     if (w > 1) c[1] += alpha * t1;

@@ -69,41 +69,68 @@ public static class CpuPeak
     {
         if (Avx512F.IsSupported)
         {
-            var a = Vector512.Create(1.0000001f); var b = Vector512.Create(0.9999999f);
+            var a = Vector512.Create(1.0000001f);
+            var b = Vector512.Create(0.9999999f);
             Vector512<float> c0 = a, c1 = b, c2 = a, c3 = b, c4 = a, c5 = b, c6 = a, c7 = b, c8 = a, c9 = b, c10 = a,
                 c11 = b;
             for (int i = 0; i < n; i++)
             {
-                c0 = Avx512F.FusedMultiplyAdd(c0, a, b); c1 = Avx512F.FusedMultiplyAdd(c1, a, b);
-                c2 = Avx512F.FusedMultiplyAdd(c2, a, b); c3 = Avx512F.FusedMultiplyAdd(c3, a, b);
-                c4 = Avx512F.FusedMultiplyAdd(c4, a, b); c5 = Avx512F.FusedMultiplyAdd(c5, a, b);
-                c6 = Avx512F.FusedMultiplyAdd(c6, a, b); c7 = Avx512F.FusedMultiplyAdd(c7, a, b);
-                c8 = Avx512F.FusedMultiplyAdd(c8, a, b); c9 = Avx512F.FusedMultiplyAdd(c9, a, b);
-                c10 = Avx512F.FusedMultiplyAdd(c10, a, b); c11 = Avx512F.FusedMultiplyAdd(c11, a, b);
+                c0 = Avx512F.FusedMultiplyAdd(c0, a, b);
+                c1 = Avx512F.FusedMultiplyAdd(c1, a, b);
+                c2 = Avx512F.FusedMultiplyAdd(c2, a, b);
+                c3 = Avx512F.FusedMultiplyAdd(c3, a, b);
+                c4 = Avx512F.FusedMultiplyAdd(c4, a, b);
+                c5 = Avx512F.FusedMultiplyAdd(c5, a, b);
+                c6 = Avx512F.FusedMultiplyAdd(c6, a, b);
+                c7 = Avx512F.FusedMultiplyAdd(c7, a, b);
+                c8 = Avx512F.FusedMultiplyAdd(c8, a, b);
+                c9 = Avx512F.FusedMultiplyAdd(c9, a, b);
+                c10 = Avx512F.FusedMultiplyAdd(c10, a, b);
+                c11 = Avx512F.FusedMultiplyAdd(c11, a, b);
             }
             return Vector512.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
         }
         if (Fma.IsSupported)
         {
-            var a = Vector256.Create(1.0000001f); var b = Vector256.Create(0.9999999f);
+            var a = Vector256.Create(1.0000001f);
+            var b = Vector256.Create(0.9999999f);
             Vector256<float> c0 = a, c1 = b, c2 = a, c3 = b, c4 = a, c5 = b, c6 = a, c7 = b, c8 = a, c9 = b, c10 = a,
                 c11 = b;
             for (int i = 0; i < n; i++)
             {
-                c0 = Fma.MultiplyAdd(c0, a, b); c1 = Fma.MultiplyAdd(c1, a, b); c2 = Fma.MultiplyAdd(c2, a, b);
-                c3 = Fma.MultiplyAdd(c3, a, b); c4 = Fma.MultiplyAdd(c4, a, b); c5 = Fma.MultiplyAdd(c5, a, b);
-                c6 = Fma.MultiplyAdd(c6, a, b); c7 = Fma.MultiplyAdd(c7, a, b); c8 = Fma.MultiplyAdd(c8, a, b);
-                c9 = Fma.MultiplyAdd(c9, a, b); c10 = Fma.MultiplyAdd(c10, a, b); c11 = Fma.MultiplyAdd(c11, a, b);
+                c0 = Fma.MultiplyAdd(c0, a, b);
+                c1 = Fma.MultiplyAdd(c1, a, b);
+                c2 = Fma.MultiplyAdd(c2, a, b);
+                c3 = Fma.MultiplyAdd(c3, a, b);
+                c4 = Fma.MultiplyAdd(c4, a, b);
+                c5 = Fma.MultiplyAdd(c5, a, b);
+                c6 = Fma.MultiplyAdd(c6, a, b);
+                c7 = Fma.MultiplyAdd(c7, a, b);
+                c8 = Fma.MultiplyAdd(c8, a, b);
+                c9 = Fma.MultiplyAdd(c9, a, b);
+                c10 = Fma.MultiplyAdd(c10, a, b);
+                c11 = Fma.MultiplyAdd(c11, a, b);
             }
             return Vector256.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
         }
-        var s = Vector128.Create(1.0000001f); var t = Vector128.Create(0.9999999f);
+        var s = Vector128.Create(1.0000001f);
+        var t = Vector128.Create(0.9999999f);
         Vector128<float> d0 = s, d1 = t, d2 = s, d3 = t, d4 = s, d5 = t, d6 = s, d7 = t, d8 = s, d9 = t, d10 = s,
             d11 = t;
         for (int i = 0; i < n; i++)
         {   // no FMA: a multiply and an add count as one FMA
-            d0 = d0 * s + t; d1 = d1 * s + t; d2 = d2 * s + t; d3 = d3 * s + t; d4 = d4 * s + t; d5 = d5 * s + t;
-            d6 = d6 * s + t; d7 = d7 * s + t; d8 = d8 * s + t; d9 = d9 * s + t; d10 = d10 * s + t; d11 = d11 * s + t;
+            d0 = d0 * s + t;
+            d1 = d1 * s + t;
+            d2 = d2 * s + t;
+            d3 = d3 * s + t;
+            d4 = d4 * s + t;
+            d5 = d5 * s + t;
+            d6 = d6 * s + t;
+            d7 = d7 * s + t;
+            d8 = d8 * s + t;
+            d9 = d9 * s + t;
+            d10 = d10 * s + t;
+            d11 = d11 * s + t;
         }
         return Vector128.Sum(d0 + d1 + d2 + d3 + d4 + d5 + d6 + d7 + d8 + d9 + d10 + d11);
     }

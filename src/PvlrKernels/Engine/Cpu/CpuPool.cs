@@ -51,24 +51,38 @@ public static class CpuPool
     {
         if (n <= 0) return;
         if (threads <= 0 || threads > Width) threads = Width;
-        if (n == 1 || threads == 1) { for (int i = 0; i < n; i++) body(i); return; }
+        if (n == 1 || threads == 1)
+        {
+            for (int i = 0; i < n; i++) body(i);
+            return;
+        }
         if (inLoop || !Monitor.TryEnter(start))
         {
-            try { Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = threads }, body); }
-            catch (AggregateException e) when (e.InnerExceptions.Count == 1) { ExceptionDispatchInfo.Throw(e.InnerExceptions[0]); }
+            try
+            {
+                Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
+            }
+            catch (AggregateException e) when (e.InnerExceptions.Count == 1)
+            {
+                ExceptionDispatchInfo.Throw(e.InnerExceptions[0]);
+            }
             return;
         }
         try
         {
             workers ??= StartWorkers();
-            job = body; count = n; next = 0; errors = null;
+            job = body;
+            count = n;
+            next = 0;
+            errors = null;
             width = threads;                            // workers from this seat on count themselves done at once
             Volatile.Write(ref pending, workers.Length);
             Interlocked.Increment(ref generation);
             if (Volatile.Read(ref sleepers) > 0) lock (sleep) Monitor.PulseAll(sleep);
             inLoop = true;
             try { Work(); } finally { inLoop = false; }
-            var wait = new SpinWait(); SpinStart(0);
+            var wait = new SpinWait();
+            SpinStart(0);
             while (Volatile.Read(ref pending) > 0) wait.SpinOnce(-1);
             SpinEnd(0);
             job = null;
@@ -116,7 +130,11 @@ public static class CpuPool
             long t0 = SpinStart(seat), spinUntil = t0 + (long)(SpinMicroseconds * Stopwatch.Frequency / 1e6);
             while (Volatile.Read(ref generation) == seen)
             {
-                if (Stopwatch.GetTimestamp() < spinUntil) { Thread.SpinWait(16); continue; }
+                if (Stopwatch.GetTimestamp() < spinUntil)
+                {
+                    Thread.SpinWait(16);
+                    continue;
+                }
                 SpinEnd(seat);                          // a blocked thread uses no CPU time
                 lock (sleep)
                 {

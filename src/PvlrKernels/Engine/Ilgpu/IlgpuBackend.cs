@@ -19,7 +19,11 @@ public sealed class IlgpuStorage : Storage
         Buffer = acc.Allocate1D<float>(Math.Max(n, 1));
         Buffer.MemSetToZero();
     }
-    public override void Dispose() { Buffer?.Dispose(); Buffer = null; }
+    public override void Dispose()
+    {
+        Buffer?.Dispose();
+        Buffer = null;
+    }
 }
 
 public sealed class IlgpuBackend : Backend<ViewMem>
@@ -28,7 +32,8 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     static Context shared;
     readonly Accelerator acc;
     readonly Dictionary<Type, Delegate> kernels = new();
-    readonly Dictionary<Type, Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>> gemms = new();
+    readonly Dictionary<Type, Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>,
+        ArrayView<float>>> gemms = new();
 
     public override string Name { get; }
     public override bool IsGpu => acc.AcceleratorType == AcceleratorType.Cuda;
@@ -42,7 +47,8 @@ public sealed class IlgpuBackend : Backend<ViewMem>
             if (acc is not CudaAccelerator cu) return 0;
             var arch = cu.Architecture;
             int lanes = arch.Major > 8 || (arch.Major == 8 && arch.Minor >= 6) ? 128 : 64;
-            return (double)cu.NumMultiprocessors * lanes * 2 * cu.ClockRate / 1e3;   // ClockRate in MHz (1980 on an H100 SXM)
+            // ClockRate in MHz (1980 on an H100 SXM)
+            return (double)cu.NumMultiprocessors * lanes * 2 * cu.ClockRate / 1e3;
         }
     }
     public Accelerator Accelerator => acc;
@@ -76,9 +82,11 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     public override Storage Allocate(long n)
     {
         try { return new IlgpuStorage(acc, n); }
-        catch (Exception e) when (e is AcceleratorException || e is OutOfMemoryException || e.GetType().Name.Contains("OutOfMemory"))
+        catch (Exception e) when (e is AcceleratorException || e is OutOfMemoryException
+            || e.GetType().Name.Contains("OutOfMemory"))
         {
-            throw new OutOfMemoryException($"{Name}: out of device memory allocating {n * 4L / (1 << 20)} MiB; use a smaller batch or --device cpu", e);
+            throw new OutOfMemoryException($"{Name}: out of device memory allocating {n * 4L / (1 << 20)} MiB; use a "
+                + $"smaller batch or --device cpu", e);
         }
     }
     static IlgpuStorage S(Storage s) => (IlgpuStorage)s;
@@ -107,7 +115,11 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         View(src, dst.Length).CopyToCPU(dst);
     }
     public override void Synchronize() => acc.Synchronize();
-    public override void Dispose() { scratch?.Dispose(); acc.Dispose(); }
+    public override void Dispose()
+    {
+        scratch?.Dispose();
+        acc.Dispose();
+    }
 
     protected override ViewMem Mem(Buf b, long len) => new(View(b, len));
 
@@ -125,11 +137,18 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     /// Contiguous rows (inner = 1) go one warp per row (L2NormWarp); strided ones one thread per column.
     public override void L2Normalize(Buf y, Buf norm, Buf x, int outer, int n, int inner, float eps)
     {
-        if (inner != 1 || n < 64) { base.L2Normalize(y, norm, x, outer, n, inner, eps); return; }
+        if (inner != 1 || n < 64)
+        {
+            base.L2Normalize(y, norm, x, outer, n, inner, eps);
+            return;
+        }
         long t = (long)outer * n;
-        Checked("l2norm", y, t); Checked("l2norm", x, t); Checked("l2norm", norm, outer);
+        Checked("l2norm", y, t);
+        Checked("l2norm", x, t);
+        Checked("l2norm", norm, outer);
         int warp = acc.WarpSize, per = Math.Max(1, Math.Min(8, acc.MaxNumThreadsPerGroup / warp));
-        l2rows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float>(L2NormWarp.Rows);
+        l2rows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int,
+            float>(L2NormWarp.Rows);
         using var _ = Profiler.Time("L2NormWarp", outer, this);
         l2rows(new KernelConfig(new Index2D((outer + per - 1) / per, 1), new Index2D(warp, per)),
             View(y, t), View(norm, outer), View(x, t), outer, n, eps);
@@ -137,7 +156,8 @@ public sealed class IlgpuBackend : Backend<ViewMem>
 
     readonly Dictionary<Type, Action<KernelConfig, AlignParams, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         ArrayView<float>, ArrayView<float>>> alignForward = new();
-    Action<KernelConfig, AlignParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> fsdBackward;
+    Action<KernelConfig, AlignParams, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        ArrayView<float>> fsdBackward;
 
     /// One group per pair, one thread per row of the table up to the group size (SequenceAlignmentGroups).
     KernelConfig AlignGroups(AlignParams a) => new(new Index1D(a.Pairs), new Index1D(Math.Min(a.L,
@@ -172,7 +192,11 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     Storage scratch;
     Storage Scratch(long n)
     {
-        if (scratch == null || scratch.Length < n) { scratch?.Dispose(); scratch = Allocate(Math.Max(n, 1 << 16)); }
+        if (scratch == null || scratch.Length < n)
+        {
+            scratch?.Dispose();
+            scratch = Allocate(Math.Max(n, 1 << 16));
+        }
         return scratch;
     }
 
@@ -189,7 +213,8 @@ public sealed class IlgpuBackend : Backend<ViewMem>
             base.Reduce(y, x, idx, outer, n, inner, mode, scale, accumulate);
             return;
         }
-        Checked("reduce", x, (long)n * inner); Checked("reduce", y, inner);
+        Checked("reduce", x, (long)n * inner);
+        Checked("reduce", y, inner);
         int parts = (int)Math.Clamp(65536 / cols, 2, n / 64), len = n / parts, tail = n - parts * len;
         var tmp = Scratch((long)(parts + 1) * inner).At(0);
         base.Reduce(tmp, x, default, parts, len, inner, mode, 1f, false);
@@ -220,8 +245,10 @@ public sealed class IlgpuBackend : Backend<ViewMem>
             int nt = TS.TX * TS.TY, perA = TS.BK * 8 * TS.TY, perB = TS.BK * 8 * TS.TX;
             if (perA % nt != 0 || perB % nt != 0 || perA / nt > 8 || perB / nt > 8 || Math.Max(perA,
                 perB) > GemmKernels.SlabFloats)
-                throw new InvalidOperationException($"{typeof(TS).Name}: a slab must stage a whole number of at most 8 values per thread and fit {GemmKernels.SlabFloats} floats");
-            gemms[typeof(TS)] = k = acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmKernels.Blocked<TS>);
+                throw new InvalidOperationException($"{typeof(TS).Name}: a slab must stage a whole number of at most "
+                    + $"8 values per thread and fit {GemmKernels.SlabFloats} floats");
+            gemms[typeof(TS)] = k = acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>>(GemmKernels.Blocked<TS>);
         }
         return (k, TS.TX, TS.TY);
     }

@@ -16,12 +16,14 @@ public sealed partial class Graph
 
     public Tensor Attention(Tensor qkv, int heads, bool causal)
     {
-        if (qkv.Rank != 3 || qkv.Dim(2) % 3 != 0) throw new ShapeException($"attention: qkv must be (N, L, 3W), got {qkv}");
+        if (qkv.Rank != 3 || qkv.Dim(2) % 3 != 0)
+            throw new ShapeException($"attention: qkv must be (N, L, 3W), got {qkv}");
         int nb = qkv.Dim(0), l = qkv.Dim(1), w = qkv.Dim(2) / 3;
         if (w % heads != 0) throw new ShapeException($"attention: width {w} not divisible by {heads} heads");
         var a = new AttnParams { Nb = nb, L = l, W = w, H = heads, Causal = causal ? 1 : 0,
             Scale = 1f / MathF.Sqrt(w / heads) };
-        var y = New(new[] { nb, l, w }); var p = New(new[] { nb, heads, l, l });
+        var y = New(new[] { nb, l, w });
+        var p = New(new[] { nb, heads, l, l });
         Backend.Attention(y, p, qkv, a);
         var e = new AttentionSaved(qkv, p, heads, causal).Save();
         Record(ref e, y, qkv);
@@ -30,11 +32,13 @@ public sealed partial class Graph
 
     void AttentionBackward(AttentionSaved saved, Tensor dy)
     {
-        var qkv = saved.Qkv; var probs = saved.Probs;
+        var qkv = saved.Qkv;
+        var probs = saved.Probs;
         int nb = qkv.Dim(0), l = qkv.Dim(1), w = qkv.Dim(2) / 3, heads = saved.Heads;
         var a = new AttnParams { Nb = nb, L = l, W = w, H = heads, Causal = saved.Causal ? 1 : 0,
             Scale = 1f / MathF.Sqrt(w / heads) };
-        var dScores = New(probs.Shape); var dQkv = GradOf(qkv);
+        var dScores = New(probs.Shape);
+        var dQkv = GradOf(qkv);
         Backend.AttentionBackward(dQkv, dScores, dy, probs, qkv, a);
     }
 }

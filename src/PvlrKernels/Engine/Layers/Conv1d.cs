@@ -24,8 +24,10 @@ public sealed partial class Graph
 
     public Tensor Conv1d(Tensor x, Tensor w, Tensor bias)
     {
-        if (x.Rank != 3 || w.Rank != 3 || w.Dim(1) != x.Dim(2) || w.Dim(2) % 2 != 1 || (bias != null && bias.Size != w.Dim(0)))
-            throw new ShapeException($"conv1d: x {x} (B,T,Cin), weight {w} (Cout,Cin,K odd), bias {bias?.ToString() ?? "none"}");
+        if (x.Rank != 3 || w.Rank != 3 || w.Dim(1) != x.Dim(2) || w.Dim(2) % 2 != 1
+            || (bias != null && bias.Size != w.Dim(0)))
+            throw new ShapeException($"conv1d: x {x} (B,T,Cin), weight {w} (Cout,Cin,K odd), bias "
+                + $"{bias?.ToString() ?? "none"}");
         int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), k = w.Dim(2), pad = (k - 1) / 2,
             tp = t + 2 * pad;
         int rows = b * tp - 2 * pad;
@@ -39,8 +41,8 @@ public sealed partial class Graph
         var xp = pad > 0 ? PadTimeRaw(x, pad) : x;
         var wr = Derived(w, 0, new[] { k * cin, cout }, wr =>
             Backend.Copy4(wr, new Strides4 { S1 = cin * cout, S2 = cout, S3 = 1 }, w,
-                new Strides4 { S1 = 1, S2 = k, S3 = cin * k },
-                new Dims4 { N0 = 1, N1 = k, N2 = cin, N3 = cout }, 1f, false));
+                new Strides4 { S1 = 1, S2 = k, S3 = cin * k }, new Dims4 { N0 = 1, N1 = k, N2 = cin, N3 = cout }, 1f,
+                    false));
         var yv = pad > 0 ? New(new[] { b * tp, cout }) : null;
         var y = New(new[] { b, t, cout });
         var dst = yv ?? y;
@@ -59,7 +61,8 @@ public sealed partial class Graph
 
     void Conv1dBackward(Conv1dSaved saved, Tensor dy)
     {
-        var x = saved.X; var w = saved.Weight;
+        var x = saved.X;
+        var w = saved.Weight;
         int b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), k = w.Dim(2), pad = (k - 1) / 2,
             tp = t + 2 * pad, rows = b * tp - 2 * pad;
         // which products run direct: the weight gradient unless the forward ran by Winograd (saved.V), the
@@ -114,7 +117,8 @@ public sealed partial class Graph
     void WinogradInputGradient(Tensor x, Tensor w, Tensor dy, int m)
     {
         int n = m + 2, b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0), tiles = (t + m - 1) / m;
-        var mat = WinogradMats(m); var (adjoint, flipped) = BackwardMats(m);
+        var mat = WinogradMats(m);
+        var (adjoint, flipped) = BackwardMats(m);
         var p = new WinoParams { Batch = b, T = t, C = cout, M = m, N = n, Tiles = tiles, Slope = 1f, VWidth = cout };
         var v = New(new[] { n, b * tiles, cout });
         Backend.WinogradIn(v, dy, mat.At(0), p);
@@ -127,7 +131,8 @@ public sealed partial class Graph
             BatchB = cin * cout, RsB = 1, CsB = cout, BatchC = b * tiles * cin, Ldc = cin, Alpha = 1f, Beta = 0f
         });
         var dxw = New(x.Shape);
-        p.C = cin; p.VWidth = 0;
+        p.C = cin;
+        p.VWidth = 0;
         Backend.WinogradOut(dxw, mm, mat.At(0), default, default, p);
         var dx = GradOf(x);
         Backend.Copy4(dx, new Strides4 { S3 = 1 }, dxw, new Strides4 { S3 = 1 },
@@ -140,7 +145,9 @@ public sealed partial class Graph
     /// j = 1..m of a tile's window take At's column, the rest 0).
     void WinogradWeightGradient(Conv1dSaved saved, Tensor dy)
     {
-        var x = saved.X; var w = saved.Weight; var v = saved.V;
+        var x = saved.X;
+        var w = saved.Weight;
+        var v = saved.V;
         int m = saved.Tile, n = m + 2, b = x.Dim(0), t = x.Dim(1), cin = x.Dim(2), cout = w.Dim(0),
             tiles = (t + m - 1) / m;
         var mat = WinogradMats(m);
@@ -177,7 +184,8 @@ public sealed partial class Graph
         var flip = new float[n * 3];
         for (int r = 0; r < n; r++) for (int k = 0; k < 3; k++) flip[r * 3 + k] = g[r * 3 + 2 - k];
         s = (Backend.Allocate(adj.Length), Backend.Allocate(flip.Length));
-        Backend.Upload(s.adjoint.At(0), adj); Backend.Upload(s.flipped.At(0), flip);
+        Backend.Upload(s.adjoint.At(0), adj);
+        Backend.Upload(s.flipped.At(0), flip);
         return winoBackward[m] = s;
     }
 

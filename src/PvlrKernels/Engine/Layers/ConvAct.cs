@@ -26,9 +26,8 @@ public sealed partial class Graph
     {
         CheckMask(x, rowMask);
         int m = WinogradTile;
-        if (m > 0 && !Needs(x, w,
-            bias) && x.Rank == 3 && x.Dim(1) == 1 && w.Rank == 3 && w.Dim(2) == 3) return CentreTap(x, w, bias, slope,
-            rowMask);
+        if (m > 0 && !Needs(x, w, bias) && x.Rank == 3 && x.Dim(1) == 1 && w.Rank == 3 && w.Dim(2) == 3)
+            return CentreTap(x, w, bias, slope, rowMask);
         if (TakesWinograd(x, w, bias)) return WinogradConv(new[] { x }, w, bias, slope, rowMask, m, out _);
         return ActMask(Conv1d(x, w, bias), slope, rowMask);
     }
@@ -37,7 +36,12 @@ public sealed partial class Graph
     /// caller's fresh result; at test time each step's input goes back to the arena.
     Tensor ActMask(Tensor y, float slope, Tensor rowMask)
     {
-        if (slope != 1f) { var a = LeakyRelu(y, slope); Release(y); y = a; }
+        if (slope != 1f)
+        {
+            var a = LeakyRelu(y, slope);
+            Release(y);
+            y = a;
+        }
         if (rowMask == null) return y;
         var m = Mul(y, Reshape(rowMask, y.Dim(0), y.Dim(1), 1));
         Release(y);
@@ -68,7 +72,8 @@ public sealed partial class Graph
     // sequences shorter than one tile go direct: one GEMM instead of m + 2 that each pack a whole weight
     // slice for a handful of rows
     bool TakesWinograd(Tensor x, Tensor w, Tensor bias) =>
-        !Needs(x, w, bias) && w.Rank == 3 && w.Dim(2) == 3 && WinogradTile > 0 && x.Rank == 3 && x.Dim(1) >= WinogradTile;
+        !Needs(x, w, bias) && w.Rank == 3 && w.Dim(2) == 3 && WinogradTile > 0 && x.Rank == 3
+            && x.Dim(1) >= WinogradTile;
 
     /// F(m,3); `v`: the input transform (n, B tiles, Cin), which the weight gradient reads (training keeps
     /// it; at test time it is back in the arena when this returns).
@@ -104,7 +109,8 @@ public sealed partial class Graph
         });
         Release(v);
         var yo = New(new[] { b, t, cout });
-        p.C = cout; p.VWidth = 0;
+        p.C = cout;
+        p.VWidth = 0;
         Backend.WinogradOut(yo, mm, mat.At(0), bias, rowMask, p);
         Release(mm);
         return yo;
@@ -118,7 +124,11 @@ public sealed partial class Graph
     {
         CheckWeight(x.ToString(), x.Dim(2), w, bias);
         int b = x.Dim(0), cin = x.Dim(2), cout = w.Dim(0);
-        if (centreG == null) { centreG = Backend.Allocate(3); Backend.Upload(centreG.At(0), new[] { 0f, 1f, 0f }); }
+        if (centreG == null)
+        {
+            centreG = Backend.Allocate(3);
+            Backend.Upload(centreG.At(0), new[] { 0f, 1f, 0f });
+        }
         bool panels = Backend.PanelsFit(cout);
         var wc = Derived(w, 1, new[] { 1, cin, cout }, u => Backend.WinogradWeight(u, w,
             centreG.At(0), cin, cout, 1, panels));
@@ -136,7 +146,8 @@ public sealed partial class Graph
     static void CheckWeight(string x, int cin, Tensor w, Tensor bias)
     {
         if (w.Dim(1) != cin || (bias != null && bias.Size != w.Dim(0)))
-            throw new ShapeException($"conv_act: x {x} (B,T,Cin), weight {w} (Cout,Cin,3), bias {bias?.ToString() ?? "none"}");
+            throw new ShapeException($"conv_act: x {x} (B,T,Cin), weight {w} (Cout,Cin,3), bias "
+                + $"{bias?.ToString() ?? "none"}");
     }
 
     Storage WinogradMats(int m)
@@ -145,14 +156,20 @@ public sealed partial class Graph
         if (winoMats.TryGetValue(m, out var s)) return s;
         var (mat, g) = Winograd.Matrices(m);
         s = Backend.Allocate(mat.Length + g.Length);
-        Backend.Upload(s.At(0), mat); Backend.Upload(s.At(mat.Length), g);
+        Backend.Upload(s.At(0), mat);
+        Backend.Upload(s.At(mat.Length), g);
         return winoMats[m] = s;
     }
 
     void DropWinograd()
     {
-        centreG?.Dispose(); centreG = null;
-        if (winoBackward != null) foreach (var (a, f) in winoBackward.Values) { a.Dispose(); f.Dispose(); }
+        centreG?.Dispose();
+        centreG = null;
+        if (winoBackward != null) foreach (var (a, f) in winoBackward.Values)
+        {
+            a.Dispose();
+            f.Dispose();
+        }
         winoBackward = null;
         if (winoMats == null) return;
         foreach (var s in winoMats.Values) s.Dispose();

@@ -40,7 +40,8 @@ public sealed partial class Graph
 
     void UnaryBackward<TOp>(UnarySaved saved, Tensor y, Tensor dy) where TOp : struct, IUnaryOp
     {
-        var x = saved.X; var dx = GradOf(x);
+        var x = saved.X;
+        var dx = GradOf(x);
         Backend.UnaryBackward<TOp>(dx, x, y, dy, x.Size, saved.P, true);
     }
 
@@ -75,7 +76,8 @@ public sealed partial class Graph
     static Dims4 Pad4(int[] s)
     {
         if (s.Length > 4) throw new ShapeException($"broadcast: rank {s.Length} > 4");
-        var d = new int[4]; int k = 4 - s.Length;
+        var d = new int[4];
+        int k = 4 - s.Length;
         for (int i = 0; i < 4; i++) d[i] = i < k ? 1 : s[i - k];
         return new Dims4 { N0 = d[0], N1 = d[1], N2 = d[2], N3 = d[3] };
     }
@@ -113,12 +115,14 @@ public sealed partial class Graph
         {
             int ia = i - (rank - a.Rank), ib = i - (rank - b.Rank);
             int na = ia >= 0 ? a.Shape[ia] : 1, nb = ib >= 0 ? b.Shape[ib] : 1;
-            if (na != nb && na != 1 && nb != 1) throw new ShapeException($"{typeof(TOp).Name}: cannot broadcast {a} with {b}");
+            if (na != nb && na != 1 && nb != 1)
+                throw new ShapeException($"{typeof(TOp).Name}: cannot broadcast {a} with {b}");
             outShape[i] = Math.Max(na, nb);
         }
         var y = New(outShape);
         Dims4 d = Pad4(outShape);
-        var sa = BroadcastStrides(Pad4(a.Shape), d); var sb = BroadcastStrides(Pad4(b.Shape), d);
+        var sa = BroadcastStrides(Pad4(a.Shape), d);
+        var sb = BroadcastStrides(Pad4(b.Shape), d);
         Backend.Binary<TOp>(y, a, sa, b, sb, d);
         var e = new BinarySaved(a, b, d, sa, sb).Save(BinaryRule<TOp>.Instance);
         Record(ref e, y, a, b);

@@ -15,7 +15,8 @@ public sealed partial class Graph
 
     public Tensor PairwiseKl(Tensor muP, Tensor varP, Tensor muQ, Tensor varQ, float varEps = 1e-5f)
     {
-        SameShape("kl", muP, varP); SameShape("kl", muQ, varQ);
+        SameShape("kl", muP, varP);
+        SameShape("kl", muQ, varQ);
         if (muP.Rank != 3 || muQ.Rank != 3 || muP.Dim(0) != muQ.Dim(0) || muP.Dim(2) != muQ.Dim(2))
             throw new ShapeException($"kl: sets must be (Bt, N, D) with equal Bt and D, got {muP} and {muQ}");
         var k = new KlParams { Bt = muP.Dim(0), Np = muP.Dim(1), Nq = muQ.Dim(1), D = muP.Dim(2), VarEps = varEps };
@@ -35,8 +36,10 @@ public sealed partial class Graph
         // GradOf on a non-trainable input would allocate a gradient nobody reads; use scratch instead.
         Tensor GradOrScratch(Tensor t, bool need) => need ? (t.RequiresGrad ? GradOf(t) : New(t.Shape,
             zero: true)) : null;
-        var dMuP = GradOrScratch(muP, needP); var dVarP = GradOrScratch(varP, needP);
-        var dMuQ = GradOrScratch(muQ, needQ); var dVarQ = GradOrScratch(varQ, needQ);
+        var dMuP = GradOrScratch(muP, needP);
+        var dVarP = GradOrScratch(varP, needP);
+        var dMuQ = GradOrScratch(muQ, needQ);
+        var dVarQ = GradOrScratch(varQ, needQ);
         Backend.PairwiseKlBackward(dMuP, dVarP, dMuQ, dVarQ, dy, muP, varP, muQ, varQ, k, needP, needQ);
     }
 }

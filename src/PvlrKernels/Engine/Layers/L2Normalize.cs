@@ -15,7 +15,8 @@ public sealed partial class Graph
     public Tensor L2Normalize(Tensor x, int axis, float eps = 1e-12f)
     {
         var (outer, n, inner) = Around(x, axis, "l2normalize");
-        var y = New(x.Shape); var norm = New(new[] { outer * inner });
+        var y = New(x.Shape);
+        var norm = New(new[] { outer * inner });
         Backend.L2Normalize(y, norm, x, outer, n, inner, eps);
         var e = new L2NormSaved(x, norm, outer, n, inner, eps).Save();
         Record(ref e, y, x);

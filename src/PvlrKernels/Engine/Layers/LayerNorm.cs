@@ -15,8 +15,11 @@ public sealed partial class Graph
     public Tensor LayerNorm(Tensor x, Tensor gamma, Tensor beta, float eps = 1e-5f)
     {
         int n = x.Dim(-1), rows = (int)(x.Size / n);
-        if (gamma.Size != n || beta.Size != n) throw new ShapeException($"layernorm: {x} with gamma {gamma} and beta {beta}");
-        var y = New(x.Shape); var mean = New(new[] { rows }); var rstd = New(new[] { rows });
+        if (gamma.Size != n || beta.Size != n)
+            throw new ShapeException($"layernorm: {x} with gamma {gamma} and beta {beta}");
+        var y = New(x.Shape);
+        var mean = New(new[] { rows });
+        var rstd = New(new[] { rows });
         Backend.LayerNorm(y, mean, rstd, x, gamma, beta, rows, n, eps);
         var e = new LayerNormSaved(x, gamma, beta, mean, rstd, rows, n).Save();
         Record(ref e, y, x, gamma, beta);
@@ -28,7 +31,8 @@ public sealed partial class Graph
         var (x, gamma, beta) = (saved.X, saved.Gamma, saved.Beta);
         bool needX = x.RequiresGrad, needParams = gamma.RequiresGrad || beta.RequiresGrad;
         var dx = needX ? GradOf(x) : null;
-        var dGamma = needParams ? GradOf(gamma) : null; var dBeta = needParams ? GradOf(beta) : null;
+        var dGamma = needParams ? GradOf(gamma) : null;
+        var dBeta = needParams ? GradOf(beta) : null;
         Backend.LayerNormBackward(dx, dGamma, dBeta, dy, x, gamma, saved.Mean,
             saved.Rstd, saved.Rows, saved.N, needX, needParams);
     }

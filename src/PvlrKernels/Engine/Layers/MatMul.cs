@@ -21,7 +21,9 @@ public sealed partial class Graph
         int bt = a.Rank == 3 ? a.Dim(0) : 1;
         int ar = a.Dim(-2), ac = a.Dim(-1), br = b.Dim(-2), bc = b.Dim(-1);
         int m = transA ? ac : ar, k = transA ? ar : ac, k2 = transB ? bc : br, n = transB ? br : bc;
-        if (k != k2) throw new ShapeException($"matmul: inner dimensions differ, {a}{(transA ? "^T" : "")} x {b}{(transB ? "^T" : "")}");
+        if (k != k2)
+            throw new ShapeException($"matmul: inner dimensions differ, {a}{(transA ? "^T" : "")} x "
+                + $"{b}{(transB ? "^T" : "")}");
         var y = New(a.Rank == 3 ? new[] { bt, m, n } : new[] { m, n });
         Backend.Gemm(y, a, b, new GemmParams
         {
@@ -36,7 +38,9 @@ public sealed partial class Graph
 
     void MatMulBackward(MatMulSaved saved, Tensor dy)
     {
-        var a = saved.A; var b = saved.B; bool ta = saved.TransA, tb = saved.TransB;
+        var a = saved.A;
+        var b = saved.B;
+        bool ta = saved.TransA, tb = saved.TransB;
         int bt = a.Rank == 3 ? a.Dim(0) : 1, ar = a.Dim(-2), ac = a.Dim(-1), br = b.Dim(-2), bc = b.Dim(-1);
         int m = ta ? ac : ar, k = ta ? ar : ac, n = tb ? br : bc;
         if (a.RequiresGrad)
@@ -46,12 +50,28 @@ public sealed partial class Graph
             var p = new GemmParams { Batch = bt, BatchC = ar * ac, Ldc = ac, Alpha = 1f, Beta = 1f };
             if (!ta)
             {   // dA (m,k) = dY (m,n) op(B)^T
-                p.M = m; p.N = k; p.K = n; p.BatchA = m * n; p.RsA = n; p.CsA = 1; p.BatchB = br * bc; p.RsB = tb ? bc : 1; p.CsB = tb ? 1 : bc;
+                p.M = m;
+                p.N = k;
+                p.K = n;
+                p.BatchA = m * n;
+                p.RsA = n;
+                p.CsA = 1;
+                p.BatchB = br * bc;
+                p.RsB = tb ? bc : 1;
+                p.CsB = tb ? 1 : bc;
                 Backend.Gemm(da, dy, b, p);
             }
             else
             {   // A stored (k,m): dA = op(B) (k,n) dY^T (n,m)
-                p.M = k; p.N = m; p.K = n; p.BatchA = br * bc; p.RsA = tb ? 1 : bc; p.CsA = tb ? bc : 1; p.BatchB = m * n; p.RsB = 1; p.CsB = n;
+                p.M = k;
+                p.N = m;
+                p.K = n;
+                p.BatchA = br * bc;
+                p.RsA = tb ? 1 : bc;
+                p.CsA = tb ? bc : 1;
+                p.BatchB = m * n;
+                p.RsB = 1;
+                p.CsB = n;
                 Backend.Gemm(da, b, dy, p);
             }
         }
@@ -61,12 +81,28 @@ public sealed partial class Graph
             var p = new GemmParams { Batch = bt, BatchC = br * bc, Ldc = bc, Alpha = 1f, Beta = 1f };
             if (!tb)
             {   // dB (k,n) = op(A)^T (k,m) dY (m,n)
-                p.M = k; p.N = n; p.K = m; p.BatchA = ar * ac; p.RsA = ta ? ac : 1; p.CsA = ta ? 1 : ac; p.BatchB = m * n; p.RsB = n; p.CsB = 1;
+                p.M = k;
+                p.N = n;
+                p.K = m;
+                p.BatchA = ar * ac;
+                p.RsA = ta ? ac : 1;
+                p.CsA = ta ? 1 : ac;
+                p.BatchB = m * n;
+                p.RsB = n;
+                p.CsB = 1;
                 Backend.Gemm(db, a, dy, p);
             }
             else
             {   // B stored (n,k): dB = dY^T (n,m) op(A) (m,k)
-                p.M = n; p.N = k; p.K = m; p.BatchA = m * n; p.RsA = 1; p.CsA = n; p.BatchB = ar * ac; p.RsB = ta ? 1 : ac; p.CsB = ta ? ac : 1;
+                p.M = n;
+                p.N = k;
+                p.K = m;
+                p.BatchA = m * n;
+                p.RsA = 1;
+                p.CsA = n;
+                p.BatchB = ar * ac;
+                p.RsB = ta ? 1 : ac;
+                p.CsB = ta ? ac : 1;
                 Backend.Gemm(db, dy, a, p);
             }
         }
@@ -99,7 +135,9 @@ public sealed partial class Graph
 
     void LinearBackward(LinearSaved saved, Tensor dy)
     {
-        var x = saved.X; var w = saved.Weight; int inF = x.Dim(-1), rows = (int)(x.Size / inF), outF = w.Dim(0);
+        var x = saved.X;
+        var w = saved.Weight;
+        int inF = x.Dim(-1), rows = (int)(x.Size / inF), outF = w.Dim(0);
         if (x.RequiresGrad)
         {
             var dx = GradOf(x);

@@ -46,7 +46,8 @@ public sealed partial class Graph
     {
         var a = saved.Params;
         Tensor GradOrScratch(Tensor t) => t.RequiresGrad ? GradOf(t) : New(t.Shape, zero: true);
-        var dm = GradOrScratch(saved.M); var dg = GradOrScratch(saved.G);
+        var dm = GradOrScratch(saved.M);
+        var dg = GradOrScratch(saved.G);
         var adjoint = New([a.Pairs, a.L + 2, a.L + 2]);
         Backend.FsdBackward(dm, dg, adjoint, dy, saved.Choices, a);
     }

@@ -37,14 +37,24 @@ public sealed partial class Graph
     /// Swap two axes of a tensor of rank <= 4 (materialized).
     public Tensor Transpose(Tensor x, int a1, int a2)
     {
-        int r = x.Rank; if (a1 < 0) a1 += r; if (a2 < 0) a2 += r;
-        if (r > 4 || a1 < 0 || a2 < 0 || a1 >= r || a2 >= r) throw new ShapeException($"transpose: axes ({a1},{a2}) invalid for {x}");
-        var strides = new int[r]; int s = 1;
-        for (int i = r - 1; i >= 0; i--) { strides[i] = s; s *= x.Shape[i]; }
+        int r = x.Rank;
+        if (a1 < 0) a1 += r;
+        if (a2 < 0) a2 += r;
+        if (r > 4 || a1 < 0 || a2 < 0 || a1 >= r || a2 >= r)
+            throw new ShapeException($"transpose: axes ({a1},{a2}) invalid for {x}");
+        var strides = new int[r];
+        int s = 1;
+        for (int i = r - 1; i >= 0; i--)
+        {
+            strides[i] = s;
+            s *= x.Shape[i];
+        }
         var shape = (int[])x.Shape.Clone();
         (shape[a1], shape[a2]) = (shape[a2], shape[a1]);
         (strides[a1], strides[a2]) = (strides[a2], strides[a1]);
-        var d = Pad4(shape); var st = new int[4]; int k = 4 - r;
+        var d = Pad4(shape);
+        var st = new int[4];
+        int k = 4 - r;
         for (int i = 0; i < r; i++) st[i + k] = strides[i];
         return StridedCopy(x, 0, d, new Strides4 { S0 = st[0], S1 = st[1], S2 = st[2], S3 = st[3] }, shape);
     }
@@ -53,7 +63,8 @@ public sealed partial class Graph
     public Tensor Slice(Tensor x, int axis, int start, int len)
     {
         var (outer, n, inner) = Around(x, axis, "slice");
-        if (start < 0 || len < 0 || start + len > n) throw new ShapeException($"slice: [{start}, {start + len}) outside axis {axis} of {x}");
+        if (start < 0 || len < 0 || start + len > n)
+            throw new ShapeException($"slice: [{start}, {start + len}) outside axis {axis} of {x}");
         var d = new Dims4 { N0 = 1, N1 = outer, N2 = len, N3 = inner };
         return StridedCopy(x, (long)start * inner, d, new Strides4 { S1 = n * inner, S2 = inner, S3 = 1 },
             WithDim(x.Shape, axis, len));
@@ -63,17 +74,24 @@ public sealed partial class Graph
     /// its own op so gradients flow to every part.
     public Tensor Concat(int axis, params Tensor[] parts)
     {
-        var first = parts[0]; if (axis < 0) axis += first.Rank;
+        var first = parts[0];
+        if (axis < 0) axis += first.Rank;
         int total = 0;
         foreach (var p in parts)
         {
             if (p.Rank != first.Rank) throw new ShapeException($"concat: ranks differ, {first} vs {p}");
-            for (int i = 0; i < p.Rank; i++) if (i != axis && p.Shape[i] != first.Shape[i]) throw new ShapeException($"concat: {first} vs {p} along axis {axis}");
+            for (int i = 0; i < p.Rank; i++)
+                if (i != axis && p.Shape[i] != first.Shape[i])
+                    throw new ShapeException($"concat: {first} vs {p} along axis {axis}");
             total += p.Shape[axis];
         }
         var y = New(WithDim(first.Shape, axis, total));
         int at = 0;
-        foreach (var p in parts) { CopyInto(y, p, axis, at); at += p.Shape[axis]; }
+        foreach (var p in parts)
+        {
+            CopyInto(y, p, axis, at);
+            at += p.Shape[axis];
+        }
         return y;
     }
 
@@ -112,7 +130,8 @@ public sealed partial class Graph
     {
         var (outer, n, inner) = Around(x, axis, "gather");
         var (io, m, ii) = Around(idx, axis < 0 ? axis + x.Rank : axis, "gather");
-        if (io != outer || (perInner ? ii != inner : ii != 1)) throw new ShapeException($"gather: index {idx} does not fit {x} along axis {axis}");
+        if (io != outer || (perInner ? ii != inner : ii != 1))
+            throw new ShapeException($"gather: index {idx} does not fit {x} along axis {axis}");
         var y = New(WithDim(x.Shape, axis, m));
         Backend.Gather(y, x, idx, outer, n, m, inner, perInner);
         var e = new GatherSaved(x, idx, outer, n, m, inner, perInner).Save();

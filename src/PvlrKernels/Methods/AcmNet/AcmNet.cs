@@ -32,12 +32,17 @@ public class AcmNetModel : IMethodModel
     public AcmNetModel(AcmNetConfig cfg, IReadOnlyList<string> classes)
     {
         cfg.Validate();
-        Cfg = cfg; Classes = classes.ToArray();
-        if (Classes.Length != cfg.NumClasses) throw new ArgumentException($"config has {cfg.NumClasses} classes, the class list {Classes.Length}");
+        Cfg = cfg;
+        Classes = classes.ToArray();
+        if (Classes.Length != cfg.NumClasses)
+            throw new ArgumentException($"config has {cfg.NumClasses} classes, the class list {Classes.Length}");
         int f = cfg.FeatDim;
-        P.Add("feature_embedding.0.weight", [f, f, 3]); P.Add("feature_embedding.0.bias", [f]);
-        P.Add("att_branch.weight", [3, f, 1]); P.Add("att_branch.bias", [3]);
-        P.Add("snippet_cls.weight", [cfg.NumClasses + 1, f]); P.Add("snippet_cls.bias", [cfg.NumClasses + 1]);
+        P.Add("feature_embedding.0.weight", [f, f, 3]);
+        P.Add("feature_embedding.0.bias", [f]);
+        P.Add("att_branch.weight", [3, f, 1]);
+        P.Add("att_branch.bias", [3]);
+        P.Add("snippet_cls.weight", [cfg.NumClasses + 1, f]);
+        P.Add("snippet_cls.bias", [cfg.NumClasses + 1]);
     }
 
     public MethodConfig Config => Cfg;
@@ -61,7 +66,8 @@ public class AcmNetModel : IMethodModel
     /// prefixes the names of the random draws (FTCL draws them for two videos per pair).
     public AcmNetOutputs Forward(Graph g, Tensor x, Dictionary<string, float[]> picks = null, string tags = "")
     {
-        if (x.Rank != 3 || x.Dim(2) != Cfg.FeatDim) throw new ShapeException($"acmnet: input must be (B, T, {Cfg.FeatDim}), got {x}");
+        if (x.Rank != 3 || x.Dim(2) != Cfg.FeatDim)
+            throw new ShapeException($"acmnet: input must be (B, T, {Cfg.FeatDim}), got {x}");
         int b = x.Dim(0), t = x.Dim(1);
         var ks = Ks(t);
         var e = g.ConvAct(x, W("feature_embedding.0.weight"), W("feature_embedding.0.bias"), 0f);
@@ -78,7 +84,8 @@ public class AcmNetModel : IMethodModel
         float[] attHost = picks == null ? g.ToHost(att) : null;
         var o = new AcmNetOutputs { Embedded = e, Cas = cas, Att = att, Picks = picks ?? new(),
             AttentionHost = attHost };
-        var p = new Tensor[3]; var f = new Tensor[3];
+        var p = new Tensor[3];
+        var f = new Tensor[3];
         for (int i = 0; i < 3; i++)
         {
             var a = g.Slice(att, 2, i, 1);
@@ -96,7 +103,8 @@ public class AcmNetModel : IMethodModel
     /// The top k snippets of attention branch `branch` per video, by a descending sort in the given tie order.
     public static float[] TopIndices(float[] att, int b, int t, int branch, int k, MiningTies ties)
     {
-        var r = new float[b * k]; var col = new float[t];
+        var r = new float[b * k];
+        var col = new float[t];
         for (int i = 0; i < b; i++)
         {
             for (int j = 0; j < t; j++) col[j] = att[(i * t + j) * 3 + branch];
@@ -114,7 +122,8 @@ public class AcmNetModel : IMethodModel
     public LossTerms Losses(Graph g, AcmNetOutputs o, float[] labels)
     {
         int b = o.Cas.Dim(0), c = Cfg.NumClasses, c1 = c + 1;
-        if (labels.Length != b * c) throw new ShapeException($"acmnet: labels hold {labels.Length} values, expected (B={b}, C={c})");
+        if (labels.Length != b * c)
+            throw new ShapeException($"acmnet: labels hold {labels.Length} values, expected (B={b}, C={c})");
         Tensor Target(float background, bool actions)
         {
             var y = new float[b * c1];
@@ -133,7 +142,8 @@ public class AcmNetModel : IMethodModel
         L.Terms["cont_loss"] = Cls(o.PCont, Target(1, true));
         L.Terms["back_loss"] = Cls(o.PBack, Target(1, false));
         // mean_b sum_t |1 - softmax(CAS x a_inst)_bg - sg(a_inst)|
-        var bg = g.Slice(o.InstCas, 2, c, 1); var aInst = g.Detach(g.Slice(o.Att, 2, 0, 1));
+        var bg = g.Slice(o.InstCas, 2, c, 1);
+        var aInst = g.Detach(g.Slice(o.Att, 2, 0, 1));
         var guide = g.Scale(g.SumAll(g.Abs(g.AddScalar(g.Scale(g.Add(bg, aInst), -1f), 1f))), 1f / b);
         Tensor Norm(Tensor v) => g.Sqrt(g.Sum(g.Square(v),
             2));                                                // (B,1,1)
@@ -169,7 +179,9 @@ public class AcmNetModel : IMethodModel
             int n = t <= Cfg.MaxSeqLen && t > 1 ? t : (t == 1 ? 2 : Cfg.MaxSeqLen);
             var x = Inference.SampleRows(f.Span, fd, Enumerable.Range(0,
                 n).Select(i => t <= Cfg.MaxSeqLen && t > 1 ? i : (int)Math.Floor(i * ((double)t / n))).ToArray());
-            g.Reset(); g.Training = false; g.WinogradTile = Cfg.WinogradTile;
+            g.Reset();
+            g.Training = false;
+            g.WinogradTile = Cfg.WinogradTile;
             using (g.NoGrad())
             {
                 var e = g.ConvAct(g.FromHost(x, 1, n, fd), W("feature_embedding.0.weight"),

@@ -28,7 +28,14 @@ public class AcmNetConfig : MethodConfig
 
     public AcmNetConfig()
     {
-        BatchSize = 16; MaxSeqLen = 750; Lr = 1e-4f; WeightDecay = 5e-5f; MaxIter = 13000; Interval = 13; WarmupIter = 0; Seed = 0;
+        BatchSize = 16;
+        MaxSeqLen = 750;
+        Lr = 1e-4f;
+        WeightDecay = 5e-5f;
+        MaxIter = 13000;
+        Interval = 13;
+        WarmupIter = 0;
+        Seed = 0;
     }
 
     public static AcmNetConfig Paper() => new();
@@ -50,7 +57,8 @@ public class AcmNetConfig : MethodConfig
     public override void Validate()
     {
         base.Validate();
-        if (InsTopK < 1 || ConTopK < 1 || BakTopK < 1 || UpScale < 1) throw new ArgumentException("InsTopK, ConTopK, BakTopK and UpScale must be at least 1");
+        if (InsTopK < 1 || ConTopK < 1 || BakTopK < 1 || UpScale < 1)
+            throw new ArgumentException("InsTopK, ConTopK, BakTopK and UpScale must be at least 1");
         if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentException($"Dropout {Dropout} must be in [0, 1)");
         if (new[] { Lamb1, Lamb2, Lamb3, FeatMargin,
             ClsThreshold }.Any(a => !float.IsFinite(a)) || !double.IsFinite(NmsThresh))

@@ -17,7 +17,8 @@ public sealed class AcmNetMethod : IMethod
     public MethodConfig ConfigFromJson(string json) => AcmNetConfig.FromJson(json);
 
     public IMethodModel Build(MethodConfig config, IReadOnlyList<string> classes) =>
-        new AcmNetModel(config as AcmNetConfig ?? throw new ArgumentException($"a {config.Method} config cannot build an ACM-Net model"), classes);
+        new AcmNetModel(config as AcmNetConfig
+            ?? throw new ArgumentException($"a {config.Method} config cannot build an ACM-Net model"), classes);
 
     public IMethodModel LoadTorch(string path, Backend backend, out string report, IReadOnlyList<string> classes = null)
     {

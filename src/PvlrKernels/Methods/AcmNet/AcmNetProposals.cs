@@ -16,18 +16,22 @@ public static class AcmNetProposals
         float[] attn, int t)
     {
         int n = attn.Length, c = cfg.NumClasses, c1 = c + 1;
-        if (n == 0 || cas.Length != n * c1) throw new ArgumentException($"{video}: cas {cas.Length} / attention {n} do not match C={c}");
+        if (n == 0 || cas.Length != n * c1)
+            throw new ArgumentException($"{video}: cas {cas.Length} / attention {n} do not match C={c}");
         int k = Math.Max(n / cfg.InsTopK, 1);
         // act_inst_cls: softmax over C+1 of the mean of the top k of CAS x a_inst, float32; its first C
-        var mean = new float[c1]; var column = new float[n];
+        var mean = new float[c1];
+        var column = new float[n];
         for (int j = 0; j < c1; j++)
         {
             for (int i = 0; i < n; i++) column[i] = cas[i * c1 + j];
-            Array.Sort(column); float sum = 0;
+            Array.Sort(column);
+            float sum = 0;
             for (int i = 0; i < k; i++) sum += column[n - 1 - i];
             mean[j] = sum / k;
         }
-        var all = Softmax(mean); var score = all[..c];
+        var all = Softmax(mean);
+        var score = all[..c];
         var pred = score.Max() > cfg.ClsThreshold ? Enumerable.Range(0,
             c).Where(j => score[j] > cfg.ClsThreshold).ToList() : [Array.IndexOf(score, score.Max())];
         // softmax over C+1 per snippet of CAS x a_inst (act_inst_cas), the predicted classes, and a_inst
@@ -66,8 +70,13 @@ public static class AcmNetProposals
 
     static float[] Softmax(float[] v)
     {
-        float mx = v.Max(), z = 0; var r = new float[v.Length];
-        for (int i = 0; i < v.Length; i++) { r[i] = MathF.Exp(v[i] - mx); z += r[i]; }
+        float mx = v.Max(), z = 0;
+        var r = new float[v.Length];
+        for (int i = 0; i < v.Length; i++)
+        {
+            r[i] = MathF.Exp(v[i] - mx);
+            z += r[i];
+        }
         for (int i = 0; i < v.Length; i++) r[i] /= z;
         return r;
     }

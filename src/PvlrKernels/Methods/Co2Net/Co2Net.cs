@@ -31,16 +31,22 @@ public sealed class Co2NetModel : IMethodModel
     public Co2NetModel(Co2NetConfig cfg, IReadOnlyList<string> classes)
     {
         cfg.Validate();
-        Cfg = cfg; Classes = classes.ToArray();
-        if (Classes.Length != cfg.NumClasses) throw new ArgumentException($"config has {cfg.NumClasses} classes, the class list {Classes.Length}");
+        Cfg = cfg;
+        Classes = classes.ToArray();
+        if (Classes.Length != cfg.NumClasses)
+            throw new ArgumentException($"config has {cfg.NumClasses} classes, the class list {Classes.Length}");
         int h = cfg.Half, a = cfg.AttnHidden, f = cfg.FeatDim;
         foreach (var m in new[] { "vAttn", "fAttn" })
         {
-            Conv($"{m}.bit_wise_attn.0", h, h, 3); Conv($"{m}.channel_conv.0", h, h, 3);
-            Conv($"{m}.attention.0", a, h, 3); Conv($"{m}.attention.3", a, a, 3); Conv($"{m}.attention.5", 1, a, 1);
+            Conv($"{m}.bit_wise_attn.0", h, h, 3);
+            Conv($"{m}.channel_conv.0", h, h, 3);
+            Conv($"{m}.attention.0", a, h, 3);
+            Conv($"{m}.attention.3", a, a, 3);
+            Conv($"{m}.attention.5", 1, a, 1);
         }
         Conv("fusion.0", f, f, 1);
-        Conv("classifier.1", f, f, 3); Conv("classifier.4", cfg.NumClasses + 1, f, 1);
+        Conv("classifier.1", f, f, 3);
+        Conv("classifier.4", cfg.NumClasses + 1, f, 1);
     }
 
     void Conv(string name, int cout, int cin, int k) { P.Add(name + ".weight", [cout, cin, k]); P.Add(name + ".bias",
@@ -95,7 +101,8 @@ public sealed class Co2NetModel : IMethodModel
     // ---------------- the whole forward (model.py:74-92) ----------------
     public Co2NetOutputs Forward(Graph g, Tensor x)
     {
-        if (x.Rank != 3 || x.Dim(2) != Cfg.FeatDim) throw new ShapeException($"co2net: input must be (B, T, {Cfg.FeatDim}), got {x}");
+        if (x.Rank != 3 || x.Dim(2) != Cfg.FeatDim)
+            throw new ShapeException($"co2net: input must be (B, T, {Cfg.FeatDim}), got {x}");
         int h = Cfg.Half;
         return Forward(g, g.Slice(x, 2, 0, h), g.Slice(x, 2, h, h), null);
     }
@@ -153,7 +160,9 @@ public sealed class Co2NetModel : IMethodModel
         IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
     {
         Inference.CheckVideos(videos, Cfg.FeatDim);
-        g.Reset(); g.Training = false; g.WinogradTile = Cfg.WinogradTile;
+        g.Reset();
+        g.Training = false;
+        g.WinogradTile = Cfg.WinogradTile;
         using (g.NoGrad())
         {
             var rag = new RaggedBatch(g, videos.Select(v => v.t).ToArray());

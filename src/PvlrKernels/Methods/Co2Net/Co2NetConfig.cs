@@ -30,7 +30,13 @@ public sealed class Co2NetConfig : MethodConfig
 
     public Co2NetConfig()
     {
-        MaxSeqLen = 500; Lr = 5e-5f; WeightDecay = 1e-3f; MaxIter = 5000; Interval = 200; WarmupIter = 0; Seed = 3552;
+        MaxSeqLen = 500;
+        Lr = 5e-5f;
+        WeightDecay = 1e-3f;
+        MaxIter = 5000;
+        Interval = 200;
+        WarmupIter = 0;
+        Seed = 3552;
     }
 
     public static Co2NetConfig Paper() => new();

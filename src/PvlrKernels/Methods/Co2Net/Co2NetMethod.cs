@@ -17,7 +17,8 @@ public sealed class Co2NetMethod : IMethod
     public MethodConfig ConfigFromJson(string json) => Co2NetConfig.FromJson(json);
 
     public IMethodModel Build(MethodConfig config, IReadOnlyList<string> classes) =>
-        new Co2NetModel(config as Co2NetConfig ?? throw new ArgumentException($"a {config.Method} config cannot build a CO2-Net model"), classes);
+        new Co2NetModel(config as Co2NetConfig
+            ?? throw new ArgumentException($"a {config.Method} config cannot build a CO2-Net model"), classes);
 
     /// A CO2-Net state_dict (the original's ckpt/best_*.pkl, or our export with its records). Without our
     /// records the widths come from the tensors' shapes and the classes default to THUMOS14's 20.
@@ -53,8 +54,10 @@ public sealed class Co2NetMethod : IMethod
             if (meta.TryGetProperty("k", out var k)) c.TrainTopK = k.GetInt32();
             if (meta.TryGetProperty("alpha", out var a))
             {
-                c.Alpha1 = a.GetProperty("alpha1").GetSingle(); c.Alpha2 = a.GetProperty("alpha2").GetSingle();
-                c.Alpha3 = a.GetProperty("alpha3").GetSingle(); c.Alpha4 = a.GetProperty("alpha4").GetSingle();
+                c.Alpha1 = a.GetProperty("alpha1").GetSingle();
+                c.Alpha2 = a.GetProperty("alpha2").GetSingle();
+                c.Alpha3 = a.GetProperty("alpha3").GetSingle();
+                c.Alpha4 = a.GetProperty("alpha4").GetSingle();
             }
             return c;
         });

@@ -28,7 +28,8 @@ public sealed class FtclModel : AcmNetModel
     public FtclModel(FtclConfig cfg, IReadOnlyList<string> classes) : base(cfg, classes)
     {
         Cfg = cfg;
-        P.Add("feature_trans.weight", [cfg.FcDim, cfg.FeatDim]); P.Add("feature_trans.bias", [cfg.FcDim]);
+        P.Add("feature_trans.weight", [cfg.FcDim, cfg.FeatDim]);
+        P.Add("feature_trans.bias", [cfg.FcDim]);
     }
 
     public sealed class Half
@@ -79,14 +80,18 @@ public sealed class FtclModel : AcmNetModel
     public LossTerms PairLosses(Graph g, Tensor x, float[] labels, Dictionary<string, float[]> picks = null)
     {
         int rows = x.Dim(0), b = rows / 2, c = Cfg.NumClasses;
-        if (rows % 2 != 0 || rows == 0) throw new ShapeException($"ftcl: a batch is pairs of videos (2B rows), got {x}");
-        if (labels.Length != rows * c) throw new ShapeException($"ftcl: labels hold {labels.Length} values, expected (2B={rows}, C={c})");
+        if (rows % 2 != 0 || rows == 0)
+            throw new ShapeException($"ftcl: a batch is pairs of videos (2B rows), got {x}");
+        if (labels.Length != rows * c)
+            throw new ShapeException($"ftcl: labels hold {labels.Length} values, expected (2B={rows}, C={c})");
         Dictionary<string, float[]> Of(string half) => picks?.Where(p => p.Key.StartsWith(half + "_"))
             .ToDictionary(p => p.Key[(half.Length + 1)..], p => p.Value);
         var h0 = ForwardOnce(g, g.Slice(x, 0, 0, b), "v0_", Of("v0"));
         var h1 = ForwardOnce(g, g.Slice(x, 0, b, b), "v1_", Of("v1"));
-        var y0 = labels[..(b * c)]; var y1 = labels[(b * c)..];
-        var a0 = Losses(g, h0.Acm, y0); var a1 = Losses(g, h1.Acm, y1);
+        var y0 = labels[..(b * c)];
+        var y1 = labels[(b * c)..];
+        var a0 = Losses(g, h0.Acm, y0);
+        var a1 = Losses(g, h1.Acm, y1);
         var L = new LossTerms();
         foreach (var k in a0.Terms.Keys) L.Terms[k] = g.Scale(g.Add(a0.Terms[k], a1.Terms[k]), 0.5f);
         var acm = g.Scale(g.Add(a0.Total, a1.Total), 0.5f);
@@ -118,7 +123,8 @@ public sealed class FtclModel : AcmNetModel
         Tensor Cosine(Tensor a, Tensor bb) => g.MatMul(g.L2Normalize(a, 2), g.L2Normalize(bb, 2), transB: true);
         var lcs = g.Lcs(Cosine(lcs0, lcs1), cfg.LcsThreshold);
         // FSD against v1's action candidates for positive pairs, its background ones for negative pairs
-        var isPos = g.FromHost(pair, b, 1, 1); var isNeg = g.FromHost(pair.Select(p => 1 - p).ToArray(), b, 1, 1);
+        var isPos = g.FromHost(pair, b, 1, 1);
+        var isNeg = g.FromHost(pair.Select(p => 1 - p).ToArray(), b, 1, 1);
         var second = g.Add(g.Mul(act1, isPos), g.Mul(bak1, isNeg));
         int half = cfg.FcDim / 2;
         Tensor Part(Tensor v, int i) => g.Slice(v, 2, i * half, half);

@@ -24,7 +24,8 @@ public sealed class FtclConfig : AcmNetConfig
 
     public FtclConfig()
     {
-        MaxIter = 25 * 107; Interval = 107;
+        MaxIter = 25 * 107;
+        Interval = 107;
     }
 
     public static new FtclConfig Paper() => new();
@@ -50,8 +51,10 @@ public sealed class FtclConfig : AcmNetConfig
         if (LcsLen < 1 || LcsLen > side || FsdLen < 1 || FsdLen > side)
             throw new ArgumentException($"LcsLen {LcsLen} and FsdLen {FsdLen} must be 1..{side}");
         if (LcsLen > MaxSeqLen || 2 * FsdLen > MaxSeqLen)
-            throw new ArgumentException($"LcsLen {LcsLen} and 2 x FsdLen {2 * FsdLen} must not exceed MaxSeqLen {MaxSeqLen}");
-        if (FcDim < 2 || FcDim % 2 != 0) throw new ArgumentException($"FcDim {FcDim} must be even (FSD compares its halves)");
+            throw new ArgumentException($"LcsLen {LcsLen} and 2 x FsdLen {2 * FsdLen} must not exceed MaxSeqLen "
+                + $"{MaxSeqLen}");
+        if (FcDim < 2 || FcDim % 2 != 0)
+            throw new ArgumentException($"FcDim {FcDim} must be even (FSD compares its halves)");
         if (!(Gamma > 0) || !float.IsFinite(Gamma)) throw new ArgumentException($"Gamma {Gamma} must be positive");
         if (new[] { LcsThreshold, LambLcs, LambFsd }.Any(a => !float.IsFinite(a)))
             throw new ArgumentException("LcsThreshold, LambLcs and LambFsd must be finite");

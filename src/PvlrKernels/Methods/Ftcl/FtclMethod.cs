@@ -21,7 +21,8 @@ public sealed class FtclMethod : IMethod
     public MethodConfig ConfigFromJson(string json) => FtclConfig.FromJson(json);
 
     public IMethodModel Build(MethodConfig config, IReadOnlyList<string> classes) =>
-        new FtclModel(config as FtclConfig ?? throw new ArgumentException($"a {config.Method} config cannot build an FTCL model"), classes);
+        new FtclModel(config as FtclConfig
+            ?? throw new ArgumentException($"a {config.Method} config cannot build an FTCL model"), classes);
 
     public IMethodModel LoadTorch(string path, Backend backend, out string report, IReadOnlyList<string> classes = null)
     {
@@ -52,7 +53,11 @@ public sealed class FtclMethod : IMethod
             };
             if (meta.TryGetProperty("topk",
                 out var k)) { c.InsTopK = k[0].GetInt32(); c.ConTopK = k[1].GetInt32(); c.BakTopK = k[2].GetInt32(); }
-            if (meta.TryGetProperty("lens", out var l)) { c.LcsLen = l[0].GetInt32(); c.FsdLen = l[1].GetInt32(); }
+            if (meta.TryGetProperty("lens", out var l))
+            {
+                c.LcsLen = l[0].GetInt32();
+                c.FsdLen = l[1].GetInt32();
+            }
             if (meta.TryGetProperty("fc_dim", out var fc)) c.FcDim = fc.GetInt32();
             if (meta.TryGetProperty("thres", out var th)) c.LcsThreshold = th.GetSingle();
             return c;
@@ -82,8 +87,8 @@ public sealed class FtclMethod : IMethod
                 res.Mining[$"{half}_{sets[i]}"] = Agree(AcmNetModel.TopIndices(att, b, t, i, ks[i], cfg.SortTies),
                     dumped[$"{half}_{sets[i]}"]);
             var ours = model.Candidates(att, b, t);
-            foreach (var s in FtclModel.CandidateSets) res.Mining[$"{half}_{s}"] = Agree(ours[s],
-                dumped[$"{half}_{s}"]);
+            foreach (var s in FtclModel.CandidateSets)
+                res.Mining[$"{half}_{s}"] = Agree(ours[s], dumped[$"{half}_{s}"]);
         }
         return res;
     }

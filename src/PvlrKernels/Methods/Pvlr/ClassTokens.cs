@@ -1,5 +1,5 @@
-// Class-name tokens for the prompt (PVLR's model/prompt.py, model/wstal.py:125-144): as the official code, CLIP's BPE ids of the
-// lower-case class names (model/prompt.py's `classes` names), [SOT] name-tokens [EOT], indexing CLIP's
+// Class-name tokens for the prompt (PVLR's model/prompt.py, model/wstal.py:125-144): as the official code, CLIP's BPE
+// ids of the lower-case class names (model/prompt.py's `classes` names), [SOT] name-tokens [EOT], indexing CLIP's
 // 49,408-row token table (clipmodel.token_embedding.weight), so OpenAI's weights or init_thumos.pth fill
 // the rows the prompt reads. Every THUMOS name is 1-3 tokens (EOT argmax positions 10/11/12 after the
 // 4+4 prompt).
@@ -30,7 +30,8 @@ public static class ClassTokens
     public static (int[][] tokens, int vocab) Build(IReadOnlyList<string> classes)
     {
         var tok = ClipTokenizer.Default;
-        var tokens = classes.Select(c => tok.Encode(Text(c)).Prepend(ClipTokenizer.Sot).Append(ClipTokenizer.Eot).ToArray()).ToArray();
+        var tokens = classes.Select(c =>
+            tok.Encode(Text(c)).Prepend(ClipTokenizer.Sot).Append(ClipTokenizer.Eot).ToArray()).ToArray();
         return (tokens, ClipTokenizer.VocabSize);
     }
 

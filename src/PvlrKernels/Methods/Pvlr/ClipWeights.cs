@@ -25,24 +25,34 @@ public sealed class ClipWeights
     public static ClipWeights Load(string path)
     {
         var all = TorchZip.Load(path);
-        string prefix = all.Keys.Any(k => k.StartsWith("clipmodel.")) ? "clipmodel." : all.Keys.Any(k => k.StartsWith("module.clipmodel.")) ? "module.clipmodel." : "";
+        string prefix = all.Keys.Any(k => k.StartsWith("clipmodel."))
+            ? "clipmodel." : all.Keys.Any(k => k.StartsWith("module.clipmodel.")) ? "module.clipmodel." : "";
         var text = new Dictionary<string, (int[], float[])>();
         foreach (var (k, v) in all)
         {
             if (!k.StartsWith(prefix)) continue;
             var name = k[prefix.Length..];
-            if (name is "token_embedding.weight" or "positional_embedding" or "text_projection" or "ln_final.weight" or "ln_final.bias" || name.StartsWith("transformer.resblocks."))
+            if (name is "token_embedding.weight" or "positional_embedding" or "text_projection" or "ln_final.weight"
+                or "ln_final.bias" || name.StartsWith("transformer.resblocks."))
                 text[name] = v;
         }
         var w = new ClipWeights(path, text);
         (int[] shape, float[] data) T(string n) => text.TryGetValue(n,
             out var t) ? t : throw new DataFormatException($"{path}: no CLIP text tower: '{prefix}{n}' is missing");
-        var pos = T("positional_embedding").shape; var proj = T("text_projection").shape; var tok = T("token_embedding.weight").shape;
+        var pos = T("positional_embedding").shape;
+        var proj = T("text_projection").shape;
+        var tok = T("token_embedding.weight").shape;
         if (pos.Length != 2 || proj.Length != 2 || tok.Length != 2 || proj[0] != pos[1] || tok[1] != pos[1])
-            throw new DataFormatException($"{path}: CLIP text tower of inconsistent shapes: positional_embedding ({string.Join(",", pos)}), token_embedding.weight ({string.Join(",", tok)}), text_projection ({string.Join(",", proj)})");
-        w.Context = pos[0]; w.Width = pos[1]; w.ProjectionWidth = proj[1]; w.VocabRows = tok[0];
+            throw new DataFormatException($"{path}: CLIP text tower of inconsistent shapes: positional_embedding "
+                + $"({string.Join(",", pos)}), token_embedding.weight ({string.Join(",", tok)}), text_projection "
+                + $"({string.Join(",", proj)})");
+        w.Context = pos[0];
+        w.Width = pos[1];
+        w.ProjectionWidth = proj[1];
+        w.VocabRows = tok[0];
         while (text.ContainsKey($"transformer.resblocks.{w.Layers}.ln_1.weight")) w.Layers++;
-        if (w.Layers == 0) throw new DataFormatException($"{path}: no CLIP text tower: 'transformer.resblocks.0.*' is missing");
+        if (w.Layers == 0)
+            throw new DataFormatException($"{path}: no CLIP text tower: 'transformer.resblocks.0.*' is missing");
         return w;
     }
 
@@ -51,9 +61,14 @@ public sealed class ClipWeights
     public void Configure(PvlrConfig cfg)
     {
         if (ProjectionWidth != cfg.EmbedDim)
-            throw new ArgumentException($"{Path}: text_projection maps to {ProjectionWidth}, the {cfg.Preset} preset's CLIP feature width (EmbedDim) is {cfg.EmbedDim}");
-        if (Width < 64 || Width % 64 != 0) throw new ArgumentException($"{Path}: text width {Width} is not a multiple of 64, CLIP's head width");
-        cfg.ClipWidth = Width; cfg.ClipLayers = Layers; cfg.ClipHeads = Width / 64; cfg.ClipContext = Context;
+            throw new ArgumentException($"{Path}: text_projection maps to {ProjectionWidth}, the {cfg.Preset} "
+                + $"preset's CLIP feature width (EmbedDim) is {cfg.EmbedDim}");
+        if (Width < 64 || Width % 64 != 0)
+            throw new ArgumentException($"{Path}: text width {Width} is not a multiple of 64, CLIP's head width");
+        cfg.ClipWidth = Width;
+        cfg.ClipLayers = Layers;
+        cfg.ClipHeads = Width / 64;
+        cfg.ClipContext = Context;
     }
 
     /// Copies the tower into the model's `clipmodel.*` parameters; every one must be present with its shape.
@@ -65,8 +80,10 @@ public sealed class ClipWeights
             if (!Tensors.TryGetValue(name,
                 out var t)) throw new DataFormatException($"{Path}: '{name}' is missing for {p.Name}");
             if (!t.shape.SequenceEqual(p.Shape))
-                throw new DataFormatException($"{Path}: '{name}' has shape ({string.Join(",", t.shape)}), the model's {p.Name} is ({string.Join(",", p.Shape)})" +
-                    (name == "token_embedding.weight" && t.shape.Length == 2 && t.shape[0] != ClipTokenizer.VocabSize ? $": CLIP's BPE ids need {ClipTokenizer.VocabSize} rows" : ""));
+                throw new DataFormatException($"{Path}: '{name}' has shape ({string.Join(",", t.shape)}), the "
+                    + $"model's {p.Name} is ({string.Join(",", p.Shape)})" + (name == "token_embedding.weight"
+                        && t.shape.Length == 2 && t.shape[0] != ClipTokenizer.VocabSize
+                            ? $": CLIP's BPE ids need {ClipTokenizer.VocabSize} rows" : ""));
             model.P.Set(p.Name, t.data);
         }
     }

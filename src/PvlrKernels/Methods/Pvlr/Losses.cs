@@ -21,8 +21,10 @@ public static class PvlrLoss
     {
         var L = new LossTerms();
         var al = cfg.Alpha;
-        var s = o.Cas; int b = s.Dim(0), t = s.Dim(1), c1 = s.Dim(2), c = c1 - 1;
-        if (labels.Length != b * c) throw new ShapeException($"loss: labels hold {labels.Length} values, expected (B={b}, C={c})");
+        var s = o.Cas;
+        int b = s.Dim(0), t = s.Dim(1), c1 = s.Dim(2), c = c1 - 1;
+        if (labels.Length != b * c)
+            throw new ShapeException($"loss: labels hold {labels.Length} values, expected (B={b}, C={c})");
         if (clip != null && (clip.Dim(0) != b || clip.Dim(1) != t || clip.Dim(2) != o.Mu.Dim(2)))
             throw new ShapeException($"loss: CLIP features {clip} do not match mu {o.Mu}");
 
@@ -49,7 +51,9 @@ public static class PvlrLoss
         (Tensor mu, Tensor var) Pick(float[] idx, int k)
         {
             if (idx.Length != b * k) throw new ShapeException($"mining: {idx.Length} indices, expected (B={b}, k={k})");
-            foreach (var v in idx) if (v < 0 || v >= t || v != Math.Floor(v)) throw new ShapeException($"mining: index {v} outside [0, {t})");
+            foreach (var v in idx)
+                if (v < 0 || v >= t || v != Math.Floor(v))
+                    throw new ShapeException($"mining: index {v} outside [0, {t})");
             var it = g.FromHost(idx, b, k);
             return (g.Gather(o.Mu, 1, it, false), g.Gather(o.Var, 1, it, false));
         }
@@ -87,7 +91,8 @@ public static class PvlrLoss
     /// Y_ij of the video-level contrast: videos i and j of a (B, C) label batch share a class.
     public static bool SharesClass(float[] labels, int i, int j, int c)
     {
-        float dot = 0; for (int k = 0; k < c; k++) dot += labels[i * c + k] * labels[j * c + k];
+        float dot = 0;
+        for (int k = 0; k < c; k++) dot += labels[i * c + k] * labels[j * c + k];
         return dot >= 1;
     }
 
@@ -99,10 +104,12 @@ public static class PvlrLoss
         var m = g.Scale(g.MatMul(at, mu), 1f / t);                                                        // (B,1,D)
         var m2 = g.Scale(g.MatMul(at, g.Add(g.Square(mu), var)), 1f / t);
         var v = g.Sub(m2, g.Square(m));
-        var mr = g.Reshape(m, 1, b, d); var vr = g.Reshape(v, 1, b, d);
+        var mr = g.Reshape(m, 1, b, d);
+        var vr = g.Reshape(v, 1, b, d);
         var kl = g.PairwiseKl(mr, vr, mr, vr, 1e-5f);                                                     // (1,B,B)
         var p = g.Reshape(g.Reciprocal(g.AddScalar(kl, 1f)), b * b);
-        var i1 = new List<float>(); var i0 = new List<float>();
+        var i1 = new List<float>();
+        var i0 = new List<float>();
         for (int i = 0; i < b; i++)
             for (int j = 0; j < b; j++) (SharesClass(labels, i, j, c) ? i1 : i0).Add(i * b + j);
         // -mean_{Y=1} log P - mean_{Y=0} log(1-P), over exactly the selected pairs (masking by a product
@@ -129,7 +136,8 @@ public static class PvlrLoss
     {
         var n = g.L2Normalize(text, 1, 1e-12f);
         int r = text.Dim(0);
-        var eye = new float[r * r]; for (int i = 0; i < r; i++) eye[i * r + i] = 1;
+        var eye = new float[r * r];
+        for (int i = 0; i < r; i++) eye[i * r + i] = 1;
         var sm = g.Sub(g.MatMul(n, g.Detach(n), transB: true), g.FromHost(eye, r, r));
         return g.Sqrt(g.SumAll(g.Square(sm)));
     }

@@ -46,11 +46,17 @@ public static class Mining
     public static (float[] act, float[] bkg) Easy<T>(T[] a, T[] r, int b, int t, int k,
         MiningTies ties = MiningTies.Torch) where T : IFloatingPointIeee754<T>
     {
-        var act = new T[b * t]; var bkg = new T[b * t];
+        var act = new T[b * t];
+        var bkg = new T[b * t];
         for (int i = 0; i < b; i++)
         {
-            T mx = a[i * t]; for (int j = 1; j < t; j++) mx = T.Max(mx, a[i * t + j]);
-            for (int j = 0; j < t; j++) { act[i * t + j] = a[i * t + j] * r[i * t + j]; bkg[i * t + j] = (mx - a[i * t + j]) * r[i * t + j]; }
+            T mx = a[i * t];
+            for (int j = 1; j < t; j++) mx = T.Max(mx, a[i * t + j]);
+            for (int j = 0; j < t; j++)
+            {
+                act[i * t + j] = a[i * t + j] * r[i * t + j];
+                bkg[i * t + j] = (mx - a[i * t + j]) * r[i * t + j];
+            }
         }
         return (TopK(act, b, t, k, ties), TopK(bkg, b, t, k, ties));
     }
@@ -59,7 +65,8 @@ public static class Mining
     public static (float[] act, float[] bkg) Hard<T>(T[] a, int b, int t, int k, int bigM, int smallM,
         MiningTies ties = MiningTies.Torch) where T : IFloatingPointIeee754<T>
     {
-        var inner = new T[b * t]; var outer = new T[b * t];
+        var inner = new T[b * t];
+        var outer = new T[b * t];
         for (int i = 0; i < b; i++)
         {
             var row = a.AsSpan(i * t, t).ToArray();

@@ -24,7 +24,8 @@ public sealed partial class PvlrModel
     public readonly string[] Classes;
     readonly int[][] tokens;
     readonly int vocab;
-    readonly int promptLen;                 // positions per prompt row in the attention layout (13 with truncation, 77 without)
+    // positions per prompt row in the attention layout (13 with truncation, 77 without)
+    readonly int promptLen;
     // The text tower's token rows ("nodes"). With SharePromptPrefix, one node per distinct prefix of a
     // prompt row up to its EOT: under the causal mask a position's state depends only on the tokens up to
     // it, so SOT and the 4 prefix rows of E, shared by every class, run once (as do words that classes
@@ -37,28 +38,39 @@ public sealed partial class PvlrModel
     readonly float[] nodeToken, nodePos;    // per node: token id where E is not (0 elsewhere), position
     readonly float[] nodeOf, nodeAt;        // (C+1, L) -> node; node -> its first (row, position), flat
     readonly float[] eotNode;               // (C+1): the node of each row's EOT
-    readonly bool nodesAreLayout;           // one node per (row, position), in layout order: no gathers around attention
+    // one node per (row, position), in layout order: no gathers around attention
+    readonly bool nodesAreLayout;
 
     /// `prompt` overrides the class tokens: per class [SOT, name tokens..., EOT] ids into a token table of
     /// `vocab` rows (a replayed dump brings CLIP's own tokens this way); by default ClassTokens.Build.
     public PvlrModel(PvlrConfig cfg, IReadOnlyList<string> classes, (int[][] tokens, int vocab)? prompt = null)
     {
         cfg.Validate();
-        Cfg = cfg; Classes = classes.ToArray();
-        if (Classes.Length != cfg.NumClasses) throw new ArgumentException($"config has {cfg.NumClasses} classes, the class list {Classes.Length}");
+        Cfg = cfg;
+        Classes = classes.ToArray();
+        if (Classes.Length != cfg.NumClasses)
+            throw new ArgumentException($"config has {cfg.NumClasses} classes, the class list {Classes.Length}");
         (tokens, vocab) = prompt ?? ClassTokens.Build(Classes);
         if (tokens.Length != Classes.Length || tokens.Any(t => t.Length < 2 || t.Any(id => id < 0 || id >= vocab)))
-            throw new ArgumentException($"prompt tokens: need {Classes.Length} rows of [SOT ... EOT] ids in [0, {vocab})");
+            throw new ArgumentException($"prompt tokens: need {Classes.Length} rows of [SOT ... EOT] ids in [0, "
+                + $"{vocab})");
         int maxEot = tokens.Max(t => cfg.Prefix + (t.Length - 1) + cfg.Postfix);
-        if (maxEot >= cfg.ClipContext) throw new ArgumentException($"prompt of {maxEot + 1} tokens exceeds the context {cfg.ClipContext}");
+        if (maxEot >= cfg.ClipContext)
+            throw new ArgumentException($"prompt of {maxEot + 1} tokens exceeds the context {cfg.ClipContext}");
         promptLen = cfg.TruncateText ? maxEot + 1 : cfg.ClipContext;
         int r = Classes.Length + 1, l = promptLen;
-        var useE = new bool[r * l]; var token = new int[r * l]; var eot = new int[r];
+        var useE = new bool[r * l];
+        var token = new int[r * l];
+        var eot = new int[r];
         Array.Fill(useE, true);
         for (int c = 0; c < Classes.Length; c++)
         {
             var t = tokens[c]; int ind = t.Length - 1;        // argmax(tok) = EOT position in the raw tokenization
-            void Tok(int pos, int id) { useE[c * l + pos] = false; token[c * l + pos] = id; }
+            void Tok(int pos, int id)
+            {
+                useE[c * l + pos] = false;
+                token[c * l + pos] = id;
+            }
             Tok(0, t[0]);
             for (int j = 1; j < ind; j++) Tok(cfg.Prefix + j, t[j]);
             Tok(cfg.Prefix + ind + cfg.Postfix, t[ind]);
@@ -67,8 +79,13 @@ public sealed partial class PvlrModel
         eot[Classes.Length] = 0;                                // background: all-zero tokens, argmax = 0
         bool share = cfg.TruncateText && cfg.SharePromptPrefix;
         var node = new Dictionary<(int parent, int row, int input), int>();   // row = -1 when shared
-        var nE = new List<float>(); var nMask = new List<float>(); var nTok = new List<float>(); var nPos = new List<float>(); var nAt = new List<float>();
-        nodeOf = new float[r * l]; eotNode = new float[r];
+        var nE = new List<float>();
+        var nMask = new List<float>();
+        var nTok = new List<float>();
+        var nPos = new List<float>();
+        var nAt = new List<float>();
+        nodeOf = new float[r * l];
+        eotNode = new float[r];
         for (int row = 0; row < r; row++)
         {
             int parent = -1;
@@ -80,13 +97,21 @@ public sealed partial class PvlrModel
                 if (!node.TryGetValue(key, out int id))
                 {
                     node[key] = id = nE.Count;
-                    nE.Add(useE[at] ? p : 0); nMask.Add(useE[at] ? 1 : 0); nTok.Add(useE[at] ? 0 : token[at]); nPos.Add(p); nAt.Add(at);
+                    nE.Add(useE[at] ? p : 0);
+                    nMask.Add(useE[at] ? 1 : 0);
+                    nTok.Add(useE[at] ? 0 : token[at]);
+                    nPos.Add(p);
+                    nAt.Add(at);
                 }
                 nodeOf[at] = parent = id;
             }
             eotNode[row] = nodeOf[row * l + eot[row]];
         }
-        nodeE = nE.ToArray(); nodeMask = nMask.ToArray(); nodeToken = nTok.ToArray(); nodePos = nPos.ToArray(); nodeAt = nAt.ToArray();
+        nodeE = nE.ToArray();
+        nodeMask = nMask.ToArray();
+        nodeToken = nTok.ToArray();
+        nodePos = nPos.ToArray();
+        nodeAt = nAt.ToArray();
         nodesAreLayout = nodeAt.Length == r * l && nodeAt.Select((a, i) => a == i).All(x => x);     // sharing off
         Register();
     }
@@ -96,11 +121,14 @@ public sealed partial class PvlrModel
         int f = Cfg.FeatDim, h = Cfg.Half, a = Cfg.AttnHidden, d = Cfg.EmbedDim, w = Cfg.ClipWidth;
         foreach (var m in new[] { "vAttn", "fAttn" })
         {
-            Conv($"{m}.AE_e.0", a, h, 3); Conv($"{m}.AE_d.0", h, a, 3); Conv($"{m}.bit_wise_attn.0", h, a, 3);
+            Conv($"{m}.AE_e.0", a, h, 3);
+            Conv($"{m}.AE_d.0", h, a, 3);
+            Conv($"{m}.bit_wise_attn.0", h, a, 3);
             Conv($"{m}.channel_conv.0", h, h, 3); Conv($"{m}.attention.0", a, h, 3); Conv($"{m}.attention.3", a, a,
                 3); Conv($"{m}.attention.5", 1, a, 1);
         }
-        Conv("fusion.0", f, f, 3); Conv("fusion2.0", f, f, 3);
+        Conv("fusion.0", f, f, 3);
+        Conv("fusion2.0", f, f, 3);
         P.Add("snippet_prob_encoder.fc_mean.weight", new[] { d, f }); P.Add("snippet_prob_encoder.fc_mean.bias",
             new[] { d });
         P.Add("snippet_prob_encoder.fc_var.weight", new[] { d, f }); P.Add("snippet_prob_encoder.fc_var.bias",
@@ -112,16 +140,21 @@ public sealed partial class PvlrModel
         for (int i = 0; i < Cfg.ClipLayers; i++)
         {
             string b = $"clipmodel.transformer.resblocks.{i}.";
-            P.Add(b + "ln_1.weight", new[] { w }, false); P.Add(b + "ln_1.bias", new[] { w }, false);
+            P.Add(b + "ln_1.weight", new[] { w }, false);
+            P.Add(b + "ln_1.bias", new[] { w }, false);
             P.Add(b + "attn.in_proj_weight", new[] { 3 * w, w }, false); P.Add(b + "attn.in_proj_bias",
                 new[] { 3 * w }, false);
             P.Add(b + "attn.out_proj.weight", new[] { w, w }, false); P.Add(b + "attn.out_proj.bias", new[] { w },
                 false);
-            P.Add(b + "ln_2.weight", new[] { w }, false); P.Add(b + "ln_2.bias", new[] { w }, false);
-            P.Add(b + "mlp.c_fc.weight", new[] { 4 * w, w }, false); P.Add(b + "mlp.c_fc.bias", new[] { 4 * w }, false);
-            P.Add(b + "mlp.c_proj.weight", new[] { w, 4 * w }, false); P.Add(b + "mlp.c_proj.bias", new[] { w }, false);
+            P.Add(b + "ln_2.weight", new[] { w }, false);
+            P.Add(b + "ln_2.bias", new[] { w }, false);
+            P.Add(b + "mlp.c_fc.weight", new[] { 4 * w, w }, false);
+            P.Add(b + "mlp.c_fc.bias", new[] { 4 * w }, false);
+            P.Add(b + "mlp.c_proj.weight", new[] { w, 4 * w }, false);
+            P.Add(b + "mlp.c_proj.bias", new[] { w }, false);
         }
-        P.Add("clipmodel.ln_final.weight", new[] { w }, false); P.Add("clipmodel.ln_final.bias", new[] { w }, false);
+        P.Add("clipmodel.ln_final.weight", new[] { w }, false);
+        P.Add("clipmodel.ln_final.bias", new[] { w }, false);
         P.Add("clipmodel.text_projection", new[] { w, d }, false);
     }
 
@@ -140,7 +173,8 @@ public sealed partial class PvlrModel
         double projStd = Math.Pow(w, -0.5) * Math.Pow(2 * Cfg.ClipLayers, -0.5);
         foreach (var p in P.List)
         {
-            var a = new float[p.Size]; string n = p.Name;
+            var a = new float[p.Size];
+            string n = p.Name;
             if (n.EndsWith("ln_1.weight") || n.EndsWith("ln_2.weight") || n.EndsWith("ln_final.weight")) Array.Fill(a,
                 1f);
             else if (n.StartsWith("clipmodel") && (n.EndsWith(".bias") || n.EndsWith("in_proj_bias"))) { }
@@ -148,7 +182,8 @@ public sealed partial class PvlrModel
             else if (n == "clipmodel.token_embedding.weight") for (int i = 0; i < a.Length; i++) a[i] = N(0.02);
             else if (n == "clipmodel.positional_embedding") for (int i = 0; i < a.Length; i++) a[i] = N(0.01);
             else if (n.EndsWith("in_proj_weight")) for (int i = 0; i < a.Length; i++) a[i] = N(Math.Pow(w, -0.5));
-            else if (n.EndsWith("out_proj.weight") || n.EndsWith("c_proj.weight")) for (int i = 0; i < a.Length; i++) a[i] = N(projStd);
+            else if (n.EndsWith("out_proj.weight") || n.EndsWith("c_proj.weight"))
+                for (int i = 0; i < a.Length; i++) a[i] = N(projStd);
             else if (n.EndsWith("c_fc.weight")) for (int i = 0; i < a.Length; i++) a[i] = N(Math.Pow(2 * w, -0.5));
             else if (n == "clipmodel.text_projection") for (int i = 0; i < a.Length; i++) a[i] = N(Math.Pow(w, -0.5));
             else a = TorchInit.Uniform(rng, p.Size, TorchInit.DefaultBound(P, n));
@@ -232,7 +267,8 @@ public sealed partial class PvlrModel
     /// x (B, T, F); with `rag`, x is the ragged batch's packed (1, R, F) (test mode) and every output is (1, R, .).
     public PvlrOutputs Forward(Graph g, Tensor x, Tensor precomputedText = null, RaggedBatch rag = null)
     {
-        if (x.Rank != 3 || x.Dim(2) != Cfg.FeatDim) throw new ShapeException($"pvlr: input must be (B, T, {Cfg.FeatDim}), got {x}");
+        if (x.Rank != 3 || x.Dim(2) != Cfg.FeatDim)
+            throw new ShapeException($"pvlr: input must be (B, T, {Cfg.FeatDim}), got {x}");
         int h = Cfg.Half;
         return Forward(g, g.Slice(x, 2, 0, h), g.Slice(x, 2, h, h), precomputedText, rag);
     }
@@ -244,13 +280,16 @@ public sealed partial class PvlrModel
         int h = Cfg.Half;
         if (v.Rank != 3 || v.Dim(2) != h || !v.Shape.SequenceEqual(fl.Shape))
             throw new ShapeException($"pvlr: the RGB and flow halves must both be (B, T, {h}), got {v} and {fl}");
-        if (rag != null && (v.Dim(0) != 1 || v.Dim(1) != rag.Rows)) throw new ShapeException($"pvlr: a ragged batch of {rag.Rows} rows needs halves (1, {rag.Rows}, {h}), got {v}");
+        if (rag != null && (v.Dim(0) != 1 || v.Dim(1) != rag.Rows))
+            throw new ShapeException($"pvlr: a ragged batch of {rag.Rows} rows needs halves (1, {rag.Rows}, {h}), "
+                + $"got {v}");
         var (va, vfeat) = Attn(g, "vAttn", v, fl, rag);
         var (fa, ffeat) = Attn(g, "fAttn", fl, v, rag);
         var attn = g.Add(g.Scale(fa, Cfg.ConvexAlpha), g.Scale(va, 1 - Cfg.ConvexAlpha));
         var feat = g.Dropout(g.ConvAct(new[] { vfeat, ffeat }, W("fusion.0.weight"), W("fusion.0.bias"), 0.2f,
             rag?.Mask), Cfg.DropFusion, "fusion");   // of nfeat = [vfeat | ffeat]
-        g.Release(vfeat, ffeat);                                                        // test time: the fusion consumed them
+        // test time: the fusion consumed them
+        g.Release(vfeat, ffeat);
         var featFinal = g.Dropout(g.ConvAct(feat, W("fusion2.0.weight"), W("fusion2.0.bias"), 0.2f), Cfg.DropFusion,
             "fusion2");
         var mu = g.Linear(featFinal, W("snippet_prob_encoder.fc_mean.weight"), W("snippet_prob_encoder.fc_mean.bias"));
@@ -262,7 +301,8 @@ public sealed partial class PvlrModel
         Tensor cas;
         if (g.Training)
         {
-            // mean_n emb = mu + exp(var/2) * mean_n eps; cas = <mean_n emb, text> / sig_T_train (the mean-first form, docs/design.md)
+            // mean_n emb = mu + exp(var/2) * mean_n eps; cas = <mean_n emb, text> / sig_T_train (the mean-first form,
+            // docs/design.md)
             var epsMean = g.New(mu.Shape);
             g.Rng.NormalMean(g, epsMean, Cfg.EpsStd, Cfg.NumSamples, "eps");
             var emb = g.Add(mu, g.Mul(g.Exp(var_, 0.5f), epsMean));

@@ -36,11 +36,13 @@ public sealed class PvlrConfig : MethodConfig
     public float[] Alpha { get; set; } = { 0.8f, 0.8f, 0.8f, 1f, 200f, 0.005f, 0.005f, 0.005f, 0.5f };
     public string Metric { get; set; } = "KL_div";    // KL_div | Bhatta | Mahala | Euclidean (intra)
     [JsonConverter(typeof(JsonStringEnumConverter<MiningTies>))]
-    public MiningTies MiningTies { get; set; } = MiningTies.Torch;   // how the mining's sorts order equal scores (Mining.cs)
+    // how the mining's sorts order equal scores (Mining.cs)
+    public MiningTies MiningTies { get; set; } = MiningTies.Torch;
     // exact algebraic savings (docs/design.md), all on by default
     public bool MeanFirstCas { get; set; } = true;     // (always: the P^2 einsum is never materialised)
     public bool TruncateText { get; set; } = true;     // run the text tower on tokens up to the last EOT only
-    public bool SharePromptPrefix { get; set; } = true; // with TruncateText: each distinct prompt prefix once, up to its row's EOT
+    // with TruncateText: each distinct prompt prefix once, up to its row's EOT
+    public bool SharePromptPrefix { get; set; } = true;
     public bool SkipAeDecoder { get; set; } = true;    // AE_d feeds no loss in training
     // test-time speed; the outputs equal the plain per-video forward up to fp32 rounding
     public float DropAttn { get; set; } = 0.5f;
@@ -99,8 +101,10 @@ public sealed class PvlrConfig : MethodConfig
                      ("BigM", BigM), ("SmallM", SmallM), ("TrainTopK", TrainTopK) })
             if (v < 1) throw new ArgumentException($"{name} {v} must be at least 1");
         if (Prefix < 0 || Postfix < 0) throw new ArgumentException("Prefix and Postfix must not be negative");
-        if (ClipWidth % ClipHeads != 0) throw new ArgumentException($"ClipWidth {ClipWidth} must be divisible by ClipHeads {ClipHeads}");
+        if (ClipWidth % ClipHeads != 0)
+            throw new ArgumentException($"ClipWidth {ClipWidth} must be divisible by ClipHeads {ClipHeads}");
         if (Alpha.Length != 9) throw new ArgumentException("Alpha needs 9 values (alpha0..alpha8)");
-        if (Alpha.Any(a => !float.IsFinite(a)) || !float.IsFinite(EpsStd)) throw new ArgumentException("Alpha and EpsStd must be finite");
+        if (Alpha.Any(a => !float.IsFinite(a)) || !float.IsFinite(EpsStd))
+            throw new ArgumentException("Alpha and EpsStd must be finite");
     }
 }

@@ -20,7 +20,8 @@ public sealed class PvlrMethod : IMethod
     public MethodConfig ConfigFromJson(string json) => PvlrConfig.FromJson(json);
 
     public IMethodModel Build(MethodConfig config, IReadOnlyList<string> classes) =>
-        new PvlrModel(config as PvlrConfig ?? throw new ArgumentException($"a {config.Method} config cannot build a PVLR model"), classes);
+        new PvlrModel(config as PvlrConfig
+            ?? throw new ArgumentException($"a {config.Method} config cannot build a PVLR model"), classes);
 
     public ReplayResult Replay(string stateDir, Backend backend, Action<MethodConfig> configure = null) =>
         PvlrReplay.Run(stateDir, backend, configure);
@@ -35,7 +36,8 @@ public sealed class PvlrMethod : IMethod
         var cfg = sd.ConfigJson != null ? Malformed.Guard(path, () => PvlrConfig.FromJson(sd.ConfigJson)) : null;
         if (cfg != null) classes ??= sd.Classes;
         classes ??= ClassTokens.Names.Keys.ToArray();
-        int clipLayers = sd.Tensors.Keys.Count(k => k.StartsWith("clipmodel.transformer.resblocks.") && k.EndsWith(".ln_1.weight"));
+        int clipLayers = sd.Tensors.Keys.Count(k => k.StartsWith("clipmodel.transformer.resblocks.")
+            && k.EndsWith(".ln_1.weight"));
         cfg ??= PvlrConfig.FromShapes(n => sd.Shape(n, "PVLR"), clipLayers, classes.Count, "pth");
         var model = new PvlrModel(cfg, classes);
         model.Initialize(backend, cfg.Seed);
@@ -63,7 +65,8 @@ public sealed partial class PvlrModel : IMethodModel
         bool noNegative = Enumerable.Range(0, b).All(i => Enumerable.Range(0, b).All(j => PvlrLoss.SharesClass(labels,
             i, j, Cfg.NumClasses)));
         return term == "action_prob_vid_contra_loss" && noNegative
-            ? "Every pair of this batch's videos shares a class, so the video-level contrast has no negative pair; the original's " +
+            ? "Every pair of this batch's videos shares a class, so the video-level contrast has no negative pair; "
+                + "the original's " +
               "model/loss.py is NaN here too. A dataset with more videos and classes avoids such batches"
             : "";
     }
@@ -80,10 +83,15 @@ public sealed partial class PvlrModel : IMethodModel
         IReadOnlyList<(string name, ReadOnlyMemory<float> features, int t)> videos)
     {
         Inference.CheckVideos(videos, Cfg.FeatDim);
-        g.Reset(); g.Training = false; g.WinogradTile = Cfg.WinogradTile;
+        g.Reset();
+        g.Training = false;
+        g.WinogradTile = Cfg.WinogradTile;
         using (g.NoGrad())
         {
-            RaggedBatch rag; Tensor rgb, flow; PvlrOutputs o; float[] cas, attn;
+            RaggedBatch rag;
+            Tensor rgb, flow;
+            PvlrOutputs o;
+            float[] cas, attn;
             using (Profiler.Time("phase inference: pack", videos.Count))
             {
                 rag = new RaggedBatch(g, videos.Select(v => v.t).ToArray());

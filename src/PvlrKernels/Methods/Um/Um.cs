@@ -30,9 +30,12 @@ public sealed class UmModel : IMethodModel
     public UmModel(UmConfig cfg, IReadOnlyList<string> classes)
     {
         cfg.Validate();
-        Cfg = cfg; Classes = classes.ToArray();
-        if (Classes.Length != cfg.NumClasses) throw new ArgumentException($"config has {cfg.NumClasses} classes, the class list {Classes.Length}");
-        P.Add("cas_module.conv.0.weight", [cfg.Hidden, cfg.FeatDim, 3]); P.Add("cas_module.conv.0.bias", [cfg.Hidden]);
+        Cfg = cfg;
+        Classes = classes.ToArray();
+        if (Classes.Length != cfg.NumClasses)
+            throw new ArgumentException($"config has {cfg.NumClasses} classes, the class list {Classes.Length}");
+        P.Add("cas_module.conv.0.weight", [cfg.Hidden, cfg.FeatDim, 3]);
+        P.Add("cas_module.conv.0.bias", [cfg.Hidden]);
         P.Add("cas_module.classifier.0.weight", [cfg.NumClasses, cfg.Hidden, 1]);
     }
 
@@ -56,10 +59,13 @@ public sealed class UmModel : IMethodModel
     /// name ("act", "bkg"), as a replay of a recorded step does; otherwise they are chosen here.
     public UmOutputs Forward(Graph g, Tensor x, Dictionary<string, float[]> picks = null)
     {
-        if (x.Rank != 3 || x.Dim(2) != Cfg.FeatDim) throw new ShapeException($"um: input must be (B, T, {Cfg.FeatDim}), got {x}");
+        if (x.Rank != 3 || x.Dim(2) != Cfg.FeatDim)
+            throw new ShapeException($"um: input must be (B, T, {Cfg.FeatDim}), got {x}");
         int b = x.Dim(0), t = x.Dim(1);
         var (kAct, kBkg) = Ks(t);
-        if (kAct < 1 || kBkg < 1) throw new ShapeException($"um: {t} snippets leave no action (T // {Cfg.RAct}) or background (T // {Cfg.RBkg}) snippet");
+        if (kAct < 1 || kBkg < 1)
+            throw new ShapeException($"um: {t} snippets leave no action (T // {Cfg.RAct}) or background (T // "
+                + $"{Cfg.RBkg}) snippet");
         var features = g.ConvAct(x, W("cas_module.conv.0.weight"), W("cas_module.conv.0.bias"), 0f);
         var cas = g.Conv1d(g.Dropout(features, Cfg.DropoutRatio, "cas_module.drop_out"),
             W("cas_module.classifier.0.weight"), null);
@@ -75,7 +81,8 @@ public sealed class UmModel : IMethodModel
         else Array.Fill(select, 1f);
         var (act, bkg) = picks != null && picks.ContainsKey("act") ? (picks["act"], picks["bkg"]) : Select(magnitudes,
             select, b, t, kAct, kBkg, Cfg.SortTies);
-        var actIdx = g.FromHost(act, b, kAct); var bkgIdx = g.FromHost(bkg, b, kBkg);
+        var actIdx = g.FromHost(act, b, kAct);
+        var bkgIdx = g.FromHost(bkg, b, kBkg);
         var (top, _) = g.TopK(cas, 1, kAct);
         return new UmOutputs
         {
@@ -93,15 +100,24 @@ public sealed class UmModel : IMethodModel
     public static (float[] act, float[] bkg) Select(float[] magnitudes, float[] mask, int b, int t, int kAct,
         int kBkg, MiningTies ties)
     {
-        var act = new float[b * kAct]; var bkg = new float[b * kBkg];
-        var drop = new float[t]; var rev = new float[t];
+        var act = new float[b * kAct];
+        var bkg = new float[b * kBkg];
+        var drop = new float[t];
+        var rev = new float[t];
         for (int i = 0; i < b; i++)
         {
             var m = magnitudes.AsSpan(i * t, t);
-            float max = float.NegativeInfinity; foreach (var v in m) max = Math.Max(max, v);
-            for (int j = 0; j < t; j++) { drop[j] = m[j] * mask[i * t + j]; rev[j] = (max - m[j]) * mask[i * t + j]; }
-            int[] Order(float[] s) => ties == MiningTies.Torch ? TorchSort.DescendingOrder<float>(s) : Enumerable.Range(0, t).OrderByDescending(j => s[j]).ToArray();
-            var oa = Order(drop); var ob = Order(rev);
+            float max = float.NegativeInfinity;
+            foreach (var v in m) max = Math.Max(max, v);
+            for (int j = 0; j < t; j++)
+            {
+                drop[j] = m[j] * mask[i * t + j];
+                rev[j] = (max - m[j]) * mask[i * t + j];
+            }
+            int[] Order(float[] s) => ties == MiningTies.Torch
+                ? TorchSort.DescendingOrder<float>(s) : Enumerable.Range(0, t).OrderByDescending(j => s[j]).ToArray();
+            var oa = Order(drop);
+            var ob = Order(rev);
             for (int j = 0; j < kAct; j++) act[i * kAct + j] = oa[j];
             for (int j = 0; j < kBkg; j++) bkg[i * kBkg + j] = ob[j];
         }
@@ -115,11 +131,13 @@ public sealed class UmModel : IMethodModel
     public LossTerms Losses(Graph g, UmOutputs o, float[] labels)
     {
         int b = o.Cas.Dim(0), c = Cfg.NumClasses;
-        if (labels.Length != b * c) throw new ShapeException($"um: labels hold {labels.Length} values, expected (B={b}, C={c})");
+        if (labels.Length != b * c)
+            throw new ShapeException($"um: labels hold {labels.Length} values, expected (B={b}, C={c})");
         var normalized = new float[b * c];
         for (int i = 0; i < b; i++)
         {
-            float sum = 0; for (int j = 0; j < c; j++) sum += labels[i * c + j];
+            float sum = 0;
+            for (int j = 0; j < c; j++) sum += labels[i * c + j];
             for (int j = 0; j < c; j++) normalized[i * c + j] = labels[i * c + j] / sum;
         }
         var cls = g.MeanAll(g.BinaryCrossEntropy(o.ScoreAct, g.FromHost(normalized, b, 1, c)));
@@ -131,7 +149,8 @@ public sealed class UmModel : IMethodModel
         L.Terms["cls_loss"] = cls;
         L.Terms["um_loss"] = g.Scale(um, Cfg.Alpha);
         L.Terms["be_loss"] = g.Scale(be, Cfg.Beta);
-        L.MiningIndices["act"] = o.ActIndices; L.MiningIndices["bkg"] = o.BkgIndices;
+        L.MiningIndices["act"] = o.ActIndices;
+        L.MiningIndices["bkg"] = o.BkgIndices;
         L.Total = g.Add(g.Add(L.Terms["cls_loss"], L.Terms["um_loss"]), L.Terms["be_loss"]);
         return L;
     }
@@ -153,7 +172,9 @@ public sealed class UmModel : IMethodModel
             int n = Math.Min(t, Cfg.MaxSeqLen);
             var x = Inference.SampleRows(f.Span, Cfg.FeatDim, Enumerable.Range(0,
                 n).Select(i => t <= Cfg.MaxSeqLen ? i : (int)Math.Floor((double)i * t / Cfg.MaxSeqLen)).ToArray());
-            g.Reset(); g.Training = false; g.WinogradTile = Cfg.WinogradTile;
+            g.Reset();
+            g.Training = false;
+            g.WinogradTile = Cfg.WinogradTile;
             using (g.NoGrad())
             {
                 var xt = g.FromHost(x, 1, n, Cfg.FeatDim);

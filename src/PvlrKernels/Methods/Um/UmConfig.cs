@@ -27,7 +27,14 @@ public sealed class UmConfig : MethodConfig
 
     public UmConfig()
     {
-        BatchSize = 16; MaxSeqLen = 750; Lr = 1e-4f; WeightDecay = 5e-4f; MaxIter = 10000; Interval = 100; WarmupIter = 0; Seed = 0;
+        BatchSize = 16;
+        MaxSeqLen = 750;
+        Lr = 1e-4f;
+        WeightDecay = 5e-4f;
+        MaxIter = 10000;
+        Interval = 100;
+        WarmupIter = 0;
+        Seed = 0;
     }
 
     public static UmConfig Paper() => new();
@@ -54,9 +61,11 @@ public sealed class UmConfig : MethodConfig
     {
         base.Validate();
         if (Hidden < 1 || UpScale < 1) throw new ArgumentException("Hidden and UpScale must be at least 1");
-        if (!(RAct >= 1) || !(RBkg >= 1)) throw new ArgumentException($"RAct {RAct} and RBkg {RBkg} must be at least 1");
-        if (!(DropoutRatio >= 0 && DropoutRatio < 1)) throw new ArgumentException($"DropoutRatio {DropoutRatio} must be in [0, 1)");
-        if (new[] { Alpha, Beta, Margin,
-            ClassThresh }.Any(a => !float.IsFinite(a)) || !double.IsFinite(NmsThresh)) throw new ArgumentException("the loss weights and test settings must be finite");
+        if (!(RAct >= 1) || !(RBkg >= 1))
+            throw new ArgumentException($"RAct {RAct} and RBkg {RBkg} must be at least 1");
+        if (!(DropoutRatio >= 0 && DropoutRatio < 1))
+            throw new ArgumentException($"DropoutRatio {DropoutRatio} must be in [0, 1)");
+        if (new[] { Alpha, Beta, Margin, ClassThresh }.Any(a => !float.IsFinite(a)) || !double.IsFinite(NmsThresh))
+            throw new ArgumentException("the loss weights and test settings must be finite");
     }
 }

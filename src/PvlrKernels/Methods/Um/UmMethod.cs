@@ -18,7 +18,8 @@ public sealed class UmMethod : IMethod
     public MethodConfig ConfigFromJson(string json) => UmConfig.FromJson(json);
 
     public IMethodModel Build(MethodConfig config, IReadOnlyList<string> classes) =>
-        new UmModel(config as UmConfig ?? throw new ArgumentException($"a {config.Method} config cannot build a UM model"), classes);
+        new UmModel(config as UmConfig
+            ?? throw new ArgumentException($"a {config.Method} config cannot build a UM model"), classes);
 
     public IMethodModel LoadTorch(string path, Backend backend, out string report, IReadOnlyList<string> classes = null)
     {

@@ -17,14 +17,17 @@ public static class UmProposals
         float[] magnitudes, int t)
     {
         int n = magnitudes.Length, c = cfg.NumClasses;
-        if (n == 0 || cas.Length != n * c) throw new ArgumentException($"{video}: cas {cas.Length} / magnitudes {n} do not match C={c}");
+        if (n == 0 || cas.Length != n * c)
+            throw new ArgumentException($"{video}: cas {cas.Length} / magnitudes {n} do not match C={c}");
         int kAct = Math.Max(1, (int)Math.Floor(n / cfg.RAct)), kBkg = Math.Max(1, (int)Math.Floor(n / cfg.RBkg));
         // score_act: softmax over classes of the mean of the top kAct CAS values (model.py:79-84), float32
-        var score = new float[c]; var column = new float[n];
+        var score = new float[c];
+        var column = new float[n];
         for (int j = 0; j < c; j++)
         {
             for (int i = 0; i < n; i++) column[i] = cas[i * c + j];
-            Array.Sort(column); float sum = 0;
+            Array.Sort(column);
+            float sum = 0;
             for (int i = 0; i < kAct; i++) sum += column[n - 1 - i];
             score[j] = sum / kAct;
         }
@@ -43,7 +46,8 @@ public static class UmProposals
         var weighted = new float[n * c];
         for (int i = 0; i < n; i++)
         {
-            var row = cas.AsSpan(i * c, c).ToArray(); Softmax(row);
+            var row = cas.AsSpan(i * c, c).ToArray();
+            Softmax(row);
             for (int j = 0; j < c; j++) weighted[i * c + j] = row[j] * magNorm[i];
         }
         var normalized = new float[n * c];
@@ -85,20 +89,24 @@ public static class UmProposals
     }
 
     internal static List<(double, double, double)> Collect(Dictionary<int, List<(double, double, double)>> byClass,
-        int c) =>
-        byClass.TryGetValue(c, out var l) ? l : byClass[c] = [];
+        int c) => byClass.TryGetValue(c, out var l) ? l : byClass[c] = [];
 
     static void Softmax(float[] v)
     {
         float mx = v.Max(), z = 0;
-        for (int i = 0; i < v.Length; i++) { v[i] = MathF.Exp(v[i] - mx); z += v[i]; }
+        for (int i = 0; i < v.Length; i++)
+        {
+            v[i] = MathF.Exp(v[i] - mx);
+            z += v[i];
+        }
         for (int i = 0; i < v.Length; i++) v[i] /= z;
     }
 
     /// utils.minmax_norm with given bounds: (x - lo) / (hi - lo), a delta <= 0 taken as 1, clipped to [0, 1].
     static float[] MinMax(float[] x, float lo, float hi)
     {
-        float delta = hi - lo; if (delta <= 0) delta = 1;
+        float delta = hi - lo;
+        if (delta <= 0) delta = 1;
         return x.Select(v => Math.Clamp((v - lo) / delta, 0f, 1f)).ToArray();
     }
 }
