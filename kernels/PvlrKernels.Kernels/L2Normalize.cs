@@ -60,7 +60,7 @@ public static class L2NormWarp
 {
     public static void Rows(ArrayView<float> y, ArrayView<float> norm, ArrayView<float> x, int rows, int n, float eps)
     {
-        int row = Grid.IdxX * Group.DimY + Group.IdxY;
+        int row = WarpReduce.Row;
         if (row >= rows) return;                      // uniform across the warp
         int lane = Group.IdxX, w = Group.DimX;
         long b = (long)row * n;
@@ -70,7 +70,7 @@ public static class L2NormWarp
             float v = x[b + i];
             s += v * v;
         }
-        for (int off = w / 2; off > 0; off /= 2) s += Warp.ShuffleXor(s, off);
+        s = WarpReduce.Sum(s, w);
         float nr = XMath.Sqrt(s), d = XMath.Max(nr, eps);
         for (int i = lane; i < n; i += w) y[b + i] = x[b + i] / d;
         if (lane == 0) norm[row] = nr;

@@ -1,5 +1,6 @@
 // LayerNorm over the last axis of (Rows, N): y = (x - mean) * rstd * gamma + beta, eps 1e-5,
 // biased variance (as torch). Forward saves mean and rstd per row for the backward.
+using ILGPU;
 using ILGPU.Algorithms;
 
 namespace PvlrKernels.Kernels;
@@ -68,5 +69,58 @@ public struct LayerNormBwdParams<TMem> : IKernel where TMem : struct, IMem
         }
         DGamma[n] = DGamma[n] + sg;
         DBeta[n] = DBeta[n] + sb;
+    }
+}
+
+/// One warp per row for long rows on a GPU: the forward and the input gradient of LayerNormFwd /
+/// LayerNormBwdX with the row's sums gathered by the lanes and combined by shuffles.
+public static class LayerNormWarp
+{
+    public static void Forward(ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> x,
+        ArrayView<float> gamma, ArrayView<float> beta, int rows, int n, float eps)
+    {
+        int row = WarpReduce.Row;
+        if (row >= rows) return;                      // uniform across the warp
+        int lane = Group.IdxX, w = Group.DimX;
+        long b = (long)row * n;
+        float m = 0f;
+        for (int i = lane; i < n; i += w) m += x[b + i];
+        m = WarpReduce.Sum(m, w) / n;
+        float v = 0f;
+        for (int i = lane; i < n; i += w)
+        {
+            float d = x[b + i] - m;
+            v += d * d;
+        }
+        float rs = 1f / XMath.Sqrt(WarpReduce.Sum(v, w) / n + eps);
+        for (int i = lane; i < n; i += w) y[b + i] = (x[b + i] - m) * rs * gamma[i] + beta[i];
+        if (lane == 0)
+        {
+            mean[row] = m;
+            rstd[row] = rs;
+        }
+    }
+
+    public static void BackwardX(ArrayView<float> dx, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> gamma,
+        ArrayView<float> mean, ArrayView<float> rstd, int rows, int n)
+    {
+        int row = WarpReduce.Row;
+        if (row >= rows) return;
+        int lane = Group.IdxX, w = Group.DimX;
+        long b = (long)row * n;
+        float m = mean[row], rs = rstd[row], sg = 0f, sgx = 0f;
+        for (int i = lane; i < n; i += w)
+        {
+            float g = dy[b + i] * gamma[i], xh = (x[b + i] - m) * rs;
+            sg += g;
+            sgx += g * xh;
+        }
+        sg = WarpReduce.Sum(sg, w) / n;
+        sgx = WarpReduce.Sum(sgx, w) / n;
+        for (int i = lane; i < n; i += w)
+        {
+            float g = dy[b + i] * gamma[i], xh = (x[b + i] - m) * rs;
+            dx[b + i] = dx[b + i] + rs * (g - sg - xh * sgx);
+        }
     }
 }

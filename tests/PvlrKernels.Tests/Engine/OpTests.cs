@@ -71,8 +71,12 @@ public sealed class OpTests(string backendName)
         ps.Dispose();
     }
 
-    static double Dot(double[] a,
-        float[] r) { double s = 0; for (int i = 0; i < a.Length; i++) s += a[i] * r[i]; return s; }
+    static double Dot(double[] a, float[] r)
+    {
+        double s = 0;
+        for (int i = 0; i < a.Length; i++) s += a[i] * r[i];
+        return s;
+    }
     static double[] Map(double[] x, Func<double, double> f) => x.Select(f).ToArray();
 
     // ---------------- unary: one line per op ----------------
@@ -505,10 +509,12 @@ public sealed class OpTests(string backendName)
     }
 
     // ---------------- softmax / norms ----------------
-    [TestCase(false, 1)] [TestCase(true, 1)] [TestCase(false, 2)] [TestCase(true, 0)]
-    public void Softmax(bool log, int axis)
+    // the last two cases have contiguous rows of 70: the GPU's one-warp-per-row path (n >= 64)
+    [TestCase(false, 1, 4)] [TestCase(true, 1, 4)] [TestCase(false, 2, 4)] [TestCase(true, 0, 4)]
+    [TestCase(false, 2, 70)] [TestCase(true, 2, 70)]
+    public void Softmax(bool log, int axis, int last)
     {
-        int[] s = { 3, 5, 4 };
+        int[] s = { 3, 5, last };
         int outer = s.Take(axis).Aggregate(1, (a, b) => a * b), n = s[axis], inner = s.Skip(axis + 1).Aggregate(1, (a,
             b) => a * b);
         CheckOp($"softmax(log={log})@{axis}", new[] { s }, (g, x) => log ? g.LogSoftmax(x[0], axis) : g.Softmax(x[0],
@@ -530,21 +536,22 @@ public sealed class OpTests(string backendName)
         });
     }
 
-    [Test]
-    public void LayerNorm()
+    // rows of 70: the GPU's one-warp-per-row path (n >= 64)
+    [TestCase(7)] [TestCase(70)]
+    public void LayerNorm(int w)
     {
-        CheckOp("layernorm", new[] { new[] { 5, 7 }, new[] { 7 }, new[] { 7 } }, (g, x) => g.LayerNorm(x[0], x[1],
+        CheckOp("layernorm", new[] { new[] { 5, w }, new[] { w }, new[] { w } }, (g, x) => g.LayerNorm(x[0], x[1],
             x[2]), x =>
         {
-            var y = new double[35];
+            var y = new double[5 * w];
             for (int r = 0; r < 5; r++)
             {
                 double m = 0, v = 0;
-                for (int n = 0; n < 7; n++) m += x[0][r * 7 + n];
-                m /= 7;
-                for (int n = 0; n < 7; n++) v += Math.Pow(x[0][r * 7 + n] - m, 2);
-                double rs = 1 / Math.Sqrt(v / 7 + 1e-5);
-                for (int n = 0; n < 7; n++) y[r * 7 + n] = (x[0][r * 7 + n] - m) * rs * x[1][n] + x[2][n];
+                for (int n = 0; n < w; n++) m += x[0][r * w + n];
+                m /= w;
+                for (int n = 0; n < w; n++) v += Math.Pow(x[0][r * w + n] - m, 2);
+                double rs = 1 / Math.Sqrt(v / w + 1e-5);
+                for (int n = 0; n < w; n++) y[r * w + n] = (x[0][r * w + n] - m) * rs * x[1][n] + x[2][n];
             }
             return y;
         });

@@ -137,7 +137,7 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     /// Contiguous rows (inner = 1) go one warp per row (L2NormWarp); strided ones one thread per column.
     public override void L2Normalize(Buf y, Buf norm, Buf x, int outer, int n, int inner, float eps)
     {
-        if (inner != 1 || n < 64)
+        if (inner != 1 || n < WarpRowMin)
         {
             base.L2Normalize(y, norm, x, outer, n, inner, eps);
             return;
@@ -146,12 +146,110 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         Checked("l2norm", y, t);
         Checked("l2norm", x, t);
         Checked("l2norm", norm, outer);
-        int warp = acc.WarpSize, per = Math.Max(1, Math.Min(8, acc.MaxNumThreadsPerGroup / warp));
         l2rows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int,
             float>(L2NormWarp.Rows);
         using var _ = Profiler.Time("L2NormWarp", outer, this);
-        l2rows(new KernelConfig(new Index2D((outer + per - 1) / per, 1), new Index2D(warp, per)),
-            View(y, t), View(norm, outer), View(x, t), outer, n, eps);
+        l2rows(WarpRows(outer), View(y, t), View(norm, outer), View(x, t), outer, n, eps);
+    }
+
+    /// Rows at least this long, stored contiguously, go one warp per row (the row kernels' GPU form).
+    public const int WarpRowMin = 64;
+
+    /// The launch of one warp per row: groups of (warp, up to 8) threads, each warp one row.
+    KernelConfig WarpRows(long rows)
+    {
+        int warp = acc.WarpSize, per = Math.Max(1, Math.Min(8, acc.MaxNumThreadsPerGroup / warp));
+        return new KernelConfig(new Index2D((int)((rows + per - 1) / per), 1), new Index2D(warp, per));
+    }
+
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> softmaxRows;
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> softmaxRowsBackward;
+
+    /// Softmax over contiguous rows (inner = 1) of at least WarpRowMin: one warp per row (SoftmaxWarp).
+    public override void Softmax(Buf y, Buf x, int outer, int n, int inner, bool log)
+    {
+        if (inner != 1 || n < WarpRowMin)
+        {
+            base.Softmax(y, x, outer, n, inner, log);
+            return;
+        }
+        long t = (long)outer * n;
+        Checked("softmax", y, t);
+        Checked("softmax", x, t);
+        softmaxRows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(SoftmaxWarp.Forward);
+        using var _ = Profiler.Time("SoftmaxWarp", outer, this);
+        softmaxRows(WarpRows(outer), View(y, t), View(x, t), outer, n, log ? 1 : 0);
+    }
+
+    public override void SoftmaxBackward(Buf dx, Buf y, Buf dy, int outer, int n, int inner, bool log)
+    {
+        if (inner != 1 || n < WarpRowMin)
+        {
+            base.SoftmaxBackward(dx, y, dy, outer, n, inner, log);
+            return;
+        }
+        long t = (long)outer * n;
+        const string op = "softmax.backward";
+        Checked(op, dx, t);
+        Checked(op, y, t);
+        Checked(op, dy, t);
+        softmaxRowsBackward ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int,
+            int>(SoftmaxWarp.Backward);
+        using var _ = Profiler.Time("SoftmaxWarp.Backward", outer, this);
+        softmaxRowsBackward(WarpRows(outer), View(dx, t), View(y, t), View(dy, t), outer, n, log ? 1 : 0);
+    }
+
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        ArrayView<float>, int, int, float> layerNormRows;
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        ArrayView<float>, int, int> layerNormRowsBackward;
+
+    /// LayerNorm rows of at least WarpRowMin: one warp per row (LayerNormWarp).
+    public override void LayerNorm(Buf y, Buf mean, Buf rstd, Buf x, Buf g, Buf b, int rows, int n, float eps)
+    {
+        if (n < WarpRowMin)
+        {
+            base.LayerNorm(y, mean, rstd, x, g, b, rows, n, eps);
+            return;
+        }
+        long t = (long)rows * n;
+        const string op = "layernorm";
+        Checked(op, y, t);
+        Checked(op, x, t);
+        Checked(op, mean, rows);
+        Checked(op, rstd, rows);
+        Checked(op, g, n);
+        Checked(op, b, n);
+        layerNormRows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, int, int, float>(LayerNormWarp.Forward);
+        using var _ = Profiler.Time("LayerNormWarp", rows, this);
+        layerNormRows(WarpRows(rows), View(y, t), View(mean, rows), View(rstd, rows), View(x, t), View(g, n),
+            View(b, n), rows, n, eps);
+    }
+
+    /// The input gradient one warp per row (LayerNormWarp.BackwardX); gamma's and beta's as the base does.
+    public override void LayerNormBackward(Buf dx, Buf dg, Buf db, Buf dy, Buf x, Buf g, Buf mean, Buf rstd, int rows,
+        int n, bool needDx, bool needParams)
+    {
+        if (n < WarpRowMin || !needDx)
+        {
+            base.LayerNormBackward(dx, dg, db, dy, x, g, mean, rstd, rows, n, needDx, needParams);
+            return;
+        }
+        long t = (long)rows * n;
+        const string op = "layernorm.backward";
+        Checked(op, dx, t);
+        Checked(op, dy, t);
+        Checked(op, x, t);
+        Checked(op, g, n);
+        Checked(op, mean, rows);
+        Checked(op, rstd, rows);
+        layerNormRowsBackward ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(LayerNormWarp.BackwardX);
+        using (Profiler.Time("LayerNormWarp.BackwardX", rows, this))
+            layerNormRowsBackward(WarpRows(rows), View(dx, t), View(dy, t), View(x, t), View(g, n), View(mean, rows),
+                View(rstd, rows), rows, n);
+        if (needParams) base.LayerNormBackward(dx, dg, db, dy, x, g, mean, rstd, rows, n, false, true);
     }
 
     readonly Dictionary<Type, Action<KernelConfig, AlignParams, ArrayView<float>, ArrayView<float>, ArrayView<float>,
