@@ -1,5 +1,6 @@
 // Reductions along one axis of a tensor viewed as [Outer, N, Inner] (contiguous), top-k index
 // selection, and gather/scatter along that axis. Indices are stored as float (exact below 2^24).
+using ILGPU;
 using ILGPU.Algorithms;
 
 namespace PvlrKernels.Kernels;
@@ -37,6 +38,23 @@ public struct ReduceAxis<TMem> : IKernel where TMem : struct, IMem
         }
         Y[i] = best;
         if (WriteIdx != 0) Idx[i] = bi;
+    }
+}
+
+/// Sums of contiguous rows (Inner = 1) one warp per row, for long rows on a GPU: y[r] (+)= Scale * sum x[r, :],
+/// the lanes striding the row (coalesced loads) and combining by shuffles (ReduceAxis's Sum mode).
+public static class ReduceWarp
+{
+    public static void SumRows(ArrayView<float> y, ArrayView<float> x, int rows, int n, float scale, int accumulate)
+    {
+        int row = WarpReduce.Row;
+        if (row >= rows) return;                      // uniform across the warp
+        int lane = Group.IdxX, w = Group.DimX;
+        long b = (long)row * n;
+        float s = 0f;
+        for (int i = lane; i < n; i += w) s += x[b + i];
+        s = WarpReduce.Sum(s, w) * scale;
+        if (lane == 0) y[row] = accumulate != 0 ? y[row] + s : s;
     }
 }
 

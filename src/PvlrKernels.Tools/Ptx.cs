@@ -54,7 +54,7 @@ public static class Ptx
         foreach (var shape in structs.Where(s => typeof(IGemmShape).IsAssignableFrom(s)).OrderBy(s => s.Name))
             yield return ($"GemmBlocked<{shape.Name}>", blocked.MakeGenericMethod(shape), true);
         yield return ("L2NormWarp.Rows", typeof(L2NormWarp).GetMethod(nameof(L2NormWarp.Rows))!, true);
-        foreach (var warpRows in new[] { typeof(SoftmaxWarp), typeof(LayerNormWarp) })
+        foreach (var warpRows in new[] { typeof(SoftmaxWarp), typeof(LayerNormWarp), typeof(ReduceWarp) })
             foreach (var m in warpRows.GetMethods(BindingFlags.Public | BindingFlags.Static).OrderBy(m => m.Name))
                 yield return ($"{warpRows.Name}.{m.Name}", m, true);
         var align = typeof(SequenceAlignmentGroups).GetMethod(nameof(SequenceAlignmentGroups.Forward))!;

@@ -354,11 +354,13 @@ public sealed class OpTests(string backendName)
         return y;
     }
 
-    [TestCase("sum", 0)] [TestCase("sum", 1)] [TestCase("sum", 2)] [TestCase("mean", 1)] [TestCase("max",
-        1)] [TestCase("min", 2)] [TestCase("max", 0)]
-    public void Reduce(string kind, int axis)
+    // the cases over rows of 70 take the GPU's one-warp-per-row sum (contiguous rows, n >= 64)
+    [TestCase("sum", 0, 4)] [TestCase("sum", 1, 4)] [TestCase("sum", 2, 4)] [TestCase("mean", 1, 4)]
+    [TestCase("max", 1, 4)] [TestCase("min", 2, 4)] [TestCase("max", 0, 4)]
+    [TestCase("sum", 2, 70)] [TestCase("mean", 2, 70)] [TestCase("max", 2, 70)]
+    public void Reduce(string kind, int axis, int last)
     {
-        int[] s = { 3, 5, 4 };
+        int[] s = { 3, 5, last };
         int outer = s.Take(axis).Aggregate(1, (a, b) => a * b), n = s[axis], inner = s.Skip(axis + 1).Aggregate(1, (a,
             b) => a * b);
         Func<IEnumerable<double>, double> f = kind switch { "sum" => v => v.Sum(), "mean" => v => v.Average(),
@@ -366,6 +368,26 @@ public sealed class OpTests(string backendName)
         CheckOp($"{kind}@{axis}", new[] { s }, (g, x) => kind switch { "sum" => g.Sum(x[0], axis),
             "mean" => g.Mean(x[0], axis), "max" => g.Max(x[0], axis), _ => g.Min(x[0], axis) },
             x => RefReduce(x[0], outer, n, inner, f));
+    }
+
+    /// Sums of many contiguous rows, scaled and accumulated: one warp per row on a GPU.
+    [TestCase(37, 70)] [TestCase(5, 1000)]
+    public void RowSums(int rows, int n)
+    {
+        var r = new Random(7);
+        var x = new float[(long)rows * n];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 2 - 0.5);
+        using var sx = B.Allocate(x.Length);
+        using var sy = B.Allocate(rows + 1);
+        B.Upload(sx.At(0), x);
+        B.Upload(sy.At(0), Enumerable.Repeat(2f, rows + 1).ToArray());
+        B.Reduce(sy.At(1), sx.At(0), default, rows, n, 1, ReduceMode.Sum, 0.25f, true);
+        var got = new float[rows + 1];
+        B.Download(sy.At(0), got);
+        var want = new double[rows + 1];
+        want[0] = 2;                                               // before the output: untouched
+        for (int i = 0; i < rows; i++) want[i + 1] = 2 + 0.25 * x.Skip(i * n).Take(n).Sum(v => (double)v);
+        Check.Close(got, want, 1e-5 * n, 1e-5, $"sums of {rows} rows of {n} [{backendName}]");
     }
 
     /// Long sums over few columns (a loss's mean over every element; a bias gradient): the GPU splits

@@ -302,10 +302,23 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     /// columns (a loss's mean over every element: one thread). A long sum over few columns goes in two
     /// passes instead: P partial sums per column over contiguous slices (plus the ragged tail), then the
     /// P partials. The scratch buffer grows once and is kept (no allocation per step).
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, float, int> sumRows;
+
+    /// Sums of contiguous rows of at least WarpRowMin go one warp per row (ReduceWarp.SumRows).
     public override void Reduce(Buf y, Buf x, Buf idx, int outer, int n,
         int inner, int mode, float scale, bool accumulate)
     {
         long cols = (long)outer * inner;
+        if (mode == ReduceMode.Sum && inner == 1 && n >= WarpRowMin && !(outer == 1 && n >= 4096))
+        {
+            Checked("reduce", x, (long)outer * n);
+            Checked("reduce", y, outer);
+            sumRows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, float, int>(
+                ReduceWarp.SumRows);
+            using var _ = Profiler.Time("ReduceWarp.SumRows", outer, this);
+            sumRows(WarpRows(outer), View(y, outer), View(x, (long)outer * n), outer, n, scale, accumulate ? 1 : 0);
+            return;
+        }
         if (mode != ReduceMode.Sum || outer != 1 || cols >= 8192 || n < 4096)
         {
             base.Reduce(y, x, idx, outer, n, inner, mode, scale, accumulate);
