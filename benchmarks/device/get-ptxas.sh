@@ -2,7 +2,8 @@
 # Prints the path of NVIDIA's ptxas (CUDA 11.8, from Debian bookworm's non-free nvidia-cuda-toolkit),
 # downloading and unpacking the package into DIR (default ~/.cache/pvlr/cuda) on first use. Nothing is
 # installed: a private apt source list adds non-free, `apt-get download` fetches the .deb, `dpkg-deb -x`
-# unpacks it. Exits non-zero where that cannot be done (no apt, no network).
+# unpacks it; the package's cuobjdump lands beside ptxas. Exits non-zero where that cannot be done (no apt,
+# no network).
 set -euo pipefail
 dir=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/pvlr/cuda}
 if [ -x "$dir/x/usr/bin/ptxas" ]; then echo "$dir/x/usr/bin/ptxas"; exit 0; fi

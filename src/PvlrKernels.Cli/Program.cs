@@ -30,7 +30,7 @@ usage:
   pvlr bench [--method pvlr|co2net|um|acmnet|ftcl] [--device ...] [--preset paper|demo]
       [--only gemm,conv,clip,step,align,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS]
       [--vector256] [--winograd 0|2|4|6] [--train-winograd 0|2|4|6] [--infer-rows N]
-      [--torch [--torch-steps N] [--torch-script FILE]] [--ptx] [--out FILE.md]
+      [--torch [--torch-steps N] [--torch-script FILE]] [--ptx [--ptx-dir DIR]] [--out FILE.md]
   pvlr export --checkpoint FILE --format safetensors|pth --out FILE [--method pvlr|co2net|um|acmnet|ftcl]
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors|structure|strides] [--seed S]
   pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
@@ -388,7 +388,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         {   // every kernel compiled to PTX for sm_80 and sm_90, assembled by ptxas where it is found
             var ptxas = Ptx.FindPtxas();
             var kernelTable = Ptx.Table(Ptx.Assemble(Ptx.CompileAll(ILGPU.Runtime.Cuda.CudaArchitecture.SM_80,
-                ILGPU.Runtime.Cuda.CudaArchitecture.SM_90), ptxas), ptxas);
+                ILGPU.Runtime.Cuda.CudaArchitecture.SM_90), ptxas, o.Has("ptx-dir") ? o.Get("ptx-dir") : null), ptxas);
             Console.WriteLine(kernelTable);
             if (o.Has("out")) AtomicFile.WriteAllText(o.Get("out"), kernelTable);
             return 0;

@@ -1,6 +1,7 @@
 // Every kernel the ILGPU backend can load, compiled to PTX without a GPU or a driver (ILGPU's PTX backend
 // built directly), and, where NVIDIA's `ptxas` is found ($PVLR_PTXAS or PATH), assembled with `ptxas -v`
-// for its registers, shared memory and spills. `pvlr bench --ptx` prints the table; PtxTests fails on a
+// for its registers, shared memory and spills, and where `cuobjdump` sits beside it, disassembled to SASS
+// for the FFMA share of its densest loop body. `pvlr bench --ptx` prints the table; PtxTests fails on a
 // kernel that does not compile, does not assemble, or spills.
 using System.Diagnostics;
 using System.Reflection;
@@ -11,6 +12,7 @@ using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
+using PvlrKernels.Engine;
 using PvlrKernels.Kernels;
 
 namespace PvlrKernels.Tools;
@@ -19,7 +21,44 @@ public sealed record KernelPtx(string Name, CudaArchitecture Arch, string Ptx);
 
 /// What ptxas -v says of one kernel (null fields where ptxas was not run).
 public sealed record KernelAssembly(string Name, string Arch, int? Registers, int? SharedBytes, int? SpillStores,
-    int? SpillLoads, string Error);
+    int? SpillLoads, string Error, SassStats Sass = null);
+
+/// A kernel's SASS: its instructions (NOPs left out) and FFMAs, and the same two for its hot block: the
+/// straight run of code (between labels and branches) that holds the most FFMAs, a GEMM's unrolled k loop.
+public sealed record SassStats(int Instructions, int Ffma, int HotInstructions, int HotFfma)
+{
+    public double HotShare => HotInstructions == 0 ? 0 : (double)HotFfma / HotInstructions;
+
+    /// Counts `cuobjdump -sass` output: a block starts at a label and after a branch, exit or return.
+    public static SassStats Parse(string sass)
+    {
+        int all = 0, ffma = 0, blockAll = 0, blockFfma = 0, hotAll = 0, hotFfma = 0;
+        void EndBlock()
+        {
+            if (blockFfma > hotFfma || (blockFfma == hotFfma && blockAll < hotAll))
+                (hotAll, hotFfma) = (blockAll, blockFfma);
+            blockAll = blockFfma = 0;
+        }
+        foreach (var line in sass.Split('\n'))
+        {
+            if (Regex.IsMatch(line, @"^\s*\.L\w*:")) { EndBlock(); continue; }
+            var m = Regex.Match(line, @"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)");
+            if (!m.Success) continue;
+            string op = m.Groups[1].Value.Split('.')[0];
+            if (op == "NOP") continue;
+            all++;
+            blockAll++;
+            if (op == "FFMA")
+            {
+                ffma++;
+                blockFfma++;
+            }
+            if (op is "BRA" or "EXIT" or "RET" or "BRX" or "JMP" or "JMX" or "CALL") EndBlock();
+        }
+        EndBlock();
+        return new SassStats(all, ffma, hotAll, hotFfma);
+    }
+}
 
 public static class Ptx
 {
@@ -68,7 +107,7 @@ public static class Ptx
     public static List<KernelPtx> CompileAll(params CudaArchitecture[] archs)
     {
         var result = new List<KernelPtx>();
-        using var ctx = Context.Create(b => b.Cuda().EnableAlgorithms());
+        using var ctx = Context.Create(b => b.Cuda().EnableAlgorithms().Optimize(IlgpuBackend.Optimization));
         foreach (var arch in archs)
         {
             var backend = new PTXBackend(ctx, new CudaCapabilityContext(arch), arch, Isa, null);
@@ -97,11 +136,33 @@ public static class Ptx
 
     static string SmName(CudaArchitecture a) => $"sm_{a.Major}{a.Minor}";
 
-    /// Assembles each kernel with `ptxas -v -arch=sm_XY` (null ptxas: compile-only rows).
-    public static List<KernelAssembly> Assemble(IEnumerable<KernelPtx> kernels, string ptxas)
+    /// `cuobjdump` beside ptxas, else from PATH; null where there is none.
+    public static string FindCuobjdump(string ptxas)
+    {
+        var beside = ptxas == null ? null : Path.Combine(Path.GetDirectoryName(ptxas)!, "cuobjdump");
+        return beside != null && File.Exists(beside) ? beside
+            : (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':')
+                .Select(d => Path.Combine(d, "cuobjdump")).FirstOrDefault(File.Exists);
+    }
+
+    static (int code, string output) RunTool(string tool, string args)
+    {
+        var psi = new ProcessStartInfo(tool, args) { RedirectStandardError = true, RedirectStandardOutput = true };
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        string err = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, err + stdout.Result);
+    }
+
+    /// Assembles each kernel with `ptxas -v -arch=sm_XY` (null ptxas: compile-only rows) and, where
+    /// cuobjdump is found, counts its SASS. `keepIn`: a folder that keeps each kernel's .ptx, .cubin and
+    /// .sass (named after the kernel and arch); by default they go to a temporary folder that is removed.
+    public static List<KernelAssembly> Assemble(IEnumerable<KernelPtx> kernels, string ptxas, string keepIn = null)
     {
         var rows = new List<KernelAssembly>();
-        var dir = Path.Combine(Path.GetTempPath(), "pvlr-ptx-" + Environment.ProcessId);
+        var cuobjdump = FindCuobjdump(ptxas);
+        var dir = keepIn ?? Path.Combine(Path.GetTempPath(), "pvlr-ptx-" + Environment.ProcessId);
         Directory.CreateDirectory(dir);
         try
         {
@@ -114,22 +175,31 @@ public static class Ptx
                     rows.Add(new KernelAssembly(k.Name, sm, null, null, null, null, null));
                     continue;
                 }
-                var file = Path.Combine(dir, $"k{i++}.ptx");
-                File.WriteAllText(file, k.Ptx);
-                var psi = new ProcessStartInfo(ptxas,
-                    $"-v -arch={sm} -o /dev/null \"{file}\"") { RedirectStandardError = true,
-                    RedirectStandardOutput = true };
-                using var p = Process.Start(psi)!;
-                string err = p.StandardError.ReadToEnd() + p.StandardOutput.ReadToEnd();
-                p.WaitForExit();
+                var stem = Path.Combine(dir, keepIn == null ? $"k{i++}"
+                    : $"{Regex.Replace(k.Name, @"[^A-Za-z0-9_.]+", "_").Trim('_')}.{sm}");
+                File.WriteAllText(stem + ".ptx", k.Ptx);
+                var (code, err) = RunTool(ptxas, $"-v -arch={sm} -o \"{stem}.cubin\" \"{stem}.ptx\"");
+                SassStats sass = null;
+                if (code == 0 && cuobjdump != null)
+                {
+                    var (sassCode, listing) = RunTool(cuobjdump, $"-sass \"{stem}.cubin\"");
+                    if (sassCode == 0)
+                    {
+                        sass = SassStats.Parse(listing);
+                        if (keepIn != null) File.WriteAllText(stem + ".sass", listing);
+                    }
+                }
                 int? Grab(string pattern) { var m = Regex.Match(err,
                     pattern); return m.Success ? int.Parse(m.Groups[1].Value) : null; }
                 rows.Add(new KernelAssembly(k.Name, sm, Grab(@"Used (\d+) registers"), Grab(@"(\d+) bytes smem") ?? 0,
                     Grab(@"(\d+) bytes spill stores"), Grab(@"(\d+) bytes spill loads"),
-                    p.ExitCode == 0 ? null : err.Trim().Split('\n').Last()));
+                    code == 0 ? null : err.Trim().Split('\n').Last(), sass));
             }
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            if (keepIn == null) Directory.Delete(dir, true);
+        }
         return rows;
     }
 
@@ -139,12 +209,18 @@ public static class Ptx
             + $"PTX ISA 7.8 for {string.Join(", ", rows.Select(r => r.Arch).Distinct())}; "
                 + (ptxas != null
                     ? $"assembled with {ptxas} -v" : "no ptxas found ($PVLR_PTXAS or PATH): compiled only")
-                        + "\n\n| kernel | arch | registers | shared bytes | spill stores | spill loads | error "
-                            + "|\n|---|---|---|---|---|---|---|\n");
+                        + (rows.Any(r => r.Sass != null) ? "; SASS counted with cuobjdump (hot block: the straight "
+                            + "run of code with the most FFMAs)" : "")
+                        + "\n\n| kernel | arch | registers | shared bytes | spill stores | spill loads "
+                            + "| SASS instructions | FFMA | hot block FFMA share | error "
+                            + "|\n|---|---|---|---|---|---|---|---|---|---|\n");
         foreach (var r in rows)
             sb.AppendLine($"| {r.Name} | {r.Arch} | {r.Registers?.ToString() ?? "—"} | "
                 + $"{r.SharedBytes?.ToString() ?? "—"} | {r.SpillStores?.ToString() ?? "—"} | "
-                + $"{r.SpillLoads?.ToString() ?? "—"} | {r.Error ?? ""} |");
+                + $"{r.SpillLoads?.ToString() ?? "—"} | {r.Sass?.Instructions.ToString() ?? "—"} | "
+                + $"{r.Sass?.Ffma.ToString() ?? "—"} | "
+                + (r.Sass == null ? "—" : $"{100 * r.Sass.HotShare:F0} % ({r.Sass.HotFfma}/{r.Sass.HotInstructions})")
+                + $" | {r.Error ?? ""} |");
         return sb.ToString();
     }
 }

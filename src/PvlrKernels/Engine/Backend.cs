@@ -537,7 +537,9 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
     public override void WinogradOut(Buf y, Buf mm, Buf mat, Buf bias, Buf mask, WinoParams p) =>
         Launch((long)p.TotalTiles * p.C, WinogradOutBody(y, mm, mat, bias, mask, p));
 
-    protected void CheckGemm(GemmParams p, Buf c, Buf a, Buf b)
+    /// Checks a product's dimensions and that each operand's extent lies inside its buffer; returns the
+    /// extents (in floats, from each operand's start) of A, B and C.
+    protected (long a, long b, long c) CheckGemm(GemmParams p, Buf c, Buf a, Buf b)
     {
         if (p.M < 0 || p.N < 0 || p.K < 0 || p.Batch < 1)
             throw new ShapeException($"gemm: bad dims M={p.M} N={p.N} K={p.K} batch={p.Batch}");
@@ -547,11 +549,12 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         long ea = (long)(p.Batch - 1) * p.BatchA + (long)(p.M - 1) * p.RsA + (long)(p.K - 1) * p.CsA + 1;
         long eb = (long)(p.Batch - 1) * p.BatchB + (long)(p.K - 1) * p.RsB + (long)(p.N - 1) * p.CsB + 1;
         long ec = (long)(p.Batch - 1) * p.BatchC + (long)(p.M - 1) * p.Ldc + p.N;
-        if (p.M == 0 || p.N == 0) return;
+        if (p.M == 0 || p.N == 0) return (0, 0, 0);
         System.Threading.Interlocked.Add(ref GemmFlops, 2L * p.M * p.N * p.K * p.Batch);
         if (p.K > 0) CheckExtent("A", a, ea, $"M={p.M} K={p.K}");
         if (p.K > 0) CheckExtent("B", b, eb, $"K={p.K} N={p.N}");
         CheckExtent("C", c, ec, $"M={p.M} N={p.N}");
+        return (p.K > 0 ? ea : 0, p.K > 0 ? eb : 0, ec);
     }
 
     static void CheckExtent(string name, Buf b, long extent, string dims)

@@ -14,7 +14,9 @@ public sealed class GemmTests(string backendName)
     Backend B => Backends.Get(backendName);
 
     /// C after Backend.Gemm on uploaded copies of a, b and c.
-    float[] Gemm(GemmParams p, float[] a, float[] b, float[] c, long offA = 0)
+    float[] Gemm(GemmParams p, float[] a, float[] b, float[] c, long offA = 0) => Gemm(B, p, a, b, c, offA);
+
+    internal static float[] Gemm(Backend B, GemmParams p, float[] a, float[] b, float[] c, long offA = 0)
     {
         using var sa = B.Allocate(a.Length);
         using var sb = B.Allocate(b.Length);
@@ -40,12 +42,16 @@ public sealed class GemmTests(string backendName)
     }
 
     /// C = alpha A B + beta C through Backend.Gemm against a float64 loop over the same strided views.
-    void Run(GemmParams p, int lenA, int lenB, int lenC, long offA = 0)
+    void Run(GemmParams p, int lenA, int lenB, int lenC, long offA = 0) =>
+        Run(B, backendName, p, lenA, lenB, lenC, offA);
+
+    internal static void Run(Backend B, string backendName, GemmParams p, int lenA, int lenB, int lenC,
+        long offA = 0)
     {
         var a = Rand(lenA, 1);
         var b = Rand(lenB, 2);
         var c = Rand(lenC, 3);
-        var got = Gemm(p, a, b, c, offA);
+        var got = Gemm(B, p, a, b, c, offA);
         var want = c.Select(v => (double)v).ToArray();
         for (int bt = 0; bt < p.Batch; bt++)
             for (int i = 0; i < p.M; i++)
@@ -67,7 +73,15 @@ public sealed class GemmTests(string backendName)
     [TestCase(false, false)] [TestCase(true, false)] [TestCase(false, true)] [TestCase(true, true)]
     public void Layouts(bool ta, bool tb)
     {
-        int m = 70, n = 45, k = 19, batch = 2;
+        var (p, la, lb, lc) = LayoutCase(ta, tb, 70, 45, 19);
+        Run(p, la, lb, lc);
+    }
+
+    /// A batched product of two ragged (m, k) x (k, n) matrices in a layout, with alpha, beta and a C row
+    /// stride wider than N; the operand lengths.
+    internal static (GemmParams p, int lenA, int lenB, int lenC) LayoutCase(bool ta, bool tb, int m, int n, int k)
+    {
+        int batch = 2;
         var p = new GemmParams
         {
             Batch = batch, M = m, N = n, K = k, Alpha = 0.75f, Beta = 0.5f,
@@ -75,7 +89,7 @@ public sealed class GemmTests(string backendName)
             BatchB = k * n, RsB = tb ? 1 : n, CsB = tb ? k : 1,
             BatchC = m * (n + 1) + 3, Ldc = n + 1,
         };
-        Run(p, batch * m * k, batch * k * n, batch * (m * (n + 1) + 3));
+        return (p, batch * m * k, batch * k * n, batch * (m * (n + 1) + 3));
     }
 
     /// Fewer than 32 columns of a transposed B against row-major A (the per-video tau, the cosine CAS, a
@@ -376,5 +390,28 @@ public sealed class CpuWithoutAvx512Tests
         Assert.That(int.Parse(summary.Groups[2].Value), Is.EqualTo(0), failures);
         Assert.That(int.Parse(summary.Groups[1].Value), Is.GreaterThan(100), "the child ran the CPU cases");
         Assert.That(p.ExitCode, Is.EqualTo(0));
+    }
+}
+
+/// Every GPU GEMM variant (tile shape) on ILGPU's CPU emulator with 32-thread warps and 256-thread groups,
+/// in every layout, at sizes that leave ragged tiles and K slabs: the suite's other emulator cases run the
+/// 32x32 tiles only.
+public sealed class GemmTileTests
+{
+    static IlgpuBackend emulator;
+
+    [OneTimeSetUp]
+    public void Start() => emulator = IlgpuBackend.CreateCpuEmulator(32, 8);
+
+    [OneTimeTearDown]
+    public void Stop() => emulator?.Dispose();
+
+    [Test]
+    public void EachTileShapeInEachLayout(
+        [Values("32", "64", "128", "128k16")] string tile, [Values(false, true)] bool ta, [Values(false, true)] bool tb)
+    {
+        emulator.GemmTile = tile;
+        var (p, la, lb, lc) = GemmTests.LayoutCase(ta, tb, 137, 150, 37);
+        GemmTests.Run(emulator, $"ilgpu-cpu, {tile} tiles", p, la, lb, lc);
     }
 }

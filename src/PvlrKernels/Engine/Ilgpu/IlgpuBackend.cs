@@ -29,6 +29,10 @@ public sealed class IlgpuStorage : Storage
 public sealed class IlgpuBackend : Backend<ViewMem>
 {
     static readonly object ContextLock = new();
+    /// ILGPU's optimization level for every kernel (and for `pvlr bench --ptx`): O2 unrolls and inlines
+    /// enough that the GEMM's k loop is almost all FFMA (docs/performance.md).
+    public const OptimizationLevel Optimization = OptimizationLevel.O2;
+
     static Context shared;
     readonly Accelerator acc;
     readonly Dictionary<Type, Delegate> kernels = new();
@@ -57,7 +61,8 @@ public sealed class IlgpuBackend : Backend<ViewMem>
 
     static Context Ctx()
     {
-        lock (ContextLock) return shared ??= Context.Create(b => b.CPU().Cuda().EnableAlgorithms());
+        lock (ContextLock) return shared ??= Context.Create(b => b.CPU().Cuda().EnableAlgorithms()
+            .Optimize(Optimization));
     }
 
     public static bool CudaAvailable()
@@ -73,9 +78,11 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     }
 
     /// The emulator: 4 threads/warp x 4 warps = 16-thread groups (enough for the Gemm4 shape), one multiprocessor.
-    public static IlgpuBackend CreateCpuEmulator()
+    /// ILGPU's CPU emulator with warps of `warpSize` threads and groups of up to `warpsPerGroup` warps
+    /// (the default, 16 threads a group, runs the 32x32 GEMM tiles; 32 x 8 runs the GPU's 128x128 ones).
+    public static IlgpuBackend CreateCpuEmulator(int warpSize = 4, int warpsPerGroup = 4)
     {
-        var dev = new CPUDevice(4, 4, 1);
+        var dev = new CPUDevice(warpSize, warpsPerGroup, 1);
         return new IlgpuBackend(dev.CreateCPUAccelerator(Ctx(), CPUAcceleratorMode.Parallel), "ilgpu-cpu");
     }
 
@@ -336,14 +343,17 @@ public sealed class IlgpuBackend : Backend<ViewMem>
 
     public override void Gemm(Buf c, Buf a, Buf b, GemmParams p)
     {
-        CheckGemm(p, c, a, b);
+        var (ea, eb, ec) = CheckGemm(p, c, a, b);
         if (p.M == 0 || p.N == 0) return;
-        var view = (Buf b) => View(b, b.Storage.Length - b.Offset);
+        if (Math.Max(ea, Math.Max(eb, ec)) > int.MaxValue)
+            throw new ShapeException($"gemm: an operand spans over 2^31 floats (A {ea}, B {eb}, C {ec}); the kernel "
+                + "indexes in 32 bits");
+        var view = (Buf b, long extent) => View(b, Math.Max(extent, 1));
         var (run, tx, ty) = PickGemm(p);
         var grid = new Index3D((p.N + 8 * tx - 1) / (8 * tx), (p.M + 8 * ty - 1) / (8 * ty), p.Batch);
         using var _ = Profiler.Time(Profiler.Enabled ? $"Gemm {8 * tx}x{8 * ty} tiles" : null,
             2L * p.M * p.N * p.K * p.Batch, this);
-        run(new KernelConfig(grid, new Index3D(tx, ty, 1)), p, view(a), view(b), view(c));
+        run(new KernelConfig(grid, new Index3D(tx, ty, 1)), p, view(a, ea), view(b, eb), view(c, ec));
     }
 
     /// The blocked GEMM for one thread-group shape, compiled on first use, with its group size.
@@ -354,31 +364,34 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         {
             // each thread stages BK x 8 TY / (TX TY) values of A and BK x 8 TX / (TX TY) of B per slab
             int nt = TS.TX * TS.TY, perA = TS.BK * 8 * TS.TY, perB = TS.BK * 8 * TS.TX;
-            if (perA % nt != 0 || perB % nt != 0 || perA / nt > 8 || perB / nt > 8 || Math.Max(perA,
-                perB) > GemmKernels.SlabFloats)
+            if (perA % nt != 0 || perB % nt != 0 || perA / nt > 8 || perB / nt > 8
+                || TS.BK * (8 * Math.Max(TS.TX, TS.TY) + GemmKernels.Pad) > GemmKernels.SlabFloats || TS.BK % 4 != 0)
                 throw new InvalidOperationException($"{typeof(TS).Name}: a slab must stage a whole number of at most "
-                    + $"8 values per thread and fit {GemmKernels.SlabFloats} floats");
+                    + $"8 values per thread, fit {GemmKernels.SlabFloats} floats and have BK a multiple of 4");
             gemms[typeof(TS)] = k = acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>>(GemmKernels.Blocked<TS>);
         }
         return (k, TS.TX, TS.TY);
     }
 
-    /// PVLR_GEMM_TILE=128 | 128k16 | 64 forces one GEMM variant on a GPU (for tuning sweeps); unset: automatic.
-    static readonly string ForcedTile = Environment.GetEnvironmentVariable("PVLR_GEMM_TILE");
+    /// 128 | 128k16 | 64 | 32 forces one GEMM variant (the tests of each variant on the emulator); null:
+    /// automatic, or on a GPU what PVLR_GEMM_TILE says (tuning sweeps).
+    public string GemmTile;
+    static readonly string EnvTile = Environment.GetEnvironmentVariable("PVLR_GEMM_TILE");
 
     /// 32x32 tiles on the emulator; on a GPU 128x128 tiles when there are at least two per multiprocessor,
     /// else 64x64 (more groups in flight).
     (Action<KernelConfig, GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>>, int,
         int) PickGemm(GemmParams p)
     {
-        if (!IsGpu) return Use<Gemm4>();
-        switch (ForcedTile)
+        switch (GemmTile ?? (IsGpu ? EnvTile : null))
         {
             case "128": return Use<Gemm16>();
             case "128k16": return Use<Gemm16K16>();
             case "64": return Use<Gemm8>();
+            case "32": return Use<Gemm4>();
         }
+        if (!IsGpu) return Use<Gemm4>();
         long tiles = (long)((p.M + 127) / 128) * ((p.N + 127) / 128) * p.Batch;
         return tiles >= 2L * acc.NumMultiprocessors ? Use<Gemm16>() : Use<Gemm8>();
     }
