@@ -66,7 +66,8 @@ public static class Ptx
     public static readonly CudaInstructionSet Isa = CudaInstructionSet.ISA_78;
 
     /// The kernel entry points: every IKernel body through Launcher.Run (generic bodies instantiated over
-    /// ViewMem and every op struct their constraint admits), every GEMM tile shape, the warp-per-row L2 norm.
+    /// ViewMem and every op struct their constraint admits), every GEMM tile shape, the warp-per-row forms
+    /// (L2 norm, softmax, LayerNorm, row sums, attention) and the alignment groups.
     public static IEnumerable<(string name, MethodInfo method, bool explicitGroups)> EntryPoints()
     {
         var asm = typeof(IKernel).Assembly;
@@ -93,7 +94,8 @@ public static class Ptx
         foreach (var shape in structs.Where(s => typeof(IGemmShape).IsAssignableFrom(s)).OrderBy(s => s.Name))
             yield return ($"GemmBlocked<{shape.Name}>", blocked.MakeGenericMethod(shape), true);
         yield return ("L2NormWarp.Rows", typeof(L2NormWarp).GetMethod(nameof(L2NormWarp.Rows))!, true);
-        foreach (var warpRows in new[] { typeof(SoftmaxWarp), typeof(LayerNormWarp), typeof(ReduceWarp) })
+        foreach (var warpRows in new[] { typeof(SoftmaxWarp), typeof(LayerNormWarp), typeof(ReduceWarp),
+            typeof(AttentionWarp) })
             foreach (var m in warpRows.GetMethods(BindingFlags.Public | BindingFlags.Static).OrderBy(m => m.Name))
                 yield return ($"{warpRows.Name}.{m.Name}", m, true);
         var align = typeof(SequenceAlignmentGroups).GetMethod(nameof(SequenceAlignmentGroups.Forward))!;

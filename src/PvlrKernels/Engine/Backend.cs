@@ -349,7 +349,7 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
             Norm = Checked(op, norm, r), N = n, Inner = inner, Eps = eps });
     }
 
-    static void CheckAttn(AttnParams a)
+    protected static void CheckAttn(AttnParams a)
     {
         if (a.H < 1 || a.W % a.H != 0) throw new ShapeException($"attention: width {a.W} not divisible by {a.H} heads");
     }

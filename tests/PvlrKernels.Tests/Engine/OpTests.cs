@@ -601,10 +601,12 @@ public sealed class OpTests(string backendName)
     }
 
     // ---------------- attention ----------------
-    [TestCase(true)] [TestCase(false)]
-    public void Attention(bool causal)
+    // heads of 3 values run one thread per row on a GPU; heads of 32 (and rows longer than a warp of the
+    // emulator's 4 lanes) the one-warp-per-row form
+    [TestCase(true, 5, 6)] [TestCase(false, 5, 6)] [TestCase(true, 9, 64)] [TestCase(false, 9, 64)]
+    public void Attention(bool causal, int l, int w)
     {
-        int nb = 2, l = 5, w = 6, h = 2, hd = 3;
+        int nb = 2, h = 2, hd = w / h;
         CheckOp($"attention(causal={causal})", new[] { new[] { nb, l, 3 * w } }, (g, x) => g.Attention(x[0], h,
             causal), x =>
         {

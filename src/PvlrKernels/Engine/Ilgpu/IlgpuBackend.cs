@@ -206,6 +206,59 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         softmaxRowsBackward(WarpRows(outer), View(dx, t), View(y, t), View(dy, t), outer, n, log ? 1 : 0);
     }
 
+    /// Heads of at least this many values go one warp per attention row (AttentionWarp).
+    public const int WarpHeadMin = 16;
+
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttnParams> attentionRows;
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        AttnParams> attentionRowsQ, attentionRowsKV;
+
+    /// Attention one warp per (n, h, i) row where the head has at least WarpHeadMin values.
+    public override void Attention(Buf o, Buf p, Buf qkv, AttnParams a)
+    {
+        CheckAttn(a);
+        if (a.W / a.H < WarpHeadMin)
+        {
+            base.Attention(o, p, qkv, a);
+            return;
+        }
+        const string op = "attention";
+        long rows = (long)a.Nb * a.H * a.L, nq = (long)a.Nb * a.L * 3 * a.W, no = (long)a.Nb * a.L * a.W;
+        Checked(op, o, no);
+        Checked(op, p, rows * a.L);
+        Checked(op, qkv, nq);
+        attentionRows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttnParams>(
+            AttentionWarp.Forward);
+        using var _ = Profiler.Time("AttentionWarp", rows, this);
+        attentionRows(WarpRows(rows), View(o, no), View(p, rows * a.L), View(qkv, nq), a);
+    }
+
+    public override void AttentionBackward(Buf dqkv, Buf ds, Buf dout, Buf p, Buf qkv, AttnParams a)
+    {
+        CheckAttn(a);
+        if (a.W / a.H < WarpHeadMin)
+        {
+            base.AttentionBackward(dqkv, ds, dout, p, qkv, a);
+            return;
+        }
+        const string op = "attention.backward";
+        long rows = (long)a.Nb * a.H * a.L, nq = (long)a.Nb * a.L * 3 * a.W, no = (long)a.Nb * a.L * a.W;
+        Checked(op, dqkv, nq);
+        Checked(op, ds, rows * a.L);
+        Checked(op, dout, no);
+        Checked(op, p, rows * a.L);
+        Checked(op, qkv, nq);
+        attentionRowsQ ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, AttnParams>(AttentionWarp.BackwardQ);
+        attentionRowsKV ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, AttnParams>(AttentionWarp.BackwardKV);
+        using var _ = Profiler.Time("AttentionWarp.Backward", rows, this);
+        var (vdq, vds, vdo, vp, vq) = (View(dqkv, nq), View(ds, rows * a.L), View(dout, no), View(p, rows * a.L),
+            View(qkv, nq));
+        attentionRowsQ(WarpRows(rows), vdq, vds, vdo, vp, vq, a);
+        attentionRowsKV(WarpRows(rows), vdq, vds, vdo, vp, vq, a);
+    }
+
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         ArrayView<float>, int, int, float> layerNormRows;
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
