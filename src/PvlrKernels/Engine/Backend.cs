@@ -182,6 +182,22 @@ public abstract class Backend<TMem> : Backend where TMem : struct, IMem
         });
     }
 
+    /// A SumTo's dims as runs: size-1 dims dropped, neighbours that are both reduced (target 1) or both kept
+    /// merged; e.g. (B, T, C) -> (1, 1, C) is [(B T, reduced), (C, kept)], a bias gradient's column sums.
+    protected static List<(long n, bool red)> SumToRuns(Dims4 target, Dims4 full)
+    {
+        var runs = new List<(long n, bool red)>();
+        int[] fd = { full.N0, full.N1, full.N2, full.N3 }, td = { target.N0, target.N1, target.N2, target.N3 };
+        for (int k = 0; k < 4; k++)
+        {
+            if (fd[k] == 1) continue;
+            bool red = td[k] == 1;
+            if (runs.Count > 0 && runs[^1].red == red) runs[^1] = (runs[^1].n * fd[k], red);
+            else runs.Add((fd[k], red));
+        }
+        return runs;
+    }
+
     public override void SumTo(Buf dst, Dims4 target, Buf src, Dims4 full, bool accumulate)
     {
         Launch(target.Total, new SumTo<TMem>

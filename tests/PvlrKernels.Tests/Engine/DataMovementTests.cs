@@ -207,6 +207,10 @@ public sealed class DataMovementTests(string backendName)
     [TestCase(new[] { 1, 6, 50, 40 }, new[] { 1, 6, 50, 1 }, TestName = "row sums")]
     [TestCase(new[] { 1, 6, 50, 40 }, new[] { 1, 6, 50, 40 }, TestName = "identity")]
     [TestCase(new[] { 4, 6, 5, 40 }, new[] { 4, 1, 5, 1 }, TestName = "mixed (generic)")]
+    // on a GPU: rows of 80 one warp per row, 6,000 values into one in two passes, long columns in parts
+    [TestCase(new[] { 1, 6, 5, 80 }, new[] { 1, 6, 5, 1 }, TestName = "long row sums")]
+    [TestCase(new[] { 1, 3, 50, 40 }, new[] { 1, 1, 1, 1 }, TestName = "sum of everything")]
+    [TestCase(new[] { 1, 2, 2500, 3 }, new[] { 1, 1, 1, 3 }, TestName = "long column sums")]
     public void SumToMatchesReference(int[] f, int[] t)
     {
         var full = new Dims4 { N0 = f[0], N1 = f[1], N2 = f[2], N3 = f[3] }; var tg = new Dims4 { N0 = t[0],

@@ -123,15 +123,7 @@ public sealed unsafe partial class CpuBackend
     public override void SumTo(Buf dst, Dims4 target, Buf src, Dims4 full, bool accumulate)
     {
         using var _ = Profiler.Time("SumTo", full.Total);
-        var segs = new List<(long n, bool red)>();
-        int[] fd = { full.N0, full.N1, full.N2, full.N3 }, td = { target.N0, target.N1, target.N2, target.N3 };
-        for (int k = 0; k < 4; k++)
-        {
-            if (fd[k] == 1) continue;
-            bool red = td[k] == 1;
-            if (segs.Count > 0 && segs[^1].red == red) segs[^1] = (segs[^1].n * fd[k], red); else segs.Add((fd[k],
-                red));
-        }
+        var segs = SumToRuns(target, full);
         if (segs.TrueForAll(x => !x.red))          // nothing reduced: a (+)= copy
         {
             Copy4(dst, new Strides4 { S3 = 1 }, src, new Strides4 { S3 = 1 }, new Dims4 { N0 = 1, N1 = 1,

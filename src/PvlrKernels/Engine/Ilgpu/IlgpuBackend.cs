@@ -362,6 +362,24 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     /// columns (a loss's mean over every element: one thread). A long sum over few columns goes in two
     /// passes instead: P partial sums per column over contiguous slices (plus the ragged tail), then the
     /// P partials. The scratch buffer grows once and is kept (no allocation per step).
+    /// A SumTo that reduces everything, leading dims (column sums: a bias gradient) or trailing dims (row
+    /// sums) is a Reduce, which has the GPU's forms for long sums; other patterns one thread per output.
+    public override void SumTo(Buf dst, Dims4 target, Buf src, Dims4 full, bool accumulate)
+    {
+        var runs = SumToRuns(target, full);
+        if (full.Total > int.MaxValue || runs.Count == 0 || runs.Count > 2 || runs.TrueForAll(r => !r.red))
+        {
+            base.SumTo(dst, target, src, full, accumulate);
+            return;
+        }
+        Checked("sum_to", dst, target.Total);
+        Checked("sum_to", src, full.Total);
+        if (runs.Count == 1) Reduce(dst, src, default, 1, (int)runs[0].n, 1, ReduceMode.Sum, 1f, accumulate);
+        else if (runs[0].red)
+            Reduce(dst, src, default, 1, (int)runs[0].n, (int)runs[1].n, ReduceMode.Sum, 1f, accumulate);
+        else Reduce(dst, src, default, (int)runs[0].n, (int)runs[1].n, 1, ReduceMode.Sum, 1f, accumulate);
+    }
+
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, float, int> sumRows;
 
     /// Sums of contiguous rows of at least WarpRowMin go one warp per row (ReduceWarp.SumRows).
