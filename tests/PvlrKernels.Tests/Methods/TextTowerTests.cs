@@ -49,7 +49,10 @@ public sealed class TextTowerTests(string backendName)
         Assert.That(shared.rows, Is.EqualTo(5 + (1 * 6 + 17 * 7 + 2 * 8) - 1 + 1));
         Check.SameBits(shared.text, all.text, $"text features [{backendName}]");
         Assert.That(all.dE.Any(v => v != 0), "the prompt table gets a gradient");
-        Check.Close(shared.dE, all.dE.Select(v => (double)v).ToArray(), 1e-7, 1e-4,
-            $"d embedding.weight [{backendName}]");
+        // the two layouts hold different rows, so a sum that cancels (one of 2,464 entries here) can differ in its
+        // last digits; on the GPU forms, which sum a row's keys lane by lane, by up to 1e-4 of the largest entry
+        double scale = all.dE.Max(v => Math.Abs((double)v));
+        Check.Close(shared.dE, all.dE.Select(v => (double)v).ToArray(), B.IsGpu || backendName == "ilgpu-cpu"
+            ? 1e-4 * scale : 1e-7, 1e-4, $"d embedding.weight [{backendName}]");
     }
 }
