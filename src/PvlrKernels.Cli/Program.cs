@@ -33,7 +33,8 @@ usage:
       [--torch [--torch-steps N] [--torch-script FILE]] [--ptx [--ptx-dir DIR]] [--out FILE.md]
   pvlr export --checkpoint FILE --format safetensors|pth --out FILE [--method pvlr|co2net|um|acmnet|ftcl]
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors|structure|strides] [--seed S]
-  pvlr gen-demo [--out DIR] [--videos N] [--max-length T] [--feat-dim F] [--clip-dim D]
+  pvlr gen-demo [--out DIR] [--benchmark thumos14|activitynet1.2] [--videos N] [--classes N] [--max-length T]
+      [--feat-dim F] [--clip-dim D]
 --method picks the method (pvlr; a checkpoint names its own, and --method there only checks it).
 With no --data, train and eval use the embedded demo dataset (generated on first use under features/demo).
 Each command keeps a multicore-JIT profile of its last run, so the next run compiles on an idle core: under
@@ -191,6 +192,12 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             Console.WriteLine($"removed {Path.Combine(outDir, t)}, left by an interrupted write");
         string data = o.Get("data") ?? DemoDir(cfg);
         var ds = ThumosDataset.Load(data, o.Get("clip-features"), log: new Progress<string>(Console.WriteLine));
+        if (resume == null && ds.Ann.Classes.Length != cfg.NumClasses)
+        {   // a new run takes the data's classes (a preset names THUMOS14's 20); a resumed one keeps its own
+            Console.WriteLine($"{ds.Ann.Classes.Length} classes in {data} ({ds.Pack.Name}); the {cfg.Preset} preset "
+                + $"has {cfg.NumClasses}: training with {ds.Ann.Classes.Length}");
+            cfg.NumClasses = ds.Ann.Classes.Length;
+        }
         using var backend = MakeBackend(o.Get("device"));
         using var tr = new Trainer(cfg, ds, backend) { Plotter = new ScottRunPlotter() };
         clip?.Apply((PvlrModel)tr.Model);
@@ -215,7 +222,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         Console.WriteLine($"trained {cfg.MaxIter} steps in {sw.Elapsed.TotalSeconds:F1} s "
             + $"({sw.Elapsed.TotalSeconds / cfg.MaxIter:F3} s/step incl. evaluation)");
         var protocol = tr.Model.Evaluation;
-        Console.WriteLine($"final THUMOS14-style detection mAP (test split, "
+        Console.WriteLine($"final detection mAP ({ds.Pack.Name} protocol, test split, "
             + $"{ds.Test.Count(v => !protocol.Excluded.Contains(v.Name))} videos"
                 + (protocol.Seconds ? ", in seconds" : "") + "):");
         Console.Write(r.Table());
@@ -338,10 +345,13 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             var u => throw new ArgumentException($"--units must be snippets or seconds, not '{u}'") };
         bool wtalc = o.Get("ap", "interpolated") switch { "interpolated" => false, "wtalc" => true,
             var a => throw new ArgumentException($"--ap must be interpolated or wtalc, not '{a}'") };
+        if (wtalc && ann.Pack != WtalcPack.Thumos14)
+            throw new ArgumentException($"--ap wtalc: W-TALC's AP is THUMOS14's (detectionMAP.py:51-59 fixes its "
+                + $"subsets and tIoU 0.1:0.5); {ann.Dir} is {ann.Pack.Name}");
         var dets = PredictionCsv.Read(path, ann, seconds);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var r = wtalc ? WtalcEvaluator.Evaluate(ann, dets) : Evaluator.Evaluate(Evaluator.GroundTruth(ann), dets,
-            ann.Classes.Length);
+            ann.Classes.Length, ann.Pack.Thresholds);
         sw.Stop();
         if (o.Has("out-json")) AtomicFile.WriteAllText(o.Get("out-json"), ActivityNetJson(dets, ann.Classes));
         if (o.Flag("json")) Console.WriteLine(r.Json());
@@ -554,7 +564,20 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
     static int GenDemoCmd(Opts o)
     {
         var opt = new DemoOptions();
-        if (o.Has("videos")) opt.MaxVideos = o.Count("videos", 0);
+        var bench = o.Get("benchmark", "thumos14");
+        opt.Benchmark = bench switch
+        {
+            "thumos14" => WtalcPack.Thumos14,
+            "activitynet1.2" => WtalcPack.ActivityNet12,
+            _ => throw new ArgumentException($"--benchmark {bench}: use thumos14 or activitynet1.2"),
+        };
+        bool anet = opt.Benchmark == WtalcPack.ActivityNet12;
+        if (o.Has("classes") && !anet)
+            throw new ArgumentException("--classes: THUMOS14's demo keeps its 20 real classes; it applies to "
+                + "--benchmark activitynet1.2");
+        if (o.Has("classes")) opt.Classes = o.Count("classes", 1);
+        if (o.Has("videos") && anet) opt.Videos = o.Count("videos", 2);
+        else if (o.Has("videos")) opt.MaxVideos = o.Count("videos", 0);
         if (o.Has("max-length")) opt.MaxLength = o.Count("max-length", 0);
         if (o.Has("feat-dim")) opt.FeatDim = o.Count("feat-dim", 0);
         if (o.Has("clip-dim")) opt.ClipDim = o.Count("clip-dim", 0);

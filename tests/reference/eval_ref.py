@@ -7,8 +7,10 @@ It follows the reference line for line where the order matters: predictions sort
 `argsort()[::-1]`, GT walked in `tiou.argsort()[::-1]` order, lock_gt per threshold, all-point
 interpolated AP. pandas is replaced by plain dicts (same grouping, same order).
 
-usage: eval_ref.py --annotations DIR --predictions FILE.csv [--units snippets|seconds]
+usage: eval_ref.py --annotations DIR --predictions FILE.csv [--units snippets|seconds] [--activitynet]
 prints {"map": {"0.1": ..., ...}, "avg_0.1_0.5": ..., "avg_0.3_0.7": ..., "avg_0.1_0.7": ...} in percent.
+--activitynet: the W-TALC ActivityNet1.2 pack as CO2-Net's test.py:85-90 scores it: the 'validation'
+subset, tIoU [0.5, 0.55, ..., 0.95] as literals; prints {"map": {"0.50": ...}, "avg_0.5_0.95": ...}.
 """
 import argparse, csv, json, os
 import numpy as np
@@ -16,7 +18,7 @@ import numpy as np
 THRESHOLDS = np.linspace(0.1, 0.9, 9)
 
 
-def load_gt(ann_dir):
+def load_gt(ann_dir, test_subset='test'):
     s = lambda x: x.decode() if isinstance(x, bytes) else str(x)
     names = [s(x) for x in np.load(os.path.join(ann_dir, 'videoname.npy'))]
     subset = [s(x) for x in np.load(os.path.join(ann_dir, 'subset.npy'))]
@@ -25,7 +27,7 @@ def load_gt(ann_dir):
     labels = np.load(os.path.join(ann_dir, 'labels.npy'), allow_pickle=True)
     vid, ts, te, lab = [], [], [], []
     for i, n in enumerate(names):
-        if subset[i] != 'test' or len(segments[i]) == 0:
+        if subset[i] != test_subset or len(segments[i]) == 0:
             continue
         for (a, b), l in zip(segments[i], labels[i]):
             vid.append(n)
@@ -119,10 +121,31 @@ def evaluate(ann_dir, pred_path, seconds=False):
             "avg_0.1_0.5": float(m[:5].mean()), "avg_0.3_0.7": float(m[2:7].mean()), "avg_0.1_0.7": float(m[:7].mean())}
 
 
+ANET_THRESHOLDS = [0.5, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95]   # CO2-Net test.py:87
+
+
+def evaluate_activitynet(ann_dir, pred_path, seconds=False):
+    global THRESHOLDS
+    THRESHOLDS = np.array(ANET_THRESHOLDS)
+    classes, gv, gs, ge, gl = load_gt(ann_dir, 'validation')
+    pv, ps, pe, pl, psc = load_pred(pred_path, classes, seconds)
+    gseg = np.stack([gs, ge], 1)
+    pseg = np.stack([ps, pe], 1)
+    ap = np.zeros((len(classes), len(THRESHOLDS)))
+    for c in range(len(classes)):
+        gi = np.where(gl == c)[0]
+        pi = np.where(pl == c)[0]
+        ap[c] = ap_detection([gv[i] for i in gi], gseg[gi], [pv[i] for i in pi], pseg[pi], psc[pi])
+    m = ap.mean(axis=0) * 100
+    return {"map": {f"{t:.2f}": float(m[i]) for i, t in enumerate(THRESHOLDS)}, "avg_0.5_0.95": float(m.mean())}
+
+
 if __name__ == '__main__':
     ap = argparse.ArgumentParser()
     ap.add_argument('--annotations', required=True)
     ap.add_argument('--predictions', required=True)
     ap.add_argument('--units', default='snippets', choices=['snippets', 'seconds'])
+    ap.add_argument('--activitynet', action='store_true')
     a = ap.parse_args()
-    print(json.dumps(evaluate(a.annotations, a.predictions, a.units == 'seconds')))
+    score = evaluate_activitynet if a.activitynet else evaluate
+    print(json.dumps(score(a.annotations, a.predictions, a.units == 'seconds')))

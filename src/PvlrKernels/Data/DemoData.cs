@@ -10,6 +10,11 @@
 // group-shared direction (e.g. the jumps and throws share components), and RGB and flow halves carry
 // the class signal with different, class-dependent strengths. CLIP-like features are a fixed random
 // projection of the same latent signal plus noise.
+// ActivityNet-shaped demo (DemoOptions.Benchmark = ActivityNet12): the same features over synthetic
+// annotations with ActivityNet's shape, in the W-TALC ActivityNet1.2 pack layout: 200 classes, one class
+// per video in one to three instances that cover most of it (ActivityNet's actions fill about two
+// thirds of their videos), videos of 15 to 75 s (23 to 117 snippets: short, as PVLR's ActivityNet runs
+// sample 60), 1,600 training and 800 validation videos; subsets 'training' and 'validation'.
 // What they are not: real video features. mAP on them measures the engine and the method's
 // mechanics, not THUMOS accuracy. A good model lands well below 100 mAP (noise, clutter, context and
 // shared components make the classes and the boundaries ambiguous).
@@ -24,6 +29,10 @@ public sealed class DemoOptions
 {
     public int FeatDim = 256, ClipDim = 128, MaxVideos = int.MaxValue, MaxLength = int.MaxValue, Seed = 2024;
     public float Noise = 1.0f, Signal = 1.6f, Context = 0.35f, Clutter = 0.8f;
+    /// THUMOS14 (its real annotations) or ActivityNet12 (synthetic annotations of ActivityNet's shape).
+    public WtalcPack Benchmark = WtalcPack.Thumos14;
+    /// The ActivityNet-shaped set's classes and videos (training + validation, 2 : 1).
+    public int Classes = 200, Videos = 2400;
 }
 
 public static class DemoData
@@ -51,9 +60,11 @@ public static class DemoData
     /// Generates the dataset under root (returns the number of videos written). Deterministic in the options.
     public static int Generate(string root, DemoOptions o, IProgress<string> log = null)
     {
-        var annDir = Path.Combine(root, ThumosDataset.AnnDir);
-        WriteAnnotations(annDir);
-        var ann = Annotations.Load(annDir);
+        var pack = o.Benchmark;
+        var annDir = Path.Combine(root, pack.AnnDir);
+        if (pack == WtalcPack.ActivityNet12) WriteActivityNetAnnotations(annDir, o);
+        else WriteAnnotations(annDir);
+        var ann = Annotations.Load(annDir, pack);
         var rng = new Random(o.Seed);
         int f = o.FeatDim, h = f / 2, dc = o.ClipDim, nc = ann.Classes.Length, latent = 32;
         float N() { double u1 = 1 - rng.NextDouble(),
@@ -85,7 +96,7 @@ public static class DemoData
         var flowGain = rgbGain.Select(g => 2f - g).ToArray();
         var videos = Pick(ann.Videos, o.MaxVideos);
         var feats = new List<(int[] shape, float[] data)>();
-        var clipRoot = Path.Combine(root, "Thumos14_CLIP");
+        var clipRoot = Path.Combine(root, pack.ClipDir);
         foreach (var v in videos)
         {
             int t = Math.Max(1, Math.Min(o.MaxLength, (int)Math.Round(v.Duration * 25 / 16)));
@@ -149,19 +160,67 @@ public static class DemoData
                 }
             }
             feats.Add((new[] { t, f }, x));
-            if (v.Subset is "validation" or "test")
+            if (v.IsTrain || v.IsTest)
             {
-                var dir = Path.Combine(clipRoot, v.Subset == "validation" ? "train" : "test");
+                var dir = Path.Combine(clipRoot, v.IsTrain ? "train" : "test");
                 Directory.CreateDirectory(dir);
                 Npy.Save(Path.Combine(dir, v.Name + ".npy"), z, t, dc);
             }
         }
         if (videos.Count < ann.Videos.Count) TrimAnnotations(annDir, videos.Select(v => v.Index).ToArray());
-        var featPath = Path.Combine(root, ThumosDataset.FeatFile);
+        var featPath = pack.FeatFile(root);
         Directory.CreateDirectory(Path.GetDirectoryName(featPath)!);
         AtomicFile.Write(featPath, s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
-        log?.Report($"demo data: {videos.Count} videos, F={f}, CLIP {dc}, written to {root}");
+        log?.Report($"demo data ({pack.Name}): {videos.Count} videos, F={f}, CLIP {dc}, written to {root}");
         return videos.Count;
+    }
+
+    /// Synthetic annotations of ActivityNet's shape in the W-TALC pack's files (see the file comment).
+    static void WriteActivityNetAnnotations(string dir, DemoOptions o)
+    {
+        if (o.Classes < 1 || o.Videos < 2)
+            throw new ArgumentException($"demo data: {o.Classes} classes and {o.Videos} videos; at least 1 and 2");
+        Directory.CreateDirectory(dir);
+        var rng = new Random(o.Seed + 1);
+        string P(string f) => Path.Combine(dir, f);
+        var classes = Enumerable.Range(0, o.Classes).Select(c => $"activity {c:000}").ToArray();
+        int n = o.Videos, nTrain = (int)Math.Round(n * 2.0 / 3);
+        var names = new string[n];
+        var subsets = new string[n];
+        var durations = new double[n];
+        var labels = new List<object>();
+        var labelsAll = new List<object>();
+        var segments = new List<object>();
+        for (int i = 0; i < n; i++)
+        {
+            names[i] = $"v_demo{i:00000}";
+            subsets[i] = i < nTrain ? "training" : "validation";
+            double dur = Math.Round(15 + 60 * rng.NextDouble(), 2);
+            durations[i] = dur;
+            string label = classes[i % o.Classes];
+            // one to three instances that together cover 40 to 90 % of the video, in order, apart
+            int k = 1 + rng.Next(3);
+            double cover = dur * (0.4 + 0.5 * rng.NextDouble()), gap = (dur - cover) / (k + 1), at = gap;
+            var segs = new List<object>();
+            var ls = new List<object>();
+            for (int j = 0; j < k; j++)
+            {
+                double len = cover / k;
+                segs.Add(new List<object> { Math.Round(at, 2), Math.Round(at + len, 2) });
+                ls.Add(label);
+                at += len + gap;
+            }
+            segments.Add(segs);
+            labels.Add(ls);
+            labelsAll.Add(new List<object> { label });
+        }
+        Npy.SaveStrings(P("classlist.npy"), classes);
+        Npy.SaveStrings(P("videoname.npy"), names);
+        Npy.SaveStrings(P("subset.npy"), subsets);
+        Npy.Save(P("duration.npy"), durations, n, 1);
+        AtomicFile.Write(P("labels.npy"), s => NumpyPickle.WriteObjectArray(s, labels));
+        AtomicFile.Write(P("labels_all.npy"), s => NumpyPickle.WriteObjectArray(s, labelsAll));
+        AtomicFile.Write(P("segments.npy"), s => NumpyPickle.WriteObjectArray(s, segments));
     }
 
     /// At most n videos, both splits kept in their real proportion (200 validation : 212 test), at least one
@@ -171,8 +230,8 @@ public static class DemoData
     {
         if (n < 1) throw new ArgumentOutOfRangeException(nameof(n), $"demo data: {n} videos; at least 1");
         if (n >= all.Count) return all.ToList();
-        var test = all.Where(v => v.Subset == "test").ToList();
-        var train = all.Where(v => v.Subset == "validation").ToList();
+        var test = all.Where(v => v.IsTest).ToList();
+        var train = all.Where(v => v.IsTrain).ToList();
         int nTest = n < 2 ? 0 : Math.Clamp((int)Math.Round((double)n * test.Count / all.Count), 1, n - 1);
         nTest = Math.Min(nTest, test.Count); int nTrain = Math.Min(n - nTest,
             train.Count); nTest = Math.Min(n - nTrain, test.Count);

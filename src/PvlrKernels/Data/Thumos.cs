@@ -4,6 +4,9 @@
 //   <data>/Thumos14reduced/Thumos14reduced-I3D-JOINTFeatures.npy   object (N,) of (T_i, 2048) float32
 //   <clip>/{train,test}/<videoname>.npy                              (T_i, 1024)
 // Train = subset 'validation' (200 videos), test = subset 'test' (212).
+// ActivityNet 1.2 in the same pack layout (W-TALC; CO2-Net wsad_dataset.py:219-290), read the same way:
+//   <data>/ActivityNet1.2-Annotations/..., <data>/ActivityNet1.2-I3D-JOINTFeatures.npy (or under
+//   <data>/ActivityNet1.2/); train = subset 'training', test = 'validation'; evaluated at tIoU 0.5:0.95.
 // The two other THUMOS14 layouts the seed methods ship read the same way (GtJsonLayout below):
 //   BaS / UM (Pilhyeon/WTAL-Uncertainty-Modeling thumos_features.py:24-98):
 //     <data>/{gt.json, split_train.txt, split_test.txt}, <data>/features/{train,test}/{rgb,flow}/<video>.npy
@@ -11,10 +14,48 @@
 //     <data>/{gt.json, split_train.txt, split_test.txt}, <data>/{train,test}/<video>.npy (T, 2048)
 namespace PvlrKernels.Data;
 
+/// A benchmark in the W-TALC pack layout: <root>/<Name>-Annotations/ and the I3D feature file
+/// <Name>-I3D-JOINTFeatures.npy under <root>/<Name>/ (as PVLR ships THUMOS) or <root>/ (CO2-Net's
+/// wsad_dataset.py:14); which subsets train and test; the tIoU thresholds its evaluation reports; where
+/// PVLR keeps its CLIP features.
+public sealed record WtalcPack(string Name, string TrainSubset, string TestSubset, double[] Thresholds,
+    string ClipDir)
+{
+    public static readonly WtalcPack Thumos14 = new("Thumos14reduced", "validation", "test",
+        Eval.Evaluator.Thresholds, "Thumos14_CLIP");
+    /// ActivityNet 1.2: subsets 'training' and 'validation' (CO2-Net wsad_dataset.py:284-286), tIoU
+    /// 0.5:0.05:0.95 as the literals of CO2-Net test.py:87 and PVLR src/anet/main.py:105 (0.9, where
+    /// ActivityNet's own np.linspace gives 0.8999999999999999: a tIoU of exactly 0.9 counts here).
+    public static readonly WtalcPack ActivityNet12 = new("ActivityNet1.2", "training", "validation",
+        [0.5, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95], "Anet_CLIP");
+    public static readonly WtalcPack[] All = [Thumos14, ActivityNet12];
+
+    public string AnnDir => Name + "-Annotations";
+    string FeatName => Name + "-I3D-JOINTFeatures.npy";
+
+    /// The feature file under root: in <root>/<Name>/ where it is there, else in root.
+    public string FeatFile(string root)
+    {
+        var nested = Path.Combine(root, Name, FeatName);
+        var flat = Path.Combine(root, FeatName);
+        return File.Exists(nested) || !File.Exists(flat) ? nested : flat;
+    }
+
+    /// The pack whose annotation folder root holds (THUMOS14 where none does: its messages then name it).
+    public static WtalcPack In(string root) =>
+        All.FirstOrDefault(p => Directory.Exists(Path.Combine(root, p.AnnDir))) ?? Thumos14;
+
+    /// The pack whose annotation folder `dir` is, by its name (THUMOS14 for any other name).
+    public static WtalcPack OfAnnotations(string dir) =>
+        All.FirstOrDefault(p => Path.GetFileName(Path.TrimEndingDirectorySeparator(dir)) == p.AnnDir) ?? Thumos14;
+}
+
 public sealed class Video
 {
     public int Index;
     public string Name, Subset;
+    /// The video's role: training or test (its pack's subsets, or the split lists); neither for others.
+    public bool IsTrain, IsTest;
     public double Duration;
     public string[] Labels = Array.Empty<string>();        // distinct video-level labels
     public (double start, double end, string label)[] Segments = Array.Empty<(double, double, string)>();
@@ -64,6 +105,8 @@ public sealed class Annotations
     public List<Video> Videos = new();
     public Dictionary<string, List<(double start, double end)>> Ambiguous = new();
     public string Dir;
+    /// The benchmark: which subsets train and test, and the thresholds of its evaluation.
+    public WtalcPack Pack = WtalcPack.Thumos14;
 
     public int ClassIndex(string name)
     {
@@ -71,11 +114,12 @@ public sealed class Annotations
         return i >= 0 ? i : throw new DataFormatException($"{Dir}: label '{name}' is not in classlist.npy");
     }
 
-    public static Annotations Load(string dir)
+    /// `pack`: the benchmark (by default the one whose folder name `dir` has, else THUMOS14).
+    public static Annotations Load(string dir, WtalcPack pack = null)
     {
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"{dir}: annotation directory not found");
         string P(string f) => Path.Combine(dir, f);
-        var a = new Annotations { Dir = dir };
+        var a = new Annotations { Dir = dir, Pack = pack ?? WtalcPack.OfAnnotations(dir) };
         a.Classes = Npy.Load(P("classlist.npy")).AsStrings(P("classlist.npy"));
         var names = Npy.Load(P("videoname.npy")).AsStrings(P("videoname.npy"));
         var subset = Npy.Load(P("subset.npy")).AsStrings(P("subset.npy"));
@@ -101,7 +145,8 @@ public sealed class Annotations
                     + $"{arr[i]?.GetType().Name ?? "None"}, not a list");
         for (int i = 0; i < n; i++)
         {
-            var v = new Video { Index = i, Name = names[i], Subset = subset[i], Duration = dur[i] };
+            var v = new Video { Index = i, Name = names[i], Subset = subset[i], Duration = dur[i],
+                IsTrain = subset[i] == a.Pack.TrainSubset, IsTest = subset[i] == a.Pack.TestSubset };
             v.Labels = ListOf(labelsAll, i, "labels_all.npy").Select(NpyArray.PyText).Distinct().ToArray();
             var ls = ListOf(labels, i, "labels.npy");
             var ss = ListOf(segs, i, "segments.npy");
@@ -143,8 +188,8 @@ public sealed class Annotations
         return r;
     }
 
-    public IEnumerable<Video> Train => Videos.Where(v => v.Subset == "validation");
-    public IEnumerable<Video> Test => Videos.Where(v => v.Subset == "test");
+    public IEnumerable<Video> Train => Videos.Where(v => v.IsTrain);
+    public IEnumerable<Video> Test => Videos.Where(v => v.IsTest);
 }
 
 public sealed class ThumosDataset
@@ -156,8 +201,10 @@ public sealed class ThumosDataset
     /// Where the features were read from, for messages (null: the W-TALC feature file under Root).
     public string FeatureSource;
 
+    /// THUMOS14's annotation folder and feature file (WtalcPack names every pack's).
     public const string AnnDir = "Thumos14reduced-Annotations";
     public const string FeatFile = "Thumos14reduced/Thumos14reduced-I3D-JOINTFeatures.npy";
+    public WtalcPack Pack => Ann.Pack;
 
     /// Loads annotations, the I3D feature file and (optionally) the CLIP features, validating every video.
     /// `clip` false (evaluation, which never reads them): the CLIP features are not loaded at all.
@@ -167,11 +214,12 @@ public sealed class ThumosDataset
     public static ThumosDataset Load(string root, string clipRoot = null, bool clip = true,
         IProgress<string> log = null, Func<Video, bool> load = null)
     {
-        if (!Directory.Exists(Path.Combine(root, AnnDir)) && File.Exists(Path.Combine(root, GtJsonLayout.GtFile)))
+        var pack = WtalcPack.In(root);
+        if (!Directory.Exists(Path.Combine(root, pack.AnnDir)) && File.Exists(Path.Combine(root, GtJsonLayout.GtFile)))
             return GtJsonLayout.Load(root, clip ? clipRoot : null, log);
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var ds = new ThumosDataset { Root = root, Ann = Annotations.Load(Path.Combine(root, AnnDir)) };
-        var featPath = Path.Combine(root, FeatFile);
+        var ds = new ThumosDataset { Root = root, Ann = Annotations.Load(Path.Combine(root, pack.AnnDir), pack) };
+        var featPath = pack.FeatFile(root);
         log?.Report($"reading {featPath}");
         var feats = Npy.Load(featPath, lazy: true);
         if (feats.Data is not object[] items)
@@ -209,14 +257,15 @@ public sealed class ThumosDataset
         if (clip)
         {
             sw.Restart();
-            LoadClip(ds, clipRoot ?? Path.Combine(root, "Thumos14_CLIP"));
+            LoadClip(ds, clipRoot ?? Path.Combine(root, pack.ClipDir));
             log?.Report($"read the CLIP features of {ds.Ann.Videos.Count(v => v.Clip != null)} videos "
                 + $"({ds.Ann.Videos.Where(v => v.Clip != null).Sum(v => 4L * v.Clip.Length) / 1e6:F0} MB) in "
                     + $"{sw.Elapsed.TotalSeconds:F2} s");
         }
         ds.Train = ds.Ann.Train.ToList();
         ds.Test = ds.Ann.Test.ToList();
-        if (ds.Train.Count == 0) throw new DataFormatException($"{root}: no training videos (subset 'validation')");
+        if (ds.Train.Count == 0)
+            throw new DataFormatException($"{root}: no training videos (subset '{pack.TrainSubset}')");
         return ds;
     }
 
@@ -224,11 +273,11 @@ public sealed class ThumosDataset
     /// the files read on every core, then checked in file order (the first bad video is the one named).
     internal static void LoadClip(ThumosDataset ds, string clipRoot)
     {
-        var videos = ds.Ann.Videos.Where(v => v.Subset is "validation" or "test").ToArray();
+        var videos = ds.Ann.Videos.Where(v => v.IsTrain || v.IsTest).ToArray();
         var read = new (string path, NpyArray nd, Exception failed)[videos.Length];
         Parallel.For(0, videos.Length, i =>
         {
-            var cp = Path.Combine(clipRoot, videos[i].Subset == "validation" ? "train" : "test",
+            var cp = Path.Combine(clipRoot, videos[i].IsTrain ? "train" : "test",
                 videos[i].Name + ".npy");
             try { read[i] = (cp, File.Exists(cp) ? Npy.Load(cp) : null, null); } catch (Exception e) { read[i] = (cp,
                 null, e); }
@@ -239,7 +288,7 @@ public sealed class ThumosDataset
             if (failed != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
             if (c == null)
             {
-                if (v.Subset == "validation")
+                if (v.IsTrain)
                     throw new FileNotFoundException($"{cp}: CLIP features missing for training video {v.Name}", cp);
                 continue;
             }
@@ -248,7 +297,7 @@ public sealed class ThumosDataset
             if (ds.ClipDim == 0) ds.ClipDim = c.Shape[1];
             if (c.Shape[1] != ds.ClipDim)
                 throw new DataFormatException($"{cp}: width {c.Shape[1]}, other videos have {ds.ClipDim}");
-            if (v.Subset == "validation" && c.Shape[0] < v.T)
+            if (v.IsTrain && c.Shape[0] < v.T)
                 throw new DataFormatException($"{cp}: {c.Shape[0]} rows but the I3D features of {v.Name} have {v.T} "
                     + $"snippets");
             v.Clip = c.AsFloat(cp);
@@ -261,14 +310,15 @@ public sealed class ThumosDataset
     public void RequireTest(string why)
     {
         if (Test.Count == 0)
-            throw new DataFormatException($"{Root}: no test videos (subset 'test' in {AnnDir}/subset.npy); {why}");
+            throw new DataFormatException($"{Root}: no test videos (subset '{Pack.TestSubset}' in "
+                + $"{Pack.AnnDir}/subset.npy); {why}");
     }
 
     /// The features are `width` wide, as `whose` (a preset, a checkpoint) reads them; else the error names the file.
     public void RequireFeatureWidth(int width, string whose)
     {
         if (FeatureDim != width)
-            throw new Engine.ShapeException($"{FeatureSource ?? Path.Combine(Root, FeatFile)}: feature width "
+            throw new Engine.ShapeException($"{FeatureSource ?? Pack.FeatFile(Root)}: feature width "
                 + $"{FeatureDim}, {whose} expects {width}");
     }
 
@@ -543,7 +593,8 @@ public static class GtJsonLayout
                         + $"database")));
         var videos = entries.Select((x, i) => Malformed.Guard(gtPath, () =>
         {
-            var v = new Video { Index = i, Name = x.name, Subset = x.subset,
+            var v = new Video { Index = i, Name = x.name, Subset = x.subset, IsTrain = x.subset == "validation",
+                IsTest = x.subset == "test",
                 Duration = x.e.TryGetProperty("duration", out var d) ? d.GetDouble() : 0 };
             v.Segments = x.e.GetProperty("annotations").EnumerateArray().Select(a =>
             {
@@ -564,7 +615,7 @@ public static class GtJsonLayout
         Engine.CpuPool.ForOrdered(videos.Count, i =>
         {
             var v = videos[i];
-            string dir = v.Subset == "validation" ? "train" : "test";
+            string dir = v.IsTrain ? "train" : "test";
             float[] f;
             int t, w;
             if (split)

@@ -27,7 +27,18 @@ public sealed class EvalResult
     public double SumMap01_07 => Thresholds.Select((t, i) => (t, i)).Where(x => x.t <= 0.7 + 1e-9).Sum(x => Map[x.i]);
 
     /// ActivityNet's thresholds (0.5 and up): mAP@0.5, 0.75, 0.95 and their mean over all ten.
-    bool ActivityNet => Thresholds.Min() >= 0.5 - 1e-9;
+    public bool ActivityNet => Thresholds.Min() >= 0.5 - 1e-9;
+
+    /// The average a result is quoted by: mAP@0.1:0.7 on THUMOS, mAP@0.5:0.95 on ActivityNet.
+    public (string name, double value) Headline =>
+        ActivityNet ? ("AVG mAP@0.5:0.95", Map.Average()) : ("AVG mAP@0.1:0.7", Avg01_07);
+
+    /// What a training run keeps its best checkpoint by (a key for best.json, and the value): THUMOS the sum
+    /// of mAP@0.1:0.7 (PVLR main.py), ActivityNet the mean of mAP@0.5:0.95 (CO2-Net main.py:80, PVLR
+    /// src/anet/main.py:168).
+    public (string key, string name, double value) Selection => ActivityNet
+        ? ("avg_map_0.5_0.95", "mean of mAP@0.5:0.95", Map.Average())
+        : ("sum_map_0.1_0.7", "sum of mAP@0.1:0.7", SumMap01_07);
 
     public string Table()
     {
@@ -35,7 +46,8 @@ public sealed class EvalResult
         {
             double At(double t) => Map[Array.FindIndex(Thresholds, x => Math.Abs(x - t) < 1e-9)];
             return "| mAP@0.5 | mAP@0.75 | mAP@0.95 | AVG(0.5:0.95) |\n|---|---|---|---|\n" +
-                $"| {At(0.5):F2} | {At(0.75):F2} | {At(0.95):F2} | {Map.Average():F2} |\n";
+                $"| {At(0.5):F2} | {At(0.75):F2} | {At(0.95):F2} | {Map.Average():F2} |\n"
+                + (double.IsNaN(ClassificationMap) ? "" : $"classification mAP: {ClassificationMap:F2}\n");
         }
         var sb = new System.Text.StringBuilder();
         var cols = Thresholds.Where(t => t <= 0.7 + 1e-9).ToArray();

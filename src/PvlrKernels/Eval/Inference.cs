@@ -97,7 +97,7 @@ public static class Inference
         return panels;
     }
 
-    /// The THUMOS evaluation of `videos`. `progress`, if given, hears how many videos are done (and their
+    /// The evaluation of `videos` at their benchmark's thresholds (THUMOS 0.1:0.9, ActivityNet 0.5:0.95). `progress`, if given, hears how many videos are done (and their
     /// snippets and the time so far) after each batch once `every` has passed since the last report, so a
     /// long run shows it is moving and a short one stays quiet.
     public static EvalResult Evaluate(IMethodModel model, Graph g, Annotations ann, List<Video> videos,
@@ -160,7 +160,7 @@ public static class Inference
         var names = videos.Select(v => v.Name).ToHashSet();
         using var _ = Profiler.Time("phase inference: evaluation", dets.Count);
         var r = Evaluator.Evaluate(protocol.GroundTruth(ann).Where(x => names.Contains(x.Video)).ToList(), dets,
-            ann.Classes.Length);
+            ann.Classes.Length, ann.Pack.Thresholds);
         r.ClassificationMap = Evaluator.ClassificationMap(scores.ToArray(), labels.ToArray());
         return r;
     }

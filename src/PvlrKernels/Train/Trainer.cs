@@ -194,8 +194,9 @@ public sealed class Trainer : IDisposable
         }
     }
 
-    /// The best evaluation so far (sum of mAP@0.1..0.7, main.py:223-230's criterion) and its iteration;
-    /// kept in the run directory's best.json, so a resumed run compares against the whole run's best.
+    /// The best evaluation so far (EvalResult.Selection: on THUMOS the sum of mAP@0.1..0.7, main.py:223-230's
+    /// criterion; on ActivityNet the mean of mAP@0.5:0.95) and its iteration; kept in the run directory's
+    /// best.json, so a resumed run compares against the whole run's best.
     public double BestSum { get; private set; } = double.NegativeInfinity;
     public int BestStep { get; private set; } = -1;
 
@@ -233,11 +234,11 @@ public sealed class Trainer : IDisposable
             var b = Data.Malformed.Guard(bestPath,
                 () => System.Text.Json.JsonSerializer.Deserialize<Dictionary<string,
                     double>>(File.ReadAllText(bestPath)));
-            if (b.TryGetValue("best_step",
-                out var bstep) && bstep < Step && done.Contains((int)bstep) && b.TryGetValue("best_sum_map_0.1_0.7",
-                out var bsum) && bsum > BestSum)
+            string key = ds.Pack.Thresholds.Min() >= 0.5 ? "best_avg_map_0.5_0.95" : "best_sum_map_0.1_0.7";
+            if (b.TryGetValue("best_step", out var bstep) && bstep < Step && done.Contains((int)bstep)
+                && b.TryGetValue(key, out var bsum) && bsum > BestSum)
                 (BestSum, BestStep) = (bsum, (int)bstep);
-            if (BestStep >= 0) log.WriteLine($"best so far: step {BestStep}, sum of mAP@0.1:0.7 {BestSum:F2}");
+            if (BestStep >= 0) log.WriteLine($"best so far: step {BestStep}, {key[5..]} {BestSum:F2}");
         }
         var sw = Stopwatch.StartNew();
         EvalResult last = null;
@@ -247,20 +248,21 @@ public sealed class Trainer : IDisposable
             var r = Evaluate(ds.Test);
             last = r;
             onEval?.Invoke(itr, r);
-            bool isBest = r.SumMap01_07 > BestSum;
+            var sel = r.Selection;
+            bool isBest = sel.value > BestSum;
             if (isBest)
             {
-                BestSum = r.SumMap01_07;
+                BestSum = sel.value;
                 BestStep = itr;
                 SaveCheckpoint(Path.Combine(outDir, "best.safetensors"));
-                AtomicFile.WriteAllText(bestPath,
-                    System.Text.Json.JsonSerializer.Serialize(new Dictionary<string,
-                        double> { ["best_sum_map_0.1_0.7"] = BestSum, ["best_step"] = BestStep }));
+                AtomicFile.WriteAllText(bestPath, System.Text.Json.JsonSerializer.Serialize(
+                    new Dictionary<string, double> { ["best_" + sel.key] = BestSum, ["best_step"] = BestStep }));
             }
             perf.AppendLine($"itr {itr}{(isBest ? " (best)" : "")}");
             perf.Append(r.Table());
             AtomicFile.WriteAllText(perfPath, perf.ToString());
-            log.WriteLine($"eval at step {itr}: AVG mAP@0.1:0.7 = {r.Avg01_07:F2}{(isBest ? " (best so far)" : "")}");
+            log.WriteLine($"eval at step {itr}: {r.Headline.name} = {r.Headline.value:F2}"
+                + (isBest ? " (best so far)" : ""));
         }
         if (Step > 0 && IsPeriodicEval(Step - 1) && !done.Contains(Step - 1))
         {
