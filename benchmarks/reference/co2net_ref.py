@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Our own PyTorch restatement of one CO2-Net training step (harlanhong/MM2021-CO2-Net model.py:23-152, the
 CO2 model with the BWA_fusion_dropout_feat_v2 modules, as run.sh trains it), written from the original's
-semantics, channel-first like the original. Two uses:
+semantics, channel-first like the original. The ActivityNet presets restate ANT_CO2 (model.py:222-260): the same
+network with its four outputs smoothed by AvgPool1d((T // t) // 2 * 2 + 1, 1, padding k // 2,
+count_include_pad=True) (model.py:239-241, 256-259) and the mutual loss summed unweighted. Two uses:
 
-  dump OUT  [--seed S] [--preset replay]   one step in float64 at small shapes, in the layout that
+  dump OUT  [--seed S] [--preset replay|anet-replay]   one step in float64 at small shapes, in the layout that
                                            `pvlr replay --method co2net` reads (weights/, inputs/,
                                            random/, losses.json, grads/, meta.json).
   time      [--preset paper] [--steps N]   times full steps (forward, loss, backward, Adam) in float32
@@ -29,6 +31,11 @@ def presets(name):
         return dict(paper, T=320, F=256, A=64)
     if name == 'replay':
         return dict(paper, T=32, F=32, A=8)
+    anet = dict(B=10, T=60, F=2048, A=512, C=100, k=5, t=5)            # run.sh: ANT_CO2 --k 5 --max-seqlen 60
+    if name == 'anet':
+        return anet
+    if name == 'anet-replay':
+        return dict(anet, T=24, F=32, A=8, C=20)                         # AvgPool1d of (24 // 5) // 2 * 2 + 1 = 5 taps
     raise SystemExit(f'unknown preset {name}')
 
 
@@ -80,6 +87,10 @@ def forward(p, cfg, X, dr):
     h = dr.dropout(nfeat, 0.7, 'classifier.0')
     h = dr.dropout(lrelu(F.conv1d(h, p['classifier.1.weight'], p['classifier.1.bias'], padding=1)), 0.7, 'classifier.3')
     cas = F.conv1d(h, p['classifier.4.weight'], p['classifier.4.bias'])
+    if cfg.get('t'):
+        k = (cfg['T'] // cfg['t']) // 2 * 2 + 1
+        pool = lambda z: F.avg_pool1d(z, k, 1, padding=k // 2, count_include_pad=True)
+        cas, attn, f_atn, v_atn = pool(cas), pool(attn), pool(f_atn), pool(v_atn)
     return dict(feat=nfeat.transpose(1, 2), cas=cas.transpose(1, 2), attn=attn.transpose(1, 2),
                 v_atn=v_atn.transpose(1, 2), f_atn=f_atn.transpose(1, 2))
 
@@ -94,7 +105,8 @@ def losses(o, y, cfg):
     L['mil_loss'] = topk_mil(S, y, True, cfg['k'])
     L['mil_supp_loss'] = topk_mil(Ssup, y, False, cfg['k'])
     L['contrastive_loss'] = ALPHA['alpha3'] * contrastive(o['feat'], Ssup, y)
-    L['mutual_loss'] = ALPHA['alpha4'] * (0.5 * F.mse_loss(Av, Af.detach()) + 0.5 * F.mse_loss(Af, Av.detach()))
+    mutual = 0.5 * F.mse_loss(Av, Af.detach()) + 0.5 * F.mse_loss(Af, Av.detach())
+    L['mutual_loss'] = mutual if cfg.get('t') else ALPHA['alpha4'] * mutual          # ANT_CO2: unweighted
     L['norm_loss'] = ALPHA['alpha1'] * (A.mean() + Av.mean() + Af.mean()) / 3
     L['guide_loss'] = ALPHA['alpha2'] * sum((1 - a - pbg).abs().mean() for a in (A, Av, Af)) / 3
     return L
@@ -106,6 +118,7 @@ def dump(args):
     total = sum(L.values()); total.backward()
     write_dump(args.out, p, dict(features=X, labels=y), dr, L, total,
                dict(method='co2net', mask_layout='channel_first', k=cfg['k'], alpha=ALPHA, seed=args.seed,
+                    **({'pool_t': cfg['t']} if cfg.get('t') else {}),
                     layouts='dropout masks in the channel-first layout of the tensor they multiply'))
 
 

@@ -358,13 +358,18 @@ public sealed class BatchSampler
     readonly ThumosDataset ds;
     readonly int seed;
     readonly List<Video>[] byClass;
-    public BatchSampler(ThumosDataset ds, int seed)
+    readonly List<Video> train;
+
+    /// `shortVideo`: training videos of at most this many snippets are never drawn (MethodConfig.ShortVideo).
+    public BatchSampler(ThumosDataset ds, int seed, int shortVideo = 0)
     {
         this.ds = ds;
         this.seed = seed;
-        byClass = Enumerable.Range(0,
-            ds.Ann.Classes.Length).Select(c => ds.Train.Where(v =>
-                v.Labels.Contains(ds.Ann.Classes[c])).ToList()).ToArray();
+        train = ds.Train.Where(v => v.T > shortVideo).ToList();
+        if (train.Count == 0)
+            throw new DataFormatException($"{ds.Root}: no training video is longer than {shortVideo} snippets");
+        byClass = Enumerable.Range(0, ds.Ann.Classes.Length)
+            .Select(c => train.Where(v => v.Labels.Contains(ds.Ann.Classes[c])).ToList()).ToArray();
     }
 
     /// SplitMix64 of (seed, step): deterministic across processes (HashCode.Combine is randomized per process).
@@ -396,7 +401,7 @@ public sealed class BatchSampler
     public List<Video> SampleEpoch(long step, int batch, int t, float[] feats, float[] clip, float[] labels,
         Methods.Resampling resample = Methods.Resampling.Perturb)
     {
-        int n = ds.Train.Count, perEpoch = (n + batch - 1) / batch;
+        int n = train.Count, perEpoch = (n + batch - 1) / batch;
         long epoch = step / perEpoch;
         int at = (int)(step % perEpoch) * batch;
         var order = Enumerable.Range(0, n).ToArray();
@@ -406,7 +411,7 @@ public sealed class BatchSampler
             int j = shuffle.Next(i + 1);
             (order[i], order[j]) = (order[j], order[i]);
         }
-        var rows = order.Skip(at).Take(batch).Select(i => ds.Train[i]).ToList();
+        var rows = order.Skip(at).Take(batch).Select(i => train[i]).ToList();
         Fill(ForStep(step), rows, t, feats, clip, labels, resample);
         return rows;
     }
@@ -420,7 +425,7 @@ public sealed class BatchSampler
     public IReadOnlyList<(int first, int second)> LabelPairs()
     {
         if (pairs != null) return pairs;
-        var labels = ds.Train.Select(v => ds.Labels(v)).ToArray();
+        var labels = train.Select(v => ds.Labels(v)).ToArray();
         var same = new List<(int, int)>();
         var disjoint = new List<(int, int)>();
         for (int i = 0; i < labels.Length; i++)
@@ -462,7 +467,7 @@ public sealed class BatchSampler
         }
         var chosen = order.Skip(at).Take(batch).Select(i => list[i]).ToList();
         var ids = chosen.Select(p => p.first).Concat(chosen.Select(p => p.second)).ToList();
-        var rows = ids.Select(i => ds.Train[i]).ToList();
+        var rows = ids.Select(i => train[i]).ToList();
         Fill(null, rows, t, feats, clip, labels, resample, k => Frozen(ids[k], t, resample));
         return rows;
     }
@@ -471,7 +476,7 @@ public sealed class BatchSampler
     {
         if (frozen.TryGetValue(video, out var idx)) return idx;
         var rng = ForStep(long.MinValue + 1 + video);
-        int length = ds.Train[video].T;
+        int length = train[video].T;
         return frozen[video] = resample == Methods.Resampling.AcmRandom ? AcmRandomSample(length, t, rng)
             : RandomPerturb(length, t, rng);
     }
@@ -488,7 +493,7 @@ public sealed class BatchSampler
             while (chosen.Count < similarSize) chosen.Add(rng.Next(pool.Count));
             foreach (var i in chosen.OrderBy(x => x)) rows.Add(pool[i]);
         }
-        while (rows.Count < batch) rows.Add(ds.Train[rng.Next(ds.Train.Count)]);
+        while (rows.Count < batch) rows.Add(train[rng.Next(train.Count)]);
         return rows;
     }
 

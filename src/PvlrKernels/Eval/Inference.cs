@@ -97,14 +97,25 @@ public static class Inference
         return panels;
     }
 
-    /// The evaluation of `videos` at their benchmark's thresholds (THUMOS 0.1:0.9, ActivityNet 0.5:0.95). `progress`, if given, hears how many videos are done (and their
-    /// snippets and the time so far) after each batch once `every` has passed since the last report, so a
-    /// long run shows it is moving and a short one stays quiet.
+    /// The videos an evaluation runs, and those whose ground truth it scores: the protocol's exclusions
+    /// leave both; a video of at most `shortVideo` snippets is scored (its ground truth counts) but not run
+    /// (MethodConfig.ShortVideo).
+    public static (List<Video> run, HashSet<string> scored) Scored(IEnumerable<Video> videos,
+        EvaluationProtocol protocol, int shortVideo)
+    {
+        var kept = videos.Where(v => !protocol.Excluded.Contains(v.Name)).ToList();
+        return (kept.Where(v => v.T > shortVideo).ToList(), kept.Select(v => v.Name).ToHashSet());
+    }
+
+    /// The evaluation of `videos` at their benchmark's thresholds (THUMOS 0.1:0.9, ActivityNet 0.5:0.95).
+    /// `progress`, if given, hears how many videos are done (and their snippets and the time so far) after
+    /// each batch once `every` has passed since the last report, so a long run shows it is moving and a
+    /// short one stays quiet.
     public static EvalResult Evaluate(IMethodModel model, Graph g, Annotations ann, List<Video> videos,
         Action<string> progress = null, TimeSpan? every = null)
     {
         var protocol = model.Evaluation;
-        videos = videos.Where(v => !protocol.Excluded.Contains(v.Name)).ToList();
+        (videos, var names) = Scored(videos, protocol, model.Config.ShortVideo);
         if (videos.Count == 0) throw new ArgumentException("evaluation: no videos to evaluate");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var lastReport = TimeSpan.Zero;
@@ -157,7 +168,6 @@ public static class Inference
             }
         }
         g.Training = wasTraining;
-        var names = videos.Select(v => v.Name).ToHashSet();
         using var _ = Profiler.Time("phase inference: evaluation", dets.Count);
         var r = Evaluator.Evaluate(protocol.GroundTruth(ann).Where(x => names.Contains(x.Video)).ToList(), dets,
             ann.Classes.Length, ann.Pack.Thresholds);

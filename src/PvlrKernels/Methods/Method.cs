@@ -24,6 +24,9 @@ public abstract class MethodConfig
     public int BatchSize { get; set; } = 10;
     public int MaxSeqLen { get; set; } = 320;
     public int NumSimilar { get; set; } = 3;
+    /// Videos of at most this many snippets are left out of training and not run at test, their ground
+    /// truth still counting (AntSampleDataset.filter, CO2-Net wsad_dataset.py:264-281); 0: none.
+    public int ShortVideo { get; set; }
     public int SimilarSize { get; set; } = 2;
     // optimisation and schedule
     public float Lr { get; set; } = 5e-5f;
@@ -81,6 +84,7 @@ public abstract class MethodConfig
         if (MaxIter < 0 || WarmupIter < 0) throw new ArgumentException("MaxIter and WarmupIter must not be negative");
         if (FeatDim % 2 != 0) throw new ArgumentException($"FeatDim {FeatDim} must be even (RGB | flow)");
         if (BatchSize < 2) throw new ArgumentException("BatchSize must be at least 2");
+        if (ShortVideo < 0) throw new ArgumentException($"ShortVideo {ShortVideo} must be 0 or more");
         if (InferRows < 1 || InferRows > MaxInferRows)
             throw new ArgumentException($"InferRows {InferRows} must be between 1 and {MaxInferRows}");
         if (!float.IsFinite(Lr) || !float.IsFinite(WeightDecay))

@@ -36,7 +36,7 @@ public sealed class Trainer : IDisposable
         Checked(cfg, ds).Ann.Classes, backend, log)
     {
         this.ds = ds;
-        sampler = new BatchSampler(ds, cfg.Seed);
+        sampler = new BatchSampler(ds, cfg.Seed, cfg.ShortVideo);
         batch = new float[cfg.VideosPerBatch * cfg.MaxSeqLen * cfg.FeatDim];
         clipBatch = ds.ClipDim > 0 && cfg.ClipFeatureWidth > 0
             ? new float[cfg.VideosPerBatch * cfg.MaxSeqLen * cfg.ClipFeatureWidth] : null;

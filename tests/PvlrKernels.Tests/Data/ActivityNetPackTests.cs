@@ -55,7 +55,8 @@ public sealed class ActivityNetPackTests
             Directory.CreateDirectory(ann);
             foreach (var f in Directory.GetFiles(Path.Combine(root, WtalcPack.ActivityNet12.AnnDir)))
                 File.Copy(f, Path.Combine(ann, Path.GetFileName(f)));
-            File.Copy(WtalcPack.ActivityNet12.FeatFile(root), Path.Combine(flat, "ActivityNet1.2-I3D-JOINTFeatures.npy"));
+            File.Copy(WtalcPack.ActivityNet12.FeatFile(root),
+                Path.Combine(flat, "ActivityNet1.2-I3D-JOINTFeatures.npy"));
             var again = ThumosDataset.Load(flat, clip: false);
             Assert.That(again.Ann.Videos.Select(v => v.ReadFeatures()).SelectMany(x => x),
                 Is.EqualTo(ds.Ann.Videos.Select(v => v.ReadFeatures()).SelectMany(x => x)));
@@ -142,6 +143,24 @@ public sealed class ActivityNetPackTests
         Assert.That(best.Keys, Is.EquivalentTo(new[] { "best_avg_map_0.5_0.95", "best_step" }));
         Assert.That(best["best_avg_map_0.5_0.95"], Is.EqualTo(tr.BestSum));
         Assert.That(File.ReadAllText(Path.Combine(outDir, "Performance.txt")), Does.Contain("AVG(0.5:0.95)"));
+    }
+
+    /// AntSampleDataset.filter (CO2-Net wsad_dataset.py:264-281): videos of at most ShortVideo snippets are
+    /// never drawn for training and not run at test, while ANETdetection still scores their ground truth.
+    [Test]
+    public void ShortVideosAreNeitherDrawnNorRunButTheirGroundTruthCounts()
+    {
+        var ds = ThumosDataset.Load(root, clip: false);
+        int cut = ds.Train.Select(v => v.T).Order().ElementAt(10);
+        var sampler = new BatchSampler(ds, 1, cut);
+        var drawn = Enumerable.Range(0, 40).SelectMany(s => sampler.Pick(sampler.ForStep(s), 10)).ToList();
+        Assert.That(drawn.Min(v => v.T), Is.GreaterThan(cut));
+        Assert.That(drawn.Select(v => v.Name).Distinct().Count(), Is.GreaterThan(10));
+        int testCut = ds.Test.Select(v => v.T).Order().ElementAt(4);
+        var (run, scored) = Inference.Scored(ds.Test, Methods.EvaluationProtocol.Snippets, testCut);
+        Assert.That(run.Select(v => v.Name), Is.EquivalentTo(ds.Test.Where(v => v.T > testCut).Select(v => v.Name)));
+        Assert.That(scored, Is.EquivalentTo(ds.Test.Select(v => v.Name)));
+        Assert.That(Co2NetConfig.ActivityNet().ShortVideo, Is.EqualTo(10));
     }
 
     [Test]

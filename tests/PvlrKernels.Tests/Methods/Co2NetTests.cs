@@ -27,6 +27,52 @@ public sealed class Co2NetTests(string backend)
     [Test]
     public void ReplayMatchesALiveDumpWhenTorchIsInstalled() => MethodChecks.ReplaysALiveDump(Co2, backend, 17);
 
+    /// ActivityNet's ANT_CO2 (co2net_ref.py --preset anet-replay): the four outputs pooled over time with 5
+    /// taps ((24 // 5) // 2 * 2 + 1), the mutual loss unweighted.
+    [Test]
+    public void ActivityNetReplayReproducesTheRestatedStep()
+    {
+        var r = MethodChecks.ReplaysTheCommittedDump(Co2, "co2net_anet_replay", backend);
+        var cfg = (Co2NetConfig)r.Config;
+        Assert.That((cfg.PoolT, cfg.PoolKernel, cfg.TrimBatchToLongest), Is.EqualTo((5, 5, false)));
+    }
+
+    [Test]
+    public void ActivityNetReplayMatchesALiveDumpWhenTorchIsInstalled() =>
+        MethodChecks.ReplaysALiveDumpOf(Co2, backend, 23, "anet-replay");
+
+    /// ANT_CO2's pooling at test time runs on the host for the ragged batch: each video's pooled signals
+    /// equal the device pooling of that video forwarded alone; the THUMOS model pools nothing.
+    [Test]
+    public void PooledSignalsOfARaggedBatchEqualEachVideoAlone()
+    {
+        if (backend == "ilgpu-cpu") Assert.Ignore("the CPU and CUDA backends cover it");
+        var cfg = (Co2NetConfig)Co2.Preset("tiny");
+        cfg.PoolT = 8;                                   // (32 // 8) // 2 * 2 + 1 = 5 taps
+        cfg.WinogradTile = 0;
+        var model = (Co2NetModel)Co2.Build(cfg, Enumerable.Range(0, cfg.NumClasses).Select(i => $"c{i}").ToArray());
+        var be = Backends.Get(backend);
+        model.Initialize(be, 4);
+        using var store = model.P;
+        using var g = new Graph(be, model.P);
+        var r = new Random(3);
+        var videos = new[] { 9, 2, 6 }.Select((t, i) => ($"v{i}", (ReadOnlyMemory<float>)Enumerable.Range(0,
+            t * 16).Select(_ => (float)r.NextDouble() - 0.5f).ToArray(), t)).ToArray();
+        var together = model.Signals(g, null, videos);
+        for (int i = 0; i < videos.Length; i++)
+        {
+            g.Reset();
+            g.Training = false;
+            Co2NetOutputs alone;
+            using (g.NoGrad()) alone = model.Forward(g, g.FromHost(videos[i].Item2.Span, 1, videos[i].Item3, 16));
+            Check.Close(together[i].cas, g.ToHost(alone.Cas).Select(v => (double)v).ToArray(), 1e-5, 1e-4,
+                $"pooled cas of video {i}");
+            Check.Close(together[i].attn, g.ToHost(alone.Attn).Select(v => (double)v).ToArray(), 1e-6, 1e-4,
+                $"pooled attention of video {i}");
+        }
+        Assert.That(Co2NetModel.PoolHost([1f, 2f, 3f, 4f], 4, 1, 3), Is.EqualTo(new[] { 1f, 2f, 3f, 7f / 3 }));
+    }
+
     /// The original saves torch.save(model.state_dict()): every weight lands under its name, the unused
     /// feat_encoder is reported, and without --method such a file is read as PVLR's and refused.
     [Test]

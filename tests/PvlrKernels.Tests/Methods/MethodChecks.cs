@@ -35,12 +35,18 @@ public static class MethodChecks
     }
 
     /// A fresh dump of the method's restatement, where python3 with torch is installed (CPU backend only).
-    public static void ReplaysALiveDump(IMethod method, string backend, int seed, params string[] pickSets)
+    public static void ReplaysALiveDump(IMethod method, string backend, int seed, params string[] pickSets) =>
+        ReplaysALiveDumpOf(method, backend, seed, "replay", pickSets);
+
+    /// The same with one of the restatement's dump presets (e.g. co2net_ref.py's anet-replay).
+    public static void ReplaysALiveDumpOf(IMethod method, string backend, int seed, string preset,
+        string[] pickSets = null)
     {
+        pickSets ??= [];
         if (backend != "cpu") Assert.Ignore("one backend is enough for the live dump");
         var d = Path.Combine(Path.GetTempPath(), $"pvlr-{method.Name}replay-" + Guid.NewGuid().ToString("N")[..8]);
         var script = ReferencePython.RepoPath("benchmarks", "reference", $"{method.Name}_ref.py");
-        var (rc, _, err) = ReferencePython.Run($"\"{script}\" dump \"{d}\" --seed {seed}");
+        var (rc, _, err) = ReferencePython.Run($"\"{script}\" dump \"{d}\" --seed {seed} --preset {preset}");
         Assert.That(rc, Is.EqualTo(0), err);
         var r = method.Replay(d, Backends.Get(backend));
         ReplayTests.AssertMatches(d, r);

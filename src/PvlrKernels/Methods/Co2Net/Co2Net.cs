@@ -7,6 +7,10 @@
 //   classifier: dropout, conv3 F->F, dropout, conv1 F->C+1                          -> CAS (B,T,C+1)
 // Parameter names are the original's state_dict names. `feat_encoder` (model.py:58) is defined there
 // but never called: it is not part of this model, and an imported state_dict's copy is reported unused.
+// ActivityNet's ANT_CO2 (model.py:222-260) is the same network with its four outputs (CAS, attention and
+// the two modal attentions) smoothed over time by AvgPool1d(k, stride 1, padding k/2, count_include_pad)
+// with k = (max_seqlen // t) // 2 * 2 + 1 (Co2NetConfig.PoolT); it sums the mutual loss unweighted, which
+// equals alpha4 = 1 (options.py:48).
 using PvlrKernels.Engine;
 using PvlrKernels.Eval;
 using PvlrKernels.Model;
@@ -121,7 +125,35 @@ public sealed class Co2NetModel : IMethodModel
         h = g.Dropout(g.ConvAct(h, W("classifier.1.weight"), W("classifier.1.bias"), 0.2f, rag?.Mask), pd,
             "classifier.3");
         var cas = g.ConvAct(h, W("classifier.4.weight"), W("classifier.4.bias"), 1f);
+        if (Cfg.PoolKernel > 1 && rag == null)
+            (cas, attn, va, fa) = (Pool(g, cas), Pool(g, attn), Pool(g, va), Pool(g, fa));
         return new Co2NetOutputs { Cas = cas, Attn = attn, VAttn = va, FAttn = fa, Feat = feat };
+    }
+
+    /// ANT_CO2's AvgPool1d over time (zero padding counted, as count_include_pad=True) of (B, T, C): a k-tap
+    /// convolution whose weight is the identity over channels divided by k at every tap.
+    Tensor Pool(Graph g, Tensor x)
+    {
+        int c = x.Dim(2), k = Cfg.PoolKernel;
+        var w = new float[c * c * k];
+        for (int i = 0; i < c; i++)
+            for (int j = 0; j < k; j++) w[(i * c + i) * k + j] = 1f / k;
+        return g.ConvAct(x, g.FromHost(w, c, c, k), g.Full(0f, c), 1f);
+    }
+
+    /// The same pooling of one video's (T, C) signal on the host, for the ragged test-time batch (whose
+    /// videos sit one zero row apart, too close for a k-tap window).
+    public static float[] PoolHost(float[] x, int t, int c, int k)
+    {
+        var y = new float[x.Length];
+        for (int i = 0; i < t; i++)
+            for (int ch = 0; ch < c; ch++)
+            {
+                float s = 0f;
+                for (int j = Math.Max(0, i - k / 2); j <= Math.Min(t - 1, i + k / 2); j++) s += x[j * c + ch];
+                y[i * c + ch] = s / k;
+            }
+        return y;
     }
 
     // ---------------- the loss (model.py:103-152) ----------------
@@ -169,8 +201,10 @@ public sealed class Co2NetModel : IMethodModel
             var (rgb, flow) = rag.PackHalves(g, videos.Select(v => v.features).ToArray(), Cfg.FeatDim, Cfg.Half);
             var o = Forward(g, rgb, flow, rag);
             float[] cas = g.ToHost(o.Cas), attn = g.ToHost(o.Attn);
-            return Enumerable.Range(0, rag.Count).Select(i => (rag.Unpack(cas, i, Cfg.NumClasses + 1),
-                rag.Unpack(attn, i, 1))).ToArray();
+            int k = Cfg.PoolKernel, c = Cfg.NumClasses + 1;
+            return Enumerable.Range(0, rag.Count).Select(i => k > 1
+                ? (PoolHost(rag.Unpack(cas, i, c), videos[i].t, c, k), PoolHost(rag.Unpack(attn, i, 1), videos[i].t, 1, k))
+                : (rag.Unpack(cas, i, c), rag.Unpack(attn, i, 1))).ToArray();
         }
     }
 

@@ -12,7 +12,7 @@ public sealed class Co2NetMethod : IMethod
 {
     public string Name => "co2net";
     public string Summary => "CO2-Net (ACM MM 2021): cross-modal consensus attention, PVLR's base";
-    public IReadOnlyList<string> Presets { get; } = ["demo", "paper", "tiny"];
+    public IReadOnlyList<string> Presets { get; } = ["demo", "paper", "tiny", "anet", "anet-demo"];
     public MethodConfig Preset(string name) => Co2NetConfig.FromPreset(name);
     public MethodConfig ConfigFromJson(string json) => Co2NetConfig.FromJson(json);
 
@@ -52,6 +52,7 @@ public sealed class Co2NetMethod : IMethod
                     AttnHidden = dump.Load("weights/vAttn.attention.0.weight.npy").Shape[0],
             };
             if (meta.TryGetProperty("k", out var k)) c.TrainTopK = k.GetInt32();
+            if (meta.TryGetProperty("pool_t", out var pt)) c.PoolT = pt.GetInt32();
             if (meta.TryGetProperty("alpha", out var a))
             {
                 c.Alpha1 = a.GetProperty("alpha1").GetSingle();
