@@ -31,6 +31,8 @@ usage:
       [--only gemm,conv,clip,step,align,infer,memory,pool,load] [--steps N] [--infer-passes N] [--peak GFLOPS]
       [--vector256] [--winograd 0|2|4|6] [--train-winograd 0|2|4|6] [--infer-rows N]
       [--torch [--torch-steps N] [--torch-script FILE]] [--ptx [--ptx-dir DIR]] [--out FILE.md]
+  pvlr study [--method pvlr|co2net|um|acmnet|ftcl] [--preset P] [--device ...] [--lengths FROM:TO:STEP]
+      [--repeats N] [--out DIR]
   pvlr export --checkpoint FILE --format safetensors|pth --out FILE [--method pvlr|co2net|um|acmnet|ftcl]
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors|structure|strides] [--seed S]
   pvlr gen-demo [--out DIR] [--benchmark thumos14|activitynet1.2] [--videos N] [--classes N] [--max-length T]
@@ -43,7 +45,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
 
     static readonly Dictionary<string, Func<Opts, int>> Commands = new()
     {
-        ["train"] = TrainCmd, ["eval"] = EvalCmd, ["infer"] = InferCmd, ["score"] = ScoreCmd, ["gen-demo"] = GenDemoCmd,
+        ["train"] = TrainCmd, ["eval"] = EvalCmd, ["infer"] = InferCmd, ["score"] = ScoreCmd, ["gen-demo"] = GenDemoCmd, ["study"] = StudyCmd,
         ["replay"] = ReplayCmd, ["bench"] = BenchCmd, ["export"] = ExportCmd, ["fuzz"] = FuzzCmd,
     };
 
@@ -559,6 +561,40 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
             findings += rep.Findings.Count;
         }
         return findings == 0 ? 0 : 3;
+    }
+
+    /// The efficiency study (Tools/Study.cs): one video's test-time forward at T = FROM, FROM + STEP, ... TO.
+    static int StudyCmd(Opts o)
+    {
+        var cfg = (MethodOption(o) ?? MethodRegistry.Get("pvlr")).Preset(o.Get("preset", "paper"));
+        var spec = o.Get("lengths", "200:3000:200");
+        var parts = spec.Split(':');
+        var n = new int[3];
+        if (parts.Length != 3 || !parts.Select((p, i) => int.TryParse(p, NumberStyles.None,
+                CultureInfo.InvariantCulture, out n[i])).All(ok => ok))
+            throw new ArgumentException($"--lengths {spec}: FROM:TO:STEP, whole numbers of snippets");
+        var lengths = Study.Lengths(n[0], n[1], n[2]);
+        int repeats = o.Count("repeats", 3);
+        string outDir = o.Get("out", Path.Combine("runs", $"study-{cfg.Method}-{cfg.Preset}"));
+        using var runDir = RunDirectory.Open(outDir, "--out");
+        using var backend = MakeBackend(o.Get("device", "auto"));
+        Console.Error.WriteLine($"study of {cfg.Method} ({cfg.Preset}) on {backend.Name}: T = {string.Join(", ",
+            lengths)}, {repeats} timed forwards each");
+        var (rows, paramBytes) = Study.Run(backend, cfg, lengths, repeats, Console.Error.WriteLine);
+        var table = Study.Table(rows, cfg, backend, paramBytes);
+        Console.Write(table);
+        AtomicFile.WriteAllText(Path.Combine(outDir, "study.md"), table);
+        AtomicFile.WriteAllText(Path.Combine(outDir, "study.csv"), Study.Csv(rows));
+        try
+        {
+            StudyPlot.Write(Path.Combine(outDir, "study.png"), rows, $"{cfg.Method} ({cfg.Preset}) on {backend.Name}");
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            Console.Error.WriteLine($"pvlr: no plot: ScottPlot could not draw {outDir}/study.png ({e.Message})");
+        }
+        Console.WriteLine($"wrote {outDir}/study.md, study.csv and study.png");
+        return 0;
     }
 
     static int GenDemoCmd(Opts o)
