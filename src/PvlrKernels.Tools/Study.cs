@@ -3,7 +3,9 @@
 // a video costs as videos grow, on the machine at hand. `pvlr study` prints and writes the table and
 // plots it.
 //   seconds      median (and range) of `repeats` forwards after one warm-up, synchronized
-//   activation   the peak of the activation arena the forward touches (a fresh arena per T), bytes
+//   activation   the peak of the activation arena the forward touches (a fresh arena per T), bytes; the
+//                weight layouts derived for the forward (Winograd's transformed kernels) are cached as
+//                test-time inference caches them (Graph.FrozenWeights) and reported apart
 //   MACs         the GEMM multiply-accumulates the engine runs (Winograd where the config uses it), and
 //                the nominal ones of direct convolutions: elementwise ops, softmax and the like are not
 //                counted; the text tower's class embeddings (computed once per model) are not either
@@ -14,7 +16,7 @@ using PvlrKernels.Methods;
 namespace PvlrKernels.Tools;
 
 public sealed record StudyRow(int T, double Seconds, double Fastest, double Slowest, long ActivationBytes,
-    long Macs, long NominalMacs);
+    long Macs, long NominalMacs, long DerivedWeightBytes);
 
 public static class Study
 {
@@ -43,9 +45,7 @@ public static class Study
             var feats = new float[(long)t * cfg.FeatDim];
             for (int i = 0; i < feats.Length; i++) feats[i] = (float)(rng.NextDouble() * 2 - 1);
             (string, ReadOnlyMemory<float>, int)[] video = [("study", feats, t)];
-            using var g = new Graph(backend, model.Parameters);
-            var text = model.TestConstants(g);
-            long Macs()
+            long Macs(Graph g, float[] text)
             {
                 long f0 = backend.GemmFlops;
                 model.Signals(g, text, video);
@@ -53,10 +53,19 @@ public static class Study
                 return (backend.GemmFlops - f0) / 2;
             }
             int tile = cfg.WinogradTile;
-            cfg.WinogradTile = 0;
-            long nominal = Macs();
-            cfg.WinogradTile = tile;
-            long macs = Macs();                                  // also the warm-up of the configured path
+            long nominal;
+            cfg.WinogradTile = 0;                                // the nominal count, on a graph of its own
+            try
+            {
+                using var direct = new Graph(backend, model.Parameters);
+                nominal = Macs(direct, model.TestConstants(direct));
+            }
+            finally { cfg.WinogradTile = tile; }
+            float[] text;
+            using (var once = new Graph(backend, model.Parameters)) text = model.TestConstants(once);
+            using var g = new Graph(backend, model.Parameters);        // the video's forward alone in its arena
+            using var frozen = g.FrozenWeights();
+            long macs = Macs(g, text);                           // also the warm-up of the configured path
             var times = new double[repeats];
             for (int r = 0; r < repeats; r++)
             {
@@ -66,7 +75,8 @@ public static class Study
                 times[r] = sw.Elapsed.TotalSeconds;
             }
             Array.Sort(times);
-            var row = new StudyRow(t, times[repeats / 2], times[0], times[^1], g.Act.Touched * 4L, macs, nominal);
+            var row = new StudyRow(t, times[repeats / 2], times[0], times[^1], g.Act.Touched * 4L, macs, nominal,
+                g.FrozenFloats * 4L);
             rows.Add(row);
             progress?.Invoke($"T = {t}: {row.Seconds * 1e3:F2} ms, activations {row.ActivationBytes / 1048576.0:F1} MiB, "
                 + $"{row.Macs / 1e9:F3} GMAC ({row.NominalMacs / 1e9:F3} nominal)");
@@ -76,14 +86,16 @@ public static class Study
 
     public static string Table(IReadOnlyList<StudyRow> rows, MethodConfig cfg, Backend backend, long paramBytes) =>
         $"{cfg.Method} ({cfg.Preset}, F={cfg.FeatDim}, {cfg.NumClasses} classes) on {backend.Name}: one video's "
-        + $"test-time forward; parameters {paramBytes / 1048576.0:F1} MiB\n\n"
+        + $"test-time forward; parameters {paramBytes / 1048576.0:F1} MiB, derived weight layouts "
+        + $"{(rows.Count > 0 ? rows.Max(r => r.DerivedWeightBytes) : 0) / 1048576.0:F1} MiB\n\n"
         + "| T | ms (median) | ms (range) | activations MiB | GMAC run | GMAC nominal |\n|---|---|---|---|---|---|\n"
         + string.Concat(rows.Select(r => string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"| {r.T} | {r.Seconds * 1e3:F2} | {r.Fastest * 1e3:F2}–{r.Slowest * 1e3:F2} | "
             + $"{r.ActivationBytes / 1048576.0:F1} | {r.Macs / 1e9:F3} | {r.NominalMacs / 1e9:F3} |\n")));
 
     public static string Csv(IReadOnlyList<StudyRow> rows) =>
-        "t,seconds,fastest,slowest,activation_bytes,macs,nominal_macs\n" + string.Concat(rows.Select(r =>
-            string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"{r.T},{r.Seconds:R},{r.Fastest:R},{r.Slowest:R},{r.ActivationBytes},{r.Macs},{r.NominalMacs}\n")));
+        "t,seconds,fastest,slowest,activation_bytes,macs,nominal_macs,derived_weight_bytes\n"
+        + string.Concat(rows.Select(r => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{r.T},{r.Seconds:R},{r.Fastest:R},{r.Slowest:R},{r.ActivationBytes},{r.Macs},{r.NominalMacs},"
+            + $"{r.DerivedWeightBytes}\n")));
 }

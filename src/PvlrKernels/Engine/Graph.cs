@@ -61,6 +61,9 @@ public sealed partial class Graph : IDisposable
     // the arena, keyed by the weight and which derivation (0 = conv layout, m = Winograd F(m,3)).
     Dictionary<(Storage, long, int), (Tensor t, Storage own)> frozen;
 
+    /// The floats the FrozenWeights scope holds in weight layouts derived so far (0 outside one).
+    public long FrozenFloats => frozen?.Values.Sum(v => v.t.Size) ?? 0;
+
     /// A scope in which the caller promises that no parameter changes (test-time inference over many
     /// videos): ops may then cache what they derive from a weight (Conv1d's GEMM layout of its kernel)
     /// across Reset() calls instead of re-deriving it per video. The cache is freed when the scope ends.
