@@ -106,8 +106,9 @@ def ap_detection(gt_vid, gt_seg, p_vid, p_seg, p_score):
     return ap
 
 
-def evaluate(ann_dir, pred_path, seconds=False):
-    classes, gv, gs, ge, gl = load_gt(ann_dir)
+def class_map(ann_dir, pred_path, seconds, test_subset='test'):
+    """mAP per threshold in percent: per class AP over the test subset's GT, averaged over the classes."""
+    classes, gv, gs, ge, gl = load_gt(ann_dir, test_subset)
     pv, ps, pe, pl, psc = load_pred(pred_path, classes, seconds)
     gseg = np.stack([gs, ge], 1)
     pseg = np.stack([ps, pe], 1)
@@ -116,7 +117,11 @@ def evaluate(ann_dir, pred_path, seconds=False):
         gi = np.where(gl == c)[0]
         pi = np.where(pl == c)[0]
         ap[c] = ap_detection([gv[i] for i in gi], gseg[gi], [pv[i] for i in pi], pseg[pi], psc[pi])
-    m = ap.mean(axis=0) * 100
+    return ap.mean(axis=0) * 100
+
+
+def evaluate(ann_dir, pred_path, seconds=False):
+    m = class_map(ann_dir, pred_path, seconds)
     return {"map": {f"{t:.1f}": float(m[i]) for i, t in enumerate(THRESHOLDS)},
             "avg_0.1_0.5": float(m[:5].mean()), "avg_0.3_0.7": float(m[2:7].mean()), "avg_0.1_0.7": float(m[:7].mean())}
 
@@ -127,16 +132,7 @@ ANET_THRESHOLDS = [0.5, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95]   
 def evaluate_activitynet(ann_dir, pred_path, seconds=False):
     global THRESHOLDS
     THRESHOLDS = np.array(ANET_THRESHOLDS)
-    classes, gv, gs, ge, gl = load_gt(ann_dir, 'validation')
-    pv, ps, pe, pl, psc = load_pred(pred_path, classes, seconds)
-    gseg = np.stack([gs, ge], 1)
-    pseg = np.stack([ps, pe], 1)
-    ap = np.zeros((len(classes), len(THRESHOLDS)))
-    for c in range(len(classes)):
-        gi = np.where(gl == c)[0]
-        pi = np.where(pl == c)[0]
-        ap[c] = ap_detection([gv[i] for i in gi], gseg[gi], [pv[i] for i in pi], pseg[pi], psc[pi])
-    m = ap.mean(axis=0) * 100
+    m = class_map(ann_dir, pred_path, seconds, 'validation')
     return {"map": {f"{t:.2f}": float(m[i]) for i, t in enumerate(THRESHOLDS)}, "avg_0.5_0.95": float(m.mean())}
 
 

@@ -150,13 +150,11 @@ public sealed class IlgpuBackend : Backend<ViewMem>
             return;
         }
         long t = (long)outer * n;
-        Checked("l2norm", y, t);
-        Checked("l2norm", x, t);
-        Checked("l2norm", norm, outer);
+        const string op = "l2norm";
         l2rows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int,
             float>(L2NormWarp.Rows);
         using var _ = Profiler.Time("L2NormWarp", outer, this);
-        l2rows(WarpRows(outer), View(y, t), View(norm, outer), View(x, t), outer, n, eps);
+        l2rows(WarpRows(outer), V(op, y, t), V(op, norm, outer), V(op, x, t), outer, n, eps);
     }
 
     /// Rows at least this long, stored contiguously, go one warp per row (the row kernels' GPU form).
@@ -181,11 +179,10 @@ public sealed class IlgpuBackend : Backend<ViewMem>
             return;
         }
         long t = (long)outer * n;
-        Checked("softmax", y, t);
-        Checked("softmax", x, t);
+        const string op = "softmax";
         softmaxRows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(SoftmaxWarp.Forward);
         using var _ = Profiler.Time("SoftmaxWarp", outer, this);
-        softmaxRows(WarpRows(outer), View(y, t), View(x, t), outer, n, log ? 1 : 0);
+        softmaxRows(WarpRows(outer), V(op, y, t), V(op, x, t), outer, n, log ? 1 : 0);
     }
 
     public override void SoftmaxBackward(Buf dx, Buf y, Buf dy, int outer, int n, int inner, bool log)
@@ -197,13 +194,10 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         }
         long t = (long)outer * n;
         const string op = "softmax.backward";
-        Checked(op, dx, t);
-        Checked(op, y, t);
-        Checked(op, dy, t);
         softmaxRowsBackward ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int,
             int>(SoftmaxWarp.Backward);
         using var _ = Profiler.Time("SoftmaxWarp.Backward", outer, this);
-        softmaxRowsBackward(WarpRows(outer), View(dx, t), View(y, t), View(dy, t), outer, n, log ? 1 : 0);
+        softmaxRowsBackward(WarpRows(outer), V(op, dx, t), V(op, y, t), V(op, dy, t), outer, n, log ? 1 : 0);
     }
 
     /// Heads of at least this many values go one warp per attention row (AttentionWarp).
@@ -224,13 +218,10 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         }
         const string op = "attention";
         long rows = (long)a.Nb * a.H * a.L, nq = (long)a.Nb * a.L * 3 * a.W, no = (long)a.Nb * a.L * a.W;
-        Checked(op, o, no);
-        Checked(op, p, rows * a.L);
-        Checked(op, qkv, nq);
         attentionRows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttnParams>(
             AttentionWarp.Forward);
         using var _ = Profiler.Time("AttentionWarp", rows, this);
-        attentionRows(WarpRows(rows), View(o, no), View(p, rows * a.L), View(qkv, nq), a);
+        attentionRows(WarpRows(rows), V(op, o, no), V(op, p, rows * a.L), V(op, qkv, nq), a);
     }
 
     public override void AttentionBackward(Buf dqkv, Buf ds, Buf dout, Buf p, Buf qkv, AttnParams a)
@@ -243,18 +234,13 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         }
         const string op = "attention.backward";
         long rows = (long)a.Nb * a.H * a.L, nq = (long)a.Nb * a.L * 3 * a.W, no = (long)a.Nb * a.L * a.W;
-        Checked(op, dqkv, nq);
-        Checked(op, ds, rows * a.L);
-        Checked(op, dout, no);
-        Checked(op, p, rows * a.L);
-        Checked(op, qkv, nq);
         attentionRowsQ ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, AttnParams>(AttentionWarp.BackwardQ);
         attentionRowsKV ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, AttnParams>(AttentionWarp.BackwardKV);
         using var _ = Profiler.Time("AttentionWarp.Backward", rows, this);
-        var (vdq, vds, vdo, vp, vq) = (View(dqkv, nq), View(ds, rows * a.L), View(dout, no), View(p, rows * a.L),
-            View(qkv, nq));
+        var (vdq, vds, vdo, vp, vq) = (V(op, dqkv, nq), V(op, ds, rows * a.L), V(op, dout, no),
+            V(op, p, rows * a.L), V(op, qkv, nq));
         attentionRowsQ(WarpRows(rows), vdq, vds, vdo, vp, vq, a);
         attentionRowsKV(WarpRows(rows), vdq, vds, vdo, vp, vq, a);
     }
@@ -274,17 +260,11 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         }
         long t = (long)rows * n;
         const string op = "layernorm";
-        Checked(op, y, t);
-        Checked(op, x, t);
-        Checked(op, mean, rows);
-        Checked(op, rstd, rows);
-        Checked(op, g, n);
-        Checked(op, b, n);
         layerNormRows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, int, int, float>(LayerNormWarp.Forward);
         using var _ = Profiler.Time("LayerNormWarp", rows, this);
-        layerNormRows(WarpRows(rows), View(y, t), View(mean, rows), View(rstd, rows), View(x, t), View(g, n),
-            View(b, n), rows, n, eps);
+        layerNormRows(WarpRows(rows), V(op, y, t), V(op, mean, rows), V(op, rstd, rows), V(op, x, t), V(op, g, n),
+            V(op, b, n), rows, n, eps);
     }
 
     /// The input gradient one warp per row (LayerNormWarp.BackwardX); gamma's and beta's as the base does.
@@ -298,17 +278,11 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         }
         long t = (long)rows * n;
         const string op = "layernorm.backward";
-        Checked(op, dx, t);
-        Checked(op, dy, t);
-        Checked(op, x, t);
-        Checked(op, g, n);
-        Checked(op, mean, rows);
-        Checked(op, rstd, rows);
         layerNormRowsBackward ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(LayerNormWarp.BackwardX);
         using (Profiler.Time("LayerNormWarp.BackwardX", rows, this))
-            layerNormRowsBackward(WarpRows(rows), View(dx, t), View(dy, t), View(x, t), View(g, n), View(mean, rows),
-                View(rstd, rows), rows, n);
+            layerNormRowsBackward(WarpRows(rows), V(op, dx, t), V(op, dy, t), V(op, x, t), V(op, g, n),
+                V(op, mean, rows), V(op, rstd, rows), rows, n);
         if (needParams) base.LayerNormBackward(dx, dg, db, dy, x, g, mean, rstd, rows, n, false, true);
     }
 
@@ -389,12 +363,11 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         long cols = (long)outer * inner;
         if (mode == ReduceMode.Sum && inner == 1 && n >= WarpRowMin && !(outer == 1 && n >= 4096))
         {
-            Checked("reduce", x, (long)outer * n);
-            Checked("reduce", y, outer);
             sumRows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, float, int>(
                 ReduceWarp.SumRows);
             using var _ = Profiler.Time("ReduceWarp.SumRows", outer, this);
-            sumRows(WarpRows(outer), View(y, outer), View(x, (long)outer * n), outer, n, scale, accumulate ? 1 : 0);
+            sumRows(WarpRows(outer), V("reduce", y, outer), V("reduce", x, (long)outer * n), outer, n, scale,
+                accumulate ? 1 : 0);
             return;
         }
         if (mode != ReduceMode.Sum || outer != 1 || cols >= 8192 || n < 4096)
