@@ -35,8 +35,8 @@ usage:
       [--repeats N] [--out DIR]
   pvlr export --checkpoint FILE --format safetensors|pth --out FILE [--method pvlr|co2net|um|acmnet|ftcl]
   pvlr fuzz [--cases N] [--target npy|pickle|pth|safetensors|structure|strides] [--seed S]
-  pvlr gen-demo [--out DIR] [--benchmark thumos14|activitynet1.2] [--videos N] [--classes N] [--max-length T]
-      [--feat-dim F] [--clip-dim D]
+  pvlr gen-demo [--out DIR] [--benchmark thumos14|activitynet1.2|activitynet1.3] [--videos N] [--classes N]
+      [--max-length T] [--feat-dim F] [--clip-dim D]
 --method picks the method (pvlr; a checkpoint names its own, and --method there only checks it).
 With no --data, train and eval use the embedded demo dataset (generated on first use under features/demo).
 Each command keeps a multicore-JIT profile of its last run, so the next run compiles on an idle core: under
@@ -45,7 +45,8 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
 
     static readonly Dictionary<string, Func<Opts, int>> Commands = new()
     {
-        ["train"] = TrainCmd, ["eval"] = EvalCmd, ["infer"] = InferCmd, ["score"] = ScoreCmd, ["gen-demo"] = GenDemoCmd, ["study"] = StudyCmd,
+        ["train"] = TrainCmd, ["eval"] = EvalCmd, ["infer"] = InferCmd, ["score"] = ScoreCmd, ["gen-demo"] = GenDemoCmd,
+        ["study"] = StudyCmd,
         ["replay"] = ReplayCmd, ["bench"] = BenchCmd, ["export"] = ExportCmd, ["fuzz"] = FuzzCmd,
     };
 
@@ -605,9 +606,10 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         {
             "thumos14" => WtalcPack.Thumos14,
             "activitynet1.2" => WtalcPack.ActivityNet12,
-            _ => throw new ArgumentException($"--benchmark {bench}: use thumos14 or activitynet1.2"),
+            "activitynet1.3" => WtalcPack.ActivityNet13,
+            _ => throw new ArgumentException($"--benchmark {bench}: use thumos14, activitynet1.2 or activitynet1.3"),
         };
-        bool anet = opt.Benchmark == WtalcPack.ActivityNet12;
+        bool anet = opt.Benchmark != WtalcPack.Thumos14;
         if (o.Has("classes") && !anet)
             throw new ArgumentException("--classes: THUMOS14's demo keeps its 20 real classes; it applies to "
                 + "--benchmark activitynet1.2");

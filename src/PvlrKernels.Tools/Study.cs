@@ -78,7 +78,8 @@ public static class Study
             var row = new StudyRow(t, times[repeats / 2], times[0], times[^1], g.Act.Touched * 4L, macs, nominal,
                 g.FrozenFloats * 4L);
             rows.Add(row);
-            progress?.Invoke($"T = {t}: {row.Seconds * 1e3:F2} ms, activations {row.ActivationBytes / 1048576.0:F1} MiB, "
+            progress?.Invoke($"T = {t}: {row.Seconds * 1e3:F2} ms, activations "
+                + $"{row.ActivationBytes / 1048576.0:F1} MiB, "
                 + $"{row.Macs / 1e9:F3} GMAC ({row.NominalMacs / 1e9:F3} nominal)");
         }
         return (rows, model.Parameters.List.Sum(p => p.Size) * 4L);

@@ -62,7 +62,7 @@ public static class DemoData
     {
         var pack = o.Benchmark;
         var annDir = Path.Combine(root, pack.AnnDir);
-        if (pack == WtalcPack.ActivityNet12) WriteActivityNetAnnotations(annDir, o);
+        if (pack != WtalcPack.Thumos14) WriteActivityNetAnnotations(annDir, o);
         else WriteAnnotations(annDir);
         var ann = Annotations.Load(annDir, pack);
         var rng = new Random(o.Seed);
@@ -159,23 +159,33 @@ public static class DemoData
                     z[i * dc + j] = (float)s + 0.5f * o.Noise * N();
                 }
             }
-            feats.Add((new[] { t, f }, x));
+            if (pack.PerVideoFeatures && (v.IsTrain || v.IsTest))
+            {
+                var fdir = Path.Combine(root, v.IsTrain ? "train" : "test");
+                Directory.CreateDirectory(fdir);
+                Npy.Save(Path.Combine(fdir, v.Name + ".npy"), x, t, f);
+            }
+            else feats.Add((new[] { t, f }, x));
             if (v.IsTrain || v.IsTest)
             {
-                var dir = Path.Combine(clipRoot, v.IsTrain ? "train" : "test");
+                var dir = pack.FlatClip ? clipRoot : Path.Combine(clipRoot, v.IsTrain ? "train" : "test");
                 Directory.CreateDirectory(dir);
                 Npy.Save(Path.Combine(dir, v.Name + ".npy"), z, t, dc);
             }
         }
         if (videos.Count < ann.Videos.Count) TrimAnnotations(annDir, videos.Select(v => v.Index).ToArray());
-        var featPath = pack.FeatFile(root);
-        Directory.CreateDirectory(Path.GetDirectoryName(featPath)!);
-        AtomicFile.Write(featPath, s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
+        if (!pack.PerVideoFeatures)
+        {
+            var featPath = pack.FeatFile(root);
+            Directory.CreateDirectory(Path.GetDirectoryName(featPath)!);
+            AtomicFile.Write(featPath, s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
+        }
         log?.Report($"demo data ({pack.Name}): {videos.Count} videos, F={f}, CLIP {dc}, written to {root}");
         return videos.Count;
     }
 
-    /// Synthetic annotations of ActivityNet's shape in the W-TALC pack's files (see the file comment).
+    /// Synthetic annotations of ActivityNet's shape in the W-TALC pack's files (see the file comment), with
+    /// the benchmark's subset names.
     static void WriteActivityNetAnnotations(string dir, DemoOptions o)
     {
         if (o.Classes < 1 || o.Videos < 2)
@@ -194,7 +204,7 @@ public static class DemoData
         for (int i = 0; i < n; i++)
         {
             names[i] = $"v_demo{i:00000}";
-            subsets[i] = i < nTrain ? "training" : "validation";
+            subsets[i] = i < nTrain ? o.Benchmark.TrainSubset : o.Benchmark.TestSubset;
             double dur = Math.Round(15 + 60 * rng.NextDouble(), 2);
             durations[i] = dur;
             string label = classes[i % o.Classes];

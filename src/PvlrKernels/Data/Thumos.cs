@@ -7,6 +7,9 @@
 // ActivityNet 1.2 in the same pack layout (W-TALC; CO2-Net wsad_dataset.py:219-290), read the same way:
 //   <data>/ActivityNet1.2-Annotations/..., <data>/ActivityNet1.2-I3D-JOINTFeatures.npy (or under
 //   <data>/ActivityNet1.2/); train = subset 'training', test = 'validation'; evaluated at tIoU 0.5:0.95.
+// ActivityNet 1.3 as PVLR keeps it (src/anet/wsad_dataset.py:19-40, 63-70, 110-160):
+//   <data>/ActivityNet1.3-Annotations/..., per-video features <data>/{train,test}/<video>.npy,
+//   <clip>/<video>.npy (PVLR's Anet_CLIP, one folder); train = subset 'train', test = 'val'.
 // The two other THUMOS14 layouts the seed methods ship read the same way (GtJsonLayout below):
 //   BaS / UM (Pilhyeon/WTAL-Uncertainty-Modeling thumos_features.py:24-98):
 //     <data>/{gt.json, split_train.txt, split_test.txt}, <data>/features/{train,test}/{rgb,flow}/<video>.npy
@@ -21,6 +24,10 @@ namespace PvlrKernels.Data;
 public sealed record WtalcPack(string Name, string TrainSubset, string TestSubset, double[] Thresholds,
     string ClipDir)
 {
+    /// Features one file a video under <root>/{train,test}/ (PVLR's ActivityNet 1.3), not one pack file.
+    public bool PerVideoFeatures { get; init; }
+    /// CLIP features one file a video in one folder, not under {train,test}/.
+    public bool FlatClip { get; init; }
     public static readonly WtalcPack Thumos14 = new("Thumos14reduced", "validation", "test",
         Eval.Evaluator.Thresholds, "Thumos14_CLIP");
     /// ActivityNet 1.2: subsets 'training' and 'validation' (CO2-Net wsad_dataset.py:284-286), tIoU
@@ -28,14 +35,20 @@ public sealed record WtalcPack(string Name, string TrainSubset, string TestSubse
     /// ActivityNet's own np.linspace gives 0.8999999999999999: a tIoU of exactly 0.9 counts here).
     public static readonly WtalcPack ActivityNet12 = new("ActivityNet1.2", "training", "validation",
         [0.5, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95], "Anet_CLIP");
-    public static readonly WtalcPack[] All = [Thumos14, ActivityNet12];
+    /// ActivityNet 1.3 as PVLR's src/anet keeps it: subsets 'train' and 'val' (wsad_dataset.py:65-70), the
+    /// tIoU literals of its main.py:105, per-video features and a flat Anet_CLIP folder.
+    public static readonly WtalcPack ActivityNet13 = new("ActivityNet1.3", "train", "val", ActivityNet12.Thresholds,
+        "Anet_CLIP") { PerVideoFeatures = true, FlatClip = true };
+    public static readonly WtalcPack[] All = [Thumos14, ActivityNet12, ActivityNet13];
 
     public string AnnDir => Name + "-Annotations";
     string FeatName => Name + "-I3D-JOINTFeatures.npy";
 
-    /// The feature file under root: in <root>/<Name>/ where it is there, else in root.
+    /// The feature file under root: in <root>/<Name>/ where it is there, else in root (per-video features:
+    /// root itself).
     public string FeatFile(string root)
     {
+        if (PerVideoFeatures) return root;
         var nested = Path.Combine(root, Name, FeatName);
         var flat = Path.Combine(root, FeatName);
         return File.Exists(nested) || !File.Exists(flat) ? nested : flat;
@@ -221,16 +234,12 @@ public sealed class ThumosDataset
         var ds = new ThumosDataset { Root = root, Ann = Annotations.Load(Path.Combine(root, pack.AnnDir), pack) };
         var featPath = pack.FeatFile(root);
         log?.Report($"reading {featPath}");
-        var feats = Npy.Load(featPath, lazy: true);
-        if (feats.Data is not object[] items)
-            throw new DataFormatException($"{featPath}: expected an object array of per-video features, got "
-                + $"{feats.Descr}");
-        if (items.Length != ds.Ann.Videos.Count)
-            throw new DataFormatException($"{featPath}: {items.Length} videos, the annotations list "
-                + $"{ds.Ann.Videos.Count}");
+        var items = pack.PerVideoFeatures ? PerVideo(ds, root) : PackFile(ds, featPath);
         for (int i = 0; i < items.Length; i++)
         {
             var v = ds.Ann.Videos[i];
+            if (pack.PerVideoFeatures && items[i] == null) continue;         // neither a training nor a test video
+            if (pack.PerVideoFeatures) featPath = Path.Combine(root, v.IsTrain ? "train" : "test", v.Name + ".npy");
             var nd = items[i] as NpyArray
                 ?? throw new DataFormatException($"{featPath}: entry {i} ({v.Name}) is not an array");
             if (nd.Shape.Length != 2)
@@ -249,7 +258,7 @@ public sealed class ThumosDataset
         Engine.CpuPool.ForOrdered(items.Length, i =>
         {
             var v = ds.Ann.Videos[i];
-            if (load == null || load(v)) v.Features = v.ReadFeatures();
+            if (items[i] != null && (load == null || load(v))) v.Features = v.ReadFeatures();
         });
         var loaded = ds.Ann.Videos.Where(v => v.Features != null).ToList();
         log?.Report($"read the features of {loaded.Count} of {items.Length} videos ({loaded.Sum(v => (long)v.T)} "
@@ -269,7 +278,40 @@ public sealed class ThumosDataset
         return ds;
     }
 
-    /// The CLIP features of the training (required) and test (optional) videos, under clipRoot/{train,test}:
+    /// The W-TALC pack's object array of per-video features, one entry per annotated video.
+    static object[] PackFile(ThumosDataset ds, string featPath)
+    {
+        var feats = Npy.Load(featPath, lazy: true);
+        if (feats.Data is not object[] items)
+            throw new DataFormatException($"{featPath}: expected an object array of per-video features, got "
+                + $"{feats.Descr}");
+        if (items.Length != ds.Ann.Videos.Count)
+            throw new DataFormatException($"{featPath}: {items.Length} videos, the annotations list "
+                + $"{ds.Ann.Videos.Count}");
+        return items;
+    }
+
+    /// Per-video feature files, <root>/train/<video>.npy for training videos and <root>/test/<video>.npy for
+    /// test videos (PVLR src/anet/wsad_dataset.py:116-118), opened lazily; null for the other videos.
+    static object[] PerVideo(ThumosDataset ds, string root)
+    {
+        var videos = ds.Ann.Videos;
+        var items = new object[videos.Count];
+        Engine.CpuPool.ForOrdered(videos.Count, i =>
+        {
+            var v = videos[i];
+            if (!v.IsTrain && !v.IsTest) return;
+            var path = Path.Combine(root, v.IsTrain ? "train" : "test", v.Name + ".npy");
+            if (!File.Exists(path))
+                throw new FileNotFoundException($"{path}: the features of {(v.IsTrain ? "training" : "test")} "
+                    + $"video {v.Name} are missing", path);
+            items[i] = Npy.Load(path, lazy: true);
+        });
+        return items;
+    }
+
+    /// The CLIP features of the training (required) and test (optional) videos, under clipRoot/{train,test}
+    /// (or in clipRoot itself for a pack with FlatClip):
     /// the files read on every core, then checked in file order (the first bad video is the one named).
     internal static void LoadClip(ThumosDataset ds, string clipRoot)
     {
@@ -277,8 +319,8 @@ public sealed class ThumosDataset
         var read = new (string path, NpyArray nd, Exception failed)[videos.Length];
         Parallel.For(0, videos.Length, i =>
         {
-            var cp = Path.Combine(clipRoot, videos[i].IsTrain ? "train" : "test",
-                videos[i].Name + ".npy");
+            var cp = ds.Pack.FlatClip ? Path.Combine(clipRoot, videos[i].Name + ".npy")
+                : Path.Combine(clipRoot, videos[i].IsTrain ? "train" : "test", videos[i].Name + ".npy");
             try { read[i] = (cp, File.Exists(cp) ? Npy.Load(cp) : null, null); } catch (Exception e) { read[i] = (cp,
                 null, e); }
         });

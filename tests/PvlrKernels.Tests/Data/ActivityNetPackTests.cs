@@ -163,6 +163,38 @@ public sealed class ActivityNetPackTests
         Assert.That(Co2NetConfig.ActivityNet().ShortVideo, Is.EqualTo(10));
     }
 
+    /// PVLR's ActivityNet 1.3 (src/anet/wsad_dataset.py): subsets 'train' and 'val', per-video features in
+    /// {train,test}/, the CLIP features in one folder; features left on disk until a video needs them.
+    [Test]
+    public void TheActivityNet13LayoutReadsPerVideoFiles()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "pvlr-anet13-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            DemoData.Generate(dir, new DemoOptions
+            {
+                Benchmark = WtalcPack.ActivityNet13, Videos = 30, Classes = 4, FeatDim = 8, ClipDim = 4, Seed = 9,
+            });
+            var ds = ThumosDataset.Load(dir, load: v => v.IsTest);
+            Assert.That(ds.Pack, Is.SameAs(WtalcPack.ActivityNet13));
+            Assert.That((ds.Train.Count, ds.Test.Count), Is.EqualTo((20, 10)));
+            Assert.That(ds.Train.All(v => v.Subset == "train") && ds.Test.All(v => v.Subset == "val"));
+            Assert.That(ds.Train.All(v => v.Features == null) && ds.Test.All(v => v.Features != null),
+                "only the videos asked for are read now");
+            var v0 = ds.Train[0];
+            Assert.That(v0.ReadFeatures(),
+                Is.EqualTo(Npy.Load(Path.Combine(dir, "train", v0.Name + ".npy")).AsFloat()));
+            Assert.That(ds.Train.Concat(ds.Test).All(v => v.Clip != null && v.ClipT == v.T), "the flat Anet_CLIP");
+            File.Delete(Path.Combine(dir, "test", ds.Test[3].Name + ".npy"));
+            var e = Assert.Throws<FileNotFoundException>(() => ThumosDataset.Load(dir, clip: false));
+            Assert.That(e!.Message, Does.Contain(ds.Test[3].Name).And.Contain("test video"));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
+    }
+
     [Test]
     public void GenDemoNamesABadBenchmarkAndClassesOnThumos()
     {

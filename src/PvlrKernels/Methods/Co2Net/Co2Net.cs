@@ -203,7 +203,8 @@ public sealed class Co2NetModel : IMethodModel
             float[] cas = g.ToHost(o.Cas), attn = g.ToHost(o.Attn);
             int k = Cfg.PoolKernel, c = Cfg.NumClasses + 1;
             return Enumerable.Range(0, rag.Count).Select(i => k > 1
-                ? (PoolHost(rag.Unpack(cas, i, c), videos[i].t, c, k), PoolHost(rag.Unpack(attn, i, 1), videos[i].t, 1, k))
+                ? (PoolHost(rag.Unpack(cas, i, c), videos[i].t, c, k),
+                    PoolHost(rag.Unpack(attn, i, 1), videos[i].t, 1, k))
                 : (rag.Unpack(cas, i, c), rag.Unpack(attn, i, 1))).ToArray();
         }
     }
