@@ -92,6 +92,54 @@ public struct ArgTopK<TMem> : IKernel where TMem : struct, IMem
     }
 }
 
+/// ArgTopK one warp per (o, j) column for long columns on a GPU, with the one-thread body's picks to the
+/// index, NaN included. The body takes, per pick, the first candidate after the previous pick in its order
+/// and then any later candidate strictly greater: so the pick is that first candidate where it is NaN
+/// (nothing compares greater), else the largest non-NaN candidate, the lowest index among equals. The lanes
+/// find both over their strided share of the column and combine them by shuffles.
+public static class ArgTopKWarp
+{
+    public static void Columns(ArrayView<float> idx, ArrayView<float> x, int outer, int n, int inner, int k,
+        int largest)
+    {
+        int col = WarpReduce.Row;
+        if (col >= outer * inner) return;            // uniform across the warp
+        int lane = Group.IdxX, w = Group.DimX;
+        int o = col / inner, j = col - o * inner;
+        long b = (long)o * n * inner + j;
+        float sign = largest != 0 ? 1f : -1f, prevV = 0f;
+        int prevI = -1;
+        for (int m = 0; m < k; m++)
+        {
+            int firstI = -1, bestI = -1;
+            float firstV = 0f, bestV = 0f;
+            for (int i = lane; i < n; i += w)
+            {
+                float v = sign * x[b + (long)i * inner];
+                if (!(prevI < 0 || v < prevV || (v == prevV && i > prevI))) continue;
+                if (firstI < 0)
+                {
+                    firstI = i;
+                    firstV = v;
+                }
+                if (!float.IsNaN(v) && (bestI < 0 || v > bestV))
+                {
+                    bestI = i;
+                    bestV = v;
+                }
+            }
+            (firstI, firstV) = WarpReduce.First(firstI, firstV, w);
+            (bestI, bestV) = WarpReduce.ArgMax(bestI, bestV, w);
+            bool nanFirst = firstI >= 0 && float.IsNaN(firstV);
+            int pick = nanFirst ? firstI : bestI;
+            float pickV = nanFirst ? firstV : bestV;
+            if (lane == 0) idx[((long)o * k + m) * inner + j] = pick;
+            prevV = pickV;
+            prevI = pick;
+        }
+    }
+}
+
 /// y[o, m, j] = x[o, idx, j]; idx = Idx[o, m, j] (PerInner=1) or Idx[o, m] (PerInner=0).
 public struct GatherAxis<TMem> : IKernel where TMem : struct, IMem
 {

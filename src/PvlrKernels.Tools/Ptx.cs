@@ -95,7 +95,7 @@ public static class Ptx
             yield return ($"GemmBlocked<{shape.Name}>", blocked.MakeGenericMethod(shape), true);
         yield return ("L2NormWarp.Rows", typeof(L2NormWarp).GetMethod(nameof(L2NormWarp.Rows))!, true);
         foreach (var warpRows in new[] { typeof(SoftmaxWarp), typeof(LayerNormWarp), typeof(ReduceWarp),
-            typeof(AttentionWarp) })
+            typeof(AttentionWarp), typeof(ArgTopKWarp) })
             foreach (var m in warpRows.GetMethods(BindingFlags.Public | BindingFlags.Static).OrderBy(m => m.Name))
                 yield return ($"{warpRows.Name}.{m.Name}", m, true);
         var align = typeof(SequenceAlignmentGroups).GetMethod(nameof(SequenceAlignmentGroups.Forward))!;

@@ -354,6 +354,25 @@ public sealed class IlgpuBackend : Backend<ViewMem>
         else Reduce(dst, src, default, (int)runs[0].n, (int)runs[1].n, 1, ReduceMode.Sum, 1f, accumulate);
     }
 
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int, int, int> topkColumns;
+
+    /// Top-k over columns of at least 16 values one warp per column (ArgTopKWarp: the body's picks).
+    public override void ArgTopK(Buf idx, Buf x, int outer, int n, int inner, int k, bool largest)
+    {
+        if (n < 16)
+        {
+            base.ArgTopK(idx, x, outer, n, inner, k, largest);
+            return;
+        }
+        ArgTopKBody(idx, x, outer, n, inner, k, largest);                 // the extent and k checks
+        long cols = (long)outer * inner;
+        topkColumns ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int, int, int>(
+            ArgTopKWarp.Columns);
+        using var _ = Profiler.Time("ArgTopKWarp", cols, this);
+        topkColumns(WarpRows(cols), V("topk", idx, cols * k), V("topk", x, cols * n), outer, n, inner, k,
+            largest ? 1 : 0);
+    }
+
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, float, int> sumRows;
 
     /// Sums of contiguous rows of at least WarpRowMin go one warp per row (ReduceWarp.SumRows).
