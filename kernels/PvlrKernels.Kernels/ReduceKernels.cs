@@ -56,6 +56,37 @@ public static class ReduceWarp
         s = WarpReduce.Sum(s, w) * scale;
         if (lane == 0) y[row] = accumulate != 0 ? y[row] + s : s;
     }
+
+    /// ReduceAxis's Max and Min modes over contiguous rows, value and (with writeIdx) index: the serial
+    /// body keeps the first value and replaces it only by a strictly greater (smaller) one, so the row's
+    /// answer is its first value where that is NaN, else the largest (smallest) non-NaN value at its lowest
+    /// index.
+    public static void ExtremeRows(ArrayView<float> y, ArrayView<float> idx, ArrayView<float> x, int rows, int n,
+        int mode, int writeIdx)
+    {
+        int row = WarpReduce.Row;
+        if (row >= rows) return;
+        int lane = Group.IdxX, w = Group.DimX;
+        long b = (long)row * n;
+        float sign = mode == ReduceMode.Max ? 1f : -1f;
+        int bestI = -1;
+        float bestV = 0f;
+        for (int i = lane; i < n; i += w)
+        {
+            float v = sign * x[b + i];
+            if (!float.IsNaN(v) && (bestI < 0 || v > bestV))
+            {
+                bestI = i;
+                bestV = v;
+            }
+        }
+        (bestI, bestV) = WarpReduce.ArgMax(bestI, bestV, w);
+        if (lane != 0) return;
+        float first = x[b];
+        bool nanFirst = float.IsNaN(first) || bestI < 0;
+        y[row] = nanFirst ? first : sign * bestV;
+        if (writeIdx != 0) idx[row] = nanFirst ? 0 : bestI;
+    }
 }
 
 /// Idx[o, m, j] = index of the m-th largest (Largest=1) or smallest x[o, :, j].

@@ -357,7 +357,7 @@ public sealed class OpTests(string backendName)
     // the cases over rows of 70 take the GPU's one-warp-per-row sum (contiguous rows, n >= 64)
     [TestCase("sum", 0, 4)] [TestCase("sum", 1, 4)] [TestCase("sum", 2, 4)] [TestCase("mean", 1, 4)]
     [TestCase("max", 1, 4)] [TestCase("min", 2, 4)] [TestCase("max", 0, 4)]
-    [TestCase("sum", 2, 70)] [TestCase("mean", 2, 70)] [TestCase("max", 2, 70)]
+    [TestCase("sum", 2, 70)] [TestCase("mean", 2, 70)] [TestCase("max", 2, 70)] [TestCase("min", 2, 70)]
     public void Reduce(string kind, int axis, int last)
     {
         int[] s = { 3, 5, last };
@@ -467,6 +467,40 @@ public sealed class OpTests(string backendName)
         Assert.That(got, Is.EqualTo(want));
         Assert.That(want.Count(v => v < 0), Is.GreaterThan(0),
             "the NaN cases reach the body's unselected (-1) outcome");
+    }
+
+    /// Max and min with their indices over contiguous rows of 70 (the GPU's one-warp-per-row form) with ties,
+    /// signed zeros, infinities and NaN, one row all NaN after its first value: the kernel body's answers.
+    [TestCase(true)] [TestCase(false)]
+    public unsafe void ExtremesMatchTheKernelBody(bool max)
+    {
+        int rows = 9, n = 70;
+        var x = Rand(new Random(33), rows * n).Select(v => MathF.Round(v * 4) / 4).ToArray();
+        float[] special = { float.NaN, -0f, 0f, float.PositiveInfinity, float.NegativeInfinity };
+        for (int i = 0; i < 60; i++) x[(i * 89) % x.Length] = special[i % special.Length];
+        x[2 * n] = float.NaN;                                          // a row whose first value is NaN
+        for (int i = 1; i < n; i++) x[3 * n + i] = float.NaN;          // a row of NaN after a number
+        var want = new float[rows];
+        var wantIdx = new float[rows];
+        int mode = max ? ReduceMode.Max : ReduceMode.Min;
+        fixed (float* xp = x, wp = want, ip = wantIdx)
+        {
+            var body = new ReduceAxis<PtrMem> { Y = new PtrMem(wp), X = new PtrMem(xp), Idx = new PtrMem(ip), N = n,
+                Inner = 1, Mode = mode, WriteIdx = 1 };
+            for (int i = 0; i < rows; i++) body.Execute(i);
+        }
+        using var xs = B.Allocate(x.Length);
+        using var ys = B.Allocate(rows);
+        using var ix = B.Allocate(rows);
+        B.Upload(xs.At(0), x);
+        B.Reduce(ys.At(0), xs.At(0), ix.At(0), rows, n, 1, mode, 1f, false);
+        var got = new float[rows];
+        var gotIdx = new float[rows];
+        B.Download(ys.At(0), got);
+        B.Download(ix.At(0), gotIdx);
+        Check.SameBits(got, want, $"{(max ? "max" : "min")} values [{backendName}]");
+        Assert.That(gotIdx, Is.EqualTo(wantIdx));
+        Assert.That(float.IsNaN(want[2]) && wantIdx[2] == 0 && !float.IsNaN(want[3]), "the NaN rules are reached");
     }
 
     /// Pairwise KL (the CPU's log table) against the kernel body run on host memory, bit for bit: two sets,

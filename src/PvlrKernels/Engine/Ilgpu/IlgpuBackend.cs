@@ -374,8 +374,9 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     }
 
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, float, int> sumRows;
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int> extremeRows;
 
-    /// Sums of contiguous rows of at least WarpRowMin go one warp per row (ReduceWarp.SumRows).
+    /// Sums, maxima and minima of contiguous rows of at least WarpRowMin go one warp per row (ReduceWarp).
     public override void Reduce(Buf y, Buf x, Buf idx, int outer, int n,
         int inner, int mode, float scale, bool accumulate)
     {
@@ -387,6 +388,17 @@ public sealed class IlgpuBackend : Backend<ViewMem>
             using var _ = Profiler.Time("ReduceWarp.SumRows", outer, this);
             sumRows(WarpRows(outer), V("reduce", y, outer), V("reduce", x, (long)outer * n), outer, n, scale,
                 accumulate ? 1 : 0);
+            return;
+        }
+        if (mode != ReduceMode.Sum && inner == 1 && n >= WarpRowMin)
+        {
+            const string op = "reduce";
+            extremeRows ??= acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int,
+                int>(ReduceWarp.ExtremeRows);
+            using var _ = Profiler.Time("ReduceWarp.ExtremeRows", outer, this);
+            var yv = V(op, y, outer);
+            extremeRows(WarpRows(outer), yv, idx.IsNone ? yv : V(op, idx, outer), V(op, x, (long)outer * n), outer, n,
+                mode, idx.IsNone ? 0 : 1);
             return;
         }
         if (mode != ReduceMode.Sum || outer != 1 || cols >= 8192 || n < 4096)
