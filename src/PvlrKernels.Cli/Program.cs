@@ -129,7 +129,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         // a method without CLIP features shares the demo set of its feature width (and ignores its CLIP files)
         int clip = cfg.ClipFeatureWidth > 0 ? cfg.ClipFeatureWidth : new DemoOptions().ClipDim;
         root = Path.Combine(root, $"F{cfg.FeatDim}-D{clip}");
-        if (!File.Exists(Path.Combine(root, ThumosDataset.FeatFile)))
+        if (!File.Exists(Path.Combine(root, WtalDataset.FeatFile)))
         {
             Console.WriteLine($"generating the demo dataset (real THUMOS14 annotations, synthetic features "
                 + $"F={cfg.FeatDim}, CLIP {clip}) in {root} ...");
@@ -194,7 +194,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         foreach (var t in runDir.RemovedTemp)
             Console.WriteLine($"removed {Path.Combine(outDir, t)}, left by an interrupted write");
         string data = o.Get("data") ?? DemoDir(cfg);
-        var ds = ThumosDataset.Load(data, o.Get("clip-features"), log: new Progress<string>(Console.WriteLine));
+        var ds = WtalDataset.Load(data, o.Get("clip-features"), log: new Progress<string>(Console.WriteLine));
         if (resume == null && ds.Ann.Classes.Length != cfg.NumClasses)
         {   // a new run takes the data's classes (a preset names THUMOS14's 20); a resumed one keeps its own
             Console.WriteLine($"{ds.Ann.Classes.Length} classes in {data} ({ds.Pack.Name}); the {cfg.Preset} preset "
@@ -260,7 +260,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
         string data = o.Get("data") ?? DemoDir(model.Config);
         // the test videos' features are read one batch at a time during the evaluation, the training
         // videos' never: no copy of the whole feature file in memory
-        var ds = ThumosDataset.Load(data, clip: false, load: _ => false);
+        var ds = WtalDataset.Load(data, clip: false, load: _ => false);
         ds.RequireTest("pvlr eval scores the test split");
         ds.RequireFeatureWidth(model.Config.FeatDim, $"the checkpoint {o.Req("checkpoint")}");
         using var g = new Graph(backend, model.Parameters);
@@ -297,7 +297,7 @@ $PVLR_JIT_PROFILE_DIR (off: none), else $XDG_CACHE_HOME/pvlr/jit or ~/.cache/pvl
                 + $"{model.Config.FeatDim})");
         if (nd.Shape[0] == 0) throw new ShapeException($"{path}: shape (0,{nd.Shape[1]}), no snippets to localize");
         var feats = nd.AsFloat(path);
-        ThumosDataset.CheckFinite(feats, path, nd.Shape[1]);
+        WtalDataset.CheckFinite(feats, path, nd.Shape[1]);
         using var g = new Graph(backend, model.Parameters);
         var name = Path.GetFileNameWithoutExtension(path);
         var (dets, _) = Inference.LocalizeVideo(model, g, name, feats, nd.Shape[0], Inference.TestConstants(model, g));

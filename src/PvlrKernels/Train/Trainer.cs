@@ -24,7 +24,7 @@ public sealed class Trainer : IDisposable
     public readonly Graph G;
     public readonly AdamOptimizer Adam;
     public readonly PhiloxSource Rng;
-    readonly ThumosDataset ds;
+    readonly WtalDataset ds;
     readonly BatchSampler sampler;
     readonly TextWriter log;
     public int Step;
@@ -32,7 +32,7 @@ public sealed class Trainer : IDisposable
     /// Draws loss.png and cas_attn_<step>.png; the CLI sets a ScottPlot one.
     public IRunPlotter Plotter { get; set; } = new MinimalPlotter();
 
-    public Trainer(MethodConfig cfg, ThumosDataset ds, Backend backend, TextWriter log = null) : this(cfg,
+    public Trainer(MethodConfig cfg, WtalDataset ds, Backend backend, TextWriter log = null) : this(cfg,
         Checked(cfg, ds).Ann.Classes, backend, log)
     {
         this.ds = ds;
@@ -43,7 +43,7 @@ public sealed class Trainer : IDisposable
     }
 
     /// What the run needs of the dataset, refused before any model memory is allocated.
-    static ThumosDataset Checked(MethodConfig cfg, ThumosDataset ds)
+    static WtalDataset Checked(MethodConfig cfg, WtalDataset ds)
     {
         ds.RequireFeatureWidth(cfg.FeatDim, $"the '{cfg.Preset}' preset");
         if (ds.ClipDim != 0 && cfg.ClipFeatureWidth != 0 && ds.ClipDim != cfg.ClipFeatureWidth)

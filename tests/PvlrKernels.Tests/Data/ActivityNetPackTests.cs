@@ -38,7 +38,7 @@ public sealed class ActivityNetPackTests
     [Test]
     public void TheDemoReadsAsTheActivityNetPack()
     {
-        var ds = ThumosDataset.Load(root, clip: false);
+        var ds = WtalDataset.Load(root, clip: false);
         Assert.That(ds.Pack, Is.SameAs(WtalcPack.ActivityNet12));
         Assert.That(ds.Ann.Classes, Has.Length.EqualTo(6));
         Assert.That((ds.Train.Count, ds.Test.Count), Is.EqualTo((30, 15)));
@@ -57,7 +57,7 @@ public sealed class ActivityNetPackTests
                 File.Copy(f, Path.Combine(ann, Path.GetFileName(f)));
             File.Copy(WtalcPack.ActivityNet12.FeatFile(root),
                 Path.Combine(flat, "ActivityNet1.2-I3D-JOINTFeatures.npy"));
-            var again = ThumosDataset.Load(flat, clip: false);
+            var again = WtalDataset.Load(flat, clip: false);
             Assert.That(again.Ann.Videos.Select(v => v.ReadFeatures()).SelectMany(x => x),
                 Is.EqualTo(ds.Ann.Videos.Select(v => v.ReadFeatures()).SelectMany(x => x)));
         }
@@ -67,7 +67,7 @@ public sealed class ActivityNetPackTests
     /// Detections over the validation videos: jittered copies of the GT (some exactly at tIoU 0.9, which
     /// CO2-Net's literal 0.90 counts and ActivityNet's linspace 0.8999999999999999 would not tell apart),
     /// wrong classes, random segments, tied scores, and training videos (no GT in the scored subset).
-    static string Predictions(ThumosDataset ds, string dir)
+    static string Predictions(WtalDataset ds, string dir)
     {
         var r = new Random(8);
         var sb = new StringBuilder("video-id,t-start,t-end,label,score\n");
@@ -97,7 +97,7 @@ public sealed class ActivityNetPackTests
     [Test]
     public void ScoringMatchesTheReferenceAtCo2NetsThresholds()
     {
-        var ds = ThumosDataset.Load(root, clip: false);
+        var ds = WtalDataset.Load(root, clip: false);
         var csv = Predictions(ds, root);
         var ann = Path.Combine(root, WtalcPack.ActivityNet12.AnnDir);
         var (rc, err, ours) = TestData.RunCli("score", "--annotations", ann, "--predictions", csv, "--json");
@@ -125,7 +125,7 @@ public sealed class ActivityNetPackTests
     [Test]
     public void TrainingEvaluatesAndKeepsTheBestByActivityNetsMean()
     {
-        var ds = ThumosDataset.Load(root, clip: false);
+        var ds = WtalDataset.Load(root, clip: false);
         var cfg = Co2NetConfig.Tiny();
         cfg.NumClasses = ds.Ann.Classes.Length;
         cfg.MaxIter = 3;
@@ -150,7 +150,7 @@ public sealed class ActivityNetPackTests
     [Test]
     public void ShortVideosAreNeitherDrawnNorRunButTheirGroundTruthCounts()
     {
-        var ds = ThumosDataset.Load(root, clip: false);
+        var ds = WtalDataset.Load(root, clip: false);
         int cut = ds.Train.Select(v => v.T).Order().ElementAt(10);
         var sampler = new BatchSampler(ds, 1, cut);
         var drawn = Enumerable.Range(0, 40).SelectMany(s => sampler.Pick(sampler.ForStep(s), 10)).ToList();
@@ -175,7 +175,7 @@ public sealed class ActivityNetPackTests
             {
                 Benchmark = WtalcPack.ActivityNet13, Videos = 30, Classes = 4, FeatDim = 8, ClipDim = 4, Seed = 9,
             });
-            var ds = ThumosDataset.Load(dir, load: v => v.IsTest);
+            var ds = WtalDataset.Load(dir, load: v => v.IsTest);
             Assert.That(ds.Pack, Is.SameAs(WtalcPack.ActivityNet13));
             Assert.That((ds.Train.Count, ds.Test.Count), Is.EqualTo((20, 10)));
             Assert.That(ds.Train.All(v => v.Subset == "train") && ds.Test.All(v => v.Subset == "val"));
@@ -186,7 +186,7 @@ public sealed class ActivityNetPackTests
                 Is.EqualTo(Npy.Load(Path.Combine(dir, "train", v0.Name + ".npy")).AsFloat()));
             Assert.That(ds.Train.Concat(ds.Test).All(v => v.Clip != null && v.ClipT == v.T), "the flat Anet_CLIP");
             File.Delete(Path.Combine(dir, "test", ds.Test[3].Name + ".npy"));
-            var e = Assert.Throws<FileNotFoundException>(() => ThumosDataset.Load(dir, clip: false));
+            var e = Assert.Throws<FileNotFoundException>(() => WtalDataset.Load(dir, clip: false));
             Assert.That(e!.Message, Does.Contain(ds.Test[3].Name).And.Contain("test video"));
         }
         finally

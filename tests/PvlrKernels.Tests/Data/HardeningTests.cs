@@ -206,7 +206,7 @@ public sealed class HardeningTests
     static string AnnotationCopy()
     {
         var dir = Tmp("ann");
-        var src = Path.Combine(TrainingTests.TinyDataDir, ThumosDataset.AnnDir);
+        var src = Path.Combine(TrainingTests.TinyDataDir, WtalDataset.AnnDir);
         Directory.CreateDirectory(dir);
         foreach (var f in Directory.GetFiles(src)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
         return dir;

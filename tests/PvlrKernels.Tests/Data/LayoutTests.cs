@@ -12,7 +12,7 @@ public sealed class LayoutTests
 {
     /// The tiny demo set rewritten in the `um` or `acm` layout under a fresh directory; the test subset
     /// loses its first video (as UM's split drops three).
-    static string Write(ThumosDataset src, string layout)
+    static string Write(WtalDataset src, string layout)
     {
         var root = Path.Combine(Path.GetTempPath(), $"pvlr-layout-{layout}-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(root);
@@ -47,11 +47,11 @@ public sealed class LayoutTests
     [TestCase("um")] [TestCase("acm")]
     public void TheSeedMethodsLayoutsLoadAsTheWtalcPack(string layout)
     {
-        var src = ThumosDataset.Load(TrainingTests.TinyDataDir);
+        var src = WtalDataset.Load(TrainingTests.TinyDataDir);
         var root = Write(src, layout);
         try
         {
-            var ds = ThumosDataset.Load(root);
+            var ds = WtalDataset.Load(root);
             Assert.That(ds.FeatureDim, Is.EqualTo(src.FeatureDim));
             Assert.That(ds.Ann.Classes,
                 Is.EqualTo(src.Ann.Classes.Where(c => ds.Ann.Videos.Any(v => v.Labels.Contains(c)))));
@@ -72,12 +72,12 @@ public sealed class LayoutTests
     [Test]
     public void AVideoOfTheSplitListMissingFromGtJsonIsNamed()
     {
-        var src = ThumosDataset.Load(TrainingTests.TinyDataDir);
+        var src = WtalDataset.Load(TrainingTests.TinyDataDir);
         var root = Write(src, "acm");
         try
         {
             File.AppendAllLines(Path.Combine(root, "split_test.txt"), ["video_test_9999999"]);
-            var e = Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root));
+            var e = Assert.Throws<DataFormatException>(() => WtalDataset.Load(root));
             Assert.That(e.Message, Does.Contain("gt.json").And.Contain("video_test_9999999"));
             var (rc, err, _) = TestData.RunCli("eval", "--method", "acmnet", "--checkpoint",
                 Path.Combine(root, "none.pth"), "--data", root);

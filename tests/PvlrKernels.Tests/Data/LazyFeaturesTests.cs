@@ -1,4 +1,4 @@
-// The feature file read lazily (Npy.Load(path, lazy: true), ThumosDataset.Load's `load`): `pvlr eval`
+// The feature file read lazily (Npy.Load(path, lazy: true), WtalDataset.Load's `load`): `pvlr eval`
 // reads each test video's features when its batch runs and never the training videos'. The values,
 // the errors and the evaluation must be those of the eager load.
 using PvlrKernels.Util;
@@ -21,7 +21,7 @@ public sealed class LazyFeaturesTests
     {
         var root = Path.Combine(Path.GetTempPath(), "pvlr-lazy-demo-" + Environment.ProcessId);
         DemoData.Generate(root, new DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = 24, MaxLength = 40 });
-        var videos = Annotations.Load(Path.Combine(root, ThumosDataset.AnnDir)).Videos;
+        var videos = Annotations.Load(Path.Combine(root, WtalDataset.AnnDir)).Videos;
         var r = new Random(11);
         var feats = videos.Select(v =>
         {
@@ -29,7 +29,7 @@ public sealed class LazyFeaturesTests
             return (new[] { t, 16 }, Enumerable.Range(0,
                 t * 16).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray());
         }).ToList();
-        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
+        AtomicFile.Write(Path.Combine(root, WtalDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
             feats));
         return root;
     });
@@ -50,9 +50,9 @@ public sealed class LazyFeaturesTests
     [Test]
     public void LazyVideosReadTheValuesOfTheEagerLoad()
     {
-        var eager = ThumosDataset.Load(MixedDataDir, clip: false);
-        var lazy = ThumosDataset.Load(MixedDataDir, clip: false, load: _ => false);
-        var items = (object[])Npy.Load(Path.Combine(MixedDataDir, ThumosDataset.FeatFile), lazy: true).Data;
+        var eager = WtalDataset.Load(MixedDataDir, clip: false);
+        var lazy = WtalDataset.Load(MixedDataDir, clip: false, load: _ => false);
+        var items = (object[])Npy.Load(Path.Combine(MixedDataDir, WtalDataset.FeatFile), lazy: true).Data;
         var nds = items.Cast<NpyArray>().ToArray();
         Assert.That(nds.Count(n => n.Lazy != null && n.Data == null), Is.GreaterThan(0),
             "some payloads stay in the file");
@@ -77,7 +77,7 @@ public sealed class LazyFeaturesTests
                 "a loaded video gives its own array");
         }
         // a partial load reads only the chosen videos
-        var test = ThumosDataset.Load(MixedDataDir, clip: false, load: v => v.Subset == "test");
+        var test = WtalDataset.Load(MixedDataDir, clip: false, load: v => v.Subset == "test");
         Assert.That(test.Ann.Videos.All(v => (v.Features != null) == (v.Subset == "test")), Is.True);
     }
 
@@ -85,15 +85,15 @@ public sealed class LazyFeaturesTests
     public void ALazyVideoIsCheckedWhenItIsRead()
     {
         var root = Copy();
-        var ds = ThumosDataset.Load(root, clip: false);
+        var ds = WtalDataset.Load(root, clip: false);
         var big = ds.Ann.Videos.First(v => v.T * 16 * 4 >= 1 << 16);
         var feats = ds.Ann.Videos.Select(x => (new[] { x.T, 16 }, x.Features)).ToList();
         feats[big.Index].Features[big.T * 16 - 3] = float.PositiveInfinity;
-        var path = Path.Combine(root, ThumosDataset.FeatFile);
+        var path = Path.Combine(root, WtalDataset.FeatFile);
         AtomicFile.Write(path, s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
-        Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root, clip: false)).Message,
+        Assert.That(Assert.Throws<DataFormatException>(() => WtalDataset.Load(root, clip: false)).Message,
             Does.Contain(big.Name).And.Contain("non-finite"));
-        var lazy = ThumosDataset.Load(root, clip: false, load: _ => false);             // not read yet: no error
+        var lazy = WtalDataset.Load(root, clip: false, load: _ => false);             // not read yet: no error
         var v = lazy.Ann.Videos[big.Index];
         var e = Assert.Throws<DataFormatException>(() => v.ReadFeatures());
         Assert.That(e.Message,
@@ -113,16 +113,16 @@ public sealed class LazyFeaturesTests
     public void ANonFiniteValueMetDuringTheEvaluationIsNamed()
     {
         var root = Copy();
-        var ds = ThumosDataset.Load(root, clip: false);
+        var ds = WtalDataset.Load(root, clip: false);
         var cfg = PvlrConfig.Tiny();
         cfg.InferRows = 4000;
         var batch = Inference.Batches(ds.Test, cfg.InferRows).First(b => b.Count >= 3);
         var feats = ds.Ann.Videos.Select(x => (new[] { x.T, 16 }, x.Features)).ToList();
         foreach (var v in new[] { batch[2], batch[1] }) feats[v.Index].Features[v.T * 16 - 1] = float.NaN;
-        var path = Path.Combine(root, ThumosDataset.FeatFile);
+        var path = Path.Combine(root, WtalDataset.FeatFile);
         AtomicFile.Write(path, s => NumpyPickle.WriteObjectArrayOfFloat32(s, feats));
-        var lazy = ThumosDataset.Load(root, clip: false, load: _ => false);
-        using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), new Engine.CpuBackend(),
+        var lazy = WtalDataset.Load(root, clip: false, load: _ => false);
+        using var tr = new Trainer(cfg, WtalDataset.Load(TrainingTests.TinyDataDir), new Engine.CpuBackend(),
             TextWriter.Null);
         for (int rep = 0; rep < 3; rep++)
         {
@@ -137,25 +137,25 @@ public sealed class LazyFeaturesTests
     public void ParallelLoadsNameTheFirstBadVideo()
     {
         var root = Copy(TrainingTests.TinyDataDir);
-        var ds = ThumosDataset.Load(root);
+        var ds = WtalDataset.Load(root);
         var feats = ds.Ann.Videos.Select(x => (new[] { x.T, 16 }, x.Features)).ToList();
         foreach (int i in new[] { 20, 2, 13 }) feats[i].Features[1] = float.NaN;
-        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
+        AtomicFile.Write(Path.Combine(root, WtalDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
             feats));
         for (int rep = 0; rep < 5; rep++)
-            Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message,
+            Assert.That(Assert.Throws<DataFormatException>(() => WtalDataset.Load(root)).Message,
                 Does.Contain(ds.Ann.Videos[2].Name + ":"));
         foreach (int i in new[] { 20, 2, 13 }) feats[i].Features[1] = 0f;
-        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
+        AtomicFile.Write(Path.Combine(root, WtalDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
             feats));
         var clips = ds.Ann.Videos.Where(v => v.Clip != null).ToList();
         foreach (int i in new[] { 9, 3, 7 })
             File.WriteAllBytes(Path.Combine(root, "Thumos14_CLIP", clips[i].Subset == "validation" ? "train" : "test",
                 clips[i].Name + ".npy"), new byte[] { 1, 2, 3 });
         for (int rep = 0; rep < 5; rep++)
-            Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message,
+            Assert.That(Assert.Throws<DataFormatException>(() => WtalDataset.Load(root)).Message,
                 Does.Contain(clips[3].Name + ".npy"));
-        Assert.That(ThumosDataset.Load(root, clip: false).Ann.Videos.All(v => v.Features != null), Is.True,
+        Assert.That(WtalDataset.Load(root, clip: false).Ann.Videos.All(v => v.Features != null), Is.True,
             "without CLIP the load succeeds");
     }
 
@@ -167,9 +167,9 @@ public sealed class LazyFeaturesTests
                 foreach (var bad in new[] { float.NaN, float.PositiveInfinity, float.NegativeInfinity })
                 {
                     var a = Enumerable.Range(0, n).Select(i => i % 3 == 0 ? -0f : (float)(-3e38 * i / n)).ToArray();
-                    Assert.DoesNotThrow(() => ThumosDataset.CheckFinite(a, "x"));
+                    Assert.DoesNotThrow(() => WtalDataset.CheckFinite(a, "x"));
                     a[at] = bad;
-                    var e = Assert.Throws<DataFormatException>(() => ThumosDataset.CheckFinite(a, "x"));
+                    var e = Assert.Throws<DataFormatException>(() => WtalDataset.CheckFinite(a, "x"));
                     Assert.That(e.Message, Does.Contain($"element {at}"), $"n {n}, {bad} at {at}");
                 }
     }

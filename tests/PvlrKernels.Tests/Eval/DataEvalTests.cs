@@ -341,7 +341,7 @@ public sealed class DataEvalTests
             var root = Tmp();
             Assert.That(DemoData.Generate(root, new DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = n,
                 MaxLength = 8 }), Is.EqualTo(n));
-            var ds = ThumosDataset.Load(root);
+            var ds = WtalDataset.Load(root);
             Assert.That(ds.Train.Select(v => v.Name).ToArray(),
                 Is.EqualTo(all.Where(v => v.Subset == "validation").Take(train).Select(v => v.Name).ToArray()),
                 $"{n} videos");
@@ -362,45 +362,45 @@ public sealed class DataEvalTests
     {
         var root = Tmp();
         int n = DemoData.Generate(root, new DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = 412, MaxLength = 24 });
-        var ds = ThumosDataset.Load(root);
+        var ds = WtalDataset.Load(root);
         Assert.That(ds.Ann.Videos, Has.Count.EqualTo(n));
         Assert.That(ds.FeatureDim, Is.EqualTo(16));
         Assert.That(ds.ClipDim, Is.EqualTo(8));
         Assert.That(ds.Train.All(v => v.T is > 0 and <= 24 && v.Features.Length == v.T * 16), Is.True);
         // the object arrays our writer produces read back identically (annotations too)
-        var segs = (object[])Npy.Load(Path.Combine(root, ThumosDataset.AnnDir, "segments.npy")).Data;
+        var segs = (object[])Npy.Load(Path.Combine(root, WtalDataset.AnnDir, "segments.npy")).Data;
         Assert.That(segs.Length, Is.EqualTo(n));
 
         // a NaN feature names the file and the video
         var v = ds.Ann.Videos[3];
         var feats = ds.Ann.Videos.Select(x => (new[] { x.T, 16 }, x.Features)).ToList();
         feats[3].Features[5] = float.NaN;
-        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
+        AtomicFile.Write(Path.Combine(root, WtalDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
             feats));
-        var ex = Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root));
+        var ex = Assert.Throws<DataFormatException>(() => WtalDataset.Load(root));
         Assert.That(ex.Message, Does.Contain(v.Name).And.Contain("non-finite"));
         // a shape mismatch (wrong width) names the video
         feats[3] = (new[] { v.T, 12 }, new float[v.T * 12]);
-        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
+        AtomicFile.Write(Path.Combine(root, WtalDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
             feats));
-        Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message,
+        Assert.That(Assert.Throws<DataFormatException>(() => WtalDataset.Load(root)).Message,
             Does.Contain(v.Name).And.Contain("width 12"));
         // an empty video
         feats[3] = (new[] { 0, 16 }, Array.Empty<float>());
-        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
+        AtomicFile.Write(Path.Combine(root, WtalDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
             feats));
-        Assert.That(Assert.Throws<DataFormatException>(() => ThumosDataset.Load(root)).Message,
+        Assert.That(Assert.Throws<DataFormatException>(() => WtalDataset.Load(root)).Message,
             Does.Contain(v.Name).And.Contain("empty"));
         // a missing CLIP file of a training video
         feats[3] = (new[] { v.T, 16 }, new float[v.T * 16]);
-        AtomicFile.Write(Path.Combine(root, ThumosDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
+        AtomicFile.Write(Path.Combine(root, WtalDataset.FeatFile), s => NumpyPickle.WriteObjectArrayOfFloat32(s,
             feats));
         var train = ds.Train[0];
         File.Delete(Path.Combine(root, "Thumos14_CLIP", "train", train.Name + ".npy"));
-        Assert.That(Assert.Throws<FileNotFoundException>(() => ThumosDataset.Load(root)).Message,
+        Assert.That(Assert.Throws<FileNotFoundException>(() => WtalDataset.Load(root)).Message,
             Does.Contain(train.Name));
         // evaluation reads no CLIP features at all
-        var noClip = ThumosDataset.Load(root, clip: false);
+        var noClip = WtalDataset.Load(root, clip: false);
         Assert.That(noClip.ClipDim, Is.EqualTo(0));
         Assert.That(noClip.Ann.Videos.All(x => x.Clip == null), Is.True);
         Assert.That(noClip.Test.Select(x => x.Features), Is.EqualTo(ds.Test.Select(x => x.Features)));

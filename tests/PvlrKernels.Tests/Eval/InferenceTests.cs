@@ -24,7 +24,7 @@ public sealed class InferenceTests(string backendName)
         var cfg = PvlrConfig.Tiny();
         cfg.InferRows = 15;
         cfg.WinogradTile = winograd;
-        using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
+        using var tr = new Trainer(cfg, WtalDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
         var r = new Random(3);
         var videos = new[] { 1, 7, 12, 3 }.Select((t, i) => new Video
         {
@@ -62,7 +62,7 @@ public sealed class InferenceTests(string backendName)
     public void TestTimeForwardReleasesItsIntermediates()
     {
         var cfg = PvlrConfig.Tiny(); cfg.WinogradTile = 0;                  // both ways the same direct convolutions
-        using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
+        using var tr = new Trainer(cfg, WtalDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
         var r = new Random(5);
         int t = 400;
         var x = Enumerable.Range(0, t * cfg.FeatDim).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray();
@@ -117,11 +117,11 @@ public sealed class InferenceTests(string backendName)
     {
         var cfg = PvlrConfig.Tiny();
         cfg.InferRows = 600;
-        var loaded = ThumosDataset.Load(LazyFeaturesTests.MixedDataDir, clip: false);
-        var lazy = ThumosDataset.Load(LazyFeaturesTests.MixedDataDir, clip: false, load: _ => false);
+        var loaded = WtalDataset.Load(LazyFeaturesTests.MixedDataDir, clip: false);
+        var lazy = WtalDataset.Load(LazyFeaturesTests.MixedDataDir, clip: false, load: _ => false);
         Assert.That(Inference.Batches(lazy.Test, cfg.InferRows).Count(b => b.Count > 1), Is.GreaterThan(0),
             "batches of several videos");
-        using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
+        using var tr = new Trainer(cfg, WtalDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
         var want = Inference.Evaluate(tr.Model, tr.G, loaded.Ann, loaded.Test);
         var reports = new List<string>();
         var got = Inference.Evaluate(tr.Model, tr.G, lazy.Ann, lazy.Test, reports.Add, TimeSpan.Zero);
@@ -157,9 +157,9 @@ public sealed class InferenceTests(string backendName)
     {
         var cfg = PvlrConfig.Tiny();
         cfg.InferRows = 100;
-        var lazy = ThumosDataset.Load(WideDataDir, clip: false, load: _ => false);
+        var lazy = WtalDataset.Load(WideDataDir, clip: false, load: _ => false);
         Assert.That(lazy.FeatureDim, Is.EqualTo(2 * cfg.FeatDim));
-        using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
+        using var tr = new Trainer(cfg, WtalDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
         var e = Assert.Throws<ShapeException>(() => Inference.Evaluate(tr.Model, tr.G, lazy.Ann, lazy.Test));
         Assert.That(e!.Message, Does.Match(@"^video_test_\d+: features hold \d+ values, expected \(T=\d+, 16\)"));
     }
@@ -168,7 +168,7 @@ public sealed class InferenceTests(string backendName)
     public void EmptyVideoAndShortFeaturesAreNamed()
     {
         var cfg = PvlrConfig.Tiny();
-        using var tr = new Trainer(cfg, ThumosDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
+        using var tr = new Trainer(cfg, WtalDataset.Load(TrainingTests.TinyDataDir), B, TextWriter.Null);
         var text = Inference.TestConstants(tr.Model, tr.G);
         var e = Assert.Throws<ShapeException>(() => Inference.Signals(tr.Model, tr.G, new[] { ("ok",
             new float[2 * cfg.FeatDim], 2), ("video_test_0000004", Array.Empty<float>(), 0) }, text));

@@ -66,7 +66,7 @@ public sealed class FtclTests(string backend)
     public void BatchesArePairsOfEqualAndDisjointLabels()
     {
         if (backend != "cpu") Assert.Ignore("host-side sampling");
-        var ds = ThumosDataset.Load(TrainingTests.TinyDataDir);
+        var ds = WtalDataset.Load(TrainingTests.TinyDataDir);
         var sampler = new BatchSampler(ds, 0);
         var labels = ds.Train.Select(v => ds.Labels(v)).ToArray();
         var pairs = sampler.LabelPairs();
@@ -119,7 +119,7 @@ public sealed class FtclTests(string backend)
     public void TrainsOnTheTinyDemoFromAnAcmNetStart()
     {
         if (backend != "cpu") Assert.Ignore("one backend is enough for a training run");
-        var ds = ThumosDataset.Load(TrainingTests.TinyDataDir);
+        var ds = WtalDataset.Load(TrainingTests.TinyDataDir);
         var acm = MethodRegistry.Get("acmnet");
         var dir = Path.Combine(Path.GetTempPath(), "pvlr-ftclinit-" + Guid.NewGuid().ToString("N")[..8]);
         var acmCfg = (Methods.AcmNet.AcmNetConfig)acm.Preset("tiny");

@@ -61,7 +61,7 @@ public static class MethodChecks
         Action<Trainer> prepare = null) where TConfig : MethodConfig
     {
         if (backend != "cpu") Assert.Ignore("one backend is enough for a training run");
-        var ds = ThumosDataset.Load(TrainingTests.TinyDataDir);
+        var ds = WtalDataset.Load(TrainingTests.TinyDataDir);
         var cfg = (TConfig)method.Preset("tiny");
         cfg.Lr = 3e-3f;
         cfg.MaxIter = 30;

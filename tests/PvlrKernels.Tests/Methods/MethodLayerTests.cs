@@ -124,7 +124,7 @@ public sealed class MethodLayerTests
     [Test]
     public void ASecondMethodTrainsCheckpointsAndEvaluatesThroughTheSharedLoop()
     {
-        var ds = ThumosDataset.Load(TrainingTests.TinyDataDir);
+        var ds = WtalDataset.Load(TrainingTests.TinyDataDir);
         var cfg = MethodRegistry.Get(MilMethod.Id).Preset("tiny");
         var dir = Tmp();
         var log = new StringWriter();

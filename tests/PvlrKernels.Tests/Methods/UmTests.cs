@@ -73,7 +73,7 @@ public sealed class UmTests(string backend)
         {
             Assert.That((model is UmModel, step), Is.EqualTo((true, 30)));
             // pvlr infer writes UM's detections, already in seconds, as seconds
-            var video = ThumosDataset.Load(TrainingTests.TinyDataDir).Test.First(v => v.T > 20);
+            var video = WtalDataset.Load(TrainingTests.TinyDataDir).Test.First(v => v.T > 20);
             var feats = video.ReadFeatures();
             var npy = Path.Combine(dir, "v.npy");
             Npy.Save(npy, feats, video.T, tr.Cfg.FeatDim);
@@ -96,7 +96,7 @@ public sealed class UmTests(string backend)
     public void BatchesAreShuffledEpochs()
     {
         if (backend != "cpu") Assert.Ignore("host-side sampling");
-        var ds = ThumosDataset.Load(TrainingTests.TinyDataDir);
+        var ds = WtalDataset.Load(TrainingTests.TinyDataDir);
         var sampler = new BatchSampler(ds, 0);
         int n = ds.Train.Count, b = 16, t = 8, perEpoch = (n + b - 1) / b;
         var feats = new float[b * t * ds.FeatureDim];

@@ -162,7 +162,7 @@ public sealed class CheckpointTests
         cfg.WinogradTile = 4;
         cfg.SigTInfer = 0.05f;
         var data = DataFor(cfg);
-        var classes = Annotations.Load(Path.Combine(data, ThumosDataset.AnnDir)).Classes;
+        var classes = Annotations.Load(Path.Combine(data, WtalDataset.AnnDir)).Classes;
         string st = Tmp(".safetensors"), pth = Tmp(".pth"), back = Tmp(".safetensors");
         using (var b = new CpuBackend())
         {
@@ -285,7 +285,7 @@ public sealed class CheckpointTests
             "--device", "cpu");
         Assert.That(rc, Is.EqualTo(1));
         Assert.That(err,
-            Does.Contain($"{Path.Combine(InferenceTests.WideDataDir, ThumosDataset.FeatFile)}: feature width 32, the "
+            Does.Contain($"{Path.Combine(InferenceTests.WideDataDir, WtalDataset.FeatFile)}: feature width 32, the "
                 + $"checkpoint {ckpt} expects 16"));
     }
 }

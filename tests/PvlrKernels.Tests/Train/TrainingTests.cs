@@ -21,7 +21,7 @@ public sealed class TrainingTests
     });
     /// The tiny demo dataset (F=16, CLIP 8, at most 40 snippets per video), generated once per test run.
     public static string TinyDataDir => Root.Value;
-    static readonly Lazy<ThumosDataset> Data = new(() => ThumosDataset.Load(TinyDataDir));
+    static readonly Lazy<WtalDataset> Data = new(() => WtalDataset.Load(TinyDataDir));
 
     static float[] Run(int steps, out Trainer trainer)
     {
@@ -272,7 +272,7 @@ public sealed class TrainingTests
     {
         var root = Path.Combine(Path.GetTempPath(), $"pvlr-notest-{Guid.NewGuid():N}");
         DemoData.Generate(root, new DemoOptions { FeatDim = 16, ClipDim = 8, MaxVideos = 1, MaxLength = 24 });
-        var noTest = ThumosDataset.Load(root);
+        var noTest = WtalDataset.Load(root);
         Assert.That(noTest.Test, Is.Empty);
         var e = Assert.Throws<DataFormatException>(() => new Trainer(PvlrConfig.Tiny(), noTest, new CpuBackend(),
             TextWriter.Null));

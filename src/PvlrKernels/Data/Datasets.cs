@@ -1,3 +1,5 @@
+// The datasets of weakly supervised temporal action localization: videos, their video-level labels and
+// ground-truth segments, their snippet features (WtalDataset), the training batches (BatchSampler).
 // THUMOS14 in the W-TALC / CO2-Net / PVLR layout (PVLR's wsad_dataset.py):
 //   <data>/Thumos14reduced-Annotations/{classlist,videoname,subset,duration,labels,labels_all,segments}.npy
 //   <data>/Thumos14reduced-Annotations/Ambiguous_test.txt
@@ -78,7 +80,7 @@ public sealed class Video
     public int ClipT;
     NpyArray source; string sourceName;                     // where Features are read on demand, when not loaded
 
-    /// Features whose reading is left for later (ThumosDataset.Load's `load`): ReadFeatures reads them.
+    /// Features whose reading is left for later (WtalDataset.Load's `load`): ReadFeatures reads them.
     internal void ReadLater(NpyArray nd, string name)
     {
         source = nd;
@@ -103,7 +105,7 @@ public sealed class Video
         if (Features != null) return Features;
         var dst = buffer.AsMemory(checked((int)offset), checked(T * StoredWidth));
         source.ReadInto(dst.Span, sourceName);
-        ThumosDataset.CheckFinite(dst.Span, sourceName, StoredWidth);
+        WtalDataset.CheckFinite(dst.Span, sourceName, StoredWidth);
         return dst;
     }
 
@@ -205,7 +207,9 @@ public sealed class Annotations
     public IEnumerable<Video> Test => Videos.Where(v => v.IsTest);
 }
 
-public sealed class ThumosDataset
+/// A dataset on disk in one of the layouts above: its annotations, its training and test videos, their
+/// feature widths.
+public sealed class WtalDataset
 {
     public Annotations Ann;
     public List<Video> Train, Test;
@@ -224,14 +228,14 @@ public sealed class ThumosDataset
     /// `load`: the videos whose features are read now (default all). The others keep their shape and
     /// their place in the file, and Video.ReadFeatures reads them when they are needed: `pvlr eval` reads
     /// each test video during the evaluation and never reads the training videos' features.
-    public static ThumosDataset Load(string root, string clipRoot = null, bool clip = true,
+    public static WtalDataset Load(string root, string clipRoot = null, bool clip = true,
         IProgress<string> log = null, Func<Video, bool> load = null)
     {
         var pack = WtalcPack.In(root);
         if (!Directory.Exists(Path.Combine(root, pack.AnnDir)) && File.Exists(Path.Combine(root, GtJsonLayout.GtFile)))
             return GtJsonLayout.Load(root, clip ? clipRoot : null, log);
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var ds = new ThumosDataset { Root = root, Ann = Annotations.Load(Path.Combine(root, pack.AnnDir), pack) };
+        var ds = new WtalDataset { Root = root, Ann = Annotations.Load(Path.Combine(root, pack.AnnDir), pack) };
         var featPath = pack.FeatFile(root);
         log?.Report($"reading {featPath}");
         var items = pack.PerVideoFeatures ? PerVideo(ds, root) : PackFile(ds, featPath);
@@ -279,7 +283,7 @@ public sealed class ThumosDataset
     }
 
     /// The W-TALC pack's object array of per-video features, one entry per annotated video.
-    static object[] PackFile(ThumosDataset ds, string featPath)
+    static object[] PackFile(WtalDataset ds, string featPath)
     {
         var feats = Npy.Load(featPath, lazy: true);
         if (feats.Data is not object[] items)
@@ -293,7 +297,7 @@ public sealed class ThumosDataset
 
     /// Per-video feature files, <root>/train/<video>.npy for training videos and <root>/test/<video>.npy for
     /// test videos (PVLR src/anet/wsad_dataset.py:116-118), opened lazily; null for the other videos.
-    static object[] PerVideo(ThumosDataset ds, string root)
+    static object[] PerVideo(WtalDataset ds, string root)
     {
         var videos = ds.Ann.Videos;
         var items = new object[videos.Count];
@@ -313,7 +317,7 @@ public sealed class ThumosDataset
     /// The CLIP features of the training (required) and test (optional) videos, under clipRoot/{train,test}
     /// (or in clipRoot itself for a pack with FlatClip):
     /// the files read on every core, then checked in file order (the first bad video is the one named).
-    internal static void LoadClip(ThumosDataset ds, string clipRoot)
+    internal static void LoadClip(WtalDataset ds, string clipRoot)
     {
         var videos = ds.Ann.Videos.Where(v => v.IsTrain || v.IsTest).ToArray();
         var read = new (string path, NpyArray nd, Exception failed)[videos.Length];
@@ -397,13 +401,13 @@ public sealed class ThumosDataset
 /// at step s samples exactly the batches the uninterrupted run would have.
 public sealed class BatchSampler
 {
-    readonly ThumosDataset ds;
+    readonly WtalDataset ds;
     readonly int seed;
     readonly List<Video>[] byClass;
     readonly List<Video> train;
 
     /// `shortVideo`: training videos of at most this many snippets are never drawn (MethodConfig.ShortVideo).
-    public BatchSampler(ThumosDataset ds, int seed, int shortVideo = 0)
+    public BatchSampler(WtalDataset ds, int seed, int shortVideo = 0)
     {
         this.ds = ds;
         this.seed = seed;
@@ -616,7 +620,7 @@ public static class GtJsonLayout
     public const string GtFile = "gt.json";
 
     /// `clipRoot`: PVLR's per-video CLIP features under clipRoot/{train,test}, when given.
-    public static ThumosDataset Load(string root, string clipRoot = null, IProgress<string> log = null)
+    public static WtalDataset Load(string root, string clipRoot = null, IProgress<string> log = null)
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();
         string gtPath = Path.Combine(root, GtFile);
@@ -657,7 +661,7 @@ public static class GtJsonLayout
         ann.Videos.AddRange(videos);
         var amb = Path.Combine(root, "Ambiguous_test.txt");
         if (File.Exists(amb)) ann.Ambiguous = Annotations.ReadAmbiguous(amb);
-        var ds = new ThumosDataset { Root = root, Ann = ann };
+        var ds = new WtalDataset { Root = root, Ann = ann };
         bool split = Directory.Exists(Path.Combine(root, "features"));
         Engine.CpuPool.ForOrdered(videos.Count, i =>
         {
@@ -694,7 +698,7 @@ public static class GtJsonLayout
                 (t, w, f) = (nd.Shape[0], nd.Shape[1], nd.AsFloat(path));
             }
             if (t == 0) throw new DataFormatException($"{root}: video {v.Name} is empty (T = 0)");
-            ThumosDataset.CheckFinite(f, $"{root}: video {v.Name}", w);
+            WtalDataset.CheckFinite(f, $"{root}: video {v.Name}", w);
             v.T = t;
             v.Features = f;
         });
@@ -704,7 +708,7 @@ public static class GtJsonLayout
                 + $"{odd.Features.Length / odd.T}, the first video {ds.FeatureDim}");
         if (ds.FeatureDim % 2 != 0)
             throw new DataFormatException($"{root}: feature width {ds.FeatureDim} must be even (RGB | flow)");
-        if (clipRoot != null) ThumosDataset.LoadClip(ds, clipRoot);
+        if (clipRoot != null) WtalDataset.LoadClip(ds, clipRoot);
         ds.FeatureSource = split ? Path.Combine(root, "features") : root;
         ds.Train = ann.Train.ToList();
         ds.Test = ann.Test.ToList();
