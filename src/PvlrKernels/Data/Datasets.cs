@@ -447,7 +447,16 @@ public sealed class BatchSampler
     public List<Video> SampleEpoch(long step, int batch, int t, float[] feats, float[] clip, float[] labels,
         Methods.Resampling resample = Methods.Resampling.Perturb)
     {
-        int n = train.Count, perEpoch = (n + batch - 1) / batch;
+        var rows = EpochBatch(step, batch, train.Count).Select(i => train[i]).ToList();
+        Fill(ForStep(step), rows, t, feats, clip, labels, resample);
+        return rows;
+    }
+
+    /// The indices of `step`'s batch in an epoch order over n items: each epoch a fresh permutation
+    /// (Fisher-Yates, seeded by (seed, epoch)) cut into batches of `batch`, the last one smaller.
+    IEnumerable<int> EpochBatch(long step, int batch, int n)
+    {
+        int perEpoch = (n + batch - 1) / batch;
         long epoch = step / perEpoch;
         int at = (int)(step % perEpoch) * batch;
         var order = Enumerable.Range(0, n).ToArray();
@@ -457,9 +466,7 @@ public sealed class BatchSampler
             int j = shuffle.Next(i + 1);
             (order[i], order[j]) = (order[j], order[i]);
         }
-        var rows = order.Skip(at).Take(batch).Select(i => train[i]).ToList();
-        Fill(ForStep(step), rows, t, feats, clip, labels, resample);
-        return rows;
+        return order.Skip(at).Take(batch);
     }
 
     List<(int first, int second)> pairs;
@@ -501,17 +508,7 @@ public sealed class BatchSampler
         Methods.Resampling resample = Methods.Resampling.AcmRandom)
     {
         var list = LabelPairs();
-        int n = list.Count, perEpoch = (n + batch - 1) / batch;
-        long epoch = step / perEpoch;
-        int at = (int)(step % perEpoch) * batch;
-        var order = Enumerable.Range(0, n).ToArray();
-        var shuffle = ForStep(-1 - epoch);
-        for (int i = n - 1; i > 0; i--)
-        {
-            int j = shuffle.Next(i + 1);
-            (order[i], order[j]) = (order[j], order[i]);
-        }
-        var chosen = order.Skip(at).Take(batch).Select(i => list[i]).ToList();
+        var chosen = EpochBatch(step, batch, list.Count).Select(i => list[i]).ToList();
         var ids = chosen.Select(p => p.first).Concat(chosen.Select(p => p.second)).ToList();
         var rows = ids.Select(i => train[i]).ToList();
         Fill(null, rows, t, feats, clip, labels, resample, k => Frozen(ids[k], t, resample));
