@@ -56,6 +56,14 @@ public sealed record WtalcPack(string Name, string TrainSubset, string TestSubse
         return File.Exists(nested) || !File.Exists(flat) ? nested : flat;
     }
 
+    /// A per-video file in the layouts that split by role: <dir>/{train,test}/<video>.npy.
+    public static string SplitFile(string dir, Video v) => Path.Combine(dir, v.IsTrain ? "train" : "test",
+        v.Name + ".npy");
+
+    /// A video's CLIP feature file under clipRoot: in one folder (FlatClip) or split by role.
+    public string ClipFile(string clipRoot, Video v) =>
+        FlatClip ? Path.Combine(clipRoot, v.Name + ".npy") : SplitFile(clipRoot, v);
+
     /// The pack whose annotation folder root holds (THUMOS14 where none does: its messages then name it).
     public static WtalcPack In(string root) =>
         All.FirstOrDefault(p => Directory.Exists(Path.Combine(root, p.AnnDir))) ?? Thumos14;
@@ -243,7 +251,7 @@ public sealed class WtalDataset
         {
             var v = ds.Ann.Videos[i];
             if (pack.PerVideoFeatures && items[i] == null) continue;         // neither a training nor a test video
-            if (pack.PerVideoFeatures) featPath = Path.Combine(root, v.IsTrain ? "train" : "test", v.Name + ".npy");
+            if (pack.PerVideoFeatures) featPath = WtalcPack.SplitFile(root, v);
             var nd = items[i] as NpyArray
                 ?? throw new DataFormatException($"{featPath}: entry {i} ({v.Name}) is not an array");
             if (nd.Shape.Length != 2)
@@ -305,7 +313,7 @@ public sealed class WtalDataset
         {
             var v = videos[i];
             if (!v.IsTrain && !v.IsTest) return;
-            var path = Path.Combine(root, v.IsTrain ? "train" : "test", v.Name + ".npy");
+            var path = WtalcPack.SplitFile(root, v);
             if (!File.Exists(path))
                 throw new FileNotFoundException($"{path}: the features of {(v.IsTrain ? "training" : "test")} "
                     + $"video {v.Name} are missing", path);
@@ -323,8 +331,7 @@ public sealed class WtalDataset
         var read = new (string path, NpyArray nd, Exception failed)[videos.Length];
         Parallel.For(0, videos.Length, i =>
         {
-            var cp = ds.Pack.FlatClip ? Path.Combine(clipRoot, videos[i].Name + ".npy")
-                : Path.Combine(clipRoot, videos[i].IsTrain ? "train" : "test", videos[i].Name + ".npy");
+            var cp = ds.Pack.ClipFile(clipRoot, videos[i]);
             try { read[i] = (cp, File.Exists(cp) ? Npy.Load(cp) : null, null); } catch (Exception e) { read[i] = (cp,
                 null, e); }
         });
@@ -688,7 +695,7 @@ public static class GtJsonLayout
             }
             else
             {
-                var path = Path.Combine(root, dir, v.Name + ".npy");
+                var path = WtalcPack.SplitFile(root, v);
                 var nd = Npy.Load(path);
                 if (nd.Shape.Length != 2)
                     throw new DataFormatException($"{path}: shape {Engine.Tensor.ShapeStr(nd.Shape)}, expected (T, F)");

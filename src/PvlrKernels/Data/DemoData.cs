@@ -159,19 +159,14 @@ public static class DemoData
                     z[i * dc + j] = (float)s + 0.5f * o.Noise * N();
                 }
             }
-            if (pack.PerVideoFeatures && (v.IsTrain || v.IsTest))
+            void Save(string path, float[] data, int width)
             {
-                var fdir = Path.Combine(root, v.IsTrain ? "train" : "test");
-                Directory.CreateDirectory(fdir);
-                Npy.Save(Path.Combine(fdir, v.Name + ".npy"), x, t, f);
+                Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                Npy.Save(path, data, t, width);
             }
+            if (pack.PerVideoFeatures && (v.IsTrain || v.IsTest)) Save(WtalcPack.SplitFile(root, v), x, f);
             else feats.Add((new[] { t, f }, x));
-            if (v.IsTrain || v.IsTest)
-            {
-                var dir = pack.FlatClip ? clipRoot : Path.Combine(clipRoot, v.IsTrain ? "train" : "test");
-                Directory.CreateDirectory(dir);
-                Npy.Save(Path.Combine(dir, v.Name + ".npy"), z, t, dc);
-            }
+            if (v.IsTrain || v.IsTest) Save(pack.ClipFile(clipRoot, v), z, dc);
         }
         if (videos.Count < ann.Videos.Count) TrimAnnotations(annDir, videos.Select(v => v.Index).ToArray());
         if (!pack.PerVideoFeatures)

@@ -54,6 +54,13 @@ public abstract class Backend : IDisposable
         Upload(dst, stage);
     }
 
+    /// n floats at b lie inside b's storage (a host transfer's range); else the op and the range are named.
+    protected static void CheckRange(string op, Buf b, long n)
+    {
+        long off = b.Offset, size = b.Storage.Length;
+        if (off < 0 || off + n > size) throw new ShapeException($"{op}: [{off}, {off + n}) outside {size}");
+    }
+
     protected static void CheckColumns(Buf dst, ReadOnlyMemory<float> src, int rows, int srcWidth, int from, int width)
     {
         long off = dst.Offset, end = off + (long)rows * width;

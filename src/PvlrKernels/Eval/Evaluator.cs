@@ -27,7 +27,8 @@ public sealed class EvalResult
     public double SumMap01_07 => Thresholds.Select((t, i) => (t, i)).Where(x => x.t <= 0.7 + 1e-9).Sum(x => Map[x.i]);
 
     /// ActivityNet's thresholds (0.5 and up): mAP@0.5, 0.75, 0.95 and their mean over all ten.
-    public bool ActivityNet => Thresholds.Min() >= 0.5 - 1e-9;
+    public bool ActivityNet => IsActivityNet(Thresholds);
+    static bool IsActivityNet(double[] thresholds) => thresholds.Min() >= 0.5 - 1e-9;
 
     /// The average a result is quoted by: mAP@0.1:0.7 on THUMOS, mAP@0.5:0.95 on ActivityNet.
     public (string name, double value) Headline =>
@@ -36,9 +37,12 @@ public sealed class EvalResult
     /// What a training run keeps its best checkpoint by (a key for best.json, and the value): THUMOS the sum
     /// of mAP@0.1:0.7 (PVLR main.py), ActivityNet the mean of mAP@0.5:0.95 (CO2-Net main.py:80, PVLR
     /// src/anet/main.py:168).
-    public (string key, string name, double value) Selection => ActivityNet
-        ? ("avg_map_0.5_0.95", "mean of mAP@0.5:0.95", Map.Average())
-        : ("sum_map_0.1_0.7", "sum of mAP@0.1:0.7", SumMap01_07);
+    public (string key, double value) Selection =>
+        (SelectionKey(Thresholds), ActivityNet ? Map.Average() : SumMap01_07);
+
+    /// Selection's key for a benchmark evaluated at `thresholds` (what a resumed run reads from best.json).
+    public static string SelectionKey(double[] thresholds) =>
+        IsActivityNet(thresholds) ? "avg_map_0.5_0.95" : "sum_map_0.1_0.7";
 
     public string Table()
     {

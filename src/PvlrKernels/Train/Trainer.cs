@@ -234,7 +234,7 @@ public sealed class Trainer : IDisposable
             var b = Data.Malformed.Guard(bestPath,
                 () => System.Text.Json.JsonSerializer.Deserialize<Dictionary<string,
                     double>>(File.ReadAllText(bestPath)));
-            string key = ds.Pack.Thresholds.Min() >= 0.5 ? "best_avg_map_0.5_0.95" : "best_sum_map_0.1_0.7";
+            string key = "best_" + EvalResult.SelectionKey(ds.Pack.Thresholds);
             if (b.TryGetValue("best_step", out var bstep) && bstep < Step && done.Contains((int)bstep)
                 && b.TryGetValue(key, out var bsum) && bsum > BestSum)
                 (BestSum, BestStep) = (bsum, (int)bstep);

@@ -97,12 +97,6 @@ public sealed unsafe partial class CpuBackend : Backend<PtrMem>
     /// The address of a place in host memory.
     static float* P(Buf b) => S(b.Storage).Ptr + b.Offset;
 
-    static void CheckRange(string op, Buf b, long n)
-    {
-        long off = b.Offset, size = b.Storage.Length;
-        if (off < 0 || off + n > size) throw new ShapeException($"{op}: [{off}, {off + n}) outside {size}");
-    }
-
     public override void Upload(Buf dst, ReadOnlySpan<float> src)
     {
         CheckRange("upload", dst, src.Length);

@@ -100,12 +100,6 @@ public sealed class IlgpuBackend : Backend<ViewMem>
     /// The n floats at a place, as a device view.
     static ArrayView<float> View(Buf b, long n) => S(b.Storage).Buffer.View.BaseView.SubView(b.Offset, n);
 
-    static void CheckRange(string op, Buf b, long n)
-    {
-        long off = b.Offset, size = b.Storage.Length;
-        if (off < 0 || off + n > size) throw new ShapeException($"{op}: [{off}, {off + n}) outside {size}");
-    }
-
     public override void Upload(Buf dst, ReadOnlySpan<float> src)
     {
         CheckRange("upload", dst, src.Length);
